@@ -1,0 +1,119 @@
+"""``mobilenas show NAME_OR_PATH``: an architecture's blocks, parameters, MACs and notation."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from mobilenas.cliutil import ArgumentParser, add_json_flag, positive_int, print_json, run_main
+from mobilenas.space.arch import Architecture, block_contexts, conv_output_size
+from mobilenas.space.cost import architecture_cost, block_cost, head_cost, stem_cost
+from mobilenas.space.io import load_architecture
+from mobilenas.space.references import REFERENCES
+from mobilenas.space.search_space import SPACES, get_space
+
+
+def build_parser(prog: str) -> ArgumentParser:
+    parser = ArgumentParser(
+        prog=prog,
+        description="Print an architecture's blocks, parameters, MACs and block notation.",
+        epilog=(
+            f"NAME_OR_PATH is a reference ({', '.join(REFERENCES)}; add @0.75 for a width multiplier), "
+            "an architecture JSON file, a best.json/refined.json, or a notation string. "
+            f"'mobilenas show --space {'|'.join(SPACES)}' lists a search space's decisions."
+        ),
+    )
+    parser.add_argument("arch", nargs="?", metavar="NAME_OR_PATH", help="the architecture to show")
+    parser.add_argument("--input-size", type=positive_int, default=224, help="square input resolution for MACs (default: 224)")
+    parser.add_argument("--num-classes", type=positive_int, default=None, help="replace the classifier's class count")
+    parser.add_argument("--space", default=None, help="also show the architecture's decisions in this space (mnasnet, mobilenetv3 or a space .json)")
+    add_json_flag(parser)
+    return parser
+
+
+def summary(arch: Architecture, input_size: int = 224) -> dict[str, Any]:
+    """The ``--json`` payload: ``architecture``, ``notation``, ``params``, ``macs`` (+ details)."""
+    cost = architecture_cost(arch, input_size)
+    return {
+        "architecture": arch.to_dict(),
+        "notation": arch.to_notation(),
+        "params": cost.params,
+        "macs": cost.macs,
+        "input_size": input_size,
+        "fingerprint": arch.fingerprint(),
+    }
+
+
+def _format_count(n: int) -> str:
+    return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}K"
+
+
+def block_table(arch: Architecture, input_size: int) -> list[str]:
+    rows = [("layer", "type", "k", "s", "in", "exp", "out", "se", "act", "skip", "size", "params", "MACs")]
+    stem = arch.stem
+    stem_size = conv_output_size(input_size, stem.stride)
+    c = stem_cost(arch, input_size)
+    rows.append(("stem", "conv", str(stem.kernel_size), str(stem.stride), str(stem.in_channels), "-", str(stem.out_channels), "-", stem.activation, "-", f"{stem_size}", _format_count(c.params), _format_count(c.macs)))
+    contexts = block_contexts(arch, input_size)
+    for ctx in contexts:
+        b = ctx.block
+        c = block_cost(b, ctx.in_channels, ctx.in_size)
+        rows.append((
+            f"stages[{ctx.stage}][{ctx.index}]", b.type, str(b.kernel_size), str(b.stride), str(ctx.in_channels),
+            str(b.expanded_channels or "-"), str(b.out_channels), str(b.se_channels or "-"), b.activation,
+            "yes" if b.skip else "-", f"{ctx.out_size}", _format_count(c.params), _format_count(c.macs),
+        ))
+    h = arch.head
+    c = head_cost(arch, contexts[-1].out_size)
+    hidden = f"->{h.hidden_channels}" if h.hidden_channels else ""
+    rows.append(("head", "conv+fc", "1", "1", str(arch.last_channels), "-", f"{h.conv_channels}{hidden}->{h.num_classes}", "-", h.activation, "-", "1", _format_count(c.params), _format_count(c.macs)))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  ".join(cell.rjust(w) if i >= 2 else cell.ljust(w) for i, (cell, w) in enumerate(zip(r, widths, strict=True))) for r in rows]
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "mobilenas show") -> int:
+    return run_main(lambda a: _main(a, prog), argv, prog)
+
+
+def _main(argv: Sequence[str] | None, prog: str) -> int:
+    args = build_parser(prog).parse_args(argv)
+    if args.arch is None:
+        if args.space is None:
+            build_parser(prog).error("give an architecture (NAME_OR_PATH) or --space NAME")
+        space = get_space(args.space)
+        if args.json:
+            print_json({"space": space.to_dict(), "size": space.size(), "decisions": [{"path": d.path, "options": list(d.options)} for d in space.decisions]})
+            return 0
+        print(f"space {space.name}: {len(space.decisions)} decisions, {space.size():.3e} index vectors")
+        for d in space.decisions:
+            print(f"  {d.path:<26} {', '.join(map(str, d.options))}")
+        return 0
+    arch = load_architecture(args.arch, num_classes=args.num_classes)
+    payload = summary(arch, args.input_size)
+    encoding = None
+    if args.space:
+        space = get_space(args.space, num_classes=arch.head.num_classes)
+        try:
+            encoding = dict(zip(space.paths(), (space.decisions[i].options[j] for i, j in enumerate(space.encode(arch))), strict=True))
+            payload["space"] = {"name": space.name, "decisions": encoding}
+        except ValueError as error:
+            payload["space"] = {"name": space.name, "error": str(error)}
+    if args.json:
+        print_json(payload)
+        return 0
+    print(f"{args.arch}  (fingerprint {payload['fingerprint']})")
+    print(f"parameters {payload['params']:,}   MACs {payload['macs'] / 1e6:.1f}M at {args.input_size}x{args.input_size}   blocks {arch.num_blocks}")
+    print()
+    for line in block_table(arch, args.input_size):
+        print(line)
+    print()
+    print(f"notation: {payload['notation']}")
+    if args.space:
+        print()
+        if encoding is None:
+            print(f"not in space {args.space}: {payload['space']['error']}")
+        else:
+            print(f"in space {args.space}:")
+            for path, value in encoding.items():
+                print(f"  {path:<26} {value}")
+    return 0

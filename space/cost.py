@@ -1,0 +1,96 @@
+"""Parameters and multiply-accumulates computed from the value alone, without torch.
+
+Conventions (the usual ones for the MobileNet family): parameters are trainable tensors
+(convolution weights, batch-norm scale and shift, SE and linear weights with their biases;
+batch-norm running statistics are buffers, not parameters). MACs count convolutions and linear
+layers only (``out_elements * in_channels / groups * k * k``); batch norm, activations, pooling,
+the SE scaling and residual additions are not counted. The tests check both against the built
+module, and MobileNetV2's 300M MACs at 224x224.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mobilenas.space.arch import Architecture, Block, conv_output_size
+
+
+@dataclass(frozen=True)
+class Cost:
+    params: int
+    macs: int
+
+    def __add__(self, other: Cost) -> Cost:
+        return Cost(self.params + other.params, self.macs + other.macs)
+
+
+ZERO = Cost(0, 0)
+
+
+def conv_cost(in_channels: int, out_channels: int, kernel_size: int, groups: int, out_size: int, *, bias: bool = False, bn: bool = True) -> Cost:
+    weights = out_channels * (in_channels // groups) * kernel_size * kernel_size
+    params = weights + (out_channels if bias else 0) + (2 * out_channels if bn else 0)
+    return Cost(params, weights * out_size * out_size)
+
+
+def se_cost(channels: int, squeeze: int) -> Cost:
+    reduce = conv_cost(channels, squeeze, 1, 1, 1, bias=True, bn=False)
+    expand = conv_cost(squeeze, channels, 1, 1, 1, bias=True, bn=False)
+    return reduce + expand
+
+
+def block_cost(block: Block, in_channels: int, in_size: int) -> Cost:
+    """Cost of one block given its input channels and (square) input size."""
+    out_size = conv_output_size(in_size, block.stride)
+    k = block.kernel_size
+    if block.type == "conv":
+        cost = conv_cost(in_channels, block.out_channels, k, 1, out_size)
+        mid = block.out_channels
+    else:
+        cost = ZERO
+        mid = in_channels
+        if block.type == "ir":
+            assert block.expanded_channels is not None
+            mid = block.expanded_channels
+            cost += conv_cost(in_channels, mid, 1, 1, in_size)
+        cost += conv_cost(mid, mid, k, mid, out_size)
+    if block.se_channels:
+        cost += se_cost(mid, block.se_channels)
+    if block.type != "conv":
+        cost += conv_cost(mid, block.out_channels, 1, 1, out_size)
+    return cost
+
+
+def stem_cost(arch: Architecture, input_size: int) -> Cost:
+    stem = arch.stem
+    return conv_cost(stem.in_channels, stem.out_channels, stem.kernel_size, 1, conv_output_size(input_size, stem.stride))
+
+
+def head_cost(arch: Architecture, feature_size: int) -> Cost:
+    head = arch.head
+    cost = conv_cost(arch.last_channels, head.conv_channels, 1, 1, feature_size)
+    features = head.conv_channels
+    if head.hidden_channels:
+        cost += conv_cost(features, head.hidden_channels, 1, 1, 1, bias=True, bn=False)
+        features = head.hidden_channels
+    return cost + conv_cost(features, head.num_classes, 1, 1, 1, bias=True, bn=False)
+
+
+def architecture_cost(arch: Architecture, input_size: int = 224) -> Cost:
+    """Total parameters and MACs at a square ``input_size`` input (parameters do not depend on it)."""
+    size = conv_output_size(input_size, arch.stem.stride)
+    total = stem_cost(arch, input_size)
+    in_channels = arch.stem.out_channels
+    for _, _, block in arch.blocks():
+        total += block_cost(block, in_channels, size)
+        size = conv_output_size(size, block.stride)
+        in_channels = block.out_channels
+    return total + head_cost(arch, size)
+
+
+def count_params(arch: Architecture) -> int:
+    return architecture_cost(arch).params
+
+
+def count_macs(arch: Architecture, input_size: int = 224) -> int:
+    return architecture_cost(arch, input_size).macs

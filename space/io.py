@@ -1,0 +1,65 @@
+"""Resolve what a user typed into an :class:`Architecture`.
+
+Accepted everywhere an architecture is asked for (``mobilenas show``, ``nas-latency measure``,
+``nas-train``, ``netadapt refine``):
+
+* a reference name, optionally with a width multiplier: ``mobilenetv2``, ``mobilenetv3-small@0.75``;
+* a JSON file holding an architecture, or a result file (``best.json``, ``refined.json``) with an
+  ``architecture`` key;
+* the one-line block notation (``stem_k3_s2_c16_nhs | ... | head_...``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from mobilenas.errors import SpecError
+from mobilenas.space.arch import Architecture
+from mobilenas.space.references import REFERENCES, reference
+
+
+def architecture_from_obj(data: Any, where: str) -> Architecture:
+    """An architecture from parsed JSON: the architecture itself or a result with ``architecture``."""
+    if isinstance(data, dict) and "architecture" in data and "stem" not in data:
+        inner = data["architecture"]
+        if isinstance(inner, str):
+            if "|" in inner:
+                return Architecture.from_notation(inner)
+            raise ValueError(f"{where}: its architecture {inner!r} is a cell of a tabular space, not a network mobilenas can build")
+        data = inner
+    try:
+        return Architecture.from_dict(data)
+    except SpecError as error:
+        raise SpecError(f"{where}: {error.path}" if error.path else where, error.message) from None
+
+
+def load_architecture(spec: str | Path, *, num_classes: int | None = None) -> Architecture:
+    """Resolve a reference name, a JSON file or a notation string (see the module docstring)."""
+    text = str(spec).strip()
+    if "|" in text:
+        arch = Architecture.from_notation(text)
+    elif text.split("@")[0] in REFERENCES:
+        arch = reference(text)
+    else:
+        path = Path(text)
+        if not path.exists():
+            raise ValueError(
+                f"{text!r} is neither a reference ({', '.join(REFERENCES)}), a notation string, nor an existing JSON file"
+            )
+        if path.is_dir():
+            for candidate in ("best.json", "refined.json"):
+                if (path / candidate).is_file():
+                    path = path / candidate
+                    break
+            else:
+                raise ValueError(f"{text!r} is a directory without a best.json or refined.json; give an architecture JSON file")
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}: not valid JSON ({error.msg} at line {error.lineno})") from None
+        arch = architecture_from_obj(data, str(path))
+    if num_classes is not None and arch.head.num_classes != num_classes:
+        arch = arch.with_num_classes(num_classes)
+    return arch

@@ -1,0 +1,254 @@
+"""Reference architectures as values, one named row per block, each citing what it transcribes.
+
+Golden parameter counts (1000 classes), checked in the tests against the built module:
+MobileNetV2 1.0 = 3,504,872; MNASNet 1.0 (MnasNet-B1) = 4,383,312; MobileNetV3-Large =
+5,483,032; MobileNetV3-Small = 2,542,856 (torchvision's published counts). MnasNet-A1 has no
+torchvision model; the paper reports 3.9M parameters and timm's ``mnasnet_a1`` 3.89M, which the
+tests check to within 0.5%.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+from mobilenas.space.arch import Architecture, Block, Head, Stem, make_divisible
+
+# ---------------------------------------------------------------- helpers
+
+
+def _ir(k: int, s: int, in_channels: int, expanded: int, out: int, act: str, se: int = 0) -> Block:
+    skip = s == 1 and in_channels == out
+    return Block("ir", k, s, out, act, expanded_channels=expanded, se_channels=se, skip=skip)
+
+
+def _ds(k: int, s: int, in_channels: int, out: int, act: str, se: int = 0) -> Block:
+    return Block("ds", k, s, out, act, se_channels=se, skip=s == 1 and in_channels == out)
+
+
+def _mbv3_se(expanded: int) -> int:
+    # torchvision MobileNetV3: SqueezeExcitation(expanded, _make_divisible(expanded // 4, 8))
+    return make_divisible(expanded // 4, 8)
+
+
+# ---------------------------------------------------------------- MobileNetV2
+
+
+def mobilenetv2(num_classes: int = 1000) -> Architecture:
+    """MobileNetV2 1.0 (Sandler et al. 2018, Table 2): t, c, n, s rows; ReLU6 everywhere."""
+    act = "relu6"
+    rows = [  # (expansion t, out channels c, repeats n, stride s)  -- Table 2
+        (1, 16, 1, 1),
+        (6, 24, 2, 2),
+        (6, 32, 3, 2),
+        (6, 64, 4, 2),
+        (6, 96, 3, 1),
+        (6, 160, 3, 2),
+        (6, 320, 1, 1),
+    ]
+    in_channels = 32
+    stages = []
+    for t, c, n, s in rows:
+        blocks = []
+        for i in range(n):
+            stride = s if i == 0 else 1
+            if t == 1:
+                blocks.append(_ds(3, stride, in_channels, c, act))
+            else:
+                blocks.append(_ir(3, stride, in_channels, in_channels * t, c, act))
+            in_channels = c
+        stages.append(tuple(blocks))
+    return Architecture(
+        stem=Stem(32, act),
+        stages=tuple(stages),
+        head=Head(1280, num_classes, act, dropout=0.2),
+        se_gate="sigmoid",
+    )
+
+
+# ---------------------------------------------------------------- MnasNet
+
+
+def _mnasnet(rows: list[tuple[str, int, int, int, int, int, float]], num_classes: int) -> Architecture:
+    """rows: (op, kernel, expansion, out, repeats, stride, se_ratio); SE width from the block input."""
+    act = "relu"
+    in_channels = 32
+    stages = []
+    for op, k, e, c, n, s, se_ratio in rows:
+        blocks = []
+        for i in range(n):
+            stride = s if i == 0 else 1
+            # MnasNet's official code: num_reduced_filters = max(1, int(input_filters * se_ratio))
+            se = max(1, int(in_channels * se_ratio)) if se_ratio else 0
+            if op == "ds":
+                blocks.append(_ds(k, stride, in_channels, c, act, se))
+            else:
+                blocks.append(_ir(k, stride, in_channels, in_channels * e, c, act, se))
+            in_channels = c
+        stages.append(tuple(blocks))
+    return Architecture(
+        stem=Stem(32, act),
+        stages=tuple(stages),
+        head=Head(1280, num_classes, act, dropout=0.2),
+        se_gate="sigmoid",
+    )
+
+
+def mnasnet_a1(num_classes: int = 1000) -> Architecture:
+    """MnasNet-A1 (Tan et al. 2019, Figure 7(a)); SE ratio 0.25 of the block input."""
+    return _mnasnet(
+        [  # (op, kernel, expansion, out, repeats, stride, se_ratio)
+            ("ds", 3, 1, 16, 1, 1, 0.0),  # SepConv (k3x3)
+            ("ir", 3, 6, 24, 2, 2, 0.0),  # MBConv6 (k3x3) x2
+            ("ir", 5, 3, 40, 3, 2, 0.25),  # MBConv3 (k5x5), SE x3
+            ("ir", 3, 6, 80, 4, 2, 0.0),  # MBConv6 (k3x3) x4
+            ("ir", 3, 6, 112, 2, 1, 0.25),  # MBConv6 (k3x3), SE x2
+            ("ir", 5, 6, 160, 3, 2, 0.25),  # MBConv6 (k5x5), SE x3
+            ("ir", 3, 6, 320, 1, 1, 0.0),  # MBConv6 (k3x3) x1
+        ],
+        num_classes,
+    )
+
+
+def mnasnet_b1(num_classes: int = 1000) -> Architecture:
+    """MnasNet-B1 as torchvision's MNASNet 1.0 (Tan et al. 2019, Figure 7 / Appendix, no SE)."""
+    return _mnasnet(
+        [  # (op, kernel, expansion, out, repeats, stride, se_ratio) -- torchvision _stack() calls
+            ("ds", 3, 1, 16, 1, 1, 0.0),
+            ("ir", 3, 3, 24, 3, 2, 0.0),
+            ("ir", 5, 3, 40, 3, 2, 0.0),
+            ("ir", 5, 6, 80, 3, 2, 0.0),
+            ("ir", 3, 6, 96, 2, 1, 0.0),
+            ("ir", 5, 6, 192, 4, 2, 0.0),
+            ("ir", 3, 6, 320, 1, 1, 0.0),
+        ],
+        num_classes,
+    )
+
+
+# ---------------------------------------------------------------- MobileNetV3
+
+
+def _mobilenetv3(stage_rows: list[list[tuple[int, int, int, bool, str, int]]], head_conv: int, hidden: int, num_classes: int) -> Architecture:
+    """stage_rows: per stage (kernel, expanded, out, se, activation, stride) as in the paper's tables."""
+    in_channels = 16
+    stages = []
+    for rows in stage_rows:
+        blocks = []
+        for k, expanded, out, se, act_code, s in rows:
+            act = "hswish" if act_code == "HS" else "relu"
+            se_channels = _mbv3_se(expanded) if se else 0
+            if expanded == in_channels:  # torchvision: no expand conv when exp size == input
+                blocks.append(_ds(k, s, in_channels, out, act, se_channels))
+            else:
+                blocks.append(_ir(k, s, in_channels, expanded, out, act, se_channels))
+            in_channels = out
+        stages.append(tuple(blocks))
+    return Architecture(
+        stem=Stem(16, "hswish"),
+        stages=tuple(stages),
+        head=Head(head_conv, num_classes, "hswish", hidden_channels=hidden, dropout=0.2),
+        se_gate="hardsigmoid",
+    )
+
+
+def mobilenetv3_large(num_classes: int = 1000) -> Architecture:
+    """MobileNetV3-Large (Howard et al. 2019, Table 1): kernel, exp size, out, SE, NL, stride."""
+    return _mobilenetv3(
+        [
+            [(3, 16, 16, False, "RE", 1)],
+            [(3, 64, 24, False, "RE", 2), (3, 72, 24, False, "RE", 1)],
+            [(5, 72, 40, True, "RE", 2), (5, 120, 40, True, "RE", 1), (5, 120, 40, True, "RE", 1)],
+            [(3, 240, 80, False, "HS", 2), (3, 200, 80, False, "HS", 1), (3, 184, 80, False, "HS", 1), (3, 184, 80, False, "HS", 1)],
+            [(3, 480, 112, True, "HS", 1), (3, 672, 112, True, "HS", 1)],
+            [(5, 672, 160, True, "HS", 2), (5, 960, 160, True, "HS", 1), (5, 960, 160, True, "HS", 1)],
+        ],
+        head_conv=960,
+        hidden=1280,
+        num_classes=num_classes,
+    )
+
+
+def mobilenetv3_small(num_classes: int = 1000) -> Architecture:
+    """MobileNetV3-Small (Howard et al. 2019, Table 2): kernel, exp size, out, SE, NL, stride."""
+    return _mobilenetv3(
+        [
+            [(3, 16, 16, True, "RE", 2)],
+            [(3, 72, 24, False, "RE", 2), (3, 88, 24, False, "RE", 1)],
+            [(5, 96, 40, True, "HS", 2), (5, 240, 40, True, "HS", 1), (5, 240, 40, True, "HS", 1)],
+            [(5, 120, 48, True, "HS", 1), (5, 144, 48, True, "HS", 1)],
+            [(5, 288, 96, True, "HS", 2), (5, 576, 96, True, "HS", 1), (5, 576, 96, True, "HS", 1)],
+        ],
+        head_conv=576,
+        hidden=1024,
+        num_classes=num_classes,
+    )
+
+
+REFERENCES: dict[str, Callable[..., Architecture]] = {
+    "mobilenetv2": mobilenetv2,
+    "mnasnet-a1": mnasnet_a1,
+    "mnasnet-b1": mnasnet_b1,
+    "mobilenetv3-large": mobilenetv3_large,
+    "mobilenetv3-small": mobilenetv3_small,
+}
+
+PUBLISHED_PARAMS = {
+    "mobilenetv2": 3_504_872,
+    "mnasnet-b1": 4_383_312,
+    "mobilenetv3-large": 5_483_032,
+    "mobilenetv3-small": 2_542_856,
+}
+
+
+def reference(name: str, num_classes: int = 1000) -> Architecture:
+    """A reference architecture by name (``mobilenetv2``, ``mnasnet-a1``, ...).
+
+    A width multiplier may follow ``@``: ``mobilenetv2@0.75`` is :func:`scale_width` applied.
+    """
+    base, _, width = name.partition("@")
+    if base not in REFERENCES:
+        raise ValueError(f"unknown reference {base!r}; choose one of {', '.join(REFERENCES)}")
+    arch = REFERENCES[base](num_classes)
+    if width:
+        try:
+            multiplier = float(width)
+        except ValueError:
+            raise ValueError(f"{name!r}: the width multiplier after '@' must be a number, like mobilenetv2@0.75") from None
+        arch = scale_width(arch, multiplier)
+    return arch
+
+
+def scale_width(arch: Architecture, multiplier: float, divisor: int = 8) -> Architecture:
+    """Scale every channel count by ``multiplier``, rounded with :func:`make_divisible`.
+
+    Stem, expanded, output and SE widths all scale; the head's 1x1 conv and hidden layer scale
+    only up, never down (MobileNetV2's rule for its last 1280 channels, which keeps the classifier
+    wide for small multipliers). Identity skips stay where shapes still allow them.
+    """
+    if not multiplier > 0:
+        raise ValueError(f"width multiplier must be positive, got {multiplier}")
+
+    def scale(channels: int) -> int:
+        return make_divisible(channels * multiplier, divisor)
+
+    in_channels = scale(arch.stem.out_channels)
+    stem = dataclasses.replace(arch.stem, out_channels=in_channels)
+    stages = []
+    for stage in arch.stages:
+        blocks = []
+        for block in stage:
+            out = scale(block.out_channels)
+            expanded = scale(block.expanded_channels) if block.expanded_channels else None
+            se = make_divisible(block.se_channels * multiplier, divisor) if block.se_channels else 0
+            skip = block.skip and block.stride == 1 and in_channels == out
+            blocks.append(dataclasses.replace(block, out_channels=out, expanded_channels=expanded, se_channels=se, skip=skip))
+            in_channels = out
+        stages.append(tuple(blocks))
+    up = max(1.0, multiplier)
+    head = dataclasses.replace(
+        arch.head,
+        conv_channels=make_divisible(arch.head.conv_channels * up, divisor),
+        hidden_channels=make_divisible(arch.head.hidden_channels * up, divisor) if arch.head.hidden_channels else None,
+    )
+    return dataclasses.replace(arch, stem=stem, stages=tuple(stages), head=head)

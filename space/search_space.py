@@ -1,0 +1,603 @@
+"""Search spaces: immutable values made of ordered categorical decisions.
+
+A :class:`SearchSpace` is separate from the architectures it describes. It is a fixed skeleton
+(stem, head, and per stage a base width, base depth and stride, MobileNetV2-style) plus, per
+stage, a set of fields that are either *decided* (several options) or *fixed* (one value). Each
+decision has a stable, readable path (``stage3.kernel_size``; stages are numbered from 1 as in
+the MnasNet paper) and ordered options. Within a stage every layer shares the stage's choices
+(MnasNet's factorized hierarchical space); the stride applies to the first layer.
+
+Stage fields:
+
+====================  ======================================================================
+``conv_op``           ``conv`` (regular), ``ds`` (depthwise-separable), ``ir_e{r}`` (MBConv
+                      with expansion ratio r); exclusive with ``expansion_ratio``
+``expansion_ratio``   MBConv expansion; 1 builds a ``ds`` block (no 1x1 expansion, as
+                      torchvision and timm build MobileNetV3's expansion-1 blocks)
+``kernel_size``       3, 5 or 7
+``se_ratio``          0 (no SE) or a ratio; the squeeze width follows the space's ``se_rule``
+``activation``        ``relu``, ``relu6`` or ``hswish``
+``skip``              ``identity`` (residual wherever shapes allow) or ``none``
+``width_multiplier``  output channels = make_divisible(base width * multiplier, 8)
+``num_layers``        the stage's depth (options are absolute counts)
+====================  ======================================================================
+
+``se_rule``: ``input`` squeezes to ``max(1, int(block input * ratio))`` (MnasNet's official code);
+``expanded`` to ``make_divisible(SE channels * ratio, 8)`` (MobileNetV3).
+
+Because several index vectors can decode to the same network (a width multiplier that rounds to
+the same channel count; ``skip`` on a stage whose only layer cannot have a residual), ``encode``
+returns the first matching option; ``decode(encode(a)) == a`` always holds for an ``a`` in the
+space.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from mobilenas.errors import SpecError
+from mobilenas.space.arch import (
+    ACTIVATIONS,
+    KERNEL_SIZES,
+    SE_GATES,
+    Architecture,
+    Block,
+    Head,
+    Stem,
+    _build,
+    _check_keys,
+    _expect_mapping,
+    diff,
+    make_divisible,
+)
+
+SPACE_SCHEMA_VERSION = 1
+FIELDS = ("conv_op", "expansion_ratio", "kernel_size", "se_ratio", "activation", "skip", "width_multiplier", "num_layers")
+SE_RULES = ("input", "expanded")
+SKIP_OPTIONS = ("identity", "none")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One categorical decision: a stable path and its ordered options (JSON scalars)."""
+
+    path: str
+    options: tuple[Any, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "options", tuple(self.options))
+        if not self.options:
+            raise SpecError(self.path, "a decision needs at least one option")
+
+    def index(self, value: Any) -> int:
+        for i, option in enumerate(self.options):
+            if _same_option(option, value):
+                return i
+        raise SpecError(self.path, f"{value!r} is not one of {', '.join(str(o) for o in self.options)}")
+
+
+def _same_option(option: Any, value: Any) -> bool:
+    numeric = (int, float)
+    if isinstance(option, bool) or isinstance(value, bool):
+        return type(option) is type(value) and option == value
+    if isinstance(option, numeric) and isinstance(value, numeric):
+        return math.isclose(option, value, rel_tol=1e-9, abs_tol=1e-12)
+    return bool(option == value)
+
+
+def _parse_conv_op(path: str, value: Any) -> tuple[str, float | None]:
+    if value in ("conv", "ds"):
+        return str(value), None
+    if isinstance(value, str) and value.startswith("ir_e"):
+        try:
+            ratio = float(value[4:])
+        except ValueError:
+            ratio = -1.0
+        if ratio > 0:
+            return "ir", ratio
+    raise SpecError(path, f"{value!r} is not a conv op; use conv, ds or ir_e<ratio> (e.g. ir_e6)")
+
+
+def _validate_field(path: str, name: str, value: Any) -> None:
+    if name == "conv_op":
+        _parse_conv_op(path, value)
+    elif name == "expansion_ratio":
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 1:
+            raise SpecError(path, f"an expansion ratio must be a number >= 1, got {value!r}")
+    elif name == "kernel_size":
+        if value not in KERNEL_SIZES or isinstance(value, bool):
+            raise SpecError(path, f"{value!r} is not one of {', '.join(map(str, KERNEL_SIZES))}")
+    elif name == "se_ratio":
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+            raise SpecError(path, f"an SE ratio must be a number in [0, 1], got {value!r}")
+    elif name == "activation":
+        if value not in ACTIVATIONS:
+            raise SpecError(path, f"{value!r} is not one of {', '.join(ACTIVATIONS)}")
+    elif name == "skip":
+        if value not in SKIP_OPTIONS:
+            raise SpecError(path, f"{value!r} is not one of {', '.join(SKIP_OPTIONS)}")
+    elif name == "width_multiplier":
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise SpecError(path, f"a width multiplier must be a positive number, got {value!r}")
+    elif name == "num_layers":
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise SpecError(path, f"a layer count must be a whole number >= 1, got {value!r}")
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One stage of the skeleton: base width, base depth, first-layer stride, and its fields.
+
+    ``choices`` maps a field to its options (a decision); ``fixed`` maps a field to one value.
+    Every field in :data:`FIELDS` except one of ``conv_op``/``expansion_ratio`` must be given,
+    exactly once, in one of the two.
+    """
+
+    base_channels: int
+    base_layers: int
+    stride: int
+    choices: tuple[tuple[str, tuple[Any, ...]], ...]
+    fixed: tuple[tuple[str, Any], ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "choices", tuple((k, tuple(v)) for k, v in (self.choices.items() if isinstance(self.choices, Mapping) else self.choices)))
+        object.__setattr__(self, "fixed", tuple((k, v) for k, v in (self.fixed.items() if isinstance(self.fixed, Mapping) else self.fixed)))
+        for name in ("base_channels", "base_layers"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise SpecError(name, f"expected a whole number >= 1, got {value!r}")
+        if self.stride not in (1, 2):
+            raise SpecError("stride", f"{self.stride!r} is not one of 1, 2")
+        given = [k for k, _ in self.choices] + [k for k, _ in self.fixed]
+        for name in given:
+            if name not in FIELDS:
+                raise SpecError(name, f"unknown stage field (known: {', '.join(FIELDS)})")
+            if given.count(name) > 1:
+                raise SpecError(name, "given twice (as a choice and fixed, or twice)")
+        required = [f for f in FIELDS if f not in ("conv_op", "expansion_ratio")]
+        for name in required:
+            if name not in given:
+                raise SpecError(name, "missing: every stage must decide or fix it")
+        if ("conv_op" in given) == ("expansion_ratio" in given):
+            raise SpecError("conv_op", "give exactly one of conv_op and expansion_ratio")
+        for name, options in self.choices:
+            if not options:
+                raise SpecError(name, "a decision needs at least one option")
+            for i, value in enumerate(options):
+                _validate_field(f"{name}[{i}]", name, value)
+        for name, value in self.fixed:
+            _validate_field(name, name, value)
+
+    @classmethod
+    def of(cls, base_channels: int, base_layers: int, stride: int, choices: Mapping[str, Sequence[Any]], fixed: Mapping[str, Any] | None = None) -> StageSpec:
+        """Build from mappings (``{"kernel_size": (3, 5)}``) rather than tuples of pairs."""
+        return cls(base_channels, base_layers, stride, tuple((k, tuple(v)) for k, v in choices.items()), tuple((fixed or {}).items()))
+
+    def fields(self) -> dict[str, tuple[Any, ...]]:
+        """Every field with its options (fixed fields have one), in canonical order."""
+        merged = {k: v for k, v in self.choices} | {k: (v,) for k, v in self.fixed}
+        return {name: merged[name] for name in FIELDS if name in merged}
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """A named space: skeleton (stem, stages, head, SE gate and rule) plus decisions."""
+
+    name: str
+    stem: Stem
+    stages: tuple[StageSpec, ...]
+    head: Head
+    se_gate: str = "sigmoid"
+    se_rule: str = "input"
+    divisor: int = 8
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "stages", tuple(self.stages))
+        if not self.stages:
+            raise SpecError("stages", "a space needs at least one stage")
+        if self.se_gate not in SE_GATES:
+            raise SpecError("se_gate", f"{self.se_gate!r} is not one of {', '.join(SE_GATES)}")
+        if self.se_rule not in SE_RULES:
+            raise SpecError("se_rule", f"{self.se_rule!r} is not one of {', '.join(SE_RULES)}")
+        decisions = []
+        for i, stage in enumerate(self.stages, start=1):
+            for name, options in stage.choices:
+                decisions.append(Decision(f"stage{i}.{name}", options))
+        # Decisions are ordered stage by stage, fields in canonical order within a stage.
+        order = {f"stage{i}.{name}": (i, FIELDS.index(name)) for i, s in enumerate(self.stages, 1) for name, _ in s.choices}
+        decisions.sort(key=lambda d: order[d.path])
+        object.__setattr__(self, "_decisions", tuple(decisions))
+
+    # ----------------------------------------------------------------- decisions
+
+    @property
+    def decisions(self) -> tuple[Decision, ...]:
+        return self._decisions  # type: ignore[attr-defined]
+
+    def size(self) -> int:
+        """Number of distinct index vectors (the product of option counts)."""
+        return math.prod(len(d.options) for d in self.decisions)
+
+    def paths(self) -> list[str]:
+        return [d.path for d in self.decisions]
+
+    def check_indices(self, indices: Sequence[int]) -> tuple[int, ...]:
+        indices = tuple(int(i) for i in indices)
+        if len(indices) != len(self.decisions):
+            raise SpecError("indices", f"expected {len(self.decisions)} indices for space {self.name!r}, got {len(indices)}")
+        for decision, index in zip(self.decisions, indices, strict=True):
+            if not 0 <= index < len(decision.options):
+                raise SpecError(decision.path, f"index {index} out of range 0..{len(decision.options) - 1}")
+        return indices
+
+    def values(self, indices: Sequence[int]) -> dict[str, Any]:
+        """Decision path -> chosen option."""
+        indices = self.check_indices(indices)
+        return {d.path: d.options[i] for d, i in zip(self.decisions, indices, strict=True)}
+
+    # ----------------------------------------------------------------- decoding
+
+    def stage_blocks(self, stage_index: int, values: Mapping[str, Any], in_channels: int) -> tuple[Block, ...]:
+        """The blocks of stage ``stage_index`` (0-based) for the given field values.
+
+        ``values`` maps field names (``kernel_size``...) to values; fields the stage fixes may be
+        left out. Exposed so that the latency table can enumerate a stage's blocks on its own.
+        """
+        stage = self.stages[stage_index]
+        v = {k: val for k, val in stage.fixed} | dict(values)
+        out = make_divisible(stage.base_channels * v["width_multiplier"], self.divisor)
+        if "conv_op" in v:
+            block_type, ratio = _parse_conv_op(f"stage{stage_index + 1}.conv_op", v["conv_op"])
+        else:
+            ratio = float(v["expansion_ratio"])
+            block_type, ratio = ("ds", None) if ratio == 1 else ("ir", ratio)
+        blocks = []
+        for layer in range(int(v["num_layers"])):
+            stride = stage.stride if layer == 0 else 1
+            expanded = int(in_channels * ratio + 0.5) if block_type == "ir" and ratio is not None else None
+            se = 0
+            if v["se_ratio"]:
+                if self.se_rule == "input":
+                    se = max(1, int(in_channels * v["se_ratio"]))
+                else:
+                    base = expanded if expanded is not None else (in_channels if block_type == "ds" else out)
+                    se = make_divisible(base * v["se_ratio"], self.divisor)
+            skip = v["skip"] == "identity" and stride == 1 and in_channels == out
+            blocks.append(Block(block_type, int(v["kernel_size"]), stride, out, str(v["activation"]), expanded_channels=expanded, se_channels=se, skip=skip))
+            in_channels = out
+        return tuple(blocks)
+
+    def decode(self, indices: Sequence[int]) -> Architecture:
+        """The architecture chosen by one index per decision."""
+        chosen = self.values(indices)
+        stages = []
+        in_channels = self.stem.out_channels
+        for i, stage in enumerate(self.stages):
+            values = {name: chosen[f"stage{i + 1}.{name}"] for name, _ in stage.choices}
+            blocks = self.stage_blocks(i, values, in_channels)
+            stages.append(blocks)
+            in_channels = blocks[-1].out_channels
+        return Architecture(stem=self.stem, stages=tuple(stages), head=self.head, se_gate=self.se_gate)
+
+    def sample_indices(self, rng: np.random.Generator) -> tuple[int, ...]:
+        return tuple(int(rng.integers(len(d.options))) for d in self.decisions)
+
+    def sample(self, rng: np.random.Generator) -> Architecture:
+        """A uniformly random architecture (uniform over index vectors)."""
+        return self.decode(self.sample_indices(rng))
+
+    # ----------------------------------------------------------------- encoding
+
+    def _infer_stage(self, s: int, blocks: tuple[Block, ...], in_channels: int) -> dict[str, Any]:
+        """Best guess of a stage's field values from its blocks; checked by decoding afterwards."""
+        first = blocks[0]
+        values: dict[str, Any] = {}
+        for name, options in self.stages[s].choices:
+            path = f"stages[{s}].blocks[0]"
+            if name == "num_layers":
+                values[name] = len(blocks)
+            elif name == "kernel_size":
+                values[name] = first.kernel_size
+            elif name == "activation":
+                values[name] = first.activation
+            elif name == "skip":
+                could = [b for i, b in enumerate(blocks) if b.stride == 1 and (i > 0 or in_channels == b.out_channels)]
+                values[name] = "none" if could and not any(b.skip for b in could) else "identity"
+            elif name == "se_ratio":
+                nonzero = [o for o in options if o]
+                values[name] = (nonzero[0] if nonzero else 0) if first.se_channels else 0
+                if first.se_channels and not nonzero:
+                    raise SpecError(f"{path}.se_channels", f"SE is not an option of stage{s + 1}.se_ratio ({', '.join(map(str, options))})")
+            elif name == "width_multiplier":
+                for option in options:
+                    if make_divisible(self.stages[s].base_channels * option, self.divisor) == first.out_channels:
+                        values[name] = option
+                        break
+                else:
+                    widths = sorted({make_divisible(self.stages[s].base_channels * o, self.divisor) for o in options})
+                    raise SpecError(f"{path}.out_channels", f"{first.out_channels} is not a width of stage{s + 1} ({', '.join(map(str, widths))})")
+            elif name == "conv_op":
+                if first.type == "ir":
+                    assert first.expanded_channels is not None
+                    ratio = first.expanded_channels / in_channels
+                    match = [o for o in options if str(o).startswith("ir_e") and math.isclose(float(str(o)[4:]), ratio, rel_tol=1e-3)]
+                    values[name] = match[0] if match else f"ir_e{ratio:g}"
+                else:
+                    values[name] = first.type
+            elif name == "expansion_ratio":
+                if first.type == "ds":
+                    values[name] = 1
+                elif first.type == "ir":
+                    assert first.expanded_channels is not None
+                    ratio = first.expanded_channels / in_channels
+                    match = [o for o in options if math.isclose(float(o), ratio, rel_tol=1e-3)]
+                    values[name] = match[0] if match else ratio
+                else:
+                    raise SpecError(f"{path}.type", f"a regular conv is not an option of stage{s + 1} (inverted residuals only)")
+        return values
+
+    def encode(self, arch: Architecture) -> tuple[int, ...]:
+        """One index per decision such that ``decode(encode(arch)) == arch``.
+
+        Raises ``SpecError`` naming the first path at which ``arch`` leaves the space.
+        """
+        if arch.stem != self.stem:
+            raise SpecError("stem", f"differs from the stem of space {self.name!r} ({arch.stem} vs {self.stem})")
+        if arch.head != self.head:
+            raise SpecError("head", f"differs from the head of space {self.name!r} ({arch.head} vs {self.head})")
+        if arch.se_gate != self.se_gate:
+            raise SpecError("se_gate", f"space {self.name!r} uses {self.se_gate!r}, got {arch.se_gate!r}")
+        if len(arch.stages) != len(self.stages):
+            raise SpecError("stages", f"space {self.name!r} has {len(self.stages)} stages, got {len(arch.stages)}")
+        chosen: dict[str, Any] = {}
+        in_channels = self.stem.out_channels
+        for s, blocks in enumerate(arch.stages):
+            for name, value in self._infer_stage(s, blocks, in_channels).items():
+                chosen[f"stage{s + 1}.{name}"] = value
+            in_channels = blocks[-1].out_channels
+        indices = []
+        for decision in self.decisions:
+            try:
+                indices.append(decision.index(chosen[decision.path]))
+            except SpecError:
+                stage = int(decision.path.split(".")[0][5:]) - 1
+                raise SpecError(
+                    f"stages[{stage}]", f"{decision.path} would be {chosen[decision.path]!r}, not one of {', '.join(map(str, decision.options))}"
+                ) from None
+        decoded = self.decode(indices)
+        if decoded != arch:
+            where = diff(decoded, arch)
+            raise SpecError(where[0] if where else "", f"not in space {self.name!r}: the nearest member differs here")
+        return tuple(indices)
+
+    def contains(self, arch: Architecture) -> bool:
+        try:
+            self.encode(arch)
+        except SpecError:
+            return False
+        return True
+
+    def validate(self, arch: Architecture) -> None:
+        """Raise ``SpecError`` (naming the path) unless ``arch`` is in the space."""
+        self.encode(arch)
+
+    def neighbours(self, arch: Architecture) -> list[Architecture]:
+        """Distinct architectures that differ from ``arch`` in exactly one decision."""
+        indices = self.encode(arch)
+        seen = {arch.fingerprint()}
+        result = []
+        for d, decision in enumerate(self.decisions):
+            for option in range(len(decision.options)):
+                if option == indices[d]:
+                    continue
+                candidate = self.decode((*indices[:d], option, *indices[d + 1:]))
+                key = candidate.fingerprint()
+                if key not in seen:
+                    seen.add(key)
+                    result.append(candidate)
+        return result
+
+    def neighbour_indices(self, indices: Sequence[int]) -> Iterator[tuple[int, ...]]:
+        """Index vectors that differ from ``indices`` in exactly one position."""
+        indices = self.check_indices(indices)
+        for d, decision in enumerate(self.decisions):
+            for option in range(len(decision.options)):
+                if option != indices[d]:
+                    yield (*indices[:d], option, *indices[d + 1:])
+
+    def stage_input_channels(self, stage_index: int) -> tuple[int, ...]:
+        """Every input channel count stage ``stage_index`` (0-based) can see."""
+        if stage_index == 0:
+            return (self.stem.out_channels,)
+        previous = self.stages[stage_index - 1]
+        return tuple(sorted({make_divisible(previous.base_channels * m, self.divisor) for m in previous.fields()["width_multiplier"]}))
+
+    def extremes(self) -> tuple[Architecture, Architecture]:
+        """The architectures made of every decision's first option and of every last option."""
+        return (self.decode(tuple(0 for _ in self.decisions)), self.decode(tuple(len(d.options) - 1 for d in self.decisions)))
+
+    # ----------------------------------------------------------------- serialisation
+
+    def to_dict(self) -> dict[str, Any]:
+        import dataclasses
+
+        return {
+            "schema_version": SPACE_SCHEMA_VERSION,
+            "name": self.name,
+            "stem": dataclasses.asdict(self.stem),
+            "head": dataclasses.asdict(self.head),
+            "se_gate": self.se_gate,
+            "se_rule": self.se_rule,
+            "divisor": self.divisor,
+            "stages": [
+                {
+                    "base_channels": st.base_channels,
+                    "base_layers": st.base_layers,
+                    "stride": st.stride,
+                    "choices": {k: list(v) for k, v in st.choices},
+                    "fixed": dict(st.fixed),
+                }
+                for st in self.stages
+            ],
+        }
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    def fingerprint(self) -> str:
+        import hashlib
+
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+
+    @classmethod
+    def from_dict(cls, data: Any) -> SearchSpace:
+        _expect_mapping("", data)
+        _check_keys("", data, required=("schema_version", "name", "stem", "head", "stages"), optional=("se_gate", "se_rule", "divisor"))
+        if data["schema_version"] != SPACE_SCHEMA_VERSION:
+            raise SpecError("schema_version", f"this mobilenas reads space schema version {SPACE_SCHEMA_VERSION}, got {data['schema_version']!r}")
+        if not isinstance(data["name"], str) or not data["name"]:
+            raise SpecError("name", "expected a non-empty string")
+        if not isinstance(data["stages"], list):
+            raise SpecError("stages", "expected a list of stages")
+        stages = []
+        for i, raw in enumerate(data["stages"]):
+            path = f"stages[{i}]"
+            _expect_mapping(path, raw)
+            _check_keys(path, raw, required=("base_channels", "base_layers", "stride", "choices"), optional=("fixed",))
+            for key in ("choices", "fixed"):
+                if key in raw:
+                    _expect_mapping(f"{path}.{key}", raw[key])
+            for key, options in raw["choices"].items():
+                if not isinstance(options, list):
+                    raise SpecError(f"{path}.choices.{key}", "expected a list of options")
+            try:
+                stages.append(StageSpec.of(raw["base_channels"], raw["base_layers"], raw["stride"], raw["choices"], raw.get("fixed", {})))
+            except SpecError as error:
+                raise error.under(path) from None
+        kwargs = {k: data[k] for k in ("se_gate", "se_rule", "divisor") if k in data}
+        return cls(name=data["name"], stem=_build(Stem, "stem", data["stem"]), head=_build(Head, "head", data["head"]), stages=tuple(stages), **kwargs)
+
+    @classmethod
+    def from_json(cls, text: str) -> SearchSpace:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise SpecError("", f"not valid JSON ({error.msg} at line {error.lineno})") from None
+        return cls.from_dict(data)
+
+
+# --------------------------------------------------------------------------- the two spaces
+
+# MobileNetV2's skeleton (Sandler et al. 2018, Table 2): (channels c, repeats n, stride s).
+MOBILENETV2_SKELETON = ((16, 1, 1), (24, 2, 2), (32, 3, 2), (64, 4, 2), (96, 3, 1), (160, 3, 2), (320, 1, 1))
+
+
+def _layer_options(base: int) -> tuple[int, ...]:
+    # MnasNet: layers -1/0/+1 of the MobileNetV2 value; a stage keeps at least one layer.
+    return tuple(n for n in (base - 1, base, base + 1) if n >= 1)
+
+
+def mnasnet_space(num_classes: int = 1000, activation: str = "relu") -> SearchSpace:
+    """MnasNet's factorized hierarchical space (Tan et al. 2019, Section 4.1 and Figure 4).
+
+    Per stage: conv op (regular conv, depthwise-separable, MBConv expansion 3 or 6), kernel 3/5,
+    SE ratio 0/0.25, skip identity/none, output filters x0.75/1.0/1.25 of MobileNetV2's, layers
+    -1/0/+1 of MobileNetV2's. Stem 32 and head 1280 as MnasNet; ReLU. With
+    ``activation='relu6'`` the space contains MobileNetV2 1.0 itself.
+    """
+    stages = tuple(
+        StageSpec.of(
+            c,
+            n,
+            s,
+            choices={
+                "conv_op": ("conv", "ds", "ir_e3", "ir_e6"),
+                "kernel_size": (3, 5),
+                "se_ratio": (0.0, 0.25),
+                "skip": ("identity", "none"),
+                "width_multiplier": (0.75, 1.0, 1.25),
+                "num_layers": _layer_options(n),
+            },
+            fixed={"activation": activation},
+        )
+        for c, n, s in MOBILENETV2_SKELETON
+    )
+    return SearchSpace(
+        name="mnasnet" if activation == "relu" else f"mnasnet-{activation}",
+        stem=Stem(32, activation),
+        stages=stages,
+        head=Head(1280, num_classes, activation, dropout=0.2),
+        se_gate="sigmoid",
+        se_rule="input",
+    )
+
+
+def mobilenetv3_space(num_classes: int = 1000) -> SearchSpace:
+    """A MobileNetV3-style space on MobileNetV2's 7-stage skeleton.
+
+    Per stage: kernel 3/5/7, expansion 1/3/4/6, SE on/off (ratio 0.25 of the expanded width,
+    rounded to 8, hard-sigmoid gate), activation ReLU/h-swish, width x0.75/1.0/1.25, layers
+    -1/0/+1. Stem 16 h-swish and MobileNetV3-Large's efficient head (1x1 conv 960, pooled
+    linear 1280, h-swish), as Howard et al. 2019, Section 5.3.
+    """
+    stages = tuple(
+        StageSpec.of(
+            c,
+            n,
+            s,
+            choices={
+                "expansion_ratio": (1, 3, 4, 6),
+                "kernel_size": (3, 5, 7),
+                "se_ratio": (0.0, 0.25),
+                "activation": ("relu", "hswish"),
+                "width_multiplier": (0.75, 1.0, 1.25),
+                "num_layers": _layer_options(n),
+            },
+            fixed={"skip": "identity"},
+        )
+        for c, n, s in MOBILENETV2_SKELETON
+    )
+    return SearchSpace(
+        name="mobilenetv3",
+        stem=Stem(16, "hswish"),
+        stages=stages,
+        head=Head(960, num_classes, "hswish", hidden_channels=1280, dropout=0.2),
+        se_gate="hardsigmoid",
+        se_rule="expanded",
+    )
+
+
+def _mnasnet_relu6_space(num_classes: int = 1000) -> SearchSpace:
+    return mnasnet_space(num_classes, activation="relu6")
+
+
+SPACES = {"mnasnet": mnasnet_space, "mobilenetv3": mobilenetv3_space, "mnasnet-relu6": _mnasnet_relu6_space}
+
+
+def get_space(name: str, num_classes: int = 1000) -> SearchSpace:
+    """A built-in space by name, or a space JSON file by path."""
+    if name in SPACES:
+        return SPACES[name](num_classes=num_classes)
+    from pathlib import Path
+
+    path = Path(name)
+    if path.suffix == ".json" and path.is_file():
+        space = SearchSpace.from_json(path.read_text())
+        if space.head.num_classes != num_classes:
+            import dataclasses
+
+            space = dataclasses.replace(space, head=dataclasses.replace(space.head, num_classes=num_classes))
+        return space
+    raise ValueError(f"unknown search space {name!r}; choose one of {', '.join(SPACES)} or give a space .json file")
+
+
+def all_index_vectors(space: SearchSpace) -> Iterator[tuple[int, ...]]:
+    """Every index vector (only sensible for tiny spaces)."""
+    return itertools.product(*(range(len(d.options)) for d in space.decisions))

@@ -1,0 +1,117 @@
+"""Shared command-line plumbing: one-line errors with exit code 2, ``--json`` output, progress.
+
+Every entry point of the project (``nas-search``, ``netadapt``, ``nas-latency``, ...) builds its
+parser from :class:`ArgumentParser` and runs through :func:`run_main`, so bad input always ends
+in one line on stderr naming what was wrong, never in a traceback. Set ``MOBILENAS_DEBUG=1`` to
+see the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
+
+from mobilenas.errors import SpecError, UsageError
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """``argparse`` with a one-line error message that points at ``--help``."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None, prog: str) -> int:
+    """Run ``main(argv)`` and turn user errors into one line on stderr plus exit code 2."""
+    try:
+        return int(main(argv) or 0)
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted; completed work is saved", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (SpecError, UsageError, ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError) as error:
+        if os.environ.get("MOBILENAS_DEBUG"):
+            raise
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if isinstance(error, OSError) and error.filename and str(error.filename) not in message:
+            message = f"{message}: {error.filename}"
+        print(f"{prog}: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):  # numpy scalars
+        return _jsonable(value.item())
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    return value
+
+
+def print_json(payload: Any) -> None:
+    """Print one JSON object on stdout (NaN and infinities become null, as JSON has none)."""
+    print(json.dumps(_jsonable(payload), indent=2, sort_keys=False))
+
+
+def add_json_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+
+
+def progress(iterable: Any = None, *, total: int | None = None, desc: str = "", enabled: bool = True, unit: str = "it") -> Any:
+    """A tqdm progress bar on stderr (with ETA); a silent pass-through when ``enabled`` is false."""
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, disable=not enabled, unit=unit, dynamic_ncols=True, file=sys.stderr)
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
+def nonnegative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def duration_ms(text: str) -> float:
+    """argparse type for durations typed by users (``15ms``, ``0.015s``)."""
+    from mobilenas.units import parse_duration_ms
+
+    try:
+        return parse_duration_ms(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None

@@ -1,0 +1,28 @@
+"""Error types shared by every mobilenas package.
+
+User mistakes raise :class:`SpecError` (a ``ValueError``) whose message names the offending
+path and the allowed values; command-line entry points turn them into a one-line message and
+exit code 2. ``assert`` is reserved for internal invariants.
+"""
+
+from __future__ import annotations
+
+
+class SpecError(ValueError):
+    """A value supplied by a user is invalid; ``path`` says where (``stages[3].blocks[1].kernel_size``)."""
+
+    def __init__(self, path: str, message: str) -> None:
+        self.path = path
+        self.message = message
+        super().__init__(f"{path}: {message}" if path else message)
+
+    def under(self, prefix: str) -> SpecError:
+        """The same error, with ``prefix`` prepended to its path."""
+        if not prefix:
+            return self
+        path = f"{prefix}.{self.path}" if self.path and not self.path.startswith("[") else f"{prefix}{self.path}"
+        return SpecError(path, self.message)
+
+
+class UsageError(ValueError):
+    """A command-line usage mistake (bad option value, missing file); exit code 2."""

@@ -1,0 +1,208 @@
+"""Run directories: the single source of truth of a search or a NetAdapt run.
+
+A run directory holds ``manifest.json`` (the resolved configuration, versions, seed), an
+append-only ``events.jsonl`` journal (one JSON object a line, flushed and fsynced per event,
+replayed to resume, tolerant of a torn last line left by a killed process), and artifacts
+written atomically (write to a temporary file, fsync, rename). Ray's or Optuna's own state is
+never authoritative.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import secrets
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+MANIFEST = "manifest.json"
+EVENTS = "events.jsonl"
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` so that readers see either the old file or the whole new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def _default(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def dumps(obj: Any, indent: int | None = None) -> str:
+    return json.dumps(obj, indent=indent, default=_default, allow_nan=True)
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> None:
+    atomic_write_text(path, dumps(obj, indent=2) + "\n")
+
+
+def read_json(path: str | Path) -> Any:
+    with open(path) as handle:
+        return json.load(handle)
+
+
+class Journal:
+    """An append-only JSON-lines event log, fsynced per append (Optuna's journal storage idea)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def append(self, event: dict[str, Any]) -> None:
+        line = dumps(event) + "\n"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # A killed writer can leave a torn last line; start on a fresh line so it stays isolated.
+        needs_newline = False
+        if self.path.exists() and self.path.stat().st_size:
+            with open(self.path, "rb") as handle:
+                handle.seek(-1, os.SEEK_END)
+                needs_newline = handle.read(1) != b"\n"
+        with open(self.path, "a") as handle:
+            handle.write(("\n" if needs_newline else "") + line)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return iter(self.read())
+
+    def read(self) -> list[dict[str, Any]]:
+        """All complete events; a torn or corrupt line (from a kill mid-write) is skipped."""
+        if not self.path.exists():
+            return []
+        events = []
+        with open(self.path) as handle:
+            for raw in handle:
+                raw = raw.strip()
+                if not raw:
+                    continue
+                try:
+                    event = json.loads(raw)
+                except json.JSONDecodeError:
+                    continue
+                if isinstance(event, dict):
+                    events.append(event)
+        return events
+
+
+def new_run_id(prefix: str = "run") -> str:
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return f"{prefix}-{stamp}-{secrets.token_hex(2)}"
+
+
+def now_iso() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).astimezone().isoformat(timespec="seconds")
+
+
+def environment() -> dict[str, Any]:
+    """Versions and machine facts recorded in every manifest."""
+    info: dict[str, Any] = {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+    }
+    for module in ("mobilenas", "torch", "numpy", "onnxruntime", "onnx", "ray", "optuna"):
+        mod = sys.modules.get(module)
+        if mod is None:
+            try:
+                mod = __import__(module)
+            except Exception:
+                continue
+        info[module] = getattr(mod, "__version__", "unknown")
+    return info
+
+
+class RunDir:
+    """A run directory: ``manifest.json``, ``events.jsonl`` and atomically written artifacts."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.events = Journal(self.root / EVENTS)
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / MANIFEST
+
+    def exists(self) -> bool:
+        return self.manifest_path.is_file()
+
+    @classmethod
+    def create(cls, root: str | Path, manifest: dict[str, Any]) -> RunDir:
+        run = cls(root)
+        if run.exists():
+            raise ValueError(f"{run.root} already holds a run; use --resume {run.root} to continue it, or choose another --out")
+        run.root.mkdir(parents=True, exist_ok=True)
+        full = {"created": now_iso(), "environment": environment(), **manifest}
+        atomic_write_json(run.manifest_path, full)
+        return run
+
+    @classmethod
+    def open(cls, root: str | Path, kind: str | None = None) -> RunDir:
+        run = cls(root)
+        if not run.root.is_dir():
+            raise ValueError(f"{run.root} is not a directory; give the run directory printed when the run started")
+        if not run.exists():
+            raise ValueError(f"{run.root} is not a mobilenas run directory (no {MANIFEST})")
+        if kind is not None:
+            found = run.manifest().get("kind")
+            if found != kind:
+                raise ValueError(f"{run.root} is a {found!r} run, not a {kind!r} run")
+        return run
+
+    def manifest(self) -> dict[str, Any]:
+        data = read_json(self.manifest_path)
+        if not isinstance(data, dict):
+            raise ValueError(f"{self.manifest_path} is not a JSON object")
+        return data
+
+    def update_manifest(self, **fields: Any) -> None:
+        data = self.manifest()
+        data.update(fields)
+        atomic_write_json(self.manifest_path, data)
+
+    def path(self, name: str) -> Path:
+        return self.root / name
+
+    def write_json(self, name: str, obj: Any) -> Path:
+        target = self.root / name
+        atomic_write_json(target, obj)
+        return target
+
+    def write_text(self, name: str, text: str) -> Path:
+        target = self.root / name
+        atomic_write_text(target, text)
+        return target

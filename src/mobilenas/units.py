@@ -1,0 +1,40 @@
+"""The one place where durations typed by users are parsed ("15ms", "0.015s", "15")."""
+
+from __future__ import annotations
+
+import math
+import re
+
+_DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(ms|s|us|µs)?\s*$")
+_TO_MS = {"ms": 1.0, "s": 1000.0, "us": 1e-3, "µs": 1e-3}
+
+
+def parse_duration_ms(text: str | float | int, *, what: str = "duration") -> float:
+    """Parse a user-typed duration into milliseconds.
+
+    Accepts ``15ms``, ``0.015s``, ``1500us`` and a bare number, which is read as milliseconds.
+    Anything else (a unit we do not know, a negative or zero value, ``15 m``) raises ``ValueError``
+    with a message that shows accepted forms.
+    """
+    if isinstance(text, bool):
+        raise ValueError(f"{what}: expected a duration such as 15ms or 0.015s, got {text!r}")
+    if isinstance(text, int | float):
+        value, unit = float(text), "ms"
+    else:
+        match = _DURATION.match(str(text))
+        if not match:
+            raise ValueError(
+                f"{what}: cannot read {text!r} as a duration; write it like 15ms, 0.015s or 1500us"
+            )
+        value, unit = float(match.group(1)), match.group(2) or "ms"
+    ms = value * _TO_MS[unit]
+    if not math.isfinite(ms) or ms <= 0:
+        raise ValueError(f"{what}: a duration must be positive, got {text!r}")
+    return ms
+
+
+def format_ms(ms: float | None) -> str:
+    """Render milliseconds for people: ``12.34 ms``; ``-`` for unknown."""
+    if ms is None or (isinstance(ms, float) and math.isnan(ms)):
+        return "-"
+    return f"{ms:.3f} ms" if ms < 1 else f"{ms:.2f} ms"

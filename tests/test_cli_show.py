@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from mobilenas.space import reference
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "mobilenas.cli", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_show_json_has_the_keys_scripts_rely_on() -> None:
+    result = run("show", "mobilenetv3-large", "--json")
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert {"architecture", "notation", "params", "macs"} <= set(payload)
+    assert payload["params"] == 5_483_032
+    assert payload["architecture"] == reference("mobilenetv3-large").to_dict()
+
+
+def test_show_prints_blocks_and_notation(tmp_path) -> None:
+    path = tmp_path / "arch.json"
+    path.write_text(reference("mobilenetv2").to_json())
+    result = run("show", str(path), "--space", "mnasnet-relu6")
+    assert result.returncode == 0, result.stderr
+    assert "parameters 3,504,872" in result.stdout
+    assert "notation: stem_k3_s2_c32_nr6" in result.stdout
+    assert "stage4.num_layers" in result.stdout and "stages[6][0]" in result.stdout
+
+
+def test_show_reads_a_best_json_and_a_notation(tmp_path) -> None:
+    path = tmp_path / "best.json"
+    path.write_text(json.dumps({"architecture": reference("mnasnet-b1").to_dict(), "accuracy": 0.5}))
+    result = run("show", str(path), "--json")
+    assert json.loads(result.stdout)["params"] == 4_383_312
+    notation = reference("mobilenetv3-small").to_notation()
+    result = run("show", notation, "--json")
+    assert json.loads(result.stdout)["params"] == 2_542_856
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (("show", "resnet50"), "'resnet50' is neither a reference"),
+        (("show", "mobilenetv2", "--input-size", "0"), "--input-size: expected a whole number >= 1"),
+        (("show",), "give an architecture"),
+        (("frobnicate",), "unknown command 'frobnicate'"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(args: tuple[str, ...], fragment: str) -> None:
+    result = run(*args)
+    assert result.returncode == 2
+    assert fragment in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_bad_json_file_is_one_line(tmp_path) -> None:
+    data = reference("mobilenetv2").to_dict()
+    data["stages"][3]["blocks"][1]["kernel_size"] = 4
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(data))
+    result = run("show", str(path))
+    assert result.returncode == 2
+    assert "stages[3].blocks[1].kernel_size: 4 is not one of 3, 5, 7" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

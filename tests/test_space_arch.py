@@ -1,0 +1,145 @@
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mobilenas.errors import SpecError
+from mobilenas.space import Architecture, Block, block_contexts, diff, make_divisible, reference
+from mobilenas.space.references import REFERENCES
+
+from strategies import SPACES, arbitrary_architectures, space_members
+
+any_member = st.sampled_from(list(SPACES.values())).flatmap(space_members)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.one_of(any_member, arbitrary_architectures()))
+def test_json_round_trip(arch: Architecture) -> None:
+    assert Architecture.from_json(arch.to_json()) == arch
+    assert Architecture.from_dict(json.loads(arch.to_json(indent=None))).fingerprint() == arch.fingerprint()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.one_of(any_member, arbitrary_architectures()))
+def test_notation_round_trip(arch: Architecture) -> None:
+    text = arch.to_notation()
+    assert Architecture.from_notation(text) == arch
+    assert "\n" not in text
+
+
+@pytest.mark.parametrize("name", list(REFERENCES))
+def test_reference_round_trips(name: str) -> None:
+    arch = reference(name)
+    assert Architecture.from_notation(arch.to_notation()) == arch
+    assert Architecture.from_json(arch.to_json()) == arch
+
+
+def test_notation_reads_timm_style_tokens() -> None:
+    arch = Architecture.from_notation("stem_k3_s2_c32_nre | ds_k3_s1_c16_nre | ir_r2_k3_s2_e6_c24_se0.25_nre | head_c1280_o1000_nre_d0.2_gsig")
+    first, second = arch.stages[1]
+    assert (first.stride, first.expanded_channels, first.skip) == (2, 96, False)
+    assert (second.stride, second.expanded_channels, second.skip) == (1, 144, True)
+    assert second.se_channels == make_divisible(144 * 0.25, 8) == 40
+    assert arch.stages[0][0].skip is False  # 32 -> 16 channels: no residual possible
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("stem_k3_s2_c32_nre | ir_k3_s1_e6_c16_nre_foo7 | head_c8_o10_nre_d0_gsig", "unknown part 'foo7'"),
+        ("stem_k3_s2_c32_nre | zz_k3_s1_c16_nre | head_c8_o10_nre_d0_gsig", "block type 'zz'"),
+        ("stem_k3_s2_c32_nre | ir_k3_s1_c16_nre | head_c8_o10_nre_d0_gsig", "needs its expansion"),
+        ("stem_k3_s2_c32_nre | ds_k4_s1_c16_nre | head_c8_o10_nre_d0_gsig", "kernel_size: 4 is not one of 3, 5, 7"),
+        ("stem_k3_s2_c32_nre | ds_k3_s1_c16_nxx | head_c8_o10_nre_d0_gsig", "activation 'nxx'"),
+        ("stem_k3_s2_c32_nre | ds_k3_s1_c16_nre | ds_k3_s1_c16_nre", "the last part must be the head"),
+        ("stem_k3_s2_c32_nre | head_c8_o10_nre_d0_gsig", "at least one stage"),
+        ("", "empty notation"),
+    ],
+)
+def test_notation_rejects_what_it_does_not_understand(text: str, fragment: str) -> None:
+    with pytest.raises(SpecError, match=fragment.replace("(", r"\(").replace(")", r"\)")):
+        Architecture.from_notation(text)
+
+
+def _mbv2_dict() -> dict:
+    return json.loads(reference("mobilenetv2").to_json())
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda d: d["stages"][3]["blocks"][1].update(kernel_size=4), "stages[3].blocks[1].kernel_size: 4 is not one of 3, 5, 7"),
+        (lambda d: d["stages"][0]["blocks"][0].pop("out_channels"), "stages[0].blocks[0]: missing key 'out_channels'"),
+        (lambda d: d["stages"][1]["blocks"][0].update(out_channels=0), "stages[1].blocks[0].out_channels: must be >= 1, got 0"),
+        (lambda d: d["stages"][1]["blocks"][0].update(out_channels=-3), "stages[1].blocks[0].out_channels: must be >= 1"),
+        (lambda d: d["stages"][1]["blocks"][0].update(stride=3), "stages[1].blocks[0].stride: 3 is not one of 1, 2"),
+        (lambda d: d["stages"][1]["blocks"][0].update(kernel_size="3"), "stages[1].blocks[0].kernel_size: '3' is not one of 3, 5, 7"),
+        (lambda d: d["stages"][1]["blocks"][0].update(expanded_channels=1.5), "expanded_channels: expected a whole number"),
+        (lambda d: d["stages"][1]["blocks"][0].update(skip=True), "stages[1].blocks[0].skip: an identity skip needs stride 1"),
+        (lambda d: d["stages"][1]["blocks"][0].update(colour="red"), "stages[1].blocks[0]: unknown key 'colour'"),
+        (lambda d: d["stem"].update(activation="gelu"), "stem.activation: 'gelu' is not one of relu, relu6, hswish"),
+        (lambda d: d["head"].update(dropout=1.5), "head.dropout: must be in [0, 1)"),
+        (lambda d: d.update(schema_version=99), "schema_version: this mobilenas reads schema version 1"),
+        (lambda d: d.update(stages=[]), "stages: an architecture needs at least one stage"),
+        (lambda d: d.update(stages="abc"), "stages: expected a list of stages"),
+        (lambda d: d.pop("head"), "missing key 'head'"),
+        (lambda d: d["stages"][0]["blocks"][0].update(expanded_channels=64), "stages[0].blocks[0].expanded_channels: only 'ir' blocks expand"),
+        (lambda d: d["stages"][1]["blocks"][0].update(expanded_channels=None), "stages[1].blocks[0].expanded_channels: an 'ir' block needs"),
+    ],
+)
+def test_bad_json_gets_a_clear_error(mutate, message: str) -> None:
+    data = _mbv2_dict()
+    mutate(data)
+    with pytest.raises(SpecError) as info:
+        Architecture.from_dict(data)
+    assert message in str(info.value)
+
+
+def test_not_json_at_all() -> None:
+    with pytest.raises(SpecError, match="not valid JSON"):
+        Architecture.from_json("{nope")
+
+
+def test_fingerprint_is_stable_and_sensitive() -> None:
+    arch = reference("mobilenetv2")
+    assert arch.fingerprint() == reference("mobilenetv2").fingerprint()
+    # A pinned value: the fingerprint must not drift between releases (it keys caches and journals).
+    assert arch.fingerprint() == "e7d153ce7668afb6"
+    changed = arch.replace_block(2, 1, dataclasses.replace(arch.stages[2][1], kernel_size=5))
+    assert changed.fingerprint() != arch.fingerprint()
+    assert diff(arch, changed) == ["stages[2].blocks[1].kernel_size"]
+
+
+def test_values_are_immutable() -> None:
+    arch = reference("mobilenetv3-small")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        arch.stages[0][0].kernel_size = 5  # type: ignore[misc]
+    assert isinstance(arch.stages, tuple) and isinstance(arch.stages[0], tuple)
+    assert hash(arch) == hash(reference("mobilenetv3-small"))
+
+
+def test_block_contexts_thread_channels_and_sizes() -> None:
+    contexts = block_contexts(reference("mobilenetv2"), 224)
+    assert [c.in_channels for c in contexts[:3]] == [32, 16, 24]
+    assert [c.in_size for c in contexts[:3]] == [112, 112, 56]
+    assert contexts[-1].out_size == 7
+    assert contexts[4].path == "stages[2].blocks[1]"
+
+
+def test_make_divisible_matches_torchvision_rule() -> None:
+    assert make_divisible(32 * 0.75) == 24
+    assert make_divisible(16 * 0.75) == 16  # 12 rounds up: never more than 10% below
+    assert make_divisible(18) == 24  # 16 would be 11% below 18
+    assert make_divisible(200) == 200
+    assert make_divisible(3, 8) == 8
+
+
+def test_block_checks_its_own_fields() -> None:
+    with pytest.raises(SpecError, match="type: 'mb' is not one of ir, ds, conv"):
+        Block("mb", 3, 1, 8, "relu")
+    with pytest.raises(SpecError, match="se_channels: must be >= 0"):
+        Block("ds", 3, 1, 8, "relu", se_channels=-1)

@@ -1,0 +1,172 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mobilenas.space import Architecture, Block, Head, Stem, architecture_cost, reference
+from mobilenas.space.builder import adapt_for_input_size, build_model
+from mobilenas.space.references import PUBLISHED_PARAMS, REFERENCES, scale_width
+
+from helpers import tiny_arch
+from strategies import SPACES
+
+
+def module_params(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def module_macs(model: torch.nn.Module, input_size: int, in_channels: int = 3) -> int:
+    """MACs of convolutions and linear layers, counted by forward hooks (the oracle)."""
+    total = 0
+
+    def conv_hook(module: torch.nn.Conv2d, _inputs, output: torch.Tensor) -> None:
+        nonlocal total
+        k = module.kernel_size[0] * module.kernel_size[1]
+        total += output.numel() * (module.in_channels // module.groups) * k
+
+    def linear_hook(module: torch.nn.Linear, _inputs, output: torch.Tensor) -> None:
+        nonlocal total
+        total += module.in_features * module.out_features
+
+    handles = []
+    for m in model.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            handles.append(m.register_forward_hook(conv_hook))
+        elif isinstance(m, torch.nn.Linear):
+            handles.append(m.register_forward_hook(linear_hook))
+    model.eval()
+    with torch.no_grad():
+        model(torch.zeros(1, in_channels, input_size, input_size))
+    for h in handles:
+        h.remove()
+    return total
+
+
+@pytest.mark.parametrize("name", list(PUBLISHED_PARAMS))
+def test_published_parameter_counts(name: str) -> None:
+    arch = reference(name)
+    assert module_params(build_model(arch)) == PUBLISHED_PARAMS[name]
+    assert architecture_cost(arch).params == PUBLISHED_PARAMS[name]
+
+
+def test_mnasnet_a1_matches_the_paper_within_half_a_percent() -> None:
+    # No torchvision model; the paper reports 3.9M, timm's mnasnet_a1 3.89M.
+    params = module_params(build_model(reference("mnasnet-a1")))
+    assert abs(params - 3.89e6) / 3.89e6 < 0.005
+
+
+def test_published_macs() -> None:
+    # MobileNetV2 1.0: 300M (Table 4), MobileNetV3-Large 219M / -Small 56M (Tables 3), MnasNet-A1 312M.
+    assert abs(architecture_cost(reference("mobilenetv2")).macs / 300e6 - 1) < 0.01
+    assert abs(architecture_cost(reference("mobilenetv3-large")).macs / 219e6 - 1) < 0.02
+    assert abs(architecture_cost(reference("mobilenetv3-small")).macs / 56e6 - 1) < 0.02
+    assert abs(architecture_cost(reference("mnasnet-a1")).macs / 312e6 - 1) < 0.01
+
+
+@pytest.mark.parametrize("name", list(REFERENCES))
+def test_analytic_costs_equal_the_built_module_for_references(name: str) -> None:
+    arch = reference(name)
+    model = build_model(arch)
+    cost = architecture_cost(arch, 224)
+    assert cost.params == module_params(model)
+    assert cost.macs == module_macs(model, 224)
+
+
+@pytest.mark.parametrize("space_name", list(SPACES))
+def test_analytic_costs_equal_the_built_module_for_samples(space_name: str) -> None:
+    rng = np.random.default_rng(11)
+    for _ in range(4):
+        arch = SPACES[space_name].sample(rng).with_num_classes(10)
+        model = build_model(arch)
+        cost = architecture_cost(arch, 64)
+        assert cost.params == module_params(model)
+        assert cost.macs == module_macs(model, 64)
+
+
+def test_closed_form_costs_of_a_hand_computed_network() -> None:
+    # input 3x8x8; stem 3->8 k3 s2 (4x4); ds k3 8->8 with skip; ir k3 s2 8->16 (exp 16, SE 4) (2x2);
+    # head 1x1 16->32, classifier 32->10.
+    arch = Architecture(
+        Stem(8, "relu"),
+        ((Block("ds", 3, 1, 8, "relu", skip=True),), (Block("ir", 3, 2, 16, "relu", expanded_channels=16, se_channels=4),)),
+        Head(32, 10, "relu", dropout=0.0),
+    )
+    stem = 3 * 8 * 9 + 2 * 8  # 232 params; MACs 216 * 16 = 3456
+    ds = (8 * 9 + 2 * 8) + (8 * 8 + 2 * 8)  # 168; MACs 72*16 + 64*16 = 2176
+    ir = (8 * 16 + 32) + (16 * 9 + 32) + (16 * 4 + 4 + 4 * 16 + 16) + (16 * 16 + 32)  # 772
+    # ir MACs: expand 128*16 + dw 144*4 + SE 64+64 + project 256*4 = 3776
+    head = (16 * 32 + 64) + (32 * 10 + 10)  # 906; MACs 512*4 + 320 = 2368
+    assert (stem, ds, ir, head) == (232, 168, 772, 906)
+    cost = architecture_cost(arch, 8)
+    assert cost.params == 2078 == stem + ds + ir + head
+    assert cost.macs == 11776 == 3456 + 2176 + 3776 + 2368
+    model = build_model(arch)
+    assert module_params(model) == 2078 and module_macs(model, 8) == 11776
+
+
+@pytest.mark.parametrize("name", list(REFERENCES))
+@pytest.mark.parametrize("input_size", [224, 32])
+def test_reference_smoke(name: str, input_size: int) -> None:
+    torch.manual_seed(0)
+    arch = reference(name, num_classes=10)
+    model = build_model(arch, input_size=input_size)
+    model.train()
+    x = torch.randn(2, 3, input_size, input_size)
+    out = model(x)
+    assert out.shape == (2, 10)
+    assert torch.isfinite(out).all()
+    out.square().mean().backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
+    assert not missing, missing
+    assert all(p.grad.abs().sum() > 0 for n, p in model.named_parameters() if "classifier" in n)
+
+
+def test_tiny_arch_touches_every_block_kind() -> None:
+    model = build_model(tiny_arch())
+    names = {n for n, _ in model.named_modules()}
+    assert {"stages.0.0.dw.conv", "stages.1.0.expand.conv", "stages.1.0.se.reduce", "stages.1.1.conv.conv", "stages.1.1.se.expand", "head.hidden"} <= names
+    out = model(torch.randn(1, 3, 16, 16))
+    assert out.shape == (1, 10)
+
+
+def test_skip_is_an_identity_residual() -> None:
+    block = Block("ds", 3, 1, 8, "relu", skip=True)
+    arch = Architecture(Stem(8, "relu", stride=1), ((block,),), Head(8, 2, "relu", dropout=0.0))
+    model = build_model(arch).eval()
+    inner = model.stages[0][0]
+    x = torch.randn(1, 8, 5, 5)
+    with torch.no_grad():
+        inner.skip = False
+        plain = inner(x)
+        inner.skip = True
+        assert torch.allclose(inner(x), plain + x)
+
+
+def test_adaptation_for_small_inputs() -> None:
+    arch = reference("mobilenetv2")
+    same, changed = adapt_for_input_size(arch, 224)
+    assert same == arch and changed == ()
+    small, changed = adapt_for_input_size(arch, 32)
+    assert changed == ("stem.stride", "stages[1].blocks[0].stride")
+    assert architecture_cost(small).params == architecture_cost(arch).params
+    model = build_model(arch, input_size=32)
+    assert model.adaptation == changed
+    feature = model.stages(model.stem(torch.zeros(1, 3, 32, 32)))
+    assert feature.shape[-1] == 4
+    assert adapt_for_input_size(arch, 64)[1] == ("stem.stride",)
+
+
+def test_scale_width() -> None:
+    arch = reference("mobilenetv2")
+    half = scale_width(arch, 0.5)
+    assert half.stem.out_channels == 16 and half.stages[1][0].out_channels == 16
+    assert half.head.conv_channels == 1280  # never scaled down (MobileNetV2's rule)
+    assert architecture_cost(half).macs < architecture_cost(arch).macs / 2
+    assert scale_width(arch, 1.0) == arch
+    wide = scale_width(arch, 1.4)
+    assert wide.head.conv_channels == 1792
+    for (_, _, old), (_, _, new) in zip(arch.blocks(), wide.blocks(), strict=True):
+        assert new.out_channels % 8 == 0 and new.out_channels >= 0.9 * 1.4 * old.out_channels
+        if old.expanded_channels:
+            assert new.expanded_channels % 8 == 0 and new.expanded_channels >= 0.9 * 1.4 * old.expanded_channels

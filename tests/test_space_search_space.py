@@ -1,0 +1,142 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mobilenas.errors import SpecError
+from mobilenas.space import SearchSpace, get_space, mnasnet_space, mobilenetv3_space, reference
+from mobilenas.space.search_space import all_index_vectors
+
+from helpers import tiny_space
+from strategies import SPACES, index_vectors
+
+
+@pytest.mark.parametrize("name", list(SPACES))
+@settings(max_examples=80, deadline=None)
+@given(data=st.data())
+def test_decode_encode_round_trip(name: str, data: st.DataObject) -> None:
+    space = SPACES[name]
+    indices = data.draw(index_vectors(space))
+    arch = space.decode(indices)
+    encoded = space.encode(arch)
+    assert space.decode(encoded) == arch
+    # encode picks an index vector that decodes identically; where options alias (a width that
+    # rounds to the same channels) it may differ from the drawn one, but only at aliased options.
+    for decision, a, b in zip(space.decisions, indices, encoded, strict=True):
+        if a != b:
+            assert decision.path.endswith(("width_multiplier", "skip", "se_ratio", "conv_op")), decision.path
+
+
+@pytest.mark.parametrize("name", list(SPACES))
+def test_space_json_round_trip(name: str) -> None:
+    space = SPACES[name]
+    again = SearchSpace.from_json(space.to_json())
+    assert again == space
+    assert again.fingerprint() == space.fingerprint()
+    assert [d.path for d in again.decisions] == [d.path for d in space.decisions]
+
+
+def test_decisions_have_readable_stable_paths() -> None:
+    space = mnasnet_space()
+    paths = space.paths()
+    assert paths[:6] == ["stage1.conv_op", "stage1.kernel_size", "stage1.se_ratio", "stage1.skip", "stage1.width_multiplier", "stage1.num_layers"]
+    assert len(paths) == 42 and paths[-1] == "stage7.num_layers"
+    assert dict((d.path, d.options) for d in space.decisions)["stage3.num_layers"] == (2, 3, 4)
+    assert dict((d.path, d.options) for d in space.decisions)["stage1.num_layers"] == (1, 2)
+    v3 = dict((d.path, d.options) for d in mobilenetv3_space().decisions)
+    assert v3["stage4.kernel_size"] == (3, 5, 7)
+    assert v3["stage4.expansion_ratio"] == (1, 3, 4, 6)
+    assert v3["stage4.activation"] == ("relu", "hswish")
+
+
+def test_size_is_the_product_of_option_counts() -> None:
+    # mnasnet: per stage 4*2*2*2*3 * layers(2 or 3): stages 1 and 7 have two layer options.
+    assert mnasnet_space().size() == (4 * 2 * 2 * 2 * 3) ** 7 * 2 * 3**5 * 2
+    assert mobilenetv3_space().size() == (4 * 3 * 2 * 2 * 3) ** 7 * 2 * 3**5 * 2
+    assert tiny_space().size() == len(list(all_index_vectors(tiny_space())))
+
+
+def test_mobilenetv2_lies_in_the_mnasnet_space() -> None:
+    space = get_space("mnasnet-relu6")
+    mbv2 = reference("mobilenetv2")
+    assert space.decode(space.encode(mbv2)) == mbv2
+    values = space.values(space.encode(mbv2))
+    assert values["stage1.conv_op"] == "ds" and values["stage2.conv_op"] == "ir_e6"
+    assert values["stage4.num_layers"] == 4 and values["stage4.width_multiplier"] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("arch_name", "space_name", "message"),
+    [
+        ("mnasnet-a1", "mnasnet", "stages[4].blocks[0].out_channels: 112 is not a width of stage5 (72, 96, 120)"),
+        ("mobilenetv2", "mnasnet", "stem: differs"),
+        ("mobilenetv3-large", "mobilenetv3", "space 'mobilenetv3' has 7 stages, got 6"),
+    ],
+)
+def test_references_outside_a_space_say_where(arch_name: str, space_name: str, message: str) -> None:
+    with pytest.raises(SpecError) as info:
+        get_space(space_name).encode(reference(arch_name))
+    assert message in str(info.value)
+    assert not get_space(space_name).contains(reference(arch_name))
+
+
+def test_tiny_space_enumerates_distinct_members() -> None:
+    space = tiny_space()
+    archs = [space.decode(i) for i in all_index_vectors(space)]
+    for arch in archs:
+        assert space.decode(space.encode(arch)) == arch
+    # no option of the tiny space aliases another, so every index vector is a different network
+    assert len({a.fingerprint() for a in archs}) == len(archs) == 384
+
+
+def test_expansion_one_builds_a_depthwise_separable_block() -> None:
+    space = tiny_space()
+    values = [0] * len(space.decisions)
+    arch = space.decode(values)
+    assert arch.stages[1][0].type == "ds"  # stage2.expansion_ratio = 1
+
+
+def test_neighbours_differ_in_one_decision() -> None:
+    space = mobilenetv3_space()
+    arch = space.sample(np.random.default_rng(3))
+    neighbours = space.neighbours(arch)
+    base = space.encode(arch)
+    assert arch not in neighbours
+    assert len({n.fingerprint() for n in neighbours}) == len(neighbours)
+    for other in neighbours[:40]:
+        assert sum(a != b for a, b in zip(base, space.encode(other), strict=True)) == 1 or space.decode(space.encode(other)) == other
+
+
+def test_sampling_is_deterministic_for_a_seed() -> None:
+    space = mnasnet_space()
+    a = [space.sample(np.random.default_rng(7)).fingerprint() for _ in range(2)]
+    b = space.sample(np.random.default_rng(8)).fingerprint()
+    assert a[0] == a[1] != b
+
+
+def test_bad_indices_and_bad_space_json() -> None:
+    space = tiny_space()
+    with pytest.raises(SpecError, match="expected 8 indices"):
+        space.decode([0, 0])
+    with pytest.raises(SpecError, match=r"stage1.kernel_size: index 5 out of range 0..1"):
+        space.decode([0, 5] + [0] * 6)
+    data = json.loads(space.to_json())
+    data["stages"][0]["choices"]["kernel_size"] = [3, 4]
+    with pytest.raises(SpecError, match=r"stages\[0\]\.kernel_size\[1\]: 4 is not one of 3, 5, 7"):
+        SearchSpace.from_dict(data)
+    data = json.loads(space.to_json())
+    data["stages"][0]["choices"]["colour"] = ["red"]
+    with pytest.raises(SpecError, match="colour: unknown stage field"):
+        SearchSpace.from_dict(data)
+    with pytest.raises(ValueError, match="unknown search space 'nope'"):
+        get_space("nope")
+
+
+def test_custom_space_from_a_json_file(tmp_path) -> None:
+    path = tmp_path / "space.json"
+    path.write_text(tiny_space().to_json())
+    assert get_space(str(path), num_classes=10) == tiny_space(10)

@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mobilenas.runs import Journal, RunDir, atomic_write_json, read_json
+from mobilenas.units import format_ms, parse_duration_ms
+
+
+@pytest.mark.parametrize(("text", "ms"), [("15ms", 15.0), ("0.015s", 15.0), ("15", 15.0), ("1500us", 1.5), (" 2.5 ms ", 2.5), (7, 7.0), ("1e1ms", 10.0)])
+def test_durations(text, ms: float) -> None:
+    assert parse_duration_ms(text) == pytest.approx(ms)
+
+
+@pytest.mark.parametrize("text", ["15m", "fast", "-3ms", "0ms", "15 ms s", "", "ms", "nan"])
+def test_unclear_durations_are_rejected(text: str) -> None:
+    with pytest.raises(ValueError, match="duration"):
+        parse_duration_ms(text, what="--target-latency")
+
+
+def test_format_ms() -> None:
+    assert format_ms(12.345) == "12.35 ms"
+    assert format_ms(None) == "-"
+
+
+def test_journal_survives_a_torn_last_line(tmp_path) -> None:
+    journal = Journal(tmp_path / "events.jsonl")
+    journal.append({"type": "a", "n": 1})
+    journal.append({"type": "b", "n": 2})
+    with open(journal.path, "a") as handle:
+        handle.write('{"type": "c", "n": ')  # a writer killed mid-line
+    assert [e["n"] for e in journal.read()] == [1, 2]
+    journal.append({"type": "d", "n": 4})  # the next append starts on a fresh line
+    assert [e["n"] for e in journal.read()] == [1, 2, 4]
+
+
+def test_run_dir_create_open_and_refuse(tmp_path) -> None:
+    run = RunDir.create(tmp_path / "r", {"kind": "search", "config": {"seed": 3}})
+    assert run.manifest()["config"] == {"seed": 3}
+    assert "torch" in run.manifest()["environment"]
+    with pytest.raises(ValueError, match="already holds a run; use --resume"):
+        RunDir.create(tmp_path / "r", {"kind": "search"})
+    assert RunDir.open(tmp_path / "r", kind="search").manifest()["kind"] == "search"
+    with pytest.raises(ValueError, match="is a 'search' run, not a 'netadapt' run"):
+        RunDir.open(tmp_path / "r", kind="netadapt")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="not a mobilenas run directory"):
+        RunDir.open(tmp_path / "empty")
+
+
+def test_atomic_json(tmp_path) -> None:
+    path = tmp_path / "x" / "a.json"
+    atomic_write_json(path, {"a": float("nan"), "b": (1, 2)})
+    assert json.loads(path.read_text().replace("NaN", "null")) == {"a": None, "b": [1, 2]}
+    assert read_json(path)["b"] == [1, 2]
+    assert not list(path.parent.glob("*.tmp"))
