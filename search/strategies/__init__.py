@@ -1,0 +1,1 @@
+"""Search strategies behind the ask/tell contract of mobilenas.search.base.Strategy."""
