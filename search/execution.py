@@ -1,0 +1,166 @@
+"""Where evaluations run: in-process for cheap ones, on Ray for expensive ones.
+
+* :func:`ray_session` starts a local Ray bound to 127.0.0.1 on demand (or joins ``address``) and
+  shuts it down afterwards if it started it. ``ray.init`` costs 2-3 s and ~250 MB, so nothing
+  cheap (a table look-up) ever goes through Ray.
+* :func:`map_parallel` runs a list of independent jobs (NetAdapt's proposals of one iteration)
+  with at most ``workers`` at once, each with ``cpus_per_task`` CPUs; a job whose worker process
+  dies is retried up to ``max_retries`` times, then reported as failed with its error. With
+  ``workers=1`` and no address the jobs run in this process, one after the other.
+* The search's proxy trainings run on Ray Tune (see :mod:`mobilenas.search.tune_driver`).
+
+No job changes the working directory: Ray Tune's per-trial ``chdir`` is switched off.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+# Settings for Ray and Tune in this process and in the workers it starts.
+RAY_ENVIRONMENT = {
+    "RAY_CHDIR_TO_TRIAL_DIR": "0",  # trials keep the working directory of the driver
+    "RAY_AIR_NEW_OUTPUT": "0",  # the classic reporter honours verbose=0: our own progress bar talks
+    "RAY_DEDUP_LOGS": "0",
+    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "100",
+    "PYTHONWARNINGS": "ignore::DeprecationWarning",
+}
+
+
+@contextmanager
+def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iterator[None]:
+    """Use the Ray at ``address``, or start a local one bound to 127.0.0.1 for this block."""
+    for key, value in RAY_ENVIRONMENT.items():
+        os.environ.setdefault(key, value)
+    if not address:
+        _bind_to_loopback()
+    import ray
+
+    started = False
+    if not ray.is_initialized():
+        worker_env = {"env_vars": {k: os.environ[k] for k in RAY_ENVIRONMENT}}
+        try:
+            if address:
+                ray.init(address=address, log_to_driver=False, configure_logging=False, runtime_env=worker_env)
+            else:
+                ray.init(
+                    address="local",
+                    num_cpus=num_cpus,
+                    include_dashboard=False,
+                    _node_ip_address="127.0.0.1",
+                    log_to_driver=False,
+                    configure_logging=False,
+                    runtime_env=worker_env,
+                )
+        except ConnectionError as error:
+            raise ValueError(f"cannot reach the Ray cluster at {address!r} ({error}); check --ray-address") from None
+        started = True
+    try:
+        yield
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _bind_to_loopback() -> None:
+    """Make a local Ray listen on 127.0.0.1 only.
+
+    Ray resolves ``127.0.0.1`` to the machine's reachable address and its servers then listen on
+    every interface, unless clustering is off (its single-machine mode on macOS and Windows),
+    where every server binds to the loopback address. The switch is read when ``ray`` is first
+    imported, and looked up again at call time, so set both.
+    """
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    constants = sys.modules.get("ray._private.ray_constants")
+    if constants is not None:
+        constants.ENABLE_RAY_CLUSTER = False  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class TaskOutcome:
+    """The result of one job of :func:`map_parallel`: a value, or the error that ended it."""
+
+    index: int
+    value: Any = None
+    error: str | None = None
+    wall_time_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[-1] if text else ''}".strip()
+
+
+def map_parallel(
+    fn: Callable[..., T],
+    items: Sequence[Any],
+    *,
+    workers: int = 1,
+    ray_address: str | None = None,
+    cpus_per_task: float = 1.0,
+    max_retries: int = 2,
+    on_done: Callable[[TaskOutcome], None] | None = None,
+) -> list[TaskOutcome]:
+    """Run ``fn(item)`` for every item; outcomes come back in the order of ``items``.
+
+    ``on_done`` is called in this process as each job finishes (for progress bars and journals).
+    An exception raised by ``fn`` is not retried (it would fail again); a worker that dies
+    (killed, out of memory) is retried up to ``max_retries`` times by Ray.
+    """
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    outcomes: list[TaskOutcome | None] = [None] * len(items)
+    if workers == 1 and ray_address is None:
+        for index, item in enumerate(items):
+            start = time.perf_counter()
+            try:
+                outcome = TaskOutcome(index, value=fn(item), wall_time_s=time.perf_counter() - start)
+            except Exception as error:
+                outcome = TaskOutcome(index, error=_describe(error), wall_time_s=time.perf_counter() - start)
+            outcomes[index] = outcome
+            if on_done:
+                on_done(outcome)
+        return [o for o in outcomes if o is not None]
+
+    import ray
+
+    with ray_session(ray_address, num_cpus=None if ray_address else max(workers, int(cpus_per_task * workers + 0.999))):
+        remote = ray.remote(num_cpus=cpus_per_task, max_retries=max_retries, retry_exceptions=False)(_timed_call)
+        fn_ref = ray.put(fn)
+        waiting: dict[Any, int] = {}
+        next_item = 0
+        while next_item < len(items) or waiting:
+            while next_item < len(items) and len(waiting) < workers:
+                waiting[remote.remote(fn_ref, items[next_item])] = next_item
+                next_item += 1
+            ready, _ = ray.wait(list(waiting), num_returns=1)
+            for ref in ready:
+                index = waiting.pop(ref)
+                try:
+                    value, error, seconds = ray.get(ref)
+                    outcome = TaskOutcome(index, value=value, error=error, wall_time_s=seconds)
+                except Exception as crash:  # the worker died more often than max_retries allows
+                    outcome = TaskOutcome(index, error=_describe(crash))
+                outcomes[index] = outcome
+                if on_done:
+                    on_done(outcome)
+    return [o for o in outcomes if o is not None]
+
+
+def _timed_call(fn: Callable[[Any], Any], item: Any) -> tuple[Any, str | None, float]:
+    start = time.perf_counter()
+    try:
+        return fn(item), None, time.perf_counter() - start
+    except Exception as error:
+        return None, _describe(error), time.perf_counter() - start
