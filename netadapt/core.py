@@ -282,15 +282,21 @@ def iterate(
     description: Description[D],
     resource: Callable[[D], float],
     evaluate: Callable[[Point[D, S], Sequence[Candidate[D]]], Sequence[Outcome[S]]],
+    planned: Sequence[Candidate[D]] | None = None,
 ) -> Iteration[D, S]:
     """Run one NetAdapt iteration from ``point``.
 
     ``evaluate(point, candidates)`` shrinks the point's weights to each candidate, fine-tunes and
-    evaluates them (in any order, in parallel if it likes) and returns one outcome per candidate.
+    evaluates them (in any order, in parallel if it likes) and returns one outcome per candidate;
+    an outcome whose accuracy is not finite (a failed fine-tune) is never chosen. ``planned``
+    replays the proposals of an interrupted iteration instead of planning again.
     """
     number = point.iteration + 1
     target = schedule.target(number, point.resource, start_resource, budget)
-    candidates = plan_iteration(point.definition, target, point.resource, granularity, description, resource)
+    if planned is not None:
+        candidates = list(planned)
+    else:
+        candidates = plan_iteration(point.definition, target, point.resource, granularity, description, resource)
     if not candidates:
         raise ValueError(f"iteration {number}: no group can shrink any further (resource {point.resource:g})")
     outcomes = tuple(evaluate(point, candidates))

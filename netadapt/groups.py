@@ -60,22 +60,21 @@ class TiedGroup:
 
 def tied_groups(arch: Architecture) -> tuple[TiedGroup, ...]:
     """Residual-tied groups in network order (the first one contains the stem)."""
-    groups: list[dict[str, object]] = [{"name": STEM, "producers": [STEM], "readers": [], "width": arch.stem.out_channels}]
+    names: list[str] = [STEM]
+    members: list[list[str]] = [[STEM]]
+    readers: list[list[str]] = [[]]
+    widths: list[int] = [arch.stem.out_channels]
     for s, b, block in arch.blocks():
-        current = groups[-1]
-        readers = current["readers"]
-        assert isinstance(readers, list)
-        readers.append(block_path(s, b))
+        path = block_path(s, b)
+        readers[-1].append(path)
         if block.skip:
-            producers = current["producers"]
-            assert isinstance(producers, list)
-            producers.append(block_path(s, b))
+            members[-1].append(path)
         else:
-            groups.append({"name": f"{block_path(s, b)}.out", "producers": [block_path(s, b)], "readers": [], "width": block.out_channels})
-    return tuple(
-        TiedGroup(str(g["name"]), tuple(g["producers"]), tuple(g["readers"]), int(g["width"]))  # type: ignore[call-overload]
-        for g in groups
-    )
+            names.append(f"{path}.out")
+            members.append([path])
+            readers.append([])
+            widths.append(block.out_channels)
+    return tuple(TiedGroup(n, tuple(m), tuple(r), w) for n, m, r, w in zip(names, members, readers, widths, strict=True))
 
 
 def _tied_group_of_input(arch: Architecture) -> dict[str, TiedGroup]:
@@ -123,9 +122,15 @@ def set_group_width(arch: Architecture, group: str, width: int) -> Architecture:
     stages = [list(stage) for stage in arch.stages]
     stem, head = arch.stem, arch.head
 
-    def replace(path: str, **changes: int) -> None:
+    def replace(path: str, *, out_channels: int | None = None, expanded_channels: int | None = None, se_channels: int | None = None) -> None:
         s, b = _parse_block_path(path)
-        stages[s][b] = dataclasses.replace(stages[s][b], **changes)
+        block = stages[s][b]
+        stages[s][b] = dataclasses.replace(
+            block,
+            out_channels=block.out_channels if out_channels is None else out_channels,
+            expanded_channels=block.expanded_channels if expanded_channels is None else expanded_channels,
+            se_channels=block.se_channels if se_channels is None else se_channels,
+        )
 
     if group == HEAD_CONV:
         head = dataclasses.replace(head, conv_channels=width)
@@ -146,10 +151,9 @@ def set_group_width(arch: Architecture, group: str, width: int) -> Architecture:
                 continue
             s, b = _parse_block_path(producer)
             block = stages[s][b]
-            changes = {"out_channels": width}
-            if block.type == "conv":  # a conv block's SE acts on its outputs
-                changes["se_channels"] = scaled_se(block.se_channels, old, width)
-            replace(producer, **changes)
+            # a conv block's SE acts on its outputs
+            se = scaled_se(block.se_channels, old, width) if block.type == "conv" else None
+            replace(producer, out_channels=width, se_channels=se)
         for reader in tied.readers:
             s, b = _parse_block_path(reader)
             block = stages[s][b]

@@ -1,0 +1,722 @@
+"""NetAdapt on an :class:`~mobilenas.space.Architecture`: the orchestrator, its run directory, resume.
+
+One orchestrator per job. It sees everything: the latency model (the lookup table, measuring
+missing entries on demand), the trainer (short fine-tunes, evaluation on the held-out validation
+split), the run directory. The algorithm itself is :mod:`mobilenas.netadapt.core`.
+
+Run directory (``mobilenas.runs.RunDir``, kind ``netadapt``):
+
+``manifest.json``    resolved arguments and settings, versions, seed, the table's fingerprint,
+                     the starting and budget latencies
+``history.jsonl``    append-only, one line per iteration (0 = the starting network): target,
+                     chosen proposal, every group's width, table and measured latency, accuracy
+                     before and after fine-tuning, every proposal's scores. A line is the commit
+                     point of its iteration.
+``events.jsonl``     finer events: each iteration's plan and each proposal's result as it lands,
+                     so a killed iteration keeps the proposals it finished
+``checkpoints/iteration-NNN.pt``  the current network's weights after iteration NNN (atomic)
+``proposals/iteration-NNN/``      fine-tuned proposals of the iteration in progress
+``refined.json``     ``architecture``, ``accuracy``, ``latency_ms``, ``measured_latency_ms``,
+                     ``weights`` (as nas-search's ``best.json``), plus test accuracy and more
+``refined.pt``, ``refined.onnx``, ``trajectory.png``
+
+Resume (``--resume DIR``) reloads the run's own arguments from the manifest, continues from the
+last committed iteration, reuses the plan and the finished proposals of an interrupted one, and
+redoes only the final fine-tune if that was interrupted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import math
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from mobilenas.netadapt.core import (
+    SELECTION_RULES,
+    Candidate,
+    Outcome,
+    Point,
+    Schedule,
+    iterate,
+    minimum_width,
+    smallest_reachable,
+)
+from mobilenas.netadapt.groups import ArchitectureDescription, group_widths, prunable_groups
+from mobilenas.netadapt.pruning import shrink_model
+from mobilenas.runs import Journal, RunDir, atomic_write_bytes, now_iso
+from mobilenas.space.arch import Architecture
+from mobilenas.space.builder import Network, build_model
+from mobilenas.units import format_ms
+
+RUN_KIND = "netadapt"
+HISTORY = "history.jsonl"
+CHECKPOINTS = "checkpoints"
+PROPOSALS = "proposals"
+REFINED_JSON = "refined.json"
+REFINED_WEIGHTS = "refined.pt"
+REFINED_ONNX = "refined.onnx"
+TRAJECTORY_PNG = "trajectory.png"
+FINAL_MODES = ("finetune", "retrain", "none")
+STATUS_OK = "ok"
+STATUS_FAILED = "failed"
+
+StateDict = dict[str, torch.Tensor]
+
+
+# --------------------------------------------------------------------------- seams
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a training call reports (the model is trained in place)."""
+
+    status: str = STATUS_OK
+    error: str | None = None
+    wall_time_s: float = 0.0
+    steps: int = 0
+
+
+class Trainer(Protocol):
+    """Training and evaluation on one data set, held in memory (picklable, for Ray workers).
+
+    Accuracies are fractions in [0, 1]. ``evaluate`` uses the held-out validation split (every
+    decision); ``test`` the test split (final reporting only).
+    """
+
+    @property
+    def input_size(self) -> int: ...
+
+    def fine_tune(self, model: Network, steps: int, seed: int) -> TrainResult: ...
+
+    def train(self, model: Network, epochs: int, seed: int, progress: bool = False) -> TrainResult: ...
+
+    def evaluate(self, model: Network) -> float: ...
+
+    def test(self, model: Network) -> float: ...
+
+
+class LatencyModel(Protocol):
+    """Latency of architectures on the target device, in milliseconds."""
+
+    @property
+    def input_size(self) -> int:
+        """The deployment resolution the table was built for."""
+        ...
+
+    def predict(self, arch: Architecture) -> float:
+        """By the lookup table (missing entries measured on demand and added to it)."""
+        ...
+
+    def measure(self, arch: Architecture) -> float | None:
+        """End to end on the device (``None`` where that cannot be done)."""
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """Plain data for the manifest: table path, fingerprint, device, backend."""
+        ...
+
+
+# --------------------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything that decides what a run computes (recorded in the manifest, reloaded on resume)."""
+
+    budget_ms: float
+    start_latency_ms: float
+    schedule: Schedule = dataclasses.field(default_factory=Schedule)
+    selection: str = "accuracy-per-latency"
+    granularity: int = 8
+    finetune_steps: int = 100
+    final: str = "finetune"
+    final_epochs: int = 10
+    pretrain_epochs: int = 10
+    max_iterations: int | None = None
+    workers: int = 1
+    ray_address: str | None = None
+    threads: int | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.selection not in SELECTION_RULES:
+            raise ValueError(f"selection rule {self.selection!r} is not one of {', '.join(SELECTION_RULES)}")
+        if self.final not in FINAL_MODES:
+            raise ValueError(f"final {self.final!r} is not one of {', '.join(FINAL_MODES)}")
+        for name in ("granularity", "workers"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("finetune_steps", "final_epochs", "pretrain_epochs"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not (self.budget_ms > 0 and math.isfinite(self.budget_ms)):
+            raise ValueError(f"the latency budget must be a positive number of ms, got {self.budget_ms}")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["schedule"] = self.schedule.to_dict()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Settings:
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - fields
+        if unknown:
+            raise ValueError(f"the run's settings have unknown keys {sorted(unknown)}; was it written by a newer mobilenas?")
+        values = dict(data)
+        values["schedule"] = Schedule(**values["schedule"])
+        return cls(**values)
+
+
+def derive_seed(seed: int, *parts: object) -> int:
+    """A seed for one piece of work that does not depend on execution order or parallelism."""
+    text = ":".join(str(p) for p in (seed, *parts))
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big") & 0x7FFFFFFF
+
+
+# --------------------------------------------------------------------------- weights
+
+
+def save_weights(path: Path, state: StateDict) -> None:
+    """``torch.save`` of a state dict, written atomically."""
+    buffer = io.BytesIO()
+    torch.save({name: tensor.detach().cpu() for name, tensor in state.items()}, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_weights(path: str | Path) -> StateDict:
+    """A state dict from a file: a plain state dict, or a checkpoint holding one.
+
+    Accepted wrappers: ``{"state_dict": ...}``, ``{"model": ...}``, ``{"model_state": ...}``,
+    ``{"weights": ...}`` (what training scripts commonly write).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no weights file at {path}")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise ValueError(f"{path}: not a torch weights file ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})") from None
+    if isinstance(data, dict):
+        for key in ("state_dict", "model", "model_state", "weights"):
+            if key in data and isinstance(data[key], dict):
+                data = data[key]
+                break
+    if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
+        raise ValueError(f"{path}: expected a state dict (parameter name -> tensor)")
+    return data
+
+
+def load_into(arch: Architecture, state: StateDict, input_size: int, where: str = "the weights") -> Network:
+    """Build ``arch`` at ``input_size`` and load ``state`` strictly, with a readable error."""
+    model = build_model(arch, input_size=input_size)
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    mismatched = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    if missing or unexpected or mismatched:
+        details = []
+        if mismatched:
+            k = mismatched[0]
+            details.append(f"{k} has shape {tuple(state[k].shape)}, the architecture needs {tuple(expected[k].shape)}")
+        if missing:
+            details.append(f"missing {missing[0]}" + (f" and {len(missing) - 1} more" if len(missing) > 1 else ""))
+        if unexpected:
+            details.append(f"unexpected {unexpected[0]}" + (f" and {len(unexpected) - 1} more" if len(unexpected) > 1 else ""))
+        raise ValueError(f"{where} do not fit the architecture: {'; '.join(details)}")
+    model.load_state_dict(state)
+    return model
+
+
+# --------------------------------------------------------------------------- proposals
+
+
+@dataclass(frozen=True)
+class ProposalJob:
+    """Shrink ``weights`` of ``source`` to ``target``, fine-tune ``steps`` steps, evaluate."""
+
+    iteration: int
+    index: int
+    group: str
+    source: Architecture
+    target: Architecture
+    weights: StateDict
+    steps: int
+    seed: int
+    threads: int | None = None
+
+
+@dataclass(frozen=True)
+class ProposalResult:
+    accuracy_before: float
+    accuracy: float
+    weights: StateDict | None
+    status: str = STATUS_OK
+    error: str | None = None
+    wall_time_s: float = 0.0
+
+
+class ProposalWorker:
+    """Evaluates :class:`ProposalJob` s; picklable (it carries the trainer and its data) for Ray."""
+
+    def __init__(self, trainer: Trainer) -> None:
+        self.trainer = trainer
+
+    def __call__(self, job: ProposalJob) -> ProposalResult:
+        start = time.perf_counter()
+        if job.threads:
+            torch.set_num_threads(job.threads)
+        size = self.trainer.input_size
+        model = load_into(job.source, job.weights, size)
+        small = shrink_model(model, job.target, input_size=size)
+        del model
+        before = self.trainer.evaluate(small)
+        result = self.trainer.fine_tune(small, job.steps, job.seed) if job.steps else TrainResult()
+        if result.status != STATUS_OK:
+            return ProposalResult(before, math.nan, None, STATUS_FAILED, result.error or "fine-tuning failed", time.perf_counter() - start)
+        after = self.trainer.evaluate(small)
+        return ProposalResult(before, after, small.state_dict(), STATUS_OK, None, time.perf_counter() - start)
+
+
+def run_jobs(
+    worker: Callable[[ProposalJob], ProposalResult],
+    jobs: Sequence[ProposalJob],
+    *,
+    workers: int,
+    ray_address: str | None,
+    threads: int | None,
+    on_done: Callable[[int, ProposalResult], None],
+) -> list[ProposalResult]:
+    """Evaluate ``jobs``: in this process when ``workers`` is 1, else one Ray task per proposal.
+
+    ``on_done(index, result)`` runs in this process as each job lands. A job that raises becomes
+    a failed result carrying the error.
+    """
+    from mobilenas.search.execution import map_parallel
+
+    indexed = {i: job for i, job in enumerate(jobs)}
+    results: dict[int, ProposalResult] = {}
+
+    def landed(outcome: Any) -> None:
+        result = outcome.value if outcome.ok else ProposalResult(math.nan, math.nan, None, STATUS_FAILED, outcome.error, outcome.wall_time_s)
+        results[outcome.index] = result
+        on_done(outcome.index, result)
+
+    cpus = float(threads or 1)
+    map_parallel(worker, list(indexed.values()), workers=workers, ray_address=ray_address, cpus_per_task=cpus, on_done=landed)
+    return [results[i] for i in range(len(jobs))]
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def _iteration_name(iteration: int) -> str:
+    return f"iteration-{iteration:03d}"
+
+
+class Refinement:
+    """A NetAdapt run in its run directory (create with :meth:`start`, continue with :meth:`resume`)."""
+
+    def __init__(self, run: RunDir, settings: Settings, trainer: Trainer, latency: LatencyModel, log: Callable[[str], None] | None = None, progress: bool = False) -> None:
+        self.run = run
+        self.settings = settings
+        self.trainer = trainer
+        self.latency = latency
+        self.history = Journal(run.path(HISTORY))
+        self.log = log or (lambda message: None)
+        self.progress = progress
+        self.description = ArchitectureDescription()
+
+    # ----------------------------------------------------------------- creating
+
+    @classmethod
+    def create(
+        cls,
+        out: str | Path,
+        manifest: dict[str, Any],
+        settings: Settings,
+        trainer: Trainer,
+        latency: LatencyModel,
+        log: Callable[[str], None] | None = None,
+        progress: bool = False,
+    ) -> Refinement:
+        run = RunDir.create(out, {"kind": RUN_KIND, **manifest, "settings": settings.to_dict(), "latency": latency.describe()})
+        return cls(run, settings, trainer, latency, log, progress)
+
+    def has_start(self) -> bool:
+        return any(line.get("iteration") == 0 for line in self.history.read())
+
+    def record_start(self, arch: Architecture, weights: StateDict | None) -> None:
+        """Iteration 0: the starting network (trained first when ``weights`` is ``None``)."""
+        size = self.trainer.input_size
+        trained_here = weights is None
+        if weights is None:
+            torch.manual_seed(derive_seed(self.settings.seed, "pretrain"))
+            model = build_model(arch, input_size=size)
+            epochs = self.settings.pretrain_epochs
+            self.log(f"no weights given: training the starting network from scratch for {epochs} epoch(s) first")
+            result = self.trainer.train(model, epochs, derive_seed(self.settings.seed, "pretrain"), progress=self.progress)
+            if result.status != STATUS_OK:
+                raise RuntimeError(f"training the starting network failed: {result.error}")
+            weights = model.state_dict()
+        else:
+            model = load_into(arch, weights, size)
+        accuracy = self.trainer.evaluate(model)
+        latency_ms = self.latency.predict(arch)
+        measured = self.latency.measure(arch)
+        checkpoint = self._save_checkpoint(0, model.state_dict())
+        self.history.append({
+            "type": "iteration",
+            "iteration": 0,
+            "time": now_iso(),
+            "target_latency_ms": None,
+            "chosen": None,
+            "widths": group_widths(arch),
+            "architecture": arch.to_dict(),
+            "notation": arch.to_notation(),
+            "latency_ms": latency_ms,
+            "measured_latency_ms": measured,
+            "accuracy_before_finetune": accuracy,
+            "accuracy": accuracy,
+            "previous_accuracy": None,
+            "target_met": latency_ms <= self.settings.budget_ms,
+            "proposals": [],
+            "checkpoint": checkpoint,
+            "trained_from_scratch": trained_here,
+        })
+        self.log(
+            f"start: {arch.num_blocks} blocks, latency {format_ms(latency_ms)} by the table (measured {format_ms(measured)}), "
+            f"validation accuracy {accuracy:.4f}; budget {format_ms(self.settings.budget_ms)}"
+        )
+
+    def _save_checkpoint(self, iteration: int, state: StateDict) -> str:
+        relative = f"{CHECKPOINTS}/{_iteration_name(iteration)}.pt"
+        save_weights(self.run.path(relative), state)
+        return relative
+
+    # ----------------------------------------------------------------- state
+
+    def lines(self) -> list[dict[str, Any]]:
+        """Committed history lines, one per iteration, in order (duplicates from a replay ignored)."""
+        seen: dict[int, dict[str, Any]] = {}
+        for line in self.history.read():
+            if line.get("type") == "iteration" and isinstance(line.get("iteration"), int):
+                seen.setdefault(line["iteration"], line)
+        return [seen[i] for i in sorted(seen)]
+
+    def current_point(self) -> Point[Architecture, StateDict]:
+        lines = self.lines()
+        if not lines:
+            raise ValueError(f"{self.run.root} has no starting network yet")
+        last = lines[-1]
+        arch = Architecture.from_dict(last["architecture"])
+        state = load_weights(self.run.path(last["checkpoint"]))
+        return Point(int(last["iteration"]), arch, state, float(last["accuracy"]), float(last["latency_ms"]))
+
+    def _events_for(self, iteration: int) -> tuple[dict[str, Any] | None, dict[int, dict[str, Any]]]:
+        plan: dict[str, Any] | None = None
+        proposals: dict[int, dict[str, Any]] = {}
+        for event in self.run.events.read():
+            if event.get("iteration") != iteration:
+                continue
+            if event.get("type") == "plan":
+                plan, proposals = event, {}  # a newer plan replaces an older one
+            elif event.get("type") == "proposal" and plan is not None:
+                proposals[int(event["index"])] = event
+        return plan, proposals
+
+    # ----------------------------------------------------------------- iterating
+
+    def done_iterating(self, point: Point[Architecture, StateDict]) -> bool:
+        if point.resource <= self.settings.budget_ms:
+            return True
+        limit = self.settings.max_iterations
+        return limit is not None and point.iteration >= limit
+
+    def iterate_until_budget(self) -> Point[Architecture, StateDict]:
+        point = self.current_point()
+        parallel = self.settings.workers > 1 or self.settings.ray_address is not None
+        if self.done_iterating(point):
+            return point
+        from mobilenas.search.execution import ray_session
+
+        with ray_session(self.settings.ray_address) if parallel else nullcontext():
+            while not self.done_iterating(point):
+                point = self.step(point)
+        return point
+
+    def step(self, point: Point[Architecture, StateDict]) -> Point[Architecture, StateDict]:
+        """One iteration from ``point``, committed to the history before returning."""
+        started = time.perf_counter()
+        number = point.iteration + 1
+        plan_event, finished = self._events_for(number)
+        planned = None
+        if plan_event is not None:
+            planned = [
+                Candidate(p["group"], int(p["width"]), int(p["previous_width"]), Architecture.from_dict(p["architecture"]), float(p["latency_ms"]), bool(p["target_met"]))
+                for p in plan_event["proposals"]
+            ]
+            self.log(f"iteration {number}: resuming its {len(planned)} proposals ({len(finished)} already fine-tuned)")
+        results: dict[int, ProposalResult] = {}
+        start_latency = self.settings.start_latency_ms
+
+        def evaluate(source: Point[Architecture, StateDict], candidates: Sequence[Candidate[Architecture]]) -> list[Outcome[StateDict]]:
+            if plan_event is None:
+                self.run.events.append({
+                    "type": "plan",
+                    "iteration": number,
+                    "time": now_iso(),
+                    "target_latency_ms": self.settings.schedule.target(number, source.resource, start_latency, self.settings.budget_ms),
+                    "proposals": [
+                        {"index": i, "group": c.group, "width": c.width, "previous_width": c.previous_width, "latency_ms": c.resource, "target_met": c.target_met, "architecture": c.definition.to_dict()}
+                        for i, c in enumerate(candidates)
+                    ],
+                })
+            results.update(self._reuse(number, finished))
+            pending = [i for i in range(len(candidates)) if i not in results]
+            jobs = [
+                ProposalJob(number, i, candidates[i].group, source.definition, candidates[i].definition, source.state, self.settings.finetune_steps, derive_seed(self.settings.seed, number, candidates[i].group), self.settings.threads)
+                for i in pending
+            ]
+            from mobilenas.cliutil import progress
+
+            bar = progress(total=len(candidates), desc=f"iteration {number}", enabled=self.progress, unit="proposal")
+            bar.update(len(candidates) - len(pending))
+
+            def landed(position: int, result: ProposalResult) -> None:
+                index = pending[position]
+                results[index] = result
+                self._record_proposal(number, index, candidates[index], result)
+                bar.update(1)
+
+            try:
+                if jobs:
+                    run_jobs(ProposalWorker(self.trainer), jobs, workers=self.settings.workers, ray_address=self.settings.ray_address, threads=self.settings.threads, on_done=landed)
+            finally:
+                bar.close()
+            if all(results[i].status != STATUS_OK for i in range(len(candidates))):
+                first = next(r.error for r in results.values() if r.error)
+                raise RuntimeError(f"iteration {number}: every proposal failed; the first error: {first}")
+            return [Outcome(results[i].accuracy, results[i].weights or {}, results[i].accuracy_before) for i in range(len(candidates))]
+
+        step = iterate(
+            point,
+            start_resource=start_latency,
+            budget=self.settings.budget_ms,
+            schedule=self.settings.schedule,
+            rule=self.settings.selection,
+            granularity=self.settings.granularity,
+            description=self.description,
+            resource=self.latency.predict,
+            evaluate=evaluate,
+            planned=planned,
+        )
+        new = step.point
+        measured = self.latency.measure(new.definition)
+        checkpoint = self._save_checkpoint(number, new.state)
+        winner = step.winner
+        chosen_result = results[step.chosen]
+        line = {
+            "type": "iteration",
+            "iteration": number,
+            "time": now_iso(),
+            "target_latency_ms": step.target,
+            "chosen": {"index": step.chosen, "group": winner.group, "width": winner.width, "previous_width": winner.previous_width},
+            "widths": group_widths(new.definition),
+            "architecture": new.definition.to_dict(),
+            "notation": new.definition.to_notation(),
+            "latency_ms": new.resource,
+            "measured_latency_ms": measured,
+            "accuracy_before_finetune": chosen_result.accuracy_before,
+            "accuracy": new.accuracy,
+            "previous_accuracy": point.accuracy,
+            "target_met": winner.target_met,
+            "proposals": [
+                {
+                    "group": c.group, "width": c.width, "previous_width": c.previous_width, "latency_ms": c.resource, "target_met": c.target_met,
+                    "accuracy_before_finetune": _finite_or_none(results[i].accuracy_before), "accuracy": _finite_or_none(results[i].accuracy),
+                    "score": _finite_or_none(step.scores[i]), "status": results[i].status, "error": results[i].error, "wall_time_s": results[i].wall_time_s,
+                }
+                for i, c in enumerate(step.candidates)
+            ],
+            "checkpoint": checkpoint,
+            "wall_time_s": time.perf_counter() - started,
+        }
+        self.history.append(line)
+        shutil.rmtree(self.run.path(f"{PROPOSALS}/{_iteration_name(number)}"), ignore_errors=True)
+        self.log(
+            f"iteration {number}: target {format_ms(step.target)}; {winner.group} {winner.previous_width}->{winner.width}; "
+            f"latency {format_ms(new.resource)} (measured {format_ms(measured)}); accuracy {point.accuracy:.4f} -> "
+            f"{chosen_result.accuracy_before:.4f} pruned -> {new.accuracy:.4f} fine-tuned; {len(step.candidates)} proposals in {time.perf_counter() - started:.0f} s"
+        )
+        return Point(number, new.definition, new.state, new.accuracy, new.resource)
+
+    def _record_proposal(self, iteration: int, index: int, candidate: Candidate[Architecture], result: ProposalResult) -> None:
+        weights = None
+        if result.weights is not None:
+            weights = f"{PROPOSALS}/{_iteration_name(iteration)}/{index:03d}.pt"
+            save_weights(self.run.path(weights), result.weights)
+        self.run.events.append({
+            "type": "proposal", "iteration": iteration, "index": index, "group": candidate.group, "width": candidate.width,
+            "latency_ms": candidate.resource, "accuracy_before_finetune": _finite_or_none(result.accuracy_before),
+            "accuracy": _finite_or_none(result.accuracy), "status": result.status, "error": result.error,
+            "wall_time_s": result.wall_time_s, "weights": weights, "time": now_iso(),
+        })
+
+    def _reuse(self, iteration: int, finished: dict[int, dict[str, Any]]) -> dict[int, ProposalResult]:
+        reused: dict[int, ProposalResult] = {}
+        for index, event in finished.items():
+            weights = None
+            if event.get("status") == STATUS_OK:
+                path = event.get("weights")
+                if not path or not self.run.path(path).is_file():
+                    continue  # its weights did not reach the disk: evaluate it again
+                weights = load_weights(self.run.path(path))
+            reused[index] = ProposalResult(
+                _nan_if_none(event.get("accuracy_before_finetune")), _nan_if_none(event.get("accuracy")), weights,
+                str(event.get("status")), event.get("error"), float(event.get("wall_time_s") or 0.0),
+            )
+        return reused
+
+    # ----------------------------------------------------------------- finishing
+
+    def final_event(self) -> dict[str, Any] | None:
+        events = [e for e in self.run.events.read() if e.get("type") == "final"]
+        return events[-1] if events and self.run.path(REFINED_JSON).is_file() else None
+
+    def finish(self, point: Point[Architecture, StateDict]) -> dict[str, Any]:
+        """The long fine-tune (or retraining), final evaluation and the refined.* files."""
+        done = self.final_event()
+        if done is not None:
+            return dict(done["refined"])
+        settings = self.settings
+        size = self.trainer.input_size
+        seed = derive_seed(settings.seed, "final")
+        result = TrainResult()
+        if settings.final == "retrain":
+            torch.manual_seed(seed)
+            model = build_model(point.definition, input_size=size)
+            self.log(f"retraining the final network from scratch for {settings.final_epochs} epoch(s)")
+            result = self.trainer.train(model, settings.final_epochs, seed, progress=self.progress)
+        else:
+            model = load_into(point.definition, point.state, size)
+            if settings.final == "finetune" and settings.final_epochs:
+                self.log(f"long fine-tune of the final network: {settings.final_epochs} epoch(s)")
+                result = self.trainer.train(model, settings.final_epochs, seed, progress=self.progress)
+        if result.status != STATUS_OK:
+            raise RuntimeError(f"the final {settings.final} failed: {result.error}")
+        accuracy = self.trainer.evaluate(model)
+        test_accuracy = self.trainer.test(model)
+        save_weights(self.run.path(REFINED_WEIGHTS), model.state_dict())
+        deployable = load_into(point.definition, model.state_dict(), self.latency.input_size, where="the refined weights")
+        from mobilenas.space.export import export_onnx
+
+        export_onnx(deployable, self.run.path(REFINED_ONNX), input_size=self.latency.input_size)
+        latency_ms = self.latency.predict(point.definition)
+        measured = self.latency.measure(point.definition)
+        lines = self.lines()
+        start = lines[0]
+        refined = {
+            "architecture": point.definition.to_dict(),
+            "accuracy": accuracy,
+            "latency_ms": latency_ms,
+            "measured_latency_ms": measured,
+            "weights": str(self.run.path(REFINED_WEIGHTS).resolve()),
+            "onnx": str(self.run.path(REFINED_ONNX).resolve()),
+            "target_latency_ms": settings.budget_ms,
+            "test_accuracy": test_accuracy,
+            "accuracy_before_final": point.accuracy,
+            "final": settings.final,
+            "final_epochs": settings.final_epochs,
+            "iterations": point.iteration,
+            "start": {
+                "accuracy": start["accuracy"],
+                "latency_ms": start["latency_ms"],
+                "measured_latency_ms": start["measured_latency_ms"],
+                "notation": start["notation"],
+            },
+            "notation": point.definition.to_notation(),
+            "widths": group_widths(point.definition),
+            "run": str(self.run.root.resolve()),
+        }
+        self.run.write_json(REFINED_JSON, refined)
+        try:
+            plot_trajectory(lines, refined, self.run.path(TRAJECTORY_PNG))
+        except Exception as error:  # a plot is a convenience; never lose the run over it
+            self.log(f"could not draw {TRAJECTORY_PNG}: {error}")
+        self.run.events.append({"type": "final", "time": now_iso(), "refined": refined, "wall_time_s": result.wall_time_s})
+        return refined
+
+
+def _finite_or_none(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _nan_if_none(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+# --------------------------------------------------------------------------- budget
+
+
+def smallest_reachable_latency(arch: Architecture, granularity: int, predict: Callable[[Architecture], float]) -> tuple[Architecture, float]:
+    """The smallest network NetAdapt can reach from ``arch`` and its latency by the table."""
+    smallest = smallest_reachable(arch, granularity, ArchitectureDescription())
+    return smallest, predict(smallest)
+
+
+def check_budget(arch: Architecture, budget_ms: float, granularity: int, predict: Callable[[Architecture], float]) -> float:
+    """Refuse a budget below the smallest reachable network; returns that network's latency."""
+    _, floor_ms = smallest_reachable_latency(arch, granularity, predict)
+    if budget_ms < floor_ms:
+        narrowest = ", ".join(sorted({str(minimum_width(g.width, granularity)) for g in prunable_groups(arch)}))
+        raise ValueError(
+            f"the latency budget {format_ms(budget_ms)} is below the smallest network NetAdapt can reach from this "
+            f"architecture: {format_ms(floor_ms)} by the table (every group at its narrowest width, {narrowest} channels, "
+            f"at granularity {granularity}); raise the budget, lower --granularity, or start from a smaller architecture"
+        )
+    return floor_ms
+
+
+# --------------------------------------------------------------------------- plot
+
+
+def plot_trajectory(lines: Sequence[dict[str, Any]], refined: dict[str, Any], path: Path) -> None:
+    """Validation accuracy against latency along the run, with the budget and the final network."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6.4, 4.2))
+    latencies = [line["latency_ms"] for line in lines]
+    accuracies = [line["accuracy"] for line in lines]
+    axis.plot(latencies, accuracies, "o-", color="tab:blue", label="after short fine-tune (table latency)")
+    measured = [(line["measured_latency_ms"], line["accuracy"]) for line in lines if line.get("measured_latency_ms")]
+    if measured:
+        axis.plot(*zip(*measured, strict=True), "x", color="tab:gray", label="same, measured latency")
+    axis.axvline(refined["target_latency_ms"], color="tab:red", linestyle="--", label="budget")
+    axis.plot([refined["latency_ms"]], [refined["accuracy"]], "*", markersize=14, color="tab:green", label=f"refined ({refined['final']})")
+    for line in lines[1:]:
+        axis.annotate(str(line["iteration"]), (line["latency_ms"], line["accuracy"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    axis.set_xlabel("latency (ms)")
+    axis.set_ylabel("validation accuracy")
+    axis.invert_xaxis()
+    axis.set_title("NetAdapt trajectory")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=120)
+    plt.close(figure)
+    atomic_write_bytes(path, buffer.getvalue())
