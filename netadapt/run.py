@@ -98,7 +98,9 @@ class Trainer(Protocol):
 
     def fine_tune(self, model: Network, steps: int, seed: int) -> TrainResult: ...
 
-    def train(self, model: Network, epochs: int, seed: int, progress: bool = False) -> TrainResult: ...
+    def train(self, model: Network, epochs: int, seed: int, progress: bool = False, *, from_scratch: bool = False) -> TrainResult:
+        """``epochs`` passes over the training split; ``from_scratch`` selects the training learning rate."""
+        ...
 
     def evaluate(self, model: Network) -> float: ...
 
@@ -365,7 +367,7 @@ class Refinement:
             model = build_model(arch, input_size=size)
             epochs = self.settings.pretrain_epochs
             self.log(f"no weights given: training the starting network from scratch for {epochs} epoch(s) first")
-            result = self.trainer.train(model, epochs, derive_seed(self.settings.seed, "pretrain"), progress=self.progress)
+            result = self.trainer.train(model, epochs, derive_seed(self.settings.seed, "pretrain"), progress=self.progress, from_scratch=True)
             if result.status != STATUS_OK:
                 raise RuntimeError(f"training the starting network failed: {result.error}")
             weights = model.state_dict()
@@ -607,7 +609,7 @@ class Refinement:
             torch.manual_seed(seed)
             model = build_model(point.definition, input_size=size)
             self.log(f"retraining the final network from scratch for {settings.final_epochs} epoch(s)")
-            result = self.trainer.train(model, settings.final_epochs, seed, progress=self.progress)
+            result = self.trainer.train(model, settings.final_epochs, seed, progress=self.progress, from_scratch=True)
         else:
             model = load_into(point.definition, point.state, size)
             if settings.final == "finetune" and settings.final_epochs:

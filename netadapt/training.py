@@ -1,0 +1,95 @@
+"""The :class:`~mobilenas.netadapt.run.Trainer` NetAdapt uses, on top of :mod:`mobilenas.train`.
+
+Short-term fine-tunes, long fine-tunes and trainings from scratch all go through
+:func:`mobilenas.train.proxy.train_model` (deterministic for a seed, divergence reported as a
+failed status rather than raised); accuracy is :func:`mobilenas.train.proxy.evaluate` on the
+held-out validation split (every decision) or the test split (final reporting only).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+
+from mobilenas.netadapt.run import STATUS_OK, TrainResult
+from mobilenas.space.builder import Network
+from mobilenas.train.data import DataSplits
+from mobilenas.train.proxy import ProxyConfig, evaluate, train_model
+
+#: Short-term fine-tune: the official NetAdapt code fine-tunes with a small learning rate
+#: (1e-3 for ImageNet at batch 128); ours is larger for the short CPU budgets used here.
+DEFAULT_FINETUNE_LR = 0.01
+#: Training from scratch (a network given without weights, ``--final retrain``).
+DEFAULT_TRAIN_LR = 0.1
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """How NetAdapt trains (recorded in the manifest)."""
+
+    finetune_lr: float = DEFAULT_FINETUNE_LR
+    train_lr: float = DEFAULT_TRAIN_LR
+    batch_size: int = 64
+    augment: bool = False
+    threads: int | None = None
+    eval_batch_size: int = 250
+
+    def __post_init__(self) -> None:
+        for name in ("finetune_lr", "train_lr"):
+            value = getattr(self, name)
+            if not value > 0:
+                raise ValueError(f"{name} must be > 0, got {value}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+
+    def to_dict(self) -> dict[str, object]:
+        return dataclasses.asdict(self)
+
+
+class DataTrainer:
+    """Trains and evaluates networks on one loaded data set (picklable: Ray ships it to workers)."""
+
+    def __init__(self, data: DataSplits, settings: TrainingSettings | None = None) -> None:
+        self.data = data
+        self.settings = settings or TrainingSettings()
+
+    @property
+    def input_size(self) -> int:
+        return self.data.input_size
+
+    def _config(self, learning_rate: float, seed: int, augment: bool) -> ProxyConfig:
+        return ProxyConfig(
+            learning_rate=learning_rate,
+            batch_size=self.settings.batch_size,
+            train_subset=None,  # the data set was already cut to the sizes the user asked for
+            val_subset=None,
+            augment=augment,
+            threads=self.settings.threads,
+            seed=seed,
+            eval_batch_size=self.settings.eval_batch_size,
+        )
+
+    def fine_tune(self, model: Network, steps: int, seed: int) -> TrainResult:
+        config = self._config(self.settings.finetune_lr, seed, augment=False)
+        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # 1.4-1.9x faster on CPU
+        result = train_model(model, self.data, config, steps=steps)
+        return TrainResult(result.status, result.error, result.wall_time_s, result.steps)
+
+    def train(self, model: Network, epochs: int, seed: int, progress: bool = False, *, from_scratch: bool = False) -> TrainResult:
+        if epochs < 1:
+            return TrainResult(STATUS_OK)
+        rate = self.settings.train_lr if from_scratch else self.settings.finetune_lr
+        config = self._config(rate, seed, augment=self.settings.augment)
+        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        result = train_model(model, self.data, config, epochs=float(epochs), progress=progress)
+        return TrainResult(result.status, result.error, result.wall_time_s, result.steps)
+
+    def evaluate(self, model: Network) -> float:
+        accuracy, _ = evaluate(model, self.data.val, self.settings.eval_batch_size)
+        return accuracy
+
+    def test(self, model: Network) -> float:
+        accuracy, _ = evaluate(model, self.data.test, self.settings.eval_batch_size)
+        return accuracy
