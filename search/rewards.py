@@ -143,6 +143,11 @@ class RewardSpec:
         if kind not in REWARD_KINDS:
             raise SpecError("--reward", f"{kind!r} is not one of {', '.join(REWARD_KINDS)}")
         given = [name for name, value in (("--w", w), ("--alpha", alpha), ("--beta", beta)) if value is not None]
+        if kind in ("custom", "absolute"):
+            # Checked here too so that the message names the option the user typed.
+            for name, value in (("--w", w), ("--alpha", alpha), ("--beta", beta)):
+                if value is not None:
+                    _check_exponent(name, value)
         if kind in ("soft", "hard"):
             if given:
                 raise SpecError(given[0], f"the {kind} reward has fixed exponents; use --reward custom to choose them")

@@ -17,8 +17,9 @@ wrapper are never handed out, so the numbers the orchestrator sees are increasin
 What a wrapper did is recorded as :class:`WrapperEvent` values, one per proposal it handled
 itself (``duplicate``, ``waiting``, ``reused``, ``rejected``) or changed (``failed``), with the
 proposal's number, indices and the observation told to the inner strategy. The orchestrator
-calls :meth:`StrategyWrapper.drain_events` after each ``ask``/``tell`` and journals one line per
-event; :attr:`StrategyWrapper.counts` has the totals. Wrappers nest
+calls :meth:`StrategyWrapper.drain_events` after each ``ask``/``tell`` and journals them (several
+wrappers may act on one number, e.g. ``duplicate`` of a failed architecture, then ``failed``:
+events are ordered by number, outer wrapper first); :attr:`StrategyWrapper.counts` has the totals. Wrappers nest
 (``Deduplicate(LatencyFilter(HandleFailures(make_strategy(...)), ...), ...)``); the outermost
 drains and counts for all of them.
 """
@@ -101,8 +102,13 @@ class _Ledger:
         self.handed[proposal.number] = proposal.indices
         self.highest = max(self.highest, proposal.number)
 
-    def take(self, number: int, observation: Observation) -> tuple[int, ...]:
-        number = check_tell(number, self.handed, self.highest + 1, observation)
+    def take(self, number: int, observation: Observation, wrapper: str) -> tuple[int, ...]:
+        try:
+            number = check_tell(number, self.handed, self.highest + 1, observation)
+        except ValueError as error:
+            if "already told" in str(error):
+                raise ValueError(f"{error} (or was handled inside the {wrapper} wrapper and never handed out)") from None
+            raise
         return self.handed[number]
 
     def to_state(self) -> dict[str, Any]:
@@ -138,7 +144,9 @@ class StrategyWrapper(Strategy):
     def drain_events(self) -> list[WrapperEvent]:
         """Events of this wrapper and the wrappers inside it since the last drain, by number."""
         inner = self.inner.drain_events() if isinstance(self.inner, StrategyWrapper) else []
-        events, self._events = [*inner, *self._events], []
+        # Outer events first for the same number: the outer wrapper acted first (a duplicate of a
+        # failed architecture is ``duplicate`` here, then ``failed`` in a HandleFailures inside).
+        events, self._events = [*self._events, *inner], []
         return sorted(events, key=lambda event: event.number)
 
     @property
@@ -252,7 +260,7 @@ class Deduplicate(StrategyWrapper):
                 )
 
     def tell(self, number: int, observation: Observation) -> None:
-        indices = self._ledger.take(number, observation)
+        indices = self._ledger.take(number, observation, self.kind)
         key = self._key(indices)
         self.inner.tell(number, observation)
         del self._ledger.handed[number]
@@ -333,7 +341,7 @@ class LatencyFilter(StrategyWrapper):
                 )
 
     def tell(self, number: int, observation: Observation) -> None:
-        self._ledger.take(number, observation)
+        self._ledger.take(number, observation, self.kind)
         self.inner.tell(number, observation)
         del self._ledger.handed[number]
 
@@ -368,7 +376,7 @@ class HandleFailures(StrategyWrapper):
         return proposal
 
     def tell(self, number: int, observation: Observation) -> None:
-        indices = self._ledger.take(number, observation)
+        indices = self._ledger.take(number, observation, self.kind)
         if observation.status == STATUS_FAILED:
             info = {**observation.info, "reported_reward": observation.reward}
             observation = Observation(self.penalty, observation.accuracy, observation.latency_ms, STATUS_FAILED, info)

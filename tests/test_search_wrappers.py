@@ -1,0 +1,308 @@
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from strategy_contract import StrategyContract, save_and_load, toy_observation
+
+from mobilenas.search.base import (
+    STATUS_FAILED,
+    STATUS_INFEASIBLE,
+    STATUS_OK,
+    Observation,
+    Proposal,
+    Strategy,
+)
+from mobilenas.search.strategies import PPOConfig, make_strategy
+from mobilenas.search.wrappers import (
+    Deduplicate,
+    HandleFailures,
+    LatencyFilter,
+    NoFeasibleProposal,
+    SearchConverged,
+    StrategyWrapper,
+    WrapperEvent,
+)
+
+
+class Scripted(Strategy):
+    """Proposes a fixed list of index vectors in order and records what it is told."""
+
+    name = "scripted"
+
+    def __init__(self, script: Sequence[tuple[int, ...]], num_options: Sequence[int] = (4, 4)) -> None:
+        super().__init__(num_options, 0)
+        self.script = list(script)
+        self.asked = 0
+        self.told: dict[int, Observation] = {}
+
+    def ask(self) -> Proposal:
+        proposal = Proposal(self.asked, self.script[self.asked % len(self.script)])
+        self.asked += 1
+        return proposal
+
+    def tell(self, number: int, observation: Observation) -> None:
+        if number in self.told or number >= self.asked:
+            raise ValueError(f"bad tell {number}")
+        self.told[number] = observation
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"asked": self.asked, "told": {n: [o.reward, o.status] for n, o in self.told.items()}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.asked = int(state["asked"])
+        self.told = {int(n): Observation(r, status=s) for n, (r, s) in state["told"].items()}
+
+
+def key(indices: tuple[int, ...]) -> str:
+    return ",".join(map(str, indices))
+
+
+def latency(indices: tuple[int, ...]) -> float:
+    """A toy latency table: each option index costs 1 ms."""
+    return 1.0 + float(sum(indices))
+
+
+# --------------------------------------------------------------------------- the contract
+
+
+class TestDeduplicateContract(StrategyContract):
+    num_options = (4, 4, 4, 4, 4, 2)
+
+    def make(self, num_options: Sequence[int], seed: int) -> Strategy:
+        return Deduplicate(make_strategy("ppo", num_options, seed), key, max_consecutive_duplicates=50)
+
+
+class TestLatencyFilterContract(StrategyContract):
+    def make(self, num_options: Sequence[int], seed: int) -> Strategy:
+        # Every toy-optimal architecture stays under the limit.
+        return LatencyFilter(make_strategy("evolution", num_options, seed), latency, limit_ms=12.0)
+
+
+class TestHandleFailuresContract(StrategyContract):
+    def make(self, num_options: Sequence[int], seed: int) -> Strategy:
+        return HandleFailures(make_strategy("reinforce", num_options, seed), penalty=-1.0)
+
+
+class TestStackedWrappersContract(StrategyContract):
+    num_options = (4, 4, 4, 4, 4, 2)
+
+    def make(self, num_options: Sequence[int], seed: int) -> Strategy:
+        inner = HandleFailures(make_strategy("reinforce", num_options, seed))
+        return Deduplicate(LatencyFilter(inner, latency, limit_ms=14.0), key, max_consecutive_duplicates=50)
+
+
+class TestDeduplicateRandomContract(StrategyContract):
+    learns = False
+    num_options = (4, 4, 4, 4, 4, 2)
+
+    def make(self, num_options: Sequence[int], seed: int) -> Strategy:
+        return Deduplicate(make_strategy("random", num_options, seed), key)
+
+
+# --------------------------------------------------------------------------- de-duplication
+
+
+def test_known_architecture_is_told_at_once_and_not_handed_out() -> None:
+    inner = Scripted([(0, 1), (0, 1), (2, 2)])
+    dedup = Deduplicate(inner, key)
+    first = dedup.ask()
+    assert first == Proposal(0, (0, 1))
+    observation = Observation(0.7, 0.7, 3.0)
+    dedup.tell(0, observation)
+    second = dedup.ask()
+    # (0, 1) again as number 1: told the known result, skipped; (2, 2) is handed out as 2.
+    assert second == Proposal(2, (2, 2))
+    assert inner.told[1].reward == 0.7 and inner.told[1].info == {"duplicate_of": 0}
+    events = dedup.drain_events()
+    assert events == [WrapperEvent("duplicate", 1, (0, 1), inner.told[1], "0,1", 0)]
+    assert dedup.drain_events() == []
+    assert dedup.counts == {"duplicate": 1}
+    assert dedup.lookup((0, 1)) == observation and dedup.lookup((3, 3)) is None
+    assert dedup.num_known == 1
+    with pytest.raises(ValueError, match=r"proposal 1 was already told .or was handled inside the deduplicate wrapper and never handed out."):
+        dedup.tell(1, observation)
+
+
+def test_twin_in_flight_waits_for_its_result() -> None:
+    inner = Scripted([(1, 1), (1, 1), (3, 0)])
+    dedup = Deduplicate(inner, key)
+    first = dedup.ask()
+    second = dedup.ask()  # (1, 1) again while 0 is in flight: held; (3, 0) handed out
+    assert (first.number, second.number) == (0, 2)
+    assert 1 not in inner.told
+    assert [e.kind for e in dedup.drain_events()] == ["waiting"]
+    dedup.tell(0, Observation(0.4, status=STATUS_OK))
+    assert inner.told[1].reward == 0.4 and inner.told[1].info == {"duplicate_of": 0}
+    (reused,) = dedup.drain_events()
+    assert (reused.kind, reused.number, reused.twin, reused.indices) == ("reused", 1, 0, (1, 1))
+    dedup.tell(2, Observation(0.1))
+    assert sorted(inner.told) == [0, 1, 2]
+
+
+def test_key_function_decides_what_a_duplicate_is() -> None:
+    inner = Scripted([(0, 1), (1, 0), (2, 2)])
+    # Order-insensitive key: (0, 1) and (1, 0) build "the same" network.
+    dedup = Deduplicate(inner, lambda ix: str(sorted(ix)))
+    dedup.tell(dedup.ask().number, Observation(0.5))
+    assert dedup.ask().indices == (2, 2)
+    assert dedup.counts == {"duplicate": 1}
+
+
+def test_converged_after_many_consecutive_duplicates() -> None:
+    inner = Scripted([(1, 2)])
+    dedup = Deduplicate(inner, key, max_consecutive_duplicates=5)
+    dedup.tell(dedup.ask().number, Observation(0.9))
+    with pytest.raises(SearchConverged, match=r"proposed 5 already-evaluated architectures in a row .1 distinct ones evaluated."):
+        dedup.ask()
+    assert inner.asked == 6 and len(inner.told) == 6
+    assert dedup.counts == {"duplicate": 5}
+
+
+def test_failed_results_are_reused_unless_asked_not_to() -> None:
+    for reuse, expected in ((True, (2, 2)), (False, (0, 0))):
+        inner = Scripted([(0, 0), (0, 0), (2, 2)])
+        dedup = Deduplicate(inner, key, reuse_failures=reuse)
+        dedup.tell(dedup.ask().number, Observation(0.0, status=STATUS_FAILED))
+        assert dedup.ask().indices == expected
+
+
+def test_deduplicate_state_keeps_known_in_flight_and_waiting(tmp_path: Path) -> None:
+    def build() -> Deduplicate:
+        return Deduplicate(Scripted([(0, 0), (1, 1), (0, 0), (1, 1), (2, 3), (3, 3)]), key)
+
+    original = build()
+    a = original.ask()
+    original.tell(a.number, Observation(0.3))
+    b = original.ask()  # (1, 1), in flight
+    c = original.ask()  # (0, 0) known -> told; (1, 1) waits on b; (2, 3) handed out
+    assert (b.number, c.number) == (1, 4)
+    restored = build()
+    restored.load_state_dict(save_and_load(original.state_dict(), tmp_path))
+    for dedup in (original, restored):
+        dedup.tell(b.number, Observation(0.6))  # releases the waiting twin (number 3)
+        dedup.tell(c.number, Observation(0.2))
+        assert dedup.ask().indices == (3, 3)
+        assert [(e.kind, e.number) for e in dedup.drain_events()] == [("duplicate", 2), ("waiting", 3), ("reused", 3)]
+        assert dedup.counts == {"duplicate": 1, "waiting": 1, "reused": 1}
+        inner = dedup.inner
+        assert isinstance(inner, Scripted) and inner.told[3].reward == 0.6
+
+
+def test_remember_results_from_elsewhere() -> None:
+    dedup = Deduplicate(Scripted([(1, 1), (2, 2)]), key)
+    dedup.remember((1, 1), Observation(0.8), number=17)
+    assert dedup.ask().indices == (2, 2)
+    (event,) = dedup.drain_events()
+    assert event.twin == 17 and event.observation is not None and event.observation.reward == 0.8
+
+
+# --------------------------------------------------------------------------- latency filter
+
+
+def test_over_budget_proposals_are_rejected_with_the_penalty() -> None:
+    inner = Scripted([(3, 3), (0, 1), (2, 3)])
+    limit = LatencyFilter(inner, latency, limit_ms=4.0, penalty=-0.5)
+    proposal = limit.ask()
+    assert proposal == Proposal(1, (0, 1))
+    rejected = inner.told[0]
+    assert (rejected.reward, rejected.status, rejected.latency_ms, rejected.accuracy) == (-0.5, STATUS_INFEASIBLE, 7.0, None)
+    assert rejected.info == {"limit_ms": 4.0}
+    (event,) = limit.drain_events()
+    assert (event.kind, event.number, event.indices, event.observation) == ("rejected", 0, (3, 3), rejected)
+    limit.tell(1, Observation(0.9, 0.9, 2.0))
+    assert inner.told[1].reward == 0.9
+    assert limit.counts == {"rejected": 1}
+
+
+def test_unreachable_limit_stops_the_search() -> None:
+    limit = LatencyFilter(Scripted([(3, 3), (2, 2)]), latency, limit_ms=2.0, max_consecutive_rejections=10)
+    with pytest.raises(NoFeasibleProposal, match="proposed 10 architectures over the 2 ms limit in a row"):
+        limit.ask()
+    assert limit.counts == {"rejected": 10}
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"limit_ms": 0.0}, "limit_ms must be a positive number of milliseconds, got 0.0"),
+        ({"limit_ms": 5.0, "penalty": float("nan")}, "penalty must be a finite number"),
+        ({"limit_ms": 5.0, "max_consecutive_rejections": 0}, "max_consecutive_rejections must be a whole number >= 1"),
+    ],
+)
+def test_latency_filter_arguments_are_checked(options: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        LatencyFilter(Scripted([(0, 0)]), latency, **options)
+
+
+def test_wrappers_need_a_strategy() -> None:
+    with pytest.raises(ValueError, match="a wrapper needs a Strategy to wrap, got str"):
+        HandleFailures("ppo")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="max_consecutive_duplicates must be a whole number >= 1"):
+        Deduplicate(Scripted([(0, 0)]), key, max_consecutive_duplicates=0)
+
+
+# --------------------------------------------------------------------------- failures
+
+
+def test_failed_observations_become_the_penalty() -> None:
+    inner = Scripted([(0, 0), (1, 1)])
+    handler = HandleFailures(inner, penalty=-0.25)
+    a, b = handler.ask(), handler.ask()
+    handler.tell(a.number, Observation(0.5, None, None, STATUS_FAILED, {"error": "diverged"}))
+    handler.tell(b.number, Observation(0.5, 0.5, 3.0))
+    assert inner.told[0].reward == -0.25 and inner.told[0].status == STATUS_FAILED
+    assert inner.told[0].info == {"error": "diverged", "reported_reward": 0.5}
+    assert inner.told[1].reward == 0.5
+    (event,) = handler.drain_events()
+    assert (event.kind, event.number) == ("failed", 0)
+    with pytest.raises(ValueError, match="already told"):
+        handler.tell(a.number, Observation(0.5))
+
+
+# --------------------------------------------------------------------------- stacking
+
+
+def test_stacked_wrappers_report_all_events_by_number() -> None:
+    inner = Scripted([(3, 3), (0, 1), (0, 1), (1, 0), (3, 2)], num_options=(4, 4))
+    stack = Deduplicate(LatencyFilter(HandleFailures(inner, penalty=-1.0), latency, limit_ms=3.0), key)
+    assert stack.describe() == "deduplicate(latency_filter(handle_failures(scripted)))"
+    assert stack.name == "scripted" and stack.unwrap() is inner
+    first = stack.ask()  # 0 rejected, 1 handed out
+    stack.tell(first.number, Observation(0.0, status=STATUS_FAILED))
+    second = stack.ask()  # 2 duplicate of 1 (reused failure), 3 handed out
+    assert (first.number, second.number) == (1, 3)
+    stack.tell(second.number, Observation(0.6, 0.6, 2.0))
+    events = stack.drain_events()
+    # The duplicate of a failed architecture reaches HandleFailures as a failure again.
+    assert [(e.kind, e.number) for e in events] == [("rejected", 0), ("failed", 1), ("duplicate", 2), ("failed", 2)]
+    assert stack.counts == {"rejected": 1, "failed": 2, "duplicate": 1}
+    assert inner.told[1].reward == -1.0 and inner.told[2].reward == -1.0  # the penalty was reused
+    summary = stack.summary()
+    assert summary["deduplicate_duplicate"] == 1.0 and summary["latency_filter_rejected"] == 1.0
+    assert [e.to_dict()["kind"] for e in events] == ["rejected", "failed", "duplicate", "failed"]
+    assert WrapperEvent.from_dict(events[0].to_dict()) == WrapperEvent("rejected", 0, (3, 3), Observation(0.0, None, 7.0, STATUS_INFEASIBLE), None, None)
+
+
+def test_wrapper_state_must_match_the_wrapper() -> None:
+    dedup = Deduplicate(make_strategy("random", (2, 2), 0), key)
+    limit = LatencyFilter(make_strategy("random", (2, 2), 0), latency, 10.0)
+    with pytest.raises(ValueError, match="not a deduplicate wrapper's state"):
+        dedup.load_state_dict(limit.state_dict())
+    assert isinstance(dedup, StrategyWrapper)
+
+
+def test_ppo_with_deduplication_converges_on_a_tiny_space() -> None:
+    # 8 architectures: PPO soon proposes only known ones and the wrapper says so.
+    ppo = make_strategy("ppo", (2, 2, 2), seed=0, config=PPOConfig(batch_size=4, learning_rate=0.05))
+    dedup = Deduplicate(ppo, key, max_consecutive_duplicates=30)
+    handed = []
+    with pytest.raises(SearchConverged):
+        for _ in range(100):
+            proposal = dedup.ask()
+            handed.append(proposal.indices)
+            dedup.tell(proposal.number, toy_observation(proposal.indices, (2, 2, 2)))
+    assert len(handed) == len(set(handed)) <= 8
+    assert (1, 1, 1) in handed  # the toy optimum: good_option(d, 2) == 1
