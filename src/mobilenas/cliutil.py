@@ -33,6 +33,8 @@ def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[
     """Run ``main(argv)`` and turn user errors into one line on stderr plus exit code 2."""
     try:
         return int(main(argv) or 0)
+    except SystemExit as exit_:  # argparse's usage errors and --help, when called in-process
+        return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 2)
     except KeyboardInterrupt:
         print(f"{prog}: interrupted; completed work is saved", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -73,7 +75,12 @@ def progress(iterable: Any = None, *, total: int | None = None, desc: str = "", 
     """A tqdm progress bar on stderr (with ETA); a silent pass-through when ``enabled`` is false."""
     from tqdm.auto import tqdm
 
-    return tqdm(iterable, total=total, desc=desc, disable=not enabled, unit=unit, dynamic_ncols=True, file=sys.stderr)
+    # Redirected to a file or a CI log, a bar redrawn ten times a second is noise: redraw rarely.
+    interactive = sys.stderr.isatty()
+    return tqdm(
+        iterable, total=total, desc=desc, disable=not enabled, unit=unit, dynamic_ncols=True, file=sys.stderr,
+        mininterval=0.1 if interactive else 30.0, maxinterval=10.0 if interactive else 60.0,
+    )
 
 
 def positive_int(text: str) -> int:
@@ -112,6 +119,6 @@ def duration_ms(text: str) -> float:
     from mobilenas.units import parse_duration_ms
 
     try:
-        return parse_duration_ms(text)
+        return parse_duration_ms(text, what="")
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None

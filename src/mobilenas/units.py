@@ -16,20 +16,19 @@ def parse_duration_ms(text: str | float | int, *, what: str = "duration") -> flo
     Anything else (a unit we do not know, a negative or zero value, ``15 m``) raises ``ValueError``
     with a message that shows accepted forms.
     """
+    prefix = f"{what}: " if what else ""
     if isinstance(text, bool):
-        raise ValueError(f"{what}: expected a duration such as 15ms or 0.015s, got {text!r}")
+        raise ValueError(f"{prefix}expected a duration such as 15ms or 0.015s, got {text!r}")
     if isinstance(text, int | float):
         value, unit = float(text), "ms"
     else:
         match = _DURATION.match(str(text))
         if not match:
-            raise ValueError(
-                f"{what}: cannot read {text!r} as a duration; write it like 15ms, 0.015s or 1500us"
-            )
+            raise ValueError(f"{prefix}cannot read {text!r} as a duration; write it like 15ms, 0.015s or 1500us")
         value, unit = float(match.group(1)), match.group(2) or "ms"
     ms = value * _TO_MS[unit]
     if not math.isfinite(ms) or ms <= 0:
-        raise ValueError(f"{what}: a duration must be positive, got {text!r}")
+        raise ValueError(f"{prefix}a duration must be positive, got {text!r}")
     return ms
 
 

@@ -1,0 +1,436 @@
+"""``nas-search``: latency-aware architecture search (MnasNet), end to end.
+
+    nas-search --target-latency 15ms
+
+searches the ``mobilenetv3`` space with MnasNet's PPO-trained LSTM controller and soft reward
+on the built-in synthetic data set, scoring latency with a lookup table for this machine (built
+lazily, measured on demand), and writes ``results/runs/<run-id>/`` with ``best.json`` and the
+Pareto front. ``--resume DIR`` continues a killed run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from mobilenas.cliutil import (
+    ArgumentParser,
+    add_json_flag,
+    duration_ms,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+    print_json,
+    progress,
+    run_main,
+)
+from mobilenas.errors import UsageError
+from mobilenas.runs import RunDir, new_run_id
+from mobilenas.units import format_ms
+
+DEFAULT_OUT_ROOT = Path("results") / "runs"
+NETWORK_SPACES = ("mobilenetv3", "mnasnet", "mnasnet-relu6")
+STRATEGY_NAMES = ("ppo", "reinforce", "evolution", "random", "tpe", "nsga2")
+REWARD_KINDS = ("soft", "hard", "custom", "absolute")
+BACKENDS = ("onnxruntime", "torch", "command")
+
+# Options whose value a resumed run may change; everything else comes from the run's manifest.
+RESUME_OVERRIDES = ("workers", "ray_address", "samples", "quiet", "json", "retries", "cpus_per_trial")
+
+EPILOG = """\
+examples:
+  nas-search --target-latency 15ms
+  nas-search --target-latency 8ms --strategy evolution --samples 60 --workers 2
+  nas-search --target-latency 25ms --dataset cifar10 --data-dir ~/data --proxy-steps 600
+  nas-search --space nb201 --benchmark nb201_cifar10_dev.csv.gz --latency-column latency_ms_raspi4 \\
+             --target-latency 20ms --samples 300
+  nas-search --resume results/runs/search-20261129-101500-ab12
+
+The run directory holds manifest.json, events.jsonl (one line per proposal and result),
+strategy.pt, trials.csv, pareto.csv and best.json (architecture, accuracy, latency_ms,
+measured_latency_ms, target_latency_ms, reward, weights).
+"""
+
+
+def build_parser(prog: str) -> ArgumentParser:
+    p = ArgumentParser(prog=prog, description="Latency-aware neural architecture search (MnasNet's controller and reward).", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    S = argparse.SUPPRESS
+    g = p.add_argument_group("target and reward")
+    g.add_argument("--target-latency", type=duration_ms, default=S, metavar="T", help="latency target on the device, e.g. 15ms or 0.015s (required unless --resume)")
+    g.add_argument("--reward", choices=REWARD_KINDS, default=S, help="soft: ACC*(LAT/T)^-0.07 (default); hard: alpha=0, beta=-1; custom: exponent --w; absolute: TuNAS ACC+beta*|LAT/T-1|")
+    g.add_argument("--w", type=float, default=S, help="exponent of the custom reward (MobileNetV3-Small used -0.15)")
+    g.add_argument("--beta", type=float, default=S, help="beta of the absolute reward (default -0.1)")
+    g.add_argument("--max-latency-ratio", type=positive_float, default=S, metavar="R", help="reject, before training, architectures whose table latency exceeds R x target (default: no filter)")
+
+    g = p.add_argument_group("search")
+    g.add_argument("--space", default=S, help=f"search space: {', '.join(NETWORK_SPACES)}, nb201 (needs --benchmark), or a space .json (default mobilenetv3)")
+    g.add_argument("--strategy", choices=STRATEGY_NAMES, default=S, help="ppo (MnasNet's LSTM controller, default), reinforce, evolution, random, tpe, nsga2")
+    g.add_argument("--strategy-option", action="append", default=S, metavar="KEY=VALUE", help="a strategy setting, e.g. learning_rate=0.001 (repeatable; see the strategy's config)")
+    g.add_argument("--samples", type=positive_int, default=S, metavar="N", help="architectures to evaluate (default 24; 300 for a tabular benchmark)")
+    g.add_argument("--seed", type=int, default=S, help="seed of the strategy, the data split and every training (default 0)")
+
+    g = p.add_argument_group("proxy training (network spaces)")
+    g.add_argument("--dataset", default=S, help="synthetic (built in, default), cifar10, an image folder, or an .npz file")
+    g.add_argument("--data-dir", default=S, help="where the data set lies (e.g. the folder holding cifar-10-batches-py)")
+    g.add_argument("--train-size", type=positive_int, default=S, help="training images of each proxy training (default: the proxy default)")
+    g.add_argument("--val-size", type=positive_int, default=S, help="held-out validation images the reward is measured on")
+    g.add_argument("--proxy-steps", type=positive_int, default=S, help="optimisation steps of each proxy training (default: the proxy default)")
+    g.add_argument("--early-stopping", action="store_true", default=S, help="stop hopeless proxy trainings early (ASHA on the training loss)")
+
+    g = p.add_argument_group("tabular benchmark (--space nb201)")
+    g.add_argument("--benchmark", default=S, metavar="CSV", help="a NAS-Bench-201-style CSV (arch_str, accuracy and latency_ms_* columns)")
+    g.add_argument("--reward-column", default=S, help="accuracy column used as reward (default val_acc_12ep)")
+    g.add_argument("--final-column", default=S, help="accuracy column reported, never used for selection (default test_acc_200ep)")
+    g.add_argument("--latency-column", default=S, help="latency column, i.e. the device (e.g. latency_ms_raspi4)")
+
+    g = p.add_argument_group("latency")
+    g.add_argument("--latency-table", default=S, metavar="PATH", help="lookup table (default: one per space and device under ~/.cache/mobilenas/tables, built lazily)")
+    g.add_argument("--latency-backend", choices=BACKENDS, default=S, help="how latency is measured: onnxruntime (default), torch, or command")
+    g.add_argument("--latency-command", default=S, metavar="TEMPLATE", help="for --latency-backend command: a command run on {model} (an .onnx file) that prints milliseconds")
+    g.add_argument("--threads", type=positive_int, default=S, help="threads of the latency measurements (default 1, like MnasNet's single big core)")
+    g.add_argument("--input-size", type=positive_int, default=S, help="deployment input resolution the latency is measured at (default 224)")
+    g.add_argument("--force-device", action="store_true", default=S, help="use a latency table measured on another device")
+
+    g = p.add_argument_group("execution")
+    g.add_argument("--workers", type=positive_int, default=S, help="proxy trainings at once (default: CPU cores / --cpus-per-trial)")
+    g.add_argument("--cpus-per-trial", type=positive_float, default=S, help="CPUs (and torch threads) of each proxy training (default 1)")
+    g.add_argument("--ray-address", default=S, help="join this Ray cluster instead of starting a local one on 127.0.0.1")
+    g.add_argument("--retries", type=nonnegative_int, default=S, help="restarts of a crashed trial before it is recorded as failed (default 2)")
+    g.add_argument("--executor", choices=("ray", "inline"), default=S, help="ray: proxy trainings on Ray Tune (default); inline: in this process, one at a time")
+
+    g = p.add_argument_group("output")
+    g.add_argument("--out", default=S, metavar="DIR", help="run directory (default results/runs/<run-id>)")
+    g.add_argument("--resume", default=S, metavar="DIR", help="continue the run in DIR with its own arguments")
+    g.add_argument("--keep-weights", choices=("best", "all"), default=S, help="keep the weights of the best trial only (default) or of every trial")
+    g.add_argument("--no-measure", action="store_true", default=S, help="do not measure the best architecture's latency end to end at the end")
+    g.add_argument("--quiet", action="store_true", default=S, help="no progress bar")
+    add_json_flag(p)
+    p.set_defaults(json=False)
+    return p
+
+
+DEFAULTS: dict[str, Any] = {
+    "reward": "soft", "w": None, "beta": None, "max_latency_ratio": None, "space": "mobilenetv3", "strategy": "ppo",
+    "strategy_option": [], "samples": None, "seed": 0, "dataset": "synthetic", "data_dir": None, "train_size": None,
+    "val_size": None, "proxy_steps": None, "early_stopping": False, "benchmark": None, "reward_column": "val_acc_12ep",
+    "final_column": "test_acc_200ep", "latency_column": None, "latency_table": None, "latency_backend": "onnxruntime",
+    "latency_command": None, "threads": 1, "input_size": 224, "force_device": False, "workers": None, "cpus_per_trial": 1.0,
+    "ray_address": None, "retries": 2, "executor": "ray", "out": None, "keep_weights": "best", "no_measure": False, "quiet": False,
+}
+
+
+def resolve_config(given: dict[str, Any]) -> dict[str, Any]:
+    """Options as typed, completed with defaults; checks that the combination makes sense."""
+    config = {**DEFAULTS, **given}
+    if config.get("target_latency") is None:
+        raise UsageError("--target-latency is required (e.g. --target-latency 15ms), unless you --resume a run")
+    tabular = config["space"] == "nb201"
+    if tabular and not config["benchmark"]:
+        raise UsageError("--space nb201 needs --benchmark CSV (a NAS-Bench-201 table such as nb201_cifar10_dev.csv.gz)")
+    if config["benchmark"] and not tabular:
+        raise UsageError("--benchmark is for tabular spaces; add --space nb201")
+    if config["reward"] == "custom" and config["w"] is None:
+        raise UsageError("--reward custom needs --w (e.g. --w -0.15)")
+    if config["w"] is not None and config["reward"] != "custom":
+        raise UsageError("--w sets the exponent of --reward custom; add --reward custom")
+    if config["beta"] is not None and config["reward"] != "absolute":
+        raise UsageError("--beta sets the penalty of --reward absolute; add --reward absolute")
+    if config["latency_backend"] == "command" and not config["latency_command"]:
+        raise UsageError("--latency-backend command needs --latency-command 'your_tool {model}'")
+    if config["samples"] is None:
+        config["samples"] = 300 if tabular else 24
+    if config["workers"] is None:
+        config["workers"] = max(1, min(8, int((os.cpu_count() or 1) // config["cpus_per_trial"])))
+    return config
+
+
+# --------------------------------------------------------------------------- building the pieces
+
+
+def _reward(config: dict[str, Any]) -> Any:
+    from mobilenas.search.rewards import RewardSpec
+
+    return RewardSpec.from_options(config["reward"], w=config["w"], beta=config["beta"])
+
+
+def _strategy(config: dict[str, Any], problem: Any) -> Any:
+    from mobilenas.search.strategies import config_from_dict, make_strategy
+    from mobilenas.search.wrappers import Deduplicate, HandleFailures, LatencyFilter
+
+    options: dict[str, str] = {}
+    for item in config["strategy_option"] or []:
+        key, sep, value = str(item).partition("=")
+        if not sep or not key:
+            raise UsageError(f"--strategy-option expects KEY=VALUE, got {item!r}")
+        options[key.strip()] = value.strip()
+    strategy_config = config_from_dict(config["strategy"], options)
+    num_options = [len(d.options) for d in problem.space.decisions]
+    inner: Any = HandleFailures(make_strategy(config["strategy"], num_options, config["seed"], strategy_config), penalty=0.0)
+    if config["max_latency_ratio"] is not None:
+        limit = config["max_latency_ratio"] * config["target_latency"]
+        inner = LatencyFilter(inner, problem.latency_ms, limit, penalty=0.0)
+    return Deduplicate(inner, problem.key), strategy_config
+
+
+def _backend(config: dict[str, Any]) -> Any:
+    from mobilenas.latency import CommandBackend, OnnxRuntimeBackend, TorchBackend
+
+    if config["latency_backend"] == "torch":
+        return TorchBackend(threads=config["threads"])
+    if config["latency_backend"] == "command":
+        return CommandBackend(config["latency_command"], threads=config["threads"])
+    return OnnxRuntimeBackend(threads=config["threads"])
+
+
+@dataclasses.dataclass
+class Setup:
+    """Everything a run needs, resolved from its configuration."""
+
+    config: dict[str, Any]
+    problem: Any
+    strategy: Any
+    strategy_config: Any
+    reward: Any
+    data: Any = None
+    proxy_config: Any = None
+    table: Any = None
+    evaluator: Any = None
+    fastest_ms: float = math.nan
+    fastest_desc: str = ""
+
+
+def build_setup(config: dict[str, Any], *, say: Any) -> Setup:
+    reward = _reward(config)
+    if config["space"] == "nb201":
+        from mobilenas.search.problems import TabularProblem
+        from mobilenas.search.tabular import TabularEvaluator
+        from mobilenas.space.nb201 import CellSpace
+
+        evaluator = TabularEvaluator(config["benchmark"], config["reward_column"], config["final_column"], config["latency_column"])
+        problem: Any = TabularProblem(CellSpace(), evaluator)
+        strategy, strategy_config = _strategy(config, problem)
+        fastest = evaluator.fastest_latency_ms()
+        return Setup(config, problem, strategy, strategy_config, reward, evaluator=evaluator, fastest_ms=fastest, fastest_desc="the fastest architecture of the table")
+
+    from mobilenas.latency import fastest_latency, open_or_create_table
+    from mobilenas.search.problems import NetworkProblem
+    from mobilenas.space.search_space import get_space
+    from mobilenas.train import ProxyConfig, load_dataset
+
+    data = load_dataset(config["dataset"], data_dir=config["data_dir"], seed=config["seed"], val_size=config["val_size"])
+    space = get_space(config["space"], num_classes=data.num_classes)
+    proxy_config = ProxyConfig(threads=max(1, int(config["cpus_per_trial"])))
+    changes: dict[str, Any] = {}
+    if config["proxy_steps"] is not None:
+        changes["steps"] = config["proxy_steps"]
+    if config["train_size"] is not None:
+        changes["train_subset"] = config["train_size"]
+    if config["val_size"] is not None:
+        changes["val_subset"] = config["val_size"]
+    proxy_config = dataclasses.replace(proxy_config, **changes)
+    say(f"latency table for space {space.name} at {config['input_size']}x{config['input_size']} ({config['latency_backend']}, {config['threads']} thread(s))")
+    table = open_or_create_table(
+        space, config["latency_table"], input_size=config["input_size"], backend=_backend(config),
+        force_device=config["force_device"], seed=config["seed"], progress=not config["quiet"],
+    )
+    problem = NetworkProblem(space, lambda arch: table.predict(arch, measure_missing=True))
+    fastest, fastest_arch = fastest_latency(space, table, measure_missing=True, progress=not config["quiet"])
+    strategy, strategy_config = _strategy(config, problem)
+    return Setup(config, problem, strategy, strategy_config, reward, data=data, proxy_config=proxy_config, table=table,
+                 fastest_ms=fastest, fastest_desc=f"the fastest architecture of space {space.name} ({fastest_arch.to_notation()})")
+
+
+def _manifest(setup: Setup) -> dict[str, Any]:
+    from mobilenas.search.strategies import config_to_dict
+
+    config = setup.config
+    manifest: dict[str, Any] = {
+        "kind": "search",
+        "config": {k: v for k, v in config.items() if k not in ("json", "quiet", "resume")},
+        "seed": config["seed"],
+        "target_latency_ms": config["target_latency"],
+        "reward": setup.reward.to_dict(),
+        "strategy": {"name": config["strategy"], "config": config_to_dict(setup.strategy_config), "wrappers": setup.strategy.describe()},
+        "space": setup.problem.space.to_dict(),
+        "space_name": setup.problem.space.name,
+        "problem": setup.problem.kind,
+        "fastest_latency_ms": setup.fastest_ms,
+    }
+    if setup.table is not None:
+        manifest["latency_table"] = setup.table.describe()
+    if setup.evaluator is not None:
+        manifest["benchmark"] = setup.evaluator.describe()
+    if setup.data is not None:
+        manifest["dataset"] = setup.data.summary()
+        manifest["proxy"] = setup.proxy_config.to_dict()
+    return manifest
+
+
+# --------------------------------------------------------------------------- running
+
+
+def _progress_hook(config: dict[str, Any], total: int) -> tuple[Any, Any]:
+    bar = progress(total=total, desc="search", enabled=not config["quiet"], unit="arch")
+
+    def update(search: Any) -> None:
+        done = len(search.trained)
+        bar.total = search.samples
+        best = search.best
+        postfix = {"running": len(search.in_flight)}
+        if best is not None:
+            postfix.update(best=f"{best.reward:.4f}", acc=f"{best.accuracy:.3f}", lat=f"{best.latency_ms:.2f}ms")
+        counts = getattr(search.strategy, "counts", {})
+        if counts:
+            postfix.update({k: v for k, v in counts.items() if k in ("duplicate", "rejected")})
+        bar.set_postfix(postfix, refresh=False)
+        if done > bar.n:
+            bar.update(done - bar.n)
+
+    return bar, update
+
+
+def _measure_best(setup: Setup, search: Any, say: Any) -> float | None:
+    if setup.table is None or setup.config["no_measure"] or search.best is None:
+        return None
+    from mobilenas.latency import measure
+    from mobilenas.space.arch import Architecture
+
+    arch = Architecture.from_dict(search.best_payload()["architecture"])
+    say("measuring the best architecture end to end ...")
+    measurement = measure(arch, setup.table.measuring_backend(), setup.table.input_size)
+    return float(measurement.latency_ms)
+
+
+def _pareto_lines(search: Any, limit: int = 15) -> list[str]:
+    front = search.pareto()
+    if not front:
+        return ["(no successful trial: no Pareto front)"]
+    rows = [("#", "accuracy", "latency", "reward", "architecture")]
+    for t in front[:limit]:
+        rows.append((str(t.number), f"{t.accuracy:.4f}", format_ms(t.latency_ms), f"{t.reward:.4f}", t.architecture if len(t.architecture) < 90 else t.architecture[:87] + "..."))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(r[:4], widths, strict=True)) + "  " + r[4] for r in rows]
+    if len(front) > limit:
+        lines.append(f"... {len(front) - limit} more in pareto.csv")
+    return lines
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "nas-search") -> int:
+    return run_main(lambda a: _main(a, prog), argv, prog)
+
+
+def _main(argv: Sequence[str] | None, prog: str) -> int:
+    given = vars(build_parser(prog).parse_args(argv))
+    emit_json = bool(given.pop("json", False))
+    resume = given.pop("resume", None)
+    quiet = bool(given.get("quiet", False)) or emit_json
+
+    def say(message: str) -> None:
+        if not quiet:
+            print(message, file=sys.stderr)
+
+    if resume:
+        run = RunDir.open(resume, kind="search")
+        stored = dict(run.manifest()["config"])
+        unexpected = sorted(k for k in given if k not in RESUME_OVERRIDES)
+        if unexpected:
+            names = ", ".join("--" + k.replace("_", "-") for k in unexpected)
+            raise UsageError(f"--resume continues a run with its own arguments; drop {names} (only --workers, --ray-address, --samples, --retries, --cpus-per-trial and --quiet may change)")
+        config = resolve_config({**stored, **given})
+        config["out"] = str(run.root)
+    else:
+        config = resolve_config(given)
+    config["quiet"] = quiet
+    setup = build_setup(config, say=say)
+    target = config["target_latency"]
+    if setup.fastest_ms > target:
+        raise UsageError(
+            f"even {setup.fastest_desc} takes {setup.fastest_ms:.2f} ms by the latency table, over the {target:g} ms target; "
+            f"choose --target-latency {math.ceil(setup.fastest_ms * 10) / 10:g}ms or more, or a smaller space"
+        )
+    if resume:
+        say(f"resuming {run.root}")
+    else:
+        out = Path(config["out"]) if config["out"] else DEFAULT_OUT_ROOT / new_run_id("search")
+        run = RunDir.create(out, _manifest(setup))
+        config["out"] = str(run.root)
+        say(f"run directory {run.root}")
+
+    from mobilenas.search.orchestrator import SearchRun
+
+    bar, update = _progress_hook(config, config["samples"])
+    search = SearchRun(run, setup.problem, setup.strategy, setup.reward, target, config["samples"], seed=config["seed"], keep_weights=config["keep_weights"], on_update=update)
+    if resume:
+        search.resume()
+        if search.samples > int(run.manifest()["config"]["samples"]):
+            run.update_manifest(config={**run.manifest()["config"], "samples": search.samples})
+    started = time.time()
+    try:
+        if setup.evaluator is not None:
+            from mobilenas.search.orchestrator import run_inline
+
+            run_inline(search, lambda submission: (setup.evaluator.evaluate(submission.candidate), None))
+        else:
+            from mobilenas.search.proxy import ProxySettings, evaluate_inline
+
+            settings = ProxySettings(setup.proxy_config, str(run.root), keep_weights=True, early_stopping=config["early_stopping"], train_images=len(setup.data.train))
+            if config["executor"] == "inline":
+                from mobilenas.search.orchestrator import run_inline
+
+                run_inline(search, lambda submission: evaluate_inline(submission, search, setup.data, settings))
+            else:
+                from mobilenas.search.tune_driver import run_on_tune
+
+                run_on_tune(search, setup.data, settings, workers=config["workers"], cpus_per_trial=config["cpus_per_trial"], ray_address=config["ray_address"], retries=config["retries"])
+    finally:
+        bar.close()
+    measured = _measure_best(setup, search, say)
+    search.write_best(measured)
+    payload = search.best_payload(measured)
+    trained = search.trained
+    summary = {
+        "run": str(run.root),
+        "best_json": str(run.path("best.json")) if payload else None,
+        "best": payload,
+        "trials": len(trained),
+        "failed": sum(1 for t in trained if t.status != "ok"),
+        "duplicates": sum(1 for t in search.trials if t.source in ("duplicate", "reused")),
+        "rejected": sum(1 for t in search.trials if t.source == "rejected"),
+        "pareto": [{"number": t.number, "accuracy": t.accuracy, "latency_ms": t.latency_ms, "reward": t.reward, "architecture": t.architecture} for t in search.pareto()],
+        "stopped": search.stopped,
+        "wall_time_s": time.time() - started,
+    }
+    if emit_json:
+        print_json(summary)
+        return 0 if payload else 1
+    print()
+    if search.stopped:
+        print(f"the search stopped early: {search.stopped}")
+    print(f"{len(trained)} architectures evaluated ({summary['failed']} failed, {summary['duplicates']} duplicates reused, {summary['rejected']} rejected by the latency filter) in {summary['wall_time_s']:.0f} s")
+    print()
+    print("Pareto front (accuracy vs table latency):")
+    for line in _pareto_lines(search):
+        print("  " + line)
+    print()
+    if payload is None:
+        print(f"no architecture trained successfully; see {run.path('trials.csv')}")
+        return 1
+    print(f"best (reward {payload['reward']:.4f}): accuracy {payload['accuracy']:.4f}, latency {format_ms(payload['latency_ms'])} by the table")
+    print(f"  {payload['notation']}")
+    if measured is not None:
+        print(f"  measured {format_ms(measured)} for a {target:g} ms target (achieved / target = {measured / target:.2f})")
+    else:
+        print(f"  latency / target = {payload['latency_ms'] / target:.2f}")
+    print(f"best.json: {run.path('best.json')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

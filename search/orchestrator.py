@@ -1,0 +1,467 @@
+"""One search: the only piece that sees the strategy, the space, the latency and the results.
+
+:class:`SearchRun` owns a run directory (:class:`mobilenas.runs.RunDir`) and a wrapped strategy.
+Executors drive it through two calls: :meth:`SearchRun.next_submission` (ask the strategy for
+the next architecture worth evaluating; journal it; checkpoint the strategy) and
+:meth:`SearchRun.record` (compute the reward of a finished evaluation; journal it; tell the
+strategy; checkpoint; rewrite the trials table, the Pareto front and ``best.json``).
+
+The run directory is the single source of truth:
+
+``manifest.json``   resolved configuration, versions, seed, space, latency table fingerprint
+``events.jsonl``    append-only, fsynced: one ``proposal`` line per proposal and one ``result``
+                    line per result (duplicates and latency rejections included, with their
+                    ``source``), plus ``abandoned`` lines for proposals lost to a kill before
+                    they were submitted
+``strategy.pt``     the strategy's state and how many journal events it reflects
+``trials.csv``      one row per result
+``pareto.csv``      the non-dominated trained trials (accuracy up, table latency down)
+``best.json``       the best trained trial by reward
+``weights/``        the weights of the best trial (others are deleted as they are beaten)
+
+Resuming (:meth:`SearchRun.resume`) loads ``strategy.pt`` and replays the results journaled after
+it; proposals that were submitted but had no result when the process died are submitted again
+with their own numbers. A proposal is journaled and checkpointed before it is submitted, and a
+result is journaled before it is told, so no completed trial is lost or repeated.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mobilenas.runs import RunDir, atomic_write_bytes, atomic_write_text, now_iso
+from mobilenas.search.base import (
+    STATUS_FAILED,
+    STATUS_INFEASIBLE,
+    STATUS_OK,
+    EvalResult,
+    Observation,
+    Strategy,
+)
+from mobilenas.search.pareto import pareto_mask
+from mobilenas.search.rewards import RewardSpec
+from mobilenas.search.wrappers import SearchStopped, StrategyWrapper, WrapperEvent
+
+CHECKPOINT = "strategy.pt"
+TRIAL_COLUMNS = (
+    "number", "source", "status", "accuracy", "final_accuracy", "latency_ms", "reward", "latency_ratio",
+    "factor", "wall_time_s", "images_per_s", "duplicate_of", "key", "architecture", "error", "finished",
+)
+
+
+class Problem:
+    """What is searched: decodes index vectors into candidates and knows their latency.
+
+    ``NetworkProblem`` (an :class:`Architecture` space with a latency table) and
+    ``TabularProblem`` (a cell space with a tabular benchmark) implement it.
+    """
+
+    kind: str = ""
+    space: Any
+
+    def decode(self, indices: Sequence[int]) -> Any:
+        return self.space.decode(tuple(indices))
+
+    def key(self, indices: Sequence[int]) -> str:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def latency_ms(self, indices: Sequence[int]) -> float:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def describe(self, candidate: Any) -> str:
+        """A one-line human form of a candidate (block notation, cell string)."""
+        return str(candidate)
+
+    def to_json(self, candidate: Any) -> Any:
+        """The ``architecture`` value written to ``best.json``."""
+        return candidate
+
+
+@dataclass
+class Submission:
+    """A proposal to evaluate: its number, indices and the candidate they build."""
+
+    number: int
+    indices: tuple[int, ...]
+    candidate: Any
+    latency_ms: float
+    key: str
+    resubmitted: bool = False
+
+
+@dataclass
+class Trial:
+    """One result, as written to ``trials.csv``."""
+
+    number: int
+    source: str  # trained | duplicate | reused | rejected
+    status: str
+    accuracy: float | None
+    latency_ms: float | None
+    reward: float
+    key: str
+    architecture: str
+    final_accuracy: float | None = None
+    latency_ratio: float | None = None
+    factor: float | None = None
+    wall_time_s: float | None = None
+    images_per_s: float | None = None
+    duplicate_of: int | None = None
+    error: str | None = None
+    finished: str = ""
+    weights: str | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def row(self) -> dict[str, Any]:
+        return {c: getattr(self, c) for c in TRIAL_COLUMNS}
+
+
+class SearchRun:
+    """A search in progress (see the module docstring)."""
+
+    def __init__(
+        self,
+        run: RunDir,
+        problem: Problem,
+        strategy: Strategy,
+        reward: RewardSpec,
+        target_latency_ms: float,
+        samples: int,
+        *,
+        seed: int = 0,
+        keep_weights: str = "best",
+        on_update: Callable[[SearchRun], None] | None = None,
+    ) -> None:
+        if samples < 1:
+            raise ValueError(f"samples must be >= 1, got {samples}")
+        self.run = run
+        self.problem = problem
+        self.strategy = strategy
+        self.reward = reward
+        self.target_latency_ms = float(target_latency_ms)
+        self.samples = int(samples)
+        self.seed = int(seed)
+        self.keep_weights = keep_weights
+        self.on_update = on_update
+        self.trials: list[Trial] = []
+        self.in_flight: dict[int, Submission] = {}
+        self.submitted = 0  # proposals handed to an executor (trained or training), this run and before
+        self.stopped: str | None = None  # why asking stopped early (converged, no feasible proposal)
+        self.started = time.time()
+        self._events_seen = len(run.events.read())
+        self._logged: set[tuple[str, int, str]] = set()
+        self._resubmit: list[Submission] = []
+        self._best: Trial | None = None
+
+    # ----------------------------------------------------------------- journal & checkpoint
+
+    def _log(self, event: dict[str, Any]) -> None:
+        mark = (str(event["type"]), int(event["number"]), str(event.get("source", "")))
+        if mark in self._logged:
+            return
+        self._logged.add(mark)
+        self.run.events.append({**event, "time": now_iso()})
+        self._events_seen += 1
+
+    def _checkpoint(self) -> None:
+        buffer = io.BytesIO()
+        torch.save({"events": self._events_seen, "submitted": self.submitted, "stopped": self.stopped, "state": self.strategy.state_dict()}, buffer)
+        atomic_write_bytes(self.run.path(CHECKPOINT), buffer.getvalue())
+
+    def _drain(self) -> None:
+        if not isinstance(self.strategy, StrategyWrapper):
+            return
+        for event in self.strategy.drain_events():
+            self._log_wrapper_event(event)
+
+    def _log_wrapper_event(self, event: WrapperEvent) -> None:
+        if event.kind == "waiting":
+            self._log({"type": "proposal", "number": event.number, "indices": list(event.indices), "key": event.key, "source": "waiting", "twin": event.twin})
+            return
+        if event.kind == "failed":
+            return  # the trial's own result line already says it failed
+        observation = event.observation
+        assert observation is not None
+        source = {"duplicate": "duplicate", "reused": "reused", "rejected": "rejected"}[event.kind]
+        candidate = self.problem.decode(event.indices)
+        if event.kind != "reused":
+            self._log({"type": "proposal", "number": event.number, "indices": list(event.indices), "key": event.key or self.problem.key(event.indices), "source": source})
+        trial = Trial(
+            number=event.number, source=source, status=observation.status, accuracy=observation.accuracy,
+            latency_ms=observation.latency_ms, reward=observation.reward, key=event.key or self.problem.key(event.indices),
+            architecture=self.problem.describe(candidate), duplicate_of=event.twin, finished=now_iso(),
+        )
+        if observation.accuracy is not None and observation.latency_ms is not None and observation.status == STATUS_OK:
+            breakdown = self.reward(observation.accuracy, observation.latency_ms, self.target_latency_ms)
+            trial.latency_ratio, trial.factor = breakdown.latency_ratio, breakdown.factor
+        self._log({"type": "result", **self._result_fields(trial)})
+        self.trials.append(trial)
+
+    @staticmethod
+    def _result_fields(trial: Trial) -> dict[str, Any]:
+        fields = trial.row()
+        fields.update({"weights": trial.weights, "info": trial.info})
+        return fields
+
+    # ----------------------------------------------------------------- the two calls
+
+    @property
+    def finished_asking(self) -> bool:
+        return self.stopped is not None or self.submitted >= self.samples
+
+    @property
+    def done(self) -> bool:
+        return self.finished_asking and not self.in_flight and not self._resubmit
+
+    def next_submission(self) -> Submission | None:
+        """The next candidate to evaluate, or ``None`` when asking is over (see :attr:`done`)."""
+        if self._resubmit:
+            submission = self._resubmit.pop(0)
+            self.in_flight[submission.number] = submission
+            return submission
+        if self.finished_asking:
+            return None
+        try:
+            proposal = self.strategy.ask()
+        except SearchStopped as reason:
+            self.stopped = str(reason)
+            self._drain()
+            self._checkpoint()
+            self._notify()
+            return None
+        self._drain()
+        candidate = self.problem.decode(proposal.indices)
+        key = self.problem.key(proposal.indices)
+        latency = float(self.problem.latency_ms(proposal.indices))
+        submission = Submission(proposal.number, proposal.indices, candidate, latency, key)
+        self._log({
+            "type": "proposal", "number": proposal.number, "indices": list(proposal.indices), "key": key,
+            "source": "trained", "latency_ms": latency, "architecture": self.problem.describe(candidate),
+        })
+        self.submitted += 1
+        self.in_flight[proposal.number] = submission
+        self._checkpoint()
+        self._notify()
+        return submission
+
+    def record(self, number: int, result: EvalResult, weights: str | None = None) -> Trial:
+        """Score a finished evaluation of proposal ``number`` and tell the strategy."""
+        submission = self.in_flight.pop(number, None)
+        if submission is None:
+            raise ValueError(f"proposal {number} is not in flight")
+        latency = result.latency_ms if result.latency_ms is not None else submission.latency_ms
+        status = result.status
+        reward = 0.0
+        ratio = factor = None
+        if status == STATUS_OK:
+            if not (math.isfinite(result.accuracy) and math.isfinite(latency)):
+                status = STATUS_FAILED
+            else:
+                breakdown = self.reward(result.accuracy, latency, self.target_latency_ms)
+                reward, ratio, factor = breakdown.reward, breakdown.latency_ratio, breakdown.factor
+        trial = Trial(
+            number=number, source="trained", status=status,
+            accuracy=result.accuracy if status == STATUS_OK else None, latency_ms=latency, reward=reward,
+            key=submission.key, architecture=self.problem.describe(submission.candidate),
+            final_accuracy=result.final_accuracy, latency_ratio=ratio, factor=factor,
+            wall_time_s=result.wall_time_s, images_per_s=result.info.get("images_per_s"),
+            error=result.error, finished=now_iso(), weights=weights if status == STATUS_OK else None,
+            info={k: v for k, v in result.info.items() if isinstance(v, str | int | float | bool | type(None) | list)},
+        )
+        self._log({"type": "result", **self._result_fields(trial)})
+        self.trials.append(trial)
+        observation = Observation(reward, trial.accuracy, latency, status, {"number": number})
+        self.strategy.tell(number, observation)
+        self._drain()
+        summary = self.strategy.summary()
+        if summary:
+            self._log({"type": "strategy", "number": number, "source": "summary", "summary": summary})
+        self._checkpoint()
+        self._update_best(trial)
+        self._write_tables()
+        self._notify()
+        return trial
+
+    # ----------------------------------------------------------------- outputs
+
+    def _notify(self) -> None:
+        if self.on_update is not None:
+            self.on_update(self)
+
+    @property
+    def trained(self) -> list[Trial]:
+        return [t for t in self.trials if t.source == "trained"]
+
+    @property
+    def best(self) -> Trial | None:
+        return self._best
+
+    def _update_best(self, trial: Trial) -> None:
+        if trial.source != "trained" or trial.status != STATUS_OK:
+            self._discard_weights(trial)
+            return
+        if self._best is None or trial.reward > self._best.reward:
+            if self._best is not None:
+                self._discard_weights(self._best)
+            self._best = trial
+            self.write_best()
+        else:
+            self._discard_weights(trial)
+
+    def _discard_weights(self, trial: Trial) -> None:
+        if self.keep_weights == "all" or not trial.weights:
+            return
+        path = self.run.root / trial.weights
+        if path.exists():
+            path.unlink()
+        trial.weights = None
+
+    def best_payload(self, measured_latency_ms: float | None = None) -> dict[str, Any] | None:
+        best = self._best
+        if best is None:
+            return None
+        candidate = self.problem.decode(self._indices_of(best.number))
+        return {
+            "architecture": self.problem.to_json(candidate),
+            "accuracy": best.accuracy,
+            "latency_ms": best.latency_ms,
+            "measured_latency_ms": measured_latency_ms,
+            "target_latency_ms": self.target_latency_ms,
+            "reward": best.reward,
+            "weights": str(self.run.root / best.weights) if best.weights else None,
+            "final_accuracy": best.final_accuracy,
+            "notation": best.architecture,
+            "number": best.number,
+            "fingerprint": best.key,
+            "latency_ratio": best.latency_ratio,
+            "reward_kind": self.reward.describe(),
+            "run": str(self.run.root),
+            "info": best.info,
+        }
+
+    def write_best(self, measured_latency_ms: float | None = None) -> None:
+        payload = self.best_payload(measured_latency_ms)
+        if payload is not None:
+            self.run.write_json("best.json", payload)
+
+    def _indices_of(self, number: int) -> tuple[int, ...]:
+        for event in self.run.events.read():
+            if event.get("type") == "proposal" and event.get("number") == number:
+                return tuple(int(i) for i in event["indices"])
+        raise KeyError(number)
+
+    def pareto(self) -> list[Trial]:
+        """Trained, successful trials on the accuracy/latency front, fastest first."""
+        candidates = [t for t in self.trained if t.status == STATUS_OK and t.accuracy is not None and t.latency_ms is not None]
+        mask = pareto_mask([t.accuracy for t in candidates], [t.latency_ms for t in candidates])  # type: ignore[misc]
+        return sorted((t for t, keep in zip(candidates, mask, strict=True) if keep), key=lambda t: t.latency_ms or 0.0)
+
+    def _write_tables(self) -> None:
+        atomic_write_text(self.run.path("trials.csv"), _csv([t.row() for t in self.trials], TRIAL_COLUMNS))
+        columns = ("number", "accuracy", "latency_ms", "reward", "final_accuracy", "key", "architecture")
+        atomic_write_text(self.run.path("pareto.csv"), _csv([{c: getattr(t, c) for c in columns} for t in self.pareto()], columns))
+
+    # ----------------------------------------------------------------- resume
+
+    def resume(self) -> None:
+        """Restore the strategy from ``strategy.pt`` and the trials from the journal."""
+        events = self.run.events.read()
+        self._events_seen = len(events)
+        applied = 0
+        checkpoint_path = self.run.path(CHECKPOINT)
+        if checkpoint_path.exists():
+            checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+            self.strategy.load_state_dict(checkpoint["state"])
+            applied = int(checkpoint["events"])
+            self.submitted = int(checkpoint["submitted"])
+            self.stopped = checkpoint.get("stopped")
+        abandoned = {int(e["number"]) for e in events if e.get("type") == "abandoned"}
+        proposals: dict[int, dict[str, Any]] = {}
+        trials: dict[tuple[int, str], Trial] = {}
+        for position, event in enumerate(events):
+            kind, number = event.get("type"), event.get("number")
+            if number is None:
+                continue
+            number = int(number)
+            source = str(event.get("source", ""))
+            self._logged.add((str(kind), number, source))
+            after_checkpoint = position >= applied
+            if kind == "proposal" and source == "trained":
+                if after_checkpoint and number not in abandoned:
+                    # Journaled, but the process died before the checkpoint: it was never submitted.
+                    abandoned.add(number)
+                    self._log({"type": "abandoned", "number": number, "source": "resume"})
+                elif number not in abandoned:
+                    proposals[number] = event
+            elif kind == "result" and number not in abandoned:
+                if after_checkpoint and source != "trained":
+                    # Made inside an ask the checkpoint does not reflect; the strategy makes it again.
+                    self._logged.discard((str(kind), number, source))
+                    continue
+                trial = _trial_from_event(event)
+                trials[(number, source)] = trial
+                if after_checkpoint:
+                    # Journaled after the checkpoint: the strategy has not been told yet.
+                    self.strategy.tell(number, Observation(trial.reward, trial.accuracy, trial.latency_ms, trial.status, {"number": number}))
+                    self._drain()
+        self.trials = sorted(trials.values(), key=lambda t: (t.finished, t.number)) + self.trials
+        finished = {t.number for t in self.trials if t.source == "trained"}
+        for number, event in sorted(proposals.items()):
+            if number not in finished:
+                indices = tuple(int(i) for i in event["indices"])
+                self._resubmit.append(Submission(number, indices, self.problem.decode(indices), float(event["latency_ms"]), str(event["key"]), resubmitted=True))
+        for trial in self.trials:
+            if trial.source == "trained" and trial.status == STATUS_OK and (self._best is None or trial.reward > self._best.reward):
+                self._best = trial
+        self._checkpoint()
+        self._write_tables()
+        if self._best is not None:
+            self.write_best()
+
+
+def _trial_from_event(event: dict[str, Any]) -> Trial:
+    known = {name for name in Trial.__dataclass_fields__}
+    values = {k: v for k, v in event.items() if k in known}
+    values.setdefault("info", {})
+    return Trial(**values)
+
+
+def _csv(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+    return buffer.getvalue()
+
+
+def run_inline(search: SearchRun, evaluate: Callable[[Submission], tuple[EvalResult, str | None]]) -> None:
+    """Drive a search in this process, one evaluation at a time (cheap evaluators)."""
+    while not search.done:
+        submission = search.next_submission()
+        if submission is None:
+            break
+        try:
+            result, weights = evaluate(submission)
+        except Exception as error:  # an evaluator bug must not lose the run: record and go on
+            result, weights = EvalResult(accuracy=0.0, status=STATUS_FAILED, error=f"{type(error).__name__}: {error}"), None
+        search.record(submission.number, result, weights)
+
+
+def relative(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+__all__ = ["STATUS_INFEASIBLE", "Problem", "SearchRun", "Submission", "Trial", "run_inline"]

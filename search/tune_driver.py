@@ -1,0 +1,161 @@
+"""Run a search's proxy trainings on Ray Tune.
+
+Our strategy is plugged into Tune as a ``Searcher`` (:class:`_Bridge`): Tune asks it for a
+configuration whenever one of the ``workers`` slots is free (so the controller keeps proposing
+while earlier trials train: MnasNet's asynchronous workers), and tells it when a trial ends.
+Tune restarts a crashed or killed trial up to ``retries`` times (``FailureConfig``), after which
+the trial is recorded as failed with its error and the search goes on. With ``early_stopping``
+an ASHA scheduler stops trainings whose running loss is hopeless compared with their peers.
+
+Tune's own experiment state lives in a scratch directory and is thrown away: the run
+directory's journal is authoritative, and resuming starts a fresh Tuner from it.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from mobilenas.search.base import STATUS_FAILED, EvalResult
+from mobilenas.search.execution import ray_session
+from mobilenas.search.orchestrator import SearchRun
+from mobilenas.search.proxy import ProxySettings, run_proxy_trial
+
+
+def _trainable(config: dict[str, Any], data: Any = None, settings: ProxySettings | None = None) -> None:
+    from ray import tune
+
+    assert settings is not None
+
+    def report_progress(step: int, loss: float) -> None:
+        tune.report({"step": step, "train_loss": loss})
+
+    outcome = run_proxy_trial(config, data, settings, report_progress if settings.early_stopping else None)
+    tune.report({**outcome, "step": outcome.get("steps", 0), "done": True})
+
+
+class _Bridge:
+    """Adapts a :class:`SearchRun` to Ray Tune's ``Searcher`` interface."""
+
+    def __init__(self, search: SearchRun, settings: ProxySettings) -> None:
+        from ray.tune.search import Searcher
+
+        class Bridge(Searcher):  # defined here so importing this module does not import Ray
+            def __init__(inner) -> None:
+                super().__init__(metric="accuracy", mode="max")
+
+            def suggest(inner, trial_id: str) -> dict[str, Any] | None:
+                submission = search.next_submission()
+                if submission is None:
+                    return Searcher.FINISHED if search.finished_asking and not search._resubmit else None
+                self.trial_numbers[trial_id] = submission.number
+                self.started[submission.number] = time.time()
+                return settings.trial_config(submission, search)
+
+            def on_trial_result(inner, trial_id: str, result: dict[str, Any]) -> None:
+                number = self.trial_numbers.get(trial_id)
+                if number is not None and "train_loss" in result:
+                    self.last_loss[number] = float(result["train_loss"])
+
+            def on_trial_complete(inner, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+                number = self.trial_numbers.pop(trial_id, None)
+                if number is None or number not in search.in_flight:
+                    return
+                self.finish(number, result, error)
+
+            def save(inner, checkpoint_path: str) -> None:  # our journal is the state
+                return None
+
+            def restore(inner, checkpoint_path: str) -> None:
+                return None
+
+        self.search = search
+        self.settings = settings
+        self.searcher = Bridge()
+        self.trial_numbers: dict[str, int] = {}
+        self.started: dict[int, float] = {}
+        self.last_loss: dict[int, float] = {}
+        self.errors: dict[str, str] = {}
+
+    def finish(self, number: int, result: dict[str, Any] | None, error: bool) -> None:
+        wall = time.time() - self.started.pop(number, time.time())
+        if error or not result or "status" not in result:
+            stopped_early = bool(result) and not error and "status" not in (result or {})
+            message = "stopped early by the scheduler" if stopped_early else self.errors.get(str(number), "the trial crashed after its retries")
+            evaluation = EvalResult(accuracy=0.0, wall_time_s=wall, status=STATUS_FAILED, error=message, info={"early_stopped": stopped_early})
+            self.search.record(number, evaluation, None)
+            return
+        evaluation = EvalResult(
+            accuracy=float(result["accuracy"]) if result.get("accuracy") is not None else math.nan,
+            wall_time_s=float(result.get("wall_time_s", wall)),
+            status=str(result["status"]),
+            error=result.get("error") or None,
+            info={k: result[k] for k in ("loss", "train_loss", "images_per_s", "steps", "params", "adaptation", "seed") if k in result},
+        )
+        self.search.record(number, evaluation, result.get("weights") or None)
+
+
+def _error_callback(bridge: _Bridge) -> Any:
+    from ray.tune import Callback
+
+    class CaptureErrors(Callback):
+        def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+            number = bridge.trial_numbers.get(trial.trial_id)
+            if number is None:
+                return
+            text = ""
+            try:
+                text = str(trial.get_error() or "")
+            except Exception:
+                text = ""
+            lines = [line for line in text.strip().splitlines() if line.strip()]
+            bridge.errors[str(number)] = lines[-1].strip() if lines else "the trial crashed after its retries"
+
+    return CaptureErrors()
+
+
+def run_on_tune(
+    search: SearchRun,
+    data: Any,
+    settings: ProxySettings,
+    *,
+    workers: int,
+    cpus_per_trial: float = 1.0,
+    ray_address: str | None = None,
+    retries: int = 2,
+) -> None:
+    """Evaluate the search's proposals on Ray Tune until the search is done."""
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    num_cpus = None if ray_address else max(1, math.ceil(workers * cpus_per_trial))
+    scratch = Path(tempfile.mkdtemp(prefix="mobilenas-tune-"))
+    try:
+        with ray_session(ray_address, num_cpus=num_cpus):
+            bridge = _Bridge(search, settings)
+            scheduler: Any = FIFOScheduler()
+            if settings.early_stopping:
+                scheduler = ASHAScheduler(
+                    time_attr="step", metric="train_loss", mode="min",
+                    max_t=max(2, settings.total_steps), grace_period=max(1, settings.total_steps // 4), reduction_factor=2,
+                )
+            trainable = tune.with_resources(tune.with_parameters(_trainable, data=data, settings=settings), {"cpu": cpus_per_trial})
+            tuner = tune.Tuner(
+                trainable,
+                tune_config=tune.TuneConfig(search_alg=bridge.searcher, scheduler=scheduler, num_samples=-1, max_concurrent_trials=workers, reuse_actors=True),
+                run_config=tune.RunConfig(
+                    name="trials", storage_path=str(scratch), verbose=0,
+                    failure_config=tune.FailureConfig(max_failures=retries),
+                    callbacks=[_error_callback(bridge)],
+                ),
+            )
+            tuner.fit()
+            # Trials Tune dropped without telling the searcher (should not happen) end as failed.
+            for number in list(search.in_flight):
+                search.record(number, EvalResult(accuracy=0.0, status=STATUS_FAILED, error="lost by Ray Tune"), None)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)

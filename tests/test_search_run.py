@@ -1,0 +1,126 @@
+"""nas-search end to end on a tabular benchmark: outputs, errors, and a real kill/resume."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mobilenas.search.cli import main as nas_search
+
+from helpers import write_cell_benchmark
+
+
+@pytest.fixture(scope="module")
+def cells(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("bench") / "cells.csv"
+    write_cell_benchmark(path)
+    return path
+
+
+def _args(cells: Path, out: Path, *extra: str) -> list[str]:
+    return ["--space", "nb201", "--benchmark", str(cells), "--latency-column", "latency_ms_toy", "--target-latency", "9ms", "--out", str(out), "--quiet", *extra]
+
+
+def _events(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "events.jsonl").read_text().splitlines() if line.strip()]
+
+
+def test_tabular_search_writes_the_run_directory(cells: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "run"
+    assert nas_search(_args(cells, out, "--samples", "25", "--strategy", "evolution", "--seed", "3")) == 0
+    printed = capsys.readouterr().out
+    assert "Pareto front" in printed and "best.json" in printed
+    best = json.loads((out / "best.json").read_text())
+    for key in ("architecture", "accuracy", "latency_ms", "measured_latency_ms", "target_latency_ms", "reward", "weights"):
+        assert key in best
+    assert best["target_latency_ms"] == 9.0 and best["measured_latency_ms"] is None and best["weights"] is None
+    rows = list(csv.DictReader((out / "trials.csv").open()))
+    trained = [r for r in rows if r["source"] == "trained"]
+    assert len(trained) == 25
+    assert max(float(r["reward"]) for r in trained) == pytest.approx(best["reward"])
+    events = _events(out)
+    numbers = [e["number"] for e in events if e["type"] == "result" and e["source"] == "trained"]
+    assert sorted(numbers) == sorted(set(numbers))
+    assert {e["number"] for e in events if e["type"] == "proposal" and e["source"] == "trained"} == set(numbers)
+    pareto = list(csv.DictReader((out / "pareto.csv").open()))
+    assert pareto and all(r["number"] in {t["number"] for t in trained} for r in pareto)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["kind"] == "search" and manifest["seed"] == 3 and manifest["strategy"]["name"] == "evolution"
+    assert manifest["benchmark"]["latency_column"] == "latency_ms_toy"
+
+
+def test_same_seed_same_search(cells: Path, tmp_path: Path) -> None:
+    for name in ("a", "b"):
+        assert nas_search(_args(cells, tmp_path / name, "--samples", "12", "--strategy", "ppo", "--seed", "5")) == 0
+    keys = [[e["key"] for e in _events(tmp_path / n) if e["type"] == "proposal"] for n in ("a", "b")]
+    assert keys[0] == keys[1]
+
+
+def test_unreachable_target_stops_before_any_evaluation(cells: Path, tmp_path: Path, capsys) -> None:
+    code = nas_search(["--space", "nb201", "--benchmark", str(cells), "--latency-column", "latency_ms_toy", "--target-latency", "0.5ms", "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "even the fastest architecture of the table takes 1.0" in err and "over the 0.5 ms target" in err
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["--space", "nb201"], "--target-latency is required"),
+        (["--target-latency", "5ms", "--space", "nb201"], "--space nb201 needs --benchmark"),
+        (["--target-latency", "fast"], "cannot read 'fast' as a duration"),
+        (["--target-latency", "5ms", "--reward", "custom"], "--reward custom needs --w"),
+        (["--target-latency", "5ms", "--strategy", "bayes"], "invalid choice: 'bayes'"),
+        (["--resume", "/nonexistent/run"], "is not a directory"),
+    ],
+)
+def test_usage_errors_are_one_line(argv: list[str], fragment: str, capsys) -> None:
+    assert nas_search(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert fragment in err and "Traceback" not in err and len(err.splitlines()) == 1
+
+
+def test_resume_refuses_changed_arguments(cells: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "run"
+    assert nas_search(_args(cells, out, "--samples", "5", "--strategy", "random")) == 0
+    assert nas_search(["--resume", str(out), "--strategy", "tpe"]) == 2
+    assert "drop --strategy" in capsys.readouterr().err
+    # More samples may be asked for: the run continues where it ended.
+    assert nas_search(["--resume", str(out), "--samples", "8", "--quiet"]) == 0
+    trained = [e for e in _events(out) if e["type"] == "result" and e["source"] == "trained"]
+    assert len(trained) == 8 and len({e["number"] for e in trained}) == 8
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["ppo", "tpe"])
+def test_killed_run_resumes_without_losing_or_repeating_trials(cells: Path, tmp_path: Path, strategy: str) -> None:
+    out = tmp_path / "run"
+    samples = 60
+    command = [sys.executable, "-m", "mobilenas.search.cli", *_args(cells, out, "--samples", str(samples), "--strategy", strategy)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        events = out / "events.jsonl"
+        if events.exists() and sum(1 for line in events.read_text().splitlines() if '"result"' in line) >= 15:
+            break
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)  # no chance to clean up
+    process.wait()
+    before = [e for e in _events(out) if e["type"] == "result" and e["source"] == "trained"]
+    assert 15 <= len(before) < samples
+    assert nas_search(["--resume", str(out), "--quiet"]) == 0
+    after = [e for e in _events(out) if e["type"] == "result" and e["source"] == "trained"]
+    numbers = [e["number"] for e in after]
+    assert len(numbers) == len(set(numbers)) == samples  # nothing repeated, the budget completed
+    assert {e["number"]: e["key"] for e in before}.items() <= {e["number"]: e["key"] for e in after}.items()
+    rows = [r for r in csv.DictReader((out / "trials.csv").open()) if r["source"] == "trained"]
+    assert len(rows) == samples
