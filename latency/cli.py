@@ -1,0 +1,360 @@
+"""``nas-latency`` (= ``mobilenas latency``): measure, build tables, predict, calibrate."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from mobilenas.cliutil import (
+    ArgumentParser,
+    add_json_flag,
+    duration_ms,
+    nonnegative_int,
+    positive_int,
+    print_json,
+    run_main,
+)
+from mobilenas.units import format_ms
+
+EXAMPLES = """\
+examples:
+  nas-latency measure mobilenetv3-large                      # end to end, ONNX Runtime, 1 thread, 224x224
+  nas-latency measure best.json --threads 4 --json           # {"latency_ms": ..., "spread": {...}, ...}
+  nas-latency build --space mobilenetv3                      # every op of the space; resumes if interrupted
+  nas-latency predict mobilenetv3-large --space mobilenetv3 --measure-missing --breakdown
+  nas-latency predict arch.json --table ~/.cache/mobilenas/tables/mobilenetv3-....jsonl
+  nas-latency calibrate --space mobilenetv3 --samples 50     # MAPE, within ±5%/±10%, Spearman, RMSE; CSV + PNG
+  nas-latency fastest --space mobilenetv3 --target-latency 15ms
+  nas-latency info TABLE.jsonl
+
+custom device: --command runs your benchmark on the exported model and reads the ms it prints:
+  nas-latency measure mobilenetv2 --command "python -m mobilenas.latency.ort_command {model} --threads {threads}"
+
+Tables live in $MOBILENAS_HOME/tables (default ~/.cache/mobilenas/tables) unless --table is given;
+a table measured on another device is refused unless --force-device is given.
+"""
+
+
+def _add_backend(parser: argparse.ArgumentParser, *, timing: bool = True) -> None:
+    group = parser.add_argument_group("device and runtime")
+    group.add_argument("--backend", choices=("onnxruntime", "torch", "command"), default="onnxruntime", help="runtime that times models (default: onnxruntime, CPU execution provider)")
+    group.add_argument("--threads", type=positive_int, default=1, help="intra-op threads (default: 1, like MnasNet's single big core)")
+    group.add_argument("--command", default=None, metavar="TEMPLATE", help="time models with this command instead; {model} is the exported .onnx file (also {threads}, {batch}, {channels}, {height}, {width})")
+    group.add_argument("--device-name", default=None, help="name of the device a --command measures on (recorded in tables)")
+    if timing:
+        group.add_argument("--repeats", type=positive_int, default=None, help="timed runs per model (default: 30)")
+        group.add_argument("--warmup", type=nonnegative_int, default=None, help="untimed runs first (default: 5)")
+        group.add_argument("--timer", choices=("auto", "thread", "wall"), default="auto", help="clock: thread CPU time with 1 thread, wall clock otherwise (auto, default), or force one")
+
+
+def _backend(args: argparse.Namespace) -> Any:
+    from mobilenas.latency.measure import make_backend
+
+    if args.backend == "command" and not args.command:
+        raise ValueError("--backend command needs --command 'TEMPLATE' with a {model} placeholder")
+    if args.command and args.backend == "torch":
+        raise ValueError("--command cannot be combined with --backend torch; drop one of them")
+    return make_backend(
+        "command" if args.command else args.backend,
+        threads=args.threads,
+        command=args.command,
+        device_name=args.device_name,
+        repeats=getattr(args, "repeats", None),
+        warmup=getattr(args, "warmup", None),
+        timer=getattr(args, "timer", "auto"),
+    )
+
+
+def build_parser(prog: str) -> ArgumentParser:
+    parser = ArgumentParser(
+        prog=prog,
+        description="Measure on-device latency, build latency lookup tables, predict with them, and prove they predict well.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command_name", metavar="COMMAND")
+
+    def sub(name: str, help_text: str, description: str) -> ArgumentParser:
+        return commands.add_parser(name, help=help_text, description=description, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    measure = sub("measure", "time an architecture end to end", "Time an architecture end to end: fixed input, warm-up, median of repeated runs, spread reported.")
+    measure.add_argument("arch", metavar="ARCH", help="reference name (mobilenetv3-large, mobilenetv2@0.75), architecture/best.json file, or block notation")
+    measure.add_argument("--input-size", type=positive_int, default=224, help="square input resolution (default: 224)")
+    measure.add_argument("--num-classes", type=positive_int, default=None, help="replace the classifier's class count")
+    _add_backend(measure)
+    add_json_flag(measure)
+
+    build = sub("build", "measure every op a search space can produce into a table", "Measure every operation signature a search space can produce at the input size, once each, then fit the correction. An interrupted build resumes where it stopped.")
+    _add_space(build)
+    build.add_argument("--table", type=Path, default=None, help="table file (default: $MOBILENAS_HOME/tables/<space>-...-<device>.jsonl)")
+    build.add_argument("--correction-samples", type=nonnegative_int, default=None, help="architectures measured end to end to fit the correction (default: 12)")
+    build.add_argument("--seed", type=int, default=0, help="seed of the measuring order and of the correction's architectures (default: 0)")
+    build.add_argument("--method", choices=("in-context", "isolated"), default=None, help="how entries are timed: behind a feeder layer, minus the feeder, cold cache (in-context, default for runtimes in this process) or the op alone (isolated, default with --command)")
+    build.add_argument("--repeats", type=positive_int, default=None, help="timed runs per entry (default: 25)")
+    build.add_argument("--force-device", action="store_true", help="resume a table measured on another device anyway")
+    build.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_backend(build, timing=False)
+    add_json_flag(build)
+
+    predict = sub("predict", "predict an architecture's latency from a table", "Predict latency from a lookup table: the sum of the architecture's entries, then the table's correction a*sum+b.")
+    predict.add_argument("arch", metavar="ARCH", help="reference name, architecture/best.json file, or block notation")
+    predict.add_argument("--table", type=Path, default=None, help="table file (or give --space for the default table of a space)")
+    predict.add_argument("--space", default=None, help="use the default table of this space (mnasnet, mobilenetv3 or a space .json)")
+    predict.add_argument("--input-size", type=positive_int, default=224, help="input size of the default table (with --space; default: 224)")
+    predict.add_argument("--num-classes", type=positive_int, default=None, help="replace the classifier's class count")
+    predict.add_argument("--measure-missing", action="store_true", help="measure ops missing from the table now (and add them to it) instead of failing")
+    predict.add_argument("--breakdown", action="store_true", help="also list every op's entry")
+    predict.add_argument("--force-device", action="store_true", help="use a table measured on another device anyway")
+    _add_backend(predict, timing=False)
+    add_json_flag(predict)
+
+    calibrate = sub("calibrate", "check a table against end-to-end measurements", "Sample architectures from a space, measure each end to end (interleaved), compare with the table's predictions: MAPE, share within ±5%% and ±10%%, Spearman, RMSE. Writes calibration.csv, calibration.png and calibration.json. Architectures the correction was fitted on are never sampled.")
+    _add_space(calibrate)
+    calibrate.add_argument("--samples", type=positive_int, default=50, help="architectures to sample (default: 50)")
+    calibrate.add_argument("--table", type=Path, default=None, help="table file (default: the space's default table, created and filled on demand)")
+    calibrate.add_argument("--out", type=Path, default=None, help="output directory (default: ./calibration-<space>-<size>px)")
+    calibrate.add_argument("--seed", type=int, default=1, help="seed of the sampled architectures (default: 1)")
+    calibrate.add_argument("--rounds", type=positive_int, default=5, help="interleaved rounds of end-to-end runs (default: 5)")
+    calibrate.add_argument("--update-correction", action="store_true", help="afterwards, add the measurements to the table's end-to-end points and refit its correction")
+    calibrate.add_argument("--force-device", action="store_true", help="use a table measured on another device anyway")
+    calibrate.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_backend(calibrate, timing=False)
+    add_json_flag(calibrate)
+
+    fastest = sub("fastest", "the fastest architecture of a space by the table", "Find the fastest architecture of a space by the table (dynamic programming over stages) and, with --target-latency, say whether the target is reachable.")
+    _add_space(fastest)
+    fastest.add_argument("--table", type=Path, default=None, help="table file (default: the space's default table)")
+    fastest.add_argument("--target-latency", type=duration_ms, default=None, metavar="DURATION", help="a latency target such as 15ms or 0.015s")
+    fastest.add_argument("--exhaustive", action="store_true", help="consider every option (measures every op the space has if the table lacks them)")
+    fastest.add_argument("--force-device", action="store_true", help="use a table measured on another device anyway")
+    _add_backend(fastest, timing=False)
+    add_json_flag(fastest)
+
+    info = sub("info", "describe a table file", "Show a table's device, method, entry counts and correction.")
+    info.add_argument("table", type=Path, metavar="TABLE", help="table file (.jsonl)")
+    info.add_argument("--force-device", action="store_true", help="read a table measured on another device")
+    add_json_flag(info)
+    return parser
+
+
+def _add_space(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--space", required=True, help="search space: mnasnet, mobilenetv3, or a space .json file")
+    parser.add_argument("--input-size", type=positive_int, default=224, help="deployment input size, square (default: 224)")
+    parser.add_argument("--num-classes", type=positive_int, default=1000, help="classes of the space's classifier (default: 1000)")
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "nas-latency") -> int:
+    return run_main(lambda a: _main(a, prog), argv, prog)
+
+
+def _main(argv: Sequence[str] | None, prog: str) -> int:
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
+    if args.command_name is None:
+        parser.print_help()
+        return 2
+    import torch
+
+    # Exports and the PyTorch backend must not spread over cores another measurement is timing.
+    torch.set_num_threads(getattr(args, "threads", 1))
+    handler = {"measure": _measure, "build": _build, "predict": _predict, "calibrate": _calibrate, "fastest": _fastest, "info": _info}[args.command_name]
+    return handler(args)
+
+
+def _measure(args: argparse.Namespace) -> int:
+    from mobilenas.latency.measure import measure
+    from mobilenas.space.io import load_architecture
+
+    arch = load_architecture(args.arch, num_classes=args.num_classes)
+    backend = _backend(args)
+    result = measure(arch, backend, args.input_size)
+    payload = {
+        "architecture": arch.to_notation(),
+        "fingerprint": arch.fingerprint(),
+        "input_size": args.input_size,
+        "latency_ms": result.latency_ms,
+        "spread": result.spread.to_dict(),
+        "runs": result.runs,
+        "device": result.device.to_dict(),
+    }
+    if args.json:
+        print_json(payload)
+        return 0
+    spread = result.spread
+    print(f"{args.arch}: {format_ms(result.latency_ms)} (median of {result.runs} runs; IQR {spread.iqr_ms:.3f} ms, std {spread.std_ms:.3f} ms, min {spread.min_ms:.3f} ms)")
+    print(f"  {result.device.describe()}, input {'x'.join(map(str, result.device.input_shape))}, timer {result.device.timer}, {result.device.date}")
+    return 0
+
+
+def _space(args: argparse.Namespace) -> Any:
+    from mobilenas.space.search_space import get_space
+
+    return get_space(args.space, num_classes=args.num_classes)
+
+
+def _space_default(name: str) -> Any:
+    from mobilenas.space.search_space import get_space
+
+    return get_space(name)
+
+
+def _build(args: argparse.Namespace) -> int:
+    from mobilenas.latency.build import DEFAULT_BUILD_CORRECTION_SAMPLES, build_table
+    from mobilenas.latency.table import Method
+
+    space = _space(args)
+    backend = _backend(args)
+    samples = DEFAULT_BUILD_CORRECTION_SAMPLES if args.correction_samples is None else args.correction_samples
+    method = None
+    if args.method is not None or args.repeats is not None:
+        name = args.method or ("isolated" if args.command else "in-context")
+        method = Method(name=name, cold_cache=name == "in-context", warmup=0 if args.command else Method().warmup, repeats=args.repeats or Method().repeats)
+    result = build_table(space, path=args.table, input_size=args.input_size, backend=backend, progress=not args.quiet, correction_samples=samples, seed=args.seed, force_device=args.force_device, method=method)
+    correction = result.correction
+    payload = {
+        "table": str(result.path),
+        "entries": result.entries,
+        "measured": result.measured,
+        "reused": result.reused,
+        "wall_time_s": result.wall_time_s,
+        "correction": correction.to_dict(),
+        "device": result.table.device.to_dict(),
+    }
+    if args.json:
+        print_json(payload)
+        return 0
+    print(f"table {result.path}")
+    print(f"  {result.entries} entries ({result.measured} measured now, {result.reused} already there) in {result.wall_time_s:.0f} s")
+    print(f"  device: {result.table.device.describe()}")
+    if correction.fitted:
+        print(f"  correction: latency = {correction.a:.4f} * sum + {correction.b:+.4f} ms (fitted on {correction.points} architectures, in-sample MAPE {100 * (correction.mape or 0):.1f}%)")
+    else:
+        print("  correction: none fitted yet (identity)")
+    return 0
+
+
+def _open_table(args: argparse.Namespace, space: Any | None) -> Any:
+    """``--table`` if it exists, else the (default or given) table of ``space``, created lazily."""
+    from mobilenas.latency.build import DEFAULT_LAZY_CORRECTION_SAMPLES, open_or_create_table
+    from mobilenas.latency.table import LookupTable
+
+    # Only a backend the user asked for is checked against the table; otherwise the table's own
+    # runtime and thread count are used (a 4-thread table needs no --threads 4 to be read).
+    asked = args.command or args.backend != "onnxruntime" or args.threads != 1
+    backend = _backend(args) if asked else None
+    if args.table is not None and args.table.exists():
+        return LookupTable.load(args.table, backend=backend, force=args.force_device)
+    if space is None:
+        raise FileNotFoundError(f"no latency table at {args.table}; build one with nas-latency build --space SPACE --table {args.table}")
+    return open_or_create_table(
+        space,
+        args.table,
+        input_size=args.input_size,
+        backend=backend,
+        force_device=args.force_device,
+        correction_samples=DEFAULT_LAZY_CORRECTION_SAMPLES,
+        progress=not getattr(args, "quiet", False),
+    )
+
+
+def _predict(args: argparse.Namespace) -> int:
+    import time
+
+    from mobilenas.space.io import load_architecture
+
+    arch = load_architecture(args.arch, num_classes=args.num_classes)
+    if args.table is None and args.space is None:
+        raise ValueError("give --table PATH, or --space NAME to use that space's default table")
+    table = _open_table(args, _space_default(args.space) if args.space else None)
+    start = time.perf_counter()
+    rows = table.predict_breakdown(arch, measure_missing=args.measure_missing)
+    latency = table.predict(arch)
+    elapsed_ms = (time.perf_counter() - start) * 1e3
+    total = sum(r.latency_ms for r in rows)
+    payload: dict[str, Any] = {
+        "architecture": arch.to_notation(),
+        "latency_ms": latency,
+        "sum_ms": total,
+        "correction": table.correction.to_dict(),
+        "table": str(table.path),
+        "input_size": table.input_size,
+        "device": table.device.describe(),
+    }
+    if args.breakdown:
+        payload["breakdown"] = [{"path": r.path, "key": r.signature.key, "latency_ms": r.latency_ms} for r in rows]
+    if args.json:
+        print_json(payload)
+        return 0
+    correction = table.correction
+    print(f"{args.arch}: {format_ms(latency)} predicted ({table.device.describe()}, {table.input_size}x{table.input_size})")
+    print(f"  = {correction.a:.4f} * {total:.3f} ms (sum of {len(rows)} entries) {correction.b:+.4f} ms" + ("" if correction.fitted else "  [correction not fitted yet]"))
+    if args.breakdown:
+        width = max(len(r.path) for r in rows)
+        for r in rows:
+            print(f"  {r.path:<{width}}  {r.latency_ms:8.3f} ms  {r.signature.key}")
+    if elapsed_ms > 1000:
+        print(f"  (measured missing ops in {elapsed_ms / 1e3:.1f} s)", file=sys.stderr)
+    return 0
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    from mobilenas.latency.calibrate import calibrate, report_lines
+
+    space = _space(args)
+    table = _open_table(args, space)
+    out = args.out or Path(f"calibration-{space.name}-{args.input_size}px")
+    report = calibrate(space, table, args.samples, seed=args.seed, rounds=args.rounds, out_dir=out, progress=not args.quiet, update_correction=args.update_correction)
+    if args.json:
+        print_json(report.to_dict())
+        return 0
+    for line in report_lines(report):
+        print(line)
+    return 0
+
+
+def _fastest(args: argparse.Namespace) -> int:
+    from mobilenas.latency.build import fastest_latency
+
+    space = _space(args)
+    table = _open_table(args, space)
+    latency, arch = fastest_latency(space, table, measure_missing=True, exhaustive=True if args.exhaustive else None, progress=True)
+    payload: dict[str, Any] = {"latency_ms": latency, "architecture": arch.to_notation(), "fingerprint": arch.fingerprint(), "table": str(table.path), "input_size": table.input_size}
+    if args.target_latency is not None:
+        payload["target_latency_ms"] = args.target_latency
+        payload["feasible"] = latency <= args.target_latency
+    if args.json:
+        print_json(payload)
+        return 0
+    print(f"fastest architecture of {space.name} at {table.input_size}x{table.input_size}: {format_ms(latency)} predicted ({table.device.describe()})")
+    print(f"  {arch.to_notation()}")
+    if args.target_latency is not None:
+        verdict = "reachable" if latency <= args.target_latency else "NOT reachable: even the fastest architecture is slower"
+        print(f"  target {format_ms(args.target_latency)}: {verdict}")
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    from mobilenas.latency.table import LookupTable
+
+    table = LookupTable.load(args.table, force=args.force_device)
+    summary = table.summary()
+    if args.json:
+        print_json(summary)
+        return 0
+    correction = table.correction
+    print(f"table {summary['path']}")
+    print(f"  device       {summary['device']} (fingerprint {summary['device_fingerprint']})")
+    print(f"  input        {summary['input_size']}x{summary['input_size']}, batch {summary['batch_size']}, space {summary['space'] or '-'}, created {summary['created']}")
+    print(f"  method       {table.method.name}, cold cache {table.method.cold_cache}, {table.method.repeats} runs per entry")
+    by_op = ", ".join(f"{op} {n}" for op, n in sorted(summary["entries_by_op"].items()))
+    print(f"  entries      {summary['entries']} ({by_op or 'none'}); {summary['end_to_end_points']} end-to-end points")
+    if correction.fitted:
+        print(f"  correction   latency = {correction.a:.4f} * sum + {correction.b:+.4f} ms ({correction.points} points, in-sample MAPE {100 * (correction.mape or 0):.1f}%)")
+    else:
+        print("  correction   none fitted yet (identity)")
+    if summary["skipped_lines"]:
+        print(f"  skipped      {summary['skipped_lines']} damaged line(s)")
+    return 0

@@ -1,0 +1,542 @@
+"""Timing a model on a device: the backends and the :class:`Measurement` value.
+
+Protocol (every backend): the model gets a fixed input (seeded normal noise, batch 1 unless told
+otherwise), ``warmup`` untimed runs, then ``repeats`` timed runs; the latency is the **median**
+and the spread (inter-quartile range, standard deviation, extremes) is reported beside it.
+:func:`measure_interleaved` times several models in rounds, each round visiting the models in a
+fresh random order, so that slow drift of the machine is shared by all of them instead of
+biasing whichever was timed last.
+
+Backends:
+
+* :class:`OnnxRuntimeBackend` (default): the model is exported to ONNX (opset 17, TorchScript
+  exporter) and run by ONNX Runtime's CPU execution provider at ``ORT_ENABLE_ALL`` with a fixed
+  number of intra-op threads (default 1, like MnasNet's single big core).
+* :class:`TorchBackend`: PyTorch eager mode, ``torch.no_grad()``, ``torch.set_num_threads``.
+* :class:`CommandBackend`: a command you give runs on the exported ``.onnx`` file (for example a
+  script that pushes it to a phone and runs the vendor's benchmark tool) and prints milliseconds.
+
+Clock: with one thread, ONNX Runtime and PyTorch execute the whole graph on the calling thread, so
+by default (``timer="auto"``) one-thread measurements use that thread's CPU time
+(``CLOCK_THREAD_CPUTIME_ID``). On an idle core it equals wall time; on a shared machine it leaves
+out the time the operating system gave to other processes, which otherwise shows up as outliers
+of several milliseconds. With more threads the work runs on a thread pool and the wall clock is
+used. ``timer="wall"`` forces the wall clock.
+
+Cold cache: when asked (``cold_cache=True``; the lookup table does so for its entries), a buffer
+twice the size of the last-level cache is written before each timed run, so the model's weights
+come from memory as they do inside a network too large to stay in cache.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import re
+import shlex
+import subprocess
+import tempfile
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from mobilenas.latency.device import DeviceInfo, host_device, last_level_cache_bytes
+from mobilenas.space.arch import Architecture
+from mobilenas.space.builder import build_model
+from mobilenas.space.export import export_onnx
+
+TIMERS = ("auto", "thread", "wall")
+DEFAULT_WARMUP = 5
+DEFAULT_REPEATS = 30
+INPUT_SEED = 0
+
+
+@dataclass(frozen=True)
+class Spread:
+    """How much the timed runs varied, in milliseconds."""
+
+    iqr_ms: float
+    std_ms: float
+    p25_ms: float
+    p75_ms: float
+    min_ms: float
+    max_ms: float
+
+    @classmethod
+    def of(cls, samples_ms: Sequence[float]) -> Spread:
+        values = np.asarray(samples_ms, dtype=float)
+        if values.size == 0:
+            nan = float("nan")
+            return cls(nan, nan, nan, nan, nan, nan)
+        p25, p75 = (float(v) for v in np.percentile(values, [25, 75]))
+        return cls(p75 - p25, float(values.std(ddof=1)) if values.size > 1 else 0.0, p25, p75, float(values.min()), float(values.max()))
+
+    def to_dict(self) -> dict[str, float]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One latency measurement: the median of ``runs`` timed runs, its spread, and the device."""
+
+    latency_ms: float
+    spread: Spread
+    runs: int
+    device: DeviceInfo
+
+    @classmethod
+    def of(cls, samples_ms: Sequence[float], device: DeviceInfo) -> Measurement:
+        if not samples_ms:
+            raise ValueError("a measurement needs at least one timed run")
+        return cls(float(np.median(samples_ms)), Spread.of(samples_ms), len(samples_ms), device)
+
+    @property
+    def relative_iqr(self) -> float:
+        """IQR as a fraction of the median (a quick noise figure)."""
+        return self.spread.iqr_ms / self.latency_ms if self.latency_ms > 0 else float("nan")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"latency_ms": self.latency_ms, "spread": self.spread.to_dict(), "runs": self.runs, "device": self.device.to_dict()}
+
+
+# --------------------------------------------------------------------------- runners
+
+
+class Runner(ABC):
+    """A model prepared on a backend, ready to be timed many times."""
+
+    input_shape: tuple[int, ...]
+
+    @abstractmethod
+    def run_timed(self, runs: int, *, cold_cache: bool = False) -> list[float]:
+        """Time ``runs`` runs; milliseconds each."""
+
+    def warm_up(self, runs: int) -> None:
+        """Untimed runs (caches, allocator arenas, lazy initialisation)."""
+        if runs > 0:
+            self.run_timed(runs)
+
+    def close(self) -> None:
+        """Release what the runner holds (sessions, temporary files); nothing by default."""
+        return None
+
+
+def _fixed_input(shape: tuple[int, ...]) -> np.ndarray:
+    return np.random.default_rng(INPUT_SEED).standard_normal(shape).astype(np.float32)
+
+
+class _CacheFlusher:
+    """Writes a buffer larger than the last-level cache, evicting whatever a model left there."""
+
+    def __init__(self) -> None:
+        cache = last_level_cache_bytes() or 32 * 1024**2
+        size = min(max(2 * cache, 16 * 1024**2), 512 * 1024**2)
+        self.buffer = np.zeros(size // 4, dtype=np.float32)
+
+    def __call__(self) -> None:
+        np.add(self.buffer, 1.0, out=self.buffer)
+
+
+def _clock(timer: str, threads: int) -> Callable[[], int]:
+    if timer == "thread" or (timer == "auto" and threads == 1):
+        return time.thread_time_ns
+    return time.perf_counter_ns
+
+
+def _resolved_timer(timer: str, threads: int) -> str:
+    return "thread" if timer == "thread" or (timer == "auto" and threads == 1) else "wall"
+
+
+class _OrtRunner(Runner):
+    def __init__(self, model_bytes: bytes, input_shape: tuple[int, ...], threads: int, clock: Callable[[], int], flusher: Callable[[], _CacheFlusher]) -> None:
+        from mobilenas.space.export import INPUT_NAME, onnxruntime_session
+
+        self.session: Any = onnxruntime_session(model_bytes, threads=threads)
+        self.input_shape = input_shape
+        self.feed = {INPUT_NAME: _fixed_input(input_shape)}
+        self.clock = clock
+        self.flusher = flusher
+
+    def run_timed(self, runs: int, *, cold_cache: bool = False) -> list[float]:
+        run, feed, clock = self.session.run, self.feed, self.clock
+        flush = self.flusher() if cold_cache else None
+        samples = []
+        for _ in range(runs):
+            if flush is not None:
+                flush()
+            start = clock()
+            run(None, feed)
+            samples.append((clock() - start) / 1e6)
+        return samples
+
+    def close(self) -> None:
+        self.session = None
+
+
+class _TorchRunner(Runner):
+    def __init__(self, module: nn.Module, input_shape: tuple[int, ...], threads: int, clock: Callable[[], int], flusher: Callable[[], _CacheFlusher]) -> None:
+        self.module = module.eval()
+        self.input_shape = input_shape
+        self.input = torch.from_numpy(_fixed_input(input_shape))
+        self.threads = threads
+        self.clock = clock
+        self.flusher = flusher
+
+    def run_timed(self, runs: int, *, cold_cache: bool = False) -> list[float]:
+        flush = self.flusher() if cold_cache else None
+        samples = []
+        with _torch_threads(self.threads), torch.inference_mode():
+            for _ in range(runs):
+                if flush is not None:
+                    flush()
+                start = self.clock()
+                self.module(self.input)
+                samples.append((self.clock() - start) / 1e6)
+        return samples
+
+
+@contextlib.contextmanager
+def _torch_threads(threads: int) -> Iterator[None]:
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+@contextlib.contextmanager
+def _seeded_torch(seed: int) -> Iterator[None]:
+    # Random weights do not change latency, but a fixed seed keeps exported models identical
+    # between runs without touching the caller's global generator.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+# --------------------------------------------------------------------------- backends
+
+
+class LatencyBackend(ABC):
+    """Times models on one device. See the module docstring for the protocol."""
+
+    #: the runtime's name, recorded in measurements and tables
+    runtime: str = ""
+
+    def __init__(self, threads: int = 1, *, warmup: int = DEFAULT_WARMUP, repeats: int = DEFAULT_REPEATS, timer: str = "auto") -> None:
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ValueError(f"threads must be a whole number >= 1, got {threads!r}")
+        if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+            raise ValueError(f"warmup must be a whole number >= 0, got {warmup!r}")
+        if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+            raise ValueError(f"repeats must be a whole number >= 1, got {repeats!r}")
+        if timer not in TIMERS:
+            raise ValueError(f"timer {timer!r} is not one of {', '.join(TIMERS)}")
+        self.threads = threads
+        self.warmup = warmup
+        self.repeats = repeats
+        self.timer = timer
+        self._flusher: _CacheFlusher | None = None
+
+    @abstractmethod
+    def device(self) -> DeviceInfo:
+        """The device and runtime (without input shape and date)."""
+
+    @abstractmethod
+    def prepare(self, module: nn.Module, input_shape: tuple[int, ...]) -> Runner:
+        """Make ``module`` (eval mode, input ``input_shape``) ready to be timed."""
+
+    def _flush(self) -> _CacheFlusher:
+        if self._flusher is None:
+            self._flusher = _CacheFlusher()
+        return self._flusher
+
+    def measure_module(
+        self,
+        module: nn.Module,
+        input_shape: tuple[int, ...],
+        *,
+        repeats: int | None = None,
+        warmup: int | None = None,
+        cold_cache: bool = False,
+    ) -> Measurement:
+        """Warm up, then time ``repeats`` runs (defaults: the backend's) and take the median."""
+        runner = self.prepare(module, tuple(input_shape))
+        try:
+            runner.warm_up(self.warmup if warmup is None else warmup)
+            samples = runner.run_timed(repeats or self.repeats, cold_cache=cold_cache)
+        finally:
+            runner.close()
+        return Measurement.of(samples, self.device().with_shape(tuple(input_shape)))
+
+    def describe(self) -> str:
+        return self.device().describe()
+
+
+class OnnxRuntimeBackend(LatencyBackend):
+    """ONNX Runtime, CPU execution provider, ``ORT_ENABLE_ALL``, ``threads`` intra-op threads."""
+
+    runtime = "onnxruntime"
+
+    def device(self) -> DeviceInfo:
+        import onnxruntime
+
+        return host_device("onnxruntime", onnxruntime.__version__, "CPUExecutionProvider", self.threads, _resolved_timer(self.timer, self.threads))
+
+    def prepare(self, module: nn.Module, input_shape: tuple[int, ...]) -> Runner:
+        batch, channels, height, width = input_shape
+        if height != width:
+            raise ValueError(f"only square inputs are supported, got {height}x{width}")
+        data = export_onnx(module, input_size=height, in_channels=channels, batch_size=batch)
+        return _OrtRunner(data, input_shape, self.threads, _clock(self.timer, self.threads), self._flush)
+
+
+class TorchBackend(LatencyBackend):
+    """PyTorch eager mode on the CPU with ``threads`` intra-op threads."""
+
+    runtime = "torch"
+
+    def device(self) -> DeviceInfo:
+        return host_device("torch", torch.__version__, "cpu-eager", self.threads, _resolved_timer(self.timer, self.threads))
+
+    def prepare(self, module: nn.Module, input_shape: tuple[int, ...]) -> Runner:
+        return _TorchRunner(module, input_shape, self.threads, _clock(self.timer, self.threads), self._flush)
+
+
+# --------------------------------------------------------------------------- custom command
+
+_MS_PATTERN = re.compile(r"([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*ms\b")
+_PLACEHOLDERS = ("model", "threads", "batch", "channels", "height", "width")
+
+
+def parse_command_output(text: str) -> float:
+    """Milliseconds printed by a benchmark command.
+
+    Accepted, in this order: a last line that is a JSON object with ``latency_ms``; otherwise
+    the last number followed by ``ms`` anywhere in the output (``median: 12.3 ms``,
+    ``avg=4.1ms``). Raises ``ValueError`` when neither is found.
+    """
+    import json
+
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    if lines and lines[-1].startswith("{"):
+        try:
+            data = json.loads(lines[-1])
+        except json.JSONDecodeError:
+            data = None
+        if isinstance(data, dict) and isinstance(data.get("latency_ms"), int | float) and not isinstance(data.get("latency_ms"), bool):
+            return float(data["latency_ms"])
+    matches = _MS_PATTERN.findall(text)
+    if not matches:
+        tail = " | ".join(lines[-3:]) if lines else "(no output)"
+        raise ValueError(f"the benchmark command printed no milliseconds (expected e.g. 'latency_ms: 12.3 ms' or a JSON line with latency_ms); its output ended with: {tail}")
+    value = float(matches[-1])
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"the benchmark command printed a latency of {value} ms, which is not positive")
+    return value
+
+
+class CommandBackend(LatencyBackend):
+    """Runs a user command on the exported ``.onnx`` file and reads the milliseconds it prints.
+
+    ``template`` is a command line with placeholders ``{model}`` (path of the exported ONNX file,
+    required), ``{threads}``, ``{batch}``, ``{channels}``, ``{height}``, ``{width}``; it is split
+    like a shell would (no shell runs it). Each call of the command is one measurement: the
+    command does its own warm-up and repetitions and prints its median (see
+    :func:`parse_command_output` for what it may print). ``repeats`` calls of the command are made
+    and their median taken. ``device_name`` names the target device in tables.
+
+    Worked example (runs here, times ONNX Runtime in a subprocess)::
+
+        nas-latency measure mobilenetv3-large \\
+            --command "python -m mobilenas.latency.ort_command {model} --threads {threads}"
+    """
+
+    runtime = "command"
+
+    def __init__(self, template: str, *, device_name: str | None = None, threads: int = 1, repeats: int = 1, timeout_s: float = 600.0) -> None:
+        super().__init__(threads, warmup=0, repeats=repeats, timer="auto")
+        if not isinstance(template, str) or not template.strip():
+            raise ValueError("the benchmark command is empty; give a command line with {model}, e.g. 'python my_bench.py {model}'")
+        try:
+            tokens = shlex.split(template)
+        except ValueError as error:
+            raise ValueError(f"cannot split the benchmark command {template!r}: {error}") from None
+        fields = {name for token in tokens for _, name, _, _ in _string_formatter().parse(token) if name is not None}
+        unknown = sorted(fields - set(_PLACEHOLDERS))
+        if unknown:
+            raise ValueError(f"the benchmark command uses unknown placeholder(s) {', '.join('{' + u + '}' for u in unknown)}; known: {', '.join('{' + p + '}' for p in _PLACEHOLDERS)}")
+        if "model" not in fields:
+            raise ValueError(f"the benchmark command {template!r} has no {{model}} placeholder for the exported .onnx file")
+        self.template = template
+        self.tokens = tuple(tokens)
+        self.device_name = device_name
+        self.timeout_s = timeout_s
+
+    def device(self) -> DeviceInfo:
+        return host_device("command", "", "", self.threads, "command", command=self.template, device_name=self.device_name)
+
+    def prepare(self, module: nn.Module, input_shape: tuple[int, ...]) -> Runner:
+        return _CommandRunner(self, module, input_shape)
+
+    def command_for(self, model_path: Path, input_shape: tuple[int, ...]) -> list[str]:
+        batch, channels, height, width = input_shape
+        values = {"model": str(model_path), "threads": self.threads, "batch": batch, "channels": channels, "height": height, "width": width}
+        return [token.format(**values) for token in self.tokens]
+
+
+def _string_formatter() -> Any:
+    import string
+
+    return string.Formatter()
+
+
+class _CommandRunner(Runner):
+    def __init__(self, backend: CommandBackend, module: nn.Module, input_shape: tuple[int, ...]) -> None:
+        self.backend = backend
+        self.input_shape = input_shape
+        self.directory = tempfile.TemporaryDirectory(prefix="mobilenas-latency-")
+        self.path = Path(self.directory.name) / "model.onnx"
+        _, channels, height, _ = input_shape
+        export_onnx(module, self.path, input_size=height, in_channels=channels, batch_size=input_shape[0])
+
+    def run_timed(self, runs: int, *, cold_cache: bool = False) -> list[float]:
+        command = self.backend.command_for(self.path, self.input_shape)
+        samples = []
+        for _ in range(runs):
+            try:
+                result = subprocess.run(command, capture_output=True, text=True, timeout=self.backend.timeout_s, check=False)
+            except FileNotFoundError:
+                raise ValueError(f"the benchmark command {command[0]!r} was not found; check --command") from None
+            except subprocess.TimeoutExpired:
+                raise ValueError(f"the benchmark command ran longer than {self.backend.timeout_s:g} s: {shlex.join(command)}") from None
+            if result.returncode != 0:
+                tail = (result.stderr.strip() or result.stdout.strip()).splitlines()[-1:] or ["(no output)"]
+                raise ValueError(f"the benchmark command failed with exit code {result.returncode}: {tail[0]}")
+            samples.append(parse_command_output(result.stdout))
+        return samples
+
+    def warm_up(self, runs: int) -> None:
+        # The command warms up by itself; a separate warm-up call would only cost time.
+        return None
+
+    def close(self) -> None:
+        self.directory.cleanup()
+
+
+BACKENDS = ("onnxruntime", "torch", "command")
+
+
+def make_backend(name: str = "onnxruntime", *, threads: int = 1, command: str | None = None, device_name: str | None = None, repeats: int | None = None, warmup: int | None = None, timer: str = "auto") -> LatencyBackend:
+    """A backend by name (what the command line's ``--backend`` offers)."""
+    if command is not None and name in ("onnxruntime", "command"):
+        return CommandBackend(command, device_name=device_name, threads=threads, repeats=repeats or 1)
+    if name == "command":
+        raise ValueError("--backend command needs --command 'TEMPLATE' with a {model} placeholder")
+    options: dict[str, Any] = {"threads": threads, "timer": timer}
+    if repeats is not None:
+        options["repeats"] = repeats
+    if warmup is not None:
+        options["warmup"] = warmup
+    if name == "onnxruntime":
+        return OnnxRuntimeBackend(**options)
+    if name == "torch":
+        return TorchBackend(**options)
+    raise ValueError(f"unknown latency backend {name!r}; choose one of {', '.join(BACKENDS)}")
+
+
+# --------------------------------------------------------------------------- architectures
+
+
+def network_module(arch: Architecture, input_size: int, seed: int = 0) -> nn.Module:
+    """The network measured for ``arch`` at ``input_size`` (adapted as the builder adapts it)."""
+    with _seeded_torch(seed):
+        return build_model(arch, input_size=input_size).eval()
+
+
+def measure(arch: Architecture, backend: LatencyBackend | None = None, input_size: int = 224, *, batch_size: int = 1, repeats: int | None = None) -> Measurement:
+    """End-to-end latency of ``arch`` (square ``input_size`` input, ``batch_size``) on ``backend``.
+
+    The default backend is :class:`OnnxRuntimeBackend` with one thread. The network is the one the
+    builder makes for that input size (:func:`mobilenas.space.builder.adapt_for_input_size`).
+    """
+    backend = backend or OnnxRuntimeBackend()
+    if isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < 1:
+        raise ValueError(f"input_size must be a whole number >= 1, got {input_size!r}")
+    model = network_module(arch, input_size)
+    return backend.measure_module(model, (batch_size, arch.stem.in_channels, input_size, input_size), repeats=repeats)
+
+
+ModelFactory = Callable[[], tuple[nn.Module, tuple[int, ...]]]
+
+
+def measure_interleaved(
+    factories: Sequence[ModelFactory],
+    backend: LatencyBackend,
+    *,
+    rounds: int = 3,
+    runs_per_round: int | None = None,
+    seed: int = 0,
+    cold_cache: bool = False,
+    group_size: int = 8,
+    on_done: Callable[[int], None] | None = None,
+) -> list[Measurement]:
+    """Time several models with their runs interleaved, so drift is shared by all of them.
+
+    ``factories`` build each model and its input shape when needed. Models are prepared
+    ``group_size`` at a time (to bound memory); within a group, each of ``rounds`` rounds visits
+    the models in a fresh random order (``seed``) and times ``runs_per_round`` runs of each
+    (default: the backend's repeats spread over the rounds). Returns one :class:`Measurement` per
+    model, in the order given. ``on_done(k)`` is called as each group of ``k`` models finishes.
+    """
+    if rounds < 1:
+        raise ValueError(f"rounds must be >= 1, got {rounds}")
+    per_round = runs_per_round or max(1, math.ceil(backend.repeats / rounds))
+    rng = np.random.default_rng(seed)
+    device = backend.device()
+    results: list[Measurement] = []
+    for start in range(0, len(factories), group_size):
+        indices = list(range(start, min(start + group_size, len(factories))))
+        runners: dict[int, Runner] = {}
+        try:
+            for i in indices:
+                module, shape = factories[i]()
+                runners[i] = backend.prepare(module, tuple(shape))
+                del module
+                runners[i].warm_up(backend.warmup)
+            samples: dict[int, list[float]] = {i: [] for i in indices}
+            for _ in range(rounds):
+                for i in rng.permutation(indices):
+                    samples[int(i)] += runners[int(i)].run_timed(per_round, cold_cache=cold_cache)
+        finally:
+            for runner in runners.values():
+                runner.close()
+        results += [Measurement.of(samples[i], device.with_shape(runners[i].input_shape)) for i in indices]
+        if on_done is not None:
+            on_done(len(indices))
+    return results
+
+
+def measure_architectures(
+    archs: Sequence[Architecture],
+    backend: LatencyBackend,
+    input_size: int = 224,
+    *,
+    rounds: int = 3,
+    seed: int = 0,
+    on_done: Callable[[int], None] | None = None,
+) -> list[Measurement]:
+    """End-to-end latencies of several architectures, interleaved (:func:`measure_interleaved`)."""
+
+    def factory(arch: Architecture) -> ModelFactory:
+        return lambda: (network_module(arch, input_size), (1, arch.stem.in_channels, input_size, input_size))
+
+    return measure_interleaved([factory(a) for a in archs], backend, rounds=rounds, seed=seed, on_done=on_done)

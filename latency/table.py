@@ -1,0 +1,749 @@
+"""The latency lookup table: entries keyed by operation signature, plus a fitted correction.
+
+Prediction
+    ``predict(arch) = a * S + b`` where ``S`` is the sum of the table's entries for the
+    architecture's stem, blocks and head (:func:`~mobilenas.latency.signature.architecture_signatures`)
+    and ``(a, b)`` is the table's per-device :class:`Correction`. The sum of separately timed
+    operations is not the latency of the network they make: the network pays a fixed cost per
+    inference (the call into the runtime, the input's layout conversion, the output) that is paid
+    once, not once per op; the runtime fuses across op boundaries; and weights that stay in cache
+    while one op is timed alone compete for it inside a large network. ``a`` and ``b`` are fitted
+    by least squares on the *relative* error over architectures measured end to end on the same
+    device (stored in the file as ``end_to_end`` records), so the correction is specific to the
+    device, runtime and input size and is refreshed whenever more end-to-end points arrive.
+    With no end-to-end point the correction is the identity (``fitted: false``; ``predict``
+    warns); with one point it is a pure scale (``b = 0``).
+
+How entries are timed (``method``)
+    ``in-context`` (default): the op runs behind a cheap depthwise "feeder" convolution and ends
+    in a global pool; the feeder alone (the "baseline") is subtracted: the two models run
+    alternately and the entry is the median of the paired differences. This charges the op what
+    it costs inside a network, not the layout conversions at a graph input. Each timed run
+    starts with a cold cache (``cold_cache``), as weights do inside a network too large to stay
+    in cache. ``isolated``: the op alone, for
+    backends where a model costs minutes to run (a phone behind a custom command).
+
+File (JSON lines, one object a line, appended and fsynced as entries are measured, so an
+interrupted build or a killed search loses at most the entry in flight)
+    line 1, the header: ``format``, ``version``, ``units`` ("ms"), ``device`` (CPU model, cores,
+    runtime and version, threads, ...), ``device_fingerprint``, ``runtime``, ``runtime_version``,
+    ``threads``, ``batch_size``, ``input_size``, ``created``, ``versions``, ``space``,
+    ``method`` and ``correction``; then records of ``kind`` ``op`` (an entry: ``key``,
+    ``signature``, ``latency_ms``, ``iqr_ms``, ``runs``, ``op_ms``, ``baseline_ms``,
+    ``measured``) and ``end_to_end`` (an architecture's notation and measured latency). A torn line left by a killed writer is
+    skipped. The first record of a key wins.
+
+Device check
+    A table is tied to the device fingerprint in its header. Loading it where the same runtime
+    has another fingerprint (another CPU, runtime version or thread count) raises
+    :class:`DeviceMismatchError` unless ``force=True`` (``--force-device``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import warnings
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mobilenas.latency.device import DeviceInfo, now_iso
+from mobilenas.latency.measure import LatencyBackend, Measurement, Runner, Spread, make_backend
+from mobilenas.latency.signature import (
+    OpSignature,
+    PlacedSignature,
+    architecture_signatures,
+    baseline_module,
+    baseline_signature,
+    signature_module,
+)
+from mobilenas.space.arch import Architecture
+
+TABLE_FORMAT = "mobilenas-latency-table"
+TABLE_VERSION = 1
+METHODS = ("in-context", "isolated")
+UNITS = "ms"
+_SIGNATURE_CACHE_SIZE = 8192
+
+
+class MissingEntryError(ValueError):
+    """A signature the prediction needs is not in the table (and was not measured)."""
+
+    def __init__(self, table: LookupTable, missing: Sequence[PlacedSignature]) -> None:
+        self.signatures = tuple(p.signature for p in missing)
+        first = missing[0]
+        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+        where = f"latency table {table.path}" if table.path else "the latency table"
+        fix = (
+            f"measure it on demand (predict(..., measure_missing=True), --measure-missing) or fill the table "
+            f"with nas-latency build --space SPACE --table {table.path or 'PATH'}"
+        )
+        super().__init__(f"{where} has no entry for {first.signature.key} (at {first.path}){more}; {fix}")
+
+
+class DeviceMismatchError(ValueError):
+    """A table measured on one device is used on another."""
+
+
+# --------------------------------------------------------------------------- values
+
+
+@dataclass(frozen=True)
+class Correction:
+    """``latency_ms = a * sum_ms + b``, fitted per device (see the module docstring)."""
+
+    a: float = 1.0
+    b: float = 0.0
+    points: int = 0
+    fitted: bool = False
+    rmse_ms: float | None = None
+    mape: float | None = None
+    fitted_at: str = ""
+
+    def apply(self, sum_ms: float) -> float:
+        return self.a * sum_ms + self.b
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Correction:
+        if not isinstance(data, dict):
+            raise ValueError(f"correction: expected an object, got {type(data).__name__}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    @classmethod
+    def fit(cls, sums_ms: Sequence[float], measured_ms: Sequence[float]) -> Correction:
+        """Least squares on relative error: minimise ``sum(((a*s + b - m) / m)^2)``.
+
+        One point gives a pure scale (``b = 0``); none gives the identity. A fit whose slope is
+        not positive (nonsense from too few, too similar points) falls back to a pure scale.
+        """
+        s = np.asarray(sums_ms, dtype=float)
+        m = np.asarray(measured_ms, dtype=float)
+        if s.size == 0:
+            return cls()
+        if s.size == 1 or np.ptp(s) <= 1e-9 * max(float(np.max(s)), 1e-12):
+            a, b = float(np.median(m / s)), 0.0
+        else:
+            design = np.stack([s / m, 1.0 / m], axis=1)
+            (a, b), *_ = np.linalg.lstsq(design, np.ones_like(m), rcond=None)
+            a, b = float(a), float(b)
+            if a <= 0:
+                a, b = float(np.median(m / s)), 0.0
+        predicted = a * s + b
+        return cls(
+            a=a,
+            b=b,
+            points=int(s.size),
+            fitted=True,
+            rmse_ms=float(np.sqrt(np.mean((predicted - m) ** 2))),
+            mape=float(np.mean(np.abs(predicted - m) / m)),
+            fitted_at=now_iso(),
+        )
+
+
+@dataclass(frozen=True)
+class Method:
+    """How the table's entries are timed (see the module docstring)."""
+
+    name: str = "in-context"
+    cold_cache: bool = True
+    warmup: int = 3
+    repeats: int = 25
+
+    def __post_init__(self) -> None:
+        if self.name not in METHODS:
+            raise ValueError(f"measurement method {self.name!r} is not one of {', '.join(METHODS)}")
+        for field in ("warmup", "repeats"):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, int) or value < (0 if field == "warmup" else 1):
+                raise ValueError(f"method.{field} must be a whole number >= {0 if field == 'warmup' else 1}, got {value!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Method:
+        if not isinstance(data, dict):
+            raise ValueError(f"method: expected an object, got {type(data).__name__}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass(frozen=True)
+class TableHeader:
+    """The first line of a table file: what, where and how it was measured."""
+
+    device: DeviceInfo
+    input_size: int
+    batch_size: int = 1
+    method: Method = Method()
+    correction: Correction = Correction()
+    created: str = ""
+    versions: tuple[tuple[str, str], ...] = ()
+    space_name: str | None = None
+    space_fingerprint: str | None = None
+
+    @property
+    def device_fingerprint(self) -> str:
+        return self.device.fingerprint()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": TABLE_FORMAT,
+            "version": TABLE_VERSION,
+            "units": UNITS,
+            "device": self.device.to_dict(),
+            "device_fingerprint": self.device_fingerprint,
+            "runtime": self.device.runtime,
+            "runtime_version": self.device.runtime_version,
+            "threads": self.device.threads,
+            "batch_size": self.batch_size,
+            "input_size": self.input_size,
+            "created": self.created,
+            "versions": dict(self.versions),
+            "space": {"name": self.space_name, "fingerprint": self.space_fingerprint} if self.space_name else None,
+            "method": self.method.to_dict(),
+            "correction": self.correction.to_dict(),
+            "prediction": "latency_ms = correction.a * (sum of entry latency_ms over stem, blocks, head) + correction.b",
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> TableHeader:
+        if not isinstance(data, dict) or data.get("format") != TABLE_FORMAT:
+            raise ValueError(f"{where} is not a mobilenas latency table (its first line has no \"format\": \"{TABLE_FORMAT}\")")
+        if data.get("version") != TABLE_VERSION:
+            raise ValueError(f"{where}: table format version {data.get('version')!r}; this mobilenas reads version {TABLE_VERSION}")
+        if data.get("units") != UNITS:
+            raise ValueError(f"{where}: units {data.get('units')!r}; expected {UNITS!r}")
+        try:
+            space = data.get("space") or {}
+            return cls(
+                device=DeviceInfo.from_dict(data["device"], f"{where}: device"),
+                input_size=int(data["input_size"]),
+                batch_size=int(data.get("batch_size", 1)),
+                method=Method.from_dict(data.get("method", {})),
+                correction=Correction.from_dict(data.get("correction", {})),
+                created=str(data.get("created", "")),
+                versions=tuple(sorted((str(k), str(v)) for k, v in dict(data.get("versions", {})).items())),
+                space_name=space.get("name"),
+                space_fingerprint=space.get("fingerprint"),
+            )
+        except KeyError as error:
+            raise ValueError(f"{where}: the header lacks {error.args[0]!r}") from None
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One measured op: ``latency_ms`` is what the prediction adds up."""
+
+    signature: OpSignature
+    latency_ms: float
+    iqr_ms: float
+    runs: int
+    measured: str
+    op_ms: float
+    baseline_ms: float = 0.0
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "kind": "op",
+            "key": self.signature.key,
+            "signature": self.signature.to_dict(),
+            "latency_ms": self.latency_ms,
+            "iqr_ms": self.iqr_ms,
+            "runs": self.runs,
+            "op_ms": self.op_ms,
+            "baseline_ms": self.baseline_ms,
+            "measured": self.measured,
+        }
+
+
+@dataclass(frozen=True)
+class EndToEndPoint:
+    """An architecture measured end to end on the table's device (for the correction)."""
+
+    notation: str
+    fingerprint: str
+    latency_ms: float
+    iqr_ms: float
+    runs: int
+    measured: str
+
+    def architecture(self) -> Architecture:
+        return Architecture.from_notation(self.notation)
+
+    def to_record(self) -> dict[str, Any]:
+        return {"kind": "end_to_end", **dataclasses.asdict(self)}
+
+
+@dataclass(frozen=True)
+class BreakdownRow:
+    """One op of a prediction: where it is, its signature and its entry (ms, before correction)."""
+
+    path: str
+    signature: OpSignature
+    latency_ms: float
+
+
+def _versions() -> tuple[tuple[str, str], ...]:
+    from mobilenas.runs import environment
+
+    info = environment()
+    return tuple(sorted((k, str(info[k])) for k in ("python", "mobilenas", "torch", "onnx", "onnxruntime", "numpy") if k in info))
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock beside ``path`` (appends and rewrites from several processes)."""
+    try:
+        import fcntl
+    except ImportError:  # not on POSIX: single writer assumed
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+# --------------------------------------------------------------------------- the table
+
+
+class LookupTable:
+    """Latency entries keyed by :class:`OpSignature`, with the device header and correction.
+
+    Use :meth:`load` / :meth:`create` (or :func:`mobilenas.latency.open_or_create_table`).
+    ``backend`` is what measures missing entries on demand; when not given, one matching the
+    header's runtime and threads is made when first needed (ONNX Runtime or PyTorch; a custom
+    command backend must be passed).
+    """
+
+    def __init__(self, header: TableHeader, *, path: str | Path | None = None, backend: LatencyBackend | None = None) -> None:
+        self.header = header
+        self.path = Path(path) if path is not None else None
+        self.backend = backend
+        self._entries: dict[OpSignature, Entry] = {}
+        self._end_to_end: list[EndToEndPoint] = []
+        self._placed: OrderedDict[Architecture, tuple[PlacedSignature, ...]] = OrderedDict()
+        self.skipped_lines = 0
+        #: the user accepted this table on another device (``force=True``)
+        self.forced_device = False
+        self._warned_uncorrected = False
+
+    # ------------------------------------------------------------------ construction
+
+    @classmethod
+    def create(
+        cls,
+        path: str | Path | None,
+        *,
+        backend: LatencyBackend,
+        input_size: int = 224,
+        batch_size: int = 1,
+        method: Method | None = None,
+        space_name: str | None = None,
+        space_fingerprint: str | None = None,
+    ) -> LookupTable:
+        """An empty table for ``backend``'s device; with ``path`` its header is written there.
+
+        Refuses to overwrite an existing file (load it, or delete it first).
+        """
+        if isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < 1:
+            raise ValueError(f"input_size must be a whole number >= 1, got {input_size!r}")
+        header = TableHeader(
+            device=backend.device(),
+            input_size=input_size,
+            batch_size=batch_size,
+            method=method or (Method(name="isolated", cold_cache=False, warmup=0, repeats=backend.repeats) if backend.runtime == "command" else Method()),
+            created=now_iso(),
+            versions=_versions(),
+            space_name=space_name,
+            space_fingerprint=space_fingerprint,
+        )
+        table = cls(header, path=path, backend=backend)
+        if table.path is not None:
+            if table.path.exists() and table.path.stat().st_size > 0:
+                raise ValueError(f"{table.path} already exists; load it (it resumes) or delete it to start over")
+            table.save(table.path)
+        return table
+
+    @classmethod
+    def load(cls, path: str | Path, *, backend: LatencyBackend | None = None, force: bool = False) -> LookupTable:
+        """Read a table file; refuse it if it was measured on another device, unless ``force``."""
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"no latency table at {path}; build one with nas-latency build --space SPACE --table {path}")
+        if path.is_dir():
+            raise ValueError(f"{path} is a directory; give the table's .jsonl file")
+        with open(path, encoding="utf-8") as handle:
+            lines = handle.read().splitlines()
+        if not lines or not lines[0].strip():
+            raise ValueError(f"{path} is empty; it is not a latency table")
+        try:
+            header_data = json.loads(lines[0])
+        except json.JSONDecodeError:
+            raise ValueError(f"{path} is not a mobilenas latency table (its first line is not JSON)") from None
+        header = TableHeader.from_dict(header_data, str(path))
+        table = cls(header, path=path, backend=backend)
+        for number, line in enumerate(lines[1:], start=2):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                table._absorb(record, f"{path}:{number}")
+            except (json.JSONDecodeError, ValueError, KeyError, TypeError):
+                # A line torn by a killed writer (or damaged by hand) is skipped, never guessed.
+                table.skipped_lines += 1
+        table.check_device(backend, force=force)
+        table.forced_device = force
+        return table
+
+    def _absorb(self, record: Any, where: str) -> None:
+        if not isinstance(record, dict):
+            raise ValueError(f"{where}: not an object")
+        kind = record.get("kind")
+        if kind == "op":
+            signature = OpSignature.from_dict(record["signature"], f"{where}: signature")
+            if signature not in self._entries:
+                self._entries[signature] = Entry(
+                    signature,
+                    float(record["latency_ms"]),
+                    float(record.get("iqr_ms", float("nan"))),
+                    int(record.get("runs", 0)),
+                    str(record.get("measured", "")),
+                    float(record["op_ms"] if "op_ms" in record else record["latency_ms"]),
+                    float(record.get("baseline_ms", 0.0)),
+                )
+        elif kind == "end_to_end":
+            self._end_to_end.append(
+                EndToEndPoint(str(record["notation"]), str(record["fingerprint"]), float(record["latency_ms"]), float(record.get("iqr_ms", float("nan"))), int(record.get("runs", 0)), str(record.get("measured", "")))
+            )
+        else:
+            raise ValueError(f"{where}: unknown record kind {kind!r}")
+
+    # ------------------------------------------------------------------ device
+
+    def expected_device(self, backend: LatencyBackend | None = None) -> DeviceInfo | None:
+        """The device this process would measure on, for the header's runtime (None if unknowable)."""
+        if backend is not None:
+            return backend.device()
+        runtime = self.header.device.runtime
+        if runtime in ("onnxruntime", "torch"):
+            return make_backend(runtime, threads=self.header.device.threads).device()
+        return None  # a custom command's device is only known from its backend
+
+    def check_device(self, backend: LatencyBackend | None = None, *, force: bool = False) -> None:
+        """Raise :class:`DeviceMismatchError` if this table belongs to another device (unless ``force``)."""
+        here = self.expected_device(backend)
+        if here is None or here.fingerprint() == self.header.device_fingerprint:
+            return
+        if force:
+            warnings.warn(
+                f"using latency table {self.path} measured on another device ({self.header.device.describe()}) on {here.describe()} because it was forced",
+                stacklevel=3,
+            )
+            return
+        table = self.header.device
+        differing = [name for name in ("cpu_model", "cpu_count", "machine", "system", "runtime", "runtime_version", "execution_provider", "threads", "command", "device_name") if getattr(table, name) != getattr(here, name)]
+        details = ", ".join(f"{name} {getattr(table, name)!r} vs {getattr(here, name)!r}" for name in differing)
+        raise DeviceMismatchError(
+            f"latency table {self.path} was measured on another device (fingerprint {self.header.device_fingerprint}, here {here.fingerprint()}: {details}); "
+            "build a table on this device (nas-latency build --space SPACE) or pass --force-device / force=True to use it anyway"
+        )
+
+    # ------------------------------------------------------------------ views
+
+    @property
+    def input_size(self) -> int:
+        return self.header.input_size
+
+    @property
+    def device(self) -> DeviceInfo:
+        return self.header.device
+
+    @property
+    def correction(self) -> Correction:
+        return self.header.correction
+
+    @property
+    def method(self) -> Method:
+        return self.header.method
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, signature: object) -> bool:
+        return signature in self._entries
+
+    def entries(self) -> list[Entry]:
+        return list(self._entries.values())
+
+    def get(self, signature: OpSignature) -> Entry | None:
+        return self._entries.get(signature)
+
+    def end_to_end_points(self) -> list[EndToEndPoint]:
+        return list(self._end_to_end)
+
+    def placed_signatures(self, arch: Architecture) -> tuple[PlacedSignature, ...]:
+        """The architecture's signatures at the table's input size (cached per architecture)."""
+        placed = self._placed.get(arch)
+        if placed is None:
+            placed = architecture_signatures(arch, self.header.input_size)
+            self._placed[arch] = placed
+            if len(self._placed) > _SIGNATURE_CACHE_SIZE:
+                self._placed.popitem(last=False)
+        return placed
+
+    def signatures(self, arch: Architecture) -> tuple[OpSignature, ...]:
+        return tuple(p.signature for p in self.placed_signatures(arch))
+
+    def missing(self, arch: Architecture) -> list[OpSignature]:
+        """Signatures of ``arch`` that have no entry (each once, in network order)."""
+        seen: dict[OpSignature, None] = {}
+        for placed in self.placed_signatures(arch):
+            if placed.signature not in self._entries:
+                seen[placed.signature] = None
+        return list(seen)
+
+    # ------------------------------------------------------------------ prediction
+
+    def predict_sum(self, arch: Architecture, *, measure_missing: bool = False) -> float:
+        """Sum of the entries of ``arch`` in ms, before the correction."""
+        entries = self._entries
+        total = 0.0
+        placed = self.placed_signatures(arch)
+        for item in placed:
+            entry = entries.get(item.signature)
+            if entry is None:
+                return self._sum_after_measuring(placed, measure_missing)
+            total += entry.latency_ms
+        return total
+
+    def _sum_after_measuring(self, placed: tuple[PlacedSignature, ...], measure_missing: bool) -> float:
+        absent = [p for p in placed if p.signature not in self._entries]
+        if not measure_missing:
+            raise MissingEntryError(self, absent)
+        self.ensure_signatures([p.signature for p in absent])
+        return sum(self._entries[p.signature].latency_ms for p in placed)
+
+    def predict(self, arch: Architecture, *, measure_missing: bool = False) -> float:
+        """Predicted latency of ``arch`` in ms: ``a * sum + b`` (see the module docstring).
+
+        A signature missing from the table is measured now and appended to the table's file when
+        ``measure_missing`` is true; otherwise :class:`MissingEntryError` names it.
+        """
+        total = self.predict_sum(arch, measure_missing=measure_missing)
+        correction = self.header.correction
+        if not correction.fitted and not self._warned_uncorrected:
+            self._warned_uncorrected = True
+            warnings.warn(
+                f"latency table {self.path or ''} has no fitted correction yet (no end-to-end measurement): predictions are the plain sum of entries; "
+                "call refresh_correction() or run nas-latency build/calibrate",
+                stacklevel=2,
+            )
+        return correction.a * total + correction.b
+
+    def predict_breakdown(self, arch: Architecture, *, measure_missing: bool = False) -> list[BreakdownRow]:
+        """Each op's entry (ms, before correction), in network order; their sum is :meth:`predict_sum`."""
+        placed = self.placed_signatures(arch)
+        if any(p.signature not in self._entries for p in placed):
+            self._sum_after_measuring(placed, measure_missing)
+        return [BreakdownRow(p.path, p.signature, self._entries[p.signature].latency_ms) for p in placed]
+
+    # ------------------------------------------------------------------ measuring
+
+    def measuring_backend(self) -> LatencyBackend:
+        """The backend that measures missing entries (checked against the table's device)."""
+        if self.backend is None:
+            runtime = self.header.device.runtime
+            if runtime not in ("onnxruntime", "torch"):
+                raise ValueError(
+                    f"latency table {self.path} was measured by a custom command; pass a CommandBackend (the same --command) to measure missing entries"
+                )
+            self.backend = make_backend(runtime, threads=self.header.device.threads)
+        return self.backend
+
+    def ensure(self, arch: Architecture, *, progress: bool = False) -> int:
+        """Measure whatever ``arch`` needs that the table lacks; returns how many entries were added."""
+        return self.ensure_signatures(self.missing(arch), progress=progress)
+
+    def ensure_signatures(self, signatures: Iterable[OpSignature], *, progress: bool = False, desc: str = "measuring ops") -> int:
+        """Measure each signature not yet in the table, appending each entry to the file as it is measured."""
+        todo = list(dict.fromkeys(s for s in signatures if s not in self._entries))
+        if not todo:
+            return 0
+        backend = self.measuring_backend()
+        if not self.forced_device:
+            self.check_device(backend)
+        from mobilenas.cliutil import progress as progress_bar
+
+        bar = progress_bar(total=len(todo), desc=desc, enabled=progress, unit="op")
+        baselines: dict[tuple[int, ...], Runner] = {}
+        try:
+            for signature in todo:
+                self._measure(signature, backend, baselines)
+                bar.update(1)
+        finally:
+            bar.close()
+            for runner in baselines.values():
+                runner.close()
+        return len(todo)
+
+    def _shape(self, channels: int, height: int, width: int) -> tuple[int, int, int, int]:
+        return (self.header.batch_size, channels, height, width)
+
+    def _measure(self, signature: OpSignature, backend: LatencyBackend, baselines: dict[tuple[int, ...], Runner]) -> Entry:
+        method = self.header.method
+        shape = self._shape(signature.in_channels, signature.in_height, signature.in_width)
+        runner = backend.prepare(signature_module(signature, method.name), shape)
+        try:
+            runner.warm_up(method.warmup)
+            base_shape = baseline_signature(signature) if method.name == "in-context" else None
+            if base_shape is None:
+                samples = runner.run_timed(method.repeats, cold_cache=method.cold_cache)
+                op_ms, baseline_ms, latency, iqr = float(np.median(samples)), 0.0, float(np.median(samples)), Spread.of(samples).iqr_ms
+            else:
+                key = self._shape(*base_shape)
+                baseline = baselines.get(key)
+                if baseline is None:
+                    baseline = baselines[key] = backend.prepare(baseline_module(base_shape[0]), key)
+                baseline.warm_up(method.warmup)
+                op_samples: list[float] = []
+                base_samples: list[float] = []
+                # Op and feeder alternate run by run, so a burst of load or a slow drift hits
+                # both; the entry is the median of the paired differences.
+                for _ in range(method.repeats):
+                    base_samples += baseline.run_timed(1, cold_cache=method.cold_cache)
+                    op_samples += runner.run_timed(1, cold_cache=method.cold_cache)
+                differences = np.subtract(op_samples, base_samples)
+                op_ms, baseline_ms = float(np.median(op_samples)), float(np.median(base_samples))
+                # Noise can make a tiny op's difference negative; an op never takes negative time.
+                latency, iqr = max(float(np.median(differences)), 0.0), Spread.of(differences.tolist()).iqr_ms
+        finally:
+            runner.close()
+        entry = Entry(signature, latency, iqr, method.repeats, now_iso(), op_ms, baseline_ms)
+        self._entries[signature] = entry
+        self._append(entry.to_record())
+        return entry
+
+    def add_entry(self, entry: Entry) -> None:
+        """Add an entry measured elsewhere (first one of a signature wins); appended to the file."""
+        if entry.signature in self._entries:
+            return
+        self._entries[entry.signature] = entry
+        self._append(entry.to_record())
+
+    # ------------------------------------------------------------------ correction
+
+    def record_end_to_end(self, arch: Architecture, measurement: Measurement, *, refit: bool = True) -> EndToEndPoint:
+        """Store an end-to-end measurement of ``arch`` on this device; refit the correction."""
+        point = EndToEndPoint(arch.to_notation(), arch.fingerprint(), measurement.latency_ms, measurement.spread.iqr_ms, measurement.runs, now_iso())
+        self._end_to_end.append(point)
+        self._append(point.to_record())
+        if refit:
+            self.fit_correction()
+        return point
+
+    def fit_correction(self, *, measure_missing: bool = True) -> Correction:
+        """Refit ``a`` and ``b`` on every end-to-end point; stored in the header (file rewritten)."""
+        sums, measured = [], []
+        for point in self._end_to_end:
+            arch = point.architecture()
+            sums.append(self.predict_sum(arch, measure_missing=measure_missing))
+            measured.append(point.latency_ms)
+        correction = Correction.fit(sums, measured)
+        self.set_correction(correction)
+        return correction
+
+    def set_correction(self, correction: Correction) -> None:
+        self.header = dataclasses.replace(self.header, correction=correction)
+        self._warned_uncorrected = False
+        if self.path is not None and self.path.exists():
+            self._rewrite_header()
+
+    # ------------------------------------------------------------------ files
+
+    def records(self) -> list[dict[str, Any]]:
+        """Every record after the header, in the order they would be written."""
+        records: list[dict[str, Any]] = []
+        records += [entry.to_record() for entry in self._entries.values()]
+        records += [point.to_record() for point in self._end_to_end]
+        return records
+
+    def save(self, path: str | Path | None = None) -> Path:
+        """Write the whole table atomically (header, then every record); returns the path."""
+        target = Path(path) if path is not None else self.path
+        if target is None:
+            raise ValueError("this table has no file yet; give save() a path")
+        lines = [json.dumps(self.header.to_dict())] + [json.dumps(r) for r in self.records()]
+        with _locked(target):
+            _atomic_write_lines(target, lines)
+        self.path = target
+        return target
+
+    def _append(self, record: dict[str, Any]) -> None:
+        if self.path is None:
+            return
+        line = json.dumps(record)
+        with _locked(self.path):
+            needs_newline = False
+            if self.path.exists() and self.path.stat().st_size:
+                with open(self.path, "rb") as handle:
+                    handle.seek(-1, os.SEEK_END)
+                    needs_newline = handle.read(1) != b"\n"
+            with open(self.path, "a", encoding="utf-8") as handle:
+                handle.write(("\n" if needs_newline else "") + line + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+
+    def _rewrite_header(self) -> None:
+        assert self.path is not None
+        with _locked(self.path):
+            with open(self.path, encoding="utf-8") as handle:
+                lines = handle.read().splitlines()
+            # Keep every record on disk (another process may have appended some) and swap line 1.
+            _atomic_write_lines(self.path, [json.dumps(self.header.to_dict()), *lines[1:]])
+
+    def summary(self) -> dict[str, Any]:
+        """What ``nas-latency info`` shows."""
+        counts: dict[str, int] = {}
+        for signature in self._entries:
+            counts[signature.op] = counts.get(signature.op, 0) + 1
+        return {
+            "path": str(self.path) if self.path else None,
+            "device": self.header.device.describe(),
+            "device_fingerprint": self.header.device_fingerprint,
+            "input_size": self.header.input_size,
+            "batch_size": self.header.batch_size,
+            "entries": len(self._entries),
+            "entries_by_op": counts,
+            "end_to_end_points": len(self._end_to_end),
+            "method": self.header.method.to_dict(),
+            "correction": self.header.correction.to_dict(),
+            "space": self.header.space_name,
+            "created": self.header.created,
+            "skipped_lines": self.skipped_lines,
+        }
+
+
+def _atomic_write_lines(path: Path, lines: list[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.write("\n".join(lines) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)

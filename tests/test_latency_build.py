@@ -1,0 +1,158 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from helpers import tiny_space
+from mobilenas.latency import (
+    Correction,
+    LookupTable,
+    Method,
+    MissingEntryError,
+    OnnxRuntimeBackend,
+    architecture_signatures,
+    build_table,
+    default_table_path,
+    ensure_correction,
+    fastest_latency,
+    open_or_create_table,
+    space_signatures,
+)
+from mobilenas.latency.table import Entry
+from mobilenas.space import get_space
+from mobilenas.space.search_space import all_index_vectors
+
+FAST = Method(name="in-context", cold_cache=False, warmup=1, repeats=3)
+SIZE = 32
+
+
+def every_architecture(space):
+    return [space.decode(indices) for indices in all_index_vectors(space)]
+
+
+def test_space_signatures_are_exactly_those_of_its_architectures() -> None:
+    space = tiny_space()
+    found: set = set()
+    for arch in every_architecture(space):
+        found.update(p.signature for p in architecture_signatures(arch, SIZE))
+    enumerated = space_signatures(space, SIZE)
+    assert len(enumerated) == len(set(enumerated))
+    assert set(enumerated) == found
+
+
+def test_space_signatures_follow_the_input_size_adaptation() -> None:
+    # At 16x16 the builder removes the stem's stride; the enumeration must agree.
+    space = tiny_space()
+    found: set = set()
+    for arch in every_architecture(space)[:50]:
+        found.update(p.signature for p in architecture_signatures(arch, 16))
+    assert found <= set(space_signatures(space, 16))
+    assert space_signatures(space, 16)[0].stride == 1
+
+
+def test_real_spaces_enumerate_per_stage_quickly() -> None:
+    signatures = space_signatures(get_space("mobilenetv3"), 224)
+    assert 3000 < len(signatures) < 3500  # ~1e13 architectures, a few thousand ops
+    assert {s.op for s in signatures} == {"stem", "ir", "ds", "head"}
+    assert sum(s.op == "head" for s in signatures) == 3  # one per width of the last stage
+
+
+def test_an_interrupted_build_resumes_with_only_the_rest(tmp_path) -> None:
+    space, path = tiny_space(), tmp_path / "tiny.jsonl"
+    backend = OnnxRuntimeBackend(warmup=1, repeats=3)
+    total = len(space_signatures(space, SIZE))
+    first = build_table(space, path=path, input_size=SIZE, backend=backend, progress=False, correction_samples=0, method=FAST, limit=7)
+    assert (first.measured, first.reused, first.entries) == (7, 0, 7)
+    on_disk = [json.loads(line) for line in path.read_text().splitlines()[1:]]
+    assert len(on_disk) == 7  # every entry was appended as it was measured
+    second = build_table(space, path=path, input_size=SIZE, backend=backend, progress=False, correction_samples=2, method=FAST)
+    assert (second.measured, second.reused, second.entries) == (total - 7, 7, total)
+    keys = [json.loads(line)["key"] for line in path.read_text().splitlines()[1:] if '"kind": "op"' in line]
+    assert len(keys) == len(set(keys)) == total  # nothing measured twice
+    table = LookupTable.load(path)
+    assert table.correction.fitted and table.correction.points == 2
+    assert all(not table.missing(arch) for arch in every_architecture(space)[::37])
+    # Resuming with another method is refused rather than mixing two protocols in one table.
+    with pytest.raises(ValueError, match="same method"):
+        build_table(space, path=path, input_size=SIZE, backend=backend, progress=False, method=Method(repeats=4))
+    with pytest.raises(ValueError, match="32x32 inputs, not 64x64"):
+        build_table(space, path=path, input_size=64, backend=backend, progress=False)
+
+
+def synthetic_table(tmp_path, space, values) -> LookupTable:
+    """Every signature of the space with a value from ``values(signature)``: no measuring."""
+    table = LookupTable.create(tmp_path / "synthetic.jsonl", backend=OnnxRuntimeBackend(), input_size=SIZE, method=FAST)
+    for signature in space_signatures(space, SIZE):
+        ms = values(signature)
+        table.add_entry(Entry(signature, ms, 0.0, 1, "", ms))
+    table.set_correction(Correction(a=1.3, b=0.2, points=2, fitted=True))
+    return table
+
+
+def brute_force(space, table):
+    return min(((table.predict(arch), arch) for arch in every_architecture(space)), key=lambda item: item[0])
+
+
+def test_fastest_latency_is_exact_on_a_full_table(tmp_path) -> None:
+    space = tiny_space()
+    rng = np.random.default_rng(0)
+    noise = {s: float(rng.uniform(0.1, 2.0)) for s in space_signatures(space, SIZE)}  # no order at all
+    table = synthetic_table(tmp_path, space, noise.__getitem__)
+    latency, arch = fastest_latency(space, table)
+    best_latency, best = brute_force(space, table)
+    assert latency == pytest.approx(best_latency)
+    assert table.predict(arch) == pytest.approx(latency)
+    assert space.contains(arch)
+    assert best == arch or table.predict(best) == pytest.approx(latency)
+
+
+def macs_like(signature) -> float:
+    """A latency that grows with kernel, width, expansion, SE, as the pruning assumes."""
+    mid = signature.expanded_channels or signature.in_channels
+    work = signature.in_height * signature.in_width * (signature.in_channels * mid + mid * signature.kernel_size**2 + mid * signature.out_channels)
+    return 1e-5 * work + 0.01 * (signature.se_channels > 0) + 0.003 * (signature.activation == "hswish") + 0.05
+
+
+def test_pruned_search_agrees_with_the_exhaustive_one_on_monotone_latencies(tmp_path) -> None:
+    space = tiny_space()
+    table = synthetic_table(tmp_path, space, macs_like)
+    exact, exact_arch = fastest_latency(space, table, exhaustive=True)
+    pruned, pruned_arch = fastest_latency(space, table, exhaustive=False)
+    assert pruned == pytest.approx(exact)
+    assert table.predict(pruned_arch) == pytest.approx(table.predict(exact_arch))  # ties may differ
+
+
+def test_fastest_latency_on_a_lazy_table_measures_only_what_it_needs(tmp_path) -> None:
+    space = tiny_space()
+    table = LookupTable.create(tmp_path / "lazy.jsonl", backend=OnnxRuntimeBackend(warmup=1, repeats=3), input_size=SIZE, method=FAST)
+    with pytest.raises(MissingEntryError, match="has no entry for stem_h32w32"):
+        fastest_latency(space, table)
+    latency, arch = fastest_latency(space, table, measure_missing=True)
+    assert 0 < len(table) < len(space_signatures(space, SIZE)) // 2
+    assert latency == pytest.approx(table.predict_sum(arch))  # identity correction so far
+    assert arch.stages[1][0].type == "ds" and len(arch.stages[1]) == 1  # expansion 1, one layer
+
+
+def test_default_table_path_lives_under_mobilenas_home(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("MOBILENAS_HOME", str(tmp_path / "home"))
+    space = tiny_space()
+    path = default_table_path(space, OnnxRuntimeBackend(), SIZE)
+    assert path.parent == tmp_path / "home" / "tables"
+    assert path.name.startswith("tiny-") and "32px-onnxruntime-1t" in path.name and path.suffix == ".jsonl"
+    assert default_table_path(space, OnnxRuntimeBackend(threads=2), SIZE) != path
+    assert default_table_path(space, OnnxRuntimeBackend(), 64) != path
+
+
+def test_open_or_create_table_is_lazy_and_fits_its_correction(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("MOBILENAS_HOME", str(tmp_path / "home"))
+    space = tiny_space()
+    backend = OnnxRuntimeBackend(warmup=1, repeats=3)
+    table = open_or_create_table(space, input_size=SIZE, backend=backend, correction_samples=0)
+    assert table.path == default_table_path(space, backend, SIZE) and table.path.is_file()
+    assert len(table) == 0 and not table.correction.fitted  # header only
+    correction = ensure_correction(table, space, samples=2, seed=0)
+    assert correction.fitted and correction.points == 2 and correction.a > 0
+    again = open_or_create_table(space, input_size=SIZE, backend=backend, correction_samples=2)
+    assert again.correction == correction and len(again) == len(table)  # nothing re-measured

@@ -1,0 +1,187 @@
+from __future__ import annotations
+
+import json
+import warnings
+
+import pytest
+
+from helpers import tiny_arch
+from mobilenas.latency import (
+    Correction,
+    DeviceMismatchError,
+    LookupTable,
+    Method,
+    MissingEntryError,
+    OnnxRuntimeBackend,
+    OpSignature,
+    architecture_signatures,
+)
+from mobilenas.latency.table import Entry
+from mobilenas.space import Architecture, Block, Head, Stem
+
+FAST = Method(name="in-context", cold_cache=False, warmup=1, repeats=3)
+
+
+def two_block_arch() -> Architecture:
+    return Architecture(
+        stem=Stem(8, "relu"),
+        stages=((Block("ir", 3, 2, 16, "relu", expanded_channels=24), Block("ds", 5, 1, 16, "hswish", skip=True)),),
+        head=Head(32, 10, "relu", dropout=0.0),
+    )
+
+
+def entry(signature: OpSignature, ms: float) -> Entry:
+    return Entry(signature, ms, 0.0, 1, "2025-01-01T00:00:00+00:00", ms)
+
+
+def test_signatures_of_a_two_block_network_by_hand() -> None:
+    placed = architecture_signatures(two_block_arch(), 32)
+    assert [p.path for p in placed] == ["stem", "stages[0].blocks[0]", "stages[0].blocks[1]", "head"]
+    stem, first, second, head = (p.signature for p in placed)
+    assert stem == OpSignature("stem", 32, 32, 3, 8, 3, 2, activation="relu")
+    assert first == OpSignature("ir", 16, 16, 8, 16, 3, 2, expanded_channels=24, activation="relu")
+    assert second == OpSignature("ds", 8, 8, 16, 16, 5, 1, activation="hswish", skip=True)
+    assert head == OpSignature("head", 8, 8, 16, 32, activation="relu", num_classes=10)
+    assert first.key == "ir_h16w16_i8_x24_o16_k3_s2_nre"
+    assert second.key == "ds_h8w8_i16_o16_k5_s1_nhs_skip"
+    assert head.key == "head_h8w8_i16_c32_o10_nre"
+
+
+def test_signatures_carry_shapes_not_names() -> None:
+    arch = tiny_arch()
+    placed = architecture_signatures(arch, 32)
+    sig = placed[2].signature  # the SE inverted residual
+    assert sig.se_channels == 8 and sig.se_gate == "sigmoid" and sig.expanded_channels == 24
+    assert "stages" not in sig.key
+    # The same block placed elsewhere with the same input has the same signature.
+    assert OpSignature.of_block(arch.stages[1][0], 8, 16, "sigmoid") == sig
+    assert OpSignature.from_dict(sig.to_dict()) == sig
+    with pytest.raises(ValueError, match="unknown keys name"):
+        OpSignature.from_dict({**sig.to_dict(), "name": "stages.1.0"})
+
+
+def hand_table(tmp_path, correction: Correction) -> LookupTable:
+    table = LookupTable.create(tmp_path / "t.jsonl", backend=OnnxRuntimeBackend(), input_size=32, method=FAST)
+    stem, first, second, head = (p.signature for p in architecture_signatures(two_block_arch(), 32))
+    for signature, ms in ((stem, 0.5), (first, 1.25), (second, 2.0), (head, 0.75)):
+        table.add_entry(entry(signature, ms))
+    table.set_correction(correction)
+    return table
+
+
+def test_sum_plus_correction_by_hand_on_a_two_block_network(tmp_path) -> None:
+    table = hand_table(tmp_path, Correction(a=1.1, b=0.3, points=5, fitted=True))
+    arch = two_block_arch()
+    assert table.predict_sum(arch) == pytest.approx(0.5 + 1.25 + 2.0 + 0.75)
+    assert table.predict(arch) == pytest.approx(1.1 * 4.5 + 0.3)  # 5.25 ms
+    rows = table.predict_breakdown(arch)
+    assert [(r.path, r.latency_ms) for r in rows] == [("stem", 0.5), ("stages[0].blocks[0]", 1.25), ("stages[0].blocks[1]", 2.0), ("head", 0.75)]
+    # The file says so too: reloading gives the same prediction.
+    assert LookupTable.load(table.path).predict(arch) == pytest.approx(5.25)
+
+
+def test_correction_fit_recovers_a_line_and_degrades_gracefully() -> None:
+    sums = [2.0, 4.0, 8.0, 10.0]
+    fitted = Correction.fit(sums, [1.2 * s + 0.5 for s in sums])
+    assert fitted.a == pytest.approx(1.2) and fitted.b == pytest.approx(0.5)
+    assert fitted.fitted and fitted.points == 4 and fitted.rmse_ms == pytest.approx(0.0, abs=1e-9)
+    single = Correction.fit([4.0], [5.0])
+    assert (single.a, single.b, single.points) == (pytest.approx(1.25), 0.0, 1)
+    assert Correction.fit([], []) == Correction()  # identity, not fitted
+
+
+def test_an_uncorrected_table_warns_once(tmp_path) -> None:
+    table = hand_table(tmp_path, Correction())
+    with pytest.warns(UserWarning, match="no fitted correction"):
+        assert table.predict(two_block_arch()) == pytest.approx(4.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        table.predict(two_block_arch())
+
+
+def test_the_table_file_round_trips(tmp_path) -> None:
+    table = LookupTable.create(tmp_path / "t.jsonl", backend=OnnxRuntimeBackend(), input_size=32, method=FAST)
+    arch = tiny_arch()
+    assert table.ensure(arch) == 5  # stem, three blocks, head, measured for real
+    table.set_correction(Correction(a=0.9, b=0.1, points=3, fitted=True))
+    loaded = LookupTable.load(tmp_path / "t.jsonl")
+    assert loaded.header == table.header
+    assert {e.signature: e.latency_ms for e in loaded.entries()} == {e.signature: e.latency_ms for e in table.entries()}
+    assert loaded.predict(arch) == pytest.approx(table.predict(arch))
+    header = json.loads((tmp_path / "t.jsonl").read_text().splitlines()[0])
+    for key in ("device", "runtime", "runtime_version", "threads", "batch_size", "input_size", "units", "created", "versions", "correction", "method"):
+        assert key in header
+    assert header["units"] == "ms" and header["input_size"] == 32 and header["device"]["cpu_model"]
+    # save() to another path writes the same table.
+    copy = loaded.save(tmp_path / "copy.jsonl")
+    assert LookupTable.load(copy).predict(arch) == pytest.approx(table.predict(arch))
+
+
+def test_a_torn_last_line_is_skipped(tmp_path) -> None:
+    table = hand_table(tmp_path, Correction(a=1.0, b=0.0, points=2, fitted=True))
+    with open(table.path, "a") as handle:
+        handle.write('{"kind": "op", "key": "ir_h8w8')  # a writer killed mid-line
+    loaded = LookupTable.load(table.path)
+    assert loaded.skipped_lines == 1 and len(loaded) == 4
+    # The next append starts on a fresh line, so nothing else is lost.
+    extra = OpSignature("ds", 8, 8, 16, 16, 3, 1, activation="relu", skip=True)
+    loaded.add_entry(entry(extra, 0.25))
+    again = LookupTable.load(table.path)
+    assert len(again) == 5 and again.get(extra) is not None
+
+
+def _retarget(path, **device_fields) -> None:
+    lines = path.read_text().splitlines()
+    header = json.loads(lines[0])
+    header["device"].update(device_fields)
+    path.write_text("\n".join([json.dumps(header), *lines[1:]]) + "\n")
+
+
+def test_a_table_from_another_device_is_refused_unless_forced(tmp_path) -> None:
+    table = hand_table(tmp_path, Correction(a=1.0, b=0.0, points=2, fitted=True))
+    _retarget(table.path, cpu_model="Snapdragon 855 (Kryo 485)")
+    with pytest.raises(DeviceMismatchError, match=r"another device.*cpu_model 'Snapdragon 855.*--force-device"):
+        LookupTable.load(table.path)
+    with pytest.warns(UserWarning, match="because it was forced"):
+        forced = LookupTable.load(table.path, force=True)
+    assert forced.predict(two_block_arch()) == pytest.approx(4.5)
+
+
+def test_a_table_with_another_thread_count_is_refused(tmp_path) -> None:
+    table = hand_table(tmp_path, Correction(a=1.0, b=0.0, points=2, fitted=True))
+    with pytest.raises(DeviceMismatchError, match="threads 1 vs 4"):
+        LookupTable.load(table.path, backend=OnnxRuntimeBackend(threads=4))
+
+
+def test_a_missing_entry_is_an_error_naming_it(tmp_path) -> None:
+    table = hand_table(tmp_path, Correction(a=1.0, b=0.0, points=2, fitted=True))
+    arch = two_block_arch().replace_block(0, 1, Block("ds", 3, 1, 16, "hswish", skip=True))
+    assert table.missing(arch) == [OpSignature("ds", 8, 8, 16, 16, 3, 1, activation="hswish", skip=True)]
+    with pytest.raises(MissingEntryError, match=r"no entry for ds_h8w8_i16_o16_k3_s1_nhs_skip \(at stages\[0\]\.blocks\[1\]\).*measure_missing=True") as error:
+        table.predict(arch)
+    assert error.value.signatures == tuple(table.missing(arch))
+
+
+def test_a_missing_entry_is_measured_on_demand_and_kept(tmp_path) -> None:
+    table = hand_table(tmp_path, Correction(a=1.0, b=0.0, points=2, fitted=True))
+    arch = two_block_arch().replace_block(0, 1, Block("ds", 3, 1, 16, "hswish", skip=True))
+    predicted = table.predict(arch, measure_missing=True)
+    new = table.get(OpSignature("ds", 8, 8, 16, 16, 3, 1, activation="hswish", skip=True))
+    assert new is not None and new.latency_ms >= 0 and new.runs == FAST.repeats
+    assert new.op_ms > 0 and new.baseline_ms > 0  # timed behind the feeder, feeder subtracted
+    assert predicted == pytest.approx(0.5 + 1.25 + new.latency_ms + 0.75)
+    assert table.missing(arch) == []
+    assert LookupTable.load(table.path).get(new.signature) == new  # appended to the file
+
+
+def test_end_to_end_points_refit_the_correction(tmp_path) -> None:
+    from mobilenas.latency import Measurement, Spread
+
+    table = hand_table(tmp_path, Correction())
+    arch = two_block_arch()
+    device = table.device.with_shape((1, 3, 32, 32))
+    table.record_end_to_end(arch, Measurement(5.0, Spread.of([5.0]), 1, device))
+    assert table.correction.fitted and table.correction.points == 1
+    assert table.predict(arch) == pytest.approx(5.0)  # one point: a pure scale
+    reloaded = LookupTable.load(table.path)
+    assert reloaded.correction == table.correction and len(reloaded.end_to_end_points()) == 1
