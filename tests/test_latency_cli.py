@@ -1,0 +1,127 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from helpers import tiny_arch, tiny_space
+from mobilenas.latency.cli import main
+
+TINY = tiny_arch().to_notation()
+
+
+def run(argv: list[str], capsys) -> tuple[int, str, str]:
+    try:
+        code = main(argv, prog="nas-latency")
+    except SystemExit as exit_:  # argparse's own errors
+        code = int(exit_.code or 0)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_umbrella_measure_json_has_latency_and_spread() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "mobilenas.cli", "latency", "measure", TINY, "--input-size", "32", "--repeats", "3", "--warmup", "1", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert payload["latency_ms"] > 0
+    assert {"iqr_ms", "std_ms", "p25_ms", "p75_ms", "min_ms", "max_ms"} <= set(payload["spread"])
+    assert payload["runs"] == 3 and payload["device"]["input_shape"] == [1, 3, 32, 32]
+    assert payload["device"]["runtime"] == "onnxruntime"
+
+
+@pytest.fixture(scope="module")
+def space_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("space") / "tiny.json"
+    path.write_text(tiny_space().to_json())
+    return path
+
+
+@pytest.fixture(scope="module")
+def built_table(space_file, tmp_path_factory):
+    table = tmp_path_factory.mktemp("table") / "tiny.jsonl"
+    code = main(["build", "--space", str(space_file), "--num-classes", "10", "--input-size", "32", "--table", str(table), "--repeats", "3", "--correction-samples", "2", "--quiet"], prog="nas-latency")
+    assert code == 0
+    return table
+
+
+def test_build_json_reports_entries_and_resumes(built_table, space_file, capsys) -> None:
+    code, out, _ = run(["build", "--space", str(space_file), "--num-classes", "10", "--input-size", "32", "--table", str(built_table), "--repeats", "3", "--correction-samples", "2", "--quiet", "--json"], capsys)
+    assert code == 0
+    payload = json.loads(out)
+    assert payload["measured"] == 0 and payload["reused"] == payload["entries"] > 20
+    assert payload["correction"]["fitted"] and payload["table"] == str(built_table)
+
+
+def test_calibrate_json_has_the_names_scripts_rely_on(built_table, space_file, tmp_path, capsys) -> None:
+    code, out, _ = run(["calibrate", "--space", str(space_file), "--num-classes", "10", "--input-size", "32", "--table", str(built_table), "--samples", "3", "--rounds", "1", "--out", str(tmp_path / "cal"), "--quiet", "--json"], capsys)
+    assert code == 0
+    payload = json.loads(out)
+    assert {"samples", "mape", "within_5pct", "within_10pct", "spearman", "rmse_ms"} <= set(payload)
+    assert payload["samples"] == 3
+    assert 0 <= payload["within_5pct"] <= payload["within_10pct"] <= 1  # fractions, not percent
+    assert (tmp_path / "cal" / "calibration.csv").is_file() and (tmp_path / "cal" / "calibration.png").is_file()
+
+
+def test_predict_and_breakdown(built_table, capsys) -> None:
+    arch = tiny_space().sample(__import__("numpy").random.default_rng(3))
+    code, out, _ = run(["predict", arch.to_notation(), "--table", str(built_table), "--breakdown", "--json"], capsys)
+    assert code == 0
+    payload = json.loads(out)
+    correction = payload["correction"]
+    assert payload["latency_ms"] == pytest.approx(correction["a"] * payload["sum_ms"] + correction["b"])
+    assert payload["sum_ms"] == pytest.approx(sum(row["latency_ms"] for row in payload["breakdown"]))
+    assert payload["breakdown"][0]["path"] == "stem" and payload["breakdown"][-1]["path"] == "head"
+
+
+def test_fastest_with_a_target(built_table, space_file, capsys) -> None:
+    code, out, _ = run(["fastest", "--space", str(space_file), "--num-classes", "10", "--input-size", "32", "--table", str(built_table), "--target-latency", "0.001ms", "--json"], capsys)
+    assert code == 0
+    payload = json.loads(out)
+    assert payload["target_latency_ms"] == pytest.approx(0.001) and payload["feasible"] is False
+    assert payload["latency_ms"] > 0
+
+
+def test_info_describes_the_table(built_table, capsys) -> None:
+    code, out, _ = run(["info", str(built_table), "--json"], capsys)
+    assert code == 0
+    payload = json.loads(out)
+    assert payload["entries"] > 20 and payload["input_size"] == 32 and payload["correction"]["fitted"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["measure", "no-such-network"], "neither a reference"),
+        (["predict", "mobilenetv2", "--table", "/nonexistent/table.jsonl"], "no latency table at /nonexistent/table.jsonl"),
+        (["fastest", "--space", "mobilenetv3", "--target-latency", "15parsecs"], "cannot read '15parsecs' as a duration"),
+        (["calibrate", "--space", "no-such-space"], "unknown search space 'no-such-space'"),
+        (["measure", "mobilenetv2", "--backend", "command"], "needs --command"),
+        (["measure", "mobilenetv2", "--command", "python bench.py"], "no {model} placeholder"),
+        (["build"], "the following arguments are required: --space"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(argv, message, capsys) -> None:
+    code, out, err = run(argv, capsys)
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("nas-latency") and "error:" in err
+    assert message in err and "Traceback" not in err
+
+
+def test_a_missing_entry_and_a_foreign_table_are_one_line_errors(built_table, tmp_path, capsys) -> None:
+    big = tiny_arch().to_notation()  # an SE conv block the tiny space never produces
+    code, _, err = run(["predict", big, "--table", str(built_table)], capsys)
+    assert code == 2 and err.count("\n") == 1 and "has no entry for" in err and "--measure-missing" in err
+    lines = built_table.read_text().splitlines()
+    header = json.loads(lines[0])
+    header["device"]["runtime_version"] = "0.0.1"
+    foreign = tmp_path / "foreign.jsonl"
+    foreign.write_text("\n".join([json.dumps(header), *lines[1:]]) + "\n")
+    code, _, err = run(["predict", big, "--table", str(foreign)], capsys)
+    assert code == 2 and err.count("\n") == 1 and "another device" in err and "--force-device" in err
