@@ -5,7 +5,6 @@ import json
 import numpy as np
 import pytest
 
-from helpers import tiny_space
 from mobilenas.latency import (
     Correction,
     LookupTable,
@@ -23,6 +22,8 @@ from mobilenas.latency import (
 from mobilenas.latency.table import Entry
 from mobilenas.space import get_space
 from mobilenas.space.search_space import all_index_vectors
+
+from helpers import tiny_space
 
 FAST = Method(name="in-context", cold_cache=False, warmup=1, repeats=3)
 SIZE = 32

@@ -5,7 +5,6 @@ import json
 
 import pytest
 
-from helpers import tiny_space
 from mobilenas.latency import (
     LookupTable,
     Method,
@@ -15,6 +14,8 @@ from mobilenas.latency import (
     fidelity,
     spearman,
 )
+
+from helpers import tiny_space
 
 FAST = Method(name="in-context", cold_cache=False, warmup=1, repeats=3)
 

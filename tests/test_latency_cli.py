@@ -6,8 +6,9 @@ import sys
 
 import pytest
 
-from helpers import tiny_arch, tiny_space
 from mobilenas.latency.cli import main
+
+from helpers import tiny_arch, tiny_space
 
 TINY = tiny_arch().to_notation()
 
@@ -108,7 +109,7 @@ def test_info_describes_the_table(built_table, capsys) -> None:
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(argv, message, capsys) -> None:
-    code, out, err = run(argv, capsys)
+    code, _, err = run(argv, capsys)
     assert code == 2
     assert err.count("\n") == 1 and err.startswith("nas-latency") and "error:" in err
     assert message in err and "Traceback" not in err

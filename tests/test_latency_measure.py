@@ -7,7 +7,6 @@ import onnxruntime
 import pytest
 import torch
 
-from helpers import tiny_arch
 from mobilenas.latency import (
     CommandBackend,
     Measurement,
@@ -21,6 +20,8 @@ from mobilenas.latency import (
 )
 from mobilenas.latency.device import DeviceInfo, cpu_model
 from mobilenas.space.builder import ConvBNAct
+
+from helpers import tiny_arch
 
 
 def test_a_tiny_network_is_timed_for_real_through_onnx_runtime() -> None:

@@ -5,7 +5,6 @@ import warnings
 
 import pytest
 
-from helpers import tiny_arch
 from mobilenas.latency import (
     Correction,
     DeviceMismatchError,
@@ -18,6 +17,8 @@ from mobilenas.latency import (
 )
 from mobilenas.latency.table import Entry
 from mobilenas.space import Architecture, Block, Head, Stem
+
+from helpers import tiny_arch
 
 FAST = Method(name="in-context", cold_cache=False, warmup=1, repeats=3)
 
