@@ -127,6 +127,11 @@ class LatencyModel(Protocol):
         """Plain data for the manifest: table path, fingerprint, device, backend."""
         ...
 
+    @property
+    def measured_entries(self) -> int:
+        """How many table entries were measured on demand so far (for progress messages)."""
+        ...
+
 
 # --------------------------------------------------------------------------- settings
 
@@ -275,9 +280,13 @@ class ProposalWorker:
         self.trainer = trainer
 
     def __call__(self, job: ProposalJob) -> ProposalResult:
+        from mobilenas.train.engine import torch_threads
+
+        with torch_threads(job.threads):
+            return self._evaluate(job)
+
+    def _evaluate(self, job: ProposalJob) -> ProposalResult:
         start = time.perf_counter()
-        if job.threads:
-            torch.set_num_threads(job.threads)
         size = self.trainer.input_size
         model = load_into(job.source, job.weights, size)
         small = shrink_model(model, job.target, input_size=size)
@@ -460,6 +469,7 @@ class Refinement:
     def step(self, point: Point[Architecture, StateDict]) -> Point[Architecture, StateDict]:
         """One iteration from ``point``, committed to the history before returning."""
         started = time.perf_counter()
+        entries_before = self.latency.measured_entries
         number = point.iteration + 1
         plan_event, finished = self._events_for(number)
         planned = None
@@ -473,6 +483,9 @@ class Refinement:
         start_latency = self.settings.start_latency_ms
 
         def evaluate(source: Point[Architecture, StateDict], candidates: Sequence[Candidate[Architecture]]) -> list[Outcome[StateDict]]:
+            new_entries = self.latency.measured_entries - entries_before
+            if new_entries:
+                self.log(f"iteration {number}: measured {new_entries} new lookup-table entr{'y' if new_entries == 1 else 'ies'} to plan {len(candidates)} proposals")
             if plan_event is None:
                 self.run.events.append({
                     "type": "plan",
@@ -605,7 +618,10 @@ class Refinement:
         size = self.trainer.input_size
         seed = derive_seed(settings.seed, "final")
         result = TrainResult()
-        if settings.final == "retrain":
+        if point.iteration == 0:
+            self.log("no iteration was needed: the starting network is the result (no final training)")
+            model = load_into(point.definition, point.state, size)
+        elif settings.final == "retrain":
             torch.manual_seed(seed)
             model = build_model(point.definition, input_size=size)
             self.log(f"retraining the final network from scratch for {settings.final_epochs} epoch(s)")
@@ -638,8 +654,8 @@ class Refinement:
             "target_latency_ms": settings.budget_ms,
             "test_accuracy": test_accuracy,
             "accuracy_before_final": point.accuracy,
-            "final": settings.final,
-            "final_epochs": settings.final_epochs,
+            "final": settings.final if point.iteration else "none",
+            "final_epochs": settings.final_epochs if point.iteration else 0,
             "iterations": point.iteration,
             "start": {
                 "accuracy": start["accuracy"],

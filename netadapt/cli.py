@@ -1,0 +1,437 @@
+"""``netadapt refine INPUT``: prune a network's channels until it meets a latency budget.
+
+Also ``mobilenas netadapt``. ``netadapt describe INPUT`` lists the prunable groups (the network
+as NetAdapt sees it) and the smallest network it could reach.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mobilenas.cliutil import (
+    ArgumentParser,
+    add_json_flag,
+    duration_ms,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+    print_json,
+    run_main,
+)
+from mobilenas.errors import UsageError
+from mobilenas.netadapt.core import SCHEDULES, SELECTION_RULES, Schedule, minimum_width
+from mobilenas.netadapt.groups import prunable_groups
+from mobilenas.netadapt.run import (
+    FINAL_MODES,
+    Refinement,
+    Settings,
+    StateDict,
+    check_budget,
+    load_weights,
+    smallest_reachable_latency,
+)
+from mobilenas.netadapt.training import DEFAULT_FINETUNE_LR, DEFAULT_OPTIMIZER, DEFAULT_TRAIN_LR
+from mobilenas.runs import RunDir, new_run_id
+from mobilenas.space.arch import Architecture
+from mobilenas.space.builder import adapt_for_input_size
+from mobilenas.space.io import load_architecture
+from mobilenas.train.engine import OPTIMIZERS
+from mobilenas.units import format_ms
+
+# Defaults live here rather than in argparse so that ``--resume`` can tell which options a user
+# typed (those would contradict the run's own arguments).
+DEFAULTS: dict[str, Any] = {
+    "dataset": "synthetic",
+    "data_dir": None,
+    "train_size": None,
+    "val_size": None,
+    "test_size": None,
+    "finetune_steps": 100,
+    "optimizer": DEFAULT_OPTIMIZER,
+    "finetune_lr": DEFAULT_FINETUNE_LR,
+    "train_lr": DEFAULT_TRAIN_LR,
+    "batch_size": 64,
+    "augment": False,
+    "final": "finetune",
+    "final_epochs": 10,
+    "pretrain_epochs": 10,
+    "granularity": 8,
+    "schedule": "netadapt",
+    "initial_reduction": None,
+    "reduction_decay": None,
+    "min_reduction": None,
+    "selection": "accuracy-per-latency",
+    "max_iterations": None,
+    "table": None,
+    "backend": "onnxruntime",
+    "command": None,
+    "device_name": None,
+    "force_device": False,
+    "latency_threads": 1,
+    "input_size": None,
+    "workers": 1,
+    "ray_address": None,
+    "threads": None,
+    "seed": 0,
+}
+# Options that only say where and how fast work runs; they may change when a run is resumed.
+EXECUTION_OPTIONS = ("workers", "ray_address", "threads")
+
+
+def _size(text: str) -> int | float:
+    """argparse type: a count (``4000``) or a fraction in (0, 1) (``0.1``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a count or a fraction in (0, 1), got {text!r}") from None
+    if value.is_integer() and value >= 1:
+        return int(value)
+    if 0 < value < 1:
+        return value
+    raise argparse.ArgumentTypeError(f"expected a count >= 1 or a fraction in (0, 1), got {text!r}")
+
+
+def _fraction(text: str) -> float:
+    value = positive_float(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1), got {text!r}")
+    return value
+
+
+def _fraction_or_zero(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1), got {text!r}") from None
+    if not (math.isfinite(value) and 0 <= value < 1):
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1), got {text!r}")
+    return value
+
+
+def _decay(text: str) -> float:
+    value = positive_float(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"expected a decay in (0, 1], got {text!r}")
+    return value
+
+
+def build_parser(prog: str) -> ArgumentParser:
+    parser = ArgumentParser(
+        prog=prog,
+        description="NetAdapt: shrink a trained network's channels until it meets a latency budget on your device.",
+    )
+    commands = parser.add_subparsers(dest="subcommand", metavar="COMMAND", parser_class=ArgumentParser)
+    refine = commands.add_parser(
+        "refine",
+        help="prune a network under a latency budget (NetAdapt, as MobileNetV3 used it)",
+        description=(
+            "Prune INPUT's channels, one group per iteration, until its latency by the lookup table meets the budget; "
+            "each iteration fine-tunes one proposal per prunable group briefly and keeps the best; then a long fine-tune. "
+            "Writes a run directory with refined.json (architecture, accuracy, latency_ms, measured_latency_ms, weights), "
+            "refined.onnx and the history of every iteration."
+        ),
+        epilog=(
+            "INPUT is a best.json written by nas-search (architecture and weights), an architecture JSON or block "
+            "notation plus --weights FILE, or a reference name (mobilenetv2, mobilenetv3-small@0.75, ...). Without "
+            "weights the network is trained from scratch first (--pretrain-epochs). Example: "
+            f"{prog} refine results/runs/RUN/best.json --target-latency 10ms"
+        ),
+    )
+    refine.add_argument("input", nargs="?", metavar="INPUT", help="best.json, architecture JSON/notation, or reference name")
+    refine.add_argument("--weights", metavar="FILE", help="a torch state_dict for INPUT (overrides best.json's weights)")
+    budget = refine.add_argument_group("budget (one of)")
+    budget.add_argument("--target-latency", type=duration_ms, metavar="DURATION", help="latency budget by the table, e.g. 10ms or 0.01s")
+    budget.add_argument("--budget-ratio", type=_fraction, metavar="R", help="budget as a fraction of INPUT's latency, e.g. 0.5")
+
+    data = refine.add_argument_group("data (as nas-train and nas-search)")
+    data.add_argument("--dataset", metavar="NAME_OR_PATH", help="synthetic (built in), cifar10, imagefolder, npz, or a path (default: synthetic)")
+    data.add_argument("--data-dir", metavar="DIR", help="where cifar10/imagefolder/npz data lie")
+    data.add_argument("--train-size", type=_size, metavar="N", help="training images (a count or a fraction; default: all)")
+    data.add_argument("--val-size", type=_size, metavar="N", help="validation images carved from the training split (default: 10%%)")
+    data.add_argument("--test-size", type=_size, metavar="N", help="test images, for the final report only")
+
+    training = refine.add_argument_group("training")
+    training.add_argument("--finetune-steps", type=nonnegative_int, metavar="N", help="short-term fine-tune steps per proposal (default: 100)")
+    training.add_argument("--optimizer", choices=OPTIMIZERS, help=f"optimiser of every training (default: {DEFAULT_OPTIMIZER})")
+    training.add_argument("--finetune-lr", type=positive_float, metavar="LR", help=f"learning rate of the short and long fine-tunes (default: {DEFAULT_FINETUNE_LR})")
+    training.add_argument("--train-lr", type=positive_float, metavar="LR", help=f"learning rate of trainings from scratch (default: {DEFAULT_TRAIN_LR})")
+    training.add_argument("--batch-size", type=positive_int, metavar="N", help="images per step (default: 64)")
+    training.add_argument("--augment", action="store_true", default=None, help="random crops and flips in the long trainings")
+    training.add_argument("--final", choices=FINAL_MODES, help="after the budget is met: long fine-tune (default), retrain from scratch (as MobileNetV3), or none")
+    training.add_argument("--final-epochs", type=nonnegative_int, metavar="N", help="epochs of the long fine-tune or retraining (default: 10)")
+    training.add_argument("--pretrain-epochs", type=nonnegative_int, metavar="N", help="epochs to train INPUT first when it has no weights (default: 10)")
+
+    algorithm = refine.add_argument_group("algorithm")
+    algorithm.add_argument("--granularity", type=positive_int, metavar="C", help="channels are removed in multiples of C (default: 8)")
+    algorithm.add_argument("--schedule", choices=sorted(SCHEDULES), help="netadapt: 2.5%% of the starting latency, decaying 0.96 per iteration (the official code); mobilenetv3: 1%% per iteration (default: netadapt)")
+    algorithm.add_argument("--initial-reduction", type=_fraction, metavar="F", help="first iteration's reduction, a fraction of the starting latency (overrides the schedule)")
+    algorithm.add_argument("--reduction-decay", type=_decay, metavar="D", help="reduction decay per iteration (overrides the schedule)")
+    algorithm.add_argument("--min-reduction", type=_fraction_or_zero, metavar="F", help="floor on every iteration's reduction, a fraction of the starting latency")
+    algorithm.add_argument("--selection", choices=SELECTION_RULES, help="accuracy-per-latency: largest accuracy change per latency saved (MobileNetV3, default); accuracy: highest accuracy (NetAdapt paper)")
+    algorithm.add_argument("--max-iterations", type=positive_int, metavar="N", help="stop after N iterations even if the budget is not met")
+
+    latency = refine.add_argument_group("latency")
+    latency.add_argument("--table", metavar="PATH", help="latency lookup table (created for this device if missing; missing entries are measured and added)")
+    latency.add_argument("--backend", choices=("onnxruntime", "torch", "command"), help="runtime that measures new entries and end-to-end checks (default: onnxruntime)")
+    latency.add_argument("--command", metavar="TEMPLATE", help="time models with this command instead ({model} is the exported .onnx file); see nas-latency --help")
+    latency.add_argument("--device-name", metavar="NAME", help="name of the device a --command measures on")
+    latency.add_argument("--force-device", action="store_true", default=None, help="use a table measured on another device anyway")
+    latency.add_argument("--latency-threads", type=positive_int, metavar="N", help="threads of the latency measurements (default: 1)")
+    latency.add_argument("--input-size", type=positive_int, metavar="PX", help="deployment resolution (default: the table's, else 224)")
+
+    execution = refine.add_argument_group("execution and runs")
+    execution.add_argument("--workers", type=positive_int, metavar="N", help="proposals fine-tuned at once; above 1 they run on Ray (default: 1)")
+    execution.add_argument("--ray-address", metavar="ADDR", help="join this Ray cluster instead of starting a local one")
+    execution.add_argument("--threads", type=positive_int, metavar="N", help="training threads per worker (default: all cores / workers)")
+    execution.add_argument("--seed", type=int, metavar="N", help="seed of data splits, fine-tunes and initialisation (default: 0)")
+    execution.add_argument("--out", metavar="DIR", help="run directory (default: results/runs/netadapt-<time>)")
+    execution.add_argument("--resume", metavar="DIR", help="continue a killed run with its own arguments")
+    execution.add_argument("--quiet", action="store_true", help="no progress bars")
+    execution.add_argument("--json", action="store_true", help="print one JSON object (refined.json plus the history) instead of a table")
+
+    describe = commands.add_parser("describe", help="list a network's prunable groups", description="List the prunable groups of INPUT as NetAdapt sees them.")
+    describe.add_argument("input", metavar="INPUT", help="best.json, architecture JSON/notation, or reference name")
+    describe.add_argument("--granularity", type=positive_int, default=8, metavar="C", help="channel step (default: 8)")
+    describe.add_argument("--num-classes", type=positive_int, metavar="N", help="replace the classifier's class count")
+    add_json_flag(describe)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "netadapt") -> int:
+    return run_main(lambda a: _main(a, prog), argv, prog)
+
+
+def _main(argv: Sequence[str] | None, prog: str) -> int:
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
+    if args.subcommand is None:
+        parser.print_help()
+        return 2
+    if args.subcommand == "describe":
+        return _describe(args)
+    return _refine(args, prog)
+
+
+# --------------------------------------------------------------------------- input
+
+
+@dataclass(frozen=True)
+class StartingNetwork:
+    arch: Architecture
+    weights: StateDict | None
+    weights_path: str | None
+    source: str
+
+
+def resolve_input(spec: str, weights: str | None) -> StartingNetwork:
+    """INPUT and --weights -> architecture and (optional) weights."""
+    text = spec.strip()
+    path = Path(text)
+    result_weights: str | None = None
+    if "|" not in text and path.exists():
+        if path.is_dir():
+            for name in ("best.json", "refined.json"):
+                if (path / name).is_file():
+                    path = path / name
+                    break
+        if path.is_file() and path.suffix == ".json":
+            try:
+                data = json.loads(path.read_text())
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{path}: not valid JSON ({error.msg} at line {error.lineno})") from None
+            if isinstance(data, dict) and "architecture" in data and isinstance(data.get("weights"), str):
+                candidate = Path(data["weights"]).expanduser()
+                if not candidate.is_absolute() and not candidate.exists():
+                    candidate = path.parent / candidate
+                result_weights = str(candidate)
+    arch = load_architecture(str(path) if path.exists() else text)
+    chosen = weights or result_weights
+    state = None
+    if chosen is not None:
+        if weights is None and not Path(chosen).is_file():
+            raise ValueError(f"{path} names weights {chosen} that do not exist; give --weights FILE (or none to train from scratch)")
+        state = load_weights(chosen)
+    return StartingNetwork(arch, state, chosen, text)
+
+
+# --------------------------------------------------------------------------- describe
+
+
+def _describe(args: argparse.Namespace) -> int:
+    start = resolve_input(args.input, None)
+    arch = start.arch if args.num_classes is None else start.arch.with_num_classes(args.num_classes)
+    groups = prunable_groups(arch)
+    rows: list[dict[str, Any]] = [{"group": g.name, "kind": g.kind, "width": g.width, "narrowest": minimum_width(g.width, args.granularity)} for g in groups]
+    if args.json:
+        print_json({"groups": rows, "granularity": args.granularity, "notation": arch.to_notation()})
+        return 0
+    print(f"{len(groups)} prunable groups at granularity {args.granularity}:")
+    width = max(len(r["group"]) for r in rows)
+    for r in rows:
+        print(f"  {r['group']:<{width}}  {r['kind']:<8}  {r['width']:>5} -> {r['narrowest']:>4}")
+    return 0
+
+
+# --------------------------------------------------------------------------- refine
+
+
+def _given(args: argparse.Namespace) -> dict[str, Any]:
+    """Options the user typed (not left at their default)."""
+    return {name: getattr(args, name) for name in DEFAULTS if getattr(args, name, None) is not None}
+
+
+def _resolved(args: argparse.Namespace) -> dict[str, Any]:
+    values = dict(DEFAULTS)
+    values.update(_given(args))
+    return values
+
+
+def _schedule(values: dict[str, Any]) -> Schedule:
+    base = SCHEDULES[values["schedule"]]
+    return Schedule(
+        initial_reduction=values["initial_reduction"] if values["initial_reduction"] is not None else base.initial_reduction,
+        decay=values["reduction_decay"] if values["reduction_decay"] is not None else base.decay,
+        min_reduction=values["min_reduction"] if values["min_reduction"] is not None else base.min_reduction,
+    )
+
+
+def _log(message: str) -> None:
+    from tqdm.auto import tqdm
+
+    tqdm.write(message, file=sys.stderr)
+
+
+def _refine(args: argparse.Namespace, prog: str) -> int:
+    from mobilenas.netadapt.latency_model import open_latency_model
+    from mobilenas.netadapt.training import DataTrainer, TrainingSettings
+    from mobilenas.train.data import load_dataset
+    from mobilenas.train.proxy import prepare_architecture
+
+    progress = not args.quiet and not args.json
+    if args.resume:
+        return _resume(args, prog, progress)
+    if args.input is None:
+        raise UsageError("give INPUT (a best.json, an architecture, or a reference name), or --resume DIR")
+    if (args.target_latency is None) == (args.budget_ratio is None):
+        raise UsageError("give exactly one budget: --target-latency (like 10ms) or --budget-ratio (like 0.5)")
+    values = _resolved(args)
+    if values["threads"] is None:
+        values["threads"] = max(1, (os.cpu_count() or 1) // values["workers"])
+    start = resolve_input(args.input, args.weights)
+    data = load_dataset(values["dataset"], data_dir=values["data_dir"], seed=values["seed"], train_size=values["train_size"], val_size=values["val_size"], test_size=values["test_size"])
+    latency = open_latency_model(
+        table=values["table"], backend=values["backend"], threads=values["latency_threads"], input_size=values["input_size"],
+        command=values["command"], device_name=values["device_name"], force_device=bool(values["force_device"]), log=_log,
+    )
+    arch, changes = prepare_architecture(start.arch, data)
+    if start.weights is not None and changes:
+        raise ValueError(f"the weights of {start.source} were trained for {start.arch.head.num_classes} classes and {start.arch.stem.in_channels} input channels; the data set has {data.num_classes} and {data.in_channels}")
+    arch, _ = adapt_for_input_size(arch, latency.input_size)
+    smallest, _ = smallest_reachable_latency(arch, values["granularity"], latency.predict_sum)
+    latency.fit_if_needed([arch, smallest])
+    start_latency = latency.predict(arch)
+    budget = args.target_latency if args.target_latency is not None else args.budget_ratio * start_latency
+    floor = check_budget(arch, budget, values["granularity"], latency.predict)
+    settings = Settings(
+        budget_ms=budget, start_latency_ms=start_latency, schedule=_schedule(values), selection=values["selection"],
+        granularity=values["granularity"], finetune_steps=values["finetune_steps"], final=values["final"],
+        final_epochs=values["final_epochs"], pretrain_epochs=values["pretrain_epochs"], max_iterations=values["max_iterations"],
+        workers=values["workers"], ray_address=values["ray_address"], threads=values["threads"], seed=values["seed"],
+    )
+    out = Path(args.out) if args.out else Path("results") / "runs" / new_run_id("netadapt")
+    arguments = {**values, "input": args.input, "weights": start.weights_path, "target_latency_ms": args.target_latency, "budget_ratio": args.budget_ratio, "out": str(out)}
+    training = TrainingSettings(optimizer=values["optimizer"], finetune_lr=values["finetune_lr"], train_lr=values["train_lr"], batch_size=values["batch_size"], augment=bool(values["augment"]), threads=values["threads"])
+    manifest = {
+        "arguments": arguments,
+        "seed": values["seed"],
+        "input": {"source": start.source, "weights": start.weights_path, "architecture": arch.to_dict(), "fingerprint": arch.fingerprint()},
+        "data": data.summary(),
+        "training": training.to_dict(),
+        "budget_ms": budget,
+        "start_latency_ms": start_latency,
+        "smallest_reachable_latency_ms": floor,
+    }
+    refinement = Refinement.create(out, manifest, settings, DataTrainer(data, training), latency, log=_log, progress=progress)
+    _log(f"run directory: {out}")
+    if start_latency <= budget:
+        _log(f"the network already meets the budget ({format_ms(start_latency)} <= {format_ms(budget)}); nothing to prune")
+    refinement.record_start(arch, start.weights)
+    return _continue(refinement, args)
+
+
+def _resume(args: argparse.Namespace, prog: str, progress: bool) -> int:
+    from mobilenas.netadapt.latency_model import open_latency_model
+    from mobilenas.netadapt.run import RUN_KIND
+    from mobilenas.netadapt.training import DataTrainer, TrainingSettings
+    from mobilenas.train.data import load_dataset
+
+    typed = {k for k in _given(args) if k not in EXECUTION_OPTIONS}
+    extra = sorted(typed | ({"input"} if args.input else set()) | ({"target_latency"} if args.target_latency is not None else set()) | ({"budget_ratio"} if args.budget_ratio is not None else set()) | ({"weights"} if args.weights else set()) | ({"out"} if args.out else set()))
+    if extra:
+        raise UsageError(f"--resume continues a run with its own arguments; drop {', '.join('--' + e.replace('_', '-') for e in extra)} (only --workers, --ray-address, --threads, --json and --quiet may change)")
+    run = RunDir.open(args.resume, kind=RUN_KIND)
+    manifest = run.manifest()
+    values = dict(manifest["arguments"])
+    settings = Settings.from_dict(manifest["settings"])
+    overrides = {k: getattr(args, k) for k in EXECUTION_OPTIONS if getattr(args, k) is not None}
+    if overrides:
+        settings = Settings.from_dict({**settings.to_dict(), **overrides})
+        values.update(overrides)
+    data = load_dataset(values["dataset"], data_dir=values["data_dir"], seed=values["seed"], train_size=values["train_size"], val_size=values["val_size"], test_size=values["test_size"])
+    recorded = manifest["latency"]
+    latency = open_latency_model(
+        table=recorded.get("table"), backend=values["backend"], threads=values["latency_threads"], input_size=recorded.get("input_size"),
+        command=values.get("command"), device_name=values.get("device_name"), force_device=bool(values.get("force_device")),
+        correction=recorded.get("correction"), log=_log,
+    )
+    training = TrainingSettings(**{**manifest["training"], **({"threads": overrides["threads"]} if "threads" in overrides else {})})
+    refinement = Refinement(run, settings, DataTrainer(data, training), latency, log=_log, progress=progress)
+    run.events.append({"type": "resumed", "overrides": overrides})
+    lines = refinement.lines()
+    _log(f"resuming {run.root}: {max(0, len(lines) - 1)} iteration(s) done")
+    if not lines:
+        start = resolve_input(values["input"], values["weights"])
+        arch = Architecture.from_dict(manifest["input"]["architecture"])
+        refinement.record_start(arch, start.weights)
+    return _continue(refinement, args)
+
+
+def _continue(refinement: Refinement, args: argparse.Namespace) -> int:
+    point = refinement.iterate_until_budget()
+    if point.resource > refinement.settings.budget_ms:
+        _log(f"stopped after {point.iteration} iteration(s) (--max-iterations) at {format_ms(point.resource)}, above the budget {format_ms(refinement.settings.budget_ms)}")
+    refined = refinement.finish(point)
+    lines = refinement.lines()
+    if args.json:
+        print_json({**refined, "history": [{k: line[k] for k in ("iteration", "target_latency_ms", "chosen", "latency_ms", "measured_latency_ms", "accuracy_before_finetune", "accuracy")} for line in lines]})
+        return 0
+    _print_summary(lines, refined)
+    return 0
+
+
+def _print_summary(lines: list[dict[str, Any]], refined: dict[str, Any]) -> None:
+    print(f"{'iter':>4}  {'pruned group':<34} {'width':>11}  {'target':>10}  {'latency':>10}  {'measured':>10}  {'acc pruned':>10}  {'acc tuned':>9}")
+    for line in lines:
+        chosen = line.get("chosen")
+        group = chosen["group"] if chosen else "(start)"
+        widths = f"{chosen['previous_width']}->{chosen['width']}" if chosen else ""
+        target = format_ms(line["target_latency_ms"]) if line.get("target_latency_ms") else ""
+        print(
+            f"{line['iteration']:>4}  {group:<34} {widths:>11}  {target:>10}  {format_ms(line['latency_ms']):>10}  "
+            f"{format_ms(line.get('measured_latency_ms')):>10}  {line['accuracy_before_finetune']:>10.4f}  {line['accuracy']:>9.4f}"
+        )
+    start = refined["start"]
+    print()
+    print(f"refined: {format_ms(start['latency_ms'])} -> {format_ms(refined['latency_ms'])} by the table (budget {format_ms(refined['target_latency_ms'])}); measured {format_ms(start['measured_latency_ms'])} -> {format_ms(refined['measured_latency_ms'])}")
+    test = refined.get("test_accuracy")
+    print(f"accuracy: validation {start['accuracy']:.4f} -> {refined['accuracy']:.4f} after {refined['final']}" + (f"; test {test:.4f}" if test is not None else ""))
+    print(f"architecture: {refined['notation']}")
+    print(f"refined.json: {Path(refined['run']) / 'refined.json'}")

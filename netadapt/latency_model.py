@@ -1,0 +1,133 @@
+"""The :class:`~mobilenas.netadapt.run.LatencyModel` NetAdapt uses: a lookup table of this device.
+
+Predictions are ``a * sum + b`` over the table's entries (:mod:`mobilenas.latency.table`);
+entries NetAdapt needs that the table lacks (any channel count) are measured on demand and
+appended to the table's file, so the next run finds them.
+
+The correction ``(a, b)`` is frozen for the whole run: NetAdapt compares every proposal with the
+current network and the budget, so the yardstick must not move while it runs (the table's own
+correction is refitted whenever an end-to-end point is added). When the table has no fitted
+correction yet, the run first measures two networks end to end, the starting one and the
+smallest NetAdapt could reach, records them in the table as end-to-end points and fits ``(a, b)``
+on them for this run (the endpoints of the range NetAdapt will travel are where the fit matters
+most); the table's header is left alone. Each iteration's end-to-end measurement is recorded in
+the table too (without refitting), for ``nas-latency`` to use later.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from mobilenas.latency.build import mobilenas_home
+from mobilenas.latency.measure import LatencyBackend, make_backend, measure
+from mobilenas.latency.table import Correction, LookupTable
+from mobilenas.space.arch import Architecture
+
+DEFAULT_INPUT_SIZE = 224
+
+
+class TableLatency:
+    """A lookup table plus a backend for missing entries and end-to-end checks."""
+
+    def __init__(self, table: LookupTable, backend: LatencyBackend, correction: Correction | None = None, log: Callable[[str], None] | None = None) -> None:
+        self.table = table
+        self.backend = backend
+        self.correction = correction if correction is not None else table.correction
+        self.log = log or (lambda message: None)
+        self._entries_at_start = len(table)
+
+    @property
+    def input_size(self) -> int:
+        return self.table.input_size
+
+    @property
+    def measured_entries(self) -> int:
+        """Table entries this process has measured so far."""
+        return len(self.table) - self._entries_at_start
+
+    def predict_sum(self, arch: Architecture) -> float:
+        return self.table.predict_sum(arch, measure_missing=True)
+
+    def predict(self, arch: Architecture) -> float:
+        return self.correction.apply(self.predict_sum(arch))
+
+    def measure(self, arch: Architecture) -> float | None:
+        measurement = measure(arch, self.backend, input_size=self.input_size)
+        try:
+            self.table.record_end_to_end(arch, measurement, refit=False)
+        except (OSError, ValueError) as error:  # the table is shared data; a failed append must not end the run
+            self.log(f"  could not record the end-to-end point in {self.table.path}: {error}")
+        value = measurement.latency_ms
+        return value if math.isfinite(value) else None
+
+    def fit_if_needed(self, archs: list[Architecture]) -> None:
+        """Fit and freeze a correction on ``archs`` measured end to end, if the table has none."""
+        if self.correction.fitted:
+            return
+        self.log(f"the table has no fitted correction yet: measuring {len(archs)} network(s) end to end to fit one")
+        sums, measured = [], []
+        for arch in archs:
+            sums.append(self.predict_sum(arch))
+            measurement = measure(arch, self.backend, input_size=self.input_size)
+            self.table.record_end_to_end(arch, measurement, refit=False)
+            measured.append(measurement.latency_ms)
+        # Frozen for this run only: the table's own correction stays what its builder fitted.
+        self.correction = Correction.fit(sums, measured)
+
+    def describe(self) -> dict[str, Any]:
+        header = self.table.header
+        return {
+            "table": str(self.table.path) if self.table.path else None,
+            "device_fingerprint": header.device_fingerprint,
+            "device": header.device.describe(),
+            "runtime": header.device.runtime,
+            "threads": header.device.threads,
+            "input_size": header.input_size,
+            "correction": self.correction.to_dict(),
+        }
+
+
+def default_table_path(backend: LatencyBackend, input_size: int) -> Path:
+    """``$MOBILENAS_HOME/tables/netadapt-<size>px-<runtime>-<threads>t-<device>.jsonl``.
+
+    Beside the search's tables (:func:`mobilenas.latency.default_table_path`); entries are keyed
+    by signature, so a search table of the same device can be given with ``--table`` instead.
+    """
+    device = backend.device()
+    return mobilenas_home() / "tables" / f"netadapt-{input_size}px-{device.runtime}-{device.threads}t-{device.fingerprint()[:8]}.jsonl"
+
+
+def open_latency_model(
+    *,
+    table: str | None,
+    backend: str,
+    threads: int,
+    input_size: int | None,
+    command: str | None = None,
+    device_name: str | None = None,
+    force_device: bool = False,
+    correction: dict[str, Any] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> TableLatency:
+    """Load (or create, when missing) the table and its measuring backend.
+
+    ``backend`` is ``onnxruntime``, ``torch`` or ``command`` (with ``command``, a template run on
+    the exported ``.onnx`` file, see :class:`mobilenas.latency.CommandBackend`). ``correction``
+    (from a run's manifest) replaces the table's own, so a resumed run predicts exactly as it did
+    before.
+    """
+    measuring = make_backend(backend, threads=threads, command=command, device_name=device_name)
+    path = Path(table).expanduser() if table else default_table_path(measuring, input_size or DEFAULT_INPUT_SIZE)
+    if path.exists() and path.stat().st_size > 0:
+        loaded = LookupTable.load(path, backend=measuring, force=force_device)
+        if input_size is not None and loaded.input_size != input_size:
+            raise ValueError(f"latency table {path} is for {loaded.input_size}x{loaded.input_size} inputs, not {input_size}; give another --table or drop --input-size")
+    else:
+        if log:
+            log(f"creating latency table {path} for this device ({measuring.describe()}); entries are measured as NetAdapt needs them")
+        loaded = LookupTable.create(path, backend=measuring, input_size=input_size or DEFAULT_INPUT_SIZE)
+    frozen = Correction.from_dict(correction) if correction is not None else None
+    return TableLatency(loaded, measuring, frozen, log)

@@ -1,0 +1,208 @@
+"""``netadapt refine`` end to end: run directory, refusal of unreachable budgets, resume after SIGKILL.
+
+Everything is real: the built-in synthetic data set, proxy training from mobilenas.train, a
+lookup table measured with ONNX Runtime (entries timed cheaply here: isolated ops, 3 runs, so the
+tests stay fast, at a 128x128 deployment resolution where ops outweigh the per-model overhead; the table's correction is fixed to the identity so every run predicts the same).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from mobilenas.latency.measure import make_backend
+from mobilenas.latency.table import Correction, LookupTable, Method
+from mobilenas.netadapt.cli import main
+from mobilenas.netadapt.groups import group_widths
+from mobilenas.runs import Journal
+from mobilenas.space import Architecture, load_architecture
+from mobilenas.space.builder import build_model
+
+pytestmark = pytest.mark.slow
+
+ARCH = "stem_k3_s2_c16_nre | ds_k3_s1_c16_nre | ir_r2_k3_s2_e3_c24_nre | ir_k3_s2_e3_c32_se0.25_nhs | head_c64_o10_nre_d0.0_gsig"
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("table") / "table.jsonl"
+    backend = make_backend("onnxruntime", threads=1)
+    lookup = LookupTable.create(path, backend=backend, input_size=128, method=Method(name="isolated", cold_cache=False, warmup=1, repeats=3))
+    lookup.set_correction(Correction(a=1.0, b=0.0, points=0, fitted=True))
+    return path
+
+
+def common(table: Path, out: Path) -> list[str]:
+    return [
+        "--train-size", "1000", "--val-size", "300", "--test-size", "200", "--pretrain-epochs", "10",
+        "--finetune-steps", "12", "--final-epochs", "1", "--table", str(table), "--threads", "1",
+        "--initial-reduction", "0.06", "--reduction-decay", "1", "--out", str(out), "--quiet",
+    ]
+
+
+def history(out: Path) -> list[dict[str, Any]]:
+    return Journal(out / "history.jsonl").read()
+
+
+def trajectory(out: Path) -> list[tuple[Any, ...]]:
+    return [(line["iteration"], line["chosen"] and line["chosen"]["group"], line["chosen"] and line["chosen"]["width"], line["latency_ms"], line["accuracy"]) for line in history(out)]
+
+
+@pytest.fixture(scope="module")
+def reference_run(table: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("reference") / "run"
+    assert main(["refine", ARCH, "--budget-ratio", "0.6", *common(table, out)]) == 0
+    return out
+
+
+def test_refine_writes_a_complete_run(reference_run: Path) -> None:
+    out = reference_run
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["kind"] == "netadapt"
+    assert manifest["arguments"]["budget_ratio"] == 0.6 and manifest["seed"] == 0
+    assert manifest["latency"]["device_fingerprint"] and manifest["latency"]["correction"]["a"] == 1.0
+    lines = history(out)
+    assert [line["iteration"] for line in lines] == list(range(len(lines))) and len(lines) >= 3
+    assert lines[0]["trained_from_scratch"] and lines[0]["chosen"] is None
+    budget = manifest["budget_ms"]
+    assert budget == pytest.approx(0.6 * manifest["start_latency_ms"])
+    for before, line in zip(lines, lines[1:], strict=False):
+        assert line["latency_ms"] < before["latency_ms"]
+        assert line["target_latency_ms"] == pytest.approx(max(before["latency_ms"] - 0.06 * manifest["start_latency_ms"], budget))
+        arch = Architecture.from_dict(line["architecture"])
+        assert line["widths"] == group_widths(arch)
+        chosen = line["chosen"]
+        assert line["widths"][chosen["group"]] == chosen["width"] < before["widths"][chosen["group"]] == chosen["previous_width"]
+        assert all(v == before["widths"][k] for k, v in line["widths"].items() if k != chosen["group"])
+        assert line["measured_latency_ms"] > 0
+        assert 0 <= line["accuracy_before_finetune"] <= 1 and 0 <= line["accuracy"] <= 1
+        proposals = line["proposals"]
+        assert len({p["group"] for p in proposals}) == len(proposals) >= 1
+        assert proposals[chosen["index"]]["group"] == chosen["group"]
+        # the winner has the best score under the default rule (accuracy change per latency saved)
+        assert proposals[chosen["index"]]["score"] == max(p["score"] for p in proposals)
+        assert (out / line["checkpoint"]).is_file()
+    assert lines[-2]["latency_ms"] > budget >= lines[-1]["latency_ms"]
+    assert not (out / "proposals").exists() or not any((out / "proposals").iterdir())
+
+    refined = json.loads((out / "refined.json").read_text())
+    assert {"architecture", "accuracy", "latency_ms", "measured_latency_ms", "weights"} <= set(refined)
+    assert refined["latency_ms"] == pytest.approx(lines[-1]["latency_ms"]) and refined["latency_ms"] <= refined["target_latency_ms"]
+    arch = Architecture.from_dict(refined["architecture"])
+    model = build_model(arch)
+    model.load_state_dict(torch.load(refined["weights"], weights_only=True))
+    from mobilenas.space.export import check_onnx
+
+    difference = check_onnx(model, (out / "refined.onnx").read_bytes(), torch.randn(1, 3, 128, 128))
+    assert difference < 1e-4
+    assert (out / "trajectory.png").stat().st_size > 1000
+    events = Journal(out / "events.jsonl").read()
+    assert [e["type"] for e in events].count("final") == 1
+
+
+def test_budget_below_the_smallest_reachable_network_is_refused(table: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    code = main(["refine", ARCH, "--target-latency", "0.0001ms", *common(table, out)])
+    assert code == 2
+    message = capsys.readouterr().err.strip()
+    assert "is below the smallest network NetAdapt can reach" in message
+    assert "by the table" in message and "granularity 8" in message
+    assert len(message.splitlines()) == 1
+    assert not out.exists()  # refused before anything was computed or written
+
+
+def test_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["refine", ARCH, "--target-latency", "fast"]) == 2
+    assert "duration" in capsys.readouterr().err
+    assert main(["refine", ARCH]) == 2
+    assert "exactly one budget" in capsys.readouterr().err
+    assert main(["refine", str(tmp_path / "missing.json"), "--budget-ratio", "0.5"]) == 2
+    assert "neither a reference" in capsys.readouterr().err
+
+
+def test_resume_after_sigkill_loses_and_repeats_nothing(table: Path, reference_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    command = [sys.executable, "-c", "import sys; from mobilenas.netadapt.cli import main; sys.exit(main(sys.argv[1:]))"]
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen([*command, "refine", ARCH, "--budget-ratio", "0.6", *common(table, out)], env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    killed = False
+    while process.poll() is None and time.monotonic() < deadline:
+        events = Journal(out / "events.jsonl").read() if (out / "events.jsonl").exists() else []
+        if any(e.get("type") == "proposal" and e.get("iteration") == 2 for e in events):
+            process.send_signal(signal.SIGKILL)
+            killed = True
+            break
+        time.sleep(0.02)
+    process.wait(timeout=60)
+    assert killed, f"the run ended before it could be killed: {process.stderr.read().decode() if process.stderr else ''}"
+    assert process.returncode == -signal.SIGKILL
+    before = (out / "history.jsonl").read_text()
+    done_before = [line["iteration"] for line in history(out)]
+    assert done_before[:2] == [0, 1]
+    assert not (out / "refined.json").exists()
+
+    assert main(["refine", "--resume", str(out), "--quiet"]) == 0
+
+    after = (out / "history.jsonl").read_text()
+    assert after.startswith(before.rstrip("\n").rsplit("\n", 1)[0])  # committed lines untouched
+    iterations = [line["iteration"] for line in history(out)]
+    assert iterations == list(range(len(iterations)))  # none lost, none repeated
+    assert trajectory(out) == trajectory(reference_run)  # the same run as one never killed
+    events = Journal(out / "events.jsonl").read()
+    proposals = [(e["iteration"], e["index"]) for e in events if e.get("type") == "proposal"]
+    assert len(proposals) == len(set(proposals))  # finished proposals were reused, not fine-tuned again
+    assert sum(1 for e in events if e.get("type") == "resumed") == 1
+    refined = json.loads((out / "refined.json").read_text())
+    assert refined["architecture"] == json.loads((reference_run / "refined.json").read_text())["architecture"]
+
+
+def test_resume_reloads_the_runs_own_arguments(reference_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["refine", "--resume", str(reference_run), "--target-latency", "1ms"]) == 2
+    assert "drop --target-latency" in capsys.readouterr().err
+    # a finished run resumes to its result without new work
+    lines = len(history(reference_run))
+    assert main(["refine", "--resume", str(reference_run), "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["latency_ms"] == json.loads((reference_run / "refined.json").read_text())["latency_ms"]
+    assert len(history(reference_run)) == lines
+
+
+def test_best_json_with_weights(table: Path, reference_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A nas-search best.json (architecture + relative weights path) is refined without training first."""
+    refined = json.loads((reference_run / "refined.json").read_text())
+    (tmp_path / "w.pt").write_bytes(Path(refined["weights"]).read_bytes())
+    best = {"architecture": refined["architecture"], "accuracy": refined["accuracy"], "latency_ms": refined["latency_ms"], "measured_latency_ms": None, "target_latency_ms": 1.0, "reward": 0.5, "weights": "w.pt"}
+    (tmp_path / "best.json").write_text(json.dumps(best))
+    out = tmp_path / "run"
+    assert main(["refine", str(tmp_path / "best.json"), "--budget-ratio", "0.9", "--max-iterations", "1", *common(table, out), "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    lines = history(out)
+    assert not lines[0]["trained_from_scratch"]
+    assert lines[0]["accuracy"] == pytest.approx(refined["accuracy"])  # the given weights, evaluated as they are
+    assert payload["history"][0]["accuracy"] == lines[0]["accuracy"] and len(payload["history"]) == 2
+    state = torch.load(out / "checkpoints" / "iteration-000.pt", weights_only=True)
+    given = torch.load(tmp_path / "w.pt", weights_only=True)
+    assert all(torch.equal(state[k], given[k]) for k in given)
+    assert main(["describe", str(tmp_path / "best.json"), "--json"]) == 0
+    groups = json.loads(capsys.readouterr().out)["groups"]
+    assert [g["width"] for g in groups] == list(group_widths(load_architecture(str(tmp_path / "best.json"))).values())
+
+
+def test_parallel_proposals_on_ray_match_in_process(table: Path, reference_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    arguments = ["refine", ARCH, "--budget-ratio", "0.6", *common(table, out), "--workers", "2", "--max-iterations", "2"]
+    assert main(arguments) == 0
+    assert trajectory(out)[:3] == trajectory(reference_run)[:3]
+    lines = history(out)
+    assert np.isfinite([p["accuracy"] for p in lines[1]["proposals"]]).all()
