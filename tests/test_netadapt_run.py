@@ -7,6 +7,7 @@ tests stay fast, at a 128x128 deployment resolution where ops outweigh the per-m
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -76,7 +77,7 @@ def test_refine_writes_a_complete_run(reference_run: Path) -> None:
     assert lines[0]["trained_from_scratch"] and lines[0]["chosen"] is None
     budget = manifest["budget_ms"]
     assert budget == pytest.approx(0.6 * manifest["start_latency_ms"])
-    for before, line in zip(lines, lines[1:], strict=False):
+    for before, line in itertools.pairwise(lines):
         assert line["latency_ms"] < before["latency_ms"]
         assert line["target_latency_ms"] == pytest.approx(max(before["latency_ms"] - 0.06 * manifest["start_latency_ms"], budget))
         arch = Architecture.from_dict(line["architecture"])
