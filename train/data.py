@@ -1,0 +1,655 @@
+"""Data sets held in memory: the built-in synthetic set, CIFAR-10, image folders and ``.npz`` arrays.
+
+Nothing is ever downloaded. :func:`load_dataset` returns a :class:`DataSplits` of three
+:class:`Split` values (train, val, test) whose images are ``uint8`` tensors (N, C, S, S) and are
+normalised batch by batch (per-channel mean and standard deviation of the training split), so
+even all of CIFAR-10 takes 180 MB.
+
+Kinds (``name_or_path``):
+
+``synthetic``   the built-in procedural set (:mod:`mobilenas.train.synthetic`), drawn from the seed;
+                default sizes 4,000 train + 1,000 val + 2,000 test.
+``cifar10``     CIFAR-10 in its standard python layout: ``data_dir`` is the
+                ``cifar-10-batches-py`` folder itself or the folder holding it (torchvision's root).
+``imagefolder`` ``data_dir/<class>/<image>`` (any format Pillow reads, any size); or
+                ``data_dir/train/<class>/...`` plus ``data_dir/test/<class>/...``. Images are
+                resized (shorter side) and centre-cropped to ``image_size``, by default the median
+                shorter side, at most 224.
+``npz``         a ``.npz`` file with ``x_train``, ``y_train`` and optionally ``x_test``,
+                ``y_test`` (and ``classes``): images (N, H, W) grayscale, (N, H, W, C) or
+                (N, C, H, W) with C 1 or 3; ``uint8``, or floats in [0, 1]. Non-square images are
+                centre-cropped to a square; ``image_size`` resizes.
+a path          the kind is recognised: a ``.npz`` file, a folder with ``cifar-10-batches-py``
+                (or ``data_batch_1``), otherwise an image folder.
+
+Splits: the validation split is carved from the training data, stratified by class and seeded
+(``seed``); it serves every reward and fine-tune decision. The test split is only for final
+reporting; where a data set has none (an image folder without ``test/``, an ``.npz`` without
+``x_test``) one is carved the same way (``test_size``, default 20%). ``train_size``,
+``val_size`` and ``test_size`` accept a count or a fraction in (0, 1); subsets are stratified.
+
+Grayscale data stay one channel (``in_channels == 1``); the trainers give the network a
+one-channel stem (``arch.with_in_channels(1)``, recorded in the result's ``adaptation``), so the
+exported model takes the data as they are. ``channels=3`` replicates gray to three channels
+instead (e.g. to keep a searched architecture's stem exactly as it is).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pickle
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mobilenas.train import synthetic
+
+KINDS = ("synthetic", "cifar10", "imagefolder", "npz")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+SYNTHETIC_DEFAULT_SIZES = (4000, 1000, 2000)  # train, val, test
+DEFAULT_VAL_FRACTION = 0.1
+DEFAULT_TEST_FRACTION = 0.2
+MAX_DEFAULT_IMAGE_SIZE = 224
+
+CIFAR10_LAYOUT = (
+    "the CIFAR-10 python layout: a folder cifar-10-batches-py/ holding data_batch_1 ... data_batch_5, "
+    "test_batch and batches.meta (as torchvision stores it); give that folder or the folder holding it"
+)
+IMAGEFOLDER_LAYOUT = "an image folder: ROOT/<class>/<image> (or ROOT/train/<class>/... and ROOT/test/<class>/...)"
+NPZ_LAYOUT = "a .npz file with x_train, y_train (and optionally x_test, y_test): images (N,H,W), (N,H,W,C) or (N,C,H,W) with C in 1 or 3"
+
+SizeSpec = int | float | None
+
+
+# --------------------------------------------------------------------------- values
+
+
+@dataclass(frozen=True, eq=False)
+class Split:
+    """One split: ``images`` ``uint8`` (N, C, S, S), ``labels`` ``int64`` (N,).
+
+    ``mean`` and ``std`` (per channel, in 0..1 pixel units) are those of the training split, so
+    every split of a data set is normalised the same way.
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        assert self.images.dtype == torch.uint8 and self.images.ndim == 4, (self.images.dtype, self.images.shape)
+        assert self.labels.dtype == torch.int64 and self.labels.shape == (self.images.shape[0],)
+        assert len(self.mean) == len(self.std) == self.images.shape[1]
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    @property
+    def in_channels(self) -> int:
+        return int(self.images.shape[1])
+
+    @property
+    def input_size(self) -> int:
+        return int(self.images.shape[2])
+
+    def normalise(self, images: torch.Tensor) -> torch.Tensor:
+        """``uint8`` (B, C, S, S) -> normalised ``float32``."""
+        mean = torch.tensor(self.mean, dtype=torch.float32).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, dtype=torch.float32).view(1, -1, 1, 1)
+        return (images.float() / 255.0 - mean) / std
+
+    def select(self, index: torch.Tensor | np.ndarray | Sequence[int]) -> Split:
+        index = torch.as_tensor(np.asarray(index, dtype=np.int64))
+        return dataclasses.replace(self, images=self.images[index], labels=self.labels[index])
+
+    def subset(self, size: SizeSpec, seed: int = 0) -> Split:
+        """A stratified, seeded subset of ``size`` images (a count or a fraction); ``None`` = all."""
+        if size is None:
+            return self
+        count = resolve_size(size, len(self), "subset size")
+        if count >= len(self):
+            return self
+        keep, _ = stratified_split(self.labels.numpy(), count, seed)
+        return self.select(np.sort(keep))
+
+    def batches(self, batch_size: int, *, order: torch.Tensor | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Normalised ``(images, labels)`` batches in ``order`` (default: as stored)."""
+        n = len(self)
+        for start in range(0, n, batch_size):
+            index = order[start : start + batch_size] if order is not None else slice(start, start + batch_size)
+            yield self.normalise(self.images[index]), self.labels[index]
+
+
+@dataclass(frozen=True, eq=False)
+class DataSplits:
+    """A loaded data set: train / val / test splits and what describes them."""
+
+    name: str
+    train: Split
+    val: Split
+    test: Split
+    num_classes: int
+    class_names: tuple[str, ...]
+    description: str
+    seed: int = 0
+
+    @property
+    def input_size(self) -> int:
+        """Square input resolution (pixels)."""
+        return self.train.input_size
+
+    @property
+    def in_channels(self) -> int:
+        return self.train.in_channels
+
+    def sizes(self) -> dict[str, int]:
+        return {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
+
+    def summary(self) -> dict[str, object]:
+        """Plain data describing the data set (for manifests and metrics files)."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "num_classes": self.num_classes,
+            "input_size": self.input_size,
+            "in_channels": self.in_channels,
+            "sizes": self.sizes(),
+            "seed": self.seed,
+            "mean": list(self.train.mean),
+            "std": list(self.train.std),
+        }
+
+
+# --------------------------------------------------------------------------- splitting
+
+
+def resolve_size(size: int | float, total: int, what: str) -> int:
+    """A count from a count or a fraction of ``total``."""
+    if isinstance(size, bool):
+        raise ValueError(f"{what} must be a count or a fraction in (0, 1), got {size!r}")
+    if isinstance(size, float) and not size.is_integer():
+        if not 0.0 < size < 1.0:
+            raise ValueError(f"{what} must be a count >= 1 or a fraction in (0, 1), got {size}")
+        return max(1, round(size * total))
+    count = int(size)
+    if count < 1:
+        raise ValueError(f"{what} must be a count >= 1 or a fraction in (0, 1), got {size}")
+    return count
+
+
+def stratified_split(labels: np.ndarray, count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pick ``count`` indices with the class proportions of ``labels``; return ``(picked, rest)``.
+
+    Per-class quotas follow the largest-remainder rule, so each class gets its share within one
+    image; which images are picked is a seeded permutation within each class.
+    """
+    labels = np.asarray(labels)
+    total = len(labels)
+    if not 0 <= count <= total:
+        raise ValueError(f"cannot pick {count} of {total} images")
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x5B117]))
+    classes, counts = np.unique(labels, return_counts=True)
+    exact = counts * (count / total) if total else counts * 0.0
+    quota = np.floor(exact).astype(np.int64)
+    remainder = count - int(quota.sum())
+    if remainder:
+        # Largest fractional parts first; ties broken by class order (stable sort).
+        order = np.argsort(-(exact - quota), kind="stable")
+        quota[order[:remainder]] += 1
+    picked_parts = []
+    for cls, q in zip(classes, quota, strict=True):
+        members = np.nonzero(labels == cls)[0]
+        picked_parts.append(rng.permutation(members)[:q])
+    picked = np.sort(np.concatenate(picked_parts)) if picked_parts else np.zeros(0, dtype=np.int64)
+    mask = np.ones(total, dtype=bool)
+    mask[picked] = False
+    return picked.astype(np.int64), np.nonzero(mask)[0].astype(np.int64)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_dataset(
+    name_or_path: str | Path,
+    *,
+    data_dir: str | Path | None = None,
+    seed: int = 0,
+    train_size: SizeSpec = None,
+    val_size: SizeSpec = None,
+    test_size: SizeSpec = None,
+    image_size: int | None = None,
+    channels: int | None = None,
+) -> DataSplits:
+    """Load a data set into memory (see the module docstring for the kinds and the split rules).
+
+    ``seed`` fixes the synthetic images and every split and subset. ``val_size`` defaults to 10%
+    of the training data (1,000 images for ``synthetic``); ``train_size``/``test_size`` default to
+    everything that is left (4,000 / 2,000 for ``synthetic``). ``image_size`` resizes (image folders
+    and ``.npz``; the synthetic set is drawn at that size). ``channels`` (1 or 3) converts RGB to
+    gray or gray to RGB. Raises ``ValueError`` naming the expected layout when a path is missing
+    or malformed.
+    """
+    kind, path = _resolve_kind(str(name_or_path), data_dir)
+    if image_size is not None and image_size < 8:
+        raise ValueError(f"image_size must be >= 8 pixels, got {image_size}")
+    if channels not in (None, 1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels}")
+    test: tuple[np.ndarray, np.ndarray] | None
+    class_names: tuple[str, ...]
+    if kind == "synthetic":
+        return _load_synthetic(seed, train_size, val_size, test_size, image_size, channels)
+    if kind == "cifar10":
+        assert path is not None
+        train, test, class_names = _read_cifar10(path)
+        name = "cifar10"
+    elif kind == "npz":
+        assert path is not None
+        train, test, class_names = _read_npz(path, image_size)
+        name = path.stem
+    else:
+        assert path is not None
+        train, test, class_names = _read_image_folder(path, image_size)
+        name = path.name or "imagefolder"
+    return _assemble(name, f"{kind} from {path}", train, test, class_names, seed, train_size, val_size, test_size, channels)
+
+
+def _resolve_kind(name: str, data_dir: str | Path | None) -> tuple[str, Path | None]:
+    if name == "synthetic":
+        if data_dir is not None:
+            raise ValueError("the synthetic data set is built in; it takes no --data-dir")
+        return "synthetic", None
+    if name in ("cifar10", "imagefolder", "npz"):
+        if data_dir is None:
+            expected = {"cifar10": CIFAR10_LAYOUT, "imagefolder": IMAGEFOLDER_LAYOUT, "npz": NPZ_LAYOUT}[name]
+            raise ValueError(f"the {name} data set needs a data directory or file (--data-dir): {expected}")
+        return name, Path(data_dir).expanduser()
+    path = Path(name).expanduser()
+    if data_dir is not None:
+        raise ValueError(f"give either a data set kind with --data-dir, or a path; got the path {name!r} and --data-dir {data_dir}")
+    if not path.exists():
+        raise ValueError(
+            f"unknown data set {name!r}: choose one of {', '.join(KINDS)} (cifar10/imagefolder/npz with --data-dir) "
+            "or give an existing .npz file or data folder"
+        )
+    if path.is_file():
+        if path.suffix.lower() == ".npz":
+            return "npz", path
+        raise ValueError(f"{path}: a data file must be {NPZ_LAYOUT}")
+    if (path / "cifar-10-batches-py").is_dir() or (path / "data_batch_1").is_file():
+        return "cifar10", path
+    return "imagefolder", path
+
+
+def _load_synthetic(seed: int, train_size: SizeSpec, val_size: SizeSpec, test_size: SizeSpec, image_size: int | None, channels: int | None) -> DataSplits:
+    sizes = []
+    for size, default, what in zip((train_size, val_size, test_size), SYNTHETIC_DEFAULT_SIZES, ("train_size", "val_size", "test_size"), strict=True):
+        if size is None:
+            sizes.append(default)
+        elif isinstance(size, float) and not float(size).is_integer():
+            raise ValueError(f"{what}: the synthetic set has no fixed size to take a fraction of; give a count")
+        else:
+            sizes.append(resolve_size(size, default, what))
+    train_n, val_n, test_n = sizes
+    size = image_size or synthetic.IMAGE_SIZE
+    # Train+val come from one stream and test from another, so changing the test size never
+    # changes the training images (and vice versa).
+    train_images, train_labels = synthetic.make_synthetic(train_n + val_n, seed, image_size=size)
+    test_images, test_labels = synthetic.make_synthetic(test_n, seed + 1_000_003, image_size=size)
+    description = synthetic.DESCRIPTION
+    if size != synthetic.IMAGE_SIZE:
+        description += f" (drawn at {size}x{size})"
+    return _assemble(
+        "synthetic", description, (train_images, train_labels), (test_images, test_labels),
+        synthetic.CLASS_NAMES, seed, None, val_n, None, channels,
+    )
+
+
+def _assemble(
+    name: str,
+    description: str,
+    train: tuple[np.ndarray, np.ndarray],
+    test: tuple[np.ndarray, np.ndarray] | None,
+    class_names: tuple[str, ...],
+    seed: int,
+    train_size: SizeSpec,
+    val_size: SizeSpec,
+    test_size: SizeSpec,
+    channels: int | None,
+) -> DataSplits:
+    images, labels = train
+    if test is None:
+        count = resolve_size(test_size if test_size is not None else DEFAULT_TEST_FRACTION, len(labels), "test_size")
+        _check_room(count, len(labels), "test", name)
+        test_index, rest = stratified_split(labels, count, seed + 1)
+        test = (images[test_index], labels[test_index])
+        images, labels = images[rest], labels[rest]
+        test_size = None
+    val_count = resolve_size(val_size if val_size is not None else DEFAULT_VAL_FRACTION, len(labels), "val_size")
+    _check_room(val_count, len(labels), "validation", name)
+    val_index, train_index = stratified_split(labels, val_count, seed)
+    if train_size is not None:
+        train_count = resolve_size(train_size, len(train_index), "train_size")
+        if train_count < len(train_index):
+            keep, _ = stratified_split(labels[train_index], train_count, seed + 2)
+            train_index = train_index[keep]
+    test_images, test_labels = test
+    if test_size is not None:
+        test_count = resolve_size(test_size, len(test_labels), "test_size")
+        if test_count < len(test_labels):
+            keep, _ = stratified_split(test_labels, test_count, seed + 3)
+            test_images, test_labels = test_images[keep], test_labels[keep]
+    arrays = [images[train_index], images[val_index], test_images]
+    if channels is not None:
+        arrays = [_convert_channels(a, channels) for a in arrays]
+    train_images = torch.from_numpy(np.ascontiguousarray(arrays[0]))
+    if len(train_images) == 0:
+        raise ValueError(f"{name}: no training images left after the validation split")
+    mean, std = _channel_statistics(train_images)
+    splits = [
+        Split(tensor, torch.from_numpy(np.ascontiguousarray(y, dtype=np.int64)), mean, std)
+        for tensor, y in (
+            (train_images, labels[train_index]),
+            (torch.from_numpy(np.ascontiguousarray(arrays[1])), labels[val_index]),
+            (torch.from_numpy(np.ascontiguousarray(arrays[2])), test_labels),
+        )
+    ]
+    return DataSplits(
+        name=name,
+        train=splits[0],
+        val=splits[1],
+        test=splits[2],
+        num_classes=len(class_names),
+        class_names=tuple(class_names),
+        description=description,
+        seed=seed,
+    )
+
+
+def _check_room(count: int, total: int, what: str, name: str) -> None:
+    if count >= total:
+        raise ValueError(f"{name}: a {what} split of {count} images leaves none of the {total} for training; give a smaller size")
+
+
+def _channel_statistics(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and standard deviation in 0..1 units (from at most 10,000 images)."""
+    sample = images[:: max(1, len(images) // 10_000)].double() / 255.0
+    mean = sample.mean(dim=(0, 2, 3))
+    std = sample.std(dim=(0, 2, 3)).clamp_min(1e-3)
+    return tuple(round(float(m), 6) for m in mean), tuple(round(float(s), 6) for s in std)
+
+
+def _convert_channels(images: np.ndarray, channels: int) -> np.ndarray:
+    if images.shape[1] == channels:
+        return images
+    if channels == 3:
+        return np.repeat(images, 3, axis=1)
+    # ITU-R 601 luma, as Pillow's convert("L").
+    weights = np.array([0.299, 0.587, 0.114], dtype=np.float32).reshape(1, 3, 1, 1)
+    gray = (images.astype(np.float32) * weights).sum(axis=1, keepdims=True)
+    return np.clip(np.rint(gray), 0, 255).astype(np.uint8)
+
+
+# --------------------------------------------------------------------------- CIFAR-10
+
+
+def _read_cifar10(path: Path) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray], tuple[str, ...]]:
+    if not path.exists():
+        raise ValueError(f"{path} does not exist; expected {CIFAR10_LAYOUT}")
+    root = path / "cifar-10-batches-py" if (path / "cifar-10-batches-py").is_dir() else path
+    names = [f"data_batch_{i}" for i in range(1, 6)]
+    missing = [n for n in [*names, "test_batch"] if not (root / n).is_file()]
+    if missing:
+        raise ValueError(f"{root}: missing {', '.join(missing)}; expected {CIFAR10_LAYOUT}")
+    train_parts = [_read_cifar_batch(root / n) for n in names]
+    train_images = np.concatenate([p[0] for p in train_parts])
+    train_labels = np.concatenate([p[1] for p in train_parts])
+    test = _read_cifar_batch(root / "test_batch")
+    class_names: tuple[str, ...] = tuple(str(i) for i in range(10))
+    meta = root / "batches.meta"
+    if meta.is_file():
+        data = _unpickle(meta)
+        label_names = data.get("label_names") if isinstance(data, dict) else None
+        if isinstance(label_names, list) and len(label_names) == 10:
+            class_names = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in label_names)
+    return (train_images, train_labels), test, class_names
+
+
+def _unpickle(path: Path) -> object:
+    try:
+        with open(path, "rb") as handle:
+            # latin1 is how torchvision reads these files (they were pickled by Python 2).
+            return pickle.load(handle, encoding="latin1")
+    except Exception as error:
+        raise ValueError(f"{path}: cannot be read as a CIFAR-10 batch ({type(error).__name__}); expected {CIFAR10_LAYOUT}") from None
+
+
+def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    data = _unpickle(path)
+    if not isinstance(data, dict) or "data" not in data or ("labels" not in data and "fine_labels" not in data):
+        raise ValueError(f"{path}: not a CIFAR-10 batch (a pickled dict with 'data' and 'labels'); expected {CIFAR10_LAYOUT}")
+    images = np.asarray(data["data"], dtype=np.uint8)
+    labels = np.asarray(data.get("labels", data.get("fine_labels")), dtype=np.int64)
+    if images.ndim != 2 or images.shape[1] != 3 * 32 * 32 or len(labels) != len(images):
+        raise ValueError(f"{path}: 'data' must be (N, 3072) uint8 with N labels, got {images.shape} and {len(labels)} labels")
+    if labels.size and (labels.min() < 0 or labels.max() > 9):
+        raise ValueError(f"{path}: labels must be 0..9 for CIFAR-10")
+    return images.reshape(-1, 3, 32, 32), labels
+
+
+# --------------------------------------------------------------------------- .npz arrays
+
+
+def _read_npz(path: Path, image_size: int | None) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray] | None, tuple[str, ...]]:
+    if not path.is_file():
+        raise ValueError(f"{path} does not exist; expected {NPZ_LAYOUT}")
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except Exception as error:
+        raise ValueError(f"{path}: cannot be read as a .npz ({type(error).__name__}); expected {NPZ_LAYOUT}") from None
+    with archive:
+        keys = set(archive.files)
+        missing = [k for k in ("x_train", "y_train") if k not in keys]
+        if missing:
+            raise ValueError(f"{path}: missing {', '.join(missing)} (has {', '.join(sorted(keys)) or 'nothing'}); expected {NPZ_LAYOUT}")
+        if ("x_test" in keys) != ("y_test" in keys):
+            raise ValueError(f"{path}: x_test and y_test come together; expected {NPZ_LAYOUT}")
+        x_train = _npz_images(path, "x_train", archive["x_train"], image_size)
+        raw_train_labels = _npz_labels(path, "y_train", archive["y_train"], len(x_train))
+        test_raw = None
+        if "x_test" in keys:
+            x_test = _npz_images(path, "x_test", archive["x_test"], image_size or x_train.shape[2])
+            if x_test.shape[1:] != x_train.shape[1:]:
+                raise ValueError(f"{path}: x_test images {x_test.shape[1:]} differ from x_train images {x_train.shape[1:]}")
+            test_raw = (x_test, _npz_labels(path, "y_test", archive["y_test"], len(x_test)))
+        names_in_file = [str(c) for c in archive["classes"]] if "classes" in keys else None
+    values = np.unique(raw_train_labels)
+    if len(values) < 2:
+        raise ValueError(f"{path}: y_train holds {len(values)} class; a classifier needs at least 2")
+    index = {int(v): i for i, v in enumerate(values)}
+    train_labels = np.searchsorted(values, raw_train_labels).astype(np.int64)
+    test = None
+    if test_raw is not None:
+        unknown = sorted(set(np.unique(test_raw[1]).tolist()) - set(index))
+        if unknown:
+            raise ValueError(f"{path}: y_test has labels {unknown[:5]} that y_train never uses")
+        test = (test_raw[0], np.searchsorted(values, test_raw[1]).astype(np.int64))
+    if names_in_file is not None and len(names_in_file) == int(values.max()) + 1 and values.min() >= 0:
+        class_names = tuple(names_in_file[int(v)] for v in values)
+    else:
+        class_names = tuple(str(int(v)) for v in values)
+    return (x_train, train_labels), test, class_names
+
+
+def _npz_labels(path: Path, key: str, labels: np.ndarray, count: int) -> np.ndarray:
+    labels = np.asarray(labels)
+    if labels.ndim == 2 and labels.shape[1] == 1:
+        labels = labels[:, 0]
+    if labels.ndim != 1 or len(labels) != count:
+        raise ValueError(f"{path}: {key} must be ({count},) integer class labels, got shape {labels.shape}")
+    if not np.issubdtype(labels.dtype, np.integer):
+        if np.issubdtype(labels.dtype, np.floating) and np.all(np.equal(np.mod(labels, 1), 0)):
+            return labels.astype(np.int64)
+        raise ValueError(f"{path}: {key} must hold integer class labels, got {labels.dtype}")
+    return labels.astype(np.int64)
+
+
+def _npz_images(path: Path, key: str, array: np.ndarray, image_size: int | None) -> np.ndarray:
+    """Any accepted image array -> ``uint8`` (N, C, S, S)."""
+    x = np.asarray(array)
+    if x.ndim == 3:
+        x = x[:, None]
+    elif x.ndim == 4:
+        if x.shape[-1] in (1, 3):  # channels last (NumPy / Keras convention), preferred when ambiguous
+            x = x.transpose(0, 3, 1, 2)
+        elif x.shape[1] not in (1, 3):
+            raise ValueError(f"{path}: {key} has shape {x.shape}; images must have 1 or 3 channels; expected {NPZ_LAYOUT}")
+    else:
+        raise ValueError(f"{path}: {key} has shape {x.shape}; expected {NPZ_LAYOUT}")
+    if len(x) == 0:
+        raise ValueError(f"{path}: {key} holds no images")
+    if x.dtype == np.uint8:
+        pixels = x
+    elif np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer):
+        low, high = float(x.min()), float(x.max())
+        if low >= 0.0 and high <= 1.0 and np.issubdtype(x.dtype, np.floating):
+            pixels = np.clip(np.rint(x * 255.0), 0, 255).astype(np.uint8)
+        elif low >= 0.0 and high <= 255.0:
+            pixels = np.clip(np.rint(x), 0, 255).astype(np.uint8)
+        else:
+            raise ValueError(f"{path}: {key} values span [{low:g}, {high:g}]; store uint8 pixels or floats in [0, 1]")
+    else:
+        raise ValueError(f"{path}: {key} has dtype {x.dtype}; store uint8 pixels or floats in [0, 1]")
+    height, width = pixels.shape[2], pixels.shape[3]
+    side = min(height, width)
+    target = image_size or side
+    if (height, width) == (target, target):
+        return np.ascontiguousarray(pixels)
+    from PIL import Image
+
+    resized = np.empty((len(pixels), pixels.shape[1], target, target), dtype=np.uint8)
+    for i, image in enumerate(pixels):
+        planes = [np.asarray(_square(Image.fromarray(plane), target)) for plane in image]
+        resized[i] = np.stack(planes)
+    return resized
+
+
+def _square(image: object, size: int) -> object:
+    """Resize the shorter side to ``size`` (bilinear, antialiased) and centre-crop a square."""
+    from PIL import Image
+
+    assert isinstance(image, Image.Image)
+    width, height = image.size
+    scale = size / min(width, height)
+    new_width, new_height = max(size, round(width * scale)), max(size, round(height * scale))
+    if (new_width, new_height) != (width, height):
+        image = image.resize((new_width, new_height), Image.BILINEAR)
+    left, top = (new_width - size) // 2, (new_height - size) // 2
+    return image.crop((left, top, left + size, top + size))
+
+
+# --------------------------------------------------------------------------- image folders
+
+
+def _class_folders(root: Path) -> list[Path]:
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _image_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))
+
+
+def _read_image_folder(path: Path, image_size: int | None) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray] | None, tuple[str, ...]]:
+    if not path.is_dir():
+        raise ValueError(f"{path} is not a folder; expected {IMAGEFOLDER_LAYOUT}")
+    if (path / "train").is_dir() and (path / "test").is_dir():
+        train_root, test_root = path / "train", path / "test"
+    else:
+        train_root, test_root = path, None
+    class_dirs = _class_folders(train_root)
+    if len(class_dirs) < 2:
+        raise ValueError(f"{train_root}: found {len(class_dirs)} class folder(s); expected {IMAGEFOLDER_LAYOUT} with at least 2 classes")
+    class_names = tuple(d.name for d in class_dirs)
+    train_files = _labelled_files(train_root, class_names)
+    test_files = _labelled_files(test_root, class_names) if test_root is not None else None
+    all_files = [f for f, _ in train_files] + ([f for f, _ in test_files] if test_files else [])
+    size = image_size or _default_image_size(all_files)
+    train_images, train_labels, train_gray = _decode_images(train_files, size)
+    test = None
+    all_gray = train_gray
+    if test_files is not None:
+        test_images, test_labels, test_gray = _decode_images(test_files, size)
+        all_gray = all_gray and test_gray
+    if all_gray:
+        # Every image is grayscale: keep one channel (see the module docstring).
+        train_images = np.ascontiguousarray(train_images[:, :1])
+        if test_files is not None:
+            test_images = np.ascontiguousarray(test_images[:, :1])
+    if test_files is not None:
+        test = (test_images, test_labels)
+    return (train_images, train_labels), test, class_names
+
+
+def _labelled_files(root: Path, class_names: tuple[str, ...]) -> list[tuple[Path, int]]:
+    found = {d.name: d for d in _class_folders(root)}
+    extra = sorted(set(found) - set(class_names))
+    if extra:
+        raise ValueError(f"{root}: class folders {extra} do not appear in the training folder")
+    files: list[tuple[Path, int]] = []
+    empty = []
+    for label, name in enumerate(class_names):
+        members = _image_files(found[name]) if name in found else []
+        if not members and root is not None and name in found:
+            empty.append(name)
+        files.extend((f, label) for f in members)
+    if empty:
+        raise ValueError(f"{root}: class folder(s) {', '.join(empty)} hold no images ({', '.join(IMAGE_EXTENSIONS)}); expected {IMAGEFOLDER_LAYOUT}")
+    return files
+
+
+def _default_image_size(files: list[Path]) -> int:
+    from PIL import Image, UnidentifiedImageError
+
+    sides = []
+    for f in files:
+        try:
+            with Image.open(f) as image:  # reads the header only
+                sides.append(min(image.size))
+        except (UnidentifiedImageError, OSError) as error:
+            raise ValueError(f"{f}: not an image Pillow can read ({error})") from None
+    return int(min(MAX_DEFAULT_IMAGE_SIZE, np.median(sides)))
+
+
+def _decode_images(files: list[tuple[Path, int]], size: int) -> tuple[np.ndarray, np.ndarray, bool]:
+    """RGB ``uint8`` (N, 3, S, S), labels, and whether every image was grayscale."""
+    from PIL import Image, UnidentifiedImageError
+
+    images = np.empty((len(files), 3, size, size), dtype=np.uint8)
+    labels = np.empty(len(files), dtype=np.int64)
+    gray = True
+    for i, (f, label) in enumerate(files):
+        try:
+            with Image.open(f) as image:
+                mode = image.mode
+                rgb = image.convert("RGB")
+        except (UnidentifiedImageError, OSError) as error:
+            raise ValueError(f"{f}: not an image Pillow can read ({error})") from None
+        gray = gray and mode in ("L", "1", "I", "I;16", "LA", "F")
+        images[i] = np.asarray(_square(rgb, size)).transpose(2, 0, 1)
+        labels[i] = label
+    return images, labels, gray
+
+
+def describe_kinds() -> str:
+    """One line per kind, for ``--help``."""
+    return "; ".join([
+        "synthetic (built in)",
+        "cifar10 --data-dir DIR (" + CIFAR10_LAYOUT.split(":")[0] + ")",
+        "imagefolder --data-dir ROOT (ROOT/<class>/<image>)",
+        "npz --data-dir FILE.npz (x_train, y_train[, x_test, y_test])",
+        "or a path to any of these",
+    ])
+

@@ -1,0 +1,396 @@
+"""Proxy-task training: score an architecture by a short, deterministic training.
+
+:func:`train_proxy` builds an :class:`Architecture` for the data set (classifier resized to its
+classes, stem to its channels, early strides removed for small images by
+:func:`mobilenas.space.builder.adapt_for_input_size`), trains it for :class:`ProxyConfig`'s
+budget on a fixed stratified subset of the training split, and measures accuracy on a fixed
+subset of the validation split. :func:`train_model` continues training any module (NetAdapt's
+short fine-tunes) and :func:`evaluate` measures accuracy and loss.
+
+Deterministic: for one ``config.seed``, one data set and one thread count, two calls give the
+same weights and the same accuracy on the CPU (checked by the tests). Thread counts change
+the order of floating-point reductions, so results with 1 and 2 threads differ in the last
+digits; on a GPU, cuDNN may be nondeterministic.
+
+Safe in a worker process: nothing global changes. The thread count is set for the duration of
+the call and restored; the global torch generator is forked; the working directory is not
+touched. A training whose loss becomes NaN or explodes returns ``status="failed"`` with the
+reason in ``error``; it never raises into the caller.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from mobilenas.space.arch import Architecture
+from mobilenas.space.builder import Network, build_model
+from mobilenas.space.cost import count_params
+from mobilenas.train import engine
+from mobilenas.train.data import DataSplits, Split
+
+STATUS_OK = "ok"
+STATUS_FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    """Everything a proxy training depends on; the defaults are the measured CPU default.
+
+    Budget: exactly one of ``steps`` (optimisation steps of ``batch_size`` images) or ``epochs``
+    (passes over the training subset, may be fractional). Subsets: ``train_subset`` and
+    ``val_subset`` images (stratified, fixed by the data set's seed, so every candidate of a search
+    sees the same images); ``None`` uses the whole split. The learning rate warms up linearly over
+    ``warmup_fraction`` of the steps to ``learning_rate``, then follows a cosine to
+    ``final_lr_fraction * learning_rate``. Before evaluation the batch-norm statistics are
+    recomputed on ``bn_recalibration_images`` training images (0 = keep the running averages):
+    the builder's slow batch-norm momentum would otherwise leave them near their initial values
+    after a short training.
+    """
+
+    optimizer: str = "adamw"
+    learning_rate: float = 0.002
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 4e-5
+    label_smoothing: float = 0.1
+    warmup_fraction: float = 0.1
+    final_lr_fraction: float = 0.0
+    batch_size: int = 32
+    steps: int | None = 40
+    epochs: float | None = None
+    train_subset: int | None = 4000
+    val_subset: int | None = 1000
+    eval_batch_size: int = 250
+    bn_recalibration_images: int = 500
+    grad_clip_norm: float | None = 5.0
+    augment: bool = False
+    channels_last: bool = True
+    threads: int | None = 1
+    device: str = "cpu"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in engine.OPTIMIZERS:
+            raise ValueError(f"optimizer: {self.optimizer!r} is not one of {', '.join(engine.OPTIMIZERS)}")
+        if (self.steps is None) == (self.epochs is None):
+            raise ValueError(f"give exactly one of steps or epochs (got steps={self.steps}, epochs={self.epochs})")
+        if self.steps is not None and self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if self.epochs is not None and not (math.isfinite(self.epochs) and self.epochs > 0):
+            raise ValueError(f"epochs must be > 0, got {self.epochs}")
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        for name in ("momentum", "label_smoothing", "warmup_fraction", "final_lr_fraction"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and 0 <= value < 1):
+                raise ValueError(f"{name} must be in [0, 1), got {value}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if self.bn_recalibration_images < 0:
+            raise ValueError(f"bn_recalibration_images must be >= 0, got {self.bn_recalibration_images}")
+        for name in ("batch_size", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("train_subset", "val_subset", "threads"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1 or None, got {value}")
+        if self.grad_clip_norm is not None and not self.grad_clip_norm > 0:
+            raise ValueError(f"grad_clip_norm must be > 0 or None, got {self.grad_clip_norm}")
+        try:
+            torch.device(self.device)
+        except RuntimeError:
+            raise ValueError(f"device: {self.device!r} is not a torch device (cpu, cuda, cuda:1, ...)") from None
+
+    def total_steps(self, num_train_images: int) -> int:
+        """Optimisation steps this config runs on a training subset of that many images."""
+        if self.steps is not None:
+            return self.steps
+        assert self.epochs is not None
+        per_epoch = engine.steps_per_epoch(num_train_images, self.batch_size)
+        return max(1, round(self.epochs * per_epoch))
+
+    def optimiser_settings(self) -> engine.OptimiserSettings:
+        return engine.OptimiserSettings(self.optimizer, self.learning_rate, self.momentum, self.weight_decay, self.nesterov)
+
+    def schedule(self, total_steps: int) -> engine.Schedule:
+        return engine.Schedule(self.learning_rate, total_steps, round(self.warmup_fraction * total_steps), self.final_lr_fraction)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ProxyConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"unknown proxy config keys {unknown} (allowed: {', '.join(sorted(names))})")
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What :func:`train_model` did. ``status`` is ``ok`` or ``failed`` (``error`` says why)."""
+
+    status: str
+    steps: int
+    images: int
+    train_loss: float
+    wall_time_s: float
+    images_per_s: float
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == STATUS_OK
+
+
+@dataclass(frozen=True)
+class ProxyResult:
+    """The outcome of :func:`train_proxy`.
+
+    ``accuracy`` is the validation accuracy as a fraction (0..1; 0.0 when ``status == "failed"``)
+    and ``loss`` the validation cross-entropy (NaN when failed). ``images_per_s`` is the training
+    throughput; ``wall_time_s`` covers building, training and evaluating. ``adaptation`` lists what
+    was changed to fit the data (``head.num_classes=10``, ``stem.in_channels=1``, the strides
+    removed for small inputs). ``state_dict`` holds the trained weights when asked for with
+    ``keep_weights=True`` (for ``build_for_data(arch, data).load_state_dict(...)``).
+    """
+
+    status: str
+    accuracy: float
+    loss: float
+    train_loss: float
+    wall_time_s: float
+    train_time_s: float
+    eval_time_s: float
+    images_per_s: float
+    steps: int
+    images_seen: int
+    epochs: float
+    params: int
+    adaptation: tuple[str, ...]
+    seed: int
+    error: str | None = None
+    state_dict: dict[str, torch.Tensor] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == STATUS_OK
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for JSON (the weights left out)."""
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "state_dict"}
+        data["adaptation"] = list(self.adaptation)
+        return data
+
+
+# --------------------------------------------------------------------------- building
+
+
+def prepare_architecture(arch: Architecture, data: DataSplits) -> tuple[Architecture, tuple[str, ...]]:
+    """Fit ``arch`` to the data set's classes and channels; returns it and what changed.
+
+    The input-size adaptation is the builder's (:func:`build_model` with ``input_size``); this only
+    resizes the classifier to ``data.num_classes`` and the stem to ``data.in_channels``.
+    """
+    changes: list[str] = []
+    if arch.head.num_classes != data.num_classes:
+        arch = arch.with_num_classes(data.num_classes)
+        changes.append(f"head.num_classes={data.num_classes}")
+    if arch.stem.in_channels != data.in_channels:
+        arch = arch.with_in_channels(data.in_channels)
+        changes.append(f"stem.in_channels={data.in_channels}")
+    return arch, tuple(changes)
+
+
+def build_for_data(arch: Architecture, data: DataSplits) -> Network:
+    """The network as the trainers build it for ``data``: :func:`prepare_architecture`, then
+    ``build_model(arch, input_size=data.input_size)``. ``model.adaptation`` records every change.
+
+    Uses the global torch generator for the initial weights; seed it (or use :func:`train_proxy`,
+    which does) for reproducible weights.
+    """
+    prepared, changes = prepare_architecture(arch, data)
+    model = build_model(prepared, input_size=data.input_size)
+    model.adaptation = changes + model.adaptation
+    return model
+
+
+# --------------------------------------------------------------------------- training
+
+
+def _training_split(data: DataSplits | Split, subset: int | None) -> Split:
+    split = data.train if isinstance(data, DataSplits) else data
+    seed = data.seed if isinstance(data, DataSplits) else 0
+    return split.subset(subset, seed=seed)
+
+
+def _num_classes(data: DataSplits | Split, model: nn.Module) -> int:
+    if isinstance(data, DataSplits):
+        return data.num_classes
+    return int(data.labels.max()) + 1 if len(data) else 2
+
+
+def train_model(
+    model: nn.Module,
+    data: DataSplits | Split,
+    config: ProxyConfig,
+    *,
+    steps: int | None = None,
+    epochs: float | None = None,
+    progress: bool = False,
+) -> TrainResult:
+    """Continue training ``model`` in place (e.g. NetAdapt's short fine-tune) with a fresh optimiser.
+
+    Reads the training split of ``data`` (its ``config.train_subset`` subset). The budget is
+    ``steps`` or ``epochs`` when given, else the config's. Optimiser, schedule (warm-up + cosine
+    over this call's steps), label smoothing, threads, seed and data order come from ``config``.
+    Divergence returns ``status="failed"`` and leaves the model in whatever state it reached.
+    """
+    if steps is not None and epochs is not None:
+        raise ValueError("give steps or epochs, not both")
+    if steps is not None or epochs is not None:
+        config = dataclasses.replace(config, steps=steps, epochs=epochs)
+    split = _training_split(data, config.train_subset)
+    total = config.total_steps(len(split))
+    device = torch.device(config.device)
+    bar = None
+    with engine.torch_threads(config.threads):
+        optimizer = engine.make_optimizer(model, config.optimiser_settings())
+        on_step = None
+        if progress:
+            from mobilenas.cliutil import progress as progress_bar
+
+            bar = progress_bar(total=total, desc="training", unit="step")
+
+            def on_step(step: int, loss: float) -> None:
+                assert bar is not None
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+
+        start = time.perf_counter()
+        try:
+            outcome = engine.run_steps(
+                model, optimizer, split, schedule=config.schedule(total), batch_size=config.batch_size,
+                first_step=0, last_step=total, seed=config.seed, augment_images=config.augment,
+                label_smoothing=config.label_smoothing, grad_clip_norm=config.grad_clip_norm,
+                channels_last=config.channels_last, device=device,
+                num_classes=_num_classes(data, model), on_step=on_step,
+            )
+        except engine.Diverged as error:
+            elapsed = time.perf_counter() - start
+            return TrainResult(STATUS_FAILED, 0, 0, math.nan, elapsed, 0.0, error=str(error))
+        finally:
+            if bar is not None:
+                bar.close()
+    return TrainResult(
+        STATUS_OK,
+        steps=outcome.steps,
+        images=outcome.images,
+        train_loss=outcome.mean_loss,
+        wall_time_s=outcome.wall_time_s,
+        images_per_s=outcome.images / outcome.wall_time_s if outcome.wall_time_s > 0 else 0.0,
+    )
+
+
+def evaluate(
+    model: nn.Module,
+    data: Split | tuple[torch.Tensor, torch.Tensor] | Iterable[tuple[torch.Tensor, torch.Tensor]],
+    batch_size: int = 250,
+    *,
+    channels_last: bool = True,
+    device: str | torch.device | None = None,
+) -> tuple[float, float]:
+    """``(accuracy, loss)`` of ``model`` in eval mode: accuracy a fraction 0..1, mean cross-entropy.
+
+    ``data``: a :class:`Split` (normalised batch by batch), a pair of tensors (images already
+    normalised ``float`` (N, C, S, S), labels (N,)), or any iterable of such batches (a
+    ``DataLoader``). Runs on ``device`` (default: where the model's parameters are). The model's
+    train/eval mode is restored afterwards.
+    """
+    if device is None:
+        first = next(iter(model.parameters()), None)
+        device = first.device if first is not None else torch.device("cpu")
+    device = torch.device(device)
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]]
+    if isinstance(data, Split):
+        batches = data.batches(batch_size)
+    elif isinstance(data, tuple) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data):
+        images, labels = data
+        if not images.dtype.is_floating_point:
+            raise ValueError("evaluate: pass normalised float images, or a Split (which normalises uint8 pixels)")
+        batches = ((images[i : i + batch_size], labels[i : i + batch_size]) for i in range(0, len(images), batch_size))
+    else:
+        batches = data  # type: ignore[assignment]
+    return engine.evaluate_batches(model, batches, channels_last=channels_last, device=device)
+
+
+def train_proxy(
+    arch: Architecture,
+    data: DataSplits,
+    config: ProxyConfig | None = None,
+    *,
+    progress: bool = False,
+    keep_weights: bool = False,
+) -> ProxyResult:
+    """Train ``arch`` briefly on ``data`` and measure its validation accuracy (see the module docstring).
+
+    Never touches the test split. With ``keep_weights`` the result carries the trained
+    ``state_dict`` (CPU tensors) for ``build_for_data(arch, data)``.
+    """
+    config = config or ProxyConfig()
+    start = time.perf_counter()
+    prepared, changes = prepare_architecture(arch, data)
+    params = count_params(prepared)
+    train_split = _training_split(data, config.train_subset)
+    val_split = data.val.subset(config.val_subset, seed=data.seed)
+    device = torch.device(config.device)
+    with engine.torch_threads(config.threads), engine.seeded(engine.derived_seed(config.seed, 0)):
+        model = build_model(prepared, input_size=data.input_size)
+        model.adaptation = changes + model.adaptation
+        model = model.to(device)
+        if config.channels_last:
+            model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        trained = train_model(model, train_split, dataclasses.replace(config, train_subset=None), progress=progress)
+        base = dict(
+            train_time_s=trained.wall_time_s,
+            images_per_s=trained.images_per_s,
+            steps=trained.steps,
+            images_seen=trained.images,
+            epochs=trained.images / len(train_split),
+            params=params,
+            adaptation=model.adaptation,
+            seed=config.seed,
+        )
+        if not trained.ok:
+            return ProxyResult(
+                STATUS_FAILED, accuracy=0.0, loss=math.nan, train_loss=math.nan,
+                wall_time_s=time.perf_counter() - start, eval_time_s=0.0, error=trained.error, **base,  # type: ignore[arg-type]
+            )
+        eval_start = time.perf_counter()
+        engine.recalibrate_batchnorm(
+            model, train_split, num_images=config.bn_recalibration_images, batch_size=config.eval_batch_size,
+            seed=config.seed, channels_last=config.channels_last, device=device,
+        )
+        accuracy, loss = evaluate(model, val_split, config.eval_batch_size, channels_last=config.channels_last, device=device)
+        eval_time_s = time.perf_counter() - eval_start
+    status, error = STATUS_OK, None
+    if not math.isfinite(loss):
+        status, error, accuracy = STATUS_FAILED, f"validation loss is {loss} (batch-norm statistics blew up)", 0.0
+    weights = None
+    if keep_weights and status == STATUS_OK:
+        weights = {name: value.detach().to("cpu", memory_format=torch.contiguous_format).clone() for name, value in model.state_dict().items()}
+    return ProxyResult(
+        status, accuracy=accuracy, loss=loss, train_loss=trained.train_loss,
+        wall_time_s=time.perf_counter() - start, eval_time_s=eval_time_s, error=error,
+        state_dict=weights, **base,  # type: ignore[arg-type]
+    )
