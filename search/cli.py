@@ -180,13 +180,10 @@ def _strategy(config: dict[str, Any], problem: Any) -> Any:
 
 
 def _backend(config: dict[str, Any]) -> Any:
-    from mobilenas.latency import CommandBackend, OnnxRuntimeBackend, TorchBackend
+    from mobilenas.latency import make_backend
 
-    if config["latency_backend"] == "torch":
-        return TorchBackend(threads=config["threads"])
-    if config["latency_backend"] == "command":
-        return CommandBackend(config["latency_command"], threads=config["threads"])
-    return OnnxRuntimeBackend(threads=config["threads"])
+    command = config["latency_command"] if config["latency_backend"] == "command" else None
+    return make_backend(config["latency_backend"], threads=config["threads"], command=command)
 
 
 @dataclasses.dataclass
@@ -222,7 +219,8 @@ def build_setup(config: dict[str, Any], *, say: Any) -> Setup:
     from mobilenas.latency import fastest_latency, open_or_create_table
     from mobilenas.search.problems import NetworkProblem
     from mobilenas.space.search_space import get_space
-    from mobilenas.train import ProxyConfig, load_dataset
+    from mobilenas.train.data import load_dataset
+    from mobilenas.train.proxy import ProxyConfig
 
     data = load_dataset(config["dataset"], data_dir=config["data_dir"], seed=config["seed"], val_size=config["val_size"])
     space = get_space(config["space"], num_classes=data.num_classes)
@@ -264,7 +262,7 @@ def _manifest(setup: Setup) -> dict[str, Any]:
         "fastest_latency_ms": setup.fastest_ms,
     }
     if setup.table is not None:
-        manifest["latency_table"] = setup.table.describe()
+        manifest["latency_table"] = setup.table.summary()
     if setup.evaluator is not None:
         manifest["benchmark"] = setup.evaluator.describe()
     if setup.data is not None:

@@ -83,7 +83,7 @@ class Problem:
 
     def to_json(self, candidate: Any) -> Any:
         """The ``architecture`` value written to ``best.json``."""
-        return candidate
+        return candidate.to_dict() if hasattr(candidate, "to_dict") else candidate
 
 
 @dataclass

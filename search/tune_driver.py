@@ -65,7 +65,7 @@ class _Bridge:
                 number = self.trial_numbers.pop(trial_id, None)
                 if number is None or number not in search.in_flight:
                     return
-                self.finish(number, result, error)
+                self.finish(number, result, error, trial_id)
 
             def save(inner, checkpoint_path: str) -> None:  # our journal is the state
                 return None
@@ -79,13 +79,24 @@ class _Bridge:
         self.trial_numbers: dict[str, int] = {}
         self.started: dict[int, float] = {}
         self.last_loss: dict[int, float] = {}
-        self.errors: dict[str, str] = {}
+        self.trials: dict[str, Any] = {}  # Tune's trial objects, to read a failed trial's error
 
-    def finish(self, number: int, result: dict[str, Any] | None, error: bool) -> None:
+    def _error_of(self, trial_id: str | None) -> str:
+        text = ""
+        trial = self.trials.get(trial_id) if trial_id else None
+        if trial is not None:
+            try:
+                text = str(trial.get_error() or "")
+            except Exception:  # Tune could not read its own error file: keep the generic message
+                text = ""
+        lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+        return lines[-1] if lines else "the trial crashed after its retries"
+
+    def finish(self, number: int, result: dict[str, Any] | None, error: bool, trial_id: str | None = None) -> None:
         wall = time.time() - self.started.pop(number, time.time())
         if error or not result or "status" not in result:
             stopped_early = bool(result) and not error and "status" not in (result or {})
-            message = "stopped early by the scheduler" if stopped_early else self.errors.get(str(number), "the trial crashed after its retries")
+            message = "stopped early by the scheduler" if stopped_early else self._error_of(trial_id)
             evaluation = EvalResult(accuracy=0.0, wall_time_s=wall, status=STATUS_FAILED, error=message, info={"early_stopped": stopped_early})
             self.search.record(number, evaluation, None)
             return
@@ -99,23 +110,20 @@ class _Bridge:
         self.search.record(number, evaluation, result.get("weights") or None)
 
 
-def _error_callback(bridge: _Bridge) -> Any:
+def _trial_name(trial: Any) -> str:
+    return f"trial-{trial.config.get('number', 'x')}-{trial.trial_id}"
+
+
+def _trial_tracker(bridge: _Bridge) -> Any:
     from ray.tune import Callback
 
-    class CaptureErrors(Callback):
-        def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-            number = bridge.trial_numbers.get(trial.trial_id)
-            if number is None:
-                return
-            text = ""
-            try:
-                text = str(trial.get_error() or "")
-            except Exception:
-                text = ""
-            lines = [line for line in text.strip().splitlines() if line.strip()]
-            bridge.errors[str(number)] = lines[-1].strip() if lines else "the trial crashed after its retries"
+    class TrackTrials(Callback):
+        """Keeps Tune's trial objects so that a failed trial's error can be read when it ends."""
 
-    return CaptureErrors()
+        def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+            bridge.trials[trial.trial_id] = trial
+
+    return TrackTrials()
 
 
 def run_on_tune(
@@ -127,8 +135,13 @@ def run_on_tune(
     cpus_per_trial: float = 1.0,
     ray_address: str | None = None,
     retries: int = 2,
+    trainable: Any = None,
 ) -> None:
-    """Evaluate the search's proposals on Ray Tune until the search is done."""
+    """Evaluate the search's proposals on Ray Tune until the search is done.
+
+    ``trainable`` replaces the proxy-training function (``config, data, settings`` -> reports);
+    the tests use it to crash workers on purpose.
+    """
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
@@ -143,14 +156,18 @@ def run_on_tune(
                     time_attr="step", metric="train_loss", mode="min",
                     max_t=max(2, settings.total_steps), grace_period=max(1, settings.total_steps // 4), reduction_factor=2,
                 )
-            trainable = tune.with_resources(tune.with_parameters(_trainable, data=data, settings=settings), {"cpu": cpus_per_trial})
+            function = tune.with_resources(tune.with_parameters(trainable or _trainable, data=data, settings=settings), {"cpu": cpus_per_trial})
             tuner = tune.Tuner(
-                trainable,
-                tune_config=tune.TuneConfig(search_alg=bridge.searcher, scheduler=scheduler, num_samples=-1, max_concurrent_trials=workers, reuse_actors=True),
+                function,
+                tune_config=tune.TuneConfig(
+                    search_alg=bridge.searcher, scheduler=scheduler, num_samples=-1, max_concurrent_trials=workers, reuse_actors=True,
+                    # The config holds a whole architecture: keep it out of directory names.
+                    trial_name_creator=_trial_name, trial_dirname_creator=_trial_name,
+                ),
                 run_config=tune.RunConfig(
                     name="trials", storage_path=str(scratch), verbose=0,
                     failure_config=tune.FailureConfig(max_failures=retries),
-                    callbacks=[_error_callback(bridge)],
+                    callbacks=[_trial_tracker(bridge)],
                 ),
             )
             tuner.fit()

@@ -1,0 +1,133 @@
+"""Proxy-training searches on Ray Tune: a real network search, crashed trials, a killed run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mobilenas.runs import RunDir
+from mobilenas.search.base import STATUS_OK
+from mobilenas.search.cli import main as nas_search
+from mobilenas.search.orchestrator import Problem, SearchRun
+from mobilenas.search.proxy import ProxySettings
+from mobilenas.search.rewards import RewardSpec
+from mobilenas.search.strategies import make_strategy
+from mobilenas.search.tune_driver import run_on_tune
+from mobilenas.search.wrappers import Deduplicate, HandleFailures
+from mobilenas.train.proxy import ProxyConfig
+
+from helpers import tiny_space
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def space_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("space") / "tiny.json"
+    path.write_text(tiny_space().to_json())
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _home(tmp_path_factory, monkeypatch) -> None:
+    # One latency table for the module's runs, outside the user's home.
+    monkeypatch.setenv("MOBILENAS_HOME", str(tmp_path_factory.getbasetemp() / "home"))
+
+
+def _network_args(space_file: Path, out: Path, *extra: str) -> list[str]:
+    return ["--space", str(space_file), "--target-latency", "5ms", "--input-size", "32", "--proxy-steps", "3",
+            "--train-size", "64", "--val-size", "64", "--out", str(out), "--quiet", *extra]
+
+
+def _trained(run: Path) -> list[dict[str, Any]]:
+    events = [json.loads(line) for line in (run / "events.jsonl").read_text().splitlines() if line.strip()]
+    return [e for e in events if e["type"] == "result" and e["source"] == "trained"]
+
+
+def test_network_search_on_ray_tune(space_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    assert nas_search(_network_args(space_file, out, "--samples", "5", "--workers", "2", "--seed", "1")) == 0
+    best = json.loads((out / "best.json").read_text())
+    assert best["measured_latency_ms"] > 0 and best["latency_ms"] > 0
+    assert Path(best["weights"]).is_file()
+    assert len(list((out / "weights").iterdir())) == 1  # the beaten trials' weights are gone
+    trained = _trained(out)
+    assert len(trained) == 5 and all(t["status"] == STATUS_OK for t in trained)
+    assert all(0.0 <= t["accuracy"] <= 1.0 and t["images_per_s"] > 0 for t in trained)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["latency_table"]["input_size"] == 32 and manifest["dataset"]["name"] == "synthetic"
+
+
+class _ArchProblem(Problem):
+    kind = "network"
+
+    def __init__(self) -> None:
+        self.space = tiny_space()
+
+    def key(self, indices):
+        return self.decode(indices).fingerprint()
+
+    def latency_ms(self, indices) -> float:
+        return 1.0
+
+    def describe(self, candidate) -> str:
+        return candidate.to_notation()
+
+
+def _crashing_trainable(config: dict[str, Any], data: Any = None, settings: Any = None) -> None:
+    """Trial 0 kills its worker on the first attempt; trial 1 always raises; others report cwd."""
+    from ray import tune
+
+    marker = Path(settings.run_root) / f"attempt-{config['number']}"
+    if config["number"] == 0 and not marker.exists():
+        marker.write_text("1")
+        os.kill(os.getpid(), signal.SIGKILL)
+    if config["number"] == 1:
+        raise RuntimeError("this architecture cannot be trained")
+    tune.report({"status": STATUS_OK, "accuracy": 0.5, "wall_time_s": 0.01, "cwd": os.getcwd(), "done": True})
+
+
+def test_crashed_trials_are_retried_then_recorded_as_failed(tmp_path: Path, monkeypatch) -> None:
+    # Ray's workers import the trainable from this file: let them find it.
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]))
+    run = RunDir.create(tmp_path / "run", {"kind": "search"})
+    problem = _ArchProblem()
+    strategy = Deduplicate(HandleFailures(make_strategy("random", [len(d.options) for d in problem.space.decisions], 0)), problem.key)
+    search = SearchRun(run, problem, strategy, RewardSpec.soft(), 5.0, 4)
+    settings = ProxySettings(ProxyConfig(steps=1), str(run.root), keep_weights=False)
+    cwd = os.getcwd()
+    run_on_tune(search, None, settings, workers=2, retries=1, trainable=_crashing_trainable)
+    assert os.getcwd() == cwd
+    by_number = {t.number: t for t in search.trained}
+    assert len(by_number) == 4
+    assert by_number[0].status == STATUS_OK  # killed once, retried, succeeded
+    assert (run.root / "attempt-0").exists()
+    assert by_number[1].status == "failed" and "cannot be trained" in (by_number[1].error or "")
+    assert all(by_number[n].status == STATUS_OK for n in (2, 3))
+
+
+def test_killed_network_search_resumes(space_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    args = _network_args(space_file, out, "--samples", "6", "--workers", "2", "--seed", "2")
+    process = subprocess.Popen([sys.executable, "-m", "mobilenas.search.cli", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and len(_trained(out) if (out / "events.jsonl").exists() else []) < 2:
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    before = {t["number"]: t["key"] for t in _trained(out)}
+    assert 2 <= len(before) < 6
+    assert nas_search(["--resume", str(out), "--quiet"]) == 0
+    after = _trained(out)
+    numbers = [t["number"] for t in after]
+    assert len(numbers) == len(set(numbers)) == 6
+    assert before.items() <= {t["number"]: t["key"] for t in after}.items()
+    assert json.loads((out / "best.json").read_text())["reward"] == max(t["reward"] for t in after)
