@@ -546,7 +546,7 @@ def _square(image: object, size: int) -> object:
     scale = size / min(width, height)
     new_width, new_height = max(size, round(width * scale)), max(size, round(height * scale))
     if (new_width, new_height) != (width, height):
-        image = image.resize((new_width, new_height), Image.BILINEAR)
+        image = image.resize((new_width, new_height), Image.Resampling.BILINEAR)
     left, top = (new_width - size) // 2, (new_height - size) // 2
     return image.crop((left, top, left + size, top + size))
 

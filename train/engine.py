@@ -65,7 +65,8 @@ def make_optimizer(model: nn.Module, settings: OptimiserSettings) -> torch.optim
     Weight decay applies to convolution and linear weights only, never to batch-norm parameters
     or biases (the usual practice for MobileNets).
     """
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for parameter in model.parameters():
         if parameter.requires_grad:
             (decay if parameter.ndim > 1 else no_decay).append(parameter)

@@ -324,13 +324,14 @@ def evaluate(
     batches: Iterable[tuple[torch.Tensor, torch.Tensor]]
     if isinstance(data, Split):
         batches = data.batches(batch_size)
-    elif isinstance(data, tuple) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data):
-        images, labels = data
+    elif isinstance(data, tuple) and len(data) == 2 and isinstance(data[0], torch.Tensor) and isinstance(data[1], torch.Tensor):
+        images: torch.Tensor = data[0]
+        labels: torch.Tensor = data[1]
         if not images.dtype.is_floating_point:
             raise ValueError("evaluate: pass normalised float images, or a Split (which normalises uint8 pixels)")
         batches = ((images[i : i + batch_size], labels[i : i + batch_size]) for i in range(0, len(images), batch_size))
     else:
-        batches = data  # type: ignore[assignment]
+        batches = data
     return engine.evaluate_batches(model, batches, channels_last=channels_last, device=device)
 
 

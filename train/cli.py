@@ -1,0 +1,197 @@
+"""``nas-train ARCH --dataset ...`` (= ``mobilenas train``): full training of one architecture.
+
+Trains to convergence (warm-up + cosine over ``--epochs``, best validation epoch kept, optional
+early stopping and EMA), checkpoints every epoch (``--resume`` continues), evaluates once on the
+test split, exports ONNX and writes weights plus a metrics JSON beside the architecture file (or
+in ``--out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from mobilenas.cliutil import (
+    ArgumentParser,
+    positive_float,
+    positive_int,
+    print_json,
+    run_main,
+)
+from mobilenas.space.references import REFERENCES
+from mobilenas.train.data import KINDS, describe_kinds
+from mobilenas.train.engine import OPTIMIZERS
+
+DEFAULT_EMA_DECAY = 0.999
+
+
+def size_spec(text: str) -> int | float:
+    """argparse type: a count (``4000``) or a fraction in (0, 1) (``0.1``)."""
+    try:
+        if re.fullmatch(r"\d+", text.strip()):
+            value: int | float = int(text)
+            if value < 1:
+                raise ValueError
+            return value
+        fraction = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a count >= 1 or a fraction in (0, 1), got {text!r}") from None
+    if not 0.0 < fraction < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a count >= 1 or a fraction in (0, 1), got {text!r}")
+    return fraction
+
+
+def fraction_or_zero(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
+    return value
+
+
+def nonnegative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not value >= 0.0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def build_parser(prog: str) -> ArgumentParser:
+    parser = ArgumentParser(
+        prog=prog,
+        description="Train an architecture to convergence: checkpoints every epoch (--resume), optional EMA, "
+        "test accuracy, ONNX export, weights and a metrics JSON.",
+        epilog=(
+            f"ARCH is a reference ({', '.join(REFERENCES)}; @0.75 for a width multiplier), an architecture JSON, "
+            "a best.json/refined.json, or a notation string. Data sets: " + describe_kinds() + ". "
+            "Outputs: <name>.<dataset>.pt (state_dict), .onnx, .metrics.json and, while training, .checkpoint.pt, "
+            "beside the architecture file or in --out."
+        ),
+    )
+    parser.add_argument("arch", metavar="ARCH", help="the architecture to train")
+    data = parser.add_argument_group("data")
+    data.add_argument("--dataset", default="synthetic", help=f"{', '.join(KINDS)}, or a path (default: synthetic)")
+    data.add_argument("--data-dir", default=None, help="folder or file of a cifar10/imagefolder/npz data set")
+    data.add_argument("--train-size", type=size_spec, default=None, help="training images (count or fraction; default: all)")
+    data.add_argument("--val-size", type=size_spec, default=None, help="validation images carved from the training set (default: 10%%; 1000 for synthetic)")
+    data.add_argument("--test-size", type=size_spec, default=None, help="test images (default: all; 2000 for synthetic)")
+    data.add_argument("--image-size", type=positive_int, default=None, help="resize images to this square size (image folders, npz, synthetic)")
+    data.add_argument("--channels", type=int, choices=(1, 3), default=None, help="convert to 1 (gray) or 3 (RGB) channels")
+    training = parser.add_argument_group("training")
+    training.add_argument("--epochs", type=positive_int, default=30, help="epochs (default: 30)")
+    training.add_argument("--batch-size", type=positive_int, default=128, help="default: 128")
+    training.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd", help="default: sgd (Nesterov momentum 0.9)")
+    training.add_argument("--lr", type=positive_float, default=None, help="peak learning rate (default: 0.1 for sgd, 0.002 for adamw, 0.016 for rmsprop)")
+    training.add_argument("--weight-decay", type=nonnegative_float, default=1e-4, help="default: 1e-4 (not on batch norm and biases)")
+    training.add_argument("--label-smoothing", type=fraction_or_zero, default=0.1, help="default: 0.1")
+    training.add_argument("--warmup-epochs", type=nonnegative_float, default=1.0, help="linear warm-up before the cosine decay (default: 1)")
+    training.add_argument("--no-augment", action="store_true", help="no random crop and flip")
+    training.add_argument("--ema", nargs="?", type=fraction_or_zero, const=DEFAULT_EMA_DECAY, default=None, metavar="DECAY",
+                          help=f"keep an exponential moving average of the weights and use it (decay per step, default {DEFAULT_EMA_DECAY})")
+    training.add_argument("--patience", type=positive_int, default=None, help="stop after this many epochs without a better validation accuracy")
+    training.add_argument("--seed", type=int, default=0, help="seeds weights, data order, splits and the synthetic images (default: 0)")
+    training.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: all cores)")
+    training.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, ...")
+    output = parser.add_argument_group("output")
+    output.add_argument("--out", default=None, help="output folder (default: beside ARCH if it is a file, else the current folder)")
+    output.add_argument("--resume", action="store_true", help="continue the unfinished training found at the output location")
+    output.add_argument("--no-onnx", action="store_true", help="skip the ONNX export")
+    output.add_argument("--quiet", action="store_true", help="no progress bars")
+    output.add_argument("--json", action="store_true", help="print one JSON summary instead of text")
+    return parser
+
+
+LEARNING_RATES = {"sgd": 0.1, "adamw": 0.002, "rmsprop": 0.016}
+
+
+def output_location(arch_spec: str, dataset_name: str, out: str | None) -> tuple[Path, str]:
+    """``(folder, prefix)``: beside an architecture file, else ``--out`` or the current folder."""
+    path = Path(arch_spec)
+    dataset = re.sub(r"[^A-Za-z0-9_.-]+", "_", dataset_name)
+    if "|" not in arch_spec and path.is_file():
+        return (Path(out) if out else path.parent), f"{path.stem}.{dataset}"
+    if "|" not in arch_spec and path.is_dir():
+        return (Path(out) if out else path), f"{'best' if (path / 'best.json').is_file() else 'refined'}.{dataset}"
+    if "|" in arch_spec:
+        from mobilenas.space.arch import Architecture
+
+        name = f"arch-{Architecture.from_notation(arch_spec).fingerprint()}"
+    else:
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", arch_spec.replace("@", "_x"))
+    return (Path(out) if out else Path.cwd()), f"{name}.{dataset}"
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "nas-train") -> int:
+    return run_main(lambda a: _main(a, prog), argv, prog)
+
+
+def _main(argv: Sequence[str] | None, prog: str) -> int:
+    args = build_parser(prog).parse_args(argv)
+    from mobilenas.space.io import load_architecture
+    from mobilenas.train.data import load_dataset
+    from mobilenas.train.full import FullTrainConfig, TrainOutputs, train_full
+
+    arch = load_architecture(args.arch)
+    data = load_dataset(
+        args.dataset, data_dir=args.data_dir, seed=args.seed, train_size=args.train_size, val_size=args.val_size,
+        test_size=args.test_size, image_size=args.image_size, channels=args.channels,
+    )
+    config = FullTrainConfig(
+        epochs=args.epochs,
+        optimizer=args.optimizer,
+        learning_rate=args.lr if args.lr is not None else LEARNING_RATES[args.optimizer],
+        weight_decay=args.weight_decay,
+        label_smoothing=args.label_smoothing,
+        warmup_epochs=min(args.warmup_epochs, float(args.epochs)),
+        batch_size=args.batch_size,
+        augment=not args.no_augment,
+        ema_decay=args.ema if args.ema else None,
+        patience=args.patience,
+        threads=args.threads,
+        device=args.device,
+        seed=args.seed,
+    )
+    folder, prefix = output_location(args.arch, data.name, args.out)
+    outputs = TrainOutputs.at(folder, prefix)
+    progress = not args.quiet and not args.json
+    if progress:
+        print(f"{prog}: training {args.arch} on {data.name} ({data.sizes()['train']} train / {data.sizes()['val']} val / "
+              f"{data.sizes()['test']} test, {data.input_size}x{data.input_size}x{data.in_channels}) -> {folder}/{prefix}.*", file=sys.stderr)
+    result = train_full(arch, data, config, outputs, resume=args.resume, export_onnx=not args.no_onnx, progress=progress, source=args.arch)
+    summary: dict[str, Any] = {
+        "status": result.status,
+        "error": result.error,
+        "val_accuracy": result.metrics["val_accuracy"],
+        "test_accuracy": result.test_accuracy,
+        "test_loss": result.test_loss,
+        "best_epoch": result.best_epoch,
+        "epochs_run": result.epochs_run,
+        "wall_time_s": result.wall_time_s,
+        "adaptation": result.metrics["adaptation"],
+        "files": {**result.metrics["files"], "metrics": str(outputs.metrics)},
+    }
+    if args.json:
+        print_json(summary)
+    else:
+        if result.ok:
+            print(f"test accuracy {result.test_accuracy:.4f} (validation {summary['val_accuracy']:.4f}, epoch {result.best_epoch} of {result.epochs_run}) "
+                  f"in {result.wall_time_s / 60:.1f} min")
+        for name, path in summary["files"].items():
+            print(f"  {name:<8} {path}")
+    if not result.ok:
+        print(f"{prog}: error: {result.error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,357 @@
+"""Full training: train an architecture to convergence, with checkpoints, resume, EMA and export.
+
+:func:`train_full` is what ``nas-train`` runs. It trains for ``epochs`` (warm-up + cosine),
+evaluates on the validation split after every epoch, keeps the weights of the best validation
+epoch (optionally the EMA of the weights), stops early after ``patience`` epochs without
+improvement, and at the end evaluates those weights once on the test split, exports ONNX and
+writes the weights and a metrics JSON. After every epoch a checkpoint (model, optimiser, EMA,
+best weights, history) is written atomically, so an interrupted training continues with
+``resume=True`` exactly as it would have gone on (data order, augmentation and dropout are
+functions of the seed and the epoch).
+
+Files, for ``outputs = TrainOutputs.at(out_dir, prefix)``: ``<prefix>.pt`` (a ``state_dict``
+for ``build_model(arch, input_size=...)`` of the architecture in the metrics), ``<prefix>.onnx``,
+``<prefix>.metrics.json`` and, while training, ``<prefix>.checkpoint.pt``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import io
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mobilenas.runs import atomic_write_bytes, atomic_write_json, environment, now_iso
+from mobilenas.space.arch import Architecture
+from mobilenas.space.builder import build_model
+from mobilenas.space.cost import architecture_cost
+from mobilenas.train import engine
+from mobilenas.train.data import DataSplits
+from mobilenas.train.proxy import STATUS_FAILED, STATUS_OK, evaluate, prepare_architecture
+
+CHECKPOINT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class FullTrainConfig:
+    """Hyper-parameters of a full training (defaults: a CIFAR-style recipe that fits a CPU).
+
+    ``ema_decay``: keep an exponential moving average of the weights with this decay per step and
+    select, test and export it (``None``: no EMA). ``patience``: stop after that many epochs
+    without a better validation accuracy (``None``: run all epochs). ``threads``: ``None`` keeps
+    torch's default (all cores).
+    """
+
+    epochs: int = 30
+    optimizer: str = "sgd"
+    learning_rate: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 1e-4
+    label_smoothing: float = 0.1
+    warmup_epochs: float = 1.0
+    final_lr_fraction: float = 0.0
+    batch_size: int = 128
+    augment: bool = True
+    ema_decay: float | None = None
+    patience: int | None = None
+    grad_clip_norm: float | None = 5.0
+    eval_batch_size: int = 250
+    bn_recalibration_images: int = 500
+    channels_last: bool = True
+    threads: int | None = None
+    device: str = "cpu"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        if self.optimizer not in engine.OPTIMIZERS:
+            raise ValueError(f"optimizer: {self.optimizer!r} is not one of {', '.join(engine.OPTIMIZERS)}")
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in (0, 1), got {self.ema_decay}")
+        if self.patience is not None and self.patience < 1:
+            raise ValueError(f"patience must be >= 1, got {self.patience}")
+        if self.batch_size < 1 or self.eval_batch_size < 1:
+            raise ValueError("batch sizes must be >= 1")
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.warmup_epochs < 0 or self.warmup_epochs > self.epochs:
+            raise ValueError(f"warmup_epochs must be in [0, epochs], got {self.warmup_epochs}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def resumable_with(self, other: FullTrainConfig) -> list[str]:
+        """Fields that differ from ``other`` and would change the training (threads may differ)."""
+        ignored = {"threads", "device", "eval_batch_size"}
+        return [f.name for f in dataclasses.fields(self) if f.name not in ignored and getattr(self, f.name) != getattr(other, f.name)]
+
+
+@dataclass(frozen=True)
+class TrainOutputs:
+    """Where a full training writes its files."""
+
+    weights: Path
+    onnx: Path
+    metrics: Path
+    checkpoint: Path
+
+    @classmethod
+    def at(cls, out_dir: str | Path, prefix: str) -> TrainOutputs:
+        root = Path(out_dir)
+        return cls(root / f"{prefix}.pt", root / f"{prefix}.onnx", root / f"{prefix}.metrics.json", root / f"{prefix}.checkpoint.pt")
+
+
+@dataclass(frozen=True)
+class FullTrainResult:
+    """The outcome of :func:`train_full` (also written to the metrics JSON)."""
+
+    status: str
+    val_accuracy: float
+    test_accuracy: float
+    test_loss: float
+    best_epoch: int
+    epochs_run: int
+    wall_time_s: float
+    metrics: dict[str, Any]
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == STATUS_OK
+
+
+def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", memory_format=torch.contiguous_format).clone() for k, v in model.state_dict().items()}
+
+
+def train_full(
+    arch: Architecture,
+    data: DataSplits,
+    config: FullTrainConfig,
+    outputs: TrainOutputs,
+    *,
+    resume: bool = False,
+    export_onnx: bool = True,
+    progress: bool = False,
+    source: str | None = None,
+) -> FullTrainResult:
+    """Train, checkpoint every epoch, test, export (see the module docstring).
+
+    With ``resume`` an existing checkpoint is continued (it must be for the same architecture,
+    data set and configuration); without it an existing checkpoint is an error, so nothing
+    computed is overwritten by accident. ``source`` names the architecture in the metrics.
+    """
+    prepared, changes = prepare_architecture(arch, data)
+    identity = {
+        "architecture": prepared.fingerprint(),
+        "data": {k: v for k, v in data.summary().items() if k != "description"},
+    }
+    checkpoint: dict[str, Any] | None = None
+    if outputs.checkpoint.exists():
+        if not resume:
+            raise ValueError(
+                f"{outputs.checkpoint} holds an unfinished training; pass --resume to continue it, or delete it to start again"
+            )
+        checkpoint = _load_checkpoint(outputs.checkpoint)
+        _check_resumable(checkpoint, identity, config, outputs.checkpoint)
+    elif not resume and outputs.metrics.exists():
+        raise ValueError(f"{outputs.metrics} already exists (a finished training); choose another --out, or delete it to train again")
+
+    start = time.perf_counter()
+    elapsed_before = float(checkpoint["elapsed_s"]) if checkpoint else 0.0
+    device = torch.device(config.device)
+    train_split, val_split = data.train, data.val
+    per_epoch = engine.steps_per_epoch(len(train_split), config.batch_size)
+    total_steps = per_epoch * config.epochs
+    schedule = engine.Schedule(config.learning_rate, total_steps, round(config.warmup_epochs * per_epoch), config.final_lr_fraction)
+    settings = engine.OptimiserSettings(config.optimizer, config.learning_rate, config.momentum, config.weight_decay, config.nesterov)
+    fmt = torch.channels_last if config.channels_last else torch.contiguous_format
+
+    with engine.torch_threads(config.threads), engine.seeded(engine.derived_seed(config.seed, 0)):
+        model = build_model(prepared, input_size=data.input_size)
+        adaptation = changes + model.adaptation
+        model = model.to(device).to(memory_format=fmt)  # type: ignore[call-overload]
+        optimizer = engine.make_optimizer(model, settings)
+        ema = engine.ModelEma(model, config.ema_decay) if config.ema_decay is not None else None
+        history: list[dict[str, Any]] = []
+        best_accuracy, best_epoch, best_state = -1.0, 0, None
+        first_epoch = 0
+        if checkpoint is not None:
+            model.load_state_dict(checkpoint["model"])
+            optimizer.load_state_dict(checkpoint["optimizer"])
+            if ema is not None:
+                ema.load_state_dict(checkpoint["ema"])
+            history = list(checkpoint["history"])
+            best_accuracy, best_epoch, best_state = checkpoint["best_accuracy"], checkpoint["best_epoch"], checkpoint["best_state"]
+            first_epoch = int(checkpoint["epoch"])
+        status, error = STATUS_OK, None
+        stopped_early = False
+        for epoch in range(first_epoch, config.epochs):
+            if config.patience is not None and best_epoch and epoch - best_epoch >= config.patience:
+                stopped_early = True
+                break
+            bar = None
+            on_step = None
+            if progress:
+                from mobilenas.cliutil import progress as progress_bar
+
+                bar = progress_bar(total=per_epoch, desc=f"epoch {epoch + 1}/{config.epochs}", unit="step")
+
+                def on_step(step: int, loss: float, bar: Any = bar) -> None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+
+            try:
+                outcome = engine.run_steps(
+                    model, optimizer, train_split, schedule=schedule, batch_size=config.batch_size,
+                    first_step=epoch * per_epoch, last_step=(epoch + 1) * per_epoch, seed=config.seed,
+                    augment_images=config.augment, label_smoothing=config.label_smoothing,
+                    grad_clip_norm=config.grad_clip_norm, channels_last=config.channels_last, device=device,
+                    num_classes=data.num_classes, on_step=on_step, ema=ema,
+                )
+            except engine.Diverged as diverged:
+                status, error = STATUS_FAILED, f"diverged in epoch {epoch + 1}: {diverged}; try a lower learning rate"
+                if bar is not None:
+                    bar.close()
+                break
+            engine.recalibrate_batchnorm(
+                model, train_split, num_images=config.bn_recalibration_images, batch_size=config.eval_batch_size,
+                seed=config.seed, channels_last=config.channels_last, device=device,
+            )
+            val_accuracy, val_loss = evaluate(model, val_split, config.eval_batch_size, channels_last=config.channels_last, device=device)
+            record: dict[str, Any] = {
+                "epoch": epoch + 1,
+                "train_loss": outcome.mean_loss,
+                "val_accuracy": val_accuracy,
+                "val_loss": val_loss,
+                "learning_rate": schedule((epoch + 1) * per_epoch - 1),
+                "images_per_s": outcome.images / outcome.wall_time_s if outcome.wall_time_s > 0 else 0.0,
+                "wall_time_s": outcome.wall_time_s,
+            }
+            selected_accuracy, selected = val_accuracy, model
+            if ema is not None:
+                ema_accuracy, ema_loss = evaluate(ema.model, val_split, config.eval_batch_size, channels_last=config.channels_last, device=device)
+                record["ema_val_accuracy"], record["ema_val_loss"] = ema_accuracy, ema_loss
+                selected_accuracy, selected = ema_accuracy, ema.model
+            history.append(record)
+            if bar is not None:
+                bar.set_postfix(loss=f"{outcome.mean_loss:.3f}", val=f"{selected_accuracy:.3f}")
+                bar.close()
+            if selected_accuracy > best_accuracy:
+                best_accuracy, best_epoch, best_state = selected_accuracy, epoch + 1, _cpu_state(selected)
+            _save_checkpoint(outputs.checkpoint, {
+                "version": CHECKPOINT_VERSION,
+                "identity": identity,
+                "config": config.to_dict(),
+                "epoch": epoch + 1,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "ema": ema.state_dict() if ema is not None else None,
+                "history": history,
+                "best_accuracy": best_accuracy,
+                "best_epoch": best_epoch,
+                "best_state": best_state,
+                "elapsed_s": elapsed_before + time.perf_counter() - start,
+            })
+
+        final = copy.deepcopy(model)
+        if best_state is not None:
+            final.load_state_dict(best_state)
+        test_accuracy, test_loss = math.nan, math.nan
+        if best_state is not None:
+            test_accuracy, test_loss = evaluate(final, data.test, config.eval_batch_size, channels_last=config.channels_last, device=device)
+        final = final.to("cpu").to(memory_format=torch.contiguous_format)
+        final.eval()
+
+    files: dict[str, str] = {}
+    if best_state is not None:
+        buffer = io.BytesIO()
+        torch.save(_cpu_state(final), buffer)
+        atomic_write_bytes(outputs.weights, buffer.getvalue())
+        files["weights"] = str(outputs.weights)
+        if export_onnx:
+            from mobilenas.space.export import export_onnx as export
+
+            export(final, outputs.onnx, input_size=data.input_size, in_channels=data.in_channels, dynamic_batch=True)
+            files["onnx"] = str(outputs.onnx)
+    wall_time_s = elapsed_before + time.perf_counter() - start
+    cost = architecture_cost(final.arch, data.input_size)
+    metrics: dict[str, Any] = {
+        "kind": "mobilenas-train",
+        "status": status,
+        "error": error,
+        "source": source,
+        "architecture": prepared.to_dict(),
+        "notation": prepared.to_notation(),
+        "fingerprint": prepared.fingerprint(),
+        "input_size": data.input_size,
+        "adaptation": list(adaptation),
+        "params": cost.params,
+        "macs": cost.macs,
+        "dataset": data.summary(),
+        "preprocessing": {"scale": "pixels / 255", "mean": list(data.train.mean), "std": list(data.train.std), "layout": "NCHW"},
+        "config": config.to_dict(),
+        "selected": "ema" if ema is not None else "weights",
+        "best_epoch": best_epoch,
+        "epochs_run": len(history),
+        "stopped_early": stopped_early,
+        "val_accuracy": best_accuracy if best_state is not None else None,
+        "test_accuracy": test_accuracy,
+        "test_loss": test_loss,
+        "wall_time_s": wall_time_s,
+        "history": history,
+        "files": files,
+        "finished": now_iso(),
+        "environment": environment(),
+    }
+    atomic_write_json(outputs.metrics, metrics)
+    if status == STATUS_OK and outputs.checkpoint.exists():
+        outputs.checkpoint.unlink()  # the weights and metrics are the result; nothing left to resume
+    return FullTrainResult(
+        status=status,
+        val_accuracy=best_accuracy if best_state is not None else math.nan,
+        test_accuracy=test_accuracy,
+        test_loss=test_loss,
+        best_epoch=best_epoch,
+        epochs_run=len(history),
+        wall_time_s=wall_time_s,
+        metrics=metrics,
+        error=error,
+    )
+
+
+def _load_checkpoint(path: Path) -> dict[str, Any]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:
+        raise ValueError(f"{path}: not a readable checkpoint ({type(error).__name__}); delete it to start again") from None
+    if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION:
+        raise ValueError(f"{path}: not a mobilenas training checkpoint (version {CHECKPOINT_VERSION}); delete it to start again")
+    return state
+
+
+def _check_resumable(checkpoint: dict[str, Any], identity: dict[str, Any], config: FullTrainConfig, path: Path) -> None:
+    if checkpoint["identity"]["architecture"] != identity["architecture"]:
+        raise ValueError(f"{path} is a training of another architecture (fingerprint {checkpoint['identity']['architecture']}); choose another --out")
+    if checkpoint["identity"]["data"] != identity["data"]:
+        raise ValueError(f"{path} was trained on other data ({checkpoint['identity']['data']['name']}, sizes {checkpoint['identity']['data']['sizes']}); resume with the same data set options")
+    saved = FullTrainConfig(**checkpoint["config"])
+    differing = config.resumable_with(saved)
+    if differing:
+        raise ValueError(f"{path} was started with other settings ({', '.join(f'{n}={getattr(saved, n)}' for n in differing)}); resume with the same options")
