@@ -1,0 +1,145 @@
+"""``nas-train``: outputs beside the architecture, ONNX that matches, resume after a kill, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mobilenas.space.builder import build_model
+from mobilenas.space.export import onnxruntime_session
+from mobilenas.space.io import load_architecture
+from mobilenas.train import load_dataset
+from mobilenas.train.cli import main
+
+from helpers import tiny_arch
+
+DATA_ARGS = ["--train-size", "192", "--val-size", "64", "--test-size", "64", "--image-size", "16", "--batch-size", "32", "--threads", "1"]
+
+
+def write_arch(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "net.json"
+    path.write_text(tiny_arch().to_json())
+    return path
+
+
+def test_nas_train_writes_weights_metrics_and_onnx(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    arch_path = write_arch(tmp_path / "run")
+    code = main([str(arch_path), "--epochs", "2", "--ema", "--json", *DATA_ARGS])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    prefix = tmp_path / "run" / "net.synthetic"
+    assert summary["status"] == "ok" and 0.0 <= summary["test_accuracy"] <= 1.0
+    assert summary["files"]["weights"] == f"{prefix}.pt"
+    metrics = json.loads(Path(f"{prefix}.metrics.json").read_text())
+    assert metrics["selected"] == "ema" and metrics["epochs_run"] == 2 and len(metrics["history"]) == 2
+    assert "ema_val_accuracy" in metrics["history"][0]
+    assert metrics["dataset"]["sizes"] == {"train": 192, "val": 64, "test": 64}
+    assert metrics["test_accuracy"] == summary["test_accuracy"]
+    assert not Path(f"{prefix}.checkpoint.pt").exists()  # finished: nothing left to resume
+    # The metrics file is itself an architecture source, and the weights fit it.
+    arch = load_architecture(f"{prefix}.metrics.json")
+    model = build_model(arch, input_size=metrics["input_size"])
+    model.load_state_dict(torch.load(f"{prefix}.pt"))
+    model.eval()
+    data = load_dataset("synthetic", train_size=192, val_size=64, test_size=64, image_size=16)
+    images = torch.cat([x for x, _ in data.test.batches(64)])
+    with torch.no_grad():
+        expected = model(images).numpy()
+    session = onnxruntime_session(f"{prefix}.onnx")
+    (actual,) = session.run(None, {"input": images.numpy()})  # type: ignore[attr-defined]
+    assert np.max(np.abs(actual - expected)) < 1e-4
+    accuracy = float((torch.from_numpy(actual).argmax(1) == data.test.labels).float().mean())
+    assert accuracy == pytest.approx(metrics["test_accuracy"])
+    # Training again into the same place refuses instead of overwriting the result.
+    assert main([str(arch_path), "--epochs", "2", *DATA_ARGS]) == 2
+    assert "already exists" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path: Path) -> None:
+    common = ["--epochs", "4", "--ema", "0.9", "--quiet", *DATA_ARGS]
+    straight = write_arch(tmp_path / "straight")
+    assert main([str(straight), *common]) == 0
+    reference = json.loads((tmp_path / "straight" / "net.synthetic.metrics.json").read_text())
+
+    killed = write_arch(tmp_path / "killed")
+    checkpoint = tmp_path / "killed" / "net.synthetic.checkpoint.pt"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen([sys.executable, "-m", "mobilenas.train.cli", str(killed), *common], env=env)
+    deadline = time.monotonic() + 120
+    while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert checkpoint.exists(), "the training finished before it could be interrupted"
+    saved = torch.load(checkpoint, weights_only=False)
+    assert 1 <= saved["epoch"] < 4
+    assert main([str(killed), *common]) == 2  # an unfinished training is never silently restarted
+    assert main([str(killed), "--resume", *common]) == 0
+    resumed = json.loads((tmp_path / "killed" / "net.synthetic.metrics.json").read_text())
+    def deterministic(history: list[dict[str, float]]) -> list[dict[str, float]]:
+        return [{k: v for k, v in h.items() if k not in ("wall_time_s", "images_per_s")} for h in history]
+
+    assert deterministic(resumed["history"]) == deterministic(reference["history"])
+    assert resumed["test_accuracy"] == reference["test_accuracy"]
+    straight_weights = torch.load(tmp_path / "straight" / "net.synthetic.pt")
+    resumed_weights = torch.load(tmp_path / "killed" / "net.synthetic.pt")
+    assert all(torch.equal(straight_weights[k], resumed_weights[k]) for k in straight_weights)
+
+
+def test_resume_refuses_other_settings(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    arch_path = write_arch(tmp_path / "r")
+    from mobilenas.train import FullTrainConfig, TrainOutputs, train_full
+
+    data = load_dataset("synthetic", train_size=64, val_size=32, test_size=32, image_size=16)
+    outputs = TrainOutputs.at(tmp_path / "r", "net.synthetic")
+    # Leave an unfinished training behind: a finished one with its checkpoint put back.
+    train_full(tiny_arch(), data, FullTrainConfig(epochs=1, batch_size=32, threads=1), outputs)
+    torch.save({"version": 1, "identity": {"architecture": "0" * 16, "data": {}}, "config": {}}, outputs.checkpoint)
+    code = main([str(arch_path), "--resume", "--quiet", "--epochs", "1", "--train-size", "64", "--val-size", "32", "--test-size", "32", "--image-size", "16"])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "another architecture" in err
+
+
+def exit_code(argv: list[str]) -> int:
+    """``main``'s exit code; argparse's own errors arrive as ``SystemExit``."""
+    try:
+        return main(argv)
+    except SystemExit as stop:
+        return int(stop.code or 0)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["mobilenetv3-small", "--dataset", "cifar10"], "needs a data directory"),
+        (["mobilenetv3-small", "--dataset", "cifar10", "--data-dir", "/nonexistent/cifar"], "cifar-10-batches-py"),
+        (["mobilenetv3-small", "--dataset", "/nonexistent/data.npz"], "unknown data set"),
+        (["no-such-net"], "neither a reference"),
+        (["mobilenetv3-small", "--val-size", "0"], "--val-size"),
+        (["mobilenetv3-small", "--optimizer", "lion"], "--optimizer"),
+        (["mobilenetv3-small", "--epochs", "0"], "--epochs"),
+    ],
+)
+def test_errors_are_one_line_with_exit_2(argv: list[str], message: str, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert exit_code([*argv, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0] and "Traceback" not in err[0]
+
+
+def test_umbrella_command_dispatches(tmp_path: Path) -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "mobilenas.cli", "train", "--help"], capture_output=True, text=True, check=False,
+    )
+    assert completed.returncode == 0 and "mobilenas train" in completed.stdout and "--resume" in completed.stdout
