@@ -234,7 +234,7 @@ def _training_split(data: DataSplits | Split, subset: int | None) -> Split:
     return split.subset(subset, seed=seed)
 
 
-def _num_classes(data: DataSplits | Split, model: nn.Module) -> int:
+def _num_classes(data: DataSplits | Split) -> int:
     if isinstance(data, DataSplits):
         return data.num_classes
     return int(data.labels.max()) + 1 if len(data) else 2
@@ -284,7 +284,7 @@ def train_model(
                 first_step=0, last_step=total, seed=config.seed, augment_images=config.augment,
                 label_smoothing=config.label_smoothing, grad_clip_norm=config.grad_clip_norm,
                 channels_last=config.channels_last, device=device,
-                num_classes=_num_classes(data, model), on_step=on_step,
+                num_classes=_num_classes(data), on_step=on_step,
             )
         except engine.Diverged as error:
             elapsed = time.perf_counter() - start
@@ -362,36 +362,37 @@ def train_proxy(
         if config.channels_last:
             model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         trained = train_model(model, train_split, dataclasses.replace(config, train_subset=None), progress=progress)
-        base = dict(
-            train_time_s=trained.wall_time_s,
-            images_per_s=trained.images_per_s,
-            steps=trained.steps,
-            images_seen=trained.images,
-            epochs=trained.images / len(train_split),
-            params=params,
-            adaptation=model.adaptation,
-            seed=config.seed,
-        )
         if not trained.ok:
-            return ProxyResult(
-                STATUS_FAILED, accuracy=0.0, loss=math.nan, train_loss=math.nan,
-                wall_time_s=time.perf_counter() - start, eval_time_s=0.0, error=trained.error, **base,  # type: ignore[arg-type]
+            accuracy, loss, eval_time_s = 0.0, math.nan, 0.0
+        else:
+            eval_start = time.perf_counter()
+            engine.recalibrate_batchnorm(
+                model, train_split, num_images=config.bn_recalibration_images, batch_size=config.eval_batch_size,
+                seed=config.seed, channels_last=config.channels_last, device=device,
             )
-        eval_start = time.perf_counter()
-        engine.recalibrate_batchnorm(
-            model, train_split, num_images=config.bn_recalibration_images, batch_size=config.eval_batch_size,
-            seed=config.seed, channels_last=config.channels_last, device=device,
-        )
-        accuracy, loss = evaluate(model, val_split, config.eval_batch_size, channels_last=config.channels_last, device=device)
-        eval_time_s = time.perf_counter() - eval_start
-    status, error = STATUS_OK, None
-    if not math.isfinite(loss):
+            accuracy, loss = evaluate(model, val_split, config.eval_batch_size, channels_last=config.channels_last, device=device)
+            eval_time_s = time.perf_counter() - eval_start
+    status, error = trained.status, trained.error
+    if trained.ok and not math.isfinite(loss):
         status, error, accuracy = STATUS_FAILED, f"validation loss is {loss} (batch-norm statistics blew up)", 0.0
     weights = None
     if keep_weights and status == STATUS_OK:
         weights = {name: value.detach().to("cpu", memory_format=torch.contiguous_format).clone() for name, value in model.state_dict().items()}
     return ProxyResult(
-        status, accuracy=accuracy, loss=loss, train_loss=trained.train_loss,
-        wall_time_s=time.perf_counter() - start, eval_time_s=eval_time_s, error=error,
-        state_dict=weights, **base,  # type: ignore[arg-type]
+        status=status,
+        accuracy=accuracy,
+        loss=loss,
+        train_loss=trained.train_loss,
+        wall_time_s=time.perf_counter() - start,
+        train_time_s=trained.wall_time_s,
+        eval_time_s=eval_time_s,
+        images_per_s=trained.images_per_s,
+        steps=trained.steps,
+        images_seen=trained.images,
+        epochs=trained.images / len(train_split),
+        params=params,
+        adaptation=model.adaptation,
+        seed=config.seed,
+        error=error,
+        state_dict=weights,
     )
