@@ -100,6 +100,16 @@ class DataTrainer:
             self._recalibrate(model, seed)
         return TrainResult(result.status, result.error, result.wall_time_s, result.steps)
 
+    def train_for_steps(self, model: Network, steps: int, seed: int, progress: bool = False, *, from_scratch: bool = False) -> TrainResult:
+        """As :meth:`train`, for exactly ``steps`` optimisation steps (one learning-rate schedule)."""
+        rate = self.settings.train_lr if from_scratch else self.settings.finetune_lr
+        config = self._config(rate, seed, augment=self.settings.augment)
+        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        result = train_model(model, self.data, config, steps=steps, progress=progress)
+        if result.ok:
+            self._recalibrate(model, seed)
+        return TrainResult(result.status, result.error, result.wall_time_s, result.steps)
+
     def _recalibrate(self, model: Network, seed: int) -> None:
         """Exact batch-norm statistics after training (the builder's momentum of 0.01 lags far
         behind a short fine-tune; :func:`mobilenas.train.engine.recalibrate_batchnorm`)."""
