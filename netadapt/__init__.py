@@ -47,7 +47,12 @@ from mobilenas.netadapt.core import (
     shrink_to_target,
     smallest_reachable,
 )
-from mobilenas.netadapt.groups import ArchitectureDescription, channel_layout, prunable_groups, set_group_width
+from mobilenas.netadapt.groups import (
+    ArchitectureDescription,
+    channel_layout,
+    prunable_groups,
+    set_group_width,
+)
 from mobilenas.netadapt.pruning import shrink_model, shrink_state_dict
 
 __all__ = [
