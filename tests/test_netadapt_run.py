@@ -181,20 +181,26 @@ def test_resume_reloads_the_runs_own_arguments(reference_run: Path, capsys: pyte
 
 def test_best_json_with_weights(table: Path, reference_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A nas-search best.json (architecture + relative weights path) is refined without training first."""
-    refined = json.loads((reference_run / "refined.json").read_text())
-    (tmp_path / "w.pt").write_bytes(Path(refined["weights"]).read_bytes())
-    best = {"architecture": refined["architecture"], "accuracy": refined["accuracy"], "latency_ms": refined["latency_ms"], "measured_latency_ms": None, "target_latency_ms": 1.0, "reward": 0.5, "weights": "w.pt"}
+    first = history(reference_run)[1]  # the network after one iteration, far from the smallest reachable
+    (tmp_path / "w.pt").write_bytes((reference_run / first["checkpoint"]).read_bytes())
+    best = {"architecture": first["architecture"], "accuracy": first["accuracy"], "latency_ms": first["latency_ms"], "measured_latency_ms": None, "target_latency_ms": 1.0, "reward": 0.5, "weights": "w.pt"}
     (tmp_path / "best.json").write_text(json.dumps(best))
     out = tmp_path / "run"
     assert main(["refine", str(tmp_path / "best.json"), "--budget-ratio", "0.9", "--max-iterations", "1", *common(table, out), "--json"]) == 0
     payload = json.loads(capsys.readouterr().out)
     lines = history(out)
     assert not lines[0]["trained_from_scratch"]
-    assert lines[0]["accuracy"] == pytest.approx(refined["accuracy"])  # the given weights, evaluated as they are
+    assert lines[0]["accuracy"] == pytest.approx(first["accuracy"])  # the given weights, evaluated as they are
     assert payload["history"][0]["accuracy"] == lines[0]["accuracy"] and len(payload["history"]) == 2
     state = torch.load(out / "checkpoints" / "iteration-000.pt", weights_only=True)
     given = torch.load(tmp_path / "w.pt", weights_only=True)
     assert all(torch.equal(state[k], given[k]) for k in given)
+    # a budget the network already meets: nothing is pruned or trained, the result is the input
+    out = tmp_path / "met"
+    assert main(["refine", str(tmp_path / "best.json"), "--target-latency", "10s", *common(table, out), "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["iterations"] == 0 and payload["final"] == "none" and len(history(out)) == 1
+    assert payload["accuracy"] == pytest.approx(lines[0]["accuracy"])
     assert main(["describe", str(tmp_path / "best.json"), "--json"]) == 0
     groups = json.loads(capsys.readouterr().out)["groups"]
     assert [g["width"] for g in groups] == list(group_widths(load_architecture(str(tmp_path / "best.json"))).values())
