@@ -54,6 +54,8 @@ DEFAULTS: dict[str, Any] = {
     "train_size": None,
     "val_size": None,
     "test_size": None,
+    "image_size": None,
+    "channels": None,
     "finetune_steps": 100,
     "optimizer": DEFAULT_OPTIMIZER,
     "finetune_lr": DEFAULT_FINETUNE_LR,
@@ -157,6 +159,8 @@ def build_parser(prog: str) -> ArgumentParser:
     data.add_argument("--train-size", type=_size, metavar="N", help="training images (a count or a fraction; default: all)")
     data.add_argument("--val-size", type=_size, metavar="N", help="validation images carved from the training split (default: 10%%)")
     data.add_argument("--test-size", type=_size, metavar="N", help="test images, for the final report only")
+    data.add_argument("--image-size", type=positive_int, metavar="PX", help="resize images to this square size (image folders, npz, synthetic)")
+    data.add_argument("--channels", type=int, choices=(1, 3), help="convert the images to 1 (gray) or 3 (RGB) channels")
 
     training = refine.add_argument_group("training")
     training.add_argument("--finetune-steps", type=nonnegative_int, metavar="N", help="short-term fine-tune steps per proposal (default: 100)")
@@ -303,6 +307,15 @@ def _schedule(values: dict[str, Any]) -> Schedule:
     )
 
 
+def _load_data(values: dict[str, Any]) -> Any:
+    from mobilenas.train.data import load_dataset
+
+    return load_dataset(
+        values["dataset"], data_dir=values["data_dir"], seed=values["seed"], train_size=values["train_size"], val_size=values["val_size"],
+        test_size=values["test_size"], image_size=values.get("image_size"), channels=values.get("channels"),
+    )
+
+
 def _log(message: str) -> None:
     from tqdm.auto import tqdm
 
@@ -312,7 +325,6 @@ def _log(message: str) -> None:
 def _refine(args: argparse.Namespace, prog: str) -> int:
     from mobilenas.netadapt.latency_model import open_latency_model
     from mobilenas.netadapt.training import DataTrainer, TrainingSettings
-    from mobilenas.train.data import load_dataset
     from mobilenas.train.proxy import prepare_architecture
 
     progress = not args.quiet and not args.json
@@ -326,7 +338,7 @@ def _refine(args: argparse.Namespace, prog: str) -> int:
     if values["threads"] is None:
         values["threads"] = max(1, (os.cpu_count() or 1) // values["workers"])
     start = resolve_input(args.input, args.weights)
-    data = load_dataset(values["dataset"], data_dir=values["data_dir"], seed=values["seed"], train_size=values["train_size"], val_size=values["val_size"], test_size=values["test_size"])
+    data = _load_data(values)
     latency = open_latency_model(
         table=values["table"], backend=values["backend"], threads=values["latency_threads"], input_size=values["input_size"],
         command=values["command"], device_name=values["device_name"], force_device=bool(values["force_device"]), log=_log,
@@ -371,7 +383,6 @@ def _resume(args: argparse.Namespace, prog: str, progress: bool) -> int:
     from mobilenas.netadapt.latency_model import open_latency_model
     from mobilenas.netadapt.run import RUN_KIND
     from mobilenas.netadapt.training import DataTrainer, TrainingSettings
-    from mobilenas.train.data import load_dataset
 
     typed = {k for k in _given(args) if k not in EXECUTION_OPTIONS}
     extra = sorted(typed | ({"input"} if args.input else set()) | ({"target_latency"} if args.target_latency is not None else set()) | ({"budget_ratio"} if args.budget_ratio is not None else set()) | ({"weights"} if args.weights else set()) | ({"out"} if args.out else set()))
@@ -385,7 +396,7 @@ def _resume(args: argparse.Namespace, prog: str, progress: bool) -> int:
     if overrides:
         settings = Settings.from_dict({**settings.to_dict(), **overrides})
         values.update(overrides)
-    data = load_dataset(values["dataset"], data_dir=values["data_dir"], seed=values["seed"], train_size=values["train_size"], val_size=values["val_size"], test_size=values["test_size"])
+    data = _load_data(values)
     recorded = manifest["latency"]
     latency = open_latency_model(
         table=recorded.get("table"), backend=values["backend"], threads=values["latency_threads"], input_size=recorded.get("input_size"),

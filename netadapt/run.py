@@ -56,6 +56,7 @@ from mobilenas.netadapt.pruning import shrink_model
 from mobilenas.runs import Journal, RunDir, atomic_write_bytes, now_iso
 from mobilenas.space.arch import Architecture
 from mobilenas.space.builder import Network, build_model
+from mobilenas.train.engine import seeded
 from mobilenas.units import format_ms
 
 RUN_KIND = "netadapt"
@@ -336,7 +337,8 @@ def _iteration_name(iteration: int) -> str:
 
 
 class Refinement:
-    """A NetAdapt run in its run directory (create with :meth:`start`, continue with :meth:`resume`)."""
+    """A NetAdapt run in its run directory: a new one from :meth:`create`, or an existing one
+    (to resume) from the constructor with the settings its manifest records."""
 
     def __init__(self, run: RunDir, settings: Settings, trainer: Trainer, latency: LatencyModel, log: Callable[[str], None] | None = None, progress: bool = False) -> None:
         self.run = run
@@ -364,16 +366,13 @@ class Refinement:
         run = RunDir.create(out, {"kind": RUN_KIND, **manifest, "settings": settings.to_dict(), "latency": latency.describe()})
         return cls(run, settings, trainer, latency, log, progress)
 
-    def has_start(self) -> bool:
-        return any(line.get("iteration") == 0 for line in self.history.read())
-
     def record_start(self, arch: Architecture, weights: StateDict | None) -> None:
         """Iteration 0: the starting network (trained first when ``weights`` is ``None``)."""
         size = self.trainer.input_size
         trained_here = weights is None
         if weights is None:
-            torch.manual_seed(derive_seed(self.settings.seed, "pretrain"))
-            model = build_model(arch, input_size=size)
+            with seeded(derive_seed(self.settings.seed, "pretrain")):
+                model = build_model(arch, input_size=size)
             epochs = self.settings.pretrain_epochs
             self.log(f"no weights given: training the starting network from scratch for {epochs} epoch(s) first")
             result = self.trainer.train(model, epochs, derive_seed(self.settings.seed, "pretrain"), progress=self.progress, from_scratch=True)
@@ -622,8 +621,8 @@ class Refinement:
             self.log("no iteration was needed: the starting network is the result (no final training)")
             model = load_into(point.definition, point.state, size)
         elif settings.final == "retrain":
-            torch.manual_seed(seed)
-            model = build_model(point.definition, input_size=size)
+            with seeded(seed):
+                model = build_model(point.definition, input_size=size)
             self.log(f"retraining the final network from scratch for {settings.final_epochs} epoch(s)")
             result = self.trainer.train(model, settings.final_epochs, seed, progress=self.progress, from_scratch=True)
         else:
