@@ -1,1 +1,113 @@
-"""results"""
+"""mobilenas.results: runs as DataFrames, Pareto fronts, comparisons, reference networks and plots.
+
+Loading (:mod:`.load`)
+    ``load_run(path)`` reads a ``nas-search`` run (:class:`SearchResults`: ``trials``,
+    ``proposals``, ``strategy_log`` frames, ``best``, ``manifest``) or a ``netadapt refine`` run
+    (:class:`NetAdaptResults`: ``iterations``, ``widths``, ``proposals`` frames, ``refined``).
+    ``load_runs(paths)`` reads several with unique labels; ``find_runs(folder)`` lists the runs
+    under a folder; ``candidates_frame(runs)`` and ``trials_frame(runs)`` stack them. A path
+    that is not a run raises :class:`NotARunError` (one line; exit code 2 from ``nas-results``).
+
+Fronts and comparisons (:mod:`.fronts`)
+    ``pareto_front(run, latency="table"|"measured")``, ``hypervolume(run, ReferencePoint(acc,
+    latency_ms))`` (default reference: accuracy 0, twice the target), ``run_summary(run)``,
+    ``compare_runs(runs)`` (one row per run: best reward/accuracy, accuracy within the target,
+    front size, hypervolume), ``summarize(table, by=("strategy",))`` (mean and std per group),
+    ``best_so_far(run)``.
+
+Reference networks (:mod:`.references`)
+    ``reference_points(run, names)`` places MobileNetV2/V3 and MnasNet (and width multipliers)
+    on the run's latency axis through its own table; accuracies given by the user, or
+    ``train_references(run)`` (proxy-trained like the candidates, cached in the run directory).
+
+Latency calibration (:mod:`.calibration`, :mod:`.measured`)
+    ``calibration_points(run, csv=...)`` and ``calibration_summary(points)``: the table's
+    predictions against end-to-end measurements; ``measure_candidates(run)`` measures a
+    search's front on the table's device (cached in ``measured.jsonl``).
+
+Figures (:mod:`.plots`)
+    ``plot_front``, ``plot_comparison``, ``plot_reward_landscape``, ``plot_convergence``,
+    ``plot_calibration``, ``plot_netadapt_progress``, ``plot_widths``, ``plot_width_history``;
+    ``save_figure(figure, "front.png")``.
+
+Notebooks: ``results/pareto.ipynb`` and ``results/netadapt.ipynb`` (installed with the package;
+``notebook_path("pareto")``) take the run directory from ``MOBILENAS_RUN`` (or their parameters
+cell) and save their figures as PNG files. Command line: ``nas-results show|plot|compare|
+references|measure|calibration|figures``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mobilenas.results.calibration import (
+    calibration_points,
+    calibration_summary,
+    read_calibration_csv,
+)
+from mobilenas.results.fronts import (
+    LATENCY_KINDS,
+    ReferencePoint,
+    best_so_far,
+    compare_runs,
+    default_reference_point,
+    hypervolume,
+    pareto_front,
+    points,
+    run_summary,
+    summarize,
+)
+from mobilenas.results.load import (
+    NotARunError,
+    RunResults,
+    candidates_frame,
+    find_runs,
+    load_run,
+    load_runs,
+    trials_frame,
+)
+from mobilenas.results.measured import measure_candidates
+from mobilenas.results.netadapt_run import NetAdaptResults
+from mobilenas.results.references import DEFAULT_REFERENCES, reference_points, train_references
+from mobilenas.results.search_run import SearchResults
+
+NOTEBOOKS = ("pareto", "netadapt")
+
+
+def notebook_path(name: str) -> Path:
+    """The installed notebook ``pareto`` or ``netadapt`` (``.ipynb``)."""
+    if name not in NOTEBOOKS:
+        raise ValueError(f"unknown notebook {name!r}; choose {' or '.join(NOTEBOOKS)}")
+    return Path(__file__).with_name(f"{name}.ipynb")
+
+
+__all__ = [
+    "DEFAULT_REFERENCES",
+    "LATENCY_KINDS",
+    "NOTEBOOKS",
+    "NetAdaptResults",
+    "NotARunError",
+    "ReferencePoint",
+    "RunResults",
+    "SearchResults",
+    "best_so_far",
+    "calibration_points",
+    "calibration_summary",
+    "candidates_frame",
+    "compare_runs",
+    "default_reference_point",
+    "find_runs",
+    "hypervolume",
+    "load_run",
+    "load_runs",
+    "measure_candidates",
+    "notebook_path",
+    "pareto_front",
+    "points",
+    "read_calibration_csv",
+    "reference_points",
+    "run_summary",
+    "summarize",
+    "train_references",
+    "trials_frame",
+]

@@ -1,0 +1,517 @@
+"""``nas-results`` (= ``mobilenas results``): summaries, Pareto tables and plots of runs.
+
+    nas-results show RUN                   summary and Pareto table (--json)
+    nas-results plot RUN --out front.png   the front, with reference networks on the axes
+    nas-results compare RUN... --out fronts.png
+                                           several fronts on one figure plus a comparison table
+    nas-results references RUN [--train]   reference networks on the run's latency axis
+    nas-results measure RUN                measure the front end to end (for --measured)
+    nas-results calibration RUN            the latency table against end-to-end measurements
+    nas-results figures RUN --out DIR      every figure of a run (the notebooks' figures)
+
+RUN is a run directory written by ``nas-search`` or ``netadapt refine``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from mobilenas.cliutil import ArgumentParser, add_json_flag, positive_int, print_json, run_main
+from mobilenas.errors import UsageError
+from mobilenas.units import format_ms
+
+EPILOG = """\
+examples:
+  nas-results show results/runs/search-20261129-101500-ab12
+  nas-results plot results/runs/search-20261129-101500-ab12 --out front.png --measured
+  nas-results plot RUN --out front.png --references mobilenetv2@0.75,mobilenetv3-small --reference-accuracy mobilenetv3-small=0.64
+  nas-results compare results/runs/* --out fronts.png --by strategy
+  nas-results references RUN --train            # proxy-train the references like the run's candidates (cached)
+
+Accuracies are fractions (0.72). Latencies accept 15ms, 0.015s or a bare number of ms.
+The hypervolume's reference point defaults to accuracy 0 and twice the (largest) target latency.
+"""
+
+
+def _reference_point(text: str) -> Any:
+    from mobilenas.results.fronts import ReferencePoint
+
+    try:
+        return ReferencePoint.parse(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _add_axis_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--measured", action="store_true", help="put points on measured end-to-end latency where known (the table's prediction elsewhere)")
+    parser.add_argument("--reference-point", type=_reference_point, default=None, metavar="ACC,LATENCY", help="hypervolume reference point, e.g. 0.5,20ms (default: 0 and twice the target)")
+
+
+def _add_reference_options(parser: argparse.ArgumentParser, default_help: str) -> None:
+    parser.add_argument("--references", default=None, metavar="NAMES", help=f"reference networks to place, comma-separated (mobilenetv2@0.75,mnasnet-a1,...), all, or none ({default_help})")
+    parser.add_argument("--reference-accuracy", action="append", default=[], metavar="NAME=ACC", help="a reference's accuracy on your task (fraction), e.g. mobilenetv2=0.72; repeatable")
+    parser.add_argument("--measure-missing", action="store_true", help="measure ops of the references that the latency table lacks (on the table's device; appended to the table)")
+    parser.add_argument("--latency-table", default=None, metavar="PATH", help="the run's latency table, if it moved since the run")
+
+
+def build_parser(prog: str) -> ArgumentParser:
+    parser = ArgumentParser(prog=prog, description="Summaries, Pareto fronts and plots of nas-search and NetAdapt runs.", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
+
+    show = commands.add_parser("show", help="print a run's summary and Pareto table", description="Print a run's summary (strategy, target, trials, best, hypervolume) and its Pareto front; a NetAdapt run's iterations.")
+    show.add_argument("run", metavar="RUN", help="run directory")
+    _add_axis_options(show)
+    show.add_argument("--limit", type=positive_int, default=30, metavar="N", help="rows of the Pareto table to print (default: 30)")
+    add_json_flag(show)
+
+    plot = commands.add_parser("plot", help="draw a run's front (PNG)", description="Draw a run's accuracy/latency front with its target and the reference networks on the same latency axis.")
+    plot.add_argument("run", metavar="RUN", help="run directory")
+    plot.add_argument("--out", default=None, metavar="PNG", help="output file (default: RUN/front.png)")
+    _add_axis_options(plot)
+    _add_reference_options(plot, "default for network runs: all whose ops the table has")
+    plot.add_argument("--log-latency", action="store_true", help="logarithmic latency axis")
+    plot.add_argument("--title", default=None, help="figure title")
+
+    compare = commands.add_parser("compare", help="overlay several runs' fronts and compare them", description="Overlay the fronts of several runs (strategies, seeds, targets) on one figure and print one row per run plus mean and std per group.")
+    compare.add_argument("runs", nargs="+", metavar="RUN", help="run directories")
+    compare.add_argument("--out", default="fronts.png", metavar="PNG", help="output figure (default: fronts.png)")
+    compare.add_argument("--by", default=None, metavar="COLUMNS", help="group runs by these columns for mean and std, comma-separated (default: strategy, plus target_latency_ms when targets differ)")
+    compare.add_argument("--csv", default=None, metavar="PATH", help="also write the per-run table as CSV")
+    _add_axis_options(compare)
+    _add_reference_options(compare, "default: none")
+    add_json_flag(compare)
+
+    references = commands.add_parser("references", help="reference networks on a run's latency axis", description="Place reference networks (MobileNetV2, MnasNet, MobileNetV3 and width multipliers) on a run's latency axis; optionally proxy-train them like the run's candidates.")
+    references.add_argument("run", metavar="RUN", help="run directory of a network search or a NetAdapt run")
+    _add_reference_options(references, "default: all")
+    references.add_argument("--train", action="store_true", help="proxy-train the references with the search's own proxy task (cached in RUN/references.json)")
+    references.add_argument("--retrain", action="store_true", help="with --train: train again even where a cached result exists")
+    references.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_json_flag(references)
+
+    measure = commands.add_parser("measure", help="measure a search's front end to end", description="Measure architectures of a network search end to end on this machine (the latency table's device) and cache them in RUN/measured.jsonl, for --measured and the calibration plot.")
+    measure.add_argument("run", metavar="RUN", help="run directory of a network search")
+    measure.add_argument("--trials", default="front", metavar="WHICH", help="front (default), all, or trial numbers such as 3,17,40")
+    measure.add_argument("--rounds", type=positive_int, default=3, help="interleaved rounds of timed runs (default: 3)")
+    measure.add_argument("--remeasure", action="store_true", help="measure again architectures already measured")
+    measure.add_argument("--latency-table", default=None, metavar="PATH", help="the run's latency table, if it moved since the run")
+    measure.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_json_flag(measure)
+
+    calibration = commands.add_parser("calibration", help="the latency table against measurements", description="Compare the run's lookup-table latencies with end-to-end measurements (the run's own, its table's, and calibration CSVs of nas-latency calibrate).")
+    calibration.add_argument("run", nargs="?", metavar="RUN", help="run directory (optional with --csv)")
+    calibration.add_argument("--csv", action="append", default=[], metavar="PATH", help="a calibration.csv written by nas-latency calibrate (repeatable)")
+    calibration.add_argument("--out", default=None, metavar="PNG", help="also draw predicted against measured latency")
+    calibration.add_argument("--latency-table", default=None, metavar="PATH", help="the run's latency table, if it moved since the run")
+    add_json_flag(calibration)
+
+    figures = commands.add_parser("figures", help="write every figure of a run", description="Write every figure of a run as PNG files: the front, the reward landscape, the convergence, the calibration (search); the progress and the widths (NetAdapt).")
+    figures.add_argument("run", metavar="RUN", help="run directory")
+    figures.add_argument("--out", default=None, metavar="DIR", help="output folder (default: RUN/figures)")
+    figures.add_argument("--calibration-csv", action="append", default=[], metavar="PATH", help="a calibration.csv of nas-latency calibrate for the calibration figure (repeatable)")
+    _add_reference_options(figures, "default for network runs: all whose ops the table has")
+    figures.add_argument("--measured", action="store_true", help="the front on measured latency where known")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "nas-results") -> int:
+    return run_main(lambda a: _main(a, prog), argv, prog)
+
+
+def _main(argv: Sequence[str] | None, prog: str) -> int:
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    handler = {
+        "show": _show, "plot": _plot, "compare": _compare, "references": _references, "measure": _measure,
+        "calibration": _calibration, "figures": _figures,
+    }[args.command]
+    return int(handler(args) or 0)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _latency(args: argparse.Namespace) -> str:
+    return "measured" if getattr(args, "measured", False) else "table"
+
+
+def _table(rows: list[list[str]], right: Sequence[bool]) -> list[str]:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = []
+    for row in rows:
+        cells = [cell.rjust(width) if align else cell.ljust(width) for cell, width, align in zip(row, widths, right, strict=True)]
+        lines.append("  ".join(cells).rstrip())
+    return lines
+
+
+def _number(value: Any, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.{digits}f}"
+
+
+def _short(text: Any, limit: int = 90) -> str:
+    text = "" if text is None else str(text)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _reference_frame(run: Any, args: argparse.Namespace, *, default_all: bool) -> Any:
+    """Reference points for plots: the named ones, or by default all whose ops the table has."""
+    from mobilenas.results.references import (
+        DEFAULT_REFERENCES,
+        parse_accuracies,
+        parse_names,
+        reference_points,
+    )
+    from mobilenas.results.search_run import SearchResults
+
+    accuracies = parse_accuracies(args.reference_accuracy)
+    explicit = args.references is not None
+    names = parse_names(args.references) if explicit else (DEFAULT_REFERENCES if default_all else ())
+    names = tuple(dict.fromkeys([*names, *accuracies]))
+    if not names:
+        return None
+    tabular = isinstance(run, SearchResults) and run.problem != "network"
+    if tabular:
+        if explicit or accuracies:
+            raise UsageError(f"run {run.path} is a tabular search ({run.space_name}): reference networks cannot be placed on its benchmark's axis; drop --references")
+        return None
+    frame = reference_points(run, names, accuracies=accuracies, table=args.latency_table, measure_missing=args.measure_missing)
+    if not explicit and not accuracies:
+        # Unasked-for references whose ops the table lacks are noted, not drawn.
+        skipped = frame[frame["latency_ms"].isna()]
+        if len(skipped):
+            print(f"note: {len(skipped)} reference network(s) not placed ({', '.join(skipped['name'])}): the latency table lacks some of their ops; add --measure-missing to measure them", file=sys.stderr)
+        frame = frame[frame["latency_ms"].notna()]
+    return frame
+
+
+# --------------------------------------------------------------------------- show
+
+
+def _show(args: argparse.Namespace) -> int:
+    from mobilenas.results.fronts import pareto_front, run_summary
+    from mobilenas.results.load import load_run
+    from mobilenas.results.netadapt_run import NetAdaptResults
+
+    run = load_run(args.run)
+    latency = _latency(args)
+    summary = run_summary(run, args.reference_point, latency)
+    front = pareto_front(run, latency)
+    front_columns = ["number", "source", "accuracy", "latency_ms", "measured_latency_ms", "front_latency_ms", "latency_source", "reward", "architecture"]
+    if args.json:
+        payload: dict[str, Any] = {"summary": summary, "pareto": front[[c for c in front_columns if c in front.columns]].to_dict("records")}
+        if isinstance(run, NetAdaptResults):
+            payload["iterations"] = run.iterations.drop(columns=["run"]).to_dict("records")
+            payload["refined"] = run.refined
+        print_json(payload)
+        return 0
+    if isinstance(run, NetAdaptResults):
+        _print_netadapt(run, summary, front, args)
+    else:
+        _print_search(run, summary, front, args, latency)
+    return 0
+
+
+def _hypervolume_line(summary: dict[str, Any]) -> str:
+    point = summary["reference_point"]
+    return (
+        f"{summary['front_size']} on the front; hypervolume {summary['hypervolume']:.4g} (accuracy x ms) = "
+        f"{summary['hypervolume_normalised']:.3f} of the box to accuracy {point['accuracy']:g}, {format_ms(point['latency_ms'])}"
+    )
+
+
+def _print_search(run: Any, summary: dict[str, Any], front: Any, args: argparse.Namespace, latency: str) -> None:
+    print(f"run {run.path}")
+    print(f"  search          {run.problem} problem, space {run.space_name}, strategy {run.strategy} (seed {run.seed})")
+    print(f"  reward          {summary['reward']}, target {format_ms(run.target_latency_ms)}")
+    asked = f" of {summary['samples']} asked" if summary.get("samples") else ""
+    print(f"  trials          {summary['trained']} trained ({summary['failed']} failed){asked}, {summary['duplicates']} duplicates, {summary['rejected']} rejected by the latency filter")
+    if summary["best_number"] is None:
+        print("  best            (no successful trial yet)")
+    else:
+        measured = f" (measured {format_ms(summary['best_measured_latency_ms'])})" if not math.isnan(summary["best_measured_latency_ms"]) and run.problem == "network" else ""
+        print(f"  best            reward {summary['best_reward']:.4f}: accuracy {summary['best_accuracy']:.4f}, latency {format_ms(summary['best_latency_ms'])}{measured}; trial #{summary['best_number']}, found after {summary['trials_to_best']} trials")
+        print(f"                  {_short(summary['best_architecture'], 120)}")
+    feasible = summary["best_feasible_accuracy"]
+    print(f"  within target   best accuracy {_number(feasible)}")
+    print(f"  front           {_hypervolume_line(summary)}")
+    print()
+    axis = "measured end to end where known" if latency == "measured" else ("the benchmark" if run.problem == "tabular" else "the lookup table")
+    print(f"Pareto front (accuracy vs latency by {axis}), fastest first:")
+    if front.empty:
+        print("  (no successful trial)")
+        return
+    rows = [["#", "accuracy", "latency", "measured", "reward", "architecture"]]
+    for row in front.head(args.limit).itertuples():
+        measured = format_ms(row.measured_latency_ms) if run.problem == "network" else "-"
+        rows.append([str(row.number), _number(row.accuracy), format_ms(row.latency_ms), measured, _number(row.reward), _short(row.architecture)])
+    for line in _table(rows, [True, True, True, True, True, False]):
+        print("  " + line)
+    if len(front) > args.limit:
+        print(f"  ... {len(front) - args.limit} more (--limit N, or --json)")
+
+
+def _print_netadapt(run: Any, summary: dict[str, Any], front: Any, args: argparse.Namespace) -> None:
+    print(f"run {run.path}")
+    state = "finished" if run.finished else "in progress (no refined.json yet)"
+    print(f"  netadapt        from {run.source}; selection {run.selection}; {summary['iterations']} iteration(s), {state}")
+    print(f"  budget          {format_ms(run.target_latency_ms)} by the table (start {format_ms(run.start_latency_ms)})")
+    frame = run.iterations
+    if len(frame):
+        start = frame.iloc[0]
+        print(f"  start           accuracy {_number(start['accuracy'])}, latency {format_ms(start['latency_ms'])} (measured {format_ms(start['measured_latency_ms'])})")
+    if run.refined is not None:
+        refined = run.refined
+        test = f", test accuracy {_number(refined.get('test_accuracy'))}" if refined.get("test_accuracy") is not None else ""
+        print(f"  refined         accuracy {_number(refined.get('accuracy'))} after {refined.get('final', '?')}{test}; latency {format_ms(refined.get('latency_ms'))} (measured {format_ms(refined.get('measured_latency_ms'))})")
+        print(f"                  {_short(refined.get('notation'), 120)}")
+    print(f"  front           {_hypervolume_line(summary)}")
+    print()
+    on_front = set(zip(front["source"], front["number"], strict=True)) if len(front) else set()
+    print("iterations (* = on the accuracy/latency front):")
+    rows = [["iter", "pruned group", "width", "target", "latency", "measured", "acc pruned", "acc tuned", ""]]
+    for row in frame.itertuples():
+        group = row.chosen_group if isinstance(row.chosen_group, str) else "(start)"
+        width = f"{int(row.previous_width)}->{int(row.width)}" if isinstance(row.chosen_group, str) else ""
+        rows.append([
+            str(row.iteration), group, width, format_ms(row.target_latency_ms), format_ms(row.latency_ms), format_ms(row.measured_latency_ms),
+            _number(row.accuracy_before_finetune), _number(row.accuracy), "*" if ("iteration", row.iteration) in on_front else "",
+        ])
+    for line in _table(rows, [True, False, True, True, True, True, True, True, False]):
+        print("  " + line)
+
+
+# --------------------------------------------------------------------------- plot
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from mobilenas.results.load import load_run
+    from mobilenas.results.plots import plot_front, save_figure
+
+    run = load_run(args.run)
+    out = Path(args.out) if args.out else run.path / "front.png"
+    _check_png(out)
+    references = _reference_frame(run, args, default_all=True)
+    figure = plot_front(run, latency=_latency(args), references=references, title=args.title, log_latency=args.log_latency)
+    save_figure(figure, out)
+    print(f"wrote {out}")
+    return 0
+
+
+def _check_png(path: Path) -> None:
+    if path.suffix.lower() != ".png":
+        raise UsageError(f"--out {path}: figures are PNG files; give a name ending in .png")
+
+
+# --------------------------------------------------------------------------- compare
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from mobilenas.results.fronts import compare_runs, default_reference_point, summarize
+    from mobilenas.results.load import load_runs
+    from mobilenas.results.plots import plot_comparison, save_figure
+    from mobilenas.results.search_run import SearchResults
+
+    out = Path(args.out)
+    _check_png(out)
+    runs = load_runs(args.runs)
+    latency = _latency(args)
+    reference = args.reference_point or default_reference_point(runs)
+    table = compare_runs(runs, reference, latency)
+    if args.by:
+        by = [c.strip() for c in args.by.split(",") if c.strip()]
+    else:
+        by = ["strategy"] + (["target_latency_ms"] if table["target_latency_ms"].nunique() > 1 else [])
+    grouped = summarize(table, by)
+    references = None
+    if args.references is not None or args.reference_accuracy:
+        network = [r for r in runs if not isinstance(r, SearchResults) or r.problem == "network"]
+        if not network:
+            raise UsageError("reference networks need a network run (with a latency table); every run given is tabular")
+        references = _reference_frame(network[0], args, default_all=False)
+    save_figure(plot_comparison(runs, latency=latency, references=references), out)
+    if args.csv:
+        table.to_csv(args.csv, index=False)
+    if args.json:
+        print_json({"runs": table.to_dict("records"), "groups": grouped.to_dict("records"), "by": by, "reference_point": reference.to_dict(), "figure": str(out)})
+        return 0
+    print(f"{len(runs)} runs; hypervolume against accuracy {reference.accuracy:g}, {format_ms(reference.latency_ms)}; latency by {'measurement where known' if latency == 'measured' else 'the table'}")
+    rows = [["run", "strategy", "seed", "target", "best reward", "best acc", "best latency", "acc in target", "front", "hypervolume", "HV norm"]]
+    for row in table.itertuples():
+        rows.append([
+            _short(row.run, 40), str(row.strategy), "-" if row.seed is None or (isinstance(row.seed, float) and math.isnan(row.seed)) else str(int(row.seed)),
+            format_ms(row.target_latency_ms), _number(row.best_reward), _number(row.best_accuracy), format_ms(row.best_latency_ms),
+            _number(row.best_feasible_accuracy), str(row.front_size), f"{row.hypervolume:.4g}", _number(row.hypervolume_normalised, 3),
+        ])
+    for line in _table(rows, [False, False, True, True, True, True, True, True, True, True, True]):
+        print("  " + line)
+    if (grouped["runs"] > 1).any():
+        print()
+        print(f"mean ± std per {', '.join(by)}:")
+        rows = [[*by, "runs", "best reward", "best acc", "acc in target", "HV norm"]]
+        for record in grouped.to_dict("records"):
+            def pm(metric: str, record: dict[str, Any] = record) -> str:
+                mean, std = record.get(f"{metric}_mean"), record.get(f"{metric}_std")
+                return f"{_number(mean)} ± {_number(std)}" if std is not None and not math.isnan(std) else _number(mean)
+            rows.append([*(str(record[c]) for c in by), str(record["runs"]), pm("best_reward"), pm("best_accuracy"), pm("best_feasible_accuracy"), pm("hypervolume_normalised")])
+        for line in _table(rows, [False] * len(by) + [True] * 5):
+            print("  " + line)
+    print()
+    print(f"wrote {out}" + (f" and {args.csv}" if args.csv else ""))
+    return 0
+
+
+# --------------------------------------------------------------------------- references
+
+
+def _references(args: argparse.Namespace) -> int:
+    from mobilenas.results.load import load_run
+    from mobilenas.results.references import (
+        parse_accuracies,
+        parse_names,
+        reference_points,
+        train_references,
+    )
+
+    run = load_run(args.run)
+    accuracies = parse_accuracies(args.reference_accuracy)
+    names = tuple(dict.fromkeys([*parse_names(args.references), *accuracies]))
+    trained = None
+    if args.train:
+        trained = train_references(run, names, retrain=args.retrain, progress=not args.quiet and not args.json)
+    frame = reference_points(run, names, accuracies=accuracies, table=args.latency_table, measure_missing=args.measure_missing)
+    if args.json:
+        payload: dict[str, Any] = {"references": frame.to_dict("records")}
+        if trained is not None:
+            payload["training"] = trained.to_dict("records")
+        print_json(payload)
+        return 0
+    print(f"reference networks on the latency axis of {run.path} ({run.num_classes} classes):")
+    rows = [["name", "latency", "accuracy", "source", "params", "MACs", "note"]]
+    for row in frame.itertuples():
+        note = f"{row.missing_ops} ops not in the table (--measure-missing)" if row.missing_ops else ""
+        rows.append([row.name, format_ms(row.latency_ms), _number(row.accuracy), row.accuracy_source or "-", f"{row.params / 1e6:.2f}M", f"{row.macs / 1e6:.1f}M", note])
+    for line in _table(rows, [False, True, True, False, True, True, False]):
+        print("  " + line)
+    if trained is not None:
+        fresh = trained[~trained["cached"]]
+        print()
+        print(f"proxy-trained {len(fresh)} reference(s) now, {len(trained) - len(fresh)} from {run.path / 'references.json'}")
+        for row in fresh.itertuples():
+            if row.status != "ok":
+                print(f"  {row.name}: training failed: {getattr(row, 'error', '')}")
+    return 0
+
+
+# --------------------------------------------------------------------------- measure
+
+
+def _measure(args: argparse.Namespace) -> int:
+    from mobilenas.results.load import load_run
+    from mobilenas.results.measured import measure_candidates
+
+    run = load_run(args.run)
+    numbers: list[int] | None
+    if args.trials == "front":
+        numbers = None
+    elif args.trials == "all":
+        numbers = [int(n) for n in run.candidates()["number"]]
+    else:
+        try:
+            numbers = [int(part) for part in args.trials.split(",") if part.strip()]
+        except ValueError:
+            raise UsageError(f"--trials takes front, all, or trial numbers like 3,17,40; got {args.trials!r}") from None
+    rows = measure_candidates(run, numbers, rounds=args.rounds, table=args.latency_table, progress=not args.quiet and not args.json, remeasure=args.remeasure)
+    if args.json:
+        print_json({"measured": rows.to_dict("records"), "cache": str(run.path / "measured.jsonl")})
+        return 0
+    if rows.empty:
+        print("nothing to measure: every chosen architecture was measured before (--remeasure to measure again)")
+        return 0
+    table = [["#", "predicted", "measured", "error"]]
+    for row in rows.itertuples():
+        table.append([str(row.number), format_ms(row.predicted_ms), format_ms(row.latency_ms), f"{100 * (row.predicted_ms - row.latency_ms) / row.latency_ms:+.1f}%"])
+    for line in _table(table, [True, True, True, True]):
+        print("  " + line)
+    print(f"cached in {run.path / 'measured.jsonl'}; use --measured in show, plot and compare")
+    return 0
+
+
+# --------------------------------------------------------------------------- calibration
+
+
+def _calibration(args: argparse.Namespace) -> int:
+    from mobilenas.results.calibration import calibration_points, calibration_summary, describe
+    from mobilenas.results.load import load_run
+    from mobilenas.results.plots import plot_calibration, save_figure
+
+    if args.run is None and not args.csv:
+        raise UsageError("give a run directory, or --csv calibration.csv (or both)")
+    run = load_run(args.run) if args.run else None
+    if args.out:
+        _check_png(Path(args.out))
+    points = calibration_points(run, csv=args.csv, table=args.latency_table)
+    summary = calibration_summary(points) if len(points) else None
+    if args.out:
+        save_figure(plot_calibration(points), args.out)
+    if args.json:
+        print_json({"summary": [] if summary is None else summary.to_dict("records"), "points": points.to_dict("records"), "figure": args.out})
+        return 0
+    if summary is None:
+        hint = "a tabular run's latencies are the benchmark's measurements" if run is not None and getattr(run, "problem", "") == "tabular" else "run nas-results measure RUN, or nas-latency calibrate and pass --csv"
+        print(f"no architecture has both a predicted and a measured latency ({hint})")
+        return 0
+    for line in describe(summary):
+        print(line)
+    if args.out:
+        print(f"wrote {args.out}")
+    return 0
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def _figures(args: argparse.Namespace) -> int:
+    from mobilenas.results.calibration import calibration_points
+    from mobilenas.results.load import load_run
+    from mobilenas.results.netadapt_run import NetAdaptResults
+    from mobilenas.results.plots import (
+        plot_calibration,
+        plot_convergence,
+        plot_front,
+        plot_netadapt_progress,
+        plot_reward_landscape,
+        plot_width_history,
+        plot_widths,
+        save_figure,
+    )
+
+    run = load_run(args.run)
+    out = Path(args.out) if args.out else run.path / "figures"
+    written = [save_figure(plot_front(run, latency=_latency(args), references=_reference_frame(run, args, default_all=True)), out / "front.png")]
+    if isinstance(run, NetAdaptResults):
+        written.append(save_figure(plot_netadapt_progress(run), out / "progress.png"))
+        written.append(save_figure(plot_widths(run), out / "widths.png"))
+        written.append(save_figure(plot_width_history(run), out / "width_history.png"))
+    else:
+        written.append(save_figure(plot_reward_landscape(run), out / "reward_landscape.png"))
+        written.append(save_figure(plot_convergence(run), out / "convergence.png"))
+    points = calibration_points(run, csv=args.calibration_csv, table=args.latency_table)
+    if len(points):
+        written.append(save_figure(plot_calibration(points), out / "calibration.png"))
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

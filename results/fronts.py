@@ -1,0 +1,262 @@
+"""Pareto fronts, hypervolumes and comparisons across runs.
+
+The front is the non-dominated set of (accuracy up, latency down) over a run's candidates
+(:func:`mobilenas.search.pareto.pareto_mask`), on one of two latency axes:
+
+``table``     the latency the run scored with: the lookup table's prediction (a tabular run: its
+              benchmark's latency column, itself a measurement);
+``measured``  the latency measured end to end where it is known, the table's prediction where
+              it is not (``latency_source`` says which, per point; plots draw the two apart).
+
+The hypervolume (:func:`mobilenas.search.pareto.hypervolume`) is the area the front dominates
+up to a reference point ``(accuracy, latency_ms)``, in accuracy x milliseconds. The default
+reference point is accuracy 0 and twice the (largest) target latency, shared by every run of a
+comparison so their figures are comparable; ``hypervolume_normalised`` divides by the
+reference box, ``latency_ms x (1 - accuracy)``: with accuracy 0 it is the mean, over budgets
+from 0 to the reference latency, of the best accuracy the run found within the budget.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mobilenas.results.load import RunResults
+from mobilenas.results.netadapt_run import NetAdaptResults
+from mobilenas.results.search_run import SearchResults
+from mobilenas.search.pareto import hypervolume as _hypervolume
+from mobilenas.search.pareto import pareto_mask
+
+LATENCY_KINDS = ("table", "measured")
+REFERENCE_LATENCY_FACTOR = 2.0
+# Per-run figures that make sense to average over seeds.
+COMPARED_METRICS = (
+    "best_reward", "best_accuracy", "best_latency_ms", "best_feasible_accuracy", "hypervolume", "hypervolume_normalised",
+    "front_size", "trials_to_best",
+)
+
+
+@dataclass(frozen=True)
+class ReferencePoint:
+    """The hypervolume's reference point: the worst accuracy and latency (ms) that still count."""
+
+    accuracy: float
+    latency_ms: float
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.accuracy) and 0 <= self.accuracy < 1):
+            raise ValueError(f"the reference point's accuracy must be a fraction in [0, 1), got {self.accuracy}")
+        if not (math.isfinite(self.latency_ms) and self.latency_ms > 0):
+            raise ValueError(f"the reference point's latency must be a positive number of ms, got {self.latency_ms}")
+
+    @classmethod
+    def parse(cls, text: str) -> ReferencePoint:
+        """``ACCURACY,LATENCY`` as typed on a command line: ``0.5,20ms``, ``0,0.03s``, ``0.2,15``."""
+        from mobilenas.units import parse_duration_ms
+
+        parts = [p.strip() for p in re.split(r"[,;]", str(text))]
+        if len(parts) != 2 or not all(parts):
+            raise ValueError(f"a reference point is ACCURACY,LATENCY (like 0.5,20ms), got {text!r}")
+        try:
+            accuracy = float(parts[0])
+        except ValueError:
+            raise ValueError(f"the reference point's accuracy {parts[0]!r} is not a number (like 0.5)") from None
+        latency = parse_duration_ms(parts[1], what="the reference point's latency")
+        return cls(accuracy, latency)
+
+    def as_tuple(self) -> tuple[float, float]:
+        return (self.accuracy, self.latency_ms)
+
+    def to_dict(self) -> dict[str, float]:
+        return {"accuracy": self.accuracy, "latency_ms": self.latency_ms}
+
+
+def _check_latency(latency: str) -> None:
+    if latency not in LATENCY_KINDS:
+        raise ValueError(f"latency must be one of {', '.join(LATENCY_KINDS)}, got {latency!r}")
+
+
+def points(run: RunResults, latency: str = "table") -> pd.DataFrame:
+    """The run's candidates with the latency axis chosen: ``front_latency_ms`` and ``latency_source``."""
+    _check_latency(latency)
+    frame = run.candidates().copy()
+    table = frame["latency_ms"].astype(float)
+    if latency == "measured":
+        measured = pd.to_numeric(frame["measured_latency_ms"], errors="coerce").astype(float)
+        known = measured.notna() & np.isfinite(measured)
+        frame["front_latency_ms"] = measured.where(known, table)
+        frame["latency_source"] = np.where(known, "measured", "table")
+    else:
+        frame["front_latency_ms"] = table
+        frame["latency_source"] = "table"
+    return frame
+
+
+def pareto_front(run: RunResults, latency: str = "table") -> pd.DataFrame:
+    """The non-dominated candidates of ``run``, fastest first (columns of :func:`points`)."""
+    frame = points(run, latency)
+    if frame.empty:
+        return frame
+    mask = pareto_mask(frame["accuracy"].to_numpy(dtype=float), frame["front_latency_ms"].to_numpy(dtype=float))
+    return frame[mask].sort_values(["front_latency_ms", "accuracy"], ascending=[True, False]).reset_index(drop=True)
+
+
+def default_reference_point(runs: RunResults | Sequence[RunResults]) -> ReferencePoint:
+    """Accuracy 0 and twice the largest target latency of ``runs`` (see the module docstring)."""
+    group = [runs] if isinstance(runs, SearchResults | NetAdaptResults) else list(runs)
+    targets = [r.target_latency_ms for r in group if math.isfinite(r.target_latency_ms) and r.target_latency_ms > 0]
+    if targets:
+        return ReferencePoint(0.0, REFERENCE_LATENCY_FACTOR * max(targets))
+    latencies = [float(points(r)["front_latency_ms"].max()) for r in group if len(r.candidates())]
+    if not latencies:
+        raise ValueError("no run has a target latency or a candidate to derive a reference point from; give one (like 0,20ms)")
+    return ReferencePoint(0.0, 1.1 * max(latencies))
+
+
+def hypervolume(run: RunResults, reference: ReferencePoint | None = None, latency: str = "table") -> float:
+    """Area (accuracy x ms) the run's front dominates up to ``reference`` (default: :func:`default_reference_point`)."""
+    reference = reference or default_reference_point(run)
+    frame = points(run, latency)
+    if frame.empty:
+        return 0.0
+    return float(_hypervolume(frame["accuracy"].to_numpy(dtype=float), frame["front_latency_ms"].to_numpy(dtype=float), reference.as_tuple()))
+
+
+def normalised(value: float, reference: ReferencePoint) -> float:
+    """A hypervolume as a fraction of the reference box (see the module docstring)."""
+    return value / (reference.latency_ms * (1.0 - reference.accuracy))
+
+
+def best_so_far(run: SearchResults) -> pd.DataFrame:
+    """For each trained trial in finishing order: ``order``, ``number``, ``reward``, ``best_reward`` so far."""
+    trained = run.trained()
+    rewards = trained["reward"].astype(float).where(trained["status"] == "ok", 0.0).fillna(0.0)
+    return pd.DataFrame({
+        "trial": np.arange(1, len(trained) + 1),
+        "order": trained["order"].to_numpy(),
+        "number": trained["number"].to_numpy(),
+        "reward": rewards.to_numpy(),
+        "best_reward": rewards.cummax().to_numpy(),
+    })
+
+
+def _elapsed_s(run: SearchResults) -> float:
+    finished = run.trials["finished"].dropna()
+    created = pd.to_datetime(run.manifest.get("created"), errors="coerce", utc=True)
+    if finished.empty or pd.isna(created):
+        return math.nan
+    return float((finished.max() - created).total_seconds())
+
+
+def run_summary(run: RunResults, reference: ReferencePoint | None = None, latency: str = "table") -> dict[str, Any]:
+    """One run's figures (what ``nas-results show --json`` prints under ``summary``)."""
+    reference = reference or default_reference_point(run)
+    front = pareto_front(run, latency)
+    volume = hypervolume(run, reference, latency)
+    frame = points(run, latency)
+    target = run.target_latency_ms
+    feasible = frame[frame["front_latency_ms"] <= target] if math.isfinite(target) else frame.iloc[0:0]
+    common: dict[str, Any] = {
+        "run": run.label,
+        "path": str(run.path),
+        "kind": run.kind,
+        "strategy": run.strategy,
+        "seed": run.seed,
+        "target_latency_ms": target,
+        "latency_axis": latency,
+        "candidates": len(frame),
+        "front_size": len(front),
+        "hypervolume": volume,
+        "hypervolume_normalised": normalised(volume, reference),
+        "reference_point": reference.to_dict(),
+        "best_feasible_accuracy": float(feasible["accuracy"].max()) if len(feasible) else math.nan,
+        "measured_points": int((frame["latency_source"] == "measured").sum()) if latency == "measured" else int(frame["measured_latency_ms"].notna().sum()),
+    }
+    if isinstance(run, SearchResults):
+        counts = run.counts()
+        ok = run.candidates()
+        best_row = ok.loc[ok["reward"].idxmax()] if len(ok) else None
+        common.update({
+            "problem": run.problem,
+            "space": run.space_name,
+            "reward": run.reward_description,
+            "samples": run.samples,
+            **counts,
+            "best_number": int(best_row["number"]) if best_row is not None else None,
+            "best_reward": float(best_row["reward"]) if best_row is not None else math.nan,
+            "best_accuracy": float(best_row["accuracy"]) if best_row is not None else math.nan,
+            "best_latency_ms": float(best_row["latency_ms"]) if best_row is not None else math.nan,
+            "best_measured_latency_ms": float(best_row["measured_latency_ms"]) if best_row is not None and pd.notna(best_row["measured_latency_ms"]) else math.nan,
+            "best_final_accuracy": float(best_row["final_accuracy"]) if best_row is not None and pd.notna(best_row["final_accuracy"]) else math.nan,
+            "best_architecture": str(best_row["architecture"]) if best_row is not None else None,
+            "trials_to_best": int((run.trained()["number"] == best_row["number"]).to_numpy().argmax()) + 1 if best_row is not None else None,
+            "wall_time_s": float(run.trials.loc[run.trials["source"] == "trained", "wall_time_s"].sum()),
+            "elapsed_s": _elapsed_s(run),
+        })
+    else:
+        refined = run.refined or {}
+        iterations = run.iterations
+        start = iterations.iloc[0] if len(iterations) else None
+        common.update({
+            "problem": "netadapt",
+            "space": None,
+            "reward": None,
+            "source": run.source,
+            "selection": run.selection,
+            "finished": run.finished,
+            "iterations": max(0, len(iterations) - 1),
+            "start_latency_ms": run.start_latency_ms,
+            "start_accuracy": float(start["accuracy"]) if start is not None else math.nan,
+            "best_reward": math.nan,
+            "best_accuracy": _number(refined.get("accuracy")) if refined else (float(iterations["accuracy"].iloc[-1]) if len(iterations) else math.nan),
+            "best_latency_ms": _number(refined.get("latency_ms")) if refined else (float(iterations["latency_ms"].iloc[-1]) if len(iterations) else math.nan),
+            "best_measured_latency_ms": _number(refined.get("measured_latency_ms")) if refined else math.nan,
+            "test_accuracy": _number(refined.get("test_accuracy")) if refined else math.nan,
+            "best_architecture": refined.get("notation") if refined else (str(iterations["notation"].iloc[-1]) if len(iterations) else None),
+            "trials_to_best": None,
+            "wall_time_s": float(iterations["wall_time_s"].sum()) if len(iterations) else 0.0,
+        })
+    return common
+
+
+def _number(value: Any) -> float:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else math.nan
+
+
+def compare_runs(runs: Sequence[RunResults], reference: ReferencePoint | None = None, latency: str = "table") -> pd.DataFrame:
+    """One row per run (:func:`run_summary`), all against one reference point (default: shared by all runs)."""
+    if not runs:
+        raise ValueError("give at least one run to compare")
+    reference = reference or default_reference_point(runs)
+    rows = [run_summary(run, reference, latency) for run in runs]
+    for row in rows:
+        row["reference_point"] = f"{reference.accuracy:g},{reference.latency_ms:g}ms"
+    frame = pd.DataFrame(rows)
+    leading = ["run", "kind", "strategy", "seed", "target_latency_ms", "best_reward", "best_accuracy", "best_latency_ms", "best_feasible_accuracy", "front_size", "hypervolume", "hypervolume_normalised"]
+    return frame[[c for c in leading if c in frame.columns] + [c for c in frame.columns if c not in leading]]
+
+
+def summarize(comparison: pd.DataFrame, by: Sequence[str] = ("strategy",), metrics: Sequence[str] = COMPARED_METRICS) -> pd.DataFrame:
+    """Mean, standard deviation and count of ``metrics`` per group of runs (e.g. per strategy over seeds).
+
+    Columns are ``(metric, statistic)`` pairs flattened to ``metric_mean``, ``metric_std``, and
+    one ``runs`` count; the standard deviation of a single run is NaN.
+    """
+    unknown = [name for name in by if name not in comparison.columns]
+    if unknown:
+        raise ValueError(f"cannot group runs by {', '.join(unknown)}; choose from {', '.join(c for c in ('strategy', 'target_latency_ms', 'seed', 'kind', 'problem', 'space', 'reward') if c in comparison.columns)}")
+    present = [m for m in metrics if m in comparison.columns]
+    numeric = comparison[[*by, *present]].copy()
+    for metric in present:
+        numeric[metric] = pd.to_numeric(numeric[metric], errors="coerce")
+    grouped = numeric.groupby(list(by), dropna=False, sort=True)
+    table = grouped[present].agg(["mean", "std"])
+    table.columns = [f"{metric}_{stat}" for metric, stat in table.columns]
+    table.insert(0, "runs", grouped.size())
+    return table.reset_index()

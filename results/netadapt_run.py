@@ -1,0 +1,256 @@
+"""Reading a ``netadapt refine`` run directory into DataFrames (the only module that knows its files).
+
+A NetAdapt run (:mod:`mobilenas.netadapt.run`) commits one line per iteration to
+``history.jsonl`` (iteration 0 is the starting network); ``refined.json`` appears when the run
+has finished. The history is read with :meth:`mobilenas.runs.Journal.read` (a torn last line
+is skipped) and, as :meth:`mobilenas.netadapt.run.Refinement.lines` does, the first line of each
+iteration wins. A run still in progress reads fine: it has no ``refined``.
+
+DataFrames of a :class:`NetAdaptResults`:
+
+``iterations``  one row per iteration: ``run``, ``iteration``, ``target_latency_ms`` (that
+                iteration's target; empty for 0), ``chosen_group``, ``previous_width``, ``width``
+                (the pruned group, its width before and after), ``latency_ms`` (lookup table,
+                the run's frozen correction), ``measured_latency_ms`` (end to end),
+                ``accuracy_before_finetune`` (right after pruning), ``accuracy`` (after the
+                short fine-tune), ``previous_accuracy``, ``target_met``, ``proposals`` (how many
+                were tried), ``wall_time_s``, ``notation``.
+``widths``      one row per iteration, one column per prunable group in network order
+                (``stem``, ``stages[s].blocks[b].out``, ``...expanded``, ``head.conv``, ...).
+``proposals``   one row per proposal of every iteration: ``iteration``, ``group``,
+                ``previous_width``, ``width``, ``latency_ms``, ``target_met``,
+                ``accuracy_before_finetune``, ``accuracy``, ``score``, ``status``, ``chosen``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mobilenas.runs import Journal, read_json
+
+KIND = "netadapt"
+HISTORY = "history.jsonl"
+REFINED_JSON = "refined.json"
+
+ITERATION_COLUMNS = (
+    "run", "iteration", "target_latency_ms", "chosen_group", "previous_width", "width", "latency_ms", "measured_latency_ms",
+    "accuracy_before_finetune", "accuracy", "previous_accuracy", "target_met", "proposals", "wall_time_s", "notation",
+)
+PROPOSAL_COLUMNS = (
+    "iteration", "group", "previous_width", "width", "latency_ms", "target_met", "accuracy_before_finetune", "accuracy",
+    "score", "status", "chosen",
+)
+_FLOATS = ("target_latency_ms", "latency_ms", "measured_latency_ms", "accuracy_before_finetune", "accuracy", "previous_accuracy", "wall_time_s")
+
+
+@dataclass(frozen=True)
+class NetAdaptResults:
+    """A NetAdapt run, read (see the module docstring for the frames' columns)."""
+
+    path: Path
+    label: str
+    manifest: dict[str, Any]
+    iterations: pd.DataFrame
+    widths: pd.DataFrame
+    proposals: pd.DataFrame
+    refined: dict[str, Any] | None
+
+    kind = KIND
+
+    @property
+    def target_latency_ms(self) -> float:
+        """The latency budget (ms, by the lookup table)."""
+        return float(self.manifest.get("budget_ms", self.manifest.get("settings", {}).get("budget_ms", math.nan)))
+
+    @property
+    def start_latency_ms(self) -> float:
+        return float(self.manifest.get("start_latency_ms", math.nan))
+
+    @property
+    def seed(self) -> int | None:
+        seed = self.manifest.get("seed")
+        return int(seed) if isinstance(seed, int | float) else None
+
+    @property
+    def strategy(self) -> str:
+        """``netadapt`` (so NetAdapt runs group apart from search strategies in comparisons)."""
+        return KIND
+
+    @property
+    def selection(self) -> str:
+        return str(self.manifest.get("settings", {}).get("selection", "?"))
+
+    @property
+    def finished(self) -> bool:
+        return self.refined is not None
+
+    @property
+    def source(self) -> str:
+        """What was refined: a best.json, an architecture, a reference name."""
+        data = self.manifest.get("input")
+        return str(data.get("source", "?")) if isinstance(data, dict) else "?"
+
+    @property
+    def num_classes(self) -> int | None:
+        data = self.manifest.get("input")
+        if isinstance(data, dict) and isinstance(data.get("architecture"), dict):
+            head = data["architecture"].get("head")
+            if isinstance(head, dict) and isinstance(head.get("num_classes"), int):
+                return int(head["num_classes"])
+        return None
+
+    def latency_table(self) -> dict[str, Any]:
+        """The manifest's latency record: ``table`` (path), ``correction`` (frozen for the run), device."""
+        data = self.manifest.get("latency")
+        return data if isinstance(data, dict) else {}
+
+    def candidates(self) -> pd.DataFrame:
+        """The networks the run went through (after each short fine-tune) and the refined one.
+
+        Columns as a search run's trials where they apply: ``run``, ``number`` (the iteration;
+        the refined network repeats the last), ``source`` (``iteration`` | ``refined``),
+        ``accuracy``, ``latency_ms``, ``measured_latency_ms``, ``architecture`` (notation),
+        ``target_latency_ms``.
+        """
+        frame = self.iterations
+        rows = pd.DataFrame({
+            "run": self.label,
+            "number": frame["iteration"],
+            "source": "iteration",
+            "accuracy": frame["accuracy"],
+            "latency_ms": frame["latency_ms"],
+            "measured_latency_ms": frame["measured_latency_ms"],
+            "architecture": frame["notation"],
+            "target_latency_ms": self.target_latency_ms,
+        })
+        if self.refined is not None:
+            refined = self.refined
+            final = pd.DataFrame([{
+                "run": self.label,
+                "number": int(refined.get("iterations", len(frame) - 1)),
+                "source": "refined",
+                "accuracy": _float(refined.get("accuracy")),
+                "latency_ms": _float(refined.get("latency_ms")),
+                "measured_latency_ms": _float(refined.get("measured_latency_ms")),
+                "architecture": refined.get("notation"),
+                "target_latency_ms": self.target_latency_ms,
+            }])
+            rows = pd.concat([rows, final], ignore_index=True) if len(rows) else final
+        keep = rows["accuracy"].notna() & rows["latency_ms"].notna()
+        return rows[keep].reset_index(drop=True)
+
+    def widths_before_after(self) -> pd.DataFrame:
+        """Each prunable group's width at the start and at the end: ``group``, ``start``, ``end``, ``kept`` (fraction)."""
+        if self.widths.empty:
+            return pd.DataFrame(columns=["group", "start", "end", "kept"])
+        start = self.widths.iloc[0]
+        end = self.widths.iloc[-1]
+        if self.refined is not None and isinstance(self.refined.get("widths"), dict):
+            end = pd.Series(self.refined["widths"]).reindex(self.widths.columns).fillna(end)
+        frame = pd.DataFrame({"group": list(self.widths.columns), "start": start.to_numpy(dtype=float), "end": end.to_numpy(dtype=float)})
+        frame["kept"] = frame["end"] / frame["start"]
+        return frame
+
+
+def is_netadapt_manifest(manifest: dict[str, Any]) -> bool:
+    return manifest.get("kind") == KIND
+
+
+def read_netadapt_run(path: Path, manifest: dict[str, Any], label: str) -> NetAdaptResults:
+    """Read the run at ``path`` (already known to be a NetAdapt run by its ``manifest``)."""
+    lines = _history_lines(path / HISTORY)
+    iteration_rows = []
+    width_rows = []
+    proposal_rows = []
+    for line in lines:
+        chosen_value, proposals_value, widths_value = line.get("chosen"), line.get("proposals"), line.get("widths")
+        chosen: dict[str, Any] | None = chosen_value if isinstance(chosen_value, dict) else None
+        proposals: list[Any] = proposals_value if isinstance(proposals_value, list) else []
+        widths: dict[str, Any] = widths_value if isinstance(widths_value, dict) else {}
+        iteration = int(line["iteration"])
+        iteration_rows.append({
+            "run": label,
+            "iteration": iteration,
+            "target_latency_ms": line.get("target_latency_ms"),
+            "chosen_group": chosen.get("group") if chosen else None,
+            "previous_width": chosen.get("previous_width") if chosen else None,
+            "width": chosen.get("width") if chosen else None,
+            "latency_ms": line.get("latency_ms"),
+            "measured_latency_ms": line.get("measured_latency_ms"),
+            "accuracy_before_finetune": line.get("accuracy_before_finetune"),
+            "accuracy": line.get("accuracy"),
+            "previous_accuracy": line.get("previous_accuracy"),
+            "target_met": line.get("target_met"),
+            "proposals": len(proposals),
+            "wall_time_s": line.get("wall_time_s"),
+            "notation": line.get("notation"),
+        })
+        width_rows.append({"iteration": iteration, **{str(k): v for k, v in widths.items()}})
+        chosen_index = chosen.get("index") if chosen else None
+        for index, proposal in enumerate(proposals):
+            if not isinstance(proposal, dict):
+                continue
+            proposal_rows.append({
+                "iteration": iteration,
+                "group": proposal.get("group"),
+                "previous_width": proposal.get("previous_width"),
+                "width": proposal.get("width"),
+                "latency_ms": proposal.get("latency_ms"),
+                "target_met": proposal.get("target_met"),
+                "accuracy_before_finetune": proposal.get("accuracy_before_finetune"),
+                "accuracy": proposal.get("accuracy"),
+                "score": proposal.get("score"),
+                "status": proposal.get("status"),
+                "chosen": index == chosen_index,
+            })
+    iterations = pd.DataFrame(iteration_rows, columns=list(ITERATION_COLUMNS))
+    for column in _FLOATS:
+        iterations[column] = pd.to_numeric(iterations[column], errors="coerce").astype(float)
+    width_frame = pd.DataFrame(width_rows)
+    if width_frame.empty:
+        width_frame = pd.DataFrame(index=pd.Index([], name="iteration"))
+    else:
+        # Groups in network order, as the first line lists them (later lines never add groups).
+        order = [c for c in width_rows[0] if c != "iteration"]
+        width_frame = width_frame.set_index("iteration")[order]
+    proposals_frame = pd.DataFrame(proposal_rows, columns=list(PROPOSAL_COLUMNS))
+    for column in ("latency_ms", "accuracy_before_finetune", "accuracy", "score"):
+        proposals_frame[column] = pd.to_numeric(proposals_frame[column], errors="coerce").astype(float)
+    return NetAdaptResults(
+        path=path,
+        label=label,
+        manifest=manifest,
+        iterations=iterations,
+        widths=width_frame,
+        proposals=proposals_frame,
+        refined=_read_refined(path),
+    )
+
+
+def _history_lines(path: Path) -> list[dict[str, Any]]:
+    seen: dict[int, dict[str, Any]] = {}
+    for line in Journal(path).read():
+        if line.get("type", "iteration") == "iteration" and isinstance(line.get("iteration"), int):
+            seen.setdefault(int(line["iteration"]), line)
+    return [seen[i] for i in sorted(seen)]
+
+
+def _read_refined(path: Path) -> dict[str, Any] | None:
+    refined = path / REFINED_JSON
+    if not refined.is_file():
+        return None
+    try:
+        data = read_json(refined)
+    except (json.JSONDecodeError, OSError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _float(value: Any) -> float:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else math.nan

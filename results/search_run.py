@@ -1,0 +1,302 @@
+"""Reading a ``nas-search`` run directory into DataFrames (the only module that knows its files).
+
+The journal ``events.jsonl`` is the source of truth (``trials.csv``, ``pareto.csv`` and
+``best.json`` are derived from it); it is read with :meth:`mobilenas.runs.Journal.read`, which
+skips a line torn by a killed writer. Where a run has no journal (someone copied only the CSV
+files), ``trials.csv`` is read instead. Results are replayed as the orchestrator replays them on
+resume: one result per ``(number, source)``, the last line winning, none for an ``abandoned``
+proposal.
+
+DataFrames of a :class:`SearchResults`:
+
+``trials``        one row per result, in the order they were journaled (``order`` 0, 1, ...):
+                  ``number``, ``source`` (trained | duplicate | reused | rejected), ``status``
+                  (ok | failed | infeasible), ``accuracy`` and ``final_accuracy`` (fractions),
+                  ``latency_ms`` (the latency table's prediction, or the benchmark's latency for a
+                  tabular run), ``measured_latency_ms`` (end to end, where known; see
+                  :mod:`mobilenas.results.measured`), ``reward``, ``latency_ratio``, ``factor``,
+                  ``wall_time_s``, ``images_per_s``, ``duplicate_of``, ``key``, ``architecture``
+                  (block notation or cell string), ``error``, ``finished`` (a timestamp),
+                  ``weights``, ``info_*`` (the evaluator's scalar extras: ``info_params``, ...),
+                  and the run's ``run``, ``strategy``, ``seed``, ``target_latency_ms``.
+``proposals``     one row per proposal line: ``order``, ``number``, ``source`` (trained |
+                  waiting | duplicate | rejected), ``key``, ``latency_ms``, ``architecture``,
+                  ``indices`` (a tuple).
+``strategy_log``  the controller's state after each trained result (``strategy`` lines): ``order``
+                  (that result's ``order`` in ``trials``), ``number``, and one column per
+                  summary key (``entropy``, ``baseline``, ``recent_mean_reward``, ... for PPO;
+                  ``population_mean_reward`` ... for evolution).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mobilenas.runs import Journal, read_json
+
+KIND = "search"
+EVENTS = "events.jsonl"
+TRIALS_CSV = "trials.csv"
+BEST_JSON = "best.json"
+
+TRIAL_COLUMNS = (
+    "run", "order", "number", "source", "status", "accuracy", "final_accuracy", "latency_ms", "measured_latency_ms",
+    "reward", "latency_ratio", "factor", "wall_time_s", "images_per_s", "duplicate_of", "key", "architecture", "error",
+    "finished", "weights", "strategy", "seed", "target_latency_ms",
+)
+_NUMERIC = ("accuracy", "final_accuracy", "latency_ms", "measured_latency_ms", "reward", "latency_ratio", "factor", "wall_time_s", "images_per_s")
+PROPOSAL_COLUMNS = ("run", "order", "number", "source", "key", "latency_ms", "architecture", "indices")
+
+
+@dataclass(frozen=True)
+class SearchResults:
+    """A ``nas-search`` run, read (see the module docstring for the frames' columns).
+
+    ``label`` names the run in tables and legends (the directory name unless given).
+    """
+
+    path: Path
+    label: str
+    manifest: dict[str, Any]
+    trials: pd.DataFrame
+    proposals: pd.DataFrame
+    strategy_log: pd.DataFrame
+    best: dict[str, Any] | None
+
+    kind = KIND
+
+    # ----------------------------------------------------------------- the manifest, spelt out
+
+    @property
+    def target_latency_ms(self) -> float:
+        return float(self.manifest.get("target_latency_ms", math.nan))
+
+    @property
+    def strategy(self) -> str:
+        strategy = self.manifest.get("strategy")
+        if isinstance(strategy, dict):
+            return str(strategy.get("name", "?"))
+        return str(strategy or self.manifest.get("config", {}).get("strategy", "?"))
+
+    @property
+    def seed(self) -> int | None:
+        seed = self.manifest.get("seed")
+        return int(seed) if isinstance(seed, int | float) else None
+
+    @property
+    def problem(self) -> str:
+        """``network`` (a latency table scores architectures) or ``tabular`` (a benchmark does)."""
+        return str(self.manifest.get("problem", "network"))
+
+    @property
+    def space_name(self) -> str:
+        return str(self.manifest.get("space_name", self.manifest.get("config", {}).get("space", "?")))
+
+    @property
+    def samples(self) -> int | None:
+        samples = self.manifest.get("config", {}).get("samples")
+        return int(samples) if isinstance(samples, int) else None
+
+    @property
+    def reward_description(self) -> str:
+        spec = self.reward_spec()
+        return spec.describe() if spec is not None else "?"
+
+    def reward_spec(self) -> Any:
+        """The run's :class:`mobilenas.search.rewards.RewardSpec` (``None`` if the manifest has none)."""
+        from mobilenas.search.rewards import RewardSpec
+
+        data = self.manifest.get("reward")
+        return RewardSpec.from_dict(data) if isinstance(data, dict) else None
+
+    @property
+    def num_classes(self) -> int | None:
+        """Classes of the searched networks (network runs; from the space in the manifest)."""
+        space = self.manifest.get("space")
+        if isinstance(space, dict):
+            head = space.get("head")
+            if isinstance(head, dict) and isinstance(head.get("num_classes"), int):
+                return int(head["num_classes"])
+        return None
+
+    # ----------------------------------------------------------------- derived frames
+
+    def candidates(self) -> pd.DataFrame:
+        """Trained trials that succeeded, with accuracy and latency: what a Pareto front is made of."""
+        frame = self.trials
+        keep = (frame["source"] == "trained") & (frame["status"] == "ok") & frame["accuracy"].notna() & frame["latency_ms"].notna()
+        return frame[keep].reset_index(drop=True)
+
+    def trained(self) -> pd.DataFrame:
+        """Every trained trial (failed ones included), in the order they finished."""
+        return self.trials[self.trials["source"] == "trained"].reset_index(drop=True)
+
+    def counts(self) -> dict[str, int]:
+        """Results by kind: ``trained``, ``failed``, ``duplicates``, ``rejected``."""
+        trials = self.trials
+        trained = trials["source"] == "trained"
+        return {
+            "trained": int(trained.sum()),
+            "failed": int((trained & (trials["status"] != "ok")).sum()),
+            "duplicates": int(trials["source"].isin(["duplicate", "reused"]).sum()),
+            "rejected": int((trials["source"] == "rejected").sum()),
+        }
+
+
+def is_search_manifest(manifest: dict[str, Any]) -> bool:
+    return manifest.get("kind") == KIND
+
+
+def read_search_run(path: Path, manifest: dict[str, Any], label: str, measured_ms: dict[str, float] | None = None) -> SearchResults:
+    """Read the run at ``path`` (already known to be a search run by its ``manifest``).
+
+    ``measured_ms`` maps trial keys (architecture fingerprints) to latencies measured end to end
+    (from the run's latency table and measurement cache); ``best.json``'s measured latency is
+    added here.
+    """
+    events = Journal(path / EVENTS).read()
+    best = _read_best(path)
+    strategy = _strategy_name(manifest)
+    seed = manifest.get("seed")
+    target = float(manifest.get("target_latency_ms", math.nan))
+    rows = _result_rows(events)
+    if not rows and (path / TRIALS_CSV).is_file():
+        rows = _csv_rows(path / TRIALS_CSV)
+    trials = pd.DataFrame(rows)
+    for column in TRIAL_COLUMNS:
+        if column not in trials.columns:
+            trials[column] = None
+    for column in _NUMERIC:
+        trials[column] = pd.to_numeric(trials[column], errors="coerce").astype(float)
+    if len(trials):
+        trials["number"] = trials["number"].astype(int)
+        trials["order"] = range(len(trials))
+        trials["finished"] = pd.to_datetime(trials["finished"], errors="coerce", utc=True, format="ISO8601")
+    known = dict(measured_ms or {})
+    if best is not None and isinstance(best.get("measured_latency_ms"), int | float) and best.get("fingerprint"):
+        known.setdefault(str(best["fingerprint"]), float(best["measured_latency_ms"]))
+    if manifest.get("problem") == "tabular":
+        # A tabular benchmark's latency column is itself a measurement on the device.
+        trials["measured_latency_ms"] = trials["latency_ms"]
+    elif known:
+        trials["measured_latency_ms"] = [known.get(str(key), math.nan) for key in trials["key"]]
+    trials["run"] = label
+    trials["strategy"] = strategy
+    trials["seed"] = seed
+    trials["target_latency_ms"] = target
+    extra = [c for c in trials.columns if c not in TRIAL_COLUMNS]
+    trials = trials[[*TRIAL_COLUMNS, *sorted(extra)]]
+    return SearchResults(
+        path=path,
+        label=label,
+        manifest=manifest,
+        trials=trials.reset_index(drop=True),
+        proposals=_proposals(events, label),
+        strategy_log=_strategy_log(events, trials),
+        best=best,
+    )
+
+
+def _strategy_name(manifest: dict[str, Any]) -> str:
+    strategy = manifest.get("strategy")
+    if isinstance(strategy, dict):
+        return str(strategy.get("name", "?"))
+    return str(strategy or manifest.get("config", {}).get("strategy", "?"))
+
+
+def _read_best(path: Path) -> dict[str, Any] | None:
+    best_path = path / BEST_JSON
+    if not best_path.is_file():
+        return None
+    try:
+        data = read_json(best_path)
+    except (json.JSONDecodeError, OSError):
+        return None  # best.json is written atomically; an unreadable one is not ours to guess at
+    return data if isinstance(data, dict) else None
+
+
+def _result_rows(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    abandoned = {int(e["number"]) for e in events if e.get("type") == "abandoned" and e.get("number") is not None}
+    kept: dict[tuple[int, str], tuple[int, dict[str, Any]]] = {}
+    for position, event in enumerate(events):
+        if event.get("type") != "result" or event.get("number") is None:
+            continue
+        number = int(event["number"])
+        if number in abandoned:
+            continue
+        kept[(number, str(event.get("source", "")))] = (position, event)
+    rows = []
+    for _, event in sorted(kept.values(), key=lambda item: item[0]):
+        row = {k: v for k, v in event.items() if k not in ("type", "info", "time")}
+        info = event.get("info")
+        if isinstance(info, dict):
+            for key, value in info.items():
+                if isinstance(value, int | float | str | bool) or value is None:
+                    row[f"info_{key}"] = value
+        rows.append(row)
+    return rows
+
+
+def _csv_rows(path: Path) -> list[dict[str, Any]]:
+    import io
+
+    text = path.read_text()
+    if text and not text.endswith("\n"):
+        # A last row without its newline was torn by an interrupted copy or write: drop it.
+        text = text[: text.rfind("\n") + 1]
+    frame = pd.read_csv(io.StringIO(text), on_bad_lines="skip", dtype={"key": str, "architecture": str}) if text.strip() else pd.DataFrame()
+    if "number" not in frame.columns:
+        return []
+    frame = frame[pd.to_numeric(frame["number"], errors="coerce").notna()]
+    return [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()} for row in frame.to_dict("records")]
+
+
+def _proposals(events: list[dict[str, Any]], label: str) -> pd.DataFrame:
+    rows: list[dict[str, Any]] = []
+    for event in events:
+        if event.get("type") != "proposal" or event.get("number") is None:
+            continue
+        rows.append({
+            "run": label,
+            "order": len(rows),
+            "number": int(event["number"]),
+            "source": event.get("source"),
+            "key": event.get("key"),
+            "latency_ms": event.get("latency_ms"),
+            "architecture": event.get("architecture"),
+            "indices": tuple(int(i) for i in event.get("indices") or ()),
+        })
+    frame = pd.DataFrame(rows, columns=list(PROPOSAL_COLUMNS))
+    frame["latency_ms"] = pd.to_numeric(frame["latency_ms"], errors="coerce").astype(float)
+    return frame
+
+
+def _strategy_log(events: list[dict[str, Any]], trials: pd.DataFrame) -> pd.DataFrame:
+    order_of = {}
+    if len(trials):
+        trained = trials[trials["source"] == "trained"]
+        order_of = dict(zip(trained["number"].astype(int), trained["order"].astype(int), strict=True))
+    rows = []
+    for event in events:
+        if event.get("type") != "strategy" or not isinstance(event.get("summary"), dict) or event.get("number") is None:
+            continue
+        number = int(event["number"])
+        if number not in order_of:
+            continue
+        row: dict[str, Any] = {"order": order_of[number], "number": number}
+        for key, value in event["summary"].items():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                row[str(key)] = float(value)
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return pd.DataFrame({"order": pd.Series(dtype=int), "number": pd.Series(dtype=int)})
+    # A resumed run may report a trial's state twice; keep the last report.
+    frame = frame.drop_duplicates(subset=["number"], keep="last")
+    return frame.sort_values("order").reset_index(drop=True)

@@ -1,0 +1,268 @@
+"""mobilenas.results on real tabular searches: loading, fronts, comparisons, the CLI, the notebook.
+
+The runs are made by ``nas-search`` in-process on a generated NAS-Bench-201-shaped CSV
+(seconds each), so every figure here is checked against what the search itself wrote.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from mobilenas.results import (
+    NotARunError,
+    ReferencePoint,
+    SearchResults,
+    compare_runs,
+    find_runs,
+    hypervolume,
+    load_run,
+    load_runs,
+    pareto_front,
+    run_summary,
+    summarize,
+)
+from mobilenas.results.cli import main as nas_results
+from mobilenas.search.cli import main as nas_search
+from mobilenas.search.pareto import hypervolume as reference_hypervolume
+
+from helpers import write_cell_benchmark
+
+TARGET_MS = 9.0
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Three tabular searches: ppo and random over two seeds, 30 trials each."""
+    root = tmp_path_factory.mktemp("runs")
+    cells = root / "cells.csv"
+    write_cell_benchmark(cells)
+    made = {}
+    for name, strategy, seed in (("ppo-0", "ppo", 0), ("random-0", "random", 0), ("random-1", "random", 1)):
+        out = root / name
+        code = nas_search([
+            "--space", "nb201", "--benchmark", str(cells), "--latency-column", "latency_ms_toy", "--target-latency", f"{TARGET_MS}ms",
+            "--strategy", strategy, "--seed", str(seed), "--samples", "30", "--out", str(out), "--quiet",
+        ])
+        assert code == 0
+        made[name] = out
+    return made
+
+
+def test_load_matches_what_the_search_wrote(runs: dict[str, Path]) -> None:
+    run = load_run(runs["ppo-0"])
+    assert isinstance(run, SearchResults) and run.kind == "search"
+    assert run.strategy == "ppo" and run.seed == 0 and run.target_latency_ms == TARGET_MS and run.problem == "tabular"
+    written = pd.read_csv(runs["ppo-0"] / "trials.csv")
+    assert len(run.trials) == len(written)
+    merged = run.trials.merge(written, on=["number", "source"], suffixes=("", "_csv"))
+    assert len(merged) == len(written)
+    np.testing.assert_allclose(merged["accuracy"], merged["accuracy_csv"])
+    np.testing.assert_allclose(merged["reward"], merged["reward_csv"])
+    assert list(run.trials["order"]) == list(range(len(run.trials)))
+    # A tabular benchmark's latency is itself a measurement.
+    np.testing.assert_allclose(run.trials["measured_latency_ms"], run.trials["latency_ms"])
+    best = json.loads((runs["ppo-0"] / "best.json").read_text())
+    summary = run_summary(run)
+    assert summary["best_reward"] == pytest.approx(best["reward"]) and summary["best_number"] == best["number"]
+    assert summary["trained"] == 30 and summary["space"] == "nb201"
+    # PPO reports its entropy after every trained result.
+    assert len(run.strategy_log) == 30 and run.strategy_log["entropy"].notna().all()
+    assert set(run.strategy_log["number"]) == set(run.trained()["number"])
+    assert len(run.proposals[run.proposals["source"] == "trained"]) == 30
+
+
+def test_pareto_front_is_the_one_the_search_wrote(runs: dict[str, Path]) -> None:
+    for path in runs.values():
+        front = pareto_front(load_run(path))
+        written = pd.read_csv(path / "pareto.csv")
+        assert sorted(front["number"]) == sorted(written["number"])
+        assert list(front["front_latency_ms"]) == sorted(front["front_latency_ms"])
+        assert front["accuracy"].is_monotonic_increasing  # along a front, slower must mean more accurate
+
+
+def test_hypervolume_uses_the_shared_reference_point(runs: dict[str, Path]) -> None:
+    run = load_run(runs["random-1"])
+    candidates = run.candidates()
+    default = ReferencePoint(0.0, 2 * TARGET_MS)
+    expected = reference_hypervolume(candidates["accuracy"], candidates["latency_ms"], (0.0, 2 * TARGET_MS))
+    assert hypervolume(run) == pytest.approx(expected) and expected > 0
+    custom = ReferencePoint(0.65, 12.0)
+    assert hypervolume(run, custom) == pytest.approx(reference_hypervolume(candidates["accuracy"], candidates["latency_ms"], (0.65, 12.0)))
+    summary = run_summary(run, default)
+    assert summary["hypervolume_normalised"] == pytest.approx(expected / (2 * TARGET_MS))
+    # With accuracy 0 as reference, the normalised hypervolume is the mean best accuracy over budgets 0..2T.
+    budgets = np.linspace(0, 2 * TARGET_MS, 20001)[1:]
+    best_within = [candidates.loc[candidates["latency_ms"] <= b, "accuracy"].max() for b in budgets]
+    assert summary["hypervolume_normalised"] == pytest.approx(np.nanmean(np.nan_to_num(best_within, nan=0.0)), abs=2e-3)
+
+
+def test_compare_and_summarize_per_strategy(runs: dict[str, Path]) -> None:
+    loaded = load_runs([runs["ppo-0"], runs["random-0"], runs["random-1"]])
+    table = compare_runs(loaded)
+    assert list(table["run"]) == ["ppo-0", "random-0", "random-1"]
+    assert set(table["reference_point"]) == {"0,18ms"}
+    grouped = summarize(table, ["strategy"]).set_index("strategy")
+    randoms = table[table["strategy"] == "random"]["best_reward"].astype(float)
+    assert grouped.loc["random", "runs"] == 2
+    assert grouped.loc["random", "best_reward_mean"] == pytest.approx(randoms.mean())
+    assert grouped.loc["random", "best_reward_std"] == pytest.approx(randoms.std(ddof=1))
+    assert math.isnan(grouped.loc["ppo", "best_reward_std"])
+    for row in table.itertuples():
+        trials = pd.read_csv(Path(row.path) / "trials.csv")
+        feasible = trials[(trials["source"] == "trained") & (trials["latency_ms"] <= TARGET_MS)]
+        assert row.best_feasible_accuracy == pytest.approx(feasible["accuracy"].max())
+    with pytest.raises(ValueError, match="cannot group runs by colour"):
+        summarize(table, ["colour"])
+
+
+def test_a_torn_journal_and_a_resumed_replay_are_read_like_the_orchestrator(runs: dict[str, Path], tmp_path: Path) -> None:
+    copy = tmp_path / "run"
+    shutil.copytree(runs["random-0"], copy)
+    journal = copy / "events.jsonl"
+    lines = journal.read_text().splitlines()
+    results = [json.loads(line) for line in lines if json.loads(line)["type"] == "result"]
+    replayed = {**results[3], "accuracy": 0.99}  # a replay of trial 3 after a resume: the last line wins
+    journal.write_text("\n".join([*lines, json.dumps(replayed), '{"type": "result", "number": 99, "sour']))
+    run = load_run(copy)
+    assert len(run.trials) == len(results)
+    row = run.trials[run.trials["number"] == results[3]["number"]].iloc[0]
+    assert row["accuracy"] == 0.99 and row["order"] == len(results) - 1
+    # Without a journal (only the CSV files copied), trials.csv is read, a torn last row dropped.
+    journal.unlink()
+    (copy / "trials.csv").write_text((copy / "trials.csv").read_text() + "31,trained,ok,0.5")
+    assert len(load_run(copy).trials) == len(results)
+
+
+def test_not_a_run_is_one_clear_error(runs: dict[str, Path], tmp_path: Path) -> None:
+    with pytest.raises(NotARunError, match="does not exist"):
+        load_run(tmp_path / "missing")
+    with pytest.raises(NotARunError, match=r"holds 3 run directories .*e\.g\."):
+        load_run(runs["ppo-0"].parent)
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "manifest.json").write_text('{"kind": "training"}')
+    with pytest.raises(NotARunError, match="has kind 'training'"):
+        load_run(tmp_path / "bad")
+    (tmp_path / "bad" / "manifest.json").write_text("{not json")
+    with pytest.raises(NotARunError, match="is not valid JSON"):
+        load_run(tmp_path / "bad")
+    # A file of a run stands for the run.
+    assert load_run(runs["ppo-0"] / "best.json").path == runs["ppo-0"]
+    assert find_runs(runs["ppo-0"].parent) == sorted(runs.values())
+
+
+def test_labels_are_made_unique(runs: dict[str, Path], tmp_path: Path) -> None:
+    for parent in ("a", "b"):
+        shutil.copytree(runs["ppo-0"], tmp_path / parent / "run")
+    loaded = load_runs([tmp_path / "a" / "run", tmp_path / "b" / "run"])
+    assert [r.label for r in loaded] == ["a/run", "b/run"]
+    with pytest.raises(ValueError, match="one label per run"):
+        load_runs([tmp_path / "a" / "run"], labels=["x", "y"])
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def test_show_prints_the_summary_and_the_front(runs: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    assert nas_results(["show", str(runs["ppo-0"])]) == 0
+    out = capsys.readouterr().out
+    front = pd.read_csv(runs["ppo-0"] / "pareto.csv")
+    assert "strategy ppo (seed 0)" in out and "target 9.00 ms" in out and "30 trained" in out
+    assert f"{len(front)} on the front" in out
+    for number in front["number"]:
+        assert any(line.split()[:1] == [str(number)] for line in out.splitlines()), number
+    assert nas_results(["show", str(runs["ppo-0"]), "--json", "--reference-point", "0.6,12ms"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["summary"]["reference_point"] == {"accuracy": 0.6, "latency_ms": 12.0}
+    assert sorted(p["number"] for p in payload["pareto"]) == sorted(front["number"])
+
+
+def test_plot_and_compare_write_readable_pngs(runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "front.png"
+    assert nas_results(["plot", str(runs["ppo-0"]), "--out", str(out)]) == 0
+    assert capsys.readouterr().out.strip() == f"wrote {out}"
+    with Image.open(out) as image:
+        assert image.width > 600 and image.height > 400
+    fronts = tmp_path / "fronts.png"
+    table = tmp_path / "table.csv"
+    assert nas_results(["compare", *(str(p) for p in runs.values()), "--out", str(fronts), "--csv", str(table), "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert [r["run"] for r in payload["runs"]] == ["ppo-0", "random-0", "random-1"]
+    assert {g["strategy"]: g["runs"] for g in payload["groups"]} == {"ppo": 1, "random": 2}
+    with Image.open(fronts) as image:
+        assert image.width > 1200
+    assert next(iter(csv.DictReader(table.open())))["run"] == "ppo-0"
+    assert nas_results(["compare", *(str(p) for p in runs.values()), "--out", str(fronts)]) == 0
+    printed = capsys.readouterr().out
+    assert "mean ± std per strategy" in printed and "random" in printed
+
+
+def test_figures_command_writes_every_search_figure(runs: dict[str, Path], tmp_path: Path) -> None:
+    assert nas_results(["figures", str(runs["random-1"]), "--out", str(tmp_path)]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["convergence.png", "front.png", "reward_landscape.png"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["show", "{parent}"], "is not a mobilenas run directory"),
+        (["show", "{parent}/nope"], "does not exist"),
+        (["show", "{run}", "--reference-point", "high"], "a reference point is ACCURACY,LATENCY"),
+        (["show", "{run}", "--reference-point", "1.5,10ms"], "must be a fraction in [0, 1)"),
+        (["plot", "{run}", "--out", "front.pdf"], "give a name ending in .png"),
+        (["plot", "{run}", "--references", "mobilenetv2"], "tabular search (nb201): reference networks cannot be placed"),
+        (["plot", "{run}", "--references", "resnet50"], "unknown reference network 'resnet50'"),
+        (["compare", "{run}", "--by", "colour"], "cannot group runs by colour"),
+        (["measure", "{run}"], "only network searches have architectures to measure"),
+        (["references", "{run}"], "reference networks need a network run"),
+        (["calibration"], "give a run directory, or --csv"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(runs: dict[str, Path], tmp_path: Path, argv: list[str], fragment: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    run = runs["ppo-0"]
+    filled = [a.format(run=run, parent=run.parent) for a in argv]
+    assert nas_results(filled) == 2
+    err = capsys.readouterr().err
+    assert fragment in err, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_umbrella_command_dispatches(runs: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    from mobilenas.cli import main as mobilenas
+
+    assert mobilenas(["results", "show", str(runs["random-0"]), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["summary"]["strategy"] == "random"
+    assert mobilenas(["results", "show", "/nonexistent-run"]) == 2
+    assert capsys.readouterr().err.startswith("mobilenas results: error:")
+
+
+@pytest.mark.slow
+def test_pareto_notebook_runs_on_tabular_runs(runs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import nbformat
+    from nbclient import NotebookClient
+
+    from mobilenas.results import notebook_path
+
+    monkeypatch.setenv("MOBILENAS_RUN", str(runs["ppo-0"]))
+    monkeypatch.setenv("MOBILENAS_COMPARE", f"{runs['random-0']},{runs['random-1']}")
+    monkeypatch.setenv("MOBILENAS_FIGURES", str(tmp_path / "figures"))
+    notebook = nbformat.read(notebook_path("pareto"), as_version=4)
+    NotebookClient(notebook, kernel_name="python3", timeout=300, resources={"metadata": {"path": str(tmp_path)}}).execute()
+    errors = [o for c in notebook.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors
+    written = sorted(p.name for p in (tmp_path / "figures").iterdir())
+    assert written == ["convergence.png", "front.png", "fronts.png", "reward_landscape.png"]
+    for name in written:
+        with Image.open(tmp_path / "figures" / name) as image:
+            assert image.width > 500
+    text = "".join(o.get("text", "") for c in notebook.cells for o in c.get("outputs", []))
+    assert "a tabular run's latencies are measurements" in text
