@@ -23,9 +23,8 @@ out the time the operating system gave to other processes, which otherwise shows
 of several milliseconds. With more threads the work runs on a thread pool and the wall clock is
 used. ``timer="wall"`` forces the wall clock.
 
-Cold cache: when asked (``cold_cache=True``; the lookup table does so for its entries), a buffer
-twice the size of the last-level cache is written before each timed run, so the model's weights
-come from memory as they do inside a network too large to stay in cache.
+Cold cache: when asked (``cold_cache=True``), a buffer twice the size of the last-level cache is
+written before each timed run, so the model's weights come from memory rather than cache.
 """
 
 from __future__ import annotations

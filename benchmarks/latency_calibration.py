@@ -1,0 +1,147 @@
+"""Fidelity of the latency lookup table on this machine, and the speed of predict().
+
+Builds (or resumes) the full ``mobilenetv3`` table at 224x224 for ONNX Runtime with one thread,
+then calibrates it on 50 random architectures of the space measured end to end (interleaved, out
+of sample: none of them is one the correction was fitted on) and times ``LookupTable.predict``.
+Prints a table and writes ``benchmarks/latency_calibration.md`` and ``.json`` (figures),
+``.csv`` (one row per architecture) and ``.png`` (scatter plot) beside this script.
+
+Targets on this machine: at least 95% of architectures within +-10% of measured, at least 80%
+within +-5%. Latency measurements need a quiet machine, so run it under the shared lock::
+
+    flock /tmp/mobilenas-cpu.lock python benchmarks/latency_calibration.py
+
+The table goes to the default place (``$MOBILENAS_HOME/tables``), where ``nas-search`` and
+``netadapt`` find it; a full build takes about 10 minutes here and resumes if interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+TARGET_WITHIN_10 = 0.95
+TARGET_WITHIN_5 = 0.80
+
+
+def predict_timing(table_path: Path, archs: list, repeats: int) -> dict[str, float]:
+    """Microseconds per predict(): first call for an architecture, and repeated calls."""
+    from mobilenas.latency import LookupTable
+
+    table = LookupTable.load(table_path)
+    start = time.perf_counter()
+    for arch in archs:
+        table.predict(arch)
+    first_us = (time.perf_counter() - start) / len(archs) * 1e6
+    start = time.perf_counter()
+    for _ in range(repeats):
+        for arch in archs:
+            table.predict(arch)
+    repeated_us = (time.perf_counter() - start) / (repeats * len(archs)) * 1e6
+    return {"first_call_us": first_us, "repeated_call_us": repeated_us, "architectures": len(archs)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--samples", type=int, default=50, help="architectures to calibrate on (default: 50)")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the sampled architectures (default: 1)")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds of end-to-end runs (default: 5)")
+    parser.add_argument("--table", type=Path, default=None, help="table file (default: the space's default table)")
+    parser.add_argument("--out", type=Path, default=HERE, help="where the results go (default: benchmarks/)")
+    args = parser.parse_args()
+
+    import torch
+
+    torch.set_num_threads(1)
+    from mobilenas.latency import OnnxRuntimeBackend, build_table, calibrate
+    from mobilenas.latency.calibrate import sample_architectures
+    from mobilenas.runs import atomic_write_json, atomic_write_text, environment
+    from mobilenas.space import mobilenetv3_space
+
+    space = mobilenetv3_space()
+    backend = OnnxRuntimeBackend(threads=1)
+    build = build_table(space, path=args.table, input_size=224, backend=backend, progress=True)
+    table = build.table
+    print(f"table {build.path}: {build.entries} entries ({build.measured} measured in this run, {build.reused} reused) in {build.wall_time_s:.0f} s", flush=True)
+
+    with tempfile.TemporaryDirectory() as scratch:
+        report = calibrate(space, table, args.samples, seed=args.seed, rounds=args.rounds, out_dir=Path(scratch), progress=True)
+        args.out.mkdir(parents=True, exist_ok=True)
+        for suffix in ("csv", "png"):
+            shutil.copyfile(Path(scratch) / f"calibration.{suffix}", args.out / f"latency_calibration.{suffix}")
+    timing = predict_timing(build.path, sample_architectures(space, 1000, seed=99), repeats=10)
+
+    rows = sorted(report.rows, key=lambda r: r.measured_ms)
+    header = f"{'#':>3}  {'measured ms':>11}  {'IQR ms':>7}  {'predicted ms':>12}  {'error':>7}"
+    lines = [header] + [f"{r.index:>3}  {r.measured_ms:11.3f}  {r.measured_iqr_ms:7.3f}  {r.predicted_ms:12.3f}  {100 * r.error:+6.2f}%" for r in rows]
+    verdict_10 = "met" if report.within_10pct >= TARGET_WITHIN_10 else "NOT met"
+    verdict_5 = "met" if report.within_5pct >= TARGET_WITHIN_5 else "NOT met"
+    summary = [
+        f"architectures        {report.samples} random mobilenetv3-space networks, 224x224, batch 1",
+        f"device               {table.device.describe()}",
+        f"table                {build.entries} entries, method {table.method.name} (cold cache {table.method.cold_cache}, {table.method.repeats} paired runs per entry)",
+        f"correction           latency = {report.correction.a:.4f} * sum {report.correction.b:+.4f} ms, fitted on {report.correction.points} other architectures",
+        f"MAPE                 {100 * report.mape:.2f}%",
+        f"within +-10%         {100 * report.within_10pct:.0f}%   (target >= {100 * TARGET_WITHIN_10:.0f}%: {verdict_10})",
+        f"within +-5%          {100 * report.within_5pct:.0f}%   (target >= {100 * TARGET_WITHIN_5:.0f}%: {verdict_5})",
+        f"Spearman             {report.spearman:.4f}",
+        f"RMSE                 {report.rmse_ms:.3f} ms",
+        f"mean error (bias)    {100 * float(np.mean([r.error for r in report.rows])):+.2f}%",
+        f"measurement noise    median IQR/median of the end-to-end runs {100 * float(np.median([r.measured_iqr_ms / r.measured_ms for r in report.rows])):.1f}%",
+        f"predict()            {timing['first_call_us']:.0f} us first call per architecture, {timing['repeated_call_us']:.1f} us repeated ({timing['architectures']} architectures)",
+    ]
+    print("\n".join(lines))
+    print()
+    print("\n".join(summary))
+
+    stamp = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
+    payload = {
+        "date": stamp,
+        "command": "flock /tmp/mobilenas-cpu.lock python benchmarks/latency_calibration.py " + " ".join(sys.argv[1:]),
+        "device": table.device.to_dict(),
+        "environment": environment(),
+        "table": {"entries": build.entries, "measured_in_this_run": build.measured, "build_wall_time_s": build.wall_time_s, "method": table.method.to_dict()},
+        "calibration": report.to_dict() | {"csv": "latency_calibration.csv", "plot": "latency_calibration.png"},
+        "targets": {"within_10pct": TARGET_WITHIN_10, "within_5pct": TARGET_WITHIN_5},
+        "predict_timing": timing,
+        "rows": [{"measured_ms": r.measured_ms, "measured_iqr_ms": r.measured_iqr_ms, "predicted_ms": r.predicted_ms, "sum_ms": r.sum_ms, "notation": r.notation} for r in report.rows],
+    }
+    atomic_write_json(args.out / "latency_calibration.json", payload)
+    markdown = [
+        "# Latency table fidelity on this machine",
+        "",
+        f"Produced by `{payload['command'].strip()}` on {stamp}.",
+        "",
+        "```",
+        *summary,
+        "```",
+        "",
+        "Per architecture (sorted by measured latency; error = (predicted - measured) / measured):",
+        "",
+        "```",
+        *lines,
+        "```",
+        "",
+        "![measured vs predicted](latency_calibration.png)",
+        "",
+        "Details per architecture (block notation) are in `latency_calibration.csv`; every figure is in `latency_calibration.json`.",
+        "",
+    ]
+    atomic_write_text(args.out / "latency_calibration.md", "\n".join(markdown))
+    print(f"\nwrote {args.out / 'latency_calibration.md'} and .json, .csv, .png")
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    sys.exit(main())
