@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -161,7 +162,10 @@ def _main(argv: Sequence[str] | None, prog: str) -> int:
     # Exports and the PyTorch backend must not spread over cores another measurement is timing.
     torch.set_num_threads(getattr(args, "threads", 1))
     handler = {"measure": _measure, "build": _build, "predict": _predict, "calibrate": _calibrate, "fastest": _fastest, "info": _info}[args.command_name]
-    return handler(args)
+    with warnings.catch_warnings():
+        # Library warnings (a forced foreign table, an uncorrected table) as one plain line each.
+        warnings.showwarning = lambda message, category, filename, lineno, file=None, line=None: print(f"{prog}: warning: {message}", file=sys.stderr)
+        return handler(args)
 
 
 def _measure(args: argparse.Namespace) -> int:
