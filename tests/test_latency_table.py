@@ -4,6 +4,7 @@ import json
 import warnings
 
 import pytest
+from hypothesis import given, settings
 
 from mobilenas.latency import (
     Correction,
@@ -17,8 +18,10 @@ from mobilenas.latency import (
 )
 from mobilenas.latency.table import Entry
 from mobilenas.space import Architecture, Block, Head, Stem
+from mobilenas.space.builder import adapt_for_input_size
 
 from helpers import tiny_arch
+from strategies import arbitrary_architectures
 
 FAST = Method(name="in-context", cold_cache=False, warmup=1, repeats=3)
 
@@ -186,3 +189,18 @@ def test_end_to_end_points_refit_the_correction(tmp_path) -> None:
     assert table.predict(arch) == pytest.approx(5.0)  # one point: a pure scale
     reloaded = LookupTable.load(table.path)
     assert reloaded.correction == table.correction and len(reloaded.end_to_end_points()) == 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(arbitrary_architectures(), arbitrary_architectures())
+def test_signatures_round_trip_and_keys_are_unique(first: Architecture, second: Architecture) -> None:
+    placed = architecture_signatures(first, 64) + architecture_signatures(second, 64)
+    by_key: dict[str, OpSignature] = {}
+    for item in placed:
+        signature = item.signature
+        assert OpSignature.from_dict(signature.to_dict()) == signature
+        assert by_key.setdefault(signature.key, signature) == signature  # one key, one signature
+    assert len(architecture_signatures(first, 64)) == first.num_blocks + 2
+    adapted, _ = adapt_for_input_size(first, 64)
+    blocks = [b for _, _, b in adapted.blocks()]
+    assert [p.signature.block() for p in architecture_signatures(first, 64)[1:-1]] == blocks
