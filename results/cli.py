@@ -47,8 +47,10 @@ def _reference_point(text: str) -> Any:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-def _add_axis_options(parser: argparse.ArgumentParser) -> None:
+def _add_axis_options(parser: argparse.ArgumentParser, *, hypervolume: bool = True) -> None:
     parser.add_argument("--measured", action="store_true", help="put points on measured end-to-end latency where known (the table's prediction elsewhere)")
+    if not hypervolume:
+        return
     parser.add_argument("--reference-point", type=_reference_point, default=None, metavar="ACC,LATENCY", help="hypervolume reference point, e.g. 0.5,20ms (default: 0 and twice the target)")
 
 
@@ -72,7 +74,7 @@ def build_parser(prog: str) -> ArgumentParser:
     plot = commands.add_parser("plot", help="draw a run's front (PNG)", description="Draw a run's accuracy/latency front with its target and the reference networks on the same latency axis.")
     plot.add_argument("run", metavar="RUN", help="run directory")
     plot.add_argument("--out", default=None, metavar="PNG", help="output file (default: RUN/front.png)")
-    _add_axis_options(plot)
+    _add_axis_options(plot, hypervolume=False)
     _add_reference_options(plot, "default for network runs: all whose ops the table has")
     plot.add_argument("--log-latency", action="store_true", help="logarithmic latency axis")
     plot.add_argument("--title", default=None, help="figure title")

@@ -11,8 +11,9 @@ device check is skipped); measuring (missing ops, ``nas-results measure``) insis
 table's own device.
 
 Latencies measured end to end, where known, come from the table's end-to-end points (matched by
-architecture fingerprint; the median when measured more than once), from ``best.json`` and from
-``measured.jsonl`` in the run directory, which :func:`measure_candidates`
+architecture fingerprint; the median when measured more than once), from ``best.json`` (the
+search's own measurement of its best) and from ``measured.jsonl`` in the run directory, which
+:func:`measure_candidates`
 (``nas-results measure RUN``) appends to: one JSON line per architecture measured on the
 table's device (``fingerprint``, ``notation``, ``latency_ms``, ``iqr_ms``, ``runs``,
 ``device``, ``device_fingerprint``, ``measured``).
@@ -22,6 +23,7 @@ A tabular run has no table: its benchmark's latency column is already a measurem
 
 from __future__ import annotations
 
+import json
 import math
 import warnings
 from collections.abc import Sequence
@@ -32,7 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mobilenas.runs import Journal, now_iso
+from mobilenas.runs import Journal, now_iso, read_json
 
 MEASURED = "measured.jsonl"
 
@@ -153,10 +155,12 @@ def cached_measurements(root: Path) -> pd.DataFrame:
 
 
 def known_measurements(root: Path, manifest: dict[str, Any]) -> dict[str, float]:
-    """Fingerprint -> latency measured end to end (ms): the table's points and ``measured.jsonl``.
+    """Fingerprint -> latency measured end to end (ms), for a network search.
 
-    A table that is gone or unreadable contributes nothing (measured latencies are then unknown,
-    not an error: the run itself is still readable).
+    In rising precedence: the table's end-to-end points, ``best.json``'s measurement (the run's
+    own), ``measured.jsonl`` (the latest, asked for). A table that is gone or unreadable
+    contributes nothing (measured latencies are then unknown, not an error: the run is still
+    readable).
     """
     known: dict[str, float] = {}
     try:
@@ -165,6 +169,14 @@ def known_measurements(root: Path, manifest: dict[str, Any]) -> dict[str, float]
         latency = None
     if latency is not None:
         known.update(latency.measured())
+    best_path = root / "best.json"
+    if best_path.is_file():
+        try:
+            best = read_json(best_path)
+        except (json.JSONDecodeError, OSError):
+            best = None
+        if isinstance(best, dict) and isinstance(best.get("fingerprint"), str) and isinstance(best.get("measured_latency_ms"), int | float):
+            known[best["fingerprint"]] = float(best["measured_latency_ms"])
     cache = cached_measurements(root)
     if len(cache):
         known.update(cache.groupby("fingerprint")["latency_ms"].median().astype(float).to_dict())
@@ -205,7 +217,7 @@ def measure_candidates(
         if unknown:
             raise ValueError(f"run {run.path} has no successful trained trial numbered {', '.join(map(str, unknown))}")
         chosen = candidates[candidates["number"].isin(list(numbers))]
-    already = set(cached_measurements(run.path)["fingerprint"]) | set(latency.measured())
+    already = set(known_measurements(run.path, run.manifest)) | set(latency.measured())
     if not remeasure:
         chosen = chosen[~chosen["key"].isin(already)]
     columns = [*cached_measurements(run.path).columns, "number", "predicted_ms"]

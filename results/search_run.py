@@ -157,8 +157,7 @@ def read_search_run(path: Path, manifest: dict[str, Any], label: str, measured_m
     """Read the run at ``path`` (already known to be a search run by its ``manifest``).
 
     ``measured_ms`` maps trial keys (architecture fingerprints) to latencies measured end to end
-    (from the run's latency table and measurement cache); ``best.json``'s measured latency is
-    added here.
+    (:func:`mobilenas.results.measured.known_measurements`).
     """
     events = Journal(path / EVENTS).read()
     best = _read_best(path)
@@ -179,8 +178,6 @@ def read_search_run(path: Path, manifest: dict[str, Any], label: str, measured_m
         trials["order"] = range(len(trials))
         trials["finished"] = pd.to_datetime(trials["finished"], errors="coerce", utc=True, format="ISO8601")
     known = dict(measured_ms or {})
-    if best is not None and isinstance(best.get("measured_latency_ms"), int | float) and best.get("fingerprint"):
-        known.setdefault(str(best["fingerprint"]), float(best["measured_latency_ms"]))
     if manifest.get("problem") == "tabular":
         # A tabular benchmark's latency column is itself a measurement on the device.
         trials["measured_latency_ms"] = trials["latency_ms"]

@@ -1,0 +1,183 @@
+"""mobilenas.results on a real NetAdapt run: loading, reference networks, calibration, CLI, notebook.
+
+The run is made by ``netadapt refine`` in-process (built-in synthetic data, a few fine-tune steps,
+a lookup table measured cheaply with ONNX Runtime at 128x128: isolated ops, 3 runs, identity
+correction), about 20 s on two cores.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mobilenas.latency.calibrate import calibrate, fidelity
+from mobilenas.latency.measure import make_backend
+from mobilenas.latency.table import Correction, LookupTable, Method
+from mobilenas.netadapt.cli import main as netadapt
+from mobilenas.netadapt.groups import group_widths
+from mobilenas.results import (
+    NetAdaptResults,
+    calibration_points,
+    calibration_summary,
+    load_run,
+    pareto_front,
+    read_calibration_csv,
+    reference_points,
+    run_summary,
+)
+from mobilenas.results.cli import main as nas_results
+from mobilenas.runs import Journal
+from mobilenas.space import Architecture, reference
+
+from helpers import tiny_space
+
+pytestmark = pytest.mark.slow
+
+ARCH = "stem_k3_s2_c16_nre | ds_k3_s1_c16_nre | ir_r2_k3_s2_e3_c24_nre | ir_k3_s2_e3_c32_se0.25_nhs | head_c64_o10_nre_d0.0_gsig"
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("table") / "table.jsonl"
+    lookup = LookupTable.create(path, backend=make_backend("onnxruntime", threads=1), input_size=128, method=Method(name="isolated", cold_cache=False, warmup=1, repeats=3))
+    lookup.set_correction(Correction(a=1.0, b=0.0, points=0, fitted=True))
+    return path
+
+
+@pytest.fixture(scope="module")
+def run_dir(table: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("netadapt") / "run"
+    code = netadapt([
+        "refine", ARCH, "--budget-ratio", "0.85", "--max-iterations", "3", "--train-size", "256", "--val-size", "128", "--test-size", "128",
+        "--pretrain-epochs", "1", "--finetune-steps", "3", "--final-epochs", "1", "--table", str(table), "--threads", "1",
+        "--initial-reduction", "0.06", "--reduction-decay", "1", "--out", str(out), "--quiet",
+    ])
+    assert code == 0
+    return out
+
+
+def test_load_reads_every_iteration(run_dir: Path) -> None:
+    run = load_run(run_dir)
+    assert isinstance(run, NetAdaptResults) and run.kind == "netadapt" and run.finished
+    lines = Journal(run_dir / "history.jsonl").read()
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert run.target_latency_ms == pytest.approx(manifest["budget_ms"])
+    assert list(run.iterations["iteration"]) == [line["iteration"] for line in lines] and len(lines) >= 2
+    np.testing.assert_allclose(run.iterations["latency_ms"], [line["latency_ms"] for line in lines])
+    np.testing.assert_allclose(run.iterations["accuracy"], [line["accuracy"] for line in lines])
+    for line, (_, widths) in zip(lines, run.widths.iterrows(), strict=True):
+        assert widths.to_dict() == group_widths(Architecture.from_dict(line["architecture"]))
+    assert list(run.widths.columns) == list(lines[0]["widths"])  # network order
+    assert len(run.proposals) == sum(len(line["proposals"]) for line in lines)
+    chosen = run.proposals[run.proposals["chosen"]]
+    assert list(chosen["group"]) == [line["chosen"]["group"] for line in lines[1:]]
+    refined = json.loads((run_dir / "refined.json").read_text())
+    table = run.widths_before_after()
+    assert dict(zip(table["group"], table["end"], strict=True)) == refined["widths"]
+    assert dict(zip(table["group"], table["start"], strict=True)) == lines[0]["widths"]
+    candidates = run.candidates()
+    assert list(candidates["source"]) == ["iteration"] * len(lines) + ["refined"]
+    assert candidates["accuracy"].iloc[-1] == pytest.approx(refined["accuracy"])
+    summary = run_summary(run)
+    assert summary["iterations"] == len(lines) - 1 and summary["best_accuracy"] == pytest.approx(refined["accuracy"])
+    assert summary["test_accuracy"] == pytest.approx(refined["test_accuracy"])
+    front = pareto_front(run)
+    assert len(front) >= 1 and set(front["source"]) <= {"iteration", "refined"}
+
+
+def test_a_run_in_progress_loads(run_dir: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    (copy / "refined.json").unlink()
+    history = (copy / "history.jsonl").read_text().splitlines()
+    # The last iteration was being written when the process died; an earlier line was replayed.
+    (copy / "history.jsonl").write_text("\n".join([*history[:-1], history[1], history[-1][: len(history[-1]) // 2]]))
+    run = load_run(copy)
+    assert not run.finished and run.refined is None
+    assert list(run.iterations["iteration"]) == list(range(len(history) - 1))
+    assert "refined" not in set(run.candidates()["source"])
+    assert nas_results(["show", str(copy)]) == 0
+
+
+def test_reference_networks_sit_on_the_runs_axis(run_dir: Path, table: Path) -> None:
+    run = load_run(run_dir)
+    names = ["mobilenetv3-small@0.75", "mobilenetv3-small"]
+    before = reference_points(run, names)
+    assert before["latency_ms"].isna().all() and (before["missing_ops"] > 0).all()
+    placed = reference_points(run, names, accuracies={"mobilenetv3-small": 0.2}, measure_missing=True)
+    assert placed["latency_ms"].notna().all() and (placed["missing_ops"] == 0).all()
+    # Independently: the run's frozen correction applied to the table's sum, for a 10-class network.
+    correction = Correction.from_dict(json.loads((run_dir / "manifest.json").read_text())["latency"]["correction"])
+    lookup = LookupTable.load(table)
+    for row in placed.itertuples():
+        arch = reference(row.name).with_num_classes(10)
+        assert row.fingerprint == arch.fingerprint()
+        assert row.latency_ms == pytest.approx(correction.apply(lookup.predict_sum(arch)))
+    assert placed.set_index("name").loc["mobilenetv3-small", "accuracy"] == 0.2
+    assert placed.set_index("name").loc["mobilenetv3-small", "accuracy_source"] == "given"
+    assert np.isnan(placed.set_index("name").loc["mobilenetv3-small@0.75", "accuracy"])
+    assert placed["latency_ms"].is_monotonic_increasing  # the narrower network is faster
+
+
+def test_calibration_from_the_iterations_and_a_calibrate_csv(run_dir: Path, table: Path, tmp_path: Path) -> None:
+    run = load_run(run_dir)
+    points = calibration_points(run)
+    iterations = points[points["source"] == "iteration"]
+    assert len(iterations) == len(run.iterations)
+    np.testing.assert_allclose(iterations["predicted_ms"], run.iterations["latency_ms"])
+    np.testing.assert_allclose(iterations["measured_ms"], run.iterations["measured_latency_ms"])
+    # The table's end-to-end points that are the iterations' own measurements are not counted twice.
+    assert not set(points.loc[points["source"] == "table end-to-end", "fingerprint"]) & set(iterations["fingerprint"])
+    report = calibrate(tiny_space(), LookupTable.load(table), samples=3, rounds=2, out_dir=tmp_path / "calibration", progress=False)
+    from_csv = read_calibration_csv(tmp_path / "calibration")
+    assert len(from_csv) == 3
+    summary = calibration_summary(from_csv).set_index("source")
+    assert summary.loc["nas-latency calibrate", "mape"] == pytest.approx(report.mape, rel=1e-3)
+    both = calibration_points(run, csv=tmp_path / "calibration" / "calibration.csv")
+    summary = calibration_summary(both).set_index("source")
+    expected = fidelity(both["predicted_ms"].tolist(), both["measured_ms"].tolist())
+    assert summary.loc["all", "mape"] == pytest.approx(expected["mape"]) and summary.loc["all", "count"] == len(both)
+    out = tmp_path / "calibration.png"
+    assert nas_results(["calibration", str(run_dir), "--csv", str(tmp_path / "calibration"), "--out", str(out)]) == 0
+    assert out.stat().st_size > 10_000
+
+
+def test_show_and_figures(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert nas_results(["show", str(run_dir)]) == 0
+    out = capsys.readouterr().out
+    lines = Journal(run_dir / "history.jsonl").read()
+    assert "netadapt" in out and "finished" in out
+    for line in lines[1:]:
+        assert f"{line['chosen']['group']}" in out and f"{line['chosen']['previous_width']}->{line['chosen']['width']}" in out
+    assert nas_results(["show", str(run_dir), "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert len(payload["iterations"]) == len(lines) and payload["refined"]["notation"]
+    assert nas_results(["figures", str(run_dir), "--out", str(tmp_path), "--references", "none"]) == 0
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == ["calibration.png", "front.png", "progress.png", "width_history.png", "widths.png"]
+    for path in tmp_path.glob("*.png"):
+        with Image.open(path) as image:
+            assert image.width > 500
+
+
+def test_netadapt_notebook_runs(run_dir: Path, tmp_path: Path) -> None:
+    import nbformat
+    from nbclient import NotebookClient
+
+    from mobilenas.results import notebook_path
+
+    notebook = nbformat.read(notebook_path("netadapt"), as_version=4)
+    # Parameters injected papermill-style, as a cell after the one tagged "parameters".
+    index = next(i for i, c in enumerate(notebook.cells) if "parameters" in c.metadata.get("tags", []))
+    injected = f"RUN_DIR = {str(run_dir)!r}\nOUT_DIR = {str(tmp_path / 'figures')!r}\nREFERENCES = 'mobilenetv3-small'"
+    notebook.cells.insert(index + 1, nbformat.v4.new_code_cell(injected))
+    NotebookClient(notebook, kernel_name="python3", timeout=300, resources={"metadata": {"path": str(tmp_path)}}).execute()
+    written = sorted(p.name for p in (tmp_path / "figures").iterdir())
+    assert written == ["calibration.png", "progress.png", "trajectory.png", "width_history.png", "widths.png"]
+    for name in written:
+        with Image.open(tmp_path / "figures" / name) as image:
+            assert image.width > 500

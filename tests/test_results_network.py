@@ -1,0 +1,167 @@
+"""mobilenas.results on a real network search: reference networks, proxy-trained references, measurements.
+
+The run is ``nas-search`` in-process over the tiny test space: inline executor, a 3-step proxy
+on 64 synthetic images, a lookup table at 32x32 built lazily in the test's folder; about 15 s.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mobilenas.latency.calibrate import calibrate
+from mobilenas.latency.table import Correction, LookupTable
+from mobilenas.results import (
+    SearchResults,
+    calibration_points,
+    load_run,
+    measure_candidates,
+    pareto_front,
+    reference_points,
+    run_summary,
+    train_references,
+)
+from mobilenas.results.cli import main as nas_results
+from mobilenas.search.cli import main as nas_search
+from mobilenas.space import Architecture, count_params, reference
+
+from helpers import tiny_space
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def search(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("network")
+    space = root / "space.json"
+    space.write_text(tiny_space().to_json())
+    table = root / "table.jsonl"
+    out = root / "run"
+    code = nas_search([
+        "--space", str(space), "--executor", "inline", "--proxy-steps", "3", "--train-size", "64", "--val-size", "64",
+        "--input-size", "32", "--samples", "6", "--target-latency", "5ms", "--latency-table", str(table), "--out", str(out),
+        "--quiet",
+    ])
+    assert code == 0
+    return out, table
+
+
+def test_trials_carry_fingerprints_and_measured_latencies(search: tuple[Path, Path]) -> None:
+    out, table = search
+    run = load_run(out)
+    assert isinstance(run, SearchResults) and run.problem == "network" and run.num_classes == 10
+    trained = run.trained()
+    assert len(trained) == 6
+    for row in trained.itertuples():
+        assert Architecture.from_notation(row.architecture).fingerprint() == row.key
+    best = json.loads((out / "best.json").read_text())
+    measured = run.trials.set_index("key")["measured_latency_ms"]
+    assert measured[best["fingerprint"]] == pytest.approx(best["measured_latency_ms"])
+    summary = run_summary(run)
+    assert summary["best_measured_latency_ms"] == pytest.approx(best["measured_latency_ms"])
+    # Points the table measured end to end (its correction's) are matched by fingerprint.
+    lookup = LookupTable.load(table)
+    for point in lookup.end_to_end_points():
+        rows = run.trials[run.trials["key"] == point.fingerprint]
+        if len(rows) and point.fingerprint != best["fingerprint"]:
+            assert rows["measured_latency_ms"].iloc[0] == pytest.approx(point.latency_ms)
+
+
+def test_references_are_predicted_with_the_runs_correction(search: tuple[Path, Path]) -> None:
+    out, table = search
+    run = load_run(out)
+    placed = reference_points(run, ["mobilenetv3-small@0.5", "mnasnet-a1@0.5"], measure_missing=True)
+    manifest = json.loads((out / "manifest.json").read_text())
+    correction = Correction.from_dict(manifest["latency_table"]["correction"])
+    lookup = LookupTable.load(table)
+    for row in placed.itertuples():
+        arch = reference(row.name).with_num_classes(10)
+        assert row.latency_ms == pytest.approx(correction.apply(lookup.predict_sum(arch)))
+        assert row.missing_ops == 0 and row.params == count_params(arch)
+    # Once measured, the ops are in the table: no measurement is needed to place them again.
+    again = reference_points(run, ["mobilenetv3-small@0.5", "mnasnet-a1@0.5"])
+    np.testing.assert_allclose(again["latency_ms"], placed["latency_ms"])
+
+
+def test_references_proxy_trained_like_the_candidates_and_cached(search: tuple[Path, Path]) -> None:
+    out, _ = search
+    run = load_run(out)
+    first = train_references(run, ["mobilenetv3-small@0.5"], progress=False)
+    assert list(first["cached"]) == [False] and first["status"].iloc[0] == "ok"
+    accuracy = float(first["accuracy"].iloc[0])
+    # The same proxy task, run directly, gives the same accuracy (training is deterministic).
+    from mobilenas.train.data import load_dataset
+    from mobilenas.train.proxy import ProxyConfig, train_proxy
+
+    manifest = json.loads((out / "manifest.json").read_text())
+    data = load_dataset("synthetic", seed=0, val_size=64)
+    config = dataclasses.replace(ProxyConfig.from_dict(manifest["proxy"]), seed=0)
+    direct = train_proxy(reference("mobilenetv3-small@0.5").with_num_classes(10), data, config)
+    assert direct.accuracy == pytest.approx(accuracy)
+    stored = json.loads((out / "references.json").read_text())["references"]["mobilenetv3-small@0.5"]
+    assert stored["accuracy"] == accuracy and stored["fingerprint"] == reference("mobilenetv3-small@0.5").with_num_classes(10).fingerprint()
+    second = train_references(run, ["mobilenetv3-small@0.5"], progress=False)
+    assert list(second["cached"]) == [True] and second["accuracy"].iloc[0] == accuracy
+    placed = reference_points(run, ["mobilenetv3-small@0.5"], measure_missing=True).iloc[0]
+    assert placed["accuracy"] == accuracy and placed["accuracy_source"] == "proxy"
+    # A given accuracy wins over the proxy's.
+    given = reference_points(run, ["mobilenetv3-small@0.5"], accuracies={"mobilenetv3-small@0.5": 0.5}).iloc[0]
+    assert given["accuracy"] == 0.5 and given["accuracy_source"] == "given"
+
+
+def test_measure_the_front_and_use_it(search: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    out, _ = search
+    run = load_run(out)
+    front = pareto_front(run)
+    unmeasured = front[front["measured_latency_ms"].isna()]
+    rows = measure_candidates(run, rounds=2, progress=False)
+    assert sorted(rows["number"]) == sorted(unmeasured["number"])
+    assert (rows["latency_ms"] > 0).all()
+    cache = [json.loads(line) for line in (out / "measured.jsonl").read_text().splitlines()]
+    assert {c["fingerprint"] for c in cache} >= set(unmeasured["key"])
+    reloaded = load_run(out)
+    assert pareto_front(reloaded)["measured_latency_ms"].notna().all()
+    on_measured = pareto_front(reloaded, latency="measured")
+    assert (on_measured["latency_source"] == "measured").all()
+    assert measure_candidates(reloaded, progress=False).empty  # nothing left to measure
+    points = calibration_points(reloaded)
+    assert set(points["source"]) >= {"trial"} and len(points[points["source"] == "trial"]) >= len(front)
+    with pytest.raises(ValueError, match="no successful trained trial numbered 999"):
+        measure_candidates(reloaded, [999], progress=False)
+    assert nas_results(["measure", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["measured"] == []
+
+
+def test_plot_with_references_and_the_notebook(search: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out, table = search
+    front = tmp_path / "front.png"
+    assert nas_results([
+        "plot", str(out), "--out", str(front), "--measured", "--references", "mobilenetv3-small@0.5,mnasnet-a1@0.5",
+        "--reference-accuracy", "mnasnet-a1@0.5=0.15", "--measure-missing",
+    ]) == 0
+    with Image.open(front) as image:
+        assert image.width > 600
+    report = calibrate(tiny_space(), LookupTable.load(table), samples=3, rounds=2, out_dir=tmp_path / "calibration", progress=False)
+    assert report.csv_path is not None
+
+    import nbformat
+    from nbclient import NotebookClient
+
+    from mobilenas.results import notebook_path
+
+    monkeypatch.setenv("MOBILENAS_RUN", str(out))
+    monkeypatch.setenv("MOBILENAS_FIGURES", str(tmp_path / "figures"))
+    monkeypatch.setenv("MOBILENAS_REFERENCES", "mobilenetv3-small@0.5,mnasnet-a1@0.5")
+    monkeypatch.setenv("MOBILENAS_CALIBRATION_CSV", report.csv_path)
+    monkeypatch.setenv("MOBILENAS_LATENCY", "measured")
+    notebook = nbformat.read(notebook_path("pareto"), as_version=4)
+    NotebookClient(notebook, kernel_name="python3", timeout=300, resources={"metadata": {"path": str(tmp_path)}}).execute()
+    written = sorted(p.name for p in (tmp_path / "figures").iterdir())
+    assert written == ["calibration.png", "convergence.png", "front.png", "fronts.png", "reward_landscape.png"]
+    tables = [o for c in notebook.cells for o in c.get("outputs", []) if "text/html" in o.get("data", {})]
+    assert any("nas-latency calibrate" in t["data"]["text/html"] for t in tables)
