@@ -3,7 +3,8 @@
 A MobileNetV3-Small-style network is trained on a CIFAR-10 subset; ``netadapt refine`` prunes it
 (lookup table of this CPU, ONNX Runtime, 1 thread, at the data's 32x32 resolution, the network
 as it is trained and deployed) down to the lowest budget, and the first network of its trajectory
-under each budget (by default 75%, 60% and 50% of the starting latency) gets the long fine-tune.
+under each budget (75%, 62.5% and 50% of the starting latency, one NetAdapt iteration of 12.5% apart)
+gets the long fine-tune.
 Against each, the same network scaled by a width multiplier (``mobilenas.space.scale_width``,
 the multiplier whose table latency is closest) is trained from scratch with the same number of
 training steps as the NetAdapt network's lineage (the seed's training, the short fine-tunes of
@@ -92,7 +93,7 @@ def main() -> int:
     if args.quick:
         plan = Plan(args.arch, (0.8, 0.65), 1500, 300, 500, 2, 1, 5, 0.15, 8, 64, args.threads, 0)
     else:
-        plan = Plan(args.arch, (0.75, 0.6, 0.5), 8000, 1000, 5000, 12, 4, 30, 0.05, 8, 64, args.threads, 0)
+        plan = Plan(args.arch, (0.75, 0.625, 0.5), 6000, 2000, 5000, 12, 4, 25, 0.125, 8, 64, args.threads, 0)
     work = args.work or Path("/tmp/netadapt-bench" + ("-quick" if args.quick else ""))
     work.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("OMP_NUM_THREADS", str(plan.threads))
