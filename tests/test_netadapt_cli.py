@@ -1,0 +1,93 @@
+"""Fast checks of the ``netadapt`` command line: inputs, options and errors (nothing is trained)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from mobilenas.cli import main as umbrella
+from mobilenas.netadapt.cli import main, resolve_input
+from mobilenas.netadapt.core import Schedule
+from mobilenas.netadapt.groups import prunable_groups
+from mobilenas.netadapt.run import Settings, load_weights, save_weights
+from mobilenas.space import reference
+from mobilenas.space.builder import build_model
+
+from helpers import tiny_arch
+
+
+def test_describe_lists_groups(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["describe", "mobilenetv3-large", "--granularity", "16"]) == 0
+    text = capsys.readouterr().out
+    assert "prunable groups at granularity 16" in text and "stages[0].blocks[0].out" not in text  # tied to the stem
+    assert umbrella(["netadapt", "describe", "mobilenetv2", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["groups"][0] == {"group": "stem", "kind": "tied", "width": 32, "narrowest": 8}
+    assert len(payload["groups"]) == len(prunable_groups(reference("mobilenetv2")))
+
+
+def test_resolve_input_forms(tmp_path: Path) -> None:
+    arch = tiny_arch()
+    weights = build_model(arch).state_dict()
+    save_weights(tmp_path / "sub" / "w.pt", weights)
+    (tmp_path / "sub" / "best.json").write_text(json.dumps({"architecture": arch.to_dict(), "accuracy": 0.5, "weights": "w.pt"}))
+    start = resolve_input(str(tmp_path / "sub" / "best.json"), None)  # relative to the JSON's folder
+    assert start.arch == arch and start.weights is not None and set(start.weights) == set(weights)
+    assert resolve_input(str(tmp_path / "sub"), None).arch == arch  # a run directory holding best.json
+    no_weights = tmp_path / "arch.json"
+    no_weights.write_text(arch.to_json())
+    assert resolve_input(str(no_weights), None).weights is None
+    assert resolve_input(arch.to_notation(), str(tmp_path / "sub" / "w.pt")).weights is not None
+    assert resolve_input("mobilenetv2@0.5", None).arch.stem.out_channels == 16
+    (tmp_path / "sub" / "gone.json").write_text(json.dumps({"architecture": arch.to_dict(), "weights": "missing.pt"}))
+    with pytest.raises(ValueError, match=r"names weights .* that do not exist"):
+        resolve_input(str(tmp_path / "sub" / "gone.json"), None)
+
+
+def test_weights_files(tmp_path: Path) -> None:
+    weights = build_model(tiny_arch()).state_dict()
+    torch.save({"epoch": 3, "model": weights}, tmp_path / "checkpoint.pt")
+    assert set(load_weights(tmp_path / "checkpoint.pt")) == set(weights)
+    (tmp_path / "junk.pt").write_text("not torch")
+    with pytest.raises(ValueError, match="not a torch weights file"):
+        load_weights(tmp_path / "junk.pt")
+    with pytest.raises(FileNotFoundError):
+        load_weights(tmp_path / "none.pt")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["refine", "mobilenetv2", "--budget-ratio", "1.5"], "fraction in (0, 1)"),
+        (["refine", "mobilenetv2", "--budget-ratio", "0.5", "--target-latency", "3ms"], "exactly one budget"),
+        (["refine", "mobilenetv2", "--target-latency", "3 minutes"], "duration"),
+        (["refine", "mobilenetv2", "--budget-ratio", "0.5", "--granularity", "0"], "whole number >= 1"),
+        (["refine", "mobilenetv2", "--budget-ratio", "0.5", "--selection", "best"], "invalid choice"),
+        (["refine", "mobilenetv2", "--budget-ratio", "0.5", "--reduction-decay", "1.5"], "decay in (0, 1]"),
+        (["refine"], "give INPUT"),
+        (["refine", "--resume", "/nonexistent/run"], "is not a directory"),
+        (["refine", "nonsense-net", "--budget-ratio", "0.5"], "neither a reference"),
+    ],
+)
+def test_usage_errors_are_one_line(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+
+
+def test_resume_refuses_a_directory_that_is_not_a_netadapt_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "manifest.json").write_text(json.dumps({"kind": "search"}))
+    assert main(["refine", "--resume", str(tmp_path)]) == 2
+    assert "is a 'search' run, not a 'netadapt' run" in capsys.readouterr().err
+
+
+def test_settings_round_trip() -> None:
+    settings = Settings(budget_ms=3.0, start_latency_ms=6.0, schedule=Schedule(0.01, 1.0, 0.01), selection="accuracy", granularity=4, max_iterations=7, seed=3)
+    assert Settings.from_dict(json.loads(json.dumps(settings.to_dict()))) == settings
+    with pytest.raises(ValueError, match="unknown keys"):
+        Settings.from_dict({**settings.to_dict(), "turbo": True})
+    with pytest.raises(ValueError, match="final"):
+        Settings(budget_ms=1.0, start_latency_ms=2.0, final="sometimes")
