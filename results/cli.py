@@ -252,11 +252,12 @@ def _print_search(run: Any, summary: dict[str, Any], front: Any, args: argparse.
     if front.empty:
         print("  (no successful trial)")
         return
-    rows = [["#", "accuracy", "latency", "measured", "reward", "architecture"]]
+    network = run.problem == "network"
+    rows = [["#", "accuracy", "latency", *(["measured"] if network else []), "reward", "architecture"]]
     for row in front.head(args.limit).itertuples():
-        measured = format_ms(row.measured_latency_ms) if run.problem == "network" else "-"
-        rows.append([str(row.number), _number(row.accuracy), format_ms(row.latency_ms), measured, _number(row.reward), _short(row.architecture)])
-    for line in _table(rows, [True, True, True, True, True, False]):
+        measured_cell = [format_ms(row.measured_latency_ms)] if network else []
+        rows.append([str(row.number), _number(row.accuracy), format_ms(row.latency_ms), *measured_cell, _number(row.reward), _short(row.architecture)])
+    for line in _table(rows, [True] * (len(rows[0]) - 1) + [False]):
         print("  " + line)
     if len(front) > args.limit:
         print(f"  ... {len(front) - args.limit} more (--limit N, or --json)")

@@ -19,6 +19,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import FuncFormatter
 
 from mobilenas.results.fronts import LATENCY_KINDS, best_so_far, pareto_front, points
 from mobilenas.results.load import RunResults
@@ -53,12 +54,12 @@ def _as_list(runs: RunResults | Sequence[RunResults]) -> list[RunResults]:
 
 
 def latency_label(runs: Sequence[RunResults], latency: str) -> str:
-    tabular = all(isinstance(r, SearchResults) and r.problem == "tabular" for r in runs)
-    if tabular:
+    tabular = [isinstance(r, SearchResults) and r.problem == "tabular" for r in runs]
+    if all(tabular):
         return "latency (ms, benchmark's measurement)"
     if latency == "measured":
         return "latency (ms, measured end to end; hollow: lookup table)"
-    return "latency (ms, lookup table)"
+    return "latency (ms, lookup table or benchmark)" if any(tabular) else "latency (ms, lookup table)"
 
 
 def accuracy_label(runs: Sequence[RunResults]) -> str:
@@ -274,12 +275,22 @@ def plot_reward_landscape(run: SearchResults, *, resolution: int = 160) -> Figur
     colorbar.set_label(accuracy_label([run]))
     right.axvline(1.0, color="tab:red", linestyle="--", linewidth=1.1, label="LAT = T")
     right.set_xscale("log")
+    right.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    right.xaxis.set_minor_formatter(FuncFormatter(_sparse_log_label))
     right.set_xlabel("latency / target (LAT/T, log scale)")
     right.set_ylabel("reward")
     right.set_title("reward of each trial against its latency ratio", fontsize=10)
     right.grid(alpha=0.3, which="both")
     right.legend(fontsize=7)
     return figure
+
+
+def _sparse_log_label(value: float, _position: int) -> str:
+    """Minor tick labels of a log axis at 2x and 5x the decades only, so they never collide."""
+    if value <= 0:
+        return ""
+    mantissa = value / 10 ** math.floor(math.log10(value))
+    return f"{value:g}" if any(abs(mantissa - keep) < 1e-6 for keep in (2.0, 5.0)) else ""
 
 
 def _rolling(values: pd.Series, window: int) -> pd.Series:
@@ -370,8 +381,9 @@ def plot_calibration(points_frame: pd.DataFrame, *, title: str | None = None) ->
     summary = calibration_summary(points_frame).set_index("source")
     for index, (source, group) in enumerate(points_frame.groupby("source", sort=False)):
         figures = summary.loc[source]
+        note = " (the correction's own fit points)" if source == "table end-to-end" else ""
         axes.scatter(group["measured_ms"], group["predicted_ms"], s=24, marker=markers.get(str(source), "o"), color=PALETTE[index % len(PALETTE)], edgecolors="black", linewidths=0.3,
-                     label=f"{source}: {len(group)}, MAPE {100 * figures['mape']:.1f}%", zorder=3)
+                     label=f"{source}{note}: {len(group)}, MAPE {100 * figures['mape']:.1f}%", zorder=3)
     axes.set_xlim(low, high)
     axes.set_ylim(low, high)
     axes.set_aspect("equal")
