@@ -51,10 +51,13 @@ def default_table_path(space: SearchSpace, backend: LatencyBackend | None = None
     """Where the table of ``space`` on ``backend``'s device at ``input_size`` lives by default.
 
     ``$MOBILENAS_HOME/tables/<space>-<space fingerprint>-<size>px-<runtime>-<threads>t-<device fingerprint>.jsonl``.
+    The classifier's class count does not enter the name: a 10-class search shares the table
+    built for the 1000-class space (entries are keyed by signature; its head is one more entry).
     """
     device = (backend or OnnxRuntimeBackend()).device()
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", space.name)
-    filename = f"{name}-{space.fingerprint()[:8]}-{input_size}px-{device.runtime}-{device.threads}t-{device.fingerprint()[:8]}.jsonl"
+    canonical = dataclasses.replace(space, head=dataclasses.replace(space.head, num_classes=1000))
+    filename = f"{name}-{canonical.fingerprint()[:8]}-{input_size}px-{device.runtime}-{device.threads}t-{device.fingerprint()[:8]}.jsonl"
     return mobilenas_home() / "tables" / filename
 
 

@@ -144,6 +144,7 @@ def test_default_table_path_lives_under_mobilenas_home(tmp_path, monkeypatch) ->
     assert path.name.startswith("tiny-") and "32px-onnxruntime-1t" in path.name and path.suffix == ".jsonl"
     assert default_table_path(space, OnnxRuntimeBackend(threads=2), SIZE) != path
     assert default_table_path(space, OnnxRuntimeBackend(), 64) != path
+    assert default_table_path(tiny_space(num_classes=1000), OnnxRuntimeBackend(), SIZE) == path  # class count shares
 
 
 def test_open_or_create_table_is_lazy_and_fits_its_correction(tmp_path, monkeypatch) -> None:
