@@ -121,7 +121,6 @@ def test_reference_networks_sit_on_the_runs_axis(run_dir: Path, table: Path) -> 
     assert placed.set_index("name").loc["mobilenetv3-small", "accuracy"] == 0.2
     assert placed.set_index("name").loc["mobilenetv3-small", "accuracy_source"] == "given"
     assert np.isnan(placed.set_index("name").loc["mobilenetv3-small@0.75", "accuracy"])
-    assert placed["latency_ms"].is_monotonic_increasing  # the narrower network is faster
 
 
 def test_calibration_from_the_iterations_and_a_calibrate_csv(run_dir: Path, table: Path, tmp_path: Path) -> None:
