@@ -445,7 +445,8 @@ def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def _read_npz(path: Path, image_size: int | None) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray] | None, tuple[str, ...]]:
     if not path.is_file():
-        raise ValueError(f"{path} does not exist; expected {NPZ_LAYOUT}")
+        what = "is a folder, not a file" if path.is_dir() else "does not exist"
+        raise ValueError(f"{path} {what}; expected {NPZ_LAYOUT}")
     try:
         archive = np.load(path, allow_pickle=False)
     except Exception as error:
@@ -571,7 +572,10 @@ def _read_image_folder(path: Path, image_size: int | None) -> tuple[tuple[np.nda
         train_root, test_root = path, None
     class_dirs = _class_folders(train_root)
     if len(class_dirs) < 2:
-        raise ValueError(f"{train_root}: found {len(class_dirs)} class folder(s); expected {IMAGEFOLDER_LAYOUT} with at least 2 classes")
+        raise ValueError(
+            f"{train_root}: found {len(class_dirs)} class folder(s); expected {IMAGEFOLDER_LAYOUT} with at least 2 classes "
+            "(or a CIFAR-10 folder holding cifar-10-batches-py/)"
+        )
     class_names = tuple(d.name for d in class_dirs)
     train_files = _labelled_files(train_root, class_names)
     test_files = _labelled_files(test_root, class_names) if test_root is not None else None
