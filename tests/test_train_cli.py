@@ -63,6 +63,8 @@ def test_nas_train_writes_weights_metrics_and_onnx(tmp_path: Path, capsys: pytes
     # Training again into the same place refuses instead of overwriting the result.
     assert main([str(arch_path), "--epochs", "2", *DATA_ARGS]) == 2
     assert "already exists" in capsys.readouterr().err
+    assert main([str(arch_path), "--resume", "--epochs", "2", *DATA_ARGS]) == 2
+    assert "nothing to resume" in capsys.readouterr().err
 
 
 @pytest.mark.slow

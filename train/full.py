@@ -154,8 +154,9 @@ def train_full(
     """Train, checkpoint every epoch, test, export (see the module docstring).
 
     With ``resume`` an existing checkpoint is continued (it must be for the same architecture,
-    data set and configuration); without it an existing checkpoint is an error, so nothing
-    computed is overwritten by accident. ``source`` names the architecture in the metrics.
+    data set and configuration; with no checkpoint the training starts from the beginning);
+    without it an existing checkpoint is an error, so nothing computed is overwritten by
+    accident. Finished results (the metrics file) are never overwritten. ``source`` names the architecture in the metrics.
     """
     prepared, changes = prepare_architecture(arch, data)
     identity = {
@@ -170,7 +171,9 @@ def train_full(
             )
         checkpoint = _load_checkpoint(outputs.checkpoint)
         _check_resumable(checkpoint, identity, config, outputs.checkpoint)
-    elif not resume and outputs.metrics.exists():
+    elif outputs.metrics.exists():
+        if resume:
+            raise ValueError(f"{outputs.metrics} already exists: that training finished, there is nothing to resume")
         raise ValueError(f"{outputs.metrics} already exists (a finished training); choose another --out, or delete it to train again")
 
     start = time.perf_counter()
