@@ -82,10 +82,11 @@ DEFAULTS: dict[str, Any] = {
     "workers": 1,
     "ray_address": None,
     "threads": None,
+    "device": "cpu",
     "seed": 0,
 }
 # Options that only say where and how fast work runs; they may change when a run is resumed.
-EXECUTION_OPTIONS = ("workers", "ray_address", "threads")
+EXECUTION_OPTIONS = ("workers", "ray_address", "threads", "device")
 
 
 def _size(text: str) -> int | float:
@@ -195,6 +196,7 @@ def build_parser(prog: str) -> ArgumentParser:
     execution.add_argument("--workers", type=positive_int, metavar="N", help="proposals fine-tuned at once; above 1 they run on Ray (default: 1)")
     execution.add_argument("--ray-address", metavar="ADDR", help="join this Ray cluster instead of starting a local one")
     execution.add_argument("--threads", type=positive_int, metavar="N", help="training threads per worker (default: all cores / workers)")
+    execution.add_argument("--device", metavar="DEVICE", help="where networks train: cpu (default), cuda, cuda:1, ...")
     execution.add_argument("--seed", type=int, metavar="N", help="seed of data splits, fine-tunes and initialisation (default: 0)")
     execution.add_argument("--out", metavar="DIR", help="run directory (default: results/runs/netadapt-<time>)")
     execution.add_argument("--resume", metavar="DIR", help="continue a killed run with its own arguments")
@@ -360,7 +362,7 @@ def _refine(args: argparse.Namespace, prog: str) -> int:
     )
     out = Path(args.out) if args.out else Path("results") / "runs" / new_run_id("netadapt")
     arguments = {**values, "input": args.input, "weights": start.weights_path, "target_latency_ms": args.target_latency, "budget_ratio": args.budget_ratio, "out": str(out)}
-    training = TrainingSettings(optimizer=values["optimizer"], finetune_lr=values["finetune_lr"], train_lr=values["train_lr"], batch_size=values["batch_size"], augment=bool(values["augment"]), threads=values["threads"])
+    training = TrainingSettings(optimizer=values["optimizer"], finetune_lr=values["finetune_lr"], train_lr=values["train_lr"], batch_size=values["batch_size"], augment=bool(values["augment"]), threads=values["threads"], device=values["device"])
     manifest = {
         "arguments": arguments,
         "seed": values["seed"],
@@ -387,14 +389,14 @@ def _resume(args: argparse.Namespace, prog: str, progress: bool) -> int:
     typed = {k for k in _given(args) if k not in EXECUTION_OPTIONS}
     extra = sorted(typed | ({"input"} if args.input else set()) | ({"target_latency"} if args.target_latency is not None else set()) | ({"budget_ratio"} if args.budget_ratio is not None else set()) | ({"weights"} if args.weights else set()) | ({"out"} if args.out else set()))
     if extra:
-        raise UsageError(f"--resume continues a run with its own arguments; drop {', '.join('--' + e.replace('_', '-') for e in extra)} (only --workers, --ray-address, --threads, --json and --quiet may change)")
+        raise UsageError(f"--resume continues a run with its own arguments; drop {', '.join('--' + e.replace('_', '-') for e in extra)} (only --workers, --ray-address, --threads, --device, --json and --quiet may change)")
     run = RunDir.open(args.resume, kind=RUN_KIND)
     manifest = run.manifest()
     values = dict(manifest["arguments"])
     settings = Settings.from_dict(manifest["settings"])
     overrides = {k: getattr(args, k) for k in EXECUTION_OPTIONS if getattr(args, k) is not None}
     if overrides:
-        settings = Settings.from_dict({**settings.to_dict(), **overrides})
+        settings = Settings.from_dict({**settings.to_dict(), **{k: v for k, v in overrides.items() if k != "device"}})
         values.update(overrides)
     data = _load_data(values)
     recorded = manifest["latency"]
@@ -403,7 +405,7 @@ def _resume(args: argparse.Namespace, prog: str, progress: bool) -> int:
         command=values.get("command"), device_name=values.get("device_name"), force_device=bool(values.get("force_device")),
         correction=recorded.get("correction"), log=_log,
     )
-    training = TrainingSettings(**{**manifest["training"], **({"threads": overrides["threads"]} if "threads" in overrides else {})})
+    training = TrainingSettings(**{**manifest["training"], **{k: overrides[k] for k in ("threads", "device") if k in overrides}})
     refinement = Refinement(run, settings, DataTrainer(data, training), latency, log=_log, progress=progress)
     run.events.append({"type": "resumed", "overrides": overrides})
     lines = refinement.lines()

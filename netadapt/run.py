@@ -297,7 +297,8 @@ class ProposalWorker:
         if result.status != STATUS_OK:
             return ProposalResult(before, math.nan, None, STATUS_FAILED, result.error or "fine-tuning failed", time.perf_counter() - start)
         after = self.trainer.evaluate(small)
-        return ProposalResult(before, after, small.state_dict(), STATUS_OK, None, time.perf_counter() - start)
+        weights = {name: value.detach().to("cpu", memory_format=torch.contiguous_format) for name, value in small.state_dict().items()}
+        return ProposalResult(before, after, weights, STATUS_OK, None, time.perf_counter() - start)
 
 
 def run_jobs(

@@ -40,6 +40,7 @@ class TrainingSettings:
     batch_size: int = 64
     augment: bool = False
     threads: int | None = None
+    device: str = "cpu"
     eval_batch_size: int = 250
     bn_recalibration_images: int = 500
 
@@ -50,6 +51,10 @@ class TrainingSettings:
                 raise ValueError(f"{name} must be > 0, got {value}")
         if self.optimizer not in engine.OPTIMIZERS:
             raise ValueError(f"optimizer {self.optimizer!r} is not one of {', '.join(engine.OPTIMIZERS)}")
+        try:
+            torch.device(self.device)
+        except RuntimeError:
+            raise ValueError(f"device {self.device!r} is not a torch device (cpu, cuda, cuda:1, ...)") from None
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
 
@@ -77,13 +82,14 @@ class DataTrainer:
             val_subset=None,
             augment=augment,
             threads=self.settings.threads,
+            device=self.settings.device,
             seed=seed,
             eval_batch_size=self.settings.eval_batch_size,
         )
 
     def fine_tune(self, model: Network, steps: int, seed: int) -> TrainResult:
         config = self._config(self.settings.finetune_lr, seed, augment=False)
-        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # 1.4-1.9x faster on CPU
+        model.to(self.settings.device, memory_format=torch.channels_last)  # type: ignore[call-overload]  # 1.4-1.9x faster on CPU
         result = train_model(model, self.data, config, steps=steps)
         if result.ok:
             self._recalibrate(model, seed)
@@ -94,7 +100,7 @@ class DataTrainer:
             return TrainResult(STATUS_OK)
         rate = self.settings.train_lr if from_scratch else self.settings.finetune_lr
         config = self._config(rate, seed, augment=self.settings.augment)
-        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        model.to(self.settings.device, memory_format=torch.channels_last)  # type: ignore[call-overload]
         result = train_model(model, self.data, config, epochs=float(epochs), progress=progress)
         if result.ok:
             self._recalibrate(model, seed)
@@ -104,7 +110,7 @@ class DataTrainer:
         """As :meth:`train`, for exactly ``steps`` optimisation steps (one learning-rate schedule)."""
         rate = self.settings.train_lr if from_scratch else self.settings.finetune_lr
         config = self._config(rate, seed, augment=self.settings.augment)
-        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        model.to(self.settings.device, memory_format=torch.channels_last)  # type: ignore[call-overload]
         result = train_model(model, self.data, config, steps=steps, progress=progress)
         if result.ok:
             self._recalibrate(model, seed)
@@ -116,7 +122,7 @@ class DataTrainer:
         with engine.torch_threads(self.settings.threads), torch.no_grad():
             engine.recalibrate_batchnorm(
                 model, self.data.train, num_images=self.settings.bn_recalibration_images, batch_size=self.settings.eval_batch_size,
-                seed=seed, channels_last=True, device=torch.device("cpu"),
+                seed=seed, channels_last=True, device=torch.device(self.settings.device),
             )
 
     def evaluate(self, model: Network) -> float:
