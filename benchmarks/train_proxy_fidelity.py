@@ -32,8 +32,8 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 # Candidate proxy budgets in training images (batch 32), and the reference budget: 5x the middle one.
-CANDIDATE_IMAGES = (640, 1280, 2560)
-REFERENCE_IMAGES = 6400
+CANDIDATE_IMAGES = (320, 640, 1280)
+REFERENCE_IMAGES = 3200
 BATCH_SIZE = 32
 TRAIN_SIZE = 4000
 VAL_SIZE = 1000
