@@ -235,7 +235,7 @@ def main() -> int:
     def measure_all() -> dict[str, Any]:
         archs = [seed_arch] + [r["netadapt_arch"] for r in rows] + [r["width_arch"] for r in rows]
         log(f"measuring {len(archs)} networks end to end (interleaved, ONNX Runtime, 1 thread)")
-        backend = make_backend("onnxruntime", threads=1)
+        backend = make_backend("onnxruntime", threads=1, repeats=210)
         measurements = measure_architectures(archs, backend, input_size=data.input_size, rounds=7, seed=plan.seed)
         return {"latency_ms": [m.latency_ms for m in measurements], "iqr_ms": [m.spread.iqr_ms for m in measurements], "device": backend.device().describe()}
 
@@ -278,7 +278,7 @@ def render(report: dict[str, Any]) -> str:
         f"Seed network: `{seed['arch']}` adapted to 32x32 inputs, trained {plan['pretrain_epochs']} epochs on a CIFAR-10 subset "
         f"({report['data']['sizes']['train']} training images, {report['data']['sizes']['val']} validation images carved from them for every NetAdapt "
         f"decision, {report['data']['sizes']['test']} test images used only here). Latency: ONNX Runtime, 1 thread, batch 1, 32x32, "
-        f"measured end to end with the runs of all networks interleaved (median of 7 rounds); \"table\" is the lookup table's prediction NetAdapt worked with.",
+        f"measured end to end with the runs of all networks interleaved (median of 210 runs in 7 rounds); \"table\" is the lookup table's prediction NetAdapt worked with.",
         "",
         f"NetAdapt: `netadapt refine` with {plan['reduction']:.0%} of the starting latency removed per iteration (no decay), granularity {plan['granularity']}, "
         f"{plan['finetune_steps']} short fine-tune steps per proposal, the MobileNetV3 selection rule (accuracy change per latency saved), "
