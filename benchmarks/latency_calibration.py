@@ -34,6 +34,52 @@ TARGET_WITHIN_10 = 0.95
 TARGET_WITHIN_5 = 0.80
 
 
+class LoadMonitor:
+    """Share of the machine's CPU time other processes used between start() and stop() (Linux).
+
+    Latency measured while other processes compete for the cores (or the caches and memory they
+    share) reads high; this figure says how quiet the machine was, so the results can be judged.
+    """
+
+    def __init__(self) -> None:
+        self.start_busy = self.start_own = self.start_wall = 0.0
+
+    @staticmethod
+    def _busy_s() -> float:
+        fields = [float(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)
+        return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+    @staticmethod
+    def _own_s() -> float:
+        times = os.times()
+        return times.user + times.system + times.children_user + times.children_system
+
+    def start(self) -> None:
+        self.start_busy, self.start_own, self.start_wall = self._busy_s(), self._own_s(), time.monotonic()
+
+    def stop(self) -> float:
+        """Other processes' CPU time as a fraction of all cores' time (0 = quiet)."""
+        if not Path("/proc/stat").is_file():
+            return float("nan")
+        wall = time.monotonic() - self.start_wall
+        others = (self._busy_s() - self.start_busy) - (self._own_s() - self.start_own)
+        return max(0.0, others) / (wall * (os.cpu_count() or 1))
+
+
+def wait_for_quiet(monitor: LoadMonitor, patience_s: float, window_s: float = 5.0, quiet: float = 0.15) -> float:
+    """Wait (up to ``patience_s``) for a ``window_s`` window in which others use under ``quiet`` of the CPU."""
+    start = time.monotonic()
+    while time.monotonic() - start < patience_s:
+        monitor.start()
+        time.sleep(window_s)
+        share = monitor.stop()
+        if share < quiet:
+            break
+        print(f"waiting for a quieter machine: other processes use {100 * share:.0f}% of the CPU", file=sys.stderr, flush=True)
+    return time.monotonic() - start
+
+
 def predict_timing(table_path: Path, archs: list, repeats: int) -> dict[str, float]:
     """Microseconds per predict(): first call for an architecture, and repeated calls."""
     from mobilenas.latency import LookupTable
@@ -69,37 +115,48 @@ def lazy_table_fidelity(space: Any, backend: Any, report: Any) -> dict[str, floa
         predicted = [table.predict(arch, measure_missing=True) for arch in archs]
         filled_s = time.perf_counter() - start
         figures = fidelity(predicted, [r.measured_ms for r in report.rows])
-        return figures | {"open_wall_time_s": opened_s, "fill_wall_time_s": filled_s, "entries": len(table), "correction_points": table.correction.points}
+        return figures | {"open_wall_time_s": opened_s, "fill_wall_time_s": filled_s, "entries": len(table), "correction_points": table.correction.points, "a": table.correction.a, "b": table.correction.b}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--samples", type=int, default=50, help="architectures to calibrate on (default: 50)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the sampled architectures (default: 1)")
-    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds of end-to-end runs (default: 5)")
+    parser.add_argument("--rounds", type=int, default=10, help="interleaved rounds of end-to-end runs (default: 10)")
     parser.add_argument("--table", type=Path, default=None, help="table file (default: the space's default table)")
     parser.add_argument("--out", type=Path, default=HERE, help="where the results go (default: benchmarks/)")
+    parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS", help="first wait up to this long for other processes to use under 15%% of the CPU (default: 0, do not wait)")
+    parser.add_argument("--fresh", action="store_true", help="delete the table and build it again (entries and end-to-end runs in one quiet window)")
     args = parser.parse_args()
 
     import torch
 
     torch.set_num_threads(1)
-    from mobilenas.latency import OnnxRuntimeBackend, build_table, calibrate
+    from mobilenas.latency import OnnxRuntimeBackend, build_table, calibrate, default_table_path
     from mobilenas.latency.calibrate import sample_architectures
     from mobilenas.runs import atomic_write_json, atomic_write_text, environment
     from mobilenas.space import mobilenetv3_space
 
     space = mobilenetv3_space()
     backend = OnnxRuntimeBackend(threads=1)
-    build = build_table(space, path=args.table, input_size=224, backend=backend, progress=True)
+    table_path = args.table or default_table_path(space, backend, 224)
+    if args.fresh and table_path.exists():
+        table_path.unlink()
+    monitor = LoadMonitor()
+    waited_s = wait_for_quiet(monitor, args.wait_quiet)
+    monitor.start()
+    build = build_table(space, path=table_path, input_size=224, backend=backend, progress=True)
+    load_build = monitor.stop()
     table = build.table
     print(f"table {build.path}: {build.entries} entries ({build.measured} measured in this run, {build.reused} reused) in {build.wall_time_s:.0f} s", flush=True)
 
+    monitor.start()
     with tempfile.TemporaryDirectory() as scratch:
         report = calibrate(space, table, args.samples, seed=args.seed, rounds=args.rounds, out_dir=Path(scratch), progress=True)
         args.out.mkdir(parents=True, exist_ok=True)
         for suffix in ("csv", "png"):
             shutil.copyfile(Path(scratch) / f"calibration.{suffix}", args.out / f"latency_calibration.{suffix}")
+    load_calibrate = monitor.stop()
     timing = predict_timing(build.path, sample_architectures(space, 1000, seed=99), repeats=10)
     lazy = lazy_table_fidelity(space, backend, report)
 
@@ -120,10 +177,12 @@ def main() -> int:
         f"RMSE                 {report.rmse_ms:.3f} ms",
         f"mean error (bias)    {100 * float(np.mean([r.error for r in report.rows])):+.2f}%",
         f"measurement noise    median IQR/median of the end-to-end runs {100 * float(np.median([r.measured_iqr_ms / r.measured_ms for r in report.rows])):.1f}%",
+        f"machine load         other processes used {100 * load_build:.0f}% of the CPU time while the table was built, {100 * load_calibrate:.0f}% during calibration",
         f"predict()            {timing['first_call_us']:.0f} us first call per architecture, {timing['repeated_call_us']:.1f} us repeated ({timing['architectures']} architectures)",
         f"lazy table           a fresh open_or_create_table() (correction on {lazy['correction_points']} architectures, {lazy['open_wall_time_s']:.0f} s) "
         f"filled on demand for the same {report.samples} architectures ({lazy['entries']} entries, {lazy['fill_wall_time_s']:.0f} s): "
-        f"MAPE {100 * lazy['mape']:.2f}%, within +-10% {100 * lazy['within_10pct']:.0f}%, within +-5% {100 * lazy['within_5pct']:.0f}%",
+        f"MAPE {100 * lazy['mape']:.2f}%, within +-10% {100 * lazy['within_10pct']:.0f}%, within +-5% {100 * lazy['within_5pct']:.0f}% "
+        f"(correction {lazy['a']:.3f} * sum {lazy['b']:+.3f} ms)",
     ]
     print("\n".join(lines))
     print()
@@ -139,6 +198,7 @@ def main() -> int:
         "calibration": report.to_dict() | {"csv": "latency_calibration.csv", "plot": "latency_calibration.png"},
         "targets": {"within_10pct": TARGET_WITHIN_10, "within_5pct": TARGET_WITHIN_5},
         "predict_timing": timing,
+        "other_processes_cpu_share": {"build": load_build, "calibration": load_calibrate, "waited_for_quiet_s": waited_s},
         "lazy_table": lazy,
         "rows": [{"measured_ms": r.measured_ms, "measured_iqr_ms": r.measured_iqr_ms, "predicted_ms": r.predicted_ms, "sum_ms": r.sum_ms, "notation": r.notation} for r in report.rows],
     }

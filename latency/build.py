@@ -265,7 +265,7 @@ def ensure_correction(
     *,
     samples: int = DEFAULT_LAZY_CORRECTION_SAMPLES,
     seed: int = 0,
-    rounds: int = 3,
+    rounds: int = 10,
     progress: bool = False,
 ) -> Correction:
     """Make sure the correction rests on at least ``samples`` end-to-end points, then refit it.
@@ -284,9 +284,9 @@ def ensure_correction(
         table.ensure_signatures(list(wanted), progress=progress, desc="measuring ops (correction)")
         from mobilenas.cliutil import progress as progress_bar
 
-        bar = progress_bar(total=len(archs), desc="end-to-end (correction)", enabled=progress, unit="arch")
+        bar = progress_bar(total=len(archs) * (rounds + 1), desc=f"end-to-end, {len(archs)} architectures (correction)", enabled=progress, unit="step")
         try:
-            measurements = measure_architectures(archs, table.measuring_backend(), table.input_size, rounds=rounds, seed=seed, on_done=bar.update)
+            measurements = measure_architectures(archs, table.measuring_backend(), table.input_size, rounds=rounds, seed=seed, on_progress=bar.update)
         finally:
             bar.close()
         for arch, measurement in zip(archs, measurements, strict=True):

@@ -152,7 +152,7 @@ def calibrate(
     samples: int = 50,
     *,
     seed: int = 1,
-    rounds: int = 5,
+    rounds: int = 10,
     out_dir: str | Path | None = None,
     progress: bool = True,
     measure_missing: bool = True,
@@ -183,9 +183,9 @@ def calibrate(
     predicted = [correction.apply(s) for s in sums]
     from mobilenas.cliutil import progress as progress_bar
 
-    bar = progress_bar(total=len(archs), desc="end-to-end", enabled=progress, unit="arch")
+    bar = progress_bar(total=len(archs) * (rounds + 1), desc=f"end-to-end, {len(archs)} architectures", enabled=progress, unit="step")
     try:
-        measurements = measure_architectures(archs, table.measuring_backend(), table.input_size, rounds=rounds, seed=seed, on_done=bar.update)
+        measurements = measure_architectures(archs, table.measuring_backend(), table.input_size, rounds=rounds, seed=seed, on_progress=bar.update)
     finally:
         bar.close()
     rows = tuple(

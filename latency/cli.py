@@ -118,7 +118,7 @@ def build_parser(prog: str) -> ArgumentParser:
     calibrate.add_argument("--table", type=Path, default=None, help="table file (default: the space's default table, created and filled on demand)")
     calibrate.add_argument("--out", type=Path, default=None, help="output directory (default: ./calibration-<space>-<size>px)")
     calibrate.add_argument("--seed", type=int, default=1, help="seed of the sampled architectures (default: 1)")
-    calibrate.add_argument("--rounds", type=positive_int, default=5, help="interleaved rounds of end-to-end runs (default: 5)")
+    calibrate.add_argument("--rounds", type=positive_int, default=10, help="interleaved rounds of end-to-end runs (default: 10)")
     calibrate.add_argument("--update-correction", action="store_true", help="afterwards, add the measurements to the table's end-to-end points and refit its correction")
     calibrate.add_argument("--force-device", action="store_true", help="use a table measured on another device anyway")
     calibrate.add_argument("--quiet", action="store_true", help="no progress bars")

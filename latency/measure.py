@@ -481,26 +481,30 @@ def measure_interleaved(
     factories: Sequence[ModelFactory],
     backend: LatencyBackend,
     *,
-    rounds: int = 3,
+    rounds: int = 10,
     runs_per_round: int | None = None,
     seed: int = 0,
     cold_cache: bool = False,
-    group_size: int = 8,
-    on_done: Callable[[int], None] | None = None,
+    group_size: int = 64,
+    on_progress: Callable[[int], None] | None = None,
 ) -> list[Measurement]:
     """Time several models with their runs interleaved, so drift is shared by all of them.
 
     ``factories`` build each model and its input shape when needed. Models are prepared
     ``group_size`` at a time (to bound memory); within a group, each of ``rounds`` rounds visits
     the models in a fresh random order (``seed``) and times ``runs_per_round`` runs of each
-    (default: the backend's repeats spread over the rounds). Returns one :class:`Measurement` per
-    model, in the order given. ``on_done(k)`` is called as each group of ``k`` models finishes.
+    (default: the backend's repeats spread over the rounds), so every model's runs are spread
+    over the whole measuring time and a burst of load from another process hits a few runs of
+    many models rather than all runs of one. Returns one :class:`Measurement` per model, in the
+    order given. ``on_progress(1)`` is called once per model prepared and once per model and
+    round timed (``len(factories) * (rounds + 1)`` calls in all).
     """
     if rounds < 1:
         raise ValueError(f"rounds must be >= 1, got {rounds}")
     per_round = runs_per_round or max(1, math.ceil(backend.repeats / rounds))
     rng = np.random.default_rng(seed)
     device = backend.device()
+    tick = on_progress or (lambda done: None)
     results: list[Measurement] = []
     for start in range(0, len(factories), group_size):
         indices = list(range(start, min(start + group_size, len(factories))))
@@ -511,16 +515,16 @@ def measure_interleaved(
                 runners[i] = backend.prepare(module, tuple(shape))
                 del module
                 runners[i].warm_up(backend.warmup)
+                tick(1)
             samples: dict[int, list[float]] = {i: [] for i in indices}
             for _ in range(rounds):
                 for i in rng.permutation(indices):
                     samples[int(i)] += runners[int(i)].run_timed(per_round, cold_cache=cold_cache)
+                    tick(1)
         finally:
             for runner in runners.values():
                 runner.close()
         results += [Measurement.of(samples[i], device.with_shape(runners[i].input_shape)) for i in indices]
-        if on_done is not None:
-            on_done(len(indices))
     return results
 
 
@@ -529,13 +533,16 @@ def measure_architectures(
     backend: LatencyBackend,
     input_size: int = 224,
     *,
-    rounds: int = 3,
+    rounds: int = 10,
     seed: int = 0,
-    on_done: Callable[[int], None] | None = None,
+    on_progress: Callable[[int], None] | None = None,
 ) -> list[Measurement]:
-    """End-to-end latencies of several architectures, interleaved (:func:`measure_interleaved`)."""
+    """End-to-end latencies of several architectures, interleaved (:func:`measure_interleaved`).
+
+    For a progress bar, ``on_progress`` is called ``len(archs) * (rounds + 1)`` times.
+    """
 
     def factory(arch: Architecture) -> ModelFactory:
         return lambda: (network_module(arch, input_size), (1, arch.stem.in_channels, input_size, input_size))
 
-    return measure_interleaved([factory(a) for a in archs], backend, rounds=rounds, seed=seed, on_done=on_done)
+    return measure_interleaved([factory(a) for a in archs], backend, rounds=rounds, seed=seed, on_progress=on_progress)
