@@ -2,8 +2,9 @@
 """The built-in synthetic data set: what the reference networks reach, and the default trial's cost.
 
 For each reference network and for a few architectures sampled from the ``mobilenetv3`` space,
-runs the default proxy (``ProxyConfig()``, one thread) on the default synthetic data set and a
-training 5x longer, and records validation accuracy and the wall time of each trial (build,
+runs the proxy (``ProxyConfig()``, one thread) on the default synthetic data set at the budgets
+the fidelity benchmark compared (10, 20 and 40 steps of 32 images) and the reference networks
+also for 200 steps, and records validation accuracy and the wall time of each trial (build,
 train, batch-norm recalibration, evaluation). The default trial's time is what the quickstart
 (``nas-search --target-latency 15ms``) pays per candidate.
 
@@ -26,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-LONG_FACTOR = 5
+BUDGETS = (10, 20, 40)  # steps of 32 images
+LONG_STEPS = 200
 SAMPLES = 4
 
 _DATA: Any = None
@@ -44,18 +46,18 @@ def _run(job: tuple[str, dict[str, Any], int]) -> dict[str, Any]:
     from mobilenas.space import Architecture
     from mobilenas.train import ProxyConfig, train_proxy
 
-    name, arch_dict, factor = job
-    config = ProxyConfig()
-    assert config.steps is not None
-    config = dataclasses.replace(config, steps=config.steps * factor, threads=1)
+    name, arch_dict, steps = job
+    config = dataclasses.replace(ProxyConfig(), steps=steps, threads=1)
     result = train_proxy(Architecture.from_dict(arch_dict), _DATA, config)
-    return {"name": name, "factor": factor, **result.to_dict()}
+    return {"name": name, "budget": steps, **result.to_dict()}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", default=str(HERE / "train_synthetic"))
+    parser.add_argument("--reuse-records", action="store_true", help="rewrite the tables from --records without training")
+    parser.add_argument("--records", default="/tmp/train_synthetic.records.json", help="raw per-trial results (kept outside the repo)")
     args = parser.parse_args(argv)
 
     import numpy as np
@@ -72,37 +74,43 @@ def main(argv: list[str] | None = None) -> int:
     space = mobilenetv3_space(num_classes=10)
     for i in range(SAMPLES):
         archs[f"mobilenetv3-space sample {i}"] = space.sample(rng)
-    jobs = [(name, arch.to_dict(), factor) for factor in (LONG_FACTOR, 1) for name, arch in archs.items() if factor == 1 or name in REFERENCES]
+    jobs = [(name, arch.to_dict(), LONG_STEPS) for name, arch in archs.items() if name in REFERENCES]
+    jobs += [(name, arch.to_dict(), steps) for steps in reversed(BUDGETS) for name, arch in archs.items()]
     records = []
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(args.workers, initializer=_init) as pool:
-        for record in pool.imap_unordered(_run, jobs):
-            records.append(record)
-            print(f"{record['name']} x{record['factor']}: {record['accuracy']:.3f} in {record['wall_time_s']:.1f} s", file=sys.stderr, flush=True)
-    by = {(r["name"], r["factor"]): r for r in records}
+    if args.reuse_records and Path(args.records).exists():
+        records = json.loads(Path(args.records).read_text())  # only rewrite the tables
+    else:
+        context = multiprocessing.get_context("spawn")
+        with context.Pool(args.workers, initializer=_init) as pool:
+            for record in pool.imap_unordered(_run, jobs):
+                records.append(record)
+                print(f"{record['name']} {record['budget']} steps: {record['accuracy']:.3f} in {record['wall_time_s']:.1f} s", file=sys.stderr, flush=True)
+        Path(args.records).write_text(json.dumps(records))
+    by = {(r["name"], r["budget"]): r for r in records}
     config = ProxyConfig()
+    assert config.steps is not None
     rows = []
     for name, arch in archs.items():
-        default = by[(name, 1)]
-        long = by.get((name, LONG_FACTOR))
-        rows.append({
-            "name": name,
-            "params": count_params(arch),
-            "default_val_accuracy": default["accuracy"],
-            "default_trial_s": default["wall_time_s"],
-            "default_train_s": default["train_time_s"],
-            "train_images_per_s": default["images_per_s"],
-            "long_val_accuracy": long["accuracy"] if long else None,
-            "long_trial_s": long["wall_time_s"] if long else None,
-        })
-    space_times = [r["default_trial_s"] for r in rows if r["name"].startswith("mobilenetv3-space")]
+        long = by.get((name, LONG_STEPS))
+        row: dict[str, Any] = {"name": name, "params": count_params(arch)}
+        for steps in BUDGETS:
+            row[f"val_accuracy_{steps}"] = by[(name, steps)]["accuracy"]
+            row[f"trial_s_{steps}"] = by[(name, steps)]["wall_time_s"]
+        row["train_images_per_s"] = by[(name, BUDGETS[-1])]["images_per_s"]
+        row["default_val_accuracy"] = by[(name, config.steps)]["accuracy"] if (name, config.steps) in by else None
+        row["default_trial_s"] = by[(name, config.steps)]["wall_time_s"] if (name, config.steps) in by else None
+        row[f"val_accuracy_{LONG_STEPS}"] = long["accuracy"] if long else None
+        row[f"trial_s_{LONG_STEPS}"] = long["wall_time_s"] if long else None
+        rows.append(row)
+    space_times = {steps: [r[f"trial_s_{steps}"] for r in rows if r["name"].startswith("mobilenetv3-space")] for steps in BUDGETS}
     env = environment()
     summary = {
         "command": "flock /tmp/mobilenas-cpu.lock python benchmarks/train_synthetic.py",
         "config": config.to_dict(),
         "dataset_load_s": load_s,
         "rows": rows,
-        "median_default_trial_s_mobilenetv3_space": statistics.median(space_times),
+        "median_trial_s_mobilenetv3_space": {str(k): statistics.median(v) for k, v in space_times.items()},
+        "default_steps": config.steps,
         "environment": env,
         "workers": args.workers,
     }
@@ -115,20 +123,25 @@ def main(argv: list[str] | None = None) -> int:
         f"Machine: {env.get('cpu_count')} CPUs, torch {env.get('torch')}; every trial 1 thread, {args.workers} in parallel.",
         "",
         f"Data: `load_dataset(\"synthetic\")` (4,000 train / 1,000 val / 2,000 test, 32x32, drawn in {load_s:.2f} s). "
-        f"Default proxy: {config.steps} steps of {config.batch_size} images ({config.optimizer}, lr {config.learning_rate}), "
-        f"batch-norm recalibration on {config.bn_recalibration_images} images, evaluation on {config.val_subset} validation images. "
-        f"Long: {LONG_FACTOR}x the steps.",
+        f"Proxy: `ProxyConfig()` ({config.optimizer}, lr {config.learning_rate}, batch {config.batch_size}, "
+        f"batch-norm recalibration on {config.bn_recalibration_images} images, evaluation on {config.val_subset} validation images) "
+        f"at {', '.join(map(str, BUDGETS))} steps (the default is {config.steps}) and {LONG_STEPS} steps for the reference networks.",
         "",
-        "| network | params | default proxy val acc | default trial (s) | train img/s | 5x longer val acc | 5x trial (s) |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| network | params | " + " | ".join(f"val acc {s} steps" for s in BUDGETS) + f" | val acc {LONG_STEPS} steps | "
+        + " | ".join(f"trial s ({s})" for s in BUDGETS) + " | train img/s |",
+        "| --- | --- | " + " | ".join("---" for _ in BUDGETS) + " | --- | " + " | ".join("---" for _ in BUDGETS) + " | --- |",
     ]
     for r in rows:
-        long_acc = f"{r['long_val_accuracy']:.3f}" if r["long_val_accuracy"] is not None else "-"
-        long_s = f"{r['long_trial_s']:.1f}" if r["long_trial_s"] is not None else "-"
-        lines.append(f"| {r['name']} | {r['params'] / 1e6:.2f}M | {r['default_val_accuracy']:.3f} | {r['default_trial_s']:.1f} | {r['train_images_per_s']:.0f} | {long_acc} | {long_s} |")
+        long_acc = f"{r[f'val_accuracy_{LONG_STEPS}']:.3f}" if r[f"val_accuracy_{LONG_STEPS}"] is not None else "-"
+        lines.append(
+            f"| {r['name']} | {r['params'] / 1e6:.2f}M | " + " | ".join(f"{r[f'val_accuracy_{s}']:.3f}" for s in BUDGETS)
+            + f" | {long_acc} | " + " | ".join(f"{r[f'trial_s_{s}']:.1f}" for s in BUDGETS) + f" | {r['train_images_per_s']:.0f} |"
+        )
+    medians = summary["median_trial_s_mobilenetv3_space"]
     lines += [
         "",
-        f"Median default trial for mobilenetv3-space samples: **{summary['median_default_trial_s_mobilenetv3_space']:.1f} s** on one thread (chance accuracy is 0.100).",
+        "Median trial time of the mobilenetv3-space samples (one thread, build + train + recalibrate + evaluate): "
+        + ", ".join(f"{s} steps **{medians[str(s)]:.1f} s**" for s in BUDGETS) + ". Chance accuracy is 0.100.",
         "",
     ]
     Path(args.out + ".md").write_text("\n".join(lines))

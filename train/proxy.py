@@ -64,7 +64,7 @@ class ProxyConfig:
     warmup_fraction: float = 0.1
     final_lr_fraction: float = 0.0
     batch_size: int = 32
-    steps: int | None = 40
+    steps: int | None = 20
     epochs: float | None = None
     train_subset: int | None = 4000
     val_subset: int | None = 1000
