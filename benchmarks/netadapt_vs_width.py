@@ -286,9 +286,9 @@ def render(report: dict[str, Any]) -> str:
         f"decision, {report['data']['sizes']['test']} test images used only here). Latency: ONNX Runtime, 1 thread, batch 1, {plan['deploy_size']}x{plan['deploy_size']} (the design resolution; at 32x32 these networks take ~0.3 ms, dominated by per-operator overhead), "
         f"measured end to end with the runs of all networks interleaved (median of 210 runs in 7 rounds); \"table\" is the lookup table's prediction NetAdapt worked with.",
         "",
-        f"NetAdapt: `netadapt refine` with {plan['reduction']:.0%} of the starting latency removed per iteration (no decay), granularity {plan['granularity']}, "
+        f"NetAdapt: `netadapt refine` with {plan['reduction']:.1%} of the starting latency removed per iteration (no decay), granularity {plan['granularity']}, "
         f"{plan['finetune_steps']} short fine-tune steps per proposal, the MobileNetV3 selection rule (accuracy change per latency saved), "
-        f"{report['netadapt_iterations']} iterations down to {min(plan['budgets']):.0%}; the first network under each budget then gets "
+        f"{report['netadapt_iterations']} iterations down to {min(plan['budgets']):.1%}; the first network under each budget then gets "
         f"{plan['final_epochs']} epochs of fine-tuning. Width multiplier: the same network scaled with `scale_width` "
         f"(the multiplier with the closest table latency), trained from scratch for as many steps as the NetAdapt network's lineage "
         f"received (seed training + short fine-tunes of its ancestors + long fine-tune). All proposals of all iterations together took "
@@ -300,16 +300,16 @@ def render(report: dict[str, Any]) -> str:
     ]
     for row in report["rows"]:
         n, w = row["netadapt"], row["width"]
-        lines.append(f"| {row['budget']:.0%} | NetAdapt (iteration {row['iteration']}) | see below | {n['latency_ms']:.3f} | {n['measured_latency_ms']:.3f} | {n['test']:.4f} | {n['val']:.4f} | {n['params']:,} | {n['macs'] / 1e6:.2f}M | {n['steps_total']} |")
-        lines.append(f"| {row['budget']:.0%} | width x{w['multiplier']:.3f} of the base | see below | {w['latency_ms']:.3f} | {w['measured_latency_ms']:.3f} | {w['test']:.4f} | {w['val']:.4f} | {w['params']:,} | {w['macs'] / 1e6:.2f}M | {w['steps']} |")
+        lines.append(f"| {row['budget']:.1%} | NetAdapt (iteration {row['iteration']}) | see below | {n['latency_ms']:.3f} | {n['measured_latency_ms']:.3f} | {n['test']:.4f} | {n['val']:.4f} | {n['params']:,} | {n['macs'] / 1e6:.2f}M | {n['steps_total']} |")
+        lines.append(f"| {row['budget']:.1%} | width x{w['multiplier']:.3f} of the base | see below | {w['latency_ms']:.3f} | {w['measured_latency_ms']:.3f} | {w['test']:.4f} | {w['val']:.4f} | {w['params']:,} | {w['macs'] / 1e6:.2f}M | {w['steps']} |")
     lines += ["", "Test accuracy difference (NetAdapt minus width multiplier) and measured latency ratio:", ""]
     for row in report["rows"]:
         n, w = row["netadapt"], row["width"]
-        lines.append(f"- {row['budget']:.0%}: {100 * (n['test'] - w['test']):+.2f} points at {n['measured_latency_ms'] / w['measured_latency_ms']:.3f}x the width-scaled network's measured latency")
+        lines.append(f"- {row['budget']:.1%}: {100 * (n['test'] - w['test']):+.2f} points at {n['measured_latency_ms'] / w['measured_latency_ms']:.3f}x the width-scaled network's measured latency")
     lines += ["", "Networks:", ""]
     for row in report["rows"]:
-        lines.append(f"- {row['budget']:.0%} NetAdapt: `{row['netadapt']['notation']}`")
-        lines.append(f"- {row['budget']:.0%} width: `{row['width']['notation']}`")
+        lines.append(f"- {row['budget']:.1%} NetAdapt: `{row['netadapt']['notation']}`")
+        lines.append(f"- {row['budget']:.1%} width: `{row['width']['notation']}`")
     lines += ["", f"Wall time of this invocation: {report['wall_time_s'] / 60:.1f} min (stages cached in the work directory are not counted again).", ""]
     return "\n".join(lines)
 
