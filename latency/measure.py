@@ -487,6 +487,7 @@ def measure_interleaved(
     cold_cache: bool = False,
     group_size: int = 64,
     on_progress: Callable[[int], None] | None = None,
+    on_done: Callable[[int], None] | None = None,
 ) -> list[Measurement]:
     """Time several models with their runs interleaved, so drift is shared by all of them.
 
@@ -497,7 +498,8 @@ def measure_interleaved(
     over the whole measuring time and a burst of load from another process hits a few runs of
     many models rather than all runs of one. Returns one :class:`Measurement` per model, in the
     order given. ``on_progress(1)`` is called once per model prepared and once per model and
-    round timed (``len(factories) * (rounds + 1)`` calls in all).
+    round timed (``len(factories) * (rounds + 1)`` calls in all); ``on_done(k)`` as each group
+    of ``k`` models is finished.
     """
     if rounds < 1:
         raise ValueError(f"rounds must be >= 1, got {rounds}")
@@ -525,6 +527,8 @@ def measure_interleaved(
             for runner in runners.values():
                 runner.close()
         results += [Measurement.of(samples[i], device.with_shape(runners[i].input_shape)) for i in indices]
+        if on_done is not None:
+            on_done(len(indices))
     return results
 
 
@@ -536,13 +540,15 @@ def measure_architectures(
     rounds: int = 10,
     seed: int = 0,
     on_progress: Callable[[int], None] | None = None,
+    on_done: Callable[[int], None] | None = None,
 ) -> list[Measurement]:
     """End-to-end latencies of several architectures, interleaved (:func:`measure_interleaved`).
 
-    For a progress bar, ``on_progress`` is called ``len(archs) * (rounds + 1)`` times.
+    For a progress bar, ``on_progress`` is called ``len(archs) * (rounds + 1)`` times;
+    ``on_done(k)`` as each group of ``k`` architectures is finished.
     """
 
     def factory(arch: Architecture) -> ModelFactory:
         return lambda: (network_module(arch, input_size), (1, arch.stem.in_channels, input_size, input_size))
 
-    return measure_interleaved([factory(a) for a in archs], backend, rounds=rounds, seed=seed, on_progress=on_progress)
+    return measure_interleaved([factory(a) for a in archs], backend, rounds=rounds, seed=seed, on_progress=on_progress, on_done=on_done)
