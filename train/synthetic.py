@@ -30,7 +30,7 @@ sizes make square/disk/triangle and ring/frame hard to tell apart, so no network
 quickly.
 
 Accuracy the reference networks reach on it (``benchmarks/train_synthetic.md``, validation, 4,000
-training images, AdamW, one thread): after the default proxy (20 steps of 32 images) 0.20-0.22
+training images, AdamW, one thread): after the default proxy (20 steps of 32 images) 0.195-0.215
 (mobilenetv2, mnasnet-a1/b1, mobilenetv3-large/small; chance is 0.10), after 40 steps 0.29-0.40,
 after 200 steps 0.80-0.90 (mobilenetv2 0.896, mobilenetv3-large 0.881, mnasnet-a1 0.870,
 mobilenetv3-small 0.806, mnasnet-b1 0.801).
