@@ -99,7 +99,7 @@ def main() -> int:
     if args.quick:
         plan = Plan(args.arch, (0.8, 0.65), 1500, 300, 500, 2, 1, 5, 0.15, 8, 64, args.threads, 0, args.deploy_size)
     else:
-        plan = Plan(args.arch, (0.75, 0.625, 0.5), 6000, 2000, 5000, 12, 4, 25, 0.125, 8, 64, args.threads, 0, args.deploy_size)
+        plan = Plan(args.arch, (0.75, 0.625, 0.5), 5000, 2000, 5000, 10, 3, 20, 0.125, 8, 64, args.threads, 0, args.deploy_size)
     work = args.work or Path("/tmp/netadapt-bench" + ("-quick" if args.quick else ""))
     work.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("OMP_NUM_THREADS", str(plan.threads))
