@@ -41,16 +41,20 @@ _CONSTRAINT_KEY = "constraints:status"  # what optuna.trial.Trial.set_constraint
 
 @dataclass(frozen=True)
 class TPEConfig:
-    """Optuna's TPESampler options (Optuna's defaults).
+    """Optuna's TPESampler options.
 
     ``n_startup_trials``: random proposals before the model is used; ``n_ei_candidates``:
-    candidates scored per parameter; ``multivariate``: model decisions jointly;
-    ``constant_liar``: treat running trials as bad, so asynchronous asks spread out.
+    candidates scored per parameter; ``multivariate``: model decisions jointly (Falkner et al.
+    2018) rather than one by one; ``constant_liar``: treat running trials as bad, so
+    asynchronous asks spread out. Optuna's defaults except ``multivariate=True``: measured on
+    NAS-Bench-201 with de-duplication, independent TPE re-proposes known cells so often (~4,800
+    proposals for 300 distinct queries) that a search took ~30x longer (Optuna's TPE costs
+    O(trials) per ask) with no better regret.
     """
 
     n_startup_trials: int = 10
     n_ei_candidates: int = 24
-    multivariate: bool = False
+    multivariate: bool = True
     constant_liar: bool = True
 
     def __post_init__(self) -> None:
