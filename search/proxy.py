@@ -57,7 +57,7 @@ def run_proxy_trial(config: dict[str, Any], data: DataSplits, settings: ProxySet
     try:
         arch = Architecture.from_dict(config["architecture"])
         proxy_config = dataclasses.replace(settings.config, seed=int(config["seed"]))
-        result = train_proxy(arch, data, proxy_config, keep_weights=bool(config.get("weights")))
+        result = train_proxy(arch, data, proxy_config, keep_weights=bool(config.get("weights")), on_step=on_step)
     except Exception as error:  # a bug or an impossible network: report it with the trial
         return {"status": STATUS_FAILED, "accuracy": 0.0, "error": f"{type(error).__name__}: {error}", "wall_time_s": time.perf_counter() - start}
     outcome: dict[str, Any] = {

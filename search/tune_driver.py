@@ -46,7 +46,8 @@ class _Bridge:
 
         class Bridge(Searcher):  # defined here so importing this module does not import Ray
             def __init__(inner) -> None:
-                super().__init__(metric="accuracy", mode="max")
+                # No metric: our journal scores trials; Tune must not insist on one in every report.
+                super().__init__(metric=None, mode=None)
 
             def suggest(inner, trial_id: str) -> dict[str, Any] | None:
                 submission = search.next_submission()

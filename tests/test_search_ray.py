@@ -131,3 +131,15 @@ def test_killed_network_search_resumes(space_file: Path, tmp_path: Path) -> None
     assert len(numbers) == len(set(numbers)) == 6
     assert before.items() <= {t["number"]: t["key"] for t in after}.items()
     assert json.loads((out / "best.json").read_text())["reward"] == max(t["reward"] for t in after)
+
+
+def test_early_stopping_stops_some_trainings(space_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    args = _network_args(space_file, out, "--samples", "6", "--workers", "2", "--early-stopping", "--no-measure")
+    args[args.index("--proxy-steps") + 1] = "12"
+    assert nas_search(args) == 0
+    trained = _trained(out)
+    stopped = [t for t in trained if t["info"].get("early_stopped")]
+    finished = [t for t in trained if t["status"] == STATUS_OK]
+    assert len(trained) == 6 and stopped and finished
+    assert all(t["status"] == "failed" and "stopped early" in t["error"] for t in stopped)

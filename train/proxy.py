@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -248,6 +248,7 @@ def train_model(
     steps: int | None = None,
     epochs: float | None = None,
     progress: bool = False,
+    on_step: Callable[[int, float], None] | None = None,
 ) -> TrainResult:
     """Continue training ``model`` in place (e.g. NetAdapt's short fine-tune) with a fresh optimiser.
 
@@ -255,6 +256,8 @@ def train_model(
     ``steps`` or ``epochs`` when given, else the config's. Optimiser, schedule (warm-up + cosine
     over this call's steps), label smoothing, threads, seed and data order come from ``config``.
     Divergence returns ``status="failed"`` and leaves the model in whatever state it reached.
+    ``on_step(step, loss)`` is called after every optimisation step (a scheduler's hook: the
+    search reports the running loss to Ray Tune's early stopping through it).
     """
     if steps is not None and epochs is not None:
         raise ValueError("give steps or epochs, not both")
@@ -266,16 +269,18 @@ def train_model(
     bar = None
     with engine.torch_threads(config.threads):
         optimizer = engine.make_optimizer(model, config.optimiser_settings())
-        on_step = None
+        hook = on_step
         if progress:
             from mobilenas.cliutil import progress as progress_bar
 
             bar = progress_bar(total=total, desc="training", unit="step")
 
-            def on_step(step: int, loss: float) -> None:
+            def hook(step: int, loss: float) -> None:
                 assert bar is not None
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+                if on_step is not None:
+                    on_step(step, loss)
 
         start = time.perf_counter()
         try:
@@ -284,7 +289,7 @@ def train_model(
                 first_step=0, last_step=total, seed=config.seed, augment_images=config.augment,
                 label_smoothing=config.label_smoothing, grad_clip_norm=config.grad_clip_norm,
                 channels_last=config.channels_last, device=device,
-                num_classes=_num_classes(data), on_step=on_step,
+                num_classes=_num_classes(data), on_step=hook,
             )
         except engine.Diverged as error:
             elapsed = time.perf_counter() - start
@@ -342,6 +347,7 @@ def train_proxy(
     *,
     progress: bool = False,
     keep_weights: bool = False,
+    on_step: Callable[[int, float], None] | None = None,
 ) -> ProxyResult:
     """Train ``arch`` briefly on ``data`` and measure its validation accuracy (see the module docstring).
 
@@ -361,7 +367,7 @@ def train_proxy(
         model = model.to(device)
         if config.channels_last:
             model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-        trained = train_model(model, train_split, dataclasses.replace(config, train_subset=None), progress=progress)
+        trained = train_model(model, train_split, dataclasses.replace(config, train_subset=None), progress=progress, on_step=on_step)
         if not trained.ok:
             accuracy, loss, eval_time_s = 0.0, math.nan, 0.0
         else:

@@ -1,0 +1,152 @@
+"""Benchmark: a CIFAR-10 proxy search at a latency target versus width-scaled reference networks.
+
+1. ``nas-search`` on a CIFAR-10 subset (default proxy training, mobilenetv3 space, MnasNet's
+   controller and soft reward) at a target equal to MobileNetV3-Small's table latency on this CPU
+   (224x224, ONNX Runtime, 1 thread).
+2. MobileNetV2 and MobileNetV3-Small are scaled by width (``scale_width``) to the largest
+   multiplier whose table latency does not exceed the searched winner's.
+3. The winner and both scaled references are trained with the same proxy training, three seeds
+   each, and their validation accuracy (the search's reward split) and test accuracy compared,
+   next to their table and measured latencies.
+
+The CIFAR-10 batches are written from the shared copy on first use. Everything is cached in
+``--work`` (the search resumes, trainings are not repeated), so an interrupted run continues.
+
+    flock /tmp/mobilenas-cpu.lock python benchmarks/search_cifar_vs_references.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).parent
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10"
+
+
+def ensure_cifar(root: Path) -> Path:
+    if not (root / "cifar-10-batches-py" / "data_batch_1").exists():
+        root.mkdir(parents=True, exist_ok=True)
+        subprocess.run([sys.executable, str(SHARED / "to_batches.py"), str(root)], check=True)
+    return root
+
+
+def scale_to_latency(name: str, table, limit_ms: float, num_classes: int) -> tuple[float, object, float]:
+    """The widest multiplier (steps of 0.05) whose table latency is at most ``limit_ms``."""
+    from mobilenas.space import reference, scale_width
+
+    best = None
+    for step in range(2, 41):
+        multiplier = step * 0.05
+        arch = scale_width(reference(name, num_classes=num_classes), multiplier)
+        latency = table.predict(arch, measure_missing=True)
+        if latency <= limit_ms:
+            best = (multiplier, arch, latency)
+    if best is None:
+        raise SystemExit(f"{name} cannot be made as fast as {limit_ms:.2f} ms by width scaling alone")
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/mobilenas-bench-search"), help="cache and run directory")
+    parser.add_argument("--samples", type=int, default=40)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=HERE / "search_cifar_vs_references.md")
+    args = parser.parse_args()
+
+    from mobilenas.latency import measure_architectures, open_or_create_table
+    from mobilenas.search.cli import main as nas_search
+    from mobilenas.space import Architecture, get_space, reference
+    from mobilenas.train import ProxyConfig, build_for_data, evaluate, load_dataset, train_proxy
+
+    args.work.mkdir(parents=True, exist_ok=True)
+    cifar = ensure_cifar(args.work / "cifar")
+    data = load_dataset("cifar10", data_dir=cifar, seed=0)
+    space = get_space("mobilenetv3", num_classes=data.num_classes)
+    table = open_or_create_table(space, progress=True)
+    target = table.predict(reference("mobilenetv3-small", num_classes=data.num_classes), measure_missing=True)
+
+    run = args.work / "search"
+    common = ["--quiet", "--workers", str(args.workers)]
+    if (run / "manifest.json").exists():
+        code = nas_search(["--resume", str(run), *common])
+    else:
+        code = nas_search(["--target-latency", f"{target:.4f}ms", "--dataset", "cifar10", "--data-dir", str(cifar),
+                           "--samples", str(args.samples), "--out", str(run), *common])
+    if code != 0:
+        raise SystemExit(f"nas-search failed with exit code {code}")
+    best = json.loads((run / "best.json").read_text())
+    winner = Architecture.from_dict(best["architecture"])
+    winner_ms = table.predict(winner, measure_missing=True)
+
+    contenders = {"searched (winner)": (1.0, winner, winner_ms)}
+    for name in ("mobilenetv2", "mobilenetv3-small"):
+        contenders[f"{name} scaled"] = scale_to_latency(name, table, winner_ms, data.num_classes)
+
+    cache_path = args.work / "trainings.json"
+    cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
+    config = ProxyConfig(threads=1)
+    for label, (_, arch, _) in contenders.items():
+        for seed in range(args.seeds):
+            key = f"{arch.fingerprint()}-{seed}"
+            if key in cache:
+                continue
+            result = train_proxy(arch, data, dataclasses.replace(config, seed=seed), keep_weights=True)
+            model = build_for_data(arch, data)
+            model.load_state_dict(result.state_dict)
+            test_accuracy, _ = evaluate(model, data.test)
+            cache[key] = {"val": result.accuracy, "test": test_accuracy, "status": result.status}
+            cache_path.write_text(json.dumps(cache, indent=2))
+            print(f"{label} seed {seed}: val {result.accuracy:.4f} test {test_accuracy:.4f}", flush=True)
+
+    archs = [arch for _, arch, _ in contenders.values()]
+    measured = measure_architectures(archs, table.measuring_backend(), table.input_size, rounds=3, seed=0)
+    rows = []
+    for (label, (multiplier, arch, table_ms)), measurement in zip(contenders.items(), measured, strict=True):
+        vals = [cache[f"{arch.fingerprint()}-{s}"]["val"] for s in range(args.seeds)]
+        tests = [cache[f"{arch.fingerprint()}-{s}"]["test"] for s in range(args.seeds)]
+        rows.append({
+            "network": label, "width": multiplier, "table_ms": table_ms, "measured_ms": measurement.latency_ms,
+            "val_mean": statistics.mean(vals), "val_std": statistics.stdev(vals) if len(vals) > 1 else 0.0,
+            "test_mean": statistics.mean(tests), "test_std": statistics.stdev(tests) if len(tests) > 1 else 0.0,
+            "notation": arch.to_notation(),
+        })
+    searched = rows[0]
+    verdict = all(searched["val_mean"] >= r["val_mean"] for r in rows[1:])
+    lines = [
+        "# CIFAR-10 proxy search versus width-scaled references at the same latency",
+        "",
+        f"Target: MobileNetV3-Small's table latency, {target:.2f} ms (224x224, ONNX Runtime, 1 thread, this CPU). "
+        f"Search: {args.samples} architectures of the mobilenetv3 space, ppo controller, soft reward, default proxy "
+        f"({config.steps} steps x {config.batch_size} images) on CIFAR-10 ({len(data.train)} train / {len(data.val)} val / {len(data.test)} test images). "
+        f"Each network below was then trained with that same proxy, {args.seeds} seeds.",
+        "",
+        "| network | width | table latency (ms) | measured latency (ms) | val accuracy | test accuracy |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        lines.append(f"| {r['network']} | {r['width']:.2f} | {r['table_ms']:.2f} | {r['measured_ms']:.2f} | {r['val_mean']:.4f} ± {r['val_std']:.4f} | {r['test_mean']:.4f} ± {r['test_std']:.4f} |")
+    lines += [
+        "",
+        f"Searched architecture at least as accurate (validation) as both references: **{'yes' if verdict else 'no'}**.",
+        "",
+        f"Winner: `{searched['notation']}`",
+        "",
+        "Reproduce: `flock /tmp/mobilenas-cpu.lock python benchmarks/search_cifar_vs_references.py`",
+        "",
+    ]
+    text = "\n".join(lines)
+    print(text)
+    args.out.write_text(text)
+    args.out.with_suffix(".json").write_text(json.dumps({"target_ms": target, "rows": rows, "searched_at_least_as_accurate": verdict}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
