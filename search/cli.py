@@ -91,10 +91,11 @@ def build_parser(prog: str) -> ArgumentParser:
     g.add_argument("--latency-column", default=S, help="latency column, i.e. the device (e.g. latency_ms_raspi4)")
 
     g = p.add_argument_group("latency")
-    g.add_argument("--latency-table", default=S, metavar="PATH", help="lookup table (default: one per space and device under ~/.cache/mobilenas/tables, built lazily)")
-    g.add_argument("--latency-backend", choices=BACKENDS, default=S, help="how latency is measured: onnxruntime (default), torch, or command")
-    g.add_argument("--latency-command", default=S, metavar="TEMPLATE", help="for --latency-backend command: a command run on {model} (an .onnx file) that prints milliseconds")
-    g.add_argument("--threads", type=positive_int, default=S, help="threads of the latency measurements (default 1, like MnasNet's single big core)")
+    g.add_argument("--table", "--latency-table", dest="latency_table", default=S, metavar="PATH", help="lookup table (default: one per space and device under ~/.cache/mobilenas/tables, built lazily)")
+    g.add_argument("--backend", "--latency-backend", dest="latency_backend", choices=BACKENDS, default=S, help="how latency is measured: onnxruntime (default), torch, or command")
+    g.add_argument("--command", "--latency-command", dest="latency_command", default=S, metavar="TEMPLATE", help="for --backend command: a command run on {model} (an .onnx file) that prints milliseconds")
+    g.add_argument("--device-name", default=S, help="name of the device a --command backend measures (as given to nas-latency build)")
+    g.add_argument("--latency-threads", "--threads", dest="threads", type=positive_int, default=S, help="threads of the latency measurements (default 1, like MnasNet's single big core)")
     g.add_argument("--input-size", type=positive_int, default=S, help="deployment input resolution the latency is measured at (default 224)")
     g.add_argument("--force-device", action="store_true", default=S, help="use a latency table measured on another device")
 
@@ -121,7 +122,7 @@ DEFAULTS: dict[str, Any] = {
     "strategy_option": [], "samples": None, "seed": 0, "dataset": "synthetic", "data_dir": None, "train_size": None,
     "val_size": None, "proxy_steps": None, "early_stopping": False, "benchmark": None, "reward_column": "val_acc_12ep",
     "final_column": "test_acc_200ep", "latency_column": None, "latency_table": None, "latency_backend": "onnxruntime",
-    "latency_command": None, "threads": 1, "input_size": 224, "force_device": False, "workers": None, "cpus_per_trial": 1.0,
+    "latency_command": None, "device_name": None, "threads": 1, "input_size": 224, "force_device": False, "workers": None, "cpus_per_trial": 1.0,
     "ray_address": None, "retries": 2, "executor": "ray", "out": None, "keep_weights": "best", "no_measure": False, "quiet": False,
 }
 
@@ -143,7 +144,7 @@ def resolve_config(given: dict[str, Any]) -> dict[str, Any]:
     if config["beta"] is not None and config["reward"] != "absolute":
         raise UsageError("--beta sets the penalty of --reward absolute; add --reward absolute")
     if config["latency_backend"] == "command" and not config["latency_command"]:
-        raise UsageError("--latency-backend command needs --latency-command 'your_tool {model}'")
+        raise UsageError("--backend command needs --command 'your_tool {model}'")
     if config["samples"] is None:
         config["samples"] = 300 if tabular else 24
     if config["workers"] is None:
@@ -183,7 +184,7 @@ def _backend(config: dict[str, Any]) -> Any:
     from mobilenas.latency import make_backend
 
     command = config["latency_command"] if config["latency_backend"] == "command" else None
-    return make_backend(config["latency_backend"], threads=config["threads"], command=command)
+    return make_backend(config["latency_backend"], threads=config["threads"], command=command, device_name=config["device_name"])
 
 
 @dataclasses.dataclass
