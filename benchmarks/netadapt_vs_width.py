@@ -5,7 +5,8 @@ documented stride adaptation for small inputs); ``netadapt refine`` prunes it ag
 table of this CPU (ONNX Runtime, 1 thread, batch 1, at the networks' 224x224 design resolution,
 the project's convention: latency at the deployment size, accuracy from the proxy resolution)
 down to the lowest budget, and the first network of its trajectory under each budget (75%, 62.5%
-and 50% of the starting latency, one NetAdapt iteration of 12.5% apart) gets the long fine-tune.
+and 50% of the starting latency; NetAdapt removes 2.5% of it per iteration, the official code's
+initial step, without decay) gets the long fine-tune.
 Against each, the same network scaled by a width multiplier (``mobilenas.space.scale_width``,
 the multiplier whose table latency is closest) is trained from scratch with the same number of
 training steps as the NetAdapt network's lineage (the seed's training, the short fine-tunes of
@@ -99,7 +100,7 @@ def main() -> int:
     if args.quick:
         plan = Plan(args.arch, (0.8, 0.65), 1500, 300, 500, 2, 1, 5, 0.15, 8, 64, args.threads, 0, args.deploy_size)
     else:
-        plan = Plan(args.arch, (0.75, 0.625, 0.5), 5000, 2000, 5000, 10, 3, 20, 0.125, 8, 64, args.threads, 0, args.deploy_size)
+        plan = Plan(args.arch, (0.75, 0.625, 0.5), 5000, 2000, 5000, 10, 3, 20, 0.025, 8, 64, args.threads, 0, args.deploy_size)
     work = args.work or Path("/tmp/netadapt-bench" + ("-quick" if args.quick else ""))
     work.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("OMP_NUM_THREADS", str(plan.threads))

@@ -486,6 +486,11 @@ class Refinement:
             new_entries = self.latency.measured_entries - entries_before
             if new_entries:
                 self.log(f"iteration {number}: measured {new_entries} new lookup-table entr{'y' if new_entries == 1 else 'ies'} to plan {len(candidates)} proposals")
+            if candidates and not any(c.target_met for c in candidates) and plan_event is None:
+                self.log(
+                    f"iteration {number}: no single group can meet the target on its own, so every group proposes its narrowest width; "
+                    "a smaller --initial-reduction keeps NetAdapt's steps gentle"
+                )
             if plan_event is None:
                 self.run.events.append({
                     "type": "plan",
