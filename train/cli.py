@@ -8,7 +8,6 @@ in ``--out``).
 
 from __future__ import annotations
 
-import argparse
 import re
 import sys
 from collections.abc import Sequence
@@ -17,6 +16,9 @@ from typing import Any
 
 from mobilenas.cliutil import (
     ArgumentParser,
+    count_or_fraction,
+    fraction_or_zero,
+    nonnegative_float,
     positive_float,
     positive_int,
     print_json,
@@ -27,42 +29,6 @@ from mobilenas.train.data import KINDS, describe_kinds
 from mobilenas.train.engine import OPTIMIZERS
 
 DEFAULT_EMA_DECAY = 0.999
-
-
-def size_spec(text: str) -> int | float:
-    """argparse type: a count (``4000``) or a fraction in (0, 1) (``0.1``)."""
-    try:
-        if re.fullmatch(r"\d+", text.strip()):
-            value: int | float = int(text)
-            if value < 1:
-                raise ValueError
-            return value
-        fraction = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a count >= 1 or a fraction in (0, 1), got {text!r}") from None
-    if not 0.0 < fraction < 1.0:
-        raise argparse.ArgumentTypeError(f"expected a count >= 1 or a fraction in (0, 1), got {text!r}")
-    return fraction
-
-
-def fraction_or_zero(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
-    return value
-
-
-def nonnegative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not value >= 0.0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
-    return value
 
 
 def build_parser(prog: str) -> ArgumentParser:
@@ -81,9 +47,9 @@ def build_parser(prog: str) -> ArgumentParser:
     data = parser.add_argument_group("data")
     data.add_argument("--dataset", default="synthetic", help=f"{', '.join(KINDS)}, or a path (default: synthetic)")
     data.add_argument("--data-dir", default=None, help="folder or file of a cifar10/imagefolder/npz data set")
-    data.add_argument("--train-size", type=size_spec, default=None, help="training images (count or fraction; default: all)")
-    data.add_argument("--val-size", type=size_spec, default=None, help="validation images carved from the training set (default: 10%%; 1000 for synthetic)")
-    data.add_argument("--test-size", type=size_spec, default=None, help="test images (default: all; 2000 for synthetic)")
+    data.add_argument("--train-size", type=count_or_fraction, default=None, help="training images (count or fraction; default: all)")
+    data.add_argument("--val-size", type=count_or_fraction, default=None, help="validation images carved from the training set (default: 10%%; 1000 for synthetic)")
+    data.add_argument("--test-size", type=count_or_fraction, default=None, help="test images (default: all; 2000 for synthetic)")
     data.add_argument("--image-size", type=positive_int, default=None, help="resize images to this square size (image folders, npz, synthetic)")
     data.add_argument("--channels", type=int, choices=(1, 3), default=None, help="convert to 1 (gray) or 3 (RGB) channels")
     training = parser.add_argument_group("training")

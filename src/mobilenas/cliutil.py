@@ -114,6 +114,50 @@ def positive_float(text: str) -> float:
     return value
 
 
+def nonnegative_float(text: str) -> float:
+    """argparse type: a finite number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """argparse type: a number in (0, 1)."""
+    value = positive_float(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1), got {text!r}")
+    return value
+
+
+def fraction_or_zero(text: str) -> float:
+    """argparse type: a number in [0, 1)."""
+    value = nonnegative_float(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
+    return value
+
+
+def count_or_fraction(text: str) -> int | float:
+    """argparse type: a count (``4000``) or a fraction in (0, 1) (``0.1``) of a data set."""
+    message = f"expected a count >= 1 or a fraction in (0, 1), got {text!r}"
+    stripped = text.strip()
+    if stripped.isdigit():
+        if int(stripped) < 1:
+            raise argparse.ArgumentTypeError(message)
+        return int(stripped)
+    try:
+        value = float(stripped)
+    except ValueError:
+        raise argparse.ArgumentTypeError(message) from None
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(message)
+    return value
+
+
 def duration_ms(text: str) -> float:
     """argparse type for durations typed by users (``15ms``, ``0.015s``)."""
     from mobilenas.units import parse_duration_ms
