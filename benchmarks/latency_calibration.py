@@ -126,6 +126,7 @@ def main() -> int:
     parser.add_argument("--table", type=Path, default=None, help="table file (default: the space's default table)")
     parser.add_argument("--out", type=Path, default=HERE, help="where the results go (default: benchmarks/)")
     parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS", help="first wait up to this long for other processes to use under 15%% of the CPU (default: 0, do not wait)")
+    parser.add_argument("--refit-correction", action="store_true", help="keep the table's entries but measure the correction's architectures again")
     parser.add_argument("--fresh", action="store_true", help="delete the table and build it again (entries and end-to-end runs in one quiet window)")
     args = parser.parse_args()
 
@@ -145,7 +146,7 @@ def main() -> int:
     monitor = LoadMonitor()
     waited_s = wait_for_quiet(monitor, args.wait_quiet)
     monitor.start()
-    build = build_table(space, path=table_path, input_size=224, backend=backend, progress=True)
+    build = build_table(space, path=table_path, input_size=224, backend=backend, progress=True, refit_correction=args.refit_correction)
     load_build = monitor.stop()
     table = build.table
     print(f"table {build.path}: {build.entries} entries ({build.measured} measured in this run, {build.reused} reused) in {build.wall_time_s:.0f} s", flush=True)

@@ -187,6 +187,7 @@ def build_table(
     force_device: bool = False,
     method: Method | None = None,
     limit: int | None = None,
+    refit_correction: bool = False,
 ) -> BuildResult:
     """Measure every signature of ``space`` at ``input_size`` into the table at ``path``.
 
@@ -194,7 +195,8 @@ def build_table(
     seeded random order, so slow drift of the machine spreads over all kinds of ops instead of
     biasing the last stages. Then the correction is fitted on ``correction_samples``
     architectures measured end to end (:func:`ensure_correction`). ``limit`` stops after that
-    many new entries (what a test uses to simulate an interrupted build). ``path`` defaults to
+    many new entries (what a test uses to simulate an interrupted build). ``refit_correction``
+    forgets the table's end-to-end points first and measures new ones. ``path`` defaults to
     :func:`default_table_path`.
     """
     backend = backend or OnnxRuntimeBackend()
@@ -210,6 +212,8 @@ def build_table(
         todo = todo[:limit]
     measured = table.ensure_signatures(todo, progress=progress, desc=f"table {space.name} {input_size}px" + (f" (resuming, {reused} done)" if reused else ""))
     complete = limit is None or len(todo) + reused >= len(wanted)
+    if refit_correction:
+        table.drop_end_to_end()
     if complete and correction_samples > 0:
         ensure_correction(table, space, samples=correction_samples, seed=seed, progress=progress)
     return BuildResult(table, target, len(table), measured, reused, time.perf_counter() - start, table.correction)

@@ -95,6 +95,7 @@ def build_parser(prog: str) -> ArgumentParser:
     build.add_argument("--seed", type=int, default=0, help="seed of the measuring order and of the correction's architectures (default: 0)")
     build.add_argument("--method", choices=("in-context", "isolated"), default=None, help="how entries are timed: behind a feeder layer, minus the feeder (in-context, default for runtimes in this process) or the op alone (isolated, default with --command)")
     build.add_argument("--repeats", type=positive_int, default=None, help="timed runs per entry (default: 25)")
+    build.add_argument("--refit-correction", action="store_true", help="forget the table's end-to-end points and fit the correction on new measurements")
     build.add_argument("--force-device", action="store_true", help="resume a table measured on another device anyway")
     build.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_backend(build, timing=False)
@@ -216,7 +217,7 @@ def _build(args: argparse.Namespace) -> int:
     if args.method is not None or args.repeats is not None:
         name = args.method or ("isolated" if args.command else "in-context")
         method = Method(name=name, warmup=0 if args.command else Method().warmup, repeats=args.repeats or Method().repeats)
-    result = build_table(space, path=args.table, input_size=args.input_size, backend=backend, progress=not args.quiet, correction_samples=samples, seed=args.seed, force_device=args.force_device, method=method)
+    result = build_table(space, path=args.table, input_size=args.input_size, backend=backend, progress=not args.quiet, correction_samples=samples, seed=args.seed, force_device=args.force_device, method=method, refit_correction=args.refit_correction)
     correction = result.correction
     payload = {
         "table": str(result.path),

@@ -496,7 +496,8 @@ def measure_interleaved(
     the models in a fresh random order (``seed``) and times ``runs_per_round`` runs of each
     (default: the backend's repeats spread over the rounds), so every model's runs are spread
     over the whole measuring time and a burst of load from another process hits a few runs of
-    many models rather than all runs of one. Returns one :class:`Measurement` per model, in the
+    many models rather than all runs of one. Each visit starts with one untimed run, so the
+    timed runs see warm caches as repeated runs of one model do. Returns one :class:`Measurement` per model, in the
     order given. ``on_progress(1)`` is called once per model prepared and once per model and
     round timed (``len(factories) * (rounds + 1)`` calls in all); ``on_done(k)`` as each group
     of ``k`` models is finished.
@@ -521,7 +522,13 @@ def measure_interleaved(
             samples: dict[int, list[float]] = {i: [] for i in indices}
             for _ in range(rounds):
                 for i in rng.permutation(indices):
-                    samples[int(i)] += runners[int(i)].run_timed(per_round, cold_cache=cold_cache)
+                    runner = runners[int(i)]
+                    if not cold_cache:
+                        # The models visited since this one's last turn evicted its weights
+                        # from the caches; one untimed run brings them back, so every timed run
+                        # is a warm repeat, as in a plain measurement of this model alone.
+                        runner.warm_up(1)
+                    samples[int(i)] += runner.run_timed(per_round, cold_cache=cold_cache)
                     tick(1)
         finally:
             for runner in runners.values():

@@ -668,6 +668,22 @@ class LookupTable:
             self.fit_correction()
         return point
 
+    def drop_end_to_end(self) -> int:
+        """Forget every end-to-end point (the file is rewritten) and reset the correction to the identity.
+
+        For refitting the correction from fresh measurements; returns how many points were dropped.
+        """
+        dropped = len(self._end_to_end)
+        self._end_to_end = []
+        self.header = dataclasses.replace(self.header, correction=Correction())
+        if self.path is not None and self.path.exists():
+            with _locked(self.path):
+                with open(self.path, encoding="utf-8") as handle:
+                    lines = handle.read().splitlines()
+                kept = [line for line in lines[1:] if '"kind": "end_to_end"' not in line]
+                _atomic_write_lines(self.path, [json.dumps(self.header.to_dict()), *kept])
+        return dropped
+
     def fit_correction(self, *, measure_missing: bool = True) -> Correction:
         """Refit ``a`` and ``b`` on every end-to-end point; stored in the header (file rewritten)."""
         sums, measured = [], []

@@ -204,3 +204,15 @@ def test_signatures_round_trip_and_keys_are_unique(first: Architecture, second: 
     adapted, _ = adapt_for_input_size(first, 64)
     blocks = [b for _, _, b in adapted.blocks()]
     assert [p.signature.block() for p in architecture_signatures(first, 64)[1:-1]] == blocks
+
+
+def test_end_to_end_points_can_be_dropped_for_a_refit(tmp_path) -> None:
+    from mobilenas.latency import Measurement, Spread
+
+    table = hand_table(tmp_path, Correction())
+    device = table.device.with_shape((1, 3, 32, 32))
+    table.record_end_to_end(two_block_arch(), Measurement(5.0, Spread.of([5.0]), 1, device))
+    assert table.drop_end_to_end() == 1
+    assert table.correction == Correction() and table.end_to_end_points() == []
+    reloaded = LookupTable.load(table.path)
+    assert reloaded.end_to_end_points() == [] and len(reloaded) == 4 and not reloaded.correction.fitted
