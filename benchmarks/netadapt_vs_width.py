@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as _dt
+import itertools
 import json
 import os
 import subprocess
@@ -38,6 +39,8 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
+MEASURE_ROUNDS = 15
+MEASURE_RUNS_PER_ROUND = 20
 SHARED_CIFAR = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10"
 
 
@@ -116,10 +119,11 @@ def main() -> int:
     from mobilenas.netadapt.training import DataTrainer, TrainingSettings
     from mobilenas.runs import Journal
     from mobilenas.space import reference
+    from mobilenas.space.arch import Architecture, make_divisible
     from mobilenas.space.builder import adapt_for_input_size, build_model
     from mobilenas.space.cost import architecture_cost
     from mobilenas.train.data import load_dataset
-    from mobilenas.train.engine import steps_per_epoch
+    from mobilenas.train.engine import seeded, steps_per_epoch
 
     torch.set_num_threads(plan.threads)
     data = load_dataset("cifar10", data_dir=data_dir, seed=plan.seed, train_size=plan.train_size, val_size=plan.val_size, test_size=plan.test_size)
@@ -178,16 +182,52 @@ def main() -> int:
     def table_latency(arch: Any) -> float:
         return correction.apply(table.predict_sum(arch, measure_missing=True))
 
-    # ------------------------------------------------------------------ per budget
-    rows = []
+    # ------------------------------------------------------------------ the networks
+    base_arch = reference(base_name, num_classes=10)
+
+    def family_arch(family: str, multiplier: float) -> Any:
+        """``width``: ``scale_width`` (head kept wide, MobileNetV2's rule, as mobilenas scales);
+        ``width+head``: every layer scaled, the head's 1x1 conv and hidden layer too (torchvision's
+        MobileNetV3 width multiplier)."""
+        arch = reference(f"{base_name}@{multiplier:.4f}", num_classes=10)
+        if family == "width+head":
+            head = dataclasses.replace(
+                arch.head,
+                conv_channels=make_divisible(base_arch.head.conv_channels * multiplier),
+                hidden_channels=make_divisible(base_arch.head.hidden_channels * multiplier) if base_arch.head.hidden_channels else None,
+            )
+            arch = dataclasses.replace(arch, head=head)
+        return adapt_for_input_size(arch, plan.deploy_size)[0]
+
+    def pick_multiplier(family: str, target_ms: float, what: str) -> dict[str, Any]:
+        # the multiplier whose table latency is closest to the target (bisection, then the better neighbour)
+        low, high = 0.05, 1.0
+        for _ in range(9):
+            middle = (low + high) / 2
+            if table_latency(family_arch(family, middle)) > target_ms:
+                high = middle
+            else:
+                low = middle
+        options = [(abs(table_latency(family_arch(family, m)) - target_ms), m, table_latency(family_arch(family, m))) for m in (low, high)]
+        _, multiplier, latency = min(options)
+        log(f"{family} matched to {what}: multiplier {multiplier:.3f} ({latency:.3f} ms by the table, target {target_ms:.3f} ms)")
+        return {"multiplier": multiplier, "latency_ms": latency}
+
+    def train_from_scratch(arch: Any, steps: int, name: str) -> dict[str, Any]:
+        log(f"{name}: training from scratch for {steps} steps ({steps / per_epoch:.2f} epochs)")
+        with seeded(plan.seed):
+            model = build_model(arch, input_size=data.input_size)
+        result = trainer.train_for_steps(model, steps, plan.seed, progress=True, from_scratch=True)
+        assert result.status == "ok", result.error
+        save_weights(work / f"{name}.pt", model.state_dict())
+        return {"val": trainer.evaluate(model), "test": trainer.test(model), "steps": result.steps}
+
+    networks: list[dict[str, Any]] = [{"name": "seed", "family": "seed", "arch": seed_arch, **seed, "latency_ms": start_latency, "multiplier": base_multiplier}]
+    pairs = []
     for budget in plan.budgets:
         limit = budget * start_latency
         line = next(line for line in history if line["latency_ms"] <= limit * (1 + 1e-9))
-        iteration = line["iteration"]
-        from mobilenas.space.arch import Architecture
-
         pruned_arch = Architecture.from_dict(line["architecture"])
-        lineage_steps = iteration * plan.finetune_steps
         key = f"{budget:.2f}"
 
         def fine_tune(line: dict[str, Any] = line, pruned_arch: Architecture = pruned_arch, key: str = key) -> dict[str, Any]:
@@ -199,119 +239,193 @@ def main() -> int:
             return {"val": trainer.evaluate(model), "test": trainer.test(model), "steps": result.steps}
 
         tuned = cached(work / f"netadapt-{key}.json", fine_tune)
+        lineage = seed["steps"] + line["iteration"] * plan.finetune_steps + tuned["steps"]
+        netadapt = {"name": f"netadapt-{key}", "family": "netadapt", "arch": pruned_arch, **tuned, "steps": lineage, "latency_ms": line["latency_ms"], "iteration": line["iteration"], "budget": budget}
+        networks.append(netadapt)
+        pair = {"budget": budget, "netadapt": netadapt["name"]}
+        for family, prefix in (("width", "width"), ("width+head", "widthhead")):
+            choice = cached(work / f"{prefix}-{key}.choice.json", lambda family=family, line=line, key=key: pick_multiplier(family, line["latency_ms"], f"NetAdapt {key}"))
+            arch = family_arch(family, choice["multiplier"])
+            trained = cached(work / f"{prefix}-{key}.json", lambda arch=arch, lineage=lineage, name=f"{prefix}-{key}": train_from_scratch(arch, lineage, name))
+            networks.append({"name": f"{prefix}-{key}", "family": family, "arch": arch, **trained, "latency_ms": choice["latency_ms"], "multiplier": choice["multiplier"]})
+            pair[family] = f"{prefix}-{key}"
+        pairs.append(pair)
 
-        def pick_multiplier(target_ms: float = line["latency_ms"], key: str = key) -> dict[str, Any]:
-            # the multiplier whose table latency is closest to NetAdapt's (bisection, then the better neighbour)
-            low, high = 0.05, base_multiplier
-            for _ in range(8):
-                middle = (low + high) / 2
-                if table_latency(adapt_for_input_size(reference(f"{base_name}@{middle:.4f}", num_classes=10), plan.deploy_size)[0]) > target_ms:
-                    high = middle
-                else:
-                    low = middle
-            options = []
-            for multiplier in (low, high):
-                arch = adapt_for_input_size(reference(f"{base_name}@{multiplier:.4f}", num_classes=10), plan.deploy_size)[0]
-                options.append((abs(table_latency(arch) - target_ms), multiplier, table_latency(arch)))
-            _, multiplier, latency = min(options)
-            log(f"budget {key}: width multiplier {multiplier:.3f} ({latency:.3f} ms by the table; NetAdapt {target_ms:.3f} ms)")
-            return {"multiplier": multiplier, "latency_ms": latency}
-
-        picked = cached(work / f"width-{key}.choice.json", pick_multiplier)
-        width_arch = adapt_for_input_size(reference(f"{base_name}@{picked['multiplier']:.4f}", num_classes=10), plan.deploy_size)[0]
-        total_steps = seed["steps"] + lineage_steps + tuned["steps"]
-
-        def train_width(width_arch: Any = width_arch, total_steps: int = total_steps, key: str = key) -> dict[str, Any]:
-            epochs = total_steps / per_epoch
-            log(f"budget {key}: training the width-scaled network from scratch for {epochs:.2f} epochs ({total_steps} steps)")
-            torch.manual_seed(plan.seed)
-            model = build_model(width_arch, input_size=data.input_size)
-            result = trainer.train_for_steps(model, total_steps, plan.seed, progress=True, from_scratch=True)
-            assert result.status == "ok", result.error
-            save_weights(work / f"width-{key}.pt", model.state_dict())
-            return {"val": trainer.evaluate(model), "test": trainer.test(model), "steps": result.steps}
-
-        width = cached(work / f"width-{key}.json", train_width)
-        rows.append({
-            "budget": budget, "budget_ms": limit, "iteration": iteration, "netadapt_arch": pruned_arch, "width_arch": width_arch,
-            "netadapt": {**tuned, "latency_ms": line["latency_ms"], "notation": pruned_arch.to_notation(), "params": architecture_cost(pruned_arch, plan.deploy_size).params, "macs": architecture_cost(pruned_arch, plan.deploy_size).macs, "steps_total": total_steps},
-            "width": {**width, "multiplier": picked["multiplier"], "latency_ms": picked["latency_ms"], "notation": width_arch.to_notation(), "params": architecture_cost(width_arch, plan.deploy_size).params, "macs": architecture_cost(width_arch, plan.deploy_size).macs},
-        })
+    # More points on each width curve, so that accuracy can be read at any measured latency.
+    longest = max(n["steps"] for n in networks if n["family"] == "netadapt")
+    extra = [("width", 0.35), ("width", base_multiplier)]
+    choice = cached(work / "widthhead-seed.choice.json", lambda: pick_multiplier("width+head", start_latency, "the seed"))
+    extra.append(("width+head", choice["multiplier"]))
+    for family, multiplier in extra:
+        name = f"{'width' if family == 'width' else 'widthhead'}-x{multiplier:.3f}"
+        arch = family_arch(family, multiplier)
+        trained = cached(work / f"{name}.json", lambda arch=arch, name=name: train_from_scratch(arch, longest, name))
+        networks.append({"name": name, "family": family, "arch": arch, **trained, "latency_ms": table_latency(arch), "multiplier": multiplier})
 
     # ------------------------------------------------------------------ measured latency, interleaved
     def measure_all() -> dict[str, Any]:
-        archs = [seed_arch] + [r["netadapt_arch"] for r in rows] + [r["width_arch"] for r in rows]
-        log(f"measuring {len(archs)} networks end to end (interleaved, ONNX Runtime, 1 thread)")
-        backend = make_backend("onnxruntime", threads=1, repeats=210)
-        measurements = measure_architectures(archs, backend, input_size=plan.deploy_size, rounds=7, seed=plan.seed)
-        return {"latency_ms": [m.latency_ms for m in measurements], "iqr_ms": [m.spread.iqr_ms for m in measurements], "device": backend.device().describe()}
+        log(f"measuring {len(networks)} networks end to end (interleaved, ONNX Runtime, 1 thread)")
+        backend = make_backend("onnxruntime", threads=1, repeats=MEASURE_ROUNDS * MEASURE_RUNS_PER_ROUND)
+        measurements = measure_architectures([n["arch"] for n in networks], backend, input_size=plan.deploy_size, rounds=MEASURE_ROUNDS, seed=plan.seed)
+        return {"names": [n["name"] for n in networks], "latency_ms": [m.latency_ms for m in measurements], "iqr_ms": [m.spread.iqr_ms for m in measurements], "device": backend.device().describe()}
 
-    measured = cached(work / "measured.json", measure_all)
-    count = len(rows)
-    seed_measured = measured["latency_ms"][0]
-    for i, row in enumerate(rows):
-        row["netadapt"]["measured_latency_ms"] = measured["latency_ms"][1 + i]
-        row["width"]["measured_latency_ms"] = measured["latency_ms"][1 + count + i]
+    measured = cached(work / "measured-all.json", measure_all)
+    assert measured["names"] == [n["name"] for n in networks], "the cached measurements are of other networks; delete measured-all.json"
+    for network, value, iqr in zip(networks, measured["latency_ms"], measured["iqr_ms"], strict=True):
+        cost = architecture_cost(network["arch"], plan.deploy_size)
+        network.update(measured_latency_ms=value, measured_iqr_ms=iqr, params=cost.params, macs=cost.macs, notation=network["arch"].to_notation())
 
-    # ------------------------------------------------------------------ report
-    seed_cost = architecture_cost(seed_arch, plan.deploy_size)
+    # ------------------------------------------------------------------ comparison
+    by_name = {n["name"]: n for n in networks}
+    comparisons = []
+    for pair in pairs:
+        point = by_name[pair["netadapt"]]
+        row: dict[str, Any] = {"budget": pair["budget"], "netadapt": point["name"], "test": point["test"], "measured_latency_ms": point["measured_latency_ms"]}
+        for family in ("width", "width+head"):
+            matched = by_name[pair[family]]
+            curve = sorted(((n["measured_latency_ms"], n["test"]) for n in networks if n["family"] == family), key=lambda xy: xy[0])
+            row[family] = {
+                "matched": matched["name"],
+                "matched_test": matched["test"],
+                "matched_measured_latency_ms": matched["measured_latency_ms"],
+                "test_at_same_latency": interpolate(curve, point["measured_latency_ms"]),
+                "latency_at_same_accuracy_ms": latency_at(curve, point["test"]),
+            }
+        comparisons.append(row)
+
     report = {
         "benchmark": "netadapt_vs_width",
         "date": _dt.date.today().isoformat(),
         "plan": dataclasses.asdict(plan),
         "data": data.summary(),
         "device": measured["device"],
-        "seed": {**seed, "arch": plan.arch, "notation": seed_arch.to_notation(), "latency_ms": start_latency, "measured_latency_ms": seed_measured, "params": seed_cost.params, "macs": seed_cost.macs},
+        "start_latency_ms": start_latency,
         "netadapt_iterations": len(history) - 1,
         "netadapt_proposal_steps_total": total_proposal_steps,
-        "rows": [{k: v for k, v in r.items() if not k.endswith("_arch")} for r in rows],
+        "networks": [{k: v for k, v in n.items() if k != "arch"} for n in networks],
+        "comparisons": comparisons,
         "wall_time_s": time.perf_counter() - started,
     }
     suffix = "_quick" if args.quick else ""
     (args.out / f"netadapt_vs_width{suffix}.json").write_text(json.dumps(report, indent=2) + "\n")
+    plot(report, args.out / f"netadapt_vs_width{suffix}.png")
     markdown = render(report)
     (args.out / f"netadapt_vs_width{suffix}.md").write_text(markdown)
     print(markdown)
     return 0
 
 
+def interpolate(curve: list[tuple[float, float]], latency_ms: float) -> float | None:
+    """Accuracy of a (latency, accuracy) curve at ``latency_ms``, linear between neighbours; None outside."""
+    for (x0, y0), (x1, y1) in itertools.pairwise(curve):
+        if x0 <= latency_ms <= x1:
+            return y0 if x1 == x0 else y0 + (y1 - y0) * (latency_ms - x0) / (x1 - x0)
+    return None
+
+
+def latency_at(curve: list[tuple[float, float]], accuracy: float) -> float | None:
+    """The lowest latency at which a (latency, accuracy) curve reaches ``accuracy`` (linear); None if never."""
+    for (x0, y0), (x1, y1) in itertools.pairwise(curve):
+        if y0 >= accuracy:
+            return x0
+        if y1 >= accuracy:
+            return x0 + (x1 - x0) * (accuracy - y0) / (y1 - y0)
+    return None
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6.4, 4.4))
+    styles = {"netadapt": ("o-", "tab:green", "NetAdapt (long fine-tuned)"), "width": ("s--", "tab:blue", "width multiplier (head kept)"), "width+head": ("^--", "tab:orange", "width multiplier (head scaled)"), "seed": ("*", "black", "seed network")}
+    for family, (style, color, label) in styles.items():
+        points = sorted((n["measured_latency_ms"], n["test"]) for n in report["networks"] if n["family"] == family)
+        if points:
+            axis.plot(*zip(*points, strict=True), style, color=color, label=label, markersize=9 if family == "seed" else 6)
+    axis.set_xlabel(f"measured latency (ms, ONNX Runtime, 1 thread, {report['plan']['deploy_size']}x{report['plan']['deploy_size']})")
+    axis.set_ylabel("CIFAR-10 test accuracy (subset)")
+    axis.set_title("NetAdapt vs. width multipliers")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def _ms(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
 def render(report: dict[str, Any]) -> str:
-    plan, seed = report["plan"], report["seed"]
+    plan = report["plan"]
+    sizes = report["data"]["sizes"]
+    size = plan["deploy_size"]
     lines = [
         "# NetAdapt versus width multipliers on this CPU",
         "",
-        f"Generated by `benchmarks/netadapt_vs_width.py` on {report['date']} ({report['device']}).",
+        f"Generated by `benchmarks/netadapt_vs_width.py` on {report['date']} ({report['device']}); plot: `netadapt_vs_width.png`.",
         "",
-        f"Seed network: `{seed['arch']}`, trained {plan['pretrain_epochs']} epochs on a CIFAR-10 subset at 32x32 (the builder removes the first two strides for such small inputs) "
-        f"({report['data']['sizes']['train']} training images, {report['data']['sizes']['val']} validation images carved from them for every NetAdapt "
-        f"decision, {report['data']['sizes']['test']} test images used only here). Latency: ONNX Runtime, 1 thread, batch 1, {plan['deploy_size']}x{plan['deploy_size']} (the design resolution; at 32x32 these networks take ~0.3 ms, dominated by per-operator overhead), "
-        f"measured end to end with the runs of all networks interleaved (median of 210 runs in 7 rounds); \"table\" is the lookup table's prediction NetAdapt worked with.",
+        "## Setup",
         "",
-        f"NetAdapt: `netadapt refine` with {plan['reduction']:.1%} of the starting latency removed per iteration (no decay), granularity {plan['granularity']}, "
-        f"{plan['finetune_steps']} short fine-tune steps per proposal, the MobileNetV3 selection rule (accuracy change per latency saved), "
-        f"{report['netadapt_iterations']} iterations down to {min(plan['budgets']):.1%}; the first network under each budget then gets "
-        f"{plan['final_epochs']} epochs of fine-tuning. Width multiplier: the same network scaled with `scale_width` "
-        f"(the multiplier with the closest table latency), trained from scratch for as many steps as the NetAdapt network's lineage "
-        f"received (seed training + short fine-tunes of its ancestors + long fine-tune). All proposals of all iterations together took "
-        f"{report['netadapt_proposal_steps_total']} fine-tune steps, which this accounting does not charge to NetAdapt.",
+        f"- Seed network `{plan['arch']}` (MobileNetV3-Small at width 0.5, 10 classes), trained {plan['pretrain_epochs']} epochs from scratch on a CIFAR-10 "
+        f"subset at 32x32 (the builder removes the first two strides for such small inputs): {sizes['train']} training images, {sizes['val']} "
+        f"validation images carved from the training set for every NetAdapt decision, {sizes['test']} test images used only for this report.",
+        f"- Latency: ONNX Runtime, 1 thread, batch 1, at the networks' {size}x{size} design resolution (the project's convention: latency at the "
+        "deployment size, accuracy from the proxy resolution; at 32x32 these networks take ~0.3 ms, dominated by per-operator overhead). "
+        "\"table\" is the lookup table's prediction NetAdapt worked with (its correction fitted on two networks at the start of the run); "
+        f"\"measured\" is end to end, all networks interleaved ({MEASURE_ROUNDS} rounds x {MEASURE_RUNS_PER_ROUND} runs, median).",
+        f"- NetAdapt: `netadapt refine` to {min(plan['budgets']):.1%} of the starting latency, removing {plan['reduction']:.1%} of it per iteration "
+        f"(the official code's first step, no decay), granularity {plan['granularity']}, {plan['finetune_steps']} short fine-tune steps per proposal, the "
+        f"MobileNetV3 rule (accuracy change per latency saved); {report['netadapt_iterations']} iterations. The first network under each budget "
+        f"({', '.join(f'{b:.1%}' for b in plan['budgets'])}) then gets {plan['final_epochs']} epochs of fine-tuning.",
+        "- Width multipliers of the same base network, two families: `width` is `mobilenas.space.scale_width` (the head's 1x1 conv and hidden "
+        "layer are never scaled down, MobileNetV2's rule); `width+head` scales every layer including the head (torchvision's MobileNetV3 multiplier). "
+        "For each NetAdapt network, the multiplier of each family with the closest *table* latency is trained from scratch for as many steps as the "
+        "NetAdapt network's lineage received (seed training + the short fine-tunes of its ancestors + its long fine-tune); a few more "
+        "multipliers fill in each family's curve (trained as long as the longest lineage).",
+        f"- Not charged to NetAdapt: the short fine-tunes of the proposals that lost ({report['netadapt_proposal_steps_total']} steps in all, "
+        "against 20 per iteration for the winners).",
         "",
-        "| budget | method | network | table ms | measured ms | test accuracy | val accuracy | params | MACs | training steps |",
-        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-        f"| 100% | seed | `{seed['arch']}` | {seed['latency_ms']:.3f} | {seed['measured_latency_ms']:.3f} | {seed['test']:.4f} | {seed['val']:.4f} | {seed['params']:,} | {seed['macs'] / 1e6:.2f}M | {seed['steps']} |",
+        "## Every network",
+        "",
+        "| network | family | multiplier | table ms | measured ms | test acc | val acc | params | MACs | train steps |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for row in report["rows"]:
-        n, w = row["netadapt"], row["width"]
-        lines.append(f"| {row['budget']:.1%} | NetAdapt (iteration {row['iteration']}) | see below | {n['latency_ms']:.3f} | {n['measured_latency_ms']:.3f} | {n['test']:.4f} | {n['val']:.4f} | {n['params']:,} | {n['macs'] / 1e6:.2f}M | {n['steps_total']} |")
-        lines.append(f"| {row['budget']:.1%} | width x{w['multiplier']:.3f} of the base | see below | {w['latency_ms']:.3f} | {w['measured_latency_ms']:.3f} | {w['test']:.4f} | {w['val']:.4f} | {w['params']:,} | {w['macs'] / 1e6:.2f}M | {w['steps']} |")
-    lines += ["", "Test accuracy difference (NetAdapt minus width multiplier) and measured latency ratio:", ""]
-    for row in report["rows"]:
-        n, w = row["netadapt"], row["width"]
-        lines.append(f"- {row['budget']:.1%}: {100 * (n['test'] - w['test']):+.2f} points at {n['measured_latency_ms'] / w['measured_latency_ms']:.3f}x the width-scaled network's measured latency")
-    lines += ["", "Networks:", ""]
-    for row in report["rows"]:
-        lines.append(f"- {row['budget']:.1%} NetAdapt: `{row['netadapt']['notation']}`")
-        lines.append(f"- {row['budget']:.1%} width: `{row['width']['notation']}`")
-    lines += ["", f"Wall time of this invocation: {report['wall_time_s'] / 60:.1f} min (stages cached in the work directory are not counted again).", ""]
+    for n in sorted(report["networks"], key=lambda n: (n["family"], -n["measured_latency_ms"])):
+        multiplier = f"{n['multiplier']:.3f}" if n.get("multiplier") is not None else f"iteration {n['iteration']}"
+        lines.append(
+            f"| {n['name']} | {n['family']} | {multiplier} | {n['latency_ms']:.3f} | {n['measured_latency_ms']:.3f} | {n['test']:.4f} | {n['val']:.4f} | "
+            f"{n['params']:,} | {n['macs'] / 1e6:.1f}M | {n['steps']} |"
+        )
+    lines += [
+        "",
+        "## NetAdapt against each width family",
+        "",
+        "\"at the same latency\": the family's test accuracy interpolated at the NetAdapt network's measured latency (n/a outside the family's measured "
+        "range). \"speed-up at equal accuracy\": the family's measured latency where it reaches the NetAdapt network's accuracy, divided by "
+        "NetAdapt's (n/a when the family never reaches it). \"matched\": the multiplier with the same table latency, trained with the same steps.",
+        "",
+        "| budget | NetAdapt test acc | NetAdapt measured ms | family | matched: test acc | matched: measured ms | family acc at the same latency | NetAdapt gain (points) | speed-up at equal accuracy |",
+        "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in report["comparisons"]:
+        for family in ("width", "width+head"):
+            f = row[family]
+            same = f["test_at_same_latency"]
+            gain = "n/a" if same is None else f"{100 * (row['test'] - same):+.2f}"
+            at = f["latency_at_same_accuracy_ms"]
+            speedup = "n/a (never as accurate)" if at is None else f"{at / row['measured_latency_ms']:.2f}x"
+            lines.append(
+                f"| {row['budget']:.1%} | {row['test']:.4f} | {row['measured_latency_ms']:.3f} | {family} | {f['matched_test']:.4f} | "
+                f"{f['matched_measured_latency_ms']:.3f} | {'n/a' if same is None else f'{same:.4f}'} | {gain} | {speedup} |"
+            )
+    lines += ["", "## Networks", ""]
+    for n in report["networks"]:
+        lines.append(f"- {n['name']}: `{n['notation']}`")
+    lines += ["", f"Wall time of the last invocation: {report['wall_time_s'] / 60:.1f} min (stages cached in the work directory are not run again).", ""]
     return "\n".join(lines)
 
 
