@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from mobilenas.latency.build import mobilenas_home
-from mobilenas.latency.measure import LatencyBackend, make_backend, measure
+from mobilenas.latency.measure import LatencyBackend, make_backend, measure, measure_architectures
 from mobilenas.latency.table import Correction, LookupTable
 from mobilenas.space.arch import Architecture
 
@@ -68,14 +68,13 @@ class TableLatency:
         if self.correction.fitted:
             return
         self.log(f"the table has no fitted correction yet: measuring {len(archs)} network(s) end to end to fit one")
-        sums, measured = [], []
-        for arch in archs:
-            sums.append(self.predict_sum(arch))
-            measurement = measure(arch, self.backend, input_size=self.input_size)
+        sums = [self.predict_sum(arch) for arch in archs]
+        # Interleaved, so that a busy spell of the machine weighs on both ends of the fit alike.
+        measurements = measure_architectures(archs, self.backend, input_size=self.input_size, rounds=3)
+        for arch, measurement in zip(archs, measurements, strict=True):
             self.table.record_end_to_end(arch, measurement, refit=False)
-            measured.append(measurement.latency_ms)
         # Frozen for this run only: the table's own correction stays what its builder fitted.
-        self.correction = Correction.fit(sums, measured)
+        self.correction = Correction.fit(sums, [m.latency_ms for m in measurements])
 
     def describe(self) -> dict[str, Any]:
         header = self.table.header

@@ -213,3 +213,27 @@ def test_parallel_proposals_on_ray_match_in_process(table: Path, reference_run: 
     assert trajectory(out)[:3] == trajectory(reference_run)[:3]
     lines = history(out)
     assert np.isfinite([p["accuracy"] for p in lines[1]["proposals"]]).all()
+
+
+def test_correction_is_fitted_for_the_run_and_frozen(tmp_path: Path) -> None:
+    from mobilenas.netadapt.latency_model import open_latency_model
+    from mobilenas.netadapt.run import smallest_reachable_latency
+
+    path = tmp_path / "table.jsonl"
+    LookupTable.create(path, backend=make_backend("onnxruntime", threads=1), input_size=128, method=Method(name="isolated", cold_cache=False, warmup=1, repeats=3))
+    model = open_latency_model(table=str(path), backend="onnxruntime", threads=1, input_size=None)
+    assert not model.correction.fitted and model.input_size == 128
+    arch = load_architecture(ARCH)
+    smallest, _ = smallest_reachable_latency(arch, 8, model.predict_sum)
+    model.fit_if_needed([arch, smallest])
+    fitted = model.correction
+    assert fitted.fitted and fitted.points == 2 and fitted.a > 0
+    reloaded = LookupTable.load(path)
+    assert len(reloaded.end_to_end_points()) == 2  # recorded for nas-latency to use later ...
+    assert not reloaded.correction.fitted  # ... but the table's own correction is left alone
+    assert model.predict(arch) == pytest.approx(fitted.a * model.predict_sum(arch) + fitted.b)
+    # a resumed run gets the frozen correction back from its manifest
+    again = open_latency_model(table=str(path), backend="onnxruntime", threads=1, input_size=128, correction=fitted.to_dict())
+    assert again.predict(arch) == pytest.approx(model.predict(arch))
+    with pytest.raises(ValueError, match="is for 128x128 inputs"):
+        open_latency_model(table=str(path), backend="onnxruntime", threads=1, input_size=224)
