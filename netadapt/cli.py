@@ -35,6 +35,7 @@ from mobilenas.netadapt.run import (
     Settings,
     StateDict,
     check_budget,
+    load_into,
     load_weights,
     smallest_reachable_latency,
 )
@@ -253,11 +254,8 @@ def resolve_input(spec: str, weights: str | None) -> StartingNetwork:
                 data = json.loads(path.read_text())
             except json.JSONDecodeError as error:
                 raise ValueError(f"{path}: not valid JSON ({error.msg} at line {error.lineno})") from None
-            if isinstance(data, dict) and "architecture" in data and isinstance(data.get("weights"), str):
-                candidate = Path(data["weights"]).expanduser()
-                if not candidate.is_absolute() and not candidate.exists():
-                    candidate = path.parent / candidate
-                result_weights = str(candidate)
+            if isinstance(data, dict) and "architecture" in data and isinstance(data.get("weights"), str) and data["weights"]:
+                result_weights = str(_locate_weights(Path(data["weights"]).expanduser(), path.parent))
     arch = load_architecture(str(path) if path.exists() else text)
     chosen = weights or result_weights
     state = None
@@ -266,6 +264,22 @@ def resolve_input(spec: str, weights: str | None) -> StartingNetwork:
             raise ValueError(f"{path} names weights {chosen} that do not exist; give --weights FILE (or none to train from scratch)")
         state = load_weights(chosen)
     return StartingNetwork(arch, state, chosen, text)
+
+
+def _locate_weights(given: Path, folder: Path) -> Path:
+    """A result file's weights path: as written (absolute or relative to the working directory),
+    relative to the result's folder, or inside that folder when the path names the run directory
+    (nas-search writes ``results/runs/RUN/weights/...``, relative to where it ran)."""
+    if given.is_absolute() or given.exists():
+        return given
+    if (folder / given).exists():
+        return folder / given
+    parts = given.parts
+    if folder.name in parts:
+        inside = folder.joinpath(*parts[len(parts) - parts[::-1].index(folder.name):])
+        if inside.exists():
+            return inside
+    return given
 
 
 # --------------------------------------------------------------------------- describe
@@ -341,13 +355,15 @@ def _refine(args: argparse.Namespace, prog: str) -> int:
         values["threads"] = max(1, (os.cpu_count() or 1) // values["workers"])
     start = resolve_input(args.input, args.weights)
     data = _load_data(values)
+    # The classifier and stem follow the data set (as the trainers build networks); weights that
+    # were trained for other classes or channels are then refused by their shapes, naming them.
+    arch, _ = prepare_architecture(start.arch, data)
+    if start.weights is not None:
+        load_into(arch, start.weights, data.input_size, where=f"the weights {start.weights_path}")
     latency = open_latency_model(
         table=values["table"], backend=values["backend"], threads=values["latency_threads"], input_size=values["input_size"],
         command=values["command"], device_name=values["device_name"], force_device=bool(values["force_device"]), log=_log,
     )
-    arch, changes = prepare_architecture(start.arch, data)
-    if start.weights is not None and changes:
-        raise ValueError(f"the weights of {start.source} were trained for {start.arch.head.num_classes} classes and {start.arch.stem.in_channels} input channels; the data set has {data.num_classes} and {data.in_channels}")
     arch, _ = adapt_for_input_size(arch, latency.input_size)
     smallest, _ = smallest_reachable_latency(arch, values["granularity"], latency.predict_sum)
     latency.fit_if_needed([arch, smallest])

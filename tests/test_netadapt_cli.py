@@ -91,3 +91,23 @@ def test_settings_round_trip() -> None:
         Settings.from_dict({**settings.to_dict(), "turbo": True})
     with pytest.raises(ValueError, match="final"):
         Settings(budget_ms=1.0, start_latency_ms=2.0, final="sometimes")
+
+
+def test_weights_named_by_a_search_run_are_found_wherever_the_run_moved(tmp_path: Path) -> None:
+    arch = tiny_arch()
+    run = tmp_path / "moved" / "search-1"
+    save_weights(run / "weights" / "trial-7.pt", build_model(arch).state_dict())
+    # nas-search writes the path relative to where it ran: results/runs/search-1/weights/trial-7.pt
+    (run / "best.json").write_text(json.dumps({"architecture": arch.to_dict(), "weights": "results/runs/search-1/weights/trial-7.pt"}))
+    start = resolve_input(str(run / "best.json"), None)
+    assert start.weights_path == str(run / "weights" / "trial-7.pt") and start.weights is not None
+
+
+def test_weights_that_do_not_fit_are_refused_by_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    other = tiny_arch(num_classes=7)
+    save_weights(tmp_path / "w.pt", build_model(other).state_dict())
+    code = main(["refine", tiny_arch().to_notation(), "--weights", str(tmp_path / "w.pt"), "--budget-ratio", "0.5", "--train-size", "200", "--val-size", "50", "--test-size", "50", "--out", str(tmp_path / "run")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "do not fit the architecture" in err and "head.classifier.weight has shape (7, 24)" in err
+    assert not (tmp_path / "run").exists()
