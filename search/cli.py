@@ -282,7 +282,7 @@ def _progress_hook(config: dict[str, Any], total: int) -> tuple[Any, Any]:
         done = len(search.trained)
         bar.total = search.samples
         best = search.best
-        postfix = {"running": len(search.in_flight)}
+        postfix: dict[str, Any] = {"running": len(search.in_flight)}
         if best is not None:
             postfix.update(best=f"{best.reward:.4f}", acc=f"{best.accuracy:.3f}", lat=f"{best.latency_ms:.2f}ms")
         counts = getattr(search.strategy, "counts", {})

@@ -148,8 +148,8 @@ def map_parallel(
             for ref in ready:
                 index = waiting.pop(ref)
                 try:
-                    value, error, seconds = ray.get(ref)
-                    outcome = TaskOutcome(index, value=value, error=error, wall_time_s=seconds)
+                    value, message, seconds = ray.get(ref)
+                    outcome = TaskOutcome(index, value=value, error=message, wall_time_s=seconds)
                 except Exception as crash:  # the worker died more often than max_retries allows
                     outcome = TaskOutcome(index, error=_describe(crash))
                 outcomes[index] = outcome

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def pareto_mask(accuracy: Sequence[float], latency_ms: Sequence[float]) -> np.ndarray:
+def pareto_mask(accuracy: Sequence[float] | np.ndarray, latency_ms: Sequence[float] | np.ndarray) -> np.ndarray:
     """Boolean mask of the non-dominated points (higher accuracy, lower latency are better).
 
     A point is dominated when another is at least as good in both and better in one. Of exact

@@ -49,7 +49,7 @@ class _Bridge:
                 # No metric: our journal scores trials; Tune must not insist on one in every report.
                 super().__init__(metric=None, mode=None)
 
-            def suggest(inner, trial_id: str) -> dict[str, Any] | None:
+            def suggest(inner, trial_id: str) -> dict[str, Any] | str | None:
                 submission = search.next_submission()
                 if submission is None:
                     return Searcher.FINISHED if search.finished_asking and not search._resubmit else None
