@@ -49,10 +49,11 @@ class _Bridge:
                 # No metric: our journal scores trials; Tune must not insist on one in every report.
                 super().__init__(metric=None, mode=None)
 
-            def suggest(inner, trial_id: str) -> dict[str, Any] | str | None:
+            def suggest(inner, trial_id: str) -> dict[str, Any] | None:
                 submission = search.next_submission()
                 if submission is None:
-                    return Searcher.FINISHED if search.finished_asking and not search._resubmit else None
+                    # Searcher.FINISHED is a string marker Ray's own annotation leaves out.
+                    return Searcher.FINISHED if search.finished_asking and not search._resubmit else None  # type: ignore[return-value]
                 self.trial_numbers[trial_id] = submission.number
                 self.started[submission.number] = time.time()
                 return settings.trial_config(submission, search)
