@@ -353,6 +353,9 @@ def _refine(args: argparse.Namespace, prog: str) -> int:
     values = _resolved(args)
     if values["threads"] is None:
         values["threads"] = max(1, (os.cpu_count() or 1) // values["workers"])
+    out = Path(args.out) if args.out else Path("results") / "runs" / new_run_id("netadapt")
+    if RunDir(out).exists():  # say so before any data is loaded or latency measured
+        raise ValueError(f"{out} already holds a run; use --resume {out} to continue it, or choose another --out")
     start = resolve_input(args.input, args.weights)
     data = _load_data(values)
     # The classifier and stem follow the data set (as the trainers build networks); weights that
@@ -376,7 +379,6 @@ def _refine(args: argparse.Namespace, prog: str) -> int:
         final_epochs=values["final_epochs"], pretrain_epochs=values["pretrain_epochs"], max_iterations=values["max_iterations"],
         workers=values["workers"], ray_address=values["ray_address"], threads=values["threads"], seed=values["seed"],
     )
-    out = Path(args.out) if args.out else Path("results") / "runs" / new_run_id("netadapt")
     arguments = {**values, "input": args.input, "weights": start.weights_path, "target_latency_ms": args.target_latency, "budget_ratio": args.budget_ratio, "out": str(out)}
     training = TrainingSettings(optimizer=values["optimizer"], finetune_lr=values["finetune_lr"], train_lr=values["train_lr"], batch_size=values["batch_size"], augment=bool(values["augment"]), threads=values["threads"], device=values["device"])
     manifest = {

@@ -78,6 +78,12 @@ def test_usage_errors_are_one_line(argv: list[str], message: str, capsys: pytest
     assert message in err and len(err.splitlines()) == 1
 
 
+def test_an_existing_run_is_never_overwritten(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "manifest.json").write_text(json.dumps({"kind": "netadapt"}))
+    assert main(["refine", "mobilenetv2", "--budget-ratio", "0.5", "--out", str(tmp_path)]) == 2
+    assert f"already holds a run; use --resume {tmp_path}" in capsys.readouterr().err
+
+
 def test_resume_refuses_a_directory_that_is_not_a_netadapt_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "manifest.json").write_text(json.dumps({"kind": "search"}))
     assert main(["refine", "--resume", str(tmp_path)]) == 2
