@@ -69,7 +69,7 @@ def run_proxy_trial(config: dict[str, Any], data: DataSplits, settings: ProxySet
         "images_per_s": result.images_per_s,
         "steps": result.steps,
         "params": result.params,
-        "adaptation": list(result.adaptation),
+        "adaptation": ", ".join(result.adaptation),  # a string: Tune's loggers take scalars only
         "seed": result.seed,
         "error": result.error or "",
         "weights": "",
