@@ -285,3 +285,18 @@ def test_random_search_is_uniform() -> None:
     assert isinstance(strategy, RandomSearch)
     counts = np.bincount([strategy.ask().indices[0] for _ in range(4000)], minlength=4)
     assert np.all(np.abs(counts / 4000 - 0.25) < 0.03), counts
+
+
+def test_ppo_bounded_logits_cap_how_peaked_a_decision_gets() -> None:
+    # Bound 1.0 on 5 options: at most 1 / (1 + 4 exp(-2)) = 64.9% on one option, however long it learns.
+    config = PPOConfig(tanh_constant=1.0, learning_rate=0.05, batch_size=5)
+    strategy = make_strategy("ppo", (5, 5), seed=0, config=config)
+    assert isinstance(strategy, PPOController)
+    drive(strategy, 150, order_seed=0, max_pending=1)
+    cap = 1 / (1 + 4 * np.exp(-2.0))
+    with torch.no_grad():
+        state = strategy.policy.cell(strategy.policy.start, None)
+        probs = torch.softmax(strategy.policy.logits(strategy.policy.heads[0], state[0]), dim=-1)
+    assert float(probs.max()) <= cap + 1e-6
+    assert float(probs.max()) > 0.5  # it did learn, up to the cap
+    assert strategy.most_likely()[0] == good_option(0, 5)

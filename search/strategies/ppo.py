@@ -59,6 +59,11 @@ class PPOConfig:
       size independent of the reward's scale).
     * ``max_grad_norm``: gradient-norm clipping.
     * ``init_range``: parameters start uniform in [-init_range, init_range] (a near-uniform policy).
+    * ``temperature`` and ``tanh_constant``: each head's logits become
+      ``tanh_constant x tanh(logits / temperature)`` (without the tanh when ``tanh_constant`` is
+      None), the bounded logits of the NASNet/ENAS controllers (they used 2.5 and 5). A bound
+      caps how peaked each decision can get (5 options, bound 1.5: at most 83% on one option),
+      so the policy keeps proposing new neighbours of its mode instead of collapsing onto it.
 
     Defaults are tuned on the NAS-Bench-201 benchmark (``benchmarks/strategies_nb201.md``) for
     searches of a few hundred evaluations.
@@ -74,6 +79,8 @@ class PPOConfig:
     normalize_advantages: bool = True
     max_grad_norm: float = 1.0
     init_range: float = 0.1
+    temperature: float = 1.0
+    tanh_constant: float | None = None
 
     def __post_init__(self) -> None:
         check_whole("ppo", "hidden_size", self.hidden_size)
@@ -87,19 +94,28 @@ class PPOConfig:
             raise ValueError(f"ppo.normalize_advantages must be true or false, got {self.normalize_advantages!r}")
         check_positive("ppo", "max_grad_norm", self.max_grad_norm)
         check_positive("ppo", "init_range", self.init_range)
+        check_positive("ppo", "temperature", self.temperature)
+        if self.tanh_constant is not None:
+            check_positive("ppo", "tanh_constant", self.tanh_constant)
 
 
 class LSTMPolicy(nn.Module):
     """Autoregressive policy: start token -> LSTM -> head_0 -> embed(choice_0) -> LSTM -> head_1 ..."""
 
-    def __init__(self, num_options: Sequence[int], hidden_size: int) -> None:
+    def __init__(self, num_options: Sequence[int], hidden_size: int, temperature: float = 1.0, tanh_constant: float | None = None) -> None:
         super().__init__()
         self.num_options = tuple(num_options)
         self.hidden_size = hidden_size
+        self.temperature = temperature
+        self.tanh_constant = tanh_constant
         self.start = nn.Parameter(torch.zeros(1, hidden_size))
         self.cell = nn.LSTMCell(hidden_size, hidden_size)
         self.heads = nn.ModuleList(nn.Linear(hidden_size, n) for n in self.num_options)
         self.embeddings = nn.ModuleList(nn.Embedding(n, hidden_size) for n in self.num_options)
+
+    def logits(self, head: nn.Module, output: torch.Tensor) -> torch.Tensor:
+        logits = head(output) / self.temperature
+        return logits if self.tanh_constant is None else self.tanh_constant * torch.tanh(logits)
 
     def forward(self, actions: torch.Tensor | None = None, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Log-probabilities and entropies of ``actions`` ([batch, decisions]), or of a sample.
@@ -114,7 +130,7 @@ class LSTMPolicy(nn.Module):
         chosen, log_prob, entropy = [], torch.zeros(batch), torch.zeros(batch)
         for d, (head, embedding) in enumerate(zip(self.heads, self.embeddings, strict=True)):
             state = self.cell(inputs, state)
-            step_log_probs = torch.log_softmax(head(state[0]), dim=-1)
+            step_log_probs = torch.log_softmax(self.logits(head, state[0]), dim=-1)
             if actions is None:
                 action = torch.multinomial(step_log_probs.exp(), 1, generator=generator).squeeze(1)
             else:
@@ -131,7 +147,7 @@ class LSTMPolicy(nn.Module):
             inputs, state, result = self.start, None, []
             for head, embedding in zip(self.heads, self.embeddings, strict=True):
                 state = self.cell(inputs, state)
-                action = head(state[0]).argmax(dim=-1)
+                action = self.logits(head, state[0]).argmax(dim=-1)
                 result.append(int(action))
                 inputs = embedding(action)
         return tuple(result)
@@ -146,7 +162,7 @@ class PPOController(BookkeepingStrategy):
         super().__init__(num_options, seed)
         self.config = config or PPOConfig()
         self._generator = torch_generator(self.seed)
-        self.policy = LSTMPolicy(self.num_options, self.config.hidden_size)
+        self.policy = LSTMPolicy(self.num_options, self.config.hidden_size, self.config.temperature, self.config.tanh_constant)
         init_uniform_(self.policy, self.config.init_range, self._generator)
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=self.config.learning_rate)
         self._baseline: float | None = None
