@@ -87,8 +87,14 @@ class _Bridge:
         text = ""
         trial = self.trials.get(trial_id) if trial_id else None
         if trial is not None:
+            # Tune writes the error into the trial's local staging folder before it tells the
+            # searcher, and copies it to storage_path only later: read the local file first.
             try:
-                text = str(trial.get_error() or "")
+                local = trial.error_file
+                if local and Path(local).is_file():
+                    text = Path(local).read_text(errors="replace")
+                if not text.strip():
+                    text = str(trial.get_error() or "")
             except Exception:  # Tune could not read its own error file: keep the generic message
                 text = ""
         lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
