@@ -118,6 +118,24 @@ def lazy_table_fidelity(space: Any, backend: Any, report: Any) -> dict[str, floa
         return figures | {"open_wall_time_s": opened_s, "fill_wall_time_s": filled_s, "entries": len(table), "correction_points": table.correction.points, "a": table.correction.a, "b": table.correction.b}
 
 
+def in_run_lines(report: Any) -> list[str]:
+    """The drift of the machine since the correction was fitted, and the figures with the correction refitted in the run."""
+    if report.in_run is None or report.drift is None:
+        return []
+    fresh = report.in_run
+    ok10 = "met" if fresh["within_10pct"] >= TARGET_WITHIN_10 else "NOT met"
+    ok5 = "met" if fresh["within_5pct"] >= TARGET_WITHIN_5 else "NOT met"
+    return [
+        f"machine drift        the correction's {fresh['correction']['points']} architectures, measured again interleaved with the 50, ran {report.drift:.3f}x as long as when it was fitted",
+        f"in-run correction    latency = {fresh['correction']['a']:.4f} * sum {fresh['correction']['b']:+.4f} ms, refitted on those fresh runs (no sampled architecture used)",
+        f"  MAPE               {100 * fresh['mape']:.2f}%",
+        f"  within +-10%       {100 * fresh['within_10pct']:.0f}%   (target >= {100 * TARGET_WITHIN_10:.0f}%: {ok10})",
+        f"  within +-5%        {100 * fresh['within_5pct']:.0f}%   (target >= {100 * TARGET_WITHIN_5:.0f}%: {ok5})",
+        f"  Spearman           {fresh['spearman']:.4f}",
+        f"  mean error (bias)  {100 * fresh['mean_error']:+.2f}%",
+    ]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--samples", type=int, default=50, help="architectures to calibrate on (default: 50)")
@@ -153,7 +171,7 @@ def main() -> int:
 
     monitor.start()
     with tempfile.TemporaryDirectory() as scratch:
-        report = calibrate(space, table, args.samples, seed=args.seed, rounds=args.rounds, out_dir=Path(scratch), progress=True)
+        report = calibrate(space, table, args.samples, seed=args.seed, rounds=args.rounds, out_dir=Path(scratch), progress=True, anchors=True)
         args.out.mkdir(parents=True, exist_ok=True)
         for suffix in ("csv", "png"):
             shutil.copyfile(Path(scratch) / f"calibration.{suffix}", args.out / f"latency_calibration.{suffix}")
@@ -179,6 +197,7 @@ def main() -> int:
         f"mean error (bias)    {100 * float(np.mean([r.error for r in report.rows])):+.2f}%",
         f"measurement noise    median IQR/median of the end-to-end runs {100 * float(np.median([r.measured_iqr_ms / r.measured_ms for r in report.rows])):.1f}%",
         f"machine load         other processes used {100 * load_build:.0f}% of the CPU time while the table was built, {100 * load_calibrate:.0f}% during calibration",
+        *in_run_lines(report),
         f"predict()            {timing['first_call_us']:.0f} us first call per architecture, {timing['repeated_call_us']:.1f} us repeated ({timing['architectures']} architectures)",
         f"lazy table           a fresh open_or_create_table() (correction on {lazy['correction_points']} architectures, {lazy['open_wall_time_s']:.0f} s) "
         f"filled on demand for the same {report.samples} architectures ({lazy['entries']} entries, {lazy['fill_wall_time_s']:.0f} s): "

@@ -71,6 +71,12 @@ class CalibrationReport:
     csv_path: str | None = None
     plot_path: str | None = None
     json_path: str | None = None
+    # With ``anchors``: the correction's own architectures measured again, interleaved with the
+    # sampled ones. ``drift`` = median(now / when the correction was fitted): how much faster (<1)
+    # or slower (>1) the machine runs now. ``in_run`` holds the figures with a correction refitted
+    # on those fresh anchor measurements (still out of sample: no sampled architecture is used).
+    drift: float | None = None
+    in_run: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The ``--json`` payload: ``samples``, ``mape``, ``within_5pct``, ``within_10pct``, ``spearman``, ``rmse_ms`` and details."""
@@ -90,6 +96,8 @@ class CalibrationReport:
             "wall_time_s": self.wall_time_s,
             "csv": self.csv_path,
             "plot": self.plot_path,
+            "drift": self.drift,
+            "in_run": self.in_run,
         }
 
 
@@ -157,6 +165,7 @@ def calibrate(
     progress: bool = True,
     measure_missing: bool = True,
     update_correction: bool = False,
+    anchors: bool = False,
 ) -> CalibrationReport:
     """Compare ``table``'s predictions with end-to-end measurements of ``samples`` architectures.
 
@@ -165,6 +174,13 @@ def calibrate(
     rounds. The report is computed with the table's correction as it was; with
     ``update_correction`` the new measurements are then added to the table's end-to-end points
     and the correction refitted (for future predictions; the report is unaffected).
+
+    With ``anchors`` the architectures the correction was fitted on are measured again in the
+    same interleaved rounds. The report then also states the machine's ``drift`` since the
+    correction was fitted, and (``in_run``) the figures with a correction refitted on those fresh
+    anchor runs: on a machine whose speed wanders by several percent over minutes (a shared VM),
+    this separates the table's error from the machine's drift. The sampled architectures are
+    never used to fit anything.
     """
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 2:
         raise ValueError(f"--samples must be a whole number >= 2, got {samples!r}")
@@ -183,11 +199,26 @@ def calibrate(
     predicted = [correction.apply(s) for s in sums]
     from mobilenas.cliutil import progress as progress_bar
 
-    bar = progress_bar(total=len(archs) * (rounds + 1), desc=f"end-to-end, {len(archs)} architectures", enabled=progress, unit="step")
+    anchor_points = table.end_to_end_points() if anchors else []
+    anchor_archs = [point.architecture() for point in anchor_points]
+    everything = archs + anchor_archs
+    bar = progress_bar(total=len(everything) * (rounds + 1), desc=f"end-to-end, {len(everything)} architectures", enabled=progress, unit="step")
     try:
-        measurements = measure_architectures(archs, table.measuring_backend(), table.input_size, rounds=rounds, seed=seed, on_progress=bar.update)
+        measured_all = measure_architectures(everything, table.measuring_backend(), table.input_size, rounds=rounds, seed=seed, on_progress=bar.update)
     finally:
         bar.close()
+    measurements, anchor_runs = measured_all[: len(archs)], measured_all[len(archs) :]
+    drift: float | None = None
+    in_run: dict[str, Any] | None = None
+    if anchor_points:
+        drift = float(np.median([m.latency_ms / p.latency_ms for m, p in zip(anchor_runs, anchor_points, strict=True)]))
+        fresh = Correction.fit([table.predict_sum(a) for a in anchor_archs], [m.latency_ms for m in anchor_runs])
+        fresh_predicted = [fresh.apply(x) for x in sums]
+        in_run = fidelity(fresh_predicted, [m.latency_ms for m in measurements]) | {
+            "correction": {"a": fresh.a, "b": fresh.b, "points": fresh.points},
+            "predicted_ms": fresh_predicted,
+            "mean_error": float(np.mean([(p - m.latency_ms) / m.latency_ms for p, m in zip(fresh_predicted, measurements, strict=True)])),
+        }
     rows = tuple(
         CalibrationRow(i, arch.fingerprint(), arch.to_notation(), s, p, m.latency_ms, m.spread.iqr_ms)
         for i, (arch, s, p, m) in enumerate(zip(archs, sums, predicted, measurements, strict=True))
@@ -206,6 +237,8 @@ def calibrate(
         input_size=table.input_size,
         table_path=str(table.path) if table.path else None,
         wall_time_s=time.perf_counter() - start,
+        drift=drift,
+        in_run=in_run,
     )
     if out_dir is not None:
         report = write_report(report, Path(out_dir))
@@ -283,7 +316,7 @@ def plot_calibration(report: CalibrationReport, path: Path) -> None:
 
 def report_lines(report: CalibrationReport) -> list[str]:
     """The human-readable summary ``nas-latency calibrate`` prints."""
-    return [
+    lines = [
         f"calibration of {report.table_path or 'the table'} on {report.device}",
         f"  architectures      {report.samples} at {report.input_size}x{report.input_size}",
         f"  MAPE               {100 * report.mape:.2f}%",
@@ -293,4 +326,12 @@ def report_lines(report: CalibrationReport) -> list[str]:
         f"  RMSE               {report.rmse_ms:.3f} ms",
         f"  correction         latency = {report.correction.a:.4f} * sum + {report.correction.b:+.4f} ms ({report.correction.points} end-to-end points)",
         f"  wall time          {report.wall_time_s:.0f} s",
-    ] + ([f"  wrote              {report.csv_path}, {report.plot_path}"] if report.csv_path else [])
+    ]
+    if report.in_run is not None and report.drift is not None:
+        fresh = report.in_run
+        lines += [
+            f"  machine drift      {report.drift:.3f}x the speed at which the correction was fitted (its architectures, measured again now)",
+            f"  in-run correction  {fresh['correction']['a']:.4f} * sum {fresh['correction']['b']:+.4f} ms: MAPE {100 * fresh['mape']:.2f}%, "
+            f"within ±5% {100 * fresh['within_5pct']:.1f}%, within ±10% {100 * fresh['within_10pct']:.1f}%",
+        ]
+    return lines + ([f"  wrote              {report.csv_path}, {report.plot_path}"] if report.csv_path else [])

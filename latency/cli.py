@@ -120,6 +120,11 @@ def build_parser(prog: str) -> ArgumentParser:
     calibrate.add_argument("--out", type=Path, default=None, help="output directory (default: ./calibration-<space>-<size>px)")
     calibrate.add_argument("--seed", type=int, default=1, help="seed of the sampled architectures (default: 1)")
     calibrate.add_argument("--rounds", type=positive_int, default=10, help="interleaved rounds of end-to-end runs (default: 10)")
+    calibrate.add_argument(
+        "--anchors", action=argparse.BooleanOptionalAction, default=True,
+        help="also measure the correction's own architectures again, interleaved, to report the machine's drift since the table was fitted "
+        "and the figures with a correction refitted on them (default: on)",
+    )
     calibrate.add_argument("--update-correction", action="store_true", help="afterwards, add the measurements to the table's end-to-end points and refit its correction")
     calibrate.add_argument("--force-device", action="store_true", help="use a table measured on another device anyway")
     calibrate.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -311,7 +316,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     space = _space(args)
     table = _open_table(args, space)
     out = args.out or Path(f"calibration-{space.name}-{args.input_size}px")
-    report = calibrate(space, table, args.samples, seed=args.seed, rounds=args.rounds, out_dir=out, progress=not args.quiet, update_correction=args.update_correction)
+    report = calibrate(space, table, args.samples, seed=args.seed, rounds=args.rounds, out_dir=out, progress=not args.quiet, update_correction=args.update_correction, anchors=args.anchors)
     if args.json:
         print_json(report.to_dict())
         return 0

@@ -65,3 +65,21 @@ def test_calibrate_can_feed_the_correction(tmp_path) -> None:
     calibrate(space, table, samples=3, seed=2, rounds=1, progress=False, update_correction=True)
     assert table.correction.fitted and table.correction.points == 3
     assert LookupTable.load(table.path).correction == table.correction
+
+
+def test_calibrate_with_anchors_reports_drift_and_an_in_run_correction(tmp_path) -> None:
+    space = tiny_space()
+    table = LookupTable.create(tmp_path / "t.jsonl", backend=OnnxRuntimeBackend(warmup=1, repeats=3), input_size=32, method=FAST)
+    ensure_correction(table, space, samples=3, seed=0)
+    points = table.end_to_end_points()
+    report = calibrate(space, table, samples=4, seed=5, rounds=2, progress=False, anchors=True)
+    assert report.drift is not None and report.drift > 0 and report.in_run is not None
+    fresh = report.in_run
+    assert fresh["correction"]["points"] == len(points)
+    # The in-run correction predicts the same sampled architectures; its figures are computed from them.
+    measured = [r.measured_ms for r in report.rows]
+    assert fresh["mape"] == pytest.approx(fidelity(fresh["predicted_ms"], measured)["mape"])
+    assert len(fresh["predicted_ms"]) == 4
+    # The table itself is untouched: same correction, same end-to-end points.
+    assert table.end_to_end_points() == points
+    assert calibrate(space, table, samples=2, seed=6, rounds=1, progress=False).drift is None
