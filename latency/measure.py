@@ -51,6 +51,7 @@ from mobilenas.latency.device import DeviceInfo, host_device, last_level_cache_b
 from mobilenas.space.arch import Architecture
 from mobilenas.space.builder import build_model
 from mobilenas.space.export import export_onnx
+from mobilenas.torchutil import torch_threads
 
 TIMERS = ("auto", "thread", "wall")
 DEFAULT_WARMUP = 5
@@ -192,7 +193,7 @@ class _TorchRunner(Runner):
     def run_timed(self, runs: int, *, cold_cache: bool = False) -> list[float]:
         flush = self.flusher() if cold_cache else None
         samples = []
-        with _torch_threads(self.threads), torch.inference_mode():
+        with torch_threads(self.threads), torch.inference_mode():
             for _ in range(runs):
                 if flush is not None:
                     flush()
@@ -200,16 +201,6 @@ class _TorchRunner(Runner):
                 self.module(self.input)
                 samples.append((self.clock() - start) / 1e6)
         return samples
-
-
-@contextlib.contextmanager
-def _torch_threads(threads: int) -> Iterator[None]:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 @contextlib.contextmanager

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 from collections.abc import Sequence
@@ -20,6 +19,8 @@ from mobilenas.cliutil import (
     ArgumentParser,
     add_json_flag,
     duration_ms,
+    fraction,
+    fraction_or_zero,
     nonnegative_int,
     positive_float,
     positive_int,
@@ -103,23 +104,6 @@ def _size(text: str) -> int | float:
     raise argparse.ArgumentTypeError(f"expected a count >= 1 or a fraction in (0, 1), got {text!r}")
 
 
-def _fraction(text: str) -> float:
-    value = positive_float(text)
-    if value >= 1:
-        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1), got {text!r}")
-    return value
-
-
-def _fraction_or_zero(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1), got {text!r}") from None
-    if not (math.isfinite(value) and 0 <= value < 1):
-        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1), got {text!r}")
-    return value
-
-
 def _decay(text: str) -> float:
     value = positive_float(text)
     if value > 1:
@@ -153,7 +137,7 @@ def build_parser(prog: str) -> ArgumentParser:
     refine.add_argument("--weights", metavar="FILE", help="a torch state_dict for INPUT (overrides best.json's weights)")
     budget = refine.add_argument_group("budget (one of)")
     budget.add_argument("--target-latency", type=duration_ms, metavar="DURATION", help="latency budget by the table, e.g. 10ms or 0.01s")
-    budget.add_argument("--budget-ratio", type=_fraction, metavar="R", help="budget as a fraction of INPUT's latency, e.g. 0.5")
+    budget.add_argument("--budget-ratio", type=fraction, metavar="R", help="budget as a fraction of INPUT's latency, e.g. 0.5")
 
     data = refine.add_argument_group("data (as nas-train and nas-search)")
     data.add_argument("--dataset", metavar="NAME_OR_PATH", help="synthetic (built in), cifar10, imagefolder, npz, or a path (default: synthetic)")
@@ -178,9 +162,9 @@ def build_parser(prog: str) -> ArgumentParser:
     algorithm = refine.add_argument_group("algorithm")
     algorithm.add_argument("--granularity", type=positive_int, metavar="C", help="channels are removed in multiples of C (default: 8)")
     algorithm.add_argument("--schedule", choices=sorted(SCHEDULES), help="netadapt: 2.5%% of the starting latency, decaying 0.96 per iteration (the official code); mobilenetv3: 1%% per iteration (default: netadapt)")
-    algorithm.add_argument("--initial-reduction", type=_fraction, metavar="F", help="first iteration's reduction, a fraction of the starting latency (overrides the schedule)")
+    algorithm.add_argument("--initial-reduction", type=fraction, metavar="F", help="first iteration's reduction, a fraction of the starting latency (overrides the schedule)")
     algorithm.add_argument("--reduction-decay", type=_decay, metavar="D", help="reduction decay per iteration (overrides the schedule)")
-    algorithm.add_argument("--min-reduction", type=_fraction_or_zero, metavar="F", help="floor on every iteration's reduction, a fraction of the starting latency")
+    algorithm.add_argument("--min-reduction", type=fraction_or_zero, metavar="F", help="floor on every iteration's reduction, a fraction of the starting latency")
     algorithm.add_argument("--selection", choices=SELECTION_RULES, help="accuracy-per-latency: largest accuracy change per latency saved (MobileNetV3, default); accuracy: highest accuracy (NetAdapt paper)")
     algorithm.add_argument("--max-iterations", type=positive_int, metavar="N", help="stop after N iterations even if the budget is not met")
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from mobilenas.torchutil import torch_threads as torch_threads  # re-exported: engine.torch_threads
 from mobilenas.train.data import Split
 
 OPTIMIZERS = ("sgd", "rmsprop", "adamw")
@@ -113,20 +114,6 @@ def augment(images: torch.Tensor, seed: int, step: int, padding: int = 4) -> tor
         crop = padded[i, :, top : top + size, left : left + size]
         out[i] = crop.flip(-1) if flips[i] else crop
     return out
-
-
-@contextlib.contextmanager
-def torch_threads(threads: int | None) -> Iterator[None]:
-    """Use ``threads`` intra-op threads inside the block, then restore the previous count."""
-    if threads is None:
-        yield
-        return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 @contextlib.contextmanager
