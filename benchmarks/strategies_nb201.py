@@ -168,6 +168,7 @@ def summarise(records: dict[str, list[dict[str, Any]]], cells: Sequence[Cell], s
             "cells": per_cell,
             "overall_regret_mean_pp": float(np.mean(seed_means)),
             "overall_regret_std_pp": float(np.std(seed_means, ddof=1)),
+            "per_seed_overall_pp": [float(v) for v in seed_means],
             "overall_meets_target_share": float(np.mean([c["meets_target_share"] for c in per_cell.values()])),
             "overall_queries_mean": float(np.mean([c["queries_mean"] for c in per_cell.values()])),
         }
@@ -217,6 +218,13 @@ def render(summary: dict[str, Any], cells: Sequence[Cell], meta: dict[str, Any])
         gap = summary["random"]["overall_regret_mean_pp"] - summary["ppo"]["overall_regret_mean_pp"]
         spread = max(summary["ppo"]["overall_regret_std_pp"], summary["random"]["overall_regret_std_pp"])
         lines.append(f"- overall (per-seed mean over the {len(cells)} targets): random - ppo = {gap:.2f} pp vs std {spread:.2f} pp: {'met' if gap > spread else 'NOT met'}")
+        n = len(summary["ppo"]["per_seed_overall_pp"]) if "per_seed_overall_pp" in summary["ppo"] else None
+        if n:
+            error = (summary["ppo"]["overall_regret_std_pp"] ** 2 / n + summary["random"]["overall_regret_std_pp"] ** 2 / n) ** 0.5
+            lines.append(
+                f"- for scale: the standard error of that overall difference over {n} seeds is {error:.2f} pp "
+                f"(difference = {gap / error:.1f} standard errors); the target asks for more than one seed-to-seed standard deviation."
+            )
     lines += ["", "![regret against queries](strategies_nb201.png)", ""]
     return "\n".join(lines)
 
