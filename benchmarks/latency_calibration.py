@@ -126,7 +126,7 @@ def in_run_lines(report: Any) -> list[str]:
     ok10 = "met" if fresh["within_10pct"] >= TARGET_WITHIN_10 else "NOT met"
     ok5 = "met" if fresh["within_5pct"] >= TARGET_WITHIN_5 else "NOT met"
     return [
-        f"machine drift        the correction's {fresh['correction']['points']} architectures, measured again interleaved with the 50, ran {report.drift:.3f}x as long as when it was fitted",
+        f"machine drift        the correction's {fresh['correction']['points']} architectures, measured again interleaved with the {report.samples}, ran {report.drift:.3f}x as long as when it was fitted",
         f"in-run correction    latency = {fresh['correction']['a']:.4f} * sum {fresh['correction']['b']:+.4f} ms, refitted on those fresh runs (no sampled architecture used)",
         f"  MAPE               {100 * fresh['mape']:.2f}%",
         f"  within +-10%       {100 * fresh['within_10pct']:.0f}%   (target >= {100 * TARGET_WITHIN_10:.0f}%: {ok10})",

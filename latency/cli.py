@@ -18,6 +18,7 @@ from mobilenas.cliutil import (
     print_json,
     run_main,
 )
+from mobilenas.latency.table import Method
 from mobilenas.units import format_ms
 
 EXAMPLES = """\
@@ -94,7 +95,7 @@ def build_parser(prog: str) -> ArgumentParser:
     build.add_argument("--correction-samples", type=nonnegative_int, default=None, help="architectures measured end to end to fit the correction (default: 12)")
     build.add_argument("--seed", type=int, default=0, help="seed of the measuring order and of the correction's architectures (default: 0)")
     build.add_argument("--method", choices=("in-context", "isolated"), default=None, help="how entries are timed: behind a feeder layer, minus the feeder (in-context, default for runtimes in this process) or the op alone (isolated, default with --command)")
-    build.add_argument("--repeats", type=positive_int, default=None, help="timed runs per entry (default: 25)")
+    build.add_argument("--repeats", type=positive_int, default=None, help=f"timed runs per entry (default: {Method().repeats})")
     build.add_argument("--refit-correction", action="store_true", help="forget the table's end-to-end points and fit the correction on new measurements")
     build.add_argument("--force-device", action="store_true", help="resume a table measured on another device anyway")
     build.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -213,7 +214,6 @@ def _space_default(name: str) -> Any:
 
 def _build(args: argparse.Namespace) -> int:
     from mobilenas.latency.build import DEFAULT_BUILD_CORRECTION_SAMPLES, build_table
-    from mobilenas.latency.table import Method
 
     space = _space(args)
     backend = _backend(args)

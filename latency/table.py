@@ -676,11 +676,12 @@ class LookupTable:
         dropped = len(self._end_to_end)
         self._end_to_end = []
         self.header = dataclasses.replace(self.header, correction=Correction())
+        self._warned_uncorrected = False
         if self.path is not None and self.path.exists():
             with _locked(self.path):
                 with open(self.path, encoding="utf-8") as handle:
                     lines = handle.read().splitlines()
-                kept = [line for line in lines[1:] if '"kind": "end_to_end"' not in line]
+                kept = [line for line in lines[1:] if line.strip() and json.loads(line).get("kind") != "end_to_end"]
                 _atomic_write_lines(self.path, [json.dumps(self.header.to_dict()), *kept])
         return dropped
 

@@ -85,7 +85,7 @@ class _Bridge:
 
     def _error_of(self, trial_id: str | None) -> str:
         text = ""
-        trial = self.trials.get(trial_id) if trial_id else None
+        trial = self.trials.pop(trial_id, None) if trial_id else None
         if trial is not None:
             # Tune writes the error into the trial's local staging folder before it tells the
             # searcher, and copies it to storage_path only later: read the local file first.
