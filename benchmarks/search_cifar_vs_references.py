@@ -21,6 +21,7 @@ The CIFAR-10 batches are written from the shared copy on first use. Everything i
 from __future__ import annotations
 
 import argparse
+import csv
 import dataclasses
 import json
 import statistics
@@ -87,8 +88,6 @@ def main() -> None:
                            "--samples", str(args.samples), "--out", str(run), *common])
     if code != 0:
         raise SystemExit(f"nas-search failed with exit code {code}")
-    import csv
-
     with open(run / "trials.csv") as handle:
         trials = [row for row in csv.DictReader(handle) if row["status"] == "ok" and row["source"] == "trained"]
     trials.sort(key=lambda row: float(row["reward"]), reverse=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -82,7 +83,7 @@ def main() -> None:
         "# Ray Tune proxy-training throughput: 2 workers vs 1",
         "",
         f"{args.samples} mobilenetv3-space architectures, default proxy ({config.steps} steps x {config.batch_size} images, "
-        f"1 thread each), synthetic data set; runs in the order 1, 2, 2, 1 workers on this {__import__('os').cpu_count()}-core machine.",
+        f"1 thread each), synthetic data set; runs in the order 1, 2, 2, 1 workers on this {os.cpu_count()}-core machine.",
         "",
         "| workers | run | wall time (s) | trainings/min | training images/s (all workers) | median images/s of one trial |",
         "| --- | --- | --- | --- | --- | --- |",

@@ -218,13 +218,12 @@ def render(summary: dict[str, Any], cells: Sequence[Cell], meta: dict[str, Any])
         gap = summary["random"]["overall_regret_mean_pp"] - summary["ppo"]["overall_regret_mean_pp"]
         spread = max(summary["ppo"]["overall_regret_std_pp"], summary["random"]["overall_regret_std_pp"])
         lines.append(f"- overall (per-seed mean over the {len(cells)} targets): random - ppo = {gap:.2f} pp vs std {spread:.2f} pp: {'met' if gap > spread else 'NOT met'}")
-        n = len(summary["ppo"]["per_seed_overall_pp"]) if "per_seed_overall_pp" in summary["ppo"] else None
-        if n:
-            error = (summary["ppo"]["overall_regret_std_pp"] ** 2 / n + summary["random"]["overall_regret_std_pp"] ** 2 / n) ** 0.5
-            lines.append(
-                f"- for scale: the standard error of that overall difference over {n} seeds is {error:.2f} pp "
-                f"(difference = {gap / error:.1f} standard errors); the target asks for more than one seed-to-seed standard deviation."
-            )
+        n = len(summary["ppo"]["per_seed_overall_pp"])
+        error = ((summary["ppo"]["overall_regret_std_pp"] ** 2 + summary["random"]["overall_regret_std_pp"] ** 2) / n) ** 0.5
+        lines.append(
+            f"- for scale: the standard error of that overall difference over {n} seeds is {error:.2f} pp "
+            f"(difference = {gap / error:.1f} standard errors); the target asks for more than one seed-to-seed standard deviation."
+        )
     lines += ["", "![regret against queries](strategies_nb201.png)", ""]
     return "\n".join(lines)
 
