@@ -140,8 +140,8 @@ def main() -> int:
 
     def train_seed() -> dict[str, Any]:
         log(f"training the seed network {plan.arch} for {plan.pretrain_epochs} epochs")
-        torch.manual_seed(plan.seed)
-        model = build_model(seed_arch, input_size=data.input_size)
+        with seeded(plan.seed):
+            model = build_model(seed_arch, input_size=data.input_size)
         result = trainer.train(model, plan.pretrain_epochs, plan.seed, progress=True, from_scratch=True)
         assert result.status == "ok", result.error
         save_weights(seed_weights, model.state_dict())
@@ -387,7 +387,7 @@ def render(report: dict[str, Any]) -> str:
         "NetAdapt network's lineage received (seed training + the short fine-tunes of its ancestors + its long fine-tune); a few more "
         "multipliers fill in each family's curve (trained as long as the longest lineage).",
         f"- Not charged to NetAdapt: the short fine-tunes of the proposals that lost ({report['netadapt_proposal_steps_total']} steps in all, "
-        "against 20 per iteration for the winners).",
+        f"against {plan['finetune_steps']} per iteration for the winners).",
         "",
         "## Every network",
         "",

@@ -11,13 +11,14 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from mobilenas.cliutil import (
     ArgumentParser,
     add_json_flag,
+    count_or_fraction,
     duration_ms,
     fraction,
     fraction_or_zero,
@@ -91,19 +92,6 @@ DEFAULTS: dict[str, Any] = {
 EXECUTION_OPTIONS = ("workers", "ray_address", "threads", "device")
 
 
-def _size(text: str) -> int | float:
-    """argparse type: a count (``4000``) or a fraction in (0, 1) (``0.1``)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a count or a fraction in (0, 1), got {text!r}") from None
-    if value.is_integer() and value >= 1:
-        return int(value)
-    if 0 < value < 1:
-        return value
-    raise argparse.ArgumentTypeError(f"expected a count >= 1 or a fraction in (0, 1), got {text!r}")
-
-
 def _decay(text: str) -> float:
     value = positive_float(text)
     if value > 1:
@@ -142,9 +130,9 @@ def build_parser(prog: str) -> ArgumentParser:
     data = refine.add_argument_group("data (as nas-train and nas-search)")
     data.add_argument("--dataset", metavar="NAME_OR_PATH", help="synthetic (built in), cifar10, imagefolder, npz, or a path (default: synthetic)")
     data.add_argument("--data-dir", metavar="DIR", help="where cifar10/imagefolder/npz data lie")
-    data.add_argument("--train-size", type=_size, metavar="N", help="training images (a count or a fraction; default: all)")
-    data.add_argument("--val-size", type=_size, metavar="N", help="validation images carved from the training split (default: 10%%)")
-    data.add_argument("--test-size", type=_size, metavar="N", help="test images, for the final report only")
+    data.add_argument("--train-size", type=count_or_fraction, metavar="N", help="training images (a count or a fraction; default: all)")
+    data.add_argument("--val-size", type=count_or_fraction, metavar="N", help="validation images carved from the training split (default: 10%%)")
+    data.add_argument("--test-size", type=count_or_fraction, metavar="N", help="test images, for the final report only")
     data.add_argument("--image-size", type=positive_int, metavar="PX", help="resize images to this square size (image folders, npz, synthetic)")
     data.add_argument("--channels", type=int, choices=(1, 3), help="convert the images to 1 (gray) or 3 (RGB) channels")
 
@@ -398,7 +386,7 @@ def _resume(args: argparse.Namespace, prog: str, progress: bool) -> int:
     settings = Settings.from_dict(manifest["settings"])
     overrides = {k: getattr(args, k) for k in EXECUTION_OPTIONS if getattr(args, k) is not None}
     if overrides:
-        settings = Settings.from_dict({**settings.to_dict(), **{k: v for k, v in overrides.items() if k != "device"}})
+        settings = replace(settings, **{k: v for k, v in overrides.items() if k != "device"})
         values.update(overrides)
     data = _load_data(values)
     recorded = manifest["latency"]

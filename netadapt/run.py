@@ -56,7 +56,7 @@ from mobilenas.netadapt.pruning import shrink_model
 from mobilenas.runs import Journal, RunDir, atomic_write_bytes, now_iso
 from mobilenas.space.arch import Architecture
 from mobilenas.space.builder import Network, build_model
-from mobilenas.train.engine import seeded
+from mobilenas.train.engine import seeded, torch_threads
 from mobilenas.units import format_ms
 
 RUN_KIND = "netadapt"
@@ -281,8 +281,6 @@ class ProposalWorker:
         self.trainer = trainer
 
     def __call__(self, job: ProposalJob) -> ProposalResult:
-        from mobilenas.train.engine import torch_threads
-
         with torch_threads(job.threads):
             return self._evaluate(job)
 
@@ -372,11 +370,12 @@ class Refinement:
         size = self.trainer.input_size
         trained_here = weights is None
         if weights is None:
-            with seeded(derive_seed(self.settings.seed, "pretrain")):
+            seed = derive_seed(self.settings.seed, "pretrain")
+            with seeded(seed):
                 model = build_model(arch, input_size=size)
             epochs = self.settings.pretrain_epochs
             self.log(f"no weights given: training the starting network from scratch for {epochs} epoch(s) first")
-            result = self.trainer.train(model, epochs, derive_seed(self.settings.seed, "pretrain"), progress=self.progress, from_scratch=True)
+            result = self.trainer.train(model, epochs, seed, progress=self.progress, from_scratch=True)
             if result.status != STATUS_OK:
                 raise RuntimeError(f"training the starting network failed: {result.error}")
             weights = model.state_dict()
@@ -486,12 +485,12 @@ class Refinement:
             new_entries = self.latency.measured_entries - entries_before
             if new_entries:
                 self.log(f"iteration {number}: measured {new_entries} new lookup-table entr{'y' if new_entries == 1 else 'ies'} to plan {len(candidates)} proposals")
-            if candidates and not any(c.target_met for c in candidates) and plan_event is None:
-                self.log(
-                    f"iteration {number}: no single group can meet the target on its own, so every group proposes its narrowest width; "
-                    "a smaller --initial-reduction keeps NetAdapt's steps gentle"
-                )
             if plan_event is None:
+                if candidates and not any(c.target_met for c in candidates):
+                    self.log(
+                        f"iteration {number}: no single group can meet the target on its own, so every group proposes its narrowest width; "
+                        "a smaller --initial-reduction keeps NetAdapt's steps gentle"
+                    )
                 self.run.events.append({
                     "type": "plan",
                     "iteration": number,
