@@ -13,7 +13,6 @@ Writes ``benchmarks/train_default_trial.json`` and ``benchmarks/train_default_tr
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -23,6 +22,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np
+from _train_common import write_report
 
 from mobilenas.runs import environment
 from mobilenas.space import mobilenetv3_space
@@ -58,7 +58,6 @@ def main(argv: list[str] | None = None) -> int:
         "median_trial_s": median,
         "environment": env,
     }
-    Path(args.out + ".json").write_text(json.dumps(summary, indent=2) + "\n")
     lines = [
         "# One default proxy trial on the synthetic set (one thread, one trial at a time)",
         "",
@@ -74,8 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         f"Median default trial: **{median:.1f} s**.",
         "",
     ]
-    Path(args.out + ".md").write_text("\n".join(lines))
-    print("\n".join(lines))
+    write_report(args.out, summary, "\n".join(lines))
     return 0
 
 

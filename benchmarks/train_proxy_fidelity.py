@@ -27,8 +27,11 @@ import multiprocessing
 import os
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from _train_common import write_report
 
 HERE = Path(__file__).resolve().parent
 # Candidate proxy budgets in training images (batch 32), and the reference budget: 5x the middle one.
@@ -107,7 +110,7 @@ def _run(job: tuple[int, int, dict[str, Any], bool]) -> dict[str, Any]:
     return record
 
 
-def _kendall(a: list[float], b: list[float]) -> float:
+def _kendall(a: Sequence[float | None], b: Sequence[float | None]) -> float:
     from scipy.stats import kendalltau
 
     return float(kendalltau(a, b).statistic)
@@ -294,9 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         f"Best tau per CPU-minute: {best['train_images']} images ({best['steps']} steps of {BATCH_SIZE}), "
         f"tau {best['kendall_tau_vs_reference_val']:.3f} at {best['mean_trial_s']:.1f} s per trial."
     )
-    Path(args.out + ".json").write_text(json.dumps({"meta": meta, **summary}, indent=2) + "\n")
-    Path(args.out + ".md").write_text(markdown(summary, meta))
-    print(markdown(summary, meta))
+    write_report(args.out, {"meta": meta, **summary}, markdown(summary, meta))
     return 0
 
 

@@ -26,6 +26,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _train_common import write_report
+
 HERE = Path(__file__).resolve().parent
 BUDGETS = (10, 20, 40)  # steps of 32 images
 LONG_STEPS = 200
@@ -114,8 +116,6 @@ def main(argv: list[str] | None = None) -> int:
         "environment": env,
         "workers": args.workers,
     }
-    Path(args.out + ".json").write_text(json.dumps(summary, indent=2) + "\n")
-    assert config.steps is not None
     lines = [
         "# Synthetic data set: reference accuracies and the cost of a default proxy trial",
         "",
@@ -144,8 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         + ", ".join(f"{s} steps **{medians[str(s)]:.1f} s**" for s in BUDGETS) + ". Chance accuracy is 0.100.",
         "",
     ]
-    Path(args.out + ".md").write_text("\n".join(lines))
-    print("\n".join(lines))
+    write_report(args.out, summary, "\n".join(lines))
     return 0
 
 

@@ -17,7 +17,6 @@ Writes ``benchmarks/train_throughput.json`` and ``benchmarks/train_throughput.md
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -29,6 +28,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np
 import torch
+from _train_common import write_report
 from torch import nn
 
 from mobilenas.runs import environment
@@ -110,7 +110,6 @@ def main(argv: list[str] | None = None) -> int:
         "within_10_percent": ratio >= 0.9,
         "environment": env,
     }
-    Path(args.out + ".json").write_text(json.dumps(summary, indent=2) + "\n")
     lines = [
         "# Training throughput: proxy trainer vs a bare PyTorch loop",
         "",
@@ -127,8 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         f"Median ratio proxy / bare: **{ratio:.3f}** ({'within' if ratio >= 0.9 else 'NOT within'} 10%).",
         "",
     ]
-    Path(args.out + ".md").write_text("\n".join(lines))
-    print("\n".join(lines))
+    write_report(args.out, summary, "\n".join(lines))
     return 0
 
 

@@ -56,7 +56,7 @@ def test_nas_train_writes_weights_metrics_and_onnx(tmp_path: Path, capsys: pytes
     with torch.no_grad():
         expected = model(images).numpy()
     session = onnxruntime_session(f"{prefix}.onnx")
-    (actual,) = session.run(None, {"input": images.numpy()})  # type: ignore[attr-defined]
+    (actual,) = session.run(None, {"input": images.numpy()})
     assert np.max(np.abs(actual - expected)) < 1e-4
     accuracy = float((torch.from_numpy(actual).argmax(1) == data.test.labels).float().mean())
     assert accuracy == pytest.approx(metrics["test_accuracy"])

@@ -470,11 +470,10 @@ def _read_npz(path: Path, image_size: int | None) -> tuple[tuple[np.ndarray, np.
     values = np.unique(raw_train_labels)
     if len(values) < 2:
         raise ValueError(f"{path}: y_train holds {len(values)} class; a classifier needs at least 2")
-    index = {int(v): i for i, v in enumerate(values)}
     train_labels = np.searchsorted(values, raw_train_labels).astype(np.int64)
     test = None
     if test_raw is not None:
-        unknown = sorted(set(np.unique(test_raw[1]).tolist()) - set(index))
+        unknown = sorted(set(np.unique(test_raw[1]).tolist()) - set(values.tolist()))
         if unknown:
             raise ValueError(f"{path}: y_test has labels {unknown[:5]} that y_train never uses")
         test = (test_raw[0], np.searchsorted(values, test_raw[1]).astype(np.int64))
@@ -606,7 +605,7 @@ def _labelled_files(root: Path, class_names: tuple[str, ...]) -> list[tuple[Path
     empty = []
     for label, name in enumerate(class_names):
         members = _image_files(found[name]) if name in found else []
-        if not members and root is not None and name in found:
+        if not members and name in found:
             empty.append(name)
         files.extend((f, label) for f in members)
     if empty:

@@ -59,6 +59,16 @@ class OptimiserSettings:
     weight_decay: float
     nesterov: bool
 
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer: {self.optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if not (math.isfinite(self.momentum) and 0 <= self.momentum < 1):
+            raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+
 
 def make_optimizer(model: nn.Module, settings: OptimiserSettings) -> torch.optim.Optimizer:
     """SGD (Nesterov momentum), RMSProp (TensorFlow-style, as MnasNet) or AdamW.
@@ -82,9 +92,8 @@ def make_optimizer(model: nn.Module, settings: OptimiserSettings) -> torch.optim
     if settings.optimizer == "rmsprop":
         # TensorFlow's RMSProp as used by MnasNet/EfficientNet: decay 0.9, epsilon 1e-3.
         return torch.optim.RMSprop(groups, lr=lr, alpha=0.9, eps=1e-3, momentum=settings.momentum)
-    if settings.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=lr)
-    raise ValueError(f"unknown optimizer {settings.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+    assert settings.optimizer == "adamw", settings.optimizer  # checked by OptimiserSettings
+    return torch.optim.AdamW(groups, lr=lr)
 
 
 def derived_seed(seed: int, *parts: int) -> int:
@@ -203,35 +212,6 @@ def run_steps(
     loss exceeds ``DIVERGENCE_FACTOR * ln(num_classes)``. The global torch generator is forked,
     so the caller's random state is left as it was.
     """
-    devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        return _run_steps(
-            model, optimizer, split, schedule=schedule, batch_size=batch_size, first_step=first_step,
-            last_step=last_step, seed=seed, augment_images=augment_images, label_smoothing=label_smoothing,
-            grad_clip_norm=grad_clip_norm, channels_last=channels_last, device=device,
-            num_classes=num_classes, on_step=on_step, ema=ema,
-        )
-
-
-def _run_steps(
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    split: Split,
-    *,
-    schedule: Schedule,
-    batch_size: int,
-    first_step: int,
-    last_step: int,
-    seed: int,
-    augment_images: bool,
-    label_smoothing: float,
-    grad_clip_norm: float | None,
-    channels_last: bool,
-    device: torch.device,
-    num_classes: int,
-    on_step: Callable[[int, float], None] | None,
-    ema: ModelEma | None,
-) -> StepsOutcome:
     n = len(split)
     batch_size = min(batch_size, n)
     per_epoch = steps_per_epoch(n, batch_size)
@@ -246,42 +226,44 @@ def _run_steps(
     order: torch.Tensor | None = None
     order_epoch = -1
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    for step in range(first_step, last_step):
-        epoch, position = divmod(step, per_epoch)
-        if epoch != order_epoch:
-            order = epoch_order(n, seed, epoch)
-            order_epoch = epoch
-            # Dropout draws from the global generator (forked in run_steps): re-seed per epoch so
-            # a training resumed at an epoch boundary repeats it.
-            torch.manual_seed(derived_seed(seed, 3, epoch, position))
-        assert order is not None
-        index = order[position * batch_size : (position + 1) * batch_size]
-        raw = split.images[index]
-        if augment_images:
-            raw = augment(raw, seed, step)
-        inputs = split.normalise(raw).to(device).contiguous(memory_format=fmt)
-        targets = split.labels[index].to(device)
-        for group in optimizer.param_groups:
-            group["lr"] = schedule(step)
-        optimizer.zero_grad(set_to_none=True)
-        loss = criterion(model(inputs), targets)
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            raise Diverged(f"training loss became {value} at step {step + 1}")
-        loss.backward()
-        if grad_clip_norm is not None:
-            nn.utils.clip_grad_norm_(model.parameters(), grad_clip_norm)
-        optimizer.step()
-        if ema is not None:
-            ema.update(model)
-        running = value if running is None else LOSS_SMOOTHING * running + (1 - LOSS_SMOOTHING) * value
-        if running > limit:
-            raise Diverged(f"training loss exploded to {running:.3g} (> {limit:.3g}) at step {step + 1}")
-        total_loss += value
-        last = value
-        images_done += len(index)
-        if on_step is not None:
-            on_step(step, value)
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        for step in range(first_step, last_step):
+            epoch, position = divmod(step, per_epoch)
+            if epoch != order_epoch:
+                order = epoch_order(n, seed, epoch)
+                order_epoch = epoch
+                # Dropout draws from the global generator (forked above): re-seed per epoch so a
+                # training resumed at an epoch boundary repeats it.
+                torch.manual_seed(derived_seed(seed, 3, epoch, position))
+            assert order is not None
+            index = order[position * batch_size : (position + 1) * batch_size]
+            raw = split.images[index]
+            if augment_images:
+                raw = augment(raw, seed, step)
+            inputs = split.normalise(raw).to(device).contiguous(memory_format=fmt)
+            targets = split.labels[index].to(device)
+            for group in optimizer.param_groups:
+                group["lr"] = schedule(step)
+            optimizer.zero_grad(set_to_none=True)
+            loss = criterion(model(inputs), targets)
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise Diverged(f"training loss became {value} at step {step + 1}")
+            loss.backward()
+            if grad_clip_norm is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), grad_clip_norm)
+            optimizer.step()
+            if ema is not None:
+                ema.update(model)
+            running = value if running is None else LOSS_SMOOTHING * running + (1 - LOSS_SMOOTHING) * value
+            if running > limit:
+                raise Diverged(f"training loss exploded to {running:.3g} (> {limit:.3g}) at step {step + 1}")
+            total_loss += value
+            last = value
+            images_done += len(index)
+            if on_step is not None:
+                on_step(step, value)
     done = last_step - first_step
     return StepsOutcome(
         steps=done,
@@ -339,6 +321,11 @@ def recalibrate_batchnorm(
             m.momentum = momentum
         model.train(was_training)
     return used
+
+
+def cpu_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A detached copy of ``model``'s weights on the CPU in the default memory format."""
+    return {name: value.detach().to("cpu", memory_format=torch.contiguous_format).clone() for name, value in model.state_dict().items()}
 
 
 @torch.no_grad()

@@ -72,10 +72,7 @@ class FullTrainConfig:
     def __post_init__(self) -> None:
         if self.epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {self.epochs}")
-        if self.optimizer not in engine.OPTIMIZERS:
-            raise ValueError(f"optimizer: {self.optimizer!r} is not one of {', '.join(engine.OPTIMIZERS)}")
-        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
-            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        self.optimiser_settings()  # checks optimizer, learning_rate, momentum, weight_decay
         if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in (0, 1), got {self.ema_decay}")
         if self.patience is not None and self.patience < 1:
@@ -86,6 +83,9 @@ class FullTrainConfig:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.warmup_epochs < 0 or self.warmup_epochs > self.epochs:
             raise ValueError(f"warmup_epochs must be in [0, epochs], got {self.warmup_epochs}")
+
+    def optimiser_settings(self) -> engine.OptimiserSettings:
+        return engine.OptimiserSettings(self.optimizer, self.learning_rate, self.momentum, self.weight_decay, self.nesterov)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -130,14 +130,11 @@ class FullTrainResult:
         return self.status == STATUS_OK
 
 
-def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+def _save_torch(path: Path, state: dict[str, Any]) -> None:
+    """``torch.save`` written atomically (readers see the old file or the whole new one)."""
     buffer = io.BytesIO()
     torch.save(state, buffer)
     atomic_write_bytes(path, buffer.getvalue())
-
-
-def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().to("cpu", memory_format=torch.contiguous_format).clone() for k, v in model.state_dict().items()}
 
 
 def train_full(
@@ -183,14 +180,13 @@ def train_full(
     per_epoch = engine.steps_per_epoch(len(train_split), config.batch_size)
     total_steps = per_epoch * config.epochs
     schedule = engine.Schedule(config.learning_rate, total_steps, round(config.warmup_epochs * per_epoch), config.final_lr_fraction)
-    settings = engine.OptimiserSettings(config.optimizer, config.learning_rate, config.momentum, config.weight_decay, config.nesterov)
     fmt = torch.channels_last if config.channels_last else torch.contiguous_format
 
     with engine.torch_threads(config.threads), engine.seeded(engine.derived_seed(config.seed, 0)):
         model = build_model(prepared, input_size=data.input_size)
         adaptation = changes + model.adaptation
-        model = model.to(device).to(memory_format=fmt)  # type: ignore[call-overload]
-        optimizer = engine.make_optimizer(model, settings)
+        model = model.to(device).to(memory_format=fmt)
+        optimizer = engine.make_optimizer(model, config.optimiser_settings())
         ema = engine.ModelEma(model, config.ema_decay) if config.ema_decay is not None else None
         history: list[dict[str, Any]] = []
         best_accuracy, best_epoch, best_state = -1.0, 0, None
@@ -257,8 +253,8 @@ def train_full(
                 bar.set_postfix(loss=f"{outcome.mean_loss:.3f}", val=f"{selected_accuracy:.3f}")
                 bar.close()
             if selected_accuracy > best_accuracy:
-                best_accuracy, best_epoch, best_state = selected_accuracy, epoch + 1, _cpu_state(selected)
-            _save_checkpoint(outputs.checkpoint, {
+                best_accuracy, best_epoch, best_state = selected_accuracy, epoch + 1, engine.cpu_state_dict(selected)
+            _save_torch(outputs.checkpoint, {
                 "version": CHECKPOINT_VERSION,
                 "identity": identity,
                 "config": config.to_dict(),
@@ -274,19 +270,16 @@ def train_full(
             })
 
         final = copy.deepcopy(model)
-        if best_state is not None:
-            final.load_state_dict(best_state)
         test_accuracy, test_loss = math.nan, math.nan
         if best_state is not None:
+            final.load_state_dict(best_state)
             test_accuracy, test_loss = evaluate(final, data.test, config.eval_batch_size, channels_last=config.channels_last, device=device)
         final = final.to("cpu").to(memory_format=torch.contiguous_format)
         final.eval()
 
     files: dict[str, str] = {}
     if best_state is not None:
-        buffer = io.BytesIO()
-        torch.save(_cpu_state(final), buffer)
-        atomic_write_bytes(outputs.weights, buffer.getvalue())
+        _save_torch(outputs.weights, engine.cpu_state_dict(final))
         files["weights"] = str(outputs.weights)
         if export_onnx:
             from mobilenas.space.export import export_onnx as export

@@ -78,22 +78,17 @@ class ProxyConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.optimizer not in engine.OPTIMIZERS:
-            raise ValueError(f"optimizer: {self.optimizer!r} is not one of {', '.join(engine.OPTIMIZERS)}")
+        self.optimiser_settings()  # checks optimizer, learning_rate, momentum, weight_decay
         if (self.steps is None) == (self.epochs is None):
             raise ValueError(f"give exactly one of steps or epochs (got steps={self.steps}, epochs={self.epochs})")
         if self.steps is not None and self.steps < 1:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
         if self.epochs is not None and not (math.isfinite(self.epochs) and self.epochs > 0):
             raise ValueError(f"epochs must be > 0, got {self.epochs}")
-        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
-            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
-        for name in ("momentum", "label_smoothing", "warmup_fraction", "final_lr_fraction"):
+        for name in ("label_smoothing", "warmup_fraction", "final_lr_fraction"):
             value = getattr(self, name)
             if not (math.isfinite(value) and 0 <= value < 1):
                 raise ValueError(f"{name} must be in [0, 1), got {value}")
-        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
         if self.bn_recalibration_images < 0:
             raise ValueError(f"bn_recalibration_images must be >= 0, got {self.bn_recalibration_images}")
         for name in ("batch_size", "eval_batch_size"):
@@ -366,7 +361,7 @@ def train_proxy(
         model.adaptation = changes + model.adaptation
         model = model.to(device)
         if config.channels_last:
-            model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+            model = model.to(memory_format=torch.channels_last)
         trained = train_model(model, train_split, dataclasses.replace(config, train_subset=None), progress=progress, on_step=on_step)
         if not trained.ok:
             accuracy, loss, eval_time_s = 0.0, math.nan, 0.0
@@ -383,7 +378,7 @@ def train_proxy(
         status, error, accuracy = STATUS_FAILED, f"validation loss is {loss} (batch-norm statistics blew up)", 0.0
     weights = None
     if keep_weights and status == STATUS_OK:
-        weights = {name: value.detach().to("cpu", memory_format=torch.contiguous_format).clone() for name, value in model.state_dict().items()}
+        weights = engine.cpu_state_dict(model)
     return ProxyResult(
         status=status,
         accuracy=accuracy,

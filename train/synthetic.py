@@ -56,12 +56,12 @@ NUM_CLASSES = len(CLASS_NAMES)
 IMAGE_SIZE = 32
 IN_CHANNELS = 3
 CHUNK = 1000  # images drawn per generator; a multiple of NUM_CLASSES keeps every chunk balanced
-MIN_CONTRAST = 0.4
+MIN_CONTRAST = 0.4  # minimum L2 distance between foreground and background colour (RGB in [0, 1])
 MAX_ROTATION = np.pi / 6  # radians either way
 # Shapes are light on a dark background (per-channel ranges, in 0..1): with free polarity a
 # short training learns far less (mobilenetv3-small, 40 steps of 32: 20% instead of 30%).
 FOREGROUND_RANGE = (0.55, 1.0)
-BACKGROUND_RANGE = (0.0, 0.45)  # minimum L2 distance between foreground and background colour (RGB in [0, 1])
+BACKGROUND_RANGE = (0.0, 0.45)
 
 
 def _signed_distance(label: int, u: np.ndarray, v: np.ndarray, radius: np.ndarray, rng: np.random.Generator) -> np.ndarray:
