@@ -108,7 +108,7 @@ class DataTrainer:
         """Train in place, then recompute the batch-norm statistics (the builder's momentum of
         0.01 lags far behind a short training; :func:`mobilenas.train.engine.recalibrate_batchnorm`)."""
         config = self._config(learning_rate, seed, augment)
-        model.to(self.settings.device, memory_format=torch.channels_last)  # 1.4-1.9x faster on CPU
+        model.to(self.settings.device, memory_format=torch.channels_last)  # type: ignore[call-overload]  # 1.4-1.9x faster on CPU
         result = train_model(model, self.data, config, steps=steps, epochs=epochs, progress=progress)
         if result.ok:
             with engine.torch_threads(self.settings.threads):

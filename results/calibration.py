@@ -126,11 +126,14 @@ def _fingerprint(notation: Any) -> str | None:
 def _table_points(latency: RunLatency, exclude: set[str]) -> pd.DataFrame:
     from mobilenas.latency.table import MissingEntryError
 
+    first: dict[str, Any] = {}
+    for point in latency.table.end_to_end_points():
+        first.setdefault(point.fingerprint, point)
     rows = []
     for fingerprint, measured in latency.measured().items():
         if fingerprint in exclude:
             continue
-        point = next(p for p in latency.table.end_to_end_points() if p.fingerprint == fingerprint)
+        point = first[fingerprint]
         try:
             predicted = latency.predict(point.architecture())
         except (MissingEntryError, ValueError):

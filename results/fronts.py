@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mobilenas.results.common import RunBase, number_or_nan
 from mobilenas.results.load import RunResults
-from mobilenas.results.netadapt_run import NetAdaptResults
 from mobilenas.results.search_run import SearchResults
 from mobilenas.search.pareto import hypervolume as _hypervolume
 from mobilenas.search.pareto import pareto_mask
@@ -77,14 +77,14 @@ class ReferencePoint:
         return {"accuracy": self.accuracy, "latency_ms": self.latency_ms}
 
 
-def _check_latency(latency: str) -> None:
+def check_latency(latency: str) -> None:
     if latency not in LATENCY_KINDS:
         raise ValueError(f"latency must be one of {', '.join(LATENCY_KINDS)}, got {latency!r}")
 
 
 def points(run: RunResults, latency: str = "table") -> pd.DataFrame:
     """The run's candidates with the latency axis chosen: ``front_latency_ms`` and ``latency_source``."""
-    _check_latency(latency)
+    check_latency(latency)
     frame = run.candidates().copy()
     table = frame["latency_ms"].astype(float)
     if latency == "measured":
@@ -100,7 +100,11 @@ def points(run: RunResults, latency: str = "table") -> pd.DataFrame:
 
 def pareto_front(run: RunResults, latency: str = "table") -> pd.DataFrame:
     """The non-dominated candidates of ``run``, fastest first (columns of :func:`points`)."""
-    frame = points(run, latency)
+    return front_of(points(run, latency))
+
+
+def front_of(frame: pd.DataFrame) -> pd.DataFrame:
+    """The non-dominated rows of a :func:`points` frame, fastest first."""
     if frame.empty:
         return frame
     mask = pareto_mask(frame["accuracy"].to_numpy(dtype=float), frame["front_latency_ms"].to_numpy(dtype=float))
@@ -109,7 +113,7 @@ def pareto_front(run: RunResults, latency: str = "table") -> pd.DataFrame:
 
 def default_reference_point(runs: RunResults | Sequence[RunResults]) -> ReferencePoint:
     """Accuracy 0 and twice the largest target latency of ``runs`` (see the module docstring)."""
-    group = [runs] if isinstance(runs, SearchResults | NetAdaptResults) else list(runs)
+    group = [runs] if isinstance(runs, RunBase) else list(runs)
     targets = [r.target_latency_ms for r in group if math.isfinite(r.target_latency_ms) and r.target_latency_ms > 0]
     if targets:
         return ReferencePoint(0.0, REFERENCE_LATENCY_FACTOR * max(targets))
@@ -121,8 +125,10 @@ def default_reference_point(runs: RunResults | Sequence[RunResults]) -> Referenc
 
 def hypervolume(run: RunResults, reference: ReferencePoint | None = None, latency: str = "table") -> float:
     """Area (accuracy x ms) the run's front dominates up to ``reference`` (default: :func:`default_reference_point`)."""
-    reference = reference or default_reference_point(run)
-    frame = points(run, latency)
+    return _volume_of(points(run, latency), reference or default_reference_point(run))
+
+
+def _volume_of(frame: pd.DataFrame, reference: ReferencePoint) -> float:
     if frame.empty:
         return 0.0
     return float(_hypervolume(frame["accuracy"].to_numpy(dtype=float), frame["front_latency_ms"].to_numpy(dtype=float), reference.as_tuple()))
@@ -157,9 +163,9 @@ def _elapsed_s(run: SearchResults) -> float:
 def run_summary(run: RunResults, reference: ReferencePoint | None = None, latency: str = "table") -> dict[str, Any]:
     """One run's figures (what ``nas-results show --json`` prints under ``summary``)."""
     reference = reference or default_reference_point(run)
-    front = pareto_front(run, latency)
-    volume = hypervolume(run, reference, latency)
     frame = points(run, latency)
+    front = front_of(frame)
+    volume = _volume_of(frame, reference)
     target = run.target_latency_ms
     feasible = frame[frame["front_latency_ms"] <= target] if math.isfinite(target) else frame.iloc[0:0]
     common: dict[str, Any] = {
@@ -214,19 +220,15 @@ def run_summary(run: RunResults, reference: ReferencePoint | None = None, latenc
             "start_latency_ms": run.start_latency_ms,
             "start_accuracy": float(start["accuracy"]) if start is not None else math.nan,
             "best_reward": math.nan,
-            "best_accuracy": _number(refined.get("accuracy")) if refined else (float(iterations["accuracy"].iloc[-1]) if len(iterations) else math.nan),
-            "best_latency_ms": _number(refined.get("latency_ms")) if refined else (float(iterations["latency_ms"].iloc[-1]) if len(iterations) else math.nan),
-            "best_measured_latency_ms": _number(refined.get("measured_latency_ms")) if refined else math.nan,
-            "test_accuracy": _number(refined.get("test_accuracy")) if refined else math.nan,
+            "best_accuracy": number_or_nan(refined.get("accuracy")) if refined else (float(iterations["accuracy"].iloc[-1]) if len(iterations) else math.nan),
+            "best_latency_ms": number_or_nan(refined.get("latency_ms")) if refined else (float(iterations["latency_ms"].iloc[-1]) if len(iterations) else math.nan),
+            "best_measured_latency_ms": number_or_nan(refined.get("measured_latency_ms")) if refined else math.nan,
+            "test_accuracy": number_or_nan(refined.get("test_accuracy")) if refined else math.nan,
             "best_architecture": refined.get("notation") if refined else (str(iterations["notation"].iloc[-1]) if len(iterations) else None),
             "trials_to_best": None,
             "wall_time_s": float(iterations["wall_time_s"].sum()) if len(iterations) else 0.0,
         })
     return common
-
-
-def _number(value: Any) -> float:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else math.nan
 
 
 def compare_runs(runs: Sequence[RunResults], reference: ReferencePoint | None = None, latency: str = "table") -> pd.DataFrame:

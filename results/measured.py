@@ -23,7 +23,6 @@ A tabular run has no table: its benchmark's latency column is already a measurem
 
 from __future__ import annotations
 
-import json
 import math
 import warnings
 from collections.abc import Sequence
@@ -34,7 +33,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mobilenas.runs import Journal, now_iso, read_json
+from mobilenas.results.common import read_json_object
+from mobilenas.results.search_run import BEST_JSON
+from mobilenas.runs import Journal, now_iso
 
 MEASURED = "measured.jsonl"
 
@@ -169,14 +170,9 @@ def known_measurements(root: Path, manifest: dict[str, Any]) -> dict[str, float]
         latency = None
     if latency is not None:
         known.update(latency.measured())
-    best_path = root / "best.json"
-    if best_path.is_file():
-        try:
-            best = read_json(best_path)
-        except (json.JSONDecodeError, OSError):
-            best = None
-        if isinstance(best, dict) and isinstance(best.get("fingerprint"), str) and isinstance(best.get("measured_latency_ms"), int | float):
-            known[best["fingerprint"]] = float(best["measured_latency_ms"])
+    best = read_json_object(root / BEST_JSON)
+    if best is not None and isinstance(best.get("fingerprint"), str) and isinstance(best.get("measured_latency_ms"), int | float):
+        known[best["fingerprint"]] = float(best["measured_latency_ms"])
     cache = cached_measurements(root)
     if len(cache):
         known.update(cache.groupby("fingerprint")["latency_ms"].median().astype(float).to_dict())

@@ -24,7 +24,6 @@ DataFrames of a :class:`NetAdaptResults`:
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +31,8 @@ from typing import Any
 
 import pandas as pd
 
-from mobilenas.runs import Journal, read_json
+from mobilenas.results.common import RunBase, number_or_nan, read_json_object
+from mobilenas.runs import Journal
 
 KIND = "netadapt"
 HISTORY = "history.jsonl"
@@ -50,12 +50,9 @@ _FLOATS = ("target_latency_ms", "latency_ms", "measured_latency_ms", "accuracy_b
 
 
 @dataclass(frozen=True)
-class NetAdaptResults:
+class NetAdaptResults(RunBase):
     """A NetAdapt run, read (see the module docstring for the frames' columns)."""
 
-    path: Path
-    label: str
-    manifest: dict[str, Any]
     iterations: pd.DataFrame
     widths: pd.DataFrame
     proposals: pd.DataFrame
@@ -71,11 +68,6 @@ class NetAdaptResults:
     @property
     def start_latency_ms(self) -> float:
         return float(self.manifest.get("start_latency_ms", math.nan))
-
-    @property
-    def seed(self) -> int | None:
-        seed = self.manifest.get("seed")
-        return int(seed) if isinstance(seed, int | float) else None
 
     @property
     def strategy(self) -> str:
@@ -135,9 +127,9 @@ class NetAdaptResults:
                 "run": self.label,
                 "number": int(refined.get("iterations", len(frame) - 1)),
                 "source": "refined",
-                "accuracy": _float(refined.get("accuracy")),
-                "latency_ms": _float(refined.get("latency_ms")),
-                "measured_latency_ms": _float(refined.get("measured_latency_ms")),
+                "accuracy": number_or_nan(refined.get("accuracy")),
+                "latency_ms": number_or_nan(refined.get("latency_ms")),
+                "measured_latency_ms": number_or_nan(refined.get("measured_latency_ms")),
                 "architecture": refined.get("notation"),
                 "target_latency_ms": self.target_latency_ms,
             }])
@@ -229,7 +221,7 @@ def read_netadapt_run(path: Path, manifest: dict[str, Any], label: str) -> NetAd
         iterations=iterations,
         widths=width_frame,
         proposals=proposals_frame,
-        refined=_read_refined(path),
+        refined=read_json_object(path / REFINED_JSON),
     )
 
 
@@ -239,18 +231,3 @@ def _history_lines(path: Path) -> list[dict[str, Any]]:
         if line.get("type", "iteration") == "iteration" and isinstance(line.get("iteration"), int):
             seen.setdefault(int(line["iteration"]), line)
     return [seen[i] for i in sorted(seen)]
-
-
-def _read_refined(path: Path) -> dict[str, Any] | None:
-    refined = path / REFINED_JSON
-    if not refined.is_file():
-        return None
-    try:
-        data = read_json(refined)
-    except (json.JSONDecodeError, OSError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _float(value: Any) -> float:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else math.nan

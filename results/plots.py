@@ -21,7 +21,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter
 
-from mobilenas.results.fronts import LATENCY_KINDS, best_so_far, pareto_front, points
+from mobilenas.results.common import RunBase
+from mobilenas.results.fronts import best_so_far, check_latency, front_of, points
 from mobilenas.results.load import RunResults
 from mobilenas.results.netadapt_run import NetAdaptResults
 from mobilenas.results.search_run import SearchResults
@@ -50,7 +51,7 @@ def _figure(width: float, height: float, rows: int = 1, columns: int = 1, **opti
 
 
 def _as_list(runs: RunResults | Sequence[RunResults]) -> list[RunResults]:
-    return [runs] if isinstance(runs, SearchResults | NetAdaptResults) else list(runs)
+    return [runs] if isinstance(runs, RunBase) else list(runs)
 
 
 def latency_label(runs: Sequence[RunResults], latency: str) -> str:
@@ -98,7 +99,6 @@ def _draw_run(axes: Axes, run: RunResults, latency: str, color: str, show_all: b
     if frame.empty:
         axes.plot([], [], color=color, label=f"{label}: no successful candidate")
         return
-    front = pareto_front(run, latency)
     if isinstance(run, NetAdaptResults):
         steps = frame[frame["source"] == "iteration"]
         axes.plot(steps["front_latency_ms"], steps["accuracy"], "-", color=color, linewidth=1.0, alpha=0.6)
@@ -111,6 +111,7 @@ def _draw_run(axes: Axes, run: RunResults, latency: str, color: str, show_all: b
         return
     if show_all:
         _scatter_by_source(axes, frame, color, 12, f"{label}: all trials" if not many else None, measured_axis=measured_axis, alpha=0.35)
+    front = front_of(frame)
     axes.step(front["front_latency_ms"], front["accuracy"], where="post", color=color, linewidth=1.6, label=f"{label}: Pareto front ({len(front)})")
     _scatter_by_source(axes, front, color, 30, None, measured_axis=measured_axis)
     best = frame.loc[frame["reward"].idxmax()]
@@ -174,8 +175,7 @@ def plot_front(
     whose latency was not measured are hollow.
     """
     group = _as_list(runs)
-    if latency not in LATENCY_KINDS:
-        raise ValueError(f"latency must be one of {', '.join(LATENCY_KINDS)}, got {latency!r}")
+    check_latency(latency)
     if axes is None:
         figure, grid = _figure(7.6, 5.2)
         axes = grid[0][0]
@@ -260,7 +260,7 @@ def plot_reward_landscape(run: SearchResults, *, resolution: int = 160) -> Figur
     colorbar = figure.colorbar(filled, ax=left, format="%.3f")
     colorbar.set_label("reward")
     left.scatter(frame["latency_ms"], frame["accuracy"], s=20, color="white", edgecolors="black", linewidths=0.6, label="trials", zorder=3)
-    front = pareto_front(run)
+    front = front_of(frame)
     left.step(front["front_latency_ms"], front["accuracy"], where="post", color="white", linewidth=1.4, label="Pareto front", zorder=4)
     best = frame.loc[frame["reward"].idxmax()]
     left.plot([best["latency_ms"]], [best["accuracy"]], "*", markersize=15, color="tab:red", markeredgecolor="black", label=f"best reward {best['reward']:.3f}", zorder=5)

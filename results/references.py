@@ -35,10 +35,11 @@ from typing import Any
 
 import pandas as pd
 
+from mobilenas.results.common import read_json_object
 from mobilenas.results.load import RunResults
 from mobilenas.results.measured import RunLatency, open_run_latency
 from mobilenas.results.search_run import SearchResults
-from mobilenas.runs import atomic_write_json, now_iso, read_json
+from mobilenas.runs import atomic_write_json, now_iso
 
 DEFAULT_REFERENCES = (
     "mobilenetv2@0.5",
@@ -199,18 +200,12 @@ def _proxy_context(run: SearchResults) -> dict[str, Any]:
 
 def cached_reference_accuracies(run: SearchResults) -> dict[str, dict[str, Any]]:
     """``references.json`` entries still valid for the run's proxy task: name -> entry."""
-    path = run.path / REFERENCES_JSON
-    if not path.is_file():
-        return {}
-    try:
-        data = read_json(path)
-    except (json.JSONDecodeError, OSError):
-        return {}
-    entries = data.get("references") if isinstance(data, dict) else None
+    data = read_json_object(run.path / REFERENCES_JSON)
+    entries = data.get("references") if data is not None else None
     if not isinstance(entries, dict):
         return {}
-    context = _proxy_context(run)
-    return {name: entry for name, entry in entries.items() if isinstance(entry, dict) and entry.get("context") == json.loads(json.dumps(context)) and isinstance(entry.get("accuracy"), int | float)}
+    context = json.loads(json.dumps(_proxy_context(run)))  # as stored in JSON
+    return {name: entry for name, entry in entries.items() if isinstance(entry, dict) and entry.get("context") == context and isinstance(entry.get("accuracy"), int | float)}
 
 
 def train_references(
@@ -280,13 +275,8 @@ def _proxy_task(run: SearchResults) -> tuple[Any, Any]:
 
 def _store(run: SearchResults, name: str, entry: dict[str, Any]) -> None:
     path = run.path / REFERENCES_JSON
-    data: dict[str, Any] = {"references": {}}
-    if path.is_file():
-        try:
-            loaded = read_json(path)
-            if isinstance(loaded, dict) and isinstance(loaded.get("references"), dict):
-                data = loaded
-        except (json.JSONDecodeError, OSError):
-            pass  # an unreadable cache is rebuilt, never trusted
+    loaded = read_json_object(path)
+    # An unreadable cache is rebuilt, never trusted.
+    data: dict[str, Any] = loaded if loaded is not None and isinstance(loaded.get("references"), dict) else {"references": {}}
     data["references"][name] = entry
     atomic_write_json(path, data)

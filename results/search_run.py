@@ -30,7 +30,6 @@ DataFrames of a :class:`SearchResults`:
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +37,8 @@ from typing import Any
 
 import pandas as pd
 
-from mobilenas.runs import Journal, read_json
+from mobilenas.results.common import RunBase, read_json_object
+from mobilenas.runs import Journal
 
 KIND = "search"
 EVENTS = "events.jsonl"
@@ -55,15 +55,9 @@ PROPOSAL_COLUMNS = ("run", "order", "number", "source", "key", "latency_ms", "ar
 
 
 @dataclass(frozen=True)
-class SearchResults:
-    """A ``nas-search`` run, read (see the module docstring for the frames' columns).
+class SearchResults(RunBase):
+    """A ``nas-search`` run, read (see the module docstring for the frames' columns)."""
 
-    ``label`` names the run in tables and legends (the directory name unless given).
-    """
-
-    path: Path
-    label: str
-    manifest: dict[str, Any]
     trials: pd.DataFrame
     proposals: pd.DataFrame
     strategy_log: pd.DataFrame
@@ -79,15 +73,7 @@ class SearchResults:
 
     @property
     def strategy(self) -> str:
-        strategy = self.manifest.get("strategy")
-        if isinstance(strategy, dict):
-            return str(strategy.get("name", "?"))
-        return str(strategy or self.manifest.get("config", {}).get("strategy", "?"))
-
-    @property
-    def seed(self) -> int | None:
-        seed = self.manifest.get("seed")
-        return int(seed) if isinstance(seed, int | float) else None
+        return _strategy_name(self.manifest)
 
     @property
     def problem(self) -> str:
@@ -160,7 +146,7 @@ def read_search_run(path: Path, manifest: dict[str, Any], label: str, measured_m
     (:func:`mobilenas.results.measured.known_measurements`).
     """
     events = Journal(path / EVENTS).read()
-    best = _read_best(path)
+    best = read_json_object(path / BEST_JSON)
     strategy = _strategy_name(manifest)
     seed = manifest.get("seed")
     target = float(manifest.get("target_latency_ms", math.nan))
@@ -205,17 +191,6 @@ def _strategy_name(manifest: dict[str, Any]) -> str:
     if isinstance(strategy, dict):
         return str(strategy.get("name", "?"))
     return str(strategy or manifest.get("config", {}).get("strategy", "?"))
-
-
-def _read_best(path: Path) -> dict[str, Any] | None:
-    best_path = path / BEST_JSON
-    if not best_path.is_file():
-        return None
-    try:
-        data = read_json(best_path)
-    except (json.JSONDecodeError, OSError):
-        return None  # best.json is written atomically; an unreadable one is not ours to guess at
-    return data if isinstance(data, dict) else None
 
 
 def _result_rows(events: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -185,7 +185,7 @@ def train_full(
     with engine.torch_threads(config.threads), engine.seeded(engine.derived_seed(config.seed, 0)):
         model = build_model(prepared, input_size=data.input_size)
         adaptation = changes + model.adaptation
-        model = model.to(device).to(memory_format=fmt)
+        model = model.to(device).to(memory_format=fmt)  # type: ignore[call-overload]
         optimizer = engine.make_optimizer(model, config.optimiser_settings())
         ema = engine.ModelEma(model, config.ema_decay) if config.ema_decay is not None else None
         history: list[dict[str, Any]] = []

@@ -361,7 +361,7 @@ def train_proxy(
         model.adaptation = changes + model.adaptation
         model = model.to(device)
         if config.channels_last:
-            model = model.to(memory_format=torch.channels_last)
+            model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         trained = train_model(model, train_split, dataclasses.replace(config, train_subset=None), progress=progress, on_step=on_step)
         if not trained.ok:
             accuracy, loss, eval_time_s = 0.0, math.nan, 0.0
