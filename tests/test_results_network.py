@@ -126,6 +126,16 @@ def test_measure_the_front_and_use_it(search: tuple[Path, Path], capsys: pytest.
     assert {c["fingerprint"] for c in cache} >= set(unmeasured["key"])
     reloaded = load_run(out)
     assert pareto_front(reloaded)["measured_latency_ms"].notna().all()
+    # On the measured axis, a trial not measured yet stands at the table's estimate; on a busy
+    # machine the measured front points read slower than the table, so such a trial can join the
+    # front there. Measuring those too converges on a front that is measured throughout.
+    for _ in range(len(reloaded.candidates())):
+        on_measured = pareto_front(reloaded, latency="measured")
+        pending = on_measured[on_measured["latency_source"] != "measured"]
+        if pending.empty:
+            break
+        measure_candidates(reloaded, [int(n) for n in pending["number"]], rounds=2, progress=False)
+        reloaded = load_run(out)
     on_measured = pareto_front(reloaded, latency="measured")
     assert (on_measured["latency_source"] == "measured").all()
     assert measure_candidates(reloaded, progress=False).empty  # nothing left to measure
