@@ -114,6 +114,20 @@ def test_resume_refuses_other_settings(tmp_path: Path, capsys: pytest.CaptureFix
     assert len(err.splitlines()) == 1 and "another architecture" in err
 
 
+def test_resume_refuses_other_data_and_other_settings(tmp_path: Path) -> None:
+    from mobilenas.train.full import FullTrainConfig, _check_resumable
+
+    config = FullTrainConfig(epochs=2, batch_size=32, threads=1)
+    identity = {"architecture": "a" * 16, "data": {"name": "synthetic", "sizes": [64, 32, 32]}}
+    checkpoint = {"identity": identity, "config": config.to_dict()}
+    path = tmp_path / "checkpoint.pt"
+    _check_resumable(checkpoint, identity, FullTrainConfig(epochs=2, batch_size=32, threads=2), path)  # threads may differ
+    with pytest.raises(ValueError, match="other data"):
+        _check_resumable(checkpoint, {**identity, "data": {"name": "synthetic", "sizes": [128, 32, 32]}}, config, path)
+    with pytest.raises(ValueError, match=r"other settings \(batch_size=32\)"):
+        _check_resumable(checkpoint, identity, FullTrainConfig(epochs=2, batch_size=16, threads=1), path)
+
+
 def exit_code(argv: list[str]) -> int:
     """``main``'s exit code; argparse's own errors arrive as ``SystemExit``."""
     try:
