@@ -2,7 +2,7 @@
 
 Runs the command exactly as typed, in a fresh ``MOBILENAS_HOME`` (so the lazy latency table and
 its correction are created on the way, as on a first run) and a scratch run directory, and
-reports its wall time, the peak memory of the process tree and what ``best.json`` says.
+reports its wall time, the peak memory of the nas-search process and what ``best.json`` says.
 Target: under 10 minutes on a 2-core CPU.
 
     flock /tmp/mobilenas-cpu.lock python benchmarks/search_quickstart.py
