@@ -115,11 +115,13 @@ def lazy_table_fidelity(space: Any, backend: Any, report: Any) -> dict[str, floa
         predicted = [table.predict(arch, measure_missing=True) for arch in archs]
         filled_s = time.perf_counter() - start
         figures = fidelity(predicted, [r.measured_ms for r in report.rows])
-        return figures | {"open_wall_time_s": opened_s, "fill_wall_time_s": filled_s, "entries": len(table), "correction_points": table.correction.points, "a": table.correction.a, "b": table.correction.b}
+        return figures | {"open_wall_time_s": opened_s, "fill_wall_time_s": filled_s, "entries": len(table), "correction_points": table.correction.points, "a": table.correction.a, "b": table.correction.b, "se_ms": table.correction.se_ms}
 
 
 def in_run_lines(report: Any) -> list[str]:
     """The drift of the machine since the correction was fitted, and the figures with the correction refitted in the run."""
+    from mobilenas.latency import Correction
+
     if report.in_run is None or report.drift is None:
         return []
     fresh = report.in_run
@@ -127,7 +129,7 @@ def in_run_lines(report: Any) -> list[str]:
     ok5 = "met" if fresh["within_5pct"] >= TARGET_WITHIN_5 else "NOT met"
     return [
         f"machine drift        the correction's {fresh['correction']['points']} architectures, measured again interleaved with the {report.samples}, ran {report.drift:.3f}x as long as when it was fitted",
-        f"in-run correction    latency = {fresh['correction']['a']:.4f} * sum {fresh['correction']['b']:+.4f} ms, refitted on those fresh runs (no sampled architecture used)",
+        f"in-run correction    latency = {Correction(**fresh['correction']).describe()}, refitted on those fresh runs (no sampled architecture used)",
         f"  MAPE               {100 * fresh['mape']:.2f}%",
         f"  within +-10%       {100 * fresh['within_10pct']:.0f}%   (target >= {100 * TARGET_WITHIN_10:.0f}%: {ok10})",
         f"  within +-5%        {100 * fresh['within_5pct']:.0f}%   (target >= {100 * TARGET_WITHIN_5:.0f}%: {ok5})",
@@ -188,7 +190,7 @@ def main() -> int:
         f"architectures        {report.samples} random mobilenetv3-space networks, 224x224, batch 1",
         f"device               {table.device.describe()}",
         f"table                {build.entries} entries, method {table.method.name} (cold cache {table.method.cold_cache}, {table.method.repeats} paired runs per entry)",
-        f"correction           latency = {report.correction.a:.4f} * sum {report.correction.b:+.4f} ms, fitted on {report.correction.points} other architectures",
+        f"correction           latency = {report.correction.describe()}, fitted on {report.correction.points} other architectures",
         f"MAPE                 {100 * report.mape:.2f}%",
         f"within +-10%         {100 * report.within_10pct:.0f}%   (target >= {100 * TARGET_WITHIN_10:.0f}%: {verdict_10})",
         f"within +-5%          {100 * report.within_5pct:.0f}%   (target >= {100 * TARGET_WITHIN_5:.0f}%: {verdict_5})",

@@ -35,7 +35,8 @@ from mobilenas.space.arch import Architecture, Block, conv_output_size, make_div
 from mobilenas.space.builder import adapt_for_input_size
 from mobilenas.space.search_space import SearchSpace
 
-DEFAULT_BUILD_CORRECTION_SAMPLES = 12
+# 20: enough for the three-parameter correction (a, b, se_ms) to be fitted stably.
+DEFAULT_BUILD_CORRECTION_SAMPLES = 20
 DEFAULT_LAZY_CORRECTION_SAMPLES = 6
 
 
@@ -386,10 +387,15 @@ def fastest_latency(
             raise MissingEntryError(table, [PlacedSignature(needed[s], s) for s in absent])
         table.ensure_signatures(absent, progress=progress, desc="measuring ops (fastest)")
 
+    correction = table.correction
+    # The correction's SE term, folded into each SE op's cost in units of the sum (a > 0), so that
+    # the programme minimises the corrected latency: a * (sum + se_ms / a * SE blocks) + b.
+    se_extra = correction.se_ms / correction.a
+
     def cost(signature: OpSignature) -> float:
         entry = table.get(signature)
         assert entry is not None
-        return entry.latency_ms
+        return entry.latency_ms + (se_extra if signature.se_channels > 0 else 0.0)
 
     # state: width -> (summed ms so far, chosen values per stage)
     states: dict[int, tuple[float, tuple[dict[str, Any], ...]]] = {space.stem.out_channels: (cost(stem), ())}
@@ -412,4 +418,4 @@ def fastest_latency(
         stage_name, field = decision.path.split(".", 1)
         indices.append(decision.index(best_values[int(stage_name[5:]) - 1][field]))
     arch = space.decode(indices)
-    return table.correction.apply(best_sum), arch
+    return correction.apply(best_sum), arch

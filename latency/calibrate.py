@@ -196,7 +196,8 @@ def calibrate(
         table.ensure_signatures(list(wanted), progress=progress, desc="measuring ops")
     correction = table.correction
     sums = [table.predict_sum(arch) for arch in archs]
-    predicted = [correction.apply(s) for s in sums]
+    se_blocks = [table.se_blocks(arch) for arch in archs]
+    predicted = [correction.apply(s, k) for s, k in zip(sums, se_blocks, strict=True)]
     from mobilenas.cliutil import progress as progress_bar
 
     anchor_points = table.end_to_end_points() if anchors else []
@@ -212,10 +213,10 @@ def calibrate(
     in_run: dict[str, Any] | None = None
     if anchor_points:
         drift = float(np.median([m.latency_ms / p.latency_ms for m, p in zip(anchor_runs, anchor_points, strict=True)]))
-        fresh = Correction.fit([table.predict_sum(a) for a in anchor_archs], [m.latency_ms for m in anchor_runs])
-        fresh_predicted = [fresh.apply(x) for x in sums]
+        fresh = Correction.fit([table.predict_sum(a) for a in anchor_archs], [m.latency_ms for m in anchor_runs], [table.se_blocks(a) for a in anchor_archs])
+        fresh_predicted = [fresh.apply(x, k) for x, k in zip(sums, se_blocks, strict=True)]
         in_run = fidelity(fresh_predicted, [m.latency_ms for m in measurements]) | {
-            "correction": {"a": fresh.a, "b": fresh.b, "points": fresh.points},
+            "correction": {"a": fresh.a, "b": fresh.b, "se_ms": fresh.se_ms, "points": fresh.points},
             "predicted_ms": fresh_predicted,
             "mean_error": float(np.mean([(p - m.latency_ms) / m.latency_ms for p, m in zip(fresh_predicted, measurements, strict=True)])),
         }
@@ -324,7 +325,7 @@ def report_lines(report: CalibrationReport) -> list[str]:
         f"  within ±10%        {100 * report.within_10pct:.1f}%",
         f"  Spearman           {report.spearman:.4f}",
         f"  RMSE               {report.rmse_ms:.3f} ms",
-        f"  correction         latency = {report.correction.a:.4f} * sum + {report.correction.b:+.4f} ms ({report.correction.points} end-to-end points)",
+        f"  correction         latency = {report.correction.describe()} ({report.correction.points} end-to-end points)",
         f"  wall time          {report.wall_time_s:.0f} s",
     ]
     if report.in_run is not None and report.drift is not None:

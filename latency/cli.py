@@ -92,7 +92,7 @@ def build_parser(prog: str) -> ArgumentParser:
     build = sub("build", "measure every op a search space can produce into a table", "Measure every operation signature a search space can produce at the input size, once each, then fit the correction. An interrupted build resumes where it stopped.")
     _add_space(build)
     build.add_argument("--table", type=Path, default=None, help="table file (default: $MOBILENAS_HOME/tables/<space>-...-<device>.jsonl)")
-    build.add_argument("--correction-samples", type=nonnegative_int, default=None, help="architectures measured end to end to fit the correction (default: 12)")
+    build.add_argument("--correction-samples", type=nonnegative_int, default=None, help="architectures measured end to end to fit the correction (default: 20)")
     build.add_argument("--seed", type=int, default=0, help="seed of the measuring order and of the correction's architectures (default: 0)")
     build.add_argument("--method", choices=("in-context", "isolated"), default=None, help="how entries are timed: behind a feeder layer, minus the feeder (in-context, default for runtimes in this process) or the op alone (isolated, default with --command)")
     build.add_argument("--repeats", type=positive_int, default=None, help=f"timed runs per entry (default: {Method().repeats})")
@@ -102,7 +102,7 @@ def build_parser(prog: str) -> ArgumentParser:
     _add_backend(build, timing=False)
     add_json_flag(build)
 
-    predict = sub("predict", "predict an architecture's latency from a table", "Predict latency from a lookup table: the sum of the architecture's entries, then the table's correction a*sum+b.")
+    predict = sub("predict", "predict an architecture's latency from a table", "Predict latency from a lookup table: the sum of the architecture's entries, then the table's correction a*sum + b (+ se_ms per block with squeeze-and-excitation).")
     predict.add_argument("arch", metavar="ARCH", help="reference name, architecture/best.json file, or block notation")
     predict.add_argument("--table", type=Path, default=None, help="table file (or give --space for the default table of a space)")
     predict.add_argument("--space", default=None, help="use the default table of this space (mnasnet, mobilenetv3 or a space .json)")
@@ -240,7 +240,7 @@ def _build(args: argparse.Namespace) -> int:
     print(f"  {result.entries} entries ({result.measured} measured now, {result.reused} already there) in {result.wall_time_s:.0f} s")
     print(f"  device: {result.table.device.describe()}")
     if correction.fitted:
-        print(f"  correction: latency = {correction.a:.4f} * sum + {correction.b:+.4f} ms (fitted on {correction.points} architectures, in-sample MAPE {100 * (correction.mape or 0):.1f}%)")
+        print(f"  correction: latency = {correction.describe()} (fitted on {correction.points} architectures, in-sample MAPE {100 * (correction.mape or 0):.1f}%)")
     else:
         print("  correction: none fitted yet (identity)")
     return 0
@@ -300,7 +300,9 @@ def _predict(args: argparse.Namespace) -> int:
         return 0
     correction = table.correction
     print(f"{args.arch}: {format_ms(latency)} predicted ({table.device.describe()}, {table.input_size}x{table.input_size})")
-    print(f"  = {correction.a:.4f} * {total:.3f} ms (sum of {len(rows)} entries) {correction.b:+.4f} ms" + ("" if correction.fitted else "  [correction not fitted yet]"))
+    se_blocks = table.se_blocks(arch)
+    se_text = f" {correction.se_ms:+.4f} ms x {se_blocks} SE blocks" if correction.se_ms else ""
+    print(f"  = {correction.a:.4f} * {total:.3f} ms (sum of {len(rows)} entries) {correction.b:+.4f} ms{se_text}" + ("" if correction.fitted else "  [correction not fitted yet]"))
     if args.breakdown:
         width = max(len(r.path) for r in rows)
         for r in rows:
@@ -362,7 +364,7 @@ def _info(args: argparse.Namespace) -> int:
     by_op = ", ".join(f"{op} {n}" for op, n in sorted(summary["entries_by_op"].items()))
     print(f"  entries      {summary['entries']} ({by_op or 'none'}); {summary['end_to_end_points']} end-to-end points")
     if correction.fitted:
-        print(f"  correction   latency = {correction.a:.4f} * sum + {correction.b:+.4f} ms ({correction.points} points, in-sample MAPE {100 * (correction.mape or 0):.1f}%)")
+        print(f"  correction   latency = {correction.describe()} ({correction.points} points, in-sample MAPE {100 * (correction.mape or 0):.1f}%)")
     else:
         print("  correction   none fitted yet (identity)")
     if summary["skipped_lines"]:

@@ -52,7 +52,7 @@ class TableLatency:
         return self.table.predict_sum(arch, measure_missing=True)
 
     def predict(self, arch: Architecture) -> float:
-        return self.correction.apply(self.predict_sum(arch))
+        return self.correction.apply(self.predict_sum(arch), self.table.se_blocks(arch))
 
     def measure(self, arch: Architecture) -> float | None:
         measurement = measure(arch, self.backend, input_size=self.input_size)
@@ -74,7 +74,7 @@ class TableLatency:
         for arch, measurement in zip(archs, measurements, strict=True):
             self.table.record_end_to_end(arch, measurement, refit=False)
         # Frozen for this run only: the table's own correction stays what its builder fitted.
-        self.correction = Correction.fit(sums, [m.latency_ms for m in measurements])
+        self.correction = Correction.fit(sums, [m.latency_ms for m in measurements], [self.table.se_blocks(arch) for arch in archs])
 
     def describe(self) -> dict[str, Any]:
         header = self.table.header

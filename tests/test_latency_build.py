@@ -82,13 +82,13 @@ def test_an_interrupted_build_resumes_with_only_the_rest(tmp_path) -> None:
         build_table(space, path=path, input_size=64, backend=backend, progress=False)
 
 
-def synthetic_table(tmp_path, space, values) -> LookupTable:
+def synthetic_table(tmp_path, space, values, se_ms: float = 0.0) -> LookupTable:
     """Every signature of the space with a value from ``values(signature)``: no measuring."""
     table = LookupTable.create(tmp_path / "synthetic.jsonl", backend=OnnxRuntimeBackend(), input_size=SIZE, method=FAST)
     for signature in space_signatures(space, SIZE):
         ms = values(signature)
         table.add_entry(Entry(signature, ms, 0.0, 1, "", ms))
-    table.set_correction(Correction(a=1.3, b=0.2, points=2, fitted=True))
+    table.set_correction(Correction(a=1.3, b=0.2, points=2, fitted=True, se_ms=se_ms))
     return table
 
 
@@ -96,11 +96,12 @@ def brute_force(space, table):
     return min(((table.predict(arch), arch) for arch in every_architecture(space)), key=lambda item: item[0])
 
 
-def test_fastest_latency_is_exact_on_a_full_table(tmp_path) -> None:
+@pytest.mark.parametrize("se_ms", [0.0, 0.6])
+def test_fastest_latency_is_exact_on_a_full_table(tmp_path, se_ms) -> None:
     space = tiny_space()
     rng = np.random.default_rng(0)
     noise = {s: float(rng.uniform(0.1, 2.0)) for s in space_signatures(space, SIZE)}  # no order at all
-    table = synthetic_table(tmp_path, space, noise.__getitem__)
+    table = synthetic_table(tmp_path, space, noise.__getitem__, se_ms)
     latency, arch = fastest_latency(space, table)
     best_latency, best = brute_force(space, table)
     assert latency == pytest.approx(best_latency)

@@ -94,6 +94,41 @@ def test_correction_fit_recovers_a_line_and_degrades_gracefully() -> None:
     assert Correction.fit([], []) == Correction()  # identity, not fitted
 
 
+def test_correction_fits_an_se_term_from_eight_points_and_only_when_positive() -> None:
+    sums = [2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 10.0]
+    se_blocks = [0, 3, 1, 4, 2, 0, 5, 1]
+    measured = [1.2 * s + 0.5 + 0.07 * k for s, k in zip(sums, se_blocks, strict=True)]
+    fitted = Correction.fit(sums, measured, se_blocks)
+    assert (fitted.a, fitted.b, fitted.se_ms) == (pytest.approx(1.2), pytest.approx(0.5), pytest.approx(0.07))
+    assert fitted.rmse_ms == pytest.approx(0.0, abs=1e-9)
+    assert fitted.apply(4.0, 2) == pytest.approx(1.2 * 4.0 + 0.5 + 0.14)
+    assert Correction.from_dict(fitted.to_dict()) == fitted
+    assert "+0.0700 ms per SE block" in fitted.describe()
+    # Seven points: too few for three parameters, so a plain line.
+    seven = Correction.fit(sums[:7], measured[:7], se_blocks[:7])
+    assert seven.se_ms == 0.0 and seven.points == 7
+    # An SE block that made networks faster would be a fit of noise: the term is dropped.
+    faster = Correction.fit(sums, [1.2 * s + 0.5 - 0.07 * k for s, k in zip(sums, se_blocks, strict=True)], se_blocks)
+    assert faster.se_ms == 0.0 and faster.a > 0
+    # Without counts (or with constant counts) there is nothing to fit the term on.
+    assert Correction.fit(sums, measured).se_ms == 0.0
+    assert Correction.fit(sums, measured, [2] * len(sums)).se_ms == 0.0
+    # Tables written before the term existed load with se_ms = 0.
+    assert Correction.from_dict({"a": 1.1, "b": 0.2, "points": 3, "fitted": True}).se_ms == 0.0
+
+
+def test_the_se_term_is_charged_per_se_block_by_hand(tmp_path) -> None:
+    arch = tiny_arch()  # SE in the inverted residual and in the regular convolution: 2 SE blocks
+    table = LookupTable.create(tmp_path / "se.jsonl", backend=OnnxRuntimeBackend(), input_size=32, method=FAST)
+    for k, placed in enumerate(architecture_signatures(arch, 32)):
+        table.add_entry(entry(placed.signature, 0.25 * (k + 1)))  # 0.25 + 0.5 + 0.75 + 1.0 + 1.25
+    table.set_correction(Correction(a=1.1, b=0.3, points=9, fitted=True, se_ms=0.05))
+    assert table.se_blocks(arch) == 2
+    assert table.se_blocks(two_block_arch()) == 0
+    assert table.predict(arch) == pytest.approx(1.1 * 3.75 + 0.3 + 2 * 0.05)
+    assert LookupTable.load(table.path).predict(arch) == pytest.approx(1.1 * 3.75 + 0.3 + 0.1)
+
+
 def test_an_uncorrected_table_warns_once(tmp_path) -> None:
     table = hand_table(tmp_path, Correction())
     with pytest.warns(UserWarning, match="no fitted correction"):
