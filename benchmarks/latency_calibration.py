@@ -100,10 +100,13 @@ def predict_timing(table_path: Path, archs: list, repeats: int) -> dict[str, flo
 def lazy_table_fidelity(space: Any, backend: Any, report: Any) -> dict[str, float]:
     """The same architectures predicted by a fresh lazy table (what a search starts with).
 
-    ``open_or_create_table`` with its default correction (4 architectures measured end to end),
-    entries measured on demand; compared with the end-to-end measurements of the calibration.
+    ``open_or_create_table`` with its default correction (a few architectures measured end to
+    end), entries measured on demand; compared with the end-to-end measurements of the
+    calibration. Two diagnostics tell the entries from the correction: the ratio of the lazy
+    table's sums to the full table's for the same architectures, and the lazy sums put through
+    the calibration's in-run correction.
     """
-    from mobilenas.latency import fidelity, open_or_create_table
+    from mobilenas.latency import Correction, fidelity, open_or_create_table
     from mobilenas.space import Architecture
 
     with tempfile.TemporaryDirectory() as scratch:
@@ -115,7 +118,14 @@ def lazy_table_fidelity(space: Any, backend: Any, report: Any) -> dict[str, floa
         predicted = [table.predict(arch, measure_missing=True) for arch in archs]
         filled_s = time.perf_counter() - start
         figures = fidelity(predicted, [r.measured_ms for r in report.rows])
-        return figures | {"open_wall_time_s": opened_s, "fill_wall_time_s": filled_s, "entries": len(table), "correction_points": table.correction.points, "a": table.correction.a, "b": table.correction.b, "se_ms": table.correction.se_ms}
+        sums = [table.predict_sum(arch) for arch in archs]
+        ratios = np.array([s / r.sum_ms for s, r in zip(sums, report.rows, strict=True)])
+        diagnostics: dict[str, float] = {"sum_ratio_median": float(np.median(ratios)), "sum_ratio_p10": float(np.percentile(ratios, 10)), "sum_ratio_p90": float(np.percentile(ratios, 90))}
+        if report.in_run is not None:
+            fresh = Correction(**report.in_run["correction"])
+            through_in_run = [fresh.apply(s, table.se_blocks(arch)) for s, arch in zip(sums, archs, strict=True)]
+            diagnostics["mape_with_in_run_correction"] = fidelity(through_in_run, [r.measured_ms for r in report.rows])["mape"]
+        return figures | diagnostics | {"open_wall_time_s": opened_s, "fill_wall_time_s": filled_s, "entries": len(table), "correction_points": table.correction.points, "a": table.correction.a, "b": table.correction.b, "se_ms": table.correction.se_ms}
 
 
 def in_run_lines(report: Any) -> list[str]:
@@ -153,7 +163,13 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(1)
-    from mobilenas.latency import OnnxRuntimeBackend, build_table, calibrate, default_table_path
+    from mobilenas.latency import (
+        Correction,
+        OnnxRuntimeBackend,
+        build_table,
+        calibrate,
+        default_table_path,
+    )
     from mobilenas.latency.calibrate import sample_architectures
     from mobilenas.runs import atomic_write_json, atomic_write_text, environment
     from mobilenas.space import mobilenetv3_space
@@ -204,7 +220,9 @@ def main() -> int:
         f"lazy table           a fresh open_or_create_table() (correction on {lazy['correction_points']} architectures, {lazy['open_wall_time_s']:.0f} s) "
         f"filled on demand for the same {report.samples} architectures ({lazy['entries']} entries, {lazy['fill_wall_time_s']:.0f} s): "
         f"MAPE {100 * lazy['mape']:.2f}%, within +-10% {100 * lazy['within_10pct']:.0f}%, within +-5% {100 * lazy['within_5pct']:.0f}% "
-        f"(correction {lazy['a']:.3f} * sum {lazy['b']:+.3f} ms)",
+        f"(correction {Correction(a=lazy['a'], b=lazy['b'], se_ms=lazy['se_ms']).describe()})",
+        f"  its entries        lazy sum / full-table sum for the same architectures: median {lazy['sum_ratio_median']:.3f} (10-90%: {lazy['sum_ratio_p10']:.3f}-{lazy['sum_ratio_p90']:.3f})"
+        + (f"; the lazy sums through the in-run correction: MAPE {100 * lazy['mape_with_in_run_correction']:.2f}%" if "mape_with_in_run_correction" in lazy else ""),
     ]
     print("\n".join(lines))
     print()

@@ -37,7 +37,8 @@ from mobilenas.space.search_space import SearchSpace
 
 # 20: enough for the three-parameter correction (a, b, se_ms) to be fitted stably.
 DEFAULT_BUILD_CORRECTION_SAMPLES = 20
-DEFAULT_LAZY_CORRECTION_SAMPLES = 6
+# 8: the fewest end-to-end points from which the correction has its SE term (MIN_POINTS_FOR_SE_TERM).
+DEFAULT_LAZY_CORRECTION_SAMPLES = 8
 
 
 # --------------------------------------------------------------------------- default paths
@@ -237,7 +238,7 @@ def open_or_create_table(
     misses them (``predict(arch, measure_missing=True)``, ``table.ensure(arch)``). Unless
     ``correction_samples`` is 0, the correction is fitted now if the table has fewer end-to-end
     points than that: the space's fastest architecture and random ones are measured (about 2 s
-    each at 224x224 on one CPU thread, their ops included; 6 by default).
+    each at 224x224 on one CPU thread, their ops included; 8 by default).
     """
     backend = backend or OnnxRuntimeBackend()
     target = Path(path) if path is not None else default_table_path(space, backend, input_size)

@@ -57,6 +57,9 @@ class PPOConfig:
     * ``normalize_advantages``: divide each batch's advantages by their standard deviation
       (rewards of nearby architectures differ by fractions of a percent; this makes the step
       size independent of the reward's scale).
+    * ``center_advantages``: also subtract the batch's mean advantage (the usual PPO
+      normalisation): each batch then pushes towards its better half and away from its worse
+      half even when the moving-average baseline lags behind an improving policy.
     * ``max_grad_norm``: gradient-norm clipping.
     * ``init_range``: parameters start uniform in [-init_range, init_range] (a near-uniform policy).
     * ``temperature`` and ``tanh_constant``: each head's logits become
@@ -79,6 +82,7 @@ class PPOConfig:
     entropy_weight: float = 0.0
     baseline_decay: float = 0.9
     normalize_advantages: bool = True
+    center_advantages: bool = False
     max_grad_norm: float = 1.0
     init_range: float = 0.1
     temperature: float = 1.0
@@ -94,6 +98,8 @@ class PPOConfig:
         check_fraction("ppo", "baseline_decay", self.baseline_decay, open_high=True)
         if not isinstance(self.normalize_advantages, bool):
             raise ValueError(f"ppo.normalize_advantages must be true or false, got {self.normalize_advantages!r}")
+        if not isinstance(self.center_advantages, bool):
+            raise ValueError(f"ppo.center_advantages must be true or false, got {self.center_advantages!r}")
         check_positive("ppo", "max_grad_norm", self.max_grad_norm)
         check_positive("ppo", "init_range", self.init_range)
         check_positive("ppo", "temperature", self.temperature)
@@ -199,6 +205,8 @@ class PPOController(BookkeepingStrategy):
         actions = torch.tensor([ix for ix, _, _, _ in self._buffer], dtype=torch.long)
         old_log_prob = torch.tensor([lp for _, lp, _, _ in self._buffer])
         advantages = torch.tensor([a for _, _, a, _ in self._buffer])
+        if config.center_advantages and len(self._buffer) > 1:
+            advantages = advantages - advantages.mean()
         if config.normalize_advantages and len(self._buffer) > 1:
             spread = float(advantages.std())
             if spread > 1e-8:
