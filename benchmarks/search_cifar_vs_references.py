@@ -64,6 +64,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--top", type=int, default=3, help="trials re-trained for the final selection (default: 3)")
     parser.add_argument("--target-reference", default="mobilenetv2", help="reference whose table latency is the target (default: mobilenetv2)")
+    parser.add_argument("--proxy-steps", type=int, default=None, help="steps of every proxy training, in the search and after it (default: the proxy default)")
     parser.add_argument("--out", type=Path, default=HERE / "search_cifar_vs_references.md")
     args = parser.parse_args()
 
@@ -79,13 +80,16 @@ def main() -> None:
     table = open_or_create_table(space, progress=True)
     target = table.predict(reference(args.target_reference, num_classes=data.num_classes), measure_missing=True)
 
-    run = args.work / f"search-{args.target_reference}"
+    # Runs and trainings with another proxy budget are kept apart from the default budget's.
+    budget = "" if args.proxy_steps is None else f"-{args.proxy_steps}steps"
+    run = args.work / f"search-{args.target_reference}{budget}"
     common = ["--quiet", "--workers", str(args.workers)]
     if (run / "manifest.json").exists():
         code = nas_search(["--resume", str(run), *common])
     else:
+        steps = [] if args.proxy_steps is None else ["--proxy-steps", str(args.proxy_steps)]
         code = nas_search(["--target-latency", f"{target:.4f}ms", "--dataset", "cifar10", "--data-dir", str(cifar),
-                           "--samples", str(args.samples), "--out", str(run), *common])
+                           "--samples", str(args.samples), "--out", str(run), *steps, *common])
     if code != 0:
         raise SystemExit(f"nas-search failed with exit code {code}")
     with open(run / "trials.csv") as handle:
@@ -93,9 +97,11 @@ def main() -> None:
     trials.sort(key=lambda row: float(row["reward"]), reverse=True)
     finalists = [Architecture.from_notation(row["architecture"]) for row in trials[: args.top]]
 
-    cache_path = args.work / "trainings.json"
+    cache_path = args.work / f"trainings{budget}.json"
     cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
     config = ProxyConfig(threads=1)
+    if args.proxy_steps is not None:
+        config = dataclasses.replace(config, steps=args.proxy_steps)
 
     def train_all(label: str, arch) -> None:
         for seed in range(args.seeds):
@@ -147,7 +153,7 @@ def main() -> None:
         "# CIFAR-10 proxy search versus width-scaled references at the same latency",
         "",
         f"Target: {args.target_reference}'s table latency, {target:.2f} ms (224x224, ONNX Runtime, 1 thread, this CPU). "
-        f"Search: {args.samples} architectures of the mobilenetv3 space, ppo controller, soft reward (w = -0.07), default proxy "
+        f"Search: {args.samples} architectures of the mobilenetv3 space, ppo controller, soft reward (w = -0.07), {'default ' if args.proxy_steps is None else ''}proxy "
         f"({config.steps} steps x {config.batch_size} images) on CIFAR-10 ({len(data.train)} train / {len(data.val)} val / {len(data.test)} test images). "
         f"Final selection: the top {args.top} trials by reward, each trained again with the same proxy on {args.seeds} seeds; "
         "the best mean validation accuracy is the searched network. References are scaled by width to the largest multiplier "
@@ -171,7 +177,9 @@ def main() -> None:
         "",
         f"Searched: `{searched['notation']}`",
         "",
-        f"Reproduce: `flock /tmp/mobilenas-cpu.lock python benchmarks/search_cifar_vs_references.py --samples {args.samples} --workers {args.workers}`",
+        "Reproduce: `flock /tmp/mobilenas-cpu.lock python benchmarks/search_cifar_vs_references.py "
+        f"--samples {args.samples} --workers {args.workers}{'' if args.proxy_steps is None else f' --proxy-steps {args.proxy_steps}'}"
+        f"{'' if args.out == HERE / 'search_cifar_vs_references.md' else f' --out benchmarks/{args.out.name}'}`",
         "",
     ]
     text = "\n".join(lines)
