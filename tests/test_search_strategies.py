@@ -300,3 +300,33 @@ def test_ppo_bounded_logits_cap_how_peaked_a_decision_gets() -> None:
     assert float(probs.max()) <= cap + 1e-6
     assert float(probs.max()) > 0.5  # it did learn, up to the cap
     assert strategy.most_likely()[0] == good_option(0, 5)
+
+
+def log_prob_of(strategy: PPOController, indices: tuple[int, ...]) -> float:
+    with torch.no_grad():
+        _, log_prob, _ = strategy.policy(torch.tensor([indices]))
+    return float(log_prob[0])
+
+
+def update_deltas(center: bool) -> tuple[float, float]:
+    """Log-probability changes of two proposals after one update on advantages [0, +]."""
+    config = PPOConfig(batch_size=2, epochs=1, learning_rate=0.05, center_advantages=center)
+    strategy = make_strategy("ppo", (5, 5, 5), seed=0, config=config)
+    assert isinstance(strategy, PPOController)
+    first, second = strategy.ask(), strategy.ask()
+    assert first.indices != second.indices
+    before = (log_prob_of(strategy, first.indices), log_prob_of(strategy, second.indices))
+    # The first tell sets the moving baseline (advantage 0); the second is above it.
+    strategy.tell(first.number, Observation(0.5, 0.5, 1.0))
+    strategy.tell(second.number, Observation(0.6, 0.6, 1.0))
+    assert strategy.summary()["updates"] == 1.0
+    return log_prob_of(strategy, first.indices) - before[0], log_prob_of(strategy, second.indices) - before[1]
+
+
+def test_ppo_centred_advantages_push_the_worse_half_of_a_batch_down() -> None:
+    plain_worse, plain_better = update_deltas(center=False)
+    centred_worse, centred_better = update_deltas(center=True)
+    assert plain_better > 0 and centred_better > 0  # the better proposal is made likelier either way
+    # Uncentred, the worse one (advantage 0) only loses the mass the better one gains; centred,
+    # its advantage is negative and it is pushed down several times as hard.
+    assert centred_worse < 2 * plain_worse < 0
