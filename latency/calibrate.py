@@ -332,7 +332,7 @@ def report_lines(report: CalibrationReport) -> list[str]:
         fresh = report.in_run
         lines += [
             f"  machine drift      {report.drift:.3f}x the speed at which the correction was fitted (its architectures, measured again now)",
-            f"  in-run correction  {fresh['correction']['a']:.4f} * sum {fresh['correction']['b']:+.4f} ms: MAPE {100 * fresh['mape']:.2f}%, "
+            f"  in-run correction  {Correction(**fresh['correction']).describe()}: MAPE {100 * fresh['mape']:.2f}%, "
             f"within ±5% {100 * fresh['within_5pct']:.1f}%, within ±10% {100 * fresh['within_10pct']:.1f}%",
         ]
     return lines + ([f"  wrote              {report.csv_path}, {report.plot_path}"] if report.csv_path else [])

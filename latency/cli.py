@@ -288,6 +288,7 @@ def _predict(args: argparse.Namespace) -> int:
         "architecture": arch.to_notation(),
         "latency_ms": latency,
         "sum_ms": total,
+        "se_blocks": table.se_blocks(arch),
         "correction": table.correction.to_dict(),
         "table": str(table.path),
         "input_size": table.input_size,
@@ -300,8 +301,7 @@ def _predict(args: argparse.Namespace) -> int:
         return 0
     correction = table.correction
     print(f"{args.arch}: {format_ms(latency)} predicted ({table.device.describe()}, {table.input_size}x{table.input_size})")
-    se_blocks = table.se_blocks(arch)
-    se_text = f" {correction.se_ms:+.4f} ms x {se_blocks} SE blocks" if correction.se_ms else ""
+    se_text = f" {correction.se_ms:+.4f} ms x {payload['se_blocks']} SE blocks" if correction.se_ms else ""
     print(f"  = {correction.a:.4f} * {total:.3f} ms (sum of {len(rows)} entries) {correction.b:+.4f} ms{se_text}" + ("" if correction.fitted else "  [correction not fitted yet]"))
     if args.breakdown:
         width = max(len(r.path) for r in rows)

@@ -76,7 +76,8 @@ def test_predict_and_breakdown(built_table, capsys) -> None:
     assert code == 0
     payload = json.loads(out)
     correction = payload["correction"]
-    assert payload["latency_ms"] == pytest.approx(correction["a"] * payload["sum_ms"] + correction["b"])
+    assert payload["latency_ms"] == pytest.approx(correction["a"] * payload["sum_ms"] + correction["b"] + correction["se_ms"] * payload["se_blocks"])
+    assert payload["se_blocks"] == sum(1 for _, _, block in arch.blocks() if block.se_channels > 0)
     assert payload["sum_ms"] == pytest.approx(sum(row["latency_ms"] for row in payload["breakdown"]))
     assert payload["breakdown"][0]["path"] == "stem" and payload["breakdown"][-1]["path"] == "head"
 
