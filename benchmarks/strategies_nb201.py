@@ -224,6 +224,14 @@ def render(summary: dict[str, Any], cells: Sequence[Cell], meta: dict[str, Any])
             f"- for scale: the standard error of that overall difference over {n} seeds is {error:.2f} pp "
             f"(difference = {gap / error:.1f} standard errors); the target asks for more than one seed-to-seed standard deviation."
         )
+        ppo_std, random_std = summary["ppo"]["overall_regret_std_pp"], summary["random"]["overall_regret_std_pp"]
+        pooled = ((ppo_std**2 + random_std**2) / 2) ** 0.5
+        readings = [("PPO's own", ppo_std), ("pooled", pooled), ("the larger of the two (the reading used above)", max(ppo_std, random_std))]
+        lines.append(
+            "- the verdict depends on whose standard deviation is meant: "
+            + "; ".join(f"{name} {value:.2f} pp: {'met' if gap > value else 'NOT met'}" for name, value in readings)
+            + ". The strictest reading decides here."
+        )
     lines += ["", "![regret against queries](strategies_nb201.png)", ""]
     return "\n".join(lines)
 
