@@ -14,6 +14,7 @@ from mobilenas.latency import (
     fidelity,
     spearman,
 )
+from mobilenas.space import Architecture
 
 from helpers import tiny_space
 
@@ -48,7 +49,7 @@ def test_calibrate_measures_compares_and_writes_csv_and_plot(tmp_path) -> None:
     assert not fitted_on & {r.fingerprint for r in report.rows}  # out of sample
     for row in report.rows:
         assert row.measured_ms > 0
-        assert row.predicted_ms == pytest.approx(table.correction.apply(row.sum_ms))
+        assert row.predicted_ms == pytest.approx(table.correction.apply(row.sum_ms, table.se_blocks(Architecture.from_notation(row.notation))))
     assert 0 <= report.within_5pct <= report.within_10pct <= 1
     assert report.mape == pytest.approx(sum(abs(r.error) for r in report.rows) / 4)
     with open(report.csv_path) as handle:

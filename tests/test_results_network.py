@@ -81,7 +81,7 @@ def test_references_are_predicted_with_the_runs_correction(search: tuple[Path, P
     lookup = LookupTable.load(table)
     for row in placed.itertuples():
         arch = reference(row.name).with_num_classes(10)
-        assert row.latency_ms == pytest.approx(correction.apply(lookup.predict_sum(arch)))
+        assert row.latency_ms == pytest.approx(correction.apply(lookup.predict_sum(arch), lookup.se_blocks(arch)))
         assert row.missing_ops == 0 and row.params == count_params(arch)
     # Once measured, the ops are in the table: no measurement is needed to place them again.
     again = reference_points(run, ["mobilenetv3-small@0.5", "mnasnet-a1@0.5"])
@@ -122,8 +122,10 @@ def test_measure_the_front_and_use_it(search: tuple[Path, Path], capsys: pytest.
     rows = measure_candidates(run, rounds=2, progress=False)
     assert sorted(rows["number"]) == sorted(unmeasured["number"])
     assert (rows["latency_ms"] > 0).all()
-    cache = [json.loads(line) for line in (out / "measured.jsonl").read_text().splitlines()]
-    assert {c["fingerprint"] for c in cache} >= set(unmeasured["key"])
+    # The search measures its best; when the front is that one trial there is nothing to cache.
+    if not unmeasured.empty:
+        cache = [json.loads(line) for line in (out / "measured.jsonl").read_text().splitlines()]
+        assert {c["fingerprint"] for c in cache} >= set(unmeasured["key"])
     reloaded = load_run(out)
     assert pareto_front(reloaded)["measured_latency_ms"].notna().all()
     # On the measured axis, a trial not measured yet stands at the table's estimate; on a busy
