@@ -123,7 +123,7 @@ def lazy_table_fidelity(space: Any, backend: Any, report: Any) -> dict[str, floa
         diagnostics: dict[str, float] = {"sum_ratio_median": float(np.median(ratios)), "sum_ratio_p10": float(np.percentile(ratios, 10)), "sum_ratio_p90": float(np.percentile(ratios, 90))}
         if report.in_run is not None:
             fresh = Correction(**report.in_run["correction"])
-            through_in_run = [fresh.apply(s, table.se_blocks(arch)) for s, arch in zip(sums, archs, strict=True)]
+            through_in_run = [table.predict(arch, correction=fresh) for arch in archs]
             diagnostics["mape_with_in_run_correction"] = fidelity(through_in_run, [r.measured_ms for r in report.rows])["mape"]
         return figures | diagnostics | {"open_wall_time_s": opened_s, "fill_wall_time_s": filled_s, "entries": len(table), "correction_points": table.correction.points, "a": table.correction.a, "b": table.correction.b, "se_ms": table.correction.se_ms}
 

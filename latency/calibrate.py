@@ -196,8 +196,7 @@ def calibrate(
         table.ensure_signatures(list(wanted), progress=progress, desc="measuring ops")
     correction = table.correction
     sums = [table.predict_sum(arch) for arch in archs]
-    se_blocks = [table.se_blocks(arch) for arch in archs]
-    predicted = [correction.apply(s, k) for s, k in zip(sums, se_blocks, strict=True)]
+    predicted = [table.predict(arch, correction=correction) for arch in archs]
     from mobilenas.cliutil import progress as progress_bar
 
     anchor_points = table.end_to_end_points() if anchors else []
@@ -213,8 +212,8 @@ def calibrate(
     in_run: dict[str, Any] | None = None
     if anchor_points:
         drift = float(np.median([m.latency_ms / p.latency_ms for m, p in zip(anchor_runs, anchor_points, strict=True)]))
-        fresh = Correction.fit([table.predict_sum(a) for a in anchor_archs], [m.latency_ms for m in anchor_runs], [table.se_blocks(a) for a in anchor_archs])
-        fresh_predicted = [fresh.apply(x, k) for x, k in zip(sums, se_blocks, strict=True)]
+        fresh = table.fit_on(anchor_archs, [m.latency_ms for m in anchor_runs])
+        fresh_predicted = [table.predict(arch, correction=fresh) for arch in archs]
         in_run = fidelity(fresh_predicted, [m.latency_ms for m in measurements]) | {
             "correction": {"a": fresh.a, "b": fresh.b, "se_ms": fresh.se_ms, "points": fresh.points},
             "predicted_ms": fresh_predicted,

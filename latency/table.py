@@ -378,6 +378,7 @@ class LookupTable:
         self._end_to_end: list[EndToEndPoint] = []
         self._placed: OrderedDict[Architecture, tuple[PlacedSignature, ...]] = OrderedDict()
         self._sums: dict[Architecture, float] = {}
+        self._se_counts: dict[Architecture, int] = {}
         self.skipped_lines = 0
         #: the user accepted this table on another device (``force=True``)
         self.forced_device = False
@@ -587,13 +588,17 @@ class LookupTable:
         self.ensure_signatures([p.signature for p in absent])
         return sum(self._entries[p.signature].latency_ms for p in placed)
 
-    def predict(self, arch: Architecture, *, measure_missing: bool = False) -> float:
-        """Predicted latency of ``arch`` in ms: ``a * sum + b`` (see the module docstring).
+    def predict(self, arch: Architecture, *, measure_missing: bool = False, correction: Correction | None = None) -> float:
+        """Predicted latency of ``arch`` in ms: ``a * sum + b + se_ms * SE blocks`` (see the module docstring).
 
         A signature missing from the table is measured now and appended to the table's file when
-        ``measure_missing`` is true; otherwise :class:`MissingEntryError` names it.
+        ``measure_missing`` is true; otherwise :class:`MissingEntryError` names it. ``correction``
+        replaces the table's own (a run's frozen correction); only the table's own warns when it
+        is not fitted.
         """
         total = self.predict_sum(arch, measure_missing=measure_missing)
+        if correction is not None:
+            return correction.apply(total, self.se_blocks(arch))
         correction = self.header.correction
         if not correction.fitted and not self._warned_uncorrected:
             self._warned_uncorrected = True
@@ -605,8 +610,14 @@ class LookupTable:
         return correction.apply(total, self.se_blocks(arch))
 
     def se_blocks(self, arch: Architecture) -> int:
-        """How many of ``arch``'s blocks have squeeze-and-excitation (the correction's third term)."""
-        return sum(1 for p in self.placed_signatures(arch) if p.signature.se_channels > 0)
+        """How many of ``arch``'s blocks have squeeze-and-excitation (the correction's third term; cached)."""
+        count = self._se_counts.get(arch)
+        if count is None:
+            count = sum(1 for p in self.placed_signatures(arch) if p.signature.se_channels > 0)
+            self._se_counts[arch] = count
+            if len(self._se_counts) > _SIGNATURE_CACHE_SIZE:
+                self._se_counts.pop(next(iter(self._se_counts)))
+        return count
 
     def predict_breakdown(self, arch: Architecture, *, measure_missing: bool = False) -> list[BreakdownRow]:
         """Each op's entry (ms, before correction), in network order; their sum is :meth:`predict_sum`."""
@@ -728,15 +739,15 @@ class LookupTable:
 
     def fit_correction(self, *, measure_missing: bool = True) -> Correction:
         """Refit the correction on every end-to-end point; stored in the header (file rewritten)."""
-        sums, measured, se_blocks = [], [], []
-        for point in self._end_to_end:
-            arch = point.architecture()
-            sums.append(self.predict_sum(arch, measure_missing=measure_missing))
-            measured.append(point.latency_ms)
-            se_blocks.append(self.se_blocks(arch))
-        correction = Correction.fit(sums, measured, se_blocks)
+        points = self._end_to_end
+        correction = self.fit_on([p.architecture() for p in points], [p.latency_ms for p in points], measure_missing=measure_missing)
         self.set_correction(correction)
         return correction
+
+    def fit_on(self, archs: Sequence[Architecture], measured_ms: Sequence[float], *, measure_missing: bool = True) -> Correction:
+        """A correction fitted on ``archs`` measured end to end (``measured_ms``); the table's own is not touched."""
+        sums = [self.predict_sum(arch, measure_missing=measure_missing) for arch in archs]
+        return Correction.fit(sums, measured_ms, [self.se_blocks(arch) for arch in archs])
 
     def set_correction(self, correction: Correction) -> None:
         self.header = dataclasses.replace(self.header, correction=correction)

@@ -52,7 +52,7 @@ class TableLatency:
         return self.table.predict_sum(arch, measure_missing=True)
 
     def predict(self, arch: Architecture) -> float:
-        return self.correction.apply(self.predict_sum(arch), self.table.se_blocks(arch))
+        return self.table.predict(arch, measure_missing=True, correction=self.correction)
 
     def measure(self, arch: Architecture) -> float | None:
         measurement = measure(arch, self.backend, input_size=self.input_size)
@@ -68,13 +68,14 @@ class TableLatency:
         if self.correction.fitted:
             return
         self.log(f"the table has no fitted correction yet: measuring {len(archs)} network(s) end to end to fit one")
-        sums = [self.predict_sum(arch) for arch in archs]
+        for arch in archs:
+            self.predict_sum(arch)  # their missing ops are measured now, before the end-to-end timing
         # Interleaved, so that a busy spell of the machine weighs on both ends of the fit alike.
         measurements = measure_architectures(archs, self.backend, input_size=self.input_size, rounds=3)
         for arch, measurement in zip(archs, measurements, strict=True):
             self.table.record_end_to_end(arch, measurement, refit=False)
         # Frozen for this run only: the table's own correction stays what its builder fitted.
-        self.correction = Correction.fit(sums, [m.latency_ms for m in measurements], [self.table.se_blocks(arch) for arch in archs])
+        self.correction = self.table.fit_on(archs, [m.latency_ms for m in measurements])
 
     def describe(self) -> dict[str, Any]:
         header = self.table.header

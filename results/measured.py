@@ -106,8 +106,7 @@ class RunLatency:
         """
         if measure_missing and self.missing(arch):
             self._check_device()
-        total = self.table.predict_sum(arch, measure_missing=measure_missing)
-        return float(self.correction.apply(total, self.table.se_blocks(arch)))
+        return float(self.table.predict(arch, measure_missing=measure_missing, correction=self.correction))
 
     def measured(self) -> dict[str, float]:
         """Fingerprint -> median end-to-end latency (ms) of the table's end-to-end points."""

@@ -127,6 +127,12 @@ def test_the_se_term_is_charged_per_se_block_by_hand(tmp_path) -> None:
     assert table.se_blocks(two_block_arch()) == 0
     assert table.predict(arch) == pytest.approx(1.1 * 3.75 + 0.3 + 2 * 0.05)
     assert LookupTable.load(table.path).predict(arch) == pytest.approx(1.1 * 3.75 + 0.3 + 0.1)
+    # Another correction (a run's frozen one) goes through the same arithmetic.
+    assert table.predict(arch, correction=Correction(a=2.0, b=0.0, se_ms=0.5)) == pytest.approx(2.0 * 3.75 + 1.0)
+    # fit_on fits from the table's sums and SE counts without touching the table's own correction.
+    refit = table.fit_on([arch], [5.0])
+    assert (refit.a, refit.b, refit.points) == (pytest.approx(5.0 / 3.75), 0.0, 1)
+    assert table.correction.a == 1.1 and table.correction.se_ms == 0.05
 
 
 def test_an_uncorrected_table_warns_once(tmp_path) -> None:
