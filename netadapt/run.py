@@ -56,7 +56,8 @@ from mobilenas.netadapt.pruning import shrink_model
 from mobilenas.runs import Journal, RunDir, atomic_write_bytes, now_iso
 from mobilenas.space.arch import Architecture
 from mobilenas.space.builder import Network, build_model
-from mobilenas.train.engine import seeded, torch_threads
+from mobilenas.torchutil import torch_threads
+from mobilenas.train.engine import seeded
 from mobilenas.units import format_ms
 
 RUN_KIND = "netadapt"

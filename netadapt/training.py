@@ -16,6 +16,7 @@ import torch
 
 from mobilenas.netadapt.run import STATUS_OK, TrainResult
 from mobilenas.space.builder import Network
+from mobilenas.torchutil import torch_threads
 from mobilenas.train import engine
 from mobilenas.train.data import DataSplits
 from mobilenas.train.proxy import ProxyConfig, evaluate, train_model
@@ -111,7 +112,7 @@ class DataTrainer:
         model.to(self.settings.device, memory_format=torch.channels_last)  # type: ignore[call-overload]  # 1.4-1.9x faster on CPU
         result = train_model(model, self.data, config, steps=steps, epochs=epochs, progress=progress)
         if result.ok:
-            with engine.torch_threads(self.settings.threads):
+            with torch_threads(self.settings.threads):
                 engine.recalibrate_batchnorm(
                     model, self.data.train, num_images=self.settings.bn_recalibration_images, batch_size=self.settings.eval_batch_size,
                     seed=seed, channels_last=True, device=torch.device(self.settings.device),

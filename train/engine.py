@@ -18,7 +18,6 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from mobilenas.torchutil import torch_threads as torch_threads  # re-exported: engine.torch_threads
 from mobilenas.train.data import Split
 
 OPTIMIZERS = ("sgd", "rmsprop", "adamw")

@@ -31,6 +31,7 @@ from mobilenas.runs import atomic_write_bytes, atomic_write_json, environment, n
 from mobilenas.space.arch import Architecture
 from mobilenas.space.builder import build_model
 from mobilenas.space.cost import architecture_cost
+from mobilenas.torchutil import torch_threads
 from mobilenas.train import engine
 from mobilenas.train.data import DataSplits
 from mobilenas.train.proxy import STATUS_FAILED, STATUS_OK, evaluate, prepare_architecture
@@ -182,7 +183,7 @@ def train_full(
     schedule = engine.Schedule(config.learning_rate, total_steps, round(config.warmup_epochs * per_epoch), config.final_lr_fraction)
     fmt = torch.channels_last if config.channels_last else torch.contiguous_format
 
-    with engine.torch_threads(config.threads), engine.seeded(engine.derived_seed(config.seed, 0)):
+    with torch_threads(config.threads), engine.seeded(engine.derived_seed(config.seed, 0)):
         model = build_model(prepared, input_size=data.input_size)
         adaptation = changes + model.adaptation
         model = model.to(device).to(memory_format=fmt)  # type: ignore[call-overload]

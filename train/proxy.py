@@ -33,6 +33,7 @@ from torch import nn
 from mobilenas.space.arch import Architecture
 from mobilenas.space.builder import Network, build_model
 from mobilenas.space.cost import count_params
+from mobilenas.torchutil import torch_threads
 from mobilenas.train import engine
 from mobilenas.train.data import DataSplits, Split
 
@@ -262,7 +263,7 @@ def train_model(
     total = config.total_steps(len(split))
     device = torch.device(config.device)
     bar = None
-    with engine.torch_threads(config.threads):
+    with torch_threads(config.threads):
         optimizer = engine.make_optimizer(model, config.optimiser_settings())
         hook = on_step
         if progress:
@@ -356,7 +357,7 @@ def train_proxy(
     train_split = _training_split(data, config.train_subset)
     val_split = data.val.subset(config.val_subset, seed=data.seed)
     device = torch.device(config.device)
-    with engine.torch_threads(config.threads), engine.seeded(engine.derived_seed(config.seed, 0)):
+    with torch_threads(config.threads), engine.seeded(engine.derived_seed(config.seed, 0)):
         model = build_model(prepared, input_size=data.input_size)
         model.adaptation = changes + model.adaptation
         model = model.to(device)
