@@ -158,6 +158,7 @@ def main() -> int:
     parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS", help="first wait up to this long for other processes to use under 15%% of the CPU (default: 0, do not wait)")
     parser.add_argument("--refit-correction", action="store_true", help="keep the table's entries but measure the correction's architectures again")
     parser.add_argument("--fresh", action="store_true", help="delete the table and build it again (entries and end-to-end runs in one quiet window)")
+    parser.add_argument("--timing-only", action="store_true", help="only time predict() on the existing table (1000 architectures) and print it; writes nothing")
     args = parser.parse_args()
 
     import torch
@@ -177,6 +178,12 @@ def main() -> int:
     space = mobilenetv3_space()
     backend = OnnxRuntimeBackend(threads=1)
     table_path = args.table or default_table_path(space, backend, 224)
+    if args.timing_only:
+        if not table_path.exists():
+            raise SystemExit(f"no table at {table_path}: run this script without --timing-only first")
+        timing = predict_timing(table_path, sample_architectures(space, 1000, seed=99), repeats=10)
+        print(f"predict()            {timing['first_call_us']:.0f} us first call per architecture, {timing['repeated_call_us']:.1f} us repeated ({timing['architectures']} architectures)")
+        return 0
     if args.fresh and table_path.exists():
         table_path.unlink()
     monitor = LoadMonitor()
