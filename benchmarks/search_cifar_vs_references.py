@@ -155,7 +155,7 @@ def main() -> None:
             "notation": arch.to_notation(),
         })
     searched = rows[0]
-    verdict = all(searched["test_mean"] >= r["test_mean"] for r in rows[1:] if r["network"].endswith(" scaled"))
+    verdict = all(searched["test_mean"] >= r["test_mean"] for r in rows[1:] if r["network"] not in slower)
     above = [r for r in rows if r["network"] in slower]
     verdict_above = all(searched["test_mean"] >= r["test_mean"] for r in above) if above else None
     lines = [
