@@ -108,6 +108,8 @@ def test_configs_from_strings_and_back() -> None:
         (lambda: PPOConfig(clip=1.5), r"ppo.clip: must be a number in \(0, 1\), got 1.5"),
         (lambda: PPOConfig(baseline_decay=1.0), r"ppo.baseline_decay: must be a number in \[0, 1\), got 1.0"),
         (lambda: PPOConfig(epochs=0), "ppo.epochs: must be a whole number >= 1, got 0"),
+        (lambda: PPOConfig(risk_seeking=0.0), r"ppo.risk_seeking: must be a number in \(0, 1\], got 0.0"),
+        (lambda: PPOConfig(risk_seeking=1.5), r"ppo.risk_seeking: must be a number in \(0, 1\], got 1.5"),
         (lambda: ReinforceConfig(entropy_weight=-1), "reinforce.entropy_weight: must be a number >= 0"),
         (lambda: EvolutionConfig(population_size=5, tournament_size=6), "tournament_size .6. must be at most population_size .5."),
         (lambda: TPEConfig(n_ei_candidates=0), "tpe.n_ei_candidates: must be a whole number >= 1"),
@@ -330,3 +332,41 @@ def test_ppo_centred_advantages_push_the_worse_half_of_a_batch_down() -> None:
     # Uncentred, the worse one (advantage 0) only loses the mass the better one gains; centred,
     # its advantage is negative and it is pushed down several times as hard.
     assert centred_worse < 2 * plain_worse < 0
+
+
+def policy_after_one_batch(rewards: Sequence[float], risk_seeking: float | None) -> tuple[list[torch.Tensor], list[tuple[int, ...]]]:
+    """The policy's parameters after one PPO update on four proposals told ``rewards``."""
+    config = PPOConfig(batch_size=4, epochs=2, learning_rate=0.05, risk_seeking=risk_seeking)
+    strategy = make_strategy("ppo", (5, 5, 5), seed=3, config=config)
+    assert isinstance(strategy, PPOController)
+    proposals = [strategy.ask() for _ in rewards]
+    for proposal, reward in zip(proposals, rewards, strict=True):
+        strategy.tell(proposal.number, Observation(reward, reward, 1.0))
+    assert strategy.summary()["updates"] == 1.0
+    return [p.detach().clone() for p in strategy.policy.parameters()], [p.indices for p in proposals]
+
+
+def test_ppo_risk_seeking_trains_on_the_best_share_of_a_batch_only() -> None:
+    # epsilon = 0.25 of 4 proposals: the threshold is the batch's 0.75 quantile, which depends on
+    # the two best rewards only, and the two worst have zero advantage.
+    base, indices = policy_after_one_batch([0.10, 0.20, 0.50, 0.60], risk_seeking=0.25)
+    moved, _ = policy_after_one_batch([0.05, 0.30, 0.50, 0.60], risk_seeking=0.25)
+    assert all(torch.equal(a, b) for a, b in zip(base, moved, strict=True))  # the worse ones neither push nor pull
+    plain, _ = policy_after_one_batch([0.10, 0.20, 0.50, 0.60], risk_seeking=None)
+    plain_moved, _ = policy_after_one_batch([0.05, 0.30, 0.50, 0.60], risk_seeking=None)
+    assert not all(torch.equal(a, b) for a, b in zip(plain, plain_moved, strict=True))  # they do with the moving baseline
+    # The best proposal is made likelier.
+    fresh = make_strategy("ppo", (5, 5, 5), seed=3, config=PPOConfig(batch_size=4, epochs=2, learning_rate=0.05, risk_seeking=0.25))
+    assert isinstance(fresh, PPOController)
+    before = log_prob_of(fresh, indices[3])
+    with torch.no_grad():
+        for parameter, trained in zip(fresh.policy.parameters(), base, strict=True):
+            parameter.copy_(trained)
+    assert log_prob_of(fresh, indices[3]) > before
+
+
+def test_ppo_risk_seeking_ignores_a_batch_of_equal_rewards() -> None:
+    before = make_strategy("ppo", (5, 5, 5), seed=3, config=PPOConfig(batch_size=4, risk_seeking=0.5))
+    assert isinstance(before, PPOController)
+    after, _ = policy_after_one_batch([0.4, 0.4, 0.4, 0.4], risk_seeking=0.5)
+    assert all(torch.equal(a, b) for a, b in zip(before.policy.parameters(), after, strict=True))

@@ -60,6 +60,13 @@ class PPOConfig:
     * ``center_advantages``: also subtract the batch's mean advantage (the usual PPO
       normalisation): each batch then pushes towards its better half and away from its worse
       half even when the moving-average baseline lags behind an improving policy.
+    * ``risk_seeking``: None (the default), or a fraction epsilon in (0, 1]: each batch is trained
+      on only its best epsilon share, against the batch's (1 - epsilon) reward quantile instead
+      of the moving average (the risk-seeking policy gradient of Petersen et al. 2021, "Deep
+      symbolic regression", ICLR). It optimises the best case rather than the mean reward, which
+      is what a search that keeps its best architecture needs; the worse proposals of a batch
+      then neither push nor pull. ``center_advantages`` does not apply then. On NAS-Bench-201's
+      tuning seeds it did no better than the defaults (``benchmarks/strategies_nb201.tuning-ppo2.md``).
     * ``max_grad_norm``: gradient-norm clipping.
     * ``init_range``: parameters start uniform in [-init_range, init_range] (a near-uniform policy).
     * ``temperature`` and ``tanh_constant``: each head's logits become
@@ -83,6 +90,7 @@ class PPOConfig:
     baseline_decay: float = 0.9
     normalize_advantages: bool = True
     center_advantages: bool = False
+    risk_seeking: float | None = None
     max_grad_norm: float = 1.0
     init_range: float = 0.1
     temperature: float = 1.0
@@ -100,6 +108,8 @@ class PPOConfig:
             raise ValueError(f"ppo.normalize_advantages must be true or false, got {self.normalize_advantages!r}")
         if not isinstance(self.center_advantages, bool):
             raise ValueError(f"ppo.center_advantages must be true or false, got {self.center_advantages!r}")
+        if self.risk_seeking is not None:
+            check_fraction("ppo", "risk_seeking", self.risk_seeking, open_low=True)
         check_positive("ppo", "max_grad_norm", self.max_grad_norm)
         check_positive("ppo", "init_range", self.init_range)
         check_positive("ppo", "temperature", self.temperature)
@@ -205,7 +215,11 @@ class PPOController(BookkeepingStrategy):
         actions = torch.tensor([ix for ix, _, _, _ in self._buffer], dtype=torch.long)
         old_log_prob = torch.tensor([lp for _, lp, _, _ in self._buffer])
         advantages = torch.tensor([a for _, _, a, _ in self._buffer])
-        if config.center_advantages and len(self._buffer) > 1:
+        if config.risk_seeking is not None:
+            rewards = torch.tensor([r for *_, r in self._buffer], dtype=torch.float64)
+            threshold = torch.quantile(rewards, 1.0 - config.risk_seeking)
+            advantages = torch.where(rewards >= threshold, rewards - threshold, 0.0).to(advantages.dtype)
+        elif config.center_advantages and len(self._buffer) > 1:
             advantages = advantages - advantages.mean()
         if config.normalize_advantages and len(self._buffer) > 1:
             spread = float(advantages.std())
