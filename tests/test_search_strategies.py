@@ -108,6 +108,7 @@ def test_configs_from_strings_and_back() -> None:
         (lambda: PPOConfig(clip=1.5), r"ppo.clip: must be a number in \(0, 1\), got 1.5"),
         (lambda: PPOConfig(baseline_decay=1.0), r"ppo.baseline_decay: must be a number in \[0, 1\), got 1.0"),
         (lambda: PPOConfig(epochs=0), "ppo.epochs: must be a whole number >= 1, got 0"),
+        (lambda: PPOConfig(learn_from_repeats="no"), "ppo.learn_from_repeats must be true or false, got 'no'"),
         (lambda: PPOConfig(risk_seeking=0.0), r"ppo.risk_seeking: must be a number in \(0, 1\], got 0.0"),
         (lambda: PPOConfig(risk_seeking=1.5), r"ppo.risk_seeking: must be a number in \(0, 1\], got 1.5"),
         (lambda: ReinforceConfig(entropy_weight=-1), "reinforce.entropy_weight: must be a number >= 0"),
@@ -370,3 +371,27 @@ def test_ppo_risk_seeking_ignores_a_batch_of_equal_rewards() -> None:
     assert isinstance(before, PPOController)
     after, _ = policy_after_one_batch([0.4, 0.4, 0.4, 0.4], risk_seeking=0.5)
     assert all(torch.equal(a, b) for a, b in zip(before.policy.parameters(), after, strict=True))
+
+
+def trained_samples(strategy: PPOController) -> int:
+    return int(strategy.summary()["updates"]) * strategy.config.batch_size + len(strategy._buffer)
+
+
+@pytest.mark.parametrize("learn_from_repeats", [True, False])
+def test_ppo_learn_from_repeats_decides_whether_a_repeat_joins_a_batch(learn_from_repeats: bool, tmp_path: Path) -> None:
+    config = PPOConfig(batch_size=3, learn_from_repeats=learn_from_repeats)
+    strategy = make_strategy("ppo", (2, 2), seed=1, config=config)
+    assert isinstance(strategy, PPOController)
+    proposals = [strategy.ask() for _ in range(12)]  # 12 proposals of 4 architectures: repeats certain
+    for proposal in proposals[:6]:
+        strategy.tell(proposal.number, Observation(0.1 * sum(proposal.indices), 0.5, 1.0))
+    # The state keeps what was learned from: a restored controller skips the same repeats.
+    restored = make_strategy("ppo", (2, 2), seed=1, config=config)
+    assert isinstance(restored, PPOController)
+    restored.load_state_dict(save_and_load(strategy.state_dict(), tmp_path))
+    for proposal in proposals[6:]:
+        restored.tell(proposal.number, Observation(0.1 * sum(proposal.indices), 0.5, 1.0))
+    assert restored.summary()["told"] == 12
+    distinct = len({p.indices for p in proposals})
+    assert distinct < 12
+    assert trained_samples(restored) == (12 if learn_from_repeats else distinct)

@@ -67,6 +67,10 @@ class PPOConfig:
       is what a search that keeps its best architecture needs; the worse proposals of a batch
       then neither push nor pull. ``center_advantages`` does not apply then. On NAS-Bench-201's
       tuning seeds it did no better than the defaults (``benchmarks/strategies_nb201.tuning-ppo2.md``).
+    * ``learn_from_repeats``: whether an architecture told again (a re-proposed one, answered from
+      memory by the de-duplication wrapper) joins a batch again. True (the default) trains on every
+      sample as a policy gradient does; False trains on each distinct architecture once, so batches
+      hold only new information and a known mode is not reinforced over and over.
     * ``max_grad_norm``: gradient-norm clipping.
     * ``init_range``: parameters start uniform in [-init_range, init_range] (a near-uniform policy).
     * ``temperature`` and ``tanh_constant``: each head's logits become
@@ -91,6 +95,7 @@ class PPOConfig:
     normalize_advantages: bool = True
     center_advantages: bool = False
     risk_seeking: float | None = None
+    learn_from_repeats: bool = True
     max_grad_norm: float = 1.0
     init_range: float = 0.1
     temperature: float = 1.0
@@ -108,6 +113,8 @@ class PPOConfig:
             raise ValueError(f"ppo.normalize_advantages must be true or false, got {self.normalize_advantages!r}")
         if not isinstance(self.center_advantages, bool):
             raise ValueError(f"ppo.center_advantages must be true or false, got {self.center_advantages!r}")
+        if not isinstance(self.learn_from_repeats, bool):
+            raise ValueError(f"ppo.learn_from_repeats must be true or false, got {self.learn_from_repeats!r}")
         if self.risk_seeking is not None:
             check_fraction("ppo", "risk_seeking", self.risk_seeking, open_low=True)
         check_positive("ppo", "max_grad_norm", self.max_grad_norm)
@@ -190,6 +197,7 @@ class PPOController(BookkeepingStrategy):
         self._recent_entropy: deque[float] = deque(maxlen=max(50, self.config.batch_size))
         self._updates = 0
         self._told = 0
+        self._learned: set[tuple[int, ...]] = set()  # architectures trained on (learn_from_repeats=False)
         self._last: dict[str, float] = {}
 
     def _propose(self, number: int) -> tuple[tuple[int, ...], Any]:
@@ -202,6 +210,10 @@ class PPOController(BookkeepingStrategy):
         reward = float(observation.reward)
         self._told += 1
         self._recent.append(reward)
+        if not self.config.learn_from_repeats:
+            if indices in self._learned:
+                return
+            self._learned.add(indices)
         if self._baseline is None:
             self._baseline = reward
         advantage = reward - self._baseline
@@ -259,6 +271,7 @@ class PPOController(BookkeepingStrategy):
             "recent_entropy": list(self._recent_entropy),
             "updates": self._updates,
             "told": self._told,
+            "learned": [list(ix) for ix in sorted(self._learned)],
             "last_update": dict(self._last),
         }
 
@@ -273,6 +286,7 @@ class PPOController(BookkeepingStrategy):
         self._recent_entropy = deque((float(e) for e in state["recent_entropy"]), maxlen=self._recent_entropy.maxlen)
         self._updates = int(state["updates"])
         self._told = int(state["told"])
+        self._learned = {tuple(int(i) for i in ix) for ix in state.get("learned", [])}
         self._last = {str(k): float(v) for k, v in state["last_update"].items()}
 
     def summary(self) -> dict[str, float]:
