@@ -161,9 +161,9 @@ def _reward(config: dict[str, Any]) -> Any:
     return RewardSpec.from_options(config["reward"], w=config["w"], beta=config["beta"])
 
 
-def _strategy(config: dict[str, Any], problem: Any) -> Any:
-    from mobilenas.search.strategies import config_from_dict, make_strategy
-    from mobilenas.search.wrappers import Deduplicate, HandleFailures, LatencyFilter
+def _strategy_config(config: dict[str, Any]) -> Any:
+    """The strategy's options, checked (before any data, table or measurement work)."""
+    from mobilenas.search.strategies import config_from_dict
 
     options: dict[str, str] = {}
     for item in config["strategy_option"] or []:
@@ -171,7 +171,13 @@ def _strategy(config: dict[str, Any], problem: Any) -> Any:
         if not sep or not key:
             raise UsageError(f"--strategy-option expects KEY=VALUE, got {item!r}")
         options[key.strip()] = value.strip()
-    strategy_config = config_from_dict(config["strategy"], options)
+    return config_from_dict(config["strategy"], options)
+
+
+def _strategy(config: dict[str, Any], problem: Any, strategy_config: Any) -> Any:
+    from mobilenas.search.strategies import make_strategy
+    from mobilenas.search.wrappers import Deduplicate, HandleFailures, LatencyFilter
+
     num_options = [len(d.options) for d in problem.space.decisions]
     inner: Any = HandleFailures(make_strategy(config["strategy"], num_options, config["seed"], strategy_config), penalty=0.0)
     if config["max_latency_ratio"] is not None:
@@ -206,6 +212,7 @@ class Setup:
 
 def build_setup(config: dict[str, Any], *, say: Any) -> Setup:
     reward = _reward(config)
+    strategy_options = _strategy_config(config)
     if config["space"] == "nb201":
         from mobilenas.search.problems import TabularProblem
         from mobilenas.search.tabular import TabularEvaluator
@@ -213,7 +220,7 @@ def build_setup(config: dict[str, Any], *, say: Any) -> Setup:
 
         evaluator = TabularEvaluator(config["benchmark"], config["reward_column"], config["final_column"], config["latency_column"])
         problem: Any = TabularProblem(CellSpace(), evaluator)
-        strategy, strategy_config = _strategy(config, problem)
+        strategy, strategy_config = _strategy(config, problem, strategy_options)
         fastest = evaluator.fastest_latency_ms()
         return Setup(config, problem, strategy, strategy_config, reward, evaluator=evaluator, fastest_ms=fastest, fastest_desc="the fastest architecture of the table")
 
@@ -241,7 +248,7 @@ def build_setup(config: dict[str, Any], *, say: Any) -> Setup:
     )
     problem = NetworkProblem(space, lambda arch: table.predict(arch, measure_missing=True))
     fastest, fastest_arch = fastest_latency(space, table, measure_missing=True, progress=not config["quiet"])
-    strategy, strategy_config = _strategy(config, problem)
+    strategy, strategy_config = _strategy(config, problem, strategy_options)
     return Setup(config, problem, strategy, strategy_config, reward, data=data, proxy_config=proxy_config, table=table,
                  fastest_ms=fastest, fastest_desc=f"the fastest architecture of space {space.name} ({fastest_arch.to_notation()})")
 

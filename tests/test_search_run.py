@@ -89,6 +89,17 @@ def test_usage_errors_are_one_line(argv: list[str], fragment: str, capsys) -> No
     assert fragment in err and "Traceback" not in err and len(err.splitlines()) == 1
 
 
+def test_bad_strategy_option_fails_before_any_table_work(tmp_path: Path, capsys) -> None:
+    # A mobilenetv3 search would open (here: create) its latency table first; the typo must
+    # be reported before that, not after minutes of measuring.
+    table = tmp_path / "table.jsonl"
+    argv = ["--target-latency", "15ms", "--strategy", "ppo", "--strategy-option", "risk_seeking=2", "--latency-table", str(table), "--out", str(tmp_path / "run")]
+    assert nas_search(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "ppo.risk_seeking: must be a number in (0, 1], got 2.0" in err and len(err.splitlines()) == 1
+    assert not table.exists() and not (tmp_path / "run").exists()
+
+
 def test_resume_refuses_changed_arguments(cells: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "run"
     assert nas_search(_args(cells, out, "--samples", "5", "--strategy", "random")) == 0
