@@ -90,6 +90,9 @@ DEFAULTS: dict[str, Any] = {
 }
 # Options that only say where and how fast work runs; they may change when a run is resumed.
 EXECUTION_OPTIONS = ("workers", "ray_address", "threads", "device")
+# `netadapt refine best.json` with no budget prunes to this fraction of the input's latency (the
+# first of the three budgets of benchmarks/netadapt_vs_width.md), and says so.
+DEFAULT_BUDGET_RATIO = 0.75
 
 
 def _decay(text: str) -> float:
@@ -123,7 +126,7 @@ def build_parser(prog: str) -> ArgumentParser:
     )
     refine.add_argument("input", nargs="?", metavar="INPUT", help="best.json, architecture JSON/notation, or reference name")
     refine.add_argument("--weights", metavar="FILE", help="a torch state_dict for INPUT (overrides best.json's weights)")
-    budget = refine.add_argument_group("budget (one of)")
+    budget = refine.add_argument_group(f"budget (one of; default --budget-ratio {DEFAULT_BUDGET_RATIO:g})")
     budget.add_argument("--target-latency", type=duration_ms, metavar="DURATION", help="latency budget by the table, e.g. 10ms or 0.01s")
     budget.add_argument("--budget-ratio", type=fraction, metavar="R", help="budget as a fraction of INPUT's latency, e.g. 0.5")
 
@@ -320,8 +323,11 @@ def _refine(args: argparse.Namespace, prog: str) -> int:
         return _resume(args, prog, progress)
     if args.input is None:
         raise UsageError("give INPUT (a best.json, an architecture, or a reference name), or --resume DIR")
-    if (args.target_latency is None) == (args.budget_ratio is None):
-        raise UsageError("give exactly one budget: --target-latency (like 10ms) or --budget-ratio (like 0.5)")
+    if args.target_latency is not None and args.budget_ratio is not None:
+        raise UsageError("give exactly one budget: --target-latency (like 10ms) or --budget-ratio (like 0.5), not both")
+    if args.target_latency is None and args.budget_ratio is None:
+        args.budget_ratio = DEFAULT_BUDGET_RATIO
+        _log(f"no budget given: pruning to {DEFAULT_BUDGET_RATIO:g} of the input's latency (--budget-ratio {DEFAULT_BUDGET_RATIO:g}); choose one with --target-latency or --budget-ratio")
     values = _resolved(args)
     if values["threads"] is None:
         values["threads"] = max(1, (os.cpu_count() or 1) // values["workers"])

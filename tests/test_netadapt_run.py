@@ -125,8 +125,6 @@ def test_budget_below_the_smallest_reachable_network_is_refused(table: Path, tmp
 def test_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["refine", ARCH, "--target-latency", "fast"]) == 2
     assert "duration" in capsys.readouterr().err
-    assert main(["refine", ARCH]) == 2
-    assert "exactly one budget" in capsys.readouterr().err
     assert main(["refine", str(tmp_path / "missing.json"), "--budget-ratio", "0.5"]) == 2
     assert "neither a reference" in capsys.readouterr().err
 
@@ -201,6 +199,15 @@ def test_best_json_with_weights(table: Path, reference_run: Path, tmp_path: Path
     payload = json.loads(capsys.readouterr().out)
     assert payload["iterations"] == 0 and payload["final"] == "none" and len(history(out)) == 1
     assert payload["accuracy"] == pytest.approx(lines[0]["accuracy"])
+    # no budget: the default ratio of the input's latency, said on stderr and kept in the manifest
+    out = tmp_path / "default"
+    assert main(["refine", str(tmp_path / "best.json"), "--max-iterations", "1", *common(table, out), "--json"]) == 0
+    captured = capsys.readouterr()
+    assert "no budget given: pruning to 0.75 of the input's latency" in captured.err
+    assert json.loads(captured.out)["iterations"] == 1
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["arguments"]["budget_ratio"] == 0.75 and manifest["arguments"]["target_latency_ms"] is None
+    assert manifest["budget_ms"] == pytest.approx(0.75 * manifest["start_latency_ms"])
     assert main(["describe", str(tmp_path / "best.json"), "--json"]) == 0
     groups = json.loads(capsys.readouterr().out)["groups"]
     assert [g["width"] for g in groups] == list(group_widths(load_architecture(str(tmp_path / "best.json"))).values())
