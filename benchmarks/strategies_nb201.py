@@ -154,9 +154,11 @@ def summarise(records: dict[str, list[dict[str, Any]]], cells: Sequence[Cell], s
     for label, runs_of_label in records.items():
         per_cell = {}
         per_seed = np.full((len(seeds), len(cells)), np.nan)
+        runs_by_cell = []
         for c, cell in enumerate(cells):
             runs = sorted((r for r in runs_of_label if r["column"] == cell.column and r["quantile"] == cell.quantile), key=lambda r: r["seed"])
             assert [r["seed"] for r in runs] == list(seeds), (label, cell)
+            runs_by_cell.append(runs)
             regrets = np.array([math.nan if r["regret_pp"] is None else r["regret_pp"] for r in runs])
             per_seed[:, c] = regrets
             per_cell[f"{cell.column}@{cell.quantile:g}"] = {
@@ -175,10 +177,7 @@ def summarise(records: dict[str, list[dict[str, Any]]], cells: Sequence[Cell], s
         # The same overall figure after fewer queries (the trajectories' checkpoints).
         by_budget = {}
         for checkpoint in runs_of_label[0]["trajectory"]:
-            at = np.full((len(seeds), len(cells)), np.nan)
-            for c, cell in enumerate(cells):
-                runs = sorted((r for r in runs_of_label if r["column"] == cell.column and r["quantile"] == cell.quantile), key=lambda r: r["seed"])
-                at[:, c] = [r["trajectory"][checkpoint] for r in runs]
+            at = np.array([[r["trajectory"][checkpoint] for r in runs] for runs in runs_by_cell]).T  # seeds x cells
             means = np.nanmean(at, axis=1)
             by_budget[checkpoint] = {"mean_pp": float(np.mean(means)), "std_pp": float(np.std(means, ddof=1))}
         table[label] = {
@@ -484,11 +483,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             cells.append(Cell(column, quantile, target, best.final_accuracy, optimum.final_accuracy))
 
     started = time.perf_counter()
-    shard_records = run_all(entries, cells, seeds, reward, args.queries, args.cache, evaluators, (k, n))
-    if shard_records is None:
+    records = run_all(entries, cells, seeds, reward, args.queries, args.cache, evaluators, (k, n))
+    if records is None:
         print(f"shard {k}/{n} done; run again without --shard to write the tables", file=sys.stderr)
         return 0
-    records = shard_records
     summary = summarise(records, cells, seeds)
     total_wall_min = sum(r["wall_time_s"] for runs in records.values() for r in runs) / 60
     command = ("python benchmarks/strategies_nb201.py " + " ".join(sys.argv[1:] if argv is None else argv)).strip()
@@ -498,10 +496,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "wall_time_min": total_wall_min, "this_session_s": time.perf_counter() - started,
     }
     if args.tune:
-        meta["options_header"] = {
-            "defaults": "options (ppo's default is now tanh_constant=2.0; `none` = unbounded logits, the earlier default)",
-            "ppo": "options changed from the defaults at the time (" + ", ".join(f"{k}={v}" for k, v in config_to_dict(parse_options("ppo", [])).items()) + ")",
-        }.get(args.tune, "options changed from the defaults (" + ", ".join(f"{k}={v}" for k, v in config_to_dict(parse_options("ppo", [])).items()) + ")")
+        ppo_defaults = ", ".join(f"{k}={v}" for k, v in config_to_dict(parse_options("ppo", [])).items())
+        meta["options_header"] = (
+            "options (ppo's default is now tanh_constant=2.0; `none` = unbounded logits, the earlier default)"
+            if args.tune == "defaults"
+            else f"options changed from the defaults{' at the time' if args.tune == 'ppo' else ''} ({ppo_defaults})"
+        )
         text = render_tuning(summary, entries, meta)
         print(text)
         if not args.no_write:

@@ -597,16 +597,15 @@ class LookupTable:
         is not fitted.
         """
         total = self.predict_sum(arch, measure_missing=measure_missing)
-        if correction is not None:
-            return correction.apply(total, self.se_blocks(arch))
-        correction = self.header.correction
-        if not correction.fitted and not self._warned_uncorrected:
-            self._warned_uncorrected = True
-            warnings.warn(
-                f"latency table {self.path or ''} has no fitted correction yet (no end-to-end measurement): predictions are the plain sum of entries; "
-                "call refresh_correction() or run nas-latency build/calibrate",
-                stacklevel=2,
-            )
+        if correction is None:
+            correction = self.header.correction
+            if not correction.fitted and not self._warned_uncorrected:
+                self._warned_uncorrected = True
+                warnings.warn(
+                    f"latency table {self.path or ''} has no fitted correction yet (no end-to-end measurement): predictions are the plain sum of entries; "
+                    "call refresh_correction() or run nas-latency build/calibrate",
+                    stacklevel=2,
+                )
         return correction.apply(total, self.se_blocks(arch))
 
     def se_blocks(self, arch: Architecture) -> int:
