@@ -70,7 +70,8 @@ class PPOConfig:
     * ``learn_from_repeats``: whether an architecture told again (a re-proposed one, answered from
       memory by the de-duplication wrapper) joins a batch again. True (the default) trains on every
       sample as a policy gradient does; False trains on each distinct architecture once, so batches
-      hold only new information and a known mode is not reinforced over and over.
+      hold only new information and a known mode is not reinforced over and over. On NAS-Bench-201's
+      tuning seeds false did no better (``benchmarks/strategies_nb201.tuning-ppo3.md``).
     * ``max_grad_norm``: gradient-norm clipping.
     * ``init_range``: parameters start uniform in [-init_range, init_range] (a near-uniform policy).
     * ``temperature`` and ``tanh_constant``: each head's logits become
