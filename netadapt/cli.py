@@ -325,9 +325,9 @@ def _refine(args: argparse.Namespace, prog: str) -> int:
         raise UsageError("give INPUT (a best.json, an architecture, or a reference name), or --resume DIR")
     if args.target_latency is not None and args.budget_ratio is not None:
         raise UsageError("give exactly one budget: --target-latency (like 10ms) or --budget-ratio (like 0.5), not both")
-    if args.target_latency is None and args.budget_ratio is None:
+    default_budget = args.target_latency is None and args.budget_ratio is None
+    if default_budget:
         args.budget_ratio = DEFAULT_BUDGET_RATIO
-        _log(f"no budget given: pruning to {DEFAULT_BUDGET_RATIO:g} of the input's latency (--budget-ratio {DEFAULT_BUDGET_RATIO:g}); choose one with --target-latency or --budget-ratio")
     values = _resolved(args)
     if values["threads"] is None:
         values["threads"] = max(1, (os.cpu_count() or 1) // values["workers"])
@@ -335,6 +335,8 @@ def _refine(args: argparse.Namespace, prog: str) -> int:
     if RunDir(out).exists():  # say so before any data is loaded or latency measured
         raise ValueError(f"{out} already holds a run; use --resume {out} to continue it, or choose another --out")
     start = resolve_input(args.input, args.weights)
+    if default_budget:  # said once the input is known to be readable (a bad path gets its one-line error alone)
+        _log(f"no budget given: pruning to {DEFAULT_BUDGET_RATIO:g} of the input's latency (--budget-ratio {DEFAULT_BUDGET_RATIO:g}); choose one with --target-latency or --budget-ratio")
     data = _load_data(values)
     # The classifier and stem follow the data set (as the trainers build networks); weights that
     # were trained for other classes or channels are then refused by their shapes, naming them.

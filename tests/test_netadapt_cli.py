@@ -70,6 +70,7 @@ def test_weights_files(tmp_path: Path) -> None:
         (["refine"], "give INPUT"),
         (["refine", "--resume", "/nonexistent/run"], "is not a directory"),
         (["refine", "nonsense-net", "--budget-ratio", "0.5"], "neither a reference"),
+        (["refine", "/nonexistent/best.json"], "neither a reference"),  # default budget: no notice before the error
     ],
 )
 def test_usage_errors_are_one_line(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:

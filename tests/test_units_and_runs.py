@@ -19,6 +19,16 @@ def test_unclear_durations_are_rejected(text: str) -> None:
         parse_duration_ms(text, what="--target-latency")
 
 
+@pytest.mark.parametrize("text", ["-3ms", "-.5ms", "-0.015s"])
+def test_negative_durations_on_the_command_line_say_positive(text: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # argparse alone reads "-3ms" as an unknown option and answers "expected one argument"
+    from mobilenas.search.cli import main
+
+    assert main(["--target-latency", text]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"a duration must be positive, got '{text}'" in err and len(err.splitlines()) == 1
+
+
 def test_format_ms() -> None:
     assert format_ms(12.345) == "12.35 ms"
     assert format_ms(None) == "-"

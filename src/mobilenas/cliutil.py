@@ -12,6 +12,7 @@ import argparse
 import json
 import math
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
@@ -23,7 +24,16 @@ EXIT_INTERRUPTED = 130
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """``argparse`` with a one-line error message that points at ``--help``."""
+    """``argparse`` with a one-line error message that points at ``--help``.
+
+    A value that starts with a minus and a digit (``--target-latency -5ms``) is read as a value,
+    not as an unknown option, so it gets its own error ("must be positive") instead of argparse's
+    "expected one argument".
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = re.compile(r"^-\.?\d")
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
