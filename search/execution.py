@@ -41,6 +41,9 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
         os.environ.setdefault(key, value)
     if not address:
         _bind_to_loopback()
+        # Ray >= 2.5x turns token authentication on for a new local cluster and says so in a
+        # warning on every start; asking for it explicitly keeps it on without the warning.
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
     import ray
 
     started = False
