@@ -14,6 +14,7 @@ No job changes the working directory: Ray Tune's per-trial ``chdir`` is switched
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -41,9 +42,11 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
         os.environ.setdefault(key, value)
     if not address:
         _bind_to_loopback()
-        # Ray >= 2.5x turns token authentication on for a new local cluster and says so in a
-        # warning on every start; asking for it explicitly keeps it on without the warning.
-        os.environ.setdefault("RAY_AUTH_MODE", "token")
+        # Ray >= 2.5x turns token authentication on for a new local cluster (good) and says so in
+        # a warning on every start (noise in our output). Setting RAY_AUTH_MODE here would silence
+        # it too, but a Ray imported earlier in the process keeps the mode it read then, and its
+        # driver then fails to reach its own cluster; only the message is dropped.
+        logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     import ray
 
     started = False
