@@ -407,8 +407,20 @@ class Refinement:
         })
         self.log(
             f"start: {arch.num_blocks} blocks, latency {format_ms(latency_ms)} by the table (measured {format_ms(measured)}), "
-            f"validation accuracy {accuracy:.4f}; budget {format_ms(self.settings.budget_ms)}"
+            f"validation accuracy {accuracy:.4f}; budget {format_ms(self.settings.budget_ms)}{self._iterations_note(latency_ms)}"
         )
+
+    def _iterations_note(self, latency_ms: float) -> str:
+        """'; at most N iterations ...' (the schedule's bound or --max-iterations), to plan a long run by."""
+        if latency_ms <= self.settings.budget_ms:
+            return ""
+        bound = self.settings.schedule.iterations_to(self.settings.start_latency_ms, self.settings.budget_ms)
+        limit = self.settings.max_iterations
+        if limit is not None and (bound is None or limit < bound):
+            return f"; at most {limit} iteration{'s' if limit != 1 else ''} (--max-iterations)"
+        if bound is None:
+            return "; the schedule's shrinking steps add up to less than the budget asks, so it bounds no iteration count (each step still prunes at least one channel group)"
+        return f"; at most {bound} iteration{'s' if bound != 1 else ''} by the schedule (fewer when steps overshoot)"
 
     def _save_checkpoint(self, iteration: int, state: StateDict) -> str:
         relative = f"{CHECKPOINTS}/{_iteration_name(iteration)}.pt"
@@ -510,8 +522,7 @@ class Refinement:
             ]
             from mobilenas.cliutil import progress
 
-            bar = progress(total=len(candidates), desc=f"iteration {number}", enabled=self.progress, unit="proposal")
-            bar.update(len(candidates) - len(pending))
+            bar = progress(total=len(candidates), desc=f"iteration {number}", enabled=self.progress, unit="proposal", initial=len(candidates) - len(pending))
 
             def landed(position: int, result: ProposalResult) -> None:
                 index = pending[position]

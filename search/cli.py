@@ -375,6 +375,7 @@ def _main(argv: Sequence[str] | None, prog: str) -> int:
     search = SearchRun(run, setup.problem, setup.strategy, setup.reward, target, config["samples"], seed=config["seed"], keep_weights=config["keep_weights"], on_update=update)
     if resume:
         search.resume()
+        bar.initial = bar.n = len(search.trained)  # counted, but not in the rate that the ETA comes from
         if search.samples > int(run.manifest()["config"]["samples"]):
             run.update_manifest(config={**run.manifest()["config"], "samples": search.samples})
     started = time.time()

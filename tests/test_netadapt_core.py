@@ -167,6 +167,18 @@ def test_schedule_arithmetic() -> None:
     assert SCHEDULES["mobilenetv3"].reduction(50, 10.0) == pytest.approx(0.1)
 
 
+def test_schedule_iteration_bound() -> None:
+    # constant steps of 6% from 100 to 60: 7 steps (6 reach 64)
+    assert Schedule(0.06, 1.0).iterations_to(100.0, 60.0) == 7
+    assert Schedule(0.05, 1.0).iterations_to(100.0, 75.0) == 5  # exactly on the budget, despite rounding
+    assert Schedule(0.1, 1.0).iterations_to(100.0, 100.0) == 0
+    # the official schedule: 2.5% decaying by 0.96 sums to 62.5% at most
+    netadapt = SCHEDULES["netadapt"]
+    assert netadapt.iterations_to(4.87, 0.75 * 4.87) == 13  # 1 - 0.96**13 >= 0.4 > 1 - 0.96**12
+    assert netadapt.iterations_to(10.0, 3.0) is None
+    assert Schedule(0.025, 0.96, 0.01).iterations_to(10.0, 3.0) is not None  # a floor always gets there
+
+
 def test_schedule_rejects_nonsense() -> None:
     for bad in ({"initial_reduction": 0.0}, {"initial_reduction": 1.5}, {"decay": 0.0}, {"decay": 1.2}, {"min_reduction": -0.1}):
         with pytest.raises(ValueError, match=r"reduction|decay"):

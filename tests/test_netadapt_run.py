@@ -24,6 +24,7 @@ import torch
 from mobilenas.latency.measure import make_backend
 from mobilenas.latency.table import Correction, LookupTable, Method
 from mobilenas.netadapt.cli import main
+from mobilenas.netadapt.core import Schedule
 from mobilenas.netadapt.groups import group_widths
 from mobilenas.runs import Journal
 from mobilenas.space import Architecture, load_architecture
@@ -77,6 +78,9 @@ def test_refine_writes_a_complete_run(reference_run: Path) -> None:
     assert lines[0]["trained_from_scratch"] and lines[0]["chosen"] is None
     budget = manifest["budget_ms"]
     assert budget == pytest.approx(0.6 * manifest["start_latency_ms"])
+    # the bound said at the start holds: no step removes less than the schedule asks
+    bound = Schedule(0.06, 1.0).iterations_to(manifest["start_latency_ms"], budget)
+    assert bound == 7 and len(lines) - 1 <= bound
     for before, line in itertools.pairwise(lines):
         assert line["latency_ms"] < before["latency_ms"]
         assert line["target_latency_ms"] == pytest.approx(max(before["latency_ms"] - 0.06 * manifest["start_latency_ms"], budget))
@@ -204,6 +208,7 @@ def test_best_json_with_weights(table: Path, reference_run: Path, tmp_path: Path
     assert main(["refine", str(tmp_path / "best.json"), "--max-iterations", "1", *common(table, out), "--json"]) == 0
     captured = capsys.readouterr()
     assert "no budget given: pruning to 0.75 of the input's latency" in captured.err
+    assert "at most 1 iteration (--max-iterations)" in captured.err
     assert json.loads(captured.out)["iterations"] == 1
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["arguments"]["budget_ratio"] == 0.75 and manifest["arguments"]["target_latency_ms"] is None

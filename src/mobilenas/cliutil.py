@@ -81,14 +81,18 @@ def add_json_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
 
 
-def progress(iterable: Any = None, *, total: int | None = None, desc: str = "", enabled: bool = True, unit: str = "it") -> Any:
-    """A tqdm progress bar on stderr (with ETA); a silent pass-through when ``enabled`` is false."""
+def progress(iterable: Any = None, *, total: int | None = None, desc: str = "", enabled: bool = True, unit: str = "it", initial: int = 0) -> Any:
+    """A tqdm progress bar on stderr (with ETA); a silent pass-through when ``enabled`` is false.
+
+    ``initial``: work already done (a resumed run); it shows in the count but not in the rate, so
+    the ETA is not flattered by work that took no time now.
+    """
     from tqdm.auto import tqdm
 
     # Redirected to a file or a CI log, a bar redrawn ten times a second is noise: redraw rarely.
     interactive = sys.stderr.isatty()
     return tqdm(
-        iterable, total=total, desc=desc, disable=not enabled, unit=unit, dynamic_ncols=True, file=sys.stderr,
+        iterable, total=total, desc=desc, disable=not enabled, unit=unit, initial=initial, dynamic_ncols=True, file=sys.stderr,
         mininterval=0.1 if interactive else 30.0, maxinterval=10.0 if interactive else 60.0,
     )
 
