@@ -37,8 +37,8 @@ LATENCY_KINDS = ("table", "measured")
 REFERENCE_LATENCY_FACTOR = 2.0
 # Per-run figures that make sense to average over seeds.
 COMPARED_METRICS = (
-    "best_reward", "best_accuracy", "best_latency_ms", "best_feasible_accuracy", "hypervolume", "hypervolume_normalised",
-    "front_size", "trials_to_best",
+    "best_reward", "best_accuracy", "best_latency_ms", "best_feasible_accuracy", "best_feasible_final_accuracy", "hypervolume",
+    "hypervolume_normalised", "front_size", "trials_to_best",
 )
 
 
@@ -182,6 +182,9 @@ def run_summary(run: RunResults, reference: ReferencePoint | None = None, latenc
         "hypervolume_normalised": normalised(volume, reference),
         "reference_point": reference.to_dict(),
         "best_feasible_accuracy": float(feasible["accuracy"].max()) if len(feasible) else math.nan,
+        # the final column (a tabular benchmark's test_acc_200ep) of that architecture: what a
+        # comparison of strategies on a benchmark reports; NaN where runs have no final column
+        "best_feasible_final_accuracy": _final_of_best(feasible),
         "measured_points": int((frame["latency_source"] == "measured").sum()) if latency == "measured" else int(frame["measured_latency_ms"].notna().sum()),
     }
     if isinstance(run, SearchResults):
@@ -229,6 +232,14 @@ def run_summary(run: RunResults, reference: ReferencePoint | None = None, latenc
             "wall_time_s": float(iterations["wall_time_s"].sum()) if len(iterations) else 0.0,
         })
     return common
+
+
+def _final_of_best(frame: pd.DataFrame) -> float:
+    """``final_accuracy`` of the most accurate row (the first of equals), NaN when unknown."""
+    if frame.empty or "final_accuracy" not in frame.columns:
+        return math.nan
+    value = pd.to_numeric(frame["final_accuracy"], errors="coerce").loc[frame["accuracy"].astype(float).idxmax()]
+    return float(value) if pd.notna(value) else math.nan
 
 
 def compare_runs(runs: Sequence[RunResults], reference: ReferencePoint | None = None, latency: str = "table") -> pd.DataFrame:

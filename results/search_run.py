@@ -85,6 +85,12 @@ class SearchResults(RunBase):
         return str(self.manifest.get("space_name", self.manifest.get("config", {}).get("space", "?")))
 
     @property
+    def final_column(self) -> str | None:
+        """The benchmark column reported as final (tabular runs: e.g. ``test_acc_200ep``), else ``None``."""
+        column = self.manifest.get("config", {}).get("final_column")
+        return str(column) if column and self.problem == "tabular" else None
+
+    @property
     def samples(self) -> int | None:
         samples = self.manifest.get("config", {}).get("samples")
         return int(samples) if isinstance(samples, int) else None

@@ -120,6 +120,8 @@ def test_compare_and_summarize_per_strategy(runs: dict[str, Path]) -> None:
         trials = pd.read_csv(Path(row.path) / "trials.csv")
         feasible = trials[(trials["source"] == "trained") & (trials["latency_ms"] <= TARGET_MS)]
         assert row.best_feasible_accuracy == pytest.approx(feasible["accuracy"].max())
+        # the benchmark's final column of that same architecture (the first of equals)
+        assert row.best_feasible_final_accuracy == pytest.approx(feasible.loc[feasible["accuracy"].idxmax(), "final_accuracy"])
     with pytest.raises(ValueError, match="cannot group runs by colour"):
         summarize(table, ["colour"])
 
@@ -177,6 +179,8 @@ def test_show_prints_the_summary_and_the_front(runs: dict[str, Path], capsys: py
     front = pd.read_csv(runs["ppo-0"] / "pareto.csv")
     assert "strategy ppo (seed 0)" in out and "target 9.00 ms" in out and "30 trained" in out
     assert f"{len(front)} on the front" in out
+    best = json.loads((runs["ppo-0"] / "best.json").read_text())
+    assert f"test_acc_200ep {best['final_accuracy']:.4f}" in out  # the benchmark's final column of the best
     for number in front["number"]:
         assert any(line.split()[:1] == [str(number)] for line in out.splitlines()), number
     assert nas_results(["show", str(runs["ppo-0"]), "--json", "--reference-point", "0.6,12ms"]) == 0
@@ -203,6 +207,9 @@ def test_plot_and_compare_write_readable_pngs(runs: dict[str, Path], tmp_path: P
     assert nas_results(["compare", *(str(p) for p in runs.values()), "--out", str(fronts)]) == 0
     printed = capsys.readouterr().out
     assert "mean ± std per strategy" in printed and "random" in printed
+    assert "test_acc_200ep in target" in printed  # tabular runs: the final column, per run and per strategy
+    final = f"{payload['runs'][0]['best_feasible_final_accuracy']:.4f}"
+    assert any(line.split()[:1] == ["ppo-0"] and final in line.split() for line in printed.splitlines())
 
 
 def test_figures_command_writes_every_search_figure(runs: dict[str, Path], tmp_path: Path) -> None:
