@@ -375,12 +375,22 @@ def _main(argv: Sequence[str] | None, prog: str) -> int:
     search = SearchRun(run, setup.problem, setup.strategy, setup.reward, target, config["samples"], seed=config["seed"], keep_weights=config["keep_weights"], on_update=update)
     if resume:
         search.resume()
+        if "samples" in given and search.submitted > search.samples:
+            bar.close()
+            raise UsageError(
+                f"--samples {search.samples} is below the {search.submitted} architectures {run.root} has already asked for; "
+                "give more to extend the run, or drop --samples to finish it as it was"
+            )
         bar.initial = bar.n = len(search.trained)  # counted, but not in the rate that the ETA comes from
         if search.samples > int(run.manifest()["config"]["samples"]):
             run.update_manifest(config={**run.manifest()["config"], "samples": search.samples})
+        if search.done:
+            say(f"the run is complete ({len(search.trained)} architectures evaluated); nothing left to evaluate (--samples N extends it)")
     started = time.time()
     try:
-        if setup.evaluator is not None:
+        if search.done:
+            pass  # a finished run resumed: no Ray, no trials; the summary below is rebuilt from the journal
+        elif setup.evaluator is not None:
             from mobilenas.search.orchestrator import run_inline
 
             run_inline(search, lambda submission: (setup.evaluator.evaluate(submission.candidate), None))

@@ -109,6 +109,19 @@ def test_resume_refuses_changed_arguments(cells: Path, tmp_path: Path, capsys) -
     assert nas_search(["--resume", str(out), "--samples", "8", "--quiet"]) == 0
     trained = [e for e in _events(out) if e["type"] == "result" and e["source"] == "trained"]
     assert len(trained) == 8 and len({e["number"] for e in trained}) == 8
+    capsys.readouterr()
+    # Fewer samples than the run has asked for: a one-line usage error, the journal untouched.
+    before = (out / "events.jsonl").read_text()
+    assert nas_search(["--resume", str(out), "--samples", "3", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--samples 3 is below the 8 architectures" in err and len(err.splitlines()) == 1
+    assert (out / "events.jsonl").read_text() == before
+    # A finished run resumed: said so, nothing evaluated or journaled, the same best.json.
+    best = json.loads((out / "best.json").read_text())
+    assert nas_search(["--resume", str(out)]) == 0
+    assert "the run is complete (8 architectures evaluated)" in capsys.readouterr().err
+    assert (out / "events.jsonl").read_text() == before
+    assert json.loads((out / "best.json").read_text()) == best
 
 
 @pytest.mark.slow
