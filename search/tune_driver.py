@@ -13,6 +13,7 @@ directory's journal is authoritative, and resuming starts a fresh Tuner from it.
 
 from __future__ import annotations
 
+import logging
 import math
 import shutil
 import tempfile
@@ -153,6 +154,10 @@ def run_on_tune(
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
+    # Tune snapshots its own experiment state (and copies it to storage_path) while trials run; a
+    # copy racing a file Tune is rewriting logs a traceback. Nothing here reads that state (the
+    # journal is the run's state; the scratch folder is deleted at the end), so its errors are noise.
+    logging.getLogger("ray.tune.execution.experiment_state").setLevel(logging.CRITICAL)
     num_cpus = None if ray_address else max(1, math.ceil(workers * cpus_per_trial))
     scratch = Path(tempfile.mkdtemp(prefix="mobilenas-tune-"))
     try:
