@@ -273,8 +273,34 @@ def render(summary: dict[str, Any], cells: Sequence[Cell], meta: dict[str, Any])
         reached = [int(k) for k, v in summary["ppo"]["overall_by_queries"].items() if v["mean_pp"] <= final]
         if reached:
             lines.append(f"\nPPO reaches random search's {meta['queries']}-query regret ({final:.2f} pp) by {min(reached)} queries.")
+    lines += _published_ordering(summary)
     lines += ["", "![regret against queries](strategies_nb201.png)", ""]
     return "\n".join(lines)
+
+
+def _published_ordering(summary: dict[str, Any]) -> list[str]:
+    """Lines checking NAS-Bench-201's published ordering: regularized evolution >= REINFORCE > random."""
+    if not all(name in summary for name in ("evolution", "reinforce", "random")):
+        return []
+
+    def better(a: str, b: str) -> tuple[float, float]:
+        """How much lower a's overall regret is than b's, and the standard error of that difference."""
+        n = len(summary[a]["per_seed_overall_pp"])
+        gap = summary[b]["overall_regret_mean_pp"] - summary[a]["overall_regret_mean_pp"]
+        error = ((summary[a]["overall_regret_std_pp"] ** 2 + summary[b]["overall_regret_std_pp"] ** 2) / n) ** 0.5
+        return gap, error
+
+    lines = ["", "Published ordering on NAS-Bench-201 (Dong & Yang 2020): regularized evolution >= REINFORCE > random. Here (overall regret, same runs):", ""]
+    for a, b, relation in (("reinforce", "random", ">"), ("evolution", "random", ">"), ("evolution", "reinforce", ">=")):
+        gap, error = better(a, b)
+        if gap > 2 * error:
+            verdict = "holds (more than 2 standard errors)"
+        elif gap > -2 * error:
+            verdict = "equal within 2 standard errors" + (": consistent with >=" if relation == ">=" else ": NOT shown")
+        else:
+            verdict = "reversed (more than 2 standard errors)"
+        lines.append(f"- {a} {relation} {b}: {b} - {a} = {gap:+.2f} pp ({gap / error:+.1f} standard errors): {verdict}")
+    return lines
 
 
 def plot(summary: dict[str, Any], cells: Sequence[Cell], path: Path) -> None:
