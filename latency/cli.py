@@ -17,6 +17,7 @@ from mobilenas.cliutil import (
     positive_int,
     print_json,
     run_main,
+    set_resume_hint,
 )
 from mobilenas.latency.table import Method
 from mobilenas.units import format_ms
@@ -222,6 +223,7 @@ def _build(args: argparse.Namespace) -> int:
     if args.method is not None or args.repeats is not None:
         name = args.method or ("isolated" if args.command else "in-context")
         method = Method(name=name, warmup=0 if args.command else Method().warmup, repeats=args.repeats or Method().repeats)
+    set_resume_hint("the same nas-latency build command (a build resumes where it stopped)")
     result = build_table(space, path=args.table, input_size=args.input_size, backend=backend, progress=not args.quiet, correction_samples=samples, seed=args.seed, force_device=args.force_device, method=method, refit_correction=args.refit_correction)
     correction = result.correction
     payload = {

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -27,6 +28,7 @@ from mobilenas.cliutil import (
     positive_int,
     print_json,
     run_main,
+    set_resume_hint,
 )
 from mobilenas.errors import UsageError
 from mobilenas.netadapt.core import SCHEDULES, SELECTION_RULES, Schedule, minimum_width
@@ -416,6 +418,7 @@ def _resume(args: argparse.Namespace, prog: str, progress: bool) -> int:
 
 
 def _continue(refinement: Refinement, args: argparse.Namespace) -> int:
+    set_resume_hint(f"netadapt refine --resume {shlex.quote(str(refinement.run.root))}")
     point = refinement.iterate_until_budget()
     if point.resource > refinement.settings.budget_ms:
         _log(f"stopped after {point.iteration} iteration(s) (--max-iterations) at {format_ms(point.resource)}, above the budget {format_ms(refinement.settings.budget_ms)}")

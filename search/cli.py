@@ -14,6 +14,7 @@ import argparse
 import dataclasses
 import math
 import os
+import shlex
 import sys
 import time
 from collections.abc import Sequence
@@ -30,6 +31,7 @@ from mobilenas.cliutil import (
     print_json,
     progress,
     run_main,
+    set_resume_hint,
 )
 from mobilenas.errors import UsageError
 from mobilenas.runs import RunDir, new_run_id
@@ -386,6 +388,7 @@ def _main(argv: Sequence[str] | None, prog: str) -> int:
             run.update_manifest(config={**run.manifest()["config"], "samples": search.samples})
         if search.done:
             say(f"the run is complete ({len(search.trained)} architectures evaluated); nothing left to evaluate (--samples N extends it)")
+    set_resume_hint(f"nas-search --resume {shlex.quote(str(run.root))}")
     started = time.time()
     try:
         if search.done:

@@ -32,6 +32,9 @@ RAY_ENVIRONMENT = {
     "RAY_DEDUP_LOGS": "0",
     "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "100",
     "PYTHONWARNINGS": "ignore::DeprecationWarning",
+    # Ctrl-C is ours: Tune's own handler ends the experiment quietly instead, so the trials in
+    # flight came back as lost (recorded failed, never retried) and the run ended as if finished.
+    "TUNE_DISABLE_SIGINT_HANDLER": "1",
 }
 
 

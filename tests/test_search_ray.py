@@ -133,6 +133,30 @@ def test_killed_network_search_resumes(space_file: Path, tmp_path: Path) -> None
     assert json.loads((out / "best.json").read_text())["reward"] == max(t["reward"] for t in after)
 
 
+def test_ctrl_c_stops_a_network_search_that_then_resumes(space_file: Path, tmp_path: Path) -> None:
+    # Ctrl-C in a terminal: SIGINT to the whole process group. Tune's own handler used to catch it,
+    # end the experiment quietly and hand back the trials in flight as lost (journaled as failed,
+    # never retried); the run then ended as if finished.
+    out = tmp_path / "run"
+    args = _network_args(space_file, out, "--samples", "6", "--workers", "2", "--seed", "3")
+    args[args.index("--proxy-steps") + 1] = "40"  # long enough to be caught in flight
+    process = subprocess.Popen([sys.executable, "-m", "mobilenas.search.cli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and len(_trained(out) if (out / "events.jsonl").exists() else []) < 1:
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert f"interrupted; completed work is saved; continue with: nas-search --resume {out}" in err
+    assert "Tuner.restore" not in err
+    before = _trained(out)
+    assert 1 <= len(before) < 6 and all(t["status"] == STATUS_OK for t in before)
+    assert nas_search(["--resume", str(out), "--quiet"]) == 0
+    after = _trained(out)
+    numbers = [t["number"] for t in after]
+    assert len(numbers) == len(set(numbers)) == 6 and all(t["status"] == STATUS_OK for t in after)
+
+
 def test_early_stopping_stops_some_trainings(space_file: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     args = _network_args(space_file, out, "--samples", "6", "--workers", "2", "--early-stopping", "--no-measure")

@@ -23,6 +23,7 @@ from mobilenas.cliutil import (
     positive_int,
     print_json,
     run_main,
+    set_resume_hint,
 )
 from mobilenas.space.references import REFERENCES
 from mobilenas.train.data import KINDS, describe_kinds
@@ -132,6 +133,7 @@ def _main(argv: Sequence[str] | None, prog: str) -> int:
     if progress:
         print(f"{prog}: training {args.arch} on {data.name} ({data.sizes()['train']} train / {data.sizes()['val']} val / "
               f"{data.sizes()['test']} test, {data.input_size}x{data.input_size}x{data.in_channels}) -> {folder}/{prefix}.*", file=sys.stderr)
+    set_resume_hint(f"the same {prog} command with --resume")
     result = train_full(arch, data, config, outputs, resume=args.resume, export_onnx=not args.no_onnx, progress=progress, source=args.arch)
     summary: dict[str, Any] = {
         "status": result.status,

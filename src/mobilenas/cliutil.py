@@ -39,14 +39,24 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+_resume_hint: list[str] = []  # the command that continues the work in progress, once there is some
+
+
+def set_resume_hint(command: str) -> None:
+    """Name the command that continues this work; Ctrl-C's message then says it."""
+    _resume_hint[:] = [command]
+
+
 def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None, prog: str) -> int:
     """Run ``main(argv)`` and turn user errors into one line on stderr plus exit code 2."""
+    _resume_hint.clear()
     try:
         return int(main(argv) or 0)
     except SystemExit as exit_:  # argparse's usage errors and --help, when called in-process
         return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 2)
     except KeyboardInterrupt:
-        print(f"{prog}: interrupted; completed work is saved", file=sys.stderr)
+        hint = f"; continue with: {_resume_hint[0]}" if _resume_hint else ""
+        print(f"{prog}: interrupted; completed work is saved{hint}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except (SpecError, UsageError, ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError) as error:
         if os.environ.get("MOBILENAS_DEBUG"):
