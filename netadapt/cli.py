@@ -19,6 +19,7 @@ from typing import Any
 from mobilenas.cliutil import (
     ArgumentParser,
     add_json_flag,
+    check_writable_folder,
     count_or_fraction,
     duration_ms,
     fraction,
@@ -336,6 +337,7 @@ def _refine(args: argparse.Namespace, prog: str) -> int:
     out = Path(args.out) if args.out else Path("results") / "runs" / new_run_id("netadapt")
     if RunDir(out).exists():  # say so before any data is loaded or latency measured
         raise ValueError(f"{out} already holds a run; use --resume {out} to continue it, or choose another --out")
+    check_writable_folder(out, f"--out {out}" if args.out else f"the default run folder {out.parent} (choose another with --out)")
     start = resolve_input(args.input, args.weights)
     if default_budget:  # said once the input is known to be readable (a bad path gets its one-line error alone)
         _log(f"no budget given: pruning to {DEFAULT_BUDGET_RATIO:g} of the input's latency (--budget-ratio {DEFAULT_BUDGET_RATIO:g}); choose one with --target-latency or --budget-ratio")

@@ -21,7 +21,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mobilenas.cliutil import ArgumentParser, add_json_flag, positive_int, print_json, run_main
+from mobilenas.cliutil import (
+    ArgumentParser,
+    add_json_flag,
+    check_writable_folder,
+    positive_int,
+    print_json,
+    run_main,
+)
 from mobilenas.errors import UsageError
 from mobilenas.units import format_ms
 
@@ -315,6 +322,7 @@ def _plot(args: argparse.Namespace) -> int:
 def _check_png(path: Path) -> None:
     if path.suffix.lower() != ".png":
         raise UsageError(f"--out {path}: figures are PNG files; give a name ending in .png")
+    check_writable_folder(path.parent, f"--out {path}")
 
 
 # --------------------------------------------------------------------------- compare
@@ -511,6 +519,7 @@ def _figures(args: argparse.Namespace) -> int:
 
     run = load_run(args.run)
     out = Path(args.out) if args.out else run.path / "figures"
+    check_writable_folder(out, f"--out {out}")
     written = [save_figure(plot_front(run, latency=_latency(args), references=_reference_frame(run, args, default_all=True)), out / "front.png")]
     if isinstance(run, NetAdaptResults):
         written.append(save_figure(plot_netadapt_progress(run), out / "progress.png"))

@@ -24,6 +24,7 @@ from typing import Any
 from mobilenas.cliutil import (
     ArgumentParser,
     add_json_flag,
+    check_writable_folder,
     duration_ms,
     nonnegative_int,
     positive_float,
@@ -355,6 +356,13 @@ def _main(argv: Sequence[str] | None, prog: str) -> int:
         config["out"] = str(run.root)
     else:
         config = resolve_config(given)
+        # where the run will go: checked before the data set, the table or any training
+        if config["out"]:
+            check_writable_folder(config["out"], f"--out {config['out']}")
+            if RunDir(config["out"]).exists():
+                raise UsageError(f"{config['out']} already holds a run; use --resume {config['out']} to continue it, or choose another --out")
+        else:
+            check_writable_folder(DEFAULT_OUT_ROOT, f"the default run folder {DEFAULT_OUT_ROOT} (choose another with --out)")
     config["quiet"] = quiet
     setup = build_setup(config, say=say)
     target = config["target_latency"]

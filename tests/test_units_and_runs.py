@@ -65,3 +65,35 @@ def test_atomic_json(tmp_path) -> None:
     assert json.loads(path.read_text().replace("NaN", "null")) == {"a": None, "b": [1, 2]}
     assert read_json(path)["b"] == [1, 2]
     assert not list(path.parent.glob("*.tmp"))
+
+
+def test_an_output_folder_that_cannot_be_written_fails_before_any_work(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    from mobilenas.cliutil import check_writable_folder
+    from mobilenas.errors import UsageError
+    from mobilenas.search.cli import main as nas_search
+    from mobilenas.train.cli import main as nas_train
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    check_writable_folder(tmp_path / "new" / "deeper", "--out x")  # creatable: fine, and nothing created
+    assert not (tmp_path / "new").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
+    with pytest.raises(UsageError, match="a-file is a file, not a folder"):
+        check_writable_folder(blocker / "sub", "--out x")
+    # nas-search: one line, exit 2, before the latency table is opened or built (none is named here)
+    assert nas_search(["--target-latency", "15ms", "--out", str(blocker), "--samples", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"--out {blocker}: {blocker} is a file, not a folder" in err and len(err.splitlines()) == 1
+    # nas-train: before the first epoch (it used to train, then fail writing its checkpoint)
+    assert nas_train(["mobilenetv2", "--out", str(blocker / "sub"), "--epochs", "1", "--train-size", "32", "--val-size", "32", "--test-size", "32", "--image-size", "32", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "is a file, not a folder" in err and len(err.splitlines()) == 1
+
+
+def test_a_failed_atomic_write_names_the_file_asked_for(tmp_path) -> None:
+    folder = tmp_path / "f"
+    folder.mkdir()
+    (folder / "x.json").mkdir()  # a folder where the file should go: the final rename fails
+    with pytest.raises(OSError) as caught:
+        atomic_write_json(folder / "x.json", {"a": 1})
+    assert caught.value.filename == str(folder / "x.json")
+    assert [p.name for p in folder.iterdir()] == ["x.json"]  # no temporary file left behind

@@ -16,6 +16,7 @@ from typing import Any
 
 from mobilenas.cliutil import (
     ArgumentParser,
+    check_writable_folder,
     count_or_fraction,
     fraction_or_zero,
     nonnegative_float,
@@ -128,6 +129,7 @@ def _main(argv: Sequence[str] | None, prog: str) -> int:
         seed=args.seed,
     )
     folder, prefix = output_location(args.arch, data.name, args.out)
+    check_writable_folder(folder, f"--out {folder}" if args.out else f"the output folder {folder} (choose another with --out)")  # before any training
     outputs = TrainOutputs.at(folder, prefix)
     progress = not args.quiet and not args.json
     if progress:

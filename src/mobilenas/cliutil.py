@@ -58,14 +58,40 @@ def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[
         hint = f"; continue with: {_resume_hint[0]}" if _resume_hint else ""
         print(f"{prog}: interrupted; completed work is saved{hint}", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (SpecError, UsageError, ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError) as error:
+    except (SpecError, UsageError, ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError) as error:
         if os.environ.get("MOBILENAS_DEBUG"):
             raise
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        if isinstance(error, OSError) and error.filename and str(error.filename) not in message:
+        if isinstance(error, OSError) and error.strerror and error.filename:
+            message = f"{error.strerror}: {error.filename}"  # not "[Errno 2] ...: '/path'"
+        elif isinstance(error, OSError) and error.filename and str(error.filename) not in message:
             message = f"{message}: {error.filename}"
         print(f"{prog}: error: {message}", file=sys.stderr)
         return EXIT_USAGE
+
+
+def check_writable_folder(path: str | os.PathLike[str], what: str) -> None:
+    """Fail now, in one line, if ``path`` cannot become a folder we can write (before any work).
+
+    ``what`` names it for the message (``"--out results/x"``). Creates nothing: the nearest
+    existing ancestor must be a folder in which a file can be made (a probe file, removed at once;
+    permission bits alone say nothing when running as root).
+    """
+    import tempfile
+    from pathlib import Path
+
+    folder = Path(path)
+    ancestor = folder
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise UsageError(f"{what}: {ancestor} is a file, not a folder")
+    try:
+        handle, probe = tempfile.mkstemp(dir=ancestor, prefix=".mobilenas-probe-")
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as error:
+        raise UsageError(f"{what}: cannot write in {ancestor} ({error.strerror or error})") from None
 
 
 def _jsonable(value: Any) -> Any:
