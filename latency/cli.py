@@ -12,6 +12,7 @@ from typing import Any
 from mobilenas.cliutil import (
     ArgumentParser,
     add_json_flag,
+    check_writable_folder,
     duration_ms,
     nonnegative_int,
     positive_int,
@@ -320,6 +321,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     space = _space(args)
     table = _open_table(args, space)
     out = args.out or Path(f"calibration-{space.name}-{args.input_size}px")
+    check_writable_folder(out, f"--out {out}" if args.out else f"the output folder {out} (choose another with --out)")  # before measuring
     report = calibrate(space, table, args.samples, seed=args.seed, rounds=args.rounds, out_dir=out, progress=not args.quiet, update_correction=args.update_correction, anchors=args.anchors)
     if args.json:
         print_json(report.to_dict())

@@ -68,6 +68,11 @@ def test_calibrate_json_has_the_names_scripts_rely_on(built_table, space_file, t
     assert payload["samples"] == 3
     assert 0 <= payload["within_5pct"] <= payload["within_10pct"] <= 1  # fractions, not percent
     assert (tmp_path / "cal" / "calibration.csv").is_file() and (tmp_path / "cal" / "calibration.png").is_file()
+    # an output folder that cannot be made: refused before any measurement (it used to measure, then fail)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    code, out, err = run(["calibrate", "--space", str(space_file), "--num-classes", "10", "--input-size", "32", "--table", str(built_table), "--samples", "3", "--out", str(blocker / "cal")], capsys)
+    assert code == 2 and "is a file, not a folder" in err and len(err.strip().splitlines()) == 1
 
 
 def test_predict_and_breakdown(built_table, capsys) -> None:
