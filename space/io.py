@@ -12,12 +12,25 @@ Accepted everywhere an architecture is asked for (``mobilenas show``, ``nas-late
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 from mobilenas.errors import SpecError
 from mobilenas.space.arch import Architecture
 from mobilenas.space.references import REFERENCES, reference
+
+# A NAS-Bench-201 cell string, "|op~0|+|op~0|op~1|+|op~0|op~1|op~2|": a row of a tabular benchmark.
+_CELL = re.compile(r"(\|[^|~\s]+~\d+)+\|(\+(\|[^|~\s]+~\d+)+\|)*")
+
+
+def _from_notation(text: str, where: str) -> Architecture:
+    if _CELL.fullmatch(text.strip()):
+        raise ValueError(
+            f"{where}{text.strip()!r} is a cell of a tabular benchmark (NAS-Bench-201), not a network mobilenas "
+            "can build, train, measure or prune; use the best.json of a network search"
+        )
+    return Architecture.from_notation(text)
 
 
 def architecture_from_obj(data: Any, where: str) -> Architecture:
@@ -26,7 +39,7 @@ def architecture_from_obj(data: Any, where: str) -> Architecture:
         inner = data["architecture"]
         if isinstance(inner, str):
             if "|" in inner:
-                return Architecture.from_notation(inner)
+                return _from_notation(inner, f"{where}: its architecture ")
             raise ValueError(f"{where}: its architecture {inner!r} is a cell of a tabular space, not a network mobilenas can build")
         data = inner
     try:
@@ -39,7 +52,7 @@ def load_architecture(spec: str | Path, *, num_classes: int | None = None) -> Ar
     """Resolve a reference name, a JSON file or a notation string (see the module docstring)."""
     text = str(spec).strip()
     if "|" in text:
-        arch = Architecture.from_notation(text)
+        arch = _from_notation(text, "")
     elif text.split("@")[0] in REFERENCES:
         arch = reference(text)
     else:

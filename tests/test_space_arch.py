@@ -143,3 +143,20 @@ def test_block_checks_its_own_fields() -> None:
         Block("mb", 3, 1, 8, "relu")
     with pytest.raises(SpecError, match="se_channels: must be >= 0"):
         Block("ds", 3, 1, 8, "relu", se_channels=-1)
+
+
+def test_a_tabular_benchmark_cell_is_named_as_such(tmp_path) -> None:
+    # A NAS-Bench-201 cell also contains "|": it used to reach the block-notation parser and fail
+    # with "the first part must be the stem ..., got ''".
+    from mobilenas.space.io import load_architecture
+
+    cell = "|nor_conv_3x3~0|+|none~0|skip_connect~1|+|skip_connect~0|none~1|avg_pool_3x3~2|"
+    with pytest.raises(ValueError, match=r"is a cell of a tabular benchmark \(NAS-Bench-201\)"):
+        load_architecture(cell)
+    best = tmp_path / "best.json"
+    best.write_text(json.dumps({"architecture": cell, "accuracy": 0.9}))
+    with pytest.raises(ValueError, match=r"best.json: its architecture .* is a cell of a tabular benchmark"):
+        load_architecture(str(best))
+    # block notation is still read (its separators are " | ")
+    arch = load_architecture("mobilenetv3-small")
+    assert load_architecture(arch.to_notation()) == arch
