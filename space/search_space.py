@@ -589,7 +589,10 @@ def get_space(name: str, num_classes: int = 1000) -> SearchSpace:
 
     path = Path(name)
     if path.suffix == ".json" and path.is_file():
-        space = SearchSpace.from_json(path.read_text())
+        try:
+            space = SearchSpace.from_json(path.read_text())
+        except SpecError as error:  # name the file: "my_space.json: missing key 'schema_version'"
+            raise SpecError(f"{path}: {error.path}" if error.path else str(path), error.message) from None
         if space.head.num_classes != num_classes:
             import dataclasses
 

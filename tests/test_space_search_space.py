@@ -140,3 +140,13 @@ def test_custom_space_from_a_json_file(tmp_path) -> None:
     path = tmp_path / "space.json"
     path.write_text(tiny_space().to_json())
     assert get_space(str(path), num_classes=10) == tiny_space(10)
+    # a broken file is named in the error, with where inside it
+    broken = tmp_path / "broken.json"
+    data = json.loads(tiny_space().to_json())
+    del data["stages"][0]["base_layers"]
+    broken.write_text(json.dumps(data))
+    with pytest.raises(SpecError, match=r"broken.json: stages\[0\]: missing key 'base_layers'"):
+        get_space(str(broken))
+    broken.write_text("{not json")
+    with pytest.raises(SpecError, match=r"broken.json: not valid JSON"):
+        get_space(str(broken))
