@@ -332,6 +332,9 @@ def _refine(args: argparse.Namespace, prog: str) -> int:
     if default_budget:
         args.budget_ratio = DEFAULT_BUDGET_RATIO
     values = _resolved(args)
+    from mobilenas.train.engine import check_device
+
+    check_device(values["device"])  # before any data, table or training work
     if values["threads"] is None:
         values["threads"] = max(1, (os.cpu_count() or 1) // values["workers"])
     out = Path(args.out) if args.out else Path("results") / "runs" / new_run_id("netadapt")

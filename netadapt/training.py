@@ -52,10 +52,7 @@ class TrainingSettings:
                 raise ValueError(f"{name} must be > 0, got {value}")
         if self.optimizer not in engine.OPTIMIZERS:
             raise ValueError(f"optimizer {self.optimizer!r} is not one of {', '.join(engine.OPTIMIZERS)}")
-        try:
-            torch.device(self.device)
-        except RuntimeError:
-            raise ValueError(f"device {self.device!r} is not a torch device (cpu, cuda, cuda:1, ...)") from None
+        engine.check_device(self.device)
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
 

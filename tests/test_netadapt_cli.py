@@ -71,6 +71,8 @@ def test_weights_files(tmp_path: Path) -> None:
         (["refine", "--resume", "/nonexistent/run"], "is not a directory"),
         (["refine", "nonsense-net", "--budget-ratio", "0.5"], "neither a reference"),
         (["refine", "/nonexistent/best.json"], "neither a reference"),  # default budget: no notice before the error
+        (["refine", "mobilenetv2", "--device", "cuda:99"], "device 'cuda:99': "),  # no such GPU here: before any work
+        (["refine", "mobilenetv2", "--device", "tpu"], "device 'tpu' is not a torch device"),
     ],
 )
 def test_usage_errors_are_one_line(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -146,6 +146,7 @@ def exit_code(argv: list[str]) -> int:
         (["mobilenetv3-small", "--val-size", "0"], "--val-size"),
         (["mobilenetv3-small", "--optimizer", "lion"], "--optimizer"),
         (["mobilenetv3-small", "--epochs", "0"], "--epochs"),
+        (["mobilenetv3-small", "--device", "cuda:99"], "device 'cuda:99': "),  # used to be a traceback on CPU torch
     ],
 )
 def test_errors_are_one_line_with_exit_2(argv: list[str], message: str, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

@@ -29,6 +29,26 @@ class Diverged(RuntimeError):
     """The training loss became NaN/infinite or exploded; the training is abandoned."""
 
 
+def check_device(name: str) -> torch.device:
+    """``name`` as a torch device that this machine has, or a ``ValueError`` saying what to do.
+
+    Checked when a training config is made, so ``--device cuda`` on a CPU-only PyTorch is one line
+    before any data is loaded, not a traceback from the first tensor moved.
+    """
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device {name!r} is not a torch device (cpu, cuda, cuda:1, mps, ...)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {name!r}: this PyTorch ({torch.__version__}) sees no CUDA GPU; use --device cpu, or install a CUDA build of PyTorch")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s), numbered from 0")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {name!r}: MPS (Apple GPU) is not available here; use --device cpu")
+    return device
+
+
 @dataclass(frozen=True)
 class Schedule:
     """Warm-up then cosine decay of the learning rate, per optimisation step."""

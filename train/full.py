@@ -84,6 +84,7 @@ class FullTrainConfig:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.warmup_epochs < 0 or self.warmup_epochs > self.epochs:
             raise ValueError(f"warmup_epochs must be in [0, epochs], got {self.warmup_epochs}")
+        engine.check_device(self.device)
 
     def optimiser_settings(self) -> engine.OptimiserSettings:
         return engine.OptimiserSettings(self.optimizer, self.learning_rate, self.momentum, self.weight_decay, self.nesterov)

@@ -101,10 +101,7 @@ class ProxyConfig:
                 raise ValueError(f"{name} must be >= 1 or None, got {value}")
         if self.grad_clip_norm is not None and not self.grad_clip_norm > 0:
             raise ValueError(f"grad_clip_norm must be > 0 or None, got {self.grad_clip_norm}")
-        try:
-            torch.device(self.device)
-        except RuntimeError:
-            raise ValueError(f"device: {self.device!r} is not a torch device (cpu, cuda, cuda:1, ...)") from None
+        engine.check_device(self.device)
 
     def total_steps(self, num_train_images: int) -> int:
         """Optimisation steps this config runs on a training subset of that many images."""
