@@ -332,14 +332,12 @@ def _refine(args: argparse.Namespace, prog: str) -> int:
     if default_budget:
         args.budget_ratio = DEFAULT_BUDGET_RATIO
     values = _resolved(args)
-    from mobilenas.train.engine import check_device
-
-    check_device(values["device"])  # before any data, table or training work
     if values["threads"] is None:
         values["threads"] = max(1, (os.cpu_count() or 1) // values["workers"])
+    # Made (and so checked: optimizer, rates, the device on this machine) before any data, table or training work.
+    training = TrainingSettings(optimizer=values["optimizer"], finetune_lr=values["finetune_lr"], train_lr=values["train_lr"], batch_size=values["batch_size"], augment=bool(values["augment"]), threads=values["threads"], device=values["device"])
     out = Path(args.out) if args.out else Path("results") / "runs" / new_run_id("netadapt")
-    if RunDir(out).exists():  # say so before any data is loaded or latency measured
-        raise ValueError(f"{out} already holds a run; use --resume {out} to continue it, or choose another --out")
+    RunDir(out).refuse_existing()  # before any data is loaded or latency measured
     check_writable_folder(out, f"--out {out}" if args.out else f"the default run folder {out.parent} (choose another with --out)")
     start = resolve_input(args.input, args.weights)
     if default_budget:  # said once the input is known to be readable (a bad path gets its one-line error alone)
@@ -367,7 +365,6 @@ def _refine(args: argparse.Namespace, prog: str) -> int:
         workers=values["workers"], ray_address=values["ray_address"], threads=values["threads"], seed=values["seed"],
     )
     arguments = {**values, "input": args.input, "weights": start.weights_path, "target_latency_ms": args.target_latency, "budget_ratio": args.budget_ratio, "out": str(out)}
-    training = TrainingSettings(optimizer=values["optimizer"], finetune_lr=values["finetune_lr"], train_lr=values["train_lr"], batch_size=values["batch_size"], augment=bool(values["augment"]), threads=values["threads"], device=values["device"])
     manifest = {
         "arguments": arguments,
         "seed": values["seed"],

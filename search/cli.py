@@ -359,8 +359,7 @@ def _main(argv: Sequence[str] | None, prog: str) -> int:
         # where the run will go: checked before the data set, the table or any training
         if config["out"]:
             check_writable_folder(config["out"], f"--out {config['out']}")
-            if RunDir(config["out"]).exists():
-                raise UsageError(f"{config['out']} already holds a run; use --resume {config['out']} to continue it, or choose another --out")
+            RunDir(config["out"]).refuse_existing()
         else:
             check_writable_folder(DEFAULT_OUT_ROOT, f"the default run folder {DEFAULT_OUT_ROOT} (choose another with --out)")
     config["quiet"] = quiet

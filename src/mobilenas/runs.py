@@ -166,11 +166,15 @@ class RunDir:
     def exists(self) -> bool:
         return self.manifest_path.is_file()
 
+    def refuse_existing(self) -> None:
+        """Raise ``ValueError`` if a run is already here (commands call it before any work)."""
+        if self.exists():
+            raise ValueError(f"{self.root} already holds a run; use --resume {self.root} to continue it, or choose another --out")
+
     @classmethod
     def create(cls, root: str | Path, manifest: dict[str, Any]) -> RunDir:
         run = cls(root)
-        if run.exists():
-            raise ValueError(f"{run.root} already holds a run; use --resume {run.root} to continue it, or choose another --out")
+        run.refuse_existing()
         run.root.mkdir(parents=True, exist_ok=True)
         full = {"created": now_iso(), "environment": environment(), **manifest}
         atomic_write_json(run.manifest_path, full)
