@@ -241,13 +241,11 @@ def render(summary: dict[str, Any], cells: Sequence[Cell], meta: dict[str, Any])
             gap = rnd["regret_mean_pp"] - ppo["regret_mean_pp"]
             spread = max(ppo["regret_std_pp"], rnd["regret_std_pp"])
             lines.append(f"- {key}: random - ppo = {gap:.2f} pp vs std {spread:.2f} pp: {'met' if gap > spread else 'NOT met'}")
-        gap = summary["random"]["overall_regret_mean_pp"] - summary["ppo"]["overall_regret_mean_pp"]
+        gap, error = _overall_gap(summary, "ppo", "random")
         spread = max(summary["ppo"]["overall_regret_std_pp"], summary["random"]["overall_regret_std_pp"])
         lines.append(f"- overall (per-seed mean over the {len(cells)} targets): random - ppo = {gap:.2f} pp vs std {spread:.2f} pp: {'met' if gap > spread else 'NOT met'}")
-        n = len(summary["ppo"]["per_seed_overall_pp"])
-        error = ((summary["ppo"]["overall_regret_std_pp"] ** 2 + summary["random"]["overall_regret_std_pp"] ** 2) / n) ** 0.5
         lines.append(
-            f"- for scale: the standard error of that overall difference over {n} seeds is {error:.2f} pp "
+            f"- for scale: the standard error of that overall difference over {len(summary['ppo']['per_seed_overall_pp'])} seeds is {error:.2f} pp "
             f"(difference = {gap / error:.1f} standard errors); the target asks for more than one seed-to-seed standard deviation."
         )
         ppo_std, random_std = summary["ppo"]["overall_regret_std_pp"], summary["random"]["overall_regret_std_pp"]
@@ -278,21 +276,21 @@ def render(summary: dict[str, Any], cells: Sequence[Cell], meta: dict[str, Any])
     return "\n".join(lines)
 
 
+def _overall_gap(summary: dict[str, Any], a: str, b: str) -> tuple[float, float]:
+    """How much lower ``a``'s overall regret is than ``b``'s (pp), and the standard error of that difference."""
+    n = len(summary[a]["per_seed_overall_pp"])
+    gap = summary[b]["overall_regret_mean_pp"] - summary[a]["overall_regret_mean_pp"]
+    error = ((summary[a]["overall_regret_std_pp"] ** 2 + summary[b]["overall_regret_std_pp"] ** 2) / n) ** 0.5
+    return gap, error
+
+
 def _published_ordering(summary: dict[str, Any]) -> list[str]:
     """Lines checking NAS-Bench-201's published ordering: regularized evolution >= REINFORCE > random."""
     if not all(name in summary for name in ("evolution", "reinforce", "random")):
         return []
-
-    def better(a: str, b: str) -> tuple[float, float]:
-        """How much lower a's overall regret is than b's, and the standard error of that difference."""
-        n = len(summary[a]["per_seed_overall_pp"])
-        gap = summary[b]["overall_regret_mean_pp"] - summary[a]["overall_regret_mean_pp"]
-        error = ((summary[a]["overall_regret_std_pp"] ** 2 + summary[b]["overall_regret_std_pp"] ** 2) / n) ** 0.5
-        return gap, error
-
     lines = ["", "Published ordering on NAS-Bench-201 (Dong & Yang 2020): regularized evolution >= REINFORCE > random. Here (overall regret, same runs):", ""]
     for a, b, relation in (("reinforce", "random", ">"), ("evolution", "random", ">"), ("evolution", "reinforce", ">=")):
-        gap, error = better(a, b)
+        gap, error = _overall_gap(summary, a, b)
         if gap > 2 * error:
             verdict = "holds (more than 2 standard errors)"
         elif gap > -2 * error:
