@@ -97,3 +97,20 @@ def test_a_failed_atomic_write_names_the_file_asked_for(tmp_path) -> None:
         atomic_write_json(folder / "x.json", {"a": 1})
     assert caught.value.filename == str(folder / "x.json")
     assert [p.name for p in folder.iterdir()] == ["x.json"]  # no temporary file left behind
+
+
+def test_output_piped_into_a_reader_that_leaves_early_ends_quietly() -> None:
+    """`mobilenas show ARCH --json | head -c 100`: no BrokenPipeError traceback, the SIGPIPE exit code."""
+    import subprocess
+    import sys
+
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from mobilenas.cli import main; sys.exit(main())", "show", "mobilenetv3-small", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert child.stdout is not None and child.stderr is not None
+    child.stdout.close()  # the reader is gone before the first byte is written
+    stderr = child.stderr.read().decode()
+    assert child.wait(timeout=120) == 141, stderr
+    assert stderr == ""

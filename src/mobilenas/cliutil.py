@@ -21,6 +21,7 @@ from mobilenas.errors import SpecError, UsageError
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # what a shell reports for a process ended by SIGPIPE
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -51,7 +52,18 @@ def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[
     """Run ``main(argv)`` and turn user errors into one line on stderr plus exit code 2."""
     _resume_hint.clear()
     try:
-        return int(main(argv) or 0)
+        code = int(main(argv) or 0)
+        sys.stdout.flush()  # a reader that left early is met here, not in the interpreter's last flush
+        return code
+    except BrokenPipeError:
+        if not _stdout_reader_gone():
+            raise  # some other pipe (a benchmark command's, Ray's): a real error
+        # `nas-results show RUN --json | head`: the reader has what it wanted; stop quietly, and
+        # point stdout at /dev/null so that the interpreter's final flush does not complain either
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
+        return EXIT_BROKEN_PIPE
     except SystemExit as exit_:  # argparse's usage errors and --help, when called in-process
         return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 2)
     except KeyboardInterrupt:
@@ -68,6 +80,18 @@ def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[
             message = f"{message}: {error.filename}"
         print(f"{prog}: error: {message}", file=sys.stderr)
         return EXIT_USAGE
+
+
+def _stdout_reader_gone() -> bool:
+    """Whether stdout is a pipe whose reading end has been closed (poll reports an error on it)."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll (Windows), stdout closed or replaced
+        return False
 
 
 def check_writable_folder(path: str | os.PathLike[str], what: str) -> None:
