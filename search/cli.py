@@ -92,6 +92,7 @@ def build_parser(prog: str) -> ArgumentParser:
     g.add_argument("--reward-column", default=S, help="accuracy column used as reward (default val_acc_12ep)")
     g.add_argument("--final-column", default=S, help="accuracy column reported, never used for selection (default test_acc_200ep)")
     g.add_argument("--latency-column", default=S, help="latency column, i.e. the device (e.g. latency_ms_raspi4)")
+    g.add_argument("--accuracy-unit", choices=("percent", "fraction"), default=S, help="how the CSV's accuracy columns are written: percent (85.3, default, as NAS-Bench-201) or fraction (0.853)")
 
     g = p.add_argument_group("latency")
     g.add_argument("--table", "--latency-table", dest="latency_table", default=S, metavar="PATH", help="lookup table (default: one per space and device under ~/.cache/mobilenas/tables, built lazily)")
@@ -124,7 +125,7 @@ DEFAULTS: dict[str, Any] = {
     "reward": "soft", "w": None, "beta": None, "max_latency_ratio": None, "space": "mobilenetv3", "strategy": "ppo",
     "strategy_option": [], "samples": None, "seed": 0, "dataset": "synthetic", "data_dir": None, "train_size": None,
     "val_size": None, "proxy_steps": None, "early_stopping": False, "benchmark": None, "reward_column": "val_acc_12ep",
-    "final_column": "test_acc_200ep", "latency_column": None, "latency_table": None, "latency_backend": "onnxruntime",
+    "final_column": "test_acc_200ep", "latency_column": None, "accuracy_unit": "percent", "latency_table": None, "latency_backend": "onnxruntime",
     "latency_command": None, "device_name": None, "threads": 1, "input_size": 224, "force_device": False, "workers": None, "cpus_per_trial": 1.0,
     "ray_address": None, "retries": 2, "executor": "ray", "out": None, "keep_weights": "best", "no_measure": False, "quiet": False,
 }
@@ -221,7 +222,7 @@ def build_setup(config: dict[str, Any], *, say: Any) -> Setup:
         from mobilenas.search.tabular import TabularEvaluator
         from mobilenas.space.nb201 import CellSpace
 
-        evaluator = TabularEvaluator(config["benchmark"], config["reward_column"], config["final_column"], config["latency_column"])
+        evaluator = TabularEvaluator(config["benchmark"], config["reward_column"], config["final_column"], config["latency_column"], accuracy_unit=config["accuracy_unit"])
         problem: Any = TabularProblem(CellSpace(), evaluator)
         strategy, strategy_config = _strategy(config, problem, strategy_options)
         fastest = evaluator.fastest_latency_ms()

@@ -91,7 +91,7 @@ class TabularEvaluator(Evaluator):
         if latency_column is None:
             if len(latency_columns) != 1:
                 listed = ", ".join(latency_columns) if latency_columns else f"none named {LATENCY_PREFIX}*"
-                raise ValueError(f"choose the latency column (the device) of {self.path.name}: {listed}")
+                raise ValueError(f"choose the latency column (the device) of {self.path.name} with latency_column= (nas-search --latency-column): {listed}")
             latency_column = latency_columns[0]
         for role, column in (("architecture", arch_column), ("reward", reward_column), ("final", final_column), ("latency", latency_column)):
             if column not in columns:
@@ -122,9 +122,17 @@ class TabularEvaluator(Evaluator):
         self._latency_ms = self._numeric(frame, latency_column, 1.0)
         for column, values in ((reward_column, self._accuracy), (final_column, self._final)):
             finite = values[~np.isnan(values)]
-            if finite.size and (finite.min() < 0 or finite.max() > 1):
-                hint = "are they fractions? pass accuracy_unit='fraction'" if accuracy_unit == "percent" else "are they percentages? use accuracy_unit='percent'"
-                raise ValueError(f"column {column!r} of {self.path.name} has accuracies outside 0..{int(scale) if scale > 1 else 1} {accuracy_unit}: {hint}")
+            if not finite.size:
+                continue
+            if finite.min() < 0 or finite.max() > 1:
+                hint = ": are they percentages? use accuracy_unit='percent' (nas-search --accuracy-unit percent)" if accuracy_unit == "fraction" else ""
+                raise ValueError(f"column {column!r} of {self.path.name} has accuracies outside 0..{int(scale)} {accuracy_unit}{hint}")
+            if accuracy_unit == "percent" and finite.max() <= 0.01:
+                # every accuracy at most 1%: fractions read as percent would silently be 100x too small
+                raise ValueError(
+                    f"column {column!r} of {self.path.name} holds fractions (all values <= 1), not percent: "
+                    "use accuracy_unit='fraction' (nas-search --accuracy-unit fraction)"
+                )
         finite_latency = self._latency_ms[~np.isnan(self._latency_ms)]
         if finite_latency.size and finite_latency.min() <= 0:
             raise ValueError(f"latency column {latency_column!r} of {self.path.name} has latencies <= 0 ms")

@@ -64,6 +64,23 @@ def test_same_seed_same_search(cells: Path, tmp_path: Path) -> None:
     assert keys[0] == keys[1]
 
 
+def test_a_benchmark_written_in_fractions_needs_accuracy_unit_and_then_searches_the_same(cells: Path, tmp_path: Path, capsys) -> None:
+    import pandas as pd
+
+    frame = pd.read_csv(cells)
+    frame[["val_acc_12ep", "test_acc_200ep"]] /= 100
+    fractions = tmp_path / "fractions.csv"
+    frame.to_csv(fractions, index=False)
+    assert nas_search(_args(fractions, tmp_path / "refused", "--samples", "5")) == 2
+    assert "holds fractions (all values <= 1), not percent: use accuracy_unit='fraction' (nas-search --accuracy-unit fraction)" in capsys.readouterr().err
+    assert not (tmp_path / "refused").exists()
+    for name, table, extra in (("percent", cells, ()), ("fraction", fractions, ("--accuracy-unit", "fraction"))):
+        assert nas_search(_args(table, tmp_path / name, "--samples", "12", "--seed", "2", *extra)) == 0
+    best = {name: json.loads((tmp_path / name / "best.json").read_text()) for name in ("percent", "fraction")}
+    assert best["fraction"]["architecture"] == best["percent"]["architecture"]
+    assert best["fraction"]["accuracy"] == pytest.approx(best["percent"]["accuracy"]) and 0.5 < best["fraction"]["accuracy"] < 1
+
+
 def test_unreachable_target_stops_before_any_evaluation(cells: Path, tmp_path: Path, capsys) -> None:
     code = nas_search(["--space", "nb201", "--benchmark", str(cells), "--latency-column", "latency_ms_toy", "--target-latency", "0.5ms", "--out", str(tmp_path / "r")])
     err = capsys.readouterr().err

@@ -72,9 +72,12 @@ def test_plain_csv_and_fraction_units(tmp_path: Path) -> None:
     assert evaluator.evaluate(frame["arch_str"][0]).accuracy == pytest.approx(frame["val_acc_12ep"][0])
     with pytest.raises(ValueError, match=r"has accuracies outside 0..1 fraction: are they percentages"):
         TabularEvaluator(tmp_path / "fractions.csv", latency_column="latency_ms_pixel3", reward_column="test_acc_12ep", accuracy_unit="fraction")
-    with pytest.raises(ValueError, match=r"accuracies outside 0..100 percent: are they fractions"):
-        make_table().assign(val_acc_12ep=150.0).to_csv(tmp_path / "bad.csv", index=False)
+    make_table().assign(val_acc_12ep=150.0).to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(ValueError, match=r"accuracies outside 0..100 percent$"):
         TabularEvaluator(tmp_path / "bad.csv", latency_column="latency_ms_pixel3")
+    # fractions read as percent would be 100x too small, silently (the absolute reward depends on the scale)
+    with pytest.raises(ValueError, match=r"column 'val_acc_12ep' of fractions.csv holds fractions .all values <= 1., not percent: use accuracy_unit='fraction' .nas-search --accuracy-unit fraction."):
+        TabularEvaluator(path, latency_column="latency_ms_pixel3", reward_column="val_acc_12ep", final_column="test_acc_200ep")
 
 
 def test_regret_oracle_and_latency_summaries(table: tuple[Path, pd.DataFrame]) -> None:
@@ -129,7 +132,7 @@ def test_empty_cells_fail_the_candidate_not_the_search(tmp_path: Path) -> None:
          "reward column 'val_acc' is not in tiny.csv; available columns: index, arch_str, val_acc_12ep, test_acc_12ep, test_acc_200ep, latency_ms_raspi4, latency_ms_pixel3"),
         (None, {"latency_column": "latency_ms_pi"}, "latency column 'latency_ms_pi' is not in tiny.csv; available columns: index, arch_str"),
         (None, {"latency_column": "latency_ms_raspi4", "final_column": "test_acc"}, "final column 'test_acc' is not in"),
-        (None, {}, "choose the latency column .the device. of tiny.csv: latency_ms_raspi4, latency_ms_pixel3"),
+        (None, {}, "choose the latency column .the device. of tiny.csv with latency_column= .nas-search --latency-column.: latency_ms_raspi4, latency_ms_pixel3"),
         (None, {"latency_column": "latency_ms_raspi4", "accuracy_unit": "percents"}, "accuracy_unit 'percents' is not one of percent, fraction"),
         ("duplicate", {"latency_column": "latency_ms_raspi4"}, "appears twice .rows 0 and 27."),
         ("text", {"latency_column": "latency_ms_raspi4"}, "column 'val_acc_12ep' of tiny.csv is not numeric .row 2: 'high'."),
