@@ -59,6 +59,13 @@ class TabularProblem(Problem):
     kind = "tabular"
 
     def __init__(self, space: CellSpace, evaluator: TabularEvaluator) -> None:
+        # a cell missing from the table would stop the search at the first proposal of it: say so now
+        missing = [cell for cell in map(space.decode, space.all_indices()) if cell not in evaluator]
+        if missing:
+            raise ValueError(
+                f"{evaluator.path.name} lacks {len(missing):,} of the {space.size():,} cells of the {space.name} space "
+                f"(e.g. {missing[0]!r}); a search needs the whole table (such as nb201_cifar10_dev.csv.gz)"
+            )
         self.space = space
         self.evaluator = evaluator
 

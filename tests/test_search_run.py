@@ -81,6 +81,16 @@ def test_a_benchmark_written_in_fractions_needs_accuracy_unit_and_then_searches_
     assert best["fraction"]["accuracy"] == pytest.approx(best["percent"]["accuracy"]) and 0.5 < best["fraction"]["accuracy"] < 1
 
 
+def test_a_table_missing_cells_of_the_space_is_refused_before_the_run_starts(cells: Path, tmp_path: Path, capsys) -> None:
+    import pandas as pd
+
+    partial = tmp_path / "partial.csv"
+    pd.read_csv(cells).iloc[:49].to_csv(partial, index=False)
+    assert nas_search(_args(partial, tmp_path / "run", "--samples", "500")) == 2
+    assert "partial.csv lacks 15,576 of the 15,625 cells of the nb201 space (e.g. '|" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
 def test_unreachable_target_stops_before_any_evaluation(cells: Path, tmp_path: Path, capsys) -> None:
     code = nas_search(["--space", "nb201", "--benchmark", str(cells), "--latency-column", "latency_ms_toy", "--target-latency", "0.5ms", "--out", str(tmp_path / "r")])
     err = capsys.readouterr().err
