@@ -130,6 +130,12 @@ DEFAULTS: dict[str, Any] = {
     "ray_address": None, "retries": 2, "executor": "ray", "out": None, "keep_weights": "best", "no_measure": False, "quiet": False,
 }
 
+NETWORK_ONLY = (
+    "dataset", "data_dir", "train_size", "val_size", "proxy_steps", "early_stopping", "latency_table", "latency_backend",
+    "latency_command", "device_name", "threads", "input_size", "force_device", "keep_weights", "no_measure",
+)
+TABULAR_ONLY = ("reward_column", "final_column", "latency_column", "accuracy_unit")
+
 
 def resolve_config(given: dict[str, Any]) -> dict[str, Any]:
     """Options as typed, completed with defaults; checks that the combination makes sense."""
@@ -141,6 +147,12 @@ def resolve_config(given: dict[str, Any]) -> dict[str, Any]:
         raise UsageError("--space nb201 needs --benchmark CSV (a NAS-Bench-201 table such as nb201_cifar10_dev.csv.gz)")
     if config["benchmark"] and not tabular:
         raise UsageError("--benchmark is for tabular spaces; add --space nb201")
+    # options of the other kind of search would be silently ignored: refuse them instead
+    ignored = [key for key in (NETWORK_ONLY if tabular else TABULAR_ONLY) if config[key] != DEFAULTS[key]]
+    if ignored:
+        names = ", ".join("--" + key.replace("_", "-") for key in ignored)
+        why = "on a tabular search (accuracy and latency come from --benchmark)" if tabular else "without --space nb201 --benchmark CSV"
+        raise UsageError(f"{names} would have no effect {why}; drop {'it' if len(ignored) == 1 else 'them'}")
     if config["reward"] == "custom" and config["w"] is None:
         raise UsageError("--reward custom needs --w (e.g. --w -0.15)")
     if config["w"] is not None and config["reward"] != "custom":

@@ -108,6 +108,10 @@ def test_unreachable_target_stops_before_any_evaluation(cells: Path, tmp_path: P
         (["--target-latency", "5ms", "--reward", "custom"], "--reward custom needs --w"),
         (["--target-latency", "5ms", "--strategy", "bayes"], "invalid choice: 'bayes'"),
         (["--resume", "/nonexistent/run"], "is not a directory"),
+        (["--target-latency", "5ms", "--space", "nb201", "--benchmark", "x.csv", "--dataset", "cifar10", "--proxy-steps", "50"],
+         "--dataset, --proxy-steps would have no effect on a tabular search (accuracy and latency come from --benchmark); drop them"),
+        (["--target-latency", "5ms", "--latency-column", "latency_ms_pixel3"],
+         "--latency-column would have no effect without --space nb201 --benchmark CSV; drop it"),
     ],
 )
 def test_usage_errors_are_one_line(argv: list[str], fragment: str, capsys) -> None:
