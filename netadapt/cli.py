@@ -448,6 +448,9 @@ def _print_summary(lines: list[dict[str, Any]], refined: dict[str, Any]) -> None
     print()
     print(f"refined: {format_ms(start['latency_ms'])} -> {format_ms(refined['latency_ms'])} by the table (budget {format_ms(refined['target_latency_ms'])}); measured {format_ms(start['measured_latency_ms'])} -> {format_ms(refined['measured_latency_ms'])}")
     test = refined.get("test_accuracy")
-    print(f"accuracy: validation {start['accuracy']:.4f} -> {refined['accuracy']:.4f} after {refined['final']}" + (f"; test {test:.4f}" if test is not None else ""))
+    final = {"finetune": "the final fine-tune", "retrain": "retraining from scratch"}.get(refined["final"])
+    epochs = refined.get("final_epochs") or 0
+    after = f" after {final} ({epochs} epoch(s))" if final and epochs else " (no final training)"
+    print(f"accuracy: validation {start['accuracy']:.4f} -> {refined['accuracy']:.4f}{after}" + (f"; test {test:.4f}" if test is not None else ""))
     print(f"architecture: {refined['notation']}")
     print(f"refined.json: {Path(refined['run']) / 'refined.json'}")

@@ -179,6 +179,8 @@ def test_resume_reloads_the_runs_own_arguments(reference_run: Path, capsys: pyte
     payload = json.loads(capsys.readouterr().out)
     assert payload["latency_ms"] == json.loads((reference_run / "refined.json").read_text())["latency_ms"]
     assert len(history(reference_run)) == lines
+    assert main(["refine", "--resume", str(reference_run)]) == 0
+    assert "-> " in (summary := capsys.readouterr().out) and " after the final fine-tune (1 epoch(s)); test " in summary
 
 
 def test_best_json_with_weights(table: Path, reference_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -203,6 +205,8 @@ def test_best_json_with_weights(table: Path, reference_run: Path, tmp_path: Path
     payload = json.loads(capsys.readouterr().out)
     assert payload["iterations"] == 0 and payload["final"] == "none" and len(history(out)) == 1
     assert payload["accuracy"] == pytest.approx(lines[0]["accuracy"])
+    assert main(["refine", "--resume", str(out)]) == 0
+    assert " (no final training); test " in capsys.readouterr().out
     # no budget: the default ratio of the input's latency, said on stderr and kept in the manifest
     out = tmp_path / "default"
     assert main(["refine", str(tmp_path / "best.json"), "--max-iterations", "1", *common(table, out), "--json"]) == 0

@@ -114,3 +114,19 @@ def test_output_piped_into_a_reader_that_leaves_early_ends_quietly() -> None:
     stderr = child.stderr.read().decode()
     assert child.wait(timeout=120) == 141, stderr
     assert stderr == ""
+
+
+@pytest.mark.parametrize(
+    ("module", "argv", "prog"),
+    [
+        ("mobilenas.latency.cli", ["measure", "mobilenetv3-small", "--runs", "3"], "nas-latency measure"),
+        ("mobilenas.netadapt.cli", ["describe", "mobilenetv3-small", "--foo"], "netadapt describe"),
+        ("mobilenas.results.cli", ["show", "somewhere", "--bar"], "nas-results show"),
+    ],
+)
+def test_an_unknown_option_is_reported_by_the_subcommand_given_it(module: str, argv: list[str], prog: str, capsys: pytest.CaptureFixture[str]) -> None:
+    import importlib
+
+    assert importlib.import_module(module).main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"{prog}: error: unrecognized arguments: {' '.join(argv[2:])} (see {prog} --help)"

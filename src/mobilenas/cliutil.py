@@ -39,6 +39,25 @@ class ArgumentParser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
+    def parse_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> Any:  # type: ignore[override]
+        """As argparse's, but an unknown option is reported by the subcommand that was given it."""
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            parser: argparse.ArgumentParser = self
+            while (sub := _chosen_subcommand(parser, parsed)) is not None:
+                parser = sub
+            parser.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed
+
+
+def _chosen_subcommand(parser: argparse.ArgumentParser, parsed: argparse.Namespace) -> argparse.ArgumentParser | None:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            name = getattr(parsed, action.dest, None) if action.dest != argparse.SUPPRESS else None
+            chosen = action.choices.get(name) if isinstance(name, str) else None
+            return chosen if isinstance(chosen, argparse.ArgumentParser) else None
+    return None
+
 
 _resume_hint: list[str] = []  # the command that continues the work in progress, once there is some
 
