@@ -106,7 +106,7 @@ def build_parser(prog: str) -> ArgumentParser:
 
     predict = sub("predict", "predict an architecture's latency from a table", "Predict latency from a lookup table: the sum of the architecture's entries, then the table's correction a*sum + b (+ se_ms per block with squeeze-and-excitation).")
     predict.add_argument("arch", metavar="ARCH", help="reference name, architecture/best.json file, or block notation")
-    predict.add_argument("--table", type=Path, default=None, help="table file (or give --space for the default table of a space)")
+    predict.add_argument("--table", type=Path, default=None, help="table file (or give --space for the default table of a space; for a search run's best.json: the run's table)")
     predict.add_argument("--space", default=None, help="use the default table of this space (mnasnet, mobilenetv3 or a space .json)")
     predict.add_argument("--input-size", type=positive_int, default=224, help="input size of the default table (with --space; default: 224)")
     predict.add_argument("--num-classes", type=positive_int, default=None, help="replace the classifier's class count")
@@ -273,6 +273,26 @@ def _open_table(args: argparse.Namespace, space: Any | None) -> Any:
     )
 
 
+def _table_of_run(arch: str) -> Path | None:
+    """The table a search run used, when ``arch`` is that run or its best.json.
+
+    Not a NetAdapt run's: NetAdapt freezes its own correction in its manifest, so its table alone
+    would predict something else than the run reported.
+    """
+    import json
+
+    path = Path(arch)
+    run = path if path.is_dir() else path.parent if path.is_file() else None
+    if run is None or not (run / "manifest.json").is_file():
+        return None
+    try:
+        manifest = json.loads((run / "manifest.json").read_text())
+        recorded = (manifest.get("latency_table") or {}).get("path") if manifest.get("kind") == "search" else None
+    except (OSError, ValueError, AttributeError):
+        return None
+    return Path(recorded) if recorded and Path(recorded).is_file() else None
+
+
 def _predict(args: argparse.Namespace) -> int:
     import time
 
@@ -280,7 +300,10 @@ def _predict(args: argparse.Namespace) -> int:
 
     arch = load_architecture(args.arch, num_classes=args.num_classes)
     if args.table is None and args.space is None:
-        raise ValueError("give --table PATH, or --space NAME to use that space's default table")
+        args.table = _table_of_run(args.arch)
+        if args.table is None:
+            raise ValueError("give --table PATH, or --space NAME to use that space's default table")
+        print(f"using the latency table of the run that wrote {args.arch}: {args.table}", file=sys.stderr)
     table = _open_table(args, _space_default(args.space) if args.space else None)
     start = time.perf_counter()
     rows = table.predict_breakdown(arch, measure_missing=args.measure_missing)

@@ -87,6 +87,24 @@ def test_predict_and_breakdown(built_table, capsys) -> None:
     assert payload["breakdown"][0]["path"] == "stem" and payload["breakdown"][-1]["path"] == "head"
 
 
+def test_predict_finds_the_table_of_the_search_run_that_wrote_best_json(built_table, tmp_path, capsys) -> None:
+    arch = tiny_space().sample(__import__("numpy").random.default_rng(4))
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "best.json").write_text(json.dumps({"architecture": arch.to_dict(), "accuracy": 0.5}))
+    (run_dir / "manifest.json").write_text(json.dumps({"kind": "search", "latency_table": {"path": str(built_table)}}))
+    code, out, _ = run(["predict", arch.to_notation(), "--table", str(built_table), "--json"], capsys)
+    expected = json.loads(out)["latency_ms"]
+    for given in (run_dir / "best.json", run_dir):
+        code, out, err = run(["predict", str(given), "--json"], capsys)
+        assert code == 0 and json.loads(out)["latency_ms"] == pytest.approx(expected)
+        assert f"using the latency table of the run that wrote {given}: {built_table}" in err
+    # a NetAdapt run keeps its own correction beside its table: no guess, ask for the table
+    (run_dir / "manifest.json").write_text(json.dumps({"kind": "netadapt", "latency": {"table": str(built_table)}}))
+    code, _, err = run(["predict", str(run_dir / "best.json")], capsys)
+    assert code == 2 and "give --table PATH, or --space NAME" in err
+
+
 def test_fastest_with_a_target(built_table, space_file, capsys) -> None:
     code, out, _ = run(["fastest", "--space", str(space_file), "--num-classes", "10", "--input-size", "32", "--table", str(built_table), "--target-latency", "0.001ms", "--json"], capsys)
     assert code == 0
