@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,17 +26,19 @@ from mobilenas.units import format_ms
 
 EXAMPLES = """\
 examples:
-  nas-latency measure mobilenetv3-large                      # end to end, ONNX Runtime, 1 thread, 224x224
-  nas-latency measure best.json --threads 4 --json           # {"latency_ms": ..., "spread": {...}, ...}
-  nas-latency build --space mobilenetv3                      # every op of the space; resumes if interrupted
+  nas-latency measure mobilenetv3-large              # end to end: ONNX Runtime, 1 thread, 224x224
+  nas-latency measure best.json --threads 4 --json   # {"latency_ms": ..., "spread": {...}, ...}
+  nas-latency build --space mobilenetv3              # every op of the space; resumable
   nas-latency predict mobilenetv3-large --space mobilenetv3 --measure-missing --breakdown
   nas-latency predict arch.json --table ~/.cache/mobilenas/tables/mobilenetv3-....jsonl
-  nas-latency calibrate --space mobilenetv3 --samples 50     # MAPE, within ±5%/±10%, Spearman, RMSE; CSV + PNG
+  nas-latency predict results/runs/RUN/best.json     # with the table that search used
+  nas-latency calibrate --space mobilenetv3 --samples 50   # MAPE, ±5%/±10%, Spearman, RMSE
   nas-latency fastest --space mobilenetv3 --target-latency 15ms
   nas-latency info TABLE.jsonl
 
 custom device: --command runs your benchmark on the exported model and reads the ms it prints:
-  nas-latency measure mobilenetv2 --command "python -m mobilenas.latency.ort_command {model} --threads {threads}"
+  nas-latency measure mobilenetv2 \\
+      --command "python -m mobilenas.latency.ort_command {model} --threads {threads}"
 
 Tables live in $MOBILENAS_HOME/tables (default ~/.cache/mobilenas/tables) unless --table is given;
 a table measured on another device is refused unless --force-device is given.
@@ -75,14 +78,15 @@ def _backend(args: argparse.Namespace) -> Any:
 def build_parser(prog: str) -> ArgumentParser:
     parser = ArgumentParser(
         prog=prog,
-        description="Measure on-device latency, build latency lookup tables, predict with them, and prove they predict well.",
+        description=textwrap.fill("Measure on-device latency, build latency lookup tables, predict with them, and prove they predict well.", 79),
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command_name", metavar="COMMAND")
 
     def sub(name: str, help_text: str, description: str) -> ArgumentParser:
-        return commands.add_parser(name, help=help_text, description=description, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+        # the raw formatter keeps the examples' layout; the description is wrapped here instead
+        return commands.add_parser(name, help=help_text, description=textwrap.fill(description, 79), epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
 
     measure = sub("measure", "time an architecture end to end", "Time an architecture end to end: fixed input, warm-up, median of repeated runs, spread reported.")
     measure.add_argument("arch", metavar="ARCH", help="reference name (mobilenetv3-large, mobilenetv2@0.75), architecture/best.json file, or block notation")
@@ -116,7 +120,7 @@ def build_parser(prog: str) -> ArgumentParser:
     _add_backend(predict, timing=False)
     add_json_flag(predict)
 
-    calibrate = sub("calibrate", "check a table against end-to-end measurements", "Sample architectures from a space, measure each end to end (interleaved), compare with the table's predictions: MAPE, share within ±5%% and ±10%%, Spearman, RMSE. Writes calibration.csv, calibration.png and calibration.json. Architectures the correction was fitted on are never sampled.")
+    calibrate = sub("calibrate", "check a table against end-to-end measurements", "Sample architectures from a space, measure each end to end (interleaved), compare with the table's predictions: MAPE, share within ±5% and ±10%, Spearman, RMSE. Writes calibration.csv, calibration.png and calibration.json. Architectures the correction was fitted on are never sampled.")
     _add_space(calibrate)
     calibrate.add_argument("--samples", type=positive_int, default=50, help="architectures to sample (default: 50)")
     calibrate.add_argument("--table", type=Path, default=None, help="table file (default: the space's default table, created and filled on demand)")

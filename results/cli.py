@@ -36,9 +36,10 @@ EPILOG = """\
 examples:
   nas-results show results/runs/search-20261129-101500-ab12
   nas-results plot results/runs/search-20261129-101500-ab12 --out front.png --measured
-  nas-results plot RUN --out front.png --references mobilenetv2@0.75,mobilenetv3-small --reference-accuracy mobilenetv3-small=0.64
+  nas-results plot RUN --out front.png --references mobilenetv2@0.75,mobilenetv3-small \\
+      --reference-accuracy mobilenetv3-small=0.64
   nas-results compare results/runs/* --out fronts.png --by strategy
-  nas-results references RUN --train            # proxy-train the references like the run's candidates (cached)
+  nas-results references RUN --train     # proxy-train the references like the run's candidates
 
 Accuracies are fractions (0.72). Latencies accept 15ms, 0.015s or a bare number of ms.
 The hypervolume's reference point defaults to accuracy 0 and twice the (largest) target latency.

@@ -68,3 +68,34 @@ def test_bad_json_file_is_one_line(tmp_path) -> None:
     assert result.returncode == 2
     assert "stages[3].blocks[1].kernel_size: 4 is not one of 3, 5, 7" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def _every_parser() -> list[tuple[str, object]]:
+    """(prog, parser) for every command of the umbrella and every subcommand of those."""
+    import argparse
+    import importlib
+
+    from mobilenas.cli import COMMANDS
+
+    found = []
+    for name, (module, _) in COMMANDS.items():
+        stack = [importlib.import_module(module).build_parser(f"mobilenas {name}")]
+        while stack:
+            parser = stack.pop()
+            found.append((parser.prog, parser))
+            for action in parser._actions:
+                if isinstance(action, argparse._SubParsersAction):
+                    stack.extend(action.choices.values())
+    return found
+
+
+def test_every_help_page_is_readable_in_a_100_column_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No literal '%%' (argparse formats help strings, not descriptions), no line wider than 100."""
+    monkeypatch.setenv("COLUMNS", "80")
+    pages = _every_parser()
+    assert len(pages) >= 20  # six commands and their subcommands
+    for prog, parser in pages:
+        text = parser.format_help()  # type: ignore[attr-defined]
+        assert "%%" not in text, prog
+        wide = [line for line in text.splitlines() if len(line) > 100]
+        assert not wide, (prog, wide)
