@@ -30,6 +30,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import pickle
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -378,8 +379,16 @@ class SearchRun:
         self._events_seen = len(events)
         applied = 0
         checkpoint_path = self.run.path(CHECKPOINT)
+        lost = "the strategy cannot continue, but every finished trial is in events.jsonl (nas-results show reads it): start a new run"
+        if not checkpoint_path.exists() and any(e.get("type") == "result" and e.get("source") == "trained" for e in events):
+            # a trial is only submitted after a checkpoint: results without one mean it was removed
+            raise ValueError(f"{checkpoint_path} is missing; {lost}")
         if checkpoint_path.exists():
-            checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+            try:
+                checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+            except (EOFError, RuntimeError, OSError, pickle.UnpicklingError) as error:  # written atomically: damaged from outside
+                reason = str(error).strip().splitlines()[0] if str(error).strip() else "damaged"
+                raise ValueError(f"{checkpoint_path} cannot be read ({type(error).__name__}: {reason}); {lost}") from None
             self.strategy.load_state_dict(checkpoint["state"])
             applied = int(checkpoint["events"])
             self.submitted = int(checkpoint["submitted"])

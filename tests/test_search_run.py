@@ -91,6 +91,28 @@ def test_a_table_missing_cells_of_the_space_is_refused_before_the_run_starts(cel
     assert not (tmp_path / "run").exists()
 
 
+def test_a_run_damaged_from_outside_is_refused_by_name_and_left_as_it_is(cells: Path, tmp_path: Path, capsys) -> None:
+    import shutil
+
+    original = tmp_path / "run"
+    assert nas_search(_args(cells, original, "--samples", "6")) == 0
+    capsys.readouterr()
+    damages = {
+        "empty checkpoint": (lambda run: (run / "strategy.pt").write_bytes(b""), "strategy.pt cannot be read (EOFError: "),
+        "no checkpoint": (lambda run: (run / "strategy.pt").unlink(), "strategy.pt is missing; the strategy cannot continue, but every finished trial is in events.jsonl"),
+        "manifest": (lambda run: (run / "manifest.json").write_text("{not json"), "manifest.json is not valid JSON (Expecting property name"),
+    }
+    for name, (damage, message) in damages.items():
+        run = tmp_path / name.replace(" ", "-")
+        shutil.copytree(original, run)
+        damage(run)
+        before = (run / "events.jsonl").read_bytes()
+        assert nas_search(["--resume", str(run), "--samples", "9", "--quiet"]) == 2, name
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, (name, err)
+        assert (run / "events.jsonl").read_bytes() == before, name
+
+
 def test_unreachable_target_stops_before_any_evaluation(cells: Path, tmp_path: Path, capsys) -> None:
     code = nas_search(["--space", "nb201", "--benchmark", str(cells), "--latency-column", "latency_ms_toy", "--target-latency", "0.5ms", "--out", str(tmp_path / "r")])
     err = capsys.readouterr().err

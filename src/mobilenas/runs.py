@@ -194,7 +194,12 @@ class RunDir:
         return run
 
     def manifest(self) -> dict[str, Any]:
-        data = read_json(self.manifest_path)
+        try:
+            data = read_json(self.manifest_path)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{self.manifest_path} is not valid JSON ({error.msg} at line {error.lineno}); it is not a readable run manifest") from None
+        except UnicodeDecodeError:
+            raise ValueError(f"{self.manifest_path} is not text; it is not a readable run manifest") from None
         if not isinstance(data, dict):
             raise ValueError(f"{self.manifest_path} is not a JSON object")
         return data
