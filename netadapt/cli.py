@@ -46,6 +46,7 @@ from mobilenas.netadapt.run import (
 )
 from mobilenas.netadapt.training import DEFAULT_FINETUNE_LR, DEFAULT_OPTIMIZER, DEFAULT_TRAIN_LR
 from mobilenas.runs import RunDir, new_run_id
+from mobilenas.search.execution import check_ray_address
 from mobilenas.space.arch import Architecture
 from mobilenas.space.builder import adapt_for_input_size
 from mobilenas.space.io import load_architecture
@@ -339,6 +340,7 @@ def _refine(args: argparse.Namespace, prog: str) -> int:
     out = Path(args.out) if args.out else Path("results") / "runs" / new_run_id("netadapt")
     RunDir(out).refuse_existing()  # before any data is loaded or latency measured
     check_writable_folder(out, f"--out {out}" if args.out else f"the default run folder {out.parent} (choose another with --out)")
+    check_ray_address(values["ray_address"])
     start = resolve_input(args.input, args.weights)
     if default_budget:  # said once the input is known to be readable (a bad path gets its one-line error alone)
         _log(f"no budget given: pruning to {DEFAULT_BUDGET_RATIO:g} of the input's latency (--budget-ratio {DEFAULT_BUDGET_RATIO:g}); choose one with --target-latency or --budget-ratio")
@@ -400,6 +402,7 @@ def _resume(args: argparse.Namespace, prog: str, progress: bool) -> int:
     if overrides:
         settings = replace(settings, **{k: v for k, v in overrides.items() if k != "device"})
         values.update(overrides)
+    check_ray_address(values.get("ray_address"))
     data = _load_data(values)
     recorded = manifest["latency"]
     latency = open_latency_model(

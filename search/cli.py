@@ -376,6 +376,10 @@ def _main(argv: Sequence[str] | None, prog: str) -> int:
         else:
             check_writable_folder(DEFAULT_OUT_ROOT, f"the default run folder {DEFAULT_OUT_ROOT} (choose another with --out)")
     config["quiet"] = quiet
+    if config["space"] != "nb201" and config["executor"] == "ray":
+        from mobilenas.search.execution import check_ray_address
+
+        check_ray_address(config["ray_address"])  # Ray would retry a dead address for minutes, mid-run
     setup = build_setup(config, say=say)
     target = config["target_latency"]
     if setup.fastest_ms > target:

@@ -43,7 +43,9 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
     """Use the Ray at ``address``, or start a local one bound to 127.0.0.1 for this block."""
     for key, value in RAY_ENVIRONMENT.items():
         os.environ.setdefault(key, value)
-    if not address:
+    if not address or _on_loopback(address):
+        # also to join a cluster on 127.0.0.1: otherwise Ray rewrites that to the machine's
+        # address, where a loopback-bound cluster does not listen
         _bind_to_loopback()
         # Ray >= 2.5x turns token authentication on for a new local cluster (good) and says so in
         # a warning on every start (noise in our output). Setting RAY_AUTH_MODE here would silence
@@ -69,13 +71,44 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
                     runtime_env=worker_env,
                 )
         except ConnectionError as error:
-            raise ValueError(f"cannot reach the Ray cluster at {address!r} ({error}); check --ray-address") from None
+            raise ValueError(
+                f"cannot join the Ray cluster at {address!r} ({error}); check --ray-address, and if that cluster uses "
+                "token authentication (Ray's default for clusters started by ray.init), set RAY_AUTH_MODE=token here too"
+            ) from None
         started = True
     try:
         yield
     finally:
         if started:
             ray.shutdown()
+
+
+def check_ray_address(address: str | None, timeout_s: float = 5.0) -> None:
+    """Fail now, in one line, if ``address`` (``--ray-address``) is malformed or nothing answers there.
+
+    Ray itself retries a dead address for minutes, printing warnings, and only after the run has
+    started. ``auto`` and ``local`` are Ray's own words and are left to it.
+    """
+    import socket
+
+    from mobilenas.errors import UsageError
+
+    if not address or address in ("auto", "local"):
+        return
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise UsageError(f"--ray-address {address!r}: expected HOST:PORT (the head node's GCS, e.g. 10.0.0.5:6379), ray://HOST:PORT or auto")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            pass
+    except OSError as error:
+        reason = error.strerror or str(error) or type(error).__name__
+        raise UsageError(f"--ray-address {address}: cannot connect ({reason}); start the cluster there (ray start --head) or drop --ray-address for a local Ray") from None
+
+
+def _on_loopback(address: str) -> bool:
+    host = address.removeprefix("ray://").rpartition(":")[0].strip("[]")
+    return host in ("127.0.0.1", "localhost", "::1")
 
 
 def _bind_to_loopback() -> None:

@@ -73,6 +73,7 @@ def test_weights_files(tmp_path: Path) -> None:
         (["refine", "/nonexistent/best.json"], "neither a reference"),  # default budget: no notice before the error
         (["refine", "mobilenetv2", "--device", "cuda:99"], "device 'cuda:99': "),  # no such GPU here: before any work
         (["refine", "mobilenetv2", "--device", "tpu"], "device 'tpu' is not a torch device"),
+        (["refine", "mobilenetv2", "--ray-address", "127.0.0.1:1"], "--ray-address 127.0.0.1:1: cannot connect (Connection refused)"),  # at once
     ],
 )
 def test_usage_errors_are_one_line(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -186,3 +186,48 @@ def test_a_local_ray_starts_quietly_with_token_authentication(tmp_path: Path) ->
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() != "disabled"
     assert "Token authentication" not in done.stderr, done.stderr
+
+
+def test_a_search_joins_a_ray_cluster_on_this_machine(space_file: Path, tmp_path: Path) -> None:
+    """--ray-address: the trials run on the cluster given (a head on 127.0.0.1 started by another
+    process, with Ray's token authentication), not on a Ray of the search's own."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"} | {"HOME": str(tmp_path / "home")}
+    head_code = (
+        "import json, os, sys, time\n"
+        "os.environ['RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER'] = '0'\n"  # a head on the loopback interface only
+        "import ray\n"
+        "info = ray.init(num_cpus=2, include_dashboard=False, _node_ip_address='127.0.0.1', log_to_driver=False).address_info\n"
+        "print(json.dumps({'address': info['gcs_address'], 'session': info['session_dir']}), flush=True)\n"
+        "sys.stdin.read()\n"  # until the test closes stdin
+    )
+    head = subprocess.Popen([sys.executable, "-c", head_code], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert head.stdout is not None
+        cluster = json.loads(head.stdout.readline())
+        out = tmp_path / "run"
+        args = _network_args(space_file, out, "--samples", "2", "--no-measure", "--ray-address", cluster["address"])
+        joined = subprocess.run([sys.executable, "-m", "mobilenas.search.cli", *args], env=env | {"RAY_AUTH_MODE": "token"}, capture_output=True, text=True, timeout=300)
+        assert joined.returncode == 0, joined.stderr[-2000:]
+        assert len(_trained(out)) == 2 and all(t["status"] == STATUS_OK for t in _trained(out))
+        # the two trials were actors of the head's cluster: its session logs name them
+        logs = "".join(p.read_text(errors="replace") for p in (Path(cluster["session"]) / "logs").glob("worker-*.out"))
+        assert logs.count(":actor_name:ImplicitFunc") >= 2
+    finally:
+        if head.stdin is not None:
+            head.stdin.close()
+        head.wait(timeout=60)
+
+
+@pytest.mark.parametrize(
+    ("address", "message"),
+    [
+        ("notahost", "--ray-address 'notahost': expected HOST:PORT"),
+        ("127.0.0.1:1", "--ray-address 127.0.0.1:1: cannot connect (Connection refused); start the cluster there"),
+    ],
+)
+def test_a_bad_ray_address_fails_at_once_before_any_work(space_file: Path, tmp_path: Path, address: str, message: str, capsys) -> None:
+    out = tmp_path / "run"
+    started = time.monotonic()
+    assert nas_search(_network_args(space_file, out, "--ray-address", address)) == 2
+    assert message in capsys.readouterr().err
+    assert time.monotonic() - started < 10 and not out.exists()  # Ray alone retried for minutes, after making the run
