@@ -95,11 +95,13 @@ def absolute_reward(accuracy: float, latency_ms: float, target_latency_ms: float
     return RewardBreakdown("absolute", accuracy + penalty, accuracy, latency_ms, target_latency_ms, ratio, penalty=penalty)
 
 
-def _check_exponent(name: str, value: float) -> float:
+def _check_exponent(name: str, value: float, *, penalty: bool = False) -> float:
+    """An exponent of the MnasNet reward, or (``penalty``) the absolute reward's beta: both <= 0."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise SpecError(name, f"expected a finite number, got {value!r}")
     if value > 0:
-        raise SpecError(name, f"must be <= 0 (a positive exponent would reward slower models), got {value!r}")
+        why = "a positive penalty would reward missing the target" if penalty else "a positive exponent would reward slower models"
+        raise SpecError(name, f"must be <= 0 ({why}), got {value!r}")
     return float(value)
 
 
@@ -120,7 +122,7 @@ class RewardSpec:
     def __post_init__(self) -> None:
         if self.kind not in REWARD_KINDS:
             raise SpecError("kind", f"{self.kind!r} is not one of {', '.join(REWARD_KINDS)}")
-        object.__setattr__(self, "beta", _check_exponent("beta", self.beta))
+        object.__setattr__(self, "beta", _check_exponent("beta", self.beta, penalty=self.kind == "absolute"))
         if self.kind == "absolute":
             if self.alpha is not None:
                 raise SpecError("alpha", "the absolute reward has no alpha (only beta)")
@@ -147,7 +149,7 @@ class RewardSpec:
             # Checked here too so that the message names the option the user typed.
             for name, value in (("--w", w), ("--alpha", alpha), ("--beta", beta)):
                 if value is not None:
-                    _check_exponent(name, value)
+                    _check_exponent(name, value, penalty=kind == "absolute")
         if kind in ("soft", "hard"):
             if given:
                 raise SpecError(given[0], f"the {kind} reward has fixed exponents; use --reward custom to choose them")

@@ -133,7 +133,7 @@ def test_spec_from_options() -> None:
         ({"kind": "soft", "w": -0.1}, "--w: the soft reward has fixed exponents; use --reward custom"),
         ({"kind": "hard", "beta": -2.0}, "--beta: the hard reward has fixed exponents"),
         ({"kind": "absolute", "w": -0.1}, "--w: the absolute reward takes only --beta"),
-        ({"kind": "absolute", "beta": 0.5}, "--beta: must be <= 0"),
+        ({"kind": "absolute", "beta": 0.5}, "--beta: must be <= 0 .a positive penalty would reward missing the target., got 0.5"),
         ({"kind": "custom", "w": float("nan")}, "expected a finite number"),
     ],
 )
