@@ -18,7 +18,7 @@ import pandas as pd
 
 from mobilenas.results.netadapt_run import NetAdaptResults, is_netadapt_manifest, read_netadapt_run
 from mobilenas.results.search_run import SearchResults, is_search_manifest, read_search_run
-from mobilenas.runs import MANIFEST, read_json
+from mobilenas.runs import MANIFEST, RunDir, read_json
 
 RunResults = SearchResults | NetAdaptResults
 RUN_KINDS = ("search", "netadapt")
@@ -49,11 +49,9 @@ def run_directory(path: str | Path) -> Path:
 def read_manifest(root: Path) -> dict[str, object]:
     path = root / MANIFEST
     try:
-        data = read_json(path)
-    except json.JSONDecodeError as error:
-        raise NotARunError(f"{path} is not valid JSON ({error.msg} at line {error.lineno}); it is not a readable run manifest") from None
-    if not isinstance(data, dict):
-        raise NotARunError(f"{path} is not a JSON object; it is not a run manifest")
+        data = RunDir(root).manifest()
+    except ValueError as error:  # not JSON, not text, not an object
+        raise NotARunError(str(error)) from None
     kind = data.get("kind")
     if kind not in RUN_KINDS:
         raise NotARunError(f"{path} has kind {kind!r}; nas-results reads runs of kind {' or '.join(map(repr, RUN_KINDS))}")

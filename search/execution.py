@@ -95,20 +95,25 @@ def check_ray_address(address: str | None, timeout_s: float = 5.0) -> None:
 
     if not address or address in ("auto", "local"):
         return
-    host, sep, port = address.removeprefix("ray://").rpartition(":")
-    if not sep or not host or not port.isdigit():
+    host, port = _host_and_port(address)
+    if not host or not port.isdigit():
         raise UsageError(f"--ray-address {address!r}: expected HOST:PORT (the head node's GCS, e.g. 10.0.0.5:6379), ray://HOST:PORT or auto")
     try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
             pass
     except OSError as error:
         reason = error.strerror or str(error) or type(error).__name__
         raise UsageError(f"--ray-address {address}: cannot connect ({reason}); start the cluster there (ray start --head) or drop --ray-address for a local Ray") from None
 
 
+def _host_and_port(address: str) -> tuple[str, str]:
+    """``("10.0.0.5", "6379")`` from ``10.0.0.5:6379``, ``ray://10.0.0.5:10001`` or ``[::1]:6379``."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    return host.strip("[]"), port
+
+
 def _on_loopback(address: str) -> bool:
-    host = address.removeprefix("ray://").rpartition(":")[0].strip("[]")
-    return host in ("127.0.0.1", "localhost", "::1")
+    return _host_and_port(address)[0] in ("127.0.0.1", "localhost", "::1")
 
 
 def _bind_to_loopback() -> None:

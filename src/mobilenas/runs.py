@@ -201,7 +201,7 @@ class RunDir:
         except UnicodeDecodeError:
             raise ValueError(f"{self.manifest_path} is not text; it is not a readable run manifest") from None
         if not isinstance(data, dict):
-            raise ValueError(f"{self.manifest_path} is not a JSON object")
+            raise ValueError(f"{self.manifest_path} is not a JSON object; it is not a run manifest")
         return data
 
     def update_manifest(self, **fields: Any) -> None:
