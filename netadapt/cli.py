@@ -46,7 +46,7 @@ from mobilenas.netadapt.run import (
 )
 from mobilenas.netadapt.training import DEFAULT_FINETUNE_LR, DEFAULT_OPTIMIZER, DEFAULT_TRAIN_LR
 from mobilenas.runs import RunDir, new_run_id
-from mobilenas.search.execution import check_ray_address
+from mobilenas.search.execution import check_ray_address, oversubscription_note
 from mobilenas.space.arch import Architecture
 from mobilenas.space.builder import adapt_for_input_size
 from mobilenas.space.io import load_architecture
@@ -341,6 +341,7 @@ def _refine(args: argparse.Namespace, prog: str) -> int:
     RunDir(out).refuse_existing()  # before any data is loaded or latency measured
     check_writable_folder(out, f"--out {out}" if args.out else f"the default run folder {out.parent} (choose another with --out)")
     check_ray_address(values["ray_address"])
+    _note_oversubscription(values)
     start = resolve_input(args.input, args.weights)
     if default_budget:  # said once the input is known to be readable (a bad path gets its one-line error alone)
         _log(f"no budget given: pruning to {DEFAULT_BUDGET_RATIO:g} of the input's latency (--budget-ratio {DEFAULT_BUDGET_RATIO:g}); choose one with --target-latency or --budget-ratio")
@@ -403,6 +404,7 @@ def _resume(args: argparse.Namespace, prog: str, progress: bool) -> int:
         settings = replace(settings, **{k: v for k, v in overrides.items() if k != "device"})
         values.update(overrides)
     check_ray_address(values.get("ray_address"))
+    _note_oversubscription(values)
     data = _load_data(values)
     recorded = manifest["latency"]
     latency = open_latency_model(
@@ -420,6 +422,12 @@ def _resume(args: argparse.Namespace, prog: str, progress: bool) -> int:
         arch = Architecture.from_dict(manifest["input"]["architecture"])
         refinement.record_start(arch, start.weights)
     return _continue(refinement, args)
+
+
+def _note_oversubscription(values: dict[str, Any]) -> None:
+    note = None if values.get("ray_address") else oversubscription_note(values["workers"], values.get("threads") or 1, "proposals")
+    if note:
+        _log(note)
 
 
 def _continue(refinement: Refinement, args: argparse.Namespace) -> int:

@@ -430,8 +430,12 @@ def _main(argv: Sequence[str] | None, prog: str) -> int:
 
                 run_inline(search, lambda submission: evaluate_inline(submission, search, setup.data, settings))
             else:
+                from mobilenas.search.execution import oversubscription_note
                 from mobilenas.search.tune_driver import run_on_tune
 
+                note = None if config["ray_address"] else oversubscription_note(config["workers"], config["cpus_per_trial"], "proxy trainings")
+                if note:
+                    say(note)
                 run_on_tune(search, setup.data, settings, workers=config["workers"], cpus_per_trial=config["cpus_per_trial"], ray_address=config["ray_address"], retries=config["retries"])
     finally:
         bar.close()

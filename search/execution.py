@@ -106,6 +106,18 @@ def check_ray_address(address: str | None, timeout_s: float = 5.0) -> None:
         raise UsageError(f"--ray-address {address}: cannot connect ({reason}); start the cluster there (ray start --head) or drop --ray-address for a local Ray") from None
 
 
+def oversubscription_note(workers: int, cpus_per_worker: float, what: str) -> str | None:
+    """A note when a local Ray would run more CPUs of work at once than this machine has cores."""
+    cores = os.cpu_count() or 1
+    if workers <= 1 or workers * cpus_per_worker <= cores:
+        return None
+    fitting = max(1, int(cores // cpus_per_worker))
+    return (
+        f"note: {workers} {what} at once x {cpus_per_worker:g} CPU(s) each on {cores} cores: they share the cores and each runs "
+        f"slower; --workers {fitting} matches this machine"
+    )
+
+
 def _host_and_port(address: str) -> tuple[str, str]:
     """``("10.0.0.5", "6379")`` from ``10.0.0.5:6379``, ``ray://10.0.0.5:10001`` or ``[::1]:6379``."""
     host, _, port = address.removeprefix("ray://").rpartition(":")

@@ -121,3 +121,17 @@ def test_weights_that_do_not_fit_are_refused_by_name(tmp_path: Path, capsys: pyt
     err = capsys.readouterr().err
     assert "do not fit the architecture" in err and "head.classifier.weight has shape (7, 24)" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_more_workers_than_cores_get_a_note(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from mobilenas.search.execution import oversubscription_note
+
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert oversubscription_note(2, 1, "trainings") is None and oversubscription_note(1, 4, "trainings") is None
+    assert oversubscription_note(2, 2, "trainings") == (
+        "note: 2 trainings at once x 2 CPU(s) each on 2 cores: they share the cores and each runs slower; --workers 1 matches this machine"
+    )
+    # netadapt says it before any work (here the input is missing, so that is all it does)
+    assert main(["refine", "/nonexistent/best.json", "--workers", "4"]) == 2
+    err = capsys.readouterr().err
+    assert "note: 4 proposals at once x 1 CPU(s) each on 2 cores" in err and "--workers 2 matches this machine" in err
