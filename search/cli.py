@@ -397,6 +397,12 @@ def _main(argv: Sequence[str] | None, prog: str) -> int:
 
     from mobilenas.search.orchestrator import SearchRun
 
+    if setup.evaluator is None and config["executor"] == "ray" and not config["ray_address"]:
+        from mobilenas.search.execution import oversubscription_note
+
+        note = oversubscription_note(config["workers"], config["cpus_per_trial"], "proxy trainings")
+        if note:
+            say(note)
     bar, update = _progress_hook(config, config["samples"])
     search = SearchRun(run, setup.problem, setup.strategy, setup.reward, target, config["samples"], seed=config["seed"], keep_weights=config["keep_weights"], on_update=update)
     if resume:
@@ -430,12 +436,8 @@ def _main(argv: Sequence[str] | None, prog: str) -> int:
 
                 run_inline(search, lambda submission: evaluate_inline(submission, search, setup.data, settings))
             else:
-                from mobilenas.search.execution import oversubscription_note
                 from mobilenas.search.tune_driver import run_on_tune
 
-                note = None if config["ray_address"] else oversubscription_note(config["workers"], config["cpus_per_trial"], "proxy trainings")
-                if note:
-                    say(note)
                 run_on_tune(search, setup.data, settings, workers=config["workers"], cpus_per_trial=config["cpus_per_trial"], ray_address=config["ray_address"], retries=config["retries"])
     finally:
         bar.close()
