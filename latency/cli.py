@@ -13,6 +13,7 @@ from typing import Any
 from mobilenas.cliutil import (
     ArgumentParser,
     add_json_flag,
+    add_version_flag,
     check_writable_folder,
     duration_ms,
     nonnegative_int,
@@ -82,6 +83,7 @@ def build_parser(prog: str) -> ArgumentParser:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    add_version_flag(parser)
     commands = parser.add_subparsers(dest="command_name", metavar="COMMAND")
 
     def sub(name: str, help_text: str, description: str) -> ArgumentParser:

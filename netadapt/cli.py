@@ -19,6 +19,7 @@ from typing import Any
 from mobilenas.cliutil import (
     ArgumentParser,
     add_json_flag,
+    add_version_flag,
     check_writable_folder,
     count_or_fraction,
     duration_ms,
@@ -111,6 +112,7 @@ def build_parser(prog: str) -> ArgumentParser:
         prog=prog,
         description="NetAdapt: shrink a trained network's channels until it meets a latency budget on your device.",
     )
+    add_version_flag(parser)
     commands = parser.add_subparsers(dest="subcommand", metavar="COMMAND", parser_class=ArgumentParser)
     refine = commands.add_parser(
         "refine",

@@ -24,6 +24,7 @@ from typing import Any
 from mobilenas.cliutil import (
     ArgumentParser,
     add_json_flag,
+    add_version_flag,
     check_writable_folder,
     positive_int,
     print_json,
@@ -71,6 +72,7 @@ def _add_reference_options(parser: argparse.ArgumentParser, default_help: str) -
 
 def build_parser(prog: str) -> ArgumentParser:
     parser = ArgumentParser(prog=prog, description="Summaries, Pareto fronts and plots of nas-search and NetAdapt runs.", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_version_flag(parser)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
 
     show = commands.add_parser("show", help="print a run's summary and Pareto table", description="Print a run's summary (strategy, target, trials, best, hypervolume) and its Pareto front; a NetAdapt run's iterations.")

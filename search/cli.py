@@ -24,6 +24,7 @@ from typing import Any
 from mobilenas.cliutil import (
     ArgumentParser,
     add_json_flag,
+    add_version_flag,
     check_writable_folder,
     duration_ms,
     nonnegative_int,
@@ -64,6 +65,7 @@ measured_latency_ms, target_latency_ms, reward, weights).
 
 def build_parser(prog: str) -> ArgumentParser:
     p = ArgumentParser(prog=prog, description="Latency-aware neural architecture search (MnasNet's controller and reward).", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_version_flag(p)
     S = argparse.SUPPRESS
     g = p.add_argument_group("target and reward")
     g.add_argument("--target-latency", type=duration_ms, default=S, metavar="T", help="latency target on the device, e.g. 15ms or 0.015s (required unless --resume)")

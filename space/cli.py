@@ -5,7 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from mobilenas.cliutil import ArgumentParser, add_json_flag, positive_int, print_json, run_main
+from mobilenas.cliutil import (
+    ArgumentParser,
+    add_json_flag,
+    add_version_flag,
+    positive_int,
+    print_json,
+    run_main,
+)
 from mobilenas.space.arch import Architecture, block_contexts, conv_output_size
 from mobilenas.space.cost import architecture_cost, block_cost, head_cost, stem_cost
 from mobilenas.space.io import load_architecture
@@ -23,6 +30,7 @@ def build_parser(prog: str) -> ArgumentParser:
             f"'mobilenas show --space {'|'.join(SPACES)}' lists a search space's decisions."
         ),
     )
+    add_version_flag(parser)
     parser.add_argument("arch", nargs="?", metavar="NAME_OR_PATH", help="the architecture to show")
     parser.add_argument("--input-size", type=positive_int, default=224, help="square input resolution for MACs (default: 224)")
     parser.add_argument("--num-classes", type=positive_int, default=None, help="replace the classifier's class count")

@@ -99,3 +99,16 @@ def test_every_help_page_is_readable_in_a_100_column_terminal(monkeypatch: pytes
         assert "%%" not in text, prog
         wide = [line for line in text.splitlines() if len(line) > 100]
         assert not wide, (prog, wide)
+
+
+def test_every_command_says_its_version_and_python_m_mobilenas_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    import importlib
+
+    from mobilenas import __version__
+    from mobilenas.cli import COMMANDS
+
+    for module, _ in COMMANDS.values():
+        assert importlib.import_module(module).main(["--version"]) == 0, module
+        assert capsys.readouterr().out.strip() == f"mobilenas {__version__}", module
+    result = subprocess.run([sys.executable, "-m", "mobilenas", "--version"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == f"mobilenas {__version__}", result.stderr

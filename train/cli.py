@@ -16,6 +16,7 @@ from typing import Any
 
 from mobilenas.cliutil import (
     ArgumentParser,
+    add_version_flag,
     check_writable_folder,
     count_or_fraction,
     fraction_or_zero,
@@ -45,6 +46,7 @@ def build_parser(prog: str) -> ArgumentParser:
             "beside the architecture file or in --out."
         ),
     )
+    add_version_flag(parser)
     parser.add_argument("arch", metavar="ARCH", help="the architecture to train")
     data = parser.add_argument_group("data")
     data.add_argument("--dataset", default="synthetic", help=f"{', '.join(KINDS)}, or a path (default: synthetic)")

@@ -156,6 +156,13 @@ def print_json(payload: Any) -> None:
     print(json.dumps(_jsonable(payload), indent=2, sort_keys=False))
 
 
+def add_version_flag(parser: argparse.ArgumentParser) -> None:
+    """``--version``: the installed mobilenas version (every command has it)."""
+    from mobilenas import __version__
+
+    parser.add_argument("--version", action="version", version=f"mobilenas {__version__}", help="print the version and exit")
+
+
 def add_json_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
 
