@@ -130,3 +130,35 @@ def test_an_unknown_option_is_reported_by_the_subcommand_given_it(module: str, a
     assert importlib.import_module(module).main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err == f"{prog}: error: unrecognized arguments: {' '.join(argv[2:])} (see {prog} --help)"
+
+
+def _create_at(root: str, start: float, number: int, results) -> None:  # a child process of the test below
+    import time as _time
+
+    _time.sleep(max(0.0, start - _time.time()))
+    try:
+        RunDir.create(root, {"kind": "search", "creator": number})
+        results.put((number, "created"))
+    except ValueError as error:
+        results.put((number, str(error)))
+
+
+def test_of_processes_creating_one_run_at_once_exactly_one_wins(tmp_path) -> None:
+    import multiprocessing
+    import time
+
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    root = tmp_path / "run"
+    start = time.time() + 1.0
+    children = [context.Process(target=_create_at, args=(str(root), start, n, results)) for n in range(6)]
+    for child in children:
+        child.start()
+    outcomes = dict(results.get(timeout=60) for _ in children)
+    for child in children:
+        child.join(timeout=60)
+    winners = [n for n, outcome in outcomes.items() if outcome == "created"]
+    assert len(winners) == 1, outcomes
+    assert all("already holds a run" in outcome for n, outcome in outcomes.items() if n not in winners)
+    assert json.loads((root / "manifest.json").read_text())["creator"] == winners[0]
+    assert not list(root.glob(".*.tmp"))

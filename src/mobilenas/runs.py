@@ -37,8 +37,12 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` so that readers see either the old file or the whole new one."""
+def atomic_write_bytes(path: str | Path, data: bytes, *, exclusive: bool = False) -> None:
+    """Write ``data`` so that readers see either the old file or the whole new one.
+
+    ``exclusive``: only if ``path`` does not exist yet, else ``FileExistsError`` (of two
+    processes creating it at once, exactly one wins; the file appears whole).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -47,7 +51,11 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        if exclusive:
+            os.link(tmp, path)  # fails if path exists, unlike a rename
+            tmp.unlink()
+        else:
+            os.replace(tmp, path)
     except OSError as error:  # name the file asked for, not the temporary one
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
@@ -177,7 +185,11 @@ class RunDir:
         run.refuse_existing()
         run.root.mkdir(parents=True, exist_ok=True)
         full = {"created": now_iso(), "environment": environment(), **manifest}
-        atomic_write_json(run.manifest_path, full)
+        try:  # two processes given the same --out at once: one gets the run, the other this error
+            atomic_write_bytes(run.manifest_path, (dumps(full, indent=2) + "\n").encode(), exclusive=True)
+        except FileExistsError:
+            run.refuse_existing()
+            raise
         return run
 
     @classmethod
