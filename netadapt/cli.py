@@ -7,6 +7,7 @@ as NetAdapt sees it) and the smallest network it could reach.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shlex
@@ -205,7 +206,8 @@ def _main(argv: Sequence[str] | None, prog: str) -> int:
         return 2
     if args.subcommand == "describe":
         return _describe(args)
-    return _refine(args, prog)
+    with contextlib.ExitStack() as held:  # the run's claim (RunDir.claim) lasts until the end
+        return _refine(args, prog, held)
 
 
 # --------------------------------------------------------------------------- input
@@ -319,14 +321,14 @@ def _log(message: str) -> None:
     tqdm.write(message, file=sys.stderr)
 
 
-def _refine(args: argparse.Namespace, prog: str) -> int:
+def _refine(args: argparse.Namespace, prog: str, held: contextlib.ExitStack) -> int:
     from mobilenas.netadapt.latency_model import open_latency_model
     from mobilenas.netadapt.training import DataTrainer, TrainingSettings
     from mobilenas.train.proxy import prepare_architecture
 
     progress = not args.quiet and not args.json
     if args.resume:
-        return _resume(args, prog, progress)
+        return _resume(args, prog, progress, held)
     if args.input is None:
         raise UsageError("give INPUT (a best.json, an architecture, or a reference name), or --resume DIR")
     if args.target_latency is not None and args.budget_ratio is not None:
@@ -381,6 +383,7 @@ def _refine(args: argparse.Namespace, prog: str) -> int:
         "smallest_reachable_latency_ms": floor,
     }
     refinement = Refinement.create(out, manifest, settings, DataTrainer(data, training), latency, log=_log, progress=progress)
+    held.enter_context(refinement.run.claim())
     _log(f"run directory: {out}")
     if start_latency <= budget:
         _log(f"the network already meets the budget ({format_ms(start_latency)} <= {format_ms(budget)}); nothing to prune")
@@ -388,7 +391,7 @@ def _refine(args: argparse.Namespace, prog: str) -> int:
     return _continue(refinement, args)
 
 
-def _resume(args: argparse.Namespace, prog: str, progress: bool) -> int:
+def _resume(args: argparse.Namespace, prog: str, progress: bool, held: contextlib.ExitStack) -> int:
     from mobilenas.netadapt.latency_model import open_latency_model
     from mobilenas.netadapt.run import RUN_KIND
     from mobilenas.netadapt.training import DataTrainer, TrainingSettings
@@ -397,7 +400,7 @@ def _resume(args: argparse.Namespace, prog: str, progress: bool) -> int:
     extra = sorted(typed | ({"input"} if args.input else set()) | ({"target_latency"} if args.target_latency is not None else set()) | ({"budget_ratio"} if args.budget_ratio is not None else set()) | ({"weights"} if args.weights else set()) | ({"out"} if args.out else set()))
     if extra:
         raise UsageError(f"--resume continues a run with its own arguments; drop {', '.join('--' + e.replace('_', '-') for e in extra)} (only --workers, --ray-address, --threads, --device, --json and --quiet may change)")
-    run = RunDir.open(args.resume, kind=RUN_KIND)
+    run = held.enter_context(RunDir.open(args.resume, kind=RUN_KIND).claim())
     manifest = run.manifest()
     values = dict(manifest["arguments"])
     settings = Settings.from_dict(manifest["settings"])

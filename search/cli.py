@@ -11,6 +11,7 @@ Pareto front. ``--resume DIR`` continues a killed run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import math
 import os
@@ -351,6 +352,11 @@ def main(argv: Sequence[str] | None = None, prog: str = "nas-search") -> int:
 
 
 def _main(argv: Sequence[str] | None, prog: str) -> int:
+    with contextlib.ExitStack() as held:  # the run's claim (RunDir.claim) lasts until the end
+        return _search(argv, prog, held)
+
+
+def _search(argv: Sequence[str] | None, prog: str, held: contextlib.ExitStack) -> int:
     given = vars(build_parser(prog).parse_args(argv))
     emit_json = bool(given.pop("json", False))
     resume = given.pop("resume", None)
@@ -361,7 +367,7 @@ def _main(argv: Sequence[str] | None, prog: str) -> int:
             print(message, file=sys.stderr)
 
     if resume:
-        run = RunDir.open(resume, kind="search")
+        run = held.enter_context(RunDir.open(resume, kind="search").claim())
         stored = dict(run.manifest()["config"])
         unexpected = sorted(k for k in given if k not in RESUME_OVERRIDES)
         if unexpected:
@@ -393,7 +399,7 @@ def _main(argv: Sequence[str] | None, prog: str) -> int:
         say(f"resuming {run.root}")
     else:
         out = Path(config["out"]) if config["out"] else DEFAULT_OUT_ROOT / new_run_id("search")
-        run = RunDir.create(out, _manifest(setup))
+        run = held.enter_context(RunDir.create(out, _manifest(setup)).claim())
         config["out"] = str(run.root)
         say(f"run directory {run.root}")
 

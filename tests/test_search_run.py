@@ -113,6 +113,26 @@ def test_a_run_damaged_from_outside_is_refused_by_name_and_left_as_it_is(cells: 
         assert (run / "events.jsonl").read_bytes() == before, name
 
 
+def test_a_run_in_use_by_another_process_is_not_resumed_alongside(cells: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "run"
+    assert nas_search(_args(cells, out, "--samples", "4")) == 0
+    capsys.readouterr()
+    holder_code = "import sys\nfrom mobilenas.runs import RunDir\nwith RunDir(sys.argv[1]).claim():\n    print('held', flush=True)\n    sys.stdin.read()\n"
+    holder = subprocess.Popen([sys.executable, "-c", holder_code, str(out)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        before = (out / "events.jsonl").read_bytes()
+        assert nas_search(["--resume", str(out), "--samples", "8", "--quiet"]) == 2
+        assert f"{out} is in use by another process (pid {holder.pid}); let it finish or stop it, then --resume {out}" in capsys.readouterr().err
+        assert (out / "events.jsonl").read_bytes() == before
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(timeout=60)
+    assert nas_search(["--resume", str(out), "--samples", "8", "--quiet"]) == 0  # free again
+    assert len([e for e in _events(out) if e["type"] == "result" and e["source"] == "trained"]) == 8
+
+
 def test_unreachable_target_stops_before_any_evaluation(cells: Path, tmp_path: Path, capsys) -> None:
     code = nas_search(["--space", "nb201", "--benchmark", str(cells), "--latency-column", "latency_ms_toy", "--target-latency", "0.5ms", "--out", str(tmp_path / "r")])
     err = capsys.readouterr().err

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 MANIFEST = "manifest.json"
+LOCK = ".lock"  # held by the process working on the run (RunDir.claim)
 EVENTS = "events.jsonl"
 
 
@@ -204,6 +205,36 @@ class RunDir:
             if found != kind:
                 raise ValueError(f"{run.root} is a {found!r} run, not a {kind!r} run")
         return run
+
+    @contextlib.contextmanager
+    def claim(self) -> Iterator[RunDir]:
+        """Hold this run for this process while the block runs (an advisory lock in ``.lock``).
+
+        A second process that claims it meanwhile (``--resume`` of a run still going, say) gets a
+        one-line ``ValueError`` before it writes anything; a killed holder releases it at once.
+        """
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no lock
+            yield self
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / LOCK, "a+") as handle:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip()
+                by = f" (pid {holder})" if holder.isdigit() else ""
+                raise ValueError(f"{self.root} is in use by another process{by}; let it finish or stop it, then --resume {self.root}") from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"{os.getpid()}\n")
+            handle.flush()
+            try:
+                yield self
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
     def manifest(self) -> dict[str, Any]:
         try:
