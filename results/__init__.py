@@ -5,7 +5,7 @@ Loading (:mod:`.load`)
     ``proposals``, ``strategy_log`` frames, ``best``, ``manifest``) or a ``netadapt refine`` run
     (:class:`NetAdaptResults`: ``iterations``, ``widths``, ``proposals`` frames, ``refined``).
     ``load_runs(paths)`` reads several with unique labels; ``find_runs(folder)`` lists the runs
-    under a folder; ``candidates_frame(runs)`` and ``trials_frame(runs)`` stack them. A path
+    under a folder, ``latest_run(kind)`` finds the newest (the notebooks' default); ``candidates_frame(runs)`` and ``trials_frame(runs)`` stack them. A path
     that is not a run raises :class:`NotARunError` (one line; exit code 2 from ``nas-results``).
 
 Fronts and comparisons (:mod:`.fronts`)
@@ -62,6 +62,7 @@ from mobilenas.results.load import (
     RunResults,
     candidates_frame,
     find_runs,
+    latest_run,
     load_run,
     load_runs,
     trials_frame,
@@ -98,6 +99,7 @@ __all__ = [
     "default_reference_point",
     "find_runs",
     "hypervolume",
+    "latest_run",
     "load_run",
     "load_runs",
     "measure_candidates",

@@ -122,6 +122,30 @@ def find_runs(root: str | Path, *, depth: int = 3) -> list[Path]:
     return sorted(found)
 
 
+#: where the notebooks look for runs when none is named: from results/ (a notebook's own folder,
+#: Jupyter's working directory) and from the project's root (nas-search's default output)
+DEFAULT_RUN_ROOTS = ("runs", "results/runs")
+
+
+def latest_run(kind: str, roots: Sequence[str | Path] = DEFAULT_RUN_ROOTS) -> Path | None:
+    """The most recently created run of ``kind`` (``"search"`` or ``"netadapt"``) under ``roots``."""
+    if kind not in RUN_KINDS:
+        raise ValueError(f"kind {kind!r} is not one of {', '.join(RUN_KINDS)}")
+    newest: tuple[str, float, Path] | None = None
+    for root in roots:
+        for run in find_runs(root, depth=1):
+            try:
+                manifest = read_json(run / MANIFEST)
+            except (json.JSONDecodeError, OSError):
+                continue
+            if manifest.get("kind") != kind:
+                continue
+            key = (str(manifest.get("created", "")), (run / MANIFEST).stat().st_mtime, run)
+            if newest is None or key[:2] > newest[:2]:
+                newest = key
+    return None if newest is None else newest[2]
+
+
 def candidates_frame(runs: Sequence[RunResults]) -> pd.DataFrame:
     """The candidates (successful trials, NetAdapt iterations) of several runs in one frame.
 

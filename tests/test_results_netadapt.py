@@ -170,11 +170,15 @@ def test_netadapt_notebook_runs(run_dir: Path, tmp_path: Path) -> None:
     from mobilenas.results import notebook_path
 
     notebook = nbformat.read(notebook_path("netadapt"), as_version=4)
-    # Parameters injected papermill-style, as a cell after the one tagged "parameters".
+    # Parameters injected papermill-style, as a cell after the one tagged "parameters". No RUN_DIR:
+    # the notebook opens the newest NetAdapt run under runs/ (its own folder's, as results/runs).
     index = next(i for i, c in enumerate(notebook.cells) if "parameters" in c.metadata.get("tags", []))
-    injected = f"RUN_DIR = {str(run_dir)!r}\nOUT_DIR = {str(tmp_path / 'figures')!r}\nREFERENCES = 'mobilenetv3-small'"
+    injected = f"RUN_DIR = ''\nOUT_DIR = {str(tmp_path / 'figures')!r}\nREFERENCES = 'mobilenetv3-small'"
     notebook.cells.insert(index + 1, nbformat.v4.new_code_cell(injected))
+    shutil.copytree(run_dir, tmp_path / "runs" / "netadapt-run")
     NotebookClient(notebook, kernel_name="python3", timeout=300, resources={"metadata": {"path": str(tmp_path)}}).execute()
+    text = "".join(o.get("text", "") for c in notebook.cells for o in c.get("outputs", []))
+    assert f"RUN_DIR not set: the newest netadapt run, {Path('runs') / 'netadapt-run'}" in text
     written = sorted(p.name for p in (tmp_path / "figures").iterdir())
     assert written == ["calibration.png", "progress.png", "trajectory.png", "width_history.png", "widths.png"]
     for name in written:

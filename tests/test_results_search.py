@@ -273,3 +273,23 @@ def test_pareto_notebook_runs_on_tabular_runs(runs: dict[str, Path], tmp_path: P
             assert image.width > 500
     text = "".join(o.get("text", "") for c in notebook.cells for o in c.get("outputs", []))
     assert "a tabular run's latencies are measurements" in text
+
+
+def test_latest_run_is_the_newest_of_its_kind(tmp_path: Path) -> None:
+    from mobilenas.results import latest_run
+
+    def make(root: Path, name: str, kind: str, created: str) -> Path:
+        (root / name).mkdir(parents=True)
+        (root / name / "manifest.json").write_text(json.dumps({"kind": kind, "created": created}))
+        return root / name
+
+    assert latest_run("search", roots=[tmp_path / "nowhere"]) is None
+    make(tmp_path / "a", "old", "search", "2026-11-29T08:00:00+00:00")
+    newest = make(tmp_path / "b", "new", "search", "2026-11-29T09:00:00+00:00")
+    make(tmp_path / "b", "newer-but-netadapt", "netadapt", "2026-11-29T10:00:00+00:00")
+    (tmp_path / "b" / "broken").mkdir()
+    (tmp_path / "b" / "broken" / "manifest.json").write_text("{")
+    assert latest_run("search", roots=[tmp_path / "a", tmp_path / "b"]) == newest
+    assert latest_run("netadapt", roots=[tmp_path / "a", tmp_path / "b"]).name == "newer-but-netadapt"
+    with pytest.raises(ValueError, match="kind 'tabular' is not one of"):
+        latest_run("tabular")
