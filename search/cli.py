@@ -229,7 +229,9 @@ class Setup:
     fastest_desc: str = ""
 
 
-def build_setup(config: dict[str, Any], *, say: Any) -> Setup:
+def build_setup(config: dict[str, Any], *, say: Any, recorded: dict[str, Any] | None = None) -> Setup:
+    """The run's pieces. ``recorded``: the manifest of the run being resumed, whose space (as it was
+    then, not as its file reads now) and benchmark (checked unchanged) the run keeps."""
     reward = _reward(config)
     strategy_options = _strategy_config(config)
     if config["space"] == "nb201":
@@ -238,6 +240,9 @@ def build_setup(config: dict[str, Any], *, say: Any) -> Setup:
         from mobilenas.space.nb201 import CellSpace
 
         evaluator = TabularEvaluator(config["benchmark"], config["reward_column"], config["final_column"], config["latency_column"], accuracy_unit=config["accuracy_unit"])
+        then = ((recorded or {}).get("benchmark") or {}).get("fingerprint")
+        if then and evaluator.fingerprint() != then:
+            raise UsageError(f"{config['benchmark']} has changed since the run started (fingerprint {evaluator.fingerprint()}, was {then}); resume with the table the run used")
         problem: Any = TabularProblem(CellSpace(), evaluator)
         strategy, strategy_config = _strategy(config, problem, strategy_options)
         fastest = evaluator.fastest_latency_ms()
@@ -250,7 +255,12 @@ def build_setup(config: dict[str, Any], *, say: Any) -> Setup:
     from mobilenas.train.proxy import ProxyConfig
 
     data = load_dataset(config["dataset"], data_dir=config["data_dir"], seed=config["seed"], val_size=config["val_size"])
-    space = get_space(config["space"], num_classes=data.num_classes)
+    if recorded is not None:
+        from mobilenas.space.search_space import SearchSpace
+
+        space = SearchSpace.from_dict(recorded["space"])
+    else:
+        space = get_space(config["space"], num_classes=data.num_classes)
     proxy_config = ProxyConfig(threads=max(1, int(config["cpus_per_trial"])))
     changes: dict[str, Any] = {}
     if config["proxy_steps"] is not None:
@@ -347,6 +357,20 @@ def _pareto_lines(search: Any, limit: int = 15) -> list[str]:
     return lines
 
 
+def _record_absolute_paths(config: dict[str, Any]) -> None:
+    """The files a new run reads, by absolute path in its manifest: --resume works from any folder."""
+    for key in ("benchmark", "data_dir", "latency_table"):
+        if config[key]:
+            config[key] = str(Path(config[key]).expanduser().resolve())
+    if config["space"] not in ("nb201", *NETWORK_SPACES) and Path(config["space"]).is_file():
+        config["space"] = str(Path(config["space"]).resolve())
+    if config["space"] != "nb201":
+        from mobilenas.train.data import KINDS  # a data set is a built-in name or a path
+
+        if config["dataset"] not in KINDS and Path(config["dataset"]).exists():
+            config["dataset"] = str(Path(config["dataset"]).expanduser().resolve())
+
+
 def main(argv: Sequence[str] | None = None, prog: str = "nas-search") -> int:
     return run_main(lambda a: _main(a, prog), argv, prog)
 
@@ -377,6 +401,7 @@ def _search(argv: Sequence[str] | None, prog: str, held: contextlib.ExitStack) -
         config["out"] = str(run.root)
     else:
         config = resolve_config(given)
+        _record_absolute_paths(config)
         # where the run will go: checked before the data set, the table or any training
         if config["out"]:
             check_writable_folder(config["out"], f"--out {config['out']}")
@@ -388,7 +413,7 @@ def _search(argv: Sequence[str] | None, prog: str, held: contextlib.ExitStack) -
         from mobilenas.search.execution import check_ray_address
 
         check_ray_address(config["ray_address"])  # Ray would retry a dead address for minutes, mid-run
-    setup = build_setup(config, say=say)
+    setup = build_setup(config, say=say, recorded=run.manifest() if resume else None)
     target = config["target_latency"]
     if setup.fastest_ms > target:
         raise UsageError(

@@ -231,3 +231,29 @@ def test_a_bad_ray_address_fails_at_once_before_any_work(space_file: Path, tmp_p
     assert nas_search(_network_args(space_file, out, "--ray-address", address)) == 2
     assert message in capsys.readouterr().err
     assert time.monotonic() - started < 10 and not out.exists()  # Ray alone retried for minutes, after making the run
+
+
+def test_resume_keeps_the_space_the_run_started_with(space_file: Path, tmp_path: Path) -> None:
+    """A space .json edited (or removed) after the run started: --resume uses the recorded space."""
+    import shutil
+
+    from mobilenas.space.search_space import SearchSpace
+
+    mine = tmp_path / "space.json"
+    shutil.copy(space_file, mine)
+    out = tmp_path / "run"
+    assert nas_search(_network_args(mine, out, "--samples", "2", "--executor", "inline", "--no-measure")) == 0
+    recorded = SearchSpace.from_dict(json.loads((out / "manifest.json").read_text())["space"])
+    edited = json.loads(mine.read_text())
+    edited["stages"][0]["choices"]["conv_op"] = edited["stages"][0]["choices"]["conv_op"][:2]  # fewer options
+    mine.write_text(json.dumps(edited))
+    assert nas_search(["--resume", str(out), "--samples", "4", "--quiet"]) == 0
+    trained = _trained(out)
+    assert len(trained) == 4 and all(t["status"] == STATUS_OK for t in trained)
+    events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines() if line.strip()]
+    proposals = [e["indices"] for e in events if e["type"] == "proposal" and e["source"] == "trained"]
+    assert len(proposals) == 4 and all(recorded.decode(indices) for indices in proposals)  # decisions of the recorded space
+    assert SearchSpace.from_dict(json.loads((out / "manifest.json").read_text())["space"]) == recorded
+    mine.unlink()  # and gone altogether
+    assert nas_search(["--resume", str(out), "--samples", "5", "--quiet"]) == 0
+    assert len(_trained(out)) == 5

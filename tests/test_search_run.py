@@ -133,6 +133,29 @@ def test_a_run_in_use_by_another_process_is_not_resumed_alongside(cells: Path, t
     assert len([e for e in _events(out) if e["type"] == "result" and e["source"] == "trained"]) == 8
 
 
+def test_resume_works_from_another_folder_and_refuses_a_changed_benchmark(cells: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    import shutil
+
+    work = tmp_path / "work"
+    work.mkdir()
+    shutil.copy(cells, work / "cells.csv")
+    monkeypatch.chdir(work)
+    args = ["--space", "nb201", "--benchmark", "cells.csv", "--latency-column", "latency_ms_toy", "--target-latency", "9ms", "--quiet"]
+    assert nas_search([*args, "--out", "run", "--samples", "5"]) == 0
+    recorded = json.loads((work / "run" / "manifest.json").read_text())["config"]["benchmark"]
+    assert recorded == str(work / "cells.csv")  # by absolute path
+    monkeypatch.chdir(tmp_path)  # elsewhere: the relative path would not be found
+    assert nas_search(["--resume", str(work / "run"), "--samples", "8", "--quiet"]) == 0
+    assert len([e for e in _events(work / "run") if e["type"] == "result" and e["source"] == "trained"]) == 8
+    capsys.readouterr()
+    with (work / "cells.csv").open("a") as table:  # the table changes under the run
+        table.write("99999,|nor_conv_3x3~0|+|x~0|x~1|+|x~0|x~1|x~2|,50,50,1\n")
+    before = (work / "run" / "events.jsonl").read_bytes()
+    assert nas_search(["--resume", str(work / "run"), "--samples", "10", "--quiet"]) == 2
+    assert "cells.csv has changed since the run started (fingerprint " in capsys.readouterr().err
+    assert (work / "run" / "events.jsonl").read_bytes() == before
+
+
 def test_unreachable_target_stops_before_any_evaluation(cells: Path, tmp_path: Path, capsys) -> None:
     code = nas_search(["--space", "nb201", "--benchmark", str(cells), "--latency-column", "latency_ms_toy", "--target-latency", "0.5ms", "--out", str(tmp_path / "r")])
     err = capsys.readouterr().err
