@@ -297,6 +297,24 @@ def _resolved(args: argparse.Namespace) -> dict[str, Any]:
     return values
 
 
+def _absolute_paths(args: argparse.Namespace, values: dict[str, Any]) -> None:
+    """The files a new run reads, by absolute path in its manifest: --resume works from any folder."""
+    from mobilenas.train.data import KINDS  # a data set is a built-in name or a path
+
+    def absolute(value: str) -> str:
+        return str(Path(value).expanduser().resolve())
+
+    for key in ("data_dir", "table"):
+        if values[key]:
+            values[key] = absolute(values[key])
+    if values["dataset"] not in KINDS and Path(values["dataset"]).expanduser().exists():
+        values["dataset"] = absolute(values["dataset"])
+    if args.input is not None and Path(args.input).expanduser().exists():  # a file, not a name or notation
+        args.input = absolute(args.input)
+    if args.weights:
+        args.weights = absolute(args.weights)
+
+
 def _schedule(values: dict[str, Any]) -> Schedule:
     base = SCHEDULES[values["schedule"]]
     return Schedule(
@@ -337,6 +355,7 @@ def _refine(args: argparse.Namespace, prog: str, held: contextlib.ExitStack) -> 
     if default_budget:
         args.budget_ratio = DEFAULT_BUDGET_RATIO
     values = _resolved(args)
+    _absolute_paths(args, values)
     if values["threads"] is None:
         values["threads"] = max(1, (os.cpu_count() or 1) // values["workers"])
     # Made (and so checked: optimizer, rates, the device on this machine) before any data, table or training work.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -256,3 +257,24 @@ def test_correction_is_fitted_for_the_run_and_frozen(tmp_path: Path) -> None:
     assert again.predict(arch) == pytest.approx(model.predict(arch))
     with pytest.raises(ValueError, match="is for 128x128 inputs"):
         open_latency_model(table=str(path), backend="onnxruntime", threads=1, input_size=224)
+
+
+def test_resume_from_another_folder_finds_the_files_given_by_relative_paths(table: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import numpy as np
+
+    work = tmp_path / "work"
+    work.mkdir()
+    shutil.copy(table, work / "table.jsonl")
+    rng = np.random.default_rng(0)
+    np.savez(work / "data.npz", x_train=rng.integers(0, 255, (300, 32, 32, 3), dtype=np.uint8), y_train=rng.integers(0, 10, 300),
+             x_test=rng.integers(0, 255, (60, 32, 32, 3), dtype=np.uint8), y_test=rng.integers(0, 10, 60))
+    monkeypatch.chdir(work)
+    args = ["refine", ARCH, "--budget-ratio", "0.9", "--max-iterations", "1", "--dataset", "data.npz", "--val-size", "60",
+            "--pretrain-epochs", "1", "--finetune-steps", "3", "--final-epochs", "1", "--table", "table.jsonl", "--out", "run", "--quiet"]
+    assert main(args) == 0
+    arguments = json.loads((work / "run" / "manifest.json").read_text())["arguments"]
+    assert arguments["dataset"] == str(work / "data.npz") and arguments["table"] == str(work / "table.jsonl")
+    monkeypatch.chdir(tmp_path)  # elsewhere: the relative paths would not be found
+    capsys.readouterr()
+    assert main(["refine", "--resume", str(work / "run"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["latency_ms"] == json.loads((work / "run" / "refined.json").read_text())["latency_ms"]
