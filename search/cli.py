@@ -275,6 +275,15 @@ def build_setup(config: dict[str, Any], *, say: Any, recorded: dict[str, Any] | 
         space, config["latency_table"], input_size=config["input_size"], backend=_backend(config),
         force_device=config["force_device"], seed=config["seed"], progress=not config["quiet"],
     )
+    then = ((recorded or {}).get("latency_table") or {}).get("correction")
+    now = table.correction
+    if then and any(abs(float(then.get(k) or 0.0) - getattr(now, k)) > 1e-9 for k in ("a", "b", "se_ms")):
+        # refitted since (nas-latency build or calibrate --update-correction): keep the table's, say so (even with --quiet)
+        print(
+            f"note: the latency table's correction changed since the run started ({then.get('a', 1):.4f} x sum + {then.get('b', 0):.3f} ms "
+            f"then, {now.a:.4f} x sum + {now.b:.3f} ms now): the table latencies of earlier and later trials are not on one scale",
+            file=sys.stderr,
+        )
     problem = NetworkProblem(space, lambda arch: table.predict(arch, measure_missing=True))
     fastest, fastest_arch = fastest_latency(space, table, measure_missing=True, progress=not config["quiet"])
     strategy, strategy_config = _strategy(config, problem, strategy_options)
@@ -435,7 +444,7 @@ def _search(argv: Sequence[str] | None, prog: str, held: contextlib.ExitStack) -
 
         note = oversubscription_note(config["workers"], config["cpus_per_trial"], "proxy trainings")
         if note:
-            say(note)
+            print(note, file=sys.stderr)  # a note, not progress: said even with --quiet
     bar, update = _progress_hook(config, config["samples"])
     search = SearchRun(run, setup.problem, setup.strategy, setup.reward, target, config["samples"], seed=config["seed"], keep_weights=config["keep_weights"], on_update=update)
     if resume:

@@ -257,3 +257,20 @@ def test_resume_keeps_the_space_the_run_started_with(space_file: Path, tmp_path:
     mine.unlink()  # and gone altogether
     assert nas_search(["--resume", str(out), "--samples", "5", "--quiet"]) == 0
     assert len(_trained(out)) == 5
+
+
+def test_resume_says_when_the_latency_tables_correction_changed_meanwhile(space_file: Path, tmp_path: Path) -> None:
+    from mobilenas.latency.table import Correction, LookupTable
+
+    out = tmp_path / "run"
+    table = tmp_path / "table.jsonl"
+    args = _network_args(space_file, out, "--samples", "2", "--executor", "inline", "--no-measure", "--table", str(table))
+    assert nas_search(args) == 0
+    resumed = subprocess.run([sys.executable, "-m", "mobilenas.search.cli", "--resume", str(out), "--samples", "3", "--quiet"], capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0 and "correction changed" not in resumed.stderr, resumed.stderr
+    before = LookupTable.load(table).correction
+    LookupTable.load(table).set_correction(Correction(a=before.a * 1.5, b=before.b, points=before.points, fitted=True, se_ms=before.se_ms))
+    resumed = subprocess.run([sys.executable, "-m", "mobilenas.search.cli", "--resume", str(out), "--samples", "4", "--quiet"], capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "note: the latency table's correction changed since the run started" in resumed.stderr
+    assert f"{before.a:.4f} x sum" in resumed.stderr and f"{before.a * 1.5:.4f} x sum" in resumed.stderr
