@@ -76,13 +76,13 @@ def build_parser(prog: str) -> ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
 
     show = commands.add_parser("show", help="print a run's summary and Pareto table", description="Print a run's summary (strategy, target, trials, best, hypervolume) and its Pareto front; a NetAdapt run's iterations.")
-    show.add_argument("run", metavar="RUN", help="run directory")
+    show.add_argument("run", nargs="?", metavar="RUN", help="run directory (default: the newest run under results/runs/)")
     _add_axis_options(show)
     show.add_argument("--limit", type=positive_int, default=30, metavar="N", help="rows of the Pareto table to print (default: 30)")
     add_json_flag(show)
 
     plot = commands.add_parser("plot", help="draw a run's front (PNG)", description="Draw a run's accuracy/latency front with its target and the reference networks on the same latency axis.")
-    plot.add_argument("run", metavar="RUN", help="run directory")
+    plot.add_argument("run", nargs="?", metavar="RUN", help="run directory (default: the newest run under results/runs/)")
     plot.add_argument("--out", default=None, metavar="PNG", help="output file (default: RUN/front.png)")
     _add_axis_options(plot, hypervolume=False)
     _add_reference_options(plot, "default for network runs: all whose ops the table has")
@@ -123,7 +123,7 @@ def build_parser(prog: str) -> ArgumentParser:
     add_json_flag(calibration)
 
     figures = commands.add_parser("figures", help="write every figure of a run", description="Write every figure of a run as PNG files: the front, the reward landscape, the convergence, the calibration (search); the progress and the widths (NetAdapt).")
-    figures.add_argument("run", metavar="RUN", help="run directory")
+    figures.add_argument("run", nargs="?", metavar="RUN", help="run directory (default: the newest run under results/runs/)")
     figures.add_argument("--out", default=None, metavar="DIR", help="output folder (default: RUN/figures)")
     figures.add_argument("--calibration-csv", action="append", default=[], metavar="PATH", help="a calibration.csv of nas-latency calibrate for the calibration figure (repeatable)")
     _add_reference_options(figures, "default for network runs: all whose ops the table has")
@@ -141,6 +141,14 @@ def _main(argv: Sequence[str] | None, prog: str) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    if args.command in ("show", "plot", "figures") and args.run is None:
+        from mobilenas.results.load import DEFAULT_RUN_ROOTS, latest_run
+
+        newest = latest_run(None)
+        if newest is None:
+            raise UsageError(f"give RUN: there is no run under {' or '.join(r + '/' for r in DEFAULT_RUN_ROOTS)} here")
+        args.run = str(newest)
+        print(f"no RUN given: the newest run, {newest}", file=sys.stderr)
     handler = {
         "show": _show, "plot": _plot, "compare": _compare, "references": _references, "measure": _measure,
         "calibration": _calibration, "figures": _figures,

@@ -127,9 +127,9 @@ def find_runs(root: str | Path, *, depth: int = 3) -> list[Path]:
 DEFAULT_RUN_ROOTS = ("runs", "results/runs")
 
 
-def latest_run(kind: str, roots: Sequence[str | Path] = DEFAULT_RUN_ROOTS) -> Path | None:
-    """The most recently created run of ``kind`` (``"search"`` or ``"netadapt"``) under ``roots``."""
-    if kind not in RUN_KINDS:
+def latest_run(kind: str | None = None, roots: Sequence[str | Path] = DEFAULT_RUN_ROOTS) -> Path | None:
+    """The most recently created run of ``kind`` (``"search"``, ``"netadapt"``, None: either) under ``roots``."""
+    if kind is not None and kind not in RUN_KINDS:
         raise ValueError(f"kind {kind!r} is not one of {', '.join(RUN_KINDS)}")
     newest: tuple[str, float, Path] | None = None
     for root in roots:
@@ -138,7 +138,7 @@ def latest_run(kind: str, roots: Sequence[str | Path] = DEFAULT_RUN_ROOTS) -> Pa
                 manifest = read_json(run / MANIFEST)
             except (json.JSONDecodeError, OSError):
                 continue
-            if manifest.get("kind") != kind:
+            if kind is not None and manifest.get("kind") != kind:
                 continue
             key = (str(manifest.get("created", "")), (run / MANIFEST).stat().st_mtime, run)
             if newest is None or key[:2] > newest[:2]:

@@ -293,3 +293,14 @@ def test_latest_run_is_the_newest_of_its_kind(tmp_path: Path) -> None:
     assert latest_run("netadapt", roots=[tmp_path / "a", tmp_path / "b"]).name == "newer-but-netadapt"
     with pytest.raises(ValueError, match="kind 'tabular' is not one of"):
         latest_run("tabular")
+
+
+def test_show_without_a_run_shows_the_newest_one(runs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert nas_results(["show"]) == 2
+    assert "give RUN: there is no run under runs/ or results/runs/ here" in capsys.readouterr().err
+    shutil.copytree(runs["ppo-0"], tmp_path / "results" / "runs" / "the-run")
+    assert nas_results(["show", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert f"no RUN given: the newest run, {Path('results') / 'runs' / 'the-run'}" in captured.err
+    assert json.loads(captured.out)["summary"]["strategy"] == "ppo"
