@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -57,6 +58,7 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
     started = False
     if not ray.is_initialized():
         worker_env = {"env_vars": {k: os.environ[k] for k in RAY_ENVIRONMENT}}
+        before = signal.getsignal(signal.SIGTERM)
         try:
             if address:
                 ray.init(address=address, log_to_driver=False, configure_logging=False, runtime_env=worker_env)
@@ -70,6 +72,10 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
                     configure_logging=False,
                     runtime_env=worker_env,
                 )
+            if callable(before) and signal.getsignal(signal.SIGTERM) is not before:
+                # ray.init installs a SIGTERM handler that dumps a stack and exits; a command's own
+                # (an orderly stop with a resume hint, cliutil.run_main) comes first
+                signal.signal(signal.SIGTERM, before)
         except ConnectionError as error:
             raise ValueError(
                 f"cannot join the Ray cluster at {address!r} ({error}); check --ray-address, and if that cluster uses "

@@ -157,6 +157,26 @@ def test_ctrl_c_stops_a_network_search_that_then_resumes(space_file: Path, tmp_p
     assert len(numbers) == len(set(numbers)) == 6 and all(t["status"] == STATUS_OK for t in after)
 
 
+def test_sigterm_stops_a_network_search_in_order_and_it_resumes(space_file: Path, tmp_path: Path) -> None:
+    # A job scheduler or `kill PID`: SIGTERM to the main process only. Ray's driver handler used to
+    # dump a C++ stack and exit 1, with no word on what was kept or how to go on.
+    out = tmp_path / "run"
+    args = _network_args(space_file, out, "--samples", "6", "--workers", "2", "--seed", "4")
+    args[args.index("--proxy-steps") + 1] = "40"
+    process = subprocess.Popen([sys.executable, "-m", "mobilenas.search.cli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and len(_trained(out) if (out / "events.jsonl").exists() else []) < 1:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 143, err
+    assert f"terminated; completed work is saved; continue with: nas-search --resume {out}" in err
+    assert "SIGTERM received" not in err
+    assert nas_search(["--resume", str(out), "--quiet"]) == 0
+    after = _trained(out)
+    assert len({t["number"] for t in after}) == len(after) == 6 and all(t["status"] == STATUS_OK for t in after)
+
+
 def test_early_stopping_stops_some_trainings(space_file: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     args = _network_args(space_file, out, "--samples", "6", "--workers", "2", "--early-stopping", "--no-measure")

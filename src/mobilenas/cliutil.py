@@ -13,15 +13,17 @@ import json
 import math
 import os
 import re
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from mobilenas.errors import SpecError, UsageError
+from mobilenas.errors import SpecError, Terminated, UsageError
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141  # what a shell reports for a process ended by SIGPIPE
+EXIT_TERMINATED = 143  # ... and by SIGTERM
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -70,6 +72,8 @@ def set_resume_hint(command: str) -> None:
 def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None, prog: str) -> int:
     """Run ``main(argv)`` and turn user errors into one line on stderr plus exit code 2."""
     _resume_hint.clear()
+    _terminated.clear()
+    previous = _stop_on_sigterm()
     try:
         code = int(main(argv) or 0)
         sys.stdout.flush()  # a reader that left early is met here, not in the interpreter's last flush
@@ -85,10 +89,11 @@ def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[
         return EXIT_BROKEN_PIPE
     except SystemExit as exit_:  # argparse's usage errors and --help, when called in-process
         return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 2)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         hint = f"; continue with: {_resume_hint[0]}" if _resume_hint else ""
-        print(f"{prog}: interrupted; completed work is saved{hint}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        terminated = isinstance(stop, Terminated) or bool(_terminated)
+        print(f"{prog}: {'terminated' if terminated else 'interrupted'}; completed work is saved{hint}", file=sys.stderr)
+        return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
     except (SpecError, UsageError, ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError) as error:
         if os.environ.get("MOBILENAS_DEBUG"):
             raise
@@ -99,6 +104,25 @@ def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[
             message = f"{message}: {error.filename}"
         print(f"{prog}: error: {message}", file=sys.stderr)
         return EXIT_USAGE
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+_terminated: list[int] = []  # SIGTERM received during this command (libraries may re-raise a plain KeyboardInterrupt)
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    _terminated.append(signum)
+    raise Terminated()
+
+
+def _stop_on_sigterm() -> Any:
+    """SIGTERM raises :class:`Terminated` (an orderly stop, like Ctrl-C); returns the handler it replaced."""
+    try:
+        return signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:  # not the main thread: leave signals alone
+        return None
 
 
 def _stdout_reader_gone() -> bool:
