@@ -162,3 +162,24 @@ def test_of_processes_creating_one_run_at_once_exactly_one_wins(tmp_path) -> Non
     assert all("already holds a run" in outcome for n, outcome in outcomes.items() if n not in winners)
     assert json.loads((root / "manifest.json").read_text())["creator"] == winners[0]
     assert not list(root.glob(".*.tmp"))
+
+
+def test_sigterm_is_an_orderly_stop_and_the_handler_is_given_back(capsys: pytest.CaptureFixture[str]) -> None:
+    import os
+    import signal
+    import time
+
+    from mobilenas.cliutil import run_main, set_resume_hint
+
+    def work(argv) -> int:
+        set_resume_hint("nas-search --resume somewhere")
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler raises before this ends
+        return 0
+
+    before = signal.getsignal(signal.SIGTERM)
+    started = time.monotonic()
+    assert run_main(work, [], "nas-search") == 143
+    assert time.monotonic() - started < 4
+    assert capsys.readouterr().err.strip() == "nas-search: terminated; completed work is saved; continue with: nas-search --resume somewhere"
+    assert signal.getsignal(signal.SIGTERM) is before

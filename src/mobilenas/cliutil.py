@@ -105,8 +105,8 @@ def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[
         print(f"{prog}: error: {message}", file=sys.stderr)
         return EXIT_USAGE
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        if previous is not _NOT_INSTALLED:  # None: a handler not set from Python; the default stands for it
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 _terminated: list[int] = []  # SIGTERM received during this command (libraries may re-raise a plain KeyboardInterrupt)
@@ -117,12 +117,15 @@ def _raise_terminated(signum: int, frame: Any) -> None:
     raise Terminated()
 
 
+_NOT_INSTALLED = object()
+
+
 def _stop_on_sigterm() -> Any:
     """SIGTERM raises :class:`Terminated` (an orderly stop, like Ctrl-C); returns the handler it replaced."""
     try:
         return signal.signal(signal.SIGTERM, _raise_terminated)
     except ValueError:  # not the main thread: leave signals alone
-        return None
+        return _NOT_INSTALLED
 
 
 def _stdout_reader_gone() -> bool:
