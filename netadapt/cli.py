@@ -299,7 +299,7 @@ def _resolved(args: argparse.Namespace) -> dict[str, Any]:
 
 def _absolute_paths(args: argparse.Namespace, values: dict[str, Any]) -> None:
     """The files a new run reads, by absolute path in its manifest: --resume works from any folder."""
-    from mobilenas.train.data import KINDS  # a data set is a built-in name or a path
+    from mobilenas.train.data import absolute_dataset
 
     def absolute(value: str) -> str:
         return str(Path(value).expanduser().resolve())
@@ -307,8 +307,7 @@ def _absolute_paths(args: argparse.Namespace, values: dict[str, Any]) -> None:
     for key in ("data_dir", "table"):
         if values[key]:
             values[key] = absolute(values[key])
-    if values["dataset"] not in KINDS and Path(values["dataset"]).expanduser().exists():
-        values["dataset"] = absolute(values["dataset"])
+    values["dataset"] = absolute_dataset(values["dataset"])
     if args.input is not None and Path(args.input).expanduser().exists():  # a file, not a name or notation
         args.input = absolute(args.input)
     if args.weights:

@@ -371,13 +371,12 @@ def _record_absolute_paths(config: dict[str, Any]) -> None:
     for key in ("benchmark", "data_dir", "latency_table"):
         if config[key]:
             config[key] = str(Path(config[key]).expanduser().resolve())
-    if config["space"] not in ("nb201", *NETWORK_SPACES) and Path(config["space"]).is_file():
-        config["space"] = str(Path(config["space"]).resolve())
+    if config["space"] not in ("nb201", *NETWORK_SPACES) and Path(config["space"]).expanduser().is_file():
+        config["space"] = str(Path(config["space"]).expanduser().resolve())
     if config["space"] != "nb201":
-        from mobilenas.train.data import KINDS  # a data set is a built-in name or a path
+        from mobilenas.train.data import absolute_dataset
 
-        if config["dataset"] not in KINDS and Path(config["dataset"]).exists():
-            config["dataset"] = str(Path(config["dataset"]).expanduser().resolve())
+        config["dataset"] = absolute_dataset(config["dataset"])
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "nas-search") -> int:

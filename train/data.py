@@ -54,6 +54,16 @@ DEFAULT_VAL_FRACTION = 0.1
 DEFAULT_TEST_FRACTION = 0.2
 MAX_DEFAULT_IMAGE_SIZE = 224
 
+
+def absolute_dataset(name: str) -> str:
+    """A built-in data set's name as it is; a path (``data.npz``, ``~/images``) made absolute.
+
+    What a run records, so that ``--resume`` finds the data from any folder.
+    """
+    if name in KINDS or not Path(name).expanduser().exists():
+        return name
+    return str(Path(name).expanduser().resolve())
+
 CIFAR10_LAYOUT = (
     "the CIFAR-10 python layout: a folder cifar-10-batches-py/ holding data_batch_1 ... data_batch_5, "
     "test_batch and batches.meta (as torchvision stores it); give that folder or the folder holding it"
