@@ -18,7 +18,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from mobilenas.errors import SpecError, Terminated, UsageError
+from mobilenas.errors import SpecError, UsageError
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -89,9 +89,9 @@ def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[
         return EXIT_BROKEN_PIPE
     except SystemExit as exit_:  # argparse's usage errors and --help, when called in-process
         return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 2)
-    except KeyboardInterrupt as stop:
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM through _raise_terminated
         hint = f"; continue with: {_resume_hint[0]}" if _resume_hint else ""
-        terminated = isinstance(stop, Terminated) or bool(_terminated)
+        terminated = bool(_terminated)
         print(f"{prog}: {'terminated' if terminated else 'interrupted'}; completed work is saved{hint}", file=sys.stderr)
         return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
     except (SpecError, UsageError, ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError) as error:
@@ -109,19 +109,20 @@ def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[
             signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
-_terminated: list[int] = []  # SIGTERM received during this command (libraries may re-raise a plain KeyboardInterrupt)
+_terminated: list[int] = []  # SIGTERM received during this command (what a library re-raises is a plain KeyboardInterrupt)
 
 
 def _raise_terminated(signum: int, frame: Any) -> None:
     _terminated.append(signum)
-    raise Terminated()
+    raise KeyboardInterrupt("terminated")
 
 
 _NOT_INSTALLED = object()
 
 
 def _stop_on_sigterm() -> Any:
-    """SIGTERM raises :class:`Terminated` (an orderly stop, like Ctrl-C); returns the handler it replaced."""
+    """SIGTERM (a job scheduler, ``kill PID``) stops the command like Ctrl-C, as "terminated" with exit
+    code 143; returns the handler it replaced."""
     try:
         return signal.signal(signal.SIGTERM, _raise_terminated)
     except ValueError:  # not the main thread: leave signals alone

@@ -26,11 +26,3 @@ class SpecError(ValueError):
 
 class UsageError(ValueError):
     """A command-line usage mistake (bad option value, missing file); exit code 2."""
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (a job scheduler, ``kill PID``) turned into the same orderly stop as Ctrl-C.
-
-    Raised by the handler :func:`mobilenas.cliutil.run_main` installs; it ends the command with
-    "terminated; completed work is saved; continue with ..." and exit code 143.
-    """

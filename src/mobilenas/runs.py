@@ -64,8 +64,8 @@ def atomic_write_bytes(path: str | Path, data: bytes, *, exclusive: bool = False
     _fsync_dir(path.parent)
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
+def atomic_write_text(path: str | Path, text: str, *, exclusive: bool = False) -> None:
+    atomic_write_bytes(path, text.encode(), exclusive=exclusive)
 
 
 def _default(value: Any) -> Any:
@@ -82,8 +82,8 @@ def dumps(obj: Any, indent: int | None = None) -> str:
     return json.dumps(obj, indent=indent, default=_default, allow_nan=True)
 
 
-def atomic_write_json(path: str | Path, obj: Any) -> None:
-    atomic_write_text(path, dumps(obj, indent=2) + "\n")
+def atomic_write_json(path: str | Path, obj: Any, *, exclusive: bool = False) -> None:
+    atomic_write_text(path, dumps(obj, indent=2) + "\n", exclusive=exclusive)
 
 
 def read_json(path: str | Path) -> Any:
@@ -187,7 +187,7 @@ class RunDir:
         run.root.mkdir(parents=True, exist_ok=True)
         full = {"created": now_iso(), "environment": environment(), **manifest}
         try:  # two processes given the same --out at once: one gets the run, the other this error
-            atomic_write_bytes(run.manifest_path, (dumps(full, indent=2) + "\n").encode(), exclusive=True)
+            atomic_write_json(run.manifest_path, full, exclusive=True)
         except FileExistsError:
             run.refuse_existing()
             raise
