@@ -47,7 +47,7 @@ from mobilenas.netadapt.run import (
     smallest_reachable_latency,
 )
 from mobilenas.netadapt.training import DEFAULT_FINETUNE_LR, DEFAULT_OPTIMIZER, DEFAULT_TRAIN_LR
-from mobilenas.runs import RunDir, new_run_id
+from mobilenas.runs import RunDir, absolute_path, new_run_id
 from mobilenas.search.execution import check_ray_address, oversubscription_note
 from mobilenas.space.arch import Architecture
 from mobilenas.space.builder import adapt_for_input_size
@@ -301,17 +301,14 @@ def _absolute_paths(args: argparse.Namespace, values: dict[str, Any]) -> None:
     """The files a new run reads, by absolute path in its manifest: --resume works from any folder."""
     from mobilenas.train.data import absolute_dataset
 
-    def absolute(value: str) -> str:
-        return str(Path(value).expanduser().resolve())
-
     for key in ("data_dir", "table"):
         if values[key]:
-            values[key] = absolute(values[key])
+            values[key] = absolute_path(values[key])
     values["dataset"] = absolute_dataset(values["dataset"])
     if args.input is not None and Path(args.input).expanduser().exists():  # a file, not a name or notation
-        args.input = absolute(args.input)
+        args.input = absolute_path(args.input)
     if args.weights:
-        args.weights = absolute(args.weights)
+        args.weights = absolute_path(args.weights)
 
 
 def _schedule(values: dict[str, Any]) -> Schedule:

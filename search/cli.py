@@ -37,7 +37,7 @@ from mobilenas.cliutil import (
     set_resume_hint,
 )
 from mobilenas.errors import UsageError
-from mobilenas.runs import RunDir, new_run_id
+from mobilenas.runs import RunDir, absolute_path, new_run_id
 from mobilenas.units import format_ms
 
 DEFAULT_OUT_ROOT = Path("results") / "runs"
@@ -370,9 +370,9 @@ def _record_absolute_paths(config: dict[str, Any]) -> None:
     """The files a new run reads, by absolute path in its manifest: --resume works from any folder."""
     for key in ("benchmark", "data_dir", "latency_table"):
         if config[key]:
-            config[key] = str(Path(config[key]).expanduser().resolve())
+            config[key] = absolute_path(config[key])
     if config["space"] not in ("nb201", *NETWORK_SPACES) and Path(config["space"]).expanduser().is_file():
-        config["space"] = str(Path(config["space"]).expanduser().resolve())
+        config["space"] = absolute_path(config["space"])
     if config["space"] != "nb201":
         from mobilenas.train.data import absolute_dataset
 
@@ -398,9 +398,11 @@ def _search(argv: Sequence[str] | None, prog: str, held: contextlib.ExitStack) -
         if not quiet:
             print(message, file=sys.stderr)
 
+    recorded: dict[str, Any] | None = None  # the manifest of the run being resumed (held, so it stays as read)
     if resume:
         run = held.enter_context(RunDir.open(resume, kind="search").claim())
-        stored = dict(run.manifest()["config"])
+        recorded = run.manifest()
+        stored = dict(recorded["config"])
         unexpected = sorted(k for k in given if k not in RESUME_OVERRIDES)
         if unexpected:
             names = ", ".join("--" + k.replace("_", "-") for k in unexpected)
@@ -417,11 +419,12 @@ def _search(argv: Sequence[str] | None, prog: str, held: contextlib.ExitStack) -
         else:
             check_writable_folder(DEFAULT_OUT_ROOT, f"the default run folder {DEFAULT_OUT_ROOT} (choose another with --out)")
     config["quiet"] = quiet
-    if config["space"] != "nb201" and config["executor"] == "ray":
+    on_ray = config["space"] != "nb201" and config["executor"] == "ray"  # proxy trainings as Ray Tune trials
+    if on_ray:
         from mobilenas.search.execution import check_ray_address
 
         check_ray_address(config["ray_address"])  # Ray would retry a dead address for minutes, mid-run
-    setup = build_setup(config, say=say, recorded=run.manifest() if resume else None)
+    setup = build_setup(config, say=say, recorded=recorded)
     target = config["target_latency"]
     if setup.fastest_ms > target:
         raise UsageError(
@@ -438,7 +441,7 @@ def _search(argv: Sequence[str] | None, prog: str, held: contextlib.ExitStack) -
 
     from mobilenas.search.orchestrator import SearchRun
 
-    if setup.evaluator is None and config["executor"] == "ray" and not config["ray_address"]:
+    if on_ray and not config["ray_address"]:
         from mobilenas.search.execution import oversubscription_note
 
         note = oversubscription_note(config["workers"], config["cpus_per_trial"], "proxy trainings")
@@ -455,8 +458,8 @@ def _search(argv: Sequence[str] | None, prog: str, held: contextlib.ExitStack) -
                 "give more to extend the run, or drop --samples to finish it as it was"
             )
         bar.initial = bar.n = len(search.trained)  # counted, but not in the rate that the ETA comes from
-        if search.samples > int(run.manifest()["config"]["samples"]):
-            run.update_manifest(config={**run.manifest()["config"], "samples": search.samples})
+        if search.samples > int(stored["samples"]):
+            run.update_manifest(config={**stored, "samples": search.samples})
         if search.done:
             say(f"the run is complete ({len(search.trained)} architectures evaluated); nothing left to evaluate (--samples N extends it)")
     set_resume_hint(f"nas-search --resume {shlex.quote(str(run.root))}")

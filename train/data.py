@@ -45,6 +45,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mobilenas.runs import absolute_path
 from mobilenas.train import synthetic
 
 KINDS = ("synthetic", "cifar10", "imagefolder", "npz")
@@ -62,7 +63,8 @@ def absolute_dataset(name: str) -> str:
     """
     if name in KINDS or not Path(name).expanduser().exists():
         return name
-    return str(Path(name).expanduser().resolve())
+    return absolute_path(name)
+
 
 CIFAR10_LAYOUT = (
     "the CIFAR-10 python layout: a folder cifar-10-batches-py/ holding data_batch_1 ... data_batch_5, "

@@ -38,6 +38,11 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def absolute_path(path: str | os.PathLike[str]) -> str:
+    """``path`` as a run records it: ``~`` expanded and absolute, so ``--resume`` finds it from any folder."""
+    return str(Path(path).expanduser().resolve())
+
+
 def atomic_write_bytes(path: str | Path, data: bytes, *, exclusive: bool = False) -> None:
     """Write ``data`` so that readers see either the old file or the whole new one.
 
