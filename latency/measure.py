@@ -431,6 +431,13 @@ def make_backend(name: str = "onnxruntime", *, threads: int = 1, command: str | 
         return CommandBackend(command, device_name=device_name, threads=threads, repeats=repeats or 1)
     if name == "command":
         raise ValueError("--backend command needs --command 'TEMPLATE' with a {model} placeholder")
+    if device_name is not None:
+        # without a command the device is this machine; a name given here would label the table
+        # wrongly, and ``--device cuda`` abbreviates to --device-name on commands that have no --device
+        raise ValueError(
+            f"--device-name {device_name!r} names the device a --command measures on; without --command"
+            f" models are timed by {name} on this machine's CPU: drop --device-name, or add --command"
+        )
     options: dict[str, Any] = {"threads": threads, "timer": timer}
     if repeats is not None:
         options["repeats"] = repeats

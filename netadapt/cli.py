@@ -147,7 +147,7 @@ def build_parser(prog: str) -> ArgumentParser:
     data.add_argument("--channels", type=int, choices=(1, 3), help="convert the images to 1 (gray) or 3 (RGB) channels")
 
     training = refine.add_argument_group("training")
-    training.add_argument("--finetune-steps", type=nonnegative_int, metavar="N", help="short-term fine-tune steps per proposal (default: 100)")
+    training.add_argument("--finetune-steps", type=nonnegative_int, metavar="N", help="short-term fine-tune steps per proposal; 0 evaluates each proposal right after pruning (default: 100)")
     training.add_argument("--optimizer", choices=OPTIMIZERS, help=f"optimiser of every training (default: {DEFAULT_OPTIMIZER})")
     training.add_argument("--finetune-lr", type=positive_float, metavar="LR", help=f"learning rate of the short and long fine-tunes (default: {DEFAULT_FINETUNE_LR})")
     training.add_argument("--train-lr", type=positive_float, metavar="LR", help=f"learning rate of trainings from scratch (default: {DEFAULT_TRAIN_LR})")
@@ -414,7 +414,7 @@ def _resume(args: argparse.Namespace, prog: str, progress: bool, held: contextli
     typed = {k for k in _given(args) if k not in EXECUTION_OPTIONS}
     extra = sorted(typed | ({"input"} if args.input else set()) | ({"target_latency"} if args.target_latency is not None else set()) | ({"budget_ratio"} if args.budget_ratio is not None else set()) | ({"weights"} if args.weights else set()) | ({"out"} if args.out else set()))
     if extra:
-        raise UsageError(f"--resume continues a run with its own arguments; drop {', '.join('--' + e.replace('_', '-') for e in extra)} (only --workers, --ray-address, --threads, --device, --json and --quiet may change)")
+        raise UsageError(f"--resume continues a run with its own arguments; drop {', '.join('INPUT' if e == 'input' else '--' + e.replace('_', '-') for e in extra)} (only --workers, --ray-address, --threads, --device, --json and --quiet may change)")
     run = held.enter_context(RunDir.open(args.resume, kind=RUN_KIND).claim())
     manifest = run.manifest()
     values = dict(manifest["arguments"])

@@ -130,6 +130,9 @@ def test_info_describes_the_table(built_table, capsys) -> None:
         (["measure", "mobilenetv2", "--backend", "command"], "needs --command"),
         (["measure", "mobilenetv2", "--command", "python bench.py"], "no {model} placeholder"),
         (["build"], "the following arguments are required: --space"),
+        # a name only labels what a --command measures; ``--device cuda`` is argparse's abbreviation of it
+        (["measure", TINY, "--input-size", "32", "--device-name", "pixel7"], "--device-name 'pixel7' names the device a --command"),
+        (["measure", TINY, "--input-size", "32", "--backend", "torch", "--device", "cuda"], "drop --device-name, or add --command"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(argv, message, capsys) -> None:
