@@ -339,6 +339,24 @@ def _check_png(path: Path) -> None:
 # --------------------------------------------------------------------------- compare
 
 
+def _note_different_problems(runs: Sequence[Any]) -> None:
+    """Say so when search runs put different things on an axis (another space, data set or device)."""
+    from mobilenas.results.search_run import SearchResults
+
+    searches = [r for r in runs if isinstance(r, SearchResults)]
+    problems = {r.label: (r.space_name, r.problem_axes()) for r in searches}
+    differing = []
+    for aspect in ("space", "accuracy", "latency"):
+        values = {label: space if aspect == "space" else axes[aspect] for label, (space, axes) in problems.items()}
+        if len(set(values.values())) > 1:
+            by_value: dict[str, list[str]] = {}
+            for label, value in values.items():
+                by_value.setdefault(value, []).append(label)
+            differing.append(f"{aspect}: " + "; ".join(f"{value} ({', '.join(labels)})" for value, labels in by_value.items()))
+    if differing:
+        print("note: these runs search different problems, so their accuracies, latencies and hypervolumes are not on one scale; " + " | ".join(differing), file=sys.stderr)
+
+
 def _compare(args: argparse.Namespace) -> int:
     import pandas as pd
 
@@ -350,6 +368,7 @@ def _compare(args: argparse.Namespace) -> int:
     out = Path(args.out)
     _check_png(out)
     runs = load_runs(args.runs)
+    _note_different_problems(runs)
     latency = _latency(args)
     reference = args.reference_point or default_reference_point(runs)
     table = compare_runs(runs, reference, latency)

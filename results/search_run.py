@@ -117,6 +117,30 @@ class SearchResults(RunBase):
                 return int(head["num_classes"])
         return None
 
+    def problem_axes(self) -> dict[str, str]:
+        """What this run's accuracy and latency axes mean, in words (runs compare where these agree).
+
+        ``accuracy``: the benchmark and its reward column (tabular), or the data set and the proxy
+        training's length (network); ``latency``: the benchmark's latency column, or the table's
+        device and input size.
+        """
+        manifest, config = self.manifest, self.manifest.get("config", {})
+        if self.problem == "tabular":
+            bench = manifest.get("benchmark") if isinstance(manifest.get("benchmark"), dict) else {}
+            name = Path(str(bench.get("path") or config.get("benchmark") or "?")).name
+            return {
+                "accuracy": f"{bench.get('reward_column', config.get('reward_column', '?'))} of {name}",
+                "latency": f"{bench.get('latency_column', config.get('latency_column', '?'))} of {name}",
+            }
+        data = manifest.get("dataset") if isinstance(manifest.get("dataset"), dict) else {}
+        proxy = manifest.get("proxy") if isinstance(manifest.get("proxy"), dict) else {}
+        length = f"{proxy['steps']}-step" if proxy.get("steps") else f"{proxy['epochs']}-epoch" if proxy.get("epochs") else "?"
+        table = manifest.get("latency_table") if isinstance(manifest.get("latency_table"), dict) else {}
+        return {
+            "accuracy": f"{data.get('name', config.get('dataset', '?'))} after a {length} proxy training",
+            "latency": f"table of {table.get('device', '?')} at {table.get('input_size', config.get('input_size', '?'))}px",
+        }
+
     # ----------------------------------------------------------------- derived frames
 
     def candidates(self) -> pd.DataFrame:

@@ -55,6 +55,9 @@ def test_trials_carry_fingerprints_and_measured_latencies(search: tuple[Path, Pa
     out, table = search
     run = load_run(out)
     assert isinstance(run, SearchResults) and run.problem == "network" and run.num_classes == 10
+    axes = run.problem_axes()  # what nas-results compare checks before putting runs on one plot
+    assert axes["accuracy"] == "synthetic after a 3-step proxy training"
+    assert axes["latency"].startswith("table of ") and axes["latency"].endswith(" at 32px") and "?" not in axes["latency"]
     trained = run.trained()
     assert len(trained) == 6
     for row in trained.itertuples():

@@ -304,3 +304,21 @@ def test_show_without_a_run_shows_the_newest_one(runs: dict[str, Path], tmp_path
     captured = capsys.readouterr()
     assert f"no RUN given: the newest run, {Path('results') / 'runs' / 'the-run'}" in captured.err
     assert json.loads(captured.out)["summary"]["strategy"] == "ppo"
+
+
+def test_compare_notes_runs_that_search_different_problems(runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fronts = tmp_path / "fronts.png"
+    assert nas_results(["compare", *(str(p) for p in runs.values()), "--out", str(fronts)]) == 0
+    assert "note:" not in capsys.readouterr().err  # strategies and seeds on one problem: nothing to say
+    other = tmp_path / "final-as-reward"
+    cells = next(iter(runs.values())).parent / "cells.csv"
+    assert nas_search([
+        "--space", "nb201", "--benchmark", str(cells), "--latency-column", "latency_ms_toy", "--reward-column", "test_acc_200ep",
+        "--target-latency", f"{TARGET_MS}ms", "--strategy", "random", "--samples", "10", "--out", str(other), "--quiet",
+    ]) == 0
+    capsys.readouterr()
+    assert nas_results(["compare", str(runs["ppo-0"]), str(other), "--out", str(fronts)]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("note: these runs search different problems") and len(err.splitlines()) == 1
+    assert "accuracy: val_acc_12ep of cells.csv (ppo-0); test_acc_200ep of cells.csv (final-as-reward)" in err
+    assert "latency:" not in err and "space:" not in err  # only what differs is named
