@@ -125,17 +125,20 @@ class SearchResults(RunBase):
         device and input size.
         """
         manifest, config = self.manifest, self.manifest.get("config", {})
+
+        def part(key: str) -> dict[str, Any]:
+            value = manifest.get(key)
+            return value if isinstance(value, dict) else {}
+
         if self.problem == "tabular":
-            bench = manifest.get("benchmark") if isinstance(manifest.get("benchmark"), dict) else {}
+            bench = part("benchmark")
             name = Path(str(bench.get("path") or config.get("benchmark") or "?")).name
             return {
                 "accuracy": f"{bench.get('reward_column', config.get('reward_column', '?'))} of {name}",
                 "latency": f"{bench.get('latency_column', config.get('latency_column', '?'))} of {name}",
             }
-        data = manifest.get("dataset") if isinstance(manifest.get("dataset"), dict) else {}
-        proxy = manifest.get("proxy") if isinstance(manifest.get("proxy"), dict) else {}
+        data, proxy, table = part("dataset"), part("proxy"), part("latency_table")
         length = f"{proxy['steps']}-step" if proxy.get("steps") else f"{proxy['epochs']}-epoch" if proxy.get("epochs") else "?"
-        table = manifest.get("latency_table") if isinstance(manifest.get("latency_table"), dict) else {}
         return {
             "accuracy": f"{data.get('name', config.get('dataset', '?'))} after a {length} proxy training",
             "latency": f"table of {table.get('device', '?')} at {table.get('input_size', config.get('input_size', '?'))}px",
