@@ -18,7 +18,7 @@ import os
 import shlex
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -138,11 +138,18 @@ NETWORK_ONLY = (
     "latency_command", "device_name", "threads", "input_size", "force_device", "keep_weights", "no_measure",
 )
 TABULAR_ONLY = ("reward_column", "final_column", "latency_column", "accuracy_unit")
+# how trainings are spread over processes: a tabular search's lookups run in this process, in turn
+EXECUTION = ("workers", "cpus_per_trial", "ray_address", "retries", "executor")
 
 
-def resolve_config(given: dict[str, Any]) -> dict[str, Any]:
-    """Options as typed, completed with defaults; checks that the combination makes sense."""
+def resolve_config(given: dict[str, Any], typed: Collection[str] | None = None) -> dict[str, Any]:
+    """Options as typed, completed with defaults; checks that the combination makes sense.
+
+    ``typed``: the options typed on this command line (default: all of ``given``); on a resume,
+    ``given`` also holds the run's recorded options, which are not checked again.
+    """
     config = {**DEFAULTS, **given}
+    typed = set(given if typed is None else typed)
     if config.get("target_latency") is None:
         raise UsageError("--target-latency is required (e.g. --target-latency 15ms), unless you --resume a run")
     tabular = config["space"] == "nb201"
@@ -156,6 +163,10 @@ def resolve_config(given: dict[str, Any]) -> dict[str, Any]:
         names = ", ".join("--" + key.replace("_", "-") for key in ignored)
         why = "on a tabular search (accuracy and latency come from --benchmark)" if tabular else "without --space nb201 --benchmark CSV"
         raise UsageError(f"{names} would have no effect {why}; drop {'it' if len(ignored) == 1 else 'them'}")
+    execution = [key for key in EXECUTION if key in typed] if tabular else []
+    if execution:
+        names = ", ".join("--" + key.replace("_", "-") for key in execution)
+        raise UsageError(f"{names} would have no effect on a tabular search (its table lookups run in this process, one at a time); drop {'it' if len(execution) == 1 else 'them'}")
     if config["reward"] == "custom" and config["w"] is None:
         raise UsageError("--reward custom needs --w (e.g. --w -0.15)")
     if config["w"] is not None and config["reward"] != "custom":
@@ -166,7 +177,9 @@ def resolve_config(given: dict[str, Any]) -> dict[str, Any]:
         raise UsageError("--backend command needs --command 'your_tool {model}'")
     if config["samples"] is None:
         config["samples"] = 300 if tabular else 24
-    if config["workers"] is None:
+    if tabular:  # recorded as what happens
+        config.update(workers=1, executor="inline")
+    elif config["workers"] is None:
         config["workers"] = max(1, min(8, int((os.cpu_count() or 1) // config["cpus_per_trial"])))
     return config
 
@@ -407,7 +420,7 @@ def _search(argv: Sequence[str] | None, prog: str, held: contextlib.ExitStack) -
         if unexpected:
             names = ", ".join("--" + k.replace("_", "-") for k in unexpected)
             raise UsageError(f"--resume continues a run with its own arguments; drop {names} (only --workers, --ray-address, --samples, --retries, --cpus-per-trial and --quiet may change)")
-        config = resolve_config({**stored, **given})
+        config = resolve_config({**stored, **given}, typed=given)
         config["out"] = str(run.root)
     else:
         config = resolve_config(given)

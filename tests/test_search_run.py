@@ -177,6 +177,8 @@ def test_unreachable_target_stops_before_any_evaluation(cells: Path, tmp_path: P
          "--dataset, --proxy-steps would have no effect on a tabular search (accuracy and latency come from --benchmark); drop them"),
         (["--target-latency", "5ms", "--latency-column", "latency_ms_pixel3"],
          "--latency-column would have no effect without --space nb201 --benchmark CSV; drop it"),
+        (["--target-latency", "5ms", "--space", "nb201", "--benchmark", "x.csv", "--workers", "4", "--ray-address", "10.0.0.1:6379"],
+         "--workers, --ray-address would have no effect on a tabular search (its table lookups run in this process, one at a time)"),
     ],
 )
 def test_usage_errors_are_one_line(argv: list[str], fragment: str, capsys) -> None:
@@ -201,6 +203,13 @@ def test_resume_refuses_changed_arguments(cells: Path, tmp_path: Path, capsys) -
     assert nas_search(_args(cells, out, "--samples", "5", "--strategy", "random")) == 0
     assert nas_search(["--resume", str(out), "--strategy", "tpe"]) == 2
     assert "drop --strategy" in capsys.readouterr().err
+    assert nas_search(["--resume", str(out), "--workers", "2"]) == 2  # may change on a network search only
+    assert "--workers would have no effect on a tabular search" in capsys.readouterr().err
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert (manifest["config"]["workers"], manifest["config"]["executor"]) == (1, "inline")  # what happened
+    # Runs of earlier versions recorded the unused network defaults; they resume all the same.
+    manifest["config"].update(workers=2, executor="ray")
+    (out / "manifest.json").write_text(json.dumps(manifest))
     # More samples may be asked for: the run continues where it ended.
     assert nas_search(["--resume", str(out), "--samples", "8", "--quiet"]) == 0
     trained = [e for e in _events(out) if e["type"] == "result" and e["source"] == "trained"]
