@@ -23,6 +23,7 @@ from mobilenas.cliutil import (
     set_resume_hint,
 )
 from mobilenas.latency.table import Method
+from mobilenas.runs import search_run_table
 from mobilenas.units import format_ms
 
 EXAMPLES = """\
@@ -279,26 +280,6 @@ def _open_table(args: argparse.Namespace, space: Any | None) -> Any:
     )
 
 
-def _table_of_run(arch: str) -> Path | None:
-    """The table a search run used, when ``arch`` is that run or its best.json.
-
-    Not a NetAdapt run's: NetAdapt freezes its own correction in its manifest, so its table alone
-    would predict something else than the run reported.
-    """
-    import json
-
-    path = Path(arch)
-    run = path if path.is_dir() else path.parent if path.is_file() else None
-    if run is None or not (run / "manifest.json").is_file():
-        return None
-    try:
-        manifest = json.loads((run / "manifest.json").read_text())
-        recorded = (manifest.get("latency_table") or {}).get("path") if manifest.get("kind") == "search" else None
-    except (OSError, ValueError, AttributeError):
-        return None
-    return Path(recorded) if recorded and Path(recorded).is_file() else None
-
-
 def _predict(args: argparse.Namespace) -> int:
     import time
 
@@ -306,7 +287,7 @@ def _predict(args: argparse.Namespace) -> int:
 
     arch = load_architecture(args.arch, num_classes=args.num_classes)
     if args.table is None and args.space is None:
-        args.table = _table_of_run(args.arch)
+        args.table = search_run_table(args.arch)
         if args.table is None:
             raise ValueError("give --table PATH, or --space NAME to use that space's default table")
         print(f"using the latency table of the run that wrote {args.arch}: {args.table}", file=sys.stderr)

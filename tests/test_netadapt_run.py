@@ -221,6 +221,16 @@ def test_best_json_with_weights(table: Path, reference_run: Path, tmp_path: Path
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["arguments"]["budget_ratio"] == 0.75 and manifest["arguments"]["target_latency_ms"] is None
     assert manifest["budget_ms"] == pytest.approx(0.75 * manifest["start_latency_ms"])
+    # best.json inside a search's run directory: that search's table is the default, so NetAdapt
+    # starts from the latency the search reported, not from another table's
+    (tmp_path / "manifest.json").write_text(json.dumps({"kind": "search", "latency_table": {"path": str(table)}}))
+    out = tmp_path / "search-table"
+    untabled = [a for a in common(table, out) if a not in ("--table", str(table))]
+    assert main(["refine", str(tmp_path / "best.json"), "--target-latency", "10s", *untabled]) == 0
+    assert f"using the latency table of the search that found the input: {table}" in capsys.readouterr().err
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["latency"]["table"] == str(table)
+    assert manifest["start_latency_ms"] == pytest.approx(LookupTable.load(table).predict(Architecture.from_dict(first["architecture"])))
     assert main(["describe", str(tmp_path / "best.json"), "--json"]) == 0
     groups = json.loads(capsys.readouterr().out)["groups"]
     assert [g["width"] for g in groups] == list(group_widths(load_architecture(str(tmp_path / "best.json"))).values())

@@ -96,6 +96,25 @@ def read_json(path: str | Path) -> Any:
         return json.load(handle)
 
 
+def search_run_table(path: str | Path) -> Path | None:
+    """The latency table a ``nas-search`` run used, when ``path`` is that run or a file in it (its
+    best.json) and the table file still exists; else ``None``.
+
+    Not a NetAdapt run's: NetAdapt freezes its own correction in its manifest, so its table alone
+    would predict something else than the run reported.
+    """
+    given = Path(path).expanduser()
+    run = given if given.is_dir() else given.parent if given.is_file() else None
+    if run is None or not (run / MANIFEST).is_file():
+        return None
+    try:
+        manifest = read_json(run / MANIFEST)
+        recorded = (manifest.get("latency_table") or {}).get("path") if manifest.get("kind") == "search" else None
+    except (OSError, ValueError, AttributeError):
+        return None
+    return Path(recorded) if recorded and Path(recorded).is_file() else None
+
+
 class Journal:
     """An append-only JSON-lines event log, fsynced per append (Optuna's journal storage idea)."""
 
