@@ -64,8 +64,6 @@ def _backend(args: argparse.Namespace) -> Any:
 
     if args.backend == "command" and not args.command:
         raise ValueError("--backend command needs --command 'TEMPLATE' with a {model} placeholder")
-    if args.command and args.backend == "torch":
-        raise ValueError("--command cannot be combined with --backend torch; drop one of them")
     return make_backend(
         "command" if args.command else args.backend,
         threads=args.threads,

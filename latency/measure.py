@@ -427,6 +427,8 @@ BACKENDS = ("onnxruntime", "torch", "command")
 
 def make_backend(name: str = "onnxruntime", *, threads: int = 1, command: str | None = None, device_name: str | None = None, repeats: int | None = None, warmup: int | None = None, timer: str = "auto") -> LatencyBackend:
     """A backend by name (what the command line's ``--backend`` offers)."""
+    if command is not None and name == "torch":
+        raise ValueError("--command cannot be combined with --backend torch (the command does the timing); drop one of them")
     if command is not None and name in ("onnxruntime", "command"):
         return CommandBackend(command, device_name=device_name, threads=threads, repeats=repeats or 1)
     if name == "command":

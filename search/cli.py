@@ -167,6 +167,11 @@ def resolve_config(given: dict[str, Any], typed: Collection[str] | None = None) 
     if execution:
         names = ", ".join("--" + key.replace("_", "-") for key in execution)
         raise UsageError(f"{names} would have no effect on a tabular search (its table lookups run in this process, one at a time); drop {'it' if len(execution) == 1 else 'them'}")
+    if config["executor"] == "inline":  # --cpus-per-trial still sets the training threads
+        execution = [key for key in ("workers", "ray_address", "retries") if key in typed]
+        if execution:
+            names = ", ".join("--" + key.replace("_", "-") for key in execution)
+            raise UsageError(f"{names} would have no effect with --executor inline (trainings run in this process, one at a time); drop {'it' if len(execution) == 1 else 'them'}, or drop --executor inline")
     if config["reward"] == "custom" and config["w"] is None:
         raise UsageError("--reward custom needs --w (e.g. --w -0.15)")
     if config["w"] is not None and config["reward"] != "custom":

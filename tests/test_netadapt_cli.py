@@ -136,3 +136,22 @@ def test_more_workers_than_cores_get_a_note(monkeypatch: pytest.MonkeyPatch, cap
     assert main(["refine", "/nonexistent/best.json", "--workers", "4"]) == 2
     err = capsys.readouterr().err
     assert "note: 4 proposals at once x 1 CPU(s) each on 2 cores" in err and "--workers 2 matches this machine" in err
+
+
+def test_options_that_would_have_no_effect_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    arch = tiny_arch()
+    save_weights(tmp_path / "w.pt", build_model(arch).state_dict())
+    given = [arch.to_notation(), "--weights", str(tmp_path / "w.pt"), "--budget-ratio", "0.5", "--out", str(tmp_path / "run")]
+    for extra, message in (
+        (["--pretrain-epochs", "5"], "--pretrain-epochs would have no effect: INPUT comes with weights"),
+        (["--train-lr", "0.01"], "--train-lr would have no effect: INPUT comes with weights"),
+        (["--final", "none", "--final-epochs", "5"], "--final-epochs would have no effect with --final none"),
+        (["--backend", "torch", "--command", "bench {model}"], "--command cannot be combined with --backend torch"),
+    ):
+        assert main(["refine", *given, *extra]) == 2, extra
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "run").exists()
+    # --train-lr is the rate of a retraining from scratch too: with --final retrain it is used
+    assert main(["refine", *given, "--train-lr", "0.01", "--final", "retrain", "--dataset", "cifar10", "--data-dir", str(tmp_path / "none")]) == 2
+    assert "none does not exist" in capsys.readouterr().err  # past the check (stopped by loading the data)

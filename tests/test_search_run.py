@@ -179,6 +179,8 @@ def test_unreachable_target_stops_before_any_evaluation(cells: Path, tmp_path: P
          "--latency-column would have no effect without --space nb201 --benchmark CSV; drop it"),
         (["--target-latency", "5ms", "--space", "nb201", "--benchmark", "x.csv", "--workers", "4", "--ray-address", "10.0.0.1:6379"],
          "--workers, --ray-address would have no effect on a tabular search (its table lookups run in this process, one at a time)"),
+        (["--target-latency", "5ms", "--executor", "inline", "--workers", "2"],
+         "--workers would have no effect with --executor inline (trainings run in this process, one at a time); drop it, or drop --executor inline"),
     ],
 )
 def test_usage_errors_are_one_line(argv: list[str], fragment: str, capsys) -> None:
