@@ -65,7 +65,7 @@ def _backend(args: argparse.Namespace) -> Any:
     if args.backend == "command" and not args.command:
         raise ValueError("--backend command needs --command 'TEMPLATE' with a {model} placeholder")
     return make_backend(
-        "command" if args.command else args.backend,
+        args.backend,  # with --command: the command times (make_backend refuses --backend torch with it)
         threads=args.threads,
         command=args.command,
         device_name=args.device_name,

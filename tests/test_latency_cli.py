@@ -129,6 +129,7 @@ def test_info_describes_the_table(built_table, capsys) -> None:
         (["calibrate", "--space", "no-such-space"], "unknown search space 'no-such-space'"),
         (["measure", "mobilenetv2", "--backend", "command"], "needs --command"),
         (["measure", "mobilenetv2", "--command", "python bench.py"], "no {model} placeholder"),
+        (["measure", "mobilenetv2", "--backend", "torch", "--command", "bench {model}"], "--command cannot be combined with --backend torch"),
         (["build"], "the following arguments are required: --space"),
         # a name only labels what a --command measures; ``--device cuda`` is argparse's abbreviation of it
         (["measure", TINY, "--input-size", "32", "--device-name", "pixel7"], "--device-name 'pixel7' names the device a --command"),
