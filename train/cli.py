@@ -27,6 +27,7 @@ from mobilenas.cliutil import (
     run_main,
     set_resume_hint,
 )
+from mobilenas.errors import UsageError
 from mobilenas.space.references import REFERENCES
 from mobilenas.train.data import KINDS, describe_kinds
 from mobilenas.train.engine import OPTIMIZERS
@@ -106,6 +107,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "nas-train") -> int:
 
 def _main(argv: Sequence[str] | None, prog: str) -> int:
     args = build_parser(prog).parse_args(argv)
+    if args.warmup_epochs > args.epochs:  # the default (1) never is: --epochs is at least 1
+        raise UsageError(f"--warmup-epochs {args.warmup_epochs:g} is longer than the whole training (--epochs {args.epochs}); give at most {args.epochs}")
     from mobilenas.space.io import load_architecture
     from mobilenas.train.data import load_dataset
     from mobilenas.train.full import FullTrainConfig, TrainOutputs, train_full
@@ -121,7 +124,7 @@ def _main(argv: Sequence[str] | None, prog: str) -> int:
         learning_rate=args.lr if args.lr is not None else LEARNING_RATES[args.optimizer],
         weight_decay=args.weight_decay,
         label_smoothing=args.label_smoothing,
-        warmup_epochs=min(args.warmup_epochs, float(args.epochs)),
+        warmup_epochs=args.warmup_epochs,
         batch_size=args.batch_size,
         augment=not args.no_augment,
         ema_decay=args.ema if args.ema else None,
