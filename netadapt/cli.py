@@ -30,6 +30,7 @@ from mobilenas.cliutil import (
     positive_float,
     positive_int,
     print_json,
+    refuse_ineffective,
     run_main,
     set_resume_hint,
 )
@@ -367,9 +368,8 @@ def _refine(args: argparse.Namespace, prog: str, held: contextlib.ExitStack) -> 
     start = resolve_input(args.input, args.weights)
     if start.weights is not None:  # options of a training from scratch that will not happen
         unused = [key for key in ("pretrain_epochs", *(("train_lr",) if values["final"] != "retrain" else ())) if key in typed]
-        if unused:
-            names = ", ".join("--" + key.replace("_", "-") for key in unused)
-            raise UsageError(f"{names} would have no effect: INPUT comes with weights ({start.weights_path}), so nothing is trained from scratch{'' if values['final'] == 'retrain' else ' (--train-lr also sets the rate of --final retrain)'}; drop {'it' if len(unused) == 1 else 'them'}")
+        later = "" if values["final"] == "retrain" else " (--train-lr also sets the rate of --final retrain)"
+        refuse_ineffective(unused, f"because INPUT comes with weights ({start.weights_path}), so nothing is trained from scratch{later}")
     if default_budget:  # said once the input is known to be readable (a bad path gets its one-line error alone)
         _log(f"no budget given: pruning to {DEFAULT_BUDGET_RATIO:g} of the input's latency (--budget-ratio {DEFAULT_BUDGET_RATIO:g}); choose one with --target-latency or --budget-ratio")
     data = _load_data(values)

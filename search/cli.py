@@ -33,6 +33,7 @@ from mobilenas.cliutil import (
     positive_int,
     print_json,
     progress,
+    refuse_ineffective,
     run_main,
     set_resume_hint,
 )
@@ -159,19 +160,12 @@ def resolve_config(given: dict[str, Any], typed: Collection[str] | None = None) 
         raise UsageError("--benchmark is for tabular spaces; add --space nb201")
     # options of the other kind of search would be silently ignored: refuse them instead
     ignored = [key for key in (NETWORK_ONLY if tabular else TABULAR_ONLY) if config[key] != DEFAULTS[key]]
-    if ignored:
-        names = ", ".join("--" + key.replace("_", "-") for key in ignored)
-        why = "on a tabular search (accuracy and latency come from --benchmark)" if tabular else "without --space nb201 --benchmark CSV"
-        raise UsageError(f"{names} would have no effect {why}; drop {'it' if len(ignored) == 1 else 'them'}")
-    execution = [key for key in EXECUTION if key in typed] if tabular else []
-    if execution:
-        names = ", ".join("--" + key.replace("_", "-") for key in execution)
-        raise UsageError(f"{names} would have no effect on a tabular search (its table lookups run in this process, one at a time); drop {'it' if len(execution) == 1 else 'them'}")
+    refuse_ineffective(ignored, "on a tabular search (accuracy and latency come from --benchmark)" if tabular else "without --space nb201 --benchmark CSV")
+    if tabular:
+        refuse_ineffective([key for key in EXECUTION if key in typed], "on a tabular search (its table lookups run in this process, one at a time)")
     if config["executor"] == "inline":  # --cpus-per-trial still sets the training threads
-        execution = [key for key in ("workers", "ray_address", "retries") if key in typed]
-        if execution:
-            names = ", ".join("--" + key.replace("_", "-") for key in execution)
-            raise UsageError(f"{names} would have no effect with --executor inline (trainings run in this process, one at a time); drop {'it' if len(execution) == 1 else 'them'}, or drop --executor inline")
+        inline = [key for key in ("workers", "ray_address", "retries") if key in typed]
+        refuse_ineffective(inline, "with --executor inline (trainings run in this process, one at a time)", alternative=", or drop --executor inline")
     if config["reward"] == "custom" and config["w"] is None:
         raise UsageError("--reward custom needs --w (e.g. --w -0.15)")
     if config["w"] is not None and config["reward"] != "custom":

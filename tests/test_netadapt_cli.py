@@ -143,8 +143,8 @@ def test_options_that_would_have_no_effect_are_refused(tmp_path: Path, capsys: p
     save_weights(tmp_path / "w.pt", build_model(arch).state_dict())
     given = [arch.to_notation(), "--weights", str(tmp_path / "w.pt"), "--budget-ratio", "0.5", "--out", str(tmp_path / "run")]
     for extra, message in (
-        (["--pretrain-epochs", "5"], "--pretrain-epochs would have no effect: INPUT comes with weights"),
-        (["--train-lr", "0.01"], "--train-lr would have no effect: INPUT comes with weights"),
+        (["--pretrain-epochs", "5"], "--pretrain-epochs would have no effect because INPUT comes with weights"),
+        (["--train-lr", "0.01"], "--train-lr would have no effect because INPUT comes with weights"),
         (["--final", "none", "--final-epochs", "5"], "--final-epochs would have no effect with --final none"),
         (["--backend", "torch", "--command", "bench {model}"], "--command cannot be combined with --backend torch"),
     ):

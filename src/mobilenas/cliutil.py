@@ -141,6 +141,16 @@ def _stdout_reader_gone() -> bool:
         return False
 
 
+def refuse_ineffective(keys: Sequence[str], why: str, *, alternative: str = "") -> None:
+    """A usage error naming options (by their ``dest``) that would be silently ignored, if any.
+
+    ``why`` completes "would have no effect ..."; ``alternative`` is added after "drop it/them".
+    """
+    if keys:
+        names = ", ".join("--" + key.replace("_", "-") for key in keys)
+        raise UsageError(f"{names} would have no effect {why}; drop {'it' if len(keys) == 1 else 'them'}{alternative}")
+
+
 def check_writable_folder(path: str | os.PathLike[str], what: str) -> None:
     """Fail now, in one line, if ``path`` cannot become a folder we can write (before any work).
 
