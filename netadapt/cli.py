@@ -353,8 +353,8 @@ def _refine(args: argparse.Namespace, prog: str, held: contextlib.ExitStack) -> 
         args.budget_ratio = DEFAULT_BUDGET_RATIO
     values = _resolved(args)
     typed = _given(args)
-    if "final_epochs" in typed and values["final"] == "none":
-        raise UsageError("--final-epochs would have no effect with --final none; drop one of them")
+    if values["final"] == "none":
+        refuse_ineffective([key for key in ("final_epochs",) if key in typed], "with --final none")
     _absolute_paths(args, values)
     if values["threads"] is None:
         values["threads"] = max(1, (os.cpu_count() or 1) // values["workers"])
@@ -366,10 +366,11 @@ def _refine(args: argparse.Namespace, prog: str, held: contextlib.ExitStack) -> 
     check_ray_address(values["ray_address"])
     _note_oversubscription(values)
     start = resolve_input(args.input, args.weights)
-    if start.weights is not None:  # options of a training from scratch that will not happen
+    if start.weights is not None:  # options of a training from scratch that will not happen (their help says when)
         unused = [key for key in ("pretrain_epochs", *(("train_lr",) if values["final"] != "retrain" else ())) if key in typed]
-        later = "" if values["final"] == "retrain" else " (--train-lr also sets the rate of --final retrain)"
-        refuse_ineffective(unused, f"because INPUT comes with weights ({start.weights_path}), so nothing is trained from scratch{later}")
+        if unused:
+            names = " and ".join("--" + key.replace("_", "-") for key in unused)
+            _log(f"note: {names} not used: INPUT comes with weights ({start.weights_path}), so nothing is trained from scratch")
     if default_budget:  # said once the input is known to be readable (a bad path gets its one-line error alone)
         _log(f"no budget given: pruning to {DEFAULT_BUDGET_RATIO:g} of the input's latency (--budget-ratio {DEFAULT_BUDGET_RATIO:g}); choose one with --target-latency or --budget-ratio")
     data = _load_data(values)

@@ -143,8 +143,6 @@ def test_options_that_would_have_no_effect_are_refused(tmp_path: Path, capsys: p
     save_weights(tmp_path / "w.pt", build_model(arch).state_dict())
     given = [arch.to_notation(), "--weights", str(tmp_path / "w.pt"), "--budget-ratio", "0.5", "--out", str(tmp_path / "run")]
     for extra, message in (
-        (["--pretrain-epochs", "5"], "--pretrain-epochs would have no effect because INPUT comes with weights"),
-        (["--train-lr", "0.01"], "--train-lr would have no effect because INPUT comes with weights"),
         (["--final", "none", "--final-epochs", "5"], "--final-epochs would have no effect with --final none"),
         (["--backend", "torch", "--command", "bench {model}"], "--command cannot be combined with --backend torch"),
     ):
@@ -152,6 +150,12 @@ def test_options_that_would_have_no_effect_are_refused(tmp_path: Path, capsys: p
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1, err
     assert not (tmp_path / "run").exists()
-    # --train-lr is the rate of a retraining from scratch too: with --final retrain it is used
-    assert main(["refine", *given, "--train-lr", "0.01", "--final", "retrain", "--dataset", "cifar10", "--data-dir", str(tmp_path / "none")]) == 2
-    assert "none does not exist" in capsys.readouterr().err  # past the check (stopped by loading the data)
+    # Options of a training from scratch apply only when INPUT has no weights (as their help says):
+    # with weights they are noted, not refused, so one script can serve inputs with and without.
+    missing = ["--dataset", "cifar10", "--data-dir", str(tmp_path / "none")]  # stops the run once past the note
+    assert main(["refine", *given, "--pretrain-epochs", "5", "--train-lr", "0.01", *missing]) == 2
+    err = capsys.readouterr().err
+    assert f"note: --pretrain-epochs and --train-lr not used: INPUT comes with weights ({tmp_path / 'w.pt'})" in err
+    assert "none does not exist" in err
+    assert main(["refine", *given, "--train-lr", "0.01", "--final", "retrain", *missing]) == 2  # the rate of the retraining
+    assert "note:" not in capsys.readouterr().err
