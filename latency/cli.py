@@ -26,6 +26,8 @@ from mobilenas.latency.table import Method
 from mobilenas.runs import search_run_table
 from mobilenas.units import format_ms
 
+DEFAULT_INPUT_SIZE = 224
+
 EXAMPLES = """\
 examples:
   nas-latency measure mobilenetv3-large              # end to end: ONNX Runtime, 1 thread, 224x224
@@ -113,7 +115,7 @@ def build_parser(prog: str) -> ArgumentParser:
     predict.add_argument("arch", metavar="ARCH", help="reference name, architecture/best.json file, or block notation")
     predict.add_argument("--table", type=Path, default=None, help="table file (or give --space for the default table of a space; for a search run's best.json: the run's table)")
     predict.add_argument("--space", default=None, help="use the default table of this space (mnasnet, mobilenetv3 or a space .json)")
-    predict.add_argument("--input-size", type=positive_int, default=224, help="input size of the default table (with --space; default: 224)")
+    predict.add_argument("--input-size", type=positive_int, default=None, help="input size of the default table (with --space; default: 224)")
     predict.add_argument("--num-classes", type=positive_int, default=None, help="replace the classifier's class count")
     predict.add_argument("--measure-missing", action="store_true", help="measure ops missing from the table now (and add them to it) instead of failing")
     predict.add_argument("--breakdown", action="store_true", help="also list every op's entry")
@@ -157,7 +159,7 @@ def build_parser(prog: str) -> ArgumentParser:
 
 def _add_space(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--space", required=True, help="search space: mnasnet, mobilenetv3, or a space .json file")
-    parser.add_argument("--input-size", type=positive_int, default=224, help="deployment input size, square (default: 224)")
+    parser.add_argument("--input-size", type=positive_int, default=None, help="deployment input size, square (default: 224, or the --table's)")
     parser.add_argument("--num-classes", type=positive_int, default=1000, help="classes of the space's classifier (default: 1000)")
 
 
@@ -230,7 +232,7 @@ def _build(args: argparse.Namespace) -> int:
         name = args.method or ("isolated" if args.command else "in-context")
         method = Method(name=name, warmup=0 if args.command else Method().warmup, repeats=args.repeats or Method().repeats)
     set_resume_hint("the same nas-latency build command (a build resumes where it stopped)")
-    result = build_table(space, path=args.table, input_size=args.input_size, backend=backend, progress=not args.quiet, correction_samples=samples, seed=args.seed, force_device=args.force_device, method=method, refit_correction=args.refit_correction)
+    result = build_table(space, path=args.table, input_size=args.input_size or DEFAULT_INPUT_SIZE, backend=backend, progress=not args.quiet, correction_samples=samples, seed=args.seed, force_device=args.force_device, method=method, refit_correction=args.refit_correction)
     correction = result.correction
     payload = {
         "table": str(result.path),
@@ -264,13 +266,20 @@ def _open_table(args: argparse.Namespace, space: Any | None) -> Any:
     asked = args.command or args.backend != "onnxruntime" or args.threads != 1
     backend = _backend(args) if asked else None
     if args.table is not None and args.table.exists():
-        return LookupTable.load(args.table, backend=backend, force=args.force_device)
+        table = LookupTable.load(args.table, backend=backend, force=args.force_device)
+        if args.input_size is not None and args.input_size != table.input_size:  # it would be ignored
+            size = table.input_size
+            raise ValueError(
+                f"{args.table} is a table for {size}x{size} inputs, not --input-size {args.input_size};"
+                f" drop --input-size, or give a table of that size (--space NAME --input-size {args.input_size} for the default one)"
+            )
+        return table
     if space is None:
         raise FileNotFoundError(f"no latency table at {args.table}; build one with nas-latency build --space SPACE --table {args.table}")
     return open_or_create_table(
         space,
         args.table,
-        input_size=args.input_size,
+        input_size=args.input_size or DEFAULT_INPUT_SIZE,
         backend=backend,
         force_device=args.force_device,
         correction_samples=DEFAULT_LAZY_CORRECTION_SAMPLES,
@@ -328,7 +337,7 @@ def _calibrate(args: argparse.Namespace) -> int:
 
     space = _space(args)
     table = _open_table(args, space)
-    out = args.out or Path(f"calibration-{space.name}-{args.input_size}px")
+    out = args.out or Path(f"calibration-{space.name}-{table.input_size}px")
     check_writable_folder(out, f"--out {out}" if args.out else f"the output folder {out} (choose another with --out)")  # before measuring
     report = calibrate(space, table, args.samples, seed=args.seed, rounds=args.rounds, out_dir=out, progress=not args.quiet, update_correction=args.update_correction, anchors=args.anchors)
     if args.json:

@@ -99,6 +99,9 @@ def test_predict_finds_the_table_of_the_search_run_that_wrote_best_json(built_ta
         code, out, err = run(["predict", str(given), "--json"], capsys)
         assert code == 0 and json.loads(out)["latency_ms"] == pytest.approx(expected)
         assert f"using the latency table of the run that wrote {given}: {built_table}" in err
+    # an --input-size the run's table was not measured at would be ignored: refused instead
+    code, out, err = run(["predict", str(run_dir / "best.json"), "--input-size", "64"], capsys)
+    assert code == 2 and not out and f"{built_table} is a table for 32x32 inputs, not --input-size 64; drop --input-size" in err
     # a NetAdapt run keeps its own correction beside its table: no guess, ask for the table
     (run_dir / "manifest.json").write_text(json.dumps({"kind": "netadapt", "latency": {"table": str(built_table)}}))
     code, _, err = run(["predict", str(run_dir / "best.json")], capsys)
@@ -111,6 +114,8 @@ def test_fastest_with_a_target(built_table, space_file, capsys) -> None:
     payload = json.loads(out)
     assert payload["target_latency_ms"] == pytest.approx(0.001) and payload["feasible"] is False
     assert payload["latency_ms"] > 0
+    code, _, err = run(["fastest", "--space", str(space_file), "--num-classes", "10", "--input-size", "64", "--table", str(built_table)], capsys)
+    assert code == 2 and "is a table for 32x32 inputs, not --input-size 64" in err
 
 
 def test_info_describes_the_table(built_table, capsys) -> None:
