@@ -165,7 +165,7 @@ def resolve_config(given: dict[str, Any], typed: Collection[str] | None = None) 
         refuse_ineffective([key for key in EXECUTION if key in typed], "on a tabular search (its table lookups run in this process, one at a time)")
     if config["executor"] == "inline":  # --cpus-per-trial still sets the training threads
         inline = [key for key in ("workers", "ray_address", "retries") if key in typed]
-        refuse_ineffective(inline, "with --executor inline (trainings run in this process, one at a time)", alternative=", or drop --executor inline")
+        refuse_ineffective(inline, "with --executor inline (trainings run in this process, one at a time)", alternative=", or drop --executor inline" if "executor" in typed else "")
     if config["reward"] == "custom" and config["w"] is None:
         raise UsageError("--reward custom needs --w (e.g. --w -0.15)")
     if config["w"] is not None and config["reward"] != "custom":
