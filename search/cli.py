@@ -287,6 +287,15 @@ def build_setup(config: dict[str, Any], *, say: Any, recorded: dict[str, Any] | 
         space, config["latency_table"], input_size=config["input_size"], backend=_backend(config),
         force_device=config["force_device"], seed=config["seed"], progress=not config["quiet"],
     )
+    built_for = table.header.space_name, table.header.space_fingerprint
+    if built_for[1] and built_for[1] != space.fingerprint() and recorded is None:
+        other = f"space {built_for[0]}" if built_for[0] != space.name else f"another definition of space {space.name}"
+        print(
+            f"note: latency table {table.path} was built for {other}: the entries this search needs that it lacks are measured"
+            f" as they come, and its correction was fitted on that space's networks (nas-latency calibrate --space {config['space']}"
+            f" --table {table.path} checks it on this one)",
+            file=sys.stderr,
+        )
     then = ((recorded or {}).get("latency_table") or {}).get("correction")
     now = table.correction
     if then and any(abs(float(then.get(k) or 0.0) - getattr(now, k)) > 1e-9 for k in ("a", "b", "se_ms")):
