@@ -283,6 +283,9 @@ def build_setup(config: dict[str, Any], *, say: Any, recorded: dict[str, Any] | 
         changes["val_subset"] = config["val_size"]
     proxy_config = dataclasses.replace(proxy_config, **changes)
     say(f"latency table for space {space.name} at {config['input_size']}x{config['input_size']} ({config['latency_backend']}, {config['threads']} thread(s))")
+    gone = ((recorded or {}).get("latency_table") or {}).get("path")
+    if gone and not Path(gone).exists():
+        print(f"note: the run's latency table {gone} no longer exists; a new one is measured for the rest of the run", file=sys.stderr)
     table = open_or_create_table(
         space, config["latency_table"], input_size=config["input_size"], backend=_backend(config),
         force_device=config["force_device"], seed=config["seed"], progress=not config["quiet"],
@@ -301,8 +304,8 @@ def build_setup(config: dict[str, Any], *, say: Any, recorded: dict[str, Any] | 
     if then and any(abs(float(then.get(k) or 0.0) - getattr(now, k)) > 1e-9 for k in ("a", "b", "se_ms")):
         # refitted since (nas-latency build or calibrate --update-correction): keep the table's, say so (even with --quiet)
         print(
-            f"note: the latency table's correction changed since the run started ({then.get('a', 1):.4f} x sum + {then.get('b', 0):.3f} ms "
-            f"then, {now.a:.4f} x sum + {now.b:.3f} ms now): the table latencies of earlier and later trials are not on one scale",
+            f"note: the latency table's correction changed since the run started ({_line(then.get('a', 1), then.get('b', 0))} "
+            f"then, {_line(now.a, now.b)} now): the table latencies of earlier and later trials are not on one scale",
             file=sys.stderr,
         )
     problem = NetworkProblem(space, lambda arch: table.predict(arch, measure_missing=True))
@@ -310,6 +313,11 @@ def build_setup(config: dict[str, Any], *, say: Any, recorded: dict[str, Any] | 
     strategy, strategy_config = _strategy(config, problem, strategy_options)
     return Setup(config, problem, strategy, strategy_config, reward, data=data, proxy_config=proxy_config, table=table,
                  fastest_ms=fastest, fastest_desc=f"the fastest architecture of space {space.name} ({fastest_arch.to_notation()})")
+
+
+def _line(a: float, b: float) -> str:
+    """A correction as people write it: ``1.0412 x sum - 0.002 ms``."""
+    return f"{float(a):.4f} x sum {'-' if float(b) < 0 else '+'} {abs(float(b)):.3f} ms"
 
 
 def _manifest(setup: Setup) -> dict[str, Any]:

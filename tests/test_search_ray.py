@@ -294,6 +294,12 @@ def test_resume_says_when_the_latency_tables_correction_changed_meanwhile(space_
     assert resumed.returncode == 0, resumed.stderr
     assert "note: the latency table's correction changed since the run started" in resumed.stderr
     assert f"{before.a:.4f} x sum" in resumed.stderr and f"{before.a * 1.5:.4f} x sum" in resumed.stderr
+    assert "x sum + -" not in resumed.stderr
+    table.unlink()  # e.g. a cleaned cache: measured anew, and said so
+    resumed = subprocess.run([sys.executable, "-m", "mobilenas.search.cli", "--resume", str(out), "--samples", "5", "--quiet"], capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"note: the run's latency table {table} no longer exists; a new one is measured for the rest of the run" in resumed.stderr
+    assert table.exists()
 
 
 def test_a_table_built_for_another_space_gets_a_note(space_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
