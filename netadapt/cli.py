@@ -437,6 +437,8 @@ def _resume(args: argparse.Namespace, prog: str, progress: bool, held: contextli
     _note_oversubscription(values)
     data = _load_data(values)
     recorded = manifest["latency"]
+    if recorded.get("table") and not Path(recorded["table"]).exists():
+        print(f"note: the run's latency table {recorded['table']} no longer exists; a new one is measured as the run needs entries (with the run's correction)", file=sys.stderr)
     latency = open_latency_model(
         table=recorded.get("table"), backend=values["backend"], threads=values["latency_threads"], input_size=recorded.get("input_size"),
         command=values.get("command"), device_name=values.get("device_name"), force_device=bool(values.get("force_device")),

@@ -187,6 +187,16 @@ def test_resume_reloads_the_runs_own_arguments(reference_run: Path, capsys: pyte
     assert "-> " in (summary := capsys.readouterr().out) and " after the final fine-tune (1 epoch(s)); test " in summary
 
 
+def test_resume_says_when_the_runs_table_is_gone(reference_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(reference_run, run)
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["latency"]["table"] = str(tmp_path / "cleaned-cache" / "table.jsonl")
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    assert main(["refine", "--resume", str(run), "--json"]) == 0
+    assert f"note: the run's latency table {tmp_path / 'cleaned-cache' / 'table.jsonl'} no longer exists" in capsys.readouterr().err
+
+
 def test_best_json_with_weights(table: Path, reference_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A nas-search best.json (architecture + relative weights path) is refined without training first."""
     first = history(reference_run)[1]  # the network after one iteration, far from the smallest reachable
