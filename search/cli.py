@@ -205,6 +205,21 @@ def _strategy_config(config: dict[str, Any]) -> Any:
     return config_from_dict(config["strategy"], options)
 
 
+def _note_random_phase(config: dict[str, Any], strategy_config: Any) -> None:
+    """Say so when --samples ends before the strategy has learned anything (nsga2's population of
+    50 against the 24 samples of a network search): the run is then a random search."""
+    from mobilenas.search.strategies import random_phase
+
+    phase = random_phase(config["strategy"], strategy_config)
+    if phase is not None and config["samples"] <= phase[1]:
+        option, count = phase
+        print(
+            f"note: --samples {config['samples']} ends within {config['strategy']}'s first {count} proposals ({option}), which nothing it"
+            f" has learned steers yet: this search is a random search; raise --samples or lower {option} (--strategy-option {option}=N)",
+            file=sys.stderr,
+        )
+
+
 def _strategy(config: dict[str, Any], problem: Any, strategy_config: Any) -> Any:
     from mobilenas.search.strategies import make_strategy
     from mobilenas.search.wrappers import Deduplicate, HandleFailures, LatencyFilter
@@ -246,6 +261,7 @@ def build_setup(config: dict[str, Any], *, say: Any, recorded: dict[str, Any] | 
     then, not as its file reads now) and benchmark (checked unchanged) the run keeps."""
     reward = _reward(config)
     strategy_options = _strategy_config(config)
+    _note_random_phase(config, strategy_options)
     if config["space"] == "nb201":
         from mobilenas.search.problems import TabularProblem
         from mobilenas.search.tabular import TabularEvaluator

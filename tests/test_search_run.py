@@ -255,3 +255,13 @@ def test_killed_run_resumes_without_losing_or_repeating_trials(cells: Path, tmp_
     assert {e["number"]: e["key"] for e in before}.items() <= {e["number"]: e["key"] for e in after}.items()
     rows = [r for r in csv.DictReader((out / "trials.csv").open()) if r["source"] == "trained"]
     assert len(rows) == samples
+
+
+def test_a_search_too_short_for_its_strategy_to_learn_is_noted(cells: Path, tmp_path: Path, capsys) -> None:
+    assert nas_search(_args(cells, tmp_path / "a", "--strategy", "nsga2", "--samples", "20")) == 0
+    err = capsys.readouterr().err
+    assert "note: --samples 20 ends within nsga2's first 50 proposals (population_size)" in err
+    assert "this search is a random search" in err and "--strategy-option population_size=N" in err
+    assert nas_search(_args(cells, tmp_path / "b", "--strategy", "nsga2", "--samples", "20", "--strategy-option", "population_size=8")) == 0
+    assert nas_search(_args(cells, tmp_path / "c", "--strategy", "ppo", "--samples", "20")) == 0  # batch_size 10: two updates
+    assert "note:" not in capsys.readouterr().err

@@ -81,6 +81,18 @@ def config_from_dict(name: str, data: Mapping[str, Any] | None) -> Any:
     return config_from_mapping(name, _info(name).config_cls, data or {})
 
 
+# The option that sets how many proposals a strategy draws at random before anything it has seen
+# steers it (PPO and REINFORCE: the first policy update comes after one batch of results).
+RANDOM_PHASE = {"ppo": "batch_size", "reinforce": "batch_size", "evolution": "population_size", "tpe": "n_startup_trials", "nsga2": "population_size"}
+
+
+def random_phase(name: str, config: Any) -> tuple[str, int] | None:
+    """``(option, proposals)``: how many of strategy ``name``'s first proposals are random draws
+    (``None`` for random search, which is nothing else)."""
+    option = RANDOM_PHASE.get(_info(name).name)
+    return (option, int(getattr(config, option))) if option else None
+
+
 def config_to_dict(config: Any) -> dict[str, Any]:
     """The plain-data form of a config (for the run manifest)."""
     return dataclasses.asdict(config)
