@@ -261,7 +261,8 @@ def build_setup(config: dict[str, Any], *, say: Any, recorded: dict[str, Any] | 
     then, not as its file reads now) and benchmark (checked unchanged) the run keeps."""
     reward = _reward(config)
     strategy_options = _strategy_config(config)
-    _note_random_phase(config, strategy_options)
+    if recorded is None:  # a resumed run says it once it has been read (a damaged one gets its error alone)
+        _note_random_phase(config, strategy_options)
     if config["space"] == "nb201":
         from mobilenas.search.problems import TabularProblem
         from mobilenas.search.tabular import TabularEvaluator
@@ -507,6 +508,8 @@ def _search(argv: Sequence[str] | None, prog: str, held: contextlib.ExitStack) -
             run.update_manifest(config={**stored, "samples": search.samples})
         if search.done:
             say(f"the run is complete ({len(search.trained)} architectures evaluated); nothing left to evaluate (--samples N extends it)")
+        else:
+            _note_random_phase(config, setup.strategy_config)
     set_resume_hint(f"nas-search --resume {shlex.quote(str(run.root))}")
     started = time.time()
     try:

@@ -265,3 +265,10 @@ def test_a_search_too_short_for_its_strategy_to_learn_is_noted(cells: Path, tmp_
     assert nas_search(_args(cells, tmp_path / "b", "--strategy", "nsga2", "--samples", "20", "--strategy-option", "population_size=8")) == 0
     assert nas_search(_args(cells, tmp_path / "c", "--strategy", "ppo", "--samples", "20")) == 0  # batch_size 10: two updates
     assert "note:" not in capsys.readouterr().err
+    # a resumed run says it too, once the run has been read
+    assert nas_search(["--resume", str(tmp_path / "c"), "--samples", "25"]) == 0
+    assert "note:" not in capsys.readouterr().err
+    assert nas_search(_args(cells, tmp_path / "d", "--strategy", "ppo", "--samples", "5", "--strategy-option", "batch_size=12")) == 0
+    capsys.readouterr()
+    assert nas_search(["--resume", str(tmp_path / "d"), "--samples", "8"]) == 0
+    assert "note: --samples 8 ends within ppo's first 12 proposals (batch_size)" in capsys.readouterr().err
