@@ -284,6 +284,11 @@ def build_setup(config: dict[str, Any], *, say: Any, recorded: dict[str, Any] | 
     from mobilenas.train.proxy import ProxyConfig
 
     data = load_dataset(config["dataset"], data_dir=config["data_dir"], seed=config["seed"], val_size=config["val_size"])
+    if config["train_size"] is not None and config["train_size"] > len(data.train):  # the proxy's own default may be cut down; a typed size is not
+        raise UsageError(
+            f"--train-size {config['train_size']} is more than the {len(data.train):,} training images of {data.name} left after the"
+            f" validation split; give at most {len(data.train)}, or leave it out for the proxy default"
+        )
     if recorded is not None:
         from mobilenas.space.search_space import SearchSpace
 

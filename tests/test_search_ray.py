@@ -313,3 +313,11 @@ def test_a_table_built_for_another_space_gets_a_note(space_file: Path, tmp_path:
     err = capsys.readouterr().err
     assert f"note: latency table {table} was built for another definition of space" in err
     assert "checks it on this one" in err and len([line for line in err.splitlines() if line.startswith("note:")]) == 1
+
+
+def test_a_train_size_beyond_the_data_is_refused_before_the_run(space_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out, table = tmp_path / "run", tmp_path / "table.jsonl"
+    assert nas_search(_network_args(space_file, out, "--samples", "1", "--executor", "inline", "--table", str(table), "--train-size", "5000")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == "nas-search: error: --train-size 5000 is more than the 4,000 training images of synthetic left after the validation split; give at most 4000, or leave it out for the proxy default"
+    assert not out.exists() and not table.exists()

@@ -345,12 +345,19 @@ def _assemble(
     val_index, train_index = stratified_split(labels, val_count, seed)
     if train_size is not None:
         train_count = resolve_size(train_size, len(train_index), "train_size")
+        if train_count > len(train_index):  # a count nobody can have: refused rather than quietly cut down
+            raise ValueError(
+                f"{name}: train_size {train_count} is more than the {len(train_index):,} training images left after the"
+                f" {val_count:,}-image validation split; give at most {len(train_index)}, or no --train-size for all of them"
+            )
         if train_count < len(train_index):
             keep, _ = stratified_split(labels[train_index], train_count, seed + 2)
             train_index = train_index[keep]
     test_images, test_labels = test
     if test_size is not None:
         test_count = resolve_size(test_size, len(test_labels), "test_size")
+        if test_count > len(test_labels):
+            raise ValueError(f"{name}: test_size {test_count} is more than its {len(test_labels):,} test images; give at most {len(test_labels)}, or no --test-size for all of them")
         if test_count < len(test_labels):
             keep, _ = stratified_split(test_labels, test_count, seed + 3)
             test_images, test_labels = test_images[keep], test_labels[keep]
