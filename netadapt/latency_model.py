@@ -65,6 +65,17 @@ class TableLatency:
         value = measurement.latency_ms
         return value if math.isfinite(value) else None
 
+    def measure_side_by_side(self, archs: list[Architecture]) -> list[float | None]:
+        measurements = measure_architectures(archs, self.backend, input_size=self.input_size, rounds=3)
+        values: list[float | None] = []
+        for arch, measurement in zip(archs, measurements, strict=True):
+            try:
+                self.table.record_end_to_end(arch, measurement, refit=False)
+            except (OSError, ValueError) as error:
+                self.log(f"  could not record the end-to-end point in {self.table.path}: {error}")
+            values.append(measurement.latency_ms if math.isfinite(measurement.latency_ms) else None)
+        return values
+
     def fit_if_needed(self, archs: list[Architecture]) -> None:
         """Fit and freeze a correction on ``archs`` measured end to end, if the table has none."""
         if self.correction.fitted:

@@ -17,7 +17,9 @@ Run directory (``mobilenas.runs.RunDir``, kind ``netadapt``):
 ``checkpoints/iteration-NNN.pt``  the current network's weights after iteration NNN (atomic)
 ``proposals/iteration-NNN/``      fine-tuned proposals of the iteration in progress
 ``refined.json``     ``architecture``, ``accuracy``, ``latency_ms``, ``measured_latency_ms``,
-                     ``weights`` (as nas-search's ``best.json``), plus test accuracy and more
+                     ``weights`` (as nas-search's ``best.json``), plus test accuracy and more;
+                     ``side_by_side``: the start and the result timed again at the end,
+                     interleaved (``start_ms``, ``refined_ms``, ``ratio``): the measured speed-up
 ``refined.pt``, ``refined.onnx``, ``trajectory.png``
 
 Resume (``--resume DIR``) reloads the run's own arguments from the manifest, continues from the
@@ -123,6 +125,10 @@ class LatencyModel(Protocol):
 
     def measure(self, arch: Architecture) -> float | None:
         """End to end on the device (``None`` where that cannot be done)."""
+        ...
+
+    def measure_side_by_side(self, archs: list[Architecture]) -> list[float | None]:
+        """End to end, interleaved (so that the machine's drift weighs on all alike)."""
         ...
 
     def describe(self) -> dict[str, Any]:
@@ -657,9 +663,14 @@ class Refinement:
 
         export_onnx(deployable, self.run.path(REFINED_ONNX), input_size=self.latency.input_size)
         latency_ms = self.latency.predict(point.definition)
-        measured = self.latency.measure(point.definition)
         lines = self.lines()
         start = lines[0]
+        # The start and the result timed again, interleaved: their ratio is the speed-up, free of
+        # the drift between the start of the run and now (minutes to hours apart).
+        if point.iteration:
+            start_now, measured = self.latency.measure_side_by_side([Architecture.from_dict(start["architecture"]), point.definition])
+        else:  # nothing was pruned: the result is the start
+            start_now = measured = self.latency.measure(point.definition)
         refined = {
             "architecture": point.definition.to_dict(),
             "accuracy": accuracy,
@@ -678,6 +689,11 @@ class Refinement:
                 "latency_ms": start["latency_ms"],
                 "measured_latency_ms": start["measured_latency_ms"],
                 "notation": start["notation"],
+            },
+            "side_by_side": {  # measured at the end, interleaved
+                "start_ms": start_now,
+                "refined_ms": measured,
+                "ratio": measured / start_now if measured and start_now else None,
             },
             "notation": point.definition.to_notation(),
             "widths": group_widths(point.definition),

@@ -107,6 +107,10 @@ def test_refine_writes_a_complete_run(reference_run: Path) -> None:
     refined = json.loads((out / "refined.json").read_text())
     assert {"architecture", "accuracy", "latency_ms", "measured_latency_ms", "weights"} <= set(refined)
     assert refined["latency_ms"] == pytest.approx(lines[-1]["latency_ms"]) and refined["latency_ms"] <= refined["target_latency_ms"]
+    # the speed-up is measured with the start timed again beside the result, not hours earlier
+    side = refined["side_by_side"]
+    assert side["refined_ms"] == refined["measured_latency_ms"] and side["ratio"] == pytest.approx(side["refined_ms"] / side["start_ms"])
+    assert side["ratio"] < 0.9  # pruned to 0.6 of the start by the table: really faster
     arch = Architecture.from_dict(refined["architecture"])
     model = build_model(arch)
     model.load_state_dict(torch.load(refined["weights"], weights_only=True))
@@ -185,6 +189,7 @@ def test_resume_reloads_the_runs_own_arguments(reference_run: Path, capsys: pyte
     assert len(history(reference_run)) == lines
     assert main(["refine", "--resume", str(reference_run)]) == 0
     assert "-> " in (summary := capsys.readouterr().out) and " after the final fine-tune (1 epoch(s)); test " in summary
+    assert "; measured side by side at the end " in summary and "x)" in summary
 
 
 def test_resume_says_when_the_runs_table_is_gone(reference_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
