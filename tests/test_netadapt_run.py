@@ -284,6 +284,26 @@ def test_correction_is_fitted_for_the_run_and_frozen(tmp_path: Path) -> None:
         open_latency_model(table=str(path), backend="onnxruntime", threads=1, input_size=224)
 
 
+def test_a_search_table_that_does_not_fit_is_passed_over_with_a_note(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mobilenas.latency.measure import CommandBackend
+    from mobilenas.netadapt.latency_model import open_latency_model
+
+    monkeypatch.setenv("MOBILENAS_HOME", str(tmp_path / "home"))
+    method = Method(name="isolated", cold_cache=False, warmup=1, repeats=3)
+    here = tmp_path / "here.jsonl"
+    LookupTable.create(here, backend=make_backend("onnxruntime", threads=1), input_size=128, method=method)
+    elsewhere = tmp_path / "phone.jsonl"
+    LookupTable.create(elsewhere, backend=CommandBackend("bench {model}", device_name="phone"), input_size=128, method=method)
+    said: list[str] = []
+    used = open_latency_model(table=None, backend="onnxruntime", threads=1, input_size=None, search_table=here, log=said.append)
+    assert used.table.path == here and said == [f"using the latency table of the search that found the input: {here}"]
+    for search_table, reason in ((elsewhere, "was measured on another device"), (here, "it is for 128px inputs, not --input-size 96")):
+        said.clear()
+        used = open_latency_model(table=None, backend="onnxruntime", threads=1, input_size=96 if search_table == here else None, search_table=search_table, log=said.append)
+        assert used.table.path not in (here, elsewhere) and used.table.path.parent == tmp_path / "home" / "tables"
+        assert said[0].startswith("not using the search's latency table") and reason in said[0]
+
+
 def test_resume_from_another_folder_finds_the_files_given_by_relative_paths(table: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     import numpy as np
 
