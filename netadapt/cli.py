@@ -491,7 +491,7 @@ def _print_summary(lines: list[dict[str, Any]], refined: dict[str, Any]) -> None
     print()
     side = refined.get("side_by_side") or {}  # runs finished by earlier versions have none
     if side.get("ratio"):
-        measured = f"measured side by side at the end {format_ms(side['start_ms'])} -> {format_ms(side['refined_ms'])} ({side['ratio']:.2f}x)"
+        measured = f"measured side by side at the end {format_ms(side['start_ms'])} -> {format_ms(side['refined_ms'])} (ratio {side['ratio']:.2f})"
     else:
         measured = f"measured {format_ms(start['measured_latency_ms'])} -> {format_ms(refined['measured_latency_ms'])}"
     print(f"refined: {format_ms(start['latency_ms'])} -> {format_ms(refined['latency_ms'])} by the table (budget {format_ms(refined['target_latency_ms'])}); {measured}")

@@ -297,6 +297,9 @@ def _print_netadapt(run: Any, summary: dict[str, Any], front: Any, args: argpars
         test = f", test accuracy {_number(refined.get('test_accuracy'))}" if refined.get("test_accuracy") is not None else ""
         print(f"  refined         accuracy {_number(refined.get('accuracy'))} after {refined.get('final', '?')}{test}; latency {format_ms(refined.get('latency_ms'))} (measured {format_ms(refined.get('measured_latency_ms'))})")
         print(f"                  {_short(refined.get('notation'), 120)}")
+        side = refined.get("side_by_side") or {}
+        if side.get("ratio"):
+            print(f"  measured        refined / start = {side['ratio']:.2f} ({format_ms(side['refined_ms'])} / {format_ms(side['start_ms'])}, timed side by side at the end)")
     print(f"  front           {_hypervolume_line(summary)}")
     print()
     on_front = set(zip(front["source"], front["number"], strict=True)) if len(front) else set()

@@ -189,7 +189,7 @@ def test_resume_reloads_the_runs_own_arguments(reference_run: Path, capsys: pyte
     assert len(history(reference_run)) == lines
     assert main(["refine", "--resume", str(reference_run)]) == 0
     assert "-> " in (summary := capsys.readouterr().out) and " after the final fine-tune (1 epoch(s)); test " in summary
-    assert "; measured side by side at the end " in summary and "x)" in summary
+    assert "; measured side by side at the end " in summary and " (ratio 0." in summary
 
 
 def test_resume_says_when_the_runs_table_is_gone(reference_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

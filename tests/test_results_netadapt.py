@@ -151,6 +151,8 @@ def test_show_and_figures(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureF
     out = capsys.readouterr().out
     lines = Journal(run_dir / "history.jsonl").read()
     assert "netadapt" in out and "finished" in out
+    side = json.loads((run_dir / "refined.json").read_text())["side_by_side"]
+    assert f"  measured        refined / start = {side['ratio']:.2f} (" in out and "timed side by side at the end" in out
     for line in lines[1:]:
         assert f"{line['chosen']['group']}" in out and f"{line['chosen']['previous_width']}->{line['chosen']['width']}" in out
     assert nas_results(["show", str(run_dir), "--json"]) == 0
