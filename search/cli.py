@@ -107,7 +107,7 @@ def build_parser(prog: str) -> ArgumentParser:
     g.add_argument("--input-size", type=positive_int, default=S, help="deployment input resolution the latency is measured at (default 224)")
     g.add_argument("--force-device", action="store_true", default=S, help="use a latency table measured on another device")
 
-    g = p.add_argument_group("execution")
+    g = p.add_argument_group("execution (proxy trainings; a tabular search looks up its table in this process)")
     g.add_argument("--workers", type=positive_int, default=S, help="proxy trainings at once (default: CPU cores / --cpus-per-trial)")
     g.add_argument("--cpus-per-trial", type=positive_float, default=S, help="CPUs (and torch threads) of each proxy training (default 1)")
     g.add_argument("--ray-address", default=S, help="join this Ray cluster instead of starting a local one on 127.0.0.1")
