@@ -81,7 +81,7 @@ def build_parser(prog: str) -> ArgumentParser:
     g.add_argument("--strategy", choices=STRATEGY_NAMES, default=S, help="ppo (MnasNet's LSTM controller, default), reinforce, evolution, random, tpe, nsga2")
     g.add_argument("--strategy-option", action="append", default=S, metavar="KEY=VALUE", help="a strategy setting, e.g. learning_rate=0.001 (repeatable; see the strategy's config)")
     g.add_argument("--samples", type=positive_int, default=S, metavar="N", help="architectures to evaluate (default 24; 300 for a tabular benchmark)")
-    g.add_argument("--seed", type=int, default=S, help="seed of the strategy, the data split and every training (default 0)")
+    g.add_argument("--seed", type=nonnegative_int, default=S, help="seed of the strategy, the data split and every training (default 0)")
 
     g = p.add_argument_group("proxy training (network spaces)")
     g.add_argument("--dataset", default=S, help="synthetic (built in, default), cifar10, an image folder, or an .npz file")

@@ -170,6 +170,7 @@ def test_unreachable_target_stops_before_any_evaluation(cells: Path, tmp_path: P
         (["--space", "nb201"], "--target-latency is required"),
         (["--target-latency", "5ms", "--space", "nb201"], "--space nb201 needs --benchmark"),
         (["--target-latency", "fast"], "cannot read 'fast' as a duration"),
+        (["--target-latency", "5ms", "--seed", "-1"], "argument --seed: expected a whole number >= 0"),
         (["--target-latency", "5ms", "--reward", "custom"], "--reward custom needs --w"),
         (["--target-latency", "5ms", "--strategy", "bayes"], "invalid choice: 'bayes'"),
         (["--resume", "/nonexistent/run"], "is not a directory"),
