@@ -30,6 +30,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=5, help="untimed runs first (default: 5)")
     parser.add_argument("--repeats", type=int, default=30, help="timed runs (default: 30)")
     args = parser.parse_args(argv)
+    for name, value, least in (("--threads", args.threads, 1), ("--warmup", args.warmup, 0), ("--repeats", args.repeats, 1)):
+        if value < least:
+            parser.error(f"argument {name}: expected a whole number >= {least}, got {value}")
 
     import numpy as np
     import onnxruntime as ort

@@ -114,6 +114,15 @@ def test_command_backend_runs_the_worked_example_in_a_subprocess() -> None:
     assert result.device.fingerprint() != OnnxRuntimeBackend().device().fingerprint()
 
 
+def test_the_worked_example_refuses_counts_it_cannot_time(capsys: pytest.CaptureFixture[str]) -> None:
+    from mobilenas.latency.ort_command import main as ort_command
+
+    for argv, message in ((["m.onnx", "--repeats", "0"], "--repeats: expected a whole number >= 1, got 0"), (["m.onnx", "--warmup", "-1"], "--warmup: expected a whole number >= 0")):
+        with pytest.raises(SystemExit) as exit_:
+            ort_command(argv)  # --repeats 0 ended in an IndexError traceback
+        assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
 def test_command_backend_checks_its_template() -> None:
     with pytest.raises(ValueError, match=r"no \{model\} placeholder"):
         CommandBackend("python bench.py model.onnx")
