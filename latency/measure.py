@@ -317,19 +317,21 @@ def parse_command_output(text: str) -> float:
     import json
 
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    value: float | None = None
     if lines and lines[-1].startswith("{"):
         try:
             data = json.loads(lines[-1])
         except json.JSONDecodeError:
             data = None
         if isinstance(data, dict) and isinstance(data.get("latency_ms"), int | float) and not isinstance(data.get("latency_ms"), bool):
-            return float(data["latency_ms"])
-    matches = _MS_PATTERN.findall(text)
-    if not matches:
-        tail = " | ".join(lines[-3:]) if lines else "(no output)"
-        raise ValueError(f"the benchmark command printed no milliseconds (expected e.g. 'latency_ms: 12.3 ms' or a JSON line with latency_ms); its output ended with: {tail}")
-    value = float(matches[-1])
-    if not math.isfinite(value) or value <= 0:
+            value = float(data["latency_ms"])
+    if value is None:
+        matches = _MS_PATTERN.findall(text)
+        if not matches:
+            tail = " | ".join(lines[-3:]) if lines else "(no output)"
+            raise ValueError(f"the benchmark command printed no milliseconds (expected e.g. 'latency_ms: 12.3 ms' or a JSON line with latency_ms); its output ended with: {tail}")
+        value = float(matches[-1])
+    if not math.isfinite(value) or value <= 0:  # a JSON line is held to this too (it passed 0 and NaN)
         raise ValueError(f"the benchmark command printed a latency of {value} ms, which is not positive")
     return value
 

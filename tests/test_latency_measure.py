@@ -102,6 +102,9 @@ def test_command_output_is_parsed(output: str, ms: float) -> None:
 def test_command_output_without_milliseconds_is_an_error() -> None:
     with pytest.raises(ValueError, match="printed no milliseconds"):
         parse_command_output("done in 3 seconds\n")
+    for output in ('{"latency_ms": 0}', '{"latency_ms": NaN}', "median 0 ms"):  # a JSON line passed 0 and NaN
+        with pytest.raises(ValueError, match="which is not positive"):
+            parse_command_output(output)
 
 
 def test_command_backend_runs_the_worked_example_in_a_subprocess() -> None:
