@@ -172,6 +172,8 @@ class StageSpec:
                 raise SpecError(name, "a decision needs at least one option")
             for i, value in enumerate(options):
                 _validate_field(f"{name}[{i}]", name, value)
+                if any(_same_option(earlier, value) for earlier in options[:i]):  # it would be drawn twice as often
+                    raise SpecError(f"{name}[{i}]", f"{value!r} is listed twice; give each option once")
         for name, value in self.fixed:
             _validate_field(name, name, value)
 

@@ -129,6 +129,10 @@ def test_bad_indices_and_bad_space_json() -> None:
     with pytest.raises(SpecError, match=r"stages\[0\]\.kernel_size\[1\]: 4 is not one of 3, 5, 7"):
         SearchSpace.from_dict(data)
     data = json.loads(space.to_json())
+    data["stages"][0]["choices"]["kernel_size"] = [3, 5, 3.0]  # 3 would be drawn twice as often as 5
+    with pytest.raises(SpecError, match=r"stages\[0\]\.kernel_size\[2\]: 3.0 is listed twice; give each option once"):
+        SearchSpace.from_dict(data)
+    data = json.loads(space.to_json())
     data["stages"][0]["choices"]["colour"] = ["red"]
     with pytest.raises(SpecError, match="colour: unknown stage field"):
         SearchSpace.from_dict(data)
