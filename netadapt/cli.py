@@ -52,7 +52,7 @@ from mobilenas.runs import RunDir, absolute_path, new_run_id, search_run_table
 from mobilenas.search.execution import check_ray_address, oversubscription_note
 from mobilenas.space.arch import Architecture
 from mobilenas.space.builder import adapt_for_input_size
-from mobilenas.space.io import load_architecture
+from mobilenas.space.io import is_path, load_architecture
 from mobilenas.train.engine import OPTIMIZERS
 from mobilenas.units import format_ms
 
@@ -225,9 +225,10 @@ class StartingNetwork:
 def resolve_input(spec: str, weights: str | None) -> StartingNetwork:
     """INPUT and --weights -> architecture and (optional) weights."""
     text = spec.strip()
-    path = Path(text)
+    path = Path(text).expanduser()
     result_weights: str | None = None
-    if "|" not in text and path.exists():
+    is_file = is_path(text)
+    if is_file:
         if path.is_dir():
             for name in ("best.json", "refined.json"):
                 if (path / name).is_file():
@@ -240,7 +241,7 @@ def resolve_input(spec: str, weights: str | None) -> StartingNetwork:
                 raise ValueError(f"{path}: not valid JSON ({error.msg} at line {error.lineno})") from None
             if isinstance(data, dict) and "architecture" in data and isinstance(data.get("weights"), str) and data["weights"]:
                 result_weights = str(_locate_weights(Path(data["weights"]).expanduser(), path.parent))
-    arch = load_architecture(str(path) if path.exists() else text)
+    arch = load_architecture(str(path) if is_file else text)
     chosen = weights or result_weights
     state = None
     if chosen is not None:
@@ -306,7 +307,7 @@ def _absolute_paths(args: argparse.Namespace, values: dict[str, Any]) -> None:
         if values[key]:
             values[key] = absolute_path(values[key])
     values["dataset"] = absolute_dataset(values["dataset"])
-    if args.input is not None and Path(args.input).expanduser().exists():  # a file, not a name or notation
+    if args.input is not None and is_path(args.input):  # a file, not a name or notation
         args.input = absolute_path(args.input)
     if args.weights:
         args.weights = absolute_path(args.weights)

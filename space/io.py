@@ -48,6 +48,20 @@ def architecture_from_obj(data: Any, where: str) -> Architecture:
         raise SpecError(f"{where}: {error.path}" if error.path else where, error.message) from None
 
 
+def is_path(spec: str | Path) -> bool:
+    """Whether ``spec`` names an existing file or folder, not block notation or a reference name.
+
+    Notation (it has ``|``) is never a path, and text too long for a file name is none either.
+    """
+    text = str(spec).strip()
+    if "|" in text:
+        return False
+    try:
+        return Path(text).expanduser().exists()
+    except OSError:  # e.g. ENAMETOOLONG
+        return False
+
+
 def load_architecture(spec: str | Path, *, num_classes: int | None = None) -> Architecture:
     """Resolve a reference name, a JSON file or a notation string (see the module docstring)."""
     text = str(spec).strip()
@@ -56,8 +70,8 @@ def load_architecture(spec: str | Path, *, num_classes: int | None = None) -> Ar
     elif text.split("@")[0] in REFERENCES:
         arch = reference(text)
     else:
-        path = Path(text)
-        if not path.exists():
+        path = Path(text).expanduser()
+        if not is_path(text):
             raise ValueError(
                 f"{text!r} is neither a reference ({', '.join(REFERENCES)}), a notation string, nor an existing JSON file"
             )

@@ -102,6 +102,14 @@ def test_predict_finds_the_table_of_the_search_run_that_wrote_best_json(built_ta
     # an --input-size the run's table was not measured at would be ignored: refused instead
     code, out, err = run(["predict", str(run_dir / "best.json"), "--input-size", "64"], capsys)
     assert code == 2 and not out and f"{built_table} is a table for 32x32 inputs, not --input-size 64; drop --input-size" in err
+    # block notation longer than a file name may be (mobilenetv3-large's: 288 characters) is not a path
+    from mobilenas.runs import search_run_table
+    from mobilenas.space.references import mobilenetv3_large
+
+    long = mobilenetv3_large().to_notation()
+    assert len(long) > 255 and search_run_table(long) is None  # OSError: File name too long, before
+    code, _, err = run(["predict", long], capsys)
+    assert code == 2 and "give --table PATH, or --space NAME" in err and "Traceback" not in err
     # a NetAdapt run keeps its own correction beside its table: no guess, ask for the table
     (run_dir / "manifest.json").write_text(json.dumps({"kind": "netadapt", "latency": {"table": str(built_table)}}))
     code, _, err = run(["predict", str(run_dir / "best.json")], capsys)

@@ -160,3 +160,17 @@ def test_options_that_would_have_no_effect_are_refused(tmp_path: Path, capsys: p
     assert "none does not exist" in err
     assert main(["refine", *given, "--train-lr", "0.01", "--final", "retrain", *missing]) == 2  # the rate of the retraining
     assert "note:" not in capsys.readouterr().err
+
+
+def test_block_notation_longer_than_a_file_name_is_read_as_notation(capsys: pytest.CaptureFixture[str]) -> None:
+    from mobilenas.space.io import is_path
+    from mobilenas.space.references import mobilenetv3_large
+
+    long = mobilenetv3_large().to_notation()
+    assert len(long) > 255 and not is_path(long) and not is_path("x" * 300)  # OSError: File name too long, before
+    assert resolve_input(long, None).arch == mobilenetv3_large()
+    assert main(["describe", long, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["groups"]
+    # refine gets as far as its device check (one line), past the input and its absolute-path recording
+    assert main(["refine", long, "--device", "tpu"]) == 2
+    assert "device 'tpu' is not a torch device" in capsys.readouterr().err

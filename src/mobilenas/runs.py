@@ -103,11 +103,11 @@ def search_run_table(path: str | Path) -> Path | None:
     Not a NetAdapt run's: NetAdapt freezes its own correction in its manifest, so its table alone
     would predict something else than the run reported.
     """
-    given = Path(path).expanduser()
-    run = given if given.is_dir() else given.parent if given.is_file() else None
-    if run is None or not (run / MANIFEST).is_file():
-        return None
-    try:
+    try:  # ``path`` may be block notation or a reference name, too long for a file name
+        given = Path(path).expanduser()
+        run = given if given.is_dir() else given.parent if given.is_file() else None
+        if run is None or not (run / MANIFEST).is_file():
+            return None
         manifest = read_json(run / MANIFEST)
         recorded = (manifest.get("latency_table") or {}).get("path") if manifest.get("kind") == "search" else None
     except (OSError, ValueError, AttributeError):
