@@ -183,3 +183,27 @@ def test_sigterm_is_an_orderly_stop_and_the_handler_is_given_back(capsys: pytest
     assert time.monotonic() - started < 4
     assert capsys.readouterr().err.strip() == "nas-search: terminated; completed work is saved; continue with: nas-search --resume somewhere"
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_the_systems_refusals_are_one_line(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from mobilenas.cliutil import run_main, set_resume_hint
+
+    monkeypatch.delenv("MOBILENAS_DEBUG", raising=False)
+
+    def too_long(argv) -> int:
+        from pathlib import Path
+
+        return Path("y" * 300).exists()  # what --space, --dataset or RUN of 300 characters did
+
+    assert run_main(too_long, [], "nas-search") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nas-search: error: File name too long: yyyy") and "..." in err and len(err) < 200 and err.count("\n") == 1
+
+    def disk_full(argv) -> int:
+        set_resume_hint("nas-search --resume RUN")
+        raise OSError(errno.ENOSPC, "No space left on device", "RUN/events.jsonl")
+
+    assert run_main(disk_full, [], "nas-search") == 1  # not the user's input: not a usage error
+    assert capsys.readouterr().err.strip() == "nas-search: error: No space left on device: RUN/events.jsonl; completed work is saved; continue with: nas-search --resume RUN"

@@ -9,6 +9,7 @@ see the traceback instead.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import math
 import os
@@ -104,6 +105,16 @@ def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[
             message = f"{message}: {error.filename}"
         print(f"{prog}: error: {message}", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as error:  # the system refused: a name too long, a full disk, an I/O error
+        if os.environ.get("MOBILENAS_DEBUG"):
+            raise
+        name = str(error.filename or "")
+        shown = name if len(name) <= 100 else name[:60] + "..." + name[-30:]
+        message = f"{error.strerror or error}" + (f": {shown}" if shown else "")
+        hint = f"; completed work is saved; continue with: {_resume_hint[0]}" if _resume_hint else ""
+        print(f"{prog}: error: {message}{hint}", file=sys.stderr)
+        # a name that cannot be one is the user's input; a full disk or a failing device is not
+        return EXIT_USAGE if error.errno in (errno.ENAMETOOLONG, errno.ELOOP, errno.EINVAL) else 1
     finally:
         if previous is not _NOT_INSTALLED:  # None: a handler not set from Python; the default stands for it
             signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
