@@ -490,7 +490,10 @@ def _measure(args: argparse.Namespace) -> int:
         print_json({"measured": rows.to_dict("records"), "cache": str(run.path / "measured.jsonl")})
         return 0
     if rows.empty:
-        print("nothing to measure: every chosen architecture was measured before (--remeasure to measure again)")
+        if run.candidates().empty:
+            print("nothing to measure: the run has no successful trial yet")
+        else:
+            print("nothing to measure: every chosen architecture was measured before (--remeasure to measure again)")
         return 0
     table = [["#", "predicted", "measured", "error"]]
     for row in rows.itertuples():

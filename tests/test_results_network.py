@@ -180,3 +180,20 @@ def test_plot_with_references_and_the_notebook(search: tuple[Path, Path], tmp_pa
     assert written == ["calibration.png", "convergence.png", "front.png", "fronts.png", "reward_landscape.png"]
     tables = [o for c in notebook.cells for o in c.get("outputs", []) if "text/html" in o.get("data", {})]
     assert any("nas-latency calibrate" in t["data"]["text/html"] for t in tables)
+
+
+def test_measure_says_when_a_run_has_no_trial_yet(search: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    out, _ = search
+    run = tmp_path / "killed-at-once"
+    shutil.copytree(out, run)
+    (run / "events.jsonl").write_text("")  # killed before any result
+    for name in ("trials.csv", "pareto.csv", "best.json", "measured.jsonl"):
+        (run / name).unlink(missing_ok=True)
+    capsys.readouterr()
+    assert nas_results(["measure", str(run)]) == 0
+    assert capsys.readouterr().out.strip() == "nothing to measure: the run has no successful trial yet"
+    for _ in range(2):  # the second time, the front was measured before: said as such
+        assert nas_results(["measure", str(out), "--quiet"]) == 0
+    assert capsys.readouterr().out.strip().endswith("every chosen architecture was measured before (--remeasure to measure again)")
