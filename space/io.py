@@ -81,6 +81,13 @@ def load_architecture(spec: str | Path, *, num_classes: int | None = None) -> Ar
                     path = path / candidate
                     break
             else:
+                if (path / "manifest.json").is_file():  # a run that has no result yet
+                    try:
+                        kind = json.loads((path / "manifest.json").read_text()).get("kind")
+                    except (OSError, ValueError, AttributeError):
+                        kind = None
+                    resume = {"search": "nas-search --resume", "netadapt": "netadapt refine --resume"}.get(str(kind), "--resume")
+                    raise ValueError(f"{text!r} is a run without a result yet (no best.json or refined.json); let it finish, or continue it: {resume} {text}")
                 raise ValueError(f"{text!r} is a directory without a best.json or refined.json; give an architecture JSON file")
         try:
             data = json.loads(path.read_text())

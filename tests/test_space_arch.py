@@ -160,3 +160,18 @@ def test_a_tabular_benchmark_cell_is_named_as_such(tmp_path) -> None:
     # block notation is still read (its separators are " | ")
     arch = load_architecture("mobilenetv3-small")
     assert load_architecture(arch.to_notation()) == arch
+
+
+def test_a_run_without_a_result_yet_says_how_to_continue_it(tmp_path) -> None:
+    import json
+
+    from mobilenas.space.io import load_architecture
+
+    for kind, command in (("search", "nas-search --resume"), ("netadapt", "netadapt refine --resume")):
+        run = tmp_path / kind
+        run.mkdir()
+        (run / "manifest.json").write_text(json.dumps({"kind": kind}))  # killed before its first result
+        with pytest.raises(ValueError, match=rf"is a run without a result yet .* continue it: {command} {run}$"):
+            load_architecture(str(run))
+    with pytest.raises(ValueError, match=r"is a directory without a best\.json or refined\.json; give an architecture JSON file"):
+        load_architecture(str(tmp_path))
