@@ -48,7 +48,7 @@ from mobilenas.netadapt.run import (
     smallest_reachable_latency,
 )
 from mobilenas.netadapt.training import DEFAULT_FINETUNE_LR, DEFAULT_OPTIMIZER, DEFAULT_TRAIN_LR
-from mobilenas.runs import RunDir, absolute_path, new_run_id, search_run_table
+from mobilenas.runs import RunDir, absolute_path, new_run_id, run_latency_table
 from mobilenas.search.execution import check_ray_address, oversubscription_note
 from mobilenas.space.arch import Architecture
 from mobilenas.space.builder import adapt_for_input_size
@@ -168,7 +168,7 @@ def build_parser(prog: str) -> ArgumentParser:
     algorithm.add_argument("--max-iterations", type=positive_int, metavar="N", help="stop after N iterations even if the budget is not met")
 
     latency = refine.add_argument_group("latency")
-    latency.add_argument("--table", metavar="PATH", help="latency lookup table (default: the table of the search that wrote INPUT when it was measured on this device, else this device's NetAdapt table; created if missing; missing entries are measured and added)")
+    latency.add_argument("--table", metavar="PATH", help="latency lookup table (default: the table of the run that wrote INPUT, a search or NetAdapt, when it was measured on this device, else this device's NetAdapt table; created if missing; missing entries are measured and added)")
     latency.add_argument("--backend", choices=("onnxruntime", "torch", "command"), help="runtime that measures new entries and end-to-end checks (default: onnxruntime)")
     latency.add_argument("--command", metavar="TEMPLATE", help="time models with this command instead ({model} is the exported .onnx file); see nas-latency --help")
     latency.add_argument("--device-name", metavar="NAME", help="name of the device a --command measures on")
@@ -383,7 +383,7 @@ def _refine(args: argparse.Namespace, prog: str, held: contextlib.ExitStack) -> 
     latency = open_latency_model(
         table=values["table"], backend=values["backend"], threads=values["latency_threads"], input_size=values["input_size"],
         command=values["command"], device_name=values["device_name"], force_device=bool(values["force_device"]),
-        search_table=search_run_table(args.input), log=_log,
+        input_table=(found[1], found[2]) if (found := run_latency_table(args.input)) else None, log=_log,
     )
     arch, _ = adapt_for_input_size(arch, latency.input_size)
     smallest, _ = smallest_reachable_latency(arch, values["granularity"], latency.predict_sum)

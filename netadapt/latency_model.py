@@ -1,7 +1,8 @@
 """The :class:`~mobilenas.netadapt.run.LatencyModel` NetAdapt uses: a lookup table of this device.
 
-The table is ``--table``, else the one of the search that found the input (so the start latency is
-the one best.json reported), else this device's NetAdapt table. Predictions are ``a * sum + b``
+The table is ``--table``, else the one of the run that produced the input (a search's best.json or
+a NetAdapt run's refined.json, with the correction that run used, so the start latency is the one
+it reported), else this device's NetAdapt table. Predictions are ``a * sum + b``
 over the table's entries (:mod:`mobilenas.latency.table`);
 entries NetAdapt needs that the table lacks (any channel count) are measured on demand and
 appended to the table's file, so the next run finds them.
@@ -123,7 +124,7 @@ def open_latency_model(
     device_name: str | None = None,
     force_device: bool = False,
     correction: dict[str, Any] | None = None,
-    search_table: Path | None = None,
+    input_table: tuple[Path, dict[str, Any] | None] | None = None,
     log: Callable[[str], None] | None = None,
 ) -> TableLatency:
     """Load (or create, when missing) the table and its measuring backend.
@@ -131,26 +132,27 @@ def open_latency_model(
     ``backend`` is ``onnxruntime``, ``torch`` or ``command`` (with ``command``, a template run on
     the exported ``.onnx`` file, see :class:`mobilenas.latency.CommandBackend`). ``correction``
     (from a run's manifest) replaces the table's own, so a resumed run predicts exactly as it did
-    before. Without ``table``, ``search_table`` (the table of the search that found the input) is
-    used when it was measured on this device at ``input_size``: NetAdapt's latencies are then the
-    ones the search reported, with the correction the search fitted; else this device's NetAdapt
-    table (:func:`default_table_path`).
+    before. Without ``table``, ``input_table`` (the table of the run that produced the input, a
+    search or an earlier NetAdapt run, with the correction that run froze, if any) is used when it
+    was measured on this device at ``input_size``: NetAdapt then starts from the latency that run
+    reported; else this device's NetAdapt table (:func:`default_table_path`).
     """
     measuring = make_backend(backend, threads=threads, command=command, device_name=device_name)
-    if not table and search_table is not None:
+    if not table and input_table is not None:
+        given, given_correction = input_table
         try:
-            found = LookupTable.load(search_table, backend=measuring)
+            found = LookupTable.load(given, backend=measuring)
         except (OSError, ValueError) as error:  # another device, or a damaged file: not this run's yardstick
             if log:
-                log(f"not using the search's latency table ({str(error).split(';')[0]}); NetAdapt uses this device's own table")
+                log(f"not using the latency table of the run that produced the input ({str(error).split(';')[0]}); NetAdapt uses this device's own table")
         else:
             if input_size is None or found.input_size == input_size:
                 if log:
-                    log(f"using the latency table of the search that found the input: {search_table}")
-                frozen = Correction.from_dict(correction) if correction is not None else None
-                return TableLatency(found, measuring, frozen, log)
+                    log(f"using the latency table of the run that produced the input: {given}")
+                kept = correction if correction is not None else given_correction  # a resume keeps its own
+                return TableLatency(found, measuring, Correction.from_dict(kept) if kept is not None else None, log)
             if log:
-                log(f"not using the search's latency table: it is for {found.input_size}px inputs, not --input-size {input_size}")
+                log(f"not using the latency table of the run that produced the input: it is for {found.input_size}px inputs, not --input-size {input_size}")
     path = Path(table).expanduser() if table else default_table_path(measuring, input_size or DEFAULT_INPUT_SIZE)
     if path.exists() and path.stat().st_size > 0:
         loaded = LookupTable.load(path, backend=measuring, force=force_device)

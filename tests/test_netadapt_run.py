@@ -242,10 +242,21 @@ def test_best_json_with_weights(table: Path, reference_run: Path, tmp_path: Path
     out = tmp_path / "search-table"
     untabled = [a for a in common(table, out) if a not in ("--table", str(table))]
     assert main(["refine", str(tmp_path / "best.json"), "--target-latency", "10s", *untabled]) == 0
-    assert f"using the latency table of the search that found the input: {table}" in capsys.readouterr().err
+    assert f"using the latency table of the run that produced the input: {table}" in capsys.readouterr().err
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["latency"]["table"] == str(table)
     assert manifest["start_latency_ms"] == pytest.approx(LookupTable.load(table).predict(Architecture.from_dict(first["architecture"])))
+    # a NetAdapt run's refined.json, refined further: that run's table and the correction it froze
+    earlier = tmp_path / "earlier"
+    shutil.copytree(reference_run, earlier)
+    recorded = json.loads((earlier / "manifest.json").read_text())
+    recorded["latency"]["correction"] = {**recorded["latency"]["correction"], "a": 2.0, "b": 0.0, "se_ms": 0.0}
+    (earlier / "manifest.json").write_text(json.dumps(recorded))
+    out = tmp_path / "further"
+    assert main(["refine", str(earlier / "refined.json"), "--target-latency", "10s", *[a for a in common(table, out) if a not in ("--table", str(table), "--pretrain-epochs", "10")]]) == 0
+    assert f"using the latency table of the run that produced the input: {table}" in capsys.readouterr().err
+    refined = Architecture.from_dict(json.loads((earlier / "refined.json").read_text())["architecture"])
+    assert json.loads((out / "manifest.json").read_text())["start_latency_ms"] == pytest.approx(2.0 * LookupTable.load(table).predict_sum(refined))
     assert main(["describe", str(tmp_path / "best.json"), "--json"]) == 0
     groups = json.loads(capsys.readouterr().out)["groups"]
     assert [g["width"] for g in groups] == list(group_widths(load_architecture(str(tmp_path / "best.json"))).values())
@@ -295,13 +306,13 @@ def test_a_search_table_that_does_not_fit_is_passed_over_with_a_note(tmp_path: P
     elsewhere = tmp_path / "phone.jsonl"
     LookupTable.create(elsewhere, backend=CommandBackend("bench {model}", device_name="phone"), input_size=128, method=method)
     said: list[str] = []
-    used = open_latency_model(table=None, backend="onnxruntime", threads=1, input_size=None, search_table=here, log=said.append)
-    assert used.table.path == here and said == [f"using the latency table of the search that found the input: {here}"]
+    used = open_latency_model(table=None, backend="onnxruntime", threads=1, input_size=None, input_table=(here, None), log=said.append)
+    assert used.table.path == here and said == [f"using the latency table of the run that produced the input: {here}"]
     for search_table, reason in ((elsewhere, "was measured on another device"), (here, "it is for 128px inputs, not --input-size 96")):
         said.clear()
-        used = open_latency_model(table=None, backend="onnxruntime", threads=1, input_size=96 if search_table == here else None, search_table=search_table, log=said.append)
+        used = open_latency_model(table=None, backend="onnxruntime", threads=1, input_size=96 if search_table == here else None, input_table=(search_table, None), log=said.append)
         assert used.table.path not in (here, elsewhere) and used.table.path.parent == tmp_path / "home" / "tables"
-        assert said[0].startswith("not using the search's latency table") and reason in said[0]
+        assert said[0].startswith("not using the latency table of the run that produced the input") and reason in said[0]
 
 
 def test_resume_from_another_folder_finds_the_files_given_by_relative_paths(table: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:

@@ -96,12 +96,13 @@ def read_json(path: str | Path) -> Any:
         return json.load(handle)
 
 
-def search_run_table(path: str | Path) -> Path | None:
-    """The latency table a ``nas-search`` run used, when ``path`` is that run or a file in it (its
-    best.json) and the table file still exists; else ``None``.
+def run_latency_table(path: str | Path) -> tuple[str, Path, dict[str, Any] | None] | None:
+    """``(kind, table, correction)`` of the run that ``path`` is or holds a file of (its best.json or
+    refined.json), when that run recorded a latency table that still exists; else ``None``.
 
-    Not a NetAdapt run's: NetAdapt freezes its own correction in its manifest, so its table alone
-    would predict something else than the run reported.
+    ``kind`` is ``search`` or ``netadapt``. ``correction`` is the one a NetAdapt run froze in its
+    manifest (its table alone would predict something else than the run reported); ``None`` for a
+    search, which used the table's own.
     """
     try:  # ``path`` may be block notation or a reference name, too long for a file name
         given = Path(path).expanduser()
@@ -109,10 +110,25 @@ def search_run_table(path: str | Path) -> Path | None:
         if run is None or not (run / MANIFEST).is_file():
             return None
         manifest = read_json(run / MANIFEST)
-        recorded = (manifest.get("latency_table") or {}).get("path") if manifest.get("kind") == "search" else None
+        kind = manifest.get("kind")
+        if kind == "search":
+            recorded, correction = (manifest.get("latency_table") or {}).get("path"), None
+        elif kind == "netadapt":
+            latency = manifest.get("latency") or {}
+            recorded, correction = latency.get("table"), latency.get("correction")
+        else:
+            return None
     except (OSError, ValueError, AttributeError):
         return None
-    return Path(recorded) if recorded and Path(recorded).is_file() else None
+    if not recorded or not Path(recorded).is_file():
+        return None
+    return str(kind), Path(recorded), correction if isinstance(correction, dict) else None
+
+
+def search_run_table(path: str | Path) -> Path | None:
+    """The latency table of the ``nas-search`` run that ``path`` is or is in (see :func:`run_latency_table`)."""
+    found = run_latency_table(path)
+    return found[1] if found is not None and found[0] == "search" else None
 
 
 class Journal:
