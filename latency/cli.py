@@ -23,7 +23,7 @@ from mobilenas.cliutil import (
     set_resume_hint,
 )
 from mobilenas.latency.table import Method
-from mobilenas.runs import search_run_table
+from mobilenas.runs import run_latency_table
 from mobilenas.units import format_ms
 
 DEFAULT_INPUT_SIZE = 224
@@ -113,7 +113,7 @@ def build_parser(prog: str) -> ArgumentParser:
 
     predict = sub("predict", "predict an architecture's latency from a table", "Predict latency from a lookup table: the sum of the architecture's entries, then the table's correction a*sum + b (+ se_ms per block with squeeze-and-excitation).")
     predict.add_argument("arch", metavar="ARCH", help="reference name, architecture/best.json file, or block notation")
-    predict.add_argument("--table", type=Path, default=None, help="table file (or give --space for the default table of a space; for a search run's best.json: the run's table)")
+    predict.add_argument("--table", type=Path, default=None, help="table file (or give --space for the default table of a space; for a run's best.json or refined.json: the run's table and correction)")
     predict.add_argument("--space", default=None, help="use the default table of this space (mnasnet, mobilenetv3 or a space .json)")
     predict.add_argument("--input-size", type=positive_int, default=None, help="input size of the default table (with --space; default: 224)")
     predict.add_argument("--num-classes", type=positive_int, default=None, help="replace the classifier's class count")
@@ -290,18 +290,23 @@ def _open_table(args: argparse.Namespace, space: Any | None) -> Any:
 def _predict(args: argparse.Namespace) -> int:
     import time
 
+    from mobilenas.latency.table import Correction
     from mobilenas.space.io import load_architecture
 
     arch = load_architecture(args.arch, num_classes=args.num_classes)
+    frozen = None  # the correction a NetAdapt run predicted with (its table's own may have moved since)
     if args.table is None and args.space is None:
-        args.table = search_run_table(args.arch)
-        if args.table is None:
+        found = run_latency_table(args.arch)
+        if found is None:
             raise ValueError("give --table PATH, or --space NAME to use that space's default table")
-        print(f"using the latency table of the run that wrote {args.arch}: {args.table}", file=sys.stderr)
+        _, args.table, recorded = found
+        frozen = Correction.from_dict(recorded) if recorded else None
+        print(f"using the latency table of the run that wrote {args.arch}: {args.table}" + (" (with the correction that run froze)" if frozen else ""), file=sys.stderr)
     table = _open_table(args, _space_default(args.space) if args.space else None)
+    correction = frozen or table.correction
     start = time.perf_counter()
     rows = table.predict_breakdown(arch, measure_missing=args.measure_missing)
-    latency = table.predict(arch)
+    latency = table.predict(arch, correction=correction)
     elapsed_ms = (time.perf_counter() - start) * 1e3
     total = sum(r.latency_ms for r in rows)
     payload: dict[str, Any] = {
@@ -309,7 +314,7 @@ def _predict(args: argparse.Namespace) -> int:
         "latency_ms": latency,
         "sum_ms": total,
         "se_blocks": table.se_blocks(arch),
-        "correction": table.correction.to_dict(),
+        "correction": correction.to_dict(),
         "table": str(table.path),
         "input_size": table.input_size,
         "device": table.device.describe(),
@@ -319,7 +324,6 @@ def _predict(args: argparse.Namespace) -> int:
     if args.json:
         print_json(payload)
         return 0
-    correction = table.correction
     print(f"{args.arch}: {format_ms(latency)} predicted ({table.device.describe()}, {table.input_size}x{table.input_size})")
     se_text = f" {correction.se_ms:+.4f} ms x {payload['se_blocks']} SE blocks" if correction.se_ms else ""
     print(f"  = {correction.a:.4f} * {total:.3f} ms (sum of {len(rows)} entries) {correction.b:+.4f} ms{se_text}" + ("" if correction.fitted else "  [correction not fitted yet]"))

@@ -110,8 +110,15 @@ def test_predict_finds_the_table_of_the_search_run_that_wrote_best_json(built_ta
     assert len(long) > 255 and search_run_table(long) is None  # OSError: File name too long, before
     code, _, err = run(["predict", long], capsys)
     assert code == 2 and "give --table PATH, or --space NAME" in err and "Traceback" not in err
-    # a NetAdapt run keeps its own correction beside its table: no guess, ask for the table
-    (run_dir / "manifest.json").write_text(json.dumps({"kind": "netadapt", "latency": {"table": str(built_table)}}))
+    # a NetAdapt run froze its own correction beside its table: predicted with that one, as the run did
+    frozen = {"a": 2.0, "b": 0.5, "points": 2, "fitted": True, "se_ms": 0.0}
+    (run_dir / "manifest.json").write_text(json.dumps({"kind": "netadapt", "latency": {"table": str(built_table), "correction": frozen}}))
+    code, out, err = run(["predict", str(run_dir / "best.json"), "--json"], capsys)
+    payload = json.loads(out)
+    assert code == 0 and payload["latency_ms"] == pytest.approx(2.0 * payload["sum_ms"] + 0.5) and payload["correction"]["a"] == 2.0
+    assert "(with the correction that run froze)" in err
+    # a run of another kind (or none) leaves the choice to the user
+    (run_dir / "manifest.json").write_text(json.dumps({"kind": "train", "latency": {"table": str(built_table)}}))
     code, _, err = run(["predict", str(run_dir / "best.json")], capsys)
     assert code == 2 and "give --table PATH, or --space NAME" in err
 
