@@ -103,11 +103,11 @@ def test_predict_finds_the_table_of_the_search_run_that_wrote_best_json(built_ta
     code, out, err = run(["predict", str(run_dir / "best.json"), "--input-size", "64"], capsys)
     assert code == 2 and not out and f"{built_table} is a table for 32x32 inputs, not --input-size 64; drop --input-size" in err
     # block notation longer than a file name may be (mobilenetv3-large's: 288 characters) is not a path
-    from mobilenas.runs import search_run_table
+    from mobilenas.runs import run_latency_table
     from mobilenas.space.references import mobilenetv3_large
 
     long = mobilenetv3_large().to_notation()
-    assert len(long) > 255 and search_run_table(long) is None  # OSError: File name too long, before
+    assert len(long) > 255 and run_latency_table(long) is None  # OSError: File name too long, before
     code, _, err = run(["predict", long], capsys)
     assert code == 2 and "give --table PATH, or --space NAME" in err and "Traceback" not in err
     # a NetAdapt run froze its own correction beside its table: predicted with that one, as the run did

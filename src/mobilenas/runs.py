@@ -125,12 +125,6 @@ def run_latency_table(path: str | Path) -> tuple[str, Path, dict[str, Any] | Non
     return str(kind), Path(recorded), correction if isinstance(correction, dict) else None
 
 
-def search_run_table(path: str | Path) -> Path | None:
-    """The latency table of the ``nas-search`` run that ``path`` is or is in (see :func:`run_latency_table`)."""
-    found = run_latency_table(path)
-    return found[1] if found is not None and found[0] == "search" else None
-
-
 class Journal:
     """An append-only JSON-lines event log, fsynced per append (Optuna's journal storage idea)."""
 
