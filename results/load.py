@@ -81,6 +81,11 @@ def load_runs(paths: Sequence[str | Path], *, labels: Sequence[str] | None = Non
     if labels is not None and len(labels) != len(paths):
         raise ValueError(f"got {len(labels)} labels for {len(paths)} runs; give one label per run")
     roots = [run_directory(p) for p in paths]
+    seen: dict[Path, str] = {}
+    for given, root in zip(paths, roots, strict=True):
+        if root.resolve() in seen:  # it would count twice in every mean and standard deviation
+            raise ValueError(f"run {given} is given twice (also as {seen[root.resolve()]}); give each run once")
+        seen[root.resolve()] = str(given)
     names = list(labels) if labels is not None else unique_labels(roots)
     return [load_run(root, label=name) for root, name in zip(roots, names, strict=True)]
 

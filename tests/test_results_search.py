@@ -228,6 +228,7 @@ def test_figures_command_writes_every_search_figure(runs: dict[str, Path], tmp_p
         (["plot", "{run}", "--references", "mobilenetv2"], "tabular search (nb201): reference networks cannot be placed"),
         (["plot", "{run}", "--references", "resnet50"], "unknown reference network 'resnet50'"),
         (["compare", "{run}", "--by", "colour"], "cannot group runs by colour"),
+        (["compare", "{run}", "{run}/best.json"], "/best.json is given twice (also as "),  # it counted twice in the means
         (["measure", "{run}"], "only network searches have architectures to measure"),
         (["references", "{run}"], "reference networks need a network run"),
         (["calibration"], "give a run directory, or --csv"),
