@@ -207,3 +207,9 @@ def test_the_systems_refusals_are_one_line(capsys: pytest.CaptureFixture[str], m
 
     assert run_main(disk_full, [], "nas-search") == 1  # not the user's input: not a usage error
     assert capsys.readouterr().err.strip() == "nas-search: error: No space left on device: RUN/events.jsonl; completed work is saved; continue with: nas-search --resume RUN"
+
+    def benchmark_pipe_closed(argv) -> int:  # stdout is fine: another pipe broke (a --command's, Ray's)
+        raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+
+    assert run_main(benchmark_pipe_closed, [], "nas-latency") == 1
+    assert capsys.readouterr().err.strip() == "nas-latency: error: Broken pipe"  # a traceback, before

@@ -79,9 +79,9 @@ def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[
         code = int(main(argv) or 0)
         sys.stdout.flush()  # a reader that left early is met here, not in the interpreter's last flush
         return code
-    except BrokenPipeError:
-        if not _stdout_reader_gone():
-            raise  # some other pipe (a benchmark command's, Ray's): a real error
+    except BrokenPipeError as error:
+        if not _stdout_reader_gone():  # some other pipe (a benchmark command's, Ray's): a real error
+            return _system_error(prog, error)
         # `nas-results show RUN --json | head`: the reader has what it wanted; stop quietly, and
         # point stdout at /dev/null so that the interpreter's final flush does not complain either
         null = os.open(os.devnull, os.O_WRONLY)
@@ -106,18 +106,23 @@ def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[
         print(f"{prog}: error: {message}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as error:  # the system refused: a name too long, a full disk, an I/O error
-        if os.environ.get("MOBILENAS_DEBUG"):
-            raise
-        name = str(error.filename or "")
-        shown = name if len(name) <= 100 else name[:60] + "..." + name[-30:]
-        message = f"{error.strerror or error}" + (f": {shown}" if shown else "")
-        hint = f"; completed work is saved; continue with: {_resume_hint[0]}" if _resume_hint else ""
-        print(f"{prog}: error: {message}{hint}", file=sys.stderr)
-        # a name that cannot be one is the user's input; a full disk or a failing device is not
-        return EXIT_USAGE if error.errno in (errno.ENAMETOOLONG, errno.ELOOP, errno.EINVAL) else 1
+        return _system_error(prog, error)
     finally:
         if previous is not _NOT_INSTALLED:  # None: a handler not set from Python; the default stands for it
             signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+def _system_error(prog: str, error: OSError) -> int:
+    """One line for an error the system raised (with the resume hint once there is work to keep)."""
+    if os.environ.get("MOBILENAS_DEBUG"):
+        raise error
+    name = str(error.filename or "")
+    shown = name if len(name) <= 100 else name[:60] + "..." + name[-30:]
+    message = f"{error.strerror or error}" + (f": {shown}" if shown else "")
+    hint = f"; completed work is saved; continue with: {_resume_hint[0]}" if _resume_hint else ""
+    print(f"{prog}: error: {message}{hint}", file=sys.stderr)
+    # a name that cannot be one is the user's input; a full disk or a failing device is not
+    return EXIT_USAGE if error.errno in (errno.ENAMETOOLONG, errno.ELOOP, errno.EINVAL) else 1
 
 
 _terminated: list[int] = []  # SIGTERM received during this command (what a library re-raises is a plain KeyboardInterrupt)
