@@ -380,10 +380,11 @@ def _refine(args: argparse.Namespace, prog: str, held: contextlib.ExitStack) -> 
     arch, _ = prepare_architecture(start.arch, data)
     if start.weights is not None:
         load_into(arch, start.weights, data.input_size, where=f"the weights {start.weights_path}")
+    produced_by = run_latency_table(args.input)  # (kind, table, correction) of the run that wrote INPUT
     latency = open_latency_model(
         table=values["table"], backend=values["backend"], threads=values["latency_threads"], input_size=values["input_size"],
         command=values["command"], device_name=values["device_name"], force_device=bool(values["force_device"]),
-        input_table=(found[1], found[2]) if (found := run_latency_table(args.input)) else None, log=_log,
+        input_table=produced_by[1:] if produced_by else None, log=_log,
     )
     arch, _ = adapt_for_input_size(arch, latency.input_size)
     smallest, _ = smallest_reachable_latency(arch, values["granularity"], latency.predict_sum)
@@ -439,7 +440,7 @@ def _resume(args: argparse.Namespace, prog: str, progress: bool, held: contextli
     data = _load_data(values)
     recorded = manifest["latency"]
     if recorded.get("table") and not Path(recorded["table"]).exists():
-        print(f"note: the run's latency table {recorded['table']} no longer exists; a new one is measured as the run needs entries (with the run's correction)", file=sys.stderr)
+        _log(f"note: the run's latency table {recorded['table']} no longer exists; a new one is measured as the run needs entries (with the run's correction)")
     latency = open_latency_model(
         table=recorded.get("table"), backend=values["backend"], threads=values["latency_threads"], input_size=recorded.get("input_size"),
         command=values.get("command"), device_name=values.get("device_name"), force_device=bool(values.get("force_device")),

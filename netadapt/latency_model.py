@@ -25,7 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from mobilenas.latency.build import mobilenas_home
-from mobilenas.latency.measure import LatencyBackend, make_backend, measure, measure_architectures
+from mobilenas.latency.measure import (
+    LatencyBackend,
+    Measurement,
+    make_backend,
+    measure,
+    measure_architectures,
+)
 from mobilenas.latency.table import Correction, LookupTable
 from mobilenas.space.arch import Architecture
 
@@ -58,24 +64,20 @@ class TableLatency:
         return self.table.predict(arch, measure_missing=True, correction=self.correction)
 
     def measure(self, arch: Architecture) -> float | None:
-        measurement = measure(arch, self.backend, input_size=self.input_size)
+        return self._recorded(arch, measure(arch, self.backend, input_size=self.input_size))
+
+    def measure_side_by_side(self, archs: list[Architecture]) -> list[float | None]:
+        measurements = measure_architectures(archs, self.backend, input_size=self.input_size, rounds=3)
+        return [self._recorded(arch, measurement) for arch, measurement in zip(archs, measurements, strict=True)]
+
+    def _recorded(self, arch: Architecture, measurement: Measurement) -> float | None:
+        """Add an end-to-end point to the table (for nas-latency later); its latency, if finite."""
         try:
             self.table.record_end_to_end(arch, measurement, refit=False)
         except (OSError, ValueError) as error:  # the table is shared data; a failed append must not end the run
             self.log(f"  could not record the end-to-end point in {self.table.path}: {error}")
         value = measurement.latency_ms
         return value if math.isfinite(value) else None
-
-    def measure_side_by_side(self, archs: list[Architecture]) -> list[float | None]:
-        measurements = measure_architectures(archs, self.backend, input_size=self.input_size, rounds=3)
-        values: list[float | None] = []
-        for arch, measurement in zip(archs, measurements, strict=True):
-            try:
-                self.table.record_end_to_end(arch, measurement, refit=False)
-            except (OSError, ValueError) as error:
-                self.log(f"  could not record the end-to-end point in {self.table.path}: {error}")
-            values.append(measurement.latency_ms if math.isfinite(measurement.latency_ms) else None)
-        return values
 
     def fit_if_needed(self, archs: list[Architecture]) -> None:
         """Fit and freeze a correction on ``archs`` measured end to end, if the table has none."""

@@ -346,11 +346,10 @@ def _note_different_problems(runs: Sequence[Any]) -> None:
     """Say so when search runs put different things on an axis (another space, data set or device)."""
     from mobilenas.results.search_run import SearchResults
 
-    searches = [r for r in runs if isinstance(r, SearchResults)]
-    problems = {r.label: (r.space_name, r.problem_axes()) for r in searches}
+    problems = {r.label: r.problem_axes() for r in runs if isinstance(r, SearchResults)}
     differing = []
     for aspect in ("space", "accuracy", "latency"):
-        values = {label: space if aspect == "space" else axes[aspect] for label, (space, axes) in problems.items()}
+        values = {label: axes[aspect] for label, axes in problems.items()}
         if len(set(values.values())) > 1:
             by_value: dict[str, list[str]] = {}
             for label, value in values.items():

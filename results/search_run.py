@@ -118,11 +118,11 @@ class SearchResults(RunBase):
         return None
 
     def problem_axes(self) -> dict[str, str]:
-        """What this run's accuracy and latency axes mean, in words (runs compare where these agree).
+        """What this run searches, in words (runs compare where these agree).
 
-        ``accuracy``: the benchmark and its reward column (tabular), or the data set and the proxy
-        training's length (network); ``latency``: the benchmark's latency column, or the table's
-        device and input size.
+        ``space``: the search space's name; ``accuracy``: the benchmark and its reward column
+        (tabular), or the data set and the proxy training's length (network); ``latency``: the
+        benchmark's latency column, or the table's device and input size.
         """
         manifest, config = self.manifest, self.manifest.get("config", {})
 
@@ -134,12 +134,14 @@ class SearchResults(RunBase):
             bench = part("benchmark")
             name = Path(str(bench.get("path") or config.get("benchmark") or "?")).name
             return {
+                "space": self.space_name,
                 "accuracy": f"{bench.get('reward_column', config.get('reward_column', '?'))} of {name}",
                 "latency": f"{bench.get('latency_column', config.get('latency_column', '?'))} of {name}",
             }
         data, proxy, table = part("dataset"), part("proxy"), part("latency_table")
         length = f"{proxy['steps']}-step" if proxy.get("steps") else f"{proxy['epochs']}-epoch" if proxy.get("epochs") else "?"
         return {
+            "space": self.space_name,
             "accuracy": f"{data.get('name', config.get('dataset', '?'))} after a {length} proxy training",
             "latency": f"table of {table.get('device', '?')} at {table.get('input_size', config.get('input_size', '?'))}px",
         }

@@ -305,9 +305,9 @@ def build_setup(config: dict[str, Any], *, say: Any, recorded: dict[str, Any] | 
         changes["val_subset"] = config["val_size"]
     proxy_config = dataclasses.replace(proxy_config, **changes)
     say(f"latency table for space {space.name} at {config['input_size']}x{config['input_size']} ({config['latency_backend']}, {config['threads']} thread(s))")
-    gone = ((recorded or {}).get("latency_table") or {}).get("path")
-    if gone and not Path(gone).exists():
-        print(f"note: the run's latency table {gone} no longer exists; a new one is measured for the rest of the run", file=sys.stderr)
+    recorded_table = (recorded or {}).get("latency_table") or {}  # as the resumed run recorded it
+    if recorded_table.get("path") and not Path(recorded_table["path"]).exists():
+        print(f"note: the run's latency table {recorded_table['path']} no longer exists; a new one is measured for the rest of the run", file=sys.stderr)
     table = open_or_create_table(
         space, config["latency_table"], input_size=config["input_size"], backend=_backend(config),
         force_device=config["force_device"], seed=config["seed"], progress=not config["quiet"],
@@ -321,7 +321,7 @@ def build_setup(config: dict[str, Any], *, say: Any, recorded: dict[str, Any] | 
             f" --table {table.path} checks it on this one)",
             file=sys.stderr,
         )
-    then = ((recorded or {}).get("latency_table") or {}).get("correction")
+    then = recorded_table.get("correction")
     now = table.correction
     if then and any(abs(float(then.get(k) or 0.0) - getattr(now, k)) > 1e-9 for k in ("a", "b", "se_ms")):
         # refitted since (nas-latency build or calibrate --update-correction): keep the table's, say so (even with --quiet)

@@ -100,7 +100,7 @@ def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[
             raise
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         if isinstance(error, OSError) and error.strerror and error.filename:
-            message = f"{error.strerror}: {error.filename}"  # not "[Errno 2] ...: '/path'"
+            message = _os_message(error)  # not "[Errno 2] ...: '/path'"
         elif isinstance(error, OSError) and error.filename and str(error.filename) not in message:
             message = f"{message}: {error.filename}"
         print(f"{prog}: error: {message}", file=sys.stderr)
@@ -116,13 +116,17 @@ def _system_error(prog: str, error: OSError) -> int:
     """One line for an error the system raised (with the resume hint once there is work to keep)."""
     if os.environ.get("MOBILENAS_DEBUG"):
         raise error
-    name = str(error.filename or "")
-    shown = name if len(name) <= 100 else name[:60] + "..." + name[-30:]
-    message = f"{error.strerror or error}" + (f": {shown}" if shown else "")
     hint = f"; completed work is saved; continue with: {_resume_hint[0]}" if _resume_hint else ""
-    print(f"{prog}: error: {message}{hint}", file=sys.stderr)
+    print(f"{prog}: error: {_os_message(error)}{hint}", file=sys.stderr)
     # a name that cannot be one is the user's input; a full disk or a failing device is not
     return EXIT_USAGE if error.errno in (errno.ENAMETOOLONG, errno.ELOOP, errno.EINVAL) else 1
+
+
+def _os_message(error: OSError) -> str:
+    """``No such file or directory: /path``, a name of over 100 characters shortened in the middle."""
+    name = str(error.filename or "")
+    shown = name if len(name) <= 100 else name[:60] + "..." + name[-30:]
+    return f"{error.strerror or error}" + (f": {shown}" if shown else "")
 
 
 _terminated: list[int] = []  # SIGTERM received during this command (what a library re-raises is a plain KeyboardInterrupt)
