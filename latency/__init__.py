@@ -52,52 +52,55 @@ For the search and NetAdapt, the whole contract is::
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from mobilenas.latency.build import (
-    BuildResult,
-    build_table,
-    correction_architectures,
-    default_table_path,
-    ensure_correction,
-    fastest_latency,
-    mobilenas_home,
-    open_or_create_table,
-    space_signatures,
-)
-from mobilenas.latency.calibrate import (
-    CalibrationReport,
-    CalibrationRow,
-    calibrate,
-    fidelity,
-    spearman,
-)
-from mobilenas.latency.device import DeviceInfo
-from mobilenas.latency.measure import (
-    CommandBackend,
-    LatencyBackend,
-    Measurement,
-    OnnxRuntimeBackend,
-    Spread,
-    TorchBackend,
-    make_backend,
-    measure,
-    measure_architectures,
-    measure_interleaved,
-    parse_command_output,
-)
-from mobilenas.latency.signature import OpSignature, PlacedSignature, architecture_signatures
-from mobilenas.latency.table import (
-    BreakdownRow,
-    Correction,
-    DeviceMismatchError,
-    EndToEndPoint,
-    Entry,
-    LookupTable,
-    Method,
-    MissingEntryError,
-)
+from mobilenas.lazy import lazy_exports
 from mobilenas.space.arch import Architecture
+
+if TYPE_CHECKING:  # imported on first use (mobilenas.lazy), so --help does not load torch
+    from mobilenas.latency.build import (
+        BuildResult,
+        build_table,
+        correction_architectures,
+        default_table_path,
+        ensure_correction,
+        fastest_latency,
+        mobilenas_home,
+        open_or_create_table,
+        space_signatures,
+    )
+    from mobilenas.latency.calibrate import (
+        CalibrationReport,
+        CalibrationRow,
+        calibrate,
+        fidelity,
+        spearman,
+    )
+    from mobilenas.latency.device import DeviceInfo
+    from mobilenas.latency.measure import (
+        CommandBackend,
+        LatencyBackend,
+        Measurement,
+        OnnxRuntimeBackend,
+        Spread,
+        TorchBackend,
+        make_backend,
+        measure,
+        measure_architectures,
+        measure_interleaved,
+        parse_command_output,
+    )
+    from mobilenas.latency.signature import OpSignature, PlacedSignature, architecture_signatures
+    from mobilenas.latency.table import (
+        BreakdownRow,
+        Correction,
+        DeviceMismatchError,
+        EndToEndPoint,
+        Entry,
+        LookupTable,
+        Method,
+        MissingEntryError,
+    )
 
 
 class LatencyModel(Protocol):
@@ -146,3 +149,5 @@ __all__ = [
     "space_signatures",
     "spearman",
 ]
+
+lazy_exports(__name__, __file__)

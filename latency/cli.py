@@ -22,7 +22,7 @@ from mobilenas.cliutil import (
     run_main,
     set_resume_hint,
 )
-from mobilenas.latency.table import Method
+from mobilenas.latency.method import METHODS, Method
 from mobilenas.runs import run_latency_table
 from mobilenas.units import format_ms
 
@@ -103,7 +103,7 @@ def build_parser(prog: str) -> ArgumentParser:
     build.add_argument("--table", type=Path, default=None, help="table file (default: $MOBILENAS_HOME/tables/<space>-...-<device>.jsonl)")
     build.add_argument("--correction-samples", type=nonnegative_int, default=None, help="architectures measured end to end to fit the correction (default: 20)")
     build.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the measuring order and of the correction's architectures (default: 0)")
-    build.add_argument("--method", choices=("in-context", "isolated"), default=None, help="how entries are timed: behind a feeder layer, minus the feeder (in-context, default for runtimes in this process) or the op alone (isolated, default with --command)")
+    build.add_argument("--method", choices=METHODS, default=None, help="how entries are timed: behind a feeder layer, minus the feeder (in-context, default for runtimes in this process) or the op alone (isolated, default with --command)")
     build.add_argument("--repeats", type=positive_int, default=None, help=f"timed runs per entry (default: {Method().repeats})")
     build.add_argument("--refit-correction", action="store_true", help="forget the table's end-to-end points and fit the correction on new measurements")
     build.add_argument("--force-device", action="store_true", help="resume a table measured on another device anyway")

@@ -60,12 +60,12 @@ from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mobilenas.latency.device import DeviceInfo, now_iso
-from mobilenas.latency.measure import LatencyBackend, Measurement, Runner, Spread, make_backend
+from mobilenas.latency.method import Method
 from mobilenas.latency.signature import (
     OpSignature,
     PlacedSignature,
@@ -76,9 +76,11 @@ from mobilenas.latency.signature import (
 )
 from mobilenas.space.arch import Architecture
 
+if TYPE_CHECKING:  # measure imports torch; the table is read without it (nas-latency info, --help)
+    from mobilenas.latency.measure import LatencyBackend, Measurement, Runner
+
 TABLE_FORMAT = "mobilenas-latency-table"
 TABLE_VERSION = 1
-METHODS = ("in-context", "isolated")
 UNITS = "ms"
 _SIGNATURE_CACHE_SIZE = 8192
 
@@ -191,41 +193,13 @@ def _least_squares_relative(columns: Sequence[np.ndarray], measured: np.ndarray)
 
 
 @dataclass(frozen=True)
-class Method:
-    """How the table's entries are timed (see the module docstring)."""
-
-    name: str = "in-context"
-    cold_cache: bool = False
-    warmup: int = 3
-    repeats: int = 40
-
-    def __post_init__(self) -> None:
-        if self.name not in METHODS:
-            raise ValueError(f"measurement method {self.name!r} is not one of {', '.join(METHODS)}")
-        for field in ("warmup", "repeats"):
-            value = getattr(self, field)
-            if isinstance(value, bool) or not isinstance(value, int) or value < (0 if field == "warmup" else 1):
-                raise ValueError(f"method.{field} must be a whole number >= {0 if field == 'warmup' else 1}, got {value!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Any) -> Method:
-        if not isinstance(data, dict):
-            raise ValueError(f"method: expected an object, got {type(data).__name__}")
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
-
-
-@dataclass(frozen=True)
 class TableHeader:
     """The first line of a table file: what, where and how it was measured."""
 
     device: DeviceInfo
     input_size: int
     batch_size: int = 1
-    method: Method = Method()
+    method: Method = dataclasses.field(default_factory=Method)
     correction: Correction = Correction()
     created: str = ""
     versions: tuple[tuple[str, str], ...] = ()
@@ -483,6 +457,8 @@ class LookupTable:
             return backend.device()
         runtime = self.header.device.runtime
         if runtime in ("onnxruntime", "torch"):
+            from mobilenas.latency.measure import make_backend
+
             return make_backend(runtime, threads=self.header.device.threads).device()
         return None  # a custom command's device is only known from its backend
 
@@ -635,6 +611,8 @@ class LookupTable:
                 raise ValueError(
                     f"latency table {self.path} was measured by a custom command; pass a CommandBackend (the same --command) to measure missing entries"
                 )
+            from mobilenas.latency.measure import make_backend
+
             self.backend = make_backend(runtime, threads=self.header.device.threads)
         return self.backend
 
@@ -668,6 +646,8 @@ class LookupTable:
         return (self.header.batch_size, channels, height, width)
 
     def _measure(self, signature: OpSignature, backend: LatencyBackend, baselines: dict[tuple[int, ...], Runner]) -> Entry:
+        from mobilenas.latency.measure import Spread
+
         method = self.header.method
         shape = self._shape(signature.in_channels, signature.in_height, signature.in_width)
         runner = backend.prepare(signature_module(signature, method.name), shape)

@@ -30,30 +30,37 @@ Modules, by the official code's verbs:
                    with entries measured on demand and a correction frozen for the run.
 """
 
-from mobilenas.netadapt.core import (
-    SCHEDULES,
-    SELECTION_RULES,
-    Candidate,
-    Group,
-    Iteration,
-    Outcome,
-    Point,
-    Schedule,
-    adapt,
-    iterate,
-    plan_iteration,
-    select,
-    selection_score,
-    shrink_to_target,
-    smallest_reachable,
-)
-from mobilenas.netadapt.groups import (
-    ArchitectureDescription,
-    channel_layout,
-    prunable_groups,
-    set_group_width,
-)
-from mobilenas.netadapt.pruning import shrink_model, shrink_state_dict
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from mobilenas.lazy import lazy_exports
+
+if TYPE_CHECKING:  # imported on first use (mobilenas.lazy), so --help does not load torch
+    from mobilenas.netadapt.core import (
+        SCHEDULES,
+        SELECTION_RULES,
+        Candidate,
+        Group,
+        Iteration,
+        Outcome,
+        Point,
+        Schedule,
+        adapt,
+        iterate,
+        plan_iteration,
+        select,
+        selection_score,
+        shrink_to_target,
+        smallest_reachable,
+    )
+    from mobilenas.netadapt.groups import (
+        ArchitectureDescription,
+        channel_layout,
+        prunable_groups,
+        set_group_width,
+    )
+    from mobilenas.netadapt.pruning import shrink_model, shrink_state_dict
 
 __all__ = [
     "SCHEDULES",
@@ -78,3 +85,5 @@ __all__ = [
     "shrink_to_target",
     "smallest_reachable",
 ]
+
+lazy_exports(__name__, __file__)

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mobilenas.cliutil import (
     ArgumentParser,
@@ -35,26 +35,23 @@ from mobilenas.cliutil import (
     set_resume_hint,
 )
 from mobilenas.errors import UsageError
+from mobilenas.netadapt.choices import (
+    DEFAULT_FINETUNE_LR,
+    DEFAULT_OPTIMIZER,
+    DEFAULT_TRAIN_LR,
+    FINAL_MODES,
+)
 from mobilenas.netadapt.core import SCHEDULES, SELECTION_RULES, Schedule, minimum_width
 from mobilenas.netadapt.groups import prunable_groups
-from mobilenas.netadapt.run import (
-    FINAL_MODES,
-    Refinement,
-    Settings,
-    StateDict,
-    check_budget,
-    load_into,
-    load_weights,
-    smallest_reachable_latency,
-)
-from mobilenas.netadapt.training import DEFAULT_FINETUNE_LR, DEFAULT_OPTIMIZER, DEFAULT_TRAIN_LR
 from mobilenas.runs import RunDir, absolute_path, new_run_id, run_latency_table
 from mobilenas.search.execution import check_ray_address, oversubscription_note
 from mobilenas.space.arch import Architecture
-from mobilenas.space.builder import adapt_for_input_size
 from mobilenas.space.io import is_path, load_architecture
-from mobilenas.train.engine import OPTIMIZERS
+from mobilenas.train.choices import OPTIMIZERS
 from mobilenas.units import format_ms
+
+if TYPE_CHECKING:  # torch; the commands import it when they run, so --help answers at once
+    from mobilenas.netadapt.run import Refinement, StateDict
 
 # Defaults live here rather than in argparse so that ``--resume`` can tell which options a user
 # typed (those would contradict the run's own arguments).
@@ -224,6 +221,8 @@ class StartingNetwork:
 
 def resolve_input(spec: str, weights: str | None) -> StartingNetwork:
     """INPUT and --weights -> architecture and (optional) weights."""
+    from mobilenas.netadapt.run import load_weights
+
     text = spec.strip()
     path = Path(text).expanduser()
     result_weights: str | None = None
@@ -339,7 +338,15 @@ def _log(message: str) -> None:
 
 def _refine(args: argparse.Namespace, prog: str, held: contextlib.ExitStack) -> int:
     from mobilenas.netadapt.latency_model import open_latency_model
+    from mobilenas.netadapt.run import (
+        Refinement,
+        Settings,
+        check_budget,
+        load_into,
+        smallest_reachable_latency,
+    )
     from mobilenas.netadapt.training import DataTrainer, TrainingSettings
+    from mobilenas.space.builder import adapt_for_input_size
     from mobilenas.train.proxy import prepare_architecture
 
     progress = not args.quiet and not args.json
@@ -420,7 +427,7 @@ def _refine(args: argparse.Namespace, prog: str, held: contextlib.ExitStack) -> 
 
 def _resume(args: argparse.Namespace, prog: str, progress: bool, held: contextlib.ExitStack) -> int:
     from mobilenas.netadapt.latency_model import open_latency_model
-    from mobilenas.netadapt.run import RUN_KIND
+    from mobilenas.netadapt.run import RUN_KIND, Refinement, Settings
     from mobilenas.netadapt.training import DataTrainer, TrainingSettings
 
     typed = {k for k in _given(args) if k not in EXECUTION_OPTIONS}

@@ -43,6 +43,7 @@ from typing import Any, Protocol
 
 import torch
 
+from mobilenas.netadapt.choices import FINAL_MODES
 from mobilenas.netadapt.core import (
     SELECTION_RULES,
     Candidate,
@@ -70,7 +71,6 @@ REFINED_JSON = "refined.json"
 REFINED_WEIGHTS = "refined.pt"
 REFINED_ONNX = "refined.onnx"
 TRAJECTORY_PNG = "trajectory.png"
-FINAL_MODES = ("finetune", "retrain", "none")
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"
 

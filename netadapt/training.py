@@ -14,21 +14,13 @@ from dataclasses import dataclass
 
 import torch
 
+from mobilenas.netadapt.choices import DEFAULT_FINETUNE_LR, DEFAULT_OPTIMIZER, DEFAULT_TRAIN_LR
 from mobilenas.netadapt.run import STATUS_OK, TrainResult
 from mobilenas.space.builder import Network
 from mobilenas.torchutil import torch_threads
 from mobilenas.train import engine
 from mobilenas.train.data import DataSplits
 from mobilenas.train.proxy import ProxyConfig, evaluate, train_model
-
-#: The optimiser of every NetAdapt training. AdamW trains these networks fastest in the few
-#: hundred CPU steps a proxy or a fine-tune gets (the proxy trainer's measured default).
-DEFAULT_OPTIMIZER = "adamw"
-#: Training from scratch (a network given without weights, ``--final retrain``).
-DEFAULT_TRAIN_LR = 0.002
-#: Fine-tunes start from trained weights, so they take a smaller step (the official NetAdapt
-#: code fine-tunes with 1e-3, by SGD on ImageNet).
-DEFAULT_FINETUNE_LR = 0.001
 
 
 @dataclass(frozen=True)

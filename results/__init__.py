@@ -39,38 +39,42 @@ references|measure|calibration|figures``.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from mobilenas.results.calibration import (
-    calibration_points,
-    calibration_summary,
-    read_calibration_csv,
-)
-from mobilenas.results.fronts import (
-    LATENCY_KINDS,
-    ReferencePoint,
-    best_so_far,
-    compare_runs,
-    default_reference_point,
-    hypervolume,
-    pareto_front,
-    points,
-    run_summary,
-    summarize,
-)
-from mobilenas.results.load import (
-    NotARunError,
-    RunResults,
-    candidates_frame,
-    find_runs,
-    latest_run,
-    load_run,
-    load_runs,
-    trials_frame,
-)
-from mobilenas.results.measured import measure_candidates
-from mobilenas.results.netadapt_run import NetAdaptResults
-from mobilenas.results.references import DEFAULT_REFERENCES, reference_points, train_references
-from mobilenas.results.search_run import SearchResults
+from mobilenas.lazy import lazy_exports
+
+if TYPE_CHECKING:  # imported on first use (mobilenas.lazy), so --help does not load pandas
+    from mobilenas.results.calibration import (
+        calibration_points,
+        calibration_summary,
+        read_calibration_csv,
+    )
+    from mobilenas.results.fronts import (
+        LATENCY_KINDS,
+        ReferencePoint,
+        best_so_far,
+        compare_runs,
+        default_reference_point,
+        hypervolume,
+        pareto_front,
+        points,
+        run_summary,
+        summarize,
+    )
+    from mobilenas.results.load import (
+        NotARunError,
+        RunResults,
+        candidates_frame,
+        find_runs,
+        latest_run,
+        load_run,
+        load_runs,
+        trials_frame,
+    )
+    from mobilenas.results.measured import measure_candidates
+    from mobilenas.results.netadapt_run import NetAdaptResults
+    from mobilenas.results.references import DEFAULT_REFERENCES, reference_points, train_references
+    from mobilenas.results.search_run import SearchResults
 
 NOTEBOOKS = ("pareto", "netadapt")
 
@@ -113,3 +117,5 @@ __all__ = [
     "train_references",
     "trials_frame",
 ]
+
+lazy_exports(__name__, __file__)

@@ -61,20 +61,27 @@ Full training (:mod:`mobilenas.train.full`, command ``nas-train`` / ``mobilenas 
                export_onnx=True, progress=False, source=None) -> FullTrainResult
 """
 
-from mobilenas.train.data import DataSplits, Split, load_dataset, stratified_split
-from mobilenas.train.full import FullTrainConfig, FullTrainResult, TrainOutputs, train_full
-from mobilenas.train.proxy import (
-    STATUS_FAILED,
-    STATUS_OK,
-    ProxyConfig,
-    ProxyResult,
-    TrainResult,
-    build_for_data,
-    evaluate,
-    prepare_architecture,
-    train_model,
-    train_proxy,
-)
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from mobilenas.lazy import lazy_exports
+
+if TYPE_CHECKING:  # imported on first use (mobilenas.lazy), so --help does not load torch
+    from mobilenas.train.data import DataSplits, Split, load_dataset, stratified_split
+    from mobilenas.train.full import FullTrainConfig, FullTrainResult, TrainOutputs, train_full
+    from mobilenas.train.proxy import (
+        STATUS_FAILED,
+        STATUS_OK,
+        ProxyConfig,
+        ProxyResult,
+        TrainResult,
+        build_for_data,
+        evaluate,
+        prepare_architecture,
+        train_model,
+        train_proxy,
+    )
 
 __all__ = [
     "STATUS_FAILED",
@@ -96,3 +103,5 @@ __all__ = [
     "train_model",
     "train_proxy",
 ]
+
+lazy_exports(__name__, __file__)

@@ -30,8 +30,7 @@ from mobilenas.cliutil import (
 )
 from mobilenas.errors import UsageError
 from mobilenas.space.references import REFERENCES
-from mobilenas.train.data import KINDS, describe_kinds
-from mobilenas.train.engine import OPTIMIZERS
+from mobilenas.train.choices import KINDS, OPTIMIZERS, describe_kinds
 
 DEFAULT_EMA_DECAY = 0.999
 

@@ -47,8 +47,8 @@ import torch
 
 from mobilenas.runs import absolute_path
 from mobilenas.train import synthetic
+from mobilenas.train.choices import CIFAR10_LAYOUT, IMAGEFOLDER_LAYOUT, KINDS, NPZ_LAYOUT
 
-KINDS = ("synthetic", "cifar10", "imagefolder", "npz")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 SYNTHETIC_DEFAULT_SIZES = (4000, 1000, 2000)  # train, val, test
 DEFAULT_VAL_FRACTION = 0.1
@@ -65,13 +65,6 @@ def absolute_dataset(name: str) -> str:
         return name
     return absolute_path(name)
 
-
-CIFAR10_LAYOUT = (
-    "the CIFAR-10 python layout: a folder cifar-10-batches-py/ holding data_batch_1 ... data_batch_5, "
-    "test_batch and batches.meta (as torchvision stores it); give that folder or the folder holding it"
-)
-IMAGEFOLDER_LAYOUT = "an image folder: ROOT/<class>/<image> (or ROOT/train/<class>/... and ROOT/test/<class>/...)"
-NPZ_LAYOUT = "a .npz file with x_train, y_train (and optionally x_test, y_test): images (N,H,W), (N,H,W,C) or (N,C,H,W) with C in 1 or 3"
 
 SizeSpec = int | float | None
 
@@ -663,15 +656,4 @@ def _decode_images(files: list[tuple[Path, int]], size: int) -> tuple[np.ndarray
         images[i] = np.asarray(_square(rgb, size)).transpose(2, 0, 1)
         labels[i] = label
     return images, labels, gray
-
-
-def describe_kinds() -> str:
-    """One line per kind, for ``--help``."""
-    return "; ".join([
-        "synthetic (built in)",
-        "cifar10 --data-dir DIR (" + CIFAR10_LAYOUT.split(":")[0] + ")",
-        "imagefolder --data-dir ROOT (ROOT/<class>/<image>)",
-        "npz --data-dir FILE.npz (x_train, y_train[, x_test, y_test])",
-        "or a path to any of these",
-    ])
 

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from mobilenas.train.choices import OPTIMIZERS
 from mobilenas.train.data import Split
 
-OPTIMIZERS = ("sgd", "rmsprop", "adamw")
 DIVERGENCE_FACTOR = 10.0  # running loss above this many times chance level (ln C) = diverged
 LOSS_SMOOTHING = 0.9
 

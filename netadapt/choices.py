@@ -1,0 +1,19 @@
+"""What ``netadapt refine`` offers on its command line: the final step and the training defaults.
+
+Kept free of torch, so that ``netadapt --help`` answers at once; :mod:`.run` and :mod:`.training`
+use these names.
+"""
+
+from __future__ import annotations
+
+#: After the budget is met: a long fine-tune, a retraining from scratch (as MobileNetV3), or nothing.
+FINAL_MODES = ("finetune", "retrain", "none")
+
+#: The optimiser of every NetAdapt training. AdamW trains these networks fastest in the few
+#: hundred CPU steps a proxy or a fine-tune gets (the proxy trainer's measured default).
+DEFAULT_OPTIMIZER = "adamw"
+#: Training from scratch (a network given without weights, ``--final retrain``).
+DEFAULT_TRAIN_LR = 0.002
+#: Fine-tunes start from trained weights, so they take a smaller step (the official NetAdapt
+#: code fine-tunes with 1e-3, by SGD on ImageNet).
+DEFAULT_FINETUNE_LR = 0.001
