@@ -26,6 +26,7 @@ from mobilenas.cliutil import (
     duration_ms,
     fraction,
     fraction_or_zero,
+    latency_threads_note,
     nonnegative_int,
     positive_float,
     positive_int,
@@ -379,6 +380,9 @@ def _refine(args: argparse.Namespace, prog: str, held: contextlib.ExitStack) -> 
         if unused:
             names = " and ".join("--" + key.replace("_", "-") for key in unused)
             _log(f"note: {names} not used: INPUT comes with weights ({start.weights_path}), so nothing is trained from scratch")
+    trains_long = (start.weights is None and values["pretrain_epochs"] > 0) or (values["final"] != "none" and values["final_epochs"] > 0)
+    if "augment" in typed and not trains_long:  # crops and flips are for the long trainings only
+        _log("note: --augment not used: nothing is trained long (no training from scratch, and --final none or --final-epochs 0); the short fine-tunes never augment")
     if default_budget:  # said once the input is known to be readable (a bad path gets its one-line error alone)
         _log(f"no budget given: pruning to {DEFAULT_BUDGET_RATIO:g} of the input's latency (--budget-ratio {DEFAULT_BUDGET_RATIO:g}); choose one with --target-latency or --budget-ratio")
     data = _load_data(values)
@@ -467,8 +471,9 @@ def _resume(args: argparse.Namespace, prog: str, progress: bool, held: contextli
 
 def _note_oversubscription(values: dict[str, Any]) -> None:
     note = None if values.get("ray_address") else oversubscription_note(values["workers"], values.get("threads") or 1, "proposals")
-    if note:
-        _log(note)
+    for line in (note, latency_threads_note(values["latency_threads"], "--latency-threads", command=values.get("command"))):
+        if line:
+            _log(line)
 
 
 def _continue(refinement: Refinement, args: argparse.Namespace) -> int:

@@ -137,6 +137,8 @@ def test_more_workers_than_cores_get_a_note(monkeypatch: pytest.MonkeyPatch, cap
     assert main(["refine", "/nonexistent/best.json", "--workers", "4"]) == 2
     err = capsys.readouterr().err
     assert "note: 4 proposals at once x 1 CPU(s) each on 2 cores" in err and "--workers 2 matches this machine" in err
+    assert main(["refine", "/nonexistent/best.json", "--latency-threads", "3"]) == 2
+    assert "note: --latency-threads 3 on 2 cores: the threads share the cores" in capsys.readouterr().err
 
 
 def test_options_that_would_have_no_effect_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -159,6 +161,13 @@ def test_options_that_would_have_no_effect_are_refused(tmp_path: Path, capsys: p
     assert f"note: --pretrain-epochs and --train-lr not used: INPUT comes with weights ({tmp_path / 'w.pt'})" in err
     assert "none does not exist" in err
     assert main(["refine", *given, "--train-lr", "0.01", "--final", "retrain", *missing]) == 2  # the rate of the retraining
+    assert "note:" not in capsys.readouterr().err
+    # --augment is for the long trainings: with weights and --final none (or 0 final epochs) there is none
+    for final in (["--final", "none"], ["--final-epochs", "0"]):
+        assert main(["refine", *given, "--augment", *final, *missing]) == 2
+        assert "note: --augment not used: nothing is trained long" in capsys.readouterr().err, final
+    assert main(["refine", *given, "--augment", *missing]) == 2  # the long fine-tune augments
+    assert main(["refine", arch.to_notation(), "--augment", "--final", "none", *missing]) == 2  # the training from scratch does
     assert "note:" not in capsys.readouterr().err
 
 
