@@ -16,6 +16,7 @@ from mobilenas.cliutil import (
     add_version_flag,
     check_writable_folder,
     duration_ms,
+    latency_threads_note,
     nonnegative_int,
     positive_int,
     print_json,
@@ -66,6 +67,9 @@ def _backend(args: argparse.Namespace) -> Any:
 
     if args.backend == "command" and not args.command:
         raise ValueError("--backend command needs --command 'TEMPLATE' with a {model} placeholder")
+    note = latency_threads_note(args.threads, "--threads", command=args.command)
+    if note:
+        print(note, file=sys.stderr)
     return make_backend(
         args.backend,  # with --command: the command times (make_backend refuses --backend torch with it)
         threads=args.threads,

@@ -28,6 +28,7 @@ from mobilenas.cliutil import (
     add_version_flag,
     check_writable_folder,
     duration_ms,
+    latency_threads_note,
     nonnegative_int,
     positive_float,
     positive_int,
@@ -236,6 +237,9 @@ def _backend(config: dict[str, Any]) -> Any:
     from mobilenas.latency import make_backend
 
     command = config["latency_command"] if config["latency_backend"] == "command" else None
+    note = latency_threads_note(config["threads"], "--latency-threads", command=command)
+    if note:
+        print(note, file=sys.stderr)
     return make_backend(config["latency_backend"], threads=config["threads"], command=command, device_name=config["device_name"])
 
 

@@ -174,3 +174,27 @@ def test_a_missing_entry_and_a_foreign_table_are_one_line_errors(built_table, tm
     foreign.write_text("\n".join([json.dumps(header), *lines[1:]]) + "\n")
     code, _, err = run(["predict", big, "--table", str(foreign)], capsys)
     assert code == 2 and err.count("\n") == 1 and "another device" in err and "--force-device" in err
+
+
+def test_more_timing_threads_than_cores_get_a_note(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from mobilenas.cliutil import latency_threads_note
+
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert latency_threads_note(2, "--threads") is None
+    assert latency_threads_note(4, "--threads", command="bench {model}") is None  # the command's device has its own cores
+    argv = ["measure", tiny_arch().to_notation(), "--input-size", "32", "--repeats", "2", "--warmup", "0", "--json"]
+    assert main([*argv, "--threads", "3"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["latency_ms"] > 0  # measured all the same
+    assert captured.err.strip() == (
+        "note: --threads 3 on 2 cores: the threads share the cores, so the latencies come out slower and noisier than on a"
+        " device with 3; --threads 2 at most times this machine as it is"
+    )
+    assert main([*argv, "--threads", "2"]) == 0
+    assert "note" not in capsys.readouterr().err
+    # nas-search says it where it makes its latency backend (new runs and resumed ones)
+    from mobilenas.search.cli import _backend
+
+    config = {"latency_backend": "onnxruntime", "latency_command": None, "threads": 4, "device_name": None}
+    assert _backend(config).threads == 4
+    assert "note: --latency-threads 4 on 2 cores" in capsys.readouterr().err

@@ -171,6 +171,17 @@ def refuse_ineffective(keys: Sequence[str], why: str, *, alternative: str = "") 
         raise UsageError(f"{names} would have no effect {why}; drop {'it' if len(keys) == 1 else 'them'}{alternative}")
 
 
+def latency_threads_note(threads: int, option: str, *, command: str | None = None) -> str | None:
+    """A note when latencies would be timed on this machine with more threads than it has cores."""
+    cores = os.cpu_count() or 1
+    if command is not None or threads <= cores:  # a command times on its own device
+        return None
+    return (
+        f"note: {option} {threads} on {cores} cores: the threads share the cores, so the latencies come out slower and"
+        f" noisier than on a device with {threads}; {option} {cores} at most times this machine as it is"
+    )
+
+
 def check_writable_folder(path: str | os.PathLike[str], what: str) -> None:
     """Fail now, in one line, if ``path`` cannot become a folder we can write (before any work).
 
