@@ -12,7 +12,8 @@ The run directory is the single source of truth:
 ``events.jsonl``    append-only, fsynced: one ``proposal`` line per proposal and one ``result``
                     line per result (duplicates and latency rejections included, with their
                     ``source``), plus ``abandoned`` lines for proposals lost to a kill before
-                    they were submitted
+                    they were submitted (the strategy asks them again, under the same number,
+                    journaled anew below that line)
 ``strategy.pt``     the strategy's state and how many journal events it reflects
 ``trials.csv``      one row per result
 ``pareto.csv``      the non-dominated trained trials (accuracy up, table latency down)
@@ -393,25 +394,33 @@ class SearchRun:
             applied = int(checkpoint["events"])
             self.submitted = int(checkpoint["submitted"])
             self.stopped = checkpoint.get("stopped")
-        abandoned = {int(e["number"]) for e in events if e.get("type") == "abandoned"}
+        # An abandoned proposal's number is asked again (the strategy restarts from the checkpoint
+        # taken before it), so an ``abandoned`` line voids only the lines of its number above it.
+        void_before: dict[int, int] = {}
+        for position, event in enumerate(events):
+            if event.get("type") == "abandoned" and event.get("number") is not None:
+                void_before[int(event["number"])] = position
         proposals: dict[int, dict[str, Any]] = {}
         trials: dict[tuple[int, str], Trial] = {}
         for position, event in enumerate(events):
             kind, number = event.get("type"), event.get("number")
-            if number is None:
+            if number is None or kind == "abandoned":
                 continue
             number = int(number)
+            if position < void_before.get(number, -1):
+                continue
             source = str(event.get("source", ""))
-            self._logged.add((str(kind), number, source))
             after_checkpoint = position >= applied
+            if kind == "proposal" and source == "trained" and after_checkpoint:
+                # Journaled, but the process died before the checkpoint: it was never submitted.
+                # Not marked as logged: the proposal the strategy makes again is journaled anew.
+                void_before[number] = len(events)
+                self._log({"type": "abandoned", "number": number, "source": "resume"})
+                continue
+            self._logged.add((str(kind), number, source))
             if kind == "proposal" and source == "trained":
-                if after_checkpoint and number not in abandoned:
-                    # Journaled, but the process died before the checkpoint: it was never submitted.
-                    abandoned.add(number)
-                    self._log({"type": "abandoned", "number": number, "source": "resume"})
-                elif number not in abandoned:
-                    proposals[number] = event
-            elif kind == "result" and number not in abandoned:
+                proposals[number] = event
+            elif kind == "result":
                 if after_checkpoint and source != "trained":
                     # Made inside an ask the checkpoint does not reflect; the strategy makes it again.
                     self._logged.discard((str(kind), number, source))

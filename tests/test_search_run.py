@@ -273,3 +273,50 @@ def test_a_search_too_short_for_its_strategy_to_learn_is_noted(cells: Path, tmp_
     capsys.readouterr()
     assert nas_search(["--resume", str(tmp_path / "d"), "--samples", "8"]) == 0
     assert "note: --samples 8 ends within ppo's first 12 proposals (batch_size)" in capsys.readouterr().err
+
+
+class _Killed(BaseException):
+    """Stands for a kill: nothing below the point where it is raised runs."""
+
+
+def test_a_proposal_lost_twice_to_kills_is_asked_again_and_kept(cells: Path, tmp_path: Path, monkeypatch) -> None:
+    # A kill between journaling a proposal and checkpointing the strategy abandons the proposal;
+    # the strategy, restarted from the checkpoint before it, asks it again under the same number.
+    # That second proposal and its result were not journaled (taken for lines already written),
+    # and after a second kill and resume the trial was dropped from trials.csv: 29 of 30 rows.
+    from mobilenas.search import orchestrator
+
+    out = tmp_path / "run"
+    real = orchestrator.SearchRun._checkpoint
+
+    def run(argv: list[str], dies_at: int | None) -> None:
+        calls = 0
+
+        def checkpoint(self: orchestrator.SearchRun) -> None:
+            nonlocal calls
+            calls += 1
+            if calls == dies_at:
+                raise _Killed
+            real(self)
+
+        monkeypatch.setattr(orchestrator.SearchRun, "_checkpoint", checkpoint)
+        if dies_at is None:
+            assert nas_search(argv) == 0
+        else:
+            with pytest.raises(_Killed):
+                nas_search(argv)
+
+    run(_args(cells, out, "--samples", "30", "--strategy", "random"), 21)  # the checkpoint after asking proposal 10
+    run(["--resume", str(out), "--quiet"], 8)
+    run(["--resume", str(out), "--quiet"], None)
+    events = _events(out)
+    abandoned = [e["number"] for e in events if e["type"] == "abandoned"]
+    assert len(abandoned) == 2
+    results = {e["number"]: e for e in events if e["type"] == "result" and e["source"] == "trained"}
+    assert sorted(results) == list(range(30))
+    for number in abandoned:  # asked again, journaled again, after its abandoned line
+        last = max(i for i, e in enumerate(events) if e["type"] == "abandoned" and e["number"] == number)
+        again = [e for e in events[last:] if e["type"] == "proposal" and e["number"] == number]
+        assert len(again) == 1 and again[0]["key"] == results[number]["key"]
+    rows = [r for r in csv.DictReader((out / "trials.csv").open()) if r["source"] == "trained"]
+    assert sorted(int(r["number"]) for r in rows) == list(range(30))
