@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -320,3 +321,59 @@ def test_a_proposal_lost_twice_to_kills_is_asked_again_and_kept(cells: Path, tmp
         assert len(again) == 1 and again[0]["key"] == results[number]["key"]
     rows = [r for r in csv.DictReader((out / "trials.csv").open()) if r["source"] == "trained"]
     assert sorted(int(r["number"]) for r in rows) == list(range(30))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["ppo", "random"])
+def test_kills_at_any_write_then_resume_give_the_uninterrupted_run(cells: Path, tmp_path: Path, monkeypatch, capsys, strategy: str) -> None:
+    # Every journal line and every file the run writes is a point where a kill can land. Killed at
+    # one of them, then twice more while resuming, the run must end as the one never killed did:
+    # the same trained trials (number, architecture, reward), the same best and the same front.
+    import mobilenas.runs as runs
+    from mobilenas.search import orchestrator
+
+    written = 0
+    dies_at: set[int] = set()
+
+    def write_point() -> None:
+        nonlocal written
+        written += 1
+        if written in dies_at:
+            raise _Killed
+
+    append = runs.Journal.append
+    monkeypatch.setattr(runs.Journal, "append", lambda self, event: (write_point(), append(self, event))[1])
+    for module in (runs, orchestrator):  # the run's files (manifest, best.json) and the search's
+        for name in ("atomic_write_bytes", "atomic_write_text"):
+            real = getattr(module, name)
+            monkeypatch.setattr(module, name, lambda *a, _real=real, **k: (write_point(), _real(*a, **k))[1])
+
+    def run(argv: list[str], at: int | None) -> bool:
+        nonlocal written
+        written = 0
+        dies_at.clear()
+        dies_at.update({at} if at else set())
+        try:
+            assert nas_search(argv) == 0
+        except _Killed:
+            return True
+        return False
+
+    def outcome(out: Path) -> tuple[Any, ...]:
+        trained = sorted((r["number"], r["key"], r["reward"]) for r in csv.DictReader((out / "trials.csv").open()) if r["source"] == "trained")
+        return trained, json.loads((out / "best.json").read_text())["fingerprint"], (out / "pareto.csv").read_text()
+
+    def given(out: Path) -> list[str]:
+        return _args(cells, out, "--samples", "12", "--strategy", strategy, "--seed", "1")
+
+    assert not run(given(tmp_path / "reference"), None)
+    reference, points = outcome(tmp_path / "reference"), written
+    assert len(reference[0]) == 12 and points > 80
+    for at in range(3, points, 9):
+        out = tmp_path / f"killed-at-{at}"
+        assert run(given(out), at)
+        for again in (7, 23):
+            run(["--resume", str(out), "--quiet"], again)
+        assert not run(["--resume", str(out), "--quiet"], None)
+        assert outcome(out) == reference, f"killed at write {at}"
+    capsys.readouterr()
