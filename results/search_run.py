@@ -4,8 +4,8 @@ The journal ``events.jsonl`` is the source of truth (``trials.csv``, ``pareto.cs
 ``best.json`` are derived from it); it is read with :meth:`mobilenas.runs.Journal.read`, which
 skips a line torn by a killed writer. Where a run has no journal (someone copied only the CSV
 files), ``trials.csv`` is read instead. Results are replayed as the orchestrator replays them on
-resume: one result per ``(number, source)``, the last line winning, none for an ``abandoned``
-proposal.
+resume: one result per ``(number, source)``, the last line winning, none above an ``abandoned``
+line of its number (the proposal asked again below it counts).
 
 DataFrames of a :class:`SearchResults`:
 
@@ -229,13 +229,14 @@ def _strategy_name(manifest: dict[str, Any]) -> str:
 
 
 def _result_rows(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    abandoned = {int(e["number"]) for e in events if e.get("type") == "abandoned" and e.get("number") is not None}
+    # An abandoned proposal is asked again under its number: the line voids only what stands above it.
+    void_before = {int(e["number"]): position for position, e in enumerate(events) if e.get("type") == "abandoned" and e.get("number") is not None}
     kept: dict[tuple[int, str], tuple[int, dict[str, Any]]] = {}
     for position, event in enumerate(events):
         if event.get("type") != "result" or event.get("number") is None:
             continue
         number = int(event["number"])
-        if number in abandoned:
+        if position < void_before.get(number, -1):
             continue
         kept[(number, str(event.get("source", "")))] = (position, event)
     rows = []

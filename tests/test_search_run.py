@@ -321,6 +321,10 @@ def test_a_proposal_lost_twice_to_kills_is_asked_again_and_kept(cells: Path, tmp
         assert len(again) == 1 and again[0]["key"] == results[number]["key"]
     rows = [r for r in csv.DictReader((out / "trials.csv").open()) if r["source"] == "trained"]
     assert sorted(int(r["number"]) for r in rows) == list(range(30))
+    from mobilenas.results import load_run  # nas-results reads the journal by the same rule
+
+    trials = load_run(out).trials
+    assert sorted(trials[trials["source"] == "trained"]["number"]) == list(range(30))
 
 
 @pytest.mark.slow
@@ -360,8 +364,12 @@ def test_kills_at_any_write_then_resume_give_the_uninterrupted_run(cells: Path, 
         return False
 
     def outcome(out: Path) -> tuple[Any, ...]:
+        from mobilenas.results import load_run
+
         trained = sorted((r["number"], r["key"], r["reward"]) for r in csv.DictReader((out / "trials.csv").open()) if r["source"] == "trained")
-        return trained, json.loads((out / "best.json").read_text())["fingerprint"], (out / "pareto.csv").read_text()
+        trials = load_run(out).trials  # what nas-results reads from the journal
+        read = sorted(trials[trials["source"] == "trained"]["key"])
+        return trained, read, json.loads((out / "best.json").read_text())["fingerprint"], (out / "pareto.csv").read_text()
 
     def given(out: Path) -> list[str]:
         return _args(cells, out, "--samples", "12", "--strategy", strategy, "--seed", "1")
