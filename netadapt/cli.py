@@ -373,7 +373,7 @@ def _refine(args: argparse.Namespace, prog: str, held: contextlib.ExitStack) -> 
     RunDir(out).refuse_existing()  # before any data is loaded or latency measured
     check_writable_folder(out, f"--out {out}" if args.out else f"the default run folder {out.parent} (choose another with --out)")
     check_ray_address(values["ray_address"])
-    _note_oversubscription(values)
+    _note_execution(values)
     start = resolve_input(args.input, args.weights)
     if start.weights is not None:  # options of a training from scratch that will not happen (their help says when)
         unused = [key for key in ("pretrain_epochs", *(("train_lr",) if values["final"] != "retrain" else ())) if key in typed]
@@ -447,7 +447,7 @@ def _resume(args: argparse.Namespace, prog: str, progress: bool, held: contextli
         settings = replace(settings, **{k: v for k, v in overrides.items() if k != "device"})
         values.update(overrides)
     check_ray_address(values.get("ray_address"))
-    _note_oversubscription(values)
+    _note_execution(values)
     data = _load_data(values)
     recorded = manifest["latency"]
     if recorded.get("table") and not Path(recorded["table"]).exists():
@@ -469,7 +469,7 @@ def _resume(args: argparse.Namespace, prog: str, progress: bool, held: contextli
     return _continue(refinement, args)
 
 
-def _note_oversubscription(values: dict[str, Any]) -> None:
+def _note_execution(values: dict[str, Any]) -> None:
     note = None if values.get("ray_address") else oversubscription_note(values["workers"], values.get("threads") or 1, "proposals")
     for line in (note, latency_threads_note(values["latency_threads"], "--latency-threads", command=values.get("command"))):
         if line:

@@ -38,11 +38,9 @@ def _type_checking_imports(source: str) -> dict[str, tuple[str, str]]:
 class _LazyPackage(types.ModuleType):
     """A package whose exports are imported on first use (see :func:`lazy_exports`)."""
 
-    _lazy_exports: dict[str, tuple[str, str]]
-
     def __getattr__(self, name: str) -> Any:
         try:
-            module, attribute = self._lazy_exports[name]
+            module, attribute = self.__dict__.get("_lazy_exports", {})[name]
         except KeyError:
             # An AttributeError also lets ``from package import submodule`` import the submodule.
             raise AttributeError(f"module {self.__name__!r} has no attribute {name!r}") from None
@@ -60,7 +58,7 @@ class _LazyPackage(types.ModuleType):
         super().__setattr__(name, value)
 
     def __dir__(self) -> list[str]:
-        return sorted(set(super().__dir__()) | set(self._lazy_exports))
+        return sorted(set(super().__dir__()) | set(self.__dict__.get("_lazy_exports", {})))
 
 
 def lazy_exports(package: str, init_file: str) -> None:
