@@ -15,7 +15,7 @@ HEAVY = ("torch", "pandas", "onnxruntime", "ray", "optuna")
 
 # Each command's module, and the help screens a user asks for.
 HELP = {
-    "mobilenas.cli": [["--help"]],
+    "mobilenas.cli": [["--help"], ["netadapt", "refine", "--help"], ["latency", "build", "--help"], ["train", "--help"], ["results", "show", "--help"], ["search", "--help"], ["show", "--help"]],
     "mobilenas.search.cli": [["--help"]],
     "mobilenas.netadapt.cli": [["--help"], ["refine", "--help"], ["describe", "--help"]],
     "mobilenas.latency.cli": [["--help"], ["build", "--help"], ["predict", "--help"], ["measure", "--help"]],
