@@ -104,6 +104,10 @@ class DeviceMismatchError(ValueError):
     """A table measured on one device is used on another."""
 
 
+class TableExistsError(ValueError):
+    """:meth:`LookupTable.create` found a table at its path (perhaps made by another process just now)."""
+
+
 # --------------------------------------------------------------------------- values
 
 
@@ -390,9 +394,12 @@ class LookupTable:
         )
         table = cls(header, path=path, backend=backend)
         if table.path is not None:
-            if table.path.exists() and table.path.stat().st_size > 0:
-                raise ValueError(f"{table.path} already exists; load it (it resumes) or delete it to start over")
-            table.save(table.path)
+            # Checked and written under the table's lock: two processes that start at once on a
+            # machine without the table (searches of several seeds) must not both write a header.
+            with _locked(table.path):
+                if table.path.exists() and table.path.stat().st_size > 0:
+                    raise TableExistsError(f"{table.path} already exists; load it (it resumes) or delete it to start over")
+                _atomic_write_lines(table.path, [json.dumps(table.header.to_dict())])
         return table
 
     @classmethod

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -159,3 +160,53 @@ def test_open_or_create_table_is_lazy_and_fits_its_correction(tmp_path, monkeypa
     assert correction.fitted and correction.points == 2 and correction.a > 0
     again = open_or_create_table(space, input_size=SIZE, backend=backend, correction_samples=2)
     assert again.correction == correction and len(again) == len(table)  # nothing re-measured
+
+
+def test_a_table_created_meanwhile_by_another_process_is_opened_not_refused(tmp_path, monkeypatch) -> None:
+    # Searches of several seeds started at once on a machine without the table: each saw no file,
+    # and all but the first to write its header failed ("already exists; load it ...").
+    from mobilenas.latency.table import TableExistsError
+
+    space, backend, path = tiny_space(), OnnxRuntimeBackend(threads=1, warmup=0, repeats=2), tmp_path / "t.jsonl"
+    real_create = LookupTable.create.__func__  # type: ignore[attr-defined]
+
+    def create_after_another(cls, target, **kwargs):  # the other process writes its header first
+        real_create(cls, target, **kwargs)
+        return real_create(cls, target, **kwargs)
+
+    monkeypatch.setattr(LookupTable, "create", classmethod(create_after_another))
+    table = open_or_create_table(space, path, input_size=SIZE, backend=backend, correction_samples=0)
+    assert table.path == path and table.input_size == SIZE
+    assert len(path.read_text().splitlines()) == 1  # one header, not two
+    # NetAdapt opens its table the same way (two refines started at once)
+    from mobilenas.netadapt.latency_model import open_latency_model
+
+    other = tmp_path / "netadapt.jsonl"
+    model = open_latency_model(table=str(other), backend="onnxruntime", threads=1, input_size=SIZE)
+    assert model.input_size == SIZE and len(other.read_text().splitlines()) == 1
+    monkeypatch.undo()
+    with pytest.raises(TableExistsError, match="already exists"):
+        LookupTable.create(path, backend=backend, input_size=SIZE)
+
+
+def test_processes_that_open_a_missing_table_at_once_all_get_it(tmp_path) -> None:
+    import subprocess
+    import sys
+    import time
+
+    path, start = tmp_path / "t.jsonl", time.time() + 3
+    code = (
+        "import sys, time; sys.path.insert(0, sys.argv[3])\n"
+        "from helpers import tiny_space\n"
+        "from mobilenas.latency import OnnxRuntimeBackend, open_or_create_table\n"
+        "backend = OnnxRuntimeBackend(threads=1, warmup=0, repeats=2)\n"
+        "time.sleep(max(0.0, float(sys.argv[2]) - time.time()))\n"
+        "print(open_or_create_table(tiny_space(), sys.argv[1], input_size=32, backend=backend, correction_samples=0).input_size)\n"
+    )
+    tests = str(Path(__file__).parent)
+    processes = [subprocess.Popen([sys.executable, "-c", code, str(path), str(start), tests], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    outputs = [process.communicate(timeout=120) for process in processes]
+    assert [process.returncode for process in processes] == [0] * 4, [err for _, err in outputs]
+    assert [out.strip() for out, _ in outputs] == ["32"] * 4
+    header = json.loads(path.read_text().splitlines()[0])
+    assert header["input_size"] == 32 and len(path.read_text().splitlines()) == 1
