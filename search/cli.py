@@ -80,7 +80,7 @@ def build_parser(prog: str) -> ArgumentParser:
     g = p.add_argument_group("search")
     g.add_argument("--space", default=S, help=f"search space: {', '.join(NETWORK_SPACES)}, nb201 (needs --benchmark), or a space .json (default mobilenetv3)")
     g.add_argument("--strategy", choices=STRATEGY_NAMES, default=S, help="ppo (MnasNet's LSTM controller, default), reinforce, evolution, random, tpe, nsga2")
-    g.add_argument("--strategy-option", action="append", default=S, metavar="KEY=VALUE", help="a strategy setting, e.g. learning_rate=0.001 (repeatable; see the strategy's config)")
+    g.add_argument("--strategy-option", action="append", default=S, metavar="KEY=VALUE", help="a strategy setting, e.g. learning_rate=0.001 (repeatable); 'help' lists the strategy's settings and defaults")
     g.add_argument("--samples", type=positive_int, default=S, metavar="N", help="architectures to evaluate (default 24; 300 for a tabular benchmark)")
     g.add_argument("--seed", type=nonnegative_int, default=S, help="seed of the strategy, the data split and every training (default 0)")
 
@@ -438,6 +438,28 @@ def main(argv: Sequence[str] | None = None, prog: str = "nas-search") -> int:
     return run_main(lambda a: _main(a, prog), argv, prog)
 
 
+def _print_strategy_options(name: str, emit_json: bool) -> int:
+    """``--strategy-option help``: the strategy's options, their defaults and what they do."""
+    import textwrap
+
+    from mobilenas.search.strategies import describe_options
+
+    rows = describe_options(name)
+    if emit_json:
+        print_json({"strategy": name, "options": rows})
+        return 0
+    if not rows:
+        print(f"{name} has no options")
+        return 0
+    print(f"{name} options (--strategy-option KEY=VALUE, repeatable; defaults shown):")
+    for row in rows:
+        print(f"  {row['name']}={row['default']}")
+        description = row["description"].removeprefix(f"{row['name']}: ")
+        for line in textwrap.wrap(description, width=92):
+            print(f"      {line}")
+    return 0
+
+
 def _main(argv: Sequence[str] | None, prog: str) -> int:
     with contextlib.ExitStack() as held:  # the run's claim (RunDir.claim) lasts until the end
         return _search(argv, prog, held)
@@ -448,6 +470,8 @@ def _search(argv: Sequence[str] | None, prog: str, held: contextlib.ExitStack) -
     emit_json = bool(given.pop("json", False))
     resume = given.pop("resume", None)
     quiet = bool(given.get("quiet", False)) or emit_json
+    if "help" in given.get("strategy_option", []):  # like --help: nothing else is read or checked
+        return _print_strategy_options(given.get("strategy", DEFAULTS["strategy"]), emit_json)
 
     def say(message: str) -> None:
         if not quiet:

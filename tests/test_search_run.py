@@ -385,3 +385,26 @@ def test_kills_at_any_write_then_resume_give_the_uninterrupted_run(cells: Path, 
         assert not run(["--resume", str(out), "--quiet"], None)
         assert outcome(out) == reference, f"killed at write {at}"
     capsys.readouterr()
+
+
+def test_strategy_option_help_lists_every_option_with_its_default(tmp_path: Path, monkeypatch, capsys) -> None:
+    import dataclasses
+
+    from mobilenas.search.strategies import STRATEGIES, default_config, describe_options
+
+    monkeypatch.chdir(tmp_path)
+    defaults = {name: dataclasses.asdict(default_config(name)) for name in STRATEGIES}
+    for name in STRATEGIES:
+        rows = describe_options(name)
+        assert [r["name"] for r in rows] == list(defaults[name]) and all(r["default"] == defaults[name][r["name"]] for r in rows)
+        assert all(r["name"] in r["description"] for r in rows), name  # every option is explained in its config's docstring
+    assert nas_search(["--strategy-option", "help"]) == 0  # no --target-latency needed, as for --help
+    printed = capsys.readouterr().out
+    assert printed.startswith("ppo options") and "  learning_rate=0.01\n      Adam's step size." in printed
+    assert all(f"  {option}=" in printed for option in defaults["ppo"])
+    assert nas_search(["--strategy", "nsga2", "--strategy-option", "help", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert listed["strategy"] == "nsga2" and listed["options"][0]["name"] == "population_size" and listed["options"][0]["default"] == 50
+    assert nas_search(["--strategy", "random", "--strategy-option", "help"]) == 0
+    assert capsys.readouterr().out.strip() == "random has no options"
+    assert not (tmp_path / "results").exists()  # nothing was started

@@ -19,6 +19,7 @@ data)`` builds its config from JSON or ``key=value`` command-line strings, and
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -93,6 +94,29 @@ def random_phase(name: str, config: Any) -> tuple[str, int] | None:
     return (option, int(getattr(config, option))) if option else None
 
 
+def describe_options(name: str) -> list[dict[str, Any]]:
+    """Strategy ``name``'s options: ``name``, ``default``, ``type`` and ``description``.
+
+    The description is the part of the config's docstring that explains the option (a bullet or
+    clause starting with ````name````, else the first that mentions it; empty if none does).
+    """
+    config_cls = _info(name).config_cls
+    body = " ".join(line.strip() for line in (config_cls.__doc__ or "").splitlines()[1:])
+    # Clauses: bullets ("* ``x``: ..."), and sentences or "; " parts that start with an option.
+    clauses = [c.strip() for c in re.split(r"\s*\*\s+(?=``)|(?<=[.;])\s+(?=``)|(?<=\.)\s+(?=[A-Z])", body) if c.strip()]
+    rows = []
+    for field in dataclasses.fields(config_cls):
+        quoted = f"``{field.name}``"
+        text = next((c for c in clauses if c.startswith(quoted)), None) or next((c for c in clauses if quoted in c), "")
+        rows.append({
+            "name": field.name,
+            "default": getattr(config_cls(), field.name),
+            "type": str(field.type),
+            "description": text.replace("``", "").rstrip(";"),
+        })
+    return rows
+
+
 def config_to_dict(config: Any) -> dict[str, Any]:
     """The plain-data form of a config (for the run manifest)."""
     return dataclasses.asdict(config)
@@ -128,6 +152,7 @@ __all__ = [
     "config_from_dict",
     "config_to_dict",
     "default_config",
+    "describe_options",
     "make_strategy",
     "parse_options",
 ]

@@ -31,8 +31,11 @@ from mobilenas.search.strategies._common import (
 class EvolutionConfig:
     """Regularized evolution's options.
 
-    ``population_size`` (P) and ``tournament_size`` (S, at most P): defaults are those of the
-    NAS-Bench-201 paper's REA baseline (P = 10, S = 3), tuned there for a few hundred queries.
+    ``population_size``: the P most recent architectures, from which parents are drawn (the
+    first P are random; the oldest dies as each child is told); ``tournament_size``: how many
+    of them (S, at most P) are drawn at random, the best of which is mutated into the next
+    child. Defaults are those of the NAS-Bench-201 paper's REA baseline (P = 10, S = 3), tuned
+    there for a few hundred queries.
     """
 
     population_size: int = 10

@@ -67,7 +67,14 @@ class TPEConfig:
 
 @dataclass(frozen=True)
 class NSGA2Config:
-    """Optuna's NSGAIISampler options (Optuna's defaults; ``mutation_prob`` None = 1/decisions)."""
+    """Optuna's NSGAIISampler options (Optuna's defaults).
+
+    ``population_size``: proposals per generation (the first generation is random);
+    ``crossover_prob``: chance that a child is bred by crossover rather than copied from a
+    parent; ``swapping_prob``: chance that each decision comes from the other parent in a
+    crossover; ``mutation_prob``: chance that each decision is redrawn at random (None: one over
+    the number of decisions).
+    """
 
     population_size: int = 50
     crossover_prob: float = 0.9
