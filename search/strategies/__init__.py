@@ -97,12 +97,14 @@ def random_phase(name: str, config: Any) -> tuple[str, int] | None:
 def describe_options(name: str) -> list[dict[str, Any]]:
     """Strategy ``name``'s options: ``name``, ``default``, ``type`` and ``description``.
 
-    The description is the part of the config's docstring that explains the option (a bullet or
-    clause starting with ````name````, else the first that mentions it; empty if none does).
+    The description is the clause of the config's docstring that explains the option: the one
+    that starts with the option's name in double backquotes, else the first that mentions it
+    (empty if none does).
     """
     config_cls = _info(name).config_cls
+    defaults = config_cls()
     body = " ".join(line.strip() for line in (config_cls.__doc__ or "").splitlines()[1:])
-    # Clauses: bullets ("* ``x``: ..."), and sentences or "; " parts that start with an option.
+    # Clauses: bullets ("* ``x``: ..."), "; ``x``: ..." parts, and sentences.
     clauses = [c.strip() for c in re.split(r"\s*\*\s+(?=``)|(?<=[.;])\s+(?=``)|(?<=\.)\s+(?=[A-Z])", body) if c.strip()]
     rows = []
     for field in dataclasses.fields(config_cls):
@@ -110,7 +112,7 @@ def describe_options(name: str) -> list[dict[str, Any]]:
         text = next((c for c in clauses if c.startswith(quoted)), None) or next((c for c in clauses if quoted in c), "")
         rows.append({
             "name": field.name,
-            "default": getattr(config_cls(), field.name),
+            "default": getattr(defaults, field.name),
             "type": str(field.type),
             "description": text.replace("``", "").rstrip(";"),
         })
