@@ -699,6 +699,11 @@ class Refinement:
             "widths": group_widths(point.definition),
             "run": str(self.run.root.resolve()),
         }
+        data = self.run.manifest().get("data")
+        if isinstance(data, dict) and {"mean", "std", "in_channels"} <= set(data):  # what refined.onnx expects of its input
+            from mobilenas.train.data import preprocessing
+
+            refined["preprocessing"] = preprocessing(data, self.latency.input_size)
         self.run.write_json(REFINED_JSON, refined)
         try:
             plot_trajectory(lines, refined, self.run.path(TRAJECTORY_PNG))

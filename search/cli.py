@@ -527,7 +527,15 @@ def _search(argv: Sequence[str] | None, prog: str, held: contextlib.ExitStack) -
         if note:
             print(note, file=sys.stderr)  # a note, not progress: said even with --quiet
     bar, update = _progress_hook(config, config["samples"])
-    search = SearchRun(run, setup.problem, setup.strategy, setup.reward, target, config["samples"], seed=config["seed"], keep_weights=config["keep_weights"], on_update=update)
+    deployment = None
+    if setup.data is not None:  # a network search: how the winner's input is prepared
+        from mobilenas.train.data import preprocessing
+
+        deployment = preprocessing(setup.data.summary(), setup.table.input_size)
+    search = SearchRun(
+        run, setup.problem, setup.strategy, setup.reward, target, config["samples"], seed=config["seed"],
+        keep_weights=config["keep_weights"], on_update=update, preprocessing=deployment,
+    )
     if resume:
         search.resume()
         if "samples" in given and search.submitted > search.samples:

@@ -142,6 +142,7 @@ class SearchRun:
         seed: int = 0,
         keep_weights: str = "best",
         on_update: Callable[[SearchRun], None] | None = None,
+        preprocessing: dict[str, Any] | None = None,
     ) -> None:
         if samples < 1:
             raise ValueError(f"samples must be >= 1, got {samples}")
@@ -154,6 +155,7 @@ class SearchRun:
         self.seed = int(seed)
         self.keep_weights = keep_weights
         self.on_update = on_update
+        self.preprocessing = preprocessing  # what the best network expects of its input (network searches)
         self.trials: list[Trial] = []
         self.in_flight: dict[int, Submission] = {}
         self.submitted = 0  # proposals handed to an executor (trained or training), this run and before
@@ -348,6 +350,7 @@ class SearchRun:
             "reward_kind": self.reward.describe(),
             "run": str(self.run.root),
             "info": best.info,
+            **({"preprocessing": self.preprocessing} if self.preprocessing else {}),
         }
 
     def write_best(self, measured_latency_ms: float | None = None) -> None:

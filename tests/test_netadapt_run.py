@@ -119,6 +119,10 @@ def test_refine_writes_a_complete_run(reference_run: Path) -> None:
     difference = check_onnx(model, (out / "refined.onnx").read_bytes(), torch.randn(1, 3, 128, 128))
     assert difference < 1e-4
     assert (out / "trajectory.png").stat().st_size > 1000
+    # what refined.onnx expects of its input: the training data's statistics, at its exported size
+    assert refined["preprocessing"] == {
+        "scale": "pixels / 255", "mean": manifest["data"]["mean"], "std": manifest["data"]["std"], "layout": "NCHW", "input_shape": [1, 3, 128, 128],
+    }
     events = Journal(out / "events.jsonl").read()
     assert [e["type"] for e in events].count("final") == 1
 

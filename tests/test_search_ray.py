@@ -58,6 +58,9 @@ def test_network_search_on_ray_tune(space_file: Path, tmp_path: Path) -> None:
     best = json.loads((out / "best.json").read_text())
     assert best["measured_latency_ms"] > 0 and best["latency_ms"] > 0
     assert Path(best["weights"]).is_file()
+    # what the winner expects of its input: the training data's statistics, at the table's size
+    dataset = json.loads((out / "manifest.json").read_text())["dataset"]
+    assert best["preprocessing"] == {"scale": "pixels / 255", "mean": dataset["mean"], "std": dataset["std"], "layout": "NCHW", "input_shape": [1, 3, 32, 32]}
     assert len(list((out / "weights").iterdir())) == 1  # the beaten trials' weights are gone
     trained = _trained(out)
     assert len(trained) == 5 and all(t["status"] == STATUS_OK for t in trained)

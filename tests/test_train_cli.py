@@ -60,6 +60,12 @@ def test_nas_train_writes_weights_metrics_and_onnx(tmp_path: Path, capsys: pytes
     assert np.max(np.abs(actual - expected)) < 1e-4
     accuracy = float((torch.from_numpy(actual).argmax(1) == data.test.labels).float().mean())
     assert accuracy == pytest.approx(metrics["test_accuracy"])
+    # A deployer feeds raw pixels prepared as the metrics say, and gets the same outputs.
+    prepared = metrics["preprocessing"]
+    assert prepared["input_shape"] == ["N", 3, 16, 16] and prepared["layout"] == "NCHW" and prepared["scale"] == "pixels / 255"
+    mean, std = (np.asarray(prepared[k], dtype=np.float32).reshape(1, -1, 1, 1) for k in ("mean", "std"))
+    (from_pixels,) = session.run(None, {"input": (data.test.images.numpy().astype(np.float32) / 255 - mean) / std})
+    assert np.max(np.abs(from_pixels - actual)) < 1e-4
     # Training again into the same place refuses instead of overwriting the result.
     assert main([str(arch_path), "--epochs", "2", *DATA_ARGS]) == 2
     assert "already exists" in capsys.readouterr().err

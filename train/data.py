@@ -38,9 +38,10 @@ from __future__ import annotations
 
 import dataclasses
 import pickle
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -167,6 +168,24 @@ class DataSplits:
             "mean": list(self.train.mean),
             "std": list(self.train.std),
         }
+
+
+def preprocessing(summary: Mapping[str, Any], input_size: int, *, batch: int | str = 1) -> dict[str, Any]:
+    """How to feed a trained network: what a deployed model expects of its input.
+
+    ``summary`` is :meth:`DataSplits.summary` (the training data's per-channel mean and std);
+    ``input_size`` the resolution the model is exported or timed at; ``batch`` the first dimension
+    (``"N"`` for an export with a dynamic batch). Pixels are scaled to [0, 1], then normalised per
+    channel with the training data's statistics, in NCHW layout.
+    """
+    channels = int(summary["in_channels"])
+    return {
+        "scale": "pixels / 255",
+        "mean": [float(v) for v in summary["mean"]],
+        "std": [float(v) for v in summary["std"]],
+        "layout": "NCHW",
+        "input_shape": [batch, channels, int(input_size), int(input_size)],
+    }
 
 
 # --------------------------------------------------------------------------- splitting

@@ -33,7 +33,7 @@ from mobilenas.space.builder import build_model
 from mobilenas.space.cost import architecture_cost
 from mobilenas.torchutil import torch_threads
 from mobilenas.train import engine
-from mobilenas.train.data import DataSplits
+from mobilenas.train.data import DataSplits, preprocessing
 from mobilenas.train.proxy import STATUS_FAILED, STATUS_OK, evaluate, prepare_architecture
 
 CHECKPOINT_VERSION = 1
@@ -303,7 +303,7 @@ def train_full(
         "params": cost.params,
         "macs": cost.macs,
         "dataset": data.summary(),
-        "preprocessing": {"scale": "pixels / 255", "mean": list(data.train.mean), "std": list(data.train.std), "layout": "NCHW"},
+        "preprocessing": preprocessing(data.summary(), data.input_size, batch="N"),
         "config": config.to_dict(),
         "selected": "ema" if ema is not None else "weights",
         "best_epoch": best_epoch,
