@@ -471,7 +471,8 @@ def _search(argv: Sequence[str] | None, prog: str, held: contextlib.ExitStack) -
     resume = given.pop("resume", None)
     quiet = bool(given.get("quiet", False)) or emit_json
     if "help" in given.get("strategy_option", []):  # like --help: nothing else is read or checked
-        return _print_strategy_options(given.get("strategy", DEFAULTS["strategy"]), emit_json)
+        strategy = given.get("strategy") or (RunDir.open(resume, kind="search").manifest()["config"]["strategy"] if resume else DEFAULTS["strategy"])
+        return _print_strategy_options(strategy, emit_json)
 
     def say(message: str) -> None:
         if not quiet:

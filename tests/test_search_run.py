@@ -387,7 +387,7 @@ def test_kills_at_any_write_then_resume_give_the_uninterrupted_run(cells: Path, 
     capsys.readouterr()
 
 
-def test_strategy_option_help_lists_every_option_with_its_default(tmp_path: Path, monkeypatch, capsys) -> None:
+def test_strategy_option_help_lists_every_option_with_its_default(cells: Path, tmp_path: Path, monkeypatch, capsys) -> None:
     import dataclasses
 
     from mobilenas.search.strategies import STRATEGIES, default_config, describe_options
@@ -408,3 +408,8 @@ def test_strategy_option_help_lists_every_option_with_its_default(tmp_path: Path
     assert nas_search(["--strategy", "random", "--strategy-option", "help"]) == 0
     assert capsys.readouterr().out.strip() == "random has no options"
     assert not (tmp_path / "results").exists()  # nothing was started
+    # beside --resume: the options of the strategy that run uses
+    assert nas_search(_args(cells, tmp_path / "run", "--strategy", "evolution", "--samples", "3")) == 0
+    capsys.readouterr()
+    assert nas_search(["--resume", str(tmp_path / "run"), "--strategy-option", "help"]) == 0
+    assert capsys.readouterr().out.startswith("evolution options")
