@@ -30,13 +30,7 @@ import numpy as np
 
 from mobilenas.latency.measure import LatencyBackend, OnnxRuntimeBackend, measure_architectures
 from mobilenas.latency.signature import OpSignature
-from mobilenas.latency.table import (
-    Correction,
-    LookupTable,
-    Method,
-    MissingEntryError,
-    TableExistsError,
-)
+from mobilenas.latency.table import Correction, LookupTable, Method, MissingEntryError
 from mobilenas.space.arch import Architecture, Block, conv_output_size, make_divisible
 from mobilenas.space.builder import adapt_for_input_size
 from mobilenas.space.search_space import SearchSpace
@@ -173,12 +167,9 @@ class BuildResult:
 
 
 def _open(path: Path, space: SearchSpace, backend: LatencyBackend, input_size: int, force_device: bool, method: Method | None) -> LookupTable:
-    if not (path.exists() and path.stat().st_size > 0):
-        try:
-            return LookupTable.create(path, backend=backend, input_size=input_size, method=method, space_name=space.name, space_fingerprint=space.fingerprint())
-        except TableExistsError:
-            pass  # another process created it since the check above: use theirs
-    table = LookupTable.load(path, backend=backend, force=force_device)
+    table, _ = LookupTable.load_or_create(
+        path, backend=backend, force=force_device, input_size=input_size, method=method, space_name=space.name, space_fingerprint=space.fingerprint()
+    )
     if table.input_size != input_size:
         raise ValueError(f"{path} is a table for {table.input_size}x{table.input_size} inputs, not {input_size}x{input_size}; give another --table or --input-size {table.input_size}")
     if method is not None and method != table.method:

@@ -403,6 +403,22 @@ class LookupTable:
         return table
 
     @classmethod
+    def load_or_create(
+        cls, path: str | Path, *, backend: LatencyBackend, force: bool = False, **create_options: Any
+    ) -> tuple[LookupTable, bool]:
+        """The table at ``path``, created (with ``create_options``) if there is none; and whether it was.
+
+        Safe when several processes open a missing table at once: one creates it, the others load it.
+        """
+        path = Path(path)
+        if not (path.exists() and path.stat().st_size > 0):
+            try:
+                return cls.create(path, backend=backend, **create_options), True
+            except TableExistsError:
+                pass  # another process created it since the check above: use theirs
+        return cls.load(path, backend=backend, force=force), False
+
+    @classmethod
     def load(cls, path: str | Path, *, backend: LatencyBackend | None = None, force: bool = False) -> LookupTable:
         """Read a table file; refuse it if it was measured on another device, unless ``force``."""
         path = Path(path)

@@ -32,7 +32,7 @@ from mobilenas.latency.measure import (
     measure,
     measure_architectures,
 )
-from mobilenas.latency.table import Correction, LookupTable, TableExistsError
+from mobilenas.latency.table import Correction, LookupTable
 from mobilenas.space.arch import Architecture
 
 DEFAULT_INPUT_SIZE = 224
@@ -156,17 +156,11 @@ def open_latency_model(
             if log:
                 log(f"not using the latency table of the run that produced the input: it is for {found.input_size}px inputs, not --input-size {input_size}")
     path = Path(table).expanduser() if table else default_table_path(measuring, input_size or DEFAULT_INPUT_SIZE)
-    loaded = None
-    if not (path.exists() and path.stat().st_size > 0):
-        try:
-            loaded = LookupTable.create(path, backend=measuring, input_size=input_size or DEFAULT_INPUT_SIZE)
-            if log:
-                log(f"created latency table {path} for this device ({measuring.describe()}); entries are measured as NetAdapt needs them")
-        except TableExistsError:
-            pass  # another process created it since the check above: use theirs
-    if loaded is None:
-        loaded = LookupTable.load(path, backend=measuring, force=force_device)
-        if input_size is not None and loaded.input_size != input_size:
-            raise ValueError(f"latency table {path} is for {loaded.input_size}x{loaded.input_size} inputs, not {input_size}; give another --table or drop --input-size")
+    loaded, created = LookupTable.load_or_create(path, backend=measuring, force=force_device, input_size=input_size or DEFAULT_INPUT_SIZE)
+    if created:
+        if log:
+            log(f"created latency table {path} for this device ({measuring.describe()}); entries are measured as NetAdapt needs them")
+    elif input_size is not None and loaded.input_size != input_size:
+        raise ValueError(f"latency table {path} is for {loaded.input_size}x{loaded.input_size} inputs, not {input_size}; give another --table or drop --input-size")
     frozen = Correction.from_dict(correction) if correction is not None else None
     return TableLatency(loaded, measuring, frozen, log)
