@@ -39,6 +39,7 @@ import pandas as pd
 
 from mobilenas.results.common import RunBase, read_json_object
 from mobilenas.runs import Journal
+from mobilenas.search.journal import void_before
 
 KIND = "search"
 EVENTS = "events.jsonl"
@@ -229,14 +230,13 @@ def _strategy_name(manifest: dict[str, Any]) -> str:
 
 
 def _result_rows(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    # An abandoned proposal is asked again under its number: the line voids only what stands above it.
-    void_before = {int(e["number"]): position for position, e in enumerate(events) if e.get("type") == "abandoned" and e.get("number") is not None}
+    void = void_before(events)  # as the orchestrator replays it
     kept: dict[tuple[int, str], tuple[int, dict[str, Any]]] = {}
     for position, event in enumerate(events):
         if event.get("type") != "result" or event.get("number") is None:
             continue
         number = int(event["number"])
-        if position < void_before.get(number, -1):
+        if position < void.get(number, -1):
             continue
         kept[(number, str(event.get("source", "")))] = (position, event)
     rows = []

@@ -14,6 +14,7 @@ the modules themselves.
                        cell space with a tabular benchmark (:mod:`.tabular`).
 :mod:`.orchestrator`   :class:`SearchRun`: the run directory (manifest, event journal, strategy
                        checkpoints, ``trials.csv``, ``pareto.csv``, ``best.json``) and resume.
+:mod:`.journal`        the journal's replay rules that nas-results shares (``void_before``).
 :mod:`.proxy`, :mod:`.tune_driver`, :mod:`.execution`
                        proxy trainings on Ray Tune (or in-process), a local Ray on 127.0.0.1 or
                        ``--ray-address``; :mod:`.pareto` fronts and hypervolume.

@@ -49,6 +49,7 @@ from mobilenas.search.base import (
     Observation,
     Strategy,
 )
+from mobilenas.search.journal import void_before
 from mobilenas.search.pareto import pareto_mask
 from mobilenas.search.rewards import RewardSpec
 from mobilenas.search.wrappers import SearchStopped, StrategyWrapper, WrapperEvent
@@ -397,12 +398,7 @@ class SearchRun:
             applied = int(checkpoint["events"])
             self.submitted = int(checkpoint["submitted"])
             self.stopped = checkpoint.get("stopped")
-        # An abandoned proposal's number is asked again (the strategy restarts from the checkpoint
-        # taken before it), so an ``abandoned`` line voids only the lines of its number above it.
-        void_before: dict[int, int] = {}
-        for position, event in enumerate(events):
-            if event.get("type") == "abandoned" and event.get("number") is not None:
-                void_before[int(event["number"])] = position
+        void = void_before(events)  # an abandoned line voids only its number's lines above it
         proposals: dict[int, dict[str, Any]] = {}
         trials: dict[tuple[int, str], Trial] = {}
         for position, event in enumerate(events):
@@ -410,14 +406,14 @@ class SearchRun:
             if number is None or kind == "abandoned":
                 continue
             number = int(number)
-            if position < void_before.get(number, -1):
+            if position < void.get(number, -1):
                 continue
             source = str(event.get("source", ""))
             after_checkpoint = position >= applied
             if kind == "proposal" and source == "trained" and after_checkpoint:
                 # Journaled, but the process died before the checkpoint: it was never submitted.
                 # Not marked as logged: the proposal the strategy makes again is journaled anew.
-                void_before[number] = len(events)
+                void[number] = len(events)
                 self._log({"type": "abandoned", "number": number, "source": "resume"})
                 continue
             self._logged.add((str(kind), number, source))
