@@ -19,6 +19,12 @@ def test_unclear_durations_are_rejected(text: str) -> None:
         parse_duration_ms(text, what="--target-latency")
 
 
+@pytest.mark.parametrize("text", ["1e400ms", "1e400", 1e400])
+def test_overflowing_durations_say_finite(text: str | float) -> None:
+    with pytest.raises(ValueError, match="must be finite"):
+        parse_duration_ms(text, what="--target-latency")
+
+
 @pytest.mark.parametrize("text", ["-3ms", "-.5ms", "-0.015s"])
 def test_negative_durations_on_the_command_line_say_positive(text: str, capsys: pytest.CaptureFixture[str]) -> None:
     # argparse alone reads "-3ms" as an unknown option and answers "expected one argument"

@@ -27,7 +27,9 @@ def parse_duration_ms(text: str | float | int, *, what: str = "duration") -> flo
             raise ValueError(f"{prefix}cannot read {text!r} as a duration; write it like 15ms, 0.015s or 1500us")
         value, unit = float(match.group(1)), match.group(2) or "ms"
     ms = value * _TO_MS[unit]
-    if not math.isfinite(ms) or ms <= 0:
+    if not math.isfinite(ms):
+        raise ValueError(f"{prefix}a duration must be finite, got {text!r}; write it like 15ms, 0.015s or 1500us")
+    if ms <= 0:
         raise ValueError(f"{prefix}a duration must be positive, got {text!r}")
     return ms
 
