@@ -78,19 +78,22 @@ class Schedule:
         """The resource iteration ``iteration`` must reach (never below ``budget``)."""
         return max(current_resource - self.reduction(iteration, start_resource), budget)
 
-    def iterations_to(self, start_resource: float, budget: float, limit: int = 100_000) -> int | None:
+    def iterations_to(self, start_resource: float, budget: float, limit: int = 100_000, *, current: float | None = None, done: int = 0) -> int | None:
         """How many iterations reach ``budget`` if each removes exactly its reduction.
 
         An upper bound on a run's iterations: a step's proposal must reach its target, so it never
         removes less (it often removes more, a whole channel group at a time). ``None`` when the
         shrinking reductions never add up to ``start_resource - budget`` (decay below 1 and no floor).
+        From the middle of a run: ``done`` iterations made, now at ``current``; the count is of the
+        iterations still to come.
         """
-        current, iterations = start_resource, 0
+        current = start_resource if current is None else current
+        iterations = 0
         while current - budget > 1e-9 * start_resource:
             iterations += 1
             if iterations > limit:
                 return None
-            current -= self.reduction(iterations, start_resource)
+            current -= self.reduction(done + iterations, start_resource)
         return iterations
 
     def to_dict(self) -> dict[str, float]:

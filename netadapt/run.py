@@ -61,7 +61,7 @@ from mobilenas.space.arch import Architecture
 from mobilenas.space.builder import Network, build_model
 from mobilenas.torchutil import torch_threads
 from mobilenas.train.engine import seeded
-from mobilenas.units import format_ms
+from mobilenas.units import format_duration, format_ms
 
 RUN_KIND = "netadapt"
 HISTORY = "history.jsonl"
@@ -428,6 +428,26 @@ class Refinement:
             return "; the schedule's shrinking steps add up to less than the budget asks, so it bounds no iteration count (each step still prunes at least one channel group)"
         return f"; at most {bound} iteration{'s' if bound != 1 else ''} by the schedule (fewer when steps overshoot)"
 
+    def _remaining_note(self, done: int, latency_ms: float, seconds: float, resumed: bool) -> str:
+        """'; at most N more iterations, about T at this one's pace' (NetAdapt runs for hours on a CPU)."""
+        settings = self.settings
+        if latency_ms <= settings.budget_ms:
+            return ""
+        left = settings.schedule.iterations_to(settings.start_latency_ms, settings.budget_ms, current=latency_ms, done=done)
+        capped = settings.max_iterations is not None and (left is None or settings.max_iterations - done < left)
+        if capped:
+            left = max(settings.max_iterations - done, 0)  # type: ignore[operator]
+        if left is None:
+            return "; the schedule bounds no iteration count from here"
+        if left == 0:
+            return ""
+        why = "--max-iterations" if capped else "the schedule"
+        note = f"; at most {left} more iteration{'s' if left != 1 else ''} by {why}"
+        if not resumed:  # a resumed iteration's time is only its remainder: no pace to go by
+            then = "" if settings.final == "none" else ", then the final training"
+            note += f", about {format_duration(left * seconds)} at this one's pace{then}"
+        return note
+
     def _save_checkpoint(self, iteration: int, state: StateDict) -> str:
         relative = f"{CHECKPOINTS}/{_iteration_name(iteration)}.pt"
         save_weights(self.run.path(relative), state)
@@ -595,6 +615,7 @@ class Refinement:
             f"iteration {number}: target {format_ms(step.target)}; {winner.group} {winner.previous_width}->{winner.width}; "
             f"latency {format_ms(new.resource)} (measured {format_ms(measured)}); accuracy {point.accuracy:.4f} -> "
             f"{chosen_result.accuracy_before:.4f} pruned -> {new.accuracy:.4f} fine-tuned; {len(step.candidates)} proposals in {time.perf_counter() - started:.0f} s"
+            + self._remaining_note(number, new.resource, time.perf_counter() - started, resumed=planned is not None)
         )
         return Point(number, new.definition, new.state, new.accuracy, new.resource)
 

@@ -177,6 +177,10 @@ def test_schedule_iteration_bound() -> None:
     assert netadapt.iterations_to(4.87, 0.75 * 4.87) == 13  # 1 - 0.96**13 >= 0.4 > 1 - 0.96**12
     assert netadapt.iterations_to(10.0, 3.0) is None
     assert Schedule(0.025, 0.96, 0.01).iterations_to(10.0, 3.0) is not None  # a floor always gets there
+    # from the middle of a run: the steps still to come are the later, smaller ones
+    assert Schedule(0.06, 1.0).iterations_to(100.0, 60.0, current=82.0, done=3) == 4  # 76, 70, 64, 58
+    assert Schedule(0.1, 0.5).iterations_to(100.0, 84.0, current=90.0, done=1) == 2  # 5 then 2.5: 85, 82.5
+    assert Schedule(0.1, 0.5).iterations_to(100.0, 84.0, current=90.0) == 1  # as if from the start: 10
 
 
 def test_schedule_rejects_nonsense() -> None:

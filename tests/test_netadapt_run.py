@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -266,10 +267,15 @@ def test_best_json_with_weights(table: Path, reference_run: Path, tmp_path: Path
     assert [g["width"] for g in groups] == list(group_widths(load_architecture(str(tmp_path / "best.json"))).values())
 
 
-def test_parallel_proposals_on_ray_match_in_process(table: Path, reference_run: Path, tmp_path: Path) -> None:
+def test_parallel_proposals_on_ray_match_in_process(table: Path, reference_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "run"
     arguments = ["refine", ARCH, "--budget-ratio", "0.6", *common(table, out), "--workers", "2", "--max-iterations", "2"]
     assert main(arguments) == 0
+    # each iteration says how much is left, by the bound that binds, at its own pace (hours on a CPU)
+    said = [line for line in capsys.readouterr().err.splitlines() if line.startswith("iteration ") and " proposals in " in line]
+    assert len(said) == 2
+    assert re.search(r"; at most 1 more iteration by --max-iterations, about \d+ s at this one's pace, then the final training$", said[0]), said[0]
+    assert " more iteration" not in said[1]
     assert trajectory(out)[:3] == trajectory(reference_run)[:3]
     lines = history(out)
     assert np.isfinite([p["accuracy"] for p in lines[1]["proposals"]]).all()

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from mobilenas.runs import Journal, RunDir, atomic_write_json, read_json
-from mobilenas.units import format_ms, parse_duration_ms
+from mobilenas.units import format_duration, format_ms, parse_duration_ms
 
 
 @pytest.mark.parametrize(("text", "ms"), [("15ms", 15.0), ("0.015s", 15.0), ("15", 15.0), ("1500us", 1.5), (" 2.5 ms ", 2.5), (7, 7.0), ("1e1ms", 10.0)])
@@ -219,3 +219,8 @@ def test_the_systems_refusals_are_one_line(capsys: pytest.CaptureFixture[str], m
 
     assert run_main(benchmark_pipe_closed, [], "nas-latency") == 1
     assert capsys.readouterr().err.strip() == "nas-latency: error: Broken pipe"  # a traceback, before
+
+
+@pytest.mark.parametrize(("seconds", "text"), [(0.4, "0 s"), (40, "40 s"), (89, "89 s"), (90, "2 min"), (720, "12 min"), (5399, "90 min"), (5400, "1.5 h"), (11_200, "3.1 h"), (float("nan"), "-"), (-1, "-")])
+def test_durations_for_people(seconds: float, text: str) -> None:
+    assert format_duration(seconds) == text

@@ -39,3 +39,14 @@ def format_ms(ms: float | None) -> str:
     if ms is None or (isinstance(ms, float) and math.isnan(ms)):
         return "-"
     return f"{ms:.3f} ms" if ms < 1 else f"{ms:.2f} ms"
+
+
+def format_duration(seconds: float) -> str:
+    """Render a duration for people, to the precision an estimate has: ``40 s``, ``12 min``, ``3.1 h``."""
+    if not math.isfinite(seconds) or seconds < 0:
+        return "-"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
