@@ -162,7 +162,7 @@ def build_parser(prog: str) -> ArgumentParser:
     algorithm.add_argument("--initial-reduction", type=fraction, metavar="F", help="first iteration's reduction, a fraction of the starting latency (overrides the schedule)")
     algorithm.add_argument("--reduction-decay", type=_decay, metavar="D", help="reduction decay per iteration (overrides the schedule)")
     algorithm.add_argument("--min-reduction", type=fraction_or_zero, metavar="F", help="floor on every iteration's reduction, a fraction of the starting latency")
-    algorithm.add_argument("--selection", choices=SELECTION_RULES, help="accuracy-per-latency: largest accuracy change per latency saved (MobileNetV3, default); accuracy: highest accuracy (NetAdapt paper)")
+    algorithm.add_argument("--selection", choices=SELECTION_RULES, help="accuracy-per-latency: largest accuracy change per latency saved (MobileNetV3, default), among the proposals no other beats on both accuracy and latency; accuracy: highest accuracy (NetAdapt paper)")
     algorithm.add_argument("--max-iterations", type=positive_int, metavar="N", help="stop after N iterations even if the budget is not met")
 
     latency = refine.add_argument_group("latency")

@@ -227,14 +227,36 @@ def selection_score(rule: str, accuracy: float, resource: float, current_accurac
     raise ValueError(f"selection rule {rule!r} is not one of {', '.join(SELECTION_RULES)}")
 
 
+def dominated(accuracies: Sequence[float], resources: Sequence[float], current_resource: float) -> list[bool]:
+    """Which eligible proposals another eligible one beats on both counts (as accurate or more, and
+    as small or smaller, better on at least one); ineligible ones (no saving, failed) are ``False``."""
+    eligible = [value < current_resource and math.isfinite(accuracy) for accuracy, value in zip(accuracies, resources, strict=True)]
+    return [
+        eligible[i]
+        and any(
+            eligible[j] and accuracies[j] >= accuracies[i] and resources[j] <= resources[i] and (accuracies[j] > accuracies[i] or resources[j] < resources[i])
+            for j in range(len(accuracies))
+        )
+        for i in range(len(accuracies))
+    ]
+
+
 def select(rule: str, accuracies: Sequence[float], resources: Sequence[float], current_accuracy: float, current_resource: float) -> int:
     """Index of the winning proposal; the first one wins ties (the official code's strict ``<``).
 
     Only proposals that reduce the resource are eligible. Raises ``ValueError`` if none does.
+
+    ``accuracy-per-latency`` (MobileNetV3) ranks by accuracy change per resource saved, a rule made
+    for changes that are losses. When fine-tuning gains accuracy (a start that was not trained to
+    convergence, such as a search's proxy-trained winner), the ratio favours the proposal that
+    saves least, even over one that is both more accurate and smaller. So a proposal that another
+    beats on both counts is never chosen; where every change is a loss, the ratio never prefers
+    such a proposal anyway, and the rule is MobileNetV3's unchanged.
     """
+    beaten = dominated(accuracies, resources, current_resource) if rule == "accuracy-per-latency" else [False] * len(accuracies)
     best, best_score = -1, -math.inf
     for index, (accuracy, value) in enumerate(zip(accuracies, resources, strict=True)):
-        if not value < current_resource or not math.isfinite(accuracy):
+        if not value < current_resource or not math.isfinite(accuracy) or beaten[index]:
             continue
         score = selection_score(rule, accuracy, value, current_accuracy, current_resource)
         if score > best_score:
@@ -283,6 +305,8 @@ class Iteration(Generic[D, S]):
     scores: tuple[float, ...]
     chosen: int
     point: Point[D, S]
+    #: per proposal: beaten by another on accuracy and resource both, so not eligible (accuracy-per-latency)
+    dominated: tuple[bool, ...] = ()
 
     @property
     def winner(self) -> Candidate[D]:
@@ -324,9 +348,10 @@ def iterate(
     resources = [c.resource for c in candidates]
     chosen = select(rule, accuracies, resources, point.accuracy, point.resource)
     scores = tuple(selection_score(rule, a, r, point.accuracy, point.resource) for a, r in zip(accuracies, resources, strict=True))
+    beaten = tuple(dominated(accuracies, resources, point.resource)) if rule == "accuracy-per-latency" else (False,) * len(candidates)
     winner = candidates[chosen]
     new_point = Point(number, winner.definition, outcomes[chosen].state, outcomes[chosen].accuracy, winner.resource)
-    return Iteration(number, target, tuple(candidates), outcomes, scores, chosen, new_point)
+    return Iteration(number, target, tuple(candidates), outcomes, scores, chosen, new_point, beaten)
 
 
 def adapt(

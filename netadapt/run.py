@@ -602,7 +602,7 @@ class Refinement:
                 {
                     "group": c.group, "width": c.width, "previous_width": c.previous_width, "latency_ms": c.resource, "target_met": c.target_met,
                     "accuracy_before_finetune": _finite_or_none(results[i].accuracy_before), "accuracy": _finite_or_none(results[i].accuracy),
-                    "score": _finite_or_none(step.scores[i]), "status": results[i].status, "error": results[i].error, "wall_time_s": results[i].wall_time_s,
+                    "score": _finite_or_none(step.scores[i]), "dominated": step.dominated[i], "status": results[i].status, "error": results[i].error, "wall_time_s": results[i].wall_time_s,
                 }
                 for i, c in enumerate(step.candidates)
             ],

@@ -19,7 +19,9 @@ DataFrames of a :class:`NetAdaptResults`:
                 (``stem``, ``stages[s].blocks[b].out``, ``...expanded``, ``head.conv``, ...).
 ``proposals``   one row per proposal of every iteration: ``iteration``, ``group``,
                 ``previous_width``, ``width``, ``latency_ms``, ``target_met``,
-                ``accuracy_before_finetune``, ``accuracy``, ``score``, ``status``, ``chosen``.
+                ``accuracy_before_finetune``, ``accuracy``, ``score``, ``dominated`` (another
+                proposal was as accurate or more and as fast or faster: not eligible under
+                ``accuracy-per-latency``), ``status``, ``chosen``.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ ITERATION_COLUMNS = (
 )
 PROPOSAL_COLUMNS = (
     "iteration", "group", "previous_width", "width", "latency_ms", "target_met", "accuracy_before_finetune", "accuracy",
-    "score", "status", "chosen",
+    "score", "dominated", "status", "chosen",
 )
 _FLOATS = ("target_latency_ms", "latency_ms", "measured_latency_ms", "accuracy_before_finetune", "accuracy", "previous_accuracy", "wall_time_s")
 
@@ -198,6 +200,7 @@ def read_netadapt_run(path: Path, manifest: dict[str, Any], label: str) -> NetAd
                 "accuracy_before_finetune": proposal.get("accuracy_before_finetune"),
                 "accuracy": proposal.get("accuracy"),
                 "score": proposal.get("score"),
+                "dominated": bool(proposal.get("dominated", False)),  # runs before the rule have no flag
                 "status": proposal.get("status"),
                 "chosen": index == chosen_index,
             })

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -230,6 +231,30 @@ def test_select_rules() -> None:
         select("accuracy", [0.9], [10.0], 0.8, 10.0)
     with pytest.raises(ValueError, match="selection rule"):
         selection_score("best", 0.1, 1.0, 0.1, 2.0)
+
+
+def test_accuracy_per_latency_never_picks_a_proposal_beaten_on_both_counts() -> None:
+    from mobilenas.netadapt import dominated
+
+    # Seen on the quickstart's proxy-trained winner: every fine-tune gained accuracy (0.28 -> 0.7x),
+    # and the ratio then favoured the proposal that saved least. The stem proposal here is more
+    # accurate and smaller than the others, yet scores lowest: (0.81-0.28)/0.43 < (0.76-0.28)/0.20.
+    accuracies, resources, current = [0.809, 0.761, 0.744], [7.379, 7.614, 7.505], 7.81
+    scores = [selection_score("accuracy-per-latency", a, r, 0.284, current) for a, r in zip(accuracies, resources, strict=True)]
+    assert max(scores) == scores[1] and min(scores) == scores[0]
+    assert dominated(accuracies, resources, current) == [False, True, True]
+    assert select("accuracy-per-latency", accuracies, resources, 0.284, current) == 0
+    # Where accuracy is lost, the rule is MobileNetV3's: dominated proposals never scored best anyway.
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        accuracies = list(rng.uniform(0.5, 0.8, 6))
+        resources = list(rng.uniform(5.0, 9.9, 6))
+        ratio = max(range(6), key=lambda i: (selection_score("accuracy-per-latency", accuracies[i], resources[i], 0.8, 10.0), -i))
+        assert select("accuracy-per-latency", accuracies, resources, 0.8, 10.0) == ratio
+    # ineligible proposals (no saving, failed) are neither dominated nor dominating
+    assert dominated([0.9, 0.5, float("nan")], [10.0, 9.0, 8.0], 10.0) == [False, False, False]
+    # the accuracy rule keeps the official tie-break (the first), dominated or not
+    assert select("accuracy", [0.5, 0.5], [9.0, 8.0], 0.8, 10.0) == 0
 
 
 def test_keep_indices_by_l2_norm() -> None:

@@ -100,7 +100,9 @@ def test_refine_writes_a_complete_run(reference_run: Path) -> None:
         assert len({p["group"] for p in proposals}) == len(proposals) >= 1
         assert proposals[chosen["index"]]["group"] == chosen["group"]
         # the winner has the best score under the default rule (accuracy change per latency saved)
-        assert proposals[chosen["index"]]["score"] == max(p["score"] for p in proposals)
+        # among the proposals no other beats on both accuracy and latency
+        assert not proposals[chosen["index"]]["dominated"]
+        assert proposals[chosen["index"]]["score"] == max(p["score"] for p in proposals if not p["dominated"])
         assert (out / line["checkpoint"]).is_file()
     assert lines[-2]["latency_ms"] > budget >= lines[-1]["latency_ms"]
     assert not (out / "proposals").exists() or not any((out / "proposals").iterdir())

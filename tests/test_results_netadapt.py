@@ -76,6 +76,7 @@ def test_load_reads_every_iteration(run_dir: Path) -> None:
     assert len(run.proposals) == sum(len(line["proposals"]) for line in lines)
     chosen = run.proposals[run.proposals["chosen"]]
     assert list(chosen["group"]) == [line["chosen"]["group"] for line in lines[1:]]
+    assert list(run.proposals["dominated"]) == [p["dominated"] for line in lines for p in line["proposals"]] and not chosen["dominated"].any()
     refined = json.loads((run_dir / "refined.json").read_text())
     table = run.widths_before_after()
     assert dict(zip(table["group"], table["end"], strict=True)) == refined["widths"]
