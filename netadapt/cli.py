@@ -251,6 +251,49 @@ def resolve_input(spec: str, weights: str | None) -> StartingNetwork:
     return StartingNetwork(arch, state, chosen, text)
 
 
+def proxy_training(spec: str) -> tuple[int, int] | None:
+    """``(steps, batch size)`` of the proxy training that made a search's ``best.json`` weights
+    (INPUT, or the run folder holding it); ``None`` for any other input."""
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        path = path / "best.json"
+    try:
+        data = json.loads(path.read_text())
+        manifest = json.loads((path.parent / "manifest.json").read_text()) if (path.parent / "manifest.json").is_file() else {}
+    except (OSError, ValueError):
+        return None
+    info = data.get("info") if isinstance(data, dict) else None
+    if not (isinstance(info, dict) and isinstance(info.get("steps"), int) and data.get("weights") and manifest.get("kind") == "search"):
+        return None
+    proxy = manifest.get("proxy")
+    batch = proxy.get("batch_size") if isinstance(proxy, dict) else None
+    return info["steps"], batch if isinstance(batch, int) and batch > 0 else 32
+
+
+#: A start whose proxy training saw fewer images than this many proposal fine-tunes is far from trained.
+PROXY_NOTE_FINETUNES = 10
+
+
+def _note_proxy_trained(spec: str, dataset_name: str, values: dict[str, Any]) -> None:
+    """Say so when INPUT's weights are a search's short proxy training: NetAdapt prunes a trained
+    network, and on a barely trained one the proposals' fine-tunes mostly train it further."""
+    from mobilenas.train.cli import output_location
+
+    found = proxy_training(spec)
+    if found is None or values["finetune_steps"] == 0:
+        return
+    steps, batch = found
+    if steps * batch >= PROXY_NOTE_FINETUNES * values["finetune_steps"] * values["batch_size"]:
+        return
+    folder, prefix = output_location(spec, dataset_name, None)
+    _log(
+        f"note: INPUT's weights are the search's proxy training ({steps} steps of {batch} images); NetAdapt prunes a trained network, "
+        f"and each proposal's fine-tune ({values['finetune_steps']} steps of {values['batch_size']}) will mostly go on training this one, "
+        f"which hides what pruning costs. For a trained start: nas-train {spec} --epochs 10 (with this run's data options), "
+        f"then netadapt refine {spec} --weights {folder / prefix}.pt"
+    )
+
+
 def _locate_weights(given: Path, folder: Path) -> Path:
     """A result file's weights path: as written (absolute or relative to the working directory),
     relative to the result's folder, or inside that folder when the path names the run directory
@@ -386,6 +429,8 @@ def _refine(args: argparse.Namespace, prog: str, held: contextlib.ExitStack) -> 
     if default_budget:  # said once the input is known to be readable (a bad path gets its one-line error alone)
         _log(f"no budget given: pruning to {DEFAULT_BUDGET_RATIO:g} of the input's latency (--budget-ratio {DEFAULT_BUDGET_RATIO:g}); choose one with --target-latency or --budget-ratio")
     data = _load_data(values)
+    if args.weights is None:
+        _note_proxy_trained(args.input, data.name, values)
     # The classifier and stem follow the data set (as the trainers build networks); weights that
     # were trained for other classes or channels are then refused by their shapes, naming them.
     arch, _ = prepare_architecture(start.arch, data)

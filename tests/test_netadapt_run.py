@@ -249,10 +249,26 @@ def test_best_json_with_weights(table: Path, reference_run: Path, tmp_path: Path
     out = tmp_path / "search-table"
     untabled = [a for a in common(table, out) if a not in ("--table", str(table))]
     assert main(["refine", str(tmp_path / "best.json"), "--target-latency", "10s", *untabled]) == 0
-    assert f"using the latency table of the run that produced the input: {table}" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"using the latency table of the run that produced the input: {table}" in err and "proxy training" not in err
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["latency"]["table"] == str(table)
     assert manifest["start_latency_ms"] == pytest.approx(LookupTable.load(table).predict(Architecture.from_dict(first["architecture"])))
+    # weights from a short proxy training (what a search's best.json has): said, with the way to a trained start
+    (tmp_path / "manifest.json").write_text(json.dumps({"kind": "search", "latency_table": {"path": str(table)}, "proxy": {"batch_size": 32}}))
+    for steps, given, said in ((20, None, True), (20, tmp_path / "w.pt", False), (1000, None, False)):
+        (tmp_path / "best.json").write_text(json.dumps({**best, "info": {"steps": steps}}))
+        out = tmp_path / f"proxy-{steps}-{given is not None}"
+        weights = ["--weights", str(given)] if given else []
+        assert main(["refine", str(tmp_path / "best.json"), *weights, "--target-latency", "10s", *common(table, out)]) == 0
+        err = capsys.readouterr().err
+        note = (
+            f"note: INPUT's weights are the search's proxy training ({steps} steps of 32 images); NetAdapt prunes a trained network, "
+            f"and each proposal's fine-tune (12 steps of 64) will mostly go on training this one, which hides what pruning costs. For a trained start: "
+            f"nas-train {tmp_path / 'best.json'} --epochs 10 (with this run's data options), then netadapt refine {tmp_path / 'best.json'} "
+            f"--weights {tmp_path / 'best.synthetic.pt'}"
+        )
+        assert (note in err) == said, err
     # a NetAdapt run's refined.json, refined further: that run's table and the correction it froze
     earlier = tmp_path / "earlier"
     shutil.copytree(reference_run, earlier)
