@@ -241,6 +241,12 @@ def dominated(accuracies: Sequence[float], resources: Sequence[float], current_r
     ]
 
 
+def ruled_out(rule: str, accuracies: Sequence[float], resources: Sequence[float], current_resource: float) -> list[bool]:
+    """The proposals ``rule`` does not consider: the dominated ones under ``accuracy-per-latency``
+    (see :func:`select`), none under ``accuracy``."""
+    return dominated(accuracies, resources, current_resource) if rule == "accuracy-per-latency" else [False] * len(accuracies)
+
+
 def select(rule: str, accuracies: Sequence[float], resources: Sequence[float], current_accuracy: float, current_resource: float) -> int:
     """Index of the winning proposal; the first one wins ties (the official code's strict ``<``).
 
@@ -253,7 +259,7 @@ def select(rule: str, accuracies: Sequence[float], resources: Sequence[float], c
     beats on both counts is never chosen; where every change is a loss, the ratio never prefers
     such a proposal anyway, and the rule is MobileNetV3's unchanged.
     """
-    beaten = dominated(accuracies, resources, current_resource) if rule == "accuracy-per-latency" else [False] * len(accuracies)
+    beaten = ruled_out(rule, accuracies, resources, current_resource)
     best, best_score = -1, -math.inf
     for index, (accuracy, value) in enumerate(zip(accuracies, resources, strict=True)):
         if not value < current_resource or not math.isfinite(accuracy) or beaten[index]:
@@ -348,7 +354,7 @@ def iterate(
     resources = [c.resource for c in candidates]
     chosen = select(rule, accuracies, resources, point.accuracy, point.resource)
     scores = tuple(selection_score(rule, a, r, point.accuracy, point.resource) for a, r in zip(accuracies, resources, strict=True))
-    beaten = tuple(dominated(accuracies, resources, point.resource)) if rule == "accuracy-per-latency" else (False,) * len(candidates)
+    beaten = tuple(ruled_out(rule, accuracies, resources, point.resource))
     winner = candidates[chosen]
     new_point = Point(number, winner.definition, outcomes[chosen].state, outcomes[chosen].accuracy, winner.resource)
     return Iteration(number, target, tuple(candidates), outcomes, scores, chosen, new_point, beaten)

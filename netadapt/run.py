@@ -434,17 +434,16 @@ class Refinement:
         if latency_ms <= settings.budget_ms:
             return ""
         left = settings.schedule.iterations_to(settings.start_latency_ms, settings.budget_ms, current=latency_ms, done=done)
-        capped = settings.max_iterations is not None and (left is None or settings.max_iterations - done < left)
-        if capped:
-            left = max(settings.max_iterations - done, 0)  # type: ignore[operator]
+        why, limit = "the schedule", settings.max_iterations
+        if limit is not None and (left is None or limit - done < left):
+            left, why = max(limit - done, 0), "--max-iterations"
         if left is None:
             return "; the schedule bounds no iteration count from here"
         if left == 0:
             return ""
-        why = "--max-iterations" if capped else "the schedule"
         note = f"; at most {left} more iteration{'s' if left != 1 else ''} by {why}"
         if not resumed:  # a resumed iteration's time is only its remainder: no pace to go by
-            then = "" if settings.final == "none" else ", then the final training"
+            then = "" if settings.final == "none" or settings.final_epochs == 0 else ", then the final training"
             note += f", about {format_duration(left * seconds)} at this one's pace{then}"
         return note
 
