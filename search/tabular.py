@@ -90,8 +90,8 @@ class TabularEvaluator(Evaluator):
         latency_columns = [c for c in columns if c.startswith(LATENCY_PREFIX)]
         if latency_column is None:
             if len(latency_columns) != 1:
-                listed = ", ".join(latency_columns) if latency_columns else f"none named {LATENCY_PREFIX}*"
-                raise ValueError(f"choose the latency column (the device) of {self.path.name} with latency_column= (nas-search --latency-column): {listed}")
+                found = f"{len(latency_columns)} latency columns (devices): {', '.join(latency_columns)}" if latency_columns else f"no column named {LATENCY_PREFIX}*; columns: {available}"
+                raise ValueError(f"choose the latency column (the device) of {self.path.name} with --latency-column (latency_column= from Python); it has {found}")
             latency_column = latency_columns[0]
         for role, column in (("architecture", arch_column), ("reward", reward_column), ("final", final_column), ("latency", latency_column)):
             if column not in columns:

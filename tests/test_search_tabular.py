@@ -132,7 +132,8 @@ def test_empty_cells_fail_the_candidate_not_the_search(tmp_path: Path) -> None:
          "reward column 'val_acc' is not in tiny.csv; available columns: index, arch_str, val_acc_12ep, test_acc_12ep, test_acc_200ep, latency_ms_raspi4, latency_ms_pixel3"),
         (None, {"latency_column": "latency_ms_pi"}, "latency column 'latency_ms_pi' is not in tiny.csv; available columns: index, arch_str"),
         (None, {"latency_column": "latency_ms_raspi4", "final_column": "test_acc"}, "final column 'test_acc' is not in"),
-        (None, {}, "choose the latency column .the device. of tiny.csv with latency_column= .nas-search --latency-column.: latency_ms_raspi4, latency_ms_pixel3"),
+        (None, {}, "choose the latency column .the device. of tiny.csv with --latency-column .latency_column= from Python.; it has 2 latency columns .devices.: latency_ms_raspi4, latency_ms_pixel3$"),
+        ("no-latency", {}, "of tiny.csv with --latency-column .latency_column= from Python.; it has no column named latency_ms[*]; columns: index, arch_str, val_acc_12ep"),
         (None, {"latency_column": "latency_ms_raspi4", "accuracy_unit": "percents"}, "accuracy_unit 'percents' is not one of percent, fraction"),
         ("duplicate", {"latency_column": "latency_ms_raspi4"}, "appears twice .rows 0 and 27."),
         ("text", {"latency_column": "latency_ms_raspi4"}, "column 'val_acc_12ep' of tiny.csv is not numeric .row 2: 'high'."),
@@ -148,6 +149,8 @@ def test_bad_tables_and_columns_say_what_is_wrong(tmp_path: Path, change: str | 
         frame.loc[2, "val_acc_12ep"] = "high"
     elif change == "zero":
         frame.loc[0, "latency_ms_raspi4"] = 0.0
+    elif change == "no-latency":
+        frame = frame.drop(columns=["latency_ms_raspi4", "latency_ms_pixel3"])
     frame.to_csv(tmp_path / "tiny.csv", index=False)
     with pytest.raises(ValueError, match=message):
         TabularEvaluator(tmp_path / "tiny.csv", **options)
