@@ -256,7 +256,7 @@ def test_a_bad_ray_address_fails_at_once_before_any_work(space_file: Path, tmp_p
     assert time.monotonic() - started < 10 and not out.exists()  # Ray alone retried for minutes, after making the run
 
 
-def test_resume_keeps_the_space_the_run_started_with(space_file: Path, tmp_path: Path) -> None:
+def test_resume_keeps_the_space_the_run_started_with(space_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A space .json edited (or removed) after the run started: --resume uses the recorded space."""
     import shutil
 
@@ -265,7 +265,11 @@ def test_resume_keeps_the_space_the_run_started_with(space_file: Path, tmp_path:
     mine = tmp_path / "space.json"
     shutil.copy(space_file, mine)
     out = tmp_path / "run"
-    assert nas_search(_network_args(mine, out, "--samples", "2", "--executor", "inline", "--no-measure")) == 0
+    assert nas_search([a for a in _network_args(mine, out, "--samples", "2", "--executor", "inline", "--no-measure") if a != "--quiet"]) == 0
+    # the summary ends with MobileNetV3's next steps: train the winner fully, then NetAdapt from those weights
+    best = out.resolve() / "best.json"
+    expected = f"next: nas-train {best} --epochs 10 (its weights are a 3-step proxy training), then netadapt refine {best} --weights {out.resolve() / 'best.synthetic.pt'}"
+    assert capsys.readouterr().out.rstrip().splitlines()[-1] == expected
     recorded = SearchSpace.from_dict(json.loads((out / "manifest.json").read_text())["space"])
     edited = json.loads(mine.read_text())
     edited["stages"][0]["choices"]["conv_op"] = edited["stages"][0]["choices"]["conv_op"][:2]  # fewer options
