@@ -277,7 +277,7 @@ PROXY_NOTE_FINETUNES = 10
 def _note_proxy_trained(spec: str, dataset_name: str, values: dict[str, Any]) -> None:
     """Say so when INPUT's weights are a search's short proxy training: NetAdapt prunes a trained
     network, and on a barely trained one the proposals' fine-tunes mostly train it further."""
-    from mobilenas.train.cli import output_location
+    from mobilenas.train.cli import default_weights_path
 
     found = proxy_training(spec)
     if found is None or values["finetune_steps"] == 0:
@@ -285,12 +285,11 @@ def _note_proxy_trained(spec: str, dataset_name: str, values: dict[str, Any]) ->
     steps, batch = found
     if steps * batch >= PROXY_NOTE_FINETUNES * values["finetune_steps"] * values["batch_size"]:
         return
-    folder, prefix = output_location(spec, dataset_name, None)
     _log(
         f"note: INPUT's weights are the search's proxy training ({steps} steps of {batch} images); NetAdapt prunes a trained network, "
         f"and each proposal's fine-tune ({values['finetune_steps']} steps of {values['batch_size']}) will mostly go on training this one, "
         f"which hides what pruning costs. For a trained start: nas-train {spec} --epochs 10 (with this run's data options), "
-        f"then netadapt refine {spec} --weights {folder / prefix}.pt"
+        f"then netadapt refine {spec} --weights {default_weights_path(spec, dataset_name)}"
     )
 
 

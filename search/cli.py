@@ -621,12 +621,11 @@ def _search(argv: Sequence[str] | None, prog: str, held: contextlib.ExitStack) -
 def _next_steps(best: Path, dataset_name: str, config: dict[str, Any], proxy_steps: int | None) -> str:
     """MobileNetV3's pipeline from here: train the winner fully (its weights are a short proxy
     training), then prune it with NetAdapt from those weights."""
-    from mobilenas.train.cli import output_location
+    from mobilenas.train.cli import default_weights_path
 
     data = "" if config["dataset"] == "synthetic" else f" --dataset {config['dataset']}" + (f" --data-dir {config['data_dir']}" if config["data_dir"] else "")
-    folder, prefix = output_location(str(best), dataset_name, None)
     proxy = f"a {proxy_steps}-step proxy training" if proxy_steps else "a proxy training"
-    return f"next: nas-train {best}{data} --epochs 10 (its weights are {proxy}), then netadapt refine {best}{data} --weights {folder / prefix}.pt"
+    return f"next: nas-train {best}{data} --epochs 10 (its weights are {proxy}), then netadapt refine {best}{data} --weights {default_weights_path(str(best), dataset_name)}"
 
 
 if __name__ == "__main__":

@@ -40,6 +40,9 @@ def test_nas_train_writes_weights_metrics_and_onnx(tmp_path: Path, capsys: pytes
     prefix = tmp_path / "run" / "net.synthetic"
     assert summary["status"] == "ok" and 0.0 <= summary["test_accuracy"] <= 1.0
     assert summary["files"]["weights"] == f"{prefix}.pt"
+    from mobilenas.train.cli import default_weights_path  # what nas-search and netadapt tell users to pass on
+
+    assert default_weights_path(str(arch_path), "synthetic") == Path(f"{prefix}.pt")
     metrics = json.loads(Path(f"{prefix}.metrics.json").read_text())
     assert metrics["selected"] == "ema" and metrics["epochs_run"] == 2 and len(metrics["history"]) == 2
     assert "ema_val_accuracy" in metrics["history"][0]

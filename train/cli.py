@@ -101,6 +101,13 @@ def output_location(arch_spec: str, dataset_name: str, out: str | None) -> tuple
     return (Path(out) if out else Path.cwd()), f"{name}.{dataset}"
 
 
+def default_weights_path(arch_spec: str, dataset_name: str) -> Path:
+    """Where ``nas-train ARCH`` (no ``--out``) writes the trained weights: what other commands tell
+    their users to pass on as ``--weights``."""
+    folder, prefix = output_location(arch_spec, dataset_name, None)
+    return folder / f"{prefix}.pt"
+
+
 def main(argv: Sequence[str] | None = None, prog: str = "nas-train") -> int:
     return run_main(lambda a: _main(a, prog), argv, prog)
 
