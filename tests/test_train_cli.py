@@ -18,7 +18,7 @@ from mobilenas.space.builder import build_model
 from mobilenas.space.export import onnxruntime_session
 from mobilenas.space.io import load_architecture
 from mobilenas.train import load_dataset
-from mobilenas.train.cli import main
+from mobilenas.train.cli import default_weights_path, main
 
 from helpers import tiny_arch
 
@@ -40,8 +40,7 @@ def test_nas_train_writes_weights_metrics_and_onnx(tmp_path: Path, capsys: pytes
     prefix = tmp_path / "run" / "net.synthetic"
     assert summary["status"] == "ok" and 0.0 <= summary["test_accuracy"] <= 1.0
     assert summary["files"]["weights"] == f"{prefix}.pt"
-    from mobilenas.train.cli import default_weights_path  # what nas-search and netadapt tell users to pass on
-
+    # where nas-search and netadapt tell users the weights will be
     assert default_weights_path(str(arch_path), "synthetic") == Path(f"{prefix}.pt")
     metrics = json.loads(Path(f"{prefix}.metrics.json").read_text())
     assert metrics["selected"] == "ema" and metrics["epochs_run"] == 2 and len(metrics["history"]) == 2
