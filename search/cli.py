@@ -508,8 +508,8 @@ def _search(argv: Sequence[str] | None, prog: str, held: contextlib.ExitStack) -
     target = config["target_latency"]
     if setup.fastest_ms > target:
         raise UsageError(
-            f"even {setup.fastest_desc} takes {setup.fastest_ms:.2f} ms by the latency table, over the {target:g} ms target; "
-            f"choose --target-latency {math.ceil(setup.fastest_ms * 10) / 10:g}ms or more, or a smaller space"
+            f"even {setup.fastest_desc} takes {format_ms(setup.fastest_ms)} by the latency table, over the {target:g} ms target; "
+            f"choose --target-latency {reachable_target_ms(setup.fastest_ms):g}ms or more, or a smaller space"
         )
     if resume:
         say(f"resuming {run.root}")
@@ -616,6 +616,13 @@ def _search(argv: Sequence[str] | None, prog: str, held: contextlib.ExitStack) -
     if setup.data is not None and payload.get("weights"):
         print(_next_steps(run.path("best.json"), setup.data.name, config, setup.proxy_config.steps))
     return 0
+
+
+def reachable_target_ms(fastest_ms: float) -> float:
+    """The fastest latency rounded up to two significant digits: a target to suggest that it meets
+    (7.23 -> 7.3, 12.34 -> 13, 0.0113 -> 0.012)."""
+    step = 10.0 ** (math.floor(math.log10(fastest_ms)) - 1)
+    return round(math.ceil(fastest_ms / step - 1e-9) * step, 12)
 
 
 def _next_steps(best: Path, dataset_name: str, config: dict[str, Any], proxy_steps: int | None) -> str:

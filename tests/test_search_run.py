@@ -165,6 +165,14 @@ def test_unreachable_target_stops_before_any_evaluation(cells: Path, tmp_path: P
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.parametrize(("fastest", "suggested"), [(7.23, 7.3), (12.34, 13.0), (0.011284, 0.012), (7.0, 7.0), (1.0, 1.0), (99.5, 100.0), (0.9591, 0.96)])
+def test_the_suggested_target_is_the_fastest_rounded_up(fastest: float, suggested: float) -> None:
+    # before: one decimal always, so 0.011 ms suggested 0.1 ms, nine times what is needed
+    from mobilenas.search.cli import reachable_target_ms
+
+    assert reachable_target_ms(fastest) == pytest.approx(suggested) and reachable_target_ms(fastest) >= fastest
+
+
 @pytest.mark.parametrize(
     ("argv", "fragment"),
     [
