@@ -44,7 +44,7 @@ from mobilenas.netadapt.choices import (
 )
 from mobilenas.netadapt.core import SCHEDULES, SELECTION_RULES, Schedule, minimum_width
 from mobilenas.netadapt.groups import prunable_groups
-from mobilenas.runs import RunDir, absolute_path, new_run_id, run_latency_table
+from mobilenas.runs import RunDir, absolute_path, new_run_id, read_json, run_latency_table, run_of
 from mobilenas.search.execution import check_ray_address, oversubscription_note
 from mobilenas.space.arch import Architecture
 from mobilenas.space.io import is_path, load_architecture
@@ -254,16 +254,17 @@ def resolve_input(spec: str, weights: str | None) -> StartingNetwork:
 def proxy_training(spec: str) -> tuple[int, int] | None:
     """``(steps, batch size)`` of the proxy training that made a search's ``best.json`` weights
     (INPUT, or the run folder holding it); ``None`` for any other input."""
+    found = run_of(spec)  # None for block notation or a reference name, too
+    if found is None or found[1].get("kind") != "search":
+        return None
+    run, manifest = found
     path = Path(spec).expanduser()
-    if path.is_dir():
-        path = path / "best.json"
     try:
-        data = json.loads(path.read_text())
-        manifest = json.loads((path.parent / "manifest.json").read_text()) if (path.parent / "manifest.json").is_file() else {}
+        data = read_json(run / "best.json" if path.is_dir() else path)
     except (OSError, ValueError):
         return None
     info = data.get("info") if isinstance(data, dict) else None
-    if not (isinstance(info, dict) and isinstance(info.get("steps"), int) and data.get("weights") and manifest.get("kind") == "search"):
+    if not (isinstance(info, dict) and isinstance(info.get("steps"), int) and data.get("weights")):
         return None
     proxy = manifest.get("proxy")
     batch = proxy.get("batch_size") if isinstance(proxy, dict) else None
@@ -277,7 +278,7 @@ PROXY_NOTE_FINETUNES = 10
 def _note_proxy_trained(spec: str, dataset_name: str, values: dict[str, Any]) -> None:
     """Say so when INPUT's weights are a search's short proxy training: NetAdapt prunes a trained
     network, and on a barely trained one the proposals' fine-tunes mostly train it further."""
-    from mobilenas.train.cli import default_weights_path
+    from mobilenas.train.cli import trained_start_commands
 
     found = proxy_training(spec)
     if found is None or values["finetune_steps"] == 0:
@@ -285,11 +286,11 @@ def _note_proxy_trained(spec: str, dataset_name: str, values: dict[str, Any]) ->
     steps, batch = found
     if steps * batch >= PROXY_NOTE_FINETUNES * values["finetune_steps"] * values["batch_size"]:
         return
+    commands = trained_start_commands(spec, dataset_name, "with this run's data options")
     _log(
         f"note: INPUT's weights are the search's proxy training ({steps} steps of {batch} images); NetAdapt prunes a trained network, "
         f"and each proposal's fine-tune ({values['finetune_steps']} steps of {values['batch_size']}) will mostly go on training this one, "
-        f"which hides what pruning costs. For a trained start: nas-train {spec} --epochs 10 (with this run's data options), "
-        f"then netadapt refine {spec} --weights {default_weights_path(spec, dataset_name)}"
+        f"which hides what pruning costs. For a trained start: {commands}"
     )
 
 

@@ -622,17 +622,19 @@ def reachable_target_ms(fastest_ms: float) -> float:
     """The fastest latency rounded up to two significant digits: a target to suggest that it meets
     (7.23 -> 7.3, 12.34 -> 13, 0.0113 -> 0.012)."""
     step = 10.0 ** (math.floor(math.log10(fastest_ms)) - 1)
-    return round(math.ceil(fastest_ms / step - 1e-9) * step, 12)
+    suggested = round(math.ceil(fastest_ms / step) * step, 12)
+    lower = round(suggested - step, 12)  # fastest_ms / step may come out a hair above a whole number
+    return lower if lower >= fastest_ms else suggested
 
 
 def _next_steps(best: Path, dataset_name: str, config: dict[str, Any], proxy_steps: int | None) -> str:
     """MobileNetV3's pipeline from here: train the winner fully (its weights are a short proxy
     training), then prune it with NetAdapt from those weights."""
-    from mobilenas.train.cli import default_weights_path
+    from mobilenas.train.cli import trained_start_commands
 
     data = "" if config["dataset"] == "synthetic" else f" --dataset {config['dataset']}" + (f" --data-dir {config['data_dir']}" if config["data_dir"] else "")
     proxy = f"a {proxy_steps}-step proxy training" if proxy_steps else "a proxy training"
-    return f"next: nas-train {best}{data} --epochs 10 (its weights are {proxy}), then netadapt refine {best}{data} --weights {default_weights_path(str(best), dataset_name)}"
+    return "next: " + trained_start_commands(str(best), dataset_name, f"its weights are {proxy}", data)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from mobilenas.search.cli import main as nas_search
@@ -171,6 +172,16 @@ def test_the_suggested_target_is_the_fastest_rounded_up(fastest: float, suggeste
     from mobilenas.search.cli import reachable_target_ms
 
     assert reachable_target_ms(fastest) == pytest.approx(suggested) and reachable_target_ms(fastest) >= fastest
+
+
+def test_the_suggested_target_is_never_below_the_fastest() -> None:
+    from mobilenas.search.cli import reachable_target_ms
+
+    rng = np.random.default_rng(0)
+    for fastest in [*(10.0 ** rng.uniform(-3, 3, 2000)), 7.2 + 1e-12, 0.30000000000000004, 1.1, 2.3]:
+        suggested = reachable_target_ms(fastest)
+        assert fastest <= suggested < fastest * 1.1 + 1e-12, (fastest, suggested)
+        assert float(f"{suggested:g}") == suggested  # what the message prints is the value itself
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -224,3 +225,21 @@ def test_the_systems_refusals_are_one_line(capsys: pytest.CaptureFixture[str], m
 @pytest.mark.parametrize(("seconds", "text"), [(0.4, "0 s"), (40, "40 s"), (89, "89 s"), (90, "2 min"), (720, "12 min"), (5399, "90 min"), (5400, "1.5 h"), (11_200, "3.1 h"), (float("nan"), "-"), (-1, "-")])
 def test_durations_for_people(seconds: float, text: str) -> None:
     assert format_duration(seconds) == text
+
+
+def test_the_run_a_path_belongs_to(tmp_path: Path) -> None:
+    from mobilenas.netadapt.cli import proxy_training
+    from mobilenas.runs import run_of
+    from mobilenas.space.references import mobilenetv3_large
+
+    long = mobilenetv3_large().to_notation()  # 288 characters: too long for a file name
+    assert len(long) > 255 and run_of(long) is None and proxy_training(long) is None  # OSError, before
+    assert run_of("mobilenetv2") is None and proxy_training("mobilenetv2") is None
+    (tmp_path / "best.json").write_text(json.dumps({"weights": "w.pt", "info": {"steps": 20}}))
+    (tmp_path / "manifest.json").write_text("[1, 2]")
+    assert run_of(tmp_path) is None and proxy_training(str(tmp_path)) is None  # a manifest that is no object: AttributeError, before
+    (tmp_path / "manifest.json").write_text(json.dumps({"kind": "search", "proxy": {"batch_size": 16}}))
+    assert run_of(tmp_path / "best.json") == run_of(tmp_path) == (tmp_path, {"kind": "search", "proxy": {"batch_size": 16}})
+    assert proxy_training(str(tmp_path)) == proxy_training(str(tmp_path / "best.json")) == (20, 16)
+    (tmp_path / "manifest.json").write_text(json.dumps({"kind": "netadapt"}))
+    assert run_of(tmp_path) is not None and proxy_training(str(tmp_path)) is None

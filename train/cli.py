@@ -108,6 +108,16 @@ def default_weights_path(arch_spec: str, dataset_name: str) -> Path:
     return folder / f"{prefix}.pt"
 
 
+def trained_start_commands(spec: str, dataset_name: str, aside: str, data_flags: str = "") -> str:
+    """``nas-train SPEC --epochs 10 (ASIDE), then netadapt refine SPEC --weights W``: the way to
+    prune a search's winner from trained weights rather than its proxy training (nas-search says
+    it after a search, netadapt when it starts from proxy weights); ``data_flags`` go to both."""
+    return (
+        f"nas-train {spec}{data_flags} --epochs 10 ({aside}), "
+        f"then netadapt refine {spec}{data_flags} --weights {default_weights_path(spec, dataset_name)}"
+    )
+
+
 def main(argv: Sequence[str] | None = None, prog: str = "nas-train") -> int:
     return run_main(lambda a: _main(a, prog), argv, prog)
 

@@ -96,6 +96,21 @@ def read_json(path: str | Path) -> Any:
         return json.load(handle)
 
 
+def run_of(path: str | Path) -> tuple[Path, dict[str, Any]] | None:
+    """``(folder, manifest)`` of the run that ``path`` is or holds a file of (its best.json or
+    refined.json); ``None`` when it is none, its manifest cannot be read, or ``path`` is no file
+    name at all (block notation or a reference name, perhaps too long for one)."""
+    try:
+        given = Path(path).expanduser()
+        run = given if given.is_dir() else given.parent if given.is_file() else None
+        if run is None or not (run / MANIFEST).is_file():
+            return None
+        manifest = read_json(run / MANIFEST)
+    except (OSError, ValueError):
+        return None
+    return (run, manifest) if isinstance(manifest, dict) else None
+
+
 def run_latency_table(path: str | Path) -> tuple[str, Path, dict[str, Any] | None] | None:
     """``(kind, table, correction)`` of the run that ``path`` is or holds a file of (its best.json or
     refined.json), when that run recorded a latency table that still exists; else ``None``.
@@ -104,12 +119,11 @@ def run_latency_table(path: str | Path) -> tuple[str, Path, dict[str, Any] | Non
     manifest (its table alone would predict something else than the run reported); ``None`` for a
     search, which used the table's own.
     """
-    try:  # ``path`` may be block notation or a reference name, too long for a file name
-        given = Path(path).expanduser()
-        run = given if given.is_dir() else given.parent if given.is_file() else None
-        if run is None or not (run / MANIFEST).is_file():
-            return None
-        manifest = read_json(run / MANIFEST)
+    found = run_of(path)
+    if found is None:
+        return None
+    _, manifest = found
+    try:
         kind = manifest.get("kind")
         if kind == "search":
             recorded, correction = (manifest.get("latency_table") or {}).get("path"), None
@@ -118,7 +132,7 @@ def run_latency_table(path: str | Path) -> tuple[str, Path, dict[str, Any] | Non
             recorded, correction = latency.get("table"), latency.get("correction")
         else:
             return None
-    except (OSError, ValueError, AttributeError):
+    except AttributeError:  # a hand-edited manifest: a section that is not an object
         return None
     if not recorded or not Path(recorded).is_file():
         return None
