@@ -312,7 +312,7 @@ class Iteration(Generic[D, S]):
     chosen: int
     point: Point[D, S]
     #: per proposal: beaten by another on accuracy and resource both, so not eligible (accuracy-per-latency)
-    dominated: tuple[bool, ...] = ()
+    dominated: tuple[bool, ...]
 
     @property
     def winner(self) -> Candidate[D]:
