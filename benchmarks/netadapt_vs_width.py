@@ -32,6 +32,7 @@ import datetime as _dt
 import itertools
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -98,14 +99,25 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="a tiny run to check the pipeline; writes *_quick files")
     parser.add_argument("--threads", type=int, default=2, help="training threads (default: 2)")
     parser.add_argument("--deploy-size", type=int, default=224, help="resolution latency is measured at (default: 224, the networks' design size)")
+    parser.add_argument("--seed", type=int, default=0, help="data subset, initialisation and training order (default: 0); other seeds write netadapt_vs_width.seed<N>.*")
+    parser.add_argument("--table", type=Path, default=None, help="start from this latency table (copied into the work directory), so that several seeds share one table's measurements")
+    parser.add_argument("--summarize", type=Path, nargs="+", metavar="JSON", help="no run: gather the JSON results of several seeds into netadapt_vs_width.seeds.md")
     args = parser.parse_args()
+    if args.summarize:
+        return summarize(args.summarize, args.out)
 
     if args.quick:
-        plan = Plan(args.arch, (0.8, 0.65), 1500, 300, 500, 2, 1, 5, 0.15, 8, 64, args.threads, 0, args.deploy_size)
+        plan = Plan(args.arch, (0.8, 0.65), 1500, 300, 500, 2, 1, 5, 0.15, 8, 64, args.threads, args.seed, args.deploy_size)
     else:
-        plan = Plan(args.arch, (0.75, 0.625, 0.5), 5000, 2000, 5000, 10, 3, 20, 0.025, 8, 64, args.threads, 0, args.deploy_size)
-    work = args.work or Path("/tmp/netadapt-bench" + ("-quick" if args.quick else ""))
+        plan = Plan(args.arch, (0.75, 0.625, 0.5), 5000, 2000, 5000, 10, 3, 20, 0.025, 8, 64, args.threads, args.seed, args.deploy_size)
+    seed_suffix = f"-seed{args.seed}" if args.seed else ""
+    work = args.work or Path("/tmp/netadapt-bench" + ("-quick" if args.quick else "") + seed_suffix)
     work.mkdir(parents=True, exist_ok=True)
+    if args.table is not None and not (work / "table.jsonl").is_file():
+        if not args.table.is_file():
+            raise SystemExit(f"--table {args.table}: no such file")
+        shutil.copyfile(args.table, work / "table.jsonl")
+        log(f"latency table: a copy of {args.table}")
     os.environ.setdefault("OMP_NUM_THREADS", str(plan.threads))
     data_dir = ensure_cifar(args.data_dir)
     started = time.perf_counter()
@@ -306,11 +318,103 @@ def main() -> int:
         "comparisons": comparisons,
         "wall_time_s": time.perf_counter() - started,
     }
-    suffix = "_quick" if args.quick else ""
-    (args.out / f"netadapt_vs_width{suffix}.json").write_text(json.dumps(report, indent=2) + "\n")
-    plot(report, args.out / f"netadapt_vs_width{suffix}.png")
-    markdown = render(report)
-    (args.out / f"netadapt_vs_width{suffix}.md").write_text(markdown)
+    stem = "netadapt_vs_width" + ("_quick" if args.quick else "") + (f".seed{args.seed}" if args.seed else "")
+    report["table_copied_from"] = None if args.table is None else str(args.table)
+    (args.out / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
+    plot(report, args.out / f"{stem}.png")
+    markdown = render(report, f"{stem}.png")
+    (args.out / f"{stem}.md").write_text(markdown)
+    print(markdown)
+    return 0
+
+
+def gains(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per budget and width family: NetAdapt's test-accuracy gain (points) at the same measured latency
+    (interpolated on the family's curve), against the matched multiplier (same table latency, same
+    training steps), and the speed-up at equal accuracy; None where the curve does not reach."""
+    rows = []
+    for row in report["comparisons"]:
+        for family in ("width", "width+head"):
+            f = row[family]
+            same, at = f["test_at_same_latency"], f["latency_at_same_accuracy_ms"]
+            rows.append({
+                "budget": row["budget"],
+                "family": family,
+                "at_same_latency": None if same is None else 100 * (row["test"] - same),
+                "matched": 100 * (row["test"] - f["matched_test"]),
+                "matched_latency_ratio": f["matched_measured_latency_ms"] / row["measured_latency_ms"],
+                "speedup": None if at is None else at / row["measured_latency_ms"],
+            })
+    return rows
+
+
+def summarize(paths: list[Path], out: Path) -> int:
+    """Gathers runs (one JSON each) into a table of mean +- seed-to-seed std per budget and family."""
+    import statistics
+
+    reports = []
+    for path in paths:
+        try:
+            report = json.loads(path.read_text())
+        except (OSError, ValueError) as error:
+            raise SystemExit(f"{path}: not a netadapt_vs_width result ({error})") from None
+        if report.get("benchmark") != "netadapt_vs_width":
+            raise SystemExit(f"{path}: not a netadapt_vs_width result (no \"benchmark\": \"netadapt_vs_width\")")
+        reports.append((path, report))
+
+    def stats(values: list[float | None]) -> str:
+        known = [v for v in values if v is not None]
+        if not known:
+            return "n/a"
+        spread = f" +- {statistics.stdev(known):.2f}" if len(known) > 1 else ""
+        missing = f" ({len(values) - len(known)} n/a)" if len(known) < len(values) else ""
+        return f"{statistics.fmean(known):+.2f}{spread}{missing}"
+
+    def wins(values: list[float | None]) -> str:
+        known = [v for v in values if v is not None]
+        return f"{sum(v > 0 for v in known)}/{len(known)}"
+
+    lines = [
+        "# NetAdapt versus width multipliers: several runs",
+        "",
+        f"`python benchmarks/netadapt_vs_width.py --summarize {' '.join(p.name for p, _ in reports)}` (run from `benchmarks/`).",
+        "",
+        "| run | seed | date | seed latency (table, ms) | seed test acc | NetAdapt iterations |",
+        "| --- | ---: | --- | ---: | ---: | ---: |",
+    ]
+    for path, report in reports:
+        seed_net = next(n for n in report["networks"] if n["family"] == "seed")
+        lines.append(
+            f"| `{path.name}` | {report['plan']['seed']} | {report['date']} | {report['start_latency_ms']:.3f} | {seed_net['test']:.4f} | {report['netadapt_iterations']} |"
+        )
+    per_run = [gains(report) for _, report in reports]
+    lines += [
+        "",
+        "NetAdapt's test-accuracy gain in points, mean +- seed-to-seed standard deviation over the runs, and in how many runs it is positive. "
+        "*At the same latency*: against the family's curve interpolated at NetAdapt's measured latency (the curve's extra points are trained as "
+        "long as the longest NetAdapt lineage, so at the higher budgets they had more steps than NetAdapt). *Matched*: against the multiplier with "
+        "the same table latency trained with exactly NetAdapt's steps (its measured latency relative to NetAdapt's is in the last column).",
+        "",
+        "| budget | family | gain at the same latency | positive | gain against the matched multiplier | positive | speed-up at equal accuracy | matched / NetAdapt measured latency |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for index, first in enumerate(per_run[0]):
+        column = [rows[index] for rows in per_run if index < len(rows)]
+        if any(r["budget"] != first["budget"] or r["family"] != first["family"] for r in column):
+            raise SystemExit("the runs compare different budgets; summarize runs of one plan")
+        same = [r["at_same_latency"] for r in column]
+        matched = [r["matched"] for r in column]
+        speedups = [r["speedup"] for r in column if r["speedup"] is not None]
+        speedup = "n/a" if not speedups else f"{min(speedups):.2f}-{max(speedups):.2f}x" + (f" ({len(column) - len(speedups)} never as accurate)" if len(speedups) < len(column) else "")
+        ratios = [r["matched_latency_ratio"] for r in column]
+        lines.append(
+            f"| {first['budget']:.1%} | {first['family']} | {stats(same)} | {wins(same)} | {stats(matched)} | {wins(matched)} | {speedup} | "
+            f"{min(ratios):.2f}-{max(ratios):.2f} |"
+        )
+    everything = [r["matched"] for rows in per_run for r in rows]
+    lines += ["", f"Over every budget, family and run: the matched gain is {stats(everything)} points, positive in {wins(everything)}.", ""]
+    markdown = "\n".join(lines)
+    (out / "netadapt_vs_width.seeds.md").write_text(markdown)
     print(markdown)
     return 0
 
@@ -359,14 +463,14 @@ def _ms(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
-def render(report: dict[str, Any]) -> str:
+def render(report: dict[str, Any], plot_name: str = "netadapt_vs_width.png") -> str:
     plan = report["plan"]
     sizes = report["data"]["sizes"]
     size = plan["deploy_size"]
     lines = [
         "# NetAdapt versus width multipliers on this CPU",
         "",
-        f"Generated by `benchmarks/netadapt_vs_width.py` on {report['date']} ({report['device']}); plot: `netadapt_vs_width.png`.",
+        f"Generated by `benchmarks/netadapt_vs_width.py` on {report['date']} ({report['device']}); seed {plan['seed']}; plot: `{plot_name}`.",
         "",
         "## Setup",
         "",
