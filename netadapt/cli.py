@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import shlex
 import sys
@@ -49,7 +50,7 @@ from mobilenas.search.execution import check_ray_address, oversubscription_note
 from mobilenas.space.arch import Architecture
 from mobilenas.space.io import is_path, load_architecture
 from mobilenas.train.choices import OPTIMIZERS
-from mobilenas.units import format_ms
+from mobilenas.units import format_ms, parse_duration_ms
 
 if TYPE_CHECKING:  # torch; the commands import it when they run, so --help answers at once
     from mobilenas.netadapt.run import Refinement, StateDict
@@ -100,6 +101,28 @@ EXECUTION_OPTIONS = ("workers", "ray_address", "threads", "device")
 DEFAULT_BUDGET_RATIO = 0.75
 
 
+def budget_ratio(text: str) -> float:
+    """argparse type of ``--budget-ratio``: a fraction in (0, 1) of INPUT's latency, ``0.5`` or ``50%``.
+
+    A duration (``5ms``) is refused with the option that takes one, ``--target-latency``."""
+    stripped = text.strip()
+    try:
+        value = float(stripped[:-1]) / 100 if stripped.endswith("%") else float(stripped)
+    except ValueError:
+        try:
+            parse_duration_ms(stripped)
+        except ValueError:
+            pass
+        else:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is a latency; --budget-ratio is a fraction of INPUT's latency (like 0.5), a budget in time is --target-latency {stripped}"
+            ) from None
+        value = math.nan
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a fraction of INPUT's latency in (0, 1), like 0.5 or 50%, got {text!r}")
+    return value
+
+
 def _decay(text: str) -> float:
     value = positive_float(text)
     if value > 1:
@@ -134,7 +157,7 @@ def build_parser(prog: str) -> ArgumentParser:
     refine.add_argument("--weights", metavar="FILE", help="a torch state_dict for INPUT (overrides best.json's weights)")
     budget = refine.add_argument_group(f"budget (one of; default --budget-ratio {DEFAULT_BUDGET_RATIO:g})")
     budget.add_argument("--target-latency", type=duration_ms, metavar="DURATION", help="latency budget by the table, e.g. 10ms or 0.01s")
-    budget.add_argument("--budget-ratio", type=fraction, metavar="R", help="budget as a fraction of INPUT's latency, e.g. 0.5")
+    budget.add_argument("--budget-ratio", type=budget_ratio, metavar="R", help="budget as a fraction of INPUT's latency, e.g. 0.5 or 50%%")
 
     data = refine.add_argument_group("data (as nas-train and nas-search)")
     data.add_argument("--dataset", metavar="NAME_OR_PATH", help="synthetic (built in), cifar10, imagefolder, npz, or a path (default: synthetic)")

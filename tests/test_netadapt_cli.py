@@ -61,7 +61,9 @@ def test_weights_files(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["refine", "mobilenetv2", "--budget-ratio", "1.5"], "fraction in (0, 1)"),
+        (["refine", "mobilenetv2", "--budget-ratio", "1.5"], "fraction of INPUT's latency in (0, 1), like 0.5 or 50%, got '1.5'"),
+        (["refine", "mobilenetv2", "--budget-ratio", "0"], "fraction of INPUT's latency in (0, 1), like 0.5 or 50%, got '0'"),
+        (["refine", "mobilenetv2", "--budget-ratio", "5ms"], "'5ms' is a latency; --budget-ratio is a fraction of INPUT's latency (like 0.5), a budget in time is --target-latency 5ms"),
         (["refine", "mobilenetv2", "--budget-ratio", "0.5", "--target-latency", "3ms"], "exactly one budget"),
         (["refine", "mobilenetv2", "--target-latency", "3 minutes"], "duration"),
         (["refine", "mobilenetv2", "--budget-ratio", "0.5", "--granularity", "0"], "whole number >= 1"),
@@ -183,3 +185,11 @@ def test_block_notation_longer_than_a_file_name_is_read_as_notation(capsys: pyte
     # refine gets as far as its device check (one line), past the input and its absolute-path recording
     assert main(["refine", long, "--device", "tpu"]) == 2
     assert "device 'tpu' is not a torch device" in capsys.readouterr().err
+
+
+def test_a_budget_ratio_may_be_a_percentage() -> None:
+    from mobilenas.netadapt.cli import budget_ratio
+
+    assert budget_ratio("50%") == 0.5
+    assert budget_ratio(" 0.25 ") == 0.25
+    assert budget_ratio("1e-3") == 0.001
