@@ -127,7 +127,7 @@ def main() -> int:
     from mobilenas.latency import make_backend, measure_architectures
     from mobilenas.latency.table import LookupTable
     from mobilenas.netadapt.cli import main as netadapt_main
-    from mobilenas.netadapt.run import load_into, load_weights, save_weights
+    from mobilenas.netadapt.run import load_into
     from mobilenas.netadapt.training import DataTrainer, TrainingSettings
     from mobilenas.runs import Journal
     from mobilenas.space import reference
@@ -136,6 +136,7 @@ def main() -> int:
     from mobilenas.space.cost import architecture_cost
     from mobilenas.train.data import load_dataset
     from mobilenas.train.engine import seeded, steps_per_epoch
+    from mobilenas.train.weights import load_weights, save_weights
 
     torch.set_num_threads(plan.threads)
     data = load_dataset("cifar10", data_dir=data_dir, seed=plan.seed, train_size=plan.train_size, val_size=plan.val_size, test_size=plan.test_size)

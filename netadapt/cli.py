@@ -245,7 +245,7 @@ class StartingNetwork:
 
 def resolve_input(spec: str, weights: str | None) -> StartingNetwork:
     """INPUT and --weights -> architecture and (optional) weights."""
-    from mobilenas.netadapt.run import load_weights
+    from mobilenas.train.weights import load_weights
 
     text = spec.strip()
     path = Path(text).expanduser()

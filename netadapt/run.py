@@ -61,6 +61,7 @@ from mobilenas.space.arch import Architecture
 from mobilenas.space.builder import Network, build_model
 from mobilenas.torchutil import torch_threads
 from mobilenas.train.engine import seeded
+from mobilenas.train.weights import StateDict, load_strict, load_weights, save_weights
 from mobilenas.units import format_duration, format_ms
 
 RUN_KIND = "netadapt"
@@ -74,7 +75,6 @@ TRAJECTORY_PNG = "trajectory.png"
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"
 
-StateDict = dict[str, torch.Tensor]
 
 
 # --------------------------------------------------------------------------- seams
@@ -202,54 +202,10 @@ def derive_seed(seed: int, *parts: object) -> int:
 # --------------------------------------------------------------------------- weights
 
 
-def save_weights(path: Path, state: StateDict) -> None:
-    """``torch.save`` of a state dict, written atomically."""
-    buffer = io.BytesIO()
-    torch.save({name: tensor.detach().cpu() for name, tensor in state.items()}, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
-
-
-def load_weights(path: str | Path) -> StateDict:
-    """A state dict from a file: a plain state dict, or a checkpoint holding one.
-
-    Accepted wrappers: ``{"state_dict": ...}``, ``{"model": ...}``, ``{"model_state": ...}``,
-    ``{"weights": ...}`` (what training scripts commonly write).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no weights file at {path}")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise ValueError(f"{path}: not a torch weights file ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})") from None
-    if isinstance(data, dict):
-        for key in ("state_dict", "model", "model_state", "weights"):
-            if key in data and isinstance(data[key], dict):
-                data = data[key]
-                break
-    if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
-        raise ValueError(f"{path}: expected a state dict (parameter name -> tensor)")
-    return data
-
-
 def load_into(arch: Architecture, state: StateDict, input_size: int, where: str = "the weights") -> Network:
     """Build ``arch`` at ``input_size`` and load ``state`` strictly, with a readable error."""
     model = build_model(arch, input_size=input_size)
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    mismatched = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
-    if missing or unexpected or mismatched:
-        details = []
-        if mismatched:
-            k = mismatched[0]
-            details.append(f"{k} has shape {tuple(state[k].shape)}, the architecture needs {tuple(expected[k].shape)}")
-        if missing:
-            details.append(f"missing {missing[0]}" + (f" and {len(missing) - 1} more" if len(missing) > 1 else ""))
-        if unexpected:
-            details.append(f"unexpected {unexpected[0]}" + (f" and {len(unexpected) - 1} more" if len(unexpected) > 1 else ""))
-        raise ValueError(f"{where} do not fit the architecture: {'; '.join(details)}")
-    model.load_state_dict(state)
+    load_strict(model, state, where)
     return model
 
 

@@ -12,9 +12,10 @@ from mobilenas.cli import main as umbrella
 from mobilenas.netadapt.cli import main, resolve_input
 from mobilenas.netadapt.core import Schedule
 from mobilenas.netadapt.groups import prunable_groups
-from mobilenas.netadapt.run import Settings, load_weights, save_weights
+from mobilenas.netadapt.run import Settings
 from mobilenas.space import reference
 from mobilenas.space.builder import build_model
+from mobilenas.train.weights import load_weights, save_weights
 
 from helpers import tiny_arch
 

@@ -136,6 +136,53 @@ def test_resume_refuses_other_data_and_other_settings(tmp_path: Path) -> None:
         _check_resumable(checkpoint, identity, FullTrainConfig(epochs=2, batch_size=16, threads=1), path)
 
 
+def test_weights_start_a_fine_tune(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    arch_path = write_arch(tmp_path / "f")
+    assert main([str(arch_path), "--epochs", "1", "--quiet", "--no-onnx", *DATA_ARGS]) == 0
+    trained = tmp_path / "f" / "net.synthetic.pt"
+    start = torch.load(trained)
+    # A learning rate of ~0 and no decay: the fine-tune ends where its weights began (random ones would not).
+    argv = [str(arch_path), "--weights", str(trained), "--epochs", "1", "--lr", "1e-12", "--weight-decay", "0", "--no-onnx", *DATA_ARGS]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert f"starting from the weights {trained} (peak learning rate 1e-12, --lr)" in err
+    tuned = torch.load(tmp_path / "f" / "net.synthetic.finetune.pt")  # beside, not over, the training it started from
+    convs = [k for k, v in start.items() if k.endswith("weight") and v.dim() == 4]
+    assert convs and all(torch.allclose(start[k], tuned[k], atol=1e-6) for k in convs)
+    metrics = json.loads((tmp_path / "f" / "net.synthetic.finetune.metrics.json").read_text())
+    assert metrics["initial_weights"] == str(trained)
+    assert json.loads((tmp_path / "f" / "net.synthetic.metrics.json").read_text())["initial_weights"] is None
+    # No --lr: a tenth of the optimiser's default peak rate.
+    assert main([str(arch_path), "--weights", str(trained), "--epochs", "1", "--quiet", "--no-onnx", "--out", str(tmp_path / "g"), *DATA_ARGS]) == 0
+    assert json.loads((tmp_path / "g" / "net.synthetic.finetune.metrics.json").read_text())["config"]["learning_rate"] == pytest.approx(0.01)
+
+
+def test_weights_that_do_not_fit_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    wrong = tmp_path / "wrong.pt"
+    torch.save(build_model(tiny_arch(), input_size=16).state_dict(), wrong)
+    assert main(["mobilenetv3-small@0.25", "--weights", str(wrong), "--quiet", "--out", str(tmp_path), *DATA_ARGS]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"the weights {wrong} do not fit the architecture: " in err
+    assert not list(tmp_path.glob("*.checkpoint.pt"))  # refused before any training
+    assert main(["mobilenetv3-small", "--weights", str(tmp_path / "none.pt")]) == 2
+    assert f"no weights file at {tmp_path / 'none.pt'}" in capsys.readouterr().err
+
+
+def test_resume_refuses_other_initial_weights(tmp_path: Path) -> None:
+    from mobilenas.train.full import FullTrainConfig, _check_resumable
+
+    config = FullTrainConfig(epochs=2, batch_size=32, threads=1)
+    identity = {"architecture": "a" * 16, "data": {"name": "synthetic"}, "initial": "a.pt"}
+    path = tmp_path / "checkpoint.pt"
+    _check_resumable({"identity": identity, "config": config.to_dict()}, identity, config, path)
+    with pytest.raises(ValueError, match=r"was started from a\.pt, this training from b\.pt; resume with the same --weights"):
+        _check_resumable({"identity": identity, "config": config.to_dict()}, {**identity, "initial": "b.pt"}, config, path)
+    old = {"identity": {"architecture": "a" * 16, "data": {"name": "synthetic"}}, "config": config.to_dict()}  # before --weights existed
+    _check_resumable(old, {**identity, "initial": None}, config, path)
+    with pytest.raises(ValueError, match=r"was started from random weights, this training from a\.pt"):
+        _check_resumable(old, identity, config, path)
+
+
 def exit_code(argv: list[str]) -> int:
     """``main``'s exit code; argparse's own errors arrive as ``SystemExit``."""
     try:

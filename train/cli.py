@@ -58,10 +58,14 @@ def build_parser(prog: str) -> ArgumentParser:
     data.add_argument("--image-size", type=positive_int, default=None, help="resize images to this square size (image folders, npz, synthetic)")
     data.add_argument("--channels", type=int, choices=(1, 3), default=None, help="convert to 1 (gray) or 3 (RGB) channels")
     training = parser.add_argument_group("training")
+    training.add_argument("--weights", type=Path, default=None, metavar="FILE",
+                          help="start from these weights (a state_dict, or a checkpoint holding one, such as a run's best.<dataset>.pt or "
+                               "NetAdapt's refined.pt) instead of random ones: a fine-tune (default: from scratch)")
     training.add_argument("--epochs", type=positive_int, default=30, help="epochs (default: 30)")
     training.add_argument("--batch-size", type=positive_int, default=128, help="default: 128")
     training.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd", help="default: sgd (Nesterov momentum 0.9)")
-    training.add_argument("--lr", type=positive_float, default=None, help="peak learning rate (default: 0.1 for sgd, 0.002 for adamw, 0.016 for rmsprop)")
+    training.add_argument("--lr", type=positive_float, default=None,
+                          help="peak learning rate (default: 0.1 for sgd, 0.002 for adamw, 0.016 for rmsprop; a tenth of that with --weights)")
     training.add_argument("--weight-decay", type=nonnegative_float, default=1e-4, help="default: 1e-4 (not on batch norm and biases)")
     training.add_argument("--label-smoothing", type=fraction_or_zero, default=0.1, help="default: 0.1")
     training.add_argument("--warmup-epochs", type=nonnegative_float, default=1.0, help="linear warm-up before the cosine decay (default: 1)")
@@ -82,10 +86,21 @@ def build_parser(prog: str) -> ArgumentParser:
 
 
 LEARNING_RATES = {"sgd": 0.1, "adamw": 0.002, "rmsprop": 0.016}
+# With --weights and no --lr: a fine-tune starts at this fraction of the optimiser's default peak
+# rate, so that its first epochs do not undo what the weights learned.
+FINETUNE_LR_FRACTION = 0.1
 
 
-def output_location(arch_spec: str, dataset_name: str, out: str | None) -> tuple[Path, str]:
-    """``(folder, prefix)``: beside an architecture file, else ``--out`` or the current folder."""
+def output_location(arch_spec: str, dataset_name: str, out: str | None, *, finetune: bool = False) -> tuple[Path, str]:
+    """``(folder, prefix)``: beside an architecture file, else ``--out`` or the current folder.
+
+    A ``finetune`` (``--weights``) ends the prefix in ``.finetune``, so that fine-tuning the
+    weights of a training does not collide with that training's own files."""
+    folder, prefix = _output_location(arch_spec, dataset_name, out)
+    return folder, f"{prefix}.finetune" if finetune else prefix
+
+
+def _output_location(arch_spec: str, dataset_name: str, out: str | None) -> tuple[Path, str]:
     path = Path(arch_spec)
     dataset = re.sub(r"[^A-Za-z0-9_.-]+", "_", dataset_name)
     if "|" not in arch_spec and path.is_file():
@@ -131,6 +146,11 @@ def _main(argv: Sequence[str] | None, prog: str) -> int:
     from mobilenas.train.full import FullTrainConfig, TrainOutputs, train_full
 
     arch = load_architecture(args.arch)
+    initial = None
+    if args.weights is not None:
+        from mobilenas.train.weights import load_weights
+
+        initial = load_weights(args.weights)  # a missing or unreadable file: one line, before the data is read
     data = load_dataset(
         args.dataset, data_dir=args.data_dir, seed=args.seed, train_size=args.train_size, val_size=args.val_size,
         test_size=args.test_size, image_size=args.image_size, channels=args.channels,
@@ -138,7 +158,7 @@ def _main(argv: Sequence[str] | None, prog: str) -> int:
     config = FullTrainConfig(
         epochs=args.epochs,
         optimizer=args.optimizer,
-        learning_rate=args.lr if args.lr is not None else LEARNING_RATES[args.optimizer],
+        learning_rate=args.lr if args.lr is not None else LEARNING_RATES[args.optimizer] * (FINETUNE_LR_FRACTION if initial is not None else 1.0),
         weight_decay=args.weight_decay,
         label_smoothing=args.label_smoothing,
         warmup_epochs=args.warmup_epochs,
@@ -150,15 +170,21 @@ def _main(argv: Sequence[str] | None, prog: str) -> int:
         device=args.device,
         seed=args.seed,
     )
-    folder, prefix = output_location(args.arch, data.name, args.out)
+    folder, prefix = output_location(args.arch, data.name, args.out, finetune=initial is not None)
     check_writable_folder(folder, f"--out {folder}" if args.out else f"the output folder {folder} (choose another with --out)")  # before any training
     outputs = TrainOutputs.at(folder, prefix)
     progress = not args.quiet and not args.json
     if progress:
         print(f"{prog}: training {args.arch} on {data.name} ({data.sizes()['train']} train / {data.sizes()['val']} val / "
               f"{data.sizes()['test']} test, {data.input_size}x{data.input_size}x{data.in_channels}) -> {folder}/{prefix}.*", file=sys.stderr)
+        if initial is not None:
+            how = "--lr" if args.lr is not None else f"a tenth of {args.optimizer}'s default; --lr to choose"
+            print(f"{prog}: starting from the weights {args.weights} (peak learning rate {config.learning_rate:g}, {how})", file=sys.stderr)
     set_resume_hint(f"the same {prog} command with --resume")
-    result = train_full(arch, data, config, outputs, resume=args.resume, export_onnx=not args.no_onnx, progress=progress, source=args.arch)
+    result = train_full(
+        arch, data, config, outputs, resume=args.resume, export_onnx=not args.no_onnx, progress=progress, source=args.arch,
+        initial=initial, initial_source=None if args.weights is None else str(args.weights),
+    )
     summary: dict[str, Any] = {
         "status": result.status,
         "error": result.error,

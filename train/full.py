@@ -21,6 +21,7 @@ import dataclasses
 import io
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from mobilenas.torchutil import torch_threads
 from mobilenas.train import engine
 from mobilenas.train.data import DataSplits, preprocessing
 from mobilenas.train.proxy import STATUS_FAILED, STATUS_OK, evaluate, prepare_architecture
+from mobilenas.train.weights import load_strict
 
 CHECKPOINT_VERSION = 1
 
@@ -149,6 +151,8 @@ def train_full(
     export_onnx: bool = True,
     progress: bool = False,
     source: str | None = None,
+    initial: Mapping[str, torch.Tensor] | None = None,
+    initial_source: str | None = None,
 ) -> FullTrainResult:
     """Train, checkpoint every epoch, test, export (see the module docstring).
 
@@ -156,11 +160,15 @@ def train_full(
     data set and configuration; with no checkpoint the training starts from the beginning);
     without it an existing checkpoint is an error, so nothing computed is overwritten by
     accident. Finished results (the metrics file) are never overwritten. ``source`` names the architecture in the metrics.
+
+    ``initial``: a state dict to start from instead of random weights (a fine-tune), loaded
+    strictly; ``initial_source`` (its file) is kept in the metrics and checked on resume.
     """
     prepared, changes = prepare_architecture(arch, data)
     identity = {
         "architecture": prepared.fingerprint(),
         "data": {k: v for k, v in data.summary().items() if k != "description"},
+        "initial": None if initial is None else (initial_source or "given weights"),
     }
     checkpoint: dict[str, Any] | None = None
     if outputs.checkpoint.exists():
@@ -186,6 +194,8 @@ def train_full(
 
     with torch_threads(config.threads), engine.seeded(engine.derived_seed(config.seed, 0)):
         model = build_model(prepared, input_size=data.input_size)
+        if initial is not None and checkpoint is None:
+            load_strict(model, initial, f"the weights {initial_source}" if initial_source else "the initial weights")
         adaptation = changes + model.adaptation
         model = model.to(device).to(memory_format=fmt)  # type: ignore[call-overload]
         optimizer = engine.make_optimizer(model, config.optimiser_settings())
@@ -295,6 +305,7 @@ def train_full(
         "status": status,
         "error": error,
         "source": source,
+        "initial_weights": identity["initial"],
         "architecture": prepared.to_dict(),
         "notation": prepared.to_notation(),
         "fingerprint": prepared.fingerprint(),
@@ -349,6 +360,10 @@ def _check_resumable(checkpoint: dict[str, Any], identity: dict[str, Any], confi
         raise ValueError(f"{path} is a training of another architecture (fingerprint {checkpoint['identity']['architecture']}); choose another --out")
     if checkpoint["identity"]["data"] != identity["data"]:
         raise ValueError(f"{path} was trained on other data ({checkpoint['identity']['data']['name']}, sizes {checkpoint['identity']['data']['sizes']}); resume with the same data set options")
+    started_from = checkpoint["identity"].get("initial")  # absent in checkpoints of before nas-train --weights
+    if started_from != identity.get("initial"):
+        given = identity.get("initial") or "random weights"
+        raise ValueError(f"{path} was started from {'random weights' if started_from is None else started_from}, this training from {given}; resume with the same --weights")
     saved = FullTrainConfig(**checkpoint["config"])
     differing = config.resumable_with(saved)
     if differing:

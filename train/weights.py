@@ -1,0 +1,72 @@
+"""Weights files: write a state dict atomically, read one back from the files people have, and
+load one into a model strictly with an error that names what does not fit.
+
+``nas-train --weights`` starts a training from such a file; NetAdapt reads its input's weights and
+writes every checkpoint with these functions.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from mobilenas.runs import atomic_write_bytes
+
+StateDict = dict[str, torch.Tensor]
+
+# Keys under which training scripts commonly keep the model's state dict inside a checkpoint.
+WRAPPER_KEYS = ("state_dict", "model", "model_state", "weights")
+
+
+def save_weights(path: Path, state: Mapping[str, torch.Tensor]) -> None:
+    """``torch.save`` of a state dict (on the CPU), written atomically."""
+    buffer = io.BytesIO()
+    torch.save({name: tensor.detach().cpu() for name, tensor in state.items()}, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_weights(path: str | Path) -> StateDict:
+    """A state dict from a file: a plain state dict, or a checkpoint holding one.
+
+    Accepted wrappers: ``{"state_dict": ...}``, ``{"model": ...}``, ``{"model_state": ...}``,
+    ``{"weights": ...}`` (what training scripts commonly write).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no weights file at {path}")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise ValueError(f"{path}: not a torch weights file ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})") from None
+    if isinstance(data, dict):
+        for key in WRAPPER_KEYS:
+            if key in data and isinstance(data[key], dict):
+                data = data[key]
+                break
+    if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
+        raise ValueError(f"{path}: expected a state dict (parameter name -> tensor)")
+    return data
+
+
+def load_strict(model: nn.Module, state: Mapping[str, torch.Tensor], where: str = "the weights") -> None:
+    """``model.load_state_dict(state)`` with every name and shape checked first; a ValueError
+    names the first mismatched shape, missing and unexpected entry (``where`` says whose)."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    mismatched = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    if missing or unexpected or mismatched:
+        details = []
+        if mismatched:
+            k = mismatched[0]
+            details.append(f"{k} has shape {tuple(state[k].shape)}, the architecture needs {tuple(expected[k].shape)}")
+        if missing:
+            details.append(f"missing {missing[0]}" + (f" and {len(missing) - 1} more" if len(missing) > 1 else ""))
+        if unexpected:
+            details.append(f"unexpected {unexpected[0]}" + (f" and {len(unexpected) - 1} more" if len(unexpected) > 1 else ""))
+        raise ValueError(f"{where} do not fit the architecture: {'; '.join(details)}")
+    model.load_state_dict(state)
