@@ -245,11 +245,11 @@ class StartingNetwork:
 
 def resolve_input(spec: str, weights: str | None) -> StartingNetwork:
     """INPUT and --weights -> architecture and (optional) weights."""
-    from mobilenas.train.weights import load_weights
+    from mobilenas.train.weights import load_weights, result_weights
 
     text = spec.strip()
     path = Path(text).expanduser()
-    result_weights: str | None = None
+    named_weights: str | None = None
     is_file = is_path(text)
     if is_file:
         if path.is_dir():
@@ -259,13 +259,13 @@ def resolve_input(spec: str, weights: str | None) -> StartingNetwork:
                     break
         if path.is_file() and path.suffix == ".json":
             try:
-                data = json.loads(path.read_text())
+                json.loads(path.read_text())
             except json.JSONDecodeError as error:
                 raise ValueError(f"{path}: not valid JSON ({error.msg} at line {error.lineno})") from None
-            if isinstance(data, dict) and "architecture" in data and isinstance(data.get("weights"), str) and data["weights"]:
-                result_weights = str(_locate_weights(Path(data["weights"]).expanduser(), path.parent))
+            named = result_weights(str(path))
+            named_weights = None if named is None else str(named)
     arch = load_architecture(str(path) if is_file else text)
-    chosen = weights or result_weights
+    chosen = weights or named_weights
     state = None
     if chosen is not None:
         if weights is None and not Path(chosen).is_file():
@@ -315,22 +315,6 @@ def _note_proxy_trained(spec: str, dataset_name: str, values: dict[str, Any]) ->
         f"and each proposal's fine-tune ({values['finetune_steps']} steps of {values['batch_size']}) will mostly go on training this one, "
         f"which hides what pruning costs. For a trained start: {commands}"
     )
-
-
-def _locate_weights(given: Path, folder: Path) -> Path:
-    """A result file's weights path: as written (absolute or relative to the working directory),
-    relative to the result's folder, or inside that folder when the path names the run directory
-    (nas-search writes ``results/runs/RUN/weights/...``, relative to where it ran)."""
-    if given.is_absolute() or given.exists():
-        return given
-    if (folder / given).exists():
-        return folder / given
-    parts = given.parts
-    if folder.name in parts:
-        inside = folder.joinpath(*parts[len(parts) - parts[::-1].index(folder.name):])
-        if inside.exists():
-            return inside
-    return given
 
 
 # --------------------------------------------------------------------------- describe

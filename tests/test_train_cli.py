@@ -152,6 +152,11 @@ def test_weights_start_a_fine_tune(tmp_path: Path, capsys: pytest.CaptureFixture
     metrics = json.loads((tmp_path / "f" / "net.synthetic.finetune.metrics.json").read_text())
     assert metrics["initial_weights"] == str(trained)
     assert json.loads((tmp_path / "f" / "net.synthetic.metrics.json").read_text())["initial_weights"] is None
+    # A result file that names weights: nas-train says how to start from them (it trains from scratch).
+    result = tmp_path / "f" / "refined.json"
+    result.write_text(json.dumps({"architecture": tiny_arch().to_dict(), "weights": "net.synthetic.pt"}))  # relative to its folder
+    assert main([str(result), "--epochs", "1", "--no-onnx", *DATA_ARGS]) == 0
+    assert f"from random weights; to fine-tune the weights {result} names instead, add --weights {trained}" in capsys.readouterr().err
     # No --lr: a tenth of the optimiser's default peak rate.
     assert main([str(arch_path), "--weights", str(trained), "--epochs", "1", "--quiet", "--no-onnx", "--out", str(tmp_path / "g"), *DATA_ARGS]) == 0
     assert json.loads((tmp_path / "g" / "net.synthetic.finetune.metrics.json").read_text())["config"]["learning_rate"] == pytest.approx(0.01)

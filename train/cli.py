@@ -180,6 +180,12 @@ def _main(argv: Sequence[str] | None, prog: str) -> int:
         if initial is not None:
             how = "--lr" if args.lr is not None else f"a tenth of {args.optimizer}'s default; --lr to choose"
             print(f"{prog}: starting from the weights {args.weights} (peak learning rate {config.learning_rate:g}, {how})", file=sys.stderr)
+        elif not args.resume:
+            from mobilenas.train.weights import result_weights
+
+            named = result_weights(args.arch)
+            if named is not None and named.is_file():
+                print(f"{prog}: from random weights; to fine-tune the weights {args.arch} names instead, add --weights {named}", file=sys.stderr)
     set_resume_hint(f"the same {prog} command with --resume")
     result = train_full(
         arch, data, config, outputs, resume=args.resume, export_onnx=not args.no_onnx, progress=progress, source=args.arch,

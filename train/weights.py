@@ -8,6 +8,7 @@ writes every checkpoint with these functions.
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -70,3 +71,39 @@ def load_strict(model: nn.Module, state: Mapping[str, torch.Tensor], where: str 
             details.append(f"unexpected {unexpected[0]}" + (f" and {len(unexpected) - 1} more" if len(unexpected) > 1 else ""))
         raise ValueError(f"{where} do not fit the architecture: {'; '.join(details)}")
     model.load_state_dict(state)
+
+
+def locate_weights(given: Path, folder: Path) -> Path:
+    """A result file's weights path: as written (absolute or relative to the working directory),
+    relative to the result's folder, or inside that folder when the path names the run directory
+    (nas-search writes ``results/runs/RUN/weights/...``, relative to where it ran)."""
+    if given.is_absolute() or given.exists():
+        return given
+    if (folder / given).exists():
+        return folder / given
+    parts = given.parts
+    if folder.name in parts:
+        inside = folder.joinpath(*parts[len(parts) - parts[::-1].index(folder.name):])
+        if inside.exists():
+            return inside
+    return given
+
+
+def result_weights(spec: str) -> Path | None:
+    """The weights a result file names (a search's ``best.json``, NetAdapt's ``refined.json``, or
+    the run folder holding one), located as :func:`locate_weights` does; ``None`` for any other input
+    or a result without weights."""
+    path = Path(spec).expanduser()
+    if "|" in spec or not path.exists():
+        return None
+    if path.is_dir():
+        path = next((path / name for name in ("best.json", "refined.json") if (path / name).is_file()), path)
+    if not (path.is_file() and path.suffix == ".json"):
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not (isinstance(data, dict) and "architecture" in data and isinstance(data.get("weights"), str) and data["weights"]):
+        return None
+    return locate_weights(Path(data["weights"]).expanduser(), path.parent)
