@@ -136,7 +136,7 @@ def test_resume_refuses_other_data_and_other_settings(tmp_path: Path) -> None:
         _check_resumable(checkpoint, identity, FullTrainConfig(epochs=2, batch_size=16, threads=1), path)
 
 
-def test_weights_start_a_fine_tune(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_weights_start_a_fine_tune(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     arch_path = write_arch(tmp_path / "f")
     assert main([str(arch_path), "--epochs", "1", "--quiet", "--no-onnx", *DATA_ARGS]) == 0
     trained = tmp_path / "f" / "net.synthetic.pt"
@@ -145,21 +145,23 @@ def test_weights_start_a_fine_tune(tmp_path: Path, capsys: pytest.CaptureFixture
     argv = [str(arch_path), "--weights", str(trained), "--epochs", "1", "--lr", "1e-12", "--weight-decay", "0", "--no-onnx", *DATA_ARGS]
     assert main(argv) == 0
     err = capsys.readouterr().err
-    assert f"starting from the weights {trained} (peak learning rate 1e-12, --lr)" in err
+    assert f"starting from the weights {trained.resolve()} (peak learning rate 1e-12, --lr)" in err
     tuned = torch.load(tmp_path / "f" / "net.synthetic.finetune.pt")  # beside, not over, the training it started from
     convs = [k for k, v in start.items() if k.endswith("weight") and v.dim() == 4]
     assert convs and all(torch.allclose(start[k], tuned[k], atol=1e-6) for k in convs)
     metrics = json.loads((tmp_path / "f" / "net.synthetic.finetune.metrics.json").read_text())
-    assert metrics["initial_weights"] == str(trained)
+    assert metrics["initial_weights"] == str(trained.resolve())
     assert json.loads((tmp_path / "f" / "net.synthetic.metrics.json").read_text())["initial_weights"] is None
     # A result file that names weights: nas-train says how to start from them (it trains from scratch).
     result = tmp_path / "f" / "refined.json"
     result.write_text(json.dumps({"architecture": tiny_arch().to_dict(), "weights": "net.synthetic.pt"}))  # relative to its folder
     assert main([str(result), "--epochs", "1", "--no-onnx", *DATA_ARGS]) == 0
     assert f"from random weights; to fine-tune the weights {result} names instead, add --weights {trained}" in capsys.readouterr().err
-    # No --lr: a tenth of the optimiser's default peak rate.
-    assert main([str(arch_path), "--weights", str(trained), "--epochs", "1", "--quiet", "--no-onnx", "--out", str(tmp_path / "g"), *DATA_ARGS]) == 0
-    assert json.loads((tmp_path / "g" / "net.synthetic.finetune.metrics.json").read_text())["config"]["learning_rate"] == pytest.approx(0.01)
+    # No --lr: a tenth of the optimiser's default peak rate. A relative --weights is kept absolute (resume compares it).
+    monkeypatch.chdir(tmp_path / "f")
+    assert main([str(arch_path), "--weights", "net.synthetic.pt", "--epochs", "1", "--quiet", "--no-onnx", "--out", str(tmp_path / "g"), *DATA_ARGS]) == 0
+    metrics = json.loads((tmp_path / "g" / "net.synthetic.finetune.metrics.json").read_text())
+    assert metrics["config"]["learning_rate"] == pytest.approx(0.01) and metrics["initial_weights"] == str(trained.resolve())
 
 
 def test_weights_that_do_not_fit_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -150,6 +150,7 @@ def _main(argv: Sequence[str] | None, prog: str) -> int:
     if args.weights is not None:
         from mobilenas.train.weights import load_weights
 
+        args.weights = args.weights.expanduser().resolve()  # one name for the file, whichever way it was written: resume compares it
         initial = load_weights(args.weights)  # a missing or unreadable file: one line, before the data is read
     data = load_dataset(
         args.dataset, data_dir=args.data_dir, seed=args.seed, train_size=args.train_size, val_size=args.val_size,
