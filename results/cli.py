@@ -391,7 +391,7 @@ def _compare(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"runs": table.to_dict("records"), "groups": grouped.to_dict("records"), "by": by, "reference_point": reference.to_dict(), "figure": str(out)})
         return 0
-    print(f"{len(runs)} runs; hypervolume against accuracy {reference.accuracy:g}, {format_ms(reference.latency_ms)}; latency by {'measurement where known' if latency == 'measured' else 'the table'}")
+    print(f"{len(runs)} run{'' if len(runs) == 1 else 's'}; hypervolume against accuracy {reference.accuracy:g}, {format_ms(reference.latency_ms)}; latency by {'measurement where known' if latency == 'measured' else 'the table'}")
     # Tabular runs also have the benchmark's final column (test_acc_200ep) of the best architecture
     # within the target: the figure a comparison of strategies on a benchmark is about.
     finals = sorted({r.final_column for r in runs if isinstance(r, SearchResults) and r.final_column})

@@ -210,6 +210,9 @@ def test_plot_and_compare_write_readable_pngs(runs: dict[str, Path], tmp_path: P
     assert "test_acc_200ep in target" in printed  # tabular runs: the final column, per run and per strategy
     final = f"{payload['runs'][0]['best_feasible_final_accuracy']:.4f}"
     assert any(line.split()[:1] == ["ppo-0"] and final in line.split() for line in printed.splitlines())
+    assert printed.startswith("3 runs; ")
+    assert nas_results(["compare", str(runs["ppo-0"]), "--out", str(fronts)]) == 0
+    assert capsys.readouterr().out.startswith("1 run; ")
 
 
 def test_figures_command_writes_every_search_figure(runs: dict[str, Path], tmp_path: Path) -> None:
