@@ -62,7 +62,7 @@ from mobilenas.space.builder import Network, build_model
 from mobilenas.torchutil import torch_threads
 from mobilenas.train.engine import seeded
 from mobilenas.train.weights import StateDict, load_strict, load_weights, save_weights
-from mobilenas.units import format_duration, format_ms
+from mobilenas.units import counted, format_duration, format_ms
 
 RUN_KIND = "netadapt"
 HISTORY = "history.jsonl"
@@ -471,14 +471,14 @@ class Refinement:
                 Candidate(p["group"], int(p["width"]), int(p["previous_width"]), Architecture.from_dict(p["architecture"]), float(p["latency_ms"]), bool(p["target_met"]))
                 for p in plan_event["proposals"]
             ]
-            self.log(f"iteration {number}: resuming its {len(planned)} proposals ({len(finished)} already fine-tuned)")
+            self.log(f"iteration {number}: resuming its {counted(len(planned), 'proposal')} ({len(finished)} already fine-tuned)")
         results: dict[int, ProposalResult] = {}
         start_latency = self.settings.start_latency_ms
 
         def evaluate(source: Point[Architecture, StateDict], candidates: Sequence[Candidate[Architecture]]) -> list[Outcome[StateDict]]:
             new_entries = self.latency.measured_entries - entries_before
             if new_entries:
-                self.log(f"iteration {number}: measured {new_entries} new lookup-table entr{'y' if new_entries == 1 else 'ies'} to plan {len(candidates)} proposals")
+                self.log(f"iteration {number}: measured {counted(new_entries, 'new lookup-table entry', 'new lookup-table entries')} to plan {counted(len(candidates), 'proposal')}")
             if plan_event is None:
                 if candidates and not any(c.target_met for c in candidates):
                     self.log(
@@ -569,7 +569,7 @@ class Refinement:
         self.log(
             f"iteration {number}: target {format_ms(step.target)}; {winner.group} {winner.previous_width}->{winner.width}; "
             f"latency {format_ms(new.resource)} (measured {format_ms(measured)}); accuracy {point.accuracy:.4f} -> "
-            f"{chosen_result.accuracy_before:.4f} pruned -> {new.accuracy:.4f} fine-tuned; {len(step.candidates)} proposals in {time.perf_counter() - started:.0f} s"
+            f"{chosen_result.accuracy_before:.4f} pruned -> {new.accuracy:.4f} fine-tuned; {counted(len(step.candidates), 'proposal')} in {time.perf_counter() - started:.0f} s"
             + self._remaining_note(number, new.resource, time.perf_counter() - started, resumed=planned is not None)
         )
         return Point(number, new.definition, new.state, new.accuracy, new.resource)

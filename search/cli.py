@@ -40,7 +40,7 @@ from mobilenas.cliutil import (
 )
 from mobilenas.errors import UsageError
 from mobilenas.runs import RunDir, absolute_path, new_run_id
-from mobilenas.units import format_ms
+from mobilenas.units import counted, format_ms
 
 DEFAULT_OUT_ROOT = Path("results") / "runs"
 NETWORK_SPACES = ("mobilenetv3", "mnasnet", "mnasnet-relu6")
@@ -549,7 +549,7 @@ def _search(argv: Sequence[str] | None, prog: str, held: contextlib.ExitStack) -
         if search.samples > int(stored["samples"]):
             run.update_manifest(config={**stored, "samples": search.samples})
         if search.done:
-            say(f"the run is complete ({len(search.trained)} architectures evaluated); nothing left to evaluate (--samples N extends it)")
+            say(f"the run is complete ({counted(len(search.trained), 'architecture')} evaluated); nothing left to evaluate (--samples N extends it)")
         else:
             _note_random_phase(config, setup.strategy_config)
     set_resume_hint(f"nas-search --resume {shlex.quote(str(run.root))}")
@@ -597,7 +597,10 @@ def _search(argv: Sequence[str] | None, prog: str, held: contextlib.ExitStack) -
     print()
     if search.stopped:
         print(f"the search stopped early: {search.stopped}")
-    print(f"{len(trained)} architectures evaluated ({summary['failed']} failed, {summary['duplicates']} duplicates reused, {summary['rejected']} rejected by the latency filter) in {summary['wall_time_s']:.0f} s")
+    print(
+        f"{counted(len(trained), 'architecture')} evaluated ({summary['failed']} failed, {counted(summary['duplicates'], 'duplicate')} reused, "
+        f"{summary['rejected']} rejected by the latency filter) in {summary['wall_time_s']:.0f} s"
+    )
     print()
     print("Pareto front (accuracy vs table latency):")
     for line in _pareto_lines(search):

@@ -35,6 +35,11 @@ def _events(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "events.jsonl").read_text().splitlines() if line.strip()]
 
 
+def test_a_one_architecture_search_says_so_in_the_singular(cells: Path, tmp_path: Path, capsys) -> None:
+    assert nas_search(_args(cells, tmp_path / "one", "--samples", "1", "--strategy", "random")) == 0
+    assert "\n1 architecture evaluated (0 failed, 0 duplicates reused, " in capsys.readouterr().out
+
+
 def test_tabular_search_writes_the_run_directory(cells: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "run"
     assert nas_search(_args(cells, out, "--samples", "25", "--strategy", "evolution", "--seed", "3")) == 0

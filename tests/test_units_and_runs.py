@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from mobilenas.runs import Journal, RunDir, atomic_write_json, read_json
-from mobilenas.units import format_duration, format_ms, parse_duration_ms
+from mobilenas.units import counted, format_duration, format_ms, parse_duration_ms
 
 
 @pytest.mark.parametrize(("text", "ms"), [("15ms", 15.0), ("0.015s", 15.0), ("15", 15.0), ("1500us", 1.5), (" 2.5 ms ", 2.5), (7, 7.0), ("1e1ms", 10.0)])
@@ -225,6 +225,11 @@ def test_the_systems_refusals_are_one_line(capsys: pytest.CaptureFixture[str], m
 @pytest.mark.parametrize(("seconds", "text"), [(0.4, "0 s"), (40, "40 s"), (89, "89 s"), (90, "2 min"), (720, "12 min"), (5399, "90 min"), (5400, "1.5 h"), (11_200, "3.1 h"), (float("nan"), "-"), (-1, "-")])
 def test_durations_for_people(seconds: float, text: str) -> None:
     assert format_duration(seconds) == text
+
+
+def test_counts_agree_with_their_nouns() -> None:
+    assert [counted(n, "proposal") for n in (0, 1, 2)] == ["0 proposals", "1 proposal", "2 proposals"]
+    assert counted(1, "entry", "entries") == "1 entry" and counted(3, "entry", "entries") == "3 entries"
 
 
 def test_the_run_a_path_belongs_to(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""The one place where durations typed by users are parsed ("15ms", "0.015s", "15")."""
+"""The one place where durations typed by users are parsed ("15ms", "0.015s", "15"), and where
+durations and counts are written for people ("12.34 ms", "12 min", "1 proposal")."""
 
 from __future__ import annotations
 
@@ -50,3 +51,9 @@ def format_duration(seconds: float) -> str:
     if seconds < 90 * 60:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
+
+
+def counted(count: int, singular: str, plural: str | None = None) -> str:
+    """``count`` and the noun that agrees with it: ``1 proposal``, ``2 proposals``, ``0 entries``
+    (``plural`` where adding an s is wrong)."""
+    return f"{count} {singular if count == 1 else (plural or singular + 's')}"
