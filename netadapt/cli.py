@@ -568,3 +568,8 @@ def _print_summary(lines: list[dict[str, Any]], refined: dict[str, Any]) -> None
     print(f"accuracy: validation {start['accuracy']:.4f} -> {refined['accuracy']:.4f}{after}" + (f"; test {test:.4f}" if test is not None else ""))
     print(f"architecture: {refined['notation']}")
     print(f"refined.json: {Path(refined['run']) / 'refined.json'}")
+    if refined.get("onnx"):  # what a user ships
+        pre = refined.get("preprocessing")
+        shape = pre.get("input_shape") if isinstance(pre, dict) else None
+        described = f"input {'x'.join(str(n) for n in shape)} {pre.get('layout', '')}, preprocessing in refined.json" if shape else "what it expects of its input: refined.json"
+        print(f"refined.onnx: {refined['onnx']} ({described.replace('  ', ' ')})")

@@ -290,7 +290,9 @@ def test_parallel_proposals_on_ray_match_in_process(table: Path, reference_run: 
     arguments = ["refine", ARCH, "--budget-ratio", "0.6", *common(table, out), "--workers", "2", "--max-iterations", "2"]
     assert main(arguments) == 0
     # each iteration says how much is left, by the bound that binds, at its own pace (hours on a CPU)
-    said = [line for line in capsys.readouterr().err.splitlines() if line.startswith("iteration ") and re.search(r" proposals? in ", line)]
+    printed = capsys.readouterr()
+    assert f"\nrefined.onnx: {(out / 'refined.onnx').resolve()} (" in printed.out  # what a user ships, named at the end
+    said = [line for line in printed.err.splitlines() if line.startswith("iteration ") and re.search(r" proposals? in ", line)]
     assert len(said) == 2
     assert re.search(r"; at most 1 more iteration by --max-iterations, about \d+ s at this one's pace, then the final training$", said[0]), said[0]
     assert " more iteration" not in said[1]
