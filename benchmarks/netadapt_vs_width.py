@@ -414,10 +414,38 @@ def summarize(paths: list[Path], out: Path) -> int:
         )
     everything = [r["matched"] for rows in per_run for r in rows]
     lines += ["", f"Over every budget, family and run: the matched gain is {stats(everything)} points, positive in {wins(everything)}.", ""]
+    lines += ["Plot: `netadapt_vs_width.seeds.png` (every run's gain per budget; a point above zero is a NetAdapt win).", ""]
+    plot_gains([(path.name, rows) for (path, _), rows in zip(reports, per_run, strict=True)], out / "netadapt_vs_width.seeds.png")
     markdown = "\n".join(lines)
     (out / "netadapt_vs_width.seeds.md").write_text(markdown)
     print(markdown)
     return 0
+
+
+def plot_gains(runs: list[tuple[str, list[dict[str, Any]]]], path: Path) -> None:
+    """Each run's gains per budget: one panel per width family, both kinds of gain."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4.2), sharey=True)
+    for axis, family in zip(axes, ("width", "width+head"), strict=True):
+        for offset, (key, label, marker) in enumerate((("at_same_latency", "at the same measured latency", "o"), ("matched", "against the matched multiplier", "^"))):
+            for index, (_, rows) in enumerate(runs):
+                points = [(100 * r["budget"] + (offset - 0.5) * 2.0, r[key]) for r in rows if r["family"] == family and r[key] is not None]
+                if points:
+                    axis.plot(*zip(*points, strict=True), marker, color=f"C{offset}", alpha=0.75, label=label if index == 0 else None)
+        axis.axhline(0, color="black", linewidth=0.8)
+        axis.set_title(f"NetAdapt against {family}")
+        axis.set_xlabel("budget (% of the seed network's latency)")
+        axis.grid(alpha=0.3)
+    axes[0].set_ylabel("test-accuracy gain of NetAdapt (points)")
+    axes[0].legend(fontsize=8)
+    figure.suptitle(f"NetAdapt versus width multipliers, {len(runs)} runs")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
 
 
 def interpolate(curve: list[tuple[float, float]], latency_ms: float) -> float | None:
