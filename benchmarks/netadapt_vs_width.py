@@ -102,9 +102,16 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0, help="data subset, initialisation and training order (default: 0); other seeds write netadapt_vs_width.seed<N>.*")
     parser.add_argument("--table", type=Path, default=None, help="start from this latency table (copied into the work directory), so that several seeds share one table's measurements")
     parser.add_argument("--summarize", type=Path, nargs="+", metavar="JSON", help="no run: gather the JSON results of several seeds into netadapt_vs_width.seeds.md")
+    parser.add_argument("--render", type=Path, metavar="JSON", help="no run: write the .md and .png of a result JSON again (after a change to the report)")
     args = parser.parse_args()
     if args.summarize:
         return summarize(args.summarize, args.out)
+    if args.render:
+        report = json.loads(args.render.read_text())
+        stem = args.render.name.removesuffix(".json")
+        plot(report, args.out / f"{stem}.png")
+        (args.out / f"{stem}.md").write_text(render(report, f"{stem}.png"))
+        return 0
 
     if args.quick:
         plan = Plan(args.arch, (0.8, 0.65), 1500, 300, 500, 2, 1, 5, 0.15, 8, 64, args.threads, args.seed, args.deploy_size)
@@ -509,7 +516,9 @@ def render(report: dict[str, Any], plot_name: str = "netadapt_vs_width.png") -> 
         f"- Latency: ONNX Runtime, 1 thread, batch 1, at the networks' {size}x{size} design resolution (the project's convention: latency at the "
         "deployment size, accuracy from the proxy resolution; at 32x32 these networks take ~0.3 ms, dominated by per-operator overhead). "
         "\"table\" is the lookup table's prediction NetAdapt worked with (its correction fitted on two networks at the start of the run); "
-        f"\"measured\" is end to end, all networks interleaved ({MEASURE_ROUNDS} rounds x {MEASURE_RUNS_PER_ROUND} runs, median).",
+        f"\"measured\" is end to end, all networks interleaved ({MEASURE_ROUNDS} rounds x {MEASURE_RUNS_PER_ROUND} runs, median)."
+        + (f" The table started as a copy of `{report['table_copied_from']}` (`--table`), so that runs of several seeds share its measurements; "
+           "entries this run's networks needed beyond it were measured during the run." if report.get("table_copied_from") else ""),
         f"- NetAdapt: `netadapt refine` to {min(plan['budgets']):.1%} of the starting latency, removing {plan['reduction']:.1%} of it per iteration "
         f"(the official code's first step, no decay), granularity {plan['granularity']}, {plan['finetune_steps']} short fine-tune steps per proposal, the "
         f"MobileNetV3 rule (accuracy change per latency saved); {report['netadapt_iterations']} iterations. The first network under each budget "
