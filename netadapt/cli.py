@@ -571,5 +571,8 @@ def _print_summary(lines: list[dict[str, Any]], refined: dict[str, Any]) -> None
     if refined.get("onnx"):  # what a user ships
         pre = refined.get("preprocessing")
         shape = pre.get("input_shape") if isinstance(pre, dict) else None
-        described = f"input {'x'.join(str(n) for n in shape)} {pre.get('layout', '')}, preprocessing in refined.json" if shape else "what it expects of its input: refined.json"
-        print(f"refined.onnx: {refined['onnx']} ({described.replace('  ', ' ')})")
+        if isinstance(pre, dict) and shape:
+            described = f"input {'x'.join(str(n) for n in shape)} {pre.get('layout', '')}".rstrip() + ", preprocessing in refined.json"
+        else:
+            described = "what it expects of its input: refined.json"
+        print(f"refined.onnx: {refined['onnx']} ({described})")

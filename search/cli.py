@@ -579,13 +579,14 @@ def _search(argv: Sequence[str] | None, prog: str, held: contextlib.ExitStack) -
     search.write_best(measured)
     payload = search.best_payload(measured)
     trained = search.trained
+    duplicates = sum(1 for t in search.trials if t.source in ("duplicate", "reused"))
     summary = {
         "run": str(run.root),
         "best_json": str(run.path("best.json")) if payload else None,
         "best": payload,
         "trials": len(trained),
         "failed": sum(1 for t in trained if t.status != "ok"),
-        "duplicates": sum(1 for t in search.trials if t.source in ("duplicate", "reused")),
+        "duplicates": duplicates,
         "rejected": sum(1 for t in search.trials if t.source == "rejected"),
         "pareto": [{"number": t.number, "accuracy": t.accuracy, "latency_ms": t.latency_ms, "reward": t.reward, "architecture": t.architecture} for t in search.pareto()],
         "stopped": search.stopped,
@@ -598,7 +599,7 @@ def _search(argv: Sequence[str] | None, prog: str, held: contextlib.ExitStack) -
     if search.stopped:
         print(f"the search stopped early: {search.stopped}")
     print(
-        f"{counted(len(trained), 'architecture')} evaluated ({summary['failed']} failed, {counted(summary['duplicates'], 'duplicate')} reused, "
+        f"{counted(len(trained), 'architecture')} evaluated ({summary['failed']} failed, {counted(duplicates, 'duplicate')} reused, "
         f"{summary['rejected']} rejected by the latency filter) in {summary['wall_time_s']:.0f} s"
     )
     print()
