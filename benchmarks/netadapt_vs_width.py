@@ -419,8 +419,12 @@ def summarize(paths: list[Path], out: Path) -> int:
             f"| {first['budget']:.1%} | {first['family']} | {stats(same)} | {wins(same)} | {stats(matched)} | {wins(matched)} | {speedup} | "
             f"{min(ratios):.2f}-{max(ratios):.2f} |"
         )
-    everything = [r["matched"] for rows in per_run for r in rows]
-    lines += ["", f"Over every budget, family and run: the matched gain is {stats(everything)} points, positive in {wins(everything)}.", ""]
+    lines += ["", "Over every budget and run, per family (points):", ""]
+    for family in ("width", "width+head"):
+        rows = [r for run_rows in per_run for r in run_rows if r["family"] == family]
+        same, matched = [r["at_same_latency"] for r in rows], [r["matched"] for r in rows]
+        lines.append(f"- against `{family}`: {stats(same)} at the same latency (positive in {wins(same)}), {stats(matched)} against the matched multiplier (positive in {wins(matched)})")
+    lines.append("")
     lines += ["Plot: `netadapt_vs_width.seeds.png` (every run's gain per budget; a point above zero is a NetAdapt win).", ""]
     plot_gains([(path.name, rows) for (path, _), rows in zip(reports, per_run, strict=True)], out / "netadapt_vs_width.seeds.png")
     markdown = "\n".join(lines)
