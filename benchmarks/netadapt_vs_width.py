@@ -385,7 +385,8 @@ def summarize(paths: list[Path], out: Path) -> int:
     lines = [
         "# NetAdapt versus width multipliers: several runs",
         "",
-        f"`python benchmarks/netadapt_vs_width.py --summarize {' '.join(p.name for p, _ in reports)}` (run from `benchmarks/`).",
+        f"`python benchmarks/netadapt_vs_width.py --summarize {' '.join(p.name for p, _ in reports)}` (run from `benchmarks/`). "
+        "Each run is one `python benchmarks/netadapt_vs_width.py [--seed N] [--table T]`; its setup and every network are in the .md beside its JSON.",
         "",
         "| run | seed | date | seed latency (table, ms) | seed test acc | NetAdapt iterations |",
         "| --- | ---: | --- | ---: | ---: | ---: |",
