@@ -164,6 +164,20 @@ def test_weights_start_a_fine_tune(tmp_path: Path, capsys: pytest.CaptureFixture
     assert metrics["config"]["learning_rate"] == pytest.approx(0.01) and metrics["initial_weights"] == str(trained.resolve())
 
 
+def test_the_weights_a_result_names(tmp_path: Path) -> None:
+    from mobilenas.train.weights import result_weights
+
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "w.pt").write_bytes(b"")
+    (tmp_path / "run" / "best.json").write_text(json.dumps({"architecture": {}, "weights": "w.pt"}))
+    assert result_weights(str(tmp_path / "run")) == tmp_path / "run" / "w.pt"  # the folder, or its best.json
+    assert result_weights(str(tmp_path / "run" / "best.json")) == tmp_path / "run" / "w.pt"
+    (tmp_path / "arch.json").write_text(tiny_arch().to_json())
+    assert result_weights(str(tmp_path / "arch.json")) is None  # an architecture, not a result
+    assert result_weights("mobilenetv3-small") is None
+    assert result_weights("x" * 300) is None  # longer than a file name: no OSError
+
+
 def test_weights_that_do_not_fit_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     wrong = tmp_path / "wrong.pt"
     torch.save(build_model(tiny_arch(), input_size=16).state_dict(), wrong)

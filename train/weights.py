@@ -94,13 +94,13 @@ def result_weights(spec: str) -> Path | None:
     the run folder holding one), located as :func:`locate_weights` does; ``None`` for any other input
     or a result without weights."""
     path = Path(spec).expanduser()
-    if "|" in spec or not path.exists():
-        return None
-    if path.is_dir():
-        path = next((path / name for name in ("best.json", "refined.json") if (path / name).is_file()), path)
-    if not (path.is_file() and path.suffix == ".json"):
-        return None
-    try:
+    try:  # OSError: a name no file system takes (block notation longer than a file name)
+        if "|" in spec or not path.exists():
+            return None
+        if path.is_dir():
+            path = next((path / name for name in ("best.json", "refined.json") if (path / name).is_file()), path)
+        if not (path.is_file() and path.suffix == ".json"):
+            return None
         data = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
