@@ -48,7 +48,7 @@ from mobilenas.netadapt.groups import prunable_groups
 from mobilenas.runs import RunDir, absolute_path, new_run_id, read_json, run_latency_table, run_of
 from mobilenas.search.execution import check_ray_address, oversubscription_note
 from mobilenas.space.arch import Architecture
-from mobilenas.space.io import is_path, load_architecture
+from mobilenas.space.io import is_path, load_architecture, result_file
 from mobilenas.train.choices import OPTIMIZERS
 from mobilenas.units import format_ms, parse_duration_ms
 
@@ -252,11 +252,7 @@ def resolve_input(spec: str, weights: str | None) -> StartingNetwork:
     named_weights: str | None = None
     is_file = is_path(text)
     if is_file:
-        if path.is_dir():
-            for name in ("best.json", "refined.json"):
-                if (path / name).is_file():
-                    path = path / name
-                    break
+        path = result_file(path)
         if path.is_file() and path.suffix == ".json":
             try:
                 json.loads(path.read_text())

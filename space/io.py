@@ -62,6 +62,16 @@ def is_path(spec: str | Path) -> bool:
         return False
 
 
+RESULT_FILES = ("best.json", "refined.json")
+
+
+def result_file(path: Path) -> Path:
+    """A run folder's result (its ``best.json`` or NetAdapt's ``refined.json``); any other path as given."""
+    if path.is_dir():
+        return next((path / name for name in RESULT_FILES if (path / name).is_file()), path)
+    return path
+
+
 def load_architecture(spec: str | Path, *, num_classes: int | None = None) -> Architecture:
     """Resolve a reference name, a JSON file or a notation string (see the module docstring)."""
     text = str(spec).strip()
@@ -75,20 +85,16 @@ def load_architecture(spec: str | Path, *, num_classes: int | None = None) -> Ar
             raise ValueError(
                 f"{text!r} is neither a reference ({', '.join(REFERENCES)}), a notation string, nor an existing JSON file"
             )
+        path = result_file(path)
         if path.is_dir():
-            for candidate in ("best.json", "refined.json"):
-                if (path / candidate).is_file():
-                    path = path / candidate
-                    break
-            else:
-                if (path / "manifest.json").is_file():  # a run that has no result yet
-                    try:
-                        kind = json.loads((path / "manifest.json").read_text()).get("kind")
-                    except (OSError, ValueError, AttributeError):
-                        kind = None
-                    resume = {"search": "nas-search --resume", "netadapt": "netadapt refine --resume"}.get(str(kind), "--resume")
-                    raise ValueError(f"{text!r} is a run without a result yet (no best.json or refined.json); let it finish, or continue it: {resume} {text}")
-                raise ValueError(f"{text!r} is a directory without a best.json or refined.json; give an architecture JSON file")
+            if (path / "manifest.json").is_file():  # a run that has no result yet
+                try:
+                    kind = json.loads((path / "manifest.json").read_text()).get("kind")
+                except (OSError, ValueError, AttributeError):
+                    kind = None
+                resume = {"search": "nas-search --resume", "netadapt": "netadapt refine --resume"}.get(str(kind), "--resume")
+                raise ValueError(f"{text!r} is a run without a result yet (no best.json or refined.json); let it finish, or continue it: {resume} {text}")
+            raise ValueError(f"{text!r} is a directory without a best.json or refined.json; give an architecture JSON file")
         try:
             data = json.loads(path.read_text())
         except json.JSONDecodeError as error:

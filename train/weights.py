@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from mobilenas.runs import atomic_write_bytes
+from mobilenas.space.io import result_file
 
 StateDict = dict[str, torch.Tensor]
 
@@ -97,8 +98,7 @@ def result_weights(spec: str) -> Path | None:
     try:  # OSError: a name no file system takes (block notation longer than a file name)
         if "|" in spec or not path.exists():
             return None
-        if path.is_dir():
-            path = next((path / name for name in ("best.json", "refined.json") if (path / name).is_file()), path)
+        path = result_file(path)
         if not (path.is_file() and path.suffix == ".json"):
             return None
         data = json.loads(path.read_text())
