@@ -25,7 +25,7 @@ from mobilenas.cliutil import (
 )
 from mobilenas.latency.method import METHODS, Method
 from mobilenas.runs import run_latency_table
-from mobilenas.units import format_ms
+from mobilenas.units import counted, format_ms
 
 DEFAULT_INPUT_SIZE = 224
 
@@ -397,5 +397,5 @@ def _info(args: argparse.Namespace) -> int:
     else:
         print("  correction   none fitted yet (identity)")
     if summary["skipped_lines"]:
-        print(f"  skipped      {summary['skipped_lines']} damaged line(s)")
+        print(f"  skipped      {counted(summary['skipped_lines'], 'damaged line')}")
     return 0

@@ -6,6 +6,8 @@ use these names.
 
 from __future__ import annotations
 
+from mobilenas.units import counted
+
 #: After the budget is met: a long fine-tune, a retraining from scratch (as MobileNetV3), or nothing.
 FINAL_MODES = ("finetune", "retrain", "none")
 
@@ -17,3 +19,13 @@ DEFAULT_TRAIN_LR = 0.002
 #: Fine-tunes start from trained weights, so they take a smaller step (the official NetAdapt
 #: code fine-tunes with 1e-3, by SGD on ImageNet).
 DEFAULT_FINETUNE_LR = 0.001
+
+
+def final_training(final: object, epochs: object) -> str | None:
+    """What a finished run's last training was, for its summaries: ``the final fine-tune (1 epoch)``,
+    ``retraining from scratch (10 epochs)``, or None where there was none (``--final none``, or no
+    iteration was needed)."""
+    what = {"finetune": "the final fine-tune", "retrain": "retraining from scratch"}.get(str(final))
+    if what is None or not isinstance(epochs, int) or epochs <= 0:
+        return None
+    return f"{what} ({counted(epochs, 'epoch')})"

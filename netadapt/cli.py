@@ -42,6 +42,7 @@ from mobilenas.netadapt.choices import (
     DEFAULT_OPTIMIZER,
     DEFAULT_TRAIN_LR,
     FINAL_MODES,
+    final_training,
 )
 from mobilenas.netadapt.core import SCHEDULES, SELECTION_RULES, Schedule, minimum_width
 from mobilenas.netadapt.groups import prunable_groups
@@ -50,7 +51,7 @@ from mobilenas.search.execution import check_ray_address, oversubscription_note
 from mobilenas.space.arch import Architecture
 from mobilenas.space.io import is_path, load_architecture, result_file
 from mobilenas.train.choices import OPTIMIZERS
-from mobilenas.units import format_ms, parse_duration_ms
+from mobilenas.units import counted, format_ms, parse_duration_ms
 
 if TYPE_CHECKING:  # torch; the commands import it when they run, so --help answers at once
     from mobilenas.netadapt.run import Refinement, StateDict
@@ -509,7 +510,7 @@ def _resume(args: argparse.Namespace, prog: str, progress: bool, held: contextli
     refinement = Refinement(run, settings, DataTrainer(data, training), latency, log=_log, progress=progress)
     run.events.append({"type": "resumed", "overrides": overrides})
     lines = refinement.lines()
-    _log(f"resuming {run.root}: {max(0, len(lines) - 1)} iteration(s) done")
+    _log(f"resuming {run.root}: {counted(max(0, len(lines) - 1), 'iteration')} done")
     if not lines:
         start = resolve_input(values["input"], values["weights"])
         arch = Architecture.from_dict(manifest["input"]["architecture"])
@@ -528,7 +529,7 @@ def _continue(refinement: Refinement, args: argparse.Namespace) -> int:
     set_resume_hint(f"netadapt refine --resume {shlex.quote(str(refinement.run.root))}")
     point = refinement.iterate_until_budget()
     if point.resource > refinement.settings.budget_ms:
-        _log(f"stopped after {point.iteration} iteration(s) (--max-iterations) at {format_ms(point.resource)}, above the budget {format_ms(refinement.settings.budget_ms)}")
+        _log(f"stopped after {counted(point.iteration, 'iteration')} (--max-iterations) at {format_ms(point.resource)}, above the budget {format_ms(refinement.settings.budget_ms)}")
     refined = refinement.finish(point)
     lines = refinement.lines()
     if args.json:
@@ -558,9 +559,8 @@ def _print_summary(lines: list[dict[str, Any]], refined: dict[str, Any]) -> None
         measured = f"measured {format_ms(start['measured_latency_ms'])} -> {format_ms(refined['measured_latency_ms'])}"
     print(f"refined: {format_ms(start['latency_ms'])} -> {format_ms(refined['latency_ms'])} by the table (budget {format_ms(refined['target_latency_ms'])}); {measured}")
     test = refined.get("test_accuracy")
-    final = {"finetune": "the final fine-tune", "retrain": "retraining from scratch"}.get(refined["final"])
-    epochs = refined.get("final_epochs") or 0
-    after = f" after {final} ({epochs} epoch(s))" if final and epochs else " (no final training)"
+    final = final_training(refined.get("final"), refined.get("final_epochs"))
+    after = f" after {final}" if final else " (no final training)"
     print(f"accuracy: validation {start['accuracy']:.4f} -> {refined['accuracy']:.4f}{after}" + (f"; test {test:.4f}" if test is not None else ""))
     print(f"architecture: {refined['notation']}")
     print(f"refined.json: {Path(refined['run']) / 'refined.json'}")

@@ -34,6 +34,7 @@ from mobilenas.latency.measure import (
 )
 from mobilenas.latency.table import Correction, LookupTable
 from mobilenas.space.arch import Architecture
+from mobilenas.units import counted
 
 DEFAULT_INPUT_SIZE = 224
 
@@ -83,7 +84,7 @@ class TableLatency:
         """Fit and freeze a correction on ``archs`` measured end to end, if the table has none."""
         if self.correction.fitted:
             return
-        self.log(f"the table has no fitted correction yet: measuring {len(archs)} network(s) end to end to fit one")
+        self.log(f"the table has no fitted correction yet: measuring {counted(len(archs), 'network')} end to end to fit one")
         for arch in archs:
             self.predict_sum(arch)  # their missing ops are measured now, before the end-to-end timing
         # Interleaved, so that a busy spell of the machine weighs on both ends of the fit alike.

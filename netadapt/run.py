@@ -336,7 +336,7 @@ class Refinement:
             with seeded(seed):
                 model = build_model(arch, input_size=size)
             epochs = self.settings.pretrain_epochs
-            self.log(f"no weights given: training the starting network from scratch for {epochs} epoch(s) first")
+            self.log(f"no weights given: training the starting network from scratch for {counted(epochs, 'epoch')} first")
             result = self.trainer.train(model, epochs, seed, progress=self.progress, from_scratch=True)
             if result.status != STATUS_OK:
                 raise RuntimeError(f"training the starting network failed: {result.error}")
@@ -621,12 +621,12 @@ class Refinement:
         elif settings.final == "retrain":
             with seeded(seed):
                 model = build_model(point.definition, input_size=size)
-            self.log(f"retraining the final network from scratch for {settings.final_epochs} epoch(s)")
+            self.log(f"retraining the final network from scratch for {counted(settings.final_epochs, 'epoch')}")
             result = self.trainer.train(model, settings.final_epochs, seed, progress=self.progress, from_scratch=True)
         else:
             model = load_into(point.definition, point.state, size)
             if settings.final == "finetune" and settings.final_epochs:
-                self.log(f"long fine-tune of the final network: {settings.final_epochs} epoch(s)")
+                self.log(f"long fine-tune of the final network: {counted(settings.final_epochs, 'epoch')}")
                 result = self.trainer.train(model, settings.final_epochs, seed, progress=self.progress)
         if result.status != STATUS_OK:
             raise RuntimeError(f"the final {settings.final} failed: {result.error}")

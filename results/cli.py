@@ -31,7 +31,8 @@ from mobilenas.cliutil import (
     run_main,
 )
 from mobilenas.errors import UsageError
-from mobilenas.units import format_ms
+from mobilenas.netadapt.choices import final_training
+from mobilenas.units import counted, format_ms
 
 EPILOG = """\
 examples:
@@ -209,7 +210,7 @@ def _reference_frame(run: Any, args: argparse.Namespace, *, default_all: bool) -
         # Unasked-for references whose ops the table lacks are noted, not drawn.
         skipped = frame[frame["latency_ms"].isna()]
         if len(skipped):
-            print(f"note: {len(skipped)} reference network(s) not placed ({', '.join(skipped['name'])}): the latency table lacks some of their ops; add --measure-missing to measure them", file=sys.stderr)
+            print(f"note: {counted(len(skipped), 'reference network')} not placed ({', '.join(skipped['name'])}): the latency table lacks some of their ops; add --measure-missing to measure them", file=sys.stderr)
         frame = frame[frame["latency_ms"].notna()]
     return frame
 
@@ -286,7 +287,7 @@ def _print_search(run: Any, summary: dict[str, Any], front: Any, args: argparse.
 def _print_netadapt(run: Any, summary: dict[str, Any], front: Any, args: argparse.Namespace) -> None:
     print(f"run {run.path}")
     state = "finished" if run.finished else "in progress (no refined.json yet)"
-    print(f"  netadapt        from {run.source}; selection {run.selection}; {summary['iterations']} iteration(s), {state}")
+    print(f"  netadapt        from {run.source}; selection {run.selection}; {counted(summary['iterations'], 'iteration')}, {state}")
     print(f"  budget          {format_ms(run.target_latency_ms)} by the table (start {format_ms(run.start_latency_ms)})")
     frame = run.iterations
     if len(frame):
@@ -295,7 +296,9 @@ def _print_netadapt(run: Any, summary: dict[str, Any], front: Any, args: argpars
     if run.refined is not None:
         refined = run.refined
         test = f", test accuracy {_number(refined.get('test_accuracy'))}" if refined.get("test_accuracy") is not None else ""
-        print(f"  refined         accuracy {_number(refined.get('accuracy'))} after {refined.get('final', '?')}{test}; latency {format_ms(refined.get('latency_ms'))} (measured {format_ms(refined.get('measured_latency_ms'))})")
+        final = final_training(refined.get("final"), refined.get("final_epochs"))
+        after = f" after {final}" if final else " (no final training)"
+        print(f"  refined         accuracy {_number(refined.get('accuracy'))}{after}{test}; latency {format_ms(refined.get('latency_ms'))} (measured {format_ms(refined.get('measured_latency_ms'))})")
         print(f"                  {_short(refined.get('notation'), 120)}")
         side = refined.get("side_by_side") or {}
         if side.get("ratio"):
@@ -311,6 +314,13 @@ def _print_netadapt(run: Any, summary: dict[str, Any], front: Any, args: argpars
         rows.append([
             str(row.iteration), group, width, format_ms(row.target_latency_ms), format_ms(row.latency_ms), format_ms(row.measured_latency_ms),
             _number(row.accuracy_before_finetune), _number(row.accuracy), "*" if ("iteration", row.iteration) in on_front else "",
+        ])
+    refined = run.refined or {}
+    final = final_training(refined.get("final"), refined.get("final_epochs"))
+    if final:  # the network the run ends with: usually the front's only point, as its training is far longer
+        rows.append([
+            "final", final.removeprefix("the "), "", "", format_ms(refined.get("latency_ms")), format_ms(refined.get("measured_latency_ms")),
+            "", _number(refined.get("accuracy")), "*" if any(source == "refined" for source, _ in on_front) else "",
         ])
     for line in _table(rows, [True, False, True, True, True, True, True, True, False]):
         print("  " + line)
@@ -459,7 +469,7 @@ def _references(args: argparse.Namespace) -> int:
     if trained is not None:
         fresh = trained[~trained["cached"]]
         print()
-        print(f"proxy-trained {len(fresh)} reference(s) now, {len(trained) - len(fresh)} from {run.path / 'references.json'}")
+        print(f"proxy-trained {counted(len(fresh), 'reference')} now, {len(trained) - len(fresh)} from {run.path / 'references.json'}")
         for row in fresh.itertuples():
             if row.status != "ok":
                 print(f"  {row.name}: training failed: {getattr(row, 'error', '')}")

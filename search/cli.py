@@ -308,7 +308,7 @@ def build_setup(config: dict[str, Any], *, say: Any, recorded: dict[str, Any] | 
     if config["val_size"] is not None:
         changes["val_subset"] = config["val_size"]
     proxy_config = dataclasses.replace(proxy_config, **changes)
-    say(f"latency table for space {space.name} at {config['input_size']}x{config['input_size']} ({config['latency_backend']}, {config['threads']} thread(s))")
+    say(f"latency table for space {space.name} at {config['input_size']}x{config['input_size']} ({config['latency_backend']}, {counted(config['threads'], 'thread')})")
     recorded_table = (recorded or {}).get("latency_table") or {}  # as the resumed run recorded it
     if recorded_table.get("path") and not Path(recorded_table["path"]).exists():
         print(f"note: the run's latency table {recorded_table['path']} no longer exists; a new one is measured for the rest of the run", file=sys.stderr)

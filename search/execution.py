@@ -119,7 +119,7 @@ def oversubscription_note(workers: int, cpus_per_worker: float, what: str) -> st
         return None
     fitting = max(1, int(cores // cpus_per_worker))
     return (
-        f"note: {workers} {what} at once x {cpus_per_worker:g} CPU(s) each on {cores} cores: they share the cores and each runs "
+        f"note: {workers} {what} at once x {cpus_per_worker:g} CPU{'' if cpus_per_worker == 1 else 's'} each on {cores} cores: they share the cores and each runs "
         f"slower; --workers {fitting} matches this machine"
     )
 

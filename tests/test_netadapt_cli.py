@@ -134,12 +134,12 @@ def test_more_workers_than_cores_get_a_note(monkeypatch: pytest.MonkeyPatch, cap
     monkeypatch.setattr("os.cpu_count", lambda: 2)
     assert oversubscription_note(2, 1, "trainings") is None and oversubscription_note(1, 4, "trainings") is None
     assert oversubscription_note(2, 2, "trainings") == (
-        "note: 2 trainings at once x 2 CPU(s) each on 2 cores: they share the cores and each runs slower; --workers 1 matches this machine"
+        "note: 2 trainings at once x 2 CPUs each on 2 cores: they share the cores and each runs slower; --workers 1 matches this machine"
     )
     # netadapt says it before any work (here the input is missing, so that is all it does)
     assert main(["refine", "/nonexistent/best.json", "--workers", "4"]) == 2
     err = capsys.readouterr().err
-    assert "note: 4 proposals at once x 1 CPU(s) each on 2 cores" in err and "--workers 2 matches this machine" in err
+    assert "note: 4 proposals at once x 1 CPU each on 2 cores" in err and "--workers 2 matches this machine" in err
     assert main(["refine", "/nonexistent/best.json", "--latency-threads", "3"]) == 2
     assert "note: --latency-threads 3 on 2 cores: the threads share the cores" in capsys.readouterr().err
 

@@ -195,7 +195,7 @@ def test_resume_reloads_the_runs_own_arguments(reference_run: Path, capsys: pyte
     assert payload["latency_ms"] == json.loads((reference_run / "refined.json").read_text())["latency_ms"]
     assert len(history(reference_run)) == lines
     assert main(["refine", "--resume", str(reference_run)]) == 0
-    assert "-> " in (summary := capsys.readouterr().out) and " after the final fine-tune (1 epoch(s)); test " in summary
+    assert "-> " in (summary := capsys.readouterr().out) and " after the final fine-tune (1 epoch); test " in summary
     assert "; measured side by side at the end " in summary and " (ratio 0." in summary
 
 

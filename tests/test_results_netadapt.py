@@ -157,6 +157,16 @@ def test_show_and_figures(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureF
     assert f"  measured        refined / start = {side['ratio']:.2f} (" in out and "timed side by side at the end" in out
     for line in lines[1:]:
         assert f"{line['chosen']['group']}" in out and f"{line['chosen']['previous_width']}->{line['chosen']['width']}" in out
+    # The network the run ends with has its own row, starred when it is on the front (where its
+    # long training usually puts it alone): every front point is starred somewhere in the table.
+    refined = json.loads((run_dir / "refined.json").read_text())
+    assert refined["iterations"] >= 1 and "after the final fine-tune (1 epoch)" in out
+    final_row = [row for row in out.splitlines() if row.split()[:1] == ["final"]]
+    assert len(final_row) == 1 and "final fine-tune (1 epoch)" in final_row[0] and f"{refined['accuracy']:.4f}" in final_row[0]
+    front = pareto_front(load_run(run_dir))
+    assert final_row[0].rstrip().endswith("*") == ("refined" in set(front["source"]))
+    table = out[out.index("iterations (* = on the accuracy/latency front):"):]
+    assert sum(row.rstrip().endswith("*") for row in table.splitlines()) == len(front)
     assert nas_results(["show", str(run_dir), "--json"]) == 0
     payload = json.loads(capsys.readouterr().out)
     assert len(payload["iterations"]) == len(lines) and payload["refined"]["notation"]
