@@ -55,7 +55,7 @@ def _add_backend(parser: argparse.ArgumentParser, *, timing: bool = True) -> Non
     group.add_argument("--backend", choices=("onnxruntime", "torch", "command"), default="onnxruntime", help="runtime that times models (default: onnxruntime, CPU execution provider)")
     group.add_argument("--threads", type=positive_int, default=1, help="intra-op threads (default: 1, like MnasNet's single big core)")
     group.add_argument("--command", default=None, metavar="TEMPLATE", help="time models with this command instead; {model} is the exported .onnx file (also {threads}, {batch}, {channels}, {height}, {width})")
-    group.add_argument("--device-name", default=None, help="name of the device a --command measures on (recorded in tables)")
+    group.add_argument("--device-name", default=None, metavar="NAME", help="name of the device a --command measures on (recorded in tables)")
     if timing:
         group.add_argument("--repeats", type=positive_int, default=None, help="timed runs per model (default: 30)")
         group.add_argument("--warmup", type=nonnegative_int, default=None, help="untimed runs first (default: 5)")
@@ -104,7 +104,7 @@ def build_parser(prog: str) -> ArgumentParser:
 
     build = sub("build", "measure every op a search space can produce into a table", "Measure every operation signature a search space can produce at the input size, once each, then fit the correction. An interrupted build resumes where it stopped.")
     _add_space(build)
-    build.add_argument("--table", type=Path, default=None, help="table file (default: $MOBILENAS_HOME/tables/<space>-...-<device>.jsonl)")
+    build.add_argument("--table", type=Path, default=None, metavar="PATH", help="table file (default: $MOBILENAS_HOME/tables/<space>-...-<device>.jsonl)")
     build.add_argument("--correction-samples", type=nonnegative_int, default=None, help="architectures measured end to end to fit the correction (default: 20)")
     build.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the measuring order and of the correction's architectures (default: 0)")
     build.add_argument("--method", choices=METHODS, default=None, help="how entries are timed: behind a feeder layer, minus the feeder (in-context, default for runtimes in this process) or the op alone (isolated, default with --command)")
@@ -117,7 +117,7 @@ def build_parser(prog: str) -> ArgumentParser:
 
     predict = sub("predict", "predict an architecture's latency from a table", "Predict latency from a lookup table: the sum of the architecture's entries, then the table's correction a*sum + b (+ se_ms per block with squeeze-and-excitation).")
     predict.add_argument("arch", metavar="ARCH", help="reference name, architecture/best.json file, or block notation")
-    predict.add_argument("--table", type=Path, default=None, help="table file (or give --space for the default table of a space; for a run's best.json or refined.json: the run's table and correction)")
+    predict.add_argument("--table", type=Path, default=None, metavar="PATH", help="table file (or give --space for the default table of a space; for a run's best.json or refined.json: the run's table and correction)")
     predict.add_argument("--space", default=None, help="use the default table of this space (mnasnet, mobilenetv3 or a space .json)")
     predict.add_argument("--input-size", type=positive_int, default=None, help="input size of the default table (with --space; default: 224)")
     predict.add_argument("--num-classes", type=positive_int, default=None, help="replace the classifier's class count")
@@ -130,8 +130,8 @@ def build_parser(prog: str) -> ArgumentParser:
     calibrate = sub("calibrate", "check a table against end-to-end measurements", "Sample architectures from a space, measure each end to end (interleaved), compare with the table's predictions: MAPE, share within ±5% and ±10%, Spearman, RMSE. Writes calibration.csv, calibration.png and calibration.json. Architectures the correction was fitted on are never sampled.")
     _add_space(calibrate)
     calibrate.add_argument("--samples", type=positive_int, default=50, help="architectures to sample (default: 50)")
-    calibrate.add_argument("--table", type=Path, default=None, help="table file (default: the space's default table, created and filled on demand)")
-    calibrate.add_argument("--out", type=Path, default=None, help="output directory (default: ./calibration-<space>-<size>px)")
+    calibrate.add_argument("--table", type=Path, default=None, metavar="PATH", help="table file (default: the space's default table, created and filled on demand)")
+    calibrate.add_argument("--out", type=Path, default=None, metavar="DIR", help="output directory (default: ./calibration-<space>-<size>px)")
     calibrate.add_argument("--seed", type=nonnegative_int, default=1, help="seed of the sampled architectures (default: 1)")
     calibrate.add_argument("--rounds", type=positive_int, default=10, help="interleaved rounds of end-to-end runs (default: 10)")
     calibrate.add_argument(
@@ -147,7 +147,7 @@ def build_parser(prog: str) -> ArgumentParser:
 
     fastest = sub("fastest", "the fastest architecture of a space by the table", "Find the fastest architecture of a space by the table (dynamic programming over stages) and, with --target-latency, say whether the target is reachable.")
     _add_space(fastest)
-    fastest.add_argument("--table", type=Path, default=None, help="table file (default: the space's default table)")
+    fastest.add_argument("--table", type=Path, default=None, metavar="PATH", help="table file (default: the space's default table)")
     fastest.add_argument("--target-latency", type=duration_ms, default=None, metavar="DURATION", help="a latency target such as 15ms or 0.015s")
     fastest.add_argument("--exhaustive", action="store_true", help="consider every option (measures every op the space has if the table lacks them)")
     fastest.add_argument("--force-device", action="store_true", help="use a table measured on another device anyway")

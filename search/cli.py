@@ -40,6 +40,12 @@ from mobilenas.cliutil import (
 )
 from mobilenas.errors import UsageError
 from mobilenas.runs import RunDir, absolute_path, new_run_id
+from mobilenas.train.choices import (
+    PROXY_BATCH_SIZE,
+    PROXY_STEPS,
+    PROXY_TRAIN_SUBSET,
+    PROXY_VAL_SUBSET,
+)
 from mobilenas.units import counted, format_ms
 
 DEFAULT_OUT_ROOT = Path("results") / "runs"
@@ -71,48 +77,48 @@ def build_parser(prog: str) -> ArgumentParser:
     add_version_flag(p)
     S = argparse.SUPPRESS
     g = p.add_argument_group("target and reward")
-    g.add_argument("--target-latency", type=duration_ms, default=S, metavar="T", help="latency target on the device, e.g. 15ms or 0.015s (required unless --resume)")
+    g.add_argument("--target-latency", type=duration_ms, default=S, metavar="DURATION", help="latency target on the device, e.g. 15ms or 0.015s (required unless --resume)")
     g.add_argument("--reward", choices=REWARD_KINDS, default=S, help="soft: ACC*(LAT/T)^-0.07 (default); hard: alpha=0, beta=-1; custom: exponent --w; absolute: TuNAS ACC+beta*|LAT/T-1|")
-    g.add_argument("--w", type=float, default=S, help="exponent of the custom reward (MobileNetV3-Small used -0.15)")
-    g.add_argument("--beta", type=float, default=S, help="beta of the absolute reward (default -0.1)")
+    g.add_argument("--w", type=float, metavar="W", default=S, help="exponent of the custom reward (MobileNetV3-Small used -0.15)")
+    g.add_argument("--beta", type=float, metavar="BETA", default=S, help="beta of the absolute reward (default -0.1)")
     g.add_argument("--max-latency-ratio", type=positive_float, default=S, metavar="R", help="reject, before training, architectures whose table latency exceeds R x target (default: no filter)")
 
     g = p.add_argument_group("search")
-    g.add_argument("--space", default=S, help=f"search space: {', '.join(NETWORK_SPACES)}, nb201 (needs --benchmark), or a space .json (default mobilenetv3)")
+    g.add_argument("--space", default=S, metavar="SPACE", help=f"search space: {', '.join(NETWORK_SPACES)}, nb201 (needs --benchmark), or a space .json (default mobilenetv3)")
     g.add_argument("--strategy", choices=STRATEGY_NAMES, default=S, help="ppo (MnasNet's LSTM controller, default), reinforce, evolution, random, tpe, nsga2")
     g.add_argument("--strategy-option", action="append", default=S, metavar="KEY=VALUE", help="a strategy setting, e.g. learning_rate=0.001 (repeatable); 'help' lists the strategy's settings and defaults")
     g.add_argument("--samples", type=positive_int, default=S, metavar="N", help="architectures to evaluate (default 24; 300 for a tabular benchmark)")
-    g.add_argument("--seed", type=nonnegative_int, default=S, help="seed of the strategy, the data split and every training (default 0)")
+    g.add_argument("--seed", type=nonnegative_int, metavar="N", default=S, help="seed of the strategy, the data split and every training (default 0)")
 
     g = p.add_argument_group("proxy training (network spaces)")
-    g.add_argument("--dataset", default=S, help="synthetic (built in, default), cifar10, an image folder, or an .npz file")
-    g.add_argument("--data-dir", default=S, help="where the data set lies (e.g. the folder holding cifar-10-batches-py)")
-    g.add_argument("--train-size", type=positive_int, default=S, help="training images of each proxy training (default: the proxy default)")
-    g.add_argument("--val-size", type=positive_int, default=S, help="held-out validation images the reward is measured on")
-    g.add_argument("--proxy-steps", type=positive_int, default=S, help="optimisation steps of each proxy training (default: the proxy default)")
+    g.add_argument("--dataset", default=S, metavar="NAME_OR_PATH", help="synthetic (built in, default), cifar10, an image folder, or an .npz file")
+    g.add_argument("--data-dir", default=S, metavar="DIR", help="where the data set lies (e.g. the folder holding cifar-10-batches-py)")
+    g.add_argument("--train-size", type=positive_int, metavar="N", default=S, help=f"training images each proxy training draws its batches from (default {PROXY_TRAIN_SUBSET})")
+    g.add_argument("--val-size", type=positive_int, metavar="N", default=S, help=f"held-out validation images, carved from the training set, that the reward is measured on (default {PROXY_VAL_SUBSET}; 10%% of the training set where that is fewer)")
+    g.add_argument("--proxy-steps", type=positive_int, metavar="N", default=S, help=f"optimisation steps of {PROXY_BATCH_SIZE} images in each proxy training (default {PROXY_STEPS})")
     g.add_argument("--early-stopping", action="store_true", default=S, help="stop hopeless proxy trainings early (ASHA on the training loss)")
 
     g = p.add_argument_group("tabular benchmark (--space nb201)")
     g.add_argument("--benchmark", default=S, metavar="CSV", help="a NAS-Bench-201-style CSV (arch_str, accuracy and latency_ms_* columns)")
-    g.add_argument("--reward-column", default=S, help="accuracy column used as reward (default val_acc_12ep)")
-    g.add_argument("--final-column", default=S, help="accuracy column reported, never used for selection (default test_acc_200ep)")
-    g.add_argument("--latency-column", default=S, help="latency column, i.e. the device (e.g. latency_ms_raspi4)")
+    g.add_argument("--reward-column", default=S, metavar="COLUMN", help="accuracy column used as reward (default val_acc_12ep)")
+    g.add_argument("--final-column", default=S, metavar="COLUMN", help="accuracy column reported, never used for selection (default test_acc_200ep)")
+    g.add_argument("--latency-column", default=S, metavar="COLUMN", help="latency column, i.e. the device (e.g. latency_ms_raspi4)")
     g.add_argument("--accuracy-unit", choices=("percent", "fraction"), default=S, help="how the CSV's accuracy columns are written: percent (85.3, default, as NAS-Bench-201) or fraction (0.853)")
 
     g = p.add_argument_group("latency")
     g.add_argument("--table", "--latency-table", dest="latency_table", default=S, metavar="PATH", help="lookup table (default: one per space and device under ~/.cache/mobilenas/tables, built lazily)")
     g.add_argument("--backend", "--latency-backend", dest="latency_backend", choices=BACKENDS, default=S, help="how latency is measured: onnxruntime (default), torch, or command")
     g.add_argument("--command", "--latency-command", dest="latency_command", default=S, metavar="TEMPLATE", help="for --backend command: a command run on {model} (an .onnx file) that prints milliseconds")
-    g.add_argument("--device-name", default=S, help="name of the device a --command backend measures (as given to nas-latency build)")
-    g.add_argument("--latency-threads", "--threads", dest="threads", type=positive_int, default=S, help="threads of the latency measurements (default 1, like MnasNet's single big core)")
-    g.add_argument("--input-size", type=positive_int, default=S, help="deployment input resolution the latency is measured at (default 224)")
+    g.add_argument("--device-name", default=S, metavar="NAME", help="name of the device a --command backend measures (as given to nas-latency build)")
+    g.add_argument("--latency-threads", "--threads", dest="threads", type=positive_int, metavar="N", default=S, help="threads of the latency measurements (default 1, like MnasNet's single big core)")
+    g.add_argument("--input-size", type=positive_int, metavar="PX", default=S, help="deployment input resolution the latency is measured at (default 224)")
     g.add_argument("--force-device", action="store_true", default=S, help="use a latency table measured on another device")
 
     g = p.add_argument_group("execution (proxy trainings; a tabular search looks up its table in this process)")
-    g.add_argument("--workers", type=positive_int, default=S, help="proxy trainings at once (default: CPU cores / --cpus-per-trial)")
-    g.add_argument("--cpus-per-trial", type=positive_float, default=S, help="CPUs (and torch threads) of each proxy training (default 1)")
-    g.add_argument("--ray-address", default=S, help="join this Ray cluster instead of starting a local one on 127.0.0.1")
-    g.add_argument("--retries", type=nonnegative_int, default=S, help="restarts of a crashed trial before it is recorded as failed (default 2)")
+    g.add_argument("--workers", type=positive_int, metavar="N", default=S, help="proxy trainings at once (default: CPU cores / --cpus-per-trial)")
+    g.add_argument("--cpus-per-trial", type=positive_float, metavar="CPUS", default=S, help="CPUs (and torch threads) of each proxy training (default 1)")
+    g.add_argument("--ray-address", default=S, metavar="ADDR", help="join this Ray cluster instead of starting a local one on 127.0.0.1")
+    g.add_argument("--retries", type=nonnegative_int, metavar="N", default=S, help="restarts of a crashed trial before it is recorded as failed (default 2)")
     g.add_argument("--executor", choices=("ray", "inline"), default=S, help="ray: proxy trainings on Ray Tune (default); inline: in this process, one at a time")
 
     g = p.add_argument_group("output")
@@ -291,7 +297,7 @@ def build_setup(config: dict[str, Any], *, say: Any, recorded: dict[str, Any] | 
     if config["train_size"] is not None and config["train_size"] > len(data.train):  # the proxy's own default may be cut down; a typed size is not
         raise UsageError(
             f"--train-size {config['train_size']} is more than the {len(data.train):,} training images of {data.name} left after the"
-            f" validation split; give at most {len(data.train)}, or leave it out for the proxy default"
+            f" validation split; give at most {len(data.train)}, or leave it out for the proxy default ({PROXY_TRAIN_SUBSET}, cut to what there is)"
         )
     if recorded is not None:
         from mobilenas.space.search_space import SearchSpace

@@ -101,6 +101,32 @@ def test_every_help_page_is_readable_in_a_100_column_terminal(monkeypatch: pytes
         assert not wide, (prog, wide)
 
 
+def test_every_option_value_is_named_for_what_it_is_not_for_its_destination() -> None:
+    """--help shows ``--epochs N``, ``--out DIR``, ``--target-latency DURATION``: never argparse's
+    fallback, the destination in capitals (``--data-dir DATA_DIR``, ``--epochs EPOCHS``)."""
+    import argparse
+
+    from mobilenas.cliutil import count_or_fraction, duration_ms, nonnegative_int, positive_int
+
+    counts = {positive_int, nonnegative_int, count_or_fraction}
+    seen_count = seen_duration = 0
+    for prog, parser in _every_parser():
+        usage = parser.format_usage()  # type: ignore[attr-defined]
+        for action in parser._actions:  # type: ignore[attr-defined]
+            if not action.option_strings or action.nargs == 0 or isinstance(action, argparse._HelpAction | argparse._VersionAction):
+                continue
+            fallback = action.dest.upper()
+            shown = f"{action.option_strings[0]} {fallback}"
+            if action.choices is None and ("_" in fallback or action.type in counts or action.type is duration_ms):
+                assert shown not in usage, (prog, shown)
+            if action.type in counts:
+                seen_count += f"{action.option_strings[0]} N" in usage  # named by type unless it names itself (--input-size PX)
+            if action.type is duration_ms:
+                assert f"{action.option_strings[0]} DURATION" in usage, (prog, action.option_strings[0])
+                seen_duration += 1
+    assert seen_count >= 30 and seen_duration >= 3
+
+
 def test_every_command_says_its_version_and_python_m_mobilenas_runs(capsys: pytest.CaptureFixture[str]) -> None:
     import importlib
 

@@ -8,6 +8,14 @@ from __future__ import annotations
 
 OPTIMIZERS = ("sgd", "rmsprop", "adamw")
 
+#: A search's proxy training (:class:`mobilenas.train.proxy.ProxyConfig`): this many steps of this
+#: many images, drawn from a subset of this many training images, scored on this many validation
+#: images. ``benchmarks/train_proxy_fidelity.md`` gives the reasons for the budget.
+PROXY_STEPS = 20
+PROXY_BATCH_SIZE = 32
+PROXY_TRAIN_SUBSET = 4000
+PROXY_VAL_SUBSET = 1000
+
 KINDS = ("synthetic", "cifar10", "imagefolder", "npz")
 CIFAR10_LAYOUT = (
     "the CIFAR-10 python layout: a folder cifar-10-batches-py/ holding data_batch_1 ... data_batch_5, "

@@ -35,6 +35,12 @@ from mobilenas.space.builder import Network, build_model
 from mobilenas.space.cost import count_params
 from mobilenas.torchutil import torch_threads
 from mobilenas.train import engine
+from mobilenas.train.choices import (
+    PROXY_BATCH_SIZE,
+    PROXY_STEPS,
+    PROXY_TRAIN_SUBSET,
+    PROXY_VAL_SUBSET,
+)
 from mobilenas.train.data import DataSplits, Split
 
 STATUS_OK = "ok"
@@ -64,11 +70,11 @@ class ProxyConfig:
     label_smoothing: float = 0.1
     warmup_fraction: float = 0.1
     final_lr_fraction: float = 0.0
-    batch_size: int = 32
-    steps: int | None = 20
+    batch_size: int = PROXY_BATCH_SIZE
+    steps: int | None = PROXY_STEPS
     epochs: float | None = None
-    train_subset: int | None = 4000
-    val_subset: int | None = 1000
+    train_subset: int | None = PROXY_TRAIN_SUBSET
+    val_subset: int | None = PROXY_VAL_SUBSET
     eval_batch_size: int = 250
     bn_recalibration_images: int = 500
     grad_clip_norm: float | None = 5.0

@@ -42,6 +42,14 @@ class ArgumentParser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
+    def format_usage(self) -> str:
+        _name_values(self)
+        return super().format_usage()
+
+    def format_help(self) -> str:
+        _name_values(self)
+        return super().format_help()
+
     def parse_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> Any:  # type: ignore[override]
         """As argparse's, but an unknown option is reported by the subcommand that was given it."""
         parsed, extras = self.parse_known_args(args, namespace)
@@ -51,6 +59,17 @@ class ArgumentParser(argparse.ArgumentParser):
                 parser = sub
             parser.error(f"unrecognized arguments: {' '.join(extras)}")
         return parsed
+
+
+def _name_values(parser: argparse.ArgumentParser) -> None:
+    """Give an option whose value is a count ``N`` and a duration ``DURATION`` in --help, where it
+    names none itself (argparse would show its destination: ``--epochs EPOCHS``)."""
+    for action in parser._actions:
+        if action.option_strings and action.metavar is None and action.nargs is None and action.choices is None:
+            named: dict[object, str] = {positive_int: "N", nonnegative_int: "N", count_or_fraction: "N", duration_ms: "DURATION"}
+            name = named.get(action.type)
+            if name is not None:
+                action.metavar = name
 
 
 def _chosen_subcommand(parser: argparse.ArgumentParser, parsed: argparse.Namespace) -> argparse.ArgumentParser | None:
