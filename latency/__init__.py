@@ -65,7 +65,6 @@ if TYPE_CHECKING:  # imported on first use (mobilenas.lazy), so --help does not 
         default_table_path,
         ensure_correction,
         fastest_latency,
-        mobilenas_home,
         open_or_create_table,
         space_signatures,
     )
@@ -101,6 +100,7 @@ if TYPE_CHECKING:  # imported on first use (mobilenas.lazy), so --help does not 
         Method,
         MissingEntryError,
     )
+    from mobilenas.runs import mobilenas_home
 
 
 class LatencyModel(Protocol):

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import os
 import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -31,6 +30,7 @@ import numpy as np
 from mobilenas.latency.measure import LatencyBackend, OnnxRuntimeBackend, measure_architectures
 from mobilenas.latency.signature import OpSignature
 from mobilenas.latency.table import Correction, LookupTable, Method, MissingEntryError
+from mobilenas.runs import mobilenas_home
 from mobilenas.space.arch import Architecture, Block, conv_output_size, make_divisible
 from mobilenas.space.builder import adapt_for_input_size
 from mobilenas.space.search_space import SearchSpace
@@ -42,11 +42,6 @@ DEFAULT_LAZY_CORRECTION_SAMPLES = 8
 
 
 # --------------------------------------------------------------------------- default paths
-
-
-def mobilenas_home() -> Path:
-    """``$MOBILENAS_HOME``, or ``~/.cache/mobilenas``."""
-    return Path(os.environ.get("MOBILENAS_HOME") or "~/.cache/mobilenas").expanduser()
 
 
 def default_table_path(space: SearchSpace, backend: LatencyBackend | None = None, input_size: int = 224) -> Path:

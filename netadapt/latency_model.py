@@ -24,7 +24,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mobilenas.latency.build import mobilenas_home
 from mobilenas.latency.measure import (
     LatencyBackend,
     Measurement,
@@ -33,6 +32,7 @@ from mobilenas.latency.measure import (
     measure_architectures,
 )
 from mobilenas.latency.table import Correction, LookupTable
+from mobilenas.runs import mobilenas_home
 from mobilenas.space.arch import Architecture
 from mobilenas.units import counted
 

@@ -222,6 +222,41 @@ def test_the_systems_refusals_are_one_line(capsys: pytest.CaptureFixture[str], m
     assert capsys.readouterr().err.strip() == "nas-latency: error: Broken pipe"  # a traceback, before
 
 
+def test_a_home_that_cannot_be_made_is_named_with_the_way_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """MOBILENAS_HOME (or ~/.cache) where no folder can be made: one line that says what the folder
+    is for and how to choose another (it said only 'No such file or directory: /proc/foo')."""
+    import errno
+
+    from mobilenas.cliutil import run_main
+    from mobilenas.latency.cli import main as nas_latency
+    from mobilenas.search.cli import main as nas_search
+
+    monkeypatch.delenv("MOBILENAS_DEBUG", raising=False)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("MOBILENAS_HOME", str(blocker / "home"))
+    way_out = f"mobilenas keeps its latency tables in {blocker / 'home'} ($MOBILENAS_HOME): set MOBILENAS_HOME to a folder you can write, or give --table PATH"
+    assert nas_latency(["predict", "mobilenetv3-small", "--space", "mobilenetv3"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("nas-latency: error: Not a directory: ") and err.strip().endswith(way_out), err
+    out = tmp_path / "run"
+    assert nas_search(["--target-latency", "15ms", "--samples", "12", "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.strip().endswith(way_out) and not out.exists(), err
+    # a folder on the way to the home that cannot be made is named the same way; others are not
+    monkeypatch.setenv("MOBILENAS_HOME", str(tmp_path / "missing" / "home"))
+
+    def refused(path: str):
+        def main(argv) -> int:
+            raise OSError(errno.EACCES, "Permission denied", path)
+        return main
+
+    assert run_main(refused(str(tmp_path / "missing")), [], "nas-search") == 2
+    assert capsys.readouterr().err.strip().endswith(f"in {tmp_path / 'missing' / 'home'} ($MOBILENAS_HOME): set MOBILENAS_HOME to a folder you can write, or give --table PATH")
+    assert run_main(refused(str(tmp_path)), [], "nas-search") == 2  # exists: not on the way to the home
+    assert capsys.readouterr().err.strip() == f"nas-search: error: Permission denied: {tmp_path}"
+
+
 @pytest.mark.parametrize(("seconds", "text"), [(0.4, "0 s"), (40, "40 s"), (89, "89 s"), (90, "2 min"), (720, "12 min"), (5399, "90 min"), (5400, "1.5 h"), (11_200, "3.1 h"), (float("nan"), "-"), (-1, "-")])
 def test_durations_for_people(seconds: float, text: str) -> None:
     assert format_duration(seconds) == text

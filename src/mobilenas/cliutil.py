@@ -122,6 +122,8 @@ def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[
             message = _os_message(error)  # not "[Errno 2] ...: '/path'"
         elif isinstance(error, OSError) and error.filename and str(error.filename) not in message:
             message = f"{message}: {error.filename}"
+        if isinstance(error, OSError):
+            message += _home_hint(error)
         print(f"{prog}: error: {message}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as error:  # the system refused: a name too long, a full disk, an I/O error
@@ -135,10 +137,28 @@ def _system_error(prog: str, error: OSError) -> int:
     """One line for an error the system raised (with the resume hint once there is work to keep)."""
     if os.environ.get("MOBILENAS_DEBUG"):
         raise error
+    home = _home_hint(error)
     hint = f"; completed work is saved; continue with: {_resume_hint[0]}" if _resume_hint else ""
-    print(f"{prog}: error: {_os_message(error)}{hint}", file=sys.stderr)
-    # a name that cannot be one is the user's input; a full disk or a failing device is not
-    return EXIT_USAGE if error.errno in (errno.ENAMETOOLONG, errno.ELOOP, errno.EINVAL) else 1
+    print(f"{prog}: error: {_os_message(error)}{home}{hint}", file=sys.stderr)
+    # a name that cannot be one is the user's input, and so is a home that cannot be made; a full
+    # disk or a failing device is not
+    return EXIT_USAGE if home or error.errno in (errno.ENAMETOOLONG, errno.ELOOP, errno.EINVAL) else 1
+
+
+def _home_hint(error: OSError) -> str:
+    """Where the failing path is mobilenas's home (the latency tables' folder), or a folder that
+    could not be made on the way to it: what that folder is and how to choose another."""
+    from pathlib import Path
+
+    from mobilenas.runs import mobilenas_home
+
+    if not error.filename:
+        return ""
+    home, path = mobilenas_home().absolute(), Path(os.fsdecode(error.filename)).absolute()
+    if not (path == home or home in path.parents or (path in home.parents and not path.exists())):
+        return ""
+    named = "$MOBILENAS_HOME" if os.environ.get("MOBILENAS_HOME") else "~/.cache/mobilenas, or $MOBILENAS_HOME"
+    return f"; mobilenas keeps its latency tables in {home} ({named}): set MOBILENAS_HOME to a folder you can write, or give --table PATH"
 
 
 def _os_message(error: OSError) -> str:

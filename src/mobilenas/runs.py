@@ -38,6 +38,12 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def mobilenas_home() -> Path:
+    """Where mobilenas keeps what outlives a run (the latency tables): ``$MOBILENAS_HOME``, or
+    ``~/.cache/mobilenas``."""
+    return Path(os.environ.get("MOBILENAS_HOME") or "~/.cache/mobilenas").expanduser()
+
+
 def absolute_path(path: str | os.PathLike[str]) -> str:
     """``path`` as a run records it: ``~`` expanded and absolute, so ``--resume`` finds it from any folder."""
     return str(Path(path).expanduser().resolve())
