@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import textwrap
 import warnings
@@ -279,7 +280,7 @@ def _open_table(args: argparse.Namespace, space: Any | None) -> Any:
             )
         return table
     if space is None:
-        raise FileNotFoundError(f"no latency table at {args.table}; build one with nas-latency build --space SPACE --table {args.table}")
+        raise FileNotFoundError(f"no latency table at {args.table}; build one with nas-latency build --space SPACE --table {shlex.quote(str(args.table))}")
     return open_or_create_table(
         space,
         args.table,

@@ -55,6 +55,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import shlex
 import warnings
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
@@ -95,7 +96,7 @@ class MissingEntryError(ValueError):
         where = f"latency table {table.path}" if table.path else "the latency table"
         fix = (
             f"measure it on demand (predict(..., measure_missing=True), --measure-missing) or fill the table "
-            f"with nas-latency build --space SPACE --table {table.path or 'PATH'}"
+            f"with nas-latency build --space SPACE --table {shlex.quote(str(table.path)) if table.path else 'PATH'}"
         )
         super().__init__(f"{where} has no entry for {first.signature.key} (at {first.path}){more}; {fix}")
 
@@ -423,7 +424,7 @@ class LookupTable:
         """Read a table file; refuse it if it was measured on another device, unless ``force``."""
         path = Path(path)
         if not path.exists():
-            raise FileNotFoundError(f"no latency table at {path}; build one with nas-latency build --space SPACE --table {path}")
+            raise FileNotFoundError(f"no latency table at {path}; build one with nas-latency build --space SPACE --table {shlex.quote(str(path))}")
         if path.is_dir():
             raise ValueError(f"{path} is a directory; give the table's .jsonl file")
         with open(path, encoding="utf-8") as handle:

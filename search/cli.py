@@ -327,8 +327,8 @@ def build_setup(config: dict[str, Any], *, say: Any, recorded: dict[str, Any] | 
         other = f"space {built_for[0]}" if built_for[0] != space.name else f"another definition of space {space.name}"
         print(
             f"note: latency table {table.path} was built for {other}: the entries this search needs that it lacks are measured"
-            f" as they come, and its correction was fitted on that space's networks (nas-latency calibrate --space {config['space']}"
-            f" --table {table.path} checks it on this one)",
+            f" as they come, and its correction was fitted on that space's networks (nas-latency calibrate --space {shlex.quote(str(config['space']))}"
+            f" --table {shlex.quote(str(table.path))} checks it on this one)",
             file=sys.stderr,
         )
     then = recorded_table.get("correction")
@@ -642,7 +642,7 @@ def _next_steps(best: Path, dataset_name: str, config: dict[str, Any], proxy_ste
     training), then prune it with NetAdapt from those weights."""
     from mobilenas.train.cli import trained_start_commands
 
-    data = "" if config["dataset"] == "synthetic" else f" --dataset {config['dataset']}" + (f" --data-dir {config['data_dir']}" if config["data_dir"] else "")
+    data = "" if config["dataset"] == "synthetic" else f" --dataset {shlex.quote(str(config['dataset']))}" + (f" --data-dir {shlex.quote(str(config['data_dir']))}" if config["data_dir"] else "")
     proxy = f"a {proxy_steps}-step proxy training" if proxy_steps else "a proxy training"
     return "next: " + trained_start_commands(str(best), dataset_name, f"its weights are {proxy}", data)
 

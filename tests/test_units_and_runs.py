@@ -66,6 +66,29 @@ def test_run_dir_create_open_and_refuse(tmp_path) -> None:
         RunDir.open(tmp_path / "empty")
 
 
+def test_suggested_commands_survive_a_path_with_a_space(tmp_path) -> None:
+    """A command the tools suggest is pasted into a shell as it is: a path with a space stays one word."""
+    import shlex
+
+    from mobilenas.latency.table import LookupTable
+    from mobilenas.train.cli import trained_start_commands
+
+    folder = tmp_path / "my runs" / "r 1"
+    RunDir.create(folder, {"kind": "search"})
+    best = str(folder / "best.json")
+    (folder / "best.json").write_text("{}")
+    train, refine = trained_start_commands(best, "my data", "aside", f" --dataset npz --data-dir {shlex.quote(str(tmp_path / 'd 1.npz'))}").split(" (aside), then ")
+    assert shlex.split(train) == ["nas-train", best, "--dataset", "npz", "--data-dir", str(tmp_path / "d 1.npz"), "--epochs", "10"]
+    words = shlex.split(refine)
+    assert words[:3] == ["netadapt", "refine", best] and words[-2:] == ["--weights", str(folder / "best.my_data.pt")]
+    with pytest.raises(ValueError, match="already holds a run") as error:
+        RunDir.create(folder, {"kind": "search"})
+    assert shlex.split(str(error.value).split("use --resume ")[1].split(" to continue it")[0]) == [str(folder)]
+    with pytest.raises(FileNotFoundError) as missing:
+        LookupTable.load(folder / "my table.jsonl")
+    assert shlex.split(str(missing.value).split("--table ")[1]) == [str(folder / "my table.jsonl")]
+
+
 def test_atomic_json(tmp_path) -> None:
     path = tmp_path / "x" / "a.json"
     atomic_write_json(path, {"a": float("nan"), "b": (1, 2)})

@@ -9,6 +9,7 @@ in ``--out``).
 from __future__ import annotations
 
 import re
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -127,9 +128,10 @@ def trained_start_commands(spec: str, dataset_name: str, aside: str, data_flags:
     """``nas-train SPEC --epochs 10 (ASIDE), then netadapt refine SPEC --weights W``: the way to
     prune a search's winner from trained weights rather than its proxy training (nas-search says
     it after a search, netadapt when it starts from proxy weights); ``data_flags`` go to both."""
+    quoted = shlex.quote(spec)  # copied into a shell as it is: a path with a space stays one word
     return (
-        f"nas-train {spec}{data_flags} --epochs 10 ({aside}), "
-        f"then netadapt refine {spec}{data_flags} --weights {default_weights_path(spec, dataset_name)}"
+        f"nas-train {quoted}{data_flags} --epochs 10 ({aside}), "
+        f"then netadapt refine {quoted}{data_flags} --weights {shlex.quote(str(default_weights_path(spec, dataset_name)))}"
     )
 
 
@@ -186,7 +188,7 @@ def _main(argv: Sequence[str] | None, prog: str) -> int:
 
             named = result_weights(args.arch)
             if named is not None and named.is_file():
-                print(f"{prog}: from random weights; to fine-tune the weights {args.arch} names instead, add --weights {named}", file=sys.stderr)
+                print(f"{prog}: from random weights; to fine-tune the weights {args.arch} names instead, add --weights {shlex.quote(str(named))}", file=sys.stderr)
     set_resume_hint(f"the same {prog} command with --resume")
     result = train_full(
         arch, data, config, outputs, resume=args.resume, export_onnx=not args.no_onnx, progress=progress, source=args.arch,

@@ -15,6 +15,7 @@ import json
 import os
 import platform
 import secrets
+import shlex
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -232,7 +233,7 @@ class RunDir:
     def refuse_existing(self) -> None:
         """Raise ``ValueError`` if a run is already here (commands call it before any work)."""
         if self.exists():
-            raise ValueError(f"{self.root} already holds a run; use --resume {self.root} to continue it, or choose another --out")
+            raise ValueError(f"{self.root} already holds a run; use --resume {shlex.quote(str(self.root))} to continue it, or choose another --out")
 
     @classmethod
     def create(cls, root: str | Path, manifest: dict[str, Any]) -> RunDir:
@@ -280,7 +281,7 @@ class RunDir:
                 handle.seek(0)
                 holder = handle.read().strip()
                 by = f" (pid {holder})" if holder.isdigit() else ""
-                raise ValueError(f"{self.root} is in use by another process{by}; let it finish or stop it, then --resume {self.root}") from None
+                raise ValueError(f"{self.root} is in use by another process{by}; let it finish or stop it, then --resume {shlex.quote(str(self.root))}") from None
             handle.seek(0)
             handle.truncate()
             handle.write(f"{os.getpid()}\n")
