@@ -46,7 +46,14 @@ from mobilenas.netadapt.choices import (
 )
 from mobilenas.netadapt.core import SCHEDULES, SELECTION_RULES, Schedule, minimum_width
 from mobilenas.netadapt.groups import prunable_groups
-from mobilenas.runs import RunDir, absolute_path, new_run_id, read_json, run_latency_table, run_of
+from mobilenas.runs import (
+    RunDir,
+    absolute_path,
+    new_run_id,
+    read_json,
+    run_latency_table,
+    run_of,
+)
 from mobilenas.search.execution import check_ray_address, oversubscription_note
 from mobilenas.space.arch import Architecture
 from mobilenas.space.io import is_path, load_architecture, result_file
@@ -187,7 +194,7 @@ def build_parser(prog: str) -> ArgumentParser:
     algorithm.add_argument("--reduction-decay", type=_decay, metavar="D", help="reduction decay per iteration (overrides the schedule)")
     algorithm.add_argument("--min-reduction", type=fraction_or_zero, metavar="F", help="floor on every iteration's reduction, a fraction of the starting latency")
     algorithm.add_argument("--selection", choices=SELECTION_RULES, help="accuracy-per-latency: largest accuracy change per latency saved (MobileNetV3, default), among the proposals no other beats on both accuracy and latency; accuracy: highest accuracy (NetAdapt paper)")
-    algorithm.add_argument("--max-iterations", type=positive_int, metavar="N", help="stop after N iterations even if the budget is not met")
+    algorithm.add_argument("--max-iterations", type=positive_int, metavar="N", help="stop after N iterations even if the budget is not met (with --resume, a higher N takes a stopped run further)")
 
     latency = refine.add_argument_group("latency")
     latency.add_argument("--table", metavar="PATH", help="latency lookup table (default: the table of the run that wrote INPUT, a search or NetAdapt, when it was measured on this device, else this device's NetAdapt table; created if missing; missing entries are measured and added)")
@@ -205,7 +212,7 @@ def build_parser(prog: str) -> ArgumentParser:
     execution.add_argument("--device", metavar="DEVICE", help="where networks train: cpu (default), cuda, cuda:1, ...")
     execution.add_argument("--seed", type=nonnegative_int, metavar="N", help="seed of data splits, fine-tunes and initialisation (default: 0)")
     execution.add_argument("--out", metavar="DIR", help="run directory (default: results/runs/netadapt-<time>)")
-    execution.add_argument("--resume", metavar="DIR", help="continue a killed run with its own arguments")
+    execution.add_argument("--resume", metavar="DIR", help="continue a killed run with its own arguments (or, with a higher --max-iterations, one it stopped)")
     execution.add_argument("--quiet", action="store_true", help="no progress bars")
     execution.add_argument("--json", action="store_true", help="print one JSON object (refined.json plus the history) instead of a table")
 
@@ -483,10 +490,13 @@ def _resume(args: argparse.Namespace, prog: str, progress: bool, held: contextli
     from mobilenas.netadapt.run import RUN_KIND, Refinement, Settings
     from mobilenas.netadapt.training import DataTrainer, TrainingSettings
 
-    typed = {k for k in _given(args) if k not in EXECUTION_OPTIONS}
+    typed = {k for k in _given(args) if k not in (*EXECUTION_OPTIONS, "max_iterations")}
     extra = sorted(typed | ({"input"} if args.input else set()) | ({"target_latency"} if args.target_latency is not None else set()) | ({"budget_ratio"} if args.budget_ratio is not None else set()) | ({"weights"} if args.weights else set()) | ({"out"} if args.out else set()))
     if extra:
-        raise UsageError(f"--resume continues a run with its own arguments; drop {', '.join('INPUT' if e == 'input' else '--' + e.replace('_', '-') for e in extra)} (only --workers, --ray-address, --threads, --device, --json and --quiet may change)")
+        raise UsageError(
+            f"--resume continues a run with its own arguments; drop {', '.join('INPUT' if e == 'input' else '--' + e.replace('_', '-') for e in extra)} "
+            "(only --workers, --ray-address, --threads, --device, --json and --quiet may change, and --max-iterations may extend the run)"
+        )
     run = held.enter_context(RunDir.open(args.resume, kind=RUN_KIND).claim())
     manifest = run.manifest()
     values = dict(manifest["arguments"])
@@ -508,7 +518,9 @@ def _resume(args: argparse.Namespace, prog: str, progress: bool, held: contextli
     )
     training = TrainingSettings(**{**manifest["training"], **{k: overrides[k] for k in ("threads", "device") if k in overrides}})
     refinement = Refinement(run, settings, DataTrainer(data, training), latency, log=_log, progress=progress)
-    run.events.append({"type": "resumed", "overrides": overrides})
+    if args.max_iterations is not None:
+        refinement.extend(args.max_iterations)
+    run.events.append({"type": "resumed", "overrides": overrides, **({"max_iterations": args.max_iterations} if args.max_iterations is not None else {})})
     lines = refinement.lines()
     _log(f"resuming {run.root}: {counted(max(0, len(lines) - 1), 'iteration')} done")
     if not lines:

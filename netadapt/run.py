@@ -440,6 +440,27 @@ class Refinement:
 
     # ----------------------------------------------------------------- iterating
 
+    def extend(self, limit: int) -> None:
+        """Let a run stopped by ``max_iterations`` (or one still going) go on to ``limit`` iterations:
+        recorded in the manifest, so a later resume keeps it; :meth:`finish` then trains the network
+        the run ends with again. Refused for a run that met its budget or has done ``limit`` already."""
+        lines = self.lines()
+        done = int(lines[-1]["iteration"]) if lines else 0
+        budget = self.settings.budget_ms
+        if lines and float(lines[-1]["latency_ms"]) <= budget:
+            raise ValueError(
+                f"{self.run.root} met its budget ({format_ms(budget)}) at iteration {done}: --max-iterations cannot take it further; "
+                "drop it, or refine the run's refined.json with a smaller budget"
+            )
+        if limit <= done:
+            raise ValueError(f"--max-iterations {limit} is not more than the {counted(done, 'iteration')} {self.run.root} has done; give more to extend the run, or drop --max-iterations")
+        was = self.settings.max_iterations
+        if limit != was:
+            self.log(f"--max-iterations {limit}: the run now stops after at most {counted(limit, 'iteration')} (it was {'no limit' if was is None else was})")
+            self.settings = dataclasses.replace(self.settings, max_iterations=limit)
+            manifest = self.run.manifest()
+            self.run.update_manifest(settings=self.settings.to_dict(), arguments={**manifest.get("arguments", {}), "max_iterations": limit})
+
     def done_iterating(self, point: Point[Architecture, StateDict]) -> bool:
         if point.resource <= self.settings.budget_ms:
             return True
@@ -609,8 +630,8 @@ class Refinement:
     def finish(self, point: Point[Architecture, StateDict]) -> dict[str, Any]:
         """The long fine-tune (or retraining), final evaluation and the refined.* files."""
         done = self.final_event()
-        if done is not None:
-            return dict(done["refined"])
+        if done is not None and done["refined"].get("iterations") == point.iteration:
+            return dict(done["refined"])  # (one for an earlier point was made before the run was extended)
         settings = self.settings
         size = self.trainer.input_size
         seed = derive_seed(settings.seed, "final")

@@ -199,6 +199,33 @@ def test_resume_reloads_the_runs_own_arguments(reference_run: Path, capsys: pyte
     assert "; measured side by side at the end " in summary and " (ratio 0." in summary
 
 
+def test_a_run_stopped_by_max_iterations_goes_on_when_resumed_with_more(table: Path, reference_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Stopped early on purpose (NetAdapt takes hours), then continued: the same run as one never
+    stopped, its final training redone for the network it now ends with."""
+    out = tmp_path / "run"
+    assert main(["refine", ARCH, "--budget-ratio", "0.6", *common(table, out), "--max-iterations", "1"]) == 0
+    assert [line["iteration"] for line in history(out)] == [0, 1]
+    assert json.loads((out / "refined.json").read_text())["iterations"] == 1
+    capsys.readouterr()
+    assert main(["refine", "--resume", str(out), "--max-iterations", "1"]) == 2
+    assert "--max-iterations 1 is not more than the 1 iteration " in capsys.readouterr().err
+    assert main(["refine", "--resume", str(out), "--max-iterations", "50", "--quiet"]) == 0
+    assert "--max-iterations 50: the run now stops after at most 50 iterations (it was 1)" in capsys.readouterr().err
+    assert trajectory(out) == trajectory(reference_run)
+    refined = json.loads((out / "refined.json").read_text())
+    assert refined["iterations"] == len(history(out)) - 1 > 1
+    assert refined["architecture"] == json.loads((reference_run / "refined.json").read_text())["architecture"]
+    assert sum(1 for e in Journal(out / "events.jsonl").read() if e.get("type") == "final") == 2
+    assert json.loads((out / "manifest.json").read_text())["settings"]["max_iterations"] == 50
+    # a later resume keeps the limit (and has nothing left to do); a run that met its budget goes no further
+    assert main(["refine", "--resume", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["iterations"] == refined["iterations"]
+    assert main(["refine", "--resume", str(out), "--max-iterations", "60"]) == 2
+    assert "met its budget" in capsys.readouterr().err
+    assert main(["refine", "--resume", str(out), "--finetune-steps", "3"]) == 2
+    assert "and --max-iterations may extend the run" in capsys.readouterr().err
+
+
 def test_resume_says_when_the_runs_table_is_gone(reference_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run = tmp_path / "run"
     shutil.copytree(reference_run, run)
