@@ -541,7 +541,11 @@ def _continue(refinement: Refinement, args: argparse.Namespace) -> int:
     set_resume_hint(f"netadapt refine --resume {shlex.quote(str(refinement.run.root))}")
     point = refinement.iterate_until_budget()
     if point.resource > refinement.settings.budget_ms:
-        _log(f"stopped after {counted(point.iteration, 'iteration')} (--max-iterations) at {format_ms(point.resource)}, above the budget {format_ms(refinement.settings.budget_ms)}")
+        _log(
+            f"stopped after {counted(point.iteration, 'iteration')} (--max-iterations) at {format_ms(point.resource)}, above the budget "
+            f"{format_ms(refinement.settings.budget_ms)}; netadapt refine --resume {shlex.quote(str(refinement.run.root))} --max-iterations N "
+            f"(N above {point.iteration}) takes it further later"
+        )
     refined = refinement.finish(point)
     lines = refinement.lines()
     if args.json:

@@ -204,6 +204,7 @@ def test_a_run_stopped_by_max_iterations_goes_on_when_resumed_with_more(table: P
     stopped, its final training redone for the network it now ends with."""
     out = tmp_path / "run"
     assert main(["refine", ARCH, "--budget-ratio", "0.6", *common(table, out), "--max-iterations", "1"]) == 0
+    assert f"netadapt refine --resume {out} --max-iterations N (N above 1) takes it further later" in capsys.readouterr().err
     assert [line["iteration"] for line in history(out)] == [0, 1]
     assert json.loads((out / "refined.json").read_text())["iterations"] == 1
     capsys.readouterr()
