@@ -286,7 +286,12 @@ def _print_search(run: Any, summary: dict[str, Any], front: Any, args: argparse.
 
 def _print_netadapt(run: Any, summary: dict[str, Any], front: Any, args: argparse.Namespace) -> None:
     print(f"run {run.path}")
-    state = "finished" if run.finished else "in progress (no refined.json yet)"
+    if run.finished:
+        state = "finished"
+    elif (run.path / "refined.json").is_file():  # made before the run was extended with --max-iterations
+        state = "in progress again (extended; refined.json is an earlier iteration's)"
+    else:
+        state = "in progress (no refined.json yet)"
     print(f"  netadapt        from {run.source}; selection {run.selection}; {counted(summary['iterations'], 'iteration')}, {state}")
     print(f"  budget          {format_ms(run.target_latency_ms)} by the table (start {format_ms(run.start_latency_ms)})")
     frame = run.iterations

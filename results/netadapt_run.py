@@ -217,6 +217,9 @@ def read_netadapt_run(path: Path, manifest: dict[str, Any], label: str) -> NetAd
     proposals_frame = pd.DataFrame(proposal_rows, columns=list(PROPOSAL_COLUMNS))
     for column in ("latency_ms", "accuracy_before_finetune", "accuracy", "score"):
         proposals_frame[column] = pd.to_numeric(proposals_frame[column], errors="coerce").astype(float)
+    refined = read_json_object(path / REFINED_JSON)
+    if refined is not None and isinstance(refined.get("iterations"), int) and len(iterations) and refined["iterations"] < int(iterations["iteration"].max()):
+        refined = None  # made before the run was extended (netadapt refine --resume --max-iterations): in progress again
     return NetAdaptResults(
         path=path,
         label=label,
@@ -224,7 +227,7 @@ def read_netadapt_run(path: Path, manifest: dict[str, Any], label: str) -> NetAd
         iterations=iterations,
         widths=width_frame,
         proposals=proposals_frame,
-        refined=read_json_object(path / REFINED_JSON),
+        refined=refined,
     )
 
 

@@ -106,6 +106,22 @@ def test_a_run_in_progress_loads(run_dir: Path, tmp_path: Path) -> None:
     assert nas_results(["show", str(copy)]) == 0
 
 
+def test_a_run_extended_after_it_finished_is_in_progress_again(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """netadapt refine --resume RUN --max-iterations N: until it finishes again, refined.json is
+    that of an earlier iteration, not the run's result."""
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    history = (copy / "history.jsonl").read_text().splitlines()
+    later = json.loads(history[-1])
+    later["iteration"] += 1  # a new iteration committed after the extension
+    (copy / "history.jsonl").write_text("\n".join([*history, json.dumps(later)]) + "\n")
+    run = load_run(copy)
+    assert not run.finished and run.refined is None and "refined" not in set(run.candidates()["source"])
+    assert load_run(run_dir).finished  # the run as it was
+    assert nas_results(["show", str(copy)]) == 0
+    assert "in progress again (extended; refined.json is an earlier iteration's)" in capsys.readouterr().out
+
+
 def test_reference_networks_sit_on_the_runs_axis(run_dir: Path, table: Path) -> None:
     run = load_run(run_dir)
     names = ["mobilenetv3-small@0.75", "mobilenetv3-small"]
