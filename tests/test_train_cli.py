@@ -72,7 +72,7 @@ def test_nas_train_writes_weights_metrics_and_onnx(tmp_path: Path, capsys: pytes
     assert main([str(arch_path), "--epochs", "2", *DATA_ARGS]) == 2
     assert "already exists" in capsys.readouterr().err
     assert main([str(arch_path), "--resume", "--epochs", "2", *DATA_ARGS]) == 2
-    assert "nothing to resume" in capsys.readouterr().err
+    assert capsys.readouterr().err.strip().endswith(f"there is nothing to resume; to train it further, fine-tune its weights instead of --resume: --weights {prefix}.pt")
 
 
 @pytest.mark.slow

@@ -20,6 +20,7 @@ import copy
 import dataclasses
 import io
 import math
+import shlex
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -180,7 +181,10 @@ def train_full(
         _check_resumable(checkpoint, identity, config, outputs.checkpoint)
     elif outputs.metrics.exists():
         if resume:
-            raise ValueError(f"{outputs.metrics} already exists: that training finished, there is nothing to resume")
+            raise ValueError(
+                f"{outputs.metrics} already exists: that training finished, there is nothing to resume; to train it further, "
+                f"fine-tune its weights instead of --resume: --weights {shlex.quote(str(outputs.weights))}"
+            )
         raise ValueError(f"{outputs.metrics} already exists (a finished training); choose another --out, or delete it to train again")
 
     start = time.perf_counter()
