@@ -209,7 +209,14 @@ def build_parser(prog: str) -> ArgumentParser:
     execution.add_argument("--quiet", action="store_true", help="no progress bars")
     execution.add_argument("--json", action="store_true", help="print one JSON object (refined.json plus the history) instead of a table")
 
-    describe = commands.add_parser("describe", help="list a network's prunable groups", description="List the prunable groups of INPUT as NetAdapt sees them.")
+    describe = commands.add_parser(
+        "describe", help="list a network's prunable groups", description=(
+            "List the prunable groups of INPUT as NetAdapt sees them: the sets of channels one proposal prunes together. "
+            "tied: the output width of the stem or of a block together with every block joined to it by identity skips; "
+            "expanded: an inverted residual's expanded width; head: the last 1x1 convolution and the hidden layer. "
+            "min is the fewest channels NetAdapt may leave in the group (one --granularity step)."
+        ),
+    )
     describe.add_argument("input", metavar="INPUT", help="best.json, architecture JSON/notation, or reference name")
     describe.add_argument("--granularity", type=positive_int, default=8, metavar="C", help="channel step (default: 8)")
     describe.add_argument("--num-classes", type=positive_int, metavar="N", help="replace the classifier's class count")
@@ -325,8 +332,9 @@ def _describe(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"groups": rows, "granularity": args.granularity, "notation": arch.to_notation()})
         return 0
-    print(f"{len(groups)} prunable groups at granularity {args.granularity}:")
-    width = max(len(r["group"]) for r in rows)
+    print(f"{counted(len(groups), 'prunable group')} at granularity {args.granularity} (channels now -> the fewest NetAdapt may leave):")
+    width = max(len("group"), *(len(r["group"]) for r in rows))
+    print(f"  {'group':<{width}}  {'kind':<8}  {'width':>5} -> {'min':>4}")
     for r in rows:
         print(f"  {r['group']:<{width}}  {r['kind']:<8}  {r['width']:>5} -> {r['narrowest']:>4}")
     return 0

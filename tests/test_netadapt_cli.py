@@ -24,6 +24,8 @@ def test_describe_lists_groups(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["describe", "mobilenetv3-large", "--granularity", "16"]) == 0
     text = capsys.readouterr().out
     assert "prunable groups at granularity 16" in text and "stages[0].blocks[0].out" not in text  # tied to the stem
+    header, stem = text.splitlines()[1:3]
+    assert header.split() == ["group", "kind", "width", "->", "min"] and stem.split() == ["stem", "tied", "16", "->", "16"]
     assert umbrella(["netadapt", "describe", "mobilenetv2", "--json"]) == 0
     payload = json.loads(capsys.readouterr().out)
     assert payload["groups"][0] == {"group": "stem", "kind": "tied", "width": 32, "narrowest": 8}
