@@ -326,5 +326,5 @@ def test_a_train_size_beyond_the_data_is_refused_before_the_run(space_file: Path
     out, table = tmp_path / "run", tmp_path / "table.jsonl"
     assert nas_search(_network_args(space_file, out, "--samples", "1", "--executor", "inline", "--table", str(table), "--train-size", "5000")) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1] == "nas-search: error: --train-size 5000 is more than the 4,000 training images of synthetic left after the validation split; give at most 4000, or leave it out for the proxy default"
+    assert err[-1] == "nas-search: error: --train-size 5000 is more than the 4,000 training images of synthetic left after the validation split; give at most 4000, or leave it out for the proxy default (4000, cut to what there is)"
     assert not out.exists() and not table.exists()
