@@ -29,3 +29,10 @@ def final_training(final: object, epochs: object) -> str | None:
     if what is None or not isinstance(epochs, int) or epochs <= 0:
         return None
     return f"{what} ({counted(epochs, 'epoch')})"
+
+
+def refined_label(refined: dict[str, object]) -> str:
+    """A refined network's name in a legend: ``refined after the final fine-tune (1 epoch)``,
+    ``refined after retraining from scratch (10 epochs)`` or ``refined (no final training)``."""
+    final = final_training(refined.get("final"), refined.get("final_epochs"))
+    return f"refined after {final}" if final else "refined (no final training)"

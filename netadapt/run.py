@@ -43,7 +43,7 @@ from typing import Any, Protocol
 
 import torch
 
-from mobilenas.netadapt.choices import FINAL_MODES
+from mobilenas.netadapt.choices import FINAL_MODES, refined_label
 from mobilenas.netadapt.core import (
     SELECTION_RULES,
     Candidate,
@@ -757,7 +757,7 @@ def plot_trajectory(lines: Sequence[dict[str, Any]], refined: dict[str, Any], pa
     if measured:
         axis.plot(*zip(*measured, strict=True), "x", color="tab:gray", label="same, measured latency")
     axis.axvline(refined["target_latency_ms"], color="tab:red", linestyle="--", label="budget")
-    axis.plot([refined["latency_ms"]], [refined["accuracy"]], "*", markersize=14, color="tab:green", label=f"refined ({refined['final']})")
+    axis.plot([refined["latency_ms"]], [refined["accuracy"]], "*", markersize=14, color="tab:green", label=refined_label(refined))
     for line in lines[1:]:
         axis.annotate(str(line["iteration"]), (line["latency_ms"], line["accuracy"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
     axis.set_xlabel("latency (ms)")

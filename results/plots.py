@@ -21,6 +21,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter
 
+from mobilenas.netadapt.choices import refined_label
 from mobilenas.results.common import RunBase
 from mobilenas.results.fronts import best_so_far, check_latency, front_of, points
 from mobilenas.results.load import RunResults
@@ -107,7 +108,8 @@ def _draw_run(axes: Axes, run: RunResults, latency: str, color: str, show_all: b
             axes.annotate("start", (steps["front_latency_ms"].iloc[0], steps["accuracy"].iloc[0]), xytext=(4, 4), textcoords="offset points", fontsize=7, color=color)
         refined = frame[frame["source"] == "refined"]
         if len(refined):
-            axes.plot(refined["front_latency_ms"], refined["accuracy"], "*", markersize=15, color=color, markeredgecolor="black", markeredgewidth=0.6, label=f"{label}: refined (long fine-tune)", zorder=5)
+            named = refined_label(run.refined or {})
+            axes.plot(refined["front_latency_ms"], refined["accuracy"], "*", markersize=15, color=color, markeredgecolor="black", markeredgewidth=0.6, label=f"{label}: {named}", zorder=5)
         return
     if show_all:
         _scatter_by_source(axes, frame, color, 12, f"{label}: all trials" if not many else None, measured_axis=measured_axis, alpha=0.35)
@@ -410,7 +412,7 @@ def plot_netadapt_progress(run: NetAdaptResults) -> Figure:
     refined = run.refined
     if refined is not None and isinstance(refined.get("accuracy"), int | float):
         last = int(frame["iteration"].iloc[-1])
-        accuracy_axes.plot([last], [refined["accuracy"]], "*", markersize=15, color="tab:green", markeredgecolor="black", label=f"refined ({refined.get('final', 'final')}): {refined['accuracy']:.3f}")
+        accuracy_axes.plot([last], [refined["accuracy"]], "*", markersize=15, color="tab:green", markeredgecolor="black", label=f"{refined_label(refined)}: {refined['accuracy']:.3f}")
         if isinstance(refined.get("test_accuracy"), int | float):
             accuracy_axes.plot([last], [refined["test_accuracy"]], "P", markersize=9, color="tab:olive", label=f"refined, test split: {refined['test_accuracy']:.3f}")
     accuracy_axes.set_ylabel("validation accuracy")

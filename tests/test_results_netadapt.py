@@ -193,6 +193,23 @@ def test_show_and_figures(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureF
             assert image.width > 500
 
 
+def test_figures_name_the_final_training_the_run_did(run_dir: Path) -> None:
+    """Legends say what the refined network's last training was (a retraining was labelled a
+    'long fine-tune', and the progress plot showed the raw setting, 'finetune')."""
+    from mobilenas.netadapt.choices import refined_label
+    from mobilenas.results import plots
+
+    assert refined_label({"final": "retrain", "final_epochs": 10}) == "refined after retraining from scratch (10 epochs)"
+    assert refined_label({"final": "none", "final_epochs": 0}) == refined_label({}) == "refined (no final training)"
+    run = load_run(run_dir)
+
+    def legend(figure) -> list[str]:
+        return [text.get_text() for axes in figure.axes if axes.get_legend() for text in axes.get_legend().get_texts()]
+
+    assert f"refined after the final fine-tune (1 epoch): {run.refined['accuracy']:.3f}" in legend(plots.plot_netadapt_progress(run))
+    assert f"{run.label}: refined after the final fine-tune (1 epoch)" in legend(plots.plot_front(run))
+
+
 def test_netadapt_notebook_runs(run_dir: Path, tmp_path: Path) -> None:
     import nbformat
     from nbclient import NotebookClient
