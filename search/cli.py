@@ -407,6 +407,9 @@ def _measure_best(setup: Setup, search: Any, say: Any) -> float | None:
     from mobilenas.latency import measure
     from mobilenas.space.arch import Architecture
 
+    recorded = search.recorded_measurement()
+    if recorded is not None:  # a finished run resumed (or extended without a new best): measured already
+        return recorded
     arch = Architecture.from_dict(search.best_payload()["architecture"])
     say("measuring the best architecture end to end ...")
     measurement = measure(arch, setup.table.measuring_backend(), setup.table.input_size)

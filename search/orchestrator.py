@@ -40,7 +40,7 @@ from typing import Any
 
 import torch
 
-from mobilenas.runs import RunDir, atomic_write_bytes, atomic_write_text, now_iso
+from mobilenas.runs import RunDir, atomic_write_bytes, atomic_write_text, now_iso, read_json
 from mobilenas.search.base import (
     STATUS_FAILED,
     STATUS_INFEASIBLE,
@@ -355,9 +355,26 @@ class SearchRun:
         }
 
     def write_best(self, measured_latency_ms: float | None = None) -> None:
+        """Write ``best.json`` for the best trial; without ``measured_latency_ms``, the measurement
+        best.json already holds for that same trial is kept (a resumed run rewrites it)."""
+        if measured_latency_ms is None:
+            measured_latency_ms = self.recorded_measurement()
         payload = self.best_payload(measured_latency_ms)
         if payload is not None:
             self.run.write_json("best.json", payload)
+
+    def recorded_measurement(self) -> float | None:
+        """The end-to-end latency ``best.json`` records for the current best trial, if any (the
+        command measures the best once, when the search ends)."""
+        if self._best is None:
+            return None
+        try:
+            written = read_json(self.run.path("best.json"))
+        except (OSError, ValueError):  # none yet, or not readable: measure again
+            return None
+        value = written.get("measured_latency_ms") if isinstance(written, dict) else None
+        same = isinstance(written, dict) and written.get("fingerprint") == self._best.key and written.get("number") == self._best.number
+        return float(value) if same and isinstance(value, int | float) and math.isfinite(value) else None
 
     def _indices_of(self, number: int) -> tuple[int, ...]:
         for event in self.run.events.read():

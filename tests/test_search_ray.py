@@ -52,11 +52,18 @@ def _trained(run: Path) -> list[dict[str, Any]]:
     return [e for e in events if e["type"] == "result" and e["source"] == "trained"]
 
 
-def test_network_search_on_ray_tune(space_file: Path, tmp_path: Path) -> None:
+def test_network_search_on_ray_tune(space_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "run"
     assert nas_search(_network_args(space_file, out, "--samples", "5", "--workers", "2", "--seed", "1")) == 0
     best = json.loads((out / "best.json").read_text())
     assert best["measured_latency_ms"] > 0 and best["latency_ms"] > 0
+    capsys.readouterr()
+    # The finished run resumed: its best is not measured again (best.json kept its measurement and
+    # the summary shows it; each resume used to measure and rewrite it)
+    assert nas_search(["--resume", str(out), "--json"]) == 0
+    captured = capsys.readouterr()
+    assert "measuring the best" not in captured.err and json.loads(captured.out)["best"]["measured_latency_ms"] == best["measured_latency_ms"]
+    assert json.loads((out / "best.json").read_text()) == best
     assert Path(best["weights"]).is_file()
     # what the winner expects of its input: the training data's statistics, at the table's size
     dataset = json.loads((out / "manifest.json").read_text())["dataset"]
