@@ -410,10 +410,35 @@ def _measure_best(setup: Setup, search: Any, say: Any) -> float | None:
     recorded = search.recorded_measurement()
     if recorded is not None:  # a finished run resumed (or extended without a new best): measured already
         return recorded
-    arch = Architecture.from_dict(search.best_payload()["architecture"])
+    payload = search.best_payload()
+    arch = Architecture.from_dict(payload["architecture"])
     say("measuring the best architecture end to end ...")
-    measurement = measure(arch, setup.table.measuring_backend(), setup.table.input_size)
-    return float(measurement.latency_ms)
+    backend, size, predicted = setup.table.measuring_backend(), setup.table.input_size, float(payload["latency_ms"])
+    latencies = [measure(arch, backend, size).latency_ms]
+    if abs(latencies[0] / predicted - 1) > MEASUREMENT_RECHECK:
+        # One timing on a machine that was busy for a moment can be far off (18 ms for an 11.5 ms
+        # network measured here, right after another job stopped): time it twice more, keep the median.
+        say(f"measured {format_ms(latencies[0])}, {_off(latencies[0], predicted)} the table's {format_ms(predicted)}: measuring twice more")
+        latencies += [measure(arch, backend, size).latency_ms for _ in range(2)]
+    value = float(sorted(latencies)[len(latencies) // 2])
+    if abs(value / predicted - 1) > MEASUREMENT_RECHECK:
+        print(
+            f"note: the best measures {format_ms(value)} end to end ({', '.join(format_ms(v) for v in latencies)}), {_off(value, predicted)} "
+            f"its {format_ms(predicted)} by the latency table: the table's correction may be out of date for this machine "
+            f"(check it with nas-latency calibrate --space {shlex.quote(str(setup.config['space']))} --table {shlex.quote(str(setup.table.path))})",
+            file=sys.stderr,
+        )
+    return value
+
+
+#: How far (a fraction) the best's end-to-end latency may lie from the table's prediction before it
+#: is measured again; the table is within 10% for 100% of networks on this machine (benchmarks/latency_calibration.md).
+MEASUREMENT_RECHECK = 0.15
+
+
+def _off(measured: float, predicted: float) -> str:
+    """``59% above`` or ``20% below``: how ``measured`` compares with ``predicted``."""
+    return f"{abs(measured / predicted - 1):.0%} {'above' if measured > predicted else 'below'}"
 
 
 def _pareto_lines(search: Any, limit: int = 15) -> list[str]:
