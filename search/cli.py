@@ -49,6 +49,9 @@ from mobilenas.train.choices import (
 from mobilenas.units import counted, format_ms
 
 DEFAULT_OUT_ROOT = Path("results") / "runs"
+#: How far (a fraction) the best's end-to-end latency may lie from the table's prediction before it
+#: is measured again; the table is within 10% for 100% of networks on this machine (benchmarks/latency_calibration.md).
+MEASUREMENT_RECHECK = 0.15
 NETWORK_SPACES = ("mobilenetv3", "mnasnet", "mnasnet-relu6")
 STRATEGY_NAMES = ("ppo", "reinforce", "evolution", "random", "tpe", "nsga2")
 REWARD_KINDS = ("soft", "hard", "custom", "absolute")
@@ -429,11 +432,6 @@ def _measure_best(setup: Setup, search: Any, say: Any) -> float | None:
             file=sys.stderr,
         )
     return value
-
-
-#: How far (a fraction) the best's end-to-end latency may lie from the table's prediction before it
-#: is measured again; the table is within 10% for 100% of networks on this machine (benchmarks/latency_calibration.md).
-MEASUREMENT_RECHECK = 0.15
 
 
 def _off(measured: float, predicted: float) -> str:
