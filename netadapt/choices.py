@@ -31,8 +31,14 @@ def final_training(final: object, epochs: object) -> str | None:
     return f"{what} ({counted(epochs, 'epoch')})"
 
 
+def after_final(refined: dict[str, object]) -> str:
+    """What follows a refined network's accuracy in a summary: `` after the final fine-tune (1 epoch)``,
+    `` after retraining from scratch (10 epochs)`` or `` (no final training)``."""
+    final = final_training(refined.get("final"), refined.get("final_epochs"))
+    return f" after {final}" if final else " (no final training)"
+
+
 def refined_label(refined: dict[str, object]) -> str:
     """A refined network's name in a legend: ``refined after the final fine-tune (1 epoch)``,
     ``refined after retraining from scratch (10 epochs)`` or ``refined (no final training)``."""
-    final = final_training(refined.get("final"), refined.get("final_epochs"))
-    return f"refined after {final}" if final else "refined (no final training)"
+    return "refined" + after_final(refined)

@@ -42,7 +42,7 @@ from mobilenas.netadapt.choices import (
     DEFAULT_OPTIMIZER,
     DEFAULT_TRAIN_LR,
     FINAL_MODES,
-    final_training,
+    after_final,
 )
 from mobilenas.netadapt.core import SCHEDULES, SELECTION_RULES, Schedule, minimum_width
 from mobilenas.netadapt.groups import prunable_groups
@@ -576,9 +576,7 @@ def _print_summary(lines: list[dict[str, Any]], refined: dict[str, Any]) -> None
         measured = f"measured {format_ms(start['measured_latency_ms'])} -> {format_ms(refined['measured_latency_ms'])}"
     print(f"refined: {format_ms(start['latency_ms'])} -> {format_ms(refined['latency_ms'])} by the table (budget {format_ms(refined['target_latency_ms'])}); {measured}")
     test = refined.get("test_accuracy")
-    final = final_training(refined.get("final"), refined.get("final_epochs"))
-    after = f" after {final}" if final else " (no final training)"
-    print(f"accuracy: validation {start['accuracy']:.4f} -> {refined['accuracy']:.4f}{after}" + (f"; test {test:.4f}" if test is not None else ""))
+    print(f"accuracy: validation {start['accuracy']:.4f} -> {refined['accuracy']:.4f}{after_final(refined)}" + (f"; test {test:.4f}" if test is not None else ""))
     print(f"architecture: {refined['notation']}")
     print(f"refined.json: {Path(refined['run']) / 'refined.json'}")
     if refined.get("onnx"):  # what a user ships

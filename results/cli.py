@@ -31,7 +31,7 @@ from mobilenas.cliutil import (
     run_main,
 )
 from mobilenas.errors import UsageError
-from mobilenas.netadapt.choices import final_training
+from mobilenas.netadapt.choices import after_final, final_training
 from mobilenas.units import counted, format_ms
 
 EPILOG = """\
@@ -288,7 +288,7 @@ def _print_netadapt(run: Any, summary: dict[str, Any], front: Any, args: argpars
     print(f"run {run.path}")
     if run.finished:
         state = "finished"
-    elif (run.path / "refined.json").is_file():  # made before the run was extended with --max-iterations
+    elif run.extended:
         state = "in progress again (extended; refined.json is an earlier iteration's)"
     else:
         state = "in progress (no refined.json yet)"
@@ -301,9 +301,7 @@ def _print_netadapt(run: Any, summary: dict[str, Any], front: Any, args: argpars
     if run.refined is not None:
         refined = run.refined
         test = f", test accuracy {_number(refined.get('test_accuracy'))}" if refined.get("test_accuracy") is not None else ""
-        final = final_training(refined.get("final"), refined.get("final_epochs"))
-        after = f" after {final}" if final else " (no final training)"
-        print(f"  refined         accuracy {_number(refined.get('accuracy'))}{after}{test}; latency {format_ms(refined.get('latency_ms'))} (measured {format_ms(refined.get('measured_latency_ms'))})")
+        print(f"  refined         accuracy {_number(refined.get('accuracy'))}{after_final(refined)}{test}; latency {format_ms(refined.get('latency_ms'))} (measured {format_ms(refined.get('measured_latency_ms'))})")
         print(f"                  {_short(refined.get('notation'), 120)}")
         side = refined.get("side_by_side") or {}
         if side.get("ratio"):

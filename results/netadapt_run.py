@@ -85,6 +85,12 @@ class NetAdaptResults(RunBase):
         return self.refined is not None
 
     @property
+    def extended(self) -> bool:
+        """Finished once, then taken further (``netadapt refine --resume RUN --max-iterations N``) and
+        not finished again: its ``refined.json`` is an earlier iteration's, so :attr:`refined` is None."""
+        return self.refined is None and (self.path / REFINED_JSON).is_file()
+
+    @property
     def source(self) -> str:
         """What was refined: a best.json, an architecture, a reference name."""
         data = self.manifest.get("input")

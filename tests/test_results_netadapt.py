@@ -117,7 +117,7 @@ def test_a_run_extended_after_it_finished_is_in_progress_again(run_dir: Path, tm
     (copy / "history.jsonl").write_text("\n".join([*history, json.dumps(later)]) + "\n")
     run = load_run(copy)
     assert not run.finished and run.refined is None and "refined" not in set(run.candidates()["source"])
-    assert load_run(run_dir).finished  # the run as it was
+    assert run.extended and load_run(run_dir).finished and not load_run(run_dir).extended  # the run as it was
     assert nas_results(["show", str(copy)]) == 0
     assert "in progress again (extended; refined.json is an earlier iteration's)" in capsys.readouterr().out
 
