@@ -29,6 +29,7 @@ from mobilenas.search.base import STATUS_FAILED, EvalResult, Evaluator
 ACCURACY_UNITS = ("percent", "fraction")
 DEFAULT_REWARD_COLUMN = "val_acc_12ep"
 DEFAULT_FINAL_COLUMN = "test_acc_200ep"
+MAX_COLUMNS_SHOWN = 20  # an error message lists at most this many of a table's columns
 DEFAULT_ARCH_COLUMN = "arch_str"
 LATENCY_PREFIX = "latency_ms"
 
@@ -86,7 +87,13 @@ class TabularEvaluator(Evaluator):
             first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise ValueError(f"cannot read tabular benchmark {self.path} as CSV: {first}") from None
         columns = [str(c) for c in frame.columns]
-        available = ", ".join(columns)
+        shown = [c if len(c) <= 40 else c[:37] + "..." for c in columns[:MAX_COLUMNS_SHOWN]]
+        available = ", ".join(shown) + (f", ... ({len(columns) - len(shown)} more)" if len(columns) > len(shown) else "")
+        if arch_column not in columns:
+            raise ValueError(
+                f"{self.path.name} is not a NAS-Bench-201-style table: it has no architecture column {arch_column!r} "
+                f"(columns: {available}); give a CSV with arch_str, accuracy and latency_ms_* columns"
+            )
         latency_columns = [c for c in columns if c.startswith(LATENCY_PREFIX)]
         if latency_column is None:
             if len(latency_columns) != 1:

@@ -138,6 +138,11 @@ def test_empty_cells_fail_the_candidate_not_the_search(tmp_path: Path) -> None:
         ("duplicate", {"latency_column": "latency_ms_raspi4"}, "appears twice .rows 0 and 27."),
         ("text", {"latency_column": "latency_ms_raspi4"}, "column 'val_acc_12ep' of tiny.csv is not numeric .row 2: 'high'."),
         ("zero", {"latency_column": "latency_ms_raspi4"}, "latency column 'latency_ms_raspi4' of tiny.csv has latencies <= 0 ms"),
+        # a file that is no benchmark at all says so first, before asking for a latency column
+        ("no-arch", {}, "^tiny.csv is not a NAS-Bench-201-style table: it has no architecture column 'arch_str' .columns: index, val_acc_12ep"),
+        # a wide table's columns are not all listed
+        ("wide", {"latency_column": "latency_ms_raspi4", "reward_column": "val"},
+         r"available columns: index, arch_str, .*, extra_12, \.\.\. \(17 more\)$"),
     ],
 )
 def test_bad_tables_and_columns_say_what_is_wrong(tmp_path: Path, change: str | None, options: dict, message: str) -> None:
@@ -149,6 +154,11 @@ def test_bad_tables_and_columns_say_what_is_wrong(tmp_path: Path, change: str | 
         frame.loc[2, "val_acc_12ep"] = "high"
     elif change == "zero":
         frame.loc[0, "latency_ms_raspi4"] = 0.0
+    elif change == "no-arch":
+        frame = frame.drop(columns=["arch_str"])
+    elif change == "wide":
+        for k in range(30):
+            frame[f"extra_{k}"] = 0.0
     elif change == "no-latency":
         frame = frame.drop(columns=["latency_ms_raspi4", "latency_ms_pixel3"])
     frame.to_csv(tmp_path / "tiny.csv", index=False)
