@@ -488,7 +488,7 @@ def _refine(args: argparse.Namespace, prog: str, held: contextlib.ExitStack) -> 
 
 def _resume(args: argparse.Namespace, prog: str, progress: bool, held: contextlib.ExitStack) -> int:
     from mobilenas.netadapt.latency_model import open_latency_model
-    from mobilenas.netadapt.run import RUN_KIND, Refinement, Settings
+    from mobilenas.netadapt.run import RUN_KIND, Refinement, Settings, check_history
     from mobilenas.netadapt.training import DataTrainer, TrainingSettings
 
     typed = {k for k in _given(args) if k not in (*EXECUTION_OPTIONS, "max_iterations")}
@@ -499,6 +499,7 @@ def _resume(args: argparse.Namespace, prog: str, progress: bool, held: contextli
             "(only --workers, --ray-address, --threads, --device, --json and --quiet may change, and --max-iterations may extend the run)"
         )
     run = held.enter_context(RunDir.open(args.resume, kind=RUN_KIND).claim())
+    check_history(run)
     manifest = run.manifest()
     values = dict(manifest["arguments"])
     settings = Settings.from_dict(manifest["settings"])

@@ -297,6 +297,20 @@ def _iteration_name(iteration: int) -> str:
     return f"iteration-{iteration:03d}"
 
 
+def check_history(run: RunDir) -> None:
+    """Refuse a run whose history.jsonl lags its checkpoints by more than the one iteration a kill
+    can leave (each checkpoint is written just before its history line): the history was cut or
+    replaced from outside, and resuming would prune the network again from an earlier iteration."""
+    iterations = {line["iteration"] for line in Journal(run.path(HISTORY)).read() if line.get("type") == "iteration" and isinstance(line.get("iteration"), int)}
+    recorded = max(iterations, default=-1)
+    numbers = [int(number) for path in run.path(CHECKPOINTS).glob("iteration-*.pt") if (number := path.stem.split("-", 1)[1]).isdigit()]
+    if numbers and max(numbers) > recorded + 1:
+        raise ValueError(
+            f"{run.path(HISTORY)} records {counted(len(iterations), 'iteration')} but {CHECKPOINTS}/ holds {_iteration_name(max(numbers))}.pt: "
+            f"the history was cut short or replaced; put the whole {HISTORY} back to resume"
+        )
+
+
 class Refinement:
     """A NetAdapt run in its run directory: a new one from :meth:`create`, or an existing one
     (to resume) from the constructor with the settings its manifest records."""

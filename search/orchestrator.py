@@ -411,8 +411,15 @@ class SearchRun:
             except (EOFError, RuntimeError, OSError, pickle.UnpicklingError) as error:  # written atomically: damaged from outside
                 reason = str(error).strip().splitlines()[0] if str(error).strip() else "damaged"
                 raise ValueError(f"{checkpoint_path} cannot be read ({type(error).__name__}: {reason}); {lost}") from None
-            self.strategy.load_state_dict(checkpoint["state"])
             applied = int(checkpoint["events"])
+            if applied > len(events):
+                # The journal is fsynced before each checkpoint, so it never lags one: it was cut or replaced
+                # from outside. Resuming would rewrite trials.csv, pareto.csv and best.json from what is left.
+                raise ValueError(
+                    f"{self.run.events.path} holds {len(events)} events but {CHECKPOINT} reflects {applied}: the journal "
+                    "was cut short or replaced; put the whole events.jsonl back to resume (trials.csv and best.json are left as they were)"
+                )
+            self.strategy.load_state_dict(checkpoint["state"])
             self.submitted = int(checkpoint["submitted"])
             self.stopped = checkpoint.get("stopped")
         void = void_before(events)  # an abandoned line voids only its number's lines above it

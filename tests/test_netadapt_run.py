@@ -227,6 +227,32 @@ def test_a_run_stopped_by_max_iterations_goes_on_when_resumed_with_more(table: P
     assert "and --max-iterations may extend the run" in capsys.readouterr().err
 
 
+def test_a_run_whose_history_was_cut_is_refused_and_left_as_it_is(reference_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A kill leaves a checkpoint at most one iteration ahead of history.jsonl; more means the
+    history was cut from outside, and resuming would prune again from an earlier network."""
+    lines = (reference_run / "history.jsonl").read_text().splitlines(keepends=True)
+    assert len(lines) >= 3
+    for kept in (0, 1):
+        run = tmp_path / f"kept-{kept}"
+        shutil.copytree(reference_run, run)
+        (run / "history.jsonl").write_text("".join(lines[:kept]))
+        before = {path: path.read_bytes() for path in sorted(run.rglob("*")) if path.is_file()}
+        assert main(["refine", "--resume", str(run), "--quiet"]) == 2
+        err = capsys.readouterr().err
+        newest = f"iteration-{len(lines) - 1:03d}.pt"
+        assert err.strip() == (
+            f"netadapt: error: {run / 'history.jsonl'} records {kept} iteration{'s' if kept != 1 else ''} but checkpoints/ holds {newest}: "
+            "the history was cut short or replaced; put the whole history.jsonl back to resume"
+        )
+        assert {path: path.read_bytes() for path in sorted(run.rglob("*")) if path.is_file()} == before
+    # the one checkpoint a kill can leave ahead of its history line is not taken for damage
+    run = tmp_path / "killed"
+    shutil.copytree(reference_run, run)
+    (run / "history.jsonl").write_text("".join(lines[:-1]))
+    assert main(["refine", "--resume", str(run), "--quiet", "--json"]) == 0
+    capsys.readouterr()
+
+
 def test_resume_says_when_the_runs_table_is_gone(reference_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run = tmp_path / "run"
     shutil.copytree(reference_run, run)

@@ -108,16 +108,24 @@ def test_a_run_damaged_from_outside_is_refused_by_name_and_left_as_it_is(cells: 
         "empty checkpoint": (lambda run: (run / "strategy.pt").write_bytes(b""), "strategy.pt cannot be read (EOFError: "),
         "no checkpoint": (lambda run: (run / "strategy.pt").unlink(), "strategy.pt is missing; the strategy cannot continue, but every finished trial is in events.jsonl"),
         "manifest": (lambda run: (run / "manifest.json").write_text("{not json"), "manifest.json is not valid JSON (Expecting property name"),
+        # the checkpoint reflects more events than the journal holds: resuming would rewrite trials.csv from what is left
+        "journal cut": (lambda run: (run / "events.jsonl").write_text(""), "events.jsonl holds 0 events but strategy.pt reflects "),
+        "journal lines lost": (_drop_half_the_journal, "events.jsonl holds 7 events but strategy.pt reflects "),
     }
     for name, (damage, message) in damages.items():
         run = tmp_path / name.replace(" ", "-")
         shutil.copytree(original, run)
         damage(run)
-        before = (run / "events.jsonl").read_bytes()
+        before = {file: (run / file).read_bytes() for file in ("events.jsonl", "trials.csv", "best.json")}
         assert nas_search(["--resume", str(run), "--samples", "9", "--quiet"]) == 2, name
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, (name, err)
-        assert (run / "events.jsonl").read_bytes() == before, name
+        assert {file: (run / file).read_bytes() for file in before} == before, name
+
+
+def _drop_half_the_journal(run: Path) -> None:
+    lines = (run / "events.jsonl").read_text().splitlines(keepends=True)
+    (run / "events.jsonl").write_text("".join(lines[:7]))
 
 
 def test_a_run_in_use_by_another_process_is_not_resumed_alongside(cells: Path, tmp_path: Path, capsys) -> None:
