@@ -488,10 +488,14 @@ class SearchSpace:
 
     @classmethod
     def from_json(cls, text: str) -> SearchSpace:
+        """A space's JSON; also the whole ``mobilenas show --space NAME --json`` output, or a search
+        run's ``manifest.json`` (each holds the space under ``space``), read as the space they hold."""
         try:
             data = json.loads(text)
         except json.JSONDecodeError as error:
             raise SpecError("", f"not valid JSON ({error.msg} at line {error.lineno})") from None
+        if isinstance(data, dict) and "schema_version" not in data and isinstance(data.get("space"), dict) and "schema_version" in data["space"]:
+            data = data["space"]
         return cls.from_dict(data)
 
 

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -144,6 +146,13 @@ def test_custom_space_from_a_json_file(tmp_path) -> None:
     path = tmp_path / "space.json"
     path.write_text(tiny_space().to_json())
     assert get_space(str(path), num_classes=10) == tiny_space(10)
+    # what the README points to for a starting point, saved whole: 'mobilenas show --space NAME --json > my_space.json'
+    shown = subprocess.run([sys.executable, "-m", "mobilenas.cli", "show", "--space", "mnasnet", "--json"], capture_output=True, text=True, timeout=120, check=True).stdout
+    (tmp_path / "shown.json").write_text(shown)
+    assert get_space(str(tmp_path / "shown.json")) == get_space("mnasnet")
+    # a search run's manifest.json holds its space the same way
+    (tmp_path / "manifest.json").write_text(json.dumps({"kind": "search", "space": tiny_space().to_dict(), "space_name": "tiny"}))
+    assert get_space(str(tmp_path / "manifest.json"), num_classes=10) == tiny_space(10)
     # a broken file is named in the error, with where inside it
     broken = tmp_path / "broken.json"
     data = json.loads(tiny_space().to_json())
