@@ -31,9 +31,11 @@ It prints a table and writes ``benchmarks/strategies_nb201.md``, ``.json`` and `
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import math
 import os
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -47,10 +49,17 @@ import numpy as np
 import torch
 
 from mobilenas.cliutil import ArgumentParser, positive_int, progress, run_main
-from mobilenas.runs import Journal, atomic_write_json, atomic_write_text
+from mobilenas.runs import Journal, absolute_path, atomic_write_json, atomic_write_text
 from mobilenas.search.base import Observation
 from mobilenas.search.rewards import RewardSpec
-from mobilenas.search.strategies import STRATEGIES, config_to_dict, make_strategy, parse_options
+from mobilenas.search.strategies import (
+    STRATEGIES,
+    config_to_dict,
+    is_plugin,
+    make_strategy,
+    parse_options,
+    strategy_class,
+)
 from mobilenas.search.tabular import TabularEvaluator
 from mobilenas.search.wrappers import Deduplicate, SearchStopped
 from mobilenas.space.nb201 import nb201_space
@@ -140,8 +149,18 @@ OPTIONS_ADDED_LATER = {"ppo": {"risk_seeking": None, "learn_from_repeats": True}
 def cache_key(strategy: str, config: Any, reward: RewardSpec, queries: int, data_fingerprint: str) -> str:
     later = OPTIONS_ADDED_LATER.get(strategy, {})
     options = {k: v for k, v in config_to_dict(config).items() if not (k in later and v == later[k])}
-    payload = json.dumps({"v": BENCHMARK_VERSION, "strategy": strategy, "config": options, "reward": reward.to_dict(), "queries": queries, "data": data_fingerprint, "dup": MAX_CONSECUTIVE_DUPLICATES}, sort_keys=True)
-    return hashlib.sha256(payload.encode()).hexdigest()[:12]
+    fields = {"v": BENCHMARK_VERSION, "strategy": strategy, "config": options, "reward": reward.to_dict(), "queries": queries, "data": data_fingerprint, "dup": MAX_CONSECUTIVE_DUPLICATES}
+    if is_plugin(strategy):  # a strategy of one's own changes as its author edits it: its code is part of the key
+        fields["code"] = hashlib.sha256(Path(inspect.getfile(strategy_class(strategy))).read_bytes()).hexdigest()
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def cache_stem(strategy: str) -> str:
+    """A file name's start for ``strategy``: its name, or for one of one's own its file's and class's."""
+    if not is_plugin(strategy):
+        return strategy
+    where, _, cls_name = strategy.rpartition(":")
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{Path(where).stem.split('.')[-1]}-{cls_name}")
 
 
 def summarise(records: dict[str, list[dict[str, Any]]], cells: Sequence[Cell], seeds: Sequence[int]) -> dict[str, Any]:
@@ -272,7 +291,7 @@ def render(summary: dict[str, Any], cells: Sequence[Cell], meta: dict[str, Any])
         if reached:
             lines.append(f"\nPPO reaches random search's {meta['queries']}-query regret ({final:.2f} pp) by {min(reached)} queries.")
     lines += _published_ordering(summary)
-    lines += ["", "![regret against queries](strategies_nb201.png)", ""]
+    lines += ["", f"![regret against queries]({meta.get('figure', 'strategies_nb201.png')})", ""]
     return "\n".join(lines)
 
 
@@ -343,7 +362,7 @@ def run_all(entries: Sequence[Entry], cells: Sequence[Cell], seeds: Sequence[int
     cache.mkdir(parents=True, exist_ok=True)
     (cache / ".gitignore").write_text("*\n")
     fingerprint = next(iter(evaluators.values())).fingerprint()
-    journals = {e.label: Journal(cache / f"{e.strategy}-{cache_key(e.strategy, e.config, reward, queries, fingerprint)}.jsonl") for e in entries}
+    journals = {e.label: Journal(cache / f"{cache_stem(e.strategy)}-{cache_key(e.strategy, e.config, reward, queries, fingerprint)}.jsonl") for e in entries}
     done: dict[tuple[str, str, float, int], dict[str, Any]] = {}
     for label, journal in journals.items():
         for record in journal.read():
@@ -475,7 +494,7 @@ def render_tuning(summary: dict[str, Any], entries: Sequence[Entry], meta: dict[
 def main(argv: Sequence[str] | None = None) -> int:
     parser = ArgumentParser(prog="strategies_nb201", description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the NAS-Bench-201 CSV (default: %(default)s)")
-    parser.add_argument("--strategies", default=",".join(DEFAULT_STRATEGIES), help="comma-separated (default: %(default)s)")
+    parser.add_argument("--strategies", default=",".join(DEFAULT_STRATEGIES), help="comma-separated (default: %(default)s); a strategy of your own is FILE.py:CLASS or MODULE:CLASS (with --out)")
     parser.add_argument("--columns", default=",".join(LATENCY_COLUMNS), help="latency columns (default: all three devices)")
     parser.add_argument("--quantiles", default="0.25,0.5", help="latency quantiles used as targets (default: %(default)s)")
     parser.add_argument("--seeds", type=positive_int, default=20)
@@ -492,15 +511,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     torch.set_num_threads(1)
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
-    for name in strategies:
-        if name not in STRATEGIES:
-            parser.error(f"unknown strategy {name!r}; choose from {', '.join(STRATEGIES)}")
+    for position, name in enumerate(strategies):
+        if is_plugin(name):
+            where, _, cls_name = name.rpartition(":")
+            strategies[position] = name = f"{absolute_path(where)}:{cls_name}" if where.endswith(".py") else name
+            if args.out == HERE / "strategies_nb201" and not args.no_write:
+                parser.error(f"give --out STEM (or --no-write) to compare {name}: the default writes the committed results of the built-in strategies")
+            strategy_class(name)  # loaded now: a bad name is one line, before any run
+        elif name not in STRATEGIES:
+            parser.error(f"unknown strategy {name!r}; choose from {', '.join(STRATEGIES)}, or give one of your own as FILE.py:CLASS or MODULE:CLASS")
     overrides: dict[str, list[str]] = {name: [] for name in strategies}
     for option in args.option:
-        name, dot, rest = option.partition(".")
-        if not dot or name not in overrides:
+        setting, equals, value = option.partition("=")
+        name, dot, key = setting.rpartition(".")  # 'ppo.learning_rate=0.02', 'mine.py:Greedy.warmup=3'
+        name = next((s for s in strategies if name in (s, s.rpartition("/")[2])), name)
+        if not dot or not equals or name not in overrides:
             parser.error(f"--option {option!r} must be STRATEGY.KEY=VALUE for one of {', '.join(strategies)}")
-        overrides[name].append(rest)
+        overrides[name].append(f"{key}={value}")
     reward = RewardSpec.from_options(args.reward)
     quantiles = [float(q) for q in args.quantiles.split(",")]
     columns = [c.strip() for c in args.columns.split(",") if c.strip()]
@@ -516,7 +543,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         entries = [Entry(" ".join((name, *options)), name, parse_options(name, list(options))) for name, options in grid]
     else:
         seeds = list(range(args.first_seed, args.first_seed + args.seeds))
-        entries = [Entry(name, name, parse_options(name, overrides[name])) for name in strategies]
+        # a strategy of one's own from a file is labelled file.py:Class, without its folder
+        entries = [Entry(name.rpartition("/")[2] if is_plugin(name) else name, name, parse_options(name, overrides[name])) for name in strategies]
 
     evaluators = {column: TabularEvaluator(args.data, latency_column=column) for column in columns}
     cells = []
@@ -554,6 +582,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.no_write:
             atomic_write_text(args.out.with_suffix(TUNING_GRIDS[args.tune][2]), text)
         return 0
+    meta["figure"] = args.out.with_suffix(".png").name
     text = render(summary, cells, meta)
     print(text)
     if not args.no_write:

@@ -223,10 +223,11 @@ def read_search_run(path: Path, manifest: dict[str, Any], label: str, measured_m
 
 
 def _strategy_name(manifest: dict[str, Any]) -> str:
+    """The strategy's name; one of one's own from a file as ``file.py:Class``, without its folder."""
     strategy = manifest.get("strategy")
-    if isinstance(strategy, dict):
-        return str(strategy.get("name", "?"))
-    return str(strategy or manifest.get("config", {}).get("strategy", "?"))
+    name = str(strategy.get("name", "?")) if isinstance(strategy, dict) else str(strategy or manifest.get("config", {}).get("strategy", "?"))
+    where, colon, cls_name = name.rpartition(":")
+    return f"{Path(where).name}:{cls_name}" if colon and where.endswith(".py") else name
 
 
 def _result_rows(events: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -24,8 +24,9 @@ Contract of :class:`Strategy` (enforced for every implementation by
 from __future__ import annotations
 
 import math
+import numbers
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,6 +64,22 @@ class Observation:
             raise ValueError(f"status {self.status!r} is not one of {', '.join(STATUSES)}")
         if not math.isfinite(self.reward):
             raise ValueError(f"reward must be finite, got {self.reward}")
+
+
+def check_tell(number: Any, pending: Mapping[int, Any], next_number: int, observation: Any) -> int:
+    """Validate a ``tell`` against the proposals ``pending`` (keyed by number) when ``next_number`` is
+    the next to be asked; return the number as an ``int``. Raises ``ValueError`` for a number never
+    asked or already told and for malformed input, as the contract asks of every strategy."""
+    if isinstance(number, bool) or not isinstance(number, numbers.Integral):  # numpy's integers too
+        raise ValueError(f"a proposal number is an int, got {number!r}")
+    if not isinstance(observation, Observation):
+        raise ValueError(f"tell expects an Observation, got {type(observation).__name__}")
+    number = int(number)
+    if number not in pending:
+        if 0 <= number < next_number:
+            raise ValueError(f"proposal {number} was already told")
+        raise ValueError(f"proposal {number} was never asked (asked so far: 0..{next_number - 1})")
+    return number
 
 
 class Strategy(ABC):

@@ -35,6 +35,7 @@ from mobilenas.cliutil import (
     print_json,
     progress,
     refuse_ineffective,
+    resume_hint,
     run_main,
     set_resume_hint,
 )
@@ -88,7 +89,11 @@ def build_parser(prog: str) -> ArgumentParser:
 
     g = p.add_argument_group("search")
     g.add_argument("--space", default=S, metavar="SPACE", help=f"search space: {', '.join(NETWORK_SPACES)}, nb201 (needs --benchmark), or a space .json (default mobilenetv3)")
-    g.add_argument("--strategy", choices=STRATEGY_NAMES, default=S, help="ppo (MnasNet's LSTM controller, default), reinforce, evolution, random, tpe, nsga2")
+    g.add_argument(
+        "--strategy", type=_strategy_name, default=S, metavar="STRATEGY",
+        help="ppo (MnasNet's LSTM controller, default), reinforce, evolution, random, tpe, nsga2, or one of your own: "
+        "FILE.py:CLASS or MODULE:CLASS (a mobilenas.search.base.Strategy; see the README)",
+    )
     g.add_argument("--strategy-option", action="append", default=S, metavar="KEY=VALUE", help="a strategy setting, e.g. learning_rate=0.001 (repeatable); 'help' lists the strategy's settings and defaults")
     g.add_argument("--samples", type=positive_int, default=S, metavar="N", help="architectures to evaluate (default 24; 300 for a tabular benchmark)")
     g.add_argument("--seed", type=nonnegative_int, metavar="N", default=S, help="seed of the strategy, the data split and every training (default 0)")
@@ -200,6 +205,21 @@ def _reward(config: dict[str, Any]) -> Any:
     from mobilenas.search.rewards import RewardSpec
 
     return RewardSpec.from_options(config["reward"], w=config["w"], beta=config["beta"])
+
+
+def _strategy_name(text: str) -> str:
+    """--strategy: a built-in name, or FILE.py:CLASS (its path made absolute, for a resume from
+    elsewhere) or MODULE:CLASS; the class is loaded, and checked, with the strategy's options."""
+    if text in STRATEGY_NAMES:
+        return text
+    if ":" not in text:
+        raise argparse.ArgumentTypeError(
+            f"unknown strategy {text!r}: choose one of {', '.join(STRATEGY_NAMES)}, or give one of your own as FILE.py:CLASS or MODULE:CLASS"
+        )
+    where, _, cls_name = text.rpartition(":")
+    if where.endswith(".py"):
+        return f"{absolute_path(where)}:{cls_name}"
+    return text
 
 
 def _strategy_config(config: dict[str, Any]) -> Any:
@@ -493,8 +513,24 @@ def _print_strategy_options(name: str, emit_json: bool) -> int:
 
 
 def _main(argv: Sequence[str] | None, prog: str) -> int:
-    with contextlib.ExitStack() as held:  # the run's claim (RunDir.claim) lasts until the end
-        return _search(argv, prog, held)
+    try:
+        with contextlib.ExitStack() as held:  # the run's claim (RunDir.claim) lasts until the end
+            return _search(argv, prog, held)
+    except Exception as error:
+        # A strategy of one's own that fails: its traceback is what its author needs, then one line
+        # that says whose code it was and how the run goes on once it is fixed.
+        plugins = sys.modules.get("mobilenas.search.strategies")
+        name = plugins.raised_by_plugin(error) if plugins is not None else None
+        if name is None:
+            raise
+        import traceback
+
+        traceback.print_exception(error)
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        hint = resume_hint()
+        then = f"; completed work is saved; once it is fixed, continue with: {hint}" if hint else ""
+        print(f"{prog}: your strategy {name} raised {type(error).__name__}{': ' + detail if detail else ''} (traceback above){then}", file=sys.stderr)
+        return 1
 
 
 def _search(argv: Sequence[str] | None, prog: str, held: contextlib.ExitStack) -> int:

@@ -25,8 +25,9 @@ TOOLS = {
     "nas-results": "mobilenas.results.cli",
     "mobilenas show": "mobilenas.space.cli",
 }
-# options of other programs that the README quotes (pip, pytest, jupyter)
-FOREIGN_OPTIONS = {"--help"}
+# options of other programs that the README quotes: --help; benchmarks/strategies_nb201.py's
+# --strategies (that script's own test runs it with them)
+FOREIGN_OPTIONS = {"--help", "--strategies"}
 
 
 def _parser(tool: str) -> argparse.ArgumentParser:

@@ -205,7 +205,7 @@ def test_the_suggested_target_is_never_below_the_fastest() -> None:
         (["--target-latency", "fast"], "cannot read 'fast' as a duration"),
         (["--target-latency", "5ms", "--seed", "-1"], "argument --seed: expected a whole number >= 0"),
         (["--target-latency", "5ms", "--reward", "custom"], "--reward custom needs --w"),
-        (["--target-latency", "5ms", "--strategy", "bayes"], "invalid choice: 'bayes'"),
+        (["--target-latency", "5ms", "--strategy", "bayes"], "argument --strategy: unknown strategy 'bayes': choose one of ppo, reinforce"),
         (["--resume", "/nonexistent/run"], "is not a directory"),
         (["--target-latency", "5ms", "--space", "nb201", "--benchmark", "x.csv", "--dataset", "cifar10", "--proxy-steps", "50"],
          "--dataset, --proxy-steps would have no effect on a tabular search (accuracy and latency come from --benchmark); drop them"),

@@ -14,6 +14,12 @@ nsga2      Optuna's NSGA-II (accuracy up, latency_ms down)        :class:`NSGA2C
 ``make_strategy(name, num_options, seed, config=None)`` builds one; ``config_from_dict(name,
 data)`` builds its config from JSON or ``key=value`` command-line strings, and
 ``config_to_dict(config)`` is what a run manifest stores.
+
+A strategy of one's own is named ``MODULE:CLASS`` (an importable module) or ``FILE.py:CLASS``
+wherever a name is taken (``nas-search --strategy my_strategy.py:Greedy``): a subclass of
+:class:`mobilenas.search.base.Strategy` built as ``CLASS(num_options, seed, config)``, whose options,
+if it has any, are the fields of the frozen dataclass in its ``config_cls`` attribute (``config`` is
+then an instance of it, defaults filled in; otherwise ``None`` and it takes no options).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import dataclasses
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from mobilenas.search.base import Strategy
@@ -56,10 +63,101 @@ STRATEGIES: dict[str, StrategyInfo] = {
 }
 
 
+@dataclass(frozen=True)
+class NoOptions:
+    """This strategy has no options."""
+
+
+_PLUGINS: dict[str, StrategyInfo] = {}
+
+
+def is_plugin(name: str) -> bool:
+    """Whether ``name`` names a strategy of one's own (``MODULE:CLASS`` or ``FILE.py:CLASS``)."""
+    return ":" in name and name not in STRATEGIES
+
+
+def _load_plugin(name: str) -> StrategyInfo:
+    import importlib
+    import importlib.util
+    import inspect
+    import sys
+
+    where, _, cls_name = name.rpartition(":")
+    form = "give MODULE:CLASS (an importable module) or FILE.py:CLASS"
+    if not where or not cls_name.isidentifier():
+        raise ValueError(f"strategy {name!r}: {form}, e.g. my_strategy.py:Greedy")
+    try:
+        if where.endswith(".py"):
+            path = Path(where).expanduser()
+            if not path.is_file():
+                raise ValueError(f"strategy {name!r}: {path} is not a file; {form}")
+            module_name = f"mobilenas_strategy_{abs(hash(str(path.resolve())))}"
+            spec = importlib.util.spec_from_file_location(module_name, path)
+            assert spec is not None and spec.loader is not None
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[module_name] = module  # dataclasses look their module up while the file runs
+            try:
+                spec.loader.exec_module(module)
+            except BaseException:
+                del sys.modules[module_name]
+                raise
+        else:
+            try:
+                module = importlib.import_module(where)
+            except ModuleNotFoundError as error:
+                if error.name and where.split(".")[0] == error.name.split(".")[0]:
+                    raise ValueError(
+                        f"strategy {name!r}: no module named {where!r} can be imported (is it installed? a file of "
+                        f"your own is named by its path: --strategy path/to/{where.split('.')[-1]}.py:{cls_name})"
+                    ) from None
+                raise
+    except ValueError:
+        raise
+    except (Exception, SystemExit) as error:  # the user's code failed while it was imported
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise ValueError(f"strategy {name!r}: importing {where} failed: {type(error).__name__}{': ' + detail if detail else ''}") from None
+    cls = getattr(module, cls_name, None)
+    if cls is None:
+        raise ValueError(f"strategy {name!r}: {where} has no {cls_name!r}")
+    if not (inspect.isclass(cls) and issubclass(cls, Strategy)):
+        raise ValueError(f"strategy {name!r}: {cls_name} is not a subclass of mobilenas.search.base.Strategy")
+    if inspect.isabstract(cls):
+        missing = ", ".join(sorted(getattr(cls, "__abstractmethods__", ())))
+        raise ValueError(f"strategy {name!r}: {cls_name} does not implement {missing}")
+    config_cls = getattr(cls, "config_cls", None)
+    if config_cls is not None and not (inspect.isclass(config_cls) and dataclasses.is_dataclass(config_cls)):
+        raise ValueError(f"strategy {name!r}: {cls_name}.config_cls must be a dataclass (its options), got {config_cls!r}")
+    description = next((line.strip() for line in (cls.__doc__ or "").splitlines() if line.strip()), f"{cls_name} from {where}")
+    return StrategyInfo(name, cls, config_cls or NoOptions, description)
+
+
+def raised_by_plugin(error: BaseException) -> str | None:
+    """The name of the strategy of one's own whose code ``error`` was raised in (a frame of its
+    traceback lies in that strategy's file), or ``None``."""
+    import inspect
+    import traceback
+
+    files = {}
+    for name, info in _PLUGINS.items():
+        try:
+            files[str(Path(inspect.getfile(info.cls)).resolve())] = name
+        except (TypeError, OSError):
+            continue
+    for frame in traceback.extract_tb(error.__traceback__):
+        found = files.get(str(Path(frame.filename).resolve()))
+        if found is not None:
+            return found
+    return None
+
+
 def _info(name: str) -> StrategyInfo:
-    if name not in STRATEGIES:
-        raise ValueError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
-    return STRATEGIES[name]
+    if name in STRATEGIES:
+        return STRATEGIES[name]
+    if not is_plugin(name):
+        raise ValueError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}, or a strategy of your own as MODULE:CLASS or FILE.py:CLASS")
+    if name not in _PLUGINS:
+        _PLUGINS[name] = _load_plugin(name)
+    return _PLUGINS[name]
 
 
 def make_strategy(name: str, num_options: Sequence[int], seed: int = 0, config: Any = None) -> Strategy:
@@ -70,7 +168,17 @@ def make_strategy(name: str, num_options: Sequence[int], seed: int = 0, config: 
     info = _info(name)
     if config is not None and not isinstance(config, info.config_cls):
         raise ValueError(f"strategy {name!r} takes a {info.config_cls.__name__}, got {type(config).__name__}")
-    return info.cls(num_options, seed, config)
+    if info.config_cls is NoOptions:
+        config = None  # a strategy of one's own without options is given none
+    strategy = info.cls(num_options, seed, config)
+    if not isinstance(strategy, Strategy):
+        raise ValueError(f"strategy {name!r} built a {type(strategy).__name__}, not a Strategy")
+    return strategy
+
+
+def strategy_class(name: str) -> type[Strategy]:
+    """The class of strategy ``name`` (one of one's own is loaded, and checked, here)."""
+    return _info(name).cls  # type: ignore[return-value]
 
 
 def default_config(name: str) -> Any:
@@ -103,7 +211,9 @@ def describe_options(name: str) -> list[dict[str, Any]]:
     """
     config_cls = _info(name).config_cls
     defaults = config_cls()
-    body = " ".join(line.strip() for line in (config_cls.__doc__ or "").splitlines()[1:])
+    lines = (config_cls.__doc__ or "").splitlines()
+    # the summary line is skipped, unless it is all there is (a one-line docstring of one's own)
+    body = " ".join(line.strip() for line in (lines[1:] if any(line.strip() for line in lines[1:]) else lines))
     # Clauses: bullets ("* ``x``: ..."), "; ``x``: ..." parts, and sentences.
     clauses = [c.strip() for c in re.split(r"\s*\*\s+(?=``)|(?<=[.;])\s+(?=``)|(?<=\.)\s+(?=[A-Z])", body) if c.strip()]
     rows = []
@@ -155,6 +265,9 @@ __all__ = [
     "config_to_dict",
     "default_config",
     "describe_options",
+    "is_plugin",
     "make_strategy",
     "parse_options",
+    "raised_by_plugin",
+    "strategy_class",
 ]

@@ -1,4 +1,6 @@
-"""Shared book-keeping for strategies: numbering, pending proposals, state helpers, configs."""
+"""Shared book-keeping for strategies: numbering, pending proposals, state helpers, configs.
+
+(:func:`check_tell` lives in :mod:`mobilenas.search.base`, for strategies of one's own too.)"""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from mobilenas.errors import SpecError
-from mobilenas.search.base import Observation, Proposal, Strategy
+from mobilenas.search.base import Observation, Proposal, Strategy, check_tell
 
 
 class BookkeepingStrategy(Strategy):
@@ -72,20 +74,6 @@ def check_state_matches(strategy: Strategy, state: Mapping[str, Any]) -> None:
         raise ValueError(f"this checkpoint holds a {state['strategy']!r} strategy, not {strategy.name!r}")
     if [int(n) for n in state["num_options"]] != list(strategy.num_options):
         raise ValueError(f"this checkpoint is for decisions with {list(state['num_options'])} options, not {list(strategy.num_options)}")
-
-
-def check_tell(number: Any, pending: Mapping[int, Any], next_number: int, observation: Any) -> int:
-    """Validate a ``tell``; raise ``ValueError`` for unknown, already-told or malformed input."""
-    if isinstance(number, bool) or not isinstance(number, int | np.integer):
-        raise ValueError(f"a proposal number is an int, got {number!r}")
-    if not isinstance(observation, Observation):
-        raise ValueError(f"tell expects an Observation, got {type(observation).__name__}")
-    number = int(number)
-    if number not in pending:
-        if 0 <= number < next_number:
-            raise ValueError(f"proposal {number} was already told")
-        raise ValueError(f"proposal {number} was never asked (asked so far: 0..{next_number - 1})")
-    return number
 
 
 def observation_to_dict(observation: Observation) -> dict[str, Any]:
@@ -156,13 +144,19 @@ def _coerce(strategy: str, name: str, annotation: str, value: Any) -> Any:
     return value
 
 
+def _annotation(kind: Any) -> str:
+    """A field's type as text, ``"float"`` or ``"int | None"``, whether it was written under
+    ``from __future__ import annotations`` (a string) or not (``float``, ``int | None``)."""
+    return kind if isinstance(kind, str) else getattr(kind, "__name__", None) or str(kind)
+
+
 def config_from_mapping(strategy: str, cls: type[Any], data: Mapping[str, Any]) -> Any:
     """Build config ``cls`` from a mapping (JSON or ``key=value`` strings), naming bad keys."""
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise SpecError(f"{strategy}.{unknown[0]}", f"unknown option (known: {', '.join(fields) or 'none'})")
-    values = {name: _coerce(strategy, name, str(fields[name].type), value) for name, value in data.items()}
+    values = {name: _coerce(strategy, name, _annotation(fields[name].type), value) for name, value in data.items()}
     return cls(**values)
 
 

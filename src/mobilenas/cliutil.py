@@ -84,6 +84,11 @@ def _chosen_subcommand(parser: argparse.ArgumentParser, parsed: argparse.Namespa
 _resume_hint: list[str] = []  # the command that continues the work in progress, once there is some
 
 
+def resume_hint() -> str | None:
+    """The command that continues the work in progress (see :func:`set_resume_hint`), if any."""
+    return _resume_hint[0] if _resume_hint else None
+
+
 def set_resume_hint(command: str) -> None:
     """Name the command that continues this work; Ctrl-C's message then says it."""
     _resume_hint[:] = [command]

@@ -1,0 +1,194 @@
+"""A strategy of one's own (``--strategy FILE.py:CLASS`` / ``MODULE:CLASS``): the README's example
+keeps the strategy contract, searches, resumes from another folder, shows in nas-results; bad
+names and options are one line; a strategy that raises leaves a run that resumes once fixed."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+from strategy_contract import StrategyContract
+
+from mobilenas.results.cli import main as nas_results
+from mobilenas.search.base import Strategy
+from mobilenas.search.cli import main as nas_search
+from mobilenas.search.strategies import config_from_dict, describe_options, make_strategy
+
+from helpers import write_cell_benchmark
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def readme_example() -> str:
+    """The code block of the README that starts with '# greedy.py'."""
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    example = next(block for block in blocks if block.startswith("# greedy.py"))
+    return example
+
+
+@pytest.fixture(scope="module")
+def greedy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("own") / "greedy.py"
+    path.write_text(readme_example())
+    return path
+
+
+@pytest.fixture(scope="module")
+def cells(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("bench") / "cells.csv"
+    write_cell_benchmark(path)
+    return path
+
+
+def _args(cells: Path, out: Path, *extra: str) -> list[str]:
+    return ["--space", "nb201", "--benchmark", str(cells), "--latency-column", "latency_ms_toy", "--target-latency", "9ms", "--out", str(out), "--quiet", *extra]
+
+
+def _trained(run: Path) -> list[dict]:
+    events = [json.loads(line) for line in (run / "events.jsonl").read_text().splitlines() if line.strip()]
+    return [e for e in events if e["type"] == "result" and e["source"] == "trained"]
+
+
+class TestReadmeExampleContract(StrategyContract):
+    """The README's Greedy keeps every rule the built-in strategies keep (it learns the toy problem)."""
+
+    spec: str = ""
+
+    @pytest.fixture(autouse=True)
+    def _spec(self, greedy: Path) -> None:
+        self.spec = f"{greedy}:Greedy"
+
+    def make(self, num_options: Sequence[int], seed: int) -> Strategy:
+        return make_strategy(self.spec, num_options, seed)
+
+
+def test_options_come_from_config_cls(greedy: Path) -> None:
+    spec = f"{greedy}:Greedy"
+    assert [row["name"] for row in describe_options(spec)] == ["warmup", "mutations"]
+    assert describe_options(spec)[0]["default"] == 10 and "random proposals first" in describe_options(spec)[0]["description"]
+    config = config_from_dict(spec, {"warmup": "3"})
+    assert config.warmup == 3 and make_strategy(spec, (2, 3), 0, config).config.warmup == 3
+
+
+def test_search_resume_from_elsewhere_and_results(greedy: Path, cells: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(greedy.parent)
+    run = tmp_path / "run"
+    assert nas_search(_args(cells, run, "--strategy", "greedy.py:Greedy", "--strategy-option", "warmup=4", "--samples", "8")) == 0
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["config"]["strategy"] == f"{greedy}:Greedy"  # absolute: a resume may start elsewhere
+    assert manifest["strategy"]["config"] == {"warmup": 4, "mutations": 1}
+    assert len(_trained(run)) == 8
+    monkeypatch.chdir(tmp_path)
+    assert nas_search(["--resume", str(run), "--samples", "14", "--quiet"]) == 0
+    # the same trials as one run never stopped: the strategy's state went through strategy.pt
+    straight = tmp_path / "straight"
+    assert nas_search(_args(cells, straight, "--strategy", str(greedy) + ":Greedy", "--strategy-option", "warmup=4", "--samples", "14")) == 0
+    trained = [(e["number"], e["accuracy"], e["latency_ms"]) for e in _trained(run)]
+    assert len(trained) == 14 and trained == [(e["number"], e["accuracy"], e["latency_ms"]) for e in _trained(straight)]
+    capsys.readouterr()
+    assert nas_results(["show", str(run)]) == 0
+    assert "strategy greedy.py:Greedy (seed 0)" in capsys.readouterr().out
+    # --strategy-option help reads the strategy's own options
+    assert nas_search(["--strategy", str(greedy) + ":Greedy", "--strategy-option", "help"]) == 0
+    assert "warmup=10\n" in capsys.readouterr().out
+
+
+def test_a_module_strategy_and_one_without_options(greedy: Path, cells: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "pkg"
+    folder.mkdir()
+    (folder / "plain_strategy.py").write_text(
+        readme_example().replace("    config_cls = GreedyConfig\n", "").replace("class Greedy(Strategy):", "class Plain(Strategy):")
+    )
+    monkeypatch.syspath_prepend(str(folder))
+    assert nas_search(_args(cells, tmp_path / "run", "--strategy", "plain_strategy:Plain", "--samples", "5")) == 0
+    assert len(_trained(tmp_path / "run")) == 5
+    capsys.readouterr()
+    assert nas_search(_args(cells, tmp_path / "refused", "--strategy", "plain_strategy:Plain", "--strategy-option", "warmup=3")) == 2
+    assert "plain_strategy:Plain.warmup: unknown option (known: none)" in capsys.readouterr().err
+    assert nas_search(["--strategy", "plain_strategy:Plain", "--strategy-option", "help"]) == 0
+    assert "plain_strategy:Plain has no options" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("missing.py:Greedy", "missing.py is not a file; give MODULE:CLASS (an importable module) or FILE.py:CLASS"),
+        ("greedy.py:Nope", "greedy.py has no 'Nope'"),
+        ("greedy.py:np", "np is not a subclass of mobilenas.search.base.Strategy"),
+        ("greedy.py:", "give MODULE:CLASS (an importable module) or FILE.py:CLASS, e.g. my_strategy.py:Greedy"),
+        ("no_such_module_here:Greedy", "no module named 'no_such_module_here' can be imported (is it installed? a file of your own is named by its path"),
+        ("broken.py:Greedy", "importing {folder}/broken.py failed: NameError: name 'undefined_name' is not defined"),
+        ("abstract.py:Half", "Half does not implement load_state_dict, state_dict"),
+        ("greedy", "argument --strategy: unknown strategy 'greedy': choose one of ppo, reinforce, evolution, random, tpe, nsga2, or give one of your own"),
+    ],
+)
+def test_bad_names_are_one_line_before_any_work(name: str, message: str, greedy: Path, cells: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "code"
+    folder.mkdir()
+    (folder / "greedy.py").write_text(greedy.read_text())
+    (folder / "broken.py").write_text("undefined_name\n")
+    (folder / "abstract.py").write_text(
+        "from mobilenas.search.base import Strategy\n\nclass Half(Strategy):\n    def ask(self): ...\n    def tell(self, number, observation): ...\n"
+    )
+    monkeypatch.chdir(folder)
+    assert nas_search(_args(cells, tmp_path / "run", "--strategy", name)) == 2
+    err = capsys.readouterr().err
+    assert message.format(folder=folder) in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_strategy_that_raises_keeps_the_run_and_resumes_once_fixed(greedy: Path, cells: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    buggy = tmp_path / "buggy.py"
+    source = readme_example()
+    line = "        indices = self.pending.pop(number)\n"
+    assert line in source
+    buggy.write_text(source.replace(line, "        if number == 6 and not FIXED:\n            raise KeyError('a bug')\n" + line) + "\nFIXED = False\n")
+    run = tmp_path / "run"
+    assert nas_search(_args(cells, run, "--strategy", f"{buggy}:Greedy", "--samples", "10")) == 1
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and "raise KeyError('a bug')" in err
+    assert err.strip().splitlines()[-1] == (
+        f"nas-search: your strategy {buggy}:Greedy raised KeyError: 'a bug' (traceback above); completed work is saved; "
+        f"once it is fixed, continue with: nas-search --resume {run}"
+    )
+    assert 6 <= len(_trained(run)) < 10
+    buggy.write_text(buggy.read_text().replace("FIXED = False", "FIXED = True"))
+    sys.modules.pop(next((m for m, module in sys.modules.items() if getattr(module, "__file__", None) == str(buggy)), ""), None)
+    from mobilenas.search import strategies
+
+    strategies._PLUGINS.pop(f"{buggy}:Greedy")  # a new process would load the fixed file: so does this one
+    assert nas_search(["--resume", str(run), "--quiet"]) == 0
+    assert sorted(e["number"] for e in _trained(run)) == list(range(10))
+
+
+@pytest.mark.slow
+def test_benchmark_one_compares_a_strategy_of_ones_own(greedy: Path, cells: Path, tmp_path: Path) -> None:
+    """benchmarks/strategies_nb201.py runs its protocol on the README's Greedy beside random search."""
+    import subprocess
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "strategies_nb201.py"
+    code = tmp_path / "code" / "greedy.py"
+    code.parent.mkdir()
+    code.write_text(greedy.read_text())
+    mine = ["--data", str(cells), "--columns", "latency_ms_toy", "--seeds", "2", "--queries", "20", "--cache", str(tmp_path / "cache"), "--strategies", "random,greedy.py:Greedy"]
+
+    def bench(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, str(script), *mine, *args], capture_output=True, text=True, timeout=300, cwd=code.parent)
+
+    refused = bench()
+    assert refused.returncode == 2 and "give --out STEM (or --no-write) to compare" in refused.stderr
+    out = ["--option", "greedy.py:Greedy.warmup=5", "--out", str(tmp_path / "mine")]
+    done = bench(*out)
+    assert done.returncode == 0, done.stderr
+    text = (tmp_path / "mine.md").read_text()
+    assert "\n| greedy.py:Greedy | " in text and "\n| random | " in text
+    assert '{"warmup": 5, "mutations": 1}' in text and "![regret against queries](mine.png)" in text
+    assert (tmp_path / "mine.png").is_file()
+    # the cache knows the strategy's code: an unchanged strategy is not run again, an edited one is
+    assert "8 runs cached, 0 to run" in bench(*out).stderr
+    code.write_text(code.read_text() + "\n# edited\n")
+    assert "4 runs cached, 4 to run" in bench(*out).stderr
