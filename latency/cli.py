@@ -209,7 +209,11 @@ def _measure(args: argparse.Namespace) -> int:
         print_json(payload)
         return 0
     spread = result.spread
-    print(f"{args.arch}: {format_ms(result.latency_ms)} (median of {result.runs} runs; IQR {spread.iqr_ms:.3f} ms, std {spread.std_ms:.3f} ms, min {spread.min_ms:.3f} ms)")
+    if result.runs == 1:  # --backend command: one reading, the command's own summary of its runs
+        how = "as the benchmark command printed it" if result.device.timer == "command" else "a single run"
+        print(f"{args.arch}: {format_ms(result.latency_ms)} ({how})")
+    else:
+        print(f"{args.arch}: {format_ms(result.latency_ms)} (median of {result.runs} runs; IQR {spread.iqr_ms:.3f} ms, std {spread.std_ms:.3f} ms, min {spread.min_ms:.3f} ms)")
     print(f"  {result.device.describe()}, input {'x'.join(map(str, result.device.input_shape))}, timer {result.device.timer}, {result.device.date}")
     return 0
 

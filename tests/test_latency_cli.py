@@ -198,3 +198,16 @@ def test_more_timing_threads_than_cores_get_a_note(monkeypatch: pytest.MonkeyPat
     config = {"latency_backend": "onnxruntime", "latency_command": None, "threads": 4, "device_name": None}
     assert _backend(config).threads == 4
     assert "note: --latency-threads 4 on 2 cores" in capsys.readouterr().err
+
+
+def test_measure_says_what_one_reading_is(capsys) -> None:
+    """A --command prints its own summary, one reading: no 'median of 1 runs' and a zero spread."""
+    command = f"{sys.executable} -m mobilenas.latency.ort_command {{model}} --warmup 1 --repeats 3"
+    code, out, err = run(["measure", TINY, "--input-size", "32", "--command", command], capsys)
+    assert code == 0, err
+    assert out.splitlines()[0].endswith(" ms (as the benchmark command printed it)"), out
+    code, out, err = run(["measure", TINY, "--input-size", "32", "--repeats", "1", "--warmup", "1"], capsys)
+    assert code == 0, err
+    assert out.splitlines()[0].endswith(" ms (a single run)"), out
+    code, out, err = run(["measure", TINY, "--input-size", "32", "--repeats", "3", "--warmup", "1"], capsys)
+    assert " (median of 3 runs; IQR " in out.splitlines()[0], out
