@@ -13,3 +13,13 @@ def _torch_threads() -> None:
     import torch
 
     torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def cells(tmp_path_factory: pytest.TempPathFactory):
+    """A NAS-Bench-201-shaped CSV of every cell (see helpers.write_cell_benchmark), made once."""
+    from helpers import write_cell_benchmark
+
+    path = tmp_path_factory.mktemp("bench") / "cells.csv"
+    write_cell_benchmark(path)
+    return path

@@ -73,3 +73,9 @@ def write_cell_benchmark(path, seed: int = 0) -> None:
         rows.append({"index": index, "arch_str": space.decode(indices), "val_acc_12ep": min(accuracy, 99.0),
                      "test_acc_200ep": min(accuracy + 5, 99.5), "latency_ms_toy": latency})
     pd.DataFrame(rows).to_csv(path, index=False)
+
+
+def cell_search_args(cells, out, *extra: str) -> list[str]:
+    """nas-search's arguments for a quiet search of ``cells`` (a :func:`write_cell_benchmark` CSV)
+    at a 9 ms target on its device, into ``out``."""
+    return ["--space", "nb201", "--benchmark", str(cells), "--latency-column", "latency_ms_toy", "--target-latency", "9ms", "--out", str(out), "--quiet", *extra]

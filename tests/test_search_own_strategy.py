@@ -18,7 +18,7 @@ from mobilenas.search.base import Strategy
 from mobilenas.search.cli import main as nas_search
 from mobilenas.search.strategies import config_from_dict, describe_options, make_strategy
 
-from helpers import write_cell_benchmark
+from helpers import cell_search_args as _args
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -35,17 +35,6 @@ def greedy(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("own") / "greedy.py"
     path.write_text(readme_example())
     return path
-
-
-@pytest.fixture(scope="module")
-def cells(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("bench") / "cells.csv"
-    write_cell_benchmark(path)
-    return path
-
-
-def _args(cells: Path, out: Path, *extra: str) -> list[str]:
-    return ["--space", "nb201", "--benchmark", str(cells), "--latency-column", "latency_ms_toy", "--target-latency", "9ms", "--out", str(out), "--quiet", *extra]
 
 
 def _trained(run: Path) -> list[dict]:

@@ -17,18 +17,7 @@ import pytest
 
 from mobilenas.search.cli import main as nas_search
 
-from helpers import write_cell_benchmark
-
-
-@pytest.fixture(scope="module")
-def cells(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("bench") / "cells.csv"
-    write_cell_benchmark(path)
-    return path
-
-
-def _args(cells: Path, out: Path, *extra: str) -> list[str]:
-    return ["--space", "nb201", "--benchmark", str(cells), "--latency-column", "latency_ms_toy", "--target-latency", "9ms", "--out", str(out), "--quiet", *extra]
+from helpers import cell_search_args as _args
 
 
 def _events(run: Path) -> list[dict]:

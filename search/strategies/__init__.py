@@ -77,6 +77,7 @@ def is_plugin(name: str) -> bool:
 
 
 def _load_plugin(name: str) -> StrategyInfo:
+    import hashlib
     import importlib
     import importlib.util
     import inspect
@@ -91,7 +92,8 @@ def _load_plugin(name: str) -> StrategyInfo:
             path = Path(where).expanduser()
             if not path.is_file():
                 raise ValueError(f"strategy {name!r}: {path} is not a file; {form}")
-            module_name = f"mobilenas_strategy_{abs(hash(str(path.resolve())))}"
+            # one name per file, the same in every process: what a checkpoint pickled from it is found again
+            module_name = f"mobilenas_strategy_{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]}"
             spec = importlib.util.spec_from_file_location(module_name, path)
             assert spec is not None and spec.loader is not None
             module = importlib.util.module_from_spec(spec)
