@@ -8,7 +8,9 @@ the modules themselves.
 :mod:`.rewards`        MnasNet's ``ACC x (LAT/T)^w`` (``soft``, ``hard``, ``custom``) and TuNAS's
                        absolute reward, pure functions returning a breakdown; :class:`RewardSpec`.
 :mod:`.strategies`     ``ppo`` (MnasNet's LSTM controller), ``reinforce``, ``evolution``,
-                       ``random``, ``tpe`` and ``nsga2`` (Optuna); ``make_strategy``.
+                       ``random``, ``tpe`` and ``nsga2`` (Optuna); ``make_strategy``; a strategy of
+                       one's own as ``FILE.py:CLASS`` or ``MODULE:CLASS``.
+:mod:`.contract`       the rules every strategy keeps, as a pytest class to inherit.
 :mod:`.wrappers`       de-duplication, the hard latency filter, failure handling.
 :mod:`.problems`       what is searched: a network space with a latency table, or the NAS-Bench-201
                        cell space with a tabular benchmark (:mod:`.tabular`).

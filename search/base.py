@@ -5,7 +5,7 @@ proposal; it never sees an architecture, a latency table or a trainer. The orche
 only piece that sees everything.
 
 Contract of :class:`Strategy` (enforced for every implementation by
-``tests/strategy_contract.py``):
+:mod:`mobilenas.search.contract`, a test class to inherit):
 
 * ``ask()`` returns a :class:`Proposal` whose ``indices`` has one entry per decision, each in
   ``range(num_options[d])``, and a ``number`` that is unique and increasing for that strategy.

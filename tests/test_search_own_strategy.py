@@ -11,11 +11,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from strategy_contract import StrategyContract
 
 from mobilenas.results.cli import main as nas_results
 from mobilenas.search.base import Strategy
 from mobilenas.search.cli import main as nas_search
+from mobilenas.search.contract import StrategyContract
 from mobilenas.search.strategies import config_from_dict, describe_options, make_strategy
 
 from helpers import cell_search_args as _args

@@ -6,10 +6,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from strategy_contract import StrategyContract, drive, good_option, save_and_load, toy_observation
 
 from mobilenas.errors import SpecError
 from mobilenas.search.base import STATUS_INFEASIBLE, Observation, Strategy
+from mobilenas.search.contract import (
+    StrategyContract,
+    drive,
+    good_option,
+    save_and_load,
+    toy_observation,
+)
 from mobilenas.search.strategies import (
     NSGA2,
     STRATEGIES,

@@ -5,7 +5,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from strategy_contract import StrategyContract, save_and_load, toy_observation
 
 from mobilenas.search.base import (
     STATUS_FAILED,
@@ -15,6 +14,7 @@ from mobilenas.search.base import (
     Proposal,
     Strategy,
 )
+from mobilenas.search.contract import StrategyContract, save_and_load, toy_observation
 from mobilenas.search.strategies import PPOConfig, make_strategy
 from mobilenas.search.wrappers import (
     Deduplicate,

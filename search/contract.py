@@ -1,7 +1,16 @@
-"""The contract every :class:`mobilenas.search.base.Strategy` must honour, as a reusable test class.
+"""The contract every :class:`mobilenas.search.base.Strategy` must honour, as a reusable test class
+(pytest; the built-in strategies, the wrappers and strategies of one's own are tested with it).
 
 A test class for a strategy inherits :class:`StrategyContract` and defines ``make(num_options,
-seed)``; class attributes adjust the toy problem (``num_options``, ``learns``, ...). The toy
+seed)``; class attributes adjust the toy problem (``num_options``, ``learns``, ...)::
+
+    from mobilenas.search.contract import StrategyContract
+    from mobilenas.search.strategies import make_strategy
+
+    class TestGreedy(StrategyContract):
+        def make(self, num_options, seed):
+            return make_strategy("greedy.py:Greedy", num_options, seed)
+ The toy
 problem: one option per decision is better (``good_option``); the reward is the share of
 decisions (with more than one option) at their better option. Learning strategies must beat
 the uniform expectation there clearly; non-learning ones must stay near it.
