@@ -293,7 +293,20 @@ def build_setup(config: dict[str, Any], *, say: Any, recorded: dict[str, Any] | 
     """The run's pieces. ``recorded``: the manifest of the run being resumed, whose space (as it was
     then, not as its file reads now) and benchmark (checked unchanged) the run keeps."""
     reward = _reward(config)
-    strategy_options = _strategy_config(config)
+    try:
+        strategy_options = _strategy_config(config)
+    except ValueError as error:
+        from mobilenas.search.strategies import is_plugin
+
+        if recorded is None or not is_plugin(config["strategy"]):
+            raise
+        # the run's own strategy, by the path or module it was started with, is gone or broken
+        name = config["strategy"]
+        where = name.rpartition(":")[0]
+        if where.endswith(".py") and not Path(where).is_file():
+            raise UsageError(f"this run searches with {name}, and {where} is gone; put the file back there to resume") from None
+        reason = str(error).removeprefix(f"strategy {name!r}: ")
+        raise UsageError(f"this run's strategy {name} cannot be loaded now: {reason}; mend it to resume") from None
     if recorded is None:  # a resumed run says it once it has been read (a damaged one gets its error alone)
         _note_random_phase(config, strategy_options)
     if config["space"] == "nb201":
