@@ -31,7 +31,6 @@ It prints a table and writes ``benchmarks/strategies_nb201.md``, ``.json`` and `
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import math
 import os
@@ -54,6 +53,7 @@ from mobilenas.search.base import Observation
 from mobilenas.search.rewards import RewardSpec
 from mobilenas.search.strategies import (
     STRATEGIES,
+    code_fingerprint,
     config_to_dict,
     is_plugin,
     make_strategy,
@@ -151,7 +151,7 @@ def cache_key(strategy: str, config: Any, reward: RewardSpec, queries: int, data
     options = {k: v for k, v in config_to_dict(config).items() if not (k in later and v == later[k])}
     fields = {"v": BENCHMARK_VERSION, "strategy": strategy, "config": options, "reward": reward.to_dict(), "queries": queries, "data": data_fingerprint, "dup": MAX_CONSECUTIVE_DUPLICATES}
     if is_plugin(strategy):  # a strategy of one's own changes as its author edits it: its code is part of the key
-        fields["code"] = hashlib.sha256(Path(inspect.getfile(strategy_class(strategy))).read_bytes()).hexdigest()
+        fields["code"] = code_fingerprint(strategy)
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
 
 

@@ -388,8 +388,18 @@ def _line(a: float, b: float) -> str:
     return f"{float(a):.4f} x sum {'-' if float(b) < 0 else '+'} {abs(float(b)):.3f} ms"
 
 
+def _note_changed_strategy(name: str, recorded: dict[str, Any] | None) -> None:
+    """A resumed run whose strategy of one's own was edited since it started goes on with the new
+    code; say so (a note, even with --quiet), since its trials then come from two versions."""
+    from mobilenas.search.strategies import code_fingerprint
+
+    then = ((recorded or {}).get("strategy") or {}).get("code_sha256")
+    if then and code_fingerprint(name) != then:
+        print(f"note: {name.rpartition(':')[0]} changed since this run started; the run goes on with the code as it is now", file=sys.stderr)
+
+
 def _manifest(setup: Setup) -> dict[str, Any]:
-    from mobilenas.search.strategies import config_to_dict
+    from mobilenas.search.strategies import code_fingerprint, config_to_dict
 
     config = setup.config
     manifest: dict[str, Any] = {
@@ -398,7 +408,10 @@ def _manifest(setup: Setup) -> dict[str, Any]:
         "seed": config["seed"],
         "target_latency_ms": config["target_latency"],
         "reward": setup.reward.to_dict(),
-        "strategy": {"name": config["strategy"], "config": config_to_dict(setup.strategy_config), "wrappers": setup.strategy.describe()},
+        "strategy": {
+            "name": config["strategy"], "config": config_to_dict(setup.strategy_config), "wrappers": setup.strategy.describe(),
+            **({"code_sha256": code} if (code := code_fingerprint(config["strategy"])) else {}),
+        },
         "space": setup.problem.space.to_dict(),
         "space_name": setup.problem.space.name,
         "problem": setup.problem.kind,
@@ -594,6 +607,7 @@ def _search(argv: Sequence[str] | None, prog: str, held: contextlib.ExitStack) -
         )
     if resume:
         say(f"resuming {run.root}")
+        _note_changed_strategy(config["strategy"], recorded)
     else:
         out = Path(config["out"]) if config["out"] else DEFAULT_OUT_ROOT / new_run_id("search")
         run = held.enter_context(RunDir.create(out, _manifest(setup)).claim())

@@ -4,6 +4,7 @@ names and options are one line; a strategy that raises leaves a run that resumes
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import sys
@@ -78,6 +79,16 @@ def test_search_resume_from_elsewhere_and_results(greedy: Path, cells: Path, tmp
     assert nas_search(_args(cells, straight, "--strategy", str(greedy) + ":Greedy", "--strategy-option", "warmup=4", "--samples", "14")) == 0
     trained = [(e["number"], e["accuracy"], e["latency_ms"]) for e in _trained(run)]
     assert len(trained) == 14 and trained == [(e["number"], e["accuracy"], e["latency_ms"]) for e in _trained(straight)]
+    assert "changed since this run started" not in capsys.readouterr().err
+    assert json.loads((run / "manifest.json").read_text())["strategy"]["code_sha256"] == hashlib.sha256(greedy.read_bytes()).hexdigest()
+    # an edited strategy goes on with its new code, and the resume says so
+    source = greedy.read_text()
+    greedy.write_text(source + "\n# edited\n")
+    try:
+        assert nas_search(["--resume", str(run), "--samples", "15", "--quiet"]) == 0
+        assert f"note: {greedy} changed since this run started; the run goes on with the code as it is now" in capsys.readouterr().err
+    finally:
+        greedy.write_text(source)
     # the strategy's file moved, or no longer holds the class: the resume says so
     from mobilenas.search import strategies
 
@@ -86,15 +97,15 @@ def test_search_resume_from_elsewhere_and_results(greedy: Path, cells: Path, tmp
     strategies._PLUGINS.pop(f"{greedy}:Greedy", None)  # loaded once a process: a new process reads the file again
     try:
         capsys.readouterr()
-        assert nas_search(["--resume", str(run), "--samples", "16", "--quiet"]) == 2
+        assert nas_search(["--resume", str(run), "--samples", "17", "--quiet"]) == 2
         assert capsys.readouterr().err.strip() == f"nas-search: error: this run searches with {greedy}:Greedy, and {greedy} is gone; put the file back there to resume"
         greedy.write_text(moved.read_text().replace("class Greedy(Strategy):", "class Renamed(Strategy):"))
-        assert nas_search(["--resume", str(run), "--samples", "16", "--quiet"]) == 2
+        assert nas_search(["--resume", str(run), "--samples", "17", "--quiet"]) == 2
         assert capsys.readouterr().err.strip() == f"nas-search: error: this run's strategy {greedy}:Greedy cannot be loaded now: {greedy} has no 'Greedy'; mend it to resume"
     finally:
         moved.replace(greedy)
         strategies._PLUGINS.pop(f"{greedy}:Greedy", None)
-    assert len(_trained(run)) == 14
+    assert len(_trained(run)) == 15
     capsys.readouterr()
     assert nas_results(["show", str(run)]) == 0
     assert "strategy greedy.py:Greedy (seed 0)" in capsys.readouterr().out

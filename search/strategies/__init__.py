@@ -178,6 +178,17 @@ def make_strategy(name: str, num_options: Sequence[int], seed: int = 0, config: 
     return strategy
 
 
+def code_fingerprint(name: str) -> str | None:
+    """For a strategy of one's own, the sha256 of the file its class is defined in (what a run
+    records, to tell on resume that the code changed); ``None`` for a built-in one."""
+    if not is_plugin(name):
+        return None
+    import hashlib
+    import inspect
+
+    return hashlib.sha256(Path(inspect.getfile(_info(name).cls)).read_bytes()).hexdigest()
+
+
 def strategy_class(name: str) -> type[Strategy]:
     """The class of strategy ``name`` (one of one's own is loaded, and checked, here)."""
     return _info(name).cls  # type: ignore[return-value]
@@ -263,6 +274,7 @@ __all__ = [
     "ReinforceConfig",
     "StrategyInfo",
     "TPEConfig",
+    "code_fingerprint",
     "config_from_dict",
     "config_to_dict",
     "default_config",
