@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -254,8 +255,13 @@ def _print_search(run: Any, summary: dict[str, Any], front: Any, args: argparse.
     print(f"run {run.path}")
     print(f"  search          {run.problem} problem, space {run.space_name}, strategy {run.strategy} (seed {run.seed})")
     print(f"  reward          {summary['reward']}, target {format_ms(run.target_latency_ms)}")
-    asked = f" of {summary['samples']} asked" if summary.get("samples") else ""
+    samples = summary.get("samples")
+    asked = f" of --samples {samples}" if samples else ""
     print(f"  trials          {summary['trained']} trained ({summary['failed']} failed){asked}, {summary['duplicates']} duplicates, {summary['rejected']} rejected by the latency filter")
+    if summary.get("stopped"):
+        print(f"  stopped early   {summary['stopped']}")
+    elif samples and summary["trained"] < samples:
+        print(f"  not finished    in progress, or interrupted: nas-search --resume {shlex.quote(str(run.path))} goes on")
     if summary["best_number"] is None:
         print("  best            (no successful trial yet)")
     else:

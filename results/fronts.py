@@ -196,6 +196,7 @@ def run_summary(run: RunResults, reference: ReferencePoint | None = None, latenc
             "space": run.space_name,
             "reward": run.reward_description,
             "samples": run.samples,
+            "stopped": run.stopped,
             **counts,
             "best_number": int(best_row["number"]) if best_row is not None else None,
             "best_reward": float(best_row["reward"]) if best_row is not None else math.nan,

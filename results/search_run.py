@@ -63,6 +63,8 @@ class SearchResults(RunBase):
     proposals: pd.DataFrame
     strategy_log: pd.DataFrame
     best: dict[str, Any] | None
+    #: why the search stopped before --samples (the strategy converged, ...); None if it did not
+    stopped: str | None = None
 
     kind = KIND
 
@@ -219,6 +221,7 @@ def read_search_run(path: Path, manifest: dict[str, Any], label: str, measured_m
         proposals=_proposals(events, label),
         strategy_log=_strategy_log(events, trials),
         best=best,
+        stopped=next((str(e.get("reason", "")) for e in reversed(events) if e.get("type") == "stopped"), None),
     )
 
 

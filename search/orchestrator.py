@@ -240,6 +240,8 @@ class SearchRun:
         except SearchStopped as reason:
             self.stopped = str(reason)
             self._drain()
+            # journaled (nas-results tells a run that stopped early from one cut short), then checkpointed
+            self._log({"type": "stopped", "number": self.submitted, "source": "strategy", "reason": self.stopped})
             self._checkpoint()
             self._notify()
             return None

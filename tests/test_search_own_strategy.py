@@ -209,3 +209,30 @@ def test_benchmark_one_compares_a_strategy_of_ones_own(greedy: Path, cells: Path
     assert "8 runs cached, 0 to run" in bench(*out).stderr
     code.write_text(code.read_text() + "\n# edited\n")
     assert "4 runs cached, 4 to run" in bench(*out).stderr
+
+
+def test_nas_results_tells_a_run_stopped_early_from_one_not_finished(greedy: Path, cells: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The README's Greedy converges (every neighbour of its best known): the search stops before
+    --samples, and nas-results says why; a run cut short says how it goes on."""
+    run = tmp_path / "converged"
+    assert nas_search(_args(cells, run, "--strategy", f"{greedy}:Greedy", "--strategy-option", "warmup=3", "--samples", "300")) == 0
+    trained = len(_trained(run))
+    assert trained < 300
+    capsys.readouterr()
+    assert nas_results(["show", str(run)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[3].startswith(f"  trials          {trained} trained (0 failed) of --samples 300, ")
+    assert lines[4] == f"  stopped early   the greedy strategy proposed 1000 already-evaluated architectures in a row ({trained} distinct ones evaluated): the search has converged"
+    assert nas_results(["show", str(run), "--json"]) == 0
+    assert "already-evaluated architectures in a row" in json.loads(capsys.readouterr().out)["summary"]["stopped"]
+    # a run that has done 5 of its 8 (what a kill leaves, as far as nas-results can tell)
+    cut = tmp_path / "cut"
+    assert nas_search(_args(cells, cut, "--strategy", "random", "--samples", "5")) == 0
+    manifest = json.loads((cut / "manifest.json").read_text())
+    manifest["config"]["samples"] = 8
+    (cut / "manifest.json").write_text(json.dumps(manifest))
+    capsys.readouterr()
+    assert nas_results(["show", str(cut)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[4] == f"  not finished    in progress, or interrupted: nas-search --resume {cut} goes on"
+    assert not any(line.startswith("  stopped early") for line in lines)
