@@ -332,7 +332,10 @@ def plot_convergence(run: SearchResults) -> Figure:
     reward_axes.grid(alpha=0.3)
     reward_axes.legend(fontsize=7, loc="lower right", ncol=2)
 
-    statistic = next((name for name in ("entropy", "population_mean_reward", "best_reward", "told") if name in log.columns and log[name].notna().any()), None)
+    # the built-in strategies' statistics first; else the first a strategy of one's own reports
+    # (not the bookkeeping that the orchestrator and the wrappers add to every log)
+    reported = [name for name in log.columns if name not in ("order", "number", "distinct_evaluated", "deduplicate_duplicate") and log[name].notna().any()]
+    statistic = next((name for name in ("entropy", "population_mean_reward", "best_reward", "told") if name in reported), reported[0] if reported else None)
     if statistic == "entropy":
         state_axes.plot(log["order"], log["entropy"], color="tab:blue", linewidth=1.4, label="policy entropy (nats per decision)")
         if "entropy_fraction" in log.columns and log["entropy_fraction"].gt(0).any():

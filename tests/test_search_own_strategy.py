@@ -236,3 +236,19 @@ def test_nas_results_tells_a_run_stopped_early_from_one_not_finished(greedy: Pat
     lines = capsys.readouterr().out.splitlines()
     assert lines[4] == f"  not finished    in progress, or interrupted: nas-search --resume {cut} goes on"
     assert not any(line.startswith("  stopped early") for line in lines)
+
+
+def test_the_convergence_figure_plots_what_a_strategy_of_ones_own_reports(greedy: Path, cells: Path, tmp_path: Path) -> None:
+    from mobilenas.results import load_run
+    from mobilenas.results.plots import plot_convergence
+
+    source = readme_example()
+    assert 'return {"best_reward": ' in source
+    other = tmp_path / "other.py"
+    other.write_text(source.replace('return {"best_reward": ', 'return {"temperature": '))
+    for path, label in ((greedy, "best reward"), (other, "temperature")):
+        run = tmp_path / path.stem
+        assert nas_search(_args(cells, run, "--strategy", f"{path}:Greedy", "--samples", "12")) == 0
+        figure = plot_convergence(load_run(run))
+        assert figure.axes[1].get_ylabel() == label
+        assert not any("reports no convergence statistic" in text.get_text() for text in figure.axes[1].texts)
