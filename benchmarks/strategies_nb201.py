@@ -48,8 +48,8 @@ import numpy as np
 import torch
 
 from mobilenas.cliutil import ArgumentParser, positive_int, progress, run_main
-from mobilenas.runs import Journal, absolute_path, atomic_write_json, atomic_write_text
-from mobilenas.search.base import Observation
+from mobilenas.runs import Journal, atomic_write_json, atomic_write_text
+from mobilenas.search.base import Observation, recorded_strategy_name, short_strategy_name
 from mobilenas.search.rewards import RewardSpec
 from mobilenas.search.strategies import (
     STRATEGIES,
@@ -513,8 +513,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     for position, name in enumerate(strategies):
         if is_plugin(name):
-            where, _, cls_name = name.rpartition(":")
-            strategies[position] = name = f"{absolute_path(where)}:{cls_name}" if where.endswith(".py") else name
+            strategies[position] = name = recorded_strategy_name(name)
             if args.out == HERE / "strategies_nb201" and not args.no_write:
                 parser.error(f"give --out STEM (or --no-write) to compare {name}: the default writes the committed results of the built-in strategies")
             strategy_class(name)  # loaded now: a bad name is one line, before any run
@@ -524,7 +523,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for option in args.option:
         setting, equals, value = option.partition("=")
         name, dot, key = setting.rpartition(".")  # 'ppo.learning_rate=0.02', 'mine.py:Greedy.warmup=3'
-        name = next((s for s in strategies if name in (s, s.rpartition("/")[2])), name)
+        name = next((s for s in strategies if name in (s, short_strategy_name(s))), name)
         if not dot or not equals or name not in overrides:
             parser.error(f"--option {option!r} must be STRATEGY.KEY=VALUE for one of {', '.join(strategies)}")
         overrides[name].append(f"{key}={value}")
@@ -544,7 +543,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         seeds = list(range(args.first_seed, args.first_seed + args.seeds))
         # a strategy of one's own from a file is labelled file.py:Class, without its folder
-        entries = [Entry(name.rpartition("/")[2] if is_plugin(name) else name, name, parse_options(name, overrides[name])) for name in strategies]
+        entries = [Entry(short_strategy_name(name), name, parse_options(name, overrides[name])) for name in strategies]
 
     evaluators = {column: TabularEvaluator(args.data, latency_column=column) for column in columns}
     cells = []

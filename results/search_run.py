@@ -39,6 +39,7 @@ import pandas as pd
 
 from mobilenas.results.common import RunBase, read_json_object
 from mobilenas.runs import Journal
+from mobilenas.search.base import short_strategy_name
 from mobilenas.search.journal import void_before
 
 KIND = "search"
@@ -229,8 +230,7 @@ def _strategy_name(manifest: dict[str, Any]) -> str:
     """The strategy's name; one of one's own from a file as ``file.py:Class``, without its folder."""
     strategy = manifest.get("strategy")
     name = str(strategy.get("name", "?")) if isinstance(strategy, dict) else str(strategy or manifest.get("config", {}).get("strategy", "?"))
-    where, colon, cls_name = name.rpartition(":")
-    return f"{Path(where).name}:{cls_name}" if colon and where.endswith(".py") else name
+    return short_strategy_name(name)
 
 
 def _result_rows(events: list[dict[str, Any]]) -> list[dict[str, Any]]:

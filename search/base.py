@@ -82,6 +82,23 @@ def check_tell(number: Any, pending: Mapping[int, Any], next_number: int, observ
     return number
 
 
+def recorded_strategy_name(name: str) -> str:
+    """``--strategy`` as a run records it: ``FILE.py:CLASS`` with the file's absolute path (a resume
+    may start in another folder); built-in names and ``MODULE:CLASS`` as they are."""
+    where, colon, cls_name = name.rpartition(":")
+    if colon and where.endswith(".py"):
+        from pathlib import Path
+
+        return f"{Path(where).expanduser().resolve()}:{cls_name}"
+    return name
+
+
+def short_strategy_name(name: str) -> str:
+    """A strategy's name for tables and legends: ``file.py:Class`` without the file's folder."""
+    where, colon, cls_name = name.rpartition(":")
+    return f"{where.replace(chr(92), '/').rpartition('/')[2]}:{cls_name}" if colon and where.endswith(".py") else name
+
+
 class Strategy(ABC):
     """Ask/tell search strategy over categorical decisions (see the module docstring)."""
 

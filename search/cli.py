@@ -216,10 +216,9 @@ def _strategy_name(text: str) -> str:
         raise argparse.ArgumentTypeError(
             f"unknown strategy {text!r}: choose one of {', '.join(STRATEGY_NAMES)}, or give one of your own as FILE.py:CLASS or MODULE:CLASS"
         )
-    where, _, cls_name = text.rpartition(":")
-    if where.endswith(".py"):
-        return f"{absolute_path(where)}:{cls_name}"
-    return text
+    from mobilenas.search.base import recorded_strategy_name
+
+    return recorded_strategy_name(text)
 
 
 def _strategy_config(config: dict[str, Any]) -> Any:
