@@ -639,10 +639,19 @@ def _search(argv: Sequence[str] | None, prog: str, held: contextlib.ExitStack) -
                 f"--samples {search.samples} is below the {search.submitted} architectures {run.root} has already asked for; "
                 "give more to extend the run, or drop --samples to finish it as it was"
             )
+        if search.stopped and search.samples > int(stored["samples"]):
+            # the strategy itself ended the search (it converged): more samples would be more repeats
+            bar.close()
+            raise UsageError(
+                f"{run.root} stopped early, so --samples cannot take it further: {search.stopped}; "
+                "start a new run to search more (another --seed, or --strategy-option settings that explore more)"
+            )
         bar.initial = bar.n = len(search.trained)  # counted, but not in the rate that the ETA comes from
         if search.samples > int(stored["samples"]):
             run.update_manifest(config={**stored, "samples": search.samples})
-        if search.done:
+        if search.stopped:
+            say(f"the run stopped early ({counted(len(search.trained), 'architecture')} evaluated; why: below); nothing left to evaluate")
+        elif search.done:
             say(f"the run is complete ({counted(len(search.trained), 'architecture')} evaluated); nothing left to evaluate (--samples N extends it)")
         else:
             _note_random_phase(config, setup.strategy_config)

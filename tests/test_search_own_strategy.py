@@ -225,6 +225,13 @@ def test_nas_results_tells_a_run_stopped_early_from_one_not_finished(greedy: Pat
     assert lines[4] == f"  stopped early   the greedy strategy proposed 1000 already-evaluated architectures in a row ({trained} distinct ones evaluated): the search has converged"
     assert nas_results(["show", str(run), "--json"]) == 0
     assert "already-evaluated architectures in a row" in json.loads(capsys.readouterr().out)["summary"]["stopped"]
+    # more --samples cannot take a converged search further: refused, the run left as it was
+    before = {name: (run / name).read_bytes() for name in ("manifest.json", "events.jsonl")}
+    assert nas_search(["--resume", str(run), "--samples", "400", "--quiet"]) == 2
+    assert capsys.readouterr().err.strip().startswith(f"nas-search: error: {run} stopped early, so --samples cannot take it further: the greedy strategy proposed 1000")
+    assert {name: (run / name).read_bytes() for name in before} == before
+    assert nas_search(["--resume", str(run)]) == 0
+    assert f"the run stopped early ({trained} architectures evaluated; why: below); nothing left to evaluate" in capsys.readouterr().err
     # a run that has done 5 of its 8 (what a kill leaves, as far as nas-results can tell)
     cut = tmp_path / "cut"
     assert nas_search(_args(cells, cut, "--strategy", "random", "--samples", "5")) == 0
