@@ -293,12 +293,14 @@ def _print_search(run: Any, summary: dict[str, Any], front: Any, args: argparse.
 def _print_netadapt(run: Any, summary: dict[str, Any], front: Any, args: argparse.Namespace) -> None:
     print(f"run {run.path}")
     if run.finished:
-        state = "finished"
+        state = ", finished"
     elif run.extended:
-        state = "in progress again (extended; refined.json is an earlier iteration's)"
+        state = " (extended; refined.json is an earlier iteration's)"
     else:
-        state = "in progress (no refined.json yet)"
-    print(f"  netadapt        from {run.source}; selection {run.selection}; {counted(summary['iterations'], 'iteration')}, {state}")
+        state = " (no refined.json yet)"
+    print(f"  netadapt        from {run.source}; selection {run.selection}; {counted(summary['iterations'], 'iteration')}{state}")
+    if not run.finished:
+        print(f"  not finished    in progress, or interrupted: netadapt refine --resume {shlex.quote(str(run.path))} goes on")
     print(f"  budget          {format_ms(run.target_latency_ms)} by the table (start {format_ms(run.start_latency_ms)})")
     frame = run.iterations
     if len(frame):

@@ -119,7 +119,11 @@ def test_a_run_extended_after_it_finished_is_in_progress_again(run_dir: Path, tm
     assert not run.finished and run.refined is None and "refined" not in set(run.candidates()["source"])
     assert run.extended and load_run(run_dir).finished and not load_run(run_dir).extended  # the run as it was
     assert nas_results(["show", str(copy)]) == 0
-    assert "in progress again (extended; refined.json is an earlier iteration's)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert " iterations (extended; refined.json is an earlier iteration's)\n" in out
+    assert f"\n  not finished    in progress, or interrupted: netadapt refine --resume {copy} goes on\n" in out
+    assert nas_results(["show", str(run_dir)]) == 0
+    assert "not finished" not in capsys.readouterr().out
 
 
 def test_reference_networks_sit_on_the_runs_axis(run_dir: Path, table: Path) -> None:
