@@ -69,7 +69,7 @@ examples:
   nas-search --space nb201 --benchmark nb201_cifar10_dev.csv.gz --latency-column latency_ms_raspi4 \\
              --target-latency 20ms --samples 300
   nas-search --resume results/runs/search-20261129-101500-ab12
-  nas-search --target-latency 15ms --strategy my_strategy.py:MyStrategy   # a Strategy subclass of your own
+  nas-search --target-latency 15ms --strategy my_strategy.py:Mine   # your own Strategy subclass
 
 The run directory holds manifest.json, events.jsonl (one line per proposal and result),
 strategy.pt, trials.csv, pareto.csv and best.json (architecture, accuracy, latency_ms,
