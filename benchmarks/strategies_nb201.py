@@ -156,11 +156,8 @@ def cache_key(strategy: str, config: Any, reward: RewardSpec, queries: int, data
 
 
 def cache_stem(strategy: str) -> str:
-    """A file name's start for ``strategy``: its name, or for one of one's own its file's and class's."""
-    if not is_plugin(strategy):
-        return strategy
-    where, _, cls_name = strategy.rpartition(":")
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{Path(where).stem.split('.')[-1]}-{cls_name}")
+    """A file name's start for ``strategy``: its short name (``ppo``, ``greedy.py_Greedy``)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", short_strategy_name(strategy))
 
 
 def summarise(records: dict[str, list[dict[str, Any]]], cells: Sequence[Cell], seeds: Sequence[int]) -> dict[str, Any]:

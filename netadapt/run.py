@@ -297,11 +297,20 @@ def _iteration_name(iteration: int) -> str:
     return f"iteration-{iteration:03d}"
 
 
+def history_lines(history: Journal) -> list[dict[str, Any]]:
+    """Committed history lines, one per iteration, in order (duplicates from a replay ignored)."""
+    seen: dict[int, dict[str, Any]] = {}
+    for line in history.read():
+        if line.get("type") == "iteration" and isinstance(line.get("iteration"), int):
+            seen.setdefault(line["iteration"], line)
+    return [seen[i] for i in sorted(seen)]
+
+
 def check_history(run: RunDir) -> None:
     """Refuse a run whose history.jsonl lags its checkpoints by more than the one iteration a kill
     can leave (each checkpoint is written just before its history line): the history was cut or
     replaced from outside, and resuming would prune the network again from an earlier iteration."""
-    iterations = {line["iteration"] for line in Journal(run.path(HISTORY)).read() if line.get("type") == "iteration" and isinstance(line.get("iteration"), int)}
+    iterations = [line["iteration"] for line in history_lines(Journal(run.path(HISTORY)))]
     recorded = max(iterations, default=-1)
     numbers = [int(number) for path in run.path(CHECKPOINTS).glob("iteration-*.pt") if (number := path.stem.split("-", 1)[1]).isdigit()]
     if numbers and max(numbers) > recorded + 1:
@@ -424,12 +433,8 @@ class Refinement:
     # ----------------------------------------------------------------- state
 
     def lines(self) -> list[dict[str, Any]]:
-        """Committed history lines, one per iteration, in order (duplicates from a replay ignored)."""
-        seen: dict[int, dict[str, Any]] = {}
-        for line in self.history.read():
-            if line.get("type") == "iteration" and isinstance(line.get("iteration"), int):
-                seen.setdefault(line["iteration"], line)
-        return [seen[i] for i in sorted(seen)]
+        """Committed history lines, one per iteration, in order (see :func:`history_lines`)."""
+        return history_lines(self.history)
 
     def current_point(self) -> Point[Architecture, StateDict]:
         lines = self.lines()
