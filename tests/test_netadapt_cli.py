@@ -59,6 +59,18 @@ def test_weights_files(tmp_path: Path) -> None:
         load_weights(tmp_path / "junk.pt")
     with pytest.raises(FileNotFoundError):
         load_weights(tmp_path / "none.pt")
+    # A whole model pickled (a common mistake): named, with what to save instead, in one line
+    # (torch's own message is paragraphs long and advises unpickling).
+    torch.save(build_model(tiny_arch()), tmp_path / "model.pt")
+    with pytest.raises(ValueError, match=r"holds a pickled mobilenas\.\S+ object, .*save model\.state_dict\(\) instead") as raised:
+        load_weights(tmp_path / "model.pt")
+    assert "\n" not in str(raised.value) and "weights_only" not in str(raised.value)
+    (tmp_path / "cut.pt").write_bytes((tmp_path / "checkpoint.pt").read_bytes()[:300])
+    with pytest.raises(ValueError, match="damaged or truncated"):
+        load_weights(tmp_path / "cut.pt")
+    torch.save({"net": weights, "optimizer": {"lr": 0.1}}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match=r"under 'state_dict', 'model'.*; it holds a dict with keys 'net', 'optimizer'"):
+        load_weights(tmp_path / "other.pt")
 
 
 @pytest.mark.parametrize(

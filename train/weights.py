@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -43,15 +44,39 @@ def load_weights(path: str | Path) -> StateDict:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        raise ValueError(f"{path}: not a torch weights file ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})") from None
+        raise ValueError(f"{path}: {_unreadable(error)}") from None
     if isinstance(data, dict):
         for key in WRAPPER_KEYS:
             if key in data and isinstance(data[key], dict):
                 data = data[key]
                 break
     if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
-        raise ValueError(f"{path}: expected a state dict (parameter name -> tensor)")
+        raise ValueError(f"{path}: expected a state dict (parameter name -> tensor), or a checkpoint holding one under "
+                         f"{', '.join(repr(k) for k in WRAPPER_KEYS)}; {_holds(data)}")
     return data
+
+
+def _unreadable(error: Exception) -> str:
+    """Why ``torch.load(weights_only=True)`` refused a file, in one clause (torch's own message
+    is paragraphs long and advises unpickling, which mobilenas does not do)."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))
+    pickled = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    if pickled:
+        return (f"holds a pickled {pickled.group(1)} object, not only tensors (a whole model saved with torch.save(model)?); "
+                "save model.state_dict() instead: mobilenas reads only tensors, since unpickling objects can run code")
+    if "Weights only load failed" in text or "central directory" in text:
+        return "not a torch weights file (written by torch.save), or a damaged or truncated one"
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return f"not a readable torch weights file ({type(error).__name__}: {first[:200]})"
+
+
+def _holds(data: object) -> str:
+    """What a loaded file holds instead of a state dict, for the error message."""
+    if isinstance(data, dict):
+        keys = [str(k) for k in data]
+        shown = ", ".join(repr(k) for k in keys[:10]) + (f" and {len(keys) - 10} more" if len(keys) > 10 else "")
+        return f"it holds a dict with keys {shown}" if keys else "it holds an empty dict"
+    return f"it holds a {type(data).__name__}"
 
 
 def load_strict(model: nn.Module, state: Mapping[str, torch.Tensor], where: str = "the weights") -> None:
