@@ -108,7 +108,7 @@ def build_parser(prog: str) -> ArgumentParser:
     g.add_argument("--early-stopping", action="store_true", default=S, help="stop hopeless proxy trainings early (ASHA on the training loss)")
 
     g = p.add_argument_group("tabular benchmark (--space nb201)")
-    g.add_argument("--benchmark", default=S, metavar="CSV", help="a NAS-Bench-201-style CSV (arch_str, accuracy and latency_ms_* columns)")
+    g.add_argument("--benchmark", default=S, metavar="CSV", help="a NAS-Bench-201-style CSV (arch_str, accuracy and latency_ms_* columns); implies --space nb201")
     g.add_argument("--reward-column", default=S, metavar="COLUMN", help="accuracy column used as reward (default val_acc_12ep)")
     g.add_argument("--final-column", default=S, metavar="COLUMN", help="accuracy column reported, never used for selection (default test_acc_200ep)")
     g.add_argument("--latency-column", default=S, metavar="COLUMN", help="latency column, i.e. the device (e.g. latency_ms_raspi4)")
@@ -169,11 +169,13 @@ def resolve_config(given: dict[str, Any], typed: Collection[str] | None = None) 
     typed = set(given if typed is None else typed)
     if config.get("target_latency") is None:
         raise UsageError("--target-latency is required (e.g. --target-latency 15ms), unless you --resume a run")
+    if config["benchmark"] and "space" not in typed and config["space"] == DEFAULTS["space"]:
+        config["space"] = "nb201"  # a tabular benchmark is a search over its own cell space
     tabular = config["space"] == "nb201"
     if tabular and not config["benchmark"]:
         raise UsageError("--space nb201 needs --benchmark CSV (a NAS-Bench-201 table such as nb201_cifar10_dev.csv.gz)")
     if config["benchmark"] and not tabular:
-        raise UsageError("--benchmark is for tabular spaces; add --space nb201")
+        raise UsageError(f"--benchmark is for the tabular space nb201, not --space {config['space']}; drop --space or give --space nb201")
     # options of the other kind of search would be silently ignored: refuse them instead
     ignored = [key for key in (NETWORK_ONLY if tabular else TABULAR_ONLY) if config[key] != DEFAULTS[key]]
     refuse_ineffective(ignored, "on a tabular search (accuracy and latency come from --benchmark)" if tabular else "without --space nb201 --benchmark CSV")

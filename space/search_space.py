@@ -604,6 +604,9 @@ def get_space(name: str, num_classes: int = 1000) -> SearchSpace:
 
             space = dataclasses.replace(space, head=dataclasses.replace(space.head, num_classes=num_classes))
         return space
+    if name == "nb201":  # the tabular cell space: no network to build or time; its latencies are a table's column
+        raise ValueError("nb201 is the NAS-Bench-201 cell space of tabular searches (nas-search --space nb201 --benchmark CSV), "
+                         f"whose latencies come from the benchmark's column; network spaces here: {', '.join(SPACES)}")
     raise ValueError(f"unknown search space {name!r}; choose one of {', '.join(SPACES)} or give a space .json file")
 
 

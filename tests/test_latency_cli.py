@@ -147,6 +147,7 @@ def test_info_describes_the_table(built_table, capsys) -> None:
         (["predict", "mobilenetv2", "--table", "/nonexistent/table.jsonl"], "no latency table at /nonexistent/table.jsonl"),
         (["fastest", "--space", "mobilenetv3", "--target-latency", "15parsecs"], "cannot read '15parsecs' as a duration"),
         (["calibrate", "--space", "no-such-space"], "unknown search space 'no-such-space'"),
+        (["build", "--space", "nb201"], "nb201 is the NAS-Bench-201 cell space of tabular searches (nas-search --space nb201 --benchmark CSV), whose latencies come from the benchmark's column"),
         (["measure", "mobilenetv2", "--backend", "command"], "needs --command"),
         (["measure", "mobilenetv2", "--command", "python bench.py"], "no {model} placeholder"),
         (["measure", "mobilenetv2", "--backend", "torch", "--command", "bench {model}"], "--command cannot be combined with --backend torch"),

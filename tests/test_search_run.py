@@ -191,6 +191,8 @@ def test_the_suggested_target_is_never_below_the_fastest() -> None:
     [
         (["--space", "nb201"], "--target-latency is required"),
         (["--target-latency", "5ms", "--space", "nb201"], "--space nb201 needs --benchmark"),
+        (["--target-latency", "5ms", "--space", "mnasnet", "--benchmark", "x.csv"],
+         "--benchmark is for the tabular space nb201, not --space mnasnet; drop --space or give --space nb201"),
         (["--target-latency", "fast"], "cannot read 'fast' as a duration"),
         (["--target-latency", "5ms", "--seed", "-1"], "argument --seed: expected a whole number >= 0"),
         (["--target-latency", "5ms", "--reward", "custom"], "--reward custom needs --w"),
@@ -221,6 +223,18 @@ def test_bad_strategy_option_fails_before_any_table_work(tmp_path: Path, capsys)
     err = capsys.readouterr().err.strip()
     assert "ppo.risk_seeking: must be a number in (0, 1], got 2.0" in err and len(err.splitlines()) == 1
     assert not table.exists() and not (tmp_path / "run").exists()
+
+
+def test_a_benchmark_implies_the_cell_space(cells: Path, tmp_path: Path) -> None:
+    # --benchmark names a tabular search; --space nb201 need not be typed as well.
+    out = tmp_path / "run"
+    args = _args(cells, out, "--samples", "4", "--strategy", "random")
+    assert args[:2] == ["--space", "nb201"]
+    assert nas_search(args[2:]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["config"]["space"] == "nb201" and len(list(csv.DictReader((out / "trials.csv").open()))) == 4
+    assert nas_search(["--resume", str(out), "--samples", "6"]) == 0
+    assert len(list(csv.DictReader((out / "trials.csv").open()))) == 6
 
 
 def test_resume_refuses_changed_arguments(cells: Path, tmp_path: Path, capsys) -> None:
