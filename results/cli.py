@@ -535,6 +535,9 @@ def _calibration(args: argparse.Namespace) -> int:
     if args.run is None and not args.csv:
         raise UsageError("give a run directory, or --csv calibration.csv (or both)")
     run = load_run(args.run) if args.run else None
+    if run is not None and getattr(run, "problem", "") == "tabular" and not args.csv:
+        raise UsageError(f"run {run.path} is a tabular search: its latencies are the benchmark's measurements, with no lookup table to "
+                         "calibrate; give a network run, or --csv calibration.csv")
     if args.out:
         _check_png(Path(args.out))
     points = calibration_points(run, csv=args.csv, table=args.latency_table)
@@ -545,8 +548,7 @@ def _calibration(args: argparse.Namespace) -> int:
         print_json({"summary": [] if summary is None else summary.to_dict("records"), "points": points.to_dict("records"), "figure": args.out})
         return 0
     if summary is None:
-        hint = "a tabular run's latencies are the benchmark's measurements" if run is not None and getattr(run, "problem", "") == "tabular" else "run nas-results measure RUN, or nas-latency calibrate and pass --csv"
-        print(f"no architecture has both a predicted and a measured latency ({hint})")
+        print("no architecture has both a predicted and a measured latency (run nas-results measure RUN, or nas-latency calibrate and pass --csv)")
         return 0
     for line in describe(summary):
         print(line)

@@ -235,6 +235,7 @@ def test_figures_command_writes_every_search_figure(runs: dict[str, Path], tmp_p
         (["measure", "{run}"], "only network searches have architectures to measure"),
         (["references", "{run}"], "reference networks need a network run"),
         (["calibration"], "give a run directory, or --csv"),
+        (["calibration", "{run}", "--out", "cal.png"], "is a tabular search: its latencies are the benchmark's measurements, with no lookup table to calibrate"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(runs: dict[str, Path], tmp_path: Path, argv: list[str], fragment: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -245,6 +246,7 @@ def test_bad_input_is_one_line_and_exit_2(runs: dict[str, Path], tmp_path: Path,
     err = capsys.readouterr().err
     assert fragment in err, err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not list(tmp_path.iterdir())  # nothing written
 
 
 def test_umbrella_command_dispatches(runs: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
