@@ -208,6 +208,8 @@ class SearchSpace:
             raise SpecError("se_gate", f"{self.se_gate!r} is not one of {', '.join(SE_GATES)}")
         if self.se_rule not in SE_RULES:
             raise SpecError("se_rule", f"{self.se_rule!r} is not one of {', '.join(SE_RULES)}")
+        if isinstance(self.divisor, bool) or not isinstance(self.divisor, int) or self.divisor < 1:
+            raise SpecError("divisor", f"channel counts are rounded to a multiple of it: expected a whole number >= 1, got {self.divisor!r}")
         decisions = []
         for i, stage in enumerate(self.stages, start=1):
             for name, options in stage.choices:

@@ -138,6 +138,11 @@ def test_bad_indices_and_bad_space_json() -> None:
     data["stages"][0]["choices"]["colour"] = ["red"]
     with pytest.raises(SpecError, match="colour: unknown stage field"):
         SearchSpace.from_dict(data)
+    for divisor in (0, -8, "8", 2.5, True):  # channel counts are rounded to multiples of it (0 divided by zero)
+        data = json.loads(space.to_json())
+        data["divisor"] = divisor
+        with pytest.raises(SpecError, match=r"divisor: channel counts are rounded to a multiple of it: expected a whole number >= 1"):
+            SearchSpace.from_dict(data)
     with pytest.raises(ValueError, match="unknown search space 'nope'"):
         get_space("nope")
 
