@@ -533,7 +533,7 @@ def _resume(args: argparse.Namespace, prog: str, progress: bool, held: contextli
 
 
 def _note_execution(values: dict[str, Any]) -> None:
-    note = None if values.get("ray_address") else oversubscription_note(values["workers"], values.get("threads") or 1, "proposals")
+    note = None if values.get("ray_address") else oversubscription_note(values["workers"], values.get("threads") or 1, "proposals", "--threads")
     for line in (note, latency_threads_note(values["latency_threads"], "--latency-threads", command=values.get("command"))):
         if line:
             _log(line)

@@ -618,10 +618,10 @@ def _search(argv: Sequence[str] | None, prog: str, held: contextlib.ExitStack) -
 
     from mobilenas.search.orchestrator import SearchRun
 
-    if on_ray and not config["ray_address"]:
+    if config["space"] != "nb201" and not (on_ray and config["ray_address"]):  # trainings on this machine
         from mobilenas.search.execution import oversubscription_note
 
-        note = oversubscription_note(config["workers"], config["cpus_per_trial"], "proxy trainings")
+        note = oversubscription_note(config["workers"] if on_ray else 1, config["cpus_per_trial"], "proxy trainings")
         if note:
             print(note, file=sys.stderr)  # a note, not progress: said even with --quiet
     bar, update = _progress_hook(config, config["samples"])

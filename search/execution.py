@@ -112,11 +112,15 @@ def check_ray_address(address: str | None, timeout_s: float = 5.0) -> None:
         raise UsageError(f"--ray-address {address}: cannot connect ({reason}); start the cluster there (ray start --head) or drop --ray-address for a local Ray") from None
 
 
-def oversubscription_note(workers: int, cpus_per_worker: float, what: str) -> str | None:
-    """A note when a local Ray would run more CPUs of work at once than this machine has cores."""
+def oversubscription_note(workers: int, cpus_per_worker: float, what: str, option: str = "--cpus-per-trial") -> str | None:
+    """A note when a local Ray would run more CPUs of work at once than this machine has cores
+    (``option`` sets the CPUs, and threads, of each)."""
     cores = os.cpu_count() or 1
-    if workers <= 1 or workers * cpus_per_worker <= cores:
+    if workers * cpus_per_worker <= cores:
         return None
+    if workers <= 1:  # one at a time, with more threads than cores
+        return (f"note: {option} {cpus_per_worker:g} on {cores} cores: the {what} run {cpus_per_worker:g} threads on {cores} cores, "
+                f"which is slower than {cores}; {option} {cores} matches this machine")
     fitting = max(1, int(cores // cpus_per_worker))
     return (
         f"note: {workers} {what} at once x {cpus_per_worker:g} CPU{'' if cpus_per_worker == 1 else 's'} each on {cores} cores: they share the cores and each runs "

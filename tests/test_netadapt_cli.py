@@ -146,7 +146,10 @@ def test_more_workers_than_cores_get_a_note(monkeypatch: pytest.MonkeyPatch, cap
     from mobilenas.search.execution import oversubscription_note
 
     monkeypatch.setattr("os.cpu_count", lambda: 2)
-    assert oversubscription_note(2, 1, "trainings") is None and oversubscription_note(1, 4, "trainings") is None
+    assert oversubscription_note(2, 1, "trainings") is None and oversubscription_note(1, 2, "trainings") is None
+    assert oversubscription_note(1, 64, "proxy trainings") == (  # one at a time, more threads than cores
+        "note: --cpus-per-trial 64 on 2 cores: the proxy trainings run 64 threads on 2 cores, which is slower than 2; --cpus-per-trial 2 matches this machine"
+    )
     assert oversubscription_note(2, 2, "trainings") == (
         "note: 2 trainings at once x 2 CPUs each on 2 cores: they share the cores and each runs slower; --workers 1 matches this machine"
     )
@@ -154,6 +157,8 @@ def test_more_workers_than_cores_get_a_note(monkeypatch: pytest.MonkeyPatch, cap
     assert main(["refine", "/nonexistent/best.json", "--workers", "4"]) == 2
     err = capsys.readouterr().err
     assert "note: 4 proposals at once x 1 CPU each on 2 cores" in err and "--workers 2 matches this machine" in err
+    assert main(["refine", "/nonexistent/best.json", "--threads", "8"]) == 2
+    assert "note: --threads 8 on 2 cores: the proposals run 8 threads on 2 cores, which is slower than 2; --threads 2 matches" in capsys.readouterr().err
     assert main(["refine", "/nonexistent/best.json", "--latency-threads", "3"]) == 2
     assert "note: --latency-threads 3 on 2 cores: the threads share the cores" in capsys.readouterr().err
 

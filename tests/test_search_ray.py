@@ -317,6 +317,14 @@ def test_a_best_measured_far_from_its_table_latency_is_measured_again_and_noted(
     assert "below its" in note and f"nas-latency calibrate --space {space_file} --table {table})" in note
 
 
+def test_more_training_threads_than_cores_get_a_note(space_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    # One training at a time in this process, with more threads than the machine has cores.
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    args = _network_args(space_file, tmp_path / "run", "--samples", "1", "--executor", "inline", "--no-measure", "--cpus-per-trial", "3")
+    assert nas_search(args) == 0  # --quiet: a note is said all the same
+    assert "note: --cpus-per-trial 3 on 2 cores: the proxy trainings run 3 threads on 2 cores" in capsys.readouterr().err
+
+
 def test_resume_says_when_the_latency_tables_correction_changed_meanwhile(space_file: Path, tmp_path: Path) -> None:
     from mobilenas.latency.table import Correction, LookupTable
 
