@@ -93,23 +93,50 @@ def check_ray_address(address: str | None, timeout_s: float = 5.0) -> None:
     """Fail now, in one line, if ``address`` (``--ray-address``) is malformed or nothing answers there.
 
     Ray itself retries a dead address for minutes, printing warnings, and only after the run has
-    started. ``auto`` and ``local`` are Ray's own words and are left to it.
+    started. ``auto`` (the cluster that ``RAY_ADDRESS`` names, or the last ``ray start`` on this
+    machine) is resolved as Ray resolves it and checked alike; ``local`` is left to Ray.
     """
+    from mobilenas.errors import UsageError
+
+    if not address or address == "local":
+        return
+    if address == "auto":
+        found = _auto_address()
+        if found is None:
+            raise UsageError("--ray-address auto: no Ray cluster runs on this machine (RAY_ADDRESS is unset and nothing was started with ray start); "
+                             "start one (ray start --head), give its HOST:PORT, or drop --ray-address for a local Ray")
+        if found == "auto":
+            return  # Ray's resolution is not available here; Ray will say
+        return _check_reachable(found, f"auto (= {found})", timeout_s)
+    _check_reachable(address, address, timeout_s)
+
+
+def _check_reachable(address: str, shown: str, timeout_s: float) -> None:
     import socket
 
     from mobilenas.errors import UsageError
 
-    if not address or address in ("auto", "local"):
-        return
     host, port = _host_and_port(address)
     if not host or not port.isdigit():
-        raise UsageError(f"--ray-address {address!r}: expected HOST:PORT (the head node's GCS, e.g. 10.0.0.5:6379), ray://HOST:PORT or auto")
+        raise UsageError(f"--ray-address {shown!r}: expected HOST:PORT (the head node's GCS, e.g. 10.0.0.5:6379), ray://HOST:PORT or auto")
     try:
         with socket.create_connection((host, int(port)), timeout=timeout_s):
             pass
     except OSError as error:
         reason = error.strerror or str(error) or type(error).__name__
-        raise UsageError(f"--ray-address {address}: cannot connect ({reason}); start the cluster there (ray start --head) or drop --ray-address for a local Ray") from None
+        raise UsageError(f"--ray-address {shown}: cannot connect ({reason}); start the cluster there (ray start --head) or drop --ray-address for a local Ray") from None
+
+
+def _auto_address() -> str | None:
+    """What Ray's ``address="auto"`` connects to: ``RAY_ADDRESS``, else the cluster the last ``ray
+    start`` on this machine recorded; None when neither; ``"auto"`` when Ray's lookup is missing."""
+    if os.environ.get("RAY_ADDRESS", "").strip():
+        return os.environ["RAY_ADDRESS"].strip()
+    try:  # Ray's own lookup (not a public API)
+        from ray._private.services import find_bootstrap_address
+    except ImportError:
+        return "auto"
+    return find_bootstrap_address(None) or None
 
 
 def oversubscription_note(workers: int, cpus_per_worker: float, what: str, option: str = "--cpus-per-trial") -> str | None:

@@ -263,6 +263,19 @@ def test_a_bad_ray_address_fails_at_once_before_any_work(space_file: Path, tmp_p
     assert time.monotonic() - started < 10 and not out.exists()  # Ray alone retried for minutes, after making the run
 
 
+def test_ray_address_auto_is_resolved_and_checked_before_any_work(space_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    # auto is what RAY_ADDRESS names, else the last `ray start` on this machine (Ray's own lookup).
+    out = tmp_path / "run"
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")
+    assert nas_search(_network_args(space_file, out, "--ray-address", "auto")) == 2
+    assert "--ray-address auto (= 127.0.0.1:1): cannot connect (Connection refused)" in capsys.readouterr().err
+    monkeypatch.delenv("RAY_ADDRESS")
+    monkeypatch.setattr("ray._private.services.find_bootstrap_address", lambda temp_dir: None)  # no `ray start` here
+    assert nas_search(_network_args(space_file, out, "--ray-address", "auto")) == 2
+    assert "--ray-address auto: no Ray cluster runs on this machine" in capsys.readouterr().err
+    assert not out.exists()  # before: the run was made, then Ray's error came
+
+
 def test_resume_keeps_the_space_the_run_started_with(space_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A space .json edited (or removed) after the run started: --resume uses the recorded space."""
     import shutil
