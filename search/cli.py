@@ -126,7 +126,7 @@ def build_parser(prog: str) -> ArgumentParser:
     g = p.add_argument_group("execution (proxy trainings; a tabular search looks up its table in this process)")
     g.add_argument("--workers", type=positive_int, metavar="N", default=S, help="proxy trainings at once (default: CPU cores / --cpus-per-trial)")
     g.add_argument("--cpus-per-trial", type=positive_float, metavar="CPUS", default=S, help="CPUs (and torch threads) of each proxy training (default 1)")
-    g.add_argument("--ray-address", default=S, metavar="ADDR", help="join this Ray cluster instead of starting a local one on 127.0.0.1")
+    g.add_argument("--ray-address", default=S, metavar="ADDR", help="join this Ray cluster (HOST:PORT, or auto: RAY_ADDRESS or the last ray start here) instead of starting a local one on 127.0.0.1")
     g.add_argument("--retries", type=nonnegative_int, metavar="N", default=S, help="restarts of a crashed trial before it is recorded as failed (default 2)")
     g.add_argument("--executor", choices=("ray", "inline"), default=S, help="ray: proxy trainings on Ray Tune (default); inline: in this process, one at a time")
 
