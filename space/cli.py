@@ -16,8 +16,9 @@ from mobilenas.cliutil import (
 from mobilenas.space.arch import Architecture, block_contexts, conv_output_size
 from mobilenas.space.cost import architecture_cost, block_cost, head_cost, stem_cost
 from mobilenas.space.io import load_architecture
+from mobilenas.space.nb201 import CellSpace, nb201_space
 from mobilenas.space.references import REFERENCES
-from mobilenas.space.search_space import SPACES, get_space
+from mobilenas.space.search_space import SPACES, SearchSpace, get_space
 
 
 def build_parser(prog: str) -> ArgumentParser:
@@ -27,14 +28,14 @@ def build_parser(prog: str) -> ArgumentParser:
         epilog=(
             f"NAME_OR_PATH is a reference ({', '.join(REFERENCES)}; add @0.75 for a width multiplier), "
             "an architecture JSON file, a best.json/refined.json, or a notation string. "
-            f"'mobilenas show --space {'|'.join(SPACES)}' lists a search space's decisions."
+            f"'mobilenas show --space {'|'.join([*SPACES, 'nb201'])}' lists a search space's decisions."
         ),
     )
     add_version_flag(parser)
     parser.add_argument("arch", nargs="?", metavar="NAME_OR_PATH", help="the architecture to show")
     parser.add_argument("--input-size", type=positive_int, default=224, help="square input resolution for MACs (default: 224)")
     parser.add_argument("--num-classes", type=positive_int, default=None, help="replace the classifier's class count")
-    parser.add_argument("--space", default=None, help="also show the architecture's decisions in this space (mnasnet, mobilenetv3 or a space .json)")
+    parser.add_argument("--space", default=None, help="also show the architecture's decisions in this space (mnasnet, mobilenetv3 or a space .json); alone, list the space's decisions (also nb201)")
     add_json_flag(parser)
     return parser
 
@@ -88,13 +89,16 @@ def _main(argv: Sequence[str] | None, prog: str) -> int:
     if args.arch is None:
         if args.space is None:
             build_parser(prog).error("give an architecture (NAME_OR_PATH) or --space NAME")
-        space = get_space(args.space)
+        space: SearchSpace | CellSpace = nb201_space() if args.space == "nb201" else get_space(args.space)
         if args.json:
             print_json({"space": space.to_dict(), "size": space.size(), "decisions": [{"path": d.path, "options": list(d.options)} for d in space.decisions]})
             return 0
-        print(f"space {space.name}: {len(space.decisions)} decisions, {space.size():.3e} index vectors")
+        size = space.size()
+        print(f"space {space.name}: {len(space.decisions)} decisions, {f'{size:,}' if size < 10**7 else f'{size:.3e}'} index vectors")
         for d in space.decisions:
             print(f"  {d.path:<26} {', '.join(map(str, d.options))}")
+        if isinstance(space, CellSpace):
+            print("a tabular benchmark's cell space: searched with nas-search --benchmark CSV (accuracy and latency are the table's)")
         return 0
     arch = load_architecture(args.arch, num_classes=args.num_classes)
     payload = summary(arch, args.input_size)

@@ -32,6 +32,17 @@ def test_show_prints_blocks_and_notation(tmp_path) -> None:
     assert "stage4.num_layers" in result.stdout and "stages[6][0]" in result.stdout
 
 
+def test_show_lists_a_spaces_decisions_the_tabular_cell_space_too() -> None:
+    from mobilenas.space.nb201 import nb201_space
+
+    result = run("show", "--space", "nb201")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("space nb201: 6 decisions, 15,625 index vectors")
+    assert "edge_3<-2                  none, skip_connect, nor_conv_1x1, nor_conv_3x3, avg_pool_3x3" in result.stdout
+    assert json.loads(run("show", "--space", "nb201", "--json").stdout)["space"] == nb201_space().to_dict()
+    assert run("show", "--space", "mobilenetv3").stdout.startswith("space mobilenetv3: 42 decisions, 1.248e+18 index vectors")
+
+
 def test_show_reads_a_best_json_and_a_notation(tmp_path) -> None:
     path = tmp_path / "best.json"
     path.write_text(json.dumps({"architecture": reference("mnasnet-b1").to_dict(), "accuracy": 0.5}))
