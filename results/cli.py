@@ -363,11 +363,15 @@ def _check_png(path: Path) -> None:
 # --------------------------------------------------------------------------- compare
 
 
-def _note_different_problems(runs: Sequence[Any]) -> None:
-    """Say so when search runs put different things on an axis (another space, data set or device)."""
+def _note_different_problems(runs: Sequence[Any]) -> dict[str, int]:
+    """Say so when search runs put different things on an axis (another space, data set or device);
+    returns each search run's problem, numbered from 1 in the order first given."""
     from mobilenas.results.search_run import SearchResults
 
     problems = {r.label: r.problem_axes() for r in runs if isinstance(r, SearchResults)}
+    numbers: dict[tuple[str, ...], int] = {}
+    for axes in problems.values():
+        numbers.setdefault(tuple(axes.values()), len(numbers) + 1)
     differing = []
     for aspect in ("space", "accuracy", "latency"):
         values = {label: axes[aspect] for label, axes in problems.items()}
@@ -378,6 +382,7 @@ def _note_different_problems(runs: Sequence[Any]) -> None:
             differing.append(f"{aspect}: " + "; ".join(f"{value} ({', '.join(labels)})" for value, labels in by_value.items()))
     if differing:
         print("note: these runs search different problems, so their accuracies, latencies and hypervolumes are not on one scale; " + " | ".join(differing), file=sys.stderr)
+    return {label: numbers[tuple(axes.values())] for label, axes in problems.items()}
 
 
 def _compare(args: argparse.Namespace) -> int:
@@ -391,7 +396,7 @@ def _compare(args: argparse.Namespace) -> int:
     out = Path(args.out)
     _check_png(out)
     runs = load_runs(args.runs)
-    _note_different_problems(runs)
+    problems = _note_different_problems(runs)
     latency = _latency(args)
     reference = args.reference_point or default_reference_point(runs)
     table = compare_runs(runs, reference, latency)
@@ -399,6 +404,9 @@ def _compare(args: argparse.Namespace) -> int:
         by = [c.strip() for c in args.by.split(",") if c.strip()]
     else:
         by = ["strategy"] + (["target_latency_ms"] if table["target_latency_ms"].nunique() > 1 else [])
+        if len(set(problems.values())) > 1:  # means over different problems would mix scales
+            table["problem_number"] = [problems.get(label, 0) for label in table["run"]]
+            by.append("problem_number")
     grouped = summarize(table, by)
     references = None
     if args.references is not None or args.reference_accuracy:
@@ -430,9 +438,16 @@ def _compare(args: argparse.Namespace) -> int:
         print("  " + line)
     if (grouped["runs"] > 1).any():
         print()
-        print(f"mean ± std per {', '.join(by)}:")
+        legend = ""
+        if "problem_number" in by:
+            members: dict[int, list[str]] = {}
+            for label, number in problems.items():
+                members.setdefault(number, []).append(_short(label, 40))
+            legend = " (" + "; ".join(f"problem {n}: {', '.join(labels)}" for n, labels in sorted(members.items())) + ")"
+        shown = ["problem" if c == "problem_number" else c for c in by]
+        print(f"mean ± std per {', '.join(shown)}{legend}:")
         metrics = ["best_reward", "best_accuracy", "best_feasible_accuracy", *(["best_feasible_final_accuracy"] if with_final else []), "hypervolume_normalised"]
-        rows = [[*by, "runs", "best reward", "best acc", "acc in target", *final_header, "HV norm"]]
+        rows = [[*shown, "runs", "best reward", "best acc", "acc in target", *final_header, "HV norm"]]
         for record in grouped.to_dict("records"):
             def pm(metric: str, record: dict[str, Any] = record) -> str:
                 mean, std = record.get(f"{metric}_mean"), record.get(f"{metric}_std")

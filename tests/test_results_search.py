@@ -328,3 +328,9 @@ def test_compare_notes_runs_that_search_different_problems(runs: dict[str, Path]
     assert err.startswith("note: these runs search different problems") and len(err.splitlines()) == 1
     assert "accuracy: val_acc_12ep of cells.csv (ppo-0); test_acc_200ep of cells.csv (final-as-reward)" in err
     assert "latency:" not in err and "space:" not in err  # only what differs is named
+    # the means per strategy are taken per problem: before, random's three runs were pooled
+    assert nas_results(["compare", str(runs["random-0"]), str(runs["random-1"]), str(other), "--out", str(fronts), "--json"]) == 0
+    groups = json.loads(capsys.readouterr().out)["groups"]
+    assert [(g["strategy"], g["problem_number"], g["runs"]) for g in groups] == [("random", 1, 2), ("random", 2, 1)]
+    assert nas_results(["compare", str(runs["random-0"]), str(runs["random-1"]), str(other), "--out", str(fronts)]) == 0
+    assert "mean ± std per strategy, problem (problem 1: random-0, random-1; problem 2: final-as-reward):" in capsys.readouterr().out
