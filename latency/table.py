@@ -94,9 +94,12 @@ class MissingEntryError(ValueError):
         first = missing[0]
         more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
         where = f"latency table {table.path}" if table.path else "the latency table"
+        from mobilenas.space.search_space import SPACES
+
+        space = table.header.space_name if table.header.space_name in SPACES else "SPACE"  # a custom space: its .json
         fix = (
-            f"measure it on demand (predict(..., measure_missing=True), --measure-missing) or fill the table "
-            f"with nas-latency build --space SPACE --table {shlex.quote(str(table.path)) if table.path else 'PATH'}"
+            f"measure missing entries on demand (nas-latency predict --measure-missing; measure_missing=True in Python) or fill the table "
+            f"with nas-latency build --space {space} --table {shlex.quote(str(table.path)) if table.path else 'PATH'}"
         )
         super().__init__(f"{where} has no entry for {first.signature.key} (at {first.path}){more}; {fix}")
 

@@ -21,7 +21,7 @@ from mobilenas.latency import (
     space_signatures,
 )
 from mobilenas.latency.table import Entry
-from mobilenas.space import get_space
+from mobilenas.space import get_space, reference
 from mobilenas.space.search_space import all_index_vectors
 
 from helpers import tiny_space
@@ -130,8 +130,12 @@ def test_pruned_search_agrees_with_the_exhaustive_one_on_monotone_latencies(tmp_
 def test_fastest_latency_on_a_lazy_table_measures_only_what_it_needs(tmp_path) -> None:
     space = tiny_space()
     table = LookupTable.create(tmp_path / "lazy.jsonl", backend=OnnxRuntimeBackend(warmup=1, repeats=3), input_size=SIZE, method=FAST)
-    with pytest.raises(MissingEntryError, match="has no entry for stem_h32w32"):
+    with pytest.raises(MissingEntryError, match="has no entry for stem_h32w32") as raised:
         fastest_latency(space, table)
+    assert "nas-latency build --space SPACE --table" in str(raised.value)  # a space of one's own: its .json
+    mbv3 = LookupTable.create(tmp_path / "mbv3.jsonl", backend=OnnxRuntimeBackend(warmup=1, repeats=3), input_size=SIZE, method=FAST, space_name="mobilenetv3")
+    with pytest.raises(MissingEntryError, match=r"fill the table with nas-latency build --space mobilenetv3 --table \S+mbv3\.jsonl$"):
+        mbv3.predict(reference("mobilenetv3-small"))
     latency, arch = fastest_latency(space, table, measure_missing=True)
     assert 0 < len(table) < len(space_signatures(space, SIZE)) // 2
     assert latency == pytest.approx(table.predict_sum(arch))  # identity correction so far

@@ -167,7 +167,8 @@ def test_bad_input_is_one_line_and_exit_2(argv, message, capsys) -> None:
 def test_a_missing_entry_and_a_foreign_table_are_one_line_errors(built_table, tmp_path, capsys) -> None:
     big = tiny_arch().to_notation()  # an SE conv block the tiny space never produces
     code, _, err = run(["predict", big, "--table", str(built_table)], capsys)
-    assert code == 2 and err.count("\n") == 1 and "has no entry for" in err and "--measure-missing" in err
+    assert code == 2 and err.count("\n") == 1 and "has no entry for" in err and "(nas-latency predict --measure-missing;" in err
+    assert f"nas-latency build --space SPACE --table {built_table}" in err and "predict(..." not in err  # a custom space: its .json
     lines = built_table.read_text().splitlines()
     header = json.loads(lines[0])
     header["device"]["runtime_version"] = "0.0.1"
