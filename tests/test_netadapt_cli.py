@@ -32,13 +32,18 @@ def test_describe_lists_groups(capsys: pytest.CaptureFixture[str]) -> None:
     assert len(payload["groups"]) == len(prunable_groups(reference("mobilenetv2")))
 
 
-def test_resolve_input_forms(tmp_path: Path) -> None:
+def test_resolve_input_forms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     arch = tiny_arch()
     weights = build_model(arch).state_dict()
     save_weights(tmp_path / "sub" / "w.pt", weights)
     (tmp_path / "sub" / "best.json").write_text(json.dumps({"architecture": arch.to_dict(), "accuracy": 0.5, "weights": "w.pt"}))
     start = resolve_input(str(tmp_path / "sub" / "best.json"), None)  # relative to the JSON's folder
     assert start.arch == arch and start.weights is not None and set(start.weights) == set(weights)
+    # nas-search writes weights relative to where it ran; the run records them absolute, so a
+    # resume from another folder finds them
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sub" / "best.json").write_text(json.dumps({"architecture": arch.to_dict(), "weights": "sub/w.pt"}))
+    assert resolve_input("sub/best.json", None).weights_path == str(tmp_path / "sub" / "w.pt")
     assert resolve_input(str(tmp_path / "sub"), None).arch == arch  # a run directory holding best.json
     no_weights = tmp_path / "arch.json"
     no_weights.write_text(arch.to_json())
@@ -87,7 +92,7 @@ def test_weights_files(tmp_path: Path) -> None:
         (["refine"], "give INPUT"),
         (["refine", "--resume", "/nonexistent/run"], "is not a directory"),
         (["refine", "mobilenetv2", "--seed", "-1"], "argument --seed: expected a whole number >= 0"),
-        (["refine", "mobilenetv2", "--resume", "/nonexistent/run", "--granularity", "4"], "drop --granularity, INPUT (only"),
+        (["refine", "mobilenetv2", "--resume", "/nonexistent/run", "--granularity", "4"], "/nonexistent/run is not a directory"),
         (["refine", "nonsense-net", "--budget-ratio", "0.5"], "neither a reference"),
         (["refine", "/nonexistent/best.json"], "neither a reference"),  # default budget: no notice before the error
         (["refine", "mobilenetv2", "--device", "cuda:99"], "device 'cuda:99': "),  # no such GPU here: before any work

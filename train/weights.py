@@ -102,16 +102,17 @@ def load_strict(model: nn.Module, state: Mapping[str, torch.Tensor], where: str 
 def locate_weights(given: Path, folder: Path) -> Path:
     """A result file's weights path: as written (absolute or relative to the working directory),
     relative to the result's folder, or inside that folder when the path names the run directory
-    (nas-search writes ``results/runs/RUN/weights/...``, relative to where it ran)."""
+    (nas-search writes ``results/runs/RUN/weights/...``, relative to where it ran). A file found is
+    returned as an absolute path, so that a run recording it can resume from any folder."""
     if given.is_absolute() or given.exists():
-        return given
+        return given.absolute()
     if (folder / given).exists():
-        return folder / given
+        return (folder / given).absolute()
     parts = given.parts
     if folder.name in parts:
         inside = folder.joinpath(*parts[len(parts) - parts[::-1].index(folder.name):])
         if inside.exists():
-            return inside
+            return inside.absolute()
     return given
 
 
