@@ -32,6 +32,7 @@ from mobilenas.cliutil import (
     positive_float,
     positive_int,
     print_json,
+    refuse_changed_on_resume,
     refuse_ineffective,
     run_main,
     set_resume_hint,
@@ -491,16 +492,18 @@ def _resume(args: argparse.Namespace, prog: str, progress: bool, held: contextli
     from mobilenas.netadapt.run import RUN_KIND, Refinement, Settings, check_history
     from mobilenas.netadapt.training import DataTrainer, TrainingSettings
 
-    typed = {k for k in _given(args) if k not in (*EXECUTION_OPTIONS, "max_iterations")}
-    extra = sorted(typed | ({"input"} if args.input else set()) | ({"target_latency"} if args.target_latency is not None else set()) | ({"budget_ratio"} if args.budget_ratio is not None else set()) | ({"weights"} if args.weights else set()) | ({"out"} if args.out else set()))
-    if extra:
-        raise UsageError(
-            f"--resume continues a run with its own arguments; drop {', '.join('INPUT' if e == 'input' else '--' + e.replace('_', '-') for e in extra)} "
-            "(only --workers, --ray-address, --threads, --device, --json and --quiet may change, and --max-iterations may extend the run)"
-        )
     run = held.enter_context(RunDir.open(args.resume, kind=RUN_KIND).claim())
-    check_history(run)
     manifest = run.manifest()
+    # the run's own command typed again with --resume is fine; a changed option is not
+    values = {**DEFAULTS, **_given(args)}
+    typed_paths = argparse.Namespace(input=args.input, weights=args.weights)
+    _absolute_paths(typed_paths, values)  # paths compare as the run recorded them
+    typed = {k: values[k] for k in _given(args) if k not in (*EXECUTION_OPTIONS, "max_iterations")}
+    typed.update({k: v for k, v in (("input", typed_paths.input), ("weights", typed_paths.weights), ("target_latency_ms", args.target_latency),
+                                    ("budget_ratio", args.budget_ratio), ("out", args.out)) if v is not None})
+    refuse_changed_on_resume(typed, {**manifest["arguments"], "out": str(run.root)},
+                             "only --workers, --ray-address, --threads, --device, --json and --quiet may change, and --max-iterations may extend the run")
+    check_history(run)
     values = dict(manifest["arguments"])
     settings = Settings.from_dict(manifest["settings"])
     overrides = {k: getattr(args, k) for k in EXECUTION_OPTIONS if getattr(args, k) is not None}

@@ -34,6 +34,7 @@ from mobilenas.cliutil import (
     positive_int,
     print_json,
     progress,
+    refuse_changed_on_resume,
     refuse_ineffective,
     resume_hint,
     run_main,
@@ -579,10 +580,12 @@ def _search(argv: Sequence[str] | None, prog: str, held: contextlib.ExitStack) -
         run = held.enter_context(RunDir.open(resume, kind="search").claim())
         recorded = run.manifest()
         stored = dict(recorded["config"])
-        unexpected = sorted(k for k in given if k not in RESUME_OVERRIDES)
-        if unexpected:
-            names = ", ".join("--" + k.replace("_", "-") for k in unexpected)
-            raise UsageError(f"--resume continues a run with its own arguments; drop {names} (only --workers, --ray-address, --samples, --retries, --cpus-per-trial and --quiet may change)")
+        # the run's own command typed again with --resume is fine; a changed option is not
+        typed = {**stored, **given}
+        _record_absolute_paths(typed)  # paths compare as the run recorded them
+        refuse_changed_on_resume({k: typed[k] for k in given if k not in RESUME_OVERRIDES}, stored,
+                                 "only --workers, --ray-address, --samples, --retries, --cpus-per-trial and --quiet may change")
+        given = {k: v for k, v in given.items() if k in RESUME_OVERRIDES}
         config = resolve_config({**stored, **given}, typed=given)
         config["out"] = str(run.root)
     else:

@@ -185,9 +185,14 @@ def test_resume_after_sigkill_loses_and_repeats_nothing(table: Path, reference_r
     assert refined["architecture"] == json.loads((reference_run / "refined.json").read_text())["architecture"]
 
 
-def test_resume_reloads_the_runs_own_arguments(reference_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["refine", "--resume", str(reference_run), "--target-latency", "1ms"]) == 2
-    assert "drop --target-latency" in capsys.readouterr().err
+def test_resume_reloads_the_runs_own_arguments(reference_run: Path, table: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["refine", "--resume", str(reference_run), "--target-latency", "1ms", "--granularity", "8"]) == 2
+    assert "(it has --granularity 4; --target-latency unset); drop --granularity, --target-latency (only" in capsys.readouterr().err
+    # the run's own command with --resume added (up-arrow, --resume RUN) goes on with it
+    assert main(["refine", ARCH, "--budget-ratio", "0.6", *common(table, reference_run), "--resume", str(reference_run), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["latency_ms"] == json.loads((reference_run / "refined.json").read_text())["latency_ms"]
+    assert main(["refine", "mobilenetv2", "--resume", str(reference_run)]) == 2
+    assert f"(it has INPUT {ARCH}); drop INPUT (only" in capsys.readouterr().err
     # a finished run resumes to its result without new work
     lines = len(history(reference_run))
     assert main(["refine", "--resume", str(reference_run), "--json"]) == 0

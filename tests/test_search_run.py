@@ -237,11 +237,17 @@ def test_a_benchmark_implies_the_cell_space(cells: Path, tmp_path: Path) -> None
     assert len(list(csv.DictReader((out / "trials.csv").open()))) == 6
 
 
-def test_resume_refuses_changed_arguments(cells: Path, tmp_path: Path, capsys) -> None:
+def test_resume_refuses_changed_arguments(cells: Path, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "run"
     assert nas_search(_args(cells, out, "--samples", "5", "--strategy", "random")) == 0
-    assert nas_search(["--resume", str(out), "--strategy", "tpe"]) == 2
-    assert "drop --strategy" in capsys.readouterr().err
+    assert nas_search(["--resume", str(out), "--strategy", "tpe", "--early-stopping"]) == 2
+    assert "(it has --early-stopping off; --strategy random); drop --early-stopping, --strategy (only" in capsys.readouterr().err
+    # the run's own command with --resume added (up-arrow, --resume RUN) continues it, from any folder
+    again = _args(cells, out, "--samples", "7", "--strategy", "random")
+    monkeypatch.chdir(cells.parent)
+    relative = [cells.name if a == str(cells) else a for a in again]
+    assert relative != again and nas_search([*relative, "--resume", str(out)]) == 0
+    assert len(list(csv.DictReader((out / "trials.csv").open()))) == 7
     assert nas_search(["--resume", str(out), "--workers", "2"]) == 2  # may change on a network search only
     assert "--workers would have no effect on a tabular search" in capsys.readouterr().err
     manifest = json.loads((out / "manifest.json").read_text())

@@ -215,6 +215,42 @@ def refuse_ineffective(keys: Sequence[str], why: str, *, alternative: str = "") 
         raise UsageError(f"{names} would have no effect {why}; drop {'it' if len(keys) == 1 else 'them'}{alternative}")
 
 
+def refuse_changed_on_resume(typed: dict[str, Any], recorded: dict[str, Any], allowed: str) -> None:
+    """``--resume RUN`` with options typed: those equal to what the run recorded are fine (the run's
+    own command with ``--resume`` added); a usage error names the others with the run's values.
+
+    Keys are ``dest`` names (``input`` is shown as INPUT); ``typed`` holds values as the run would
+    have recorded them (paths absolute); ``target_latency`` and ``*_ms`` keys are shown in ms (a
+    ``*_ms`` key as the option without the suffix).
+    ``allowed`` says, in parentheses after the error, what a resume may change.
+    """
+    def same(a: Any, b: Any) -> bool:
+        if a == b:
+            return True
+        if isinstance(a, str) and isinstance(b, str):  # a path recorded relative to where the run started
+            return os.path.abspath(os.path.expanduser(a)) == os.path.abspath(os.path.expanduser(b))
+        return isinstance(a, int | float) and isinstance(b, int | float) and not isinstance(a, bool) and math.isclose(a, b, rel_tol=1e-12)
+
+    changed = sorted(key for key, value in typed.items() if not same(value, recorded.get(key)))
+    if not changed:
+        return
+
+    def option(key: str) -> str:
+        return "INPUT" if key == "input" else "--" + key.removesuffix("_ms").replace("_", "-")
+
+    def shown(key: str, value: Any) -> str:
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        if value is None or value == []:
+            return "unset"
+        if (key == "target_latency" or key.endswith("_ms")) and isinstance(value, int | float):
+            return f"{value:g}ms"
+        return " ".join(map(str, value)) if isinstance(value, list) else str(value)
+
+    had = "; ".join(f"{option(key)} {shown(key, recorded.get(key))}" for key in changed)
+    raise UsageError(f"--resume continues a run with its own arguments (it has {had}); drop {', '.join(option(k) for k in changed)} ({allowed})")
+
+
 def latency_threads_note(threads: int, option: str, *, command: str | None = None) -> str | None:
     """A note when latencies would be timed on this machine with more threads than it has cores."""
     cores = os.cpu_count() or 1
