@@ -301,6 +301,14 @@ def _print_netadapt(run: Any, summary: dict[str, Any], front: Any, args: argpars
     print(f"  netadapt        from {run.source}; selection {run.selection}; {counted(summary['iterations'], 'iteration')}{state}")
     if not run.finished:
         print(f"  not finished    in progress, or interrupted: netadapt refine --resume {shlex.quote(str(run.path))} goes on")
+    elif summary.get("meets_budget") is False:
+        limit = run.manifest.get("settings", {}).get("max_iterations")
+        if isinstance(limit, int) and summary["iterations"] >= limit:
+            why = (f"stopped by --max-iterations {limit}; netadapt refine --resume {shlex.quote(str(run.path))} --max-iterations N "
+                   f"(N above {limit}) goes on")
+        else:
+            why = "the run ended before reaching the budget"
+        print(f"  above budget    ends at {format_ms(summary['best_latency_ms'])} by the table: {why}")
     print(f"  budget          {format_ms(run.target_latency_ms)} by the table (start {format_ms(run.start_latency_ms)})")
     frame = run.iterations
     if len(frame):

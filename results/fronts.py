@@ -232,6 +232,8 @@ def run_summary(run: RunResults, reference: ReferencePoint | None = None, latenc
             "trials_to_best": None,
             "wall_time_s": float(iterations["wall_time_s"].sum()) if len(iterations) else 0.0,
         })
+        # the budget is met by the table's latency (what NetAdapt prunes by), up to float rounding
+        common["meets_budget"] = bool(common["best_latency_ms"] <= run.target_latency_ms * (1 + 1e-9)) if refined else None
     return common
 
 

@@ -197,6 +197,26 @@ def test_show_and_figures(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureF
             assert image.width > 500
 
 
+def test_show_says_when_a_run_ends_above_its_budget(run_dir: Path, table: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert nas_results(["show", str(run_dir), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)["summary"]
+    assert summary["meets_budget"] is (summary["best_latency_ms"] <= summary["target_latency_ms"])
+    # stopped by --max-iterations short of its budget: it reads finished, so say what is left
+    out = tmp_path / "short"
+    assert netadapt([
+        "refine", ARCH, "--budget-ratio", "0.6", "--max-iterations", "1", "--train-size", "256", "--val-size", "128", "--test-size", "128",
+        "--pretrain-epochs", "1", "--finetune-steps", "2", "--final", "none", "--table", str(table), "--threads", "1",
+        "--initial-reduction", "0.06", "--reduction-decay", "1", "--out", str(out), "--quiet",
+    ]) == 0
+    capsys.readouterr()
+    assert nas_results(["show", str(out)]) == 0
+    shown = capsys.readouterr().out
+    assert "1 iteration, finished" in shown
+    assert "  above budget    ends at " in shown and f"stopped by --max-iterations 1; netadapt refine --resume {out} --max-iterations N (N above 1) goes on" in shown
+    assert nas_results(["show", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["summary"]["meets_budget"] is False
+
+
 def test_figures_name_the_final_training_the_run_did(run_dir: Path) -> None:
     """Legends say what the refined network's last training was (a retraining was labelled a
     'long fine-tune', and the progress plot showed the raw setting, 'finetune')."""
