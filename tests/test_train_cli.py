@@ -126,14 +126,19 @@ def test_resume_refuses_other_data_and_other_settings(tmp_path: Path) -> None:
     from mobilenas.train.full import FullTrainConfig, _check_resumable
 
     config = FullTrainConfig(epochs=2, batch_size=32, threads=1)
-    identity = {"architecture": "a" * 16, "data": {"name": "synthetic", "sizes": [64, 32, 32]}}
+    data = {"name": "synthetic", "sizes": {"train": 64, "val": 32, "test": 32}, "seed": 0, "mean": [0.3], "std": [0.2]}
+    identity = {"architecture": "a" * 16, "data": data}
     checkpoint = {"identity": identity, "config": config.to_dict()}
     path = tmp_path / "checkpoint.pt"
     _check_resumable(checkpoint, identity, FullTrainConfig(epochs=2, batch_size=32, threads=2), path)  # threads may differ
-    with pytest.raises(ValueError, match="other data"):
-        _check_resumable(checkpoint, {**identity, "data": {"name": "synthetic", "sizes": [128, 32, 32]}}, config, path)
-    with pytest.raises(ValueError, match=r"other settings \(batch_size=32\)"):
-        _check_resumable(checkpoint, identity, FullTrainConfig(epochs=2, batch_size=16, threads=1), path)
+    # what differs is named by its option, the checkpoint's value first; mean and std follow from the rest
+    other = {**data, "sizes": {"train": 128, "val": 32, "test": 32}, "mean": [0.31], "std": [0.21]}
+    with pytest.raises(ValueError, match=r"other data \(--train-size 64, not 128\); resume with the same data set options$"):
+        _check_resumable(checkpoint, {**identity, "data": other}, config, path)
+    with pytest.raises(ValueError, match=r"other data \(--mean \[0\.3\], not \[0\.31\]; --std \[0\.2\], not \[0\.21\]\)"):  # other files
+        _check_resumable(checkpoint, {**identity, "data": {**data, "mean": [0.31], "std": [0.21]}}, config, path)
+    with pytest.raises(ValueError, match=r"other settings \(--lr 0\.1, not 0\.05; --batch-size 32, not 16\)"):
+        _check_resumable(checkpoint, identity, FullTrainConfig(epochs=2, batch_size=16, learning_rate=0.05, threads=1), path)
 
 
 def test_weights_start_a_fine_tune(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:

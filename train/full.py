@@ -22,7 +22,7 @@ import io
 import math
 import shlex
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -359,11 +359,32 @@ def _load_checkpoint(path: Path) -> dict[str, Any]:
     return state
 
 
+# how nas-train's options name what a checkpoint records (the rest: --name-with-dashes)
+_OPTION_NAMES = {
+    "sizes.train": "--train-size", "sizes.val": "--val-size", "sizes.test": "--test-size", "name": "--dataset", "input_size": "--image-size",
+    "in_channels": "--channels", "learning_rate": "--lr", "ema_decay": "--ema",
+}
+
+
+def _differences(saved: dict[str, Any], given: dict[str, Any], keys: Sequence[str] | None = None) -> str:
+    """'--train-size 512, not 256; --seed 0, not 1': what a checkpoint records that this command
+    changes (``keys``: which to compare, default all; a data set's mean and std follow from the
+    rest, so they are named only when nothing else differs)."""
+    def flat(record: dict[str, Any]) -> dict[str, Any]:
+        return {f"{k}.{i}": w for k, v in record.items() if isinstance(v, dict) for i, w in v.items()} | {k: v for k, v in record.items() if not isinstance(v, dict)}
+
+    theirs, ours = flat(saved), flat(given)
+    names = [k for k in dict.fromkeys([*theirs, *ours]) if (keys is None or k in keys) and theirs.get(k) != ours.get(k)]
+    derived = ("mean", "std")
+    names = [k for k in names if k not in derived] or names
+    return "; ".join(f"{_OPTION_NAMES.get(k, '--' + k.replace('_', '-'))} {theirs.get(k)}, not {ours.get(k)}" for k in names)
+
+
 def _check_resumable(checkpoint: dict[str, Any], identity: dict[str, Any], config: FullTrainConfig, path: Path) -> None:
     if checkpoint["identity"]["architecture"] != identity["architecture"]:
         raise ValueError(f"{path} is a training of another architecture (fingerprint {checkpoint['identity']['architecture']}); choose another --out")
     if checkpoint["identity"]["data"] != identity["data"]:
-        raise ValueError(f"{path} was trained on other data ({checkpoint['identity']['data']['name']}, sizes {checkpoint['identity']['data']['sizes']}); resume with the same data set options")
+        raise ValueError(f"{path} was trained on other data ({_differences(checkpoint['identity']['data'], identity['data'])}); resume with the same data set options")
     started_from = checkpoint["identity"].get("initial")  # absent in checkpoints of before nas-train --weights
     if started_from != identity.get("initial"):
         given = identity.get("initial") or "random weights"
@@ -371,4 +392,5 @@ def _check_resumable(checkpoint: dict[str, Any], identity: dict[str, Any], confi
     saved = FullTrainConfig(**checkpoint["config"])
     differing = config.resumable_with(saved)
     if differing:
-        raise ValueError(f"{path} was started with other settings ({', '.join(f'{n}={getattr(saved, n)}' for n in differing)}); resume with the same options")
+        different = _differences(dataclasses.asdict(saved), dataclasses.asdict(config), differing)
+        raise ValueError(f"{path} was started with other settings ({different}); resume with the same options")
