@@ -215,6 +215,20 @@ def test_sigterm_is_an_orderly_stop_and_the_handler_is_given_back(capsys: pytest
     assert signal.getsignal(signal.SIGTERM) is before
 
 
+@pytest.mark.parametrize(("raised", "line"), [(KeyboardInterrupt(), "prog: interrupted; completed work is saved"), (ValueError("bad input"), "prog: error: bad input")])
+def test_the_last_line_of_a_stopped_command_starts_a_line_of_its_own(raised: BaseException, line: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from mobilenas.cliutil import progress, run_main
+
+    def work(argv) -> int:
+        bar = progress(total=10, desc="epoch 3/3")
+        bar.update(3)
+        raise raised  # a progress bar left open, as an interrupted loop leaves it
+
+    assert run_main(work, [], "prog") in (2, 130)
+    err = capsys.readouterr().err
+    assert f"\n{line}" in err and err.endswith(f"{line}\n")  # not appended to the bar, and the bar not drawn again after it
+
+
 def test_the_systems_refusals_are_one_line(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     import errno
 

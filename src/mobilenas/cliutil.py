@@ -16,6 +16,7 @@ import os
 import re
 import signal
 import sys
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
@@ -82,6 +83,7 @@ def _chosen_subcommand(parser: argparse.ArgumentParser, parsed: argparse.Namespa
 
 
 _resume_hint: list[str] = []  # the command that continues the work in progress, once there is some
+_open_bars: weakref.WeakSet[Any] = weakref.WeakSet()  # progress bars not yet closed (closed when a command stops)
 
 
 def resume_hint() -> str | None:
@@ -115,6 +117,7 @@ def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[
     except SystemExit as exit_:  # argparse's usage errors and --help, when called in-process
         return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 2)
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM through _raise_terminated
+        _close_progress_bars()
         hint = f"; continue with: {_resume_hint[0]}" if _resume_hint else ""
         terminated = bool(_terminated)
         print(f"{prog}: {'terminated' if terminated else 'interrupted'}; completed work is saved{hint}", file=sys.stderr)
@@ -122,6 +125,7 @@ def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[
     except (SpecError, UsageError, ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError) as error:
         if os.environ.get("MOBILENAS_DEBUG"):
             raise
+        _close_progress_bars()
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         if isinstance(error, OSError) and error.strerror and error.filename:
             message = _os_message(error)  # not "[Errno 2] ...: '/path'"
@@ -142,6 +146,7 @@ def _system_error(prog: str, error: OSError) -> int:
     """One line for an error the system raised (with the resume hint once there is work to keep)."""
     if os.environ.get("MOBILENAS_DEBUG"):
         raise error
+    _close_progress_bars()
     home = _home_hint(error)
     hint = f"; completed work is saved; continue with: {_resume_hint[0]}" if _resume_hint else ""
     print(f"{prog}: error: {_os_message(error)}{home}{hint}", file=sys.stderr)
@@ -326,10 +331,20 @@ def progress(iterable: Any = None, *, total: int | None = None, desc: str = "", 
 
     # Redirected to a file or a CI log, a bar redrawn ten times a second is noise: redraw rarely.
     interactive = sys.stderr.isatty()
-    return tqdm(
+    bar = tqdm(
         iterable, total=total, desc=desc, disable=not enabled, unit=unit, initial=initial, dynamic_ncols=True, file=sys.stderr,
         mininterval=0.1 if interactive else 30.0, maxinterval=10.0 if interactive else 60.0,
     )
+    _open_bars.add(bar)
+    return bar
+
+
+def _close_progress_bars() -> None:
+    """Close the bars a stopped command left open, so that its last line starts on a line of its own
+    (a bar closed later, by the garbage collector, is drawn again after it)."""
+    for bar in list(_open_bars):
+        bar.close()
+    _open_bars.clear()
 
 
 def positive_int(text: str) -> int:
