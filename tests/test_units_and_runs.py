@@ -117,6 +117,15 @@ def test_an_output_folder_that_cannot_be_written_fails_before_any_work(tmp_path,
     assert nas_train(["mobilenetv2", "--out", str(blocker / "sub"), "--epochs", "1", "--train-size", "32", "--val-size", "32", "--test-size", "32", "--image-size", "32", "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert "is a file, not a folder" in err and len(err.splitlines()) == 1
+    # a folder option given a file's name (it made a folder called calibration.csv)
+    from mobilenas.latency.cli import main as nas_latency
+
+    assert nas_latency(["calibrate", "--space", "mobilenetv3", "--samples", "2", "--out", str(tmp_path / "cal.csv")], prog="nas-latency") == 2
+    err = capsys.readouterr().err.strip()
+    assert f"--out {tmp_path / 'cal.csv'}: expected a folder (the files are written into it), got a file's name; give a folder, e.g. {tmp_path / 'cal'}" in err
+    assert not (tmp_path / "cal.csv").exists()
+    (tmp_path / "old.csv").mkdir()  # a folder that already has such a name is a folder all the same
+    check_writable_folder(tmp_path / "old.csv", "--out x")
 
 
 def test_a_failed_atomic_write_names_the_file_asked_for(tmp_path) -> None:

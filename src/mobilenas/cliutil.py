@@ -267,6 +267,10 @@ def latency_threads_note(threads: int, option: str, *, command: str | None = Non
     )
 
 
+# endings of the files the commands write or read: a folder option given one of them is a slip
+_FILE_SUFFIXES = frozenset({".csv", ".json", ".jsonl", ".png", ".pdf", ".svg", ".pt", ".pth", ".onnx", ".parquet", ".txt", ".md", ".npz"})
+
+
 def check_writable_folder(path: str | os.PathLike[str], what: str) -> None:
     """Fail now, in one line, if ``path`` cannot become a folder we can write (before any work).
 
@@ -278,6 +282,8 @@ def check_writable_folder(path: str | os.PathLike[str], what: str) -> None:
     from pathlib import Path
 
     folder = Path(path)
+    if not folder.exists() and folder.suffix.lower() in _FILE_SUFFIXES:  # `--out calibration.csv`: made a folder of that name
+        raise UsageError(f"{what}: expected a folder (the files are written into it), got a file's name; give a folder, e.g. {folder.with_suffix('')}")
     ancestor = folder
     while not ancestor.exists() and ancestor != ancestor.parent:
         ancestor = ancestor.parent
