@@ -495,10 +495,10 @@ def _resume(args: argparse.Namespace, prog: str, progress: bool, held: contextli
     run = held.enter_context(RunDir.open(args.resume, kind=RUN_KIND).claim())
     manifest = run.manifest()
     # the run's own command typed again with --resume is fine; a changed option is not
-    values = {**DEFAULTS, **_given(args)}
+    as_recorded = {**DEFAULTS, **_given(args)}
     typed_paths = argparse.Namespace(input=args.input, weights=args.weights)
-    _absolute_paths(typed_paths, values)  # paths compare as the run recorded them
-    typed = {k: values[k] for k in _given(args) if k not in (*EXECUTION_OPTIONS, "max_iterations")}
+    _absolute_paths(typed_paths, as_recorded)  # paths compare as the run recorded them
+    typed = {k: as_recorded[k] for k in _given(args) if k not in (*EXECUTION_OPTIONS, "max_iterations")}
     typed.update({k: v for k, v in (("input", typed_paths.input), ("weights", typed_paths.weights), ("target_latency_ms", args.target_latency),
                                     ("budget_ratio", args.budget_ratio), ("out", args.out)) if v is not None})
     refuse_changed_on_resume(typed, {**manifest["arguments"], "out": str(run.root)},
