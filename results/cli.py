@@ -29,6 +29,7 @@ from mobilenas.cliutil import (
     check_writable_folder,
     positive_int,
     print_json,
+    refuse_ineffective,
     run_main,
 )
 from mobilenas.errors import UsageError
@@ -161,8 +162,14 @@ def _main(argv: Sequence[str] | None, prog: str) -> int:
 # --------------------------------------------------------------------------- helpers
 
 
-def _latency(args: argparse.Namespace) -> str:
-    return "measured" if getattr(args, "measured", False) else "table"
+def _latency(args: argparse.Namespace, runs: Sequence[Any]) -> str:
+    """``measured`` with --measured, else ``table``; --measured on tabular runs only is refused (it
+    would change nothing: their latencies are the benchmark's measurements)."""
+    if not getattr(args, "measured", False):
+        return "table"
+    if runs and all(getattr(run, "problem", "") == "tabular" for run in runs):
+        refuse_ineffective(["measured"], f"on {'a tabular run' if len(runs) == 1 else 'tabular runs'} (latencies are the benchmark's measurements)")
+    return "measured"
 
 
 def _table(rows: list[list[str]], right: Sequence[bool]) -> list[str]:
@@ -225,7 +232,7 @@ def _show(args: argparse.Namespace) -> int:
     from mobilenas.results.netadapt_run import NetAdaptResults
 
     run = load_run(args.run)
-    latency = _latency(args)
+    latency = _latency(args, [run])
     summary = run_summary(run, args.reference_point, latency)
     front = pareto_front(run, latency)
     front_columns = ["number", "source", "accuracy", "latency_ms", "measured_latency_ms", "front_latency_ms", "latency_source", "reward", "architecture"]
@@ -356,7 +363,7 @@ def _plot(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else run.path / "front.png"
     _check_png(out)
     references = _reference_frame(run, args, default_all=True)
-    figure = plot_front(run, latency=_latency(args), references=references, title=args.title, log_latency=args.log_latency)
+    figure = plot_front(run, latency=_latency(args, [run]), references=references, title=args.title, log_latency=args.log_latency)
     save_figure(figure, out)
     print(f"wrote {out}")
     return 0
@@ -405,7 +412,7 @@ def _compare(args: argparse.Namespace) -> int:
     _check_png(out)
     runs = load_runs(args.runs)
     problems = _note_different_problems(runs)
-    latency = _latency(args)
+    latency = _latency(args, runs)
     reference = args.reference_point or default_reference_point(runs)
     table = compare_runs(runs, reference, latency)
     if args.by:
@@ -601,7 +608,7 @@ def _figures(args: argparse.Namespace) -> int:
     run = load_run(args.run)
     out = Path(args.out) if args.out else run.path / "figures"
     check_writable_folder(out, f"--out {out}")
-    written = [save_figure(plot_front(run, latency=_latency(args), references=_reference_frame(run, args, default_all=True)), out / "front.png")]
+    written = [save_figure(plot_front(run, latency=_latency(args, [run]), references=_reference_frame(run, args, default_all=True)), out / "front.png")]
     if isinstance(run, NetAdaptResults):
         written.append(save_figure(plot_netadapt_progress(run), out / "progress.png"))
         written.append(save_figure(plot_widths(run), out / "widths.png"))

@@ -235,6 +235,9 @@ def test_figures_command_writes_every_search_figure(runs: dict[str, Path], tmp_p
         (["measure", "{run}"], "only network searches have architectures to measure"),
         (["references", "{run}"], "reference networks need a network run"),
         (["calibration"], "give a run directory, or --csv"),
+        (["show", "{run}", "--measured"], "--measured would have no effect on a tabular run (latencies are the benchmark's measurements); drop it"),
+        (["plot", "{run}", "--measured", "--out", "front.png"], "--measured would have no effect on a tabular run"),
+        (["compare", "{run}", "{parent}/random-0", "--measured"], "--measured would have no effect on tabular runs"),
         (["calibration", "{run}", "--out", "cal.png"], "is a tabular search: its latencies are the benchmark's measurements, with no lookup table to calibrate"),
     ],
 )
