@@ -53,8 +53,7 @@ def default_table_path(space: SearchSpace, backend: LatencyBackend | None = None
     """
     device = (backend or OnnxRuntimeBackend()).device()
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", space.name)
-    canonical = dataclasses.replace(space, head=dataclasses.replace(space.head, num_classes=1000))
-    filename = f"{name}-{canonical.fingerprint()[:8]}-{input_size}px-{device.runtime}-{device.threads}t-{device.fingerprint()[:8]}.jsonl"
+    filename = f"{name}-{space.layout_fingerprint()[:8]}-{input_size}px-{device.runtime}-{device.threads}t-{device.fingerprint()[:8]}.jsonl"
     return mobilenas_home() / "tables" / filename
 
 
@@ -163,7 +162,7 @@ class BuildResult:
 
 def _open(path: Path, space: SearchSpace, backend: LatencyBackend, input_size: int, force_device: bool, method: Method | None) -> LookupTable:
     table, _ = LookupTable.load_or_create(
-        path, backend=backend, force=force_device, input_size=input_size, method=method, space_name=space.name, space_fingerprint=space.fingerprint()
+        path, backend=backend, force=force_device, input_size=input_size, method=method, space_name=space.name, space_fingerprint=space.layout_fingerprint()
     )
     if table.input_size != input_size:
         raise ValueError(f"{path} is a table for {table.input_size}x{table.input_size} inputs, not {input_size}x{input_size}; give another --table or --input-size {table.input_size}")

@@ -362,7 +362,8 @@ def build_setup(config: dict[str, Any], *, say: Any, recorded: dict[str, Any] | 
         force_device=config["force_device"], seed=config["seed"], progress=not config["quiet"],
     )
     built_for = table.header.space_name, table.header.space_fingerprint
-    if built_for[1] and built_for[1] != space.fingerprint() and recorded is None:
+    # tables record the space's layout (before, its exact fingerprint, class count included)
+    if built_for[1] and built_for[1] not in (space.layout_fingerprint(), space.fingerprint()) and recorded is None:
         other = f"space {built_for[0]}" if built_for[0] != space.name else f"another definition of space {space.name}"
         print(
             f"note: latency table {table.path} was built for {other}: the entries this search needs that it lacks are measured"

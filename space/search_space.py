@@ -460,6 +460,13 @@ class SearchSpace:
 
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
 
+    def layout_fingerprint(self) -> str:
+        """The fingerprint of the space's networks but for the classifier's class count (a 10-class
+        and a 1000-class search share a latency table: the head is one more entry)."""
+        import dataclasses
+
+        return dataclasses.replace(self, head=dataclasses.replace(self.head, num_classes=1000)).fingerprint()
+
     @classmethod
     def from_dict(cls, data: Any) -> SearchSpace:
         _expect_mapping("", data)

@@ -372,6 +372,17 @@ def test_a_table_built_for_another_space_gets_a_note(space_file: Path, tmp_path:
     err = capsys.readouterr().err
     assert f"note: latency table {table} was built for another definition of space" in err
     assert "checks it on this one" in err and len([line for line in err.splitlines() if "was built for" in line]) == 1
+    # the same space on data with another class count shares the table: only the head differs
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    data = tmp_path / "three.npz"
+    np.savez(data, x_train=rng.integers(0, 255, (160, 32, 32, 3), dtype=np.uint8), y_train=np.arange(160) % 3,
+             x_test=rng.integers(0, 255, (30, 32, 32, 3), dtype=np.uint8), y_test=np.arange(30) % 3)
+    args = _network_args(space_file, tmp_path / "c", "--samples", "1", "--executor", "inline", "--no-measure", "--table", str(table), "--dataset", str(data))
+    assert nas_search(args) == 0
+    assert "was built for" not in capsys.readouterr().err
+    assert json.loads((tmp_path / "c" / "best.json").read_text())["architecture"]["head"]["num_classes"] == 3
 
 
 def test_a_train_size_beyond_the_data_is_refused_before_the_run(space_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
