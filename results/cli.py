@@ -295,6 +295,10 @@ def _print_search(run: Any, summary: dict[str, Any], front: Any, args: argparse.
         print("  " + line)
     if len(front) > args.limit:
         print(f"  ... {len(front) - args.limit} more (--limit N, or --json)")
+    unmeasured = [str(n) for n in front.loc[front["measured_latency_ms"].isna(), "number"]] if network and latency == "measured" else []
+    if unmeasured:  # placed by its table latency: a measurement may move it off the front, or others onto it
+        print(f"  {'#' + ', #'.join(unmeasured)} on this front {'is' if len(unmeasured) == 1 else 'are'} not measured yet (latency by the table): "
+              f"nas-results measure {shlex.quote(str(run.path))} --trials {','.join(unmeasured)}")
 
 
 def _print_netadapt(run: Any, summary: dict[str, Any], front: Any, args: argparse.Namespace) -> None:

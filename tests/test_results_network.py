@@ -122,6 +122,14 @@ def test_measure_the_front_and_use_it(search: tuple[Path, Path], capsys: pytest.
     run = load_run(out)
     front = pareto_front(run)
     unmeasured = front[front["measured_latency_ms"].isna()]
+    # show --measured names the trials that stand on the measured front by their table latency
+    # (none measured yet but the best) and the command that measures exactly those
+    on_measured = pareto_front(run, latency="measured")
+    pending = [str(int(n)) for n in on_measured.loc[on_measured["latency_source"] != "measured", "number"]]
+    assert nas_results(["show", str(out), "--measured"]) == 0
+    shown = capsys.readouterr().out
+    assert (f"on this front {'is' if len(pending) == 1 else 'are'} not measured yet (latency by the table): "
+            f"nas-results measure {out} --trials {','.join(pending)}" in shown) == bool(pending)
     rows = measure_candidates(run, rounds=2, progress=False)
     assert sorted(rows["number"]) == sorted(unmeasured["number"])
     assert (rows["latency_ms"] > 0).all()
