@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from mobilenas.search.base import STATUS_FAILED, EvalResult, Evaluator
+from mobilenas.units import listed
 
 ACCURACY_UNITS = ("percent", "fraction")
 DEFAULT_REWARD_COLUMN = "val_acc_12ep"
@@ -87,8 +88,7 @@ class TabularEvaluator(Evaluator):
             first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise ValueError(f"cannot read tabular benchmark {self.path} as CSV: {first}") from None
         columns = [str(c) for c in frame.columns]
-        shown = [c if len(c) <= 40 else c[:37] + "..." for c in columns[:MAX_COLUMNS_SHOWN]]
-        available = ", ".join(shown) + (f", ... ({len(columns) - len(shown)} more)" if len(columns) > len(shown) else "")
+        available = listed([c if len(c) <= 40 else c[:37] + "..." for c in columns], MAX_COLUMNS_SHOWN)
         if arch_column not in columns:
             raise ValueError(
                 f"{self.path.name} is not a NAS-Bench-201-style table: it has no architecture column {arch_column!r} "

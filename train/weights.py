@@ -18,6 +18,7 @@ from torch import nn
 
 from mobilenas.runs import atomic_write_bytes
 from mobilenas.space.io import result_file
+from mobilenas.units import listed
 
 StateDict = dict[str, torch.Tensor]
 
@@ -73,9 +74,7 @@ def _unreadable(error: Exception) -> str:
 def _holds(data: object) -> str:
     """What a loaded file holds instead of a state dict, for the error message."""
     if isinstance(data, dict):
-        keys = [str(k) for k in data]
-        shown = ", ".join(repr(k) for k in keys[:10]) + (f" and {len(keys) - 10} more" if len(keys) > 10 else "")
-        return f"it holds a dict with keys {shown}" if keys else "it holds an empty dict"
+        return f"it holds a dict with keys {listed([repr(str(k)) for k in data], 10)}" if data else "it holds an empty dict"
     return f"it holds a {type(data).__name__}"
 
 

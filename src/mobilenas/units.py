@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 
 _DURATION = re.compile(r"^\s*([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(ms|s|us|µs)?\s*$")
 _TO_MS = {"ms": 1.0, "s": 1000.0, "us": 1e-3, "µs": 1e-3}
@@ -57,3 +58,9 @@ def counted(count: int, singular: str, plural: str | None = None) -> str:
     """``count`` and the noun that agrees with it: ``1 proposal``, ``2 proposals``, ``0 entries``
     (``plural`` where adding an s is wrong)."""
     return f"{count} {singular if count == 1 else (plural or singular + 's')}"
+
+
+def listed(items: Sequence[str], most: int) -> str:
+    """``a, b, c`` for an error message, at most ``most`` of them: ``a, b, ... (5 more)``."""
+    shown = ", ".join(items[:most])
+    return shown + (f", ... ({len(items) - most} more)" if len(items) > most else "")
