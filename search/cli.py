@@ -640,15 +640,13 @@ def _search(argv: Sequence[str] | None, prog: str, held: contextlib.ExitStack) -
     )
     if resume:
         search.resume()
-        if "samples" in given and search.submitted > search.samples:
-            bar.close()
+        if "samples" in given and search.submitted > search.samples:  # (run_main closes the bar)
             raise UsageError(
                 f"--samples {search.samples} is below the {search.submitted} architectures {run.root} has already asked for; "
                 "give more to extend the run, or drop --samples to finish it as it was"
             )
         if search.stopped and search.samples > int(stored["samples"]):
             # the strategy itself ended the search (it converged): more samples would be more repeats
-            bar.close()
             raise UsageError(
                 f"{run.root} stopped early, so --samples cannot take it further: {search.stopped}; "
                 "start a new run to search more (another --seed, or --strategy-option settings that explore more)"
