@@ -7,8 +7,10 @@ Tune restarts a crashed or killed trial up to ``retries`` times (``FailureConfig
 the trial is recorded as failed with its error and the search goes on. With ``early_stopping``
 an ASHA scheduler stops trainings whose running loss is hopeless compared with their peers.
 
-Tune's own experiment state lives in a scratch directory and is thrown away: the run
-directory's journal is authoritative, and resuming starts a fresh Tuner from it.
+Tune's own experiment state lives in a scratch folder inside the run directory (``.tune``) and
+is thrown away: the run directory's journal is authoritative, and resuming starts a fresh Tuner
+from it. Inside the run, what a killed run leaves there is removed when it resumes (a folder
+under the system's temporary directory would be left behind by every killed run).
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ from __future__ import annotations
 import logging
 import math
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,9 @@ from mobilenas.search.base import STATUS_FAILED, EvalResult
 from mobilenas.search.execution import ray_session
 from mobilenas.search.orchestrator import SearchRun
 from mobilenas.search.proxy import ProxySettings, run_proxy_trial
+
+# Tune's experiment state, inside the run directory; deleted when the trainings end.
+TUNE_SCRATCH = ".tune"
 
 
 def _trainable(config: dict[str, Any], data: Any = None, settings: ProxySettings | None = None) -> None:
@@ -159,7 +163,9 @@ def run_on_tune(
     # journal is the run's state; the scratch folder is deleted at the end), so its errors are noise.
     logging.getLogger("ray.tune.execution.experiment_state").setLevel(logging.CRITICAL)
     num_cpus = None if ray_address else max(1, math.ceil(workers * cpus_per_trial))
-    scratch = Path(tempfile.mkdtemp(prefix="mobilenas-tune-"))
+    scratch = search.run.path(TUNE_SCRATCH).resolve()
+    shutil.rmtree(scratch, ignore_errors=True)  # a killed run's
+    scratch.mkdir(parents=True)
     try:
         with ray_session(ray_address, num_cpus=num_cpus):
             bridge = _Bridge(search, settings)

@@ -20,7 +20,7 @@ from mobilenas.search.orchestrator import Problem, SearchRun
 from mobilenas.search.proxy import ProxySettings
 from mobilenas.search.rewards import RewardSpec
 from mobilenas.search.strategies import make_strategy
-from mobilenas.search.tune_driver import run_on_tune
+from mobilenas.search.tune_driver import TUNE_SCRATCH, run_on_tune
 from mobilenas.search.wrappers import Deduplicate, HandleFailures
 from mobilenas.train.proxy import ProxyConfig
 
@@ -127,7 +127,12 @@ def test_crashed_trials_are_retried_then_recorded_as_failed(tmp_path: Path, monk
 def test_killed_network_search_resumes(space_file: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     args = _network_args(space_file, out, "--samples", "6", "--workers", "2", "--seed", "2")
-    process = subprocess.Popen([sys.executable, "-m", "mobilenas.search.cli", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    # The process's temporary directory, to see what a killed run leaves there (Ray's own session
+    # folder stays in /tmp/ray: its socket paths must stay short).
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = {**os.environ, "TMPDIR": str(temp), "RAY_TMPDIR": "/tmp"}
+    process = subprocess.Popen([sys.executable, "-m", "mobilenas.search.cli", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=env)
     deadline = time.time() + 300
     while time.time() < deadline and len(_trained(out) if (out / "events.jsonl").exists() else []) < 2:
         time.sleep(0.2)
@@ -135,7 +140,10 @@ def test_killed_network_search_resumes(space_file: Path, tmp_path: Path) -> None
     process.wait()
     before = {t["number"]: t["key"] for t in _trained(out)}
     assert 2 <= len(before) < 6
+    # Tune's scratch state was inside the run, not left behind in the temporary directory.
+    assert not list(temp.glob("mobilenas-tune-*")) and (out / TUNE_SCRATCH).is_dir()
     assert nas_search(["--resume", str(out), "--quiet"]) == 0
+    assert not (out / TUNE_SCRATCH).exists()
     after = _trained(out)
     numbers = [t["number"] for t in after]
     assert len(numbers) == len(set(numbers)) == 6
