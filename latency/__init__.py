@@ -29,7 +29,7 @@ Building (:mod:`.build`)
     ``open_or_create_table(space, path=None, ...)`` gives the space's table at
     ``default_table_path(space, backend, input_size)`` (under ``$MOBILENAS_HOME/tables``, default
     ``~/.cache/mobilenas/tables``), created empty (lazy) if missing, its correction fitted on a
-    few architectures measured right away (``correction_samples``, default 6; 0 = identity until
+    few architectures measured right away (``correction_samples``, default 8; 0 = identity until
     ``ensure_correction``). ``fastest_latency(space, table, measure_missing=...)`` returns
     ``(latency_ms, Architecture)``, the space's fastest architecture by the table (exact dynamic
     programming over stages on a full table; on a lazy one it measures only the options that can

@@ -106,7 +106,7 @@ def build_parser(prog: str) -> ArgumentParser:
     build = sub("build", "measure every op a search space can produce into a table", "Measure every operation signature a search space can produce at the input size, once each, then fit the correction. An interrupted build resumes where it stopped.")
     _add_space(build)
     build.add_argument("--table", type=Path, default=None, metavar="PATH", help="table file (default: $MOBILENAS_HOME/tables/<space>-...-<device>.jsonl)")
-    build.add_argument("--correction-samples", type=nonnegative_int, default=None, help="architectures measured end to end to fit the correction (default: 20)")
+    build.add_argument("--correction-samples", type=nonnegative_int, default=None, help="architectures measured end to end to fit the correction (default: 20; below 8 it has no SE term, and commands that open the space's default table measure up to 8 first)")
     build.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the measuring order and of the correction's architectures (default: 0)")
     build.add_argument("--method", choices=METHODS, default=None, help="how entries are timed: behind a feeder layer, minus the feeder (in-context, default for runtimes in this process) or the op alone (isolated, default with --command)")
     build.add_argument("--repeats", type=positive_int, default=None, help=f"timed runs per entry (default: {Method().repeats})")
