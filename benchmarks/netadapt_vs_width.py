@@ -137,7 +137,7 @@ def main() -> int:
     from mobilenas.netadapt.run import load_into
     from mobilenas.netadapt.training import DataTrainer, TrainingSettings
     from mobilenas.runs import Journal
-    from mobilenas.space import reference
+    from mobilenas.space import reference, scale_width
     from mobilenas.space.arch import Architecture, make_divisible
     from mobilenas.space.builder import adapt_for_input_size, build_model
     from mobilenas.space.cost import architecture_cost
@@ -153,7 +153,9 @@ def main() -> int:
     per_epoch = steps_per_epoch(len(data.train), plan.batch_size)
     base_name, _, base_width = plan.arch.partition("@")
     base_multiplier = float(base_width or 1.0)
-    seed_arch, _ = adapt_for_input_size(reference(plan.arch, num_classes=10), plan.deploy_size)
+    # NAME@M is scaled by scale_width here, the rule of the `width` family below (and of every
+    # committed run of this benchmark), not by the reference's own published rule.
+    seed_arch, _ = adapt_for_input_size(scale_width(reference(base_name, num_classes=10), base_multiplier), plan.deploy_size)
 
     # ------------------------------------------------------------------ seed network
     seed_weights = work / "seed.pt"
@@ -209,7 +211,7 @@ def main() -> int:
         """``width``: ``scale_width`` (head kept wide, MobileNetV2's rule, as mobilenas scales);
         ``width+head``: every layer scaled, the head's 1x1 conv and hidden layer too (torchvision's
         MobileNetV3 width multiplier)."""
-        arch = reference(f"{base_name}@{multiplier:.4f}", num_classes=10)
+        arch = scale_width(reference(base_name, num_classes=10), float(f"{multiplier:.4f}"))
         if family == "width+head":
             head = dataclasses.replace(
                 arch.head,
@@ -515,7 +517,7 @@ def render(report: dict[str, Any], plot_name: str = "netadapt_vs_width.png") -> 
         "",
         "## Setup",
         "",
-        f"- Seed network `{plan['arch']}` (MobileNetV3-Small at width 0.5, 10 classes), trained {plan['pretrain_epochs']} epochs from scratch on a CIFAR-10 "
+        f"- Seed network `{plan['arch']}` (MobileNetV3-Small scaled to width 0.5 by `scale_width`, the `width` family's rule, 10 classes), trained {plan['pretrain_epochs']} epochs from scratch on a CIFAR-10 "
         f"subset at 32x32 (the builder removes the first two strides for such small inputs): {sizes['train']} training images, {sizes['val']} "
         f"validation images carved from the training set for every NetAdapt decision, {sizes['test']} test images used only for this report.",
         f"- Latency: ONNX Runtime, 1 thread, batch 1, at the networks' {size}x{size} design resolution (the project's convention: latency at the "
