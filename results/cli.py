@@ -404,6 +404,20 @@ def _note_different_problems(runs: Sequence[Any]) -> dict[str, int]:
     return {label: numbers[tuple(axes.values())] for label, axes in problems.items()}
 
 
+def _group_names(table: Any, by: Sequence[str]) -> dict[str, str]:
+    """Run label -> its group's name for the figure ("ppo", "ppo, target 20.00 ms", "problem 2")."""
+
+    def cell(column: str, value: Any) -> str:
+        if column == "target_latency_ms":
+            return f"target {format_ms(float(value))}"
+        if column == "problem_number":
+            return f"problem {value}"
+        return str(value)
+
+    columns = [c for c in by if c in table.columns]
+    return {str(row["run"]): ", ".join(cell(c, row[c]) for c in columns) for row in table.to_dict("records")} if columns else {}
+
+
 def _compare(args: argparse.Namespace) -> int:
     import pandas as pd
 
@@ -433,7 +447,7 @@ def _compare(args: argparse.Namespace) -> int:
         if not network:
             raise UsageError("reference networks need a network run (with a latency table); every run given is tabular")
         references = _reference_frame(network[0], args, default_all=False)
-    save_figure(plot_comparison(runs, latency=latency, references=references), out)
+    save_figure(plot_comparison(runs, latency=latency, references=references, groups=_group_names(table, by)), out)
     if args.csv:
         table.to_csv(args.csv, index=False)
     if args.json:

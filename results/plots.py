@@ -81,43 +81,80 @@ def _ms(value: float) -> str:
     return f"{value:.3g} ms"
 
 
-def _targets(axes: Axes, runs: Sequence[RunResults], colors: dict[str, str]) -> None:
+def _targets(axes: Axes, runs: Sequence[RunResults], colors: dict[str, str], shared: str = "tab:red") -> None:
     targets: dict[float, list[str]] = {}
     for run in runs:
         if math.isfinite(run.target_latency_ms):
             targets.setdefault(round(run.target_latency_ms, 9), []).append(run.label)
     single = len(targets) == 1
     for target, labels in targets.items():
-        color = "tab:red" if single or len(labels) > 1 else colors[labels[0]]
+        color = shared if single or len(labels) > 1 else colors[labels[0]]
         word = "budget" if all(isinstance(r, NetAdaptResults) for r in runs if r.label in labels) else "target"
         axes.axvline(target, color=color, linestyle="--", linewidth=1.1, label=f"{word} {_ms(target)}" + ("" if single else f" ({', '.join(labels)})" if len(labels) < 3 else ""))
 
 
-def _draw_run(axes: Axes, run: RunResults, latency: str, color: str, show_all: bool, many: bool) -> None:
+def _draw_run(axes: Axes, run: RunResults, latency: str, color: str, show_all: bool, many: bool, linestyle: str = "-", legend: bool = True) -> None:
     frame = points(run, latency)
     label = run.label
+
+    def named(text: str) -> str | None:
+        return text if legend else None
+
     measured_axis = latency == "measured"
     if frame.empty:
-        axes.plot([], [], color=color, label=f"{label}: no successful candidate")
+        axes.plot([], [], color=color, label=named(f"{label}: no successful candidate"))
         return
     if isinstance(run, NetAdaptResults):
         steps = frame[frame["source"] == "iteration"]
-        axes.plot(steps["front_latency_ms"], steps["accuracy"], "-", color=color, linewidth=1.0, alpha=0.6)
-        _scatter_by_source(axes, steps, color, 28, f"{label}: iterations", measured_axis=measured_axis)
+        axes.plot(steps["front_latency_ms"], steps["accuracy"], linestyle, color=color, linewidth=1.0, alpha=0.6)
+        _scatter_by_source(axes, steps, color, 28, named(f"{label}: iterations"), measured_axis=measured_axis)
         if len(steps):
             axes.annotate("start", (steps["front_latency_ms"].iloc[0], steps["accuracy"].iloc[0]), xytext=(4, 4), textcoords="offset points", fontsize=7, color=color)
         refined = frame[frame["source"] == "refined"]
         if len(refined):
-            named = refined_label(run.refined or {})
-            axes.plot(refined["front_latency_ms"], refined["accuracy"], "*", markersize=15, color=color, markeredgecolor="black", markeredgewidth=0.6, label=f"{label}: {named}", zorder=5)
+            axes.plot(refined["front_latency_ms"], refined["accuracy"], "*", markersize=15, color=color, markeredgecolor="black", markeredgewidth=0.6, label=named(f"{label}: {refined_label(run.refined or {})}"), zorder=5)
         return
     if show_all:
-        _scatter_by_source(axes, frame, color, 12, f"{label}: all trials" if not many else None, measured_axis=measured_axis, alpha=0.35)
+        _scatter_by_source(axes, frame, color, 12, named(f"{label}: all trials") if not many else None, measured_axis=measured_axis, alpha=0.35)
     front = front_of(frame)
-    axes.step(front["front_latency_ms"], front["accuracy"], where="post", color=color, linewidth=1.6, label=f"{label}: Pareto front ({len(front)})")
+    axes.step(front["front_latency_ms"], front["accuracy"], where="post", color=color, linestyle=linestyle, linewidth=1.6, label=named(f"{label}: Pareto front ({len(front)})"))
     _scatter_by_source(axes, front, color, 30, None, measured_axis=measured_axis)
     best = frame.loc[frame["reward"].idxmax()]
-    axes.plot([best["front_latency_ms"]], [best["accuracy"]], "*", markersize=14, color=color, markeredgecolor="black", markeredgewidth=0.6, label=f"{label}: best reward ({best['reward']:.3f})", zorder=5)
+    axes.plot([best["front_latency_ms"]], [best["accuracy"]], "*", markersize=14, color=color, markeredgecolor="black", markeredgewidth=0.6, label=named(f"{label}: best reward ({best['reward']:.3f})"), zorder=5)
+
+
+LINESTYLES = ("-", "--", ":", "-.")
+
+
+def run_styles(runs: Sequence[RunResults], groups: dict[str, str] | None = None) -> tuple[dict[str, tuple[str, str]], dict[str, str]]:
+    """A colour and a line style per run label, and the colour of each group.
+
+    Without ``groups`` (run label -> group name), or when every run is a group of its own, each
+    run has its own colour and the second dict is empty. Otherwise runs of one group (one
+    strategy, say) share its colour and differ by line style, so a figure of 20 runs of 5
+    strategies reads as 5 colours rather than a palette that repeats after 10.
+    """
+    if not groups or len({groups.get(r.label, r.label) for r in runs}) == len(runs):
+        return {run.label: (PALETTE[i % len(PALETTE)], "-") for i, run in enumerate(runs)}, {}
+    names = list(dict.fromkeys(groups.get(r.label, r.label) for r in runs))
+    colors = {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(names)}
+    styles: dict[str, tuple[str, str]] = {}
+    seen: dict[str, int] = {}
+    for run in runs:
+        name = groups.get(run.label, run.label)
+        styles[run.label] = (colors[name], LINESTYLES[seen.get(name, 0) % len(LINESTYLES)])
+        seen[name] = seen.get(name, 0) + 1
+    return styles, colors
+
+
+def _group_handles(runs: Sequence[RunResults], groups: dict[str, str], colors: dict[str, str]) -> tuple[list[Any], list[str]]:
+    counts: dict[str, int] = {}
+    for run in runs:
+        name = groups.get(run.label, run.label)
+        counts[name] = counts.get(name, 0) + 1
+    handles: list[Any] = [Line2D([], [], color=colors[name], linewidth=1.8) for name in counts]
+    labels = [f"{name} ({n} run{'s' if n != 1 else ''})" for name, n in counts.items()]
+    return handles, labels
 
 
 def _scatter_by_source(axes: Axes, frame: pd.DataFrame, color: str, size: float, label: str | None, *, measured_axis: bool, alpha: float = 1.0, marker: str = "o") -> None:
@@ -167,6 +204,7 @@ def plot_front(
     title: str | None = None,
     axes: Axes | None = None,
     log_latency: bool = False,
+    groups: dict[str, str] | None = None,
 ) -> Figure:
     """The accuracy/latency front of one run or several overlaid, with reference networks.
 
@@ -174,7 +212,8 @@ def plot_front(
     reachable at each latency), its best-reward trial (a star). Each NetAdapt run: its trajectory
     of iterations and the refined network (a star). ``references`` is a frame of
     :func:`mobilenas.results.references.reference_points`. With ``latency="measured"`` points
-    whose latency was not measured are hollow.
+    whose latency was not measured are hollow. ``groups`` (run label -> group, e.g. its
+    strategy) colours runs by group, one legend entry per group (:func:`run_styles`).
     """
     group = _as_list(runs)
     check_latency(latency)
@@ -183,11 +222,13 @@ def plot_front(
         axes = grid[0][0]
     else:
         figure = axes.get_figure()  # type: ignore[assignment]
-    colors = {run.label: PALETTE[i % len(PALETTE)] for i, run in enumerate(group)}
+    styles, group_colors = run_styles(group, groups)
+    colors = {label: color for label, (color, _) in styles.items()}
     many = len(group) > 3
     for run in group:
-        _draw_run(axes, run, latency, colors[run.label], show_all, many)
-    _targets(axes, group, colors)
+        color, linestyle = styles[run.label]
+        _draw_run(axes, run, latency, color, show_all, many, linestyle=linestyle, legend=not group_colors)
+    _targets(axes, group, colors, shared="black" if group_colors else "tab:red")  # red is a group's colour there
     notes = _draw_references(axes, references) if references is not None and len(references) else []
     if log_latency:
         axes.set_xscale("log")
@@ -201,6 +242,12 @@ def plot_front(
             title = f"Pareto front of {group[0].label}" if len(group) == 1 else f"Pareto fronts of {len(group)} runs"
     axes.set_title(title)
     handles, labels = axes.get_legend_handles_labels()
+    if group_colors:  # one entry per group, then what a star means
+        grouped, names = _group_handles(group, groups or {}, group_colors)
+        star = Line2D([], [], marker="*", linestyle="", markersize=12, color="0.6", markeredgecolor="black", markeredgewidth=0.6)
+        kinds = {isinstance(run, NetAdaptResults) for run in group}
+        meaning = {frozenset({False}): "best reward of each run", frozenset({True}): "refined network of each run"}.get(frozenset(kinds), "best reward of each search, refined network of each NetAdapt run")
+        handles, labels = [*grouped, star, *handles], [*names, meaning, *labels]
     if latency == "measured":
         handles.append(Line2D([], [], marker="o", linestyle="", markerfacecolor="none", markeredgecolor="0.3"))
         labels.append("latency from the table (not measured)")
@@ -210,23 +257,34 @@ def plot_front(
     return figure
 
 
-def plot_comparison(runs: Sequence[RunResults], *, latency: str = "table", references: pd.DataFrame | None = None, title: str | None = None) -> Figure:
-    """Several fronts on one axes (left) and each search's best reward against trials evaluated (right)."""
+def plot_comparison(
+    runs: Sequence[RunResults], *, latency: str = "table", references: pd.DataFrame | None = None, title: str | None = None, groups: dict[str, str] | None = None
+) -> Figure:
+    """Several fronts on one axes (left) and each search's best reward against trials evaluated (right).
+
+    ``groups`` (run label -> group name, e.g. the strategy) gives the runs of a group one colour
+    and the legends one entry per group; ``nas-results compare`` groups by its ``--by`` columns.
+    """
     group = _as_list(runs)
     searches = [r for r in group if isinstance(r, SearchResults) and len(r.trained())]
     figure, grid = _figure(13.0, 5.4, 1, 2 if searches else 1, width_ratios=[1.5, 1] if searches else None)
-    plot_front(group, latency=latency, references=references, axes=grid[0][0], show_all=len(group) <= 3, title=title or f"Pareto fronts of {len(group)} runs")
+    plot_front(group, latency=latency, references=references, axes=grid[0][0], show_all=len(group) <= 3, title=title or f"Pareto fronts of {len(group)} runs", groups=groups)
     if searches:
         axes = grid[0][1]
-        colors = {run.label: PALETTE[i % len(PALETTE)] for i, run in enumerate(group)}
+        styles, group_colors = run_styles(group, groups)
         for run in searches:
             curve = best_so_far(run)
-            axes.step(curve["trial"], curve["best_reward"], where="post", color=colors[run.label], label=f"{run.label} ({run.strategy}, seed {run.seed})")
+            color, linestyle = styles[run.label]
+            label = None if group_colors else f"{run.label} ({run.strategy}, seed {run.seed})"
+            axes.step(curve["trial"], curve["best_reward"], where="post", color=color, linestyle=linestyle, label=label)
         axes.set_xlabel("trials evaluated")
         axes.set_ylabel("best reward so far")
         axes.set_title("search progress")
         axes.grid(alpha=0.3)
-        axes.legend(fontsize=7, loc="lower right")
+        if group_colors:
+            axes.legend(*_group_handles(searches, groups or {}, group_colors), fontsize=7, loc="lower right")
+        else:
+            axes.legend(fontsize=7, loc="lower right")
     return figure
 
 

@@ -126,6 +126,37 @@ def test_compare_and_summarize_per_strategy(runs: dict[str, Path]) -> None:
         summarize(table, ["colour"])
 
 
+def test_comparison_figure_colours_runs_by_group(runs: dict[str, Path]) -> None:
+    from matplotlib.colors import to_hex
+
+    from mobilenas.results.plots import plot_comparison
+
+    loaded = load_runs([runs["ppo-0"], runs["random-0"], runs["random-1"]])
+
+    def fronts(figure) -> dict[str, tuple[str, str]]:  # run label -> (colour, line style) of its front
+        axes = figure.axes[0]
+        return {line.get_label().split(":")[0]: (to_hex(line.get_color()), line.get_linestyle()) for line in axes.get_lines() if "Pareto front" in line.get_label()}
+
+    # ungrouped: one colour and one legend entry per run
+    figure = plot_comparison(loaded)
+    colours = fronts(figure)
+    assert len({c for c, _ in colours.values()}) == 3
+    # grouped by strategy (what nas-results compare passes): the two random runs share a colour,
+    # told apart by line style; the legends name the groups
+    groups = {"ppo-0": "ppo", "random-0": "random", "random-1": "random"}
+    figure = plot_comparison(loaded, groups=groups)
+    lines = [line for line in figure.axes[0].get_lines() if line.get_linestyle() in ("-", "--") and len(line.get_xdata()) > 1]
+    by_colour: dict[str, set[str]] = {}
+    for line in lines:
+        by_colour.setdefault(to_hex(line.get_color()), set()).add(line.get_linestyle())
+    assert by_colour.pop("#000000") == {"--"}  # the target: black, as red may be a group's colour
+    assert len(by_colour) == 2 and {"-", "--"} in by_colour.values()
+    labels = [t.get_text() for t in figure.axes[0].get_legend().get_texts()]
+    assert labels[:3] == ["ppo (1 run)", "random (2 runs)", "best reward of each run"]
+    assert not any("Pareto front" in label for label in labels)
+    assert [t.get_text() for t in figure.axes[1].get_legend().get_texts()] == ["ppo (1 run)", "random (2 runs)"]
+
+
 def test_a_torn_journal_and_a_resumed_replay_are_read_like_the_orchestrator(runs: dict[str, Path], tmp_path: Path) -> None:
     copy = tmp_path / "run"
     shutil.copytree(runs["random-0"], copy)
