@@ -213,3 +213,10 @@ def test_measure_says_what_one_reading_is(capsys) -> None:
     assert out.splitlines()[0].endswith(" ms (a single run)"), out
     code, out, err = run(["measure", TINY, "--input-size", "32", "--repeats", "3", "--warmup", "1"], capsys)
     assert " (median of 3 runs; IQR " in out.splitlines()[0], out
+
+
+def test_a_table_that_cannot_be_locked_is_named_not_its_lock_file(space_file, tmp_path, capsys) -> None:
+    table = tmp_path / "t.jsonl"
+    (tmp_path / "t.jsonl.lock").mkdir()  # the lock file beside the table cannot be opened
+    code, _, err = run(["build", "--space", str(space_file), "--num-classes", "10", "--input-size", "32", "--table", str(table), "--quiet"], capsys)
+    assert code != 0 and err.strip().endswith(f"Is a directory: {table}") and ".lock" not in err
