@@ -24,6 +24,7 @@ from mobilenas.cliutil import (
     run_main,
     set_resume_hint,
 )
+from mobilenas.errors import UsageError
 from mobilenas.latency.method import METHODS, Method
 from mobilenas.runs import run_latency_table
 from mobilenas.units import counted, format_ms
@@ -129,7 +130,7 @@ def build_parser(prog: str) -> ArgumentParser:
     add_json_flag(predict)
 
     calibrate = sub("calibrate", "check a table against end-to-end measurements", "Sample architectures from a space, measure each end to end (interleaved), compare with the table's predictions: MAPE, share within ±5% and ±10%, Spearman, RMSE. Writes calibration.csv, calibration.png and calibration.json. Architectures the correction was fitted on are never sampled.")
-    _add_space(calibrate)
+    _add_space(calibrate, required=False)
     calibrate.add_argument("--samples", type=positive_int, default=50, help="architectures to sample (default: 50)")
     calibrate.add_argument("--table", type=Path, default=None, metavar="PATH", help="table file (default: the space's default table, created and filled on demand)")
     calibrate.add_argument("--out", type=Path, default=None, metavar="DIR", help="output directory (default: ./calibration-<space>-<size>px)")
@@ -147,7 +148,7 @@ def build_parser(prog: str) -> ArgumentParser:
     add_json_flag(calibrate)
 
     fastest = sub("fastest", "the fastest architecture of a space by the table", "Find the fastest architecture of a space by the table (dynamic programming over stages) and, with --target-latency, say whether the target is reachable.")
-    _add_space(fastest)
+    _add_space(fastest, required=False)
     fastest.add_argument("--table", type=Path, default=None, metavar="PATH", help="table file (default: the space's default table)")
     fastest.add_argument("--target-latency", type=duration_ms, default=None, metavar="DURATION", help="a latency target such as 15ms or 0.015s")
     fastest.add_argument("--exhaustive", action="store_true", help="consider every option (measures every op the space has if the table lacks them)")
@@ -162,10 +163,14 @@ def build_parser(prog: str) -> ArgumentParser:
     return parser
 
 
-def _add_space(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--space", required=True, help="search space: mnasnet, mobilenetv3, or a space .json file")
+def _add_space(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
+    if required:
+        parser.add_argument("--space", required=True, help="search space: mnasnet, mobilenetv3, or a space .json file")
+    else:
+        parser.add_argument("--space", default=None, help="search space: mnasnet, mobilenetv3, or a space .json file (default: the one the --table was built for, if built in)")
     parser.add_argument("--input-size", type=positive_int, default=None, help="deployment input size, square (default: 224, or the --table's)")
-    parser.add_argument("--num-classes", type=positive_int, default=1000, help="classes of the space's classifier (default: 1000)")
+    more = "" if required else ", or the --table's when --space is not given"
+    parser.add_argument("--num-classes", type=positive_int, default=None, help=f"classes of the space's classifier (default: 1000{more})")
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "nas-latency") -> int:
@@ -221,7 +226,48 @@ def _measure(args: argparse.Namespace) -> int:
 def _space(args: argparse.Namespace) -> Any:
     from mobilenas.space.search_space import get_space
 
-    return get_space(args.space, num_classes=args.num_classes)
+    return get_space(args.space, num_classes=args.num_classes or 1000)
+
+
+def _space_and_table(args: argparse.Namespace) -> tuple[Any, Any]:
+    """``--space`` and its table; without ``--space``, the built-in space the ``--table`` was built for."""
+    if args.space is not None:
+        space = _space(args)
+        table = _open_table(args, space)
+        recorded = table.header.space_name, table.header.space_fingerprint
+        if recorded[1] and recorded[1] not in (space.layout_fingerprint(), space.fingerprint()):  # as nas-search notes it
+            other = f"space {recorded[0]}" if recorded[0] != space.name else f"another definition of space {space.name}"
+            print(
+                f"note: latency table {table.path} was built for {other}: the ops of {space.name} it lacks are measured into it,"
+                " and its correction was fitted on that space's networks",
+                file=sys.stderr,
+            )
+        return space, table
+    if args.table is None:
+        raise UsageError("give --space NAME (mnasnet, mobilenetv3 or a space .json file), or --table PATH of a table built for one of them")
+    table = _open_table(args, None)
+    return _space_of_table(table, args.num_classes), table
+
+
+def _space_of_table(table: Any, num_classes: int | None) -> Any:
+    """The built-in space ``table`` was built for, with the class count of its head entries."""
+    from mobilenas.space.search_space import SPACES, get_space
+
+    name, fingerprint = table.header.space_name, table.header.space_fingerprint
+    if name not in SPACES:
+        what = f"space {name!r}, not a built-in one" if name else "no space it records"
+        raise UsageError(f"{table.path} was built for {what}: give the space with --space (a built-in name or its .json file)")
+    heads = sorted({entry.signature.num_classes for entry in table.entries() if entry.signature.op == "head"})
+    preferred = num_classes or (heads[0] if len(heads) == 1 else 1000)
+    # tables made before the layout fingerprint recorded the space's with its class count: the
+    # count of one of their head entries
+    for count in dict.fromkeys([preferred, *([] if num_classes else heads)]):
+        space = get_space(name, num_classes=count)
+        if not fingerprint or fingerprint == space.layout_fingerprint():
+            return space  # the layout (any class count): the preferred count
+        if fingerprint == space.fingerprint():
+            return space
+    raise UsageError(f"{table.path} was built for another definition of space {name} (a .json file of that name?): give it with --space FILE")
 
 
 def _space_default(name: str) -> Any:
@@ -348,8 +394,7 @@ def _predict(args: argparse.Namespace) -> int:
 def _calibrate(args: argparse.Namespace) -> int:
     from mobilenas.latency.calibrate import calibrate, report_lines
 
-    space = _space(args)
-    table = _open_table(args, space)
+    space, table = _space_and_table(args)
     out = args.out or Path(f"calibration-{space.name}-{table.input_size}px")
     check_writable_folder(out, f"--out {out}" if args.out else f"the output folder {out} (choose another with --out)")  # before measuring
     report = calibrate(space, table, args.samples, seed=args.seed, rounds=args.rounds, out_dir=out, progress=not args.quiet, update_correction=args.update_correction, anchors=args.anchors)
@@ -364,8 +409,7 @@ def _calibrate(args: argparse.Namespace) -> int:
 def _fastest(args: argparse.Namespace) -> int:
     from mobilenas.latency.build import fastest_latency
 
-    space = _space(args)
-    table = _open_table(args, space)
+    space, table = _space_and_table(args)
     latency, arch = fastest_latency(space, table, measure_missing=True, exhaustive=True if args.exhaustive else None, progress=True)
     payload: dict[str, Any] = {"latency_ms": latency, "architecture": arch.to_notation(), "fingerprint": arch.fingerprint(), "table": str(table.path), "input_size": table.input_size}
     if args.target_latency is not None:

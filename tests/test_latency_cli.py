@@ -220,3 +220,24 @@ def test_a_table_that_cannot_be_locked_is_named_not_its_lock_file(space_file, tm
     (tmp_path / "t.jsonl.lock").mkdir()  # the lock file beside the table cannot be opened
     code, _, err = run(["build", "--space", str(space_file), "--num-classes", "10", "--input-size", "32", "--table", str(table), "--quiet"], capsys)
     assert code != 0 and err.strip().endswith(f"Is a directory: {table}") and ".lock" not in err
+
+
+@pytest.mark.slow  # a lazy table of the mobilenetv3 space: about 20 s
+def test_fastest_and_calibrate_take_the_space_a_table_was_built_for(built_table, space_file, tmp_path, capsys) -> None:
+    # a built-in space's table: --space may be left out (it was required even with --table)
+    table = tmp_path / "mbv3.jsonl"
+    code, out, _ = run(["fastest", "--space", "mobilenetv3", "--num-classes", "10", "--input-size", "8", "--table", str(table), "--json"], capsys)
+    assert code == 0
+    given = json.loads(out)
+    code, out, err = run(["fastest", "--table", str(table), "--json"], capsys)
+    assert code == 0 and json.loads(out)["architecture"] == given["architecture"] and "_o10_" in given["architecture"]  # its class count too
+    code, out, _ = run(["calibrate", "--table", str(table), "--samples", "2", "--rounds", "1", "--no-anchors", "--out", str(tmp_path / "cal"), "--quiet", "--json"], capsys)
+    assert code == 0 and json.loads(out)["samples"] == 2
+    # another space on it: done, with the note nas-search gives
+    code, _, err = run(["fastest", "--space", str(space_file), "--num-classes", "10", "--table", str(table)], capsys)
+    assert code == 0 and f"note: latency table {table} was built for space mobilenetv3: the ops of" in err
+    # a custom space's table needs its .json; no table and no space: what to give
+    code, _, err = run(["fastest", "--table", str(built_table)], capsys)
+    assert code == 2 and "not a built-in one: give the space with --space" in err and len(err.strip().splitlines()) == 1
+    code, _, err = run(["calibrate"], capsys)
+    assert code == 2 and "give --space NAME" in err
