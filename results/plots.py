@@ -245,8 +245,8 @@ def plot_front(
     if group_colors:  # one entry per group, then what a star means
         grouped, names = _group_handles(group, groups or {}, group_colors)
         star = Line2D([], [], marker="*", linestyle="", markersize=12, color="0.6", markeredgecolor="black", markeredgewidth=0.6)
-        kinds = {isinstance(run, NetAdaptResults) for run in group}
-        meaning = {frozenset({False}): "best reward of each run", frozenset({True}): "refined network of each run"}.get(frozenset(kinds), "best reward of each search, refined network of each NetAdapt run")
+        netadapt = [isinstance(run, NetAdaptResults) for run in group]
+        meaning = "refined network of each run" if all(netadapt) else "best reward of each search, refined network of each NetAdapt run" if any(netadapt) else "best reward of each run"
         handles, labels = [*grouped, star, *handles], [*names, meaning, *labels]
     if latency == "measured":
         handles.append(Line2D([], [], marker="o", linestyle="", markerfacecolor="none", markeredgecolor="0.3"))
