@@ -97,6 +97,8 @@ def test_width_multiplied_references_build() -> None:
     for name in ("mobilenetv3-small@0.75", "mnasnet-a1@0.5", "mobilenetv2@0.35"):
         arch = reference(name)
         assert module_params(build_model(arch)) == architecture_cost(arch).params
+    for name in REFERENCES:  # the rules give each network back at width 1
+        assert reference(f"{name}@1.0") == reference(name)
 
 
 @pytest.mark.parametrize("name", list(REFERENCES))
