@@ -17,7 +17,7 @@ from mobilenas.space.arch import (
 )
 from mobilenas.space.cost import architecture_cost, count_macs, count_params
 from mobilenas.space.io import load_architecture
-from mobilenas.space.references import REFERENCES, reference, scale_width
+from mobilenas.space.references import REFERENCES, published_width, reference, scale_width
 from mobilenas.space.search_space import (
     SPACES,
     Decision,
@@ -49,6 +49,7 @@ __all__ = [
     "make_divisible",
     "mnasnet_space",
     "mobilenetv3_space",
+    "published_width",
     "reference",
     "scale_width",
 ]
