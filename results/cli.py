@@ -237,7 +237,10 @@ def _show(args: argparse.Namespace) -> int:
     front = pareto_front(run, latency)
     front_columns = ["number", "source", "accuracy", "latency_ms", "measured_latency_ms", "front_latency_ms", "latency_source", "reward", "architecture"]
     if args.json:
-        payload: dict[str, Any] = {"summary": summary, "pareto": front[[c for c in front_columns if c in front.columns]].to_dict("records")}
+        from mobilenas.runs import RunDir
+
+        holder = RunDir(run.path).holder()  # the process working on the run now, if any
+        payload: dict[str, Any] = {"summary": summary, "pareto": front[[c for c in front_columns if c in front.columns]].to_dict("records"), "running_pid": holder if holder and holder > 0 else None}
         if isinstance(run, NetAdaptResults):
             payload["iterations"] = run.iterations.drop(columns=["run"]).to_dict("records")
             payload["refined"] = run.refined
@@ -268,7 +271,7 @@ def _print_search(run: Any, summary: dict[str, Any], front: Any, args: argparse.
     if summary.get("stopped"):
         print(f"  stopped early   {summary['stopped']}")
     elif samples and summary["trained"] < samples:
-        print(f"  not finished    in progress, or interrupted: nas-search --resume {shlex.quote(str(run.path))} goes on")
+        print(f"  not finished    {_unfinished(run.path, 'nas-search --resume')}")
     if summary["best_number"] is None:
         print("  best            (no successful trial yet)")
     else:
@@ -311,7 +314,7 @@ def _print_netadapt(run: Any, summary: dict[str, Any], front: Any, args: argpars
         state = " (no refined.json yet)"
     print(f"  netadapt        from {run.source}; selection {run.selection}; {counted(summary['iterations'], 'iteration')}{state}")
     if not run.finished:
-        print(f"  not finished    in progress, or interrupted: netadapt refine --resume {shlex.quote(str(run.path))} goes on")
+        print(f"  not finished    {_unfinished(run.path, 'netadapt refine --resume')}")
     elif summary.get("meets_budget") is False:
         limit = run.manifest.get("settings", {}).get("max_iterations")
         if isinstance(limit, int) and summary["iterations"] >= limit:
@@ -402,6 +405,17 @@ def _note_different_problems(runs: Sequence[Any]) -> dict[str, int]:
     if differing:
         print("note: these runs search different problems, so their accuracies, latencies and hypervolumes are not on one scale; " + " | ".join(differing), file=sys.stderr)
     return {label: numbers[tuple(axes.values())] for label, axes in problems.items()}
+
+
+def _unfinished(path: Path, resume: str) -> str:
+    """Whether a run that is not finished is running now (its process holds it) or was stopped."""
+    from mobilenas.runs import RunDir
+
+    holder = RunDir(path).holder()
+    if holder is not None:
+        by = f" (process {holder})" if holder > 0 else ""
+        return f"running now{by}; show it again for the latest"
+    return f"interrupted: {resume} {shlex.quote(str(path))} goes on"
 
 
 def _group_names(table: Any, by: Sequence[str]) -> dict[str, str]:

@@ -121,7 +121,7 @@ def test_a_run_extended_after_it_finished_is_in_progress_again(run_dir: Path, tm
     assert nas_results(["show", str(copy)]) == 0
     out = capsys.readouterr().out
     assert " iterations (extended; refined.json is an earlier iteration's)\n" in out
-    assert f"\n  not finished    in progress, or interrupted: netadapt refine --resume {copy} goes on\n" in out
+    assert f"\n  not finished    interrupted: netadapt refine --resume {copy} goes on\n" in out
     assert nas_results(["show", str(run_dir)]) == 0
     assert "not finished" not in capsys.readouterr().out
 

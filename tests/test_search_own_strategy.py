@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -241,8 +242,17 @@ def test_nas_results_tells_a_run_stopped_early_from_one_not_finished(greedy: Pat
     capsys.readouterr()
     assert nas_results(["show", str(cut)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[4] == f"  not finished    in progress, or interrupted: nas-search --resume {cut} goes on"
+    assert lines[4] == f"  not finished    interrupted: nas-search --resume {cut} goes on"
     assert not any(line.startswith("  stopped early") for line in lines)
+    # while a process works on it (holds the run), it is said to be running, by whom
+    from mobilenas.runs import RunDir
+
+    with RunDir(cut).claim():
+        assert nas_results(["show", str(cut)]) == 0
+        assert capsys.readouterr().out.splitlines()[4] == f"  not finished    running now (process {os.getpid()}); show it again for the latest"
+        assert nas_results(["show", str(cut), "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["running_pid"] == os.getpid()
+    assert RunDir(cut).holder() is None and RunDir(tmp_path / "no-such-run").holder() is None
 
 
 def test_the_convergence_figure_plots_what_a_strategy_of_ones_own_reports(greedy: Path, cells: Path, tmp_path: Path) -> None:

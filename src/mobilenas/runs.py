@@ -291,6 +291,31 @@ class RunDir:
             finally:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
+    def holder(self) -> int | None:
+        """The process id working on this run now (holding :meth:`claim`), or None.
+
+        Probes the lock with a shared, non-blocking request released at once; the file is not
+        created. A run whose holder was killed has none.
+        """
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: unknown
+            return None
+        try:
+            handle = open(self.root / LOCK)  # noqa: SIM115 (closed below)
+        except OSError:
+            return None
+        with handle:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                text = handle.read().strip()
+                return int(text) if text.isdigit() else -1
+            except OSError:
+                return None
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+            return None
+
     def manifest(self) -> dict[str, Any]:
         try:
             data = read_json(self.manifest_path)
