@@ -628,7 +628,6 @@ def _search(argv: Sequence[str] | None, prog: str, held: contextlib.ExitStack) -
         note = oversubscription_note(config["workers"] if on_ray else 1, config["cpus_per_trial"], "proxy trainings")
         if note:
             print(note, file=sys.stderr)  # a note, not progress: said even with --quiet
-    bar, update = _progress_hook(config, config["samples"])
     deployment = None
     if setup.data is not None:  # a network search: how the winner's input is prepared
         from mobilenas.train.data import preprocessing
@@ -636,11 +635,11 @@ def _search(argv: Sequence[str] | None, prog: str, held: contextlib.ExitStack) -
         deployment = preprocessing(setup.data.summary(), setup.table.input_size)
     search = SearchRun(
         run, setup.problem, setup.strategy, setup.reward, target, config["samples"], seed=config["seed"],
-        keep_weights=config["keep_weights"], on_update=update, preprocessing=deployment,
+        keep_weights=config["keep_weights"], preprocessing=deployment,
     )
     if resume:
         search.resume()
-        if "samples" in given and search.submitted > search.samples:  # (run_main closes the bar)
+        if "samples" in given and search.submitted > search.samples:
             raise UsageError(
                 f"--samples {search.samples} is below the {search.submitted} architectures {run.root} has already asked for; "
                 "give more to extend the run, or drop --samples to finish it as it was"
@@ -651,7 +650,6 @@ def _search(argv: Sequence[str] | None, prog: str, held: contextlib.ExitStack) -
                 f"{run.root} stopped early, so --samples cannot take it further: {search.stopped}; "
                 "start a new run to search more (another --seed, or --strategy-option settings that explore more)"
             )
-        bar.initial = bar.n = len(search.trained)  # counted, but not in the rate that the ETA comes from
         if search.samples > int(stored["samples"]):
             run.update_manifest(config={**stored, "samples": search.samples})
         if search.stopped:
@@ -660,6 +658,9 @@ def _search(argv: Sequence[str] | None, prog: str, held: contextlib.ExitStack) -
             say(f"the run is complete ({counted(len(search.trained), 'architecture')} evaluated); nothing left to evaluate (--samples N extends it)")
         else:
             _note_random_phase(config, setup.strategy_config)
+    # the bar once the resumed run has been checked (a refused --samples drew it before the error)
+    bar, search.on_update = _progress_hook(config, config["samples"])
+    bar.initial = bar.n = len(search.trained)  # counted, but not in the rate that the ETA comes from
     set_resume_hint(f"nas-search --resume {shlex.quote(str(run.root))}")
     started = time.time()
     try:

@@ -266,6 +266,9 @@ def test_resume_refuses_changed_arguments(cells: Path, tmp_path: Path, capsys, m
     err = capsys.readouterr().err.strip()
     assert "--samples 3 is below the 8 architectures" in err and len(err.splitlines()) == 1
     assert (out / "events.jsonl").read_text() == before
+    assert nas_search(["--resume", str(out), "--samples", "3"]) == 2  # not quiet: no progress bar before the error
+    err = capsys.readouterr().err
+    assert "--samples 3 is below the 8 architectures" in err and "%|" not in err and "0/3" not in err
     # A finished run resumed: said so, nothing evaluated or journaled, the same best.json.
     best = json.loads((out / "best.json").read_text())
     assert nas_search(["--resume", str(out)]) == 0
