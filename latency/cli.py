@@ -234,9 +234,8 @@ def _space_and_table(args: argparse.Namespace) -> tuple[Any, Any]:
     if args.space is not None:
         space = _space(args)
         table = _open_table(args, space)
-        recorded = table.header.space_name, table.header.space_fingerprint
-        if recorded[1] and recorded[1] not in (space.layout_fingerprint(), space.fingerprint()):  # as nas-search notes it
-            other = f"space {recorded[0]}" if recorded[0] != space.name else f"another definition of space {space.name}"
+        other = table.built_for_another(space)
+        if other:  # as nas-search notes it
             print(
                 f"note: latency table {table.path} was built for {other}: the ops of {space.name} it lacks are measured into it,"
                 " and its correction was fitted on that space's networks",
@@ -253,19 +252,17 @@ def _space_of_table(table: Any, num_classes: int | None) -> Any:
     """The built-in space ``table`` was built for, with the class count of its head entries."""
     from mobilenas.space.search_space import SPACES, get_space
 
-    name, fingerprint = table.header.space_name, table.header.space_fingerprint
+    name = table.header.space_name
     if name not in SPACES:
         what = f"space {name!r}, not a built-in one" if name else "no space it records"
         raise UsageError(f"{table.path} was built for {what}: give the space with --space (a built-in name or its .json file)")
     heads = sorted({entry.signature.num_classes for entry in table.entries() if entry.signature.op == "head"})
     preferred = num_classes or (heads[0] if len(heads) == 1 else 1000)
-    # tables made before the layout fingerprint recorded the space's with its class count: the
-    # count of one of their head entries
+    # a layout fingerprint matches at the preferred count; a table made before recorded the
+    # space's whole fingerprint, with the class count of one of its head entries
     for count in dict.fromkeys([preferred, *([] if num_classes else heads)]):
         space = get_space(name, num_classes=count)
-        if not fingerprint or fingerprint == space.layout_fingerprint():
-            return space  # the layout (any class count): the preferred count
-        if fingerprint == space.fingerprint():
+        if table.built_for_another(space) is None:
             return space
     raise UsageError(f"{table.path} was built for another definition of space {name} (a .json file of that name?): give it with --space FILE")
 

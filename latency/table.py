@@ -808,6 +808,18 @@ class LookupTable:
             # Keep every record on disk (another process may have appended some) and swap line 1.
             _atomic_write_lines(self.path, [json.dumps(self.header.to_dict()), *lines[1:]])
 
+    def built_for_another(self, space: Any) -> str | None:
+        """What the table was built for when that is not ``space`` ("space mnasnet", "another
+        definition of space mobilenetv3"), or None (the same space, or a table that does not say).
+
+        Tables record the space's layout fingerprint (its class count left out); tables made before
+        recorded its whole fingerprint, and are matched on that.
+        """
+        name, fingerprint = self.header.space_name, self.header.space_fingerprint
+        if not fingerprint or fingerprint in (space.layout_fingerprint(), space.fingerprint()):
+            return None
+        return f"space {name}" if name != space.name else f"another definition of space {space.name}"
+
     def summary(self) -> dict[str, Any]:
         """What ``nas-latency info`` shows."""
         counts: dict[str, int] = {}

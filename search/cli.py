@@ -361,10 +361,8 @@ def build_setup(config: dict[str, Any], *, say: Any, recorded: dict[str, Any] | 
         space, config["latency_table"], input_size=config["input_size"], backend=_backend(config),
         force_device=config["force_device"], seed=config["seed"], progress=not config["quiet"],
     )
-    built_for = table.header.space_name, table.header.space_fingerprint
-    # tables record the space's layout (before, its exact fingerprint, class count included)
-    if built_for[1] and built_for[1] not in (space.layout_fingerprint(), space.fingerprint()) and recorded is None:
-        other = f"space {built_for[0]}" if built_for[0] != space.name else f"another definition of space {space.name}"
+    other = table.built_for_another(space)
+    if other and recorded is None:
         print(
             f"note: latency table {table.path} was built for {other}: the entries this search needs that it lacks are measured"
             f" as they come, and its correction was fitted on that space's networks (nas-latency calibrate --space {shlex.quote(str(config['space']))}"

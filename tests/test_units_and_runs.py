@@ -329,3 +329,25 @@ def test_the_run_a_path_belongs_to(tmp_path: Path) -> None:
     assert proxy_training(str(tmp_path)) == proxy_training(str(tmp_path / "best.json")) == (20, 16)
     (tmp_path / "manifest.json").write_text(json.dumps({"kind": "netadapt"}))
     assert run_of(tmp_path) is not None and proxy_training(str(tmp_path)) is None
+
+
+def test_a_run_probed_at_that_moment_is_still_claimed(tmp_path: Path) -> None:
+    # nas-results show probes the run's lock (RunDir.holder: a shared lock held for an instant); a
+    # --resume starting just then used to fail with "in use by another process"
+    import fcntl
+    import os
+    import threading
+
+    run = RunDir(tmp_path / "run")
+    run.root.mkdir()
+    (run.root / ".lock").write_text("")
+    probe = open(run.root / ".lock")  # noqa: SIM115 (closed by the timer)
+    fcntl.flock(probe.fileno(), fcntl.LOCK_SH)
+    timer = threading.Timer(0.08, probe.close)  # closing releases it
+    timer.start()
+    try:
+        with run.claim():
+            assert run.holder() == os.getpid()
+    finally:
+        timer.join()
+    assert run.holder() is None

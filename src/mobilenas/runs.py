@@ -17,6 +17,7 @@ import platform
 import secrets
 import shlex
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -275,13 +276,17 @@ class RunDir:
             return
         self.root.mkdir(parents=True, exist_ok=True)
         with open(self.root / LOCK, "a+") as handle:
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
+            for _ in range(5):  # a few tries: holder() (nas-results show) holds it shared for an instant
+                try:
+                    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    time.sleep(0.05)
+            else:
                 handle.seek(0)
                 holder = handle.read().strip()
                 by = f" (pid {holder})" if holder.isdigit() else ""
-                raise ValueError(f"{self.root} is in use by another process{by}; let it finish or stop it, then --resume {shlex.quote(str(self.root))}") from None
+                raise ValueError(f"{self.root} is in use by another process{by}; let it finish or stop it, then --resume {shlex.quote(str(self.root))}")
             handle.seek(0)
             handle.truncate()
             handle.write(f"{os.getpid()}\n")
