@@ -457,3 +457,21 @@ def test_strategy_option_help_lists_every_option_with_its_default(cells: Path, t
     capsys.readouterr()
     assert nas_search(["--resume", str(tmp_path / "run"), "--strategy-option", "help"]) == 0
     assert capsys.readouterr().out.startswith("evolution options")
+
+
+def test_a_best_on_the_other_side_of_the_target_by_measurement_is_noted() -> None:
+    from mobilenas.search.cli import measurement_note
+
+    # within 15% and on the same side of the target: nothing to say
+    assert measurement_note([13.0], 13.0, 14.0, 15.0) is None
+    # 14% below the table, which put it over the 15 ms target the measurement meets (a user's
+    # fresh run: 15.39 ms by a table built beside other jobs, 13.16 ms measured; nothing was said)
+    note = measurement_note([13.16], 13.16, 15.39, 15.0)
+    assert note == (
+        "note: the best measures 13.16 ms end to end (13.16 ms), 14% below its 15.39 ms by the latency table;"
+        " by the table it misses the 15 ms target, measured it meets it"
+    )
+    assert "by the table it meets the 15 ms target, measured it misses it" in (measurement_note([15.5], 15.5, 14.5, 15.0) or "")
+    # far off on the same side: the gap alone
+    note = measurement_note([5.0, 5.2, 5.1], 5.1, 9.0, 15.0) or ""
+    assert note.startswith("note: the best measures 5.10 ms end to end (5.00 ms, 5.20 ms, 5.10 ms), 43% below its 9.00 ms") and "target" not in note
