@@ -125,10 +125,18 @@ def test_predict_finds_the_table_of_the_search_run_that_wrote_best_json(built_ta
 
 def test_fastest_with_a_target(built_table, space_file, capsys) -> None:
     code, out, _ = run(["fastest", "--space", str(space_file), "--num-classes", "10", "--input-size", "32", "--table", str(built_table), "--target-latency", "0.001ms", "--json"], capsys)
-    assert code == 0
+    assert code == 1  # a script can test it: nas-latency fastest ... --target-latency T && nas-search ...
     payload = json.loads(out)
     assert payload["target_latency_ms"] == pytest.approx(0.001) and payload["feasible"] is False
     assert payload["latency_ms"] > 0
+    fastest = payload["latency_ms"]
+    common = ["fastest", "--space", str(space_file), "--num-classes", "10", "--input-size", "32", "--table", str(built_table)]
+    code, out, _ = run([*common, "--target-latency", "0.001ms"], capsys)
+    assert code == 1 and "NOT reachable" in out
+    code, out, _ = run([*common, "--target-latency", f"{fastest * 1.01}ms"], capsys)
+    assert code == 0 and ": reachable" in out
+    code, out, _ = run([*common, "--target-latency", f"{fastest * 1.01}ms", "--json"], capsys)
+    assert code == 0 and json.loads(out)["feasible"] is True
     code, _, err = run(["fastest", "--space", str(space_file), "--num-classes", "10", "--input-size", "64", "--table", str(built_table)], capsys)
     assert code == 2 and "is a table for 32x32 inputs, not --input-size 64" in err
 
