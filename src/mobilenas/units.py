@@ -7,14 +7,15 @@ import math
 import re
 from collections.abc import Sequence
 
-_DURATION = re.compile(r"^\s*([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(ms|s|us|µs)?\s*$")
+_DURATION = re.compile(r"^\s*([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(ms|s|us|µs)?\s*$", re.IGNORECASE)
 _TO_MS = {"ms": 1.0, "s": 1000.0, "us": 1e-3, "µs": 1e-3}
 
 
 def parse_duration_ms(text: str | float | int, *, what: str = "duration") -> float:
     """Parse a user-typed duration into milliseconds.
 
-    Accepts ``15ms``, ``0.015s``, ``1500us`` and a bare number, which is read as milliseconds.
+    Accepts ``15ms``, ``0.015s``, ``1500us`` (units in any case: ``15MS``) and a bare number, which
+    is read as milliseconds.
     Anything else (a unit we do not know, a negative or zero value, ``15 m``) raises ``ValueError``
     with a message that shows accepted forms.
     """
@@ -27,7 +28,7 @@ def parse_duration_ms(text: str | float | int, *, what: str = "duration") -> flo
         match = _DURATION.match(str(text))
         if not match:
             raise ValueError(f"{prefix}cannot read {text!r} as a duration; write it like 15ms, 0.015s or 1500us")
-        value, unit = float(match.group(1)), match.group(2) or "ms"
+        value, unit = float(match.group(1)), (match.group(2) or "ms").lower()
     ms = value * _TO_MS[unit]
     if not math.isfinite(ms):
         raise ValueError(f"{prefix}a duration must be finite, got {text!r}; write it like 15ms, 0.015s or 1500us")
@@ -37,9 +38,11 @@ def parse_duration_ms(text: str | float | int, *, what: str = "duration") -> flo
 
 
 def format_ms(ms: float | None) -> str:
-    """Render milliseconds for people: ``12.34 ms``; ``-`` for unknown."""
+    """Render milliseconds for people: ``12.34 ms``, ``0.512 ms``, ``0.00042 ms``; ``-`` for unknown."""
     if ms is None or (isinstance(ms, float) and math.isnan(ms)):
         return "-"
+    if 0 < abs(ms) < 0.01:  # three decimals would say 0.000 ms
+        return f"{ms:.2g} ms"
     return f"{ms:.3f} ms" if ms < 1 else f"{ms:.2f} ms"
 
 
