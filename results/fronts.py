@@ -191,6 +191,7 @@ def run_summary(run: RunResults, reference: ReferencePoint | None = None, latenc
         counts = run.counts()
         ok = run.candidates()
         best_row = ok.loc[ok["reward"].idxmax()] if len(ok) else None
+        accurate = feasible.loc[feasible["accuracy"].astype(float).idxmax()] if len(feasible) else None  # as best_feasible_accuracy
         common.update({
             "problem": run.problem,
             "space": run.space_name,
@@ -205,6 +206,8 @@ def run_summary(run: RunResults, reference: ReferencePoint | None = None, latenc
             "best_measured_latency_ms": float(best_row["measured_latency_ms"]) if best_row is not None and pd.notna(best_row["measured_latency_ms"]) else math.nan,
             "best_final_accuracy": float(best_row["final_accuracy"]) if best_row is not None and pd.notna(best_row["final_accuracy"]) else math.nan,
             "best_architecture": str(best_row["architecture"]) if best_row is not None else None,
+            "best_feasible_number": int(accurate["number"]) if accurate is not None else None,
+            "best_feasible_latency_ms": float(accurate["front_latency_ms"]) if accurate is not None else math.nan,
             "trials_to_best": int((run.trained()["number"] == best_row["number"]).to_numpy().argmax()) + 1 if best_row is not None else None,
             "wall_time_s": float(run.trials.loc[run.trials["source"] == "trained", "wall_time_s"].sum()),
             "elapsed_s": _elapsed_s(run),

@@ -384,6 +384,13 @@ class SearchRun:
                 return tuple(int(i) for i in event["indices"])
         raise KeyError(number)
 
+    def most_accurate_within_target(self) -> Trial | None:
+        """The successful trial of highest accuracy whose table latency meets the target (the
+        faster of equals), or None. The reward's best need not be it: the soft reward pays for
+        speed under the target, and the hard one may prefer an accurate network a little over it."""
+        feasible = [t for t in self.trained if t.status == STATUS_OK and t.accuracy is not None and t.latency_ms is not None and t.latency_ms <= self.target_latency_ms]
+        return max(feasible, key=lambda t: (t.accuracy, -(t.latency_ms or 0.0)), default=None)
+
     def pareto(self) -> list[Trial]:
         """Trained, successful trials on the accuracy/latency front, fastest first."""
         candidates = [t for t in self.trained if t.status == STATUS_OK and t.accuracy is not None and t.latency_ms is not None]

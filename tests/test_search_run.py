@@ -475,3 +475,29 @@ def test_a_best_on_the_other_side_of_the_target_by_measurement_is_noted() -> Non
     # far off on the same side: the gap alone
     note = measurement_note([5.0, 5.2, 5.1], 5.1, 9.0, 15.0) or ""
     assert note.startswith("note: the best measures 5.10 ms end to end (5.00 ms, 5.20 ms, 5.10 ms), 43% below its 9.00 ms") and "target" not in note
+
+
+@pytest.mark.parametrize(("reward", "differs"), [(["--reward", "custom", "--w", "-0.5"], True), (["--reward", "hard"], False)])
+def test_the_most_accurate_architecture_within_the_target_is_named_where_it_is_not_the_best(cells: Path, tmp_path: Path, capsys, reward: list[str], differs: bool) -> None:
+    # a reward that pays for speed under the target (soft's -0.07, or here -0.5): asked for 9 ms, its
+    # best may be a far faster, less accurate cell than one found within the target, which the end
+    # of the search then names; the hard reward is accuracy itself within the target
+    out = tmp_path / reward[1]
+    args = _args(cells, out, "--samples", "40", "--strategy", "random", "--seed", "1", *reward)
+    assert nas_search([*args, "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    rows = [r for r in csv.DictReader((out / "trials.csv").open()) if r["source"] == "trained" and r["status"] == "ok"]
+    within = [r for r in rows if float(r["latency_ms"]) <= 9.0]
+    expected = max(within, key=lambda r: (float(r["accuracy"]), -float(r["latency_ms"])))
+    accurate = summary["most_accurate_within_target"]
+    assert accurate["number"] == int(expected["number"]) and accurate["accuracy"] == pytest.approx(float(expected["accuracy"]))
+    assert (accurate["accuracy"] > summary["best"]["accuracy"]) == differs
+    assert nas_search(["--resume", str(out)]) == 0  # the finished run's summary, as text
+    printed = capsys.readouterr().out
+    assert ("most accurate within the target: #" + str(accurate["number"]) in printed) == differs
+    if differs:
+        assert f"ranked below the best by the custom reward ({accurate['reward']:.4f} < {summary['best']['reward']:.4f}); --reward hard" in printed
+    from mobilenas.results.cli import main as nas_results
+
+    assert nas_results(["show", str(out)]) == 0
+    assert f"trial #{accurate['number']} at {float(expected['latency_ms']):.2f} ms" in capsys.readouterr().out
