@@ -121,6 +121,11 @@ def _draw_run(axes: Axes, run: RunResults, latency: str, color: str, show_all: b
     _scatter_by_source(axes, front, color, 30, None, measured_axis=measured_axis)
     best = frame.loc[frame["reward"].idxmax()]
     axes.plot([best["front_latency_ms"]], [best["accuracy"]], "*", markersize=14, color=color, markeredgecolor="black", markeredgewidth=0.6, label=named(f"{label}: best reward ({best['reward']:.3f})"), zorder=5)
+    within = frame[frame["front_latency_ms"] <= run.target_latency_ms]
+    if legend and not many and len(within):  # where the reward's best is not it (nas-search names it too)
+        accurate = within.loc[within["accuracy"].astype(float).idxmax()]
+        if accurate["accuracy"] > best["accuracy"]:
+            axes.plot([accurate["front_latency_ms"]], [accurate["accuracy"]], "D", markersize=8, color=color, markeredgecolor="black", markeredgewidth=0.6, label=f"{label}: most accurate within the target (#{int(accurate['number'])})", zorder=5)
 
 
 LINESTYLES = ("-", "--", ":", "-.")
@@ -209,7 +214,8 @@ def plot_front(
     """The accuracy/latency front of one run or several overlaid, with reference networks.
 
     Each search run: every successful trial (faint), its front (a step line, the best accuracy
-    reachable at each latency), its best-reward trial (a star). Each NetAdapt run: its trajectory
+    reachable at each latency), its best-reward trial (a star) and, when a more accurate trial
+    meets the target (the soft reward pays for speed), that one (a diamond). Each NetAdapt run: its trajectory
     of iterations and the refined network (a star). ``references`` is a frame of
     :func:`mobilenas.results.references.reference_points`. With ``latency="measured"`` points
     whose latency was not measured are hollow. ``groups`` (run label -> group, e.g. its

@@ -501,3 +501,8 @@ def test_the_most_accurate_architecture_within_the_target_is_named_where_it_is_n
 
     assert nas_results(["show", str(out)]) == 0
     assert f"trial #{accurate['number']} at {float(expected['latency_ms']):.2f} ms" in capsys.readouterr().out
+    from mobilenas.results import load_run
+    from mobilenas.results.plots import plot_front
+
+    labels = [t.get_text() for t in plot_front(load_run(out)).axes[0].get_legend().get_texts()]
+    assert (f"{out.name}: most accurate within the target (#{accurate['number']})" in labels) == differs  # a diamond
