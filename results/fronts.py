@@ -167,7 +167,7 @@ def run_summary(run: RunResults, reference: ReferencePoint | None = None, latenc
     front = front_of(frame)
     volume = _volume_of(frame, reference)
     target = run.target_latency_ms
-    feasible = frame[frame["front_latency_ms"] <= target] if math.isfinite(target) else frame.iloc[0:0]
+    accurate = most_accurate_within(frame, target)
     common: dict[str, Any] = {
         "run": run.label,
         "path": str(run.path),
@@ -181,17 +181,16 @@ def run_summary(run: RunResults, reference: ReferencePoint | None = None, latenc
         "hypervolume": volume,
         "hypervolume_normalised": normalised(volume, reference),
         "reference_point": reference.to_dict(),
-        "best_feasible_accuracy": float(feasible["accuracy"].max()) if len(feasible) else math.nan,
+        "best_feasible_accuracy": float(accurate["accuracy"]) if accurate is not None else math.nan,
         # the final column (a tabular benchmark's test_acc_200ep) of that architecture: what a
         # comparison of strategies on a benchmark reports; NaN where runs have no final column
-        "best_feasible_final_accuracy": _final_of_best(feasible),
+        "best_feasible_final_accuracy": _number_or_nan(accurate.get("final_accuracy")) if accurate is not None else math.nan,
         "measured_points": int((frame["latency_source"] == "measured").sum()) if latency == "measured" else int(frame["measured_latency_ms"].notna().sum()),
     }
     if isinstance(run, SearchResults):
         counts = run.counts()
         ok = run.candidates()
         best_row = ok.loc[ok["reward"].idxmax()] if len(ok) else None
-        accurate = feasible.loc[feasible["accuracy"].astype(float).idxmax()] if len(feasible) else None  # as best_feasible_accuracy
         common.update({
             "problem": run.problem,
             "space": run.space_name,
@@ -240,12 +239,21 @@ def run_summary(run: RunResults, reference: ReferencePoint | None = None, latenc
     return common
 
 
-def _final_of_best(frame: pd.DataFrame) -> float:
-    """``final_accuracy`` of the most accurate row (the first of equals), NaN when unknown."""
-    if frame.empty or "final_accuracy" not in frame.columns:
-        return math.nan
-    value = pd.to_numeric(frame["final_accuracy"], errors="coerce").loc[frame["accuracy"].astype(float).idxmax()]
-    return float(value) if pd.notna(value) else math.nan
+def most_accurate_within(frame: pd.DataFrame, target_ms: float) -> pd.Series | None:
+    """The row of :func:`points` of highest accuracy whose ``front_latency_ms`` meets ``target_ms``
+    (the fastest of equals, as ``nas-search`` names it), or None."""
+    if not math.isfinite(target_ms):
+        return None
+    within = frame[frame["front_latency_ms"] <= target_ms]
+    if within.empty:
+        return None
+    order = pd.DataFrame({"accuracy": -within["accuracy"].astype(float), "latency": within["front_latency_ms"].astype(float)}).sort_values(["accuracy", "latency"], kind="stable")
+    return within.loc[order.index[0]]
+
+
+def _number_or_nan(value: Any) -> float:
+    number = pd.to_numeric(value, errors="coerce")
+    return float(number) if pd.notna(number) else math.nan
 
 
 def compare_runs(runs: Sequence[RunResults], reference: ReferencePoint | None = None, latency: str = "table") -> pd.DataFrame:

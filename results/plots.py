@@ -23,7 +23,13 @@ from matplotlib.ticker import FuncFormatter
 
 from mobilenas.netadapt.choices import refined_label
 from mobilenas.results.common import RunBase
-from mobilenas.results.fronts import best_so_far, check_latency, front_of, points
+from mobilenas.results.fronts import (
+    best_so_far,
+    check_latency,
+    front_of,
+    most_accurate_within,
+    points,
+)
 from mobilenas.results.load import RunResults
 from mobilenas.results.netadapt_run import NetAdaptResults
 from mobilenas.results.search_run import SearchResults
@@ -121,11 +127,9 @@ def _draw_run(axes: Axes, run: RunResults, latency: str, color: str, show_all: b
     _scatter_by_source(axes, front, color, 30, None, measured_axis=measured_axis)
     best = frame.loc[frame["reward"].idxmax()]
     axes.plot([best["front_latency_ms"]], [best["accuracy"]], "*", markersize=14, color=color, markeredgecolor="black", markeredgewidth=0.6, label=named(f"{label}: best reward ({best['reward']:.3f})"), zorder=5)
-    within = frame[frame["front_latency_ms"] <= run.target_latency_ms]
-    if legend and not many and len(within):  # where the reward's best is not it (nas-search names it too)
-        accurate = within.loc[within["accuracy"].astype(float).idxmax()]
-        if accurate["accuracy"] > best["accuracy"]:
-            axes.plot([accurate["front_latency_ms"]], [accurate["accuracy"]], "D", markersize=8, color=color, markeredgecolor="black", markeredgewidth=0.6, label=f"{label}: most accurate within the target (#{int(accurate['number'])})", zorder=5)
+    accurate = most_accurate_within(frame, run.target_latency_ms)
+    if legend and not many and accurate is not None and accurate["accuracy"] > best["accuracy"]:  # nas-search names it too
+        axes.plot([accurate["front_latency_ms"]], [accurate["accuracy"]], "D", markersize=8, color=color, markeredgecolor="black", markeredgewidth=0.6, label=f"{label}: most accurate within the target (#{int(accurate['number'])})", zorder=5)
 
 
 LINESTYLES = ("-", "--", ":", "-.")

@@ -515,7 +515,7 @@ def _within_target_lines(search: Any, reward_kind: str) -> list[str]:
     """The most accurate architecture within the target, where it is not the reward's best: a
     user asking for 20 ms may be handed 2.6 ms at 73% by the soft reward when 18.7 ms at 81% was found."""
     best, accurate = search.best, search.most_accurate_within_target()
-    if best is None or accurate is None or accurate.number == best.number or accurate.accuracy <= best.accuracy:
+    if best is None or accurate is None or accurate.accuracy <= best.accuracy:
         return []
     hint = "" if reward_kind == "hard" else "; --reward hard ranks by accuracy alone within the target"
     return [

@@ -187,3 +187,16 @@ def test_a_run_that_just_started_reads_and_draws(tmp_path: Path, capsys: pytest.
     for figure in (plot_convergence(run), plot_reward_landscape(run)):
         save_figure(figure, tmp_path / "x.png")
     assert json.loads((fresh / "manifest.json").read_text())["kind"] == "search"
+
+
+def test_the_most_accurate_within_the_target_is_the_fastest_of_equals() -> None:
+    # proxy accuracies are multiples of 1/validation images, so equal ones are common; nas-search
+    # and nas-results name the same one
+    import pandas as pd
+
+    from mobilenas.results.fronts import most_accurate_within
+
+    frame = pd.DataFrame({"number": [0, 1, 2, 3], "accuracy": [0.5, 0.7, 0.7, 0.9], "front_latency_ms": [3.0, 9.0, 6.0, 12.0]})
+    assert most_accurate_within(frame, 10.0)["number"] == 2
+    assert most_accurate_within(frame, 12.0)["number"] == 3
+    assert most_accurate_within(frame, 2.0) is None and most_accurate_within(frame, float("nan")) is None

@@ -9,7 +9,7 @@ from mobilenas.runs import Journal, RunDir, atomic_write_json, read_json
 from mobilenas.units import counted, format_duration, format_ms, parse_duration_ms
 
 
-@pytest.mark.parametrize(("text", "ms"), [("15ms", 15.0), ("0.015s", 15.0), ("15", 15.0), ("1500us", 1.5), (" 2.5 ms ", 2.5), (7, 7.0), ("1e1ms", 10.0), ("15MS", 15.0), ("0.015S", 15.0), ("1500US", 1.5), ("2Ms", 2.0)])
+@pytest.mark.parametrize(("text", "ms"), [("15ms", 15.0), ("0.015s", 15.0), ("15", 15.0), ("1500us", 1.5), (" 2.5 ms ", 2.5), (7, 7.0), ("1e1ms", 10.0), ("15MS", 15.0), ("0.015S", 15.0), ("1500US", 1.5), ("2Ms", 2.0), ("1500µs", 1.5), ("1500μs", 1.5), ("1500ΜS", 1.5)])
 def test_durations(text, ms: float) -> None:
     assert parse_duration_ms(text) == pytest.approx(ms)
 

@@ -8,7 +8,7 @@ import re
 from collections.abc import Sequence
 
 _DURATION = re.compile(r"^\s*([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(ms|s|us|µs)?\s*$", re.IGNORECASE)
-_TO_MS = {"ms": 1.0, "s": 1000.0, "us": 1e-3, "µs": 1e-3}
+_TO_MS = {"ms": 1.0, "s": 1000.0, "us": 1e-3, "µs": 1e-3, "μs": 1e-3}  # the micro sign, and the Greek mu it folds to
 
 
 def parse_duration_ms(text: str | float | int, *, what: str = "duration") -> float:
