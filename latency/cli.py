@@ -22,6 +22,7 @@ from mobilenas.cliutil import (
     positive_int,
     print_json,
     run_main,
+    set_interrupt_note,
     set_resume_hint,
 )
 from mobilenas.errors import UsageError
@@ -394,6 +395,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     space, table = _space_and_table(args)
     out = args.out or Path(f"calibration-{space.name}-{table.input_size}px")
     check_writable_folder(out, f"--out {out}" if args.out else f"the output folder {out} (choose another with --out)")  # before measuring
+    set_interrupt_note("ops measured into the latency table so far are kept; this calibration's end-to-end timings are not (interleaved rounds count only all together): run it again")
     report = calibrate(space, table, args.samples, seed=args.seed, rounds=args.rounds, out_dir=out, progress=not args.quiet, update_correction=args.update_correction, anchors=args.anchors)
     if args.json:
         print_json(report.to_dict())

@@ -489,7 +489,7 @@ def measure_interleaved(
     cold_cache: bool = False,
     group_size: int = 64,
     on_progress: Callable[[int], None] | None = None,
-    on_done: Callable[[int], None] | None = None,
+    on_done: Callable[[list[int], list[Measurement]], None] | None = None,
 ) -> list[Measurement]:
     """Time several models with their runs interleaved, so drift is shared by all of them.
 
@@ -501,8 +501,8 @@ def measure_interleaved(
     many models rather than all runs of one. Each visit starts with one untimed run, so the
     timed runs see warm caches as repeated runs of one model do. Returns one :class:`Measurement` per model, in the
     order given. ``on_progress(1)`` is called once per model prepared and once per model and
-    round timed (``len(factories) * (rounds + 1)`` calls in all); ``on_done(k)`` as each group
-    of ``k`` models is finished.
+    round timed (``len(factories) * (rounds + 1)`` calls in all); ``on_done(indices,
+    measurements)`` as each group is finished (to keep them before a later group is interrupted).
     """
     if rounds < 1:
         raise ValueError(f"rounds must be >= 1, got {rounds}")
@@ -535,9 +535,10 @@ def measure_interleaved(
         finally:
             for runner in runners.values():
                 runner.close()
-        results += [Measurement.of(samples[i], device.with_shape(runners[i].input_shape)) for i in indices]
+        group = [Measurement.of(samples[i], device.with_shape(runners[i].input_shape)) for i in indices]
+        results += group
         if on_done is not None:
-            on_done(len(indices))
+            on_done(indices, group)
     return results
 
 
@@ -549,12 +550,12 @@ def measure_architectures(
     rounds: int = 10,
     seed: int = 0,
     on_progress: Callable[[int], None] | None = None,
-    on_done: Callable[[int], None] | None = None,
+    on_done: Callable[[list[int], list[Measurement]], None] | None = None,
 ) -> list[Measurement]:
     """End-to-end latencies of several architectures, interleaved (:func:`measure_interleaved`).
 
     For a progress bar, ``on_progress`` is called ``len(archs) * (rounds + 1)`` times;
-    ``on_done(k)`` as each group of ``k`` architectures is finished.
+    ``on_done(indices, measurements)`` as each group of architectures is finished.
     """
 
     def factory(arch: Architecture) -> ModelFactory:

@@ -195,7 +195,7 @@ def measure_candidates(
     measured now (columns as :func:`cached_measurements`, plus ``number``,
     ``predicted_ms``).
     """
-    from mobilenas.latency.measure import measure_architectures
+    from mobilenas.latency.measure import Measurement, measure_architectures
     from mobilenas.space.arch import Architecture
 
     if run.kind != "search" or run.problem != "network":
@@ -222,24 +222,30 @@ def measure_candidates(
     backend = latency.backend()
     from mobilenas.cliutil import progress as progress_bar
 
+    numbers, predictions = [int(n) for n in chosen["number"]], [float(p) for p in chosen["latency_ms"]]
+    journal = Journal(run.path / MEASURED)
+    rows: list[dict[str, Any]] = []
+
+    def keep(indices: list[int], measurements: list[Measurement]) -> None:
+        """Journal a finished group at once: an interrupt later loses only the group in progress."""
+        for i, measurement in zip(indices, measurements, strict=True):
+            row = {
+                "fingerprint": archs[i].fingerprint(),
+                "notation": archs[i].to_notation(),
+                "latency_ms": float(measurement.latency_ms),
+                "iqr_ms": float(measurement.spread.iqr_ms),
+                "runs": int(measurement.runs),
+                "device": measurement.device.describe(),
+                "device_fingerprint": measurement.device.fingerprint(),
+                "measured": now_iso(),
+            }
+            journal.append(row)
+            rows.append({**row, "number": numbers[i], "predicted_ms": predictions[i]})
+        bar.update(len(indices))
+
     bar = progress_bar(total=len(archs), desc="end-to-end", enabled=progress, unit="arch")
     try:
-        measurements = measure_architectures(archs, backend, latency.input_size, rounds=rounds, seed=0, on_done=bar.update)
+        measure_architectures(archs, backend, latency.input_size, rounds=rounds, seed=0, on_done=keep)
     finally:
         bar.close()
-    journal = Journal(run.path / MEASURED)
-    rows = []
-    for arch, number, predicted, measurement in zip(archs, chosen["number"], chosen["latency_ms"], measurements, strict=True):
-        row = {
-            "fingerprint": arch.fingerprint(),
-            "notation": arch.to_notation(),
-            "latency_ms": float(measurement.latency_ms),
-            "iqr_ms": float(measurement.spread.iqr_ms),
-            "runs": int(measurement.runs),
-            "device": measurement.device.describe(),
-            "device_fingerprint": measurement.device.fingerprint(),
-            "measured": now_iso(),
-        }
-        journal.append(row)
-        rows.append({**row, "number": int(number), "predicted_ms": float(predicted)})
     return pd.DataFrame(rows, columns=columns)

@@ -64,6 +64,20 @@ def test_the_bigger_model_is_slower_when_interleaved() -> None:
     assert big.device.input_shape == (1, 64, 64, 64)
 
 
+def test_each_finished_group_is_handed_over_before_the_next_is_timed() -> None:
+    # nas-results measure keeps a finished group's timings: an interrupt in the next loses only it
+    def model(channels: int):
+        return lambda: (ConvBNAct(channels, channels, 3, 1, 1, "relu"), (1, channels, 8, 8))
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    done: list[tuple[list[int], list[float]]] = []
+    with pytest.raises(KeyboardInterrupt):
+        measure_interleaved([model(4), model(8), interrupted], OnnxRuntimeBackend(warmup=1, repeats=2), rounds=2, group_size=2, on_done=lambda indices, ms: done.append((indices, [m.latency_ms for m in ms])))
+    assert [indices for indices, _ in done] == [[0, 1]] and all(latency > 0 for latency in done[0][1])
+
+
 def test_cold_cache_runs_are_timed_too() -> None:
     backend = OnnxRuntimeBackend(warmup=1, repeats=3)
     result = backend.measure_module(ConvBNAct(8, 8, 3, 1, 8, None), (1, 8, 16, 16), cold_cache=True)

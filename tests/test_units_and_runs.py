@@ -241,6 +241,20 @@ def test_the_last_line_of_a_stopped_command_starts_a_line_of_its_own(raised: Bas
     assert f"\n{line}" in err and err.endswith(f"{line}\n")  # not appended to the bar, and the bar not drawn again after it
 
 
+def test_a_command_that_keeps_less_says_what_an_interrupt_keeps(capsys: pytest.CaptureFixture[str]) -> None:
+    from mobilenas.cliutil import run_main, set_interrupt_note
+
+    def work(argv) -> int:
+        set_interrupt_note("the timings count only all together: run it again")
+        raise KeyboardInterrupt
+
+    assert run_main(work, [], "prog") == 130
+    assert capsys.readouterr().err.strip() == "prog: interrupted; the timings count only all together: run it again"
+    # the next command in the same process says the usual
+    assert run_main(lambda argv: (_ for _ in ()).throw(KeyboardInterrupt()), [], "prog") == 130
+    assert capsys.readouterr().err.strip() == "prog: interrupted; completed work is saved"
+
+
 def test_the_systems_refusals_are_one_line(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     import errno
 

@@ -96,9 +96,19 @@ def set_resume_hint(command: str) -> None:
     _resume_hint[:] = [command]
 
 
+_interrupt_note: list[str] = []  # what an interrupt keeps, where "completed work is saved" says too little
+
+
+def set_interrupt_note(note: str) -> None:
+    """Say what Ctrl-C keeps of this command's work, instead of "completed work is saved" (for work
+    that counts only all together, such as interleaved timings)."""
+    _interrupt_note[:] = [note]
+
+
 def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None, prog: str) -> int:
     """Run ``main(argv)`` and turn user errors into one line on stderr plus exit code 2."""
     _resume_hint.clear()
+    _interrupt_note.clear()
     _terminated.clear()
     previous = _stop_on_sigterm()
     try:
@@ -120,7 +130,8 @@ def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[
         _close_progress_bars()
         hint = f"; continue with: {_resume_hint[0]}" if _resume_hint else ""
         terminated = bool(_terminated)
-        print(f"{prog}: {'terminated' if terminated else 'interrupted'}; completed work is saved{hint}", file=sys.stderr)
+        kept = _interrupt_note[0] if _interrupt_note else "completed work is saved"
+        print(f"{prog}: {'terminated' if terminated else 'interrupted'}; {kept}{hint}", file=sys.stderr)
         return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
     except (SpecError, UsageError, ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError) as error:
         if os.environ.get("MOBILENAS_DEBUG"):
