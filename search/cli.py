@@ -518,11 +518,14 @@ def _within_target_lines(search: Any, reward_kind: str) -> list[str]:
     if best is None or accurate is None or accurate.accuracy <= best.accuracy:
         return []
     hint = "" if reward_kind == "hard" else "; --reward hard ranks by accuracy alone within the target"
-    return [
+    lines = [
         f"most accurate within the target: #{accurate.number}, accuracy {accurate.accuracy:.4f}, latency {format_ms(accurate.latency_ms)} by the table",
         f"  {accurate.architecture}",
         f"  ranked below the best by the {reward_kind} reward ({accurate.reward:.4f} < {best.reward:.4f}){hint}",
     ]
+    if accurate.weights:  # kept with --keep-weights all
+        lines.append(f"  its weights: {search.run.root / accurate.weights}")
+    return lines
 
 
 def _pareto_lines(search: Any, limit: int = 15) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -399,3 +400,27 @@ def test_a_train_size_beyond_the_data_is_refused_before_the_run(space_file: Path
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1] == "nas-search: error: --train-size 5000 is more than the 4,000 training images of synthetic left after the validation split; give at most 4000, or leave it out for the proxy default (4000, cut to what there is)"
     assert not out.exists() and not table.exists()
+
+
+def test_a_network_search_names_the_most_accurate_within_the_target_and_its_kept_weights(space_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # a reward that pays much for speed (w = -1) hands over a fast network; with --keep-weights all
+    # the most accurate one within the target can be trained further from its own weights
+    out = tmp_path / "run"
+    args = [a for a in _network_args(space_file, out, "--samples", "6", "--executor", "inline", "--no-measure", "--keep-weights", "all",
+                                     "--reward", "custom", "--w", "-1", "--strategy", "random", "--seed", "SEED") if a != "--quiet"]
+    for seed in range(5):  # a seed whose fast best is not also the most accurate within the target
+        run = out.with_name(f"run{seed}")
+        assert nas_search([*(str(seed) if a == "SEED" else str(run) if a == str(out) else a for a in args)]) == 0
+        printed = capsys.readouterr().out
+        trials = [r for r in csv.DictReader((run / "trials.csv").open()) if r["source"] == "trained" and r["status"] == "ok"]
+        best = max(trials, key=lambda r: float(r["reward"]))
+        within = [r for r in trials if float(r["latency_ms"]) <= 5.0]
+        accurate = max(within, key=lambda r: (float(r["accuracy"]), -float(r["latency_ms"])))
+        if float(accurate["accuracy"]) > float(best["accuracy"]):
+            break
+        assert "most accurate within the target" not in printed
+    else:
+        pytest.fail("no seed of five had a most accurate network other than the reward's best")
+    assert f"most accurate within the target: #{accurate['number']}, accuracy {float(accurate['accuracy']):.4f}" in printed
+    weights = run / "weights" / f"trial-{int(accurate['number']):05d}.pt"
+    assert f"  its weights: {weights}\n" in printed and weights.exists()
