@@ -193,6 +193,25 @@ def test_image_folder_gray_with_train_and_test_folders(tmp_path: Path) -> None:
     assert rgb.in_channels == 3 and torch.equal(rgb.train.images[:, 0], rgb.train.images[:, 2])
 
 
+def test_image_folder_with_train_alone_or_beside_val(tmp_path: Path) -> None:
+    # train/ without test/ was read as one class named 'train' ("found 1 class folder(s)")
+    write_folder(tmp_path / "alone" / "train", "RGB", [(12, 12)], per_class=8)
+    data = load_dataset(tmp_path / "alone", val_size=3, test_size=6)
+    assert data.class_names == ("cat", "dog", "emu") and data.sizes() == {"train": 15, "val": 3, "test": 6}  # test carved
+    # ImageNet's layout: train/ and val/, val/ the held-out split
+    write_folder(tmp_path / "imagenet" / "train", "RGB", [(12, 12)], per_class=8)
+    write_folder(tmp_path / "imagenet" / "val", "RGB", [(12, 12)], per_class=2)
+    data = load_dataset(tmp_path / "imagenet", val_size=6)
+    assert data.class_names == ("cat", "dog", "emu") and data.sizes() == {"train": 18, "val": 6, "test": 6}
+    write_folder(tmp_path / "imagenet" / "test", "RGB", [(12, 12)], per_class=1)
+    with pytest.raises(ValueError, match="holds both test/ and val/ beside train/"):
+        load_dataset(tmp_path / "imagenet")
+    # a class of its own named train, among others, is a class
+    write_folder(tmp_path / "classes", "RGB", [(12, 12)], per_class=4)
+    write_folder(tmp_path / "classes" / "train" / "x", "RGB", [(12, 12)], per_class=1)
+    assert load_dataset(tmp_path / "classes", val_size=4, test_size=4).class_names == ("cat", "dog", "emu", "train")
+
+
 def test_image_folder_errors(tmp_path: Path) -> None:
     (tmp_path / "one" / "only").mkdir(parents=True)
     with pytest.raises(ValueError, match="at least 2 classes"):

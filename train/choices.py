@@ -21,7 +21,7 @@ CIFAR10_LAYOUT = (
     "the CIFAR-10 python layout: a folder cifar-10-batches-py/ holding data_batch_1 ... data_batch_5, "
     "test_batch and batches.meta (as torchvision stores it); give that folder or the folder holding it"
 )
-IMAGEFOLDER_LAYOUT = "an image folder: ROOT/<class>/<image> (or ROOT/train/<class>/... and ROOT/test/<class>/...)"
+IMAGEFOLDER_LAYOUT = "an image folder: ROOT/<class>/<image> (or ROOT/train/<class>/..., with ROOT/test/<class>/... or ROOT/val/<class>/...)"
 NPZ_LAYOUT = "a .npz file with x_train, y_train (and optionally x_test, y_test): images (N,H,W), (N,H,W,C) or (N,C,H,W) with C in 1 or 3"
 
 

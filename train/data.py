@@ -12,7 +12,8 @@ Kinds (``name_or_path``):
 ``cifar10``     CIFAR-10 in its standard python layout: ``data_dir`` is the
                 ``cifar-10-batches-py`` folder itself or the folder holding it (torchvision's root).
 ``imagefolder`` ``data_dir/<class>/<image>`` (any format Pillow reads, any size); or
-                ``data_dir/train/<class>/...`` plus ``data_dir/test/<class>/...``. Images are
+                ``data_dir/train/<class>/...``, with ``data_dir/test/<class>/...`` or
+                ``data_dir/val/<class>/...`` (ImageNet's layout) as the test split. Images are
                 resized (shorter side) and centre-cropped to ``image_size``, by default the median
                 shorter side, at most 224.
 ``npz``         a ``.npz`` file with ``x_train``, ``y_train`` and optionally ``x_test``,
@@ -24,7 +25,7 @@ a path          the kind is recognised: a ``.npz`` file, a folder with ``cifar-1
 
 Splits: the validation split is carved from the training data, stratified by class and seeded
 (``seed``); it serves every reward and fine-tune decision. The test split is only for final
-reporting; where a data set has none (an image folder without ``test/``, an ``.npz`` without
+reporting; where a data set has none (an image folder without ``test/`` or ``val/``, an ``.npz`` without
 ``x_test``) one is carved the same way (``test_size``, default 20%). ``train_size``,
 ``val_size`` and ``test_size`` accept a count or a fraction in (0, 1); subsets are stratified.
 
@@ -596,10 +597,7 @@ def _image_files(folder: Path) -> list[Path]:
 def _read_image_folder(path: Path, image_size: int | None) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray] | None, tuple[str, ...]]:
     if not path.is_dir():
         raise ValueError(f"{path} is not a folder; expected {IMAGEFOLDER_LAYOUT}")
-    if (path / "train").is_dir() and (path / "test").is_dir():
-        train_root, test_root = path / "train", path / "test"
-    else:
-        train_root, test_root = path, None
+    train_root, test_root = _split_folders(path)
     class_dirs = _class_folders(train_root)
     if len(class_dirs) < 2:
         raise ValueError(
@@ -625,6 +623,22 @@ def _read_image_folder(path: Path, image_size: int | None) -> tuple[tuple[np.nda
     if test_files is not None:
         test = (test_images, test_labels)
     return (train_images, train_labels), test, class_names
+
+
+TEST_FOLDERS = ("test", "val")  # the held-out split's folder beside train/ (val/: ImageNet's layout)
+
+
+def _split_folders(path: Path) -> tuple[Path, Path | None]:
+    """The training folder and the held-out one of an image folder: ``path/train`` and
+    ``path/test`` (or ``path/val``, or none) when ``path`` holds ``train/`` and nothing else but
+    those; otherwise ``path`` itself holds the class folders."""
+    folders = {p.name for p in _class_folders(path)}
+    if "train" not in folders or not folders <= {"train", *TEST_FOLDERS}:
+        return path, None
+    held_out = [name for name in TEST_FOLDERS if name in folders]
+    if len(held_out) > 1:
+        raise ValueError(f"{path}: holds both test/ and val/ beside train/; keep one as the held-out split (the other is carved from train/)")
+    return path / "train", (path / held_out[0]) if held_out else None
 
 
 def _labelled_files(root: Path, class_names: tuple[str, ...]) -> list[tuple[Path, int]]:
@@ -653,7 +667,7 @@ def _default_image_size(files: list[Path]) -> int:
             with Image.open(f) as image:  # reads the header only
                 sides.append(min(image.size))
         except (UnidentifiedImageError, OSError) as error:
-            raise ValueError(f"{f}: not an image Pillow can read ({error})") from None
+            raise ValueError(f"{f}: not an image Pillow can read ({error}); remove or replace it") from None
     return int(min(MAX_DEFAULT_IMAGE_SIZE, np.median(sides)))
 
 
@@ -670,7 +684,7 @@ def _decode_images(files: list[tuple[Path, int]], size: int) -> tuple[np.ndarray
                 mode = image.mode
                 rgb = image.convert("RGB")
         except (UnidentifiedImageError, OSError) as error:
-            raise ValueError(f"{f}: not an image Pillow can read ({error})") from None
+            raise ValueError(f"{f}: not an image Pillow can read ({error}); remove or replace it") from None
         gray = gray and mode in ("L", "1", "I", "I;16", "LA", "F")
         images[i] = np.asarray(_square(rgb, size)).transpose(2, 0, 1)
         labels[i] = label
