@@ -479,6 +479,9 @@ def measure(arch: Architecture, backend: LatencyBackend | None = None, input_siz
 ModelFactory = Callable[[], tuple[nn.Module, tuple[int, ...]]]
 
 
+INTERLEAVED_GROUP = 64  # models prepared and timed together by measure_interleaved (bounds memory)
+
+
 def measure_interleaved(
     factories: Sequence[ModelFactory],
     backend: LatencyBackend,
@@ -487,7 +490,7 @@ def measure_interleaved(
     runs_per_round: int | None = None,
     seed: int = 0,
     cold_cache: bool = False,
-    group_size: int = 64,
+    group_size: int = INTERLEAVED_GROUP,
     on_progress: Callable[[int], None] | None = None,
     on_done: Callable[[list[int], list[Measurement]], None] | None = None,
 ) -> list[Measurement]:

@@ -569,7 +569,9 @@ def _measure(args: argparse.Namespace) -> int:
             numbers = [int(part) for part in args.trials.split(",") if part.strip()]
         except ValueError:
             raise UsageError(f"--trials takes front, all, or trial numbers like 3,17,40; got {args.trials!r}") from None
-    set_interrupt_note(f"architectures are kept as each interleaved group of up to 64 is timed, in {run.path / 'measured.jsonl'}; the same command measures the rest")
+    from mobilenas.latency.measure import INTERLEAVED_GROUP
+
+    set_interrupt_note(f"architectures are kept as each interleaved group of up to {INTERLEAVED_GROUP} is timed, in {run.path / 'measured.jsonl'}; the same command measures the rest")
     rows = measure_candidates(run, numbers, rounds=args.rounds, table=args.latency_table, progress=not args.quiet and not args.json, remeasure=args.remeasure)
     if args.json:
         print_json({"measured": rows.to_dict("records"), "cache": str(run.path / "measured.jsonl")})
