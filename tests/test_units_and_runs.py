@@ -368,3 +368,25 @@ def test_a_run_probed_at_that_moment_is_still_claimed(tmp_path: Path) -> None:
     finally:
         timer.join()
     assert run.holder() is None
+
+
+def test_a_misspelt_option_command_or_choice_gets_the_closest_one(capsys: pytest.CaptureFixture[str]) -> None:
+    from mobilenas.cli import main as mobilenas
+    from mobilenas.latency.cli import main as nas_latency
+    from mobilenas.search.cli import main as nas_search
+
+    cases = [
+        (nas_search, ["--target-latncy", "15ms"], "unrecognized arguments: --target-latncy 15ms; did you mean --target-latency? (see nas-search --help)"),
+        (nas_search, ["--target-latency", "15ms", "--stratgy=ppo"], "did you mean --strategy?"),
+        (nas_search, ["--target-latency", "15ms", "--reward", "sfot"], "invalid choice: 'sfot' (choose from"),
+        (nas_search, ["--target-latency", "15ms", "--reward", "sfot"], "; did you mean 'soft'?"),
+        (nas_latency, ["biuld"], "; did you mean 'build'?"),
+        (mobilenas, ["serach"], "unknown command 'serach'; did you mean 'search'? choose one of"),
+    ]
+    for main, argv, fragment in cases:
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert fragment in err and len(err.splitlines()) == 1, err
+    assert nas_search(["--target-latency", "15ms", "--frobnicate", "1"]) == 2  # nothing close: no guess
+    assert "did you mean" not in capsys.readouterr().err
+    assert mobilenas(["help", "search"]) == 0 and "usage: mobilenas search" in capsys.readouterr().out

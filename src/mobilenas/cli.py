@@ -39,6 +39,8 @@ def _usage() -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["help"] and len(args) > 1 and args[1] in COMMANDS:
+        args = [args[1], "--help"]  # mobilenas help search: search's help
     if not args or args[0] in ("-h", "--help", "help"):
         print(_usage())
         return 0
@@ -47,7 +49,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     name = args[0]
     if name not in COMMANDS:
-        print(f"mobilenas: error: unknown command {name!r}; choose one of {', '.join(COMMANDS)} (see mobilenas --help)", file=sys.stderr)
+        from mobilenas.cliutil import closest
+
+        close = closest(name, list(COMMANDS))
+        meant = f"did you mean {close!r}? " if close else ""
+        print(f"mobilenas: error: unknown command {name!r}; {meant}choose one of {', '.join(COMMANDS)} (see mobilenas --help)", file=sys.stderr)
         return 2
     module = importlib.import_module(COMMANDS[name][0])
     return int(module.main(args[1:], prog=f"mobilenas {name}") or 0)

@@ -52,14 +52,37 @@ class ArgumentParser(argparse.ArgumentParser):
         return super().format_help()
 
     def parse_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> Any:  # type: ignore[override]
-        """As argparse's, but an unknown option is reported by the subcommand that was given it."""
+        """As argparse's, but an unknown option is reported by the subcommand that was given it,
+        with the closest option it has (``--target-latncy``: did you mean --target-latency?)."""
         parsed, extras = self.parse_known_args(args, namespace)
         if extras:
             parser: argparse.ArgumentParser = self
             while (sub := _chosen_subcommand(parser, parsed)) is not None:
                 parser = sub
-            parser.error(f"unrecognized arguments: {' '.join(extras)}")
+            message = f"unrecognized arguments: {' '.join(extras)}"
+            unknown = next((extra.split("=", 1)[0] for extra in extras if extra.startswith("--")), None)
+            options = [option for action in parser._actions for option in action.option_strings if option.startswith("--")]
+            close = closest(unknown, options) if unknown else None
+            parser.error(message + (f"; did you mean {close}?" if close else ""))
         return parsed
+
+    def _check_value(self, action: argparse.Action, value: Any) -> None:
+        """As argparse's, with the closest choice for a misspelt one (a subcommand, --reward ...)."""
+        try:
+            super()._check_value(action, value)
+        except argparse.ArgumentError as error:
+            close = closest(value, [str(choice) for choice in action.choices or ()]) if isinstance(value, str) else None
+            if close is None:
+                raise
+            raise argparse.ArgumentError(action, f"{error.message}; did you mean {close!r}?") from None
+
+
+def closest(word: str, candidates: Sequence[str]) -> str | None:
+    """The candidate a misspelt ``word`` most likely meant, or None when none is close."""
+    import difflib
+
+    found = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.75)
+    return found[0] if found else None
 
 
 def _name_values(parser: argparse.ArgumentParser) -> None:
