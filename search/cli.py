@@ -40,7 +40,7 @@ from mobilenas.cliutil import (
     run_main,
     set_resume_hint,
 )
-from mobilenas.errors import UsageError
+from mobilenas.errors import UsageError, did_you_mean
 from mobilenas.runs import RunDir, absolute_path, new_run_id
 from mobilenas.train.choices import (
     PROXY_BATCH_SIZE,
@@ -218,7 +218,7 @@ def _strategy_name(text: str) -> str:
         return text
     if ":" not in text:
         raise argparse.ArgumentTypeError(
-            f"unknown strategy {text!r}: choose one of {', '.join(STRATEGY_NAMES)}, or give one of your own as FILE.py:CLASS or MODULE:CLASS"
+            f"unknown strategy {text!r}{did_you_mean(text, STRATEGY_NAMES)}: choose one of {', '.join(STRATEGY_NAMES)}, or give one of your own as FILE.py:CLASS or MODULE:CLASS"
         )
     from mobilenas.search.base import recorded_strategy_name
 

@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from mobilenas.errors import SpecError
+from mobilenas.errors import SpecError, did_you_mean
 from mobilenas.space.arch import Architecture
 from mobilenas.space.references import REFERENCES, reference
 
@@ -84,6 +84,7 @@ def load_architecture(spec: str | Path, *, num_classes: int | None = None) -> Ar
         if not is_path(text):
             raise ValueError(
                 f"{text!r} is neither a reference ({', '.join(REFERENCES)}), a notation string, nor an existing JSON file"
+                + did_you_mean(text.split("@")[0], REFERENCES)
             )
         path = result_file(path)
         if path.is_dir():

@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from mobilenas.errors import SpecError
+from mobilenas.errors import SpecError, did_you_mean
 from mobilenas.space.arch import (
     ACTIVATIONS,
     KERNEL_SIZES,
@@ -616,7 +616,7 @@ def get_space(name: str, num_classes: int = 1000) -> SearchSpace:
     if name == "nb201":  # the tabular cell space: no network to build or time; its latencies are a table's column
         raise ValueError("nb201 is the NAS-Bench-201 cell space of tabular searches (nas-search --space nb201 --benchmark CSV), "
                          f"whose latencies come from the benchmark's column; network spaces here: {', '.join(SPACES)}")
-    raise ValueError(f"unknown search space {name!r}; choose one of {', '.join(SPACES)} or give a space .json file")
+    raise ValueError(f"unknown search space {name!r}{did_you_mean(name, SPACES)}; choose one of {', '.join(SPACES)} or give a space .json file")
 
 
 def all_index_vectors(space: SearchSpace) -> Iterator[tuple[int, ...]]:

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mobilenas.errors import did_you_mean
 from mobilenas.search.base import Strategy
 from mobilenas.search.strategies._common import config_from_mapping
 from mobilenas.search.strategies.evolution import EvolutionConfig, RegularizedEvolution
@@ -156,7 +157,7 @@ def _info(name: str) -> StrategyInfo:
     if name in STRATEGIES:
         return STRATEGIES[name]
     if not is_plugin(name):
-        raise ValueError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}, or a strategy of your own as MODULE:CLASS or FILE.py:CLASS")
+        raise ValueError(f"unknown strategy {name!r}{did_you_mean(name, STRATEGIES)}; choose one of {', '.join(STRATEGIES)}, or a strategy of your own as MODULE:CLASS or FILE.py:CLASS")
     if name not in _PLUGINS:
         _PLUGINS[name] = _load_plugin(name)
     return _PLUGINS[name]

@@ -49,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     name = args[0]
     if name not in COMMANDS:
-        from mobilenas.cliutil import closest
+        from mobilenas.errors import closest
 
         close = closest(name, list(COMMANDS))
         meant = f"did you mean {close!r}? " if close else ""

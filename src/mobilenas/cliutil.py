@@ -20,7 +20,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from mobilenas.errors import SpecError, UsageError
+from mobilenas.errors import SpecError, UsageError, closest
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -77,12 +77,6 @@ class ArgumentParser(argparse.ArgumentParser):
             raise argparse.ArgumentError(action, f"{error.message}; did you mean {close!r}?") from None
 
 
-def closest(word: str, candidates: Sequence[str]) -> str | None:
-    """The candidate a misspelt ``word`` most likely meant, or None when none is close."""
-    import difflib
-
-    found = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.75)
-    return found[0] if found else None
 
 
 def _name_values(parser: argparse.ArgumentParser) -> None:

@@ -7,6 +7,8 @@ exit code 2. ``assert`` is reserved for internal invariants.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 class SpecError(ValueError):
     """A value supplied by a user is invalid; ``path`` says where (``stages[3].blocks[1].kernel_size``)."""
@@ -26,3 +28,17 @@ class SpecError(ValueError):
 
 class UsageError(ValueError):
     """A command-line usage mistake (bad option value, missing file); exit code 2."""
+
+
+def closest(word: str, candidates: Iterable[str]) -> str | None:
+    """The candidate a misspelt ``word`` most likely meant, or None when none is close."""
+    import difflib
+
+    found = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.75)
+    return found[0] if found else None
+
+
+def did_you_mean(word: str, candidates: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for a message about ``word``, or nothing when no candidate is close."""
+    close = closest(word, candidates)
+    return f" (did you mean {close!r}?)" if close else ""
