@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from mobilenas.errors import did_you_mean
 from mobilenas.search.base import STATUS_FAILED, EvalResult, Evaluator
 from mobilenas.units import listed
 
@@ -102,7 +103,7 @@ class TabularEvaluator(Evaluator):
             latency_column = latency_columns[0]
         for role, column in (("architecture", arch_column), ("reward", reward_column), ("final", final_column), ("latency", latency_column)):
             if column not in columns:
-                raise ValueError(f"{role} column {column!r} is not in {self.path.name}; available columns: {available}")
+                raise ValueError(f"{role} column {column!r} is not in {self.path.name}{did_you_mean(str(column), columns)}; available columns: {available}")
         self.arch_column = arch_column
         self.reward_column = reward_column
         self.final_column = final_column

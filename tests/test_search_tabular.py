@@ -130,7 +130,7 @@ def test_empty_cells_fail_the_candidate_not_the_search(tmp_path: Path) -> None:
     [
         (None, {"latency_column": "latency_ms_raspi4", "reward_column": "val_acc"},
          "reward column 'val_acc' is not in tiny.csv; available columns: index, arch_str, val_acc_12ep, test_acc_12ep, test_acc_200ep, latency_ms_raspi4, latency_ms_pixel3"),
-        (None, {"latency_column": "latency_ms_pi"}, "latency column 'latency_ms_pi' is not in tiny.csv; available columns: index, arch_str"),
+        (None, {"latency_column": "latency_ms_pi"}, r"latency column 'latency_ms_pi' is not in tiny.csv \(did you mean 'latency_ms_raspi4'\?\); available columns: index, arch_str"),
         (None, {"latency_column": "latency_ms_raspi4", "final_column": "test_acc"}, "final column 'test_acc' is not in"),
         (None, {}, "choose the latency column .the device. of tiny.csv with --latency-column .latency_column= from Python.; it has 2 latency columns .devices.: latency_ms_raspi4, latency_ms_pixel3$"),
         ("no-latency", {}, "of tiny.csv with --latency-column .latency_column= from Python.; it has no column named latency_ms[*]; columns: index, arch_str, val_acc_12ep"),

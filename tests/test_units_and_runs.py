@@ -385,6 +385,8 @@ def test_a_misspelt_option_command_or_choice_gets_the_closest_one(capsys: pytest
         (nas_search, ["--target-latency", "15ms", "--space", "mobilenet3"], "unknown search space 'mobilenet3' (did you mean 'mobilenetv3'?); choose one of"),
         (nas_search, ["--target-latency", "15ms", "--strategy", "evolutoin"], "unknown strategy 'evolutoin' (did you mean 'evolution'?): choose one of"),
         (mobilenas, ["show", "mobilenetv3-smal@0.75"], "nor an existing JSON file (did you mean 'mobilenetv3-small'?)"),
+        (nas_search, ["--target-latency", "15ms", "--dataset", "cifar11"], "unknown data set 'cifar11' (did you mean 'cifar10'?): choose one of"),
+        (nas_search, ["--target-latency", "15ms", "--strategy-option", "learning_rat=0.1"], "ppo.learning_rat: unknown option (did you mean 'learning_rate'?) (known:"),
     ]
     for main, argv, fragment in cases:
         assert main(argv) == 2

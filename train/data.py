@@ -47,6 +47,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mobilenas.errors import did_you_mean
 from mobilenas.runs import absolute_path
 from mobilenas.train import synthetic
 from mobilenas.train.choices import CIFAR10_LAYOUT, IMAGEFOLDER_LAYOUT, KINDS, NPZ_LAYOUT
@@ -297,7 +298,7 @@ def _resolve_kind(name: str, data_dir: str | Path | None) -> tuple[str, Path | N
         raise ValueError(f"give either a data set kind with --data-dir, or a path; got the path {name!r} and --data-dir {data_dir}")
     if not path.exists():
         raise ValueError(
-            f"unknown data set {name!r}: choose one of {', '.join(KINDS)} (cifar10/imagefolder/npz with --data-dir) "
+            f"unknown data set {name!r}{did_you_mean(name, KINDS)}: choose one of {', '.join(KINDS)} (cifar10/imagefolder/npz with --data-dir) "
             "or give an existing .npz file or data folder"
         )
     if path.is_file():

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from mobilenas.errors import SpecError
+from mobilenas.errors import SpecError, did_you_mean
 from mobilenas.search.base import Observation, Proposal, Strategy, check_tell
 
 
@@ -155,7 +155,7 @@ def config_from_mapping(strategy: str, cls: type[Any], data: Mapping[str, Any]) 
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise SpecError(f"{strategy}.{unknown[0]}", f"unknown option (known: {', '.join(fields) or 'none'})")
+        raise SpecError(f"{strategy}.{unknown[0]}", f"unknown option{did_you_mean(unknown[0], fields)} (known: {', '.join(fields) or 'none'})")
     values = {name: _coerce(strategy, name, _annotation(fields[name].type), value) for name, value in data.items()}
     return cls(**values)
 
