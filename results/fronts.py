@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mobilenas.errors import did_you_mean
 from mobilenas.results.common import RunBase, number_or_nan
 from mobilenas.results.load import RunResults
 from mobilenas.results.search_run import SearchResults
@@ -184,7 +185,7 @@ def run_summary(run: RunResults, reference: ReferencePoint | None = None, latenc
         "best_feasible_accuracy": float(accurate["accuracy"]) if accurate is not None else math.nan,
         # the final column (a tabular benchmark's test_acc_200ep) of that architecture: what a
         # comparison of strategies on a benchmark reports; NaN where runs have no final column
-        "best_feasible_final_accuracy": _number_or_nan(accurate.get("final_accuracy")) if accurate is not None else math.nan,
+        "best_feasible_final_accuracy": number_or_nan(accurate.get("final_accuracy")) if accurate is not None else math.nan,
         "measured_points": int((frame["latency_source"] == "measured").sum()) if latency == "measured" else int(frame["measured_latency_ms"].notna().sum()),
     }
     if isinstance(run, SearchResults):
@@ -251,11 +252,6 @@ def most_accurate_within(frame: pd.DataFrame, target_ms: float) -> pd.Series | N
     return within.loc[order.index[0]]
 
 
-def _number_or_nan(value: Any) -> float:
-    number = pd.to_numeric(value, errors="coerce")
-    return float(number) if pd.notna(number) else math.nan
-
-
 def compare_runs(runs: Sequence[RunResults], reference: ReferencePoint | None = None, latency: str = "table") -> pd.DataFrame:
     """One row per run (:func:`run_summary`), all against one reference point (default: shared by all runs)."""
     if not runs:
@@ -277,7 +273,8 @@ def summarize(comparison: pd.DataFrame, by: Sequence[str] = ("strategy",), metri
     """
     unknown = [name for name in by if name not in comparison.columns]
     if unknown:
-        raise ValueError(f"cannot group runs by {', '.join(unknown)}; choose from {', '.join(c for c in ('strategy', 'target_latency_ms', 'seed', 'kind', 'problem', 'space', 'reward') if c in comparison.columns)}")
+        choices = [c for c in ("strategy", "target_latency_ms", "seed", "kind", "problem", "space", "reward") if c in comparison.columns]
+        raise ValueError(f"cannot group runs by {', '.join(unknown)}{did_you_mean(unknown[0], choices)}; choose from {', '.join(choices)}")
     present = [m for m in metrics if m in comparison.columns]
     numeric = comparison[[*by, *present]].copy()
     for metric in present:

@@ -35,6 +35,7 @@ from typing import Any
 
 import pandas as pd
 
+from mobilenas.errors import did_you_mean
 from mobilenas.results.common import read_json_object
 from mobilenas.results.load import RunResults
 from mobilenas.results.measured import RunLatency, open_run_latency
@@ -76,7 +77,7 @@ def parse_names(text: str | Sequence[str] | None) -> tuple[str, ...]:
         return DEFAULT_REFERENCES
     for name in items:
         if name.split("@")[0] not in REFERENCES:
-            raise ValueError(f"unknown reference network {name!r}: choose from {', '.join(REFERENCES)} (add @0.75 for a width multiplier), or all, or none")
+            raise ValueError(f"unknown reference network {name!r}{did_you_mean(name.split('@')[0], REFERENCES)}: choose from {', '.join(REFERENCES)} (add @0.75 for a width multiplier), or all, or none")
         reference(name)  # checks the width multiplier
     return tuple(dict.fromkeys(items))
 

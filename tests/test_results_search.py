@@ -124,8 +124,10 @@ def test_compare_and_summarize_per_strategy(runs: dict[str, Path]) -> None:
         chosen = feasible.sort_values(["accuracy", "latency_ms"], ascending=[False, True], kind="stable").iloc[0]
         assert row.best_feasible_final_accuracy == pytest.approx(chosen["final_accuracy"])
         assert row.best_feasible_number == chosen["number"] and row.best_feasible_latency_ms == pytest.approx(chosen["latency_ms"])
-    with pytest.raises(ValueError, match="cannot group runs by colour"):
+    with pytest.raises(ValueError, match="cannot group runs by colour; choose from"):
         summarize(table, ["colour"])
+    with pytest.raises(ValueError, match=r"cannot group runs by strategi \(did you mean 'strategy'\?\); choose from"):
+        summarize(table, ["strategi"])
 
 
 def test_comparison_figure_colours_runs_by_group(runs: dict[str, Path]) -> None:

@@ -115,8 +115,10 @@ def test_reference_names_and_accuracies() -> None:
     assert parse_names(None) == DEFAULT_REFERENCES == parse_names("all")
     assert parse_names("none") == ()
     assert parse_names("mobilenetv2@0.75, mnasnet-a1,mobilenetv2@0.75") == ("mobilenetv2@0.75", "mnasnet-a1")
-    with pytest.raises(ValueError, match="unknown reference network 'efficientnet'"):
+    with pytest.raises(ValueError, match="unknown reference network 'efficientnet': choose from"):
         parse_names("efficientnet")
+    with pytest.raises(ValueError, match=r"unknown reference network 'mobilenetv3-smal@0.75' \(did you mean 'mobilenetv3-small'\?\): choose"):
+        parse_names("mobilenetv3-smal@0.75")
     with pytest.raises(ValueError, match="width"):
         parse_names("mobilenetv2@-1")
     assert parse_accuracies(["mobilenetv2=0.72", "mnasnet-a1@0.5=0.6"]) == {"mobilenetv2": 0.72, "mnasnet-a1@0.5": 0.6}
