@@ -381,7 +381,7 @@ def test_a_misspelt_option_command_or_choice_gets_the_closest_one(capsys: pytest
         (nas_search, ["--target-latency", "15ms", "--reward", "sfot"], "invalid choice: 'sfot' (choose from"),
         (nas_search, ["--target-latency", "15ms", "--reward", "sfot"], "; did you mean 'soft'?"),
         (nas_latency, ["biuld"], "; did you mean 'build'?"),
-        (mobilenas, ["serach"], "unknown command 'serach'; did you mean 'search'? choose one of"),
+        (mobilenas, ["serach"], "unknown command 'serach' (did you mean 'search'?); choose one of"),
         (nas_search, ["--target-latency", "15ms", "--space", "mobilenet3"], "unknown search space 'mobilenet3' (did you mean 'mobilenetv3'?); choose one of"),
         (nas_search, ["--target-latency", "15ms", "--strategy", "evolutoin"], "unknown strategy 'evolutoin' (did you mean 'evolution'?): choose one of"),
         (mobilenas, ["show", "mobilenetv3-smal@0.75"], "nor an existing JSON file (did you mean 'mobilenetv3-small'?)"),

@@ -49,11 +49,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     name = args[0]
     if name not in COMMANDS:
-        from mobilenas.errors import closest
+        from mobilenas.errors import did_you_mean
 
-        close = closest(name, list(COMMANDS))
-        meant = f"did you mean {close!r}? " if close else ""
-        print(f"mobilenas: error: unknown command {name!r}; {meant}choose one of {', '.join(COMMANDS)} (see mobilenas --help)", file=sys.stderr)
+        print(f"mobilenas: error: unknown command {name!r}{did_you_mean(name, COMMANDS)}; choose one of {', '.join(COMMANDS)} (see mobilenas --help)", file=sys.stderr)
         return 2
     module = importlib.import_module(COMMANDS[name][0])
     return int(module.main(args[1:], prog=f"mobilenas {name}") or 0)
