@@ -62,8 +62,15 @@ def test_run_dir_create_open_and_refuse(tmp_path) -> None:
     with pytest.raises(ValueError, match="already holds a run; use --resume"):
         RunDir.create(tmp_path / "r", {"kind": "search"})
     assert RunDir.open(tmp_path / "r", kind="search").manifest()["kind"] == "search"
-    with pytest.raises(ValueError, match="is a 'search' run, not a 'netadapt' run"):
+    with pytest.raises(ValueError, match=r"is a 'search' run, not a 'netadapt' run; continue it with nas-search --resume .*/r, or prune its best with netadapt refine .*/r/best.json$"):
         RunDir.open(tmp_path / "r", kind="netadapt")
+    # a file of the run, as a shell completes --resume RUN/<tab>: the run
+    (tmp_path / "r" / "best.json").write_text("{}")
+    assert RunDir.open(tmp_path / "r" / "best.json", kind="search").root == tmp_path / "r"
+    assert RunDir.open(tmp_path / "r" / "manifest.json").root == tmp_path / "r"
+    (tmp_path / "loose.json").write_text("{}")
+    with pytest.raises(ValueError, match=r"loose\.json is not a directory"):
+        RunDir.open(tmp_path / "loose.json")
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="not a mobilenas run directory"):
         RunDir.open(tmp_path / "empty")

@@ -217,6 +217,9 @@ def environment() -> dict[str, Any]:
     return info
 
 
+RESUME_COMMANDS = {"search": "nas-search --resume", "netadapt": "netadapt refine --resume"}  # by manifest kind
+
+
 class RunDir:
     """A run directory: ``manifest.json``, ``events.jsonl`` and atomically written artifacts."""
 
@@ -251,7 +254,11 @@ class RunDir:
 
     @classmethod
     def open(cls, root: str | Path, kind: str | None = None) -> RunDir:
+        """The run in ``root``, or in the folder of ``root`` when that is one of a run's files
+        (``--resume RUN/best.json``, as a shell completes it); ``kind`` checks what wrote it."""
         run = cls(root)
+        if run.root.is_file() and (run.root.parent / MANIFEST).is_file():
+            run = cls(run.root.parent)
         if not run.root.is_dir():
             raise ValueError(f"{run.root} is not a directory; give the run directory printed when the run started")
         if not run.exists():
@@ -259,7 +266,11 @@ class RunDir:
         if kind is not None:
             found = run.manifest().get("kind")
             if found != kind:
-                raise ValueError(f"{run.root} is a {found!r} run, not a {kind!r} run")
+                command = RESUME_COMMANDS.get(str(found))
+                hint = f"; continue it with {command} {shlex.quote(str(run.root))}" if command else ""
+                if (found, kind) == ("search", "netadapt"):
+                    hint += f", or prune its best with netadapt refine {shlex.quote(str(run.root / 'best.json'))}"
+                raise ValueError(f"{run.root} is a {found!r} run, not a {kind!r} run{hint}")
         return run
 
     @contextlib.contextmanager
