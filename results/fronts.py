@@ -248,8 +248,7 @@ def most_accurate_within(frame: pd.DataFrame, target_ms: float) -> pd.Series | N
     within = frame[frame["front_latency_ms"] <= target_ms]
     if within.empty:
         return None
-    order = pd.DataFrame({"accuracy": -within["accuracy"].astype(float), "latency": within["front_latency_ms"].astype(float)}).sort_values(["accuracy", "latency"], kind="stable")
-    return within.loc[order.index[0]]
+    return within.sort_values(["accuracy", "front_latency_ms"], ascending=[False, True], kind="stable").iloc[0]
 
 
 def compare_runs(runs: Sequence[RunResults], reference: ReferencePoint | None = None, latency: str = "table") -> pd.DataFrame:

@@ -506,6 +506,7 @@ def _off(measured: float, predicted: float) -> str:
 
 
 def _trial_dict(trial: Any) -> dict[str, Any] | None:
+    """A trial as --json gives it (the front's points and the most accurate within the target)."""
     if trial is None:
         return None
     return {"number": trial.number, "accuracy": trial.accuracy, "latency_ms": trial.latency_ms, "reward": trial.reward, "architecture": trial.architecture}
@@ -736,7 +737,7 @@ def _search(argv: Sequence[str] | None, prog: str, held: contextlib.ExitStack) -
         "failed": sum(1 for t in trained if t.status != "ok"),
         "duplicates": duplicates,
         "rejected": sum(1 for t in search.trials if t.source == "rejected"),
-        "pareto": [{"number": t.number, "accuracy": t.accuracy, "latency_ms": t.latency_ms, "reward": t.reward, "architecture": t.architecture} for t in search.pareto()],
+        "pareto": [_trial_dict(t) for t in search.pareto()],
         "most_accurate_within_target": _trial_dict(search.most_accurate_within_target()),
         "stopped": search.stopped,
         "wall_time_s": time.time() - started,

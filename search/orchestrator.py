@@ -388,12 +388,16 @@ class SearchRun:
         """The successful trial of highest accuracy whose table latency meets the target (the
         faster of equals), or None. The reward's best need not be it: the soft reward pays for
         speed under the target, and the hard one may prefer an accurate network a little over it."""
-        feasible = [t for t in self.trained if t.status == STATUS_OK and t.accuracy is not None and t.latency_ms is not None and t.latency_ms <= self.target_latency_ms]
+        feasible = [t for t in self._scored() if (t.latency_ms or 0.0) <= self.target_latency_ms]
         return max(feasible, key=lambda t: (t.accuracy, -(t.latency_ms or 0.0)), default=None)
+
+    def _scored(self) -> list[Trial]:
+        """Trained, successful trials with an accuracy and a latency."""
+        return [t for t in self.trained if t.status == STATUS_OK and t.accuracy is not None and t.latency_ms is not None]
 
     def pareto(self) -> list[Trial]:
         """Trained, successful trials on the accuracy/latency front, fastest first."""
-        candidates = [t for t in self.trained if t.status == STATUS_OK and t.accuracy is not None and t.latency_ms is not None]
+        candidates = self._scored()
         mask = pareto_mask([t.accuracy for t in candidates], [t.latency_ms for t in candidates])  # type: ignore[misc]
         return sorted((t for t, keep in zip(candidates, mask, strict=True) if keep), key=lambda t: t.latency_ms or 0.0)
 
