@@ -35,6 +35,7 @@ from mobilenas.cliutil import (
 )
 from mobilenas.errors import UsageError
 from mobilenas.netadapt.choices import after_final, final_training
+from mobilenas.search.base import stopped_early_words
 from mobilenas.units import counted, format_ms
 
 EPILOG = """\
@@ -268,7 +269,8 @@ def _print_search(run: Any, summary: dict[str, Any], front: Any, args: argparse.
     print(f"  reward          {summary['reward']}, target {format_ms(run.target_latency_ms)}")
     samples = summary.get("samples")
     asked = f" of --samples {samples}" if samples else ""
-    print(f"  trials          {summary['trained']} trained ({summary['failed']} failed){asked}, {summary['duplicates']} duplicates, {summary['rejected']} rejected by the latency filter")
+    stopped = stopped_early_words(summary.get("stopped_early", 0))
+    print(f"  trials          {summary['trained']} trained ({stopped}{summary['failed']} failed){asked}, {summary['duplicates']} duplicates, {summary['rejected']} rejected by the latency filter")
     if summary.get("stopped"):
         print(f"  stopped early   {summary['stopped']}")
     elif samples and summary["trained"] < samples:

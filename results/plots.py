@@ -34,6 +34,7 @@ from mobilenas.results.load import RunResults
 from mobilenas.results.netadapt_run import NetAdaptResults
 from mobilenas.results.search_run import SearchResults
 from mobilenas.runs import atomic_write_bytes
+from mobilenas.search.base import EARLY_STOPPED
 
 PALETTE = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan", "tab:gray")
 REFERENCE_COLOR = "0.25"
@@ -385,10 +386,17 @@ def plot_convergence(run: SearchResults) -> Figure:
     for source, group in trials.groupby("source", sort=False):
         color, marker = styles.get(str(source), ("tab:purple", "o"))
         ok = group[group["status"] == "ok"]
-        reward_axes.scatter(ok["order"], ok["reward"], s=12, color=color, marker=marker, alpha=0.6, label=f"{source} ({len(group)})")
-        failed = group[group["status"] != "ok"]
-        if len(failed):
-            reward_axes.scatter(failed["order"], failed["reward"], s=22, color="black", marker="x", label=f"{source}, failed ({len(failed)})")
+        if len(ok):
+            reward_axes.scatter(ok["order"], ok["reward"], s=12, color=color, marker=marker, alpha=0.6, label=f"{source} ({len(ok)})")
+        if source == "rejected":  # over the latency filter's limit: never trained
+            others = [(group[group["status"] != "ok"], "rejected by the latency filter", color, "x")]
+        else:
+            unsuccessful = group[group["status"] != "ok"]
+            stopped = unsuccessful["error"] == EARLY_STOPPED
+            others = [(unsuccessful[stopped], f"{source}, stopped early", "tab:gray", "v"), (unsuccessful[~stopped], f"{source}, failed", "black", "x")]
+        for rows, label, other_color, other_marker in others:
+            if len(rows):
+                reward_axes.scatter(rows["order"], rows["reward"], s=22, color=other_color, marker=other_marker, label=f"{label} ({len(rows)})")
     ordered = trials.sort_values("order")
     reward_axes.plot(ordered["order"], _rolling(ordered["reward"].fillna(0.0), window), color="tab:orange", linewidth=1.6, label=f"mean of the last {window}")
     reward_axes.step(ordered["order"], ordered["reward"].fillna(0.0).cummax(), where="post", color="tab:green", linewidth=1.3, label="best so far")

@@ -39,7 +39,7 @@ import pandas as pd
 
 from mobilenas.results.common import RunBase, read_json_object
 from mobilenas.runs import Journal
-from mobilenas.search.base import short_strategy_name
+from mobilenas.search.base import EARLY_STOPPED, short_strategy_name
 from mobilenas.search.journal import void_before
 
 KIND = "search"
@@ -163,12 +163,16 @@ class SearchResults(RunBase):
         return self.trials[self.trials["source"] == "trained"].reset_index(drop=True)
 
     def counts(self) -> dict[str, int]:
-        """Results by kind: ``trained``, ``failed``, ``duplicates``, ``rejected``."""
+        """Results by kind: ``trained``, ``failed``, ``stopped_early`` (by ``--early-stopping``; not
+        among ``failed``), ``duplicates``, ``rejected``."""
         trials = self.trials
         trained = trials["source"] == "trained"
+        unsuccessful = trained & (trials["status"] != "ok")
+        stopped = unsuccessful & (trials["error"] == EARLY_STOPPED)
         return {
             "trained": int(trained.sum()),
-            "failed": int((trained & (trials["status"] != "ok")).sum()),
+            "failed": int((unsuccessful & ~stopped).sum()),
+            "stopped_early": int(stopped.sum()),
             "duplicates": int(trials["source"].isin(["duplicate", "reused"]).sum()),
             "rejected": int((trials["source"] == "rejected").sum()),
         }

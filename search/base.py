@@ -34,6 +34,14 @@ STATUS_OK = "ok"
 STATUS_INFEASIBLE = "infeasible"  # rejected before training (over the latency budget by the table)
 STATUS_FAILED = "failed"  # evaluation failed (diverged, crashed) after its retries
 STATUSES = (STATUS_OK, STATUS_INFEASIBLE, STATUS_FAILED)
+# The error of a training that --early-stopping's scheduler ended (status failed: the strategy is
+# told the failure penalty), so that summaries count these apart from failures.
+EARLY_STOPPED = "stopped early by the scheduler"
+
+
+def stopped_early_words(count: int) -> str:
+    """``'5 stopped early by --early-stopping, '`` for a summary's counts; empty for none."""
+    return f"{count} stopped early by --early-stopping, " if count else ""
 
 
 @dataclass(frozen=True)

@@ -106,7 +106,10 @@ def build_parser(prog: str) -> ArgumentParser:
     g.add_argument("--train-size", type=positive_int, metavar="N", default=S, help=f"training images each proxy training draws its batches from (default {PROXY_TRAIN_SUBSET})")
     g.add_argument("--val-size", type=positive_int, metavar="N", default=S, help=f"held-out validation images, carved from the training set, that the reward is measured on (default {PROXY_VAL_SUBSET}; 10%% of the training set where that is fewer)")
     g.add_argument("--proxy-steps", type=positive_int, metavar="N", default=S, help=f"optimisation steps of {PROXY_BATCH_SIZE} images in each proxy training (default {PROXY_STEPS})")
-    g.add_argument("--early-stopping", action="store_true", default=S, help="stop hopeless proxy trainings early (ASHA on the training loss)")
+    g.add_argument("--early-stopping", action="store_true", default=S, help=(
+        "stop hopeless proxy trainings early (ASHA on the training loss: only the better half goes on at a quarter and at half "
+        "of the steps, so about 1 in 4 finishes; a stopped one is told to the strategy as a failure and counted apart)"
+    ))
 
     g = p.add_argument_group("tabular benchmark (--space nb201)")
     g.add_argument("--benchmark", default=S, metavar="CSV", help="a NAS-Bench-201-style CSV (arch_str, accuracy and latency_ms_* columns); implies --space nb201")
@@ -727,14 +730,18 @@ def _search(argv: Sequence[str] | None, prog: str, held: contextlib.ExitStack) -
     measured = _measure_best(setup, search, say)
     search.write_best(measured)
     payload = search.best_payload(measured)
+    from mobilenas.search.base import EARLY_STOPPED, stopped_early_words
+
     trained = search.trained
     duplicates = sum(1 for t in search.trials if t.source in ("duplicate", "reused"))
+    stopped_early = sum(1 for t in trained if t.status != "ok" and t.error == EARLY_STOPPED)
     summary = {
         "run": str(run.root),
         "best_json": str(run.path("best.json")) if payload else None,
         "best": payload,
         "trials": len(trained),
-        "failed": sum(1 for t in trained if t.status != "ok"),
+        "failed": sum(1 for t in trained if t.status != "ok") - stopped_early,
+        "stopped_early": stopped_early,
         "duplicates": duplicates,
         "rejected": sum(1 for t in search.trials if t.source == "rejected"),
         "pareto": [_trial_dict(t) for t in search.pareto()],
@@ -749,7 +756,7 @@ def _search(argv: Sequence[str] | None, prog: str, held: contextlib.ExitStack) -
     if search.stopped:
         print(f"the search stopped early: {search.stopped}")
     print(
-        f"{counted(len(trained), 'architecture')} evaluated ({summary['failed']} failed, {counted(duplicates, 'duplicate')} reused, "
+        f"{counted(len(trained), 'architecture')} evaluated ({stopped_early_words(stopped_early)}{summary['failed']} failed, {counted(duplicates, 'duplicate')} reused, "
         f"{summary['rejected']} rejected by the latency filter) in {summary['wall_time_s']:.0f} s"
     )
     print()

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mobilenas.search.base import STATUS_FAILED, EvalResult
+from mobilenas.search.base import EARLY_STOPPED, STATUS_FAILED, EvalResult
 from mobilenas.search.execution import ray_session
 from mobilenas.search.orchestrator import SearchRun
 from mobilenas.search.proxy import ProxySettings, run_proxy_trial
@@ -109,7 +109,7 @@ class _Bridge:
         wall = time.time() - self.started.pop(number, time.time())
         if error or not result or "status" not in result:
             stopped_early = bool(result) and not error and "status" not in (result or {})
-            message = "stopped early by the scheduler" if stopped_early else self._error_of(trial_id)
+            message = EARLY_STOPPED if stopped_early else self._error_of(trial_id)
             evaluation = EvalResult(accuracy=0.0, wall_time_s=wall, status=STATUS_FAILED, error=message, info={"early_stopped": stopped_early})
             self.search.record(number, evaluation, None)
             return

@@ -31,6 +31,8 @@ from mobilenas.results import (
     summarize,
 )
 from mobilenas.results.cli import main as nas_results
+from mobilenas.results.plots import plot_convergence
+from mobilenas.search.base import EARLY_STOPPED
 from mobilenas.search.cli import main as nas_search
 from mobilenas.search.pareto import hypervolume as reference_hypervolume
 
@@ -372,3 +374,24 @@ def test_compare_notes_runs_that_search_different_problems(runs: dict[str, Path]
     assert [(g["strategy"], g["problem_number"], g["runs"]) for g in groups] == [("random", 1, 2), ("random", 2, 1)]
     assert nas_results(["compare", str(runs["random-0"]), str(runs["random-1"]), str(other), "--out", str(fronts)]) == 0
     assert "mean ± std per strategy, problem (problem 1: random-0, random-1; problem 2: final-as-reward):" in capsys.readouterr().out
+
+
+def test_convergence_and_counts_tell_early_stopped_failed_and_rejected_apart(tmp_path: Path) -> None:
+    cells = tmp_path / "cells.csv"
+    write_cell_benchmark(cells)
+    out = tmp_path / "run"
+    assert nas_search([
+        "--space", "nb201", "--benchmark", str(cells), "--latency-column", "latency_ms_toy", "--target-latency", f"{TARGET_MS}ms",
+        "--strategy", "random", "--samples", "20", "--max-latency-ratio", "1.0", "--out", str(out), "--quiet",
+    ]) == 0
+    run = load_run(out)
+    rejected = int((run.trials["source"] == "rejected").sum())
+    assert rejected > 0
+    # Two trained results as a Ray search with --early-stopping and a crash would have recorded them.
+    trained = run.trials.index[run.trials["source"] == "trained"]
+    run.trials.loc[trained[0], ["status", "error"]] = ["failed", EARLY_STOPPED]
+    run.trials.loc[trained[1], ["status", "error"]] = ["failed", "RuntimeError: boom"]
+    assert run.counts() == {"trained": len(trained), "failed": 1, "stopped_early": 1, "duplicates": 0, "rejected": rejected}
+    labels = [t.get_text() for t in plot_convergence(run).axes[0].get_legend().get_texts()]
+    assert {"trained, stopped early (1)", "trained, failed (1)", f"trained ({len(trained) - 2})", f"rejected by the latency filter ({rejected})"} <= set(labels)
+    assert not any("rejected," in label for label in labels)  # rejections are not failures

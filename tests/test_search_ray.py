@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from mobilenas.results.cli import main as nas_results
 from mobilenas.runs import RunDir
 from mobilenas.search.base import STATUS_OK
 from mobilenas.search.cli import main as nas_search
@@ -196,16 +197,22 @@ def test_sigterm_stops_a_network_search_in_order_and_it_resumes(space_file: Path
     assert len({t["number"] for t in after}) == len(after) == 6 and all(t["status"] == STATUS_OK for t in after)
 
 
-def test_early_stopping_stops_some_trainings(space_file: Path, tmp_path: Path) -> None:
+def test_early_stopping_stops_some_trainings(space_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "run"
     args = _network_args(space_file, out, "--samples", "6", "--workers", "2", "--early-stopping", "--no-measure")
     args[args.index("--proxy-steps") + 1] = "12"
-    assert nas_search(args) == 0
+    capsys.readouterr()
+    assert nas_search([*args, "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
     trained = _trained(out)
     stopped = [t for t in trained if t["info"].get("early_stopped")]
     finished = [t for t in trained if t["status"] == STATUS_OK]
     assert len(trained) == 6 and stopped and finished
     assert all(t["status"] == "failed" and "stopped early" in t["error"] for t in stopped)
+    # Counted as what they are, not as failures (they were '5 failed').
+    assert summary["stopped_early"] == len(stopped) and summary["failed"] == 0
+    assert nas_results(["show", str(out)]) == 0
+    assert f"6 trained ({len(stopped)} stopped early by --early-stopping, 0 failed)" in capsys.readouterr().out
 
 
 def test_a_local_ray_starts_quietly_with_token_authentication(tmp_path: Path) -> None:
