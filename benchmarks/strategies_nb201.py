@@ -494,14 +494,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--strategies", default=",".join(DEFAULT_STRATEGIES), help="comma-separated (default: %(default)s); a strategy of your own is FILE.py:CLASS or MODULE:CLASS (with --out)")
     parser.add_argument("--columns", default=",".join(LATENCY_COLUMNS), help="latency columns (default: all three devices)")
     parser.add_argument("--quantiles", default="0.25,0.5", help="latency quantiles used as targets (default: %(default)s)")
-    parser.add_argument("--seeds", type=positive_int, default=20)
-    parser.add_argument("--first-seed", type=int, default=0)
-    parser.add_argument("--queries", type=positive_int, default=300)
-    parser.add_argument("--reward", choices=("hard", "soft"), default="hard")
+    parser.add_argument("--seeds", type=positive_int, default=20, metavar="N", help="runs per strategy and target, seeds FIRST_SEED .. FIRST_SEED+N-1 (default: %(default)s)")
+    parser.add_argument("--first-seed", type=int, default=0, help="the first seed (default: %(default)s; the tuning grids use their own seeds)")
+    parser.add_argument("--queries", type=positive_int, default=300, metavar="N", help="distinct architectures looked up per run (default: %(default)s)")
+    parser.add_argument("--reward", choices=("hard", "soft"), default="hard", help="MnasNet's reward on the 12-epoch accuracy and the latency (default: %(default)s)")
     parser.add_argument("--option", action="append", default=[], metavar="STRATEGY.KEY=VALUE", help="override a strategy option, e.g. ppo.learning_rate=0.02")
     parser.add_argument("--tune", nargs="?", const="defaults", choices=sorted(TUNING_GRIDS), help="run a tuning grid on its tuning seeds (never the reported ones): `defaults` (every strategy; writes STEM.tuning.md), `ppo`, `ppo2`, `ppo3` or `ppo4` (the controller; STEM.tuning-ppo.md, -ppo2.md, -ppo3.md, -ppo4.md)")
     parser.add_argument("--shard", default="0/1", metavar="K/N", help="run only the K-th of every N missing runs (start N processes with K = 0..N-1 to use N cores, then once more without --shard to write the tables)")
-    parser.add_argument("--cache", type=Path, default=HERE / "strategies_nb201.cache")
+    parser.add_argument("--cache", type=Path, default=HERE / "strategies_nb201.cache", help="folder of finished runs, one file per configuration; a rerun reads them instead of searching again (default: %(default)s)")
     parser.add_argument("--out", type=Path, default=HERE / "strategies_nb201", help="output stem: writes STEM.md, STEM.json, STEM.png")
     parser.add_argument("--no-write", action="store_true", help="print the table only")
     args = parser.parse_args(argv)
@@ -525,7 +525,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"--option {option!r} must be STRATEGY.KEY=VALUE for one of {', '.join(strategies)}")
         overrides[name].append(f"{key}={value}")
     reward = RewardSpec.from_options(args.reward)
-    quantiles = [float(q) for q in args.quantiles.split(",")]
+    try:
+        quantiles = [float(q) for q in args.quantiles.split(",")]
+    except ValueError:
+        parser.error(f"--quantiles {args.quantiles!r} must be numbers in [0, 1] separated by commas, e.g. 0.25,0.5")
     columns = [c.strip() for c in args.columns.split(",") if c.strip()]
     try:
         k, n = (int(part) for part in args.shard.split("/"))
