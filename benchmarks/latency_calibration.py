@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from mobilenas.cliutil import nonnegative_int
+from mobilenas.cliutil import seed_number
 
 HERE = Path(__file__).resolve().parent
 TARGET_WITHIN_10 = 0.95
@@ -153,7 +153,7 @@ def in_run_lines(report: Any) -> list[str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--samples", type=int, default=50, help="architectures to calibrate on (default: 50)")
-    parser.add_argument("--seed", type=nonnegative_int, default=1, help="seed of the sampled architectures (default: 1)")
+    parser.add_argument("--seed", type=seed_number, default=1, help="seed of the sampled architectures (default: 1)")
     parser.add_argument("--rounds", type=int, default=10, help="interleaved rounds of end-to-end runs (default: 10)")
     parser.add_argument("--table", type=Path, default=None, help="table file (default: the space's default table)")
     parser.add_argument("--out", type=Path, default=HERE, help="where the results go (default: benchmarks/)")

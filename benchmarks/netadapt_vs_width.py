@@ -39,6 +39,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mobilenas.cliutil import seed_number
+
 HERE = Path(__file__).resolve().parent
 MEASURE_ROUNDS = 15
 MEASURE_RUNS_PER_ROUND = 20
@@ -99,7 +101,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="a tiny run to check the pipeline; writes *_quick files")
     parser.add_argument("--threads", type=int, default=2, help="training threads (default: 2)")
     parser.add_argument("--deploy-size", type=int, default=224, help="resolution latency is measured at (default: 224, the networks' design size)")
-    parser.add_argument("--seed", type=int, default=0, help="data subset, initialisation and training order (default: 0); other seeds write netadapt_vs_width.seed<N>.*")
+    parser.add_argument("--seed", type=seed_number, default=0, help="data subset, initialisation and training order (default: 0); other seeds write netadapt_vs_width.seed<N>.*")
     parser.add_argument("--table", type=Path, default=None, help="start from this latency table (copied into the work directory), so that several seeds share one table's measurements")
     parser.add_argument("--summarize", type=Path, nargs="+", metavar="JSON", help="no run: gather the JSON results of several seeds into netadapt_vs_width.seeds.md")
     parser.add_argument("--render", type=Path, metavar="JSON", help="no run: write the .md and .png of a result JSON again (after a change to the report)")

@@ -22,6 +22,7 @@ from mobilenas.cliutil import (
     positive_int,
     print_json,
     run_main,
+    seed_number,
     set_interrupt_note,
     set_resume_hint,
 )
@@ -109,7 +110,7 @@ def build_parser(prog: str) -> ArgumentParser:
     _add_space(build)
     build.add_argument("--table", type=Path, default=None, metavar="PATH", help="table file (default: $MOBILENAS_HOME/tables/<space>-...-<device>.jsonl)")
     build.add_argument("--correction-samples", type=nonnegative_int, default=None, help="architectures measured end to end to fit the correction (default: 20; below 8 it has no SE term, and commands that open the space's default table measure up to 8 first)")
-    build.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the measuring order and of the correction's architectures (default: 0)")
+    build.add_argument("--seed", type=seed_number, default=0, help="seed of the measuring order and of the correction's architectures (default: 0)")
     build.add_argument("--method", choices=METHODS, default=None, help="how entries are timed: behind a feeder layer, minus the feeder (in-context, default for runtimes in this process) or the op alone (isolated, default with --command)")
     build.add_argument("--repeats", type=positive_int, default=None, help=f"timed runs per entry (default: {Method().repeats})")
     build.add_argument("--refit-correction", action="store_true", help="forget the table's end-to-end points and fit the correction on new measurements")
@@ -135,7 +136,7 @@ def build_parser(prog: str) -> ArgumentParser:
     calibrate.add_argument("--samples", type=positive_int, default=50, help="architectures to sample (default: 50)")
     calibrate.add_argument("--table", type=Path, default=None, metavar="PATH", help="table file (default: the space's default table, created and filled on demand)")
     calibrate.add_argument("--out", type=Path, default=None, metavar="DIR", help="output directory (default: ./calibration-<space>-<size>px)")
-    calibrate.add_argument("--seed", type=nonnegative_int, default=1, help="seed of the sampled architectures (default: 1)")
+    calibrate.add_argument("--seed", type=seed_number, default=1, help="seed of the sampled architectures (default: 1)")
     calibrate.add_argument("--rounds", type=positive_int, default=10, help="interleaved rounds of end-to-end runs (default: 10)")
     calibrate.add_argument(
         "--anchors", action=argparse.BooleanOptionalAction, default=True,

@@ -35,6 +35,7 @@ from mobilenas.cliutil import (
     refuse_changed_on_resume,
     refuse_ineffective,
     run_main,
+    seed_number,
     set_resume_hint,
 )
 from mobilenas.errors import UsageError
@@ -204,7 +205,7 @@ def build_parser(prog: str) -> ArgumentParser:
     execution.add_argument("--ray-address", metavar="ADDR", help="join this Ray cluster instead of starting a local one")
     execution.add_argument("--threads", type=positive_int, metavar="N", help="training threads per worker (default: all cores / workers)")
     execution.add_argument("--device", metavar="DEVICE", help="where networks train: cpu (default), cuda, cuda:1, ...")
-    execution.add_argument("--seed", type=nonnegative_int, metavar="N", help="seed of data splits, fine-tunes and initialisation (default: 0)")
+    execution.add_argument("--seed", type=seed_number, metavar="N", help="seed of data splits, fine-tunes and initialisation (default: 0)")
     execution.add_argument("--out", metavar="DIR", help="run directory (default: results/runs/netadapt-<time>)")
     execution.add_argument("--resume", metavar="DIR", help="continue a killed run with its own arguments (or, with a higher --max-iterations, one it stopped)")
     execution.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -38,6 +38,7 @@ from mobilenas.cliutil import (
     refuse_ineffective,
     resume_hint,
     run_main,
+    seed_number,
     set_resume_hint,
 )
 from mobilenas.errors import UsageError, did_you_mean
@@ -98,7 +99,7 @@ def build_parser(prog: str) -> ArgumentParser:
     )
     g.add_argument("--strategy-option", action="append", default=S, metavar="KEY=VALUE", help="a strategy setting, e.g. learning_rate=0.001 (repeatable); 'help' lists the strategy's settings and defaults")
     g.add_argument("--samples", type=positive_int, default=S, metavar="N", help="architectures to evaluate (default 24; 300 for a tabular benchmark)")
-    g.add_argument("--seed", type=nonnegative_int, metavar="N", default=S, help="seed of the strategy, the data split and every training (default 0)")
+    g.add_argument("--seed", type=seed_number, metavar="N", default=S, help="seed of the strategy, the data split and every training (default 0)")
 
     g = p.add_argument_group("proxy training (network spaces)")
     g.add_argument("--dataset", default=S, metavar="NAME_OR_PATH", help="synthetic (built in, default), cifar10, an image folder, or an .npz file")

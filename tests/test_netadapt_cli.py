@@ -91,7 +91,7 @@ def test_weights_files(tmp_path: Path) -> None:
         (["refine", "mobilenetv2", "--budget-ratio", "0.5", "--reduction-decay", "1.5"], "decay in (0, 1]"),
         (["refine"], "give INPUT"),
         (["refine", "--resume", "/nonexistent/run"], "is not a directory"),
-        (["refine", "mobilenetv2", "--seed", "-1"], "argument --seed: expected a whole number >= 0"),
+        (["refine", "mobilenetv2", "--seed", "-1"], "argument --seed: expected a whole number from 0 to 4294967295"),
         (["refine", "mobilenetv2", "--resume", "/nonexistent/run", "--granularity", "4"], "/nonexistent/run is not a directory"),
         (["refine", "nonsense-net", "--budget-ratio", "0.5"], "neither a reference"),
         (["refine", "/nonexistent/best.json"], "neither a reference"),  # default budget: no notice before the error

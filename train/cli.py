@@ -22,11 +22,11 @@ from mobilenas.cliutil import (
     count_or_fraction,
     fraction_or_zero,
     nonnegative_float,
-    nonnegative_int,
     positive_float,
     positive_int,
     print_json,
     run_main,
+    seed_number,
     set_resume_hint,
 )
 from mobilenas.errors import UsageError
@@ -74,7 +74,7 @@ def build_parser(prog: str) -> ArgumentParser:
     training.add_argument("--ema", nargs="?", type=fraction_or_zero, const=DEFAULT_EMA_DECAY, default=None, metavar="DECAY",
                           help=f"keep an exponential moving average of the weights and use it (decay per step, default {DEFAULT_EMA_DECAY})")
     training.add_argument("--patience", type=positive_int, default=None, help="stop after this many epochs without a better validation accuracy")
-    training.add_argument("--seed", type=nonnegative_int, default=0, help="seeds weights, data order, splits and the synthetic images (default: 0)")
+    training.add_argument("--seed", type=seed_number, default=0, help="seeds weights, data order, splits and the synthetic images (default: 0)")
     training.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: all cores)")
     training.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, ...")
     output = parser.add_argument_group("output")

@@ -402,6 +402,20 @@ def nonnegative_int(text: str) -> int:
     return value
 
 
+MAX_SEED = 2**32 - 1  # trial seeds are derived from it by arithmetic that must stay within torch's 64 bits
+
+
+def seed_number(text: str) -> int:
+    """argparse type: a seed, a whole number from 0 to :data:`MAX_SEED`."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 0 to {MAX_SEED}, got {text!r}")
+    return value
+
+
 def positive_float(text: str) -> float:
     try:
         value = float(text)
