@@ -421,6 +421,11 @@ def _refine(args: argparse.Namespace, prog: str, held: contextlib.ExitStack) -> 
     typed = _given(args)
     if values["final"] == "none":
         refuse_ineffective([key for key in ("final_epochs",) if key in typed], "with --final none")
+    if values["final"] == "retrain" and values["final_epochs"] == 0:
+        raise UsageError(
+            "--final retrain with --final-epochs 0 would leave the refined network untrained (retrained from scratch for no epoch); "
+            "give --final-epochs N (N >= 1), or --final finetune or --final none to keep the pruned network's weights"
+        )
     _absolute_paths(args, values)
     if values["threads"] is None:
         values["threads"] = max(1, (os.cpu_count() or 1) // values["workers"])

@@ -359,7 +359,10 @@ class Refinement:
             with seeded(seed):
                 model = build_model(arch, input_size=size)
             epochs = self.settings.pretrain_epochs
-            self.log(f"no weights given: training the starting network from scratch for {counted(epochs, 'epoch')} first")
+            if epochs:
+                self.log(f"no weights given: training the starting network from scratch for {counted(epochs, 'epoch')} first")
+            else:
+                self.log("no weights given and --pretrain-epochs 0: pruning the untrained network (its accuracies are near chance, and so are the choices made on them)")
             result = self.trainer.train(model, epochs, seed, progress=self.progress, from_scratch=True)
             if result.status != STATUS_OK:
                 raise RuntimeError(f"training the starting network failed: {result.error}")

@@ -90,6 +90,8 @@ def test_weights_files(tmp_path: Path) -> None:
         (["refine", "mobilenetv2", "--budget-ratio", "0.5", "--selection", "best"], "invalid choice"),
         (["refine", "mobilenetv2", "--budget-ratio", "0.5", "--reduction-decay", "1.5"], "decay in (0, 1]"),
         (["refine"], "give INPUT"),
+        # it retrained from scratch for no epoch: the refined network had random weights
+        (["refine", "mobilenetv2", "--final", "retrain", "--final-epochs", "0"], "--final retrain with --final-epochs 0 would leave the refined network untrained"),
         (["refine", "--resume", "/nonexistent/run"], "is not a directory"),
         (["refine", "mobilenetv2", "--seed", "-1"], "argument --seed: expected a whole number from 0 to 4294967295"),
         (["refine", "mobilenetv2", "--resume", "/nonexistent/run", "--granularity", "4"], "/nonexistent/run is not a directory"),
