@@ -27,6 +27,7 @@ from mobilenas.cliutil import (
     duration_ms,
     fraction,
     fraction_or_zero,
+    image_pixels,
     latency_threads_note,
     nonnegative_int,
     positive_float,
@@ -168,7 +169,7 @@ def build_parser(prog: str) -> ArgumentParser:
     data.add_argument("--train-size", type=count_or_fraction, metavar="N", help="training images (a count or a fraction; default: all)")
     data.add_argument("--val-size", type=count_or_fraction, metavar="N", help="validation images carved from the training split (default: 10%%)")
     data.add_argument("--test-size", type=count_or_fraction, metavar="N", help="test images, for the final report only")
-    data.add_argument("--image-size", type=positive_int, metavar="PX", help="resize images to this square size (image folders, npz, synthetic)")
+    data.add_argument("--image-size", type=image_pixels, metavar="PX", help="resize images to this square size (image folders, npz, synthetic)")
     data.add_argument("--channels", type=int, choices=(1, 3), help="convert the images to 1 (gray) or 3 (RGB) channels")
 
     training = refine.add_argument_group("training")

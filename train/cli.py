@@ -21,6 +21,7 @@ from mobilenas.cliutil import (
     check_writable_folder,
     count_or_fraction,
     fraction_or_zero,
+    image_pixels,
     nonnegative_float,
     positive_float,
     positive_int,
@@ -56,7 +57,7 @@ def build_parser(prog: str) -> ArgumentParser:
     data.add_argument("--train-size", type=count_or_fraction, default=None, help="training images (count or fraction; default: all)")
     data.add_argument("--val-size", type=count_or_fraction, default=None, help="validation images carved from the training set (default: 10%%; 1000 for synthetic)")
     data.add_argument("--test-size", type=count_or_fraction, default=None, help="test images (default: all; 2000 for synthetic)")
-    data.add_argument("--image-size", type=positive_int, default=None, help="resize images to this square size (image folders, npz, synthetic)")
+    data.add_argument("--image-size", type=image_pixels, default=None, help="resize images to this square size (image folders, npz, synthetic)")
     data.add_argument("--channels", type=int, choices=(1, 3), default=None, help="convert to 1 (gray) or 3 (RGB) channels")
     training = parser.add_argument_group("training")
     training.add_argument("--weights", type=Path, default=None, metavar="FILE",

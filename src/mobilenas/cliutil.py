@@ -402,6 +402,17 @@ def nonnegative_int(text: str) -> int:
     return value
 
 
+def image_pixels(text: str) -> int:
+    """argparse type: an image side in pixels, a whole number >= 8 (the data sets' smallest)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 8:
+        raise argparse.ArgumentTypeError(f"expected a whole number of pixels >= 8, got {text!r}")
+    return value
+
+
 MAX_SEED = 2**32 - 1  # trial seeds are derived from it by arithmetic that must stay within torch's 64 bits
 
 
