@@ -292,6 +292,32 @@ def test_the_systems_refusals_are_one_line(capsys: pytest.CaptureFixture[str], m
     assert capsys.readouterr().err.strip() == "nas-latency: error: Broken pipe"  # a traceback, before
 
 
+def test_running_out_of_memory_is_one_line_and_other_runtime_errors_stay_tracebacks(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from mobilenas.cliutil import run_main, set_resume_hint
+
+    monkeypatch.delenv("MOBILENAS_DEBUG", raising=False)
+
+    def huge_input(argv) -> int:  # what nas-latency measure --input-size 100000 met: a traceback
+        set_resume_hint("nas-search --resume RUN")
+        torch.empty(1 << 50, dtype=torch.uint8)  # a petabyte: refused by torch's CPU allocator
+        return 0
+
+    assert run_main(huge_input, [], "nas-latency") == 1
+    err = capsys.readouterr().err
+    assert err.startswith("nas-latency: error: out of memory (can't allocate memory: you tried to allocate 1125899906842624 bytes")
+    assert err.strip().endswith("; completed work is saved; continue with: nas-search --resume RUN") and err.count("\n") == 1
+    assert run_main(lambda argv: len(bytearray(1 << 60)), [], "prog") == 1  # Python's MemoryError
+    assert capsys.readouterr().err.strip() == "prog: error: out of memory (MemoryError); a smaller input, batch or fewer workers need less"
+
+    def bug(argv) -> int:
+        raise RuntimeError("a bug of ours")
+
+    with pytest.raises(RuntimeError, match="a bug of ours"):
+        run_main(bug, [], "prog")
+
+
 def test_a_home_that_cannot_be_made_is_named_with_the_way_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     """MOBILENAS_HOME (or ~/.cache) where no folder can be made: one line that says what the folder
     is for and how to choose another (it said only 'No such file or directory: /proc/foo')."""

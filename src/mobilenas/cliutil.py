@@ -165,9 +165,34 @@ def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[
         return EXIT_USAGE
     except OSError as error:  # the system refused: a name too long, a full disk, an I/O error
         return _system_error(prog, error)
+    except (MemoryError, RuntimeError) as error:  # torch's allocators raise RuntimeError
+        if not _out_of_memory(error) or os.environ.get("MOBILENAS_DEBUG"):
+            raise
+        _close_progress_bars()
+        hint = f"; completed work is saved; continue with: {_resume_hint[0]}" if _resume_hint else ""
+        print(f"{prog}: error: out of memory ({_memory_detail(error)}); a smaller input, batch or fewer workers need less{hint}", file=sys.stderr)
+        return 1
     finally:
         if previous is not _NOT_INSTALLED:  # None: a handler not set from Python; the default stands for it
             signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+_OUT_OF_MEMORY = ("can't allocate memory", "out of memory", "failed to allocate memory", "bad_alloc")
+
+
+def _out_of_memory(error: BaseException) -> bool:
+    """A failed allocation: Python's MemoryError, torch's CPU and CUDA allocators' RuntimeErrors."""
+    return isinstance(error, MemoryError) or any(marker in str(error).lower() for marker in _OUT_OF_MEMORY)
+
+
+def _memory_detail(error: BaseException) -> str:
+    """What the allocator said, from its 'can't allocate memory' on (not torch's 'enforce fail at ...')."""
+    text = (str(error).strip().splitlines() or [""])[0]
+    lower = text.lower()
+    starts = [lower.find(marker) for marker in _OUT_OF_MEMORY if marker in lower]
+    text = text[min(starts):] if starts else text
+    text = text if len(text) <= 160 else text[:157] + "..."
+    return text or type(error).__name__
 
 
 def _system_error(prog: str, error: OSError) -> int:
