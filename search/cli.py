@@ -664,6 +664,7 @@ def _search(argv: Sequence[str] | None, prog: str, held: contextlib.ExitStack) -
         config["out"] = str(run.root)
         say(f"run directory {run.root}")
 
+    from mobilenas.search.base import EARLY_STOPPED, stopped_early_words
     from mobilenas.search.orchestrator import SearchRun
 
     if config["space"] != "nb201" and not (on_ray and config["ray_address"]):  # trainings on this machine
@@ -731,8 +732,6 @@ def _search(argv: Sequence[str] | None, prog: str, held: contextlib.ExitStack) -
     measured = _measure_best(setup, search, say)
     search.write_best(measured)
     payload = search.best_payload(measured)
-    from mobilenas.search.base import EARLY_STOPPED, stopped_early_words
-
     trained = search.trained
     duplicates = sum(1 for t in search.trials if t.source in ("duplicate", "reused"))
     stopped_early = sum(1 for t in trained if t.status != "ok" and t.error == EARLY_STOPPED)

@@ -406,36 +406,30 @@ def _close_progress_bars() -> None:
     _open_bars.clear()
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
+def _whole_number(text: str, low: int, high: int | None, expected: str) -> int:
+    """``int(text)`` within ``low .. high`` (``high`` None: no limit), else argparse's error saying ``expected``."""
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    if value < low or (high is not None and value > high):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    return _whole_number(text, 1, None, "a whole number >= 1")
 
 
 def nonnegative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
-    return value
+    """argparse type: an integer >= 0."""
+    return _whole_number(text, 0, None, "a whole number >= 0")
 
 
 def image_pixels(text: str) -> int:
     """argparse type: an image side in pixels, a whole number >= 8 (the data sets' smallest)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 8:
-        raise argparse.ArgumentTypeError(f"expected a whole number of pixels >= 8, got {text!r}")
-    return value
+    return _whole_number(text, 8, None, "a whole number of pixels >= 8")
 
 
 MAX_SEED = 2**32 - 1  # trial seeds are derived from it by arithmetic that must stay within torch's 64 bits
@@ -443,13 +437,7 @@ MAX_SEED = 2**32 - 1  # trial seeds are derived from it by arithmetic that must 
 
 def seed_number(text: str) -> int:
     """argparse type: a seed, a whole number from 0 to :data:`MAX_SEED`."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if not 0 <= value <= MAX_SEED:
-        raise argparse.ArgumentTypeError(f"expected a whole number from 0 to {MAX_SEED}, got {text!r}")
-    return value
+    return _whole_number(text, 0, MAX_SEED, f"a whole number from 0 to {MAX_SEED}")
 
 
 def positive_float(text: str) -> float:
