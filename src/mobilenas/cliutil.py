@@ -82,7 +82,7 @@ class ArgumentParser(argparse.ArgumentParser):
 def _name_values(parser: argparse.ArgumentParser) -> None:
     """Give an option whose value is a count ``N`` and a duration ``DURATION`` in --help, where it
     names none itself (argparse would show its destination: ``--epochs EPOCHS``)."""
-    named: dict[object, str] = {positive_int: "N", nonnegative_int: "N", count_or_fraction: "N", duration_ms: "DURATION"}
+    named: dict[object, str] = {positive_int: "N", nonnegative_int: "N", seed_number: "N", image_pixels: "PX", count_or_fraction: "N", duration_ms: "DURATION"}
     for action in parser._actions:
         if action.option_strings and action.metavar is None and action.nargs is None and action.choices is None:
             name = named.get(action.type)
