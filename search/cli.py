@@ -736,8 +736,8 @@ def _search(argv: Sequence[str] | None, prog: str, held: contextlib.ExitStack) -
     duplicates = sum(1 for t in search.trials if t.source in ("duplicate", "reused"))
     stopped_early = sum(1 for t in trained if t.status != "ok" and t.error == EARLY_STOPPED)
     summary = {
-        "run": str(run.root),
-        "best_json": str(run.path("best.json")) if payload else None,
+        "run": str(run.root.resolve()),
+        "best_json": str(run.path("best.json").resolve()) if payload else None,
         "best": payload,
         "trials": len(trained),
         "failed": sum(1 for t in trained if t.status != "ok") - stopped_early,

@@ -337,6 +337,7 @@ class SearchRun:
         if best is None:
             return None
         candidate = self.problem.decode(self._indices_of(best.number))
+        root = self.run.root.resolve()  # scripts read best.json from anywhere (refined.json's paths are absolute too)
         return {
             "architecture": self.problem.to_json(candidate),
             "accuracy": best.accuracy,
@@ -344,14 +345,14 @@ class SearchRun:
             "measured_latency_ms": measured_latency_ms,
             "target_latency_ms": self.target_latency_ms,
             "reward": best.reward,
-            "weights": str(self.run.root / best.weights) if best.weights else None,
+            "weights": str(root / best.weights) if best.weights else None,
             "final_accuracy": best.final_accuracy,
             "notation": best.architecture,
             "number": best.number,
             "fingerprint": best.key,
             "latency_ratio": best.latency_ratio,
             "reward_kind": self.reward.describe(),
-            "run": str(self.run.root),
+            "run": str(root),
             "info": best.info,
             **({"preprocessing": self.preprocessing} if self.preprocessing else {}),
         }

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -42,13 +43,27 @@ def search(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     space.write_text(tiny_space().to_json())
     table = root / "table.jsonl"
     out = root / "run"
-    code = nas_search([
-        "--space", str(space), "--executor", "inline", "--proxy-steps", "3", "--train-size", "64", "--val-size", "64",
-        "--input-size", "32", "--samples", "6", "--target-latency", "5ms", "--latency-table", str(table), "--out", str(out),
-        "--quiet",
-    ])
+    cwd = os.getcwd()
+    os.chdir(root)  # --out given relative, as typed in a shell
+    try:
+        code = nas_search([
+            "--space", str(space), "--executor", "inline", "--proxy-steps", "3", "--train-size", "64", "--val-size", "64",
+            "--input-size", "32", "--samples", "6", "--target-latency", "5ms", "--latency-table", str(table), "--out", "run",
+            "--quiet",
+        ])
+    finally:
+        os.chdir(cwd)
     assert code == 0
     return out, table
+
+
+def test_best_json_paths_hold_from_any_folder(search: tuple[Path, Path]) -> None:
+    # A script reads best.json's weights from wherever it runs; they were 'run/weights/...' (relative
+    # to the folder nas-search ran in) when --out was relative.
+    out, _ = search
+    best = json.loads((out / "best.json").read_text())
+    assert best["run"] == str(out.resolve())
+    assert Path(best["weights"]).is_absolute() and Path(best["weights"]).is_file()
 
 
 def test_trials_carry_fingerprints_and_measured_latencies(search: tuple[Path, Path]) -> None:
