@@ -32,6 +32,16 @@ def write_arch(folder: Path) -> Path:
     return path
 
 
+def test_the_files_a_training_names_are_absolute_for_a_relative_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    # they were relative to the folder nas-train ran in ('out/net.synthetic.pt'), in --json and in the metrics file
+    arch_path = write_arch(tmp_path / "arch")
+    monkeypatch.chdir(tmp_path)
+    assert main([str(arch_path), "--epochs", "1", "--out", "out", "--json", *DATA_ARGS]) == 0
+    files = json.loads(capsys.readouterr().out)["files"]
+    assert files == {"weights": f"{tmp_path}/out/net.synthetic.pt", "onnx": f"{tmp_path}/out/net.synthetic.onnx", "metrics": f"{tmp_path}/out/net.synthetic.metrics.json"}
+    assert json.loads((tmp_path / "out" / "net.synthetic.metrics.json").read_text())["files"] == {k: files[k] for k in ("weights", "onnx")}
+
+
 def test_nas_train_writes_weights_metrics_and_onnx(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     arch_path = write_arch(tmp_path / "run")
     code = main([str(arch_path), "--epochs", "2", "--ema", "--json", *DATA_ARGS])

@@ -205,7 +205,7 @@ def _main(argv: Sequence[str] | None, prog: str) -> int:
         "epochs_run": result.epochs_run,
         "wall_time_s": result.wall_time_s,
         "adaptation": result.metrics["adaptation"],
-        "files": {**result.metrics["files"], "metrics": str(outputs.metrics)},
+        "files": {**result.metrics["files"], "metrics": str(outputs.metrics.resolve())},
     }
     if args.json:
         print_json(summary)

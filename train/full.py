@@ -296,12 +296,12 @@ def train_full(
     files: dict[str, str] = {}
     if best_state is not None:
         _save_torch(outputs.weights, engine.cpu_state_dict(final))
-        files["weights"] = str(outputs.weights)
+        files["weights"] = str(outputs.weights.resolve())  # absolute: read from anywhere
         if export_onnx:
             from mobilenas.space.export import export_onnx as export
 
             export(final, outputs.onnx, input_size=data.input_size, in_channels=data.in_channels, dynamic_batch=True)
-            files["onnx"] = str(outputs.onnx)
+            files["onnx"] = str(outputs.onnx.resolve())
     wall_time_s = elapsed_before + time.perf_counter() - start
     cost = architecture_cost(final.arch, data.input_size)
     metrics: dict[str, Any] = {
