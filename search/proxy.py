@@ -74,7 +74,9 @@ def run_proxy_trial(config: dict[str, Any], data: DataSplits, settings: ProxySet
         "error": result.error or "",
         "weights": "",
     }
-    if result.ok and config.get("weights") and result.state_dict is not None:
+    # A run folder deleted while this training went on (a search killed, its folder removed, its
+    # Ray worker not yet stopped) is not made again just to hold these weights.
+    if result.ok and config.get("weights") and result.state_dict is not None and Path(settings.run_root).is_dir():
         import torch
 
         buffer = io.BytesIO()
