@@ -44,6 +44,7 @@ examples:
   nas-latency calibrate --space mobilenetv3 --samples 50   # MAPE, ±5%/±10%, Spearman, RMSE
   nas-latency fastest --space mobilenetv3 --target-latency 15ms
   nas-latency info TABLE.jsonl
+  nas-latency info                                   # every table kept in $MOBILENAS_HOME/tables
 
 custom device: --command runs your benchmark on the exported model and reads the ms it prints:
   nas-latency measure mobilenetv2 \\
@@ -158,8 +159,12 @@ def build_parser(prog: str) -> ArgumentParser:
     _add_backend(fastest, timing=False)
     add_json_flag(fastest)
 
-    info = sub("info", "describe a table file", "Show a table's device, method, entry counts and correction.")
-    info.add_argument("table", type=Path, metavar="TABLE", help="table file (.jsonl)")
+    info = sub(
+        "info", "describe a table file, or list the tables mobilenas keeps",
+        "Show a table's device, method, entry counts and correction; without TABLE, list the tables in "
+        "$MOBILENAS_HOME/tables (default ~/.cache/mobilenas/tables), the newest first.",
+    )
+    info.add_argument("table", type=Path, nargs="?", metavar="TABLE", help="table file (.jsonl); none: list the tables mobilenas keeps")
     info.add_argument("--force-device", action="store_true", help="read a table measured on another device")
     add_json_flag(info)
     return parser
@@ -430,6 +435,8 @@ def _fastest(args: argparse.Namespace) -> int:
 def _info(args: argparse.Namespace) -> int:
     from mobilenas.latency.table import LookupTable
 
+    if args.table is None:
+        return _list_tables(args)
     table = LookupTable.load(args.table, force=args.force_device)
     summary = table.summary()
     if args.json:
@@ -448,4 +455,50 @@ def _info(args: argparse.Namespace) -> int:
         print("  correction   none fitted yet (identity)")
     if summary["skipped_lines"]:
         print(f"  skipped      {counted(summary['skipped_lines'], 'damaged line')}")
+    return 0
+
+
+def _list_tables(args: argparse.Namespace) -> int:
+    """``nas-latency info`` without TABLE: one line per table in the home folder, the newest first."""
+    import datetime
+
+    from mobilenas.latency.table import LookupTable
+    from mobilenas.runs import mobilenas_home
+
+    folder = mobilenas_home() / "tables"
+    paths = sorted(folder.glob("*.jsonl"), key=lambda p: p.stat().st_mtime, reverse=True) if folder.is_dir() else []
+    rows: list[dict[str, Any]] = []
+    for path in paths:
+        modified = datetime.datetime.fromtimestamp(path.stat().st_mtime, datetime.UTC).isoformat(timespec="seconds")
+        try:
+            with warnings.catch_warnings():  # another device's table is listed, not used
+                warnings.simplefilter("ignore")
+                table = LookupTable.load(path, force=True)
+            here = table.expected_device()
+        except (ValueError, OSError) as error:
+            rows.append({"path": str(path), "modified": modified, "error": str(error).splitlines()[0]})
+            continue
+        this_device = None if here is None else here.fingerprint() == table.header.device_fingerprint
+        rows.append({**table.summary(), "modified": modified, "this_device": this_device})
+    if args.json:
+        print_json({"folder": str(folder), "tables": rows})
+        return 0
+    if not rows:
+        print(f"no latency tables in {folder} yet; nas-search and nas-latency build make them (set MOBILENAS_HOME to keep them elsewhere)")
+        return 0
+    print(f"{counted(len(rows), 'latency table')} in {folder}, the newest first:")
+    print(f"  {'space':<12} {'input':>5} {'entries':>7} {'e2e':>4}  {'correction':<26} {'device':<14} {'modified':<10}  file")
+    for row in rows:
+        name = Path(row["path"]).name
+        if "error" in row:
+            print(f"  {'?':<12} {'':>5} {'':>7} {'':>4}  {'':<26} {'':<14} {row['modified'][:10]:<10}  {name}: {row['error']}")
+            continue
+        correction = row["correction"]
+        fitted = f"{correction['a']:.3f} * sum {correction['b']:+.3f} ms" if correction.get("fitted") else "none yet"
+        device = {True: "this machine", False: "another device", None: row["device"].split(",")[0]}[row["this_device"]]
+        print(
+            f"  {row['space'] or '-':<12} {str(row['input_size']) + 'px':>5} {row['entries']:>7} {row['end_to_end_points']:>4}  "
+            f"{fitted:<26} {device:<14} {row['modified'][:10]:<10}  {name}"
+        )
+    print("nas-latency info TABLE describes one; --table TABLE gives one to nas-search, netadapt refine and nas-latency")
     return 0

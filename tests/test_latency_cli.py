@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -139,6 +140,27 @@ def test_fastest_with_a_target(built_table, space_file, capsys) -> None:
     assert code == 0 and json.loads(out)["feasible"] is True
     code, _, err = run(["fastest", "--space", str(space_file), "--num-classes", "10", "--input-size", "64", "--table", str(built_table)], capsys)
     assert code == 2 and "is a table for 32x32 inputs, not --input-size 64" in err
+
+
+def test_info_without_a_table_lists_the_tables_mobilenas_keeps(built_table, tmp_path, monkeypatch, capsys) -> None:
+    # Which tables exist, for which space and device, was only to be found by listing the folder.
+    monkeypatch.setenv("MOBILENAS_HOME", str(tmp_path / "home"))
+    code, out, _ = run(["info"], capsys)
+    assert code == 0 and out.startswith(f"no latency tables in {tmp_path / 'home' / 'tables'} yet")
+    tables = tmp_path / "home" / "tables"
+    tables.mkdir(parents=True)
+    shutil.copy(built_table, tables / "tiny-32px.jsonl")
+    (tables / "broken.jsonl").write_text("not a table\n")
+    code, out, _ = run(["info"], capsys)
+    lines = out.splitlines()
+    assert code == 0 and lines[0] == f"2 latency tables in {tables}, the newest first:"
+    listed = next(line for line in lines if line.endswith("tiny-32px.jsonl"))
+    assert listed.split()[:2] == ["tiny", "32px"] and "this machine" in listed
+    assert any("broken.jsonl: " in line and "not a mobilenas latency table" in line for line in lines)
+    code, out, _ = run(["info", "--json"], capsys)
+    payload = json.loads(out)
+    good = next(t for t in payload["tables"] if t["path"].endswith("tiny-32px.jsonl"))
+    assert good["this_device"] is True and good["entries"] > 20 and good["correction"]["fitted"]
 
 
 def test_info_describes_the_table(built_table, capsys) -> None:
