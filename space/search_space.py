@@ -461,11 +461,25 @@ class SearchSpace:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
 
     def layout_fingerprint(self) -> str:
-        """The fingerprint of the space's networks but for the classifier's class count (a 10-class
-        and a 1000-class search share a latency table: the head is one more entry)."""
+        """The fingerprint of the space's networks but for the classifier's class count and the
+        stem's input channels (a 10-class and a 1000-class search, or one on gray and one on RGB
+        images, share a latency table: the head and the stem are one more entry each)."""
         import dataclasses
 
-        return dataclasses.replace(self, head=dataclasses.replace(self.head, num_classes=1000)).fingerprint()
+        return dataclasses.replace(
+            self, head=dataclasses.replace(self.head, num_classes=1000), stem=dataclasses.replace(self.stem, in_channels=3)
+        ).fingerprint()
+
+    def for_data(self, num_classes: int, in_channels: int) -> SearchSpace:
+        """This space for a data set's class count and image channels (its networks as they will be deployed)."""
+        import dataclasses
+
+        space = self
+        if space.head.num_classes != num_classes:
+            space = dataclasses.replace(space, head=dataclasses.replace(space.head, num_classes=num_classes))
+        if space.stem.in_channels != in_channels:
+            space = dataclasses.replace(space, stem=dataclasses.replace(space.stem, in_channels=in_channels))
+        return space
 
     @classmethod
     def from_dict(cls, data: Any) -> SearchSpace:
@@ -608,11 +622,7 @@ def get_space(name: str, num_classes: int = 1000) -> SearchSpace:
             space = SearchSpace.from_json(path.read_text())
         except SpecError as error:  # name the file: "my_space.json: missing key 'schema_version'"
             raise SpecError(f"{path}: {error.path}" if error.path else str(path), error.message) from None
-        if space.head.num_classes != num_classes:
-            import dataclasses
-
-            space = dataclasses.replace(space, head=dataclasses.replace(space.head, num_classes=num_classes))
-        return space
+        return space.for_data(num_classes, space.stem.in_channels)
     if name == "nb201":  # the tabular cell space: no network to build or time; its latencies are a table's column
         raise ValueError("nb201 is the NAS-Bench-201 cell space of tabular searches (nas-search --space nb201 --benchmark CSV), "
                          f"whose latencies come from the benchmark's column; network spaces here: {', '.join(SPACES)}")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from mobilenas.latency.calibrate import calibrate
@@ -220,3 +221,30 @@ def test_measure_says_when_a_run_has_no_trial_yet(search: tuple[Path, Path], tmp
     for _ in range(2):  # the second time, the front was measured before: said as such
         assert nas_results(["measure", str(out), "--quiet"]) == 0
     assert capsys.readouterr().out.strip().endswith("every chosen architecture was measured before (--remeasure to measure again)")
+
+
+def test_a_search_on_gray_images_hands_over_a_one_channel_network(search: tuple[Path, Path], tmp_path: Path) -> None:
+    # best.json said in_channels 3 (the space's) while its weights had a one-channel stem (the
+    # trainer adapted each network to the data), and the latency was that of the RGB stem.
+    _, table = search
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 255, (96, 12, 12), dtype=np.uint8)
+    y = rng.integers(0, 3, 96)
+    np.savez(tmp_path / "gray.npz", x_train=x[:80], y_train=y[:80], x_test=x[80:], y_test=y[80:])
+    space = tmp_path / "space.json"
+    space.write_text(tiny_space().to_json())
+    out = tmp_path / "gray-run"
+    entries = len(table.read_text().splitlines())
+    assert nas_search([
+        "--space", str(space), "--executor", "inline", "--proxy-steps", "2", "--dataset", str(tmp_path / "gray.npz"), "--input-size", "32",
+        "--samples", "2", "--target-latency", "5ms", "--latency-table", str(table), "--out", str(out), "--quiet", "--no-measure",
+    ]) == 0
+    best = json.loads((out / "best.json").read_text())
+    arch = Architecture.from_dict(best["architecture"])
+    assert arch.stem.in_channels == 1 and arch.head.num_classes == 3 and best["preprocessing"]["input_shape"][1] == 1
+    weights = torch.load(best["weights"])
+    assert tuple(weights["stem.conv.weight"].shape)[1] == 1
+    # the RGB searches' table serves it: only its one-channel stem (and its 3-class head) are new entries
+    added = [json.loads(line).get("key", "") for line in table.read_text().splitlines()[entries:]]
+    assert any(key.startswith("stem_") and "_i1_" in key for key in added)
+    assert all(key.startswith(("stem_", "head_")) for key in added if key)
