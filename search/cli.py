@@ -348,7 +348,7 @@ def build_setup(config: dict[str, Any], *, say: Any, recorded: dict[str, Any] | 
         space = SearchSpace.from_dict(recorded["space"])
     else:
         # the networks as they will be deployed: the data's classes and channels (gray images: a one-channel stem)
-        space = get_space(config["space"], num_classes=data.num_classes).for_data(data.num_classes, data.in_channels)
+        space = get_space(config["space"]).for_data(data.num_classes, data.in_channels)
     proxy_config = ProxyConfig(threads=max(1, int(config["cpus_per_trial"])))
     changes: dict[str, Any] = {}
     if config["proxy_steps"] is not None:
