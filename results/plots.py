@@ -388,10 +388,10 @@ def plot_convergence(run: SearchResults) -> Figure:
         ok = group[group["status"] == "ok"]
         if len(ok):
             reward_axes.scatter(ok["order"], ok["reward"], s=12, color=color, marker=marker, alpha=0.6, label=f"{source} ({len(ok)})")
+        unsuccessful = group[group["status"] != "ok"]
         if source == "rejected":  # over the latency filter's limit: never trained
-            others = [(group[group["status"] != "ok"], "rejected by the latency filter", color, "x")]
+            others = [(unsuccessful, "rejected by the latency filter", color, "x")]
         else:
-            unsuccessful = group[group["status"] != "ok"]
             stopped = unsuccessful["error"] == EARLY_STOPPED
             others = [(unsuccessful[stopped], f"{source}, stopped early", "tab:gray", "v"), (unsuccessful[~stopped], f"{source}, failed", "black", "x")]
         for rows, label, other_color, other_marker in others:

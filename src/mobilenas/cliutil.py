@@ -409,10 +409,10 @@ def _close_progress_bars() -> None:
 def _whole_number(text: str, low: int, high: int | None, expected: str) -> int:
     """``int(text)`` within ``low .. high`` (``high`` None: no limit), else argparse's error saying ``expected``."""
     try:
-        value = int(text)
+        value: int | None = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
-    if value < low or (high is not None and value > high):
+        value = None
+    if value is None or value < low or (high is not None and value > high):
         raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
     return value
 
