@@ -257,15 +257,17 @@ def _note_random_phase(config: dict[str, Any], strategy_config: Any) -> None:
         )
 
 
-def _strategy(config: dict[str, Any], problem: Any, strategy_config: Any) -> Any:
+def _strategy(config: dict[str, Any], problem: Any, strategy_config: Any, reward: Any) -> Any:
+    from mobilenas.search.rewards import ZeroAccuracyPenalty
     from mobilenas.search.strategies import make_strategy
     from mobilenas.search.wrappers import Deduplicate, HandleFailures, LatencyFilter
 
     num_options = [len(d.options) for d in problem.space.decisions]
-    inner: Any = HandleFailures(make_strategy(config["strategy"], num_options, config["seed"], strategy_config), penalty=0.0)
+    penalty = ZeroAccuracyPenalty(reward, config["target_latency"])  # failed and rejected: as if accuracy 0
+    inner: Any = HandleFailures(make_strategy(config["strategy"], num_options, config["seed"], strategy_config), penalty=penalty)
     if config["max_latency_ratio"] is not None:
         limit = config["max_latency_ratio"] * config["target_latency"]
-        inner = LatencyFilter(inner, problem.latency_ms, limit, penalty=0.0)
+        inner = LatencyFilter(inner, problem.latency_ms, limit, penalty=penalty)
     return Deduplicate(inner, problem.key), strategy_config
 
 
@@ -326,7 +328,7 @@ def build_setup(config: dict[str, Any], *, say: Any, recorded: dict[str, Any] | 
         if then and evaluator.fingerprint() != then:
             raise UsageError(f"{config['benchmark']} has changed since the run started (fingerprint {evaluator.fingerprint()}, was {then}); resume with the table the run used")
         problem: Any = TabularProblem(CellSpace(), evaluator)
-        strategy, strategy_config = _strategy(config, problem, strategy_options)
+        strategy, strategy_config = _strategy(config, problem, strategy_options, reward)
         fastest = evaluator.fastest_latency_ms()
         return Setup(config, problem, strategy, strategy_config, reward, evaluator=evaluator, fastest_ms=fastest, fastest_desc="the fastest architecture of the table")
 
@@ -385,7 +387,7 @@ def build_setup(config: dict[str, Any], *, say: Any, recorded: dict[str, Any] | 
         )
     problem = NetworkProblem(space, lambda arch: table.predict(arch, measure_missing=True))
     fastest, fastest_arch = fastest_latency(space, table, measure_missing=True, progress=not config["quiet"])
-    strategy, strategy_config = _strategy(config, problem, strategy_options)
+    strategy, strategy_config = _strategy(config, problem, strategy_options, reward)
     return Setup(config, problem, strategy, strategy_config, reward, data=data, proxy_config=proxy_config, table=table,
                  fastest_ms=fastest, fastest_desc=f"the fastest architecture of space {space.name} ({fastest_arch.to_notation()})")
 

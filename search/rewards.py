@@ -227,3 +227,22 @@ class RewardSpec:
         except json.JSONDecodeError as error:
             raise SpecError("reward", f"not valid JSON ({error.msg})") from None
         return cls.from_dict(data)
+
+
+@dataclass(frozen=True)
+class ZeroAccuracyPenalty:
+    """What a failed or rejected architecture is told: the reward of accuracy 0 at its latency.
+
+    It is below the reward of every trained architecture of that latency, whatever the reward:
+    0 for MnasNet's (accuracy times a positive factor), ``beta x |LAT/T - 1|`` for TuNAS's
+    absolute reward, which is negative away from the target (a constant 0 there would rate a
+    crash above a slow architecture that trained). Where the latency is unknown: 0.
+    """
+
+    reward: RewardSpec
+    target_latency_ms: float
+
+    def __call__(self, latency_ms: float | None) -> float:
+        if latency_ms is None or not math.isfinite(latency_ms) or latency_ms <= 0:
+            return 0.0
+        return self.reward(0.0, latency_ms, self.target_latency_ms).reward

@@ -11,6 +11,10 @@
 * :class:`HandleFailures`: an observation with status ``failed`` reaches the inner strategy
   with reward ``penalty`` (so it learns to avoid what fails), whatever reward came with it.
 
+A ``penalty`` is a number, or a function of the architecture's latency in ms (``None`` where
+unknown): nas-search gives :class:`mobilenas.search.rewards.ZeroAccuracyPenalty`, the reward of
+accuracy 0 at that latency, below every trained architecture's of that latency for any reward.
+
 Proposal numbers are the inner strategy's numbers, passed through; numbers handled inside a
 wrapper are never handed out, so the numbers the orchestrator sees are increasing but may skip.
 
@@ -39,6 +43,21 @@ from mobilenas.search.strategies._common import (
 )
 
 EVENT_KINDS = ("duplicate", "waiting", "reused", "rejected", "failed")
+
+
+Penalty = float | Callable[[float | None], float]
+
+
+def _checked_penalty(penalty: Penalty) -> Penalty:
+    if callable(penalty):
+        return penalty
+    if isinstance(penalty, bool) or not isinstance(penalty, int | float) or not math.isfinite(penalty):
+        raise ValueError(f"penalty must be a finite number or a function of the latency, got {penalty!r}")
+    return float(penalty)
+
+
+def _penalty_at(penalty: Penalty, latency_ms: float | None) -> float:
+    return float(penalty(latency_ms)) if callable(penalty) else penalty
 
 
 class SearchStopped(RuntimeError):
@@ -301,23 +320,22 @@ class LatencyFilter(StrategyWrapper):
     ``latency_ms`` maps indices to the predicted latency (ms) of the architecture they build.
     A rejected proposal is told ``Observation(penalty, None, latency, 'infeasible')``; choose a
     ``penalty`` below every reward a feasible architecture can get (0 for MnasNet's rewards,
-    whose values are accuracies scaled by a positive factor). After
+    whose values are accuracies scaled by a positive factor; a function of the latency for
+    TuNAS's absolute reward, which is negative away from the target). After
     ``max_consecutive_rejections`` rejections in a row ``ask`` raises :class:`NoFeasibleProposal`.
     """
 
     kind = "latency_filter"
 
-    def __init__(self, inner: Strategy, latency_ms: Callable[[tuple[int, ...]], float], limit_ms: float, penalty: float = 0.0, max_consecutive_rejections: int = 10000) -> None:
+    def __init__(self, inner: Strategy, latency_ms: Callable[[tuple[int, ...]], float], limit_ms: float, penalty: Penalty = 0.0, max_consecutive_rejections: int = 10000) -> None:
         super().__init__(inner)
         if isinstance(limit_ms, bool) or not isinstance(limit_ms, int | float) or not math.isfinite(limit_ms) or limit_ms <= 0:
             raise ValueError(f"limit_ms must be a positive number of milliseconds, got {limit_ms!r}")
-        if isinstance(penalty, bool) or not isinstance(penalty, int | float) or not math.isfinite(penalty):
-            raise ValueError(f"penalty must be a finite number, got {penalty!r}")
         if isinstance(max_consecutive_rejections, bool) or not isinstance(max_consecutive_rejections, int) or max_consecutive_rejections < 1:
             raise ValueError(f"max_consecutive_rejections must be a whole number >= 1, got {max_consecutive_rejections!r}")
         self.latency_ms = latency_ms
         self.limit_ms = float(limit_ms)
-        self.penalty = float(penalty)
+        self.penalty = _checked_penalty(penalty)
         self.max_consecutive_rejections = max_consecutive_rejections
         self._consecutive = 0
 
@@ -329,7 +347,7 @@ class LatencyFilter(StrategyWrapper):
                 self._ledger.hand(proposal)
                 self._consecutive = 0
                 return proposal
-            observation = Observation(self.penalty, None, latency, STATUS_INFEASIBLE, {"limit_ms": self.limit_ms})
+            observation = Observation(_penalty_at(self.penalty, latency), None, latency, STATUS_INFEASIBLE, {"limit_ms": self.limit_ms})
             self.inner.tell(proposal.number, observation)
             self._record(WrapperEvent("rejected", proposal.number, proposal.indices, observation))
             self._consecutive += 1
@@ -364,11 +382,9 @@ class HandleFailures(StrategyWrapper):
 
     kind = "handle_failures"
 
-    def __init__(self, inner: Strategy, penalty: float = 0.0) -> None:
+    def __init__(self, inner: Strategy, penalty: Penalty = 0.0) -> None:
         super().__init__(inner)
-        if isinstance(penalty, bool) or not isinstance(penalty, int | float) or not math.isfinite(penalty):
-            raise ValueError(f"penalty must be a finite number, got {penalty!r}")
-        self.penalty = float(penalty)
+        self.penalty = _checked_penalty(penalty)
 
     def ask(self) -> Proposal:
         proposal = self.inner.ask()
@@ -379,7 +395,7 @@ class HandleFailures(StrategyWrapper):
         indices = self._ledger.take(number, observation, self.kind)
         if observation.status == STATUS_FAILED:
             info = {**observation.info, "reported_reward": observation.reward}
-            observation = Observation(self.penalty, observation.accuracy, observation.latency_ms, STATUS_FAILED, info)
+            observation = Observation(_penalty_at(self.penalty, observation.latency_ms), observation.accuracy, observation.latency_ms, STATUS_FAILED, info)
             self.inner.tell(number, observation)
             self._record(WrapperEvent("failed", number, indices, observation))
         else:

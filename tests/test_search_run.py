@@ -508,3 +508,14 @@ def test_the_most_accurate_architecture_within_the_target_is_named_where_it_is_n
 
     labels = [t.get_text() for t in plot_front(load_run(out)).axes[0].get_legend().get_texts()]
     assert (f"{out.name}: most accurate within the target (#{accurate['number']})" in labels) == differs  # a diamond
+
+
+def test_rejected_architectures_are_told_the_reward_of_accuracy_0_at_their_latency(cells: Path, tmp_path: Path) -> None:
+    # With TuNAS's absolute reward a constant 0 rated a rejection above a slow architecture that
+    # trained (its reward is negative away from the target); MnasNet's rewards keep 0.
+    out = tmp_path / "absolute"
+    assert nas_search(_args(cells, out, "--samples", "30", "--strategy", "random", "--reward", "absolute", "--max-latency-ratio", "1.2")) == 0
+    rejected = [e for e in _events(out) if e["type"] == "result" and e["source"] == "rejected"]
+    assert rejected
+    for event in rejected:
+        assert event["reward"] == pytest.approx(-0.1 * abs(event["latency_ms"] / 9.0 - 1.0)) and event["reward"] < 0

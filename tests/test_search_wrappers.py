@@ -15,6 +15,7 @@ from mobilenas.search.base import (
     Strategy,
 )
 from mobilenas.search.contract import StrategyContract, save_and_load, toy_observation
+from mobilenas.search.rewards import RewardSpec, ZeroAccuracyPenalty
 from mobilenas.search.strategies import PPOConfig, make_strategy
 from mobilenas.search.wrappers import (
     Deduplicate,
@@ -228,7 +229,7 @@ def test_unreachable_limit_stops_the_search() -> None:
     ("options", "message"),
     [
         ({"limit_ms": 0.0}, "limit_ms must be a positive number of milliseconds, got 0.0"),
-        ({"limit_ms": 5.0, "penalty": float("nan")}, "penalty must be a finite number"),
+        ({"limit_ms": 5.0, "penalty": float("nan")}, "penalty must be a finite number or a function of the latency"),
         ({"limit_ms": 5.0, "max_consecutive_rejections": 0}, "max_consecutive_rejections must be a whole number >= 1"),
     ],
 )
@@ -260,6 +261,24 @@ def test_failed_observations_become_the_penalty() -> None:
     assert (event.kind, event.number) == ("failed", 0)
     with pytest.raises(ValueError, match="already told"):
         handler.tell(a.number, Observation(0.5))
+
+
+def test_a_penalty_may_depend_on_the_latency_and_is_then_below_any_trained_reward() -> None:
+    # TuNAS's absolute reward is negative away from the target: a constant 0 told a crash (or a
+    # rejection) more than a slow architecture that trained (0.1 at 3x the target: -0.1).
+    spec = RewardSpec.from_options("absolute")
+    penalty = ZeroAccuracyPenalty(spec, 5.0)
+    assert penalty(15.0) == pytest.approx(-0.2) and penalty(5.0) == 0.0 and penalty(None) == 0.0 and penalty(float("nan")) == 0.0
+    assert ZeroAccuracyPenalty(RewardSpec.from_options("soft"), 5.0)(15.0) == 0.0  # MnasNet's rewards: 0, as before
+    inner = Scripted([(3, 3), (0, 0)])
+    handler = LatencyFilter(HandleFailures(inner, penalty=penalty), latency, limit_ms=6.0, penalty=penalty)
+    first = handler.ask()  # (3, 3) at 7 ms is rejected on the way
+    handler.tell(first.number, Observation(0.0, None, 15.0, STATUS_FAILED))
+    rejected, failed = inner.told[0], inner.told[1]
+    assert rejected.status == STATUS_INFEASIBLE and rejected.reward == pytest.approx(penalty(7.0)) == pytest.approx(-0.04)
+    assert failed.status == STATUS_FAILED and failed.reward == pytest.approx(-0.2)
+    for accuracy in (0.0, 0.05, 0.1):
+        assert spec(accuracy, 15.0, 5.0).reward >= failed.reward
 
 
 # --------------------------------------------------------------------------- stacking
