@@ -51,7 +51,7 @@ from mobilenas.search.base import (
 )
 from mobilenas.search.journal import void_before
 from mobilenas.search.pareto import pareto_mask
-from mobilenas.search.rewards import RewardSpec
+from mobilenas.search.rewards import RewardSpec, ZeroAccuracyPenalty
 from mobilenas.search.wrappers import SearchStopped, StrategyWrapper, WrapperEvent
 
 CHECKPOINT = "strategy.pt"
@@ -267,14 +267,14 @@ class SearchRun:
             raise ValueError(f"proposal {number} is not in flight")
         latency = result.latency_ms if result.latency_ms is not None else submission.latency_ms
         status = result.status
-        reward = 0.0
         ratio = factor = None
+        if status == STATUS_OK and not (math.isfinite(result.accuracy) and math.isfinite(latency)):
+            status = STATUS_FAILED
         if status == STATUS_OK:
-            if not (math.isfinite(result.accuracy) and math.isfinite(latency)):
-                status = STATUS_FAILED
-            else:
-                breakdown = self.reward(result.accuracy, latency, self.target_latency_ms)
-                reward, ratio, factor = breakdown.reward, breakdown.latency_ratio, breakdown.factor
+            breakdown = self.reward(result.accuracy, latency, self.target_latency_ms)
+            reward, ratio, factor = breakdown.reward, breakdown.latency_ratio, breakdown.factor
+        else:  # recorded as the failure wrapper tells it to the strategy: the reward of accuracy 0 here
+            reward = ZeroAccuracyPenalty(self.reward, self.target_latency_ms)(latency)
         trial = Trial(
             number=number, source="trained", status=status,
             accuracy=result.accuracy if status == STATUS_OK else None, latency_ms=latency, reward=reward,

@@ -519,3 +519,19 @@ def test_rejected_architectures_are_told_the_reward_of_accuracy_0_at_their_laten
     assert rejected
     for event in rejected:
         assert event["reward"] == pytest.approx(-0.1 * abs(event["latency_ms"] / 9.0 - 1.0)) and event["reward"] < 0
+
+
+def test_a_failed_evaluation_is_recorded_with_the_reward_the_strategy_was_told(cells: Path, tmp_path: Path) -> None:
+    # trials.csv said 0 for a failed architecture while the strategy was told -0.1 x |LAT/T - 1|
+    import pandas as pd
+
+    frame = pd.read_csv(cells)
+    frame.loc[frame.index % 2 == 0, "val_acc_12ep"] = float("nan")  # half the cells have no accuracy: they fail
+    holey = tmp_path / "holey.csv"
+    frame.to_csv(holey, index=False)
+    out = tmp_path / "run"
+    assert nas_search(_args(holey, out, "--samples", "20", "--strategy", "random", "--reward", "absolute")) == 0
+    failed = [e for e in _events(out) if e["type"] == "result" and e["status"] == "failed"]
+    assert failed and any(e["latency_ms"] != 9.0 for e in failed)
+    for event in failed:
+        assert event["reward"] == pytest.approx(-0.1 * abs(event["latency_ms"] / 9.0 - 1.0))
