@@ -237,8 +237,8 @@ def exit_code(argv: list[str]) -> int:
         (["mobilenetv3-small", "--val-size", "0"], "--val-size"),
         (["mobilenetv3-small", "--optimizer", "lion"], "--optimizer"),
         (["mobilenetv3-small", "--epochs", "0"], "--epochs"),
-        (["mobilenetv3-small", "--seed", "-1"], "argument --seed: expected a whole number from 0 to 4294967295"),
-        (["mobilenetv3-small", "--image-size", "3"], "argument --image-size: expected a whole number of pixels >= 8, got '3'"),  # was 'image_size must be ...'  # numpy's 'expected non-negative integer' before
+        (["mobilenetv3-small", "--seed", "-1"], "argument --seed: expected a whole number from 0 to 4294967295"),  # numpy's 'expected non-negative integer' before
+        (["mobilenetv3-small", "--image-size", "3"], "argument --image-size: expected a whole number of pixels >= 8, got '3'"),  # was 'image_size must be ...'
         (["mobilenetv3-small", "--epochs", "2", "--warmup-epochs", "5"], "--warmup-epochs 5 is longer than the whole training (--epochs 2)"),
         (["mobilenetv3-small", "--device", "cuda:99"], "device 'cuda:99': "),  # used to be a traceback on CPU torch
     ],
