@@ -324,7 +324,8 @@ def test_resume_keeps_the_space_the_run_started_with(space_file: Path, tmp_path:
 
 def test_a_best_measured_far_from_its_table_latency_is_measured_again_and_noted(space_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """One end-to-end timing in a busy moment can be far off; so can a table whose correction no
-    longer fits the machine (made so here: tripled). The best is timed three times, the median
+    longer fits the machine (made so here: ten times too slow, far beyond how a tiny network's timing
+    varies between machines: a CI run measured one at 2.2 times its table latency). The best is timed three times, the median
     kept, and a remaining gap is said with the command that checks the table."""
     from mobilenas.latency.table import Correction, LookupTable
     from mobilenas.units import format_ms
@@ -332,7 +333,7 @@ def test_a_best_measured_far_from_its_table_latency_is_measured_again_and_noted(
     table = tmp_path / "table.jsonl"
     assert nas_search(_network_args(space_file, tmp_path / "a", "--samples", "1", "--executor", "inline", "--no-measure", "--table", str(table))) == 0
     before = LookupTable.load(table).correction
-    LookupTable.load(table).set_correction(Correction(a=before.a * 3, b=before.b * 3, points=before.points, fitted=True, se_ms=before.se_ms))
+    LookupTable.load(table).set_correction(Correction(a=before.a * 10, b=before.b * 10, points=before.points, fitted=True, se_ms=before.se_ms))
     capsys.readouterr()
     out = tmp_path / "b"
     assert nas_search([a for a in _network_args(space_file, out, "--samples", "1", "--executor", "inline", "--table", str(table)) if a != "--quiet"]) == 0
