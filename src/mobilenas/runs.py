@@ -18,7 +18,7 @@ import secrets
 import shlex
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -154,7 +154,13 @@ class Journal:
         self.path = Path(path)
 
     def append(self, event: dict[str, Any]) -> None:
-        line = dumps(event) + "\n"
+        self.extend([event])
+
+    def extend(self, events: Sequence[dict[str, Any]]) -> None:
+        """Append several events in one write and one fsync (all or, after a kill, a prefix of them)."""
+        if not events:
+            return
+        line = "".join(dumps(event) + "\n" for event in events)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # A killed writer can leave a torn last line; start on a fresh line so it stays isolated.
         needs_newline = False
