@@ -443,7 +443,7 @@ def _progress_hook(config: dict[str, Any], total: int) -> tuple[Any, Any]:
     bar = progress(total=total, desc="search", enabled=not config["quiet"], unit="arch")
 
     def update(search: Any) -> None:
-        done = len(search.trained)
+        done = search.trained_count
         bar.total = search.samples
         best = search.best
         postfix: dict[str, Any] = {"running": len(search.in_flight)}

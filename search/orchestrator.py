@@ -174,6 +174,7 @@ class SearchRun:
         self._front: list[Trial] = []  # the Pareto front of self.trials[:self._front_counted], in trial order
         self._front_counted = 0
         self._front_written: list[int] | None = None  # the numbers pareto.csv holds
+        self._trained_count = self._trained_counted = 0  # see trained_count
 
     # ----------------------------------------------------------------- journal & checkpoint
 
@@ -327,6 +328,14 @@ class SearchRun:
     @property
     def trained(self) -> list[Trial]:
         return [t for t in self.trials if t.source == "trained"]
+
+    @property
+    def trained_count(self) -> int:
+        """``len(self.trained)``, counting only the trials added since it was last asked (the progress
+        bar asks after every step)."""
+        self._trained_count += sum(1 for t in self.trials[self._trained_counted:] if t.source == "trained")
+        self._trained_counted = len(self.trials)
+        return self._trained_count
 
     @property
     def best(self) -> Trial | None:
@@ -519,7 +528,9 @@ class SearchRun:
             if trial.source == "trained" and trial.status == STATUS_OK and (self._best is None or trial.reward > self._best.reward):
                 self._best = trial
         self._checkpoint()
-        self._rows_written, self._front, self._front_counted, self._front_written = 0, [], 0, None  # self.trials was rebuilt
+        # self.trials was rebuilt: what was counted of it is counted again
+        self._rows_written, self._front, self._front_counted, self._front_written = 0, [], 0, None
+        self._trained_count = self._trained_counted = 0
         self._write_tables()
         if self._best is not None:
             self.write_best()

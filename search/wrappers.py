@@ -229,6 +229,7 @@ class Deduplicate(StrategyWrapper):
         self.max_consecutive_duplicates = max_consecutive_duplicates
         self.reuse_failures = reuse_failures
         self._known: dict[str, tuple[int, Observation]] = {}
+        self._known_rows: list[list[Any]] = []  # _known as saved, kept beside it (see _know)
         self._in_flight: dict[str, int] = {}
         self._waiting: dict[str, list[tuple[int, tuple[int, ...]]]] = {}
         self._consecutive = 0
@@ -248,7 +249,14 @@ class Deduplicate(StrategyWrapper):
 
     def remember(self, indices: Sequence[int], observation: Observation, number: int = -1) -> None:
         """Record a result obtained elsewhere (a previous run), so it is reused, never re-run."""
-        self._known.setdefault(self._key(tuple(int(i) for i in indices)), (number, observation))
+        self._know(self._key(tuple(int(i) for i in indices)), number, observation)
+
+    def _know(self, key: str, number: int, observation: Observation) -> None:
+        # The first result of an architecture is the one reused. Its saved form is made once here, not
+        # for every architecture at every checkpoint (a checkpoint per proposal: that was quadratic).
+        if key not in self._known:
+            self._known[key] = (number, observation)
+            self._known_rows.append([key, number, observation_to_dict(observation)])
 
     def _reused(self, observation: Observation, twin: int) -> Observation:
         return Observation(observation.reward, observation.accuracy, observation.latency_ms, observation.status, {"duplicate_of": twin})
@@ -285,7 +293,7 @@ class Deduplicate(StrategyWrapper):
         del self._ledger.handed[number]
         self._in_flight.pop(key, None)
         if observation.status != STATUS_FAILED or self.reuse_failures:
-            self._known.setdefault(key, (number, observation))
+            self._know(key, number, observation)
         for waiting_number, waiting_indices in self._waiting.pop(key, []):
             reused = self._reused(observation, number)
             self.inner.tell(waiting_number, reused)
@@ -294,7 +302,7 @@ class Deduplicate(StrategyWrapper):
     def state_dict(self) -> dict[str, Any]:
         return {
             **self._wrapper_state(),
-            "known": [[key, twin, observation_to_dict(obs)] for key, (twin, obs) in self._known.items()],
+            "known": list(self._known_rows),  # rows are never changed, only added
             "in_flight": dict(self._in_flight),
             "waiting": {key: [[n, list(ix)] for n, ix in items] for key, items in self._waiting.items()},
             "consecutive": self._consecutive,
@@ -302,7 +310,9 @@ class Deduplicate(StrategyWrapper):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._load_wrapper_state(state)
-        self._known = {str(key): (int(twin), observation_from_dict(obs)) for key, twin, obs in state["known"]}
+        self._known, self._known_rows = {}, []
+        for key, twin, obs in state["known"]:
+            self._know(str(key), int(twin), observation_from_dict(obs))
         self._in_flight = {str(k): int(v) for k, v in state["in_flight"].items()}
         self._waiting = {str(k): [(int(n), tuple(int(i) for i in ix)) for n, ix in items] for k, items in state["waiting"].items()}
         self._consecutive = int(state["consecutive"])

@@ -607,3 +607,14 @@ def test_a_run_whose_strategy_was_saved_by_torch_save_resumes(cells: Path, tmp_p
     assert nas_search(["--resume", str(old), "--samples", "20", "--quiet"]) == 0
     keys = [[e["key"] for e in _events(run) if e["type"] == "proposal" and e["source"] == "trained"] for run in (straight, old)]
     assert keys[0] == keys[1] and len(keys[0]) == 20
+
+
+def test_the_progress_bar_counts_trials_before_and_after_a_resume(cells: Path, tmp_path: Path, capsys) -> None:
+    # The bar's count is kept up to date incrementally; a resume rebuilds the trials and counts anew.
+    out = tmp_path / "run"
+    assert nas_search([a for a in _args(cells, out, "--samples", "10", "--strategy", "evolution") if a != "--quiet"]) == 0
+    first = capsys.readouterr().err
+    assert "10/10 [" in first and "11/10" not in first
+    assert nas_search(["--resume", str(out), "--samples", "25"]) == 0
+    again = capsys.readouterr().err
+    assert "25/25 [" in again and "26/25" not in again and "35/25" not in again
