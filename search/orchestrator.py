@@ -423,14 +423,14 @@ class SearchRun:
 
     def _scored(self) -> list[Trial]:
         """Trained, successful trials with an accuracy and a latency."""
-        return [t for t in self.trials if _scored(t)]
+        return [t for t in self.trials if _is_scored(t)]
 
     def pareto(self) -> list[Trial]:
         """Trained, successful trials on the accuracy/latency front, fastest first."""
         # The front of all trials is the front of (the front so far + the new ones): a point dominated
         # by a trial off the front is dominated by one on it. In trial order, so that of exact
         # duplicates the first stays, as pareto_mask keeps it.
-        new = [t for t in self.trials[self._front_counted:] if _scored(t)]
+        new = [t for t in self.trials[self._front_counted:] if _is_scored(t)]
         if new:
             candidates = self._front + new
             mask = pareto_mask([t.accuracy for t in candidates], [t.latency_ms for t in candidates])  # type: ignore[misc]
@@ -562,7 +562,7 @@ def _tensor_from_numpy(array: Any) -> torch.Tensor:
     return torch.from_numpy(array)
 
 
-def _scored(trial: Trial) -> bool:
+def _is_scored(trial: Trial) -> bool:
     """Whether a trial was trained, successfully, with an accuracy and a latency (the front's kind)."""
     return trial.source == "trained" and trial.status == STATUS_OK and trial.accuracy is not None and trial.latency_ms is not None
 

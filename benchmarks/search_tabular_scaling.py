@@ -1,0 +1,130 @@
+"""Benchmark: how a tabular search's time grows with its length (it must grow linearly).
+
+``nas-search`` on the NAS-Bench-201 table (``../shared/data/nb201/``), as a user runs it, for a few
+strategies and numbers of samples. Each row is one command, timed whole; a one-sample run of the
+same strategy gives the start-up (imports, reading the table), which is subtracted. A search's
+cost per step is then its *proposals* (architectures the strategy proposed: the distinct ones
+looked up plus the repeats answered from memory, each journaled) divided into the time. The target:
+the cost per proposal at the longest run is at most twice that at the shortest (linear growth;
+rewriting trials.csv and saving the strategy twice per trial made it quadratic before).
+
+    python benchmarks/search_tabular_scaling.py     # writes benchmarks/search_tabular_scaling.md/.json
+    python benchmarks/search_tabular_scaling.py --baseline f9acbcf   # and the same runs of that commit
+
+With ``--baseline REV`` each run of up to ``--baseline-max-samples`` samples is repeated, right after,
+with the code of commit REV (extracted with ``git archive``, imported from there): the ratio of
+the two times is measured side by side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import tomllib
+
+HERE = Path(__file__).parent
+TABLE = HERE.parent.parent / "shared" / "data" / "nb201" / "nb201_cifar10_dev.csv.gz"
+PLAN = {"random": (250, 1000, 4000), "evolution": (250, 1000, 4000), "ppo": (250, 500, 1000)}
+
+
+def baseline_tree(rev: str, root: Path) -> Path:
+    """An import root holding the package ``mobilenas`` as commit ``rev`` had it."""
+    source = root / "source"
+    source.mkdir(parents=True)
+    archive = subprocess.run(["git", "-C", str(HERE.parent), "archive", rev], check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(source)], input=archive, check=True)
+    mapping = tomllib.loads((source / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
+    tree = root / "tree"
+    for package, folder in sorted(mapping.items(), key=lambda item: item[0].count(".")):
+        target = tree.joinpath(*package.split("."))
+        if package == "mobilenas":
+            target.mkdir(parents=True)
+            for item in (source / folder).iterdir():
+                (target / item.name).symlink_to(item)
+        else:
+            target.symlink_to(source / folder)
+    return tree
+
+
+def one(strategy: str, samples: int, root: Path, table: Path, code: Path | None = None) -> dict:
+    out = root / f"{strategy}-{samples}{'-baseline' if code else ''}"
+    command = [
+        sys.executable, "-m", "mobilenas.search.cli", "--space", "nb201", "--benchmark", str(table),
+        "--latency-column", "latency_ms_raspi4", "--target-latency", "20ms", "--samples", str(samples),
+        "--strategy", strategy, "--seed", "0", "--out", str(out), "--quiet",
+    ]
+    env = {**os.environ, "PYTHONPATH": str(code)} if code else None  # ahead of the installed (editable) package
+    start = time.perf_counter()
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env=env)
+    seconds = time.perf_counter() - start
+    events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines() if line.strip()]
+    proposals = sum(1 for e in events if e.get("type") == "proposal")
+    return {"strategy": strategy, "samples": samples, "seconds": seconds, "proposals": proposals}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--table", type=Path, default=TABLE, help="a NAS-Bench-201 CSV (default: %(default)s)")
+    parser.add_argument("--out", type=Path, default=HERE / "search_tabular_scaling", help="where to write .md and .json (default: %(default)s)")
+    parser.add_argument("--baseline", metavar="REV", help="also run the code of this commit, each run right after ours (e.g. f9acbcf)")
+    parser.add_argument("--baseline-max-samples", type=int, default=1000, metavar="N", help="the baseline runs only searches this long or shorter (default: %(default)s)")
+    args = parser.parse_args()
+    if not args.table.exists():
+        parser.error(f"{args.table} does not exist: give the NAS-Bench-201 CSV with --table")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        code = baseline_tree(args.baseline, Path(tmp) / "baseline") if args.baseline else None
+        for strategy, sizes in PLAN.items():
+            startup = one(strategy, 1, Path(tmp), args.table)["seconds"]
+            for samples in sizes:
+                row = one(strategy, samples, Path(tmp), args.table)
+                row["startup_s"] = startup
+                row["ms_per_proposal"] = 1000 * max(row["seconds"] - startup, 0.0) / row["proposals"]
+                if code is not None and samples <= args.baseline_max_samples:
+                    row["baseline_seconds"] = one(strategy, samples, Path(tmp), args.table, code)["seconds"]
+                rows.append(row)
+                before = f"  (baseline {row['baseline_seconds']:.1f} s)" if "baseline_seconds" in row else ""
+                print(f"{strategy:10} {samples:5} samples {row['seconds']:7.1f} s  {row['proposals']:6} proposals  {row['ms_per_proposal']:.2f} ms each{before}", flush=True)
+    lines = [
+        "# Tabular search time against its length",
+        "",
+        f"Reproduce: `python benchmarks/search_tabular_scaling.py{f' --baseline {args.baseline}' if args.baseline else ''}` (under `flock /tmp/mobilenas-cpu.lock`).",
+        "",
+        f"`nas-search --space nb201 --benchmark {args.table.name} --latency-column latency_ms_raspi4 --target-latency 20ms --seed 0`, "
+        "each run one command timed whole; start-up (a one-sample run of the same strategy) subtracted before dividing by the proposals "
+        "(distinct architectures looked up plus repeats answered from memory; both are journaled).",
+        "",
+        *(
+            [f"Baseline: commit {args.baseline}, each of its runs right after ours (same command, its code); speed-up = baseline seconds / ours.", ""]
+            if args.baseline else []
+        ),
+        "| strategy | samples | seconds | proposals | ms per proposal |" + (" baseline seconds | speed-up |" if args.baseline else ""),
+        "| --- | --- | --- | --- | --- |" + (" --- | --- |" if args.baseline else ""),
+        *(
+            f"| {r['strategy']} | {r['samples']} | {r['seconds']:.1f} | {r['proposals']} | {r['ms_per_proposal']:.2f} |"
+            + ((f" {r['baseline_seconds']:.1f} | {r['baseline_seconds'] / r['seconds']:.1f}x |" if "baseline_seconds" in r else " - | - |") if args.baseline else "")
+            for r in rows
+        ),
+        "",
+        "Target: the cost per proposal at a strategy's longest run is at most twice that at its shortest (linear growth).",
+        "",
+    ]
+    for strategy, sizes in PLAN.items():
+        first = next(r for r in rows if r["strategy"] == strategy and r["samples"] == sizes[0])
+        last = next(r for r in rows if r["strategy"] == strategy and r["samples"] == sizes[-1])
+        ratio = last["ms_per_proposal"] / first["ms_per_proposal"]
+        lines.append(f"- {strategy}: {sizes[-1]} samples / {sizes[0]} samples = {ratio:.2f}: {'met' if ratio <= 2 else 'NOT met'}")
+    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    args.out.with_suffix(".json").write_text(json.dumps(rows, indent=2) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
