@@ -169,12 +169,7 @@ class SearchRun:
         self._held: list[dict[str, Any]] = []  # journal events not written yet (see _log)
         self._resubmit: list[Submission] = []
         self._best: Trial | None = None
-        # Kept up to date as trials come, so that a long tabular search stays linear in time:
-        self._rows_written = 0  # rows of self.trials already in trials.csv (0: write it whole)
-        self._front: list[Trial] = []  # the Pareto front of self.trials[:self._front_counted], in trial order
-        self._front_counted = 0
-        self._front_written: list[int] | None = None  # the numbers pareto.csv holds
-        self._trained_count = self._trained_counted = 0  # see trained_count
+        self._start_counting()
 
     # ----------------------------------------------------------------- journal & checkpoint
 
@@ -331,11 +326,33 @@ class SearchRun:
 
     @property
     def trained_count(self) -> int:
-        """``len(self.trained)``, counting only the trials added since it was last asked (the progress
-        bar asks after every step)."""
-        self._trained_count += sum(1 for t in self.trials[self._trained_counted:] if t.source == "trained")
-        self._trained_counted = len(self.trials)
+        """``len(self.trained)``, kept up to date (the progress bar asks after every step)."""
+        self._catch_up()
         return self._trained_count
+
+    def _start_counting(self) -> None:
+        """Forget what was derived from ``self.trials`` (made anew, or rebuilt by a resume). Kept up to
+        date as trials come instead of recomputed from all of them, so that a long tabular search
+        stays linear in time."""
+        self._counted = 0  # self.trials[:self._counted] are in the two below
+        self._trained_count = 0
+        self._front: list[Trial] = []  # their Pareto front, in trial order
+        self._rows_written = 0  # rows of self.trials already in trials.csv (0: write it whole)
+        self._front_written: list[int] | None = None  # the numbers pareto.csv holds
+
+    def _catch_up(self) -> None:
+        """Take the trials added since the last call into the count and the front. The front of all
+        trials is the front of (the front so far + the new ones): a point dominated by a trial off the
+        front is dominated by one on it. In trial order, so that of exact duplicates the first stays,
+        as pareto_mask keeps it."""
+        new = self.trials[self._counted:]
+        self._counted = len(self.trials)
+        self._trained_count += sum(1 for t in new if t.source == "trained")
+        scored = [t for t in new if _is_scored(t)]
+        if scored:
+            candidates = self._front + scored
+            mask = pareto_mask([t.accuracy for t in candidates], [t.latency_ms for t in candidates])  # type: ignore[misc]
+            self._front = [t for t, keep in zip(candidates, mask, strict=True) if keep]
 
     @property
     def best(self) -> Trial | None:
@@ -427,15 +444,7 @@ class SearchRun:
 
     def pareto(self) -> list[Trial]:
         """Trained, successful trials on the accuracy/latency front, fastest first."""
-        # The front of all trials is the front of (the front so far + the new ones): a point dominated
-        # by a trial off the front is dominated by one on it. In trial order, so that of exact
-        # duplicates the first stays, as pareto_mask keeps it.
-        new = [t for t in self.trials[self._front_counted:] if _is_scored(t)]
-        if new:
-            candidates = self._front + new
-            mask = pareto_mask([t.accuracy for t in candidates], [t.latency_ms for t in candidates])  # type: ignore[misc]
-            self._front = [t for t, keep in zip(candidates, mask, strict=True) if keep]
-        self._front_counted = len(self.trials)
+        self._catch_up()
         return sorted(self._front, key=lambda t: t.latency_ms or 0.0)
 
     def _write_tables(self) -> None:
@@ -445,7 +454,7 @@ class SearchRun:
         if self._rows_written == 0 or not path.exists():
             atomic_write_text(path, _csv([t.row() for t in self.trials], TRIAL_COLUMNS))
         elif self._rows_written < len(self.trials):
-            with open(path, "a") as handle:  # one write: a reader sees whole rows
+            with open(path, "a") as handle:  # one call; a torn last row after a kill is rewritten on resume
                 handle.write(_csv([t.row() for t in self.trials[self._rows_written:]], TRIAL_COLUMNS, header=False))
         self._rows_written = len(self.trials)
         front = self.pareto()
@@ -528,9 +537,7 @@ class SearchRun:
             if trial.source == "trained" and trial.status == STATUS_OK and (self._best is None or trial.reward > self._best.reward):
                 self._best = trial
         self._checkpoint()
-        # self.trials was rebuilt: what was counted of it is counted again
-        self._rows_written, self._front, self._front_counted, self._front_written = 0, [], 0, None
-        self._trained_count = self._trained_counted = 0
+        self._start_counting()  # self.trials was rebuilt
         self._write_tables()
         if self._best is not None:
             self.write_best()
