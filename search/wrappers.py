@@ -30,6 +30,7 @@ drains and counts for all of them.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -43,6 +44,9 @@ from mobilenas.search.strategies._common import (
 )
 
 EVENT_KINDS = ("duplicate", "waiting", "reused", "rejected", "failed")
+
+#: De-duplication saves its memory in chunks of this many architectures, each encoded (as JSON) once.
+KNOWN_CHUNK = 256
 
 
 Penalty = float | Callable[[float | None], float]
@@ -229,7 +233,9 @@ class Deduplicate(StrategyWrapper):
         self.max_consecutive_duplicates = max_consecutive_duplicates
         self.reuse_failures = reuse_failures
         self._known: dict[str, tuple[int, Observation]] = {}
-        self._known_rows: list[list[Any]] = []  # _known as saved, kept beside it (see _know)
+        # _known as saved, kept beside it (see _know): full chunks of rows encoded once, then the rest
+        self._known_chunks: list[str] = []
+        self._known_rows: list[list[Any]] = []
         self._in_flight: dict[str, int] = {}
         self._waiting: dict[str, list[tuple[int, tuple[int, ...]]]] = {}
         self._consecutive = 0
@@ -253,10 +259,15 @@ class Deduplicate(StrategyWrapper):
 
     def _know(self, key: str, number: int, observation: Observation) -> None:
         # The first result of an architecture is the one reused. Its saved form is made once here, not
-        # for every architecture at every checkpoint (a checkpoint per proposal: that was quadratic).
+        # for every architecture at every checkpoint (a checkpoint per proposal: that was quadratic),
+        # and every KNOWN_CHUNK rows are encoded into one string, which a checkpoint copies whole
+        # (pickling thousands of rows at every checkpoint was still most of a long tabular search).
         if key not in self._known:
             self._known[key] = (number, observation)
-            self._known_rows.append([key, number, observation_to_dict(observation)])
+            self._known_rows.append([key, int(number), _plain_observation(observation)])
+            if len(self._known_rows) >= KNOWN_CHUNK:
+                self._known_chunks.append(json.dumps(self._known_rows))
+                self._known_rows = []
 
     def _reused(self, observation: Observation, twin: int) -> Observation:
         return Observation(observation.reward, observation.accuracy, observation.latency_ms, observation.status, {"duplicate_of": twin})
@@ -302,7 +313,8 @@ class Deduplicate(StrategyWrapper):
     def state_dict(self) -> dict[str, Any]:
         return {
             **self._wrapper_state(),
-            "known": list(self._known_rows),  # rows are never changed, only added
+            "known_chunks": list(self._known_chunks),  # rows are never changed, only added
+            "known": list(self._known_rows),
             "in_flight": dict(self._in_flight),
             "waiting": {key: [[n, list(ix)] for n, ix in items] for key, items in self._waiting.items()},
             "consecutive": self._consecutive,
@@ -310,8 +322,9 @@ class Deduplicate(StrategyWrapper):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._load_wrapper_state(state)
-        self._known, self._known_rows = {}, []
-        for key, twin, obs in state["known"]:
+        self._known, self._known_chunks, self._known_rows = {}, [], []
+        rows = [row for chunk in state.get("known_chunks", []) for row in json.loads(chunk)]  # absent before chunks
+        for key, twin, obs in [*rows, *state["known"]]:
             self._know(str(key), int(twin), observation_from_dict(obs))
         self._in_flight = {str(k): int(v) for k, v in state["in_flight"].items()}
         self._waiting = {str(k): [(int(n), tuple(int(i) for i in ix)) for n, ix in items] for k, items in state["waiting"].items()}
@@ -319,6 +332,15 @@ class Deduplicate(StrategyWrapper):
 
     def summary(self) -> dict[str, float]:
         return {**super().summary(), "distinct_evaluated": float(len(self._known))}
+
+
+def _plain_observation(observation: Observation) -> dict[str, Any]:
+    """:func:`observation_to_dict` with numbers as Python floats (JSON-encodable, a numpy float32 too)."""
+    data = observation_to_dict(observation)
+    for name in ("reward", "accuracy", "latency_ms"):
+        if data[name] is not None:
+            data[name] = float(data[name])
+    return data
 
 
 # --------------------------------------------------------------------------- latency filter

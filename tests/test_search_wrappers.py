@@ -4,6 +4,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from mobilenas.search.base import (
@@ -18,6 +19,7 @@ from mobilenas.search.contract import StrategyContract, save_and_load, toy_obser
 from mobilenas.search.rewards import RewardSpec, ZeroAccuracyPenalty
 from mobilenas.search.strategies import PPOConfig, make_strategy
 from mobilenas.search.wrappers import (
+    KNOWN_CHUNK,
     Deduplicate,
     HandleFailures,
     LatencyFilter,
@@ -190,6 +192,49 @@ def test_deduplicate_state_keeps_known_in_flight_and_waiting(tmp_path: Path) -> 
         assert dedup.counts == {"duplicate": 1, "waiting": 1, "reused": 1}
         inner = dedup.inner
         assert isinstance(inner, Scripted) and inner.told[3].reward == 0.6
+
+
+def _memory_of(count: int) -> Deduplicate:
+    """A de-duplication that knows ``count`` architectures of a (100, 100) space, with odd numbers."""
+    dedup = Deduplicate(make_strategy("random", (100, 100), 0), key)
+    for i in range(count):
+        accuracy = None if i % 7 == 0 else np.float32(i / count)  # numpy numbers from an evaluator too
+        status = STATUS_FAILED if i % 7 == 0 else STATUS_OK
+        dedup.remember((i // 100, i % 100), Observation(-i / 3.0, accuracy, 1.0 + i / 9.0, status), number=3 * i)
+    return dedup
+
+
+def test_a_large_memory_is_saved_and_restored_exactly(tmp_path: Path) -> None:
+    count = 3 * KNOWN_CHUNK + 17
+    original = _memory_of(count)
+    restored = Deduplicate(make_strategy("random", (100, 100), 0), key)
+    restored.load_state_dict(save_and_load(original.state_dict(), tmp_path))
+    assert restored.num_known == count
+    for i in range(count):
+        indices = (i // 100, i % 100)
+        before, after = original.lookup(indices), restored.lookup(indices)
+        assert before is not None and after is not None
+        assert (after.reward, after.accuracy, after.latency_ms, after.status) == (before.reward, before.accuracy, before.latency_ms, before.status)
+    assert restored.state_dict() == original.state_dict()  # and it saves again as it was saved
+
+
+def test_saving_the_memory_does_not_encode_it_again() -> None:
+    # A checkpoint per proposal: encoding every known architecture each time made a long search
+    # quadratic. What is saved is encoded once; each save adds fewer than KNOWN_CHUNK new rows.
+    dedup = _memory_of(5 * KNOWN_CHUNK + 3)
+    first = dedup.state_dict()
+    second = dedup.state_dict()
+    assert len(first["known"]) < KNOWN_CHUNK
+    assert first["known_chunks"] and all(a is b for a, b in zip(first["known_chunks"], second["known_chunks"], strict=True))
+
+
+def test_a_memory_saved_before_chunks_still_loads() -> None:
+    original = _memory_of(40)
+    state = original.state_dict()
+    old = {k: v for k, v in state.items() if k != "known_chunks"}  # the form saved before chunks
+    restored = Deduplicate(make_strategy("random", (100, 100), 0), key)
+    restored.load_state_dict(old)
+    assert restored.num_known == 40 and restored.lookup((0, 39)) == original.lookup((0, 39))
 
 
 def test_remember_results_from_elsewhere() -> None:
