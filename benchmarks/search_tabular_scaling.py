@@ -13,9 +13,10 @@ samples, nearly the whole table of 15625 cells, show).
     python benchmarks/search_tabular_scaling.py     # writes benchmarks/search_tabular_scaling.md/.json
     python benchmarks/search_tabular_scaling.py --baseline f9acbcf   # and the same runs of that commit
 
-With ``--baseline REV`` each run of up to ``--baseline-max-samples`` samples is repeated, right after,
-with the code of commit REV (extracted with ``git archive``, imported from there): the ratio of
-the two times is measured side by side.
+With ``--baseline REV`` each run of up to ``--baseline-max-samples`` samples is also made with the
+code of commit REV (extracted with ``git archive``, imported from there), in turn with ours
+(``--repeats`` of each, the order swapped each time: the machine's speed drifts by 10-20% over
+minutes, which a fixed order turns into a bias): the ratio of the two times is measured side by side.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -55,8 +57,8 @@ def baseline_tree(rev: str, root: Path) -> Path:
     return tree
 
 
-def one(strategy: str, samples: int, root: Path, table: Path, code: Path | None = None) -> dict:
-    out = root / f"{strategy}-{samples}{'-baseline' if code else ''}"
+def one(strategy: str, samples: int, root: Path, table: Path, code: Path | None = None, repeat: int = 0) -> dict:
+    out = root / f"{strategy}-{samples}{'-baseline' if code else ''}-{repeat}"
     command = [
         sys.executable, "-m", "mobilenas.search.cli", "--space", "nb201", "--benchmark", str(table),
         "--latency-column", "latency_ms_raspi4", "--target-latency", "20ms", "--samples", str(samples),
@@ -75,7 +77,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--table", type=Path, default=TABLE, help="a NAS-Bench-201 CSV (default: %(default)s)")
     parser.add_argument("--out", type=Path, default=HERE / "search_tabular_scaling", help="where to write .md and .json (default: %(default)s)")
-    parser.add_argument("--baseline", metavar="REV", help="also run the code of this commit, each run right after ours (e.g. f9acbcf)")
+    parser.add_argument("--baseline", metavar="REV", help="also run the code of this commit, in turn with ours (e.g. f9acbcf)")
+    parser.add_argument("--repeats", type=int, default=2, metavar="N", help="with --baseline: runs of each, ours and the baseline's in turn, first ours then the baseline first (default: %(default)s)")
     parser.add_argument("--baseline-max-samples", type=int, default=1000, metavar="N", help="the baseline runs only searches this long or shorter (default: %(default)s)")
     args = parser.parse_args()
     if not args.table.exists():
@@ -86,11 +89,19 @@ def main() -> None:
         for strategy, sizes in PLAN.items():
             startup = one(strategy, 1, Path(tmp), args.table)["seconds"]
             for samples in sizes:
-                row = one(strategy, samples, Path(tmp), args.table)
-                row["startup_s"] = startup
+                paired = code is not None and samples <= args.baseline_max_samples
+                ours, theirs = [], []
+                for repeat in range(args.repeats if paired else 1):
+                    # ours, baseline; then baseline, ours (the machine's speed drifts over minutes)
+                    order = [None, code] if repeat % 2 == 0 else [code, None]
+                    for which in order if paired else [None]:
+                        run = one(strategy, samples, Path(tmp), args.table, which, repeat)
+                        (ours if which is None else theirs).append(run)
+                row = {**ours[0], "seconds": statistics.mean(r["seconds"] for r in ours), "startup_s": startup}
                 row["ms_per_proposal"] = 1000 * max(row["seconds"] - startup, 0.0) / row["proposals"]
-                if code is not None and samples <= args.baseline_max_samples:
-                    row["baseline_seconds"] = one(strategy, samples, Path(tmp), args.table, code)["seconds"]
+                if paired:
+                    row["baseline_seconds"] = statistics.mean(r["seconds"] for r in theirs)
+                    row["repeats"] = len(ours)
                 rows.append(row)
                 before = f"  (baseline {row['baseline_seconds']:.1f} s)" if "baseline_seconds" in row else ""
                 print(f"{strategy:10} {samples:5} samples {row['seconds']:7.1f} s  {row['proposals']:6} proposals  {row['ms_per_proposal']:.2f} ms each{before}", flush=True)
@@ -104,7 +115,7 @@ def main() -> None:
         "(distinct architectures looked up plus repeats answered from memory; both are journaled).",
         "",
         *(
-            [f"Baseline: commit {args.baseline}, each of its runs right after ours (same command, its code); speed-up = baseline seconds / ours.", ""]
+            [f"Baseline: commit {args.baseline}, the same command with its code, run in turn with ours ({args.repeats} runs of each: ours then the baseline's, then the other way round; seconds are means); speed-up = baseline seconds / ours.", ""]
             if args.baseline else []
         ),
         "| strategy | samples | seconds | proposals | ms per proposal |" + (" baseline seconds | speed-up |" if args.baseline else ""),
