@@ -36,7 +36,7 @@ from mobilenas.cliutil import (
 from mobilenas.errors import UsageError
 from mobilenas.netadapt.choices import after_final, final_training
 from mobilenas.search.base import stopped_early_words
-from mobilenas.units import counted, format_ms
+from mobilenas.units import counted, format_duration, format_ms
 
 EPILOG = """\
 examples:
@@ -274,7 +274,13 @@ def _print_search(run: Any, summary: dict[str, Any], front: Any, args: argparse.
     if summary.get("stopped"):
         print(f"  stopped early   {summary['stopped']}")
     elif samples and summary["trained"] < samples:
-        print(f"  not finished    {_unfinished(run.path, 'nas-search --resume')}")
+        from mobilenas.runs import RunDir
+
+        limit = summary.get("time_limit_s")
+        if limit is not None and RunDir(run.path).holder() is None:
+            print(f"  not finished    stopped at its time limit ({format_duration(limit)}): nas-search --resume {shlex.quote(str(run.path))} goes on")
+        else:
+            print(f"  not finished    {_unfinished(run.path, 'nas-search --resume')}")
     if summary["best_number"] is None:
         print("  best            (no successful trial yet)")
     else:

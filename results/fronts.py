@@ -198,6 +198,7 @@ def run_summary(run: RunResults, reference: ReferencePoint | None = None, latenc
             "reward": run.reward_description,
             "samples": run.samples,
             "stopped": run.stopped,
+            "time_limit_s": run.time_limit_s,
             **counts,
             "best_number": int(best_row["number"]) if best_row is not None else None,
             "best_reward": float(best_row["reward"]) if best_row is not None else math.nan,

@@ -66,6 +66,8 @@ class SearchResults(RunBase):
     best: dict[str, Any] | None
     #: why the search stopped before --samples (the strategy converged, ...); None if it did not
     stopped: str | None = None
+    #: the --time-limit (seconds) that ended the run's last session before --samples; None if none did
+    time_limit_s: float | None = None
 
     kind = KIND
 
@@ -227,7 +229,20 @@ def read_search_run(path: Path, manifest: dict[str, Any], label: str, measured_m
         strategy_log=_strategy_log(events, trials),
         best=best,
         stopped=next((str(e.get("reason", "")) for e in reversed(events) if e.get("type") == "stopped"), None),
+        time_limit_s=_time_limit_s(events),
     )
+
+
+def _time_limit_s(events: list[dict[str, Any]]) -> float | None:
+    """The time limit that ended the last session: a ``time_limit`` event with no proposal after it
+    (a resumed run that went on has proposals after it)."""
+    for event in reversed(events):
+        if event.get("type") == "proposal" and event.get("source") == "trained":
+            return None
+        if event.get("type") == "time_limit":
+            seconds = event.get("seconds")
+            return float(seconds) if isinstance(seconds, int | float) else math.nan
+    return None
 
 
 def _strategy_name(manifest: dict[str, Any]) -> str:

@@ -40,6 +40,7 @@ from mobilenas.cliutil import (
     run_main,
     seed_number,
     set_resume_hint,
+    time_limit_s,
 )
 from mobilenas.errors import UsageError, did_you_mean
 from mobilenas.runs import RunDir, absolute_path, new_run_id
@@ -49,7 +50,7 @@ from mobilenas.train.choices import (
     PROXY_TRAIN_SUBSET,
     PROXY_VAL_SUBSET,
 )
-from mobilenas.units import counted, format_ms
+from mobilenas.units import counted, format_duration, format_ms
 
 DEFAULT_OUT_ROOT = Path("results") / "runs"
 #: How far (a fraction) the best's end-to-end latency may lie from the table's prediction before it
@@ -61,7 +62,7 @@ REWARD_KINDS = ("soft", "hard", "custom", "absolute")
 BACKENDS = ("onnxruntime", "torch", "command")
 
 # Options whose value a resumed run may change; everything else comes from the run's manifest.
-RESUME_OVERRIDES = ("workers", "ray_address", "samples", "quiet", "json", "retries", "cpus_per_trial")
+RESUME_OVERRIDES = ("workers", "ray_address", "samples", "time_limit", "quiet", "json", "retries", "cpus_per_trial")
 
 EPILOG = """\
 examples:
@@ -71,6 +72,7 @@ examples:
   nas-search --space nb201 --benchmark nb201_cifar10_dev.csv.gz --latency-column latency_ms_raspi4 \\
              --target-latency 20ms --samples 300
   nas-search --resume results/runs/search-20261129-101500-ab12
+  nas-search --target-latency 15ms --samples 2000 --time-limit 8h   # whichever comes first
   nas-search --target-latency 15ms --strategy my_strategy.py:Mine   # your own Strategy subclass
 
 The run directory holds manifest.json, events.jsonl (one line per proposal and result),
@@ -100,6 +102,12 @@ def build_parser(prog: str) -> ArgumentParser:
     g.add_argument("--strategy-option", action="append", default=S, metavar="KEY=VALUE", help="a strategy setting, e.g. learning_rate=0.001 (repeatable); 'help' lists the strategy's settings and defaults")
     g.add_argument("--samples", type=positive_int, default=S, metavar="N", help="architectures to evaluate (default 24; 300 for a tabular benchmark)")
     g.add_argument("--seed", type=seed_number, metavar="N", default=S, help="seed of the strategy, the data split and every training (default 0)")
+    g.add_argument(
+        "--time-limit", type=time_limit_s, metavar="DURATION", default=S,
+        help="propose nothing new after this long, e.g. 8h, 30min or 90s: trainings already running finish, then the search "
+        "ends with its summary and best.json as if its samples were done; --resume continues it, with the limit afresh "
+        "(--time-limit none lifts it; default: no limit)",
+    )
 
     g = p.add_argument_group("proxy training (network spaces)")
     g.add_argument("--dataset", default=S, metavar="NAME_OR_PATH", help="synthetic (built in, default), cifar10, an image folder, or an .npz file")
@@ -152,7 +160,7 @@ DEFAULTS: dict[str, Any] = {
     "val_size": None, "proxy_steps": None, "early_stopping": False, "benchmark": None, "reward_column": "val_acc_12ep",
     "final_column": "test_acc_200ep", "latency_column": None, "accuracy_unit": "percent", "latency_table": None, "latency_backend": "onnxruntime",
     "latency_command": None, "device_name": None, "threads": 1, "input_size": 224, "force_device": False, "workers": None, "cpus_per_trial": 1.0,
-    "ray_address": None, "retries": 2, "executor": "ray", "out": None, "keep_weights": "best", "no_measure": False, "quiet": False,
+    "ray_address": None, "retries": 2, "executor": "ray", "time_limit": None, "out": None, "keep_weights": "best", "no_measure": False, "quiet": False,
 }
 
 NETWORK_ONLY = (
@@ -447,6 +455,9 @@ def _progress_hook(config: dict[str, Any], total: int) -> tuple[Any, Any]:
         bar.total = search.samples
         best = search.best
         postfix: dict[str, Any] = {"running": len(search.in_flight)}
+        left = search.seconds_left()
+        if left is not None:
+            postfix["time_left"] = format_duration(left) if left > 0 else "0 (finishing)"
         if best is not None:
             postfix.update(best=f"{best.reward:.4f}", acc=f"{best.accuracy:.3f}", lat=f"{best.latency_ms:.2f}ms")
         counts = getattr(search.strategy, "counts", {})
@@ -632,7 +643,7 @@ def _search(argv: Sequence[str] | None, prog: str, held: contextlib.ExitStack) -
         typed = {**stored, **given}
         _record_absolute_paths(typed)  # paths compare as the run recorded them
         refuse_changed_on_resume({k: typed[k] for k in given if k not in RESUME_OVERRIDES}, stored,
-                                 "only --workers, --ray-address, --samples, --retries, --cpus-per-trial and --quiet may change")
+                                 "only --workers, --ray-address, --samples, --time-limit, --retries, --cpus-per-trial and --quiet may change")
         given = {k: v for k, v in given.items() if k in RESUME_OVERRIDES}
         config = resolve_config({**stored, **given}, typed=given)
         config["out"] = str(run.root)
@@ -698,7 +709,7 @@ def _search(argv: Sequence[str] | None, prog: str, held: contextlib.ExitStack) -
                 f"{run.root} stopped early, so --samples cannot take it further: {search.stopped}; "
                 "start a new run to search more (another --seed, or --strategy-option settings that explore more)"
             )
-        if search.samples > int(stored["samples"]):
+        if search.samples != int(stored["samples"]):  # more, or fewer (not below what was asked): the run's count now
             run.update_manifest(config={**stored, "samples": search.samples})
         if search.stopped:
             say(f"the run stopped early ({counted(len(search.trained), 'architecture')} evaluated; why: below); nothing left to evaluate")
@@ -706,6 +717,9 @@ def _search(argv: Sequence[str] | None, prog: str, held: contextlib.ExitStack) -
             say(f"the run is complete ({counted(len(search.trained), 'architecture')} evaluated); nothing left to evaluate (--samples N extends it)")
         else:
             _note_random_phase(config, setup.strategy_config)
+    if config["time_limit"] is not None and not search.done:
+        say(f"time limit {format_duration(config['time_limit'])}: nothing new is proposed after {time.strftime('%H:%M:%S', time.localtime(time.time() + config['time_limit']))}")
+    search.set_time_limit(config["time_limit"])
     # the bar once the resumed run has been checked (a refused --samples drew it before the error)
     bar, search.on_update = _progress_hook(config, config["samples"])
     bar.initial = bar.n = len(search.trained)  # counted, but not in the rate that the ETA comes from
@@ -750,6 +764,7 @@ def _search(argv: Sequence[str] | None, prog: str, held: contextlib.ExitStack) -
         "pareto": [_trial_dict(t) for t in search.pareto()],
         "most_accurate_within_target": _trial_dict(search.most_accurate_within_target()),
         "stopped": search.stopped,
+        "time_limit_reached": search.time_limit_reached,
         "wall_time_s": time.time() - started,
     }
     if emit_json:
@@ -758,6 +773,11 @@ def _search(argv: Sequence[str] | None, prog: str, held: contextlib.ExitStack) -
     print()
     if search.stopped:
         print(f"the search stopped early: {search.stopped}")
+    if search.time_limit_reached:
+        print(
+            f"the search reached its time limit ({format_duration(config['time_limit'])}) after {len(trained)} of {search.samples} architectures; "
+            f"nas-search --resume {shlex.quote(str(run.root))} continues it"
+        )
     print(
         f"{counted(len(trained), 'architecture')} evaluated ({stopped_early_words(stopped_early)}{summary['failed']} failed, {counted(duplicates, 'duplicate')} reused, "
         f"{summary['rejected']} rejected by the latency filter) in {summary['wall_time_s']:.0f} s"

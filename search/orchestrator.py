@@ -170,6 +170,10 @@ class SearchRun:
         self._resubmit: list[Submission] = []
         self._best: Trial | None = None
         self._start_counting()
+        self.deadline: float | None = None  # see set_time_limit
+        self._clock: Callable[[], float] = time.monotonic
+        self._limit_s: float | None = None
+        self.time_limit_reached = False
 
     # ----------------------------------------------------------------- journal & checkpoint
 
@@ -236,7 +240,26 @@ class SearchRun:
 
     @property
     def finished_asking(self) -> bool:
-        return self.stopped is not None or self.submitted >= self.samples
+        return self.stopped is not None or self.submitted >= self.samples or self._out_of_time()
+
+    def set_time_limit(self, seconds: float | None, clock: Callable[[], float] = time.monotonic) -> None:
+        """Propose nothing new ``seconds`` from now (``None``: no limit). Evaluations already running
+        finish and are recorded; the run is then whole, as one that ran its samples, and a resume
+        goes on from there. The limit is this process's: it is not checkpointed."""
+        self._clock, self._limit_s = clock, seconds
+        self.deadline = None if seconds is None else clock() + seconds
+        self.time_limit_reached = False
+
+    def seconds_left(self) -> float | None:
+        """Until the time limit (never below 0), or ``None`` without one."""
+        return None if self.deadline is None else max(0.0, self.deadline - self._clock())
+
+    def _out_of_time(self) -> bool:
+        if not self.time_limit_reached and self.deadline is not None and self._clock() >= self.deadline:
+            self.time_limit_reached = True
+            # journaled, so that nas-results tells a run ended by its limit from one interrupted
+            self._log({"type": "time_limit", "number": self.submitted, "source": "search", "seconds": self._limit_s})
+        return self.time_limit_reached
 
     @property
     def done(self) -> bool:

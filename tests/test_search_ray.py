@@ -126,6 +126,28 @@ def test_crashed_trials_are_retried_then_recorded_as_failed(tmp_path: Path, monk
     assert all(by_number[n].status == STATUS_OK for n in (2, 3))
 
 
+def _slow_trainable(config: dict[str, Any], data: Any = None, settings: Any = None) -> None:
+    from ray import tune
+
+    time.sleep(0.5)  # still running when the time limit comes
+    tune.report({"status": STATUS_OK, "accuracy": 0.5, "wall_time_s": 0.5, "done": True})
+
+
+def test_at_the_time_limit_running_trials_finish_and_nothing_new_starts(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]))
+    run = RunDir.create(tmp_path / "run", {"kind": "search"})
+    problem = _ArchProblem()
+    strategy = Deduplicate(HandleFailures(make_strategy("random", [len(d.options) for d in problem.space.decisions], 0)), problem.key)
+    search = SearchRun(run, problem, strategy, RewardSpec.soft(), 5.0, 100)
+    # A clock that ticks once per proposal: the limit falls after the third, whatever the machine's speed.
+    search.set_time_limit(3.0, clock=lambda: float(search.submitted))
+    settings = ProxySettings(ProxyConfig(steps=1), str(run.root), keep_weights=False)
+    run_on_tune(search, None, settings, workers=2, retries=0, trainable=_slow_trainable)
+    assert search.time_limit_reached and search.done and not search.in_flight
+    trained = search.trained
+    assert len(trained) == 3 and all(t.status == STATUS_OK for t in trained)  # the ones running at the limit were not cut
+
+
 def test_killed_network_search_resumes(space_file: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     args = _network_args(space_file, out, "--samples", "6", "--workers", "2", "--seed", "2")

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from mobilenas.results.cli import main as nas_results
 from mobilenas.search.cli import main as nas_search
 
 from helpers import cell_search_args as _args
@@ -206,6 +207,7 @@ def test_the_suggested_target_is_never_below_the_fastest() -> None:
          "--latency-column would have no effect without --space nb201 --benchmark CSV; drop it"),
         (["--target-latency", "5ms", "--space", "nb201", "--benchmark", "x.csv", "--workers", "4", "--ray-address", "10.0.0.1:6379"],
          "--workers, --ray-address would have no effect on a tabular search (its table lookups run in this process, one at a time)"),
+        (["--target-latency", "5ms", "--time-limit", "90"], "argument --time-limit: cannot tell seconds from minutes in '90': give it a unit, like 90s, 30min or 2h"),
         (["--target-latency", "5ms", "--executor", "inline", "--workers", "2"],
          "--workers would have no effect with --executor inline (trainings run in this process, one at a time); drop it, or drop --executor inline"),
     ],
@@ -618,3 +620,28 @@ def test_the_progress_bar_counts_trials_before_and_after_a_resume(cells: Path, t
     assert nas_search(["--resume", str(out), "--samples", "25"]) == 0
     again = capsys.readouterr().err
     assert "25/25 [" in again and "26/25" not in again and "35/25" not in again
+
+
+def test_a_time_limit_ends_the_search_in_order_and_a_resume_goes_on(cells: Path, tmp_path: Path, capsys) -> None:
+    # Far more samples than a second allows (each lookup is journaled and fsynced): the limit ends it.
+    out = tmp_path / "run"
+    assert nas_search(_args(cells, out, "--samples", "15625", "--strategy", "random", "--time-limit", "1s")) == 0
+    printed = capsys.readouterr().out
+    trained = [e for e in _events(out) if e["type"] == "result" and e["source"] == "trained"]
+    count = len(trained)
+    assert 0 < count < 15625
+    assert f"the search reached its time limit (1 s) after {count} of 15625 architectures; nas-search --resume {out} continues it" in printed
+    assert "Pareto front" in printed  # ended as a search that ran its samples does
+    best = json.loads((out / "best.json").read_text())
+    assert best["reward"] == pytest.approx(max(e["reward"] for e in trained))
+    assert json.loads((out / "manifest.json").read_text())["config"]["time_limit"] == 1.0
+    assert nas_results(["show", str(out)]) == 0  # not "interrupted": it ended as asked
+    assert f"not finished    stopped at its time limit (1 s): nas-search --resume {out} goes on" in capsys.readouterr().out
+    # A resume gets the limit afresh; "none" lifts it. Nothing is evaluated twice.
+    assert nas_search(["--resume", str(out), "--samples", str(count + 5), "--time-limit", "none", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["trials"] == count + 5 and summary["time_limit_reached"] is False
+    numbers = [e["number"] for e in _events(out) if e["type"] == "result" and e["source"] == "trained"]
+    assert len(numbers) == len(set(numbers)) == count + 5
+    assert nas_results(["show", str(out)]) == 0
+    assert "not finished" not in capsys.readouterr().out

@@ -6,7 +6,13 @@ from pathlib import Path
 import pytest
 
 from mobilenas.runs import Journal, RunDir, atomic_write_json, read_json
-from mobilenas.units import counted, format_duration, format_ms, parse_duration_ms
+from mobilenas.units import (
+    counted,
+    format_duration,
+    format_ms,
+    parse_duration_ms,
+    parse_time_limit_s,
+)
 
 
 @pytest.mark.parametrize(("text", "ms"), [("15ms", 15.0), ("0.015s", 15.0), ("15", 15.0), ("1500us", 1.5), (" 2.5 ms ", 2.5), (7, 7.0), ("1e1ms", 10.0), ("15MS", 15.0), ("0.015S", 15.0), ("1500US", 1.5), ("2Ms", 2.0), ("1500µs", 1.5), ("1500μs", 1.5), ("1500ΜS", 1.5)])
@@ -351,6 +357,27 @@ def test_a_home_that_cannot_be_made_is_named_with_the_way_out(tmp_path: Path, mo
     assert capsys.readouterr().err.strip().endswith(f"in {tmp_path / 'missing' / 'home'} ($MOBILENAS_HOME): set MOBILENAS_HOME to a folder you can write, or give --table PATH")
     assert run_main(refused(str(tmp_path)), [], "nas-search") == 2  # exists: not on the way to the home
     assert capsys.readouterr().err.strip() == f"nas-search: error: Permission denied: {tmp_path}"
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("90s", 90.0), ("2h", 7200.0), ("30min", 1800.0), ("30m", 1800.0), (" 1.5 H ", 5400.0), ("45sec", 45.0), ("2hours", 7200.0), ("1d", 86400.0), ("none", None), ("None", None)])
+def test_time_limits(text: str, seconds: float | None) -> None:
+    assert parse_time_limit_s(text) == seconds
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("90", "give it a unit"),  # seconds or minutes? said, not guessed
+        ("500ms", "write it like 90s, 30min or 2h"),
+        ("0s", "must be positive"),
+        ("-1h", "must be positive"),
+        ("1e400h", "must be finite"),
+        ("soon", "cannot read 'soon' as a time limit"),
+    ],
+)
+def test_unclear_time_limits_are_rejected(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse_time_limit_s(text)
 
 
 @pytest.mark.parametrize(("seconds", "text"), [(0.4, "0 s"), (40, "40 s"), (89, "89 s"), (90, "2 min"), (720, "12 min"), (5399, "90 min"), (5400, "1.5 h"), (11_200, "3.1 h"), (float("nan"), "-"), (-1, "-")])

@@ -494,6 +494,16 @@ def count_or_fraction(text: str) -> int | float:
     return value
 
 
+def time_limit_s(text: str) -> float | None:
+    """argparse type of a wall-clock limit: ``2h``, ``30min``, ``90s`` in seconds, ``none`` for ``None``."""
+    from mobilenas.units import parse_time_limit_s
+
+    try:
+        return parse_time_limit_s(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def duration_ms(text: str) -> float:
     """argparse type for durations typed by users (``15ms``, ``0.015s``)."""
     from mobilenas.units import parse_duration_ms

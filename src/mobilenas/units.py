@@ -37,6 +37,35 @@ def parse_duration_ms(text: str | float | int, *, what: str = "duration") -> flo
     return ms
 
 
+_TIME_LIMIT = re.compile(r"^\s*([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([a-zµ]*)\s*$", re.IGNORECASE)
+_TO_S = {"s": 1, "sec": 1, "secs": 1, "second": 1, "seconds": 1, "m": 60, "min": 60, "mins": 60, "minute": 60, "minutes": 60,
+         "h": 3600, "hr": 3600, "hrs": 3600, "hour": 3600, "hours": 3600, "d": 86400, "day": 86400, "days": 86400}
+_TIME_LIMIT_FORMS = "write it like 90s, 30min or 2h"
+
+
+def parse_time_limit_s(text: str) -> float | None:
+    """Parse a wall-clock time limit (``90s``, ``30min``, ``30m``, ``2h``, ``1d``) into seconds;
+    ``none`` is no limit (``None``).
+
+    A bare number is refused (seconds or minutes?), as are milliseconds (``500ms``: not a limit
+    anyone means) and anything that is not positive and finite, with a message showing the forms.
+    """
+    stripped = str(text).strip()
+    if stripped.lower() == "none":
+        return None
+    match = _TIME_LIMIT.match(stripped)
+    if not match or (match.group(2) and match.group(2).lower() not in _TO_S):
+        raise ValueError(f"cannot read {text!r} as a time limit; {_TIME_LIMIT_FORMS} (or none)")
+    if not match.group(2):
+        raise ValueError(f"cannot tell seconds from minutes in {text!r}: give it a unit, like 90s, 30min or 2h")
+    seconds = float(match.group(1)) * _TO_S[match.group(2).lower()]
+    if not math.isfinite(seconds):
+        raise ValueError(f"a time limit must be finite, got {text!r}; {_TIME_LIMIT_FORMS}")
+    if seconds <= 0:
+        raise ValueError(f"a time limit must be positive, got {text!r}; {_TIME_LIMIT_FORMS} (or none for no limit)")
+    return seconds
+
+
 def format_ms(ms: float | None) -> str:
     """Render milliseconds for people: ``12.34 ms``, ``0.512 ms``, ``0.00042 ms``; ``-`` for unknown."""
     if ms is None or (isinstance(ms, float) and math.isnan(ms)):
