@@ -107,14 +107,20 @@ def _crashing_trainable(config: dict[str, Any], data: Any = None, settings: Any 
     tune.report({"status": STATUS_OK, "accuracy": 0.5, "wall_time_s": 0.01, "cwd": os.getcwd(), "done": True})
 
 
-def test_crashed_trials_are_retried_then_recorded_as_failed(tmp_path: Path, monkeypatch) -> None:
+def _random_search_of_the_tiny_space(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, samples: int) -> tuple[SearchRun, ProxySettings]:
+    """A random search of the tiny space for :func:`run_on_tune` with a trainable of this file."""
     # Ray's workers import the trainable from this file: let them find it.
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]))
     run = RunDir.create(tmp_path / "run", {"kind": "search"})
     problem = _ArchProblem()
     strategy = Deduplicate(HandleFailures(make_strategy("random", [len(d.options) for d in problem.space.decisions], 0)), problem.key)
-    search = SearchRun(run, problem, strategy, RewardSpec.soft(), 5.0, 4)
-    settings = ProxySettings(ProxyConfig(steps=1), str(run.root), keep_weights=False)
+    search = SearchRun(run, problem, strategy, RewardSpec.soft(), 5.0, samples)
+    return search, ProxySettings(ProxyConfig(steps=1), str(run.root), keep_weights=False)
+
+
+def test_crashed_trials_are_retried_then_recorded_as_failed(tmp_path: Path, monkeypatch) -> None:
+    search, settings = _random_search_of_the_tiny_space(tmp_path, monkeypatch, 4)
+    run = search.run
     cwd = os.getcwd()
     run_on_tune(search, None, settings, workers=2, retries=1, trainable=_crashing_trainable)
     assert os.getcwd() == cwd
@@ -134,14 +140,9 @@ def _slow_trainable(config: dict[str, Any], data: Any = None, settings: Any = No
 
 
 def test_at_the_time_limit_running_trials_finish_and_nothing_new_starts(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]))
-    run = RunDir.create(tmp_path / "run", {"kind": "search"})
-    problem = _ArchProblem()
-    strategy = Deduplicate(HandleFailures(make_strategy("random", [len(d.options) for d in problem.space.decisions], 0)), problem.key)
-    search = SearchRun(run, problem, strategy, RewardSpec.soft(), 5.0, 100)
+    search, settings = _random_search_of_the_tiny_space(tmp_path, monkeypatch, 100)
     # A clock that ticks once per proposal: the limit falls after the third, whatever the machine's speed.
     search.set_time_limit(3.0, clock=lambda: float(search.submitted))
-    settings = ProxySettings(ProxyConfig(steps=1), str(run.root), keep_weights=False)
     run_on_tune(search, None, settings, workers=2, retries=0, trainable=_slow_trainable)
     assert search.time_limit_reached and search.done and not search.in_flight
     trained = search.trained
