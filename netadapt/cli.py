@@ -13,6 +13,7 @@ import math
 import os
 import shlex
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -54,7 +55,13 @@ from mobilenas.search.execution import check_ray_address, oversubscription_note
 from mobilenas.space.arch import Architecture
 from mobilenas.space.io import is_path, load_architecture, result_file
 from mobilenas.train.choices import OPTIMIZERS
-from mobilenas.units import counted, format_ms, parse_duration_ms
+from mobilenas.units import (
+    counted,
+    format_duration,
+    format_ms,
+    parse_duration_ms,
+    parse_time_limit_s,
+)
 
 if TYPE_CHECKING:  # torch; the commands import it when they run, so --help answers at once
     from mobilenas.netadapt.run import Refinement, StateDict
@@ -85,6 +92,7 @@ DEFAULTS: dict[str, Any] = {
     "min_reduction": None,
     "selection": "accuracy-per-latency",
     "max_iterations": None,
+    "time_limit": None,
     "table": None,
     "backend": "onnxruntime",
     "command": None,
@@ -207,6 +215,12 @@ def build_parser(prog: str) -> ArgumentParser:
     execution.add_argument("--threads", type=positive_int, metavar="N", help="training threads per worker (default: all cores / workers)")
     execution.add_argument("--device", metavar="DEVICE", help="where networks train: cpu (default), cuda, cuda:1, ...")
     execution.add_argument("--seed", type=seed_number, metavar="N", help="seed of data splits, fine-tunes and initialisation (default: 0)")
+    execution.add_argument(
+        "--time-limit", type=time_limit_text, metavar="DURATION",
+        help="start no new iteration after this long, e.g. 8h or 30min (from the command's start; an iteration under way finishes): "
+        "the network reached then gets its final training and refined.json, as after --max-iterations, and --resume goes on "
+        "iterating, with the limit afresh (--time-limit none lifts it; default: no limit)",
+    )
     execution.add_argument("--out", metavar="DIR", help="run directory (default: results/runs/netadapt-<time>)")
     execution.add_argument("--resume", metavar="DIR", help="continue a killed run with its own arguments (or, with a higher --max-iterations, one it stopped)")
     execution.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -408,9 +422,10 @@ def _refine(args: argparse.Namespace, prog: str, held: contextlib.ExitStack) -> 
     from mobilenas.space.builder import adapt_for_input_size
     from mobilenas.train.proxy import prepare_architecture
 
+    began = _clock()  # a --time-limit counts from here (a training from scratch first included)
     progress = not args.quiet and not args.json
     if args.resume:
-        return _resume(args, prog, progress, held)
+        return _resume(args, prog, progress, held, began)
     if args.input is None:
         raise UsageError("give INPUT (a best.json, an architecture, or a reference name), or --resume DIR")
     if args.target_latency is not None and args.budget_ratio is not None:
@@ -487,6 +502,7 @@ def _refine(args: argparse.Namespace, prog: str, held: contextlib.ExitStack) -> 
     }
     refinement = Refinement.create(out, manifest, settings, DataTrainer(data, training), latency, log=_log, progress=progress)
     held.enter_context(refinement.run.claim())
+    _set_time_limit(refinement, values["time_limit"], began)
     _log(f"run directory: {out}")
     if start_latency <= budget:
         _log(f"the network already meets the budget ({format_ms(start_latency)} <= {format_ms(budget)}); nothing to prune")
@@ -494,7 +510,7 @@ def _refine(args: argparse.Namespace, prog: str, held: contextlib.ExitStack) -> 
     return _continue(refinement, args)
 
 
-def _resume(args: argparse.Namespace, prog: str, progress: bool, held: contextlib.ExitStack) -> int:
+def _resume(args: argparse.Namespace, prog: str, progress: bool, held: contextlib.ExitStack, began: float) -> int:
     from mobilenas.netadapt.latency_model import open_latency_model
     from mobilenas.netadapt.run import RUN_KIND, Refinement, Settings, check_history
     from mobilenas.netadapt.training import DataTrainer, TrainingSettings
@@ -505,11 +521,11 @@ def _resume(args: argparse.Namespace, prog: str, progress: bool, held: contextli
     as_recorded = {**DEFAULTS, **_given(args)}
     typed_paths = argparse.Namespace(input=args.input, weights=args.weights)
     _absolute_paths(typed_paths, as_recorded)  # paths compare as the run recorded them
-    typed = {k: as_recorded[k] for k in _given(args) if k not in (*EXECUTION_OPTIONS, "max_iterations")}
+    typed = {k: as_recorded[k] for k in _given(args) if k not in (*EXECUTION_OPTIONS, "max_iterations", "time_limit")}
     typed.update({k: v for k, v in (("input", typed_paths.input), ("weights", typed_paths.weights), ("target_latency_ms", args.target_latency),
                                     ("budget_ratio", args.budget_ratio), ("out", args.out)) if v is not None})
     refuse_changed_on_resume(typed, {**manifest["arguments"], "out": str(run.root)},
-                             "only --workers, --ray-address, --threads, --device, --json and --quiet may change, and --max-iterations may extend the run")
+                             "only --workers, --ray-address, --threads, --device, --time-limit, --json and --quiet may change, and --max-iterations may extend the run")
     check_history(run)
     values = dict(manifest["arguments"])
     settings = Settings.from_dict(manifest["settings"])
@@ -530,6 +546,7 @@ def _resume(args: argparse.Namespace, prog: str, progress: bool, held: contextli
     )
     training = TrainingSettings(**{**manifest["training"], **{k: overrides[k] for k in ("threads", "device") if k in overrides}})
     refinement = Refinement(run, settings, DataTrainer(data, training), latency, log=_log, progress=progress)
+    _set_time_limit(refinement, args.time_limit or values.get("time_limit"), began)
     if args.max_iterations is not None:
         refinement.extend(args.max_iterations)
     run.events.append({"type": "resumed", "overrides": overrides, **({"max_iterations": args.max_iterations} if args.max_iterations is not None else {})})
@@ -542,6 +559,28 @@ def _resume(args: argparse.Namespace, prog: str, progress: bool, held: contextli
     return _continue(refinement, args)
 
 
+#: What --time-limit is measured with (the tests give a clock of their own).
+_clock = time.monotonic
+
+
+def time_limit_text(text: str) -> str:
+    """argparse type of --time-limit: checked (``8h``, ``30min``, ``none``), kept as typed, so that a
+    resume tells a typed ``none`` from an option left out."""
+    try:
+        parse_time_limit_s(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text.strip()
+
+
+def _set_time_limit(refinement: Refinement, text: str | None, began: float) -> None:
+    seconds = parse_time_limit_s(text) if text else None
+    refinement.set_time_limit(seconds, since=began, clock=_clock)
+    if seconds is not None:
+        ends = time.strftime("%H:%M:%S", time.localtime(time.time() + max(0.0, began + seconds - _clock())))
+        _log(f"time limit {format_duration(seconds)}: no iteration starts after {ends}")
+
+
 def _note_execution(values: dict[str, Any]) -> None:
     note = None if values.get("ray_address") else oversubscription_note(values["workers"], values.get("threads") or 1, "proposals", "--threads")
     for line in (note, latency_threads_note(values["latency_threads"], "--latency-threads", command=values.get("command"))):
@@ -552,7 +591,13 @@ def _note_execution(values: dict[str, Any]) -> None:
 def _continue(refinement: Refinement, args: argparse.Namespace) -> int:
     set_resume_hint(f"netadapt refine --resume {shlex.quote(str(refinement.run.root))}")
     point = refinement.iterate_until_budget()
-    if point.resource > refinement.settings.budget_ms:
+    if point.resource > refinement.settings.budget_ms and refinement.time_limit_reached:
+        _log(
+            f"stopped at the time limit ({format_duration(refinement.time_limit_s or math.nan)}) after {counted(point.iteration, 'iteration')} "
+            f"at {format_ms(point.resource)}, above the budget {format_ms(refinement.settings.budget_ms)}; "
+            f"netadapt refine --resume {shlex.quote(str(refinement.run.root))} goes on later"
+        )
+    elif point.resource > refinement.settings.budget_ms:
         _log(
             f"stopped after {counted(point.iteration, 'iteration')} (--max-iterations) at {format_ms(point.resource)}, above the budget "
             f"{format_ms(refinement.settings.budget_ms)}; netadapt refine --resume {shlex.quote(str(refinement.run.root))} --max-iterations N "
@@ -561,7 +606,7 @@ def _continue(refinement: Refinement, args: argparse.Namespace) -> int:
     refined = refinement.finish(point)
     lines = refinement.lines()
     if args.json:
-        print_json({**refined, "history": [{k: line[k] for k in ("iteration", "target_latency_ms", "chosen", "latency_ms", "measured_latency_ms", "accuracy_before_finetune", "accuracy")} for line in lines]})
+        print_json({**refined, "time_limit_reached": refinement.time_limit_reached, "history": [{k: line[k] for k in ("iteration", "target_latency_ms", "chosen", "latency_ms", "measured_latency_ms", "accuracy_before_finetune", "accuracy")} for line in lines]})
         return 0
     _print_summary(lines, refined)
     return 0

@@ -333,6 +333,10 @@ class Refinement:
         self.log = log or (lambda message: None)
         self.progress = progress
         self.description = ArchitectureDescription()
+        self.deadline: float | None = None  # see set_time_limit
+        self.time_limit_s: float | None = None
+        self.time_limit_reached = False
+        self._clock: Callable[[], float] = time.monotonic
 
     # ----------------------------------------------------------------- creating
 
@@ -483,6 +487,20 @@ class Refinement:
             manifest = self.run.manifest()
             self.run.update_manifest(settings=self.settings.to_dict(), arguments={**manifest.get("arguments", {}), "max_iterations": limit})
 
+    def set_time_limit(self, seconds: float | None, *, since: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+        """Start no new iteration ``seconds`` after ``since`` (a reading of ``clock``; default: now);
+        ``None``: no limit. An iteration under way finishes; :meth:`finish` then trains the network
+        reached, as after ``max_iterations``, and a resume goes on iterating."""
+        self._clock, self.time_limit_s = clock, seconds
+        self.deadline = None if seconds is None else (clock() if since is None else since) + seconds
+        self.time_limit_reached = False
+
+    def _out_of_time(self, point: Point[Architecture, StateDict]) -> bool:
+        if not self.time_limit_reached and self.deadline is not None and self._clock() >= self.deadline:
+            self.time_limit_reached = True
+            self.run.events.append({"type": "time_limit", "iteration": point.iteration, "seconds": self.time_limit_s, "time": now_iso()})
+        return self.time_limit_reached
+
     def done_iterating(self, point: Point[Architecture, StateDict]) -> bool:
         if point.resource <= self.settings.budget_ms:
             return True
@@ -492,12 +510,12 @@ class Refinement:
     def iterate_until_budget(self) -> Point[Architecture, StateDict]:
         point = self.current_point()
         parallel = self.settings.workers > 1 or self.settings.ray_address is not None
-        if self.done_iterating(point):
+        if self.done_iterating(point) or self._out_of_time(point):
             return point
         from mobilenas.search.execution import ray_session
 
         with ray_session(self.settings.ray_address) if parallel else nullcontext():
-            while not self.done_iterating(point):
+            while not self.done_iterating(point) and not self._out_of_time(point):
                 point = self.step(point)
         return point
 

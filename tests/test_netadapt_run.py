@@ -232,6 +232,32 @@ def test_a_run_stopped_by_max_iterations_goes_on_when_resumed_with_more(table: P
     assert "and --max-iterations may extend the run" in capsys.readouterr().err
 
 
+def test_a_run_stopped_by_its_time_limit_is_finished_and_goes_on_when_resumed(
+    table: Path, reference_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As --max-iterations, but by the clock: no iteration starts after the limit; the network
+    reached is trained and written; a resume iterates on to where an unlimited run ends."""
+    from mobilenas.netadapt import cli as netadapt_cli
+
+    out = tmp_path / "run"
+    # A clock that reads one second per history line (the start, then each iteration): a 2 s limit
+    # falls after the first iteration, whatever this machine's speed.
+    monkeypatch.setattr(netadapt_cli, "_clock", lambda: float(len(history(out))) if (out / "history.jsonl").exists() else 0.0)
+    assert main(["refine", ARCH, "--budget-ratio", "0.6", *common(table, out), "--time-limit", "2s"]) == 0
+    err = capsys.readouterr().err
+    assert "time limit 2 s: no iteration starts after " in err
+    assert "stopped at the time limit (2 s) after 1 iteration at " in err and f"netadapt refine --resume {out} goes on later" in err
+    assert [line["iteration"] for line in history(out)] == [0, 1]
+    assert json.loads((out / "refined.json").read_text())["iterations"] == 1  # trained and written, as asked
+    assert [e["iteration"] for e in Journal(out / "events.jsonl").read() if e.get("type") == "time_limit"] == [1]
+    assert main(["refine", "--resume", str(out), "--time-limit", "none", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["time_limit_reached"] is False
+    assert trajectory(out) == trajectory(reference_run)
+    assert json.loads((out / "refined.json").read_text())["architecture"] == json.loads((reference_run / "refined.json").read_text())["architecture"]
+    assert main(["refine", "--resume", str(out), "--time-limit", "90"]) == 2
+    assert "argument --time-limit: cannot tell seconds from minutes in '90'" in capsys.readouterr().err
+
+
 def test_a_run_whose_history_was_cut_is_refused_and_left_as_it_is(reference_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A kill leaves a checkpoint at most one iteration ahead of history.jsonl; more means the
     history was cut from outside, and resuming would prune again from an earlier network."""
