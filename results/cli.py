@@ -327,7 +327,9 @@ def _print_netadapt(run: Any, summary: dict[str, Any], front: Any, args: argpars
         print(f"  not finished    {_unfinished(run.path, 'netadapt refine --resume')}")
     elif summary.get("meets_budget") is False:
         limit = run.manifest.get("settings", {}).get("max_iterations")
-        if isinstance(limit, int) and summary["iterations"] >= limit:
+        if run.time_limit_s is not None:
+            why = f"stopped at its time limit ({format_duration(run.time_limit_s)}); netadapt refine --resume {shlex.quote(str(run.path))} goes on"
+        elif isinstance(limit, int) and summary["iterations"] >= limit:
             why = (f"stopped by --max-iterations {limit}; netadapt refine --resume {shlex.quote(str(run.path))} --max-iterations N "
                    f"(N above {limit}) goes on")
         else:

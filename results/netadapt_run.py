@@ -91,6 +91,18 @@ class NetAdaptResults(RunBase):
         return self.refined is None and (self.path / REFINED_JSON).is_file()
 
     @property
+    def time_limit_s(self) -> float | None:
+        """The --time-limit (seconds) that stopped the run at its last iteration; None if none did."""
+        last = int(self.iterations["iteration"].max()) if len(self.iterations) else 0
+        for event in reversed(Journal(self.path / "events.jsonl").read()):
+            if event.get("type") == "time_limit":
+                seconds = event.get("seconds")
+                if event.get("iteration") != last:
+                    return None  # an earlier session's limit: the run went on after it
+                return float(seconds) if isinstance(seconds, int | float) else math.nan
+        return None
+
+    @property
     def source(self) -> str:
         """What was refined: a best.json, an architecture, a reference name."""
         data = self.manifest.get("input")

@@ -28,9 +28,11 @@ from mobilenas.latency.table import Correction, LookupTable, Method
 from mobilenas.netadapt.cli import main
 from mobilenas.netadapt.core import Schedule
 from mobilenas.netadapt.groups import group_widths
+from mobilenas.results.cli import main as nas_results
 from mobilenas.runs import Journal
 from mobilenas.space import Architecture, load_architecture
 from mobilenas.space.builder import build_model
+from mobilenas.units import format_ms
 
 pytestmark = pytest.mark.slow
 
@@ -250,10 +252,14 @@ def test_a_run_stopped_by_its_time_limit_is_finished_and_goes_on_when_resumed(
     assert [line["iteration"] for line in history(out)] == [0, 1]
     assert json.loads((out / "refined.json").read_text())["iterations"] == 1  # trained and written, as asked
     assert [e["iteration"] for e in Journal(out / "events.jsonl").read() if e.get("type") == "time_limit"] == [1]
+    assert nas_results(["show", str(out)]) == 0
+    assert f"above budget    ends at {format_ms(history(out)[-1]['latency_ms'])} by the table: stopped at its time limit (2 s); netadapt refine --resume {out} goes on" in capsys.readouterr().out
     assert main(["refine", "--resume", str(out), "--time-limit", "none", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["time_limit_reached"] is False
     assert trajectory(out) == trajectory(reference_run)
     assert json.loads((out / "refined.json").read_text())["architecture"] == json.loads((reference_run / "refined.json").read_text())["architecture"]
+    assert nas_results(["show", str(out)]) == 0
+    assert "time limit" not in capsys.readouterr().out  # the limit that stopped an earlier session is not the reason now
     assert main(["refine", "--resume", str(out), "--time-limit", "90"]) == 2
     assert "argument --time-limit: cannot tell seconds from minutes in '90'" in capsys.readouterr().err
 
