@@ -593,7 +593,7 @@ def _continue(refinement: Refinement, args: argparse.Namespace) -> int:
     point = refinement.iterate_until_budget()
     if point.resource > refinement.settings.budget_ms and refinement.time_limit_reached:
         _log(
-            f"stopped at the time limit ({format_duration(refinement.time_limit_s or math.nan)}) after {counted(point.iteration, 'iteration')} "
+            f"stopped at the time limit ({format_duration(refinement.time_limit.seconds or math.nan)}) after {counted(point.iteration, 'iteration')} "
             f"at {format_ms(point.resource)}, above the budget {format_ms(refinement.settings.budget_ms)}; "
             f"netadapt refine --resume {shlex.quote(str(refinement.run.root))} goes on later"
         )

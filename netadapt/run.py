@@ -56,7 +56,7 @@ from mobilenas.netadapt.core import (
 )
 from mobilenas.netadapt.groups import ArchitectureDescription, group_widths, prunable_groups
 from mobilenas.netadapt.pruning import shrink_model
-from mobilenas.runs import Journal, RunDir, atomic_write_bytes, now_iso
+from mobilenas.runs import Journal, RunDir, TimeLimit, atomic_write_bytes, now_iso
 from mobilenas.space.arch import Architecture
 from mobilenas.space.builder import Network, build_model
 from mobilenas.torchutil import torch_threads
@@ -333,10 +333,7 @@ class Refinement:
         self.log = log or (lambda message: None)
         self.progress = progress
         self.description = ArchitectureDescription()
-        self.deadline: float | None = None  # see set_time_limit
-        self.time_limit_s: float | None = None
-        self.time_limit_reached = False
-        self._clock: Callable[[], float] = time.monotonic
+        self.time_limit = TimeLimit()  # see set_time_limit
 
     # ----------------------------------------------------------------- creating
 
@@ -491,15 +488,16 @@ class Refinement:
         """Start no new iteration ``seconds`` after ``since`` (a reading of ``clock``; default: now);
         ``None``: no limit. An iteration under way finishes; :meth:`finish` then trains the network
         reached, as after ``max_iterations``, and a resume goes on iterating."""
-        self._clock, self.time_limit_s = clock, seconds
-        self.deadline = None if seconds is None else (clock() if since is None else since) + seconds
-        self.time_limit_reached = False
+        self.time_limit = TimeLimit(seconds, since=since, clock=clock)
+
+    @property
+    def time_limit_reached(self) -> bool:
+        return self.time_limit.was_reached
 
     def _out_of_time(self, point: Point[Architecture, StateDict]) -> bool:
-        if not self.time_limit_reached and self.deadline is not None and self._clock() >= self.deadline:
-            self.time_limit_reached = True
-            self.run.events.append({"type": "time_limit", "iteration": point.iteration, "seconds": self.time_limit_s, "time": now_iso()})
-        return self.time_limit_reached
+        return self.time_limit.reached(
+            lambda: self.run.events.append({"type": "time_limit", "iteration": point.iteration, "seconds": self.time_limit.seconds, "time": now_iso()})
+        )
 
     def done_iterating(self, point: Point[Architecture, StateDict]) -> bool:
         if point.resource <= self.settings.budget_ms:

@@ -455,7 +455,7 @@ def _progress_hook(config: dict[str, Any], total: int) -> tuple[Any, Any]:
         bar.total = search.samples
         best = search.best
         postfix: dict[str, Any] = {"running": len(search.in_flight)}
-        left = search.seconds_left()
+        left = search.time_limit.seconds_left()
         if left is not None:
             postfix["time_left"] = format_duration(left) if left > 0 else "0 (finishing)"
         if best is not None:

@@ -42,7 +42,14 @@ from typing import Any
 
 import torch
 
-from mobilenas.runs import RunDir, atomic_write_bytes, atomic_write_text, now_iso, read_json
+from mobilenas.runs import (
+    RunDir,
+    TimeLimit,
+    atomic_write_bytes,
+    atomic_write_text,
+    now_iso,
+    read_json,
+)
 from mobilenas.search.base import (
     STATUS_FAILED,
     STATUS_INFEASIBLE,
@@ -170,10 +177,7 @@ class SearchRun:
         self._resubmit: list[Submission] = []
         self._best: Trial | None = None
         self._start_counting()
-        self.deadline: float | None = None  # see set_time_limit
-        self._clock: Callable[[], float] = time.monotonic
-        self._limit_s: float | None = None
-        self.time_limit_reached = False
+        self.time_limit = TimeLimit()  # see set_time_limit
 
     # ----------------------------------------------------------------- journal & checkpoint
 
@@ -246,20 +250,15 @@ class SearchRun:
         """Propose nothing new ``seconds`` from now (``None``: no limit). Evaluations already running
         finish and are recorded; the run is then whole, as one that ran its samples, and a resume
         goes on from there. The limit is this process's: it is not checkpointed."""
-        self._clock, self._limit_s = clock, seconds
-        self.deadline = None if seconds is None else clock() + seconds
-        self.time_limit_reached = False
+        self.time_limit = TimeLimit(seconds, clock=clock)
 
-    def seconds_left(self) -> float | None:
-        """Until the time limit (never below 0), or ``None`` without one."""
-        return None if self.deadline is None else max(0.0, self.deadline - self._clock())
+    @property
+    def time_limit_reached(self) -> bool:
+        return self.time_limit.was_reached
 
     def _out_of_time(self) -> bool:
-        if not self.time_limit_reached and self.deadline is not None and self._clock() >= self.deadline:
-            self.time_limit_reached = True
-            # journaled, so that nas-results tells a run ended by its limit from one interrupted
-            self._log({"type": "time_limit", "number": self.submitted, "source": "search", "seconds": self._limit_s})
-        return self.time_limit_reached
+        # journaled, so that nas-results tells a run ended by its limit from one interrupted
+        return self.time_limit.reached(lambda: self._log({"type": "time_limit", "number": self.submitted, "source": "search", "seconds": self.time_limit.seconds}))
 
     @property
     def done(self) -> bool:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from mobilenas.runs import Journal, RunDir, atomic_write_json, read_json
+from mobilenas.runs import Journal, RunDir, TimeLimit, atomic_write_json, read_json
 from mobilenas.units import (
     counted,
     format_duration,
@@ -455,3 +455,15 @@ def test_a_misspelt_option_command_or_choice_gets_the_closest_one(capsys: pytest
     assert nas_search(["--target-latency", "15ms", "--frobnicate", "1"]) == 2  # nothing close: no guess
     assert "did you mean" not in capsys.readouterr().err
     assert mobilenas(["help", "search"]) == 0 and "usage: mobilenas search" in capsys.readouterr().out
+
+
+def test_a_time_limit_passes_once_and_stays_passed() -> None:
+    now = [10.0]
+    told: list[float] = []
+    limit = TimeLimit(5.0, since=8.0, clock=lambda: now[0])  # counted from 8: passes at 13
+    assert not limit.reached(lambda: told.append(now[0])) and limit.seconds_left() == 3.0
+    now[0] = 13.0
+    assert limit.reached(lambda: told.append(now[0])) and limit.seconds_left() == 0.0
+    now[0] = 1.0  # a clock read again later: once passed, it stays passed, and is told once
+    assert limit.reached(lambda: told.append(now[0])) and told == [13.0]
+    assert not TimeLimit().reached() and TimeLimit().seconds_left() is None

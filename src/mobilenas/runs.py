@@ -18,7 +18,7 @@ import secrets
 import shlex
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -145,6 +145,30 @@ def run_latency_table(path: str | Path) -> tuple[str, Path, dict[str, Any] | Non
     if not recorded or not Path(recorded).is_file():
         return None
     return str(kind), Path(recorded), correction if isinstance(correction, dict) else None
+
+
+class TimeLimit:
+    """A wall-clock limit on starting new work (``--time-limit``): ``seconds`` after ``since`` (a
+    reading of ``clock``; default: now), or none (``seconds=None``). Work under way is never cut:
+    the caller asks :meth:`reached` before starting more."""
+
+    def __init__(self, seconds: float | None = None, *, since: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+        self.seconds, self.clock = seconds, clock
+        self.deadline = None if seconds is None else (clock() if since is None else since) + seconds
+        self.was_reached = False
+
+    def reached(self, on_reached: Callable[[], None] | None = None) -> bool:
+        """Whether the limit has passed; it stays passed. ``on_reached`` is called the first time
+        (to journal it)."""
+        if not self.was_reached and self.deadline is not None and self.clock() >= self.deadline:
+            self.was_reached = True
+            if on_reached is not None:
+                on_reached()
+        return self.was_reached
+
+    def seconds_left(self) -> float | None:
+        """Until the limit (never below 0), or ``None`` without one."""
+        return None if self.deadline is None else max(0.0, self.deadline - self.clock())
 
 
 class Journal:
