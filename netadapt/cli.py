@@ -39,6 +39,7 @@ from mobilenas.cliutil import (
     run_main,
     seed_number,
     set_resume_hint,
+    time_limit_text,
 )
 from mobilenas.errors import UsageError
 from mobilenas.netadapt.choices import (
@@ -563,21 +564,11 @@ def _resume(args: argparse.Namespace, prog: str, progress: bool, held: contextli
 _clock = time.monotonic
 
 
-def time_limit_text(text: str) -> str:
-    """argparse type of --time-limit: checked (``8h``, ``30min``, ``none``), kept as typed, so that a
-    resume tells a typed ``none`` from an option left out."""
-    try:
-        parse_time_limit_s(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-    return text.strip()
-
-
 def _set_time_limit(refinement: Refinement, text: str | None, began: float) -> None:
     seconds = parse_time_limit_s(text) if text else None
     refinement.set_time_limit(seconds, since=began, clock=_clock)
     if seconds is not None:
-        ends = time.strftime("%H:%M:%S", time.localtime(time.time() + max(0.0, began + seconds - _clock())))
+        ends = time.strftime("%H:%M:%S", time.localtime(time.time() + (refinement.time_limit.seconds_left() or 0.0)))
         _log(f"time limit {format_duration(seconds)}: no iteration starts after {ends}")
 
 

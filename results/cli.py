@@ -274,13 +274,7 @@ def _print_search(run: Any, summary: dict[str, Any], front: Any, args: argparse.
     if summary.get("stopped"):
         print(f"  stopped early   {summary['stopped']}")
     elif samples and summary["trained"] < samples:
-        from mobilenas.runs import RunDir
-
-        limit = summary.get("time_limit_s")
-        if limit is not None and RunDir(run.path).holder() is None:
-            print(f"  not finished    stopped at its time limit ({format_duration(limit)}): nas-search --resume {shlex.quote(str(run.path))} goes on")
-        else:
-            print(f"  not finished    {_unfinished(run.path, 'nas-search --resume')}")
+        print(f"  not finished    {_unfinished(run.path, 'nas-search --resume', summary.get('time_limit_s'))}")
     if summary["best_number"] is None:
         print("  best            (no successful trial yet)")
     else:
@@ -327,8 +321,9 @@ def _print_netadapt(run: Any, summary: dict[str, Any], front: Any, args: argpars
         print(f"  not finished    {_unfinished(run.path, 'netadapt refine --resume')}")
     elif summary.get("meets_budget") is False:
         limit = run.manifest.get("settings", {}).get("max_iterations")
-        if run.time_limit_s is not None:
-            why = f"stopped at its time limit ({format_duration(run.time_limit_s)}); netadapt refine --resume {shlex.quote(str(run.path))} goes on"
+        time_limit_s = run.time_limit_s  # read from the run's journal
+        if time_limit_s is not None:
+            why = f"stopped at its time limit ({format_duration(time_limit_s)}); netadapt refine --resume {shlex.quote(str(run.path))} goes on"
         elif isinstance(limit, int) and summary["iterations"] >= limit:
             why = (f"stopped by --max-iterations {limit}; netadapt refine --resume {shlex.quote(str(run.path))} --max-iterations N "
                    f"(N above {limit}) goes on")
@@ -419,15 +414,17 @@ def _note_different_problems(runs: Sequence[Any]) -> dict[str, int]:
     return {label: numbers[tuple(axes.values())] for label, axes in problems.items()}
 
 
-def _unfinished(path: Path, resume: str) -> str:
-    """Whether a run that is not finished is running now (its process holds it) or was stopped."""
+def _unfinished(path: Path, resume: str, time_limit_s: float | None = None) -> str:
+    """Whether a run that is not finished is running now (its process holds it), stopped at its
+    ``time_limit_s``, or was interrupted."""
     from mobilenas.runs import RunDir
 
     holder = RunDir(path).holder()
     if holder is not None:
         by = f" (process {holder})" if holder > 0 else ""
         return f"running now{by}; show it again for the latest"
-    return f"interrupted: {resume} {shlex.quote(str(path))} goes on"
+    how = "interrupted:" if time_limit_s is None else f"stopped at its time limit ({format_duration(time_limit_s)}):"
+    return f"{how} {resume} {shlex.quote(str(path))} goes on"
 
 
 def _group_names(table: Any, by: Sequence[str]) -> dict[str, str]:

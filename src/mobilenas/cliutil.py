@@ -504,6 +504,13 @@ def time_limit_s(text: str) -> float | None:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def time_limit_text(text: str) -> str:
+    """:func:`time_limit_s`'s check, the text kept as typed (so that a resume tells a typed ``none``
+    from an option left out, where argparse's default is ``None``)."""
+    time_limit_s(text)
+    return text.strip()
+
+
 def duration_ms(text: str) -> float:
     """argparse type for durations typed by users (``15ms``, ``0.015s``)."""
     from mobilenas.units import parse_duration_ms
