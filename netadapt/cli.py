@@ -218,9 +218,10 @@ def build_parser(prog: str) -> ArgumentParser:
     execution.add_argument("--seed", type=seed_number, metavar="N", help="seed of data splits, fine-tunes and initialisation (default: 0)")
     execution.add_argument(
         "--time-limit", type=time_limit_text, metavar="DURATION",
-        help="start no new iteration after this long, e.g. 8h or 30min (from the command's start; an iteration under way finishes): "
-        "the network reached then gets its final training and refined.json, as after --max-iterations, and --resume goes on "
-        "iterating, with the limit afresh (--time-limit none lifts it; default: no limit)",
+        help="start no new iteration or proposal after this long, e.g. 8h or 30min (from the command's start; proposals under way "
+        "finish, an iteration left unfinished is kept for --resume): the network of the last finished iteration then gets its final "
+        "training and refined.json, as after --max-iterations, and --resume goes on iterating, with the limit afresh "
+        "(--time-limit none lifts it; default: no limit)",
     )
     execution.add_argument("--out", metavar="DIR", help="run directory (default: results/runs/netadapt-<time>)")
     execution.add_argument("--resume", metavar="DIR", help="continue a killed run with its own arguments (or, with a higher --max-iterations, one it stopped)")
@@ -569,7 +570,7 @@ def _set_time_limit(refinement: Refinement, text: str | None, began: float) -> N
     refinement.set_time_limit(seconds, since=began, clock=_clock)
     if seconds is not None:
         ends = time.strftime("%H:%M:%S", time.localtime(time.time() + (refinement.time_limit.seconds_left() or 0.0)))
-        _log(f"time limit {format_duration(seconds)}: no iteration starts after {ends}")
+        _log(f"time limit {format_duration(seconds)}: no iteration or proposal starts after {ends}")
 
 
 def _note_execution(values: dict[str, Any]) -> None:

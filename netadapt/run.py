@@ -269,11 +269,13 @@ def run_jobs(
     ray_address: str | None,
     threads: int | None,
     on_done: Callable[[int, ProposalResult], None],
-) -> list[ProposalResult]:
+    stop: Callable[[], bool] | None = None,
+) -> dict[int, ProposalResult]:
     """Evaluate ``jobs``: in this process when ``workers`` is 1, else one Ray task per proposal.
 
     ``on_done(index, result)`` runs in this process as each job lands. A job that raises becomes
-    a failed result carrying the error.
+    a failed result carrying the error. ``stop()`` is asked before each job starts: once it is
+    true no more start, and the jobs never started are missing from the results.
     """
     from mobilenas.search.execution import map_parallel
 
@@ -286,11 +288,15 @@ def run_jobs(
         on_done(outcome.index, result)
 
     cpus = float(threads or 1)
-    map_parallel(worker, list(indexed.values()), workers=workers, ray_address=ray_address, cpus_per_task=cpus, on_done=landed)
-    return [results[i] for i in range(len(jobs))]
+    map_parallel(worker, list(indexed.values()), workers=workers, ray_address=ray_address, cpus_per_task=cpus, on_done=landed, stop=stop)
+    return results
 
 
 # --------------------------------------------------------------------------- the run
+
+
+class _TimeLimitPassed(Exception):
+    """Raised out of an iteration whose proposals the time limit left unstarted."""
 
 
 def _iteration_name(iteration: int) -> str:
@@ -485,9 +491,11 @@ class Refinement:
             self.run.update_manifest(settings=self.settings.to_dict(), arguments={**manifest.get("arguments", {}), "max_iterations": limit})
 
     def set_time_limit(self, seconds: float | None, *, since: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
-        """Start no new iteration ``seconds`` after ``since`` (a reading of ``clock``; default: now);
-        ``None``: no limit. An iteration under way finishes; :meth:`finish` then trains the network
-        reached, as after ``max_iterations``, and a resume goes on iterating."""
+        """Start no new iteration or proposal ``seconds`` after ``since`` (a reading of ``clock``;
+        default: now); ``None``: no limit. Proposals under way finish; an iteration left unfinished
+        is not committed (its plan and finished proposals stay in the event log, so a resume
+        completes it as if it had never stopped); :meth:`finish` then trains the network of the last
+        committed iteration, as after ``max_iterations``."""
         self.time_limit = TimeLimit(seconds, since=since, clock=clock)
 
     @property
@@ -514,7 +522,10 @@ class Refinement:
 
         with ray_session(self.settings.ray_address) if parallel else nullcontext():
             while not self.done_iterating(point) and not self._out_of_time(point):
-                point = self.step(point)
+                try:
+                    point = self.step(point)
+                except _TimeLimitPassed:
+                    break  # the iteration under way stays unfinished; a resume completes it
         return point
 
     def step(self, point: Point[Architecture, StateDict]) -> Point[Architecture, StateDict]:
@@ -571,9 +582,18 @@ class Refinement:
 
             try:
                 if jobs:
-                    run_jobs(ProposalWorker(self.trainer), jobs, workers=self.settings.workers, ray_address=self.settings.ray_address, threads=self.settings.threads, on_done=landed)
+                    run_jobs(
+                        ProposalWorker(self.trainer), jobs, workers=self.settings.workers, ray_address=self.settings.ray_address, threads=self.settings.threads,
+                        on_done=landed, stop=lambda: self._out_of_time(source),
+                    )
             finally:
                 bar.close()
+            if len(results) < len(candidates):  # the time limit passed before every proposal started
+                self.log(
+                    f"iteration {number}: the time limit passed after {len(results)} of its {counted(len(candidates), 'proposal')}; "
+                    "the iteration is left unfinished, its finished proposals kept for a resume"
+                )
+                raise _TimeLimitPassed
             if all(results[i].status != STATUS_OK for i in range(len(candidates))):
                 first = next(r.error for r in results.values() if r.error)
                 raise RuntimeError(f"iteration {number}: every proposal failed; the first error: {first}")
@@ -675,7 +695,10 @@ class Refinement:
         seed = derive_seed(settings.seed, "final")
         result = TrainResult()
         if point.iteration == 0:
-            self.log("no iteration was needed: the starting network is the result (no final training)")
+            if self.time_limit_reached and point.resource > settings.budget_ms:
+                self.log("no iteration finished within the time limit: the starting network is the result (no final training)")
+            else:
+                self.log("no iteration was needed: the starting network is the result (no final training)")
             model = load_into(point.definition, point.state, size)
         elif settings.final == "retrain":
             with seeded(seed):

@@ -207,18 +207,23 @@ def map_parallel(
     cpus_per_task: float = 1.0,
     max_retries: int = 2,
     on_done: Callable[[TaskOutcome], None] | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> list[TaskOutcome]:
     """Run ``fn(item)`` for every item; outcomes come back in the order of ``items``.
 
     ``on_done`` is called in this process as each job finishes (for progress bars and journals).
     An exception raised by ``fn`` is not retried (it would fail again); a worker that dies
-    (killed, out of memory) is retried up to ``max_retries`` times by Ray.
+    (killed, out of memory) is retried up to ``max_retries`` times by Ray. ``stop()``, asked
+    before each job starts, ends the work early when it returns true: jobs under way finish, the
+    rest never start and have no outcome (the list is then shorter than ``items``).
     """
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     outcomes: list[TaskOutcome | None] = [None] * len(items)
     if workers == 1 and ray_address is None:
         for index, item in enumerate(items):
+            if stop is not None and stop():
+                break
             start = time.perf_counter()
             try:
                 outcome = TaskOutcome(index, value=fn(item), wall_time_s=time.perf_counter() - start)
@@ -238,8 +243,13 @@ def map_parallel(
         next_item = 0
         while next_item < len(items) or waiting:
             while next_item < len(items) and len(waiting) < workers:
+                if stop is not None and stop():
+                    next_item = len(items)  # start nothing more; what runs finishes
+                    break
                 waiting[remote.remote(fn_ref, items[next_item])] = next_item
                 next_item += 1
+            if not waiting:
+                break
             ready, _ = ray.wait(list(waiting), num_returns=1)
             for ref in ready:
                 index = waiting.pop(ref)

@@ -247,7 +247,7 @@ def test_a_run_stopped_by_its_time_limit_is_finished_and_goes_on_when_resumed(
     monkeypatch.setattr(netadapt_cli, "_clock", lambda: float(len(history(out))) if (out / "history.jsonl").exists() else 0.0)
     assert main(["refine", ARCH, "--budget-ratio", "0.6", *common(table, out), "--time-limit", "2s"]) == 0
     err = capsys.readouterr().err
-    assert "time limit 2 s: no iteration starts after " in err
+    assert "time limit 2 s: no iteration or proposal starts after " in err
     assert "stopped at the time limit (2 s) after 1 iteration at " in err and f"netadapt refine --resume {out} goes on later" in err
     assert [line["iteration"] for line in history(out)] == [0, 1]
     assert json.loads((out / "refined.json").read_text())["iterations"] == 1  # trained and written, as asked
@@ -262,6 +262,57 @@ def test_a_run_stopped_by_its_time_limit_is_finished_and_goes_on_when_resumed(
     assert "time limit" not in capsys.readouterr().out  # the limit that stopped an earlier session is not the reason now
     assert main(["refine", "--resume", str(out), "--time-limit", "90"]) == 2
     assert "argument --time-limit: cannot tell seconds from minutes in '90'" in capsys.readouterr().err
+
+
+def test_the_time_limit_stops_an_iteration_between_proposals_and_a_resume_completes_it(
+    table: Path, reference_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An iteration takes minutes: the limit also stops it between proposals. Its finished
+    proposals are kept, the last finished iteration is trained and written, and a resume evaluates
+    only the proposals left, ending where an unlimited run ends."""
+    from mobilenas.netadapt import cli as netadapt_cli
+
+    out = tmp_path / "run"
+    first, second = (len(line["proposals"]) for line in history(reference_run)[1:3])
+    assert second > 2
+
+    def proposals_landed() -> list[dict[str, Any]]:
+        return [e for e in Journal(out / "events.jsonl").read() if e.get("type") == "proposal"]
+
+    # A clock that reads one second per proposal landed: the limit falls after the second
+    # proposal of the second iteration, whatever this machine's speed.
+    monkeypatch.setattr(netadapt_cli, "_clock", lambda: float(len(proposals_landed())) if (out / "events.jsonl").exists() else 0.0)
+    assert main(["refine", ARCH, "--budget-ratio", "0.6", *common(table, out), "--time-limit", f"{first + 2}s"]) == 0
+    err = capsys.readouterr().err
+    assert f"iteration 2: the time limit passed after 2 of its {second} proposals; the iteration is left unfinished" in err
+    assert f"stopped at the time limit ({first + 2} s) after 1 iteration at " in err
+    assert [line["iteration"] for line in history(out)] == [0, 1]
+    assert json.loads((out / "refined.json").read_text())["iterations"] == 1
+    assert [e["iteration"] for e in proposals_landed()] == [1] * first + [2] * 2
+    assert nas_results(["show", str(out)]) == 0
+    shown = capsys.readouterr().out
+    assert f"stopped at its time limit ({first + 2} s); netadapt refine --resume {out} goes on" in shown
+    assert main(["refine", "--resume", str(out), "--time-limit", "none"]) == 0
+    assert f"iteration 2: resuming its {second} proposals (2 already fine-tuned)" in capsys.readouterr().err
+    assert [e["iteration"] for e in proposals_landed()][: first + second] == [1] * first + [2] * second  # none of the 2 again
+    assert trajectory(out) == trajectory(reference_run)
+    assert json.loads((out / "refined.json").read_text())["architecture"] == json.loads((reference_run / "refined.json").read_text())["architecture"]
+
+
+def test_a_time_limit_reached_before_any_iteration_finished_leaves_the_start_as_the_result(
+    table: Path, reference_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mobilenas.netadapt import cli as netadapt_cli
+
+    out = tmp_path / "run"
+    landed = lambda: sum(1 for e in Journal(out / "events.jsonl").read() if e.get("type") == "proposal")  # noqa: E731
+    monkeypatch.setattr(netadapt_cli, "_clock", lambda: float(landed()) if (out / "events.jsonl").exists() else 0.0)
+    assert main(["refine", ARCH, "--budget-ratio", "0.6", *common(table, out), "--time-limit", "1s"]) == 0
+    err = capsys.readouterr().err
+    assert "iteration 1: the time limit passed after 1 of its " in err
+    assert "no iteration finished within the time limit: the starting network is the result (no final training)" in err
+    refined = json.loads((out / "refined.json").read_text())
+    assert refined["iterations"] == 0 and refined["architecture"] == history(out)[0]["architecture"]
 
 
 def test_a_run_whose_history_was_cut_is_refused_and_left_as_it_is(reference_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -149,6 +149,25 @@ def test_at_the_time_limit_running_trials_finish_and_nothing_new_starts(tmp_path
     assert len(trained) == 3 and all(t.status == STATUS_OK for t in trained)  # the ones running at the limit were not cut
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_map_parallel_starts_nothing_once_told_to_stop_and_lets_what_runs_finish(workers: int) -> None:
+    """NetAdapt's --time-limit between proposals: stop() is asked before each job starts."""
+    from mobilenas.search.execution import map_parallel
+
+    def square_slowly(x: int) -> int:  # (defined here: Ray's workers pickle it by value)
+        time.sleep(0.2)
+        return x * x
+
+    landed: list[int] = []
+    outcomes = map_parallel(
+        square_slowly, list(range(6)), workers=workers, on_done=lambda outcome: landed.append(outcome.index), stop=lambda: len(landed) >= 2
+    )
+    # in this process the third never starts; on Ray it was started (the second slot) before the
+    # second landed, so it finishes, and the rest never start
+    assert sorted(o.index for o in outcomes) == list(range(2 if workers == 1 else 3))
+    assert [(o.value, o.error) for o in sorted(outcomes, key=lambda o: o.index)] == [(i * i, None) for i in range(len(outcomes))]
+
+
 def test_killed_network_search_resumes(space_file: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     args = _network_args(space_file, out, "--samples", "6", "--workers", "2", "--seed", "2")
