@@ -58,8 +58,8 @@ from mobilenas.space.io import is_path, load_architecture, result_file
 from mobilenas.train.choices import OPTIMIZERS
 from mobilenas.units import (
     counted,
-    format_duration,
     format_ms,
+    format_time_limit,
     parse_duration_ms,
     parse_time_limit_s,
 )
@@ -570,7 +570,7 @@ def _set_time_limit(refinement: Refinement, text: str | None, began: float) -> N
     refinement.set_time_limit(seconds, since=began, clock=_clock)
     if seconds is not None:
         ends = time.strftime("%H:%M:%S", time.localtime(time.time() + (refinement.time_limit.seconds_left() or 0.0)))
-        _log(f"time limit {format_duration(seconds)}: no iteration or proposal starts after {ends}")
+        _log(f"time limit {format_time_limit(seconds)}: no iteration or proposal starts after {ends}")
 
 
 def _note_execution(values: dict[str, Any]) -> None:
@@ -585,7 +585,7 @@ def _continue(refinement: Refinement, args: argparse.Namespace) -> int:
     point = refinement.iterate_until_budget()
     if point.resource > refinement.settings.budget_ms and refinement.time_limit_reached:
         _log(
-            f"stopped at the time limit ({format_duration(refinement.time_limit.seconds or math.nan)}) after {counted(point.iteration, 'iteration')} "
+            f"stopped at the time limit ({format_time_limit(refinement.time_limit.seconds or math.nan)}) after {counted(point.iteration, 'iteration')} "
             f"at {format_ms(point.resource)}, above the budget {format_ms(refinement.settings.budget_ms)}; "
             f"netadapt refine --resume {shlex.quote(str(refinement.run.root))} goes on later"
         )

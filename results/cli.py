@@ -36,7 +36,7 @@ from mobilenas.cliutil import (
 from mobilenas.errors import UsageError
 from mobilenas.netadapt.choices import after_final, final_training
 from mobilenas.search.base import stopped_early_words
-from mobilenas.units import counted, format_duration, format_ms
+from mobilenas.units import counted, format_ms, format_time_limit
 
 EPILOG = """\
 examples:
@@ -323,7 +323,7 @@ def _print_netadapt(run: Any, summary: dict[str, Any], front: Any, args: argpars
         limit = run.manifest.get("settings", {}).get("max_iterations")
         time_limit_s = run.time_limit_s  # read from the run's journal
         if time_limit_s is not None:
-            why = f"stopped at its time limit ({format_duration(time_limit_s)}); netadapt refine --resume {shlex.quote(str(run.path))} goes on"
+            why = f"stopped at its time limit ({format_time_limit(time_limit_s)}); netadapt refine --resume {shlex.quote(str(run.path))} goes on"
         elif isinstance(limit, int) and summary["iterations"] >= limit:
             why = (f"stopped by --max-iterations {limit}; netadapt refine --resume {shlex.quote(str(run.path))} --max-iterations N "
                    f"(N above {limit}) goes on")
@@ -423,7 +423,7 @@ def _unfinished(path: Path, resume: str, time_limit_s: float | None = None) -> s
     if holder is not None:
         by = f" (process {holder})" if holder > 0 else ""
         return f"running now{by}; show it again for the latest"
-    how = "interrupted:" if time_limit_s is None else f"stopped at its time limit ({format_duration(time_limit_s)}):"
+    how = "interrupted:" if time_limit_s is None else f"stopped at its time limit ({format_time_limit(time_limit_s)}):"
     return f"{how} {resume} {shlex.quote(str(path))} goes on"
 
 

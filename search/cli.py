@@ -50,7 +50,7 @@ from mobilenas.train.choices import (
     PROXY_TRAIN_SUBSET,
     PROXY_VAL_SUBSET,
 )
-from mobilenas.units import counted, format_duration, format_ms
+from mobilenas.units import counted, format_duration, format_ms, format_time_limit
 
 DEFAULT_OUT_ROOT = Path("results") / "runs"
 #: How far (a fraction) the best's end-to-end latency may lie from the table's prediction before it
@@ -718,7 +718,7 @@ def _search(argv: Sequence[str] | None, prog: str, held: contextlib.ExitStack) -
         else:
             _note_random_phase(config, setup.strategy_config)
     if config["time_limit"] is not None and not search.done:
-        say(f"time limit {format_duration(config['time_limit'])}: nothing new is proposed after {time.strftime('%H:%M:%S', time.localtime(time.time() + config['time_limit']))}")
+        say(f"time limit {format_time_limit(config['time_limit'])}: nothing new is proposed after {time.strftime('%H:%M:%S', time.localtime(time.time() + config['time_limit']))}")
     search.set_time_limit(config["time_limit"])
     # the bar once the resumed run has been checked (a refused --samples drew it before the error)
     bar, search.on_update = _progress_hook(config, config["samples"])
@@ -775,7 +775,7 @@ def _search(argv: Sequence[str] | None, prog: str, held: contextlib.ExitStack) -
         print(f"the search stopped early: {search.stopped}")
     if search.time_limit_reached:
         print(
-            f"the search reached its time limit ({format_duration(config['time_limit'])}) after {len(trained)} of {search.samples} architectures; "
+            f"the search reached its time limit ({format_time_limit(config['time_limit'])}) after {len(trained)} of {search.samples} architectures; "
             f"nas-search --resume {shlex.quote(str(run.root))} continues it"
         )
     print(

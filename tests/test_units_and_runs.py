@@ -10,6 +10,7 @@ from mobilenas.units import (
     counted,
     format_duration,
     format_ms,
+    format_time_limit,
     parse_duration_ms,
     parse_time_limit_s,
 )
@@ -383,6 +384,13 @@ def test_unclear_time_limits_are_rejected(text: str, message: str) -> None:
 @pytest.mark.parametrize(("seconds", "text"), [(0.4, "0 s"), (40, "40 s"), (89, "89 s"), (90, "2 min"), (720, "12 min"), (5399, "90 min"), (5400, "1.5 h"), (11_200, "3.1 h"), (float("nan"), "-"), (-1, "-")])
 def test_durations_for_people(seconds: float, text: str) -> None:
     assert format_duration(seconds) == text
+
+
+@pytest.mark.parametrize("text", ["90s", "40s", "1.5min", "30min", "1.5h", "8h", "1d", "2.5s"])
+def test_a_time_limit_is_said_back_exactly(text: str) -> None:
+    said = format_time_limit(parse_time_limit_s(text))
+    assert parse_time_limit_s(said.replace(" ", "")) == parse_time_limit_s(text)  # not rounded, as an estimate is
+    assert format_time_limit(90) == "90 s" and format_time_limit(5400) == "90 min" and format_time_limit(8 * 3600) == "8 h"
 
 
 def test_counts_agree_with_their_nouns() -> None:

@@ -86,6 +86,17 @@ def format_duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+def format_time_limit(seconds: float) -> str:
+    """A duration someone gave (``--time-limit``), exactly, in the largest whole unit: ``90 s``,
+    ``45 min``, ``8 h`` (:func:`format_duration` rounds, as fits an estimate: 90 s would read 2 min)."""
+    if not math.isfinite(seconds) or seconds < 0:
+        return "-"
+    for size, unit in ((3600, "h"), (60, "min")):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:.0f} {unit}"
+    return f"{seconds:g} s"
+
+
 def counted(count: int, singular: str, plural: str | None = None) -> str:
     """``count`` and the noun that agrees with it: ``1 proposal``, ``2 proposals``, ``0 entries``
     (``plural`` where adding an s is wrong)."""
