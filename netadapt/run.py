@@ -574,11 +574,19 @@ class Refinement:
 
             bar = progress(total=len(candidates), desc=f"iteration {number}", enabled=self.progress, unit="proposal", initial=len(candidates) - len(pending))
 
+            def show_time_left() -> None:
+                left = self.time_limit.left_text()
+                if left is not None:
+                    bar.set_postfix(time_left=left, refresh=False)
+
             def landed(position: int, result: ProposalResult) -> None:
                 index = pending[position]
                 results[index] = result
                 self._record_proposal(number, index, candidates[index], result)
+                show_time_left()
                 bar.update(1)
+
+            show_time_left()
 
             try:
                 if jobs:

@@ -50,7 +50,7 @@ from mobilenas.train.choices import (
     PROXY_TRAIN_SUBSET,
     PROXY_VAL_SUBSET,
 )
-from mobilenas.units import counted, format_duration, format_ms, format_time_limit
+from mobilenas.units import counted, format_ms, format_time_limit
 
 DEFAULT_OUT_ROOT = Path("results") / "runs"
 #: How far (a fraction) the best's end-to-end latency may lie from the table's prediction before it
@@ -455,9 +455,9 @@ def _progress_hook(config: dict[str, Any], total: int) -> tuple[Any, Any]:
         bar.total = search.samples
         best = search.best
         postfix: dict[str, Any] = {"running": len(search.in_flight)}
-        left = search.time_limit.seconds_left()
+        left = search.time_limit.left_text()
         if left is not None:
-            postfix["time_left"] = format_duration(left) if left > 0 else "0 (finishing)"
+            postfix["time_left"] = left
         if best is not None:
             postfix.update(best=f"{best.reward:.4f}", acc=f"{best.accuracy:.3f}", lat=f"{best.latency_ms:.2f}ms")
         counts = getattr(search.strategy, "counts", {})

@@ -469,9 +469,9 @@ def test_a_time_limit_passes_once_and_stays_passed() -> None:
     now = [10.0]
     told: list[float] = []
     limit = TimeLimit(5.0, since=8.0, clock=lambda: now[0])  # counted from 8: passes at 13
-    assert not limit.reached(lambda: told.append(now[0])) and limit.seconds_left() == 3.0
+    assert not limit.reached(lambda: told.append(now[0])) and limit.seconds_left() == 3.0 and limit.left_text() == "3 s"
     now[0] = 13.0
-    assert limit.reached(lambda: told.append(now[0])) and limit.seconds_left() == 0.0
+    assert limit.reached(lambda: told.append(now[0])) and limit.seconds_left() == 0.0 and limit.left_text() == "0 (finishing)"
     now[0] = 1.0  # a clock read again later: once passed, it stays passed, and is told once
     assert limit.reached(lambda: told.append(now[0])) and told == [13.0]
-    assert not TimeLimit().reached() and TimeLimit().seconds_left() is None
+    assert not TimeLimit().reached() and TimeLimit().seconds_left() is None and TimeLimit().left_text() is None

@@ -22,6 +22,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from mobilenas.units import format_duration
+
 MANIFEST = "manifest.json"
 LOCK = ".lock"  # held by the process working on the run (RunDir.claim)
 EVENTS = "events.jsonl"
@@ -169,6 +171,13 @@ class TimeLimit:
     def seconds_left(self) -> float | None:
         """Until the limit (never below 0), or ``None`` without one."""
         return None if self.deadline is None else max(0.0, self.deadline - self.clock())
+
+    def left_text(self) -> str | None:
+        """What a progress bar shows: ``12 min``, ``0 (finishing)`` once passed; ``None`` without a limit."""
+        left = self.seconds_left()
+        if left is None:
+            return None
+        return format_duration(left) if left > 0 else "0 (finishing)"
 
 
 class Journal:
