@@ -23,6 +23,7 @@ from mobilenas.cliutil import (
     print_json,
     run_main,
     seed_number,
+    set_command_name,
     set_interrupt_note,
     set_resume_hint,
 )
@@ -190,6 +191,7 @@ def _main(argv: Sequence[str] | None, prog: str) -> int:
     if args.command_name is None:
         parser.print_help()
         return 2
+    set_command_name(f"{prog} {args.command_name}")
     import torch
 
     # Exports and the PyTorch backend must not spread over cores another measurement is timing.

@@ -38,6 +38,7 @@ from mobilenas.cliutil import (
     refuse_ineffective,
     run_main,
     seed_number,
+    set_command_name,
     set_resume_hint,
     time_limit_text,
 )
@@ -253,6 +254,7 @@ def _main(argv: Sequence[str] | None, prog: str) -> int:
     if args.subcommand is None:
         parser.print_help()
         return 2
+    set_command_name(f"{prog} {args.subcommand}")
     if args.subcommand == "describe":
         return _describe(args)
     with contextlib.ExitStack() as held:  # the run's claim (RunDir.claim) lasts until the end

@@ -31,6 +31,7 @@ from mobilenas.cliutil import (
     print_json,
     refuse_ineffective,
     run_main,
+    set_command_name,
     set_interrupt_note,
 )
 from mobilenas.errors import UsageError
@@ -146,6 +147,7 @@ def _main(argv: Sequence[str] | None, prog: str) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    set_command_name(f"{prog} {args.command}")
     if args.command in ("show", "plot", "figures") and args.run is None:
         from mobilenas.results.load import DEFAULT_RUN_ROOTS, latest_run
 

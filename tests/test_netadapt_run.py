@@ -329,7 +329,7 @@ def test_a_run_whose_history_was_cut_is_refused_and_left_as_it_is(reference_run:
         err = capsys.readouterr().err
         newest = f"iteration-{len(lines) - 1:03d}.pt"
         assert err.strip() == (
-            f"netadapt: error: {run / 'history.jsonl'} records {kept} iteration{'s' if kept != 1 else ''} but checkpoints/ holds {newest}: "
+            f"netadapt refine: error: {run / 'history.jsonl'} records {kept} iteration{'s' if kept != 1 else ''} but checkpoints/ holds {newest}: "
             "the history was cut short or replaced; put the whole history.jsonl back to resume"
         )
         assert {path: path.read_bytes() for path in sorted(run.rglob("*")) if path.is_file()} == before

@@ -295,7 +295,7 @@ def test_umbrella_command_dispatches(runs: dict[str, Path], capsys: pytest.Captu
     assert mobilenas(["results", "show", str(runs["random-0"]), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["summary"]["strategy"] == "random"
     assert mobilenas(["results", "show", "/nonexistent-run"]) == 2
-    assert capsys.readouterr().err.startswith("mobilenas results: error:")
+    assert capsys.readouterr().err.startswith("mobilenas results show: error:")  # as argparse names it
 
 
 @pytest.mark.slow

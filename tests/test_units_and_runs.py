@@ -269,6 +269,25 @@ def test_a_command_that_keeps_less_says_what_an_interrupt_keeps(capsys: pytest.C
     assert capsys.readouterr().err.strip() == "prog: interrupted; completed work is saved"
 
 
+def test_errors_and_interrupts_of_a_subcommand_start_with_its_full_name(capsys: pytest.CaptureFixture[str]) -> None:
+    """As argparse's own errors about a subcommand's arguments do ('netadapt refine: error: ...')."""
+    from mobilenas.cliutil import run_main, set_command_name
+    from mobilenas.errors import UsageError
+
+    def work(raised: BaseException):
+        def main(argv) -> int:
+            set_command_name("netadapt refine")
+            raise raised
+        return main
+
+    assert run_main(work(UsageError("drop --budget-ratio")), [], "netadapt") == 2
+    assert capsys.readouterr().err.strip() == "netadapt refine: error: drop --budget-ratio"
+    assert run_main(work(KeyboardInterrupt()), [], "netadapt") == 130
+    assert capsys.readouterr().err.strip() == "netadapt refine: interrupted; completed work is saved"
+    assert run_main(lambda argv: (_ for _ in ()).throw(UsageError("no run")), [], "netadapt") == 2  # named before the subcommand is known
+    assert capsys.readouterr().err.strip() == "netadapt: error: no run"
+
+
 def test_the_systems_refusals_are_one_line(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     import errno
 
@@ -341,7 +360,7 @@ def test_a_home_that_cannot_be_made_is_named_with_the_way_out(tmp_path: Path, mo
     way_out = f"mobilenas keeps its latency tables in {blocker / 'home'} ($MOBILENAS_HOME): set MOBILENAS_HOME to a folder you can write, or give --table PATH"
     assert nas_latency(["predict", "mobilenetv3-small", "--space", "mobilenetv3"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("nas-latency: error: Not a directory: ") and err.strip().endswith(way_out), err
+    assert err.count("\n") == 1 and err.startswith("nas-latency predict: error: Not a directory: ") and err.strip().endswith(way_out), err
     out = tmp_path / "run"
     assert nas_search(["--target-latency", "15ms", "--samples", "12", "--out", str(out), "--quiet"]) == 2
     err = capsys.readouterr().err

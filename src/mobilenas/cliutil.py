@@ -114,6 +114,13 @@ def set_resume_hint(command: str) -> None:
 
 
 _interrupt_note: list[str] = []  # what an interrupt keeps, where "completed work is saved" says too little
+_command_name: list[str] = []  # the subcommand's full name (``netadapt refine``), once it is known
+
+
+def set_command_name(name: str) -> None:
+    """Name the subcommand being run (``netadapt refine``): errors and interrupts then start with it,
+    as argparse's own errors about that subcommand's arguments do."""
+    _command_name[:] = [name]
 
 
 def set_interrupt_note(note: str) -> None:
@@ -126,6 +133,7 @@ def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[
     """Run ``main(argv)`` and turn user errors into one line on stderr plus exit code 2."""
     _resume_hint.clear()
     _interrupt_note.clear()
+    _command_name.clear()
     _terminated.clear()
     previous = _stop_on_sigterm()
     try:
@@ -134,7 +142,7 @@ def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[
         return code
     except BrokenPipeError as error:
         if not _stdout_reader_gone():  # some other pipe (a benchmark command's, Ray's): a real error
-            return _system_error(prog, error)
+            return _system_error(_said_as(prog), error)
         # `nas-results show RUN --json | head`: the reader has what it wanted; stop quietly, and
         # point stdout at /dev/null so that the interpreter's final flush does not complain either
         null = os.open(os.devnull, os.O_WRONLY)
@@ -148,7 +156,7 @@ def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[
         hint = f"; continue with: {_resume_hint[0]}" if _resume_hint else ""
         terminated = bool(_terminated)
         kept = _interrupt_note[0] if _interrupt_note else "completed work is saved"
-        print(f"{prog}: {'terminated' if terminated else 'interrupted'}; {kept}{hint}", file=sys.stderr)
+        print(f"{_said_as(prog)}: {'terminated' if terminated else 'interrupted'}; {kept}{hint}", file=sys.stderr)
         return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
     except (SpecError, UsageError, ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError) as error:
         if os.environ.get("MOBILENAS_DEBUG"):
@@ -161,20 +169,25 @@ def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[
             message = f"{message}: {error.filename}"
         if isinstance(error, OSError):
             message += _home_hint(error)
-        print(f"{prog}: error: {message}", file=sys.stderr)
+        print(f"{_said_as(prog)}: error: {message}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as error:  # the system refused: a name too long, a full disk, an I/O error
-        return _system_error(prog, error)
+        return _system_error(_said_as(prog), error)
     except (MemoryError, RuntimeError) as error:  # torch's allocators raise RuntimeError
         if not _out_of_memory(error) or os.environ.get("MOBILENAS_DEBUG"):
             raise
         _close_progress_bars()
         hint = f"; completed work is saved; continue with: {_resume_hint[0]}" if _resume_hint else ""
-        print(f"{prog}: error: out of memory ({_memory_detail(error)}); a smaller input, batch or fewer workers need less{hint}", file=sys.stderr)
+        print(f"{_said_as(prog)}: error: out of memory ({_memory_detail(error)}); a smaller input, batch or fewer workers need less{hint}", file=sys.stderr)
         return 1
     finally:
         if previous is not _NOT_INSTALLED:  # None: a handler not set from Python; the default stands for it
             signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+def _said_as(prog: str) -> str:
+    """What an error or an interrupt starts with: the subcommand once named (set_command_name)."""
+    return _command_name[0] if _command_name else prog
 
 
 _OUT_OF_MEMORY = ("can't allocate memory", "out of memory", "failed to allocate memory", "bad_alloc")
