@@ -191,7 +191,8 @@ def _main(argv: Sequence[str] | None, prog: str) -> int:
     if args.command_name is None:
         parser.print_help()
         return 2
-    set_command_name(f"{prog} {args.command_name}")
+    name = f"{prog} {args.command_name}"
+    set_command_name(name)
     import torch
 
     # Exports and the PyTorch backend must not spread over cores another measurement is timing.
@@ -199,7 +200,7 @@ def _main(argv: Sequence[str] | None, prog: str) -> int:
     handler = {"measure": _measure, "build": _build, "predict": _predict, "calibrate": _calibrate, "fastest": _fastest, "info": _info}[args.command_name]
     with warnings.catch_warnings():
         # Library warnings (a forced foreign table, an uncorrected table) as one plain line each.
-        warnings.showwarning = lambda message, category, filename, lineno, file=None, line=None: print(f"{prog}: warning: {message}", file=sys.stderr)
+        warnings.showwarning = lambda message, category, filename, lineno, file=None, line=None: print(f"{name}: warning: {message}", file=sys.stderr)
         return handler(args)
 
 

@@ -206,6 +206,9 @@ def test_a_missing_entry_and_a_foreign_table_are_one_line_errors(built_table, tm
     foreign.write_text("\n".join([json.dumps(header), *lines[1:]]) + "\n")
     code, _, err = run(["predict", big, "--table", str(foreign)], capsys)
     assert code == 2 and err.count("\n") == 1 and "another device" in err and "--force-device" in err
+    known = tiny_space().sample(__import__("numpy").random.default_rng(3)).to_notation()
+    code, _, err = run(["predict", known, "--table", str(foreign), "--force-device"], capsys)
+    assert code == 0 and err.startswith(f"nas-latency predict: warning: using latency table {foreign} measured on another device"), err
 
 
 def test_more_timing_threads_than_cores_get_a_note(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
