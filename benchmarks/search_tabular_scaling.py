@@ -134,8 +134,9 @@ def main() -> None:
         last = next(r for r in rows if r["strategy"] == strategy and r["samples"] == sizes[-1])
         ratio = last["ms_per_proposal"] / first["ms_per_proposal"]
         lines.append(f"- {strategy}: {sizes[-1]} samples / {sizes[0]} samples = {ratio:.2f}: {'met' if ratio <= 2 else 'NOT met'}")
-    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    args.out.with_suffix(".json").write_text(json.dumps(rows, indent=2) + "\n")
+    stem = args.out.with_suffix("") if args.out.suffix in (".md", ".json") else args.out  # a stem kept whole: x.run2 -> x.run2.md
+    (stem.parent / (stem.name + ".md")).write_text("\n".join(lines) + "\n")
+    (stem.parent / (stem.name + ".json")).write_text(json.dumps(rows, indent=2) + "\n")
     print("\n".join(lines))
 
 

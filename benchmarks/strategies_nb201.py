@@ -447,6 +447,15 @@ TUNING_PPO4: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("ppo", ("entropy_weight=0.003",)),
     ("ppo", ("temperature=1.5",)),
 )
+def stem_file(stem: Path, suffix: str) -> Path:
+    """STEM + suffix, the stem kept whole (``strategies_nb201.seeds20-39`` -> ``...seeds20-39.md``;
+    ``Path.with_suffix`` would have written ``strategies_nb201.md``); a stem given with its ``.md``
+    is taken without it."""
+    if stem.suffix in (".md", ".json", ".png"):
+        stem = stem.with_suffix("")
+    return stem.parent / (stem.name + suffix)
+
+
 TUNING_GRIDS = {
     "defaults": (TUNING_SEEDS, TUNING, ".tuning.md"),
     "ppo": (TUNING_SEEDS_PPO, TUNING_PPO, ".tuning-ppo.md"),
@@ -579,15 +588,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         text = render_tuning(summary, entries, meta)
         print(text)
         if not args.no_write:
-            atomic_write_text(args.out.with_suffix(TUNING_GRIDS[args.tune][2]), text)
+            atomic_write_text(stem_file(args.out, TUNING_GRIDS[args.tune][2]), text)
         return 0
-    meta["figure"] = args.out.with_suffix(".png").name
+    meta["figure"] = stem_file(args.out, ".png").name
     text = render(summary, cells, meta)
     print(text)
     if not args.no_write:
-        atomic_write_text(args.out.with_suffix(".md"), text)
-        atomic_write_json(args.out.with_suffix(".json"), {"meta": meta, "cells": [c.__dict__ for c in cells], "summary": summary})
-        plot(summary, cells, args.out.with_suffix(".png"))
+        atomic_write_text(stem_file(args.out, ".md"), text)
+        atomic_write_json(stem_file(args.out, ".json"), {"meta": meta, "cells": [c.__dict__ for c in cells], "summary": summary})
+        plot(summary, cells, stem_file(args.out, ".png"))
     return 0
 
 
