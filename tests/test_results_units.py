@@ -191,6 +191,28 @@ def test_a_run_that_just_started_reads_and_draws(tmp_path: Path, capsys: pytest.
     assert json.loads((fresh / "manifest.json").read_text())["kind"] == "search"
 
 
+def test_a_few_points_far_below_the_rest_are_left_off_the_accuracy_axis_and_named() -> None:
+    """NAS-Bench-201's cells cut off from their output sit at chance accuracy and zero latency, on
+    every front: drawn, they squeeze the fronts into the top of the figure."""
+    bulk = [{"accuracy": a, "latency_ms": 1.0 + 10 * i / 29} for i, a in enumerate(np.linspace(0.73, 0.85, 30))]
+    chance = [{"accuracy": 0.097, "latency_ms": 0.01 * (i + 1)} for i in range(3)]
+
+    def axis_and_notes(rows: list[dict[str, object]]) -> tuple[tuple[float, float], list[str]]:
+        axes = plot_front(_run(rows, target_ms=8.0), show_all=True).axes[0]
+        return axes.get_ylim(), [t.get_text() for t in axes.texts if t.get_text().startswith("off the axis")]
+
+    (low, high), notes = axis_and_notes(bulk + chance)
+    assert 0.72 < low < 0.73 and 0.85 < high < 0.86
+    assert notes == ["off the axis: 3 points below, down to 0.097"]
+    (low, _), notes = axis_and_notes(bulk)  # nothing far below: the usual axis
+    assert low < 0.73 and not notes
+    spread = [{"accuracy": a, "latency_ms": 1.0 + i} for i, a in enumerate(np.linspace(0.1, 0.85, 30))]
+    (low, _), notes = axis_and_notes(spread + chance)  # no wide gap: everything stays
+    assert low < 0.097 and not notes
+    (low, _), notes = axis_and_notes(bulk[:12] + chance)  # a fifth of the points below: they are data, not a few outliers
+    assert low < 0.097 and not notes
+
+
 def test_the_most_accurate_within_the_target_is_the_fastest_of_equals() -> None:
     # proxy accuracies are multiples of 1/validation images, so equal ones are common; nas-search
     # and nas-results name the same one
