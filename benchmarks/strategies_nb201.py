@@ -447,6 +447,8 @@ TUNING_PPO4: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("ppo", ("entropy_weight=0.003",)),
     ("ppo", ("temperature=1.5",)),
 )
+
+
 def stem_file(stem: Path, suffix: str) -> Path:
     """STEM + suffix, the stem kept whole (``strategies_nb201.seeds20-39`` -> ``...seeds20-39.md``;
     ``Path.with_suffix`` would have written ``strategies_nb201.md``); a stem given with its ``.md``
