@@ -35,6 +35,11 @@ def test_tabular_search_writes_the_run_directory(cells: Path, tmp_path: Path, ca
     assert nas_search(_args(cells, out, "--samples", "25", "--strategy", "evolution", "--seed", "3")) == 0
     printed = capsys.readouterr().out
     assert "Pareto front" in printed and "best.json" in printed
+    hint = f"the front as a figure: nas-results plot {out} (writes {out / 'front.png'})"
+    assert hint in printed
+    from mobilenas.results.cli import main as nas_results
+
+    assert nas_results(hint.split("nas-results ")[1].split(" (")[0].split()) == 0 and (out / "front.png").is_file()  # as it says
     best = json.loads((out / "best.json").read_text())
     for key in ("architecture", "accuracy", "latency_ms", "measured_latency_ms", "target_latency_ms", "reward", "weights"):
         assert key in best
