@@ -637,3 +637,8 @@ def _print_summary(lines: list[dict[str, Any]], refined: dict[str, Any]) -> None
         else:
             described = "what it expects of its input: refined.json"
         print(f"refined.onnx: {refined['onnx']} ({described})")
+    from mobilenas.netadapt.run import TRAJECTORY_PNG
+
+    trajectory = Path(refined["run"]) / TRAJECTORY_PNG
+    if trajectory.is_file():
+        print(f"trajectory.png: {trajectory} (accuracy and latency per iteration)")

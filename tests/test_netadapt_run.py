@@ -434,6 +434,7 @@ def test_parallel_proposals_on_ray_match_in_process(table: Path, reference_run: 
     # each iteration says how much is left, by the bound that binds, at its own pace (hours on a CPU)
     printed = capsys.readouterr()
     assert f"\nrefined.onnx: {(out / 'refined.onnx').resolve()} (" in printed.out  # what a user ships, named at the end
+    assert f"\ntrajectory.png: {(out / 'trajectory.png').resolve()} (accuracy and latency per iteration)" in printed.out
     said = [line for line in printed.err.splitlines() if line.startswith("iteration ") and re.search(r" proposals? in ", line)]
     assert len(said) == 2
     assert re.search(r"; at most 1 more iteration by --max-iterations, about \d+ s at this one's pace, then the final training$", said[0]), said[0]
