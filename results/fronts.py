@@ -235,7 +235,12 @@ def run_summary(run: RunResults, reference: ReferencePoint | None = None, latenc
             "best_architecture": refined.get("notation") if refined else (str(iterations["notation"].iloc[-1]) if len(iterations) else None),
             "trials_to_best": None,
             "wall_time_s": float(iterations["wall_time_s"].sum()) if len(iterations) else 0.0,
+            "time_limit_s": run.time_limit_s,
         })
+        # an iteration begun and not committed (killed, or stopped by --time-limit): its finished
+        # proposals are kept for the resume
+        begun = run.unfinished_iteration
+        common.update(dict(zip(("unfinished_iteration", "unfinished_proposals_done", "unfinished_proposals_planned"), begun or (None, None, None), strict=True)))
         # the budget is met by the table's latency (what NetAdapt prunes by), up to float rounding
         common["meets_budget"] = bool(common["best_latency_ms"] <= run.target_latency_ms * (1 + 1e-9)) if refined else None
     return common

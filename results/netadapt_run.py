@@ -103,6 +103,23 @@ class NetAdaptResults(RunBase):
         return None
 
     @property
+    def unfinished_iteration(self) -> tuple[int, int, int] | None:
+        """``(iteration, proposals finished, proposals planned)`` of an iteration begun after the
+        last committed one and not committed (killed, or stopped by --time-limit: a resume goes on
+        from its finished proposals); None if there is none."""
+        last = int(self.iterations["iteration"].max()) if len(self.iterations) else 0
+        planned: int | None = None
+        finished: set[int] = set()
+        for event in Journal(self.path / "events.jsonl").read():
+            if event.get("iteration") != last + 1:
+                continue
+            if event.get("type") == "plan":
+                planned, finished = len(event.get("proposals") or []), set()  # a newer plan replaces an older one
+            elif event.get("type") == "proposal" and planned is not None:
+                finished.add(int(event.get("index", -1)))
+        return None if planned is None else (last + 1, len(finished), planned)
+
+    @property
     def source(self) -> str:
         """What was refined: a best.json, an architecture, a reference name."""
         data = self.manifest.get("input")

@@ -150,7 +150,7 @@ def test_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert "neither a reference" in capsys.readouterr().err
 
 
-def test_resume_after_sigkill_loses_and_repeats_nothing(table: Path, reference_run: Path, tmp_path: Path) -> None:
+def test_resume_after_sigkill_loses_and_repeats_nothing(table: Path, reference_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "run"
     command = [sys.executable, "-c", "import sys; from mobilenas.netadapt.cli import main; sys.exit(main(sys.argv[1:]))"]
     environment = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -171,6 +171,11 @@ def test_resume_after_sigkill_loses_and_repeats_nothing(table: Path, reference_r
     done_before = [line["iteration"] for line in history(out)]
     assert done_before[:2] == [0, 1]
     assert not (out / "refined.json").exists()
+    assert nas_results(["show", str(out)]) == 0  # says how far the iteration under way had got
+    assert re.search(
+        rf"\n  not finished    interrupted: netadapt refine --resume {re.escape(str(out))} goes on \(iteration 2: [1-9]\d* of its \d+ proposals? done, kept\)\n",
+        capsys.readouterr().out,
+    )
 
     assert main(["refine", "--resume", str(out), "--quiet"]) == 0
 
@@ -291,12 +296,19 @@ def test_the_time_limit_stops_an_iteration_between_proposals_and_a_resume_comple
     assert [e["iteration"] for e in proposals_landed()] == [1] * first + [2] * 2
     assert nas_results(["show", str(out)]) == 0
     shown = capsys.readouterr().out
-    assert f"stopped at its time limit ({first + 2} s); netadapt refine --resume {out} goes on" in shown
+    assert f"stopped at its time limit ({first + 2} s); netadapt refine --resume {out} goes on (iteration 2: 2 of its {second} proposals done, kept)" in shown
+    assert nas_results(["show", str(out), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)["summary"]
+    assert (summary["unfinished_iteration"], summary["unfinished_proposals_done"], summary["unfinished_proposals_planned"]) == (2, 2, second)
+    assert summary["time_limit_s"] == first + 2
     assert main(["refine", "--resume", str(out), "--time-limit", "none"]) == 0
     assert f"iteration 2: resuming its {second} proposals (2 already fine-tuned)" in capsys.readouterr().err
     assert [e["iteration"] for e in proposals_landed()][: first + second] == [1] * first + [2] * second  # none of the 2 again
     assert trajectory(out) == trajectory(reference_run)
     assert json.loads((out / "refined.json").read_text())["architecture"] == json.loads((reference_run / "refined.json").read_text())["architecture"]
+    assert nas_results(["show", str(out), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)["summary"]
+    assert summary["unfinished_iteration"] is None and summary["time_limit_s"] is None and summary["meets_budget"] is True
 
 
 def test_a_time_limit_reached_before_any_iteration_finished_leaves_the_start_as_the_result(
