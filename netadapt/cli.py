@@ -571,8 +571,7 @@ def _set_time_limit(refinement: Refinement, text: str | None, began: float) -> N
     seconds = parse_time_limit_s(text) if text else None
     refinement.set_time_limit(seconds, since=began, clock=_clock)
     if seconds is not None:
-        ends = time.strftime("%H:%M:%S", time.localtime(time.time() + (refinement.time_limit.seconds_left() or 0.0)))
-        _log(f"time limit {format_time_limit(seconds)}: no iteration or proposal starts after {ends}")
+        _log(f"time limit {format_time_limit(seconds)}: no iteration or proposal starts after {refinement.time_limit.ends_at()}")
 
 
 def _note_execution(values: dict[str, Any]) -> None:

@@ -319,13 +319,14 @@ def _print_netadapt(run: Any, summary: dict[str, Any], front: Any, args: argpars
     else:
         state = " (no refined.json yet)"
     print(f"  netadapt        from {run.source}; selection {run.selection}; {counted(summary['iterations'], 'iteration')}{state}")
-    begun = run.unfinished_iteration
-    left = f" (iteration {begun[0]}: {begun[1]} of its {counted(begun[2], 'proposal')} done, kept)" if begun else ""
+    begun = summary["unfinished_iteration"]
+    left = (f" (iteration {begun}: {summary['unfinished_proposals_done']} of its {counted(summary['unfinished_proposals_planned'], 'proposal')} done, kept)"
+            if begun is not None else "")
     if not run.finished:
         print(f"  not finished    {_unfinished(run.path, 'netadapt refine --resume')}{left}")
     elif summary.get("meets_budget") is False:
         limit = run.manifest.get("settings", {}).get("max_iterations")
-        time_limit_s = run.time_limit_s  # read from the run's journal
+        time_limit_s = summary["time_limit_s"]
         if time_limit_s is not None:
             why = f"stopped at its time limit ({format_time_limit(time_limit_s)}); netadapt refine --resume {shlex.quote(str(run.path))} goes on{left}"
         elif isinstance(limit, int) and summary["iterations"] >= limit:

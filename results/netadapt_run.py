@@ -91,9 +91,14 @@ class NetAdaptResults(RunBase):
         return self.refined is None and (self.path / REFINED_JSON).is_file()
 
     @property
+    def last_iteration(self) -> int:
+        """The last iteration committed to the history (0: the start only)."""
+        return int(self.iterations["iteration"].max()) if len(self.iterations) else 0
+
+    @property
     def time_limit_s(self) -> float | None:
         """The --time-limit (seconds) that stopped the run at its last iteration; None if none did."""
-        last = int(self.iterations["iteration"].max()) if len(self.iterations) else 0
+        last = self.last_iteration
         for event in reversed(Journal(self.path / "events.jsonl").read()):
             if event.get("type") == "time_limit":
                 seconds = event.get("seconds")
@@ -107,7 +112,7 @@ class NetAdaptResults(RunBase):
         """``(iteration, proposals finished, proposals planned)`` of an iteration begun after the
         last committed one and not committed (killed, or stopped by --time-limit: a resume goes on
         from its finished proposals); None if there is none."""
-        last = int(self.iterations["iteration"].max()) if len(self.iterations) else 0
+        last = self.last_iteration
         planned: int | None = None
         finished: set[int] = set()
         for event in Journal(self.path / "events.jsonl").read():

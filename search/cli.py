@@ -717,9 +717,9 @@ def _search(argv: Sequence[str] | None, prog: str, held: contextlib.ExitStack) -
             say(f"the run is complete ({counted(len(search.trained), 'architecture')} evaluated); nothing left to evaluate (--samples N extends it)")
         else:
             _note_random_phase(config, setup.strategy_config)
-    if config["time_limit"] is not None and not search.done:
-        say(f"time limit {format_time_limit(config['time_limit'])}: nothing new is proposed after {time.strftime('%H:%M:%S', time.localtime(time.time() + config['time_limit']))}")
     search.set_time_limit(config["time_limit"])
+    if config["time_limit"] is not None and not search.done:
+        say(f"time limit {format_time_limit(config['time_limit'])}: nothing new is proposed after {search.time_limit.ends_at()}")
     # the bar once the resumed run has been checked (a refused --samples drew it before the error)
     bar, search.on_update = _progress_hook(config, config["samples"])
     bar.initial = bar.n = len(search.trained)  # counted, but not in the rate that the ETA comes from

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -493,4 +494,6 @@ def test_a_time_limit_passes_once_and_stays_passed() -> None:
     assert limit.reached(lambda: told.append(now[0])) and limit.seconds_left() == 0.0 and limit.left_text() == "0 (finishing)"
     now[0] = 1.0  # a clock read again later: once passed, it stays passed, and is told once
     assert limit.reached(lambda: told.append(now[0])) and told == [13.0]
-    assert not TimeLimit().reached() and TimeLimit().seconds_left() is None and TimeLimit().left_text() is None
+    assert not TimeLimit().reached() and TimeLimit().seconds_left() is None and TimeLimit().left_text() is None and TimeLimit().ends_at() is None
+    hour = TimeLimit(3600.0)  # the time of day it passes at, as the commands announce it
+    assert hour.ends_at() == time.strftime("%H:%M:%S", time.localtime(time.time() + 3600)) or hour.ends_at() == time.strftime("%H:%M:%S", time.localtime(time.time() + 3599))

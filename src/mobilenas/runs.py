@@ -172,6 +172,11 @@ class TimeLimit:
         """Until the limit (never below 0), or ``None`` without one."""
         return None if self.deadline is None else max(0.0, self.deadline - self.clock())
 
+    def ends_at(self) -> str | None:
+        """The local time the limit passes at (``HH:MM:SS``), or ``None`` without one."""
+        left = self.seconds_left()
+        return None if left is None else time.strftime("%H:%M:%S", time.localtime(time.time() + left))
+
     def left_text(self) -> str | None:
         """What a progress bar shows: ``12 min``, ``0 (finishing)`` once passed; ``None`` without a limit."""
         left = self.seconds_left()
