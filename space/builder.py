@@ -14,11 +14,13 @@ the changes it made are recorded on the module as ``model.adaptation``.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 
 import torch
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from mobilenas.space.arch import Architecture, Block
 
@@ -155,6 +157,23 @@ class Network(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.stages(self.stem(x)))
+
+
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """An inference copy of ``model`` (eval mode) with the batch norm of every :class:`ConvBNAct`
+    folded into its convolution (weights scaled, a bias added), as ONNX Runtime does on export.
+
+    Its outputs equal ``model.eval()``'s to float rounding, and it runs 1.3-1.7x faster on a CPU
+    (batch norm in eval mode is a pass over every activation; ``benchmarks/train_eval_speed.md``).
+    ``model`` is left as it was. Any module works; only :class:`ConvBNAct` layers, whose forward is
+    known, are folded.
+    """
+    folded = copy.deepcopy(model).eval()
+    for module in folded.modules():
+        if isinstance(module, ConvBNAct) and isinstance(module.bn, nn.BatchNorm2d) and module.bn.running_mean is not None:
+            module.conv = fuse_conv_bn_eval(module.conv, module.bn)
+            module.bn = nn.Identity()  # type: ignore[assignment]
+    return folded
 
 
 def _init_weights(model: nn.Module) -> None:

@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from mobilenas.space import Architecture, Block, Head, Stem, architecture_cost, reference
-from mobilenas.space.builder import adapt_for_input_size, build_model
+from mobilenas.space.builder import adapt_for_input_size, build_model, fold_batchnorm
 from mobilenas.space.references import PUBLISHED_PARAMS, REFERENCES, scale_width
 
-from helpers import tiny_arch
+from helpers import randomise_batchnorm, tiny_arch
 from strategies import SPACES
 
 
@@ -207,3 +207,25 @@ def test_scale_width() -> None:
         assert new.out_channels % 8 == 0 and new.out_channels >= 0.9 * 1.4 * old.out_channels
         if old.expanded_channels:
             assert new.expanded_channels % 8 == 0 and new.expanded_channels >= 0.9 * 1.4 * old.expanded_channels
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_folding_batchnorm_keeps_the_outputs_and_leaves_the_model_alone(channels_last: bool) -> None:
+    model = build_model(reference("mobilenetv3-small"), input_size=64)
+    randomise_batchnorm(model, seed=3)  # folding the initial statistics (mean 0, var 1) would check little
+    images = torch.randn(6, 3, 64, 64)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        images = images.contiguous(memory_format=torch.channels_last)
+    model.train()
+    before = {name: value.clone() for name, value in model.state_dict().items()}
+    folded = fold_batchnorm(model)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert not folded.training
+    assert model.training and sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()) > 10
+    assert all(torch.equal(value, before[name]) for name, value in model.state_dict().items())
+    with torch.no_grad():
+        expected = model.eval()(images)
+        got = folded(images)
+    assert expected.abs().max() > 1e-2
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
