@@ -10,7 +10,10 @@ short fine-tunes) and :func:`evaluate` measures accuracy and loss.
 Deterministic: for one ``config.seed``, one data set and one thread count, two calls give the
 same weights and the same accuracy on the CPU (checked by the tests). Thread counts change
 the order of floating-point reductions, so results with 1 and 2 threads differ in the last
-digits; on a GPU, cuDNN may be nondeterministic.
+digits, as do results on another CPU model (oneDNN picks kernels by instruction set); a short
+proxy training amplifies such digits (one network of ``benchmarks/train_default_trial.md`` scored
+0.151 on one machine and 0.181 on another, with the same training code, seed and thread count).
+On a GPU, cuDNN may be nondeterministic.
 
 Safe in a worker process: nothing global changes. The thread count is set for the duration of
 the call and restored; the global torch generator is forked; the working directory is not
