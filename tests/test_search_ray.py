@@ -474,3 +474,21 @@ def test_a_network_search_names_the_most_accurate_within_the_target_and_its_kept
     assert f"most accurate within the target: #{accurate['number']}, accuracy {float(accurate['accuracy']):.4f}" in printed
     weights = run / "weights" / f"trial-{int(accurate['number']):05d}.pt"
     assert f"  its weights: {weights}\n" in printed and weights.exists()
+
+
+def test_a_network_search_with_one_worker_repeats_exactly(space_file: Path, tmp_path: Path) -> None:
+    # What the README promises of --seed: on one machine, --workers 1 gives the same trials again
+    # (the controller learns after every second result here, so its proposals depend on them).
+    table = tmp_path / "table.jsonl"
+
+    def trials(name: str, seed: str) -> list[tuple[Any, ...]]:
+        out = tmp_path / name
+        args = _network_args(space_file, out, "--samples", "5", "--workers", "1", "--seed", seed, "--no-measure", "--table", str(table),
+                             "--strategy-option", "batch_size=2")
+        assert nas_search(args) == 0
+        return [(t["number"], t["key"], t["accuracy"], t["reward"], t["info"]["seed"]) for t in _trained(out)]
+
+    first = trials("a", "2")
+    assert len(first) == 5 and len({t[1] for t in first}) > 1
+    assert trials("b", "2") == first
+    assert trials("c", "3") != first
