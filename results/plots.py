@@ -244,7 +244,7 @@ def plot_front(
     drawn = [_drawn_accuracies(run, latency, show_all) for run in group]
     if references is not None and len(references):
         drawn.append(references.loc[references["latency_ms"].notna(), "accuracy"].to_numpy(dtype=float))
-    _focus_on_the_bulk(axes, np.concatenate(drawn) if drawn else np.empty(0))
+    off_axis = _focus_on_the_bulk(axes, np.concatenate(drawn) if drawn else np.empty(0))
     if log_latency:
         axes.set_xscale("log")
     axes.set_xlabel(latency_label(group, latency))
@@ -266,6 +266,9 @@ def plot_front(
     if latency == "measured":
         handles.append(Line2D([], [], marker="o", linestyle="", markerfacecolor="none", markeredgecolor="0.3"))
         labels.append("latency from the table (not measured)")
+    if off_axis:  # a line of the legend, which finds a place clear of the points (a note in a corner did not)
+        handles.append(Line2D([], [], linestyle="", marker=""))
+        labels.append(off_axis)
     axes.legend(handles, labels, fontsize=7, loc="best", framealpha=0.85)
     if notes:
         axes.text(0.99, 0.01, "not placed: " + "; ".join(notes), transform=axes.transAxes, fontsize=6, ha="right", va="bottom", color="0.35", wrap=True)
@@ -280,29 +283,27 @@ def _drawn_accuracies(run: RunResults, latency: str, show_all: bool) -> np.ndarr
     return frame["accuracy"].to_numpy(dtype=float)
 
 
-def _focus_on_the_bulk(axes: Axes, accuracies: np.ndarray) -> None:
+def _focus_on_the_bulk(axes: Axes, accuracies: np.ndarray) -> str | None:
     """Leave out of the accuracy axis a few points far below all others (NAS-Bench-201's cells cut
     off from their output: chance accuracy at zero latency, always on the front), which would
-    squeeze everything else into the top of the figure; a note at the bottom says what is off it.
+    squeeze everything else into the top of the figure; returns what is off it, for the legend
+    (None when nothing is).
 
     A few, far below: at most 15% of the points, under a gap wider than half of all the accuracies'
     range.
     """
     values = np.sort(accuracies[np.isfinite(accuracies)])
     if len(values) < 4 or values[-1] <= values[0]:
-        return
+        return None
     gaps = np.diff(values)
     cut = int(np.argmax(gaps))  # values[: cut + 1] lie below the widest gap
     if gaps[cut] <= 0.5 * (values[-1] - values[0]) or cut + 1 > 0.15 * len(values):
-        return
+        return None
     bottom, top = float(values[cut + 1]), float(values[-1])
     margin = 0.06 * max(top - bottom, 0.01)
     axes.set_ylim(bottom - margin, top + margin)
     below = cut + 1
-    axes.text(
-        0.01, 0.01, f"off the axis: {below} point{'s' if below != 1 else ''} below, down to {values[0]:.3f}",
-        transform=axes.transAxes, fontsize=6.5, ha="left", va="bottom", color="0.35",
-    )
+    return f"off the axis: {below} point{'s' if below != 1 else ''} below, down to {values[0]:.3f}"
 
 
 def plot_comparison(
