@@ -650,3 +650,20 @@ def test_a_time_limit_ends_the_search_in_order_and_a_resume_goes_on(cells: Path,
     assert len(numbers) == len(set(numbers)) == count + 5
     assert nas_results(["show", str(out)]) == 0
     assert "not finished" not in capsys.readouterr().out
+
+
+def test_the_bar_counts_an_evaluation_as_running_from_its_submission(cells: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The bar was drawn only when a trial ended, before the next one was submitted: with two
+    # workers busy it always said running=1 (here, with one evaluation at a time: running=0).
+    import io
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    args = [a for a in _args(cells, tmp_path / "run", "--samples", "5", "--strategy", "random") if a != "--quiet"]
+    assert nas_search(args) == 0
+    frames = [frame for frame in terminal.getvalue().replace("\r", "\n").splitlines() if frame.startswith("search:")]
+    assert any("running=1" in frame for frame in frames), frames
