@@ -497,3 +497,31 @@ def test_a_time_limit_passes_once_and_stays_passed() -> None:
     assert not TimeLimit().reached() and TimeLimit().seconds_left() is None and TimeLimit().left_text() is None and TimeLimit().ends_at() is None
     hour = TimeLimit(3600.0)  # the time of day it passes at, as the commands announce it
     assert hour.ends_at() == time.strftime("%H:%M:%S", time.localtime(time.time() + 3600)) or hour.ends_at() == time.strftime("%H:%M:%S", time.localtime(time.time() + 3599))
+
+
+def test_a_progress_bar_shows_on_a_terminal_that_reports_no_size() -> None:
+    # A pseudo-terminal nobody sized (0 x 0: some containers and CI runners) made tqdm hide every
+    # bar: the commands ran for minutes with no sign of progress.
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    script = "from mobilenas.cliutil import progress\nbar = progress(total=3, desc='work')\nfor _ in range(3):\n    bar.update(1)\nbar.close()\n"
+    leader, follower = pty.openpty()  # a fresh pseudo-terminal is 0 x 0
+    assert os.get_terminal_size(follower).columns == 0
+    try:
+        subprocess.run([sys.executable, "-c", script], stdin=follower, stdout=follower, stderr=follower, timeout=60, check=True)
+        os.close(follower)
+        written = b""
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # the terminal's other end is closed: all is read
+                break
+            if not chunk:
+                break
+            written += chunk
+    finally:
+        os.close(leader)
+    assert b"work: 100%" in written and b"3/3" in written, written

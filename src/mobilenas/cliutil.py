@@ -403,12 +403,24 @@ def progress(iterable: Any = None, *, total: int | None = None, desc: str = "", 
 
     # Redirected to a file or a CI log, a bar redrawn ten times a second is noise: redraw rarely.
     interactive = sys.stderr.isatty()
+    # A terminal that reports no width (a pseudo-terminal nobody sized, as some containers and CI
+    # runners give) makes tqdm count its rows as -1 and hide every bar: give it 100 x 24 instead.
+    sized = not interactive or _terminal_columns() > 0
     bar = tqdm(
-        iterable, total=total, desc=desc, disable=not enabled, unit=unit, initial=initial, dynamic_ncols=True, file=sys.stderr,
+        iterable, total=total, desc=desc, disable=not enabled, unit=unit, initial=initial, file=sys.stderr,
+        dynamic_ncols=sized, ncols=None if sized else 100, nrows=None if sized else 24,
         mininterval=0.1 if interactive else 30.0, maxinterval=10.0 if interactive else 60.0,
     )
     _open_bars.add(bar)
     return bar
+
+
+def _terminal_columns() -> int:
+    """The width of the terminal on stderr (0 when it reports none or is no terminal)."""
+    try:
+        return os.get_terminal_size(sys.stderr.fileno()).columns
+    except (OSError, ValueError, AttributeError):
+        return 0
 
 
 def _close_progress_bars() -> None:
