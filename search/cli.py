@@ -449,9 +449,10 @@ def _manifest(setup: Setup) -> dict[str, Any]:
 
 def _progress_hook(config: dict[str, Any], total: int) -> tuple[Any, Any]:
     bar = progress(total=total, desc="search", enabled=not config["quiet"], unit="arch")
-    redrawn = [0.0]  # when the postfix alone was last drawn
+    redrawn = 0.0  # when the postfix alone was last drawn
 
     def update(search: Any) -> None:
+        nonlocal redrawn
         done = search.trained_count
         bar.total = search.samples
         best = search.best
@@ -467,11 +468,11 @@ def _progress_hook(config: dict[str, Any], total: int) -> tuple[Any, Any]:
         bar.set_postfix(postfix, refresh=False)
         if done > bar.n:
             bar.update(done - bar.n)
-        elif not bar.disable and time.monotonic() - redrawn[0] >= bar.mininterval:
+        elif not bar.disable and time.monotonic() - redrawn >= bar.mininterval:
             # A new submission changes only the postfix; drawn only when a trial ended, the bar would
             # always show one training fewer than run (the one that just ended, not yet replaced).
             bar.refresh()
-            redrawn[0] = time.monotonic()
+            redrawn = time.monotonic()
 
     return bar, update
 
