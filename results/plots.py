@@ -551,7 +551,9 @@ def plot_netadapt_progress(run: NetAdaptResults) -> Figure:
     latency_axes.set_xlabel("iteration (0 = the starting network)")
     latency_axes.grid(alpha=0.3)
     latency_axes.legend(fontsize=7)
-    latency_axes.xaxis.get_major_locator().set_params(integer=True)
+    first, last = int(frame["iteration"].min()), int(frame["iteration"].max())
+    latency_axes.set_xlim(first - 0.5, last + 0.5)  # at least one iteration wide: ticks at -0.04, -0.02, ... for one
+    latency_axes.xaxis.get_major_locator().set_params(integer=True, min_n_ticks=1)  # one iteration: one tick
     return figure
 
 

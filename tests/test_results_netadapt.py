@@ -257,3 +257,20 @@ def test_netadapt_notebook_runs(run_dir: Path, tmp_path: Path) -> None:
     for name in written:
         with Image.open(tmp_path / "figures" / name) as image:
             assert image.width > 500
+
+
+def test_the_progress_figure_counts_iterations_in_whole_numbers_even_with_one(run_dir: Path) -> None:
+    # A run stopped by its time limit before any iteration finished has only iteration 0: its axis
+    # was ticked at -0.04, -0.02, 0.00, ...
+    import dataclasses
+
+    from mobilenas.results import plots
+
+    run = load_run(run_dir)
+    assert isinstance(run, NetAdaptResults)
+    for rows in (run.iterations.iloc[:1], run.iterations):
+        axes = plots.plot_netadapt_progress(dataclasses.replace(run, iterations=rows)).axes[1]
+        low, high = axes.get_xlim()
+        ticks = [t for t in axes.get_xticks() if low <= t <= high]
+        assert ticks and all(float(t).is_integer() for t in ticks), ticks
+        assert low < rows["iteration"].min() and high > rows["iteration"].max()
