@@ -28,13 +28,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from mobilenas.results.common import RunBase, number_or_nan, read_json_object
-from mobilenas.runs import Journal
+from mobilenas.runs import EVENTS, Journal
 
 KIND = "netadapt"
 HISTORY = "history.jsonl"
@@ -95,11 +96,16 @@ class NetAdaptResults(RunBase):
         """The last iteration committed to the history (0: the start only)."""
         return int(self.iterations["iteration"].max()) if len(self.iterations) else 0
 
+    @cached_property
+    def _events(self) -> list[dict]:
+        """The run's event log, read once for the properties below (a run is read anew to see more)."""
+        return Journal(self.path / EVENTS).read()
+
     @property
     def time_limit_s(self) -> float | None:
         """The --time-limit (seconds) that stopped the run at its last iteration; None if none did."""
         last = self.last_iteration
-        for event in reversed(Journal(self.path / "events.jsonl").read()):
+        for event in reversed(self._events):
             if event.get("type") == "time_limit":
                 seconds = event.get("seconds")
                 if event.get("iteration") != last:
@@ -115,7 +121,7 @@ class NetAdaptResults(RunBase):
         last = self.last_iteration
         planned: int | None = None
         finished: set[int] = set()
-        for event in Journal(self.path / "events.jsonl").read():
+        for event in self._events:
             if event.get("iteration") != last + 1:
                 continue
             if event.get("type") == "plan":
