@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 import tomllib
+from _common import stem_file
 
 HERE = Path(__file__).parent
 TABLE = HERE.parent.parent / "shared" / "data" / "nb201" / "nb201_cifar10_dev.csv.gz"
@@ -134,9 +135,8 @@ def main() -> None:
         last = next(r for r in rows if r["strategy"] == strategy and r["samples"] == sizes[-1])
         ratio = last["ms_per_proposal"] / first["ms_per_proposal"]
         lines.append(f"- {strategy}: {sizes[-1]} samples / {sizes[0]} samples = {ratio:.2f}: {'met' if ratio <= 2 else 'NOT met'}")
-    stem = args.out.with_suffix("") if args.out.suffix in (".md", ".json") else args.out  # a stem kept whole: x.run2 -> x.run2.md
-    (stem.parent / (stem.name + ".md")).write_text("\n".join(lines) + "\n")
-    (stem.parent / (stem.name + ".json")).write_text(json.dumps(rows, indent=2) + "\n")
+    stem_file(args.out, ".md").write_text("\n".join(lines) + "\n")
+    stem_file(args.out, ".json").write_text(json.dumps(rows, indent=2) + "\n")
     print("\n".join(lines))
 
 

@@ -46,6 +46,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np
 import torch
+from _common import stem_file
 
 from mobilenas.cliutil import ArgumentParser, positive_int, progress, run_main
 from mobilenas.runs import Journal, atomic_write_json, atomic_write_text
@@ -457,15 +458,6 @@ TUNING_PPO5: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("ppo", ("tanh_constant=1.5",)),
     ("ppo", ("tanh_constant=1.25",)),
 )
-
-
-def stem_file(stem: Path, suffix: str) -> Path:
-    """STEM + suffix, the stem kept whole (``strategies_nb201.seeds20-39`` -> ``...seeds20-39.md``;
-    ``Path.with_suffix`` would have written ``strategies_nb201.md``); a stem given with its ``.md``
-    is taken without it."""
-    if stem.suffix in (".md", ".json", ".png"):
-        stem = stem.with_suffix("")
-    return stem.parent / (stem.name + suffix)
 
 
 TUNING_GRIDS = {

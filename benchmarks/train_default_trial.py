@@ -22,7 +22,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np
-from _train_common import write_report
+from _common import write_report
 
 from mobilenas.runs import environment
 from mobilenas.space import mobilenetv3_space

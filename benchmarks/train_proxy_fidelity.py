@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from _train_common import write_report
+from _common import write_report
 
 HERE = Path(__file__).resolve().parent
 # Candidate proxy budgets in training images (batch 32), and the reference budget: 5x the middle one.

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _train_common import write_report
+from _common import write_report
 
 HERE = Path(__file__).resolve().parent
 BUDGETS = (10, 20, 40)  # steps of 32 images

@@ -28,7 +28,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np
 import torch
-from _train_common import write_report
+from _common import write_report
 from torch import nn
 
 from mobilenas.runs import environment
