@@ -292,11 +292,24 @@ def resolve_input(spec: str, weights: str | None) -> StartingNetwork:
     arch = load_architecture(str(path) if is_file else text)
     chosen = weights or named_weights
     state = None
+    if weights is not None and not Path(weights).expanduser().is_file():
+        raise ValueError(f"no weights file at {weights}; {_missing_weights_hint(path if is_file else None, Path(weights).expanduser(), named_weights)}")
     if chosen is not None:
         if weights is None and not Path(chosen).is_file():
             raise ValueError(f"{path} names weights {chosen} that do not exist; give --weights FILE (or none to train from scratch)")
         state = load_weights(chosen)
     return StartingNetwork(arch, state, chosen, text)
+
+
+def _missing_weights_hint(input_file: Path | None, weights: Path, named: str | None) -> str:
+    """How to get the --weights that are missing: nas-train writes ``STEM.DATASET.pt`` beside a
+    ``STEM.json`` (the file nas-search's "next:" line names), so that one is made by training first."""
+    instead = f"leave --weights out to start from the weights the input names ({named})" if named else "leave --weights out to train the input from scratch first"
+    if input_file is not None and input_file.suffix == ".json" and weights.name.startswith(f"{input_file.stem}.") and weights.suffix == ".pt":
+        dataset = weights.name[len(input_file.stem) + 1 : -len(".pt")]
+        option = f" --dataset {dataset}" if dataset not in ("", "synthetic") and "." not in dataset else ""
+        return f"nas-train {shlex.quote(str(input_file))}{option} writes it (train first), or {instead}"
+    return f"give an existing file, or {instead}"
 
 
 def proxy_training(spec: str) -> tuple[int, int] | None:

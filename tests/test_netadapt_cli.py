@@ -53,6 +53,15 @@ def test_resolve_input_forms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     (tmp_path / "sub" / "gone.json").write_text(json.dumps({"architecture": arch.to_dict(), "weights": "missing.pt"}))
     with pytest.raises(ValueError, match=r"names weights .* that do not exist"):
         resolve_input(str(tmp_path / "sub" / "gone.json"), None)
+    # --weights naming what nas-train would write beside the JSON (as nas-search's "next:" line
+    # does) says to train first, with the data set the name carries
+    best = tmp_path / "sub" / "best.json"
+    with pytest.raises(ValueError, match=r"no weights file at .*best\.cifar10\.pt; nas-train \S*best\.json --dataset cifar10 writes it \(train first\), or leave --weights out to start from the weights the input names"):
+        resolve_input(str(best), str(tmp_path / "sub" / "best.cifar10.pt"))
+    with pytest.raises(ValueError, match=r"best\.synthetic\.pt; nas-train \S*best\.json writes it"):
+        resolve_input(str(best), str(tmp_path / "sub" / "best.synthetic.pt"))
+    with pytest.raises(ValueError, match=r"no weights file at \S*other\.pt; give an existing file, or leave --weights out to train the input from scratch first"):
+        resolve_input("mobilenetv2@0.5", str(tmp_path / "other.pt"))
 
 
 def test_weights_files(tmp_path: Path) -> None:
