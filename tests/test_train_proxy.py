@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -146,3 +147,15 @@ def test_config_validation_and_schedule() -> None:
     assert rates[0] == pytest.approx(0.1) and rates[9] == pytest.approx(1.0)
     assert all(a >= b for a, b in itertools.pairwise(rates[9:]))  # cosine decays monotonically
     assert rates[-1] < 0.01
+
+
+def test_progress_bar_shows_the_mean_loss(small_data, capsys: pytest.CaptureFixture[str]) -> None:
+    # The bar's `loss` is the mean of the steps so far, so its last figure is the train_loss the
+    # result records (one step's loss, shown before, jumps from batch to batch)
+    torch.manual_seed(0)
+    model = build_model(prepare_architecture(tiny_arch(), small_data)[0], input_size=small_data.input_size)
+    steps: list[float] = []
+    result = train_model(model, small_data, SMALL, steps=6, progress=True, on_step=lambda step, loss: steps.append(loss))
+    shown = re.findall(r"loss=([0-9.]+)", capsys.readouterr().err)
+    assert result.ok and len(steps) == 6 and shown
+    assert shown[-1] == f"{result.train_loss:.3f}" == f"{sum(steps) / 6:.3f}" != f"{steps[-1]:.3f}"

@@ -194,6 +194,22 @@ class ModelEma:
         self.model.load_state_dict(state["model"])  # type: ignore[arg-type]
 
 
+class MeanLoss:
+    """The mean of the step losses so far, as a progress bar's ``loss``: one step's loss jumps
+    from batch to batch, and the mean at the end is what the run records as its ``train_loss``
+    (an epoch's, for a full training), so the bar's last figure and the record agree."""
+
+    def __init__(self) -> None:
+        self.total = 0.0
+        self.count = 0
+
+    def add(self, loss: float) -> float:
+        """Count ``loss`` and return the mean so far."""
+        self.total += loss
+        self.count += 1
+        return self.total / self.count
+
+
 @dataclass(frozen=True)
 class StepsOutcome:
     """What :func:`run_steps` did: the last step done, images, mean loss, time."""

@@ -227,10 +227,11 @@ def train_full(
                 from mobilenas.cliutil import progress as progress_bar
 
                 bar = progress_bar(total=per_epoch, desc=f"epoch {epoch + 1}/{config.epochs}", unit="step")
+                mean = engine.MeanLoss()
 
-                def on_step(step: int, loss: float, bar: Any = bar) -> None:
+                def on_step(step: int, loss: float, bar: Any = bar, mean: engine.MeanLoss = mean) -> None:
                     bar.update(1)
-                    bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+                    bar.set_postfix(loss=f"{mean.add(loss):.3f}", refresh=False)
 
             try:
                 outcome = engine.run_steps(

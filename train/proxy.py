@@ -276,11 +276,12 @@ def train_model(
             from mobilenas.cliutil import progress as progress_bar
 
             bar = progress_bar(total=total, desc="training", unit="step")
+            mean = engine.MeanLoss()
 
             def hook(step: int, loss: float) -> None:
                 assert bar is not None
                 bar.update(1)
-                bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+                bar.set_postfix(loss=f"{mean.add(loss):.3f}", refresh=False)
                 if on_step is not None:
                     on_step(step, loss)
 
