@@ -290,10 +290,12 @@ def resolve_input(spec: str, weights: str | None) -> StartingNetwork:
             named = result_weights(str(path))
             named_weights = None if named is None else str(named)
     arch = load_architecture(str(path) if is_file else text)
+    if weights is not None:
+        weights = str(Path(weights).expanduser())
+        if not Path(weights).is_file():
+            raise ValueError(f"no weights file at {weights}; {_missing_weights_hint(path if is_file else None, Path(weights), named_weights)}")
     chosen = weights or named_weights
     state = None
-    if weights is not None and not Path(weights).expanduser().is_file():
-        raise ValueError(f"no weights file at {weights}; {_missing_weights_hint(path if is_file else None, Path(weights).expanduser(), named_weights)}")
     if chosen is not None:
         if weights is None and not Path(chosen).is_file():
             raise ValueError(f"{path} names weights {chosen} that do not exist; give --weights FILE (or none to train from scratch)")

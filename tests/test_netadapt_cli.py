@@ -49,6 +49,8 @@ def test_resolve_input_forms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     no_weights.write_text(arch.to_json())
     assert resolve_input(str(no_weights), None).weights is None
     assert resolve_input(arch.to_notation(), str(tmp_path / "sub" / "w.pt")).weights is not None
+    monkeypatch.setenv("HOME", str(tmp_path / "sub"))  # --weights ~/w.pt, quoted so that no shell expanded it
+    assert resolve_input(arch.to_notation(), "~/w.pt").weights_path == str(tmp_path / "sub" / "w.pt")
     assert resolve_input("mobilenetv2@0.5", None).arch.stem.out_channels == 16
     (tmp_path / "sub" / "gone.json").write_text(json.dumps({"architecture": arch.to_dict(), "weights": "missing.pt"}))
     with pytest.raises(ValueError, match=r"names weights .* that do not exist"):
