@@ -254,3 +254,34 @@ def test_umbrella_command_dispatches(tmp_path: Path) -> None:
         [sys.executable, "-m", "mobilenas.cli", "train", "--help"], capture_output=True, text=True, check=False,
     )
     assert completed.returncode == 0 and "mobilenas train" in completed.stdout and "--resume" in completed.stdout
+
+
+def test_epoch_bars_show_the_mean_loss_of_the_epoch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Mid-epoch the bar showed the last step's loss and at the epoch's end the epoch's mean, so
+    # the figure jumped; now every figure is the mean so far and the last one mid-epoch is what
+    # the epoch records as its train_loss. The bars are recorded, not drawn.
+    import mobilenas.cliutil
+    from mobilenas.train import FullTrainConfig, TrainOutputs, train_full
+
+    shown: list[list[str]] = []
+
+    class Bar:
+        def __init__(self, **kwargs: object) -> None:
+            shown.append([])
+
+        def update(self, n: int) -> None:
+            pass
+
+        def set_postfix(self, refresh: bool = True, **values: str) -> None:
+            shown[-1].append(values["loss"])
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(mobilenas.cliutil, "progress", Bar)
+    data = load_dataset("synthetic", train_size=160, val_size=32, test_size=32, image_size=16)
+    result = train_full(tiny_arch(), data, FullTrainConfig(epochs=2, batch_size=32, threads=1), TrainOutputs.at(tmp_path, "net.synthetic"), progress=True)
+    assert len(shown) == 2
+    for figures, record in zip(shown, result.metrics["history"], strict=True):
+        assert len(figures) == 5 + 1  # a figure per step (5 of 32 images), then the epoch's summary
+        assert figures[-2] == figures[-1] == f"{record['train_loss']:.3f}"
