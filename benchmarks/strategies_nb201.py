@@ -48,7 +48,7 @@ import numpy as np
 import torch
 from _common import stem_file
 
-from mobilenas.cliutil import ArgumentParser, positive_int, progress, run_main
+from mobilenas.cliutil import ArgumentParser, positive_float, positive_int, progress, run_main
 from mobilenas.runs import Journal, atomic_write_json, atomic_write_text
 from mobilenas.search.base import Observation, recorded_strategy_name, short_strategy_name
 from mobilenas.search.rewards import RewardSpec
@@ -62,7 +62,7 @@ from mobilenas.search.strategies import (
     strategy_class,
 )
 from mobilenas.search.tabular import TabularEvaluator
-from mobilenas.search.wrappers import Deduplicate, SearchStopped
+from mobilenas.search.wrappers import Deduplicate, LatencyFilter, SearchStopped
 from mobilenas.space.nb201 import nb201_space
 
 HERE = Path(__file__).resolve().parent
@@ -85,10 +85,17 @@ class Cell:
     optimum_final: float  # test_acc_200ep of the best val_acc_12ep (the reward's optimum) within the target
 
 
-def run_one(evaluator: TabularEvaluator, cell: Cell, strategy_name: str, config: Any, reward: RewardSpec, seed: int, queries: int) -> dict[str, Any]:
-    """One search; returns the run's record (everything the tables and plots need)."""
+def run_one(evaluator: TabularEvaluator, cell: Cell, strategy_name: str, config: Any, reward: RewardSpec, seed: int, queries: int, max_latency_ratio: float | None = None) -> dict[str, Any]:
+    """One search; returns the run's record (everything the tables and plots need).
+
+    ``max_latency_ratio``: wrap the strategy in nas-search's latency filter (``--max-latency-ratio``):
+    a proposal over that many times the target is rejected before its look-up (no query) and
+    told the reward of accuracy 0, which is 0 for MnasNet's rewards.
+    """
     space = nb201_space()
-    strategy = make_strategy(strategy_name, [len(d.options) for d in space.decisions], seed, config)
+    strategy: Any = make_strategy(strategy_name, [len(d.options) for d in space.decisions], seed, config)
+    if max_latency_ratio is not None:
+        strategy = LatencyFilter(strategy, lambda indices: evaluator.latency_ms(space.decode(indices)), max_latency_ratio * cell.target_latency_ms, penalty=0.0)
     search = Deduplicate(strategy, space.decode, max_consecutive_duplicates=MAX_CONSECUTIVE_DUPLICATES)
     evaluated: list[tuple[str, float, float, float]] = []  # arch, reward, latency, final
     trajectory: dict[int, float] = {}
@@ -131,7 +138,8 @@ def run_one(evaluator: TabularEvaluator, cell: Cell, strategy_name: str, config:
         "seed": seed,
         "target_latency_ms": cell.target_latency_ms,
         "queries": len(evaluated),
-        "proposals": search.counts.get("duplicate", 0) + asked,
+        "proposals": search.counts.get("duplicate", 0) + search.counts.get("rejected", 0) + asked,
+        "rejected": search.counts.get("rejected", 0),
         "converged": converged,
         "choice": None if choice is None else choice[0],
         "choice_final": None if choice is None else choice[3],
@@ -147,10 +155,12 @@ def run_one(evaluator: TabularEvaluator, cell: Cell, strategy_name: str, config:
 OPTIONS_ADDED_LATER = {"ppo": {"risk_seeking": None, "learn_from_repeats": True}}
 
 
-def cache_key(strategy: str, config: Any, reward: RewardSpec, queries: int, data_fingerprint: str) -> str:
+def cache_key(strategy: str, config: Any, reward: RewardSpec, queries: int, data_fingerprint: str, max_latency_ratio: float | None = None) -> str:
     later = OPTIONS_ADDED_LATER.get(strategy, {})
     options = {k: v for k, v in config_to_dict(config).items() if not (k in later and v == later[k])}
     fields = {"v": BENCHMARK_VERSION, "strategy": strategy, "config": options, "reward": reward.to_dict(), "queries": queries, "data": data_fingerprint, "dup": MAX_CONSECUTIVE_DUPLICATES}
+    if max_latency_ratio is not None:  # only then: the runs cached before the filter keep their keys
+        fields["max_latency_ratio"] = max_latency_ratio
     if is_plugin(strategy):  # a strategy of one's own changes as its author edits it: its code is part of the key
         fields["code"] = code_fingerprint(strategy)
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
@@ -221,7 +231,13 @@ def render(summary: dict[str, Any], cells: Sequence[Cell], meta: dict[str, Any])
         "re-proposing a known architecture is answered from memory and costs no query; a run also ends if 1000 proposals in a row are known). "
         "*Regret*: best `test_acc_200ep` within the target minus `test_acc_200ep` of the run's choice (the highest-reward evaluated architecture "
         "within the target), in percentage points, mean +- seed-to-seed standard deviation. *Meets*: share of runs whose highest-reward "
-        "architecture overall is within the target.",
+        "architecture overall is within the target."
+        + (
+            f" **Latency filter** (nas-search's `--max-latency-ratio {meta['max_latency_ratio']:g}`): a proposal over {meta['max_latency_ratio']:g} x the target "
+            "by the table is rejected before its look-up (no query) and told the reward 0, so every query is within "
+            f"{meta['max_latency_ratio']:g} x the target."
+            if meta.get("max_latency_ratio") is not None else ""
+        ),
         "",
         "Strategy options: " + "; ".join(f"`{n}` {json.dumps(meta['configs'][n])}" for n in names),
         "",
@@ -350,7 +366,10 @@ class Entry:
     config: Any
 
 
-def run_all(entries: Sequence[Entry], cells: Sequence[Cell], seeds: Sequence[int], reward: RewardSpec, queries: int, cache: Path, evaluators: dict[str, TabularEvaluator], shard: tuple[int, int] = (0, 1)) -> dict[str, list[dict[str, Any]]] | None:
+def run_all(
+    entries: Sequence[Entry], cells: Sequence[Cell], seeds: Sequence[int], reward: RewardSpec, queries: int, cache: Path,
+    evaluators: dict[str, TabularEvaluator], shard: tuple[int, int] = (0, 1), max_latency_ratio: float | None = None,
+) -> dict[str, list[dict[str, Any]]] | None:
     """Every (entry, cell, seed) run, from the cache where it is there; new runs are appended to it.
 
     ``shard=(k, n)`` runs only every n-th missing run starting at the k-th (to spread the work
@@ -360,7 +379,7 @@ def run_all(entries: Sequence[Entry], cells: Sequence[Cell], seeds: Sequence[int
     cache.mkdir(parents=True, exist_ok=True)
     (cache / ".gitignore").write_text("*\n")
     fingerprint = next(iter(evaluators.values())).fingerprint()
-    journals = {e.label: Journal(cache / f"{cache_stem(e.strategy)}-{cache_key(e.strategy, e.config, reward, queries, fingerprint)}.jsonl") for e in entries}
+    journals = {e.label: Journal(cache / f"{cache_stem(e.strategy)}-{cache_key(e.strategy, e.config, reward, queries, fingerprint, max_latency_ratio)}.jsonl") for e in entries}
     done: dict[tuple[str, str, float, int], dict[str, Any]] = {}
     for label, journal in journals.items():
         for record in journal.read():
@@ -369,7 +388,7 @@ def run_all(entries: Sequence[Entry], cells: Sequence[Cell], seeds: Sequence[int
     print(f"{sum(1 for e in entries for c in cells for s in seeds) - len(todo)} runs cached, {len(todo)} to run", file=sys.stderr)
     mine = todo[shard[0]::shard[1]]
     for entry, cell, seed in progress(mine, desc="runs", unit="run"):
-        record = run_one(evaluators[cell.column], cell, entry.strategy, entry.config, reward, seed, queries)
+        record = run_one(evaluators[cell.column], cell, entry.strategy, entry.config, reward, seed, queries, max_latency_ratio)
         journals[entry.label].append(record)
         done[(entry.label, cell.column, cell.quantile, seed)] = record
     if len(mine) < len(todo):
@@ -512,6 +531,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--first-seed", type=int, default=0, help="the first seed (default: %(default)s; the tuning grids use their own seeds)")
     parser.add_argument("--queries", type=positive_int, default=300, metavar="N", help="distinct architectures looked up per run (default: %(default)s)")
     parser.add_argument("--reward", choices=("hard", "soft"), default="hard", help="MnasNet's reward on the 12-epoch accuracy and the latency (default: %(default)s)")
+    parser.add_argument("--max-latency-ratio", type=positive_float, default=None, metavar="R", help="nas-search's latency filter: reject proposals over R x target before their look-up (no query; told reward 0) (default: no filter)")
     parser.add_argument("--option", action="append", default=[], metavar="STRATEGY.KEY=VALUE", help="override a strategy option, e.g. ppo.learning_rate=0.02")
     parser.add_argument("--tune", nargs="?", const="defaults", choices=sorted(TUNING_GRIDS), help="run a tuning grid on its tuning seeds (never the reported ones): `defaults` (every strategy; writes STEM.tuning.md), `ppo`, `ppo2`, `ppo3`, `ppo4` or `ppo5` (the controller; STEM.tuning-ppo.md, -ppo2.md ... -ppo5.md)")
     parser.add_argument("--shard", default="0/1", metavar="K/N", help="run only the K-th of every N missing runs (start N processes with K = 0..N-1 to use N cores, then once more without --shard to write the tables)")
@@ -571,7 +591,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             cells.append(Cell(column, quantile, target, best.final_accuracy, optimum.final_accuracy))
 
     started = time.perf_counter()
-    records = run_all(entries, cells, seeds, reward, args.queries, args.cache, evaluators, (k, n))
+    records = run_all(entries, cells, seeds, reward, args.queries, args.cache, evaluators, (k, n), args.max_latency_ratio)
     if records is None:
         print(f"shard {k}/{n} done; run again without --shard to write the tables", file=sys.stderr)
         return 0
@@ -580,7 +600,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = ("python benchmarks/strategies_nb201.py " + " ".join(sys.argv[1:] if argv is None else argv)).strip()
     meta = {
         "command": command, "data": args.data.name, "rows": len(next(iter(evaluators.values()))), "reward": reward.describe(),
-        "seeds": seeds, "queries": args.queries, "configs": {e.label: config_to_dict(e.config) for e in entries},
+        "seeds": seeds, "queries": args.queries, "max_latency_ratio": args.max_latency_ratio, "configs": {e.label: config_to_dict(e.config) for e in entries},
         "wall_time_min": total_wall_min, "this_session_s": time.perf_counter() - started,
     }
     if args.tune:

@@ -187,3 +187,29 @@ def test_missing_file_unreadable_file_and_unknown_architecture(tmp_path: Path, t
     unknown = "|avg_pool_3x3~0|+|none~0|none~1|"
     with pytest.raises(ValueError, match=r"architecture '\|avg_pool_3x3~0\|\+\|none~0\|none~1\|' is not in tiny.csv.gz \(27 architectures\); check that the search space matches the table"):
         evaluator.evaluate(unknown)
+
+
+def test_benchmark_one_with_the_latency_filter(cells: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """benchmarks/strategies_nb201.py --max-latency-ratio: proposals over the limit are rejected
+    before their look-up (no query), so every query and the run's top reward are within the target;
+    the runs cached without the filter keep their cache key."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import strategies_nb201 as bench
+
+    from mobilenas.search.rewards import RewardSpec
+    from mobilenas.search.strategies import parse_options
+
+    evaluator = TabularEvaluator(cells, latency_column="latency_ms_toy")
+    target = evaluator.latency_quantile(0.25)
+    best = evaluator.best_feasible(target)
+    assert best is not None and best.final_accuracy is not None
+    cell = bench.Cell("latency_ms_toy", 0.25, target, best.final_accuracy, best.final_accuracy)
+    reward, config = RewardSpec.from_options("hard"), parse_options("random", [])
+    plain = bench.run_one(evaluator, cell, "random", config, reward, 0, 40)
+    filtered = bench.run_one(evaluator, cell, "random", config, reward, 0, 40, max_latency_ratio=1.0)
+    assert plain["rejected"] == 0 and plain["proposals"] == 40
+    assert filtered["queries"] == 40 and filtered["rejected"] > 40  # 3 of 4 architectures are over a q25 target
+    assert filtered["proposals"] == filtered["rejected"] + 40 and filtered["top_reward_meets_target"]
+    fingerprint = evaluator.fingerprint()
+    assert bench.cache_key("random", config, reward, 40, fingerprint) == bench.cache_key("random", config, reward, 40, fingerprint, None)
+    assert bench.cache_key("random", config, reward, 40, fingerprint, 1.0) != bench.cache_key("random", config, reward, 40, fingerprint)
