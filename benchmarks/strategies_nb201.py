@@ -541,6 +541,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     torch.set_num_threads(1)
+    if args.max_latency_ratio is not None:
+        if args.tune:
+            parser.error("--tune runs the benchmark as reported, without a latency filter: leave --max-latency-ratio out")
+        if args.out == HERE / "strategies_nb201" and not args.no_write:
+            parser.error("give --out STEM (or --no-write) with --max-latency-ratio: the default writes the committed results, which have no latency filter")
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     for position, name in enumerate(strategies):
         if is_plugin(name):

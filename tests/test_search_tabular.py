@@ -213,3 +213,8 @@ def test_benchmark_one_with_the_latency_filter(cells: Path, monkeypatch: pytest.
     fingerprint = evaluator.fingerprint()
     assert bench.cache_key("random", config, reward, 40, fingerprint) == bench.cache_key("random", config, reward, 40, fingerprint, None)
     assert bench.cache_key("random", config, reward, 40, fingerprint, 1.0) != bench.cache_key("random", config, reward, 40, fingerprint)
+    # the default output is the committed report, which has no filter; nor have the tuning grids
+    for extra in ([], ["--tune", "ppo5"]):
+        with pytest.raises(SystemExit) as refused:
+            bench.main(["--data", str(cells), "--columns", "latency_ms_toy", "--max-latency-ratio", "1", *extra])
+        assert refused.value.code == 2
