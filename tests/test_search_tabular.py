@@ -189,7 +189,7 @@ def test_missing_file_unreadable_file_and_unknown_architecture(tmp_path: Path, t
         evaluator.evaluate(unknown)
 
 
-def test_benchmark_one_with_the_latency_filter(cells: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_benchmark_one_with_the_latency_filter(cells: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     """benchmarks/strategies_nb201.py --max-latency-ratio: proposals over the limit are rejected
     before their look-up (no query), so every query and the run's top reward are within the target;
     the runs cached without the filter keep their cache key."""
@@ -214,7 +214,7 @@ def test_benchmark_one_with_the_latency_filter(cells: Path, monkeypatch: pytest.
     assert bench.cache_key("random", config, reward, 40, fingerprint) == bench.cache_key("random", config, reward, 40, fingerprint, None)
     assert bench.cache_key("random", config, reward, 40, fingerprint, 1.0) != bench.cache_key("random", config, reward, 40, fingerprint)
     # the default output is the committed report, which has no filter; nor have the tuning grids
-    for extra in ([], ["--tune", "ppo5"]):
+    for extra, message in (([], "give --out STEM (or --no-write) with --max-latency-ratio"), (["--tune", "ppo5"], "leave --max-latency-ratio out")):
         with pytest.raises(SystemExit) as refused:
             bench.main(["--data", str(cells), "--columns", "latency_ms_toy", "--max-latency-ratio", "1", *extra])
-        assert refused.value.code == 2
+        assert refused.value.code == 2 and message in capsys.readouterr().err
