@@ -289,6 +289,12 @@ def render(summary: dict[str, Any], cells: Sequence[Cell], meta: dict[str, Any])
             + "; ".join(f"{name} {value:.2f} pp: {'met' if gap > value else 'NOT met'}" for name, value in readings)
             + ". The strictest reading decides here."
         )
+        lines.append(
+            f"- how sure each verdict is (the {len(summary['ppo']['per_seed_overall_pp'])} seeds resampled with their PPO and random runs paired, "
+            f"{BOOTSTRAP_DRAWS} bootstrap draws): margin = (random - ppo) - std on these seeds [5%, 95% quantiles over the draws], and the share of draws in which it is met: "
+            + "; ".join(f"{name.split(' (')[0]} {m['margin_pp']:+.2f} [{m['low_pp']:+.2f}, {m['high_pp']:+.2f}] pp, met in {m['met_share']:.0%}" for name, m in _margin_bootstrap(summary).items())
+            + "."
+        )
         lines += [
             "",
             "The same overall comparison after fewer queries (each run's choice at that point; same runs):",
@@ -315,6 +321,39 @@ def _overall_gap(summary: dict[str, Any], a: str, b: str) -> tuple[float, float]
     gap = summary[b]["overall_regret_mean_pp"] - summary[a]["overall_regret_mean_pp"]
     error = ((summary[a]["overall_regret_std_pp"] ** 2 + summary[b]["overall_regret_std_pp"] ** 2) / n) ** 0.5
     return gap, error
+
+
+BOOTSTRAP_DRAWS = 10000
+
+
+def _margin_bootstrap(summary: dict[str, Any], draws: int = BOOTSTRAP_DRAWS, seed: int = 0) -> dict[str, dict[str, float]]:
+    """How sure the target's verdict is under each reading of "the seed-to-seed standard deviation".
+
+    The seeds are resampled with replacement, each seed's PPO and random runs together (they share
+    the seed, so the pairing is kept); each draw recomputes the overall gap (random - ppo) and the
+    standard deviations, and the margin gap - std. Returns, per reading (PPO's own std, pooled, the
+    larger of the two), the margin on the data itself, its 5% and 95% quantiles over the draws and
+    the share of draws in which the margin is positive. Fixed ``seed``: the report is reproducible.
+    """
+    ppo = np.asarray(summary["ppo"]["per_seed_overall_pp"], dtype=float)
+    rnd = np.asarray(summary["random"]["per_seed_overall_pp"], dtype=float)
+    picks = np.random.default_rng(seed).integers(0, len(ppo), size=(draws, len(ppo)))
+
+    def margins(p: np.ndarray, r: np.ndarray) -> dict[str, np.ndarray]:
+        gap = r.mean(axis=-1) - p.mean(axis=-1)
+        sp, sr = p.std(axis=-1, ddof=1), r.std(axis=-1, ddof=1)
+        return {"PPO's own": gap - sp, "pooled": gap - np.sqrt((sp**2 + sr**2) / 2), "the larger of the two": gap - np.maximum(sp, sr)}
+
+    observed, resampled = margins(ppo, rnd), margins(ppo[picks], rnd[picks])
+    return {
+        name: {
+            "margin_pp": float(observed[name]),
+            "low_pp": float(np.quantile(resampled[name], 0.05)),
+            "high_pp": float(np.quantile(resampled[name], 0.95)),
+            "met_share": float(np.mean(resampled[name] > 0)),
+        }
+        for name in observed
+    }
 
 
 def _published_ordering(summary: dict[str, Any]) -> list[str]:
@@ -625,7 +664,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(text)
     if not args.no_write:
         atomic_write_text(stem_file(args.out, ".md"), text)
-        atomic_write_json(stem_file(args.out, ".json"), {"meta": meta, "cells": [c.__dict__ for c in cells], "summary": summary})
+        margins = {"target_margins": _margin_bootstrap(summary)} if "ppo" in summary and "random" in summary else {}
+        atomic_write_json(stem_file(args.out, ".json"), {"meta": meta, "cells": [c.__dict__ for c in cells], "summary": summary, **margins})
         plot(summary, cells, stem_file(args.out, ".png"))
     return 0
 

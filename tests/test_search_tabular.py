@@ -218,3 +218,31 @@ def test_benchmark_one_with_the_latency_filter(cells: Path, monkeypatch: pytest.
         with pytest.raises(SystemExit) as refused:
             bench.main(["--data", str(cells), "--columns", "latency_ms_toy", "--max-latency-ratio", "1", *extra])
         assert refused.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_benchmark_one_says_how_sure_its_verdict_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The margin (random - ppo) - std under each reading, with a paired bootstrap over seeds: on
+    the data itself it is the plain difference; a clear win is met in (nearly) every draw, a clear
+    miss in (nearly) none, and an edge case in some."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import strategies_nb201 as bench
+
+    rng = np.random.default_rng(3)
+    ppo = rng.normal(0.7, 0.1, size=40)
+
+    def margins(random_offset: float) -> dict[str, dict[str, float]]:
+        random = ppo + random_offset + rng.normal(0.0, 0.1, size=40)
+        summary = {"ppo": {"per_seed_overall_pp": list(ppo)}, "random": {"per_seed_overall_pp": list(random)}}
+        found = bench._margin_bootstrap(summary, draws=2000)
+        gap = random.mean() - ppo.mean()
+        larger = max(ppo.std(ddof=1), random.std(ddof=1))
+        assert found["the larger of the two"]["margin_pp"] == pytest.approx(gap - larger)
+        assert found["PPO's own"]["margin_pp"] == pytest.approx(gap - ppo.std(ddof=1))
+        for m in found.values():
+            assert m["low_pp"] < m["margin_pp"] < m["high_pp"]
+        return found
+
+    assert all(m["met_share"] > 0.99 for m in margins(0.5).values())
+    assert all(m["met_share"] < 0.01 for m in margins(0.0).values())
+    edge = margins(0.14)["the larger of the two"]
+    assert 0.02 < edge["met_share"] < 0.98
