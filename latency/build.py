@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -29,7 +28,13 @@ import numpy as np
 
 from mobilenas.latency.measure import LatencyBackend, OnnxRuntimeBackend, measure_architectures
 from mobilenas.latency.signature import OpSignature
-from mobilenas.latency.table import Correction, LookupTable, Method, MissingEntryError
+from mobilenas.latency.table import (
+    Correction,
+    LookupTable,
+    Method,
+    MissingEntryError,
+    table_name_prefix,
+)
 from mobilenas.runs import mobilenas_home
 from mobilenas.space.arch import Architecture, Block, conv_output_size, make_divisible
 from mobilenas.space.builder import adapt_for_input_size
@@ -52,8 +57,7 @@ def default_table_path(space: SearchSpace, backend: LatencyBackend | None = None
     built for the 1000-class space (entries are keyed by signature; its head is one more entry).
     """
     device = (backend or OnnxRuntimeBackend()).device()
-    name = re.sub(r"[^A-Za-z0-9._-]+", "_", space.name)
-    filename = f"{name}-{space.layout_fingerprint()[:8]}-{input_size}px-{device.runtime}-{device.threads}t-{device.fingerprint()[:8]}.jsonl"
+    filename = f"{table_name_prefix(space)}{input_size}px-{device.runtime}-{device.threads}t-{device.fingerprint()[:8]}.jsonl"
     return mobilenas_home() / "tables" / filename
 
 

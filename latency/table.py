@@ -55,6 +55,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import re
 import shlex
 import warnings
 from collections import OrderedDict
@@ -818,6 +819,8 @@ class LookupTable:
         name, fingerprint = self.header.space_name, self.header.space_fingerprint
         if not fingerprint or fingerprint in (space.layout_fingerprint(), space.fingerprint()):
             return None
+        if self.path is not None and self.path.name.startswith(table_name_prefix(space)):
+            return None  # a table made before, under its default name, which carries the layout's fingerprint
         return f"space {name}" if name != space.name else f"another definition of space {space.name}"
 
     def summary(self) -> dict[str, Any]:
@@ -840,6 +843,12 @@ class LookupTable:
             "created": self.header.created,
             "skipped_lines": self.skipped_lines,
         }
+
+
+def table_name_prefix(space: Any) -> str:
+    """How the default file name of ``space``'s tables begins (``latency.build.default_table_path``):
+    the space's name and its layout fingerprint, which leaves out the class count."""
+    return f"{re.sub(r'[^A-Za-z0-9._-]+', '_', space.name)}-{space.layout_fingerprint()[:8]}-"
 
 
 def _atomic_write_lines(path: Path, lines: list[str]) -> None:

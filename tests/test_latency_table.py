@@ -16,11 +16,12 @@ from mobilenas.latency import (
     OpSignature,
     architecture_signatures,
 )
+from mobilenas.latency.build import default_table_path
 from mobilenas.latency.table import Entry
 from mobilenas.space import Architecture, Block, Head, Stem
 from mobilenas.space.builder import adapt_for_input_size
 
-from helpers import tiny_arch
+from helpers import tiny_arch, tiny_space
 from strategies import arbitrary_architectures
 
 FAST = Method(name="in-context", cold_cache=False, warmup=1, repeats=3)
@@ -257,3 +258,16 @@ def test_end_to_end_points_can_be_dropped_for_a_refit(tmp_path) -> None:
     assert table.correction == Correction() and table.end_to_end_points() == []
     reloaded = LookupTable.load(table.path)
     assert reloaded.end_to_end_points() == [] and len(reloaded) == 4 and not reloaded.correction.fitted
+
+
+def test_a_table_made_before_layout_fingerprints_is_matched_by_its_default_name(tmp_path) -> None:
+    """Tables made before recorded the space's whole fingerprint (class count included); one
+    under its default name (which carries the layout's fingerprint) is this space's table for a
+    search with another class count, and one under another name still gets the note."""
+    space = tiny_space().for_data(10, 3)
+    default = default_table_path(space, OnnxRuntimeBackend(threads=1), input_size=32)
+    for folder, name, expected in ((tmp_path / "a", default.name, None), (tmp_path / "b", "mine.jsonl", f"another definition of space {space.name}")):
+        folder.mkdir()
+        table = LookupTable.create(folder / name, backend=OnnxRuntimeBackend(threads=1), input_size=32, space_name=space.name, space_fingerprint=space.fingerprint())
+        assert table.built_for_another(space) is None  # the same space and class count
+        assert LookupTable.load(folder / name).built_for_another(space.for_data(1000, 3)) == expected
