@@ -40,7 +40,7 @@ import pandas as pd
 from mobilenas.results.common import RunBase, read_json_object
 from mobilenas.runs import Journal
 from mobilenas.search.base import EARLY_STOPPED, short_strategy_name
-from mobilenas.search.journal import void_before
+from mobilenas.search.journal import void_before, whole_events
 
 KIND = "search"
 EVENTS = "events.jsonl"
@@ -190,7 +190,7 @@ def read_search_run(path: Path, manifest: dict[str, Any], label: str, measured_m
     ``measured_ms`` maps trial keys (architecture fingerprints) to latencies measured end to end
     (:func:`mobilenas.results.measured.known_measurements`).
     """
-    events = Journal(path / EVENTS).read()
+    events = whole_events(Journal(path / EVENTS).read())  # compact lines made whole
     best = read_json_object(path / BEST_JSON)
     strategy = _strategy_name(manifest)
     seed = manifest.get("seed")

@@ -11,7 +11,8 @@ The run directory is the single source of truth:
 ``manifest.json``   resolved configuration, versions, seed, space, latency table fingerprint
 ``events.jsonl``    append-only, fsynced: one ``proposal`` line per proposal and one ``result``
                     line per result (duplicates and latency rejections included, with their
-                    ``source``), plus ``abandoned`` lines for proposals lost to a kill before
+                    ``source``, in the compact form :mod:`mobilenas.search.journal` reads back
+                    whole), plus ``abandoned`` lines for proposals lost to a kill before
                     they were submitted (the strategy asks them again, under the same number,
                     journaled anew below that line)
 ``strategy.pt``     the strategy's state and how many journal events it reflects
@@ -58,16 +59,18 @@ from mobilenas.search.base import (
     Observation,
     Strategy,
 )
-from mobilenas.search.journal import void_before
+from mobilenas.search.journal import (
+    TRIAL_COLUMNS,
+    compact_proposal,
+    compact_result,
+    void_before,
+    whole_events,
+)
 from mobilenas.search.pareto import pareto_mask
 from mobilenas.search.rewards import RewardSpec, ZeroAccuracyPenalty
 from mobilenas.search.wrappers import SearchStopped, StrategyWrapper, WrapperEvent
 
 CHECKPOINT = "strategy.pt"
-TRIAL_COLUMNS = (
-    "number", "source", "status", "accuracy", "final_accuracy", "latency_ms", "reward", "latency_ratio",
-    "factor", "wall_time_s", "images_per_s", "duplicate_of", "key", "architecture", "error", "finished",
-)
 
 
 class Problem:
@@ -175,6 +178,7 @@ class SearchRun:
         self._logged: set[tuple[str, int, str]] = set()
         self._held: list[dict[str, Any]] = []  # journal events not written yet (see _log)
         self._resubmit: list[Submission] = []
+        self._twins: dict[int, dict[str, Any]] = {}  # number -> its trained result line, as journaled
         self._best: Trial | None = None
         self._start_counting()
         self.time_limit = TimeLimit()  # see set_time_limit
@@ -187,7 +191,7 @@ class SearchRun:
         if mark in self._logged:
             return
         self._logged.add(mark)
-        self._held.append({**event, "time": now_iso()})
+        self._held.append({**event, "time": event.get("time") or now_iso()})
         self._events_seen += 1
         if not hold:
             self._flush()
@@ -221,17 +225,21 @@ class SearchRun:
         assert observation is not None
         source = {"duplicate": "duplicate", "reused": "reused", "rejected": "rejected"}[event.kind]
         candidate = self.problem.decode(event.indices)
+        key = event.key or self.problem.key(event.indices)
         if event.kind != "reused":
-            self._log({"type": "proposal", "number": event.number, "indices": list(event.indices), "key": event.key or self.problem.key(event.indices), "source": source}, hold=True)
+            proposal = {"type": "proposal", "number": event.number, "indices": list(event.indices), "key": key, "source": source}
+            self._log(compact_proposal(proposal), hold=True)
         trial = Trial(
             number=event.number, source=source, status=observation.status, accuracy=observation.accuracy,
-            latency_ms=observation.latency_ms, reward=observation.reward, key=event.key or self.problem.key(event.indices),
+            latency_ms=observation.latency_ms, reward=observation.reward, key=key,
             architecture=self.problem.describe(candidate), duplicate_of=event.twin, finished=now_iso(),
         )
         if observation.accuracy is not None and observation.latency_ms is not None and observation.status == STATUS_OK:
             breakdown = self.reward(observation.accuracy, observation.latency_ms, self.target_latency_ms)
             trial.latency_ratio, trial.factor = breakdown.latency_ratio, breakdown.factor
-        self._log({"type": "result", **self._result_fields(trial)}, hold=True)
+        # Compact (search.journal): the journal of a converged strategy is mostly such lines.
+        twin = self._twins.get(event.twin) if event.twin is not None else None
+        self._log({"type": "result", **compact_result(self._result_fields(trial), twin), "time": trial.finished}, hold=True)
         self.trials.append(trial)
 
     @staticmethod
@@ -321,7 +329,9 @@ class SearchRun:
             error=result.error, finished=now_iso(), weights=weights if status == STATUS_OK else None,
             info={k: v for k, v in result.info.items() if isinstance(v, str | int | float | bool | type(None) | list)},
         )
-        self._log({"type": "result", **self._result_fields(trial)})
+        fields = self._result_fields(trial)
+        self._log({"type": "result", **fields})
+        self._twins[number] = fields  # what the compact lines of its duplicates leave out
         self.trials.append(trial)
         observation = Observation(reward, trial.accuracy, latency, status, {"number": number})
         self.strategy.tell(number, observation)
@@ -489,7 +499,7 @@ class SearchRun:
 
     def resume(self) -> None:
         """Restore the strategy from ``strategy.pt`` and the trials from the journal."""
-        events = self.run.events.read()
+        events = whole_events(self.run.events.read())
         self._events_seen = len(events)
         applied = 0
         checkpoint_path = self.run.path(CHECKPOINT)
@@ -545,6 +555,8 @@ class SearchRun:
                     continue
                 trial = _trial_from_event(event)
                 trials[(number, source)] = trial
+                if source == "trained":
+                    self._twins[number] = {k: v for k, v in event.items() if k not in ("type", "time")}
                 if after_checkpoint:
                     # Journaled after the checkpoint: the strategy has not been told yet.
                     self.strategy.tell(number, Observation(trial.reward, trial.accuracy, trial.latency_ms, trial.status, {"number": number}))

@@ -667,3 +667,46 @@ def test_the_bar_counts_an_evaluation_as_running_from_its_submission(cells: Path
     assert nas_search(args) == 0
     frames = [frame for frame in terminal.getvalue().replace("\r", "\n").splitlines() if frame.startswith("search:")]
     assert any("running=1" in frame for frame in frames), frames
+
+
+def _plain(value: Any) -> Any:
+    """A trials.csv cell or a DataFrame value, as one comparable value (None where empty)."""
+    if value is None or value == "" or (isinstance(value, float) and np.isnan(value)):
+        return None
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+@pytest.mark.slow
+def test_duplicates_are_journaled_compactly_and_read_back_as_trials_csv_has_them(cells: Path, tmp_path: Path) -> None:
+    # A converged strategy journals many known architectures for each new one (a 1000-sample PPO
+    # search: 51,734 duplicates beside 1000 trials, 44 MB), so their lines leave out what their
+    # twin's line holds. Read back, every result must be what trials.csv (written from the search's
+    # own trials) says, also after a resume whose duplicates have twins from before it.
+    import pandas as pd
+
+    from mobilenas.results import load_run
+    from mobilenas.search.journal import TRIAL_COLUMNS
+
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    assert nas_search(_args(cells, whole, "--samples", "150", "--strategy", "evolution", "--seed", "4")) == 0
+    assert nas_search(_args(cells, split, "--samples", "70", "--strategy", "evolution", "--seed", "4")) == 0
+    assert nas_search(["--resume", str(split), "--samples", "150", "--quiet"]) == 0
+
+    def table(run: Path) -> list[dict[str, str]]:
+        return list(csv.DictReader((run / "trials.csv").open()))
+
+    assert [{k: v for k, v in r.items() if k != "finished"} for r in table(whole)] == [{k: v for k, v in r.items() if k != "finished"} for r in table(split)]
+    for run in (whole, split):
+        rows, frame = table(run), load_run(run).trials
+        assert len(rows) == len(frame) and sum(r["source"] == "duplicate" for r in rows) > 20
+        written = sorted((tuple(_plain(r[c]) for c in TRIAL_COLUMNS if c != "finished"), _plain(pd.Timestamp(r["finished"]))) for r in rows)
+        read = sorted((tuple(_plain(v) for c, v in r.items() if c != "finished"), _plain(r["finished"])) for r in frame[list(TRIAL_COLUMNS)].to_dict("records"))
+        assert written == read
+        duplicates = [e for e in _events(run) if e.get("source") == "duplicate"]
+        assert all("key" not in e and "architecture" not in e for e in duplicates)
+        assert max(len(json.dumps(e)) for e in duplicates) < 160  # a whole duplicate result line: over 500 bytes
