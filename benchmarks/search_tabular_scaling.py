@@ -71,7 +71,9 @@ def one(strategy: str, samples: int, root: Path, table: Path, code: Path | None 
     seconds = time.perf_counter() - start
     events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines() if line.strip()]
     proposals = sum(1 for e in events if e.get("type") == "proposal")
-    return {"strategy": strategy, "samples": samples, "seconds": seconds, "proposals": proposals}
+    journal_mb = (out / "events.jsonl").stat().st_size / 1e6
+    folder_mb = sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) / 1e6
+    return {"strategy": strategy, "samples": samples, "seconds": seconds, "proposals": proposals, "journal_mb": journal_mb, "folder_mb": folder_mb}
 
 
 def main() -> None:
@@ -102,28 +104,42 @@ def main() -> None:
                 row["ms_per_proposal"] = 1000 * max(row["seconds"] - startup, 0.0) / row["proposals"]
                 if paired:
                     row["baseline_seconds"] = statistics.mean(r["seconds"] for r in theirs)
+                    row["baseline_journal_mb"] = theirs[0]["journal_mb"]
+                    row["baseline_folder_mb"] = theirs[0]["folder_mb"]
+                    row["baseline_proposals"] = theirs[0]["proposals"]
                     row["repeats"] = len(ours)
                 rows.append(row)
                 before = f"  (baseline {row['baseline_seconds']:.1f} s)" if "baseline_seconds" in row else ""
-                print(f"{strategy:10} {samples:5} samples {row['seconds']:7.1f} s  {row['proposals']:6} proposals  {row['ms_per_proposal']:.2f} ms each{before}", flush=True)
+                print(f"{strategy:10} {samples:5} samples {row['seconds']:7.1f} s  {row['proposals']:6} proposals  {row['ms_per_proposal']:.2f} ms each  "
+                      f"events.jsonl {row['journal_mb']:.1f} MB{before}", flush=True)
+    reproduce = f" --baseline {args.baseline}" if args.baseline else ""
+    if args.baseline and args.baseline_max_samples != parser.get_default("baseline_max_samples"):
+        reproduce += f" --baseline-max-samples {args.baseline_max_samples}"
+    if args.repeats != parser.get_default("repeats"):
+        reproduce += f" --repeats {args.repeats}"
     lines = [
         "# Tabular search time against its length",
         "",
-        f"Reproduce: `python benchmarks/search_tabular_scaling.py{f' --baseline {args.baseline}' if args.baseline else ''}` (under `flock /tmp/mobilenas-cpu.lock`).",
+        f"Reproduce: `python benchmarks/search_tabular_scaling.py{reproduce}` (under `flock /tmp/mobilenas-cpu.lock`).",
         "",
         f"`nas-search --space nb201 --benchmark {args.table.name} --latency-column latency_ms_raspi4 --target-latency 20ms --seed 0`, "
         "each run one command timed whole; start-up (a one-sample run of the same strategy) subtracted before dividing by the proposals "
-        "(distinct architectures looked up plus repeats answered from memory; both are journaled).",
+        "(distinct architectures looked up plus repeats answered from memory; both are journaled). "
+        "*events.jsonl* and *folder*: the size of the run's journal and of its whole folder (trials.csv, strategy.pt, ...), in MB.",
         "",
         *(
             [f"Baseline: commit {args.baseline}, the same command with its code, run in turn with ours ({args.repeats} runs of each: ours then the baseline's, then the other way round; seconds are means); speed-up = baseline seconds / ours.", ""]
             if args.baseline else []
         ),
-        "| strategy | samples | seconds | proposals | ms per proposal |" + (" baseline seconds | speed-up |" if args.baseline else ""),
-        "| --- | --- | --- | --- | --- |" + (" --- | --- |" if args.baseline else ""),
+        "| strategy | samples | seconds | proposals | ms per proposal | events.jsonl | folder |"
+        + (" baseline seconds | speed-up | baseline events.jsonl | baseline folder |" if args.baseline else ""),
+        "| --- | --- | --- | --- | --- | --- | --- |" + (" --- | --- | --- | --- |" if args.baseline else ""),
         *(
-            f"| {r['strategy']} | {r['samples']} | {r['seconds']:.1f} | {r['proposals']} | {r['ms_per_proposal']:.2f} |"
-            + ((f" {r['baseline_seconds']:.1f} | {r['baseline_seconds'] / r['seconds']:.1f}x |" if "baseline_seconds" in r else " - | - |") if args.baseline else "")
+            f"| {r['strategy']} | {r['samples']} | {r['seconds']:.1f} | {r['proposals']} | {r['ms_per_proposal']:.2f} | {r['journal_mb']:.2f} | {r['folder_mb']:.2f} |"
+            + ((
+                f" {r['baseline_seconds']:.1f} | {r['baseline_seconds'] / r['seconds']:.1f}x | {r['baseline_journal_mb']:.2f} | {r['baseline_folder_mb']:.2f} |"
+                if "baseline_seconds" in r else " - | - | - | - |"
+            ) if args.baseline else "")
             for r in rows
         ),
         "",
@@ -135,6 +151,15 @@ def main() -> None:
         last = next(r for r in rows if r["strategy"] == strategy and r["samples"] == sizes[-1])
         ratio = last["ms_per_proposal"] / first["ms_per_proposal"]
         lines.append(f"- {strategy}: {sizes[-1]} samples / {sizes[0]} samples = {ratio:.2f}: {'met' if ratio <= 2 else 'NOT met'}")
+    compared = [r for r in rows if "baseline_folder_mb" in r]
+    if compared:
+        lines += ["", "Size of the run folder against the baseline's (the same search: the proposals must be the same):", ""]
+        for r in compared:
+            lines.append(
+                f"- {r['strategy']} {r['samples']}: {r['folder_mb']:.2f} MB vs {r['baseline_folder_mb']:.2f} MB "
+                f"({r['baseline_folder_mb'] / r['folder_mb']:.1f}x smaller; events.jsonl {r['baseline_journal_mb'] / r['journal_mb']:.1f}x); "
+                + ("same proposals" if r["proposals"] == r["baseline_proposals"] else f"DIFFERENT proposals ({r['proposals']} vs {r['baseline_proposals']})")
+            )
     stem_file(args.out, ".md").write_text("\n".join(lines) + "\n")
     stem_file(args.out, ".json").write_text(json.dumps(rows, indent=2) + "\n")
     print("\n".join(lines))
