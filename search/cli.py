@@ -87,7 +87,7 @@ def build_parser(prog: str) -> ArgumentParser:
     S = argparse.SUPPRESS
     g = p.add_argument_group("target and reward")
     g.add_argument("--target-latency", type=duration_ms, default=S, metavar="DURATION", help="latency target on the device, e.g. 15ms or 0.015s (required unless --resume)")
-    g.add_argument("--reward", choices=REWARD_KINDS, default=S, help="soft: ACC*(LAT/T)^-0.07 (default); hard: alpha=0, beta=-1; custom: exponent --w; absolute: TuNAS ACC+beta*|LAT/T-1|")
+    g.add_argument("--reward", choices=REWARD_KINDS, default=S, help="soft: ACC*(LAT/T)^-0.07 (default; the target does not change its ranking, so it is no limit); hard: alpha=0, beta=-1; custom: exponent --w; absolute: TuNAS ACC+beta*|LAT/T-1|")
     g.add_argument("--w", type=float, metavar="W", default=S, help="exponent of the custom reward (MobileNetV3-Small used -0.15)")
     g.add_argument("--beta", type=float, metavar="BETA", default=S, help="beta of the absolute reward (default -0.1)")
     g.add_argument("--max-latency-ratio", type=positive_float, default=S, metavar="R", help="reject, before training, architectures whose table latency exceeds R x target (default: no filter)")
@@ -263,6 +263,21 @@ def _note_random_phase(config: dict[str, Any], strategy_config: Any) -> None:
             f" has learned steers yet: this search is a random search; raise --samples or lower {option} (--strategy-option {option}=N)",
             file=sys.stderr,
         )
+
+
+def _note_target_is_no_limit(config: dict[str, Any], reward: Any) -> None:
+    """Say so when the reward's ranking does not depend on the target (soft, custom --w) and no
+    latency filter makes it a limit: users who type --target-latency expect one."""
+    if reward.target_changes_ranking or config["max_latency_ratio"] is not None:
+        return
+    target = f"{config['target_latency']:g} ms"
+    if reward.beta == 0:
+        how = f"the {reward.kind} reward with w = 0 is the accuracy alone, so the {target} target is no limit and latency does not change which architecture scores best"
+    else:
+        cost = (1.0 - 2.0**reward.beta) * 100
+        how = (f"the {reward.kind} reward ACC x (LAT/T)^{reward.beta:g} scales every architecture's reward by the same T^{-reward.beta:g}, so the {target}"
+               f" target is no limit and does not change which one scores best (each 2x in latency costs {cost:.1f}% relative accuracy, whatever the target)")
+    print(f"note: {how}; for a limit use --reward hard, or --max-latency-ratio 1 to reject what the table puts over it", file=sys.stderr)
 
 
 def _strategy(config: dict[str, Any], problem: Any, strategy_config: Any, reward: Any) -> Any:
@@ -676,6 +691,8 @@ def _search(argv: Sequence[str] | None, prog: str, held: contextlib.ExitStack) -
             f"even {setup.fastest_desc} takes {format_ms(setup.fastest_ms)} by the latency table, over the {target:g} ms target; "
             f"choose --target-latency {reachable_target_ms(setup.fastest_ms):g}ms or more, or a smaller space"
         )
+    if not resume:
+        _note_target_is_no_limit(config, setup.reward)
     if resume:
         say(f"resuming {run.root}")
         _note_changed_strategy(config["strategy"], recorded)

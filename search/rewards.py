@@ -188,6 +188,19 @@ class RewardSpec:
         assert self.alpha is not None
         return mnasnet_reward(accuracy, latency_ms, target_latency_ms, self.alpha, self.beta, kind=self.kind)
 
+    @property
+    def target_changes_ranking(self) -> bool:
+        """Whether the target can change which of two architectures scores higher.
+
+        It cannot for MnasNet's reward with one exponent on both sides (``soft``, ``custom --w``):
+        ``ACC x (LAT/T)**w = T**-w x ACC x LAT**w``, so T scales every reward by the same factor and
+        the ranking is that of ``ACC x LAT**w`` whatever the target. The exponent sets the
+        trade-off (soft's -0.07: each 2x in latency costs 4.7% relative accuracy); the target is
+        then no limit, only where ``LAT/T = 1`` in the reports. ``hard`` (alpha != beta) and
+        ``absolute`` depend on T.
+        """
+        return self.kind == "absolute" or self.alpha != self.beta
+
     def describe(self) -> str:
         """One line for logs and reports."""
         if self.kind == "absolute":

@@ -109,6 +109,29 @@ def test_spec_calls_the_named_function(accuracy: float, latency: float, target: 
     assert RewardSpec.absolute(-0.2)(accuracy, latency, target) == absolute_reward(accuracy, latency, target, -0.2)
 
 
+exponents = st.sampled_from([-0.07, -0.15, -0.5, -1.0, 0.0])
+
+
+@given(exponents, fractions, latencies, fractions, latencies, latencies, latencies)
+def test_one_exponent_on_both_sides_ranks_alike_under_every_target(w: float, acc_a: float, lat_a: float, acc_b: float, lat_b: float, t1: float, t2: float) -> None:
+    # ACC x (LAT/T)^w = T^-w x ACC x LAT^w: the target scales both rewards alike, so which one is
+    # higher is the same for every target (what nas-search's note about the target says)
+    spec = RewardSpec.soft() if w == -0.07 else RewardSpec.custom(w)
+    assert not spec.target_changes_ranking
+    gap = acc_a * lat_a**w - acc_b * lat_b**w  # the target-free ranking
+    if abs(gap) > 1e-9 * max(acc_a * lat_a**w, acc_b * lat_b**w):  # not a tie to rounding
+        for target in (t1, t2):
+            assert (spec(acc_a, lat_a, target).reward > spec(acc_b, lat_b, target).reward) == (gap > 0)
+
+
+def test_the_hard_and_absolute_rewards_rank_by_the_target() -> None:
+    # a 0.75-accurate 10 ms model against a 0.7-accurate 5 ms one: the first wins at 20 ms, the second at 5 ms
+    for spec in (RewardSpec.hard(), RewardSpec.absolute(), RewardSpec("custom", -0.07, -1.0)):
+        assert spec.target_changes_ranking
+        assert spec(0.75, 10.0, 20.0).reward > spec(0.7, 5.0, 20.0).reward
+        assert spec(0.75, 10.0, 5.0).reward < spec(0.7, 5.0, 5.0).reward
+
+
 # --------------------------------------------------------------------------- RewardSpec
 
 

@@ -319,7 +319,7 @@ def test_a_search_too_short_for_its_strategy_to_learn_is_noted(cells: Path, tmp_
     assert "this search is a random search" in err and "--strategy-option population_size=N" in err
     assert nas_search(_args(cells, tmp_path / "b", "--strategy", "nsga2", "--samples", "20", "--strategy-option", "population_size=8")) == 0
     assert nas_search(_args(cells, tmp_path / "c", "--strategy", "ppo", "--samples", "20")) == 0  # batch_size 10: two updates
-    assert "note:" not in capsys.readouterr().err
+    assert "ends within" not in capsys.readouterr().err
     # a resumed run says it too, once the run has been read
     assert nas_search(["--resume", str(tmp_path / "c"), "--samples", "25"]) == 0
     assert "note:" not in capsys.readouterr().err
@@ -524,6 +524,27 @@ def test_the_most_accurate_architecture_within_the_target_is_named_where_it_is_n
 
     labels = [t.get_text() for t in plot_front(load_run(out)).axes[0].get_legend().get_texts()]
     assert (f"{out.name}: most accurate within the target (#{accurate['number']})" in labels) == differs  # a diamond
+
+
+def test_a_reward_that_ranks_alike_under_every_target_says_the_target_is_no_limit(cells: Path, tmp_path: Path, capsys) -> None:
+    # the soft reward scales every reward by T^0.07: at 9 ms and at 18 ms the same search (evolution
+    # compares rewards only) and the same best; the note says so before the search
+    runs = {}
+    for target in ("9", "18"):
+        out = tmp_path / f"soft-{target}"
+        assert nas_search(_args(cells, out, "--samples", "30", "--strategy", "evolution", "--seed", "4", "--target-latency", f"{target}ms")) == 0
+        assert (f"note: the soft reward ACC x (LAT/T)^-0.07 scales every architecture's reward by the same T^0.07, so the {target} ms target is no"
+                " limit and does not change which one scores best (each 2x in latency costs 4.7% relative accuracy, whatever the target);"
+                " for a limit use --reward hard, or --max-latency-ratio 1") in capsys.readouterr().err
+        runs[target] = ([e["key"] for e in _events(out) if e["type"] == "proposal"], json.loads((out / "best.json").read_text())["architecture"])
+    assert runs["9"] == runs["18"]
+    assert nas_search(_args(cells, tmp_path / "w0", "--samples", "5", "--reward", "custom", "--w", "0")) == 0
+    assert "note: the custom reward with w = 0 is the accuracy alone, so the 9 ms target is no limit" in capsys.readouterr().err
+    for name, extra in (("hard", ["--reward", "hard"]), ("filter", ["--max-latency-ratio", "1"]), ("absolute", ["--reward", "absolute"])):
+        assert nas_search(_args(cells, tmp_path / name, "--samples", "5", *extra)) == 0
+        assert "no limit" not in capsys.readouterr().err, name  # a limit: nothing to say
+    assert nas_search(["--resume", str(tmp_path / "soft-9"), "--samples", "32"]) == 0
+    assert "no limit" not in capsys.readouterr().err  # said when the run started, not again
 
 
 def test_rejected_architectures_are_told_the_reward_of_accuracy_0_at_their_latency(cells: Path, tmp_path: Path) -> None:
