@@ -33,7 +33,8 @@ Building (:mod:`.build`)
     ``ensure_correction``). ``fastest_latency(space, table, measure_missing=...)`` returns
     ``(latency_ms, Architecture)``, the space's fastest architecture by the table (exact dynamic
     programming over stages on a full table; on a lazy one it measures only the options that can
-    be fastest, assuming latency never falls with kernel, expansion, SE, width or depth).
+    be fastest, assuming latency never falls with kernel, expansion, SE, width or depth);
+    ``slowest_latency`` likewise the slowest.
 
 Proof of fidelity (:mod:`.calibrate`)
     ``calibrate(space, table, samples=50)`` samples architectures, measures them end to end
@@ -66,6 +67,7 @@ if TYPE_CHECKING:  # imported on first use (mobilenas.lazy), so --help does not 
         ensure_correction,
         fastest_latency,
         open_or_create_table,
+        slowest_latency,
         space_signatures,
     )
     from mobilenas.latency.calibrate import (
@@ -146,6 +148,7 @@ __all__ = [
     "mobilenas_home",
     "open_or_create_table",
     "parse_command_output",
+    "slowest_latency",
     "space_signatures",
     "spearman",
 ]

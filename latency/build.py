@@ -1,4 +1,4 @@
-"""Building tables for a search space, the correction, and the fastest architecture of a space.
+"""Building tables for a search space, the correction, and the fastest and slowest architectures of a space.
 
 * :func:`space_signatures` enumerates every signature a :class:`SearchSpace` can produce at an
   input size, stage by stage (``SearchSpace.stage_blocks`` for each value combination and each
@@ -11,7 +11,7 @@
   random ones); with ``correction_samples=0`` it stays the identity (plain sum,
   ``predict`` warns) until :func:`ensure_correction` is called.
 * :func:`fastest_latency` finds the space's fastest architecture by the table, by dynamic
-  programming over stages (state: a stage's output width).
+  programming over stages (state: a stage's output width); :func:`slowest_latency` its slowest.
 """
 
 from __future__ import annotations
@@ -309,29 +309,29 @@ def ensure_correction(
     return table.correction
 
 
-# --------------------------------------------------------------------------- fastest architecture
+# --------------------------------------------------------------------------- fastest and slowest architectures
 
 
-def _ordered_minimum(name: str, options: Sequence[Any]) -> list[Any]:
-    """Options of one field that can be the fastest, assuming documented monotonicity."""
+def _ordered_extreme(name: str, options: Sequence[Any], slowest: bool = False) -> list[Any]:
+    """Options of one field that can be the fastest (or the slowest), assuming documented monotonicity."""
+    pick = max if slowest else min
     if name in ("kernel_size", "expansion_ratio", "se_ratio", "width_multiplier", "num_layers"):
-        return [min(options, key=float)]
+        return [pick(options, key=float)]
     if name == "conv_op":
         kept = [o for o in options if o not in ("ds",) and not str(o).startswith("ir_e")]
-        if "ds" in options:
+        expanding = [o for o in options if str(o).startswith("ir_e")]
+        if "ds" in options and not (slowest and expanding):  # ds is no slower than any inverted residual
             kept.append("ds")
-        else:
-            expanding = [o for o in options if str(o).startswith("ir_e")]
-            if expanding:
-                kept.append(min(expanding, key=lambda o: float(str(o)[4:])))
+        elif expanding:
+            kept.append(pick(expanding, key=lambda o: float(str(o)[4:])))
         return kept
     return list(options)  # activation, skip: no order assumed
 
 
-def _candidates(space: SearchSpace, stage_index: int, exhaustive: bool) -> list[dict[str, Any]]:
+def _candidates(space: SearchSpace, stage_index: int, exhaustive: bool, slowest: bool = False) -> list[dict[str, Any]]:
     choices: dict[str, Sequence[Any]] = dict(space.stages[stage_index].choices)
     if not exhaustive:
-        choices = {name: _ordered_minimum(name, options) for name, options in choices.items()}
+        choices = {name: _ordered_extreme(name, options, slowest) for name, options in choices.items()}
     return list(_combinations(choices))
 
 
@@ -359,10 +359,36 @@ def fastest_latency(
     table measures only a handful of ops. ``measure_missing`` measures what the considered
     options lack; without it a missing entry raises :class:`MissingEntryError`.
     """
+    return _extreme_latency(space, table, slowest=False, measure_missing=measure_missing, exhaustive=exhaustive, progress=progress)
+
+
+def slowest_latency(
+    space: SearchSpace,
+    table: LookupTable,
+    *,
+    measure_missing: bool = False,
+    exhaustive: bool | None = None,
+    progress: bool = False,
+) -> tuple[float, Architecture]:
+    """The slowest architecture of ``space`` by ``table``, and its predicted latency in ms: as
+    :func:`fastest_latency`, maximising (pruned to the largest kernel, expansion, SE ratio, width
+    and layer count, and to inverted residuals over depthwise-separable blocks)."""
+    return _extreme_latency(space, table, slowest=True, measure_missing=measure_missing, exhaustive=exhaustive, progress=progress)
+
+
+def _extreme_latency(
+    space: SearchSpace,
+    table: LookupTable,
+    *,
+    slowest: bool,
+    measure_missing: bool,
+    exhaustive: bool | None,
+    progress: bool,
+) -> tuple[float, Architecture]:
     stem, plans, head_size = _plans(space, table.input_size)
     if exhaustive is None:
         exhaustive = all(s in table for s in space_signatures(space, table.input_size))
-    candidates = [_candidates(space, plan.index, exhaustive) for plan in plans]
+    candidates = [_candidates(space, plan.index, exhaustive, slowest) for plan in plans]
 
     # Every signature the dynamic programme will read, over the widths that can reach each stage.
     needed: dict[OpSignature, str] = {stem: "stem"}
@@ -384,7 +410,7 @@ def fastest_latency(
             from mobilenas.latency.signature import PlacedSignature
 
             raise MissingEntryError(table, [PlacedSignature(needed[s], s) for s in absent])
-        table.ensure_signatures(absent, progress=progress, desc="measuring ops (fastest)")
+        table.ensure_signatures(absent, progress=progress, desc=f"measuring ops ({'slowest' if slowest else 'fastest'})")
 
     correction = table.correction
     # The correction's SE term, folded into each SE op's cost in units of the sum (a > 0), so that
@@ -405,10 +431,10 @@ def fastest_latency(
                 blocks = _stage_blocks(space, plan, values, in_channels)
                 total = so_far + sum(cost(s) for s in _block_signatures(blocks, in_channels, plan.in_size, space.se_gate))
                 width = blocks[-1].out_channels
-                if width not in following or total < following[width][0]:
+                if width not in following or (total > following[width][0] if slowest else total < following[width][0]):
                     following[width] = (total, (*chosen, values))
         states = following
-    best_sum, best_values = min(
+    best_sum, best_values = (max if slowest else min)(
         ((so_far + cost(OpSignature.of_head(space.head, width, head_size)), chosen) for width, (so_far, chosen) in states.items()),
         key=lambda item: item[0],
     )

@@ -18,7 +18,7 @@ import os
 import shlex
 import sys
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -265,19 +265,33 @@ def _note_random_phase(config: dict[str, Any], strategy_config: Any) -> None:
         )
 
 
-def _note_target_is_no_limit(config: dict[str, Any], reward: Any) -> None:
-    """Say so when the reward's ranking does not depend on the target (soft, custom --w) and no
-    latency filter makes it a limit: users who type --target-latency expect one."""
-    if reward.target_changes_ranking or config["max_latency_ratio"] is not None:
-        return
+def _note_target_is_no_limit(setup: Setup) -> None:
+    """Say so when the target cannot change which architecture scores best, although users who
+    type --target-latency expect a limit: a reward with one exponent on both sides (soft, custom
+    --w) without a latency filter, or a target that even the space's slowest architecture meets."""
+    config, reward = setup.config, setup.reward
     target = f"{config['target_latency']:g} ms"
-    if reward.beta == 0:
-        how = f"the {reward.kind} reward with w = 0 is the accuracy alone, so the {target} target is no limit and latency does not change which architecture scores best"
-    else:
-        cost = (1.0 - 2.0**reward.beta) * 100
-        how = (f"the {reward.kind} reward ACC x (LAT/T)^{reward.beta:g} scales every architecture's reward by the same T^{-reward.beta:g}, so the {target}"
-               f" target is no limit and does not change which one scores best (each 2x in latency costs {cost:.1f}% relative accuracy, whatever the target)")
-    print(f"note: {how}; for a limit use --reward hard, or --max-latency-ratio 1 to reject what the table puts over it", file=sys.stderr)
+    if not reward.target_changes_ranking:
+        if config["max_latency_ratio"] is not None:
+            return
+        if reward.beta == 0:
+            how = f"the {reward.kind} reward with w = 0 is the accuracy alone, so the {target} target is no limit and latency does not change which architecture scores best"
+        else:
+            cost = (1.0 - 2.0**reward.beta) * 100
+            how = (f"the {reward.kind} reward ACC x (LAT/T)^{reward.beta:g} scales every architecture's reward by the same T^{-reward.beta:g}, so the {target}"
+                   f" target is no limit and does not change which one scores best (each 2x in latency costs {cost:.1f}% relative accuracy, whatever the target)")
+        print(f"note: {how}; for a limit use --reward hard, or --max-latency-ratio 1 to reject what the table puts over it", file=sys.stderr)
+        return
+    if reward.kind == "absolute" or setup.slowest is None:  # the absolute reward pays for nearing the target from either side
+        return
+    slowest_ms, what = setup.slowest()
+    if slowest_ms <= config["target_latency"]:
+        within = "the accuracy alone" if reward.alpha == 0 else f"ACC x (LAT/T)^{reward.alpha:g}, which ranks alike under every target"
+        print(
+            f"note: even {what} takes only {format_ms(slowest_ms)} by the latency table, within the {target} target, so the target"
+            f" constrains nothing: the {reward.kind} reward is then {within}; a target below {format_ms(slowest_ms)} trades accuracy for latency",
+            file=sys.stderr,
+        )
 
 
 def _strategy(config: dict[str, Any], problem: Any, strategy_config: Any, reward: Any) -> Any:
@@ -319,6 +333,7 @@ class Setup:
     evaluator: Any = None
     fastest_ms: float = math.nan
     fastest_desc: str = ""
+    slowest: Callable[[], tuple[float, str]] | None = None  # (ms, what it is): measures what a lazy table lacks, so asked only when needed
 
 
 def build_setup(config: dict[str, Any], *, say: Any, recorded: dict[str, Any] | None = None) -> Setup:
@@ -353,9 +368,10 @@ def build_setup(config: dict[str, Any], *, say: Any, recorded: dict[str, Any] | 
         problem: Any = TabularProblem(CellSpace(), evaluator)
         strategy, strategy_config = _strategy(config, problem, strategy_options, reward)
         fastest = evaluator.fastest_latency_ms()
-        return Setup(config, problem, strategy, strategy_config, reward, evaluator=evaluator, fastest_ms=fastest, fastest_desc="the fastest architecture of the table")
+        return Setup(config, problem, strategy, strategy_config, reward, evaluator=evaluator, fastest_ms=fastest, fastest_desc="the fastest architecture of the table",
+                     slowest=lambda: (evaluator.slowest_latency_ms(), "the slowest architecture of the table"))
 
-    from mobilenas.latency import fastest_latency, open_or_create_table
+    from mobilenas.latency import fastest_latency, open_or_create_table, slowest_latency
     from mobilenas.search.problems import NetworkProblem
     from mobilenas.space.search_space import get_space
     from mobilenas.train.data import load_dataset
@@ -411,8 +427,13 @@ def build_setup(config: dict[str, Any], *, say: Any, recorded: dict[str, Any] | 
     problem = NetworkProblem(space, lambda arch: table.predict(arch, measure_missing=True))
     fastest, fastest_arch = fastest_latency(space, table, measure_missing=True, progress=not config["quiet"])
     strategy, strategy_config = _strategy(config, problem, strategy_options, reward)
+
+    def slowest() -> tuple[float, str]:
+        latency, arch = slowest_latency(space, table, measure_missing=True, progress=not config["quiet"])
+        return latency, f"the slowest architecture of space {space.name} ({arch.to_notation()})"
+
     return Setup(config, problem, strategy, strategy_config, reward, data=data, proxy_config=proxy_config, table=table,
-                 fastest_ms=fastest, fastest_desc=f"the fastest architecture of space {space.name} ({fastest_arch.to_notation()})")
+                 fastest_ms=fastest, fastest_desc=f"the fastest architecture of space {space.name} ({fastest_arch.to_notation()})", slowest=slowest)
 
 
 def _line(a: float, b: float) -> str:
@@ -692,7 +713,7 @@ def _search(argv: Sequence[str] | None, prog: str, held: contextlib.ExitStack) -
             f"choose --target-latency {reachable_target_ms(setup.fastest_ms):g}ms or more, or a smaller space"
         )
     if not resume:
-        _note_target_is_no_limit(config, setup.reward)
+        _note_target_is_no_limit(setup)
     if resume:
         say(f"resuming {run.root}")
         _note_changed_strategy(config["strategy"], recorded)

@@ -205,12 +205,19 @@ class TabularEvaluator(Evaluator):
     def _complete(self) -> np.ndarray:
         return ~np.isnan(self._accuracy) & ~np.isnan(self._latency_ms)
 
-    def fastest_latency_ms(self) -> float:
-        """The lowest latency in the table (the tightest target a search can meet)."""
+    def _latencies(self) -> np.ndarray:
         values = self._latency_ms[~np.isnan(self._latency_ms)]
         if not values.size:
             raise ValueError(f"latency column {self.latency_column!r} of {self.path.name} is empty")
-        return float(values.min())
+        return values
+
+    def fastest_latency_ms(self) -> float:
+        """The lowest latency in the table (the tightest target a search can meet)."""
+        return float(self._latencies().min())
+
+    def slowest_latency_ms(self) -> float:
+        """The highest latency in the table (a target at or above it constrains nothing)."""
+        return float(self._latencies().max())
 
     def latency_quantile(self, quantile: float) -> float:
         """A quantile of the latency column (0.25: a quarter of the architectures are at most this fast)."""

@@ -18,6 +18,7 @@ from mobilenas.latency import (
     ensure_correction,
     fastest_latency,
     open_or_create_table,
+    slowest_latency,
     space_signatures,
 )
 from mobilenas.latency.table import Entry
@@ -93,18 +94,19 @@ def synthetic_table(tmp_path, space, values, se_ms: float = 0.0) -> LookupTable:
     return table
 
 
-def brute_force(space, table):
-    return min(((table.predict(arch), arch) for arch in every_architecture(space)), key=lambda item: item[0])
+def brute_force(space, table, pick=min):
+    return pick(((table.predict(arch), arch) for arch in every_architecture(space)), key=lambda item: item[0])
 
 
 @pytest.mark.parametrize("se_ms", [0.0, 0.6])
-def test_fastest_latency_is_exact_on_a_full_table(tmp_path, se_ms) -> None:
+@pytest.mark.parametrize(("extreme", "pick"), [(fastest_latency, min), (slowest_latency, max)])
+def test_fastest_and_slowest_latency_are_exact_on_a_full_table(tmp_path, se_ms, extreme, pick) -> None:
     space = tiny_space()
     rng = np.random.default_rng(0)
     noise = {s: float(rng.uniform(0.1, 2.0)) for s in space_signatures(space, SIZE)}  # no order at all
     table = synthetic_table(tmp_path, space, noise.__getitem__, se_ms)
-    latency, arch = fastest_latency(space, table)
-    best_latency, best = brute_force(space, table)
+    latency, arch = extreme(space, table)
+    best_latency, best = brute_force(space, table, pick)
     assert latency == pytest.approx(best_latency)
     assert table.predict(arch) == pytest.approx(latency)
     assert space.contains(arch)
@@ -118,11 +120,12 @@ def macs_like(signature) -> float:
     return 1e-5 * work + 0.01 * (signature.se_channels > 0) + 0.003 * (signature.activation == "hswish") + 0.05
 
 
-def test_pruned_search_agrees_with_the_exhaustive_one_on_monotone_latencies(tmp_path) -> None:
+@pytest.mark.parametrize("extreme", [fastest_latency, slowest_latency])
+def test_pruned_search_agrees_with_the_exhaustive_one_on_monotone_latencies(tmp_path, extreme) -> None:
     space = tiny_space()
     table = synthetic_table(tmp_path, space, macs_like)
-    exact, exact_arch = fastest_latency(space, table, exhaustive=True)
-    pruned, pruned_arch = fastest_latency(space, table, exhaustive=False)
+    exact, exact_arch = extreme(space, table, exhaustive=True)
+    pruned, pruned_arch = extreme(space, table, exhaustive=False)
     assert pruned == pytest.approx(exact)
     assert table.predict(pruned_arch) == pytest.approx(table.predict(exact_arch))  # ties may differ
 

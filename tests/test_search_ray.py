@@ -444,6 +444,25 @@ def test_a_table_built_for_another_space_gets_a_note(space_file: Path, tmp_path:
     assert json.loads((tmp_path / "c" / "best.json").read_text())["architecture"]["head"]["num_classes"] == 3
 
 
+def test_a_hard_target_that_even_the_slowest_network_meets_is_noted(space_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from mobilenas.latency import LookupTable, fastest_latency, slowest_latency
+    from mobilenas.space.search_space import SearchSpace
+    from mobilenas.units import format_ms
+
+    table = tmp_path / "table.jsonl"
+    args = _network_args(space_file, tmp_path / "loose", "--samples", "1", "--executor", "inline", "--no-measure", "--table", str(table), "--reward", "hard")
+    assert nas_search([*args, "--target-latency", "1000ms"]) == 0
+    err = capsys.readouterr().err
+    space = SearchSpace.from_dict(json.loads((tmp_path / "loose" / "manifest.json").read_text())["space"])
+    loaded = LookupTable.load(table)
+    slowest, arch = slowest_latency(space, loaded)  # what the search measured for it is in the table now
+    assert f"note: even the slowest architecture of space tiny ({arch.to_notation()}) takes only {format_ms(slowest)} by the latency table, within the 1000 ms target" in err
+    assert "the hard reward is then the accuracy alone" in err
+    between = (fastest_latency(space, loaded)[0] + slowest) / 2  # a target some networks miss
+    assert nas_search([*args, "--out", str(tmp_path / "tight"), "--target-latency", f"{between:.4f}ms"]) == 0
+    assert "constrains nothing" not in capsys.readouterr().err
+
+
 def test_a_train_size_beyond_the_data_is_refused_before_the_run(space_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out, table = tmp_path / "run", tmp_path / "table.jsonl"
     assert nas_search(_network_args(space_file, out, "--samples", "1", "--executor", "inline", "--table", str(table), "--train-size", "5000")) == 2

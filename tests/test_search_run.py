@@ -526,7 +526,7 @@ def test_the_most_accurate_architecture_within_the_target_is_named_where_it_is_n
     assert (f"{out.name}: most accurate within the target (#{accurate['number']})" in labels) == differs  # a diamond
 
 
-def test_a_reward_that_ranks_alike_under_every_target_says_the_target_is_no_limit(cells: Path, tmp_path: Path, capsys) -> None:
+def test_a_target_that_cannot_change_the_ranking_is_said_to_be_no_limit(cells: Path, tmp_path: Path, capsys) -> None:
     # the soft reward scales every reward by T^0.07: at 9 ms and at 18 ms the same search (evolution
     # compares rewards only) and the same best; the note says so before the search
     runs = {}
@@ -540,11 +540,20 @@ def test_a_reward_that_ranks_alike_under_every_target_says_the_target_is_no_limi
     assert runs["9"] == runs["18"]
     assert nas_search(_args(cells, tmp_path / "w0", "--samples", "5", "--reward", "custom", "--w", "0")) == 0
     assert "note: the custom reward with w = 0 is the accuracy alone, so the 9 ms target is no limit" in capsys.readouterr().err
-    for name, extra in (("hard", ["--reward", "hard"]), ("filter", ["--max-latency-ratio", "1"]), ("absolute", ["--reward", "absolute"])):
+    for name, extra in (("hard", ["--reward", "hard"]), ("filter", ["--max-latency-ratio", "1"]), ("absolute", ["--reward", "absolute"]),
+                        ("absolute-40", ["--reward", "absolute", "--target-latency", "40ms"])):
         assert nas_search(_args(cells, tmp_path / name, "--samples", "5", *extra)) == 0
-        assert "no limit" not in capsys.readouterr().err, name  # a limit: nothing to say
+        err = capsys.readouterr().err
+        assert "no limit" not in err and "constrains nothing" not in err, name  # a limit: nothing to say
     assert nas_search(["--resume", str(tmp_path / "soft-9"), "--samples", "32"]) == 0
     assert "no limit" not in capsys.readouterr().err  # said when the run started, not again
+    # the hard reward, with a target that even the slowest cell of the table meets: no limit either
+    import pandas as pd
+
+    slowest = pd.read_csv(cells)["latency_ms_toy"].max()
+    assert nas_search(_args(cells, tmp_path / "hard-40", "--samples", "5", "--reward", "hard", "--target-latency", "40ms")) == 0
+    assert (f"note: even the slowest architecture of the table takes only {slowest:.2f} ms by the latency table, within the 40 ms target,"
+            f" so the target constrains nothing: the hard reward is then the accuracy alone; a target below {slowest:.2f} ms") in capsys.readouterr().err
 
 
 def test_rejected_architectures_are_told_the_reward_of_accuracy_0_at_their_latency(cells: Path, tmp_path: Path) -> None:
