@@ -151,7 +151,7 @@ def build_parser(prog: str) -> ArgumentParser:
     _add_backend(calibrate, timing=False)
     add_json_flag(calibrate)
 
-    fastest = sub("fastest", "the fastest architecture of a space by the table", "Find the fastest architecture of a space by the table (dynamic programming over stages) and, with --target-latency, say whether the target is reachable (exit status 1 when it is not, so that a script can test it before a search).")
+    fastest = sub("fastest", "the fastest and slowest architectures of a space by the table", "Find the fastest and the slowest architectures of a space by the table (dynamic programming over stages) and, with --target-latency, say whether the target is reachable (exit status 1 when it is not, so that a script can test it before a search) and whether it constrains anything.")
     _add_space(fastest, required=False)
     fastest.add_argument("--table", type=Path, default=None, metavar="PATH", help="table file (default: the space's default table)")
     fastest.add_argument("--target-latency", type=duration_ms, default=None, metavar="DURATION", help="a latency target such as 15ms or 0.015s")
@@ -415,23 +415,34 @@ def _calibrate(args: argparse.Namespace) -> int:
 
 
 def _fastest(args: argparse.Namespace) -> int:
-    from mobilenas.latency.build import fastest_latency
+    from mobilenas.latency.build import fastest_latency, slowest_latency
 
     space, table = _space_and_table(args)
-    latency, arch = fastest_latency(space, table, measure_missing=True, exhaustive=True if args.exhaustive else None, progress=True)
-    payload: dict[str, Any] = {"latency_ms": latency, "architecture": arch.to_notation(), "fingerprint": arch.fingerprint(), "table": str(table.path), "input_size": table.input_size}
+    exhaustive = True if args.exhaustive else None
+    latency, arch = fastest_latency(space, table, measure_missing=True, exhaustive=exhaustive, progress=True)
+    slowest, slowest_arch = slowest_latency(space, table, measure_missing=True, exhaustive=exhaustive, progress=True)
+    payload: dict[str, Any] = {"latency_ms": latency, "architecture": arch.to_notation(), "fingerprint": arch.fingerprint(), "table": str(table.path), "input_size": table.input_size,
+                               "slowest_latency_ms": slowest, "slowest_architecture": slowest_arch.to_notation()}
     feasible = args.target_latency is None or latency <= args.target_latency
     if args.target_latency is not None:
         payload["target_latency_ms"] = args.target_latency
         payload["feasible"] = feasible
+        payload["binding"] = args.target_latency < slowest
     if args.json:
         print_json(payload)
         return 0 if feasible else 1
     print(f"fastest architecture of {space.name} at {table.input_size}x{table.input_size}: {format_ms(latency)} predicted ({table.device.describe()})")
     print(f"  {arch.to_notation()}")
+    print(f"slowest: {format_ms(slowest)} predicted (targets from {format_ms(latency)} to {format_ms(slowest)} trade accuracy for latency)")
+    print(f"  {slowest_arch.to_notation()}")
     if args.target_latency is not None:
-        verdict = "reachable" if feasible else "NOT reachable: even the fastest architecture is slower"
-        print(f"  target {format_ms(args.target_latency)}: {verdict}")
+        if not feasible:
+            verdict = "NOT reachable: even the fastest architecture is slower"
+        elif args.target_latency >= slowest:
+            verdict = "reachable by every architecture of the space: it constrains nothing"
+        else:
+            verdict = "reachable"
+        print(f"target {format_ms(args.target_latency)}: {verdict}")
     return 0 if feasible else 1
 
 

@@ -137,7 +137,18 @@ def test_fastest_with_a_target(built_table, space_file, capsys) -> None:
     code, out, _ = run([*common, "--target-latency", f"{fastest * 1.01}ms"], capsys)
     assert code == 0 and ": reachable" in out
     code, out, _ = run([*common, "--target-latency", f"{fastest * 1.01}ms", "--json"], capsys)
-    assert code == 0 and json.loads(out)["feasible"] is True
+    payload = json.loads(out)
+    assert code == 0 and payload["feasible"] is True and payload["binding"] is True
+    # the slowest: beyond it a target constrains nothing
+    from mobilenas.latency import LookupTable, slowest_latency
+    from mobilenas.space.search_space import SearchSpace
+    from mobilenas.units import format_ms
+
+    slowest, arch = slowest_latency(SearchSpace.from_json(space_file.read_text()).for_data(10, 3), LookupTable.load(built_table))
+    assert slowest > fastest and payload["slowest_latency_ms"] == pytest.approx(slowest) and payload["slowest_architecture"] == arch.to_notation()
+    code, out, _ = run([*common, "--target-latency", f"{slowest * 1.01}ms"], capsys)
+    assert code == 0 and f"target {format_ms(slowest * 1.01)}: reachable by every architecture of the space: it constrains nothing" in out
+    assert f"slowest: {format_ms(slowest)} predicted (targets from {format_ms(fastest)} to {format_ms(slowest)} trade accuracy for latency)" in out
     code, _, err = run(["fastest", "--space", str(space_file), "--num-classes", "10", "--input-size", "64", "--table", str(built_table)], capsys)
     assert code == 2 and "is a table for 32x32 inputs, not --input-size 64" in err
 
