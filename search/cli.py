@@ -712,12 +712,11 @@ def _search(argv: Sequence[str] | None, prog: str, held: contextlib.ExitStack) -
             f"even {setup.fastest_desc} takes {format_ms(setup.fastest_ms)} by the latency table, over the {target:g} ms target; "
             f"choose --target-latency {reachable_target_ms(setup.fastest_ms):g}ms or more, or a smaller space"
         )
-    if not resume:
-        _note_target_is_no_limit(setup)
     if resume:
         say(f"resuming {run.root}")
         _note_changed_strategy(config["strategy"], recorded)
     else:
+        _note_target_is_no_limit(setup)
         out = Path(config["out"]) if config["out"] else DEFAULT_OUT_ROOT / new_run_id("search")
         run = held.enter_context(RunDir.create(out, _manifest(setup)).claim())
         config["out"] = str(run.root)
