@@ -487,7 +487,7 @@ def test_a_network_search_names_the_most_accurate_within_the_target_and_its_kept
         accurate = max(within, key=lambda r: (float(r["accuracy"]), -float(r["latency_ms"])))
         if float(accurate["accuracy"]) > float(best["accuracy"]):
             break
-        assert "most accurate within the target" not in printed
+        assert ("most accurate within the target" in printed) == (float(best["latency_ms"]) > 5.0)  # named where the best is over
     else:
         pytest.fail("no seed of five had a most accurate network other than the reward's best")
     assert f"most accurate within the target: #{accurate['number']}, accuracy {float(accurate['accuracy']):.4f}" in printed
