@@ -458,10 +458,16 @@ class SearchRun:
         return float(value) if same and isinstance(value, int | float) and math.isfinite(value) else None
 
     def _indices_of(self, number: int) -> tuple[int, ...]:
+        """The indices trial ``number`` was evaluated with: its number's last proposal line (a
+        proposal lost to a kill is asked again under its number, after an ``abandoned`` line, and
+        the strategy, changed meanwhile, may then propose something else)."""
+        found = None
         for event in self.run.events.read():
             if event.get("type") == "proposal" and event.get("number") == number:
-                return tuple(int(i) for i in event["indices"])
-        raise KeyError(number)
+                found = event["indices"]
+        if found is None:
+            raise KeyError(number)
+        return tuple(int(i) for i in found)
 
     def most_accurate_within_target(self) -> Trial | None:
         """The successful trial of highest accuracy whose table latency meets the target (the

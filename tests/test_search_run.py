@@ -380,6 +380,51 @@ def test_a_proposal_lost_twice_to_kills_is_asked_again_and_kept(cells: Path, tmp
     assert sorted(trials[trials["source"] == "trained"]["number"]) == list(range(30))
 
 
+def test_best_json_names_what_a_proposal_asked_again_after_a_kill_evaluated(cells: Path, tmp_path: Path, monkeypatch) -> None:
+    # A proposal lost to a kill is asked again under its number; a strategy changed meanwhile (a
+    # strategy of one's own, edited: the run goes on with the code as it is now) proposes another
+    # architecture. best.json took its architecture from the number's first, abandoned, proposal.
+    import pandas as pd
+
+    from mobilenas.search import orchestrator
+    from mobilenas.search.rewards import RewardSpec
+    from mobilenas.search.strategies.random_search import RandomSearch
+    from mobilenas.space.nb201 import CellSpace
+
+    frame = pd.read_csv(cells)
+    rewards = [RewardSpec.soft()(a / 100, lat, 9.0).reward for a, lat in zip(frame["val_acc_12ep"], frame["latency_ms_toy"], strict=True)]
+    top = frame["arch_str"][int(np.argmax(rewards))]  # the table's best cell: the best of any run that evaluates it
+    out = tmp_path / "run"
+    real = orchestrator.SearchRun._checkpoint
+    calls = 0
+
+    def checkpoint(self: orchestrator.SearchRun) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 21:  # after a proposal was journaled, before the strategy that asked it was saved
+            raise _Killed
+        real(self)
+
+    monkeypatch.setattr(orchestrator.SearchRun, "_checkpoint", checkpoint)
+    with pytest.raises(_Killed):
+        nas_search(_args(cells, out, "--samples", "30", "--strategy", "random"))
+    monkeypatch.setattr(orchestrator.SearchRun, "_checkpoint", real)
+    events = _events(out)
+    lost = {e["number"] for e in events if e["type"] == "proposal"} - {e["number"] for e in events if e["type"] == "result"}
+    assert len(lost) == 1
+    number = lost.pop()
+    propose = RandomSearch._propose
+    monkeypatch.setattr(RandomSearch, "_propose", lambda self, n: (tuple(CellSpace().encode(top)), None) if n == number else propose(self, n))
+    assert nas_search(["--resume", str(out), "--quiet"]) == 0
+    events = _events(out)
+    assert [e["number"] for e in events if e["type"] == "abandoned"] == [number]
+    first, again = [e for e in events if e["type"] == "proposal" and e["number"] == number]
+    assert first["key"] != top and again["key"] == top  # what the case is about
+    best = json.loads((out / "best.json").read_text())
+    assert best["number"] == number and best["fingerprint"] == best["notation"] == top
+    assert best["architecture"] == top  # was first["key"]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["ppo", "random", "tpe", "evolution", "reinforce", "nsga2"])
 def test_kills_at_any_write_then_resume_give_the_uninterrupted_run(cells: Path, tmp_path: Path, monkeypatch, capsys, strategy: str) -> None:
