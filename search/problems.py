@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -73,4 +74,7 @@ class TabularProblem(Problem):
         return str(self.space.decode(tuple(indices)))
 
     def latency_ms(self, indices: Sequence[int]) -> float:
-        return self.evaluator.latency_ms(self.space.decode(tuple(indices)))
+        """The latency column's value; NaN for an empty cell, which its evaluation then reports as a
+        failed trial (the search goes on) instead of stopping the search before it is journaled."""
+        value = self.evaluator.entry(self.space.decode(tuple(indices))).latency_ms
+        return math.nan if value is None else value

@@ -632,6 +632,34 @@ def test_a_best_over_the_target_is_said_to_be_and_what_meets_it_is_named(cells: 
     assert "over the target" not in printed and "most accurate within" not in printed and "nothing evaluated" not in printed
 
 
+@pytest.mark.parametrize("extra", [[], ["--max-latency-ratio", "1"]])
+def test_a_cell_without_latency_fails_its_trial_not_the_search(cells: Path, tmp_path: Path, extra: list[str]) -> None:
+    # the latency is read before an evaluation (and by the latency filter): an empty cell there
+    # stopped the search with a usage error, and every resume met it again. Now its evaluation
+    # fails; the filter rejects it (a latency not known cannot be shown to be within the limit)
+    import pandas as pd
+
+    assert nas_search(_args(cells, tmp_path / "whole", "--samples", "8", "--strategy", "random", *extra)) == 0
+    first = next(e["key"] for e in _events(tmp_path / "whole") if e["type"] == "proposal")
+    frame = pd.read_csv(cells)
+    frame.loc[frame["arch_str"] == first, "latency_ms_toy"] = np.nan
+    holed = tmp_path / "holed.csv"
+    frame.to_csv(holed, index=False)
+    out = tmp_path / "run"
+    assert nas_search(_args(holed, out, "--samples", "8", "--strategy", "random", *extra)) == 0
+    everything = list(csv.DictReader((out / "trials.csv").open()))
+    rows = {r["key"]: r for r in everything if r["source"] == "trained"}
+    assert len(rows) == 8
+    if extra:
+        assert first not in rows and [r["status"] for r in everything if r["key"] == first] == ["infeasible"]
+        assert all(r["status"] == "ok" for r in rows.values())
+    else:
+        assert rows[first]["status"] == "failed" and "no value in column 'latency_ms_toy'" in rows[first]["error"]
+        assert [k for k, r in rows.items() if r["status"] != "ok"] == [first]
+    assert nas_search(["--resume", str(out), "--samples", "12", "--quiet"]) == 0
+    assert len([r for r in csv.DictReader((out / "trials.csv").open()) if r["source"] == "trained"]) == 12
+
+
 def test_rejected_architectures_are_told_the_reward_of_accuracy_0_at_their_latency(cells: Path, tmp_path: Path) -> None:
     # With TuNAS's absolute reward a constant 0 rated a rejection above a slow architecture that
     # trained (its reward is negative away from the target); MnasNet's rewards keep 0.
