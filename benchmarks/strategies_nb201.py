@@ -152,7 +152,7 @@ def run_one(evaluator: TabularEvaluator, cell: Cell, strategy_name: str, config:
 
 # Options added after runs were cached, with the value that reproduces the earlier behaviour: left
 # out of the cache key at that value, so the cached runs stay valid (they ran exactly that code).
-OPTIONS_ADDED_LATER = {"ppo": {"risk_seeking": None, "learn_from_repeats": True}}
+OPTIONS_ADDED_LATER = {"ppo": {"risk_seeking": None, "learn_from_repeats": True}, "evolution": {"tournament_replacement": False}}
 
 
 def cache_key(strategy: str, config: Any, reward: RewardSpec, queries: int, data_fingerprint: str, max_latency_ratio: float | None = None) -> str:

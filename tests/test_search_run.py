@@ -582,7 +582,7 @@ def test_a_target_that_cannot_change_the_ranking_is_said_to_be_no_limit(cells: P
         assert (f"note: the soft reward ACC x (LAT/T)^-0.07 scales every architecture's reward by the same T^0.07, so the {target} ms target is no"
                 " limit and does not change which one scores best (each 2x in latency costs 4.7% relative accuracy, whatever the target);"
                 " for a limit use --reward hard, or --max-latency-ratio 1") in capsys.readouterr().err
-        runs[target] = ([e["key"] for e in _events(out) if e["type"] == "proposal"], json.loads((out / "best.json").read_text())["architecture"])
+        runs[target] = ([e["indices"] for e in _events(out) if e["type"] == "proposal"], json.loads((out / "best.json").read_text())["architecture"])
     assert runs["9"] == runs["18"]
     assert nas_search(_args(cells, tmp_path / "w0", "--samples", "5", "--reward", "custom", "--w", "0")) == 0
     assert "note: the custom reward with w = 0 is the accuracy alone, so the 9 ms target is no limit" in capsys.readouterr().err
@@ -710,7 +710,7 @@ def test_a_long_tabular_search_writes_each_row_once_and_its_tables_match_a_fresh
     # evolution on a 9 ms target proposes many architectures it has seen (duplicate rows, reused)
     assert nas_search(_args(cells, out, "--samples", "150", "--strategy", "evolution", "--seed", "4")) == 0
     rows = list(csv.DictReader((out / "trials.csv").open()))
-    assert sum(r["source"] == "trained" for r in rows) == 150 and sum(r["source"] == "duplicate" for r in rows) > 20
+    assert sum(r["source"] == "trained" for r in rows) == 150 and sum(r["source"] == "duplicate" for r in rows) >= 10
     assert serialised["trials"] == len(rows)  # each row written once (the old rewrites: about 150 x 150 / 2)
     assert len(checkpoints) <= 151  # one per proposal (and one at the end), not two per trial
     journal = load_run(out).trials

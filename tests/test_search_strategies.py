@@ -235,7 +235,7 @@ def test_evolution_mutates_tournament_winners_and_ages_out_the_oldest() -> None:
 
 
 def test_evolution_picks_the_best_of_the_tournament() -> None:
-    config = EvolutionConfig(population_size=3, tournament_size=3)
+    config = EvolutionConfig(population_size=3, tournament_size=3, tournament_replacement=False)  # the tournament: the whole population
     strategy = make_strategy("evolution", (5, 5), seed=0, config=config)
     assert isinstance(strategy, RegularizedEvolution)
     rewards = {}
@@ -246,6 +246,23 @@ def test_evolution_picks_the_best_of_the_tournament() -> None:
     best = max(rewards, key=lambda ix: rewards[ix])
     child = strategy.ask()
     assert sum(a != b for a, b in zip(child.indices, best, strict=True)) == 1
+
+
+@pytest.mark.parametrize(("replacement", "share"), [(True, 1 - (2 / 3) ** 3), (False, 1.0)])
+def test_evolution_draws_tournaments_with_replacement_as_the_reference_code(replacement: bool, share: float) -> None:
+    # Real et al.'s code (and NAS-Bench-201's REA) draws each tournament member with
+    # random.choice from the population: with S = P = 3 the best is in the tournament, and so the
+    # parent, in 1 - (2/3)^3 = 70% of draws; without replacement, in all of them
+    strategy = make_strategy("evolution", (3, 3, 3), seed=0, config=EvolutionConfig(population_size=3, tournament_size=3, tournament_replacement=replacement))
+    assert isinstance(strategy, RegularizedEvolution)
+    members = [(0, 0, 0), (1, 1, 1), (2, 2, 2)]  # a child (one decision changed) is next to one member only
+    for indices, reward in zip(members, (0.9, 0.2, 0.1), strict=True):
+        proposal = strategy.ask()
+        strategy.tell(proposal.number, Observation(reward))
+        strategy._population[-1] = (proposal.number, indices, reward)
+    children = [strategy.ask().indices for _ in range(3000)]
+    parents = [next(m for m in members if sum(a != b for a, b in zip(child, m, strict=True)) == 1) for child in children]
+    assert abs(parents.count((0, 0, 0)) / len(parents) - share) < 0.03
 
 
 # --------------------------------------------------------------------------- Optuna

@@ -2,9 +2,10 @@
 Architecture Search", Algorithm 1), in its asynchronous form.
 
 The first ``population_size`` proposals are uniformly random. After that, each proposal is a
-child: ``tournament_size`` members are drawn from the population (without replacement), the one
-with the highest reward is the parent, and the child changes one decision of the parent to
-another option (a neighbour). Every told observation joins the population; when it exceeds
+child: ``tournament_size`` members are drawn from the population (with replacement, as the
+reference code of Real et al. and NAS-Bench-201's REA draw them: "the element stays in the
+population"), the one with the highest reward is the parent, and the child changes one decision
+of the parent to another option (a neighbour). Every told observation joins the population; when it exceeds
 ``population_size`` the *oldest* member is removed (aging), whatever its reward. Penalised
 observations (infeasible, failed) join like any other, with their penalty reward.
 """
@@ -35,15 +36,21 @@ class EvolutionConfig:
     first P are random; the oldest dies as each child is told); ``tournament_size``: how many
     of them (S, at most P) are drawn at random, the best of which is mutated into the next
     child. Defaults are those of the NAS-Bench-201 paper's REA baseline (P = 10, S = 3), tuned
-    there for a few hundred queries.
+    there for a few hundred queries. ``tournament_replacement``: whether a tournament draws its
+    members with replacement (the default, as the reference code: a member may be drawn twice, so
+    the best of the population is not always in it) or without (this code's earlier behaviour:
+    with S = P every tournament then holds the whole population, so the best is always mutated).
     """
 
     population_size: int = 10
     tournament_size: int = 3
+    tournament_replacement: bool = True
 
     def __post_init__(self) -> None:
         check_whole("evolution", "population_size", self.population_size, minimum=1)
         check_whole("evolution", "tournament_size", self.tournament_size, minimum=1)
+        if not isinstance(self.tournament_replacement, bool):
+            raise ValueError(f"evolution.tournament_replacement must be true or false, got {self.tournament_replacement!r}")
         if self.tournament_size > self.population_size:
             raise ValueError(f"evolution.tournament_size ({self.tournament_size}) must be at most population_size ({self.population_size})")
 
@@ -82,7 +89,7 @@ class RegularizedEvolution(BookkeepingStrategy):
             self._random_asked += 1
             return self._random(), "random"
         size = min(self.config.tournament_size, len(self._population))
-        picks = self._rng.choice(len(self._population), size=size, replace=False)
+        picks = self._rng.choice(len(self._population), size=size, replace=self.config.tournament_replacement)
         # Highest reward wins; among equals the youngest (higher number), so ties are deterministic.
         winner = max((self._population[int(p)] for p in picks), key=lambda member: (member[2], member[0]))
         self._children_asked += 1
