@@ -88,8 +88,8 @@ def build_parser(prog: str) -> ArgumentParser:
     g = p.add_argument_group("target and reward")
     g.add_argument("--target-latency", type=duration_ms, default=S, metavar="DURATION", help="latency target on the device, e.g. 15ms or 0.015s (required unless --resume)")
     g.add_argument("--reward", choices=REWARD_KINDS, default=S, help="soft: ACC*(LAT/T)^-0.07 (default; the target does not change its ranking, so it is no limit); hard: alpha=0, beta=-1; custom: exponent --w; absolute: TuNAS ACC+beta*|LAT/T-1|")
-    g.add_argument("--w", type=float, metavar="W", default=S, help="exponent of the custom reward (MobileNetV3-Small used -0.15)")
-    g.add_argument("--beta", type=float, metavar="BETA", default=S, help="beta of the absolute reward (default -0.1)")
+    g.add_argument("--w", type=float, metavar="W", default=S, help="exponent of the custom reward, -10 to 0 (MobileNetV3-Small used -0.15)")
+    g.add_argument("--beta", type=float, metavar="BETA", default=S, help="beta of the absolute reward, -10 to 0 (default -0.1)")
     g.add_argument("--max-latency-ratio", type=positive_float, default=S, metavar="R", help="reject, before training, architectures whose table latency exceeds R x target (default: no filter)")
 
     g = p.add_argument_group("search")

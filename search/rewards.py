@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -32,6 +33,7 @@ SOFT_EXPONENT = -0.07
 HARD_ALPHA = 0.0
 HARD_BETA = -1.0
 ABSOLUTE_BETA = -0.1
+STEEPEST = -10.0  # the lowest exponent (and absolute beta) accepted: beyond it rewards are meaningless, then overflow
 REWARD_KINDS = ("soft", "hard", "custom", "absolute")
 REWARD_SCHEMA_VERSION = 1
 
@@ -73,7 +75,10 @@ def mnasnet_reward(accuracy: float, latency_ms: float, target_latency_ms: float,
     _check_inputs(accuracy, latency_ms, target_latency_ms)
     ratio = latency_ms / target_latency_ms
     exponent = alpha if latency_ms <= target_latency_ms else beta
-    factor = ratio**exponent
+    try:
+        factor = ratio**exponent
+    except OverflowError:  # a target absurdly far from the latency (1e30 ms): the largest float, not a crash mid-search
+        factor = sys.float_info.max
     return RewardBreakdown(kind, accuracy * factor, accuracy, latency_ms, target_latency_ms, ratio, factor=factor, exponent=exponent)
 
 
@@ -102,6 +107,10 @@ def _check_exponent(name: str, value: float, *, penalty: bool = False) -> float:
     if value > 0:
         why = "a positive penalty would reward missing the target" if penalty else "a positive exponent would reward slower models"
         raise SpecError(name, f"must be <= 0 ({why}), got {value!r}")
+    if value < STEEPEST:
+        why = ("at -10 missing the target by its own length costs 10 accuracy points; TuNAS used -0.1" if penalty else
+               "at -10 a 2x slower model already scores 1024x lower, and steeper ones overflow; MnasNet used -0.07, MobileNetV3-Small -0.15, the hard reward -1")
+        raise SpecError(name, f"must be >= {STEEPEST:g} ({why}), got {value!r}")
     return float(value)
 
 

@@ -110,9 +110,10 @@ def test_spec_calls_the_named_function(accuracy: float, latency: float, target: 
 
 
 exponents = st.sampled_from([-0.07, -0.15, -0.5, -1.0, 0.0])
+accuracies = st.one_of(st.just(0.0), st.floats(1e-6, 1.0))  # no subnormals: 5e-324 x 0.5 rounds to 0
 
 
-@given(exponents, fractions, latencies, fractions, latencies, latencies, latencies)
+@given(exponents, accuracies, latencies, accuracies, latencies, latencies, latencies)
 def test_one_exponent_on_both_sides_ranks_alike_under_every_target(w: float, acc_a: float, lat_a: float, acc_b: float, lat_b: float, t1: float, t2: float) -> None:
     # ACC x (LAT/T)^w = T^-w x ACC x LAT^w: the target scales both rewards alike, so which one is
     # higher is the same for every target (what nas-search's note about the target says)
@@ -131,6 +132,12 @@ def test_the_hard_and_absolute_rewards_rank_by_the_target() -> None:
         assert spec(0.75, 10.0, 20.0).reward > spec(0.7, 5.0, 20.0).reward
         assert spec(0.75, 10.0, 5.0).reward < spec(0.7, 5.0, 5.0).reward
 
+
+
+@given(st.sampled_from([-10.0, -1.0, -0.07, 0.0]), fractions, st.floats(1e-3, 1e3), st.floats(1e-300, 1e300))
+def test_the_steepest_reward_stays_finite_for_any_target(w: float, accuracy: float, latency: float, target: float) -> None:
+    result = RewardSpec("custom", w, w)(accuracy, latency, target)
+    assert math.isfinite(result.reward) and result.reward >= 0
 
 # --------------------------------------------------------------------------- RewardSpec
 
@@ -158,6 +165,9 @@ def test_spec_from_options() -> None:
         ({"kind": "absolute", "w": -0.1}, "--w: the absolute reward takes only --beta"),
         ({"kind": "absolute", "beta": 0.5}, "--beta: must be <= 0 .a positive penalty would reward missing the target., got 0.5"),
         ({"kind": "custom", "w": float("nan")}, "expected a finite number"),
+        # a search with --w -1000 died mid-way on (LAT/T)^w overflowing, and again on every resume
+        ({"kind": "custom", "w": -1000.0}, "--w: must be >= -10 .at -10 a 2x slower model already scores 1024x lower, and steeper ones overflow; MnasNet used -0.07"),
+        ({"kind": "absolute", "beta": -11.0}, "--beta: must be >= -10 .at -10 missing the target by its own length costs 10 accuracy points; TuNAS used -0.1., got -11.0"),
     ],
 )
 def test_spec_option_errors_say_what_to_do(options: dict, message: str) -> None:
