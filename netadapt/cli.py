@@ -406,11 +406,18 @@ def _absolute_paths(args: argparse.Namespace, values: dict[str, Any]) -> None:
 
 def _schedule(values: dict[str, Any]) -> Schedule:
     base = SCHEDULES[values["schedule"]]
-    return Schedule(
+    schedule = Schedule(
         initial_reduction=values["initial_reduction"] if values["initial_reduction"] is not None else base.initial_reduction,
         decay=values["reduction_decay"] if values["reduction_decay"] is not None else base.decay,
         min_reduction=values["min_reduction"] if values["min_reduction"] is not None else base.min_reduction,
     )
+    if values["initial_reduction"] is not None and schedule.initial_reduction < schedule.min_reduction:
+        whence = f"--min-reduction {schedule.min_reduction:g}" if values["min_reduction"] is not None else f"{schedule.min_reduction:g}, --schedule {values['schedule']}'s floor"
+        raise UsageError(
+            f"--initial-reduction {schedule.initial_reduction:g} would have no effect: every step removes at least {whence}; "
+            f"lower the floor too (--min-reduction 0), or leave --initial-reduction out"
+        )
+    return schedule
 
 
 def _load_data(values: dict[str, Any]) -> Any:
@@ -461,6 +468,7 @@ def _refine(args: argparse.Namespace, prog: str, held: contextlib.ExitStack) -> 
             "--final retrain with --final-epochs 0 would leave the refined network untrained (retrained from scratch for no epoch); "
             "give --final-epochs N (N >= 1), or --final finetune or --final none to keep the pruned network's weights"
         )
+    schedule = _schedule(values)  # checked before any work
     _absolute_paths(args, values)
     if values["threads"] is None:
         values["threads"] = max(1, (os.cpu_count() or 1) // values["workers"])
@@ -503,7 +511,7 @@ def _refine(args: argparse.Namespace, prog: str, held: contextlib.ExitStack) -> 
     budget = args.target_latency if args.target_latency is not None else args.budget_ratio * start_latency
     floor = check_budget(arch, budget, values["granularity"], latency.predict)
     settings = Settings(
-        budget_ms=budget, start_latency_ms=start_latency, schedule=_schedule(values), selection=values["selection"],
+        budget_ms=budget, start_latency_ms=start_latency, schedule=schedule, selection=values["selection"],
         granularity=values["granularity"], finetune_steps=values["finetune_steps"], final=values["final"],
         final_epochs=values["final_epochs"], pretrain_epochs=values["pretrain_epochs"], max_iterations=values["max_iterations"],
         workers=values["workers"], ray_address=values["ray_address"], threads=values["threads"], seed=values["seed"],

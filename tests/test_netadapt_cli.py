@@ -188,6 +188,10 @@ def test_options_that_would_have_no_effect_are_refused(tmp_path: Path, capsys: p
     for extra, message in (
         (["--final", "none", "--final-epochs", "5"], "--final-epochs would have no effect with --final none"),
         (["--backend", "torch", "--command", "bench {model}"], "--command cannot be combined with --backend torch"),
+        # the mobilenetv3 schedule removes at least 1% a step: a smaller first step changed nothing
+        (["--schedule", "mobilenetv3", "--initial-reduction", "0.005"],
+         "--initial-reduction 0.005 would have no effect: every step removes at least 0.01, --schedule mobilenetv3's floor; lower the floor too (--min-reduction 0)"),
+        (["--initial-reduction", "0.02", "--min-reduction", "0.03"], "--initial-reduction 0.02 would have no effect: every step removes at least --min-reduction 0.03;"),
     ):
         assert main(["refine", *given, *extra]) == 2, extra
         err = capsys.readouterr().err.strip()
