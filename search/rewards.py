@@ -108,7 +108,7 @@ def _check_exponent(name: str, value: float, *, penalty: bool = False) -> float:
         why = "a positive penalty would reward missing the target" if penalty else "a positive exponent would reward slower models"
         raise SpecError(name, f"must be <= 0 ({why}), got {value!r}")
     if value < STEEPEST:
-        why = ("at -10 missing the target by its own length costs 10 accuracy points; TuNAS used -0.1" if penalty else
+        why = ("at -10 missing the target by its own length costs ten times the whole accuracy range; TuNAS used -0.1" if penalty else
                "at -10 a 2x slower model already scores 1024x lower, and steeper ones overflow; MnasNet used -0.07, MobileNetV3-Small -0.15, the hard reward -1")
         raise SpecError(name, f"must be >= {STEEPEST:g} ({why}), got {value!r}")
     return float(value)

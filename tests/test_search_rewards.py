@@ -167,7 +167,7 @@ def test_spec_from_options() -> None:
         ({"kind": "custom", "w": float("nan")}, "expected a finite number"),
         # a search with --w -1000 died mid-way on (LAT/T)^w overflowing, and again on every resume
         ({"kind": "custom", "w": -1000.0}, "--w: must be >= -10 .at -10 a 2x slower model already scores 1024x lower, and steeper ones overflow; MnasNet used -0.07"),
-        ({"kind": "absolute", "beta": -11.0}, "--beta: must be >= -10 .at -10 missing the target by its own length costs 10 accuracy points; TuNAS used -0.1., got -11.0"),
+        ({"kind": "absolute", "beta": -11.0}, "--beta: must be >= -10 .at -10 missing the target by its own length costs ten times the whole accuracy range; TuNAS used -0.1., got -11.0"),
     ],
 )
 def test_spec_option_errors_say_what_to_do(options: dict, message: str) -> None:
