@@ -303,6 +303,25 @@ def resolve_input(spec: str, weights: str | None) -> StartingNetwork:
     return StartingNetwork(arch, state, chosen, text)
 
 
+def _missed_target(spec: str) -> tuple[float, float] | None:
+    """``(latency_ms, target_latency_ms)`` of INPUT when it is a search's ``best.json`` (or a
+    NetAdapt ``refined.json``) whose latency, by that run's table, is over that run's target."""
+    text = spec.strip()
+    if not is_path(text):
+        return None
+    path = result_file(Path(text).expanduser())
+    try:
+        data = json.loads(path.read_text()) if path.suffix == ".json" and path.is_file() else None
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    latency, target = data.get("latency_ms"), data.get("target_latency_ms")
+    if not (isinstance(latency, int | float) and isinstance(target, int | float)) or isinstance(latency, bool) or isinstance(target, bool):
+        return None
+    return (float(latency), float(target)) if math.isfinite(latency) and math.isfinite(target) and latency > target > 0 else None
+
+
 def _missing_weights_hint(input_file: Path | None, weights: Path, named: str | None) -> str:
     """How to get the --weights that are missing: nas-train writes ``STEM.DATASET.pt`` beside a
     ``STEM.json`` (the file nas-search's "next:" line names), so that one is made by training first."""
@@ -490,6 +509,10 @@ def _refine(args: argparse.Namespace, prog: str, held: contextlib.ExitStack) -> 
         _log("note: --augment not used: nothing is trained long (no training from scratch, and --final none or --final-epochs 0); the short fine-tunes never augment")
     if default_budget:  # said once the input is known to be readable (a bad path gets its one-line error alone)
         _log(f"no budget given: pruning to {DEFAULT_BUDGET_RATIO:g} of the input's latency (--budget-ratio {DEFAULT_BUDGET_RATIO:g}); choose one with --target-latency or --budget-ratio")
+        missed = _missed_target(args.input)
+        if missed is not None:  # a soft-reward search may hand over a best slower than its target
+            _log(f"note: INPUT takes {format_ms(missed[0])} by the table of the run that wrote it, over that run's {missed[1]:g} ms target;"
+                 f" --target-latency {missed[1]:g}ms prunes it to that target")
     data = _load_data(values)
     if args.weights is None:
         _note_proxy_trained(args.input, data.name, values)

@@ -215,6 +215,24 @@ def test_options_that_would_have_no_effect_are_refused(tmp_path: Path, capsys: p
     assert "note:" not in capsys.readouterr().err
 
 
+def test_a_search_best_over_its_target_is_noted_with_the_budget_that_reaches_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # the soft reward may hand over a best slower than the target; the default budget (0.75 of its
+    # latency) need not reach that target, and refine says how to prune to it
+    arch = tiny_arch()
+    save_weights(tmp_path / "best.pt", build_model(arch).state_dict())
+    missing = ["--dataset", "cifar10", "--data-dir", str(tmp_path / "none")]  # stops the run once past the notes
+    for name, latency, target, noted in (("over", 5.14, 2.0, True), ("within", 1.5, 2.0, False)):
+        best = tmp_path / name / "best.json"
+        best.parent.mkdir()
+        best.write_text(json.dumps({"architecture": arch.to_dict(), "latency_ms": latency, "target_latency_ms": target, "weights": str(tmp_path / "best.pt")}))
+        assert main(["refine", str(best), "--out", str(tmp_path / f"run-{name}"), *missing]) == 2
+        err = capsys.readouterr().err
+        note = "note: INPUT takes 5.14 ms by the table of the run that wrote it, over that run's 2 ms target; --target-latency 2ms prunes it to that target"
+        assert (note in err) == noted, err
+        assert main(["refine", str(best.parent), "--budget-ratio", "0.5", "--out", str(tmp_path / f"ratio-{name}"), *missing]) == 2
+        assert "over that run's" not in capsys.readouterr().err  # a budget was chosen
+
+
 def test_block_notation_longer_than_a_file_name_is_read_as_notation(capsys: pytest.CaptureFixture[str]) -> None:
     from mobilenas.space.io import is_path
     from mobilenas.space.references import mobilenetv3_large
