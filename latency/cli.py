@@ -325,7 +325,7 @@ def _open_table(args: argparse.Namespace, space: Any | None) -> Any:
 
     # Only a backend the user asked for is checked against the table; otherwise the table's own
     # runtime and thread count are used (a 4-thread table needs no --threads 4 to be read).
-    asked = args.command or args.backend != "onnxruntime" or args.threads != 1
+    asked = args.command or args.backend != "onnxruntime" or args.threads != 1 or args.device_name
     backend = _backend(args) if asked else None
     if args.table is not None and args.table.exists():
         table = LookupTable.load(args.table, backend=backend, force=args.force_device)

@@ -249,9 +249,12 @@ class TableHeader:
             raise ValueError(f"{where}: units {data.get('units')!r}; expected {UNITS!r}")
         try:
             space = data.get("space") or {}
+            input_size = int(data["input_size"])
+            if input_size < 1:
+                raise ValueError(f"input_size {input_size}")
             return cls(
                 device=DeviceInfo.from_dict(data["device"], f"{where}: device"),
-                input_size=int(data["input_size"]),
+                input_size=input_size,
                 batch_size=int(data.get("batch_size", 1)),
                 method=Method.from_dict(data.get("method", {})),
                 correction=Correction.from_dict(data.get("correction", {})),
@@ -262,6 +265,8 @@ class TableHeader:
             )
         except KeyError as error:
             raise ValueError(f"{where}: the header lacks {error.args[0]!r}") from None
+        except (TypeError, AttributeError, ValueError) as error:  # a value of the wrong kind: a damaged header
+            raise ValueError(f"{where}: the header (its first line) is damaged ({error}); rebuild the table, or restore the file") from None
 
 
 @dataclass(frozen=True)
@@ -744,7 +749,7 @@ class LookupTable:
             with _locked(self.path):
                 with open(self.path, encoding="utf-8") as handle:
                     lines = handle.read().splitlines()
-                kept = [line for line in lines[1:] if line.strip() and json.loads(line).get("kind") != "end_to_end"]
+                kept = [line for line in lines[1:] if line.strip() and not _is_end_to_end(line)]
                 _atomic_write_lines(self.path, [json.dumps(self.header.to_dict()), *kept])
         return dropped
 
@@ -791,6 +796,8 @@ class LookupTable:
             return
         line = json.dumps(record)
         with _locked(self.path):
+            if not self.path.exists() or not self.path.stat().st_size:  # deleted (or emptied) while in use: a table again
+                line = json.dumps(self.header.to_dict()) + "\n" + line
             needs_newline = False
             if self.path.exists() and self.path.stat().st_size:
                 with open(self.path, "rb") as handle:
@@ -849,6 +856,16 @@ def table_name_prefix(space: Any) -> str:
     """How the default file name of ``space``'s tables begins (``latency.build.default_table_path``):
     the space's name and its layout fingerprint, which leaves out the class count."""
     return f"{re.sub(r'[^A-Za-z0-9._-]+', '_', space.name)}-{space.layout_fingerprint()[:8]}-"
+
+
+def _is_end_to_end(line: str) -> bool:
+    """Whether a table line is an end-to-end record (a torn or foreign line is not: it is kept, and
+    ``load`` skips it as before)."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return False
+    return isinstance(record, dict) and record.get("kind") == "end_to_end"
 
 
 def _atomic_write_lines(path: Path, lines: list[str]) -> None:

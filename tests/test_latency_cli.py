@@ -86,6 +86,9 @@ def test_predict_and_breakdown(built_table, capsys) -> None:
     assert payload["se_blocks"] == sum(1 for _, _, block in arch.blocks() if block.se_channels > 0)
     assert payload["sum_ms"] == pytest.approx(sum(row["latency_ms"] for row in payload["breakdown"]))
     assert payload["breakdown"][0]["path"] == "stem" and payload["breakdown"][-1]["path"] == "head"
+    # a device named for a table of this machine's CPU is refused, as measure refuses it (it was ignored)
+    code, _, err = run(["predict", arch.to_notation(), "--table", str(built_table), "--device-name", "pixel7"], capsys)
+    assert code == 2 and "--device-name 'pixel7' names the device a --command measures on" in err
 
 
 def test_predict_finds_the_table_of_the_search_run_that_wrote_best_json(built_table, tmp_path, capsys) -> None:

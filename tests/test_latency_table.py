@@ -260,6 +260,46 @@ def test_end_to_end_points_can_be_dropped_for_a_refit(tmp_path) -> None:
     assert reloaded.end_to_end_points() == [] and len(reloaded) == 4 and not reloaded.correction.fitted
 
 
+def test_end_to_end_points_are_dropped_past_a_torn_line(tmp_path) -> None:
+    # a torn line (which load skips) made drop_end_to_end, and so `nas-latency build
+    # --refit-correction`, fail on json.loads for good
+    from mobilenas.latency import Measurement, Spread
+
+    table = hand_table(tmp_path, Correction())
+    table.record_end_to_end(two_block_arch(), Measurement(5.0, Spread.of([5.0]), 1, table.device.with_shape((1, 3, 32, 32))))
+    with open(table.path, "a") as handle:
+        handle.write('[]\n{"kind": "op", "key": "ir_h8w8')  # a line of another kind, and a writer killed mid-line
+    loaded = LookupTable.load(table.path)
+    assert loaded.drop_end_to_end() == 1
+    again = LookupTable.load(table.path)
+    assert again.end_to_end_points() == [] and len(again) == 4
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("device", None), ("device", ["cpu"]), ("input_size", None), ("input_size", 0), ("space", "mobilenetv3"), ("versions", ["torch"])],
+)
+def test_a_damaged_header_is_an_error_naming_the_file(tmp_path, field: str, value: object) -> None:
+    table = hand_table(tmp_path, Correction())
+    lines = table.path.read_text().splitlines()
+    header = json.loads(lines[0])
+    header[field] = value
+    table.path.write_text("\n".join([json.dumps(header), *lines[1:]]) + "\n")
+    with pytest.raises(ValueError, match=r"t\.jsonl: the header \(its first line\) is damaged .*; rebuild the table, or restore the file"):
+        LookupTable.load(table.path)
+
+
+def test_a_table_file_deleted_while_in_use_is_written_again_with_its_header(tmp_path) -> None:
+    # the advice for a table in the way is to delete it; a process still holding it appended
+    # headerless lines, and the file could no longer be loaded or opened
+    table = hand_table(tmp_path, Correction())
+    table.path.unlink()
+    extra = OpSignature("ds", 8, 8, 16, 16, 3, 1, activation="relu", skip=True)
+    table.add_entry(entry(extra, 0.25))
+    loaded = LookupTable.load(table.path)
+    assert loaded.header == table.header and loaded.get(extra) is not None and len(loaded) == 1
+
+
 def test_a_table_made_before_layout_fingerprints_is_matched_by_its_default_name(tmp_path) -> None:
     """Tables made before recorded the space's whole fingerprint (class count included); one
     under its default name (which carries the layout's fingerprint) is this space's table for a
