@@ -685,6 +685,9 @@ class LookupTable:
     def _measure(self, signature: OpSignature, backend: LatencyBackend, baselines: dict[tuple[int, ...], Runner]) -> Entry:
         from mobilenas.latency.measure import Spread
 
+        found = self._adopt_from_disk(signature)  # another process sharing the file measured it meanwhile
+        if found is not None:
+            return found
         method = self.header.method
         shape = self._shape(signature.in_channels, signature.in_height, signature.in_width)
         runner = backend.prepare(signature_module(signature, method.name), shape)
@@ -713,17 +716,54 @@ class LookupTable:
                 latency, iqr = max(float(np.median(differences)), 0.0), Spread.of(differences.tolist()).iqr_ms
         finally:
             runner.close()
-        entry = Entry(signature, latency, iqr, method.repeats, now_iso(), op_ms, baseline_ms)
-        self._entries[signature] = entry
-        self._append(entry.to_record())
-        return entry
+        return self._keep(Entry(signature, latency, iqr, method.repeats, now_iso(), op_ms, baseline_ms))
 
     def add_entry(self, entry: Entry) -> None:
         """Add an entry measured elsewhere (first one of a signature wins); appended to the file."""
         if entry.signature in self._entries:
             return
+        self._keep(entry)
+
+    def _keep(self, entry: Entry) -> Entry:
+        """``entry``, appended to the file, unless the file holds that op already (another process
+        sharing it measured it first): then that one, as a fresh load would read it."""
         self._entries[entry.signature] = entry
-        self._append(entry.to_record())
+        existing = self._append(entry.to_record())
+        if existing is None:
+            return entry
+        del self._entries[entry.signature]
+        self._absorb(existing, str(self.path))
+        return self._entries[entry.signature]
+
+    def _adopt_from_disk(self, signature: OpSignature) -> Entry | None:
+        if self.path is None or not self.path.exists():
+            return None
+        with _locked(self.path):
+            record = self._op_on_disk(signature.key)
+        if record is None:
+            return None
+        self._absorb(record, str(self.path))
+        return self._entries.get(signature)
+
+    def _op_on_disk(self, key: str) -> dict[str, Any] | None:
+        """The file's first record of op ``key`` (call with the lock held), or None."""
+        assert self.path is not None
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except OSError:
+            return None
+        marker = f'"key": {json.dumps(key)}'
+        if marker not in text:  # the usual case, found without parsing
+            return None
+        for line in text.splitlines()[1:]:
+            if marker in line:
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(record, dict) and record.get("kind") == "op" and record.get("key") == key and isinstance(record.get("signature"), dict):
+                    return record
+        return None
 
     # ------------------------------------------------------------------ correction
 
@@ -754,11 +794,31 @@ class LookupTable:
         return dropped
 
     def fit_correction(self, *, measure_missing: bool = True) -> Correction:
-        """Refit the correction on every end-to-end point; stored in the header (file rewritten)."""
+        """Refit the correction on every end-to-end point; stored in the header (file rewritten).
+
+        Points that other processes sharing the file appended meanwhile are taken in first, so the
+        header's correction rests on every point the file holds.
+        """
+        self._take_in_end_to_end_points()
         points = self._end_to_end
         correction = self.fit_on([p.architecture() for p in points], [p.latency_ms for p in points], measure_missing=measure_missing)
         self.set_correction(correction)
         return correction
+
+    def _take_in_end_to_end_points(self) -> None:
+        if self.path is None or not self.path.exists():
+            return
+        with _locked(self.path):
+            lines = self.path.read_text(encoding="utf-8").splitlines()[1:]
+        mine, self._end_to_end = self._end_to_end, []
+        for number, line in enumerate(lines, start=2):
+            if _is_end_to_end(line):
+                try:
+                    self._absorb(json.loads(line), f"{self.path}:{number}")
+                except (ValueError, KeyError, TypeError):  # damaged: skipped, as load skips it
+                    continue
+        seen = {(p.fingerprint, p.measured, p.latency_ms) for p in self._end_to_end}
+        self._end_to_end += [p for p in mine if (p.fingerprint, p.measured, p.latency_ms) not in seen]  # any the file lost
 
     def fit_on(self, archs: Sequence[Architecture], measured_ms: Sequence[float], *, measure_missing: bool = True) -> Correction:
         """A correction fitted on ``archs`` measured end to end (``measured_ms``); the table's own is not touched."""
@@ -791,11 +851,17 @@ class LookupTable:
         self.path = target
         return target
 
-    def _append(self, record: dict[str, Any]) -> None:
+    def _append(self, record: dict[str, Any]) -> dict[str, Any] | None:
+        """Append ``record`` to the file; an op the file already holds is not appended twice (two
+        processes sharing the table measured it): the record there is returned instead."""
         if self.path is None:
-            return
+            return None
         line = json.dumps(record)
         with _locked(self.path):
+            if record.get("kind") == "op" and self.path.exists():
+                existing = self._op_on_disk(str(record["key"]))
+                if existing is not None:
+                    return existing
             if not self.path.exists() or not self.path.stat().st_size:  # deleted (or emptied) while in use: a table again
                 line = json.dumps(self.header.to_dict()) + "\n" + line
             needs_newline = False
@@ -807,6 +873,7 @@ class LookupTable:
                 handle.write(("\n" if needs_newline else "") + line + "\n")
                 handle.flush()
                 os.fsync(handle.fileno())
+        return None
 
     def _rewrite_header(self) -> None:
         assert self.path is not None

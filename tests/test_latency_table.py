@@ -300,6 +300,29 @@ def test_a_table_file_deleted_while_in_use_is_written_again_with_its_header(tmp_
     assert loaded.header == table.header and loaded.get(extra) is not None and len(loaded) == 1
 
 
+def test_processes_sharing_a_table_agree_on_each_op_and_fit_on_every_point(tmp_path) -> None:
+    # Two searches on one machine share a table. Each kept the value it measured for an op both
+    # measured (a fresh load read the first), and each refitted the correction on its own points only.
+    from mobilenas.latency import Measurement, Spread
+
+    hand_table(tmp_path, Correction())
+    first, second = LookupTable.load(tmp_path / "t.jsonl"), LookupTable.load(tmp_path / "t.jsonl")
+    extra = OpSignature("ds", 8, 8, 16, 16, 3, 1, activation="relu", skip=True)
+    first.add_entry(entry(extra, 0.25))
+    second.add_entry(entry(extra, 0.5))  # measured meanwhile: the file's first value wins, in both
+    assert second.get(extra).latency_ms == 0.25
+    assert sum('"key": "ds_h8w8_i16_o16_k3_s1_nre_skip"' in line for line in (tmp_path / "t.jsonl").read_text().splitlines()) == 1
+    wide = OpSignature("ds", 8, 8, 16, 16, 5, 1, activation="relu", skip=True)
+    first.add_entry(entry(wide, 0.75))
+    assert second.ensure_signatures([wide]) == 1 and second.get(wide).latency_ms == 0.75  # taken from the file, not measured again
+    device = first.device.with_shape((1, 3, 32, 32))
+    first.record_end_to_end(two_block_arch(), Measurement(5.0, Spread.of([5.0]), 1, device), refit=False)
+    other = two_block_arch().replace_block(0, 1, Block("ds", 3, 1, 16, "relu", skip=True))
+    correction = second.record_end_to_end(other, Measurement(4.0, Spread.of([4.0]), 1, device)) and second.correction
+    assert correction.points == 2 and len(second.end_to_end_points()) == 2
+    assert LookupTable.load(tmp_path / "t.jsonl").correction == correction  # the header rests on both
+
+
 def test_a_table_made_before_layout_fingerprints_is_matched_by_its_default_name(tmp_path) -> None:
     """Tables made before recorded the space's whole fingerprint (class count included); one
     under its default name (which carries the layout's fingerprint) is this space's table for a
