@@ -210,6 +210,22 @@ def test_image_folder_with_train_alone_or_beside_val(tmp_path: Path) -> None:
     write_folder(tmp_path / "classes", "RGB", [(12, 12)], per_class=4)
     write_folder(tmp_path / "classes" / "train" / "x", "RGB", [(12, 12)], per_class=1)
     assert load_dataset(tmp_path / "classes", val_size=4, test_size=4).class_names == ("cat", "dog", "emu", "train")
+    # an empty test/ beside train/ made a test split of 0 images, which failed a training at its end
+    write_folder(tmp_path / "hollow" / "train", "RGB", [(12, 12)], per_class=8)
+    (tmp_path / "hollow" / "test").mkdir()
+    with pytest.raises(ValueError, match=r"hollow/test holds no images of the classes in train/; put the held-out images there, or remove the empty folder"):
+        load_dataset(tmp_path / "hollow")
+
+
+def test_a_carved_test_split_is_the_same_for_every_seed(tmp_path: Path) -> None:
+    # it followed --seed: the images a search (seed 0) validated on were test images of nas-train --seed 1
+    np.savez(tmp_path / "d.npz", x_train=indexed_images(120, 3, 8), y_train=np.arange(120) % 4)
+    splits = {seed: load_dataset(tmp_path / "d.npz", seed=seed, val_size=12, test_size=12) for seed in (0, 1, 7)}
+    tests = {seed: identities(data.test.images) for seed, data in splits.items()}
+    assert tests[0] == tests[1] == tests[7] and len(tests[0]) == 12
+    for data in splits.values():
+        assert not tests[0] & (identities(data.train.images) | identities(data.val.images))
+    assert identities(splits[0].val.images) != identities(splits[1].val.images)  # validation still follows the seed
 
 
 def test_image_folder_errors(tmp_path: Path) -> None:
@@ -262,6 +278,9 @@ def test_npz_errors_name_the_layout(tmp_path: Path) -> None:
     np.savez(tmp_path / "channels.npz", x_train=np.zeros((4, 8, 8, 5), np.uint8), y_train=np.arange(4) % 2)
     with pytest.raises(ValueError, match="1 or 3 channels"):
         load_dataset(tmp_path / "channels.npz")
+    np.savez(tmp_path / "scalar.npz", x_train=np.zeros((4, 8, 8), np.uint8), y_train=np.arange(4) % 2, classes=np.array("cats"))
+    with pytest.raises(ValueError, match=r"'classes' must be a list of class names \(1-D\), got an array of shape \(\)"):
+        load_dataset(tmp_path / "scalar.npz")
     (tmp_path / "junk.npz").write_bytes(b"junk")
     with pytest.raises(ValueError, match=r"cannot be read as a .npz"):
         load_dataset(tmp_path / "junk.npz")

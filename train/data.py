@@ -334,6 +334,9 @@ def _load_synthetic(seed: int, train_size: SizeSpec, val_size: SizeSpec, test_si
     )
 
 
+CARVED_TEST_SEED = 1  # what seed 0 carved with before the test split stopped following --seed
+
+
 def _assemble(
     name: str,
     description: str,
@@ -350,7 +353,9 @@ def _assemble(
     if test is None:
         count = resolve_size(test_size if test_size is not None else DEFAULT_TEST_FRACTION, len(labels), "test_size")
         _check_room(count, len(labels), "test", name)
-        test_index, rest = stratified_split(labels, count, seed + 1)
+        # the same test images for every --seed: a search's validation images (seed 0) must never be
+        # what nas-train --seed 1 reports as test accuracy
+        test_index, rest = stratified_split(labels, count, CARVED_TEST_SEED)
         test = (images[test_index], labels[test_index])
         images, labels = images[rest], labels[rest]
         test_size = None
@@ -499,7 +504,11 @@ def _read_npz(path: Path, image_size: int | None) -> tuple[tuple[np.ndarray, np.
             if x_test.shape[1:] != x_train.shape[1:]:
                 raise ValueError(f"{path}: x_test images {x_test.shape[1:]} differ from x_train images {x_train.shape[1:]}")
             test_raw = (x_test, _npz_labels(path, "y_test", archive["y_test"], len(x_test)))
-        names_in_file = [str(c) for c in archive["classes"]] if "classes" in keys else None
+        names_in_file = None
+        if "classes" in keys:
+            if archive["classes"].ndim != 1:
+                raise ValueError(f"{path}: 'classes' must be a list of class names (1-D), got an array of shape {archive['classes'].shape}")
+            names_in_file = [str(c) for c in archive["classes"]]
     values = np.unique(raw_train_labels)
     if len(values) < 2:
         raise ValueError(f"{path}: y_train holds {len(values)} class; a classifier needs at least 2")
@@ -608,6 +617,9 @@ def _read_image_folder(path: Path, image_size: int | None) -> tuple[tuple[np.nda
     class_names = tuple(d.name for d in class_dirs)
     train_files = _labelled_files(train_root, class_names)
     test_files = _labelled_files(test_root, class_names) if test_root is not None else None
+    if test_files == []:  # a test split of 0 images failed a whole training at its end
+        assert test_root is not None
+        raise ValueError(f"{test_root} holds no images of the classes in {train_root.name}/; put the held-out images there, or remove the empty folder to carve a test split from {train_root.name}/")
     all_files = [f for f, _ in train_files] + ([f for f, _ in test_files] if test_files else [])
     size = image_size or _default_image_size(all_files)
     train_images, train_labels, train_gray = _decode_images(train_files, size)
