@@ -149,6 +149,25 @@ def test_resume_refuses_other_data_and_other_settings(tmp_path: Path) -> None:
         _check_resumable(checkpoint, {**identity, "data": {**data, "mean": [0.31], "std": [0.21]}}, config, path)
     with pytest.raises(ValueError, match=r"other settings \(--lr 0\.1, not 0\.05; --batch-size 32, not 16\)"):
         _check_resumable(checkpoint, identity, FullTrainConfig(epochs=2, batch_size=16, learning_rate=0.05, threads=1), path)
+    # a training started on a GPU resumes on this CPU (the device may differ): the checkpoint's device
+    # was checked as if it were asked for here, and refused
+    on_gpu = {"identity": identity, "config": {**config.to_dict(), "device": "cuda"}}
+    _check_resumable(on_gpu, identity, config, path)
+
+
+def test_a_diverged_training_can_be_run_again(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # its error says "try a lower learning rate"; the rerun was refused as "a finished training",
+    # and --resume pointed at weights that were never written
+    arch_path = write_arch(tmp_path / "d")
+    argv = [str(arch_path), "--epochs", "1", "--no-onnx", "--quiet", *DATA_ARGS]
+    assert main([*argv, "--lr", "1e12"]) == 1
+    metrics = tmp_path / "d" / "net.synthetic.metrics.json"
+    assert json.loads(metrics.read_text())["status"] != "ok" and not (tmp_path / "d" / "net.synthetic.pt").exists()
+    capsys.readouterr()
+    assert main([*argv, "--lr", "1e12", "--resume"]) == 2
+    assert "there is nothing to resume; it failed (its metrics say why); run it again without --resume" in capsys.readouterr().err
+    assert main([*argv, "--lr", "0.01"]) == 0
+    assert json.loads(metrics.read_text())["status"] == "ok" and (tmp_path / "d" / "net.synthetic.pt").exists()
 
 
 def test_weights_start_a_fine_tune(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:

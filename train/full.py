@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import io
+import json
 import math
 import shlex
 import time
@@ -180,12 +181,17 @@ def train_full(
         checkpoint = _load_checkpoint(outputs.checkpoint)
         _check_resumable(checkpoint, identity, config, outputs.checkpoint)
     elif outputs.metrics.exists():
+        ok = _finished_ok(outputs.metrics)
         if resume:
-            raise ValueError(
-                f"{outputs.metrics} already exists: that training finished, there is nothing to resume; to train it further, "
-                f"fine-tune its weights instead of --resume: --weights {shlex.quote(str(outputs.weights))}"
-            )
-        raise ValueError(f"{outputs.metrics} already exists (a finished training); choose another --out, or delete it to train again")
+            if not ok:
+                further = "it failed (its metrics say why); run it again without --resume"
+            elif outputs.weights.exists():
+                further = f"to train it further, fine-tune its weights instead of --resume: --weights {shlex.quote(str(outputs.weights))}"
+            else:
+                further = "its weights are not there; delete it to train again"
+            raise ValueError(f"{outputs.metrics} already exists: that training finished, there is nothing to resume; {further}")
+        if ok:  # a failed one (diverged: "try a lower learning rate") is trained again
+            raise ValueError(f"{outputs.metrics} already exists (a finished training); choose another --out, or delete it to train again")
 
     start = time.perf_counter()
     elapsed_before = float(checkpoint["elapsed_s"]) if checkpoint else 0.0
@@ -381,6 +387,15 @@ def _differences(saved: dict[str, Any], given: dict[str, Any], keys: Sequence[st
     return "; ".join(f"{_OPTION_NAMES.get(k, '--' + k.replace('_', '-'))} {theirs.get(k)}, not {ours.get(k)}" for k in names)
 
 
+def _finished_ok(metrics: Path) -> bool:
+    """Whether ``metrics`` records a training that ended well (a diverged one does not block a rerun)."""
+    try:
+        status = json.loads(metrics.read_text()).get("status", STATUS_OK)
+    except (OSError, ValueError, AttributeError):
+        return True  # unreadable: not overwritten unasked
+    return status == STATUS_OK
+
+
 def _check_resumable(checkpoint: dict[str, Any], identity: dict[str, Any], config: FullTrainConfig, path: Path) -> None:
     if checkpoint["identity"]["architecture"] != identity["architecture"]:
         raise ValueError(f"{path} is a training of another architecture (fingerprint {checkpoint['identity']['architecture']}); choose another --out")
@@ -390,7 +405,7 @@ def _check_resumable(checkpoint: dict[str, Any], identity: dict[str, Any], confi
     if started_from != identity.get("initial"):
         given = identity.get("initial") or "random weights"
         raise ValueError(f"{path} was started from {'random weights' if started_from is None else started_from}, this training from {given}; resume with the same --weights")
-    saved = FullTrainConfig(**checkpoint["config"])
+    saved = FullTrainConfig(**{**checkpoint["config"], "device": config.device})  # the device may differ (resumable_with), and need not exist here
     differing = config.resumable_with(saved)
     if differing:
         different = _differences(dataclasses.asdict(saved), dataclasses.asdict(config), differing)
