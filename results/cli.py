@@ -464,7 +464,8 @@ def _compare(args: argparse.Namespace) -> int:
     if args.by:
         by = [c.strip() for c in args.by.split(",") if c.strip()]
     else:
-        by = ["strategy"] + (["target_latency_ms"] if table["target_latency_ms"].nunique() > 1 else [])
+        # runs that differ in target or reward are not pooled: their rewards are on other scales
+        by = ["strategy"] + [c for c in ("reward", "target_latency_ms") if c in table.columns and table[c].nunique() > 1]
         if len(set(problems.values())) > 1:  # means over different problems would mix scales
             table["problem_number"] = [problems.get(label, 0) for label in table["run"]]
             by.append("problem_number")

@@ -252,6 +252,19 @@ def test_plot_and_compare_write_readable_pngs(runs: dict[str, Path], tmp_path: P
     assert capsys.readouterr().out.startswith("1 run; ")
 
 
+def test_compare_keeps_runs_of_other_rewards_apart(runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # a soft-reward and a hard-reward run of one strategy were pooled, their rewards (on other
+    # scales) averaged
+    hard = tmp_path / "random-hard"
+    cells = runs["random-0"].parent / "cells.csv"
+    assert nas_search(["--space", "nb201", "--benchmark", str(cells), "--latency-column", "latency_ms_toy", "--target-latency", f"{TARGET_MS}ms",
+                       "--strategy", "random", "--seed", "0", "--samples", "30", "--reward", "hard", "--out", str(hard), "--quiet"]) == 0
+    capsys.readouterr()
+    assert nas_results(["compare", str(runs["random-0"]), str(runs["random-1"]), str(hard), "--out", str(tmp_path / "f.png"), "--json"]) == 0
+    groups = json.loads(capsys.readouterr().out)["groups"]
+    assert sorted((g["strategy"], g["reward"].split(":")[0], g["runs"]) for g in groups) == [("random", "hard", 1), ("random", "soft", 2)]
+
+
 def test_figures_command_writes_every_search_figure(runs: dict[str, Path], tmp_path: Path) -> None:
     assert nas_results(["figures", str(runs["random-1"]), "--out", str(tmp_path)]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["convergence.png", "front.png", "reward_landscape.png"]
