@@ -732,8 +732,9 @@ class LookupTable:
         if existing is None:
             return entry
         del self._entries[entry.signature]
-        self._absorb(existing, str(self.path))
-        return self._entries[entry.signature]
+        with contextlib.suppress(ValueError, KeyError, TypeError):  # a damaged line, which load skips too: ours stands
+            self._absorb(existing, str(self.path))
+        return self._entries.setdefault(entry.signature, entry)
 
     def _adopt_from_disk(self, signature: OpSignature) -> Entry | None:
         if self.path is None or not self.path.exists():
@@ -742,7 +743,10 @@ class LookupTable:
             record = self._op_on_disk(signature.key)
         if record is None:
             return None
-        self._absorb(record, str(self.path))
+        try:
+            self._absorb(record, str(self.path))
+        except (ValueError, KeyError, TypeError):  # a damaged line, which load skips too: measured here
+            return None
         return self._entries.get(signature)
 
     def _op_on_disk(self, key: str) -> dict[str, Any] | None:
