@@ -732,20 +732,21 @@ class LookupTable:
         if existing is None:
             return entry
         del self._entries[entry.signature]
-        with contextlib.suppress(ValueError, KeyError, TypeError):  # a damaged line, which load skips too: ours stands
-            self._absorb(existing, str(self.path))
-        return self._entries.setdefault(entry.signature, entry)
+        return self._take_op(existing, entry.signature) or self._entries.setdefault(entry.signature, entry)  # damaged: ours stands
 
     def _adopt_from_disk(self, signature: OpSignature) -> Entry | None:
         if self.path is None or not self.path.exists():
             return None
         with _locked(self.path):
             record = self._op_on_disk(signature.key)
-        if record is None:
-            return None
+        return None if record is None else self._take_op(record, signature)
+
+    def _take_op(self, record: dict[str, Any], signature: OpSignature) -> Entry | None:
+        """The entry of ``signature`` from ``record``, an op line another process wrote; None for a
+        damaged line (load skips those too)."""
         try:
             self._absorb(record, str(self.path))
-        except (ValueError, KeyError, TypeError):  # a damaged line, which load skips too: measured here
+        except (ValueError, KeyError, TypeError):
             return None
         return self._entries.get(signature)
 

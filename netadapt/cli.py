@@ -311,7 +311,7 @@ def _missed_target(spec: str) -> tuple[float, float] | None:
         return None
     path = result_file(Path(text).expanduser())
     try:
-        data = json.loads(path.read_text()) if path.suffix == ".json" and path.is_file() else None
+        data = read_json(path) if path.suffix == ".json" and path.is_file() else None
     except (OSError, ValueError):
         return None
     if not isinstance(data, dict):

@@ -19,7 +19,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import io
-import json
 import math
 import shlex
 import time
@@ -30,7 +29,7 @@ from typing import Any
 
 import torch
 
-from mobilenas.runs import atomic_write_bytes, atomic_write_json, environment, now_iso
+from mobilenas.runs import atomic_write_bytes, atomic_write_json, environment, now_iso, read_json
 from mobilenas.space.arch import Architecture
 from mobilenas.space.builder import build_model
 from mobilenas.space.cost import architecture_cost
@@ -390,7 +389,7 @@ def _differences(saved: dict[str, Any], given: dict[str, Any], keys: Sequence[st
 def _finished_ok(metrics: Path) -> bool:
     """Whether ``metrics`` records a training that ended well (a diverged one does not block a rerun)."""
     try:
-        status = json.loads(metrics.read_text()).get("status", STATUS_OK)
+        status = read_json(metrics).get("status", STATUS_OK)
     except (OSError, ValueError, AttributeError):
         return True  # unreadable: not overwritten unasked
     return status == STATUS_OK

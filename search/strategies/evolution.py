@@ -5,8 +5,8 @@ The first ``population_size`` proposals are uniformly random. After that, each p
 child: ``tournament_size`` members are drawn from the population (with replacement, as the
 reference code of Real et al. and NAS-Bench-201's REA draw them: "the element stays in the
 population"), the one with the highest reward is the parent, and the child changes one decision
-of the parent to another option (a neighbour). Every told observation joins the population; when it exceeds
-``population_size`` the *oldest* member is removed (aging), whatever its reward. Penalised
+of the parent to another option (a neighbour). Every told observation joins the population;
+when it exceeds ``population_size`` the *oldest* member is removed (aging), whatever its reward. Penalised
 observations (infeasible, failed) join like any other, with their penalty reward.
 """
 
