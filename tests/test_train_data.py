@@ -82,6 +82,26 @@ def test_synthetic_splits_sizes_and_disjoint_test_stream() -> None:
     assert small.input_size == 16
 
 
+
+def test_synthetic_validation_images_do_not_follow_the_training_size() -> None:
+    """A search (default --train-size) and a nas-train or netadapt run with another --train-size
+    validate on the same images, and neither trains on the other's validation images."""
+
+    def rows(images: torch.Tensor) -> set[bytes]:
+        return {bytes(row) for row in images.reshape(len(images), -1).numpy()}
+
+    sizes = {"val_size": 100, "test_size": 10, "image_size": 8, "seed": 2}
+    default = load_dataset("synthetic", **sizes)
+    val = rows(default.val.images)
+    for train_size in (150, 4000, 4500):
+        other = load_dataset("synthetic", train_size=train_size, **sizes)
+        assert len(other.train) == train_size
+        assert torch.equal(other.val.images, default.val.images)
+        assert not rows(other.train.images) & val
+    fewer = load_dataset("synthetic", train_size=150, **sizes)
+    assert rows(fewer.train.images) <= rows(default.train.images)  # a subset of the default training images
+    assert (torch.bincount(fewer.train.labels, minlength=10) == 15).all()  # and a stratified one
+
 # --------------------------------------------------------------------------- stratified splits
 
 

@@ -24,7 +24,9 @@ a path          the kind is recognised: a ``.npz`` file, a folder with ``cifar-1
                 (or ``data_batch_1``), otherwise an image folder.
 
 Splits: the validation split is carved from the training data, stratified by class and seeded
-(``seed``); it serves every reward and fine-tune decision. The test split is only for final
+(``seed``); it serves every reward and fine-tune decision. It depends on the seed and
+``val_size`` only, never on ``train_size``, so commands that differ in ``train_size`` never train
+on one another's validation images. The test split is only for final
 reporting; where a data set has none (an image folder without ``test/`` or ``val/``, an ``.npz`` without
 ``x_test``) one is carved the same way (``test_size``, default 20%). ``train_size``,
 ``val_size`` and ``test_size`` accept a count or a fraction in (0, 1); subsets are stratified.
@@ -322,15 +324,27 @@ def _load_synthetic(seed: int, train_size: SizeSpec, val_size: SizeSpec, test_si
     train_n, val_n, test_n = sizes
     size = image_size or synthetic.IMAGE_SIZE
     # Train+val come from one stream and test from another, so changing the test size never
-    # changes the training images (and vice versa).
-    train_images, train_labels = synthetic.make_synthetic(train_n + val_n, seed, image_size=size)
+    # changes the training images (and vice versa). The validation images are carved from the
+    # stream's first DEFAULT_TRAIN + val_n images whatever train_n is, so runs that differ only in
+    # --train-size (a search and a nas-train or netadapt run after it) validate on the same images
+    # and none of them trains on another's validation images; more training images come after
+    # that prefix, fewer are a stratified subset of it. At the default sizes this is the carve
+    # the real data sets get (and the one the synthetic set always had).
+    default_train = SYNTHETIC_DEFAULT_SIZES[0]
+    reserve = default_train + val_n
+    pool_images, pool_labels = synthetic.make_synthetic(max(train_n, default_train) + val_n, seed, image_size=size)
+    val_index, rest = stratified_split(pool_labels[:reserve], val_n, seed)
+    train_index = np.concatenate([rest, np.arange(reserve, len(pool_labels), dtype=np.int64)])
+    if train_n < len(train_index):
+        keep, _ = stratified_split(pool_labels[train_index], train_n, seed + 2)
+        train_index = train_index[keep]
     test_images, test_labels = synthetic.make_synthetic(test_n, seed + 1_000_003, image_size=size)
     description = synthetic.DESCRIPTION
     if size != synthetic.IMAGE_SIZE:
         description += f" (drawn at {size}x{size})"
     return _assemble(
-        "synthetic", description, (train_images, train_labels), (test_images, test_labels),
-        synthetic.CLASS_NAMES, seed, None, val_n, None, channels,
+        "synthetic", description, (pool_images, pool_labels), (test_images, test_labels),
+        synthetic.CLASS_NAMES, seed, None, val_n, None, channels, carved=(val_index, train_index),
     )
 
 
@@ -348,7 +362,11 @@ def _assemble(
     val_size: SizeSpec,
     test_size: SizeSpec,
     channels: int | None,
+    *,
+    carved: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> DataSplits:
+    """The three splits of ``train`` (and ``test``, or a test split carved from ``train``);
+    ``carved`` = ``(val_index, train_index)`` into ``train`` where the caller chose them."""
     images, labels = train
     if test is None:
         count = resolve_size(test_size if test_size is not None else DEFAULT_TEST_FRACTION, len(labels), "test_size")
@@ -359,9 +377,13 @@ def _assemble(
         test = (images[test_index], labels[test_index])
         images, labels = images[rest], labels[rest]
         test_size = None
-    val_count = resolve_size(val_size if val_size is not None else DEFAULT_VAL_FRACTION, len(labels), "val_size")
-    _check_room(val_count, len(labels), "validation", name)
-    val_index, train_index = stratified_split(labels, val_count, seed)
+    if carved is not None:
+        val_index, train_index = carved
+        val_count = len(val_index)
+    else:
+        val_count = resolve_size(val_size if val_size is not None else DEFAULT_VAL_FRACTION, len(labels), "val_size")
+        _check_room(val_count, len(labels), "validation", name)
+        val_index, train_index = stratified_split(labels, val_count, seed)
     if train_size is not None:
         train_count = resolve_size(train_size, len(train_index), "train_size")
         if train_count > len(train_index):  # a count nobody can have: refused rather than quietly cut down
