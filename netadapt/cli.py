@@ -52,7 +52,16 @@ from mobilenas.netadapt.choices import (
 )
 from mobilenas.netadapt.core import SCHEDULES, SELECTION_RULES, Schedule, minimum_width
 from mobilenas.netadapt.groups import prunable_groups
-from mobilenas.runs import RunDir, absolute_path, new_run_id, read_json, run_latency_table, run_of
+from mobilenas.runs import (
+    RunDir,
+    absolute_path,
+    new_run_id,
+    option_text,
+    read_json,
+    run_latency_table,
+    run_of,
+    take_run_data_options,
+)
 from mobilenas.search.execution import check_ray_address, oversubscription_note
 from mobilenas.space.arch import Architecture
 from mobilenas.space.io import is_path, load_architecture, result_file
@@ -173,8 +182,12 @@ def build_parser(prog: str) -> ArgumentParser:
     budget.add_argument("--target-latency", type=duration_ms, metavar="DURATION", help="latency budget by the table, e.g. 10ms or 0.01s")
     budget.add_argument("--budget-ratio", type=budget_ratio, metavar="R", help="budget as a fraction of INPUT's latency, e.g. 0.5 or 50%%")
 
-    data = refine.add_argument_group("data (as nas-train and nas-search)")
-    data.add_argument("--dataset", metavar="NAME_OR_PATH", help="synthetic (built in), cifar10, imagefolder, npz, or a path (default: synthetic)")
+    data = refine.add_argument_group(
+        "data (as nas-train and nas-search)",
+        "where INPUT is a search's best.json or a NetAdapt run's refined.json, the options left out (but --train-size and --test-size) "
+        "take that run's values, --seed included, so the run's held-out validation images stay held out",
+    )
+    data.add_argument("--dataset", metavar="NAME_OR_PATH", help="synthetic (built in), cifar10, imagefolder, npz, or a path (default: the data of the run that wrote INPUT, else synthetic)")
     data.add_argument("--data-dir", metavar="DIR", help="where cifar10/imagefolder/npz data lie")
     data.add_argument("--train-size", type=count_or_fraction, metavar="N", help="training images (a count or a fraction; default: all)")
     data.add_argument("--val-size", type=count_or_fraction, metavar="N", help="validation images carved from the training split (default: 10%%)")
@@ -216,7 +229,7 @@ def build_parser(prog: str) -> ArgumentParser:
     execution.add_argument("--ray-address", metavar="ADDR", help="join this Ray cluster instead of starting a local one")
     execution.add_argument("--threads", type=positive_int, metavar="N", help="training threads per worker (default: all cores / workers)")
     execution.add_argument("--device", metavar="DEVICE", help="where networks train: cpu (default), cuda, cuda:1, ...")
-    execution.add_argument("--seed", type=seed_number, metavar="N", help="seed of data splits, fine-tunes and initialisation (default: 0)")
+    execution.add_argument("--seed", type=seed_number, metavar="N", help="seed of data splits, fine-tunes and initialisation (default: that of the run that wrote INPUT, else 0)")
     execution.add_argument(
         "--time-limit", type=time_limit_text, metavar="DURATION",
         help="start no new iteration or proposal after this long, e.g. 8h or 30min (from the command's start; proposals under way "
@@ -351,6 +364,31 @@ def proxy_training(spec: str) -> tuple[int, int] | None:
     proxy = manifest.get("proxy")
     batch = proxy.get("batch_size") if isinstance(proxy, dict) else None
     return info["steps"], batch if isinstance(batch, int) and batch > 0 else 32
+
+
+def _take_input_data_options(spec: str, values: dict[str, Any], typed: dict[str, Any], *, own_weights: bool) -> None:
+    """Load the data as the run that wrote INPUT did, where no data option was typed: a search on
+    CIFAR-10 is refined on CIFAR-10 (not on the synthetic default), and on the validation split
+    it held out (its --seed and --val-size), which its weights were never trained on. Typed options
+    that differ from the run's are kept, with a note where INPUT's own weights are the start."""
+    if not is_path(spec.strip()):
+        return
+    found = take_run_data_options(Path(spec.strip()).expanduser(), values, list(typed), DEFAULTS)
+    if found is None:
+        return
+    kind, taken, differing = found
+    who = "search" if kind == "search" else "NetAdapt run"
+    if taken:
+        _log(f"data as the {who} that wrote INPUT loaded them: {' '.join(option_text(k, v) for k, v in taken.items())} (type any of these to choose otherwise)")
+    if differing and own_weights:
+        said = ", ".join(f"{option_text(k, mine)} where the {who} had {option_text(k, theirs).removeprefix('no ')}" if theirs is not None
+                         else f"{option_text(k, mine)} where the {who} had none" for k, (mine, theirs) in differing.items())
+        if "dataset" in differing or "data_dir" in differing:
+            why = "INPUT's weights were trained on other data than this run fine-tunes and validates on"
+        else:
+            why = ("this run's validation images are not the ones the run that wrote INPUT held out, and its weights were trained on some "
+                   "of them, so validation accuracies read high; leave these options out to use that run's split")
+        _log(f"note: {said}: {why}")
 
 
 #: A start whose proxy training saw fewer images than this many proposal fine-tunes is far from trained.
@@ -513,6 +551,7 @@ def _refine(args: argparse.Namespace, prog: str, held: contextlib.ExitStack) -> 
         if missed is not None:  # a soft-reward search may hand over a best slower than its target
             _log(f"note: INPUT takes {format_ms(missed[0])} by the table of the run that wrote it, over that run's {missed[1]:g} ms target;"
                  f" --target-latency {missed[1]:g}ms prunes it to that target")
+    _take_input_data_options(args.input, values, typed, own_weights=args.weights is None and start.weights is not None)
     data = _load_data(values)
     if args.weights is None:
         _note_proxy_trained(args.input, data.name, values)

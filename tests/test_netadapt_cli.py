@@ -253,3 +253,34 @@ def test_a_budget_ratio_may_be_a_percentage() -> None:
     assert budget_ratio("50%") == 0.5
     assert budget_ratio(" 0.25 ") == 0.25
     assert budget_ratio("1e-3") == 0.001
+
+
+def test_a_search_result_is_refined_on_the_searchs_data(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`netadapt refine results/RUN/best.json` prunes on the search's data and validates on the
+    split it held out (its --seed and --val-size); typed options win, with a note where the
+    search's own weights are the start."""
+    arch = tiny_arch()
+    run = tmp_path / "run"
+    save_weights(run / "w.pt", build_model(arch).state_dict())
+    best = run / "best.json"
+    best.write_text(json.dumps({"architecture": arch.to_dict(), "weights": str(run / "w.pt")}))
+    nowhere = tmp_path / "no-cifar"
+    (run / "manifest.json").write_text(json.dumps({"kind": "search", "config": {"dataset": "cifar10", "data_dir": str(nowhere), "seed": 3, "val_size": 500}}))
+    assert main(["refine", str(best), "--out", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err
+    assert f"data as the search that wrote INPUT loaded them: --dataset cifar10 --data-dir {nowhere} --val-size 500 --seed 3" in err
+    assert str(nowhere) in err.strip().splitlines()[-1] and "note: --" not in err
+    assert main(["refine", str(best), "--seed", "0", "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert "--val-size 500 (type" in err and "--seed 3" not in err.split("note:")[0]
+    assert "note: --seed 0 where the search had --seed 3: this run's validation images are not the ones" in err
+    elsewhere = tmp_path / "other"
+    assert main(["refine", str(best), "--data-dir", str(elsewhere), "--out", str(tmp_path / "c")]) == 2
+    assert f"note: --data-dir {elsewhere} where the search had --data-dir {nowhere}: INPUT's weights were trained on other data" in capsys.readouterr().err
+    # other weights than the search's: nothing is known of their data, so no note
+    assert main(["refine", str(best), "--weights", str(run / "w.pt"), "--seed", "0", "--out", str(tmp_path / "d")]) == 2
+    assert "note: --seed" not in capsys.readouterr().err
+    # a tabular search trained nothing: no data of its own
+    (run / "manifest.json").write_text(json.dumps({"kind": "search", "config": {"dataset": "synthetic", "seed": 3, "benchmark": "nb201.csv"}}))
+    assert main(["refine", str(best), "--dataset", "cifar10", "--data-dir", str(nowhere), "--out", str(tmp_path / "e")]) == 2
+    assert "data as the search" not in capsys.readouterr().err

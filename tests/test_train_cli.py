@@ -304,3 +304,33 @@ def test_epoch_bars_show_the_mean_loss_of_the_epoch(tmp_path: Path, monkeypatch:
     for figures, record in zip(shown, result.metrics["history"], strict=True):
         assert len(figures) == 5 + 1  # a figure per step (5 of 32 images), then the epoch's summary
         assert figures[-2] == figures[-1] == f"{record['train_loss']:.3f}"
+
+
+def test_a_search_result_is_trained_on_the_searchs_data(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`nas-train results/RUN/best.json` trains on the data the search ran on, with its seed and
+    validation split (a CIFAR-10 search's winner was trained on the synthetic set)."""
+    run = tmp_path / "run"
+    arch_path = write_arch(run)
+    best = run / "best.json"
+    best.write_text(json.dumps({"architecture": json.loads(arch_path.read_text())}))
+    nowhere = tmp_path / "no-cifar"
+    (run / "manifest.json").write_text(json.dumps({"kind": "search", "config": {"dataset": "cifar10", "data_dir": str(nowhere), "seed": 3, "val_size": None}}))
+    assert main([str(best), "--epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert f"data as the search that wrote ARCH loaded them: --dataset cifar10 --data-dir {nowhere} --seed 3" in err
+    assert str(nowhere) in err.strip().splitlines()[-1]  # the one-line error: the search's data are not there
+    elsewhere = tmp_path / "other-cifar"
+    assert main([str(best), "--data-dir", str(elsewhere), "--epochs", "1"]) == 2  # a typed option wins
+    err = capsys.readouterr().err
+    assert "--dataset cifar10 --seed 3 (type" in err and str(elsewhere) in err.strip().splitlines()[-1]
+    # a data set that is there: trained on it, at the search's seed
+    images = np.random.default_rng(0).integers(0, 256, size=(120, 16, 16, 3), dtype=np.uint8)
+    np.savez(tmp_path / "small.npz", x_train=images, y_train=np.arange(120) % 10)
+    (run / "manifest.json").write_text(json.dumps({"kind": "search", "config": {"dataset": str(tmp_path / "small.npz"), "data_dir": None, "seed": 3, "val_size": 20}}))
+    assert main([str(best), "--epochs", "1", "--batch-size", "32", "--threads", "1", "--no-onnx", "--json"]) == 0
+    metrics = json.loads((run / "best.small.metrics.json").read_text())
+    assert metrics["dataset"]["seed"] == 3 and metrics["dataset"]["sizes"]["val"] == 20
+    # ARCH that no run wrote: the defaults
+    alone = write_arch(tmp_path / "alone")
+    assert main([str(alone), "--epochs", "1", "--no-onnx", "--json", *DATA_ARGS]) == 0
+    assert json.loads((alone.parent / "net.synthetic.metrics.json").read_text())["dataset"]["seed"] == 0

@@ -8,6 +8,7 @@ in ``--out``).
 
 from __future__ import annotations
 
+import argparse
 import re
 import shlex
 import sys
@@ -51,8 +52,13 @@ def build_parser(prog: str) -> ArgumentParser:
     )
     add_version_flag(parser)
     parser.add_argument("arch", metavar="ARCH", help="the architecture to train")
-    data = parser.add_argument_group("data")
-    data.add_argument("--dataset", default="synthetic", metavar="NAME_OR_PATH", help=f"{', '.join(KINDS)}, or a path (default: synthetic)")
+    data = parser.add_argument_group(
+        "data",
+        "where ARCH is a search's best.json or a NetAdapt run's refined.json, the data set, --data-dir, --val-size, --image-size, "
+        "--channels and --seed left out take that run's values",
+    )
+    data.add_argument("--dataset", default=None, metavar="NAME_OR_PATH",
+                      help=f"{', '.join(KINDS)}, or a path (default: the data of the search or NetAdapt run that wrote ARCH, else synthetic)")
     data.add_argument("--data-dir", default=None, metavar="DIR", help="folder or file of a cifar10/imagefolder/npz data set")
     data.add_argument("--train-size", type=count_or_fraction, default=None, help="training images (count or fraction; default: all)")
     data.add_argument("--val-size", type=count_or_fraction, default=None, help="validation images carved from the training set (default: 10%%; 1000 for synthetic)")
@@ -75,7 +81,8 @@ def build_parser(prog: str) -> ArgumentParser:
     training.add_argument("--ema", nargs="?", type=fraction_or_zero, const=DEFAULT_EMA_DECAY, default=None, metavar="DECAY",
                           help=f"keep an exponential moving average of the weights and use it (decay per step, default {DEFAULT_EMA_DECAY})")
     training.add_argument("--patience", type=positive_int, default=None, help="stop after this many epochs without a better validation accuracy")
-    training.add_argument("--seed", type=seed_number, default=0, help="seeds weights, data order, splits and the synthetic images (default: 0)")
+    training.add_argument("--seed", type=seed_number, default=None,
+                          help="seeds weights, data order, splits and the synthetic images (default: that of the run that wrote ARCH, else 0)")
     training.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: all cores)")
     training.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, ...")
     output = parser.add_argument_group("output")
@@ -140,6 +147,29 @@ def main(argv: Sequence[str] | None = None, prog: str = "nas-train") -> int:
     return run_main(lambda a: _main(a, prog), argv, prog)
 
 
+#: The data options' values when neither the user nor the run that wrote ARCH gives one.
+DATA_DEFAULTS: dict[str, Any] = {"dataset": "synthetic", "data_dir": None, "val_size": None, "seed": 0, "image_size": None, "channels": None}
+
+
+def _take_arch_data_options(args: argparse.Namespace, prog: str) -> None:
+    """Train on the data of the search or NetAdapt run that wrote ARCH (a best.json or
+    refined.json) where no data option was typed: its data set, and its --seed and --val-size, so
+    that a NetAdapt run on the trained weights (which takes the same) validates on images they
+    were never trained on. Elsewhere the defaults."""
+    from mobilenas.runs import option_text, take_run_data_options
+    from mobilenas.space.io import is_path
+
+    values = {key: getattr(args, key) for key in DATA_DEFAULTS}
+    typed = [key for key, value in values.items() if value is not None]
+    found = take_run_data_options(Path(args.arch.strip()).expanduser(), values, typed, DATA_DEFAULTS) if is_path(args.arch.strip()) else None
+    for key, value in values.items():
+        setattr(args, key, DATA_DEFAULTS[key] if value is None else value)
+    if found is not None and found[1] and not args.json:
+        who = "search" if found[0] == "search" else "NetAdapt run"
+        print(f"{prog}: data as the {who} that wrote ARCH loaded them: {' '.join(option_text(k, v) for k, v in found[1].items())} "
+              "(type any of these to choose otherwise)", file=sys.stderr)
+
+
 def _main(argv: Sequence[str] | None, prog: str) -> int:
     args = build_parser(prog).parse_args(argv)
     if args.warmup_epochs > args.epochs:  # the default (1) never is: --epochs is at least 1
@@ -155,6 +185,7 @@ def _main(argv: Sequence[str] | None, prog: str) -> int:
 
         args.weights = args.weights.expanduser().resolve()  # one name for the file, whichever way it was written: resume compares it
         initial = load_weights(args.weights)  # a missing or unreadable file: one line, before the data is read
+    _take_arch_data_options(args, prog)
     data = load_dataset(
         args.dataset, data_dir=args.data_dir, seed=args.seed, train_size=args.train_size, val_size=args.val_size,
         test_size=args.test_size, image_size=args.image_size, channels=args.channels,

@@ -149,6 +149,59 @@ def run_latency_table(path: str | Path) -> tuple[str, Path, dict[str, Any] | Non
     return str(kind), Path(recorded), correction if isinstance(correction, dict) else None
 
 
+#: The options that say which images a run trained and validated on (its data set, and the seed
+#: and size of the validation split it carved): a later command on the run's result reads the
+#: same unless told otherwise, so that it never trains on images the run held out, or the other way.
+DATA_OPTIONS = ("dataset", "data_dir", "val_size", "seed", "image_size", "channels")
+
+
+def run_data_options(path: str | Path) -> tuple[str, dict[str, Any]] | None:
+    """``(kind, options)``: the :data:`DATA_OPTIONS` the run that ``path`` is or holds a file of
+    (its best.json or refined.json) loaded its data with; ``kind`` is ``search`` or ``netadapt``.
+    ``None`` for anything else, a tabular search (it trained nothing) included."""
+    found = run_of(path)
+    if found is None:
+        return None
+    _, manifest = found
+    kind = manifest.get("kind")
+    recorded = manifest.get("config") if kind == "search" else manifest.get("arguments") if kind == "netadapt" else None
+    if not isinstance(recorded, dict) or not isinstance(recorded.get("dataset"), str) or recorded.get("benchmark"):
+        return None
+    return str(kind), {key: recorded.get(key) for key in DATA_OPTIONS}  # a search has no image_size or channels: None, the default
+
+
+def take_run_data_options(
+    path: str | Path, values: dict[str, Any], typed: Sequence[str], defaults: dict[str, Any]
+) -> tuple[str, dict[str, Any], dict[str, tuple[Any, Any]]] | None:
+    """Give ``values`` the data options of the run that wrote ``path`` (:func:`run_data_options`)
+    where the user typed none (those not in ``typed``).
+
+    Returns ``(kind, taken, differing)``: the options taken whose value is not the one in
+    ``defaults``, and the typed ones that are not the run's, as ``{key: (typed, run's)}``; ``None``
+    where ``path`` is no such run's."""
+    found = run_data_options(path)
+    if found is None:
+        return None
+    kind, recorded = found
+    taken: dict[str, Any] = {}
+    differing: dict[str, tuple[Any, Any]] = {}
+    for key, value in recorded.items():
+        if key in typed:
+            if values[key] != value:
+                differing[key] = (values[key], value)
+        else:
+            values[key] = value
+            if value != defaults.get(key):
+                taken[key] = value
+    return str(kind), taken, differing
+
+
+def option_text(key: str, value: Any) -> str:
+    """``--data-dir /some/where``: an option as it is typed (``no --data-dir`` for an unset one)."""
+    flag = f"--{key.replace('_', '-')}"
+    return f"no {flag}" if value is None else f"{flag} {shlex.quote(str(value))}"
+
+
 class TimeLimit:
     """A wall-clock limit on starting new work (``--time-limit``): ``seconds`` after ``since`` (a
     reading of ``clock``; default: now), or none (``seconds=None``). Work under way is never cut:
