@@ -391,6 +391,29 @@ def _take_input_data_options(spec: str, values: dict[str, Any], typed: dict[str,
         _log(f"note: {said}: {why}")
 
 
+def _note_weights_data(weights: Path, summary: dict[str, Any]) -> None:
+    """Say so when --weights are a nas-train result (its ``.metrics.json`` beside them) trained on
+    other data, or on another validation split, than this run validates on: the pruning decisions
+    would rest on accuracies of images the weights were trained on (or of another task)."""
+    if not weights.name.endswith(".pt"):
+        return
+    try:
+        trained = read_json(weights.with_name(weights.name[: -len(".pt")] + ".metrics.json"))
+        theirs = trained["dataset"]
+        split = (theirs["description"], theirs["seed"], theirs["sizes"]["val"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # not a nas-train result (or no longer readable): nothing known of its data
+    ours = (summary["description"], summary["seed"], summary["sizes"]["val"])
+    if split == ours:
+        return
+    if split[0] != ours[0]:
+        _log(f"note: the weights {weights} were trained on other data ({theirs['name']}, by nas-train) than this run fine-tunes and validates on ({summary['name']})")
+    else:
+        _log(f"note: the weights {weights} were trained by nas-train with --seed {split[1]} and {split[2]:,} validation images; this run validates on another split"
+             f" (--seed {ours[1]}, {ours[2]:,} images), part of which those weights were trained on, so validation accuracies read high; give --seed {split[1]}"
+             f" and --val-size {split[2]} for theirs")
+
+
 #: A start whose proxy training saw fewer images than this many proposal fine-tunes is far from trained.
 PROXY_NOTE_FINETUNES = 10
 
@@ -555,6 +578,8 @@ def _refine(args: argparse.Namespace, prog: str, held: contextlib.ExitStack) -> 
     data = _load_data(values)
     if args.weights is None:
         _note_proxy_trained(args.input, data.name, values)
+    elif start.weights_path is not None:
+        _note_weights_data(Path(start.weights_path), data.summary())
     # The classifier and stem follow the data set (as the trainers build networks); weights that
     # were trained for other classes or channels are then refused by their shapes, naming them.
     arch, _ = prepare_architecture(start.arch, data)

@@ -284,3 +284,27 @@ def test_a_search_result_is_refined_on_the_searchs_data(tmp_path: Path, capsys: 
     (run / "manifest.json").write_text(json.dumps({"kind": "search", "config": {"dataset": "synthetic", "seed": 3, "benchmark": "nb201.csv"}}))
     assert main(["refine", str(best), "--dataset", "cifar10", "--data-dir", str(nowhere), "--out", str(tmp_path / "e")]) == 2
     assert "data as the search" not in capsys.readouterr().err
+
+
+def test_weights_trained_on_another_split_get_a_note(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--weights that nas-train made (its metrics file beside them) on another validation split
+    than this run's, or on other data, are said to be; on the same split, nothing is said."""
+    from mobilenas.train.data import load_dataset
+
+    save_weights(tmp_path / "net.synthetic.pt", build_model(tiny_arch(num_classes=7)).state_dict())  # refused after the notes
+    sizes = {"train_size": 200, "val_size": 50, "test_size": 50, "image_size": 8}
+    argv = ["refine", tiny_arch().to_notation(), "--weights", str(tmp_path / "net.synthetic.pt"), "--budget-ratio", "0.5",
+            "--train-size", "200", "--val-size", "50", "--test-size", "50", "--image-size", "8"]
+    metrics = tmp_path / "net.synthetic.metrics.json"
+    for seed, val_size, said in ((1, 50, "were trained by nas-train with --seed 1 and 50 validation images; this run validates on another split (--seed 0, 50"),
+                                 (0, 60, "--seed 0 and 60 validation images; this run validates on another split (--seed 0, 50 images)"),
+                                 (0, 50, None)):
+        metrics.write_text(json.dumps({"dataset": load_dataset("synthetic", seed=seed, **{**sizes, "val_size": val_size}).summary()}))
+        assert main([*argv, "--out", str(tmp_path / f"run-{seed}-{val_size}")]) == 2
+        err = capsys.readouterr().err
+        assert "do not fit the architecture" in err
+        assert (said in err) if said else "note: the weights" not in err, err
+    summary = load_dataset("synthetic", **sizes).summary()
+    metrics.write_text(json.dumps({"dataset": {**summary, "name": "cifar10", "description": "cifar10 from /data"}}))
+    assert main([*argv, "--out", str(tmp_path / "run-cifar")]) == 2
+    assert "were trained on other data (cifar10, by nas-train) than this run fine-tunes and validates on (synthetic)" in capsys.readouterr().err
