@@ -69,6 +69,7 @@ if TYPE_CHECKING:  # imported on first use (mobilenas.lazy), so --help does not 
         latest_run,
         load_run,
         load_runs,
+        resolve_run,
         trials_frame,
     )
     from mobilenas.results.measured import measure_candidates
@@ -112,6 +113,7 @@ __all__ = [
     "points",
     "read_calibration_csv",
     "reference_points",
+    "resolve_run",
     "run_summary",
     "summarize",
     "train_references",

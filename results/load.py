@@ -46,6 +46,21 @@ def run_directory(path: str | Path) -> Path:
     return root
 
 
+def resolve_run(path: str | Path) -> Path:
+    """``path`` as a notebook's parameters name a run: a relative path that does not exist here is
+    looked for from the folders above, nearest first. A notebook's kernel runs in the notebook's
+    folder (``results/``), while ``MOBILENAS_RUN=results/runs/RUN jupyter lab`` was typed in the
+    project's root. Elsewhere, or where nothing is found, ``path`` as it is (:func:`load_run` then
+    says what is wrong with it)."""
+    given = Path(path).expanduser()
+    if given.is_absolute() or given.exists():
+        return given
+    for base in Path.cwd().parents:
+        if (base / given).exists():
+            return base / given
+    return given
+
+
 def read_manifest(root: Path) -> dict[str, object]:
     path = root / MANIFEST
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import shutil
 from pathlib import Path
 
@@ -318,8 +319,10 @@ def test_pareto_notebook_runs_on_tabular_runs(runs: dict[str, Path], tmp_path: P
 
     from mobilenas.results import notebook_path
 
-    monkeypatch.setenv("MOBILENAS_RUN", str(runs["ppo-0"]))
-    monkeypatch.setenv("MOBILENAS_COMPARE", f"{runs['random-0']},{runs['random-1']}")
+    # relative paths, from a folder above the one the kernel runs in (Jupyter started in a project's
+    # root, the kernel in its results/)
+    monkeypatch.setenv("MOBILENAS_RUN", os.path.relpath(runs["ppo-0"], tmp_path.parent))
+    monkeypatch.setenv("MOBILENAS_COMPARE", f"{runs['random-0']},{os.path.relpath(runs['random-1'], tmp_path.parent)}")
     monkeypatch.setenv("MOBILENAS_FIGURES", str(tmp_path / "figures"))
     notebook = nbformat.read(notebook_path("pareto"), as_version=4)
     NotebookClient(notebook, kernel_name="python3", timeout=300, resources={"metadata": {"path": str(tmp_path)}}).execute()
