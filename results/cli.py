@@ -456,6 +456,10 @@ def _compare(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     _check_png(out)
+    if args.csv:  # checked, as --out is, before any work
+        if Path(args.csv).is_dir():
+            raise UsageError(f"--csv {args.csv} is a folder; give a file name, like {Path(args.csv) / 'compare.csv'}")
+        check_writable_folder(Path(args.csv).parent, f"--csv {args.csv}")
     runs = load_runs(args.runs)
     problems = _note_different_problems(runs)
     latency = _latency(args, runs)
@@ -478,6 +482,7 @@ def _compare(args: argparse.Namespace) -> int:
         references = _reference_frame(network[0], args, default_all=False)
     save_figure(plot_comparison(runs, latency=latency, references=references, groups=_group_names(table, by)), out)
     if args.csv:
+        Path(args.csv).parent.mkdir(parents=True, exist_ok=True)  # as --out's folder is made
         table.to_csv(args.csv, index=False)
     if args.json:
         print_json({"runs": table.to_dict("records"), "groups": grouped.to_dict("records"), "by": by, "reference_point": reference.to_dict(), "figure": str(out)})

@@ -253,6 +253,13 @@ def test_plot_and_compare_write_readable_pngs(runs: dict[str, Path], tmp_path: P
     assert capsys.readouterr().out.startswith("1 run; ")
 
 
+def test_compare_writes_its_csv_into_a_new_folder(runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # as --out's folder is made; it failed with exit code 1 once the figure was written
+    assert nas_results(["compare", str(runs["ppo-0"]), str(runs["random-0"]), "--out", str(tmp_path / "f.png"), "--csv", str(tmp_path / "new" / "t.csv")]) == 0
+    assert len(pd.read_csv(tmp_path / "new" / "t.csv")) == 2 and (tmp_path / "f.png").is_file()
+    capsys.readouterr()
+
+
 def test_compare_keeps_runs_of_other_rewards_apart(runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # a soft-reward and a hard-reward run of one strategy were pooled, their rewards (on other
     # scales) averaged
@@ -283,6 +290,7 @@ def test_figures_command_writes_every_search_figure(runs: dict[str, Path], tmp_p
         (["plot", "{run}", "--references", "resnet50"], "unknown reference network 'resnet50'"),
         (["compare", "{run}", "--by", "colour"], "cannot group runs by colour"),
         (["compare", "{run}", "{run}/best.json"], "/best.json is given twice (also as "),  # it counted twice in the means
+        (["compare", "{run}", "--out", "f.png", "--csv", "."], "--csv . is a folder; give a file name"),
         (["measure", "{run}"], "only network searches have architectures to measure"),
         (["references", "{run}"], "reference networks need a network run"),
         (["calibration"], "give a run directory, or --csv"),
