@@ -366,7 +366,11 @@ def plot_reward_landscape(run: SearchResults, *, resolution: int = 160) -> Figur
     filled = left.contourf(grid_lat, grid_acc, rewards, levels=levels, cmap="viridis", alpha=0.85)
     lines = left.contour(grid_lat, grid_acc, rewards, levels=levels[1::2], colors="white", linewidths=0.5, alpha=0.8)
     left.clabel(lines, fontsize=6, fmt="%.3f")
-    colorbar = figure.colorbar(filled, ax=left, format="%.3f")
+    # as many decimals as tell the colour bar's ticks (every other level) apart: a narrow range of
+    # rewards printed 0.123 several times over
+    spacing = 2 * float(levels[1] - levels[0])
+    decimals = max(3, math.ceil(-math.log10(spacing))) if spacing > 0 else 3
+    colorbar = figure.colorbar(filled, ax=left, format=f"%.{decimals}f")
     colorbar.set_label("reward")
     left.scatter(frame["latency_ms"], frame["accuracy"], s=20, color="white", edgecolors="black", linewidths=0.6, label="trials", zorder=3)
     front = front_of(frame)
@@ -380,7 +384,7 @@ def plot_reward_landscape(run: SearchResults, *, resolution: int = 160) -> Figur
     left.legend(fontsize=7, loc="lower right", framealpha=0.85)
     ratio = frame["latency_ms"] / target
     scatter = right.scatter(ratio, frame["reward"], c=frame["accuracy"], cmap="plasma", s=22, edgecolors="black", linewidths=0.4)
-    colorbar = figure.colorbar(scatter, ax=right, format="%.2f")
+    colorbar = figure.colorbar(scatter, ax=right)  # matplotlib's own labels: as many decimals as the ticks need
     colorbar.set_label(accuracy_label([run]))
     right.axvline(1.0, color="tab:red", linestyle="--", linewidth=1.1, label="LAT = T")
     right.set_xscale("log")

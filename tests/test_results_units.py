@@ -226,3 +226,19 @@ def test_the_most_accurate_within_the_target_is_the_fastest_of_equals() -> None:
     assert most_accurate_within(frame, 10.0)["number"] == 2
     assert most_accurate_within(frame, 12.0)["number"] == 3
     assert most_accurate_within(frame, 2.0) is None and most_accurate_within(frame, float("nan")) is None
+
+
+def test_reward_landscape_colour_bars_label_every_tick_apart() -> None:
+    """Proxy accuracies in a narrow band (0.10-0.14) printed 0.11, 0.11, 0.12, 0.12 on the colour bar."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    spec = RewardSpec.soft()
+    rows = [{"accuracy": a, "latency_ms": lat, "reward": spec(a, lat, 4.0).reward}
+            for a, lat in zip(np.linspace(0.10, 0.14, 12), np.linspace(2.0, 6.0, 12), strict=True)]
+    figure = plot_reward_landscape(_run(rows))
+    FigureCanvasAgg(figure).draw()
+    bars = [axes for axes in figure.axes if axes.get_label() == "<colorbar>"]
+    assert len(bars) == 2
+    for bar in bars:
+        labels = [t.get_text() for t in bar.get_yticklabels() if t.get_text()]
+        assert len(labels) >= 3 and len(set(labels)) == len(labels), labels
