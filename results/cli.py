@@ -218,12 +218,13 @@ def _reference_frame(run: Any, args: argparse.Namespace, *, default_all: bool) -
             raise UsageError(f"run {run.path} is a tabular search ({run.space_name}): reference networks cannot be placed on its benchmark's axis; drop --references")
         return None
     frame = reference_points(run, names, accuracies=accuracies, table=args.latency_table, measure_missing=args.measure_missing)
-    if not explicit and not accuracies:
-        # Unasked-for references whose ops the table lacks are noted, not drawn.
-        skipped = frame[frame["latency_ms"].isna()]
-        if len(skipped):
-            print(f"note: {counted(len(skipped), 'reference network')} not placed ({', '.join(skipped['name'])}): the latency table lacks some of their ops; add --measure-missing to measure them", file=sys.stderr)
-        frame = frame[frame["latency_ms"].notna()]
+    if not explicit:
+        # Unasked-for references (the defaults; not those given an accuracy) whose ops the table
+        # lacks are noted, not drawn.
+        unasked = frame[frame["latency_ms"].isna() & ~frame["name"].isin(list(accuracies))]
+        if len(unasked):
+            print(f"note: {counted(len(unasked), 'reference network')} not placed ({', '.join(unasked['name'])}): the latency table lacks some of their ops; add --measure-missing to measure them", file=sys.stderr)
+        frame = frame.drop(index=unasked.index)
     return frame
 
 

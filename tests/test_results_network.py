@@ -248,3 +248,22 @@ def test_a_search_on_gray_images_hands_over_a_one_channel_network(search: tuple[
     added = [json.loads(line).get("key", "") for line in table.read_text().splitlines()[entries:]]
     assert any(key.startswith("stem_") and "_i1_" in key for key in added)
     assert all(key.startswith(("stem_", "head_")) for key in added if key)
+
+
+def test_one_reference_accuracy_leaves_the_unasked_references_off_the_figure(search: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    """With --reference-accuracy alone, the default references the table cannot place are noted on
+    stderr, as without it; they were all listed as "not placed" over the figure's data."""
+    import argparse
+
+    from mobilenas.results.cli import _reference_frame
+    from mobilenas.results.references import DEFAULT_REFERENCES
+
+    out, _ = search
+    run = load_run(out)
+    args = argparse.Namespace(reference_accuracy=["mobilenetv3-small=0.2"], references=None, latency_table=None, measure_missing=False)
+    frame = _reference_frame(run, args, default_all=True)
+    err = capsys.readouterr().err
+    unplaced = frame[frame["latency_ms"].isna()]
+    assert set(unplaced["name"]) <= {"mobilenetv3-small"}
+    assert "not placed (" in err and len(frame) < len(DEFAULT_REFERENCES)  # the tiny table lacks most of their ops
+    assert "mobilenetv3-small" in set(frame["name"])
