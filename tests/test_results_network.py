@@ -267,3 +267,22 @@ def test_one_reference_accuracy_leaves_the_unasked_references_off_the_figure(sea
     assert set(unplaced["name"]) <= {"mobilenetv3-small"}
     assert "not placed (" in err and len(frame) < len(DEFAULT_REFERENCES)  # the tiny table lacks most of their ops
     assert "mobilenetv3-small" in set(frame["name"])
+
+
+def test_compare_measured_shows_the_best_measured_latency(search: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`compare --measured` says "latency by measurement where known": its best-latency column was the table's."""
+    import shutil
+
+    from mobilenas.units import format_ms
+
+    original, _ = search
+    out = tmp_path / "run"
+    shutil.copytree(original, out)
+    best = json.loads((out / "best.json").read_text())
+    best["measured_latency_ms"] = 3 * best["latency_ms"]  # as a slower device's measurement would be: told apart in print
+    (out / "best.json").write_text(json.dumps(best))
+    for flags, shown in (([], best["latency_ms"]), (["--measured"], best["measured_latency_ms"])):
+        assert nas_results(["compare", str(out), "--out", str(tmp_path / "c.png"), *flags]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        row = lines[next(i for i, line in enumerate(lines) if "best latency" in line) + 1]  # the one run's row
+        assert format_ms(shown) in row, (flags, row)
