@@ -217,7 +217,13 @@ def _reference_frame(run: Any, args: argparse.Namespace, *, default_all: bool) -
         if explicit or accuracies:
             raise UsageError(f"run {run.path} is a tabular search ({run.space_name}): reference networks cannot be placed on its benchmark's axis; drop --references")
         return None
-    frame = reference_points(run, names, accuracies=accuracies, table=args.latency_table, measure_missing=args.measure_missing)
+    try:
+        frame = reference_points(run, names, accuracies=accuracies, table=args.latency_table, measure_missing=args.measure_missing)
+    except FileNotFoundError as error:  # the run's table is not on this machine (a run copied from another)
+        if explicit or accuracies:
+            raise UsageError(f"{error}, or leave out --references and --reference-accuracy") from None
+        print(f"note: reference networks not drawn: {error}", file=sys.stderr)
+        return None
     if not explicit:
         # Unasked-for references (the defaults; not those given an accuracy) whose ops the table
         # lacks are noted, not drawn.

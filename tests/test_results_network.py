@@ -286,3 +286,33 @@ def test_compare_measured_shows_the_best_measured_latency(search: tuple[Path, Pa
         lines = capsys.readouterr().out.splitlines()
         row = lines[next(i for i, line in enumerate(lines) if "best latency" in line) + 1]  # the one run's row
         assert format_ms(shown) in row, (flags, row)
+
+
+@pytest.mark.slow
+def test_a_run_whose_table_is_elsewhere_is_drawn_without_references(search: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A run copied from another machine (its latency table left behind): the front is drawn, the
+    default references are left off with a note; asked-for ones are refused, naming the way out."""
+    import shutil
+
+    import nbformat
+    from nbclient import NotebookClient
+
+    from mobilenas.results import notebook_path
+
+    original, _ = search
+    run = tmp_path / "copied"
+    shutil.copytree(original, run)
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["latency_table"]["path"] = str(tmp_path / "left-behind.jsonl")
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    assert nas_results(["plot", str(run), "--out", str(tmp_path / "front.png")]) == 0
+    assert "note: reference networks not drawn: the latency table of run" in capsys.readouterr().err
+    assert (tmp_path / "front.png").is_file()
+    assert nas_results(["plot", str(run), "--out", str(tmp_path / "refs.png"), "--references", "mobilenetv2"]) == 2
+    assert "left-behind.jsonl; give it with --latency-table PATH (table=...), or leave out --references" in capsys.readouterr().err
+    monkeypatch.setenv("MOBILENAS_RUN", str(run))
+    monkeypatch.setenv("MOBILENAS_FIGURES", str(tmp_path / "figures"))
+    notebook = nbformat.read(notebook_path("pareto"), as_version=4)
+    NotebookClient(notebook, kernel_name="python3", timeout=300, resources={"metadata": {"path": str(tmp_path)}}).execute()
+    text = "".join(o.get("text", "") for c in notebook.cells for o in c.get("outputs", []))
+    assert "reference networks not drawn" in text and (tmp_path / "figures" / "front.png").is_file()
