@@ -274,3 +274,22 @@ def test_the_progress_figure_counts_iterations_in_whole_numbers_even_with_one(ru
         ticks = [t for t in axes.get_xticks() if low <= t <= high]
         assert ticks and all(float(t).is_integer() for t in ticks), ticks
         assert low < rows["iteration"].min() and high > rows["iteration"].max()
+
+
+def test_compare_json_keeps_counts_whole_beside_a_netadapt_run(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A search's counts (samples, trained, ...) are missing from a NetAdapt run's row; pandas made
+    them floats ("samples": 3.0) in compare --json."""
+    from mobilenas.search.cli import main as nas_search
+
+    from helpers import write_cell_benchmark
+
+    cells = tmp_path / "cells.csv"
+    write_cell_benchmark(cells)
+    search = tmp_path / "search"
+    assert nas_search(["--space", "nb201", "--benchmark", str(cells), "--latency-column", "latency_ms_toy", "--target-latency", "9ms", "--samples", "3", "--out", str(search), "--quiet"]) == 0
+    capsys.readouterr()
+    assert nas_results(["compare", str(search), str(run_dir), "--out", str(tmp_path / "c.png"), "--json"]) == 0
+    rows = {row["kind"]: row for row in json.loads(capsys.readouterr().out)["runs"]}
+    assert rows["search"]["samples"] == 3 and isinstance(rows["search"]["samples"], int)
+    assert isinstance(rows["search"]["trained"], int) and isinstance(rows["netadapt"]["iterations"], int)
+    assert rows["netadapt"]["samples"] is None and rows["search"]["iterations"] is None
