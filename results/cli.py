@@ -599,6 +599,8 @@ def _measure(args: argparse.Namespace) -> int:
             numbers = [int(part) for part in args.trials.split(",") if part.strip()]
         except ValueError:
             raise UsageError(f"--trials takes front, all, or trial numbers like 3,17,40; got {args.trials!r}") from None
+        if not numbers:
+            raise UsageError(f"--trials names no trial ({args.trials!r}); give front, all, or trial numbers like 3,17,40")
     from mobilenas.latency.measure import INTERLEAVED_GROUP
 
     set_interrupt_note(f"architectures are kept as each interleaved group of up to {INTERLEAVED_GROUP} is timed, in {run.path / 'measured.jsonl'}; the same command measures the rest")

@@ -292,6 +292,7 @@ def test_figures_command_writes_every_search_figure(runs: dict[str, Path], tmp_p
         (["compare", "{run}", "{run}/best.json"], "/best.json is given twice (also as "),  # it counted twice in the means
         (["compare", "{run}", "--out", "f.png", "--csv", "."], "--csv . is a folder; give a file name"),
         (["measure", "{run}"], "only network searches have architectures to measure"),
+        (["measure", "{run}", "--trials", " , "], "--trials names no trial (' , '); give front, all, or trial numbers"),
         (["references", "{run}"], "reference networks need a network run"),
         (["calibration"], "give a run directory, or --csv"),
         (["show", "{run}", "--measured"], "--measured would have no effect on a tabular run (latencies are the benchmark's measurements); drop it"),
