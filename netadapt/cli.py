@@ -58,6 +58,7 @@ from mobilenas.runs import (
     new_run_id,
     option_text,
     read_json,
+    run_data_options,
     run_latency_table,
     run_of,
     take_run_data_options,
@@ -380,6 +381,8 @@ def _take_input_data_options(spec: str, values: dict[str, Any], typed: dict[str,
     who = "search" if kind == "search" else "NetAdapt run"
     if taken:
         _log(f"data as the {who} that wrote INPUT loaded them: {' '.join(option_text(k, v) for k, v in taken.items())} (type any of these to choose otherwise)")
+    if {"dataset", "data_dir"} & set(differing) and _same_data(values, run_data_options(Path(spec.strip()).expanduser())):
+        differing = {k: v for k, v in differing.items() if k not in ("dataset", "data_dir")}  # the same files, named another way
     if differing and own_weights:
         said = ", ".join(f"{option_text(k, mine)} where the {who} had {option_text(k, theirs).removeprefix('no ')}" if theirs is not None
                          else f"{option_text(k, mine)} where the {who} had none" for k, (mine, theirs) in differing.items())
@@ -412,6 +415,19 @@ def _note_weights_data(weights: Path, summary: dict[str, Any]) -> None:
         _log(f"note: the weights {weights} were trained by nas-train with --seed {split[1]} and {split[2]:,} validation images; this run validates on another split"
              f" (--seed {ours[1]}, {ours[2]:,} images), part of which those weights were trained on, so validation accuracies read high; give --seed {split[1]}"
              f" and --val-size {split[2]} for theirs")
+
+
+def _same_data(values: dict[str, Any], run: tuple[str, dict[str, Any]] | None) -> bool:
+    """Whether this run's data set and ``run``'s (:func:`run_data_options`) are the same files:
+    ``cifar10 --data-dir ~/data`` and ``~/data/cifar-10-batches-py``."""
+    from mobilenas.train.data import data_location
+
+    if run is None:
+        return False
+    try:
+        return data_location(values["dataset"], values["data_dir"]) == data_location(run[1]["dataset"], run[1]["data_dir"])
+    except ValueError:  # one of them names nothing that is there
+        return False
 
 
 #: A start whose proxy training saw fewer images than this many proposal fine-tunes is far from trained.

@@ -308,3 +308,28 @@ def test_weights_trained_on_another_split_get_a_note(tmp_path: Path, capsys: pyt
     metrics.write_text(json.dumps({"dataset": {**summary, "name": "cifar10", "description": "cifar10 from /data"}}))
     assert main([*argv, "--out", str(tmp_path / "run-cifar")]) == 2
     assert "were trained on other data (cifar10, by nas-train) than this run fine-tunes and validates on (synthetic)" in capsys.readouterr().err
+
+
+def test_a_typed_data_set_takes_none_of_the_runs_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--dataset typed: the run's --data-dir is not taken (it was, and the error blamed a --data-dir
+    nobody typed); the same CIFAR-10 files named another way get no "other data" note."""
+    arch = tiny_arch()
+    run = tmp_path / "run"
+    save_weights(run / "w.pt", build_model(arch).state_dict())
+    best = run / "best.json"
+    best.write_text(json.dumps({"architecture": arch.to_dict(), "weights": str(run / "w.pt")}))
+    outer = tmp_path / "data"
+    (outer / "cifar-10-batches-py").mkdir(parents=True)  # found, then refused for its missing batches
+    (run / "manifest.json").write_text(json.dumps({"kind": "search", "config": {"dataset": "cifar10", "data_dir": str(outer), "seed": 3, "val_size": None}}))
+    assert main(["refine", str(best), "--dataset", str(tmp_path / "none.npz"), "--out", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err
+    assert "data as the search that wrote INPUT loaded them: --seed 3 (type" in err and str(outer) not in err
+    assert main(["refine", str(best), "--data-dir", str(outer / "cifar-10-batches-py"), "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert "--dataset cifar10 --seed 3 (type" in err and "trained on other data" not in err
+    assert main(["refine", str(best), "--data-dir", str(tmp_path / "elsewhere"), "--out", str(tmp_path / "c")]) == 2
+    assert "trained on other data" in capsys.readouterr().err
+    # a run that named its data by a file: a typed --data-dir goes with no data set of the run's
+    (run / "manifest.json").write_text(json.dumps({"kind": "search", "config": {"dataset": str(tmp_path / "d.npz"), "data_dir": None, "seed": 3, "val_size": None}}))
+    assert main(["refine", str(best), "--data-dir", str(outer), "--out", str(tmp_path / "d")]) == 2
+    assert "the synthetic data set is built in; it takes no --data-dir" in capsys.readouterr().err

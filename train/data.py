@@ -285,6 +285,19 @@ def load_dataset(
     return _assemble(name, f"{kind} from {path}", train, test, class_names, seed, train_size, val_size, test_size, channels)
 
 
+def data_location(name: str | Path, data_dir: str | Path | None = None) -> tuple[str, Path | None]:
+    """``(kind, file or folder)`` of a data set named as :func:`load_dataset` takes it, the path
+    resolved (CIFAR-10's the ``cifar-10-batches-py`` folder itself): two namings of the same files
+    give the same. Raises ``ValueError`` as :func:`load_dataset` would."""
+    kind, path = _resolve_kind(str(name), data_dir)
+    if path is None:
+        return kind, None
+    path = path.resolve()
+    if kind == "cifar10" and (path / "cifar-10-batches-py").is_dir():
+        path = path / "cifar-10-batches-py"
+    return kind, path
+
+
 def _resolve_kind(name: str, data_dir: str | Path | None) -> tuple[str, Path | None]:
     if name == "synthetic":
         if data_dir is not None:

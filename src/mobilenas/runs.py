@@ -183,13 +183,21 @@ def take_run_data_options(
     if found is None:
         return None
     kind, recorded = found
+    # The data set and its folder go together: a typed --dataset takes none of the run's folder,
+    # and a typed --data-dir goes with the run's data set only where the run named it by kind and
+    # folder (a run that named a file or the built-in set has no kind for another folder).
+    kept = set(typed)
+    if "dataset" in kept:
+        kept.add("data_dir")
+    elif "data_dir" in kept and recorded.get("data_dir") is None:
+        kept.add("dataset")
     taken: dict[str, Any] = {}
     differing: dict[str, tuple[Any, Any]] = {}
     for key, value in recorded.items():
         if key in typed:
             if values[key] != value:
                 differing[key] = (values[key], value)
-        else:
+        elif key not in kept:
             values[key] = value
             if value != defaults.get(key):
                 taken[key] = value
