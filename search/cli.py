@@ -113,7 +113,9 @@ def build_parser(prog: str) -> ArgumentParser:
     g.add_argument("--dataset", default=S, metavar="NAME_OR_PATH", help="synthetic (built in, default), cifar10, an image folder, or an .npz file")
     g.add_argument("--data-dir", default=S, metavar="DIR", help="where the data set lies (e.g. the folder holding cifar-10-batches-py)")
     g.add_argument("--train-size", type=positive_int, metavar="N", default=S, help=f"training images each proxy training draws its batches from (default {PROXY_TRAIN_SUBSET})")
-    g.add_argument("--val-size", type=positive_int, metavar="N", default=S, help=f"held-out validation images, carved from the training set, that the reward is measured on (default {PROXY_VAL_SUBSET}; 10%% of the training set where that is fewer)")
+    g.add_argument("--val-size", type=positive_int, metavar="N", default=S, help=(
+        f"validation images, carved from the training set, that the reward is measured on (default: 10%% of the training set is held out"
+        f" and the reward measured on {PROXY_VAL_SUBSET} of them, or all where fewer; nas-train and netadapt refine of the result hold out the same and use all)"))
     g.add_argument("--proxy-steps", type=positive_int, metavar="N", default=S, help=f"optimisation steps of {PROXY_BATCH_SIZE} images in each proxy training (default {PROXY_STEPS})")
     g.add_argument("--early-stopping", action="store_true", default=S, help=(
         "stop hopeless proxy trainings early (ASHA on the training loss: only the better half goes on at a quarter and at half "
