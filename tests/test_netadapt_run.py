@@ -408,6 +408,13 @@ def test_best_json_with_weights(table: Path, reference_run: Path, tmp_path: Path
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["latency"]["table"] == str(table)
     assert manifest["start_latency_ms"] == pytest.approx(LookupTable.load(table).predict(Architecture.from_dict(first["architecture"])))
+    # ... with the correction the search predicted with, which its manifest records: the shared
+    # table's own may have been refitted since (by other searches' end-to-end points)
+    (tmp_path / "manifest.json").write_text(json.dumps({"kind": "search", "latency_table": {"path": str(table), "correction": {"a": 2.0, "b": 0.0, "se_ms": 0.0, "points": 3, "fitted": True}}}))
+    out = tmp_path / "search-correction"
+    assert main(["refine", str(tmp_path / "best.json"), "--target-latency", "10s", *[a for a in common(table, out) if a not in ("--table", str(table))]]) == 0
+    capsys.readouterr()
+    assert json.loads((out / "manifest.json").read_text())["start_latency_ms"] == pytest.approx(2.0 * LookupTable.load(table).predict_sum(Architecture.from_dict(first["architecture"])))
     # weights from a short proxy training (what a search's best.json has): said, with the way to a trained start
     (tmp_path / "manifest.json").write_text(json.dumps({"kind": "search", "latency_table": {"path": str(table)}, "proxy": {"batch_size": 32}}))
     for steps, given, said in ((20, None, True), (20, tmp_path / "w.pt", False), (1000, None, False)):

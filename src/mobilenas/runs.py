@@ -125,9 +125,10 @@ def run_latency_table(path: str | Path) -> tuple[str, Path, dict[str, Any] | Non
     """``(kind, table, correction)`` of the run that ``path`` is or holds a file of (its best.json or
     refined.json), when that run recorded a latency table that still exists; else ``None``.
 
-    ``kind`` is ``search`` or ``netadapt``. ``correction`` is the one a NetAdapt run froze in its
-    manifest (its table alone would predict something else than the run reported); ``None`` for a
-    search, which used the table's own.
+    ``kind`` is ``search`` or ``netadapt``. ``correction`` is the one the run predicted with, as
+    its manifest records it (a NetAdapt run's frozen one, a search's from its start): the table's
+    own may have been refitted since, and would predict something else than the run reported;
+    ``None`` where the manifest has none.
     """
     found = run_of(path)
     if found is None:
@@ -136,7 +137,10 @@ def run_latency_table(path: str | Path) -> tuple[str, Path, dict[str, Any] | Non
     try:
         kind = manifest.get("kind")
         if kind == "search":
-            recorded, correction = (manifest.get("latency_table") or {}).get("path"), None
+            # the correction the search predicted with (recorded when it started): the shared table's
+            # own may have been refitted since by other searches' end-to-end points
+            section = manifest.get("latency_table") or {}
+            recorded, correction = section.get("path"), section.get("correction")
         elif kind == "netadapt":
             latency = manifest.get("latency") or {}
             recorded, correction = latency.get("table"), latency.get("correction")
@@ -146,7 +150,8 @@ def run_latency_table(path: str | Path) -> tuple[str, Path, dict[str, Any] | Non
         return None
     if not recorded or not Path(recorded).is_file():
         return None
-    return str(kind), Path(recorded), correction if isinstance(correction, dict) else None
+    usable = isinstance(correction, dict) and all(isinstance(correction.get(k), int | float) and not isinstance(correction.get(k), bool) for k in ("a", "b"))
+    return str(kind), Path(recorded), correction if usable else None
 
 
 #: The options that say which images a run trained and validated on (its data set, and the seed
