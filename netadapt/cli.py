@@ -56,12 +56,9 @@ from mobilenas.runs import (
     RunDir,
     absolute_path,
     new_run_id,
-    option_text,
     read_json,
-    run_data_options,
     run_latency_table,
     run_of,
-    take_run_data_options,
 )
 from mobilenas.search.execution import check_ray_address, oversubscription_note
 from mobilenas.space.arch import Architecture
@@ -371,63 +368,15 @@ def _take_input_data_options(spec: str, values: dict[str, Any], typed: dict[str,
     """Load the data as the run that wrote INPUT did, where no data option was typed: a search on
     CIFAR-10 is refined on CIFAR-10 (not on the synthetic default), and on the validation split
     it held out (its --seed and --val-size), which its weights were never trained on. Typed options
-    that differ from the run's are kept, with a note where INPUT's own weights are the start."""
-    if not is_path(spec.strip()):
-        return
-    found = take_run_data_options(Path(spec.strip()).expanduser(), values, list(typed), DEFAULTS)
+    that differ from the run's are kept, with a note where the run's own weights are the start."""
+    from mobilenas.train.provenance import take_data_options
+
+    found = take_data_options(spec, values, list(typed), DEFAULTS)
     if found is None:
         return
-    kind, taken, differing = found
-    who = "search" if kind == "search" else "NetAdapt run"
-    if taken:
-        _log(f"data as the {who} that wrote INPUT loaded them: {' '.join(option_text(k, v) for k, v in taken.items())} (type any of these to choose otherwise)")
-    if {"dataset", "data_dir"} & set(differing) and _same_data(values, run_data_options(Path(spec.strip()).expanduser())):
-        differing = {k: v for k, v in differing.items() if k not in ("dataset", "data_dir")}  # the same files, named another way
-    if differing and own_weights:
-        said = ", ".join(f"{option_text(k, mine)} where the {who} had {option_text(k, theirs).removeprefix('no ')}" if theirs is not None
-                         else f"{option_text(k, mine)} where the {who} had none" for k, (mine, theirs) in differing.items())
-        if "dataset" in differing or "data_dir" in differing:
-            why = "INPUT's weights were trained on other data than this run fine-tunes and validates on"
-        else:
-            why = ("this run's validation images are not the ones the run that wrote INPUT held out, and its weights were trained on some "
-                   "of them, so validation accuracies read high; leave these options out to use that run's split")
-        _log(f"note: {said}: {why}")
-
-
-def _note_weights_data(weights: Path, summary: dict[str, Any]) -> None:
-    """Say so when --weights are a nas-train result (its ``.metrics.json`` beside them) trained on
-    other data, or on another validation split, than this run validates on: the pruning decisions
-    would rest on accuracies of images the weights were trained on (or of another task)."""
-    if not weights.name.endswith(".pt"):
-        return
-    try:
-        trained = read_json(weights.with_name(weights.name[: -len(".pt")] + ".metrics.json"))
-        theirs = trained["dataset"]
-        split = (theirs["description"], theirs["seed"], theirs["sizes"]["val"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return  # not a nas-train result (or no longer readable): nothing known of its data
-    ours = (summary["description"], summary["seed"], summary["sizes"]["val"])
-    if split == ours:
-        return
-    if split[0] != ours[0]:
-        _log(f"note: the weights {weights} were trained on other data ({theirs['name']}, by nas-train) than this run fine-tunes and validates on ({summary['name']})")
-    else:
-        _log(f"note: the weights {weights} were trained by nas-train with --seed {split[1]} and {split[2]:,} validation images; this run validates on another split"
-             f" (--seed {ours[1]}, {ours[2]:,} images), part of which those weights were trained on, so validation accuracies read high; give --seed {split[1]}"
-             f" and --val-size {split[2]} for theirs")
-
-
-def _same_data(values: dict[str, Any], run: tuple[str, dict[str, Any]] | None) -> bool:
-    """Whether this run's data set and ``run``'s (:func:`run_data_options`) are the same files:
-    ``cifar10 --data-dir ~/data`` and ``~/data/cifar-10-batches-py``."""
-    from mobilenas.train.data import data_location
-
-    if run is None:
-        return False
-    try:
-        return data_location(values["dataset"], values["data_dir"]) == data_location(run[1]["dataset"], run[1]["data_dir"])
-    except ValueError:  # one of them names nothing that is there
-        return False
+    for line in (found.taken_line("INPUT"), found.split_note("INPUT", "fine-tunes and validates on") if own_weights else None):
+        if line:
+            _log(line)
 
 
 #: A start whose proxy training saw fewer images than this many proposal fine-tunes is far from trained.
@@ -542,6 +491,7 @@ def _refine(args: argparse.Namespace, prog: str, held: contextlib.ExitStack) -> 
     )
     from mobilenas.netadapt.training import DataTrainer, TrainingSettings
     from mobilenas.space.builder import adapt_for_input_size
+    from mobilenas.train.provenance import in_run, weights_data_note
     from mobilenas.train.proxy import prepare_architecture
 
     began = _clock()  # a --time-limit counts from here (a training from scratch first included)
@@ -590,12 +540,14 @@ def _refine(args: argparse.Namespace, prog: str, held: contextlib.ExitStack) -> 
         if missed is not None:  # a soft-reward search may hand over a best slower than its target
             _log(f"note: INPUT takes {format_ms(missed[0])} by the table of the run that wrote it, over that run's {missed[1]:g} ms target;"
                  f" --target-latency {missed[1]:g}ms prunes it to that target")
-    _take_input_data_options(args.input, values, typed, own_weights=args.weights is None and start.weights is not None)
+    _take_input_data_options(args.input, values, typed, own_weights=in_run(start.weights_path, args.input))
     data = _load_data(values)
     if args.weights is None:
         _note_proxy_trained(args.input, data.name, values)
     elif start.weights_path is not None:
-        _note_weights_data(Path(start.weights_path), data.summary())
+        note = weights_data_note(Path(start.weights_path), data.summary(), "fine-tunes and validates on")
+        if note:
+            _log(note)
     # The classifier and stem follow the data set (as the trainers build networks); weights that
     # were trained for other classes or channels are then refused by their shapes, naming them.
     arch, _ = prepare_architecture(start.arch, data)

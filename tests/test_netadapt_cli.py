@@ -277,8 +277,11 @@ def test_a_search_result_is_refined_on_the_searchs_data(tmp_path: Path, capsys: 
     elsewhere = tmp_path / "other"
     assert main(["refine", str(best), "--data-dir", str(elsewhere), "--out", str(tmp_path / "c")]) == 2
     assert f"note: --data-dir {elsewhere} where the search had --data-dir {nowhere}: INPUT's weights were trained on other data" in capsys.readouterr().err
-    # other weights than the search's: nothing is known of their data, so no note
+    # the run's own weights named with --weights: the same note; weights from elsewhere: nothing is known of their data
     assert main(["refine", str(best), "--weights", str(run / "w.pt"), "--seed", "0", "--out", str(tmp_path / "d")]) == 2
+    assert "note: --seed 0 where the search had --seed 3" in capsys.readouterr().err
+    save_weights(tmp_path / "other.pt", build_model(arch).state_dict())
+    assert main(["refine", str(best), "--weights", str(tmp_path / "other.pt"), "--seed", "0", "--out", str(tmp_path / "d2")]) == 2
     assert "note: --seed" not in capsys.readouterr().err
     # a tabular search trained nothing: no data of its own
     (run / "manifest.json").write_text(json.dumps({"kind": "search", "config": {"dataset": "synthetic", "seed": 3, "benchmark": "nb201.csv"}}))

@@ -334,3 +334,27 @@ def test_a_search_result_is_trained_on_the_searchs_data(tmp_path: Path, capsys: 
     alone = write_arch(tmp_path / "alone")
     assert main([str(alone), "--epochs", "1", "--no-onnx", "--json", *DATA_ARGS]) == 0
     assert json.loads((alone.parent / "net.synthetic.metrics.json").read_text())["dataset"]["seed"] == 0
+
+
+def test_weights_trained_on_another_split_get_a_note(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """As netadapt refine does: the run's own --weights with a typed --seed that is not the run's,
+    and --weights nas-train made on another split (its metrics file says which), are said to be."""
+    from mobilenas.train.weights import save_weights
+
+    run = tmp_path / "run"
+    arch_path = write_arch(run)
+    best = run / "best.json"
+    best.write_text(json.dumps({"architecture": json.loads(arch_path.read_text())}))
+    (run / "manifest.json").write_text(json.dumps({"kind": "search", "config": {"dataset": "synthetic", "data_dir": None, "seed": 3, "val_size": 64, "image_size": 16}}))
+    save_weights(run / "w.pt", build_model(tiny_arch()).state_dict())
+    quick = ["--epochs", "1", "--no-onnx", "--train-size", "64", "--test-size", "32", "--batch-size", "32", "--threads", "1"]
+    assert main([str(best), "--weights", str(run / "w.pt"), "--seed", "5", "--out", str(tmp_path / "a"), *quick]) == 0
+    err = capsys.readouterr().err
+    assert "data as the search that wrote ARCH loaded them: --val-size 64 --image-size 16 (type" in err
+    assert "note: --seed 5 where the search had --seed 3: this run's validation images are not the ones the run that wrote ARCH held out" in err
+    assert main([str(best), "--weights", str(run / "w.pt"), "--out", str(tmp_path / "b"), *quick]) == 0
+    assert "note:" not in capsys.readouterr().err
+    trained = tmp_path / "b" / "best.synthetic.finetune.pt"  # the training just made: seed 3, 64 validation images
+    assert trained.is_file()
+    assert main([str(write_arch(tmp_path / "alone")), "--weights", str(trained), "--out", str(tmp_path / "c"), *quick, "--val-size", "64", "--image-size", "16"]) == 0
+    assert "were trained by nas-train with --seed 3 and 64 validation images; this run validates on another split (--seed 0, 64 images)" in capsys.readouterr().err

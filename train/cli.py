@@ -155,19 +155,21 @@ def _take_arch_data_options(args: argparse.Namespace, prog: str) -> None:
     """Train on the data of the search or NetAdapt run that wrote ARCH (a best.json or
     refined.json) where no data option was typed: its data set, and its --seed and --val-size, so
     that a NetAdapt run on the trained weights (which takes the same) validates on images they
-    were never trained on. Elsewhere the defaults."""
-    from mobilenas.runs import option_text, take_run_data_options
-    from mobilenas.space.io import is_path
+    were never trained on. Elsewhere the defaults. Typed options that differ from the run's get a
+    note where --weights are the run's own."""
+    from mobilenas.train.provenance import in_run, take_data_options
 
     values = {key: getattr(args, key) for key in DATA_DEFAULTS}
     typed = [key for key, value in values.items() if value is not None]
-    found = take_run_data_options(Path(args.arch.strip()).expanduser(), values, typed, DATA_DEFAULTS) if is_path(args.arch.strip()) else None
+    found = take_data_options(args.arch, values, typed, DATA_DEFAULTS)
     for key, value in values.items():
         setattr(args, key, DATA_DEFAULTS[key] if value is None else value)
-    if found is not None and found[1] and not args.json:
-        who = "search" if found[0] == "search" else "NetAdapt run"
-        print(f"{prog}: data as the {who} that wrote ARCH loaded them: {' '.join(option_text(k, v) for k, v in found[1].items())} "
-              "(type any of these to choose otherwise)", file=sys.stderr)
+    if found is None or args.json:
+        return
+    own = in_run(args.weights, args.arch)
+    for line in (found.taken_line("ARCH"), found.split_note("ARCH", "trains and validates on") if own else None):
+        if line:
+            print(f"{prog}: {line}", file=sys.stderr)
 
 
 def _main(argv: Sequence[str] | None, prog: str) -> int:
@@ -190,6 +192,12 @@ def _main(argv: Sequence[str] | None, prog: str) -> int:
         args.dataset, data_dir=args.data_dir, seed=args.seed, train_size=args.train_size, val_size=args.val_size,
         test_size=args.test_size, image_size=args.image_size, channels=args.channels,
     )
+    if args.weights is not None and not args.json:
+        from mobilenas.train.provenance import weights_data_note
+
+        note = weights_data_note(args.weights, data.summary(), "trains and validates on")
+        if note:
+            print(f"{prog}: {note}", file=sys.stderr)
     config = FullTrainConfig(
         epochs=args.epochs,
         optimizer=args.optimizer,
