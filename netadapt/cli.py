@@ -74,6 +74,7 @@ from mobilenas.units import (
 
 if TYPE_CHECKING:  # torch; the commands import it when they run, so --help answers at once
     from mobilenas.netadapt.run import Refinement, StateDict
+    from mobilenas.train.provenance import TakenData
 
 # Defaults live here rather than in argparse so that ``--resume`` can tell which options a user
 # typed (those would contradict the run's own arguments).
@@ -182,7 +183,7 @@ def build_parser(prog: str) -> ArgumentParser:
 
     data = refine.add_argument_group(
         "data (as nas-train and nas-search)",
-        "where INPUT is a search's best.json or a NetAdapt run's refined.json, the options left out (but --train-size and --test-size) "
+        "where INPUT is a search's best.json or a NetAdapt run's refined.json, the options left out (but --train-size) "
         "take that run's values, --seed included, so the run's held-out validation images stay held out",
     )
     data.add_argument("--dataset", metavar="NAME_OR_PATH", help="synthetic (built in), cifar10, imagefolder, npz, or a path (default: the data of the run that wrote INPUT, else synthetic)")
@@ -364,19 +365,18 @@ def proxy_training(spec: str) -> tuple[int, int] | None:
     return info["steps"], batch if isinstance(batch, int) and batch > 0 else 32
 
 
-def _take_input_data_options(spec: str, values: dict[str, Any], typed: dict[str, Any], *, own_weights: bool) -> None:
+def _take_input_data_options(spec: str, values: dict[str, Any], typed: dict[str, Any]) -> TakenData | None:
     """Load the data as the run that wrote INPUT did, where no data option was typed: a search on
     CIFAR-10 is refined on CIFAR-10 (not on the synthetic default), and on the validation split
     it held out (its --seed and --val-size), which its weights were never trained on. Typed options
-    that differ from the run's are kept, with a note where the run's own weights are the start."""
+    that differ from the run's are kept (see :meth:`TakenData.split_note`)."""
     from mobilenas.train.provenance import take_data_options
 
     found = take_data_options(spec, values, list(typed), DEFAULTS)
-    if found is None:
-        return
-    for line in (found.taken_line("INPUT"), found.split_note("INPUT", "fine-tunes and validates on") if own_weights else None):
-        if line:
-            _log(line)
+    line = found.taken_line("INPUT") if found is not None else None
+    if line:
+        _log(line)
+    return found
 
 
 #: A start whose proxy training saw fewer images than this many proposal fine-tunes is far from trained.
@@ -540,12 +540,14 @@ def _refine(args: argparse.Namespace, prog: str, held: contextlib.ExitStack) -> 
         if missed is not None:  # a soft-reward search may hand over a best slower than its target
             _log(f"note: INPUT takes {format_ms(missed[0])} by the table of the run that wrote it, over that run's {missed[1]:g} ms target;"
                  f" --target-latency {missed[1]:g}ms prunes it to that target")
-    _take_input_data_options(args.input, values, typed, own_weights=in_run(start.weights_path, args.input))
+    taken = _take_input_data_options(args.input, values, typed)
     data = _load_data(values)
     if args.weights is None:
         _note_proxy_trained(args.input, data.name, values)
-    elif start.weights_path is not None:
-        note = weights_data_note(Path(start.weights_path), data.summary(), "fine-tunes and validates on")
+    if start.weights_path is not None:
+        use = "fine-tunes and validates on"
+        own = in_run(start.weights_path, args.input)
+        note = taken.split_note("INPUT", use, data) if taken is not None and own else None if own else weights_data_note(Path(start.weights_path), data, use)
         if note:
             _log(note)
     # The classifier and stem follow the data set (as the trainers build networks); weights that

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -255,43 +257,69 @@ def test_a_budget_ratio_may_be_a_percentage() -> None:
     assert budget_ratio("1e-3") == 0.001
 
 
+def _search_run(tmp_path: Path, config: dict[str, object], *, classes: int = 10) -> Path:
+    """A search's run folder as netadapt reads it: best.json (tiny_arch, its weights in the folder,
+    made for ``classes`` classes) and a manifest with ``config``."""
+    run = tmp_path / "run"
+    save_weights(run / "w.pt", build_model(tiny_arch(num_classes=classes)).state_dict())
+    (run / "best.json").write_text(json.dumps({"architecture": tiny_arch().to_dict(), "weights": str(run / "w.pt")}))
+    (run / "manifest.json").write_text(json.dumps({"kind": "search", "config": config}))
+    return run / "best.json"
+
+
+def _npz(path: Path, count: int = 300, seed: int = 0) -> Path:
+    images = np.random.default_rng(seed).integers(0, 256, size=(count, 8, 8, 3), dtype=np.uint8)
+    np.savez(path, x_train=images, y_train=np.arange(count) % 10)
+    return path
+
+
 def test_a_search_result_is_refined_on_the_searchs_data(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`netadapt refine results/RUN/best.json` prunes on the search's data and validates on the
-    split it held out (its --seed and --val-size); typed options win, with a note where the
-    search's own weights are the start."""
-    arch = tiny_arch()
-    run = tmp_path / "run"
-    save_weights(run / "w.pt", build_model(arch).state_dict())
-    best = run / "best.json"
-    best.write_text(json.dumps({"architecture": arch.to_dict(), "weights": str(run / "w.pt")}))
+    split it held out (its --seed and --val-size); typed options win, with a note where they put
+    images the search's own weights were trained on into this run's validation split."""
     nowhere = tmp_path / "no-cifar"
-    (run / "manifest.json").write_text(json.dumps({"kind": "search", "config": {"dataset": "cifar10", "data_dir": str(nowhere), "seed": 3, "val_size": 500}}))
+    best = _search_run(tmp_path, {"dataset": "cifar10", "data_dir": str(nowhere), "seed": 3, "val_size": 500})
     assert main(["refine", str(best), "--out", str(tmp_path / "a")]) == 2
     err = capsys.readouterr().err
     assert f"data as the search that wrote INPUT loaded them: --dataset cifar10 --data-dir {nowhere} --val-size 500 --seed 3" in err
-    assert str(nowhere) in err.strip().splitlines()[-1] and "note: --" not in err
-    assert main(["refine", str(best), "--seed", "0", "--out", str(tmp_path / "b")]) == 2
-    err = capsys.readouterr().err
-    assert "--val-size 500 (type" in err and "--seed 3" not in err.split("note:")[0]
-    assert "note: --seed 0 where the search had --seed 3: this run's validation images are not the ones" in err
-    elsewhere = tmp_path / "other"
-    assert main(["refine", str(best), "--data-dir", str(elsewhere), "--out", str(tmp_path / "c")]) == 2
-    assert f"note: --data-dir {elsewhere} where the search had --data-dir {nowhere}: INPUT's weights were trained on other data" in capsys.readouterr().err
-    # the run's own weights named with --weights: the same note; weights from elsewhere: nothing is known of their data
-    assert main(["refine", str(best), "--weights", str(run / "w.pt"), "--seed", "0", "--out", str(tmp_path / "d")]) == 2
-    assert "note: --seed 0 where the search had --seed 3" in capsys.readouterr().err
-    save_weights(tmp_path / "other.pt", build_model(arch).state_dict())
-    assert main(["refine", str(best), "--weights", str(tmp_path / "other.pt"), "--seed", "0", "--out", str(tmp_path / "d2")]) == 2
+    assert str(nowhere) in err.strip().splitlines()[-1]  # the one-line error: the search's data are not there
+    # data that are there; the weights (7 classes) stop the run after the notes
+    data = _npz(tmp_path / "d.npz")
+    best = _search_run(tmp_path, {"dataset": str(data), "data_dir": None, "seed": 3, "val_size": 50}, classes=7)
+    for typed, note in (
+        ([], None),
+        (["--seed", "3", "--image-size", "8", "--val-size", "50"], None),  # the run's split, typed
+        (["--image-size", "16"], None),  # another size: the same images in each split
+        (["--seed", "0"], r"note: --seed 0 where the search had --seed 3: (\d+) of this run's 50 validation images were in the training split of the run that wrote INPUT"),
+        (["--val-size", "0.5"], r"note: --val-size 0.5 where the search had --val-size 50: (\d+) of this run's 120 validation images"),
+        (["--dataset", str(_npz(tmp_path / "other.npz", seed=1))], "note: --dataset .*other.npz where the search had --dataset .*d.npz: INPUT's weights were trained on other data"),
+    ):
+        assert main(["refine", str(best), *typed, "--out", str(tmp_path / "b")]) == 2
+        err = capsys.readouterr().err
+        assert "do not fit the architecture" in err, err
+        found = re.search(note, err) if note else None
+        assert (found is not None) if note else "note: --" not in err, (typed, err)
+        if found is not None and found.groups():
+            assert int(found.group(1)) > 0
+    # weights from elsewhere: nothing is known of their data, so no note
+    save_weights(tmp_path / "other.pt", build_model(tiny_arch(num_classes=7)).state_dict())
+    assert main(["refine", str(best), "--weights", str(tmp_path / "other.pt"), "--seed", "0", "--out", str(tmp_path / "c")]) == 2
     assert "note: --seed" not in capsys.readouterr().err
     # a tabular search trained nothing: no data of its own
-    (run / "manifest.json").write_text(json.dumps({"kind": "search", "config": {"dataset": "synthetic", "seed": 3, "benchmark": "nb201.csv"}}))
+    best = _search_run(tmp_path, {"dataset": "synthetic", "seed": 3, "benchmark": "nb201.csv"})
     assert main(["refine", str(best), "--dataset", "cifar10", "--data-dir", str(nowhere), "--out", str(tmp_path / "e")]) == 2
     assert "data as the search" not in capsys.readouterr().err
+    # an older or hand-edited manifest without a seed: the default, not a crash
+    best = _search_run(tmp_path, {"dataset": str(data), "data_dir": None}, classes=7)
+    assert main(["refine", str(best), "--out", str(tmp_path / "f")]) == 2
+    err = capsys.readouterr().err
+    assert "--seed" not in err.split("do not fit")[0] and "do not fit the architecture" in err
 
 
 def test_weights_trained_on_another_split_get_a_note(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """--weights that nas-train made (its metrics file beside them) on another validation split
-    than this run's, or on other data, are said to be; on the same split, nothing is said."""
+    """--weights that nas-train made (its metrics file beside them) on a split whose training
+    images are in this run's validation split, or on other data, are said to be; on the same
+    split, nothing is said."""
     from mobilenas.train.data import load_dataset
 
     save_weights(tmp_path / "net.synthetic.pt", build_model(tiny_arch(num_classes=7)).state_dict())  # refused after the notes
@@ -299,40 +327,56 @@ def test_weights_trained_on_another_split_get_a_note(tmp_path: Path, capsys: pyt
     argv = ["refine", tiny_arch().to_notation(), "--weights", str(tmp_path / "net.synthetic.pt"), "--budget-ratio", "0.5",
             "--train-size", "200", "--val-size", "50", "--test-size", "50", "--image-size", "8"]
     metrics = tmp_path / "net.synthetic.metrics.json"
-    for seed, val_size, said in ((1, 50, "were trained by nas-train with --seed 1 and 50 validation images; this run validates on another split (--seed 0, 50"),
-                                 (0, 60, "--seed 0 and 60 validation images; this run validates on another split (--seed 0, 50 images)"),
-                                 (0, 50, None)):
+    for seed, val_size, said in ((0, 60, r"were trained by nas-train with --seed 0 and 60 validation images: (\d+) of this run's 50 validation images were among"),
+                                 (0, 50, None),
+                                 (1, 50, None)):  # the synthetic images of another seed are other images altogether
         metrics.write_text(json.dumps({"dataset": load_dataset("synthetic", seed=seed, **{**sizes, "val_size": val_size}).summary()}))
         assert main([*argv, "--out", str(tmp_path / f"run-{seed}-{val_size}")]) == 2
         err = capsys.readouterr().err
         assert "do not fit the architecture" in err
-        assert (said in err) if said else "note: the weights" not in err, err
+        found = re.search(said, err) if said else None
+        assert (found is not None and int(found.group(1)) > 0) if said else "note: the weights" not in err, err
     summary = load_dataset("synthetic", **sizes).summary()
-    metrics.write_text(json.dumps({"dataset": {**summary, "name": "cifar10", "description": "cifar10 from /data"}}))
+    metrics.write_text(json.dumps({"dataset": {**summary, "name": "cifar10", "source": {"dataset": "cifar10", "data_dir": str(tmp_path)}}}))
     assert main([*argv, "--out", str(tmp_path / "run-cifar")]) == 2
     assert "were trained on other data (cifar10, by nas-train) than this run fine-tunes and validates on (synthetic)" in capsys.readouterr().err
+    # metrics written before they said how the data were loaded: the split is compared by seed and size
+    metrics.write_text(json.dumps({"dataset": {k: v for k, v in {**summary, "seed": 4}.items() if k != "source"}}))
+    assert main([*argv, "--out", str(tmp_path / "run-old")]) == 2
+    assert "this run's validation images may have been among their training images" in capsys.readouterr().err
 
 
 def test_a_typed_data_set_takes_none_of_the_runs_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """--dataset typed: the run's --data-dir is not taken (it was, and the error blamed a --data-dir
-    nobody typed); the same CIFAR-10 files named another way get no "other data" note."""
-    arch = tiny_arch()
-    run = tmp_path / "run"
-    save_weights(run / "w.pt", build_model(arch).state_dict())
-    best = run / "best.json"
-    best.write_text(json.dumps({"architecture": arch.to_dict(), "weights": str(run / "w.pt")}))
+    nobody typed); --data-dir typed where the run named its data by a path: said how to go on."""
+    from mobilenas.train.provenance import same_files
+
     outer = tmp_path / "data"
-    (outer / "cifar-10-batches-py").mkdir(parents=True)  # found, then refused for its missing batches
-    (run / "manifest.json").write_text(json.dumps({"kind": "search", "config": {"dataset": "cifar10", "data_dir": str(outer), "seed": 3, "val_size": None}}))
+    best = _search_run(tmp_path, {"dataset": "cifar10", "data_dir": str(outer), "seed": 3, "val_size": None})
     assert main(["refine", str(best), "--dataset", str(tmp_path / "none.npz"), "--out", str(tmp_path / "a")]) == 2
     err = capsys.readouterr().err
     assert "data as the search that wrote INPUT loaded them: --seed 3 (type" in err and str(outer) not in err
-    assert main(["refine", str(best), "--data-dir", str(outer / "cifar-10-batches-py"), "--out", str(tmp_path / "b")]) == 2
-    err = capsys.readouterr().err
-    assert "--dataset cifar10 --seed 3 (type" in err and "trained on other data" not in err
-    assert main(["refine", str(best), "--data-dir", str(tmp_path / "elsewhere"), "--out", str(tmp_path / "c")]) == 2
-    assert "trained on other data" in capsys.readouterr().err
-    # a run that named its data by a file: a typed --data-dir goes with no data set of the run's
-    (run / "manifest.json").write_text(json.dumps({"kind": "search", "config": {"dataset": str(tmp_path / "d.npz"), "data_dir": None, "seed": 3, "val_size": None}}))
-    assert main(["refine", str(best), "--data-dir", str(outer), "--out", str(tmp_path / "d")]) == 2
-    assert "the synthetic data set is built in; it takes no --data-dir" in capsys.readouterr().err
+    assert main(["refine", str(best), "--data-dir", str(tmp_path / "elsewhere"), "--out", str(tmp_path / "b")]) == 2
+    assert "--dataset cifar10 --seed 3 (type" in capsys.readouterr().err  # a moved CIFAR-10: the kind is the run's
+    best = _search_run(tmp_path, {"dataset": str(tmp_path / "d.npz"), "data_dir": None, "seed": 3})
+    assert main(["refine", str(best), "--data-dir", str(outer), "--out", str(tmp_path / "c")]) == 2
+    assert "--data-dir goes with a data set kind, and the search run that wrote" in capsys.readouterr().err
+    # the same files named two ways are the same data
+    (outer / "cifar-10-batches-py").mkdir(parents=True)
+    assert same_files({"dataset": "cifar10", "data_dir": str(outer)}, {"dataset": "cifar10", "data_dir": str(outer / "cifar-10-batches-py")})
+    assert not same_files({"dataset": "cifar10", "data_dir": str(outer)}, {"dataset": "cifar10", "data_dir": str(tmp_path)})
+
+
+def test_a_runs_own_weights_are_those_in_its_folder_that_nas_train_did_not_make(tmp_path: Path) -> None:
+    """nas-train writes its weights into the run's folder: those are its own (its metrics file says
+    which split), not the run's, or the two notes gave opposite advice."""
+    from mobilenas.train.provenance import in_run
+
+    best = _search_run(tmp_path, {"dataset": "synthetic", "data_dir": None, "seed": 3})
+    run = best.parent
+    assert in_run(str(run / "w.pt"), str(best)) and in_run(str(run / "w.pt"), str(run))
+    (run / "best.synthetic.pt").write_bytes(b"")
+    assert in_run(str(run / "best.synthetic.pt"), str(best))
+    (run / "best.synthetic.metrics.json").write_text("{}")
+    assert not in_run(str(run / "best.synthetic.pt"), str(best))
+    assert not in_run(str(tmp_path / "w.pt"), str(best)) and not in_run(None, str(best)) and not in_run(str(run / "w.pt"), tiny_arch().to_notation())

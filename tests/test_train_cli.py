@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -337,8 +338,10 @@ def test_a_search_result_is_trained_on_the_searchs_data(tmp_path: Path, capsys: 
 
 
 def test_weights_trained_on_another_split_get_a_note(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """As netadapt refine does: the run's own --weights with a typed --seed that is not the run's,
-    and --weights nas-train made on another split (its metrics file says which), are said to be."""
+    """As netadapt refine does: the run's own --weights with a typed --val-size that puts images of
+    the run's training split into this one's validation split, and --weights nas-train made on such
+    a split (its metrics file says which), are said to be; the synthetic images of another --seed
+    are other images, so nothing is said of those."""
     from mobilenas.train.weights import save_weights
 
     run = tmp_path / "run"
@@ -348,13 +351,18 @@ def test_weights_trained_on_another_split_get_a_note(tmp_path: Path, capsys: pyt
     (run / "manifest.json").write_text(json.dumps({"kind": "search", "config": {"dataset": "synthetic", "data_dir": None, "seed": 3, "val_size": 64, "image_size": 16}}))
     save_weights(run / "w.pt", build_model(tiny_arch()).state_dict())
     quick = ["--epochs", "1", "--no-onnx", "--train-size", "64", "--test-size", "32", "--batch-size", "32", "--threads", "1"]
-    assert main([str(best), "--weights", str(run / "w.pt"), "--seed", "5", "--out", str(tmp_path / "a"), *quick]) == 0
+    assert main([str(best), "--weights", str(run / "w.pt"), "--val-size", "80", "--out", str(tmp_path / "a"), *quick]) == 0
     err = capsys.readouterr().err
-    assert "data as the search that wrote ARCH loaded them: --val-size 64 --image-size 16 (type" in err
-    assert "note: --seed 5 where the search had --seed 3: this run's validation images are not the ones the run that wrote ARCH held out" in err
-    assert main([str(best), "--weights", str(run / "w.pt"), "--out", str(tmp_path / "b"), *quick]) == 0
-    assert "note:" not in capsys.readouterr().err
-    trained = tmp_path / "b" / "best.synthetic.finetune.pt"  # the training just made: seed 3, 64 validation images
+    assert "data as the search that wrote ARCH loaded them: --seed 3 --image-size 16 (type" in err
+    assert "note: --val-size 80 where the search had --val-size 64, --test-size 32 where the search had the default: " in err
+    assert re.search(r"had the default: [1-9]\d* of this run's 80 validation images were in the training split", err), err
+    for typed in (["--seed", "5"], []):
+        assert main([str(best), "--weights", str(run / "w.pt"), *typed, "--out", str(tmp_path / f"b{len(typed)}"), *quick]) == 0
+        assert "note:" not in capsys.readouterr().err
+    trained = tmp_path / "b0" / "best.synthetic.finetune.pt"  # the training just made: seed 3, 64 validation images
     assert trained.is_file()
-    assert main([str(write_arch(tmp_path / "alone")), "--weights", str(trained), "--out", str(tmp_path / "c"), *quick, "--val-size", "64", "--image-size", "16"]) == 0
-    assert "were trained by nas-train with --seed 3 and 64 validation images; this run validates on another split (--seed 0, 64 images)" in capsys.readouterr().err
+    alone = str(write_arch(tmp_path / "alone"))
+    assert main([alone, "--weights", str(trained), "--out", str(tmp_path / "c"), *quick, "--seed", "3", "--val-size", "80", "--image-size", "16"]) == 0
+    assert re.search(r"were trained by nas-train with --seed 3 and 64 validation images: [1-9]\d* of this run's 80 validation images were among", capsys.readouterr().err)
+    assert main([alone, "--weights", str(trained), "--out", str(tmp_path / "d"), *quick, "--seed", "3", "--val-size", "64", "--image-size", "16"]) == 0
+    assert "note:" not in capsys.readouterr().err

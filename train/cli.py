@@ -14,7 +14,7 @@ import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mobilenas.cliutil import (
     ArgumentParser,
@@ -33,6 +33,9 @@ from mobilenas.cliutil import (
 )
 from mobilenas.errors import UsageError
 from mobilenas.space.references import REFERENCES
+
+if TYPE_CHECKING:
+    from mobilenas.train.provenance import TakenData
 from mobilenas.train.choices import KINDS, OPTIMIZERS, describe_kinds
 
 DEFAULT_EMA_DECAY = 0.999
@@ -54,8 +57,8 @@ def build_parser(prog: str) -> ArgumentParser:
     parser.add_argument("arch", metavar="ARCH", help="the architecture to train")
     data = parser.add_argument_group(
         "data",
-        "where ARCH is a search's best.json or a NetAdapt run's refined.json, the data set, --data-dir, --val-size, --image-size, "
-        "--channels and --seed left out take that run's values",
+        "where ARCH is a search's best.json or a NetAdapt run's refined.json, the data set, --data-dir, --val-size, --test-size, "
+        "--image-size, --channels and --seed left out take that run's values",
     )
     data.add_argument("--dataset", default=None, metavar="NAME_OR_PATH",
                       help=f"{', '.join(KINDS)}, or a path (default: the data of the search or NetAdapt run that wrote ARCH, else synthetic)")
@@ -148,28 +151,25 @@ def main(argv: Sequence[str] | None = None, prog: str = "nas-train") -> int:
 
 
 #: The data options' values when neither the user nor the run that wrote ARCH gives one.
-DATA_DEFAULTS: dict[str, Any] = {"dataset": "synthetic", "data_dir": None, "val_size": None, "seed": 0, "image_size": None, "channels": None}
+DATA_DEFAULTS: dict[str, Any] = {"dataset": "synthetic", "data_dir": None, "val_size": None, "test_size": None, "seed": 0, "image_size": None, "channels": None}
 
 
-def _take_arch_data_options(args: argparse.Namespace, prog: str) -> None:
+def _take_arch_data_options(args: argparse.Namespace, prog: str) -> TakenData | None:
     """Train on the data of the search or NetAdapt run that wrote ARCH (a best.json or
     refined.json) where no data option was typed: its data set, and its --seed and --val-size, so
     that a NetAdapt run on the trained weights (which takes the same) validates on images they
-    were never trained on. Elsewhere the defaults. Typed options that differ from the run's get a
-    note where --weights are the run's own."""
-    from mobilenas.train.provenance import in_run, take_data_options
+    were never trained on. Elsewhere the defaults."""
+    from mobilenas.train.provenance import take_data_options
 
     values = {key: getattr(args, key) for key in DATA_DEFAULTS}
     typed = [key for key, value in values.items() if value is not None]
     found = take_data_options(args.arch, values, typed, DATA_DEFAULTS)
     for key, value in values.items():
         setattr(args, key, DATA_DEFAULTS[key] if value is None else value)
-    if found is None or args.json:
-        return
-    own = in_run(args.weights, args.arch)
-    for line in (found.taken_line("ARCH"), found.split_note("ARCH", "trains and validates on") if own else None):
-        if line:
-            print(f"{prog}: {line}", file=sys.stderr)
+    line = found.taken_line("ARCH") if found is not None else None
+    if line and not args.json:
+        print(f"{prog}: {line}", file=sys.stderr)
+    return found
 
 
 def _main(argv: Sequence[str] | None, prog: str) -> int:
@@ -187,15 +187,17 @@ def _main(argv: Sequence[str] | None, prog: str) -> int:
 
         args.weights = args.weights.expanduser().resolve()  # one name for the file, whichever way it was written: resume compares it
         initial = load_weights(args.weights)  # a missing or unreadable file: one line, before the data is read
-    _take_arch_data_options(args, prog)
+    taken = _take_arch_data_options(args, prog)
     data = load_dataset(
         args.dataset, data_dir=args.data_dir, seed=args.seed, train_size=args.train_size, val_size=args.val_size,
         test_size=args.test_size, image_size=args.image_size, channels=args.channels,
     )
     if args.weights is not None and not args.json:
-        from mobilenas.train.provenance import weights_data_note
+        from mobilenas.train.provenance import in_run, weights_data_note
 
-        note = weights_data_note(args.weights, data.summary(), "trains and validates on")
+        use = "trains and validates on"
+        own = in_run(args.weights, args.arch)
+        note = taken.split_note("ARCH", use, data) if taken is not None and own else None if own else weights_data_note(args.weights, data, use)
         if note:
             print(f"{prog}: {note}", file=sys.stderr)
     config = FullTrainConfig(

@@ -146,6 +146,9 @@ class DataSplits:
     class_names: tuple[str, ...]
     description: str
     seed: int = 0
+    #: how :func:`load_dataset` was asked for it (``dataset`` and ``data_dir`` absolute, ``val_size``,
+    #: ``test_size``): what loads the same splits again (:mod:`mobilenas.train.provenance`)
+    source: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def input_size(self) -> int:
@@ -171,6 +174,7 @@ class DataSplits:
             "seed": self.seed,
             "mean": list(self.train.mean),
             "std": list(self.train.std),
+            "source": dict(self.source),
         }
 
 
@@ -261,6 +265,15 @@ def load_dataset(
     gray or gray to RGB. Raises ``ValueError`` naming the expected layout when a path is missing
     or malformed.
     """
+    source = {"dataset": absolute_dataset(str(name_or_path)), "data_dir": absolute_path(data_dir) if data_dir is not None else None,
+              "val_size": val_size, "test_size": test_size}
+    return dataclasses.replace(_load(name_or_path, data_dir, seed, train_size, val_size, test_size, image_size, channels), source=source)
+
+
+def _load(
+    name_or_path: str | Path, data_dir: str | Path | None, seed: int, train_size: SizeSpec, val_size: SizeSpec,
+    test_size: SizeSpec, image_size: int | None, channels: int | None,
+) -> DataSplits:
     kind, path = _resolve_kind(str(name_or_path), data_dir)
     if image_size is not None and image_size < 8:
         raise ValueError(f"image_size must be >= 8 pixels, got {image_size}")

@@ -168,7 +168,7 @@ def train_full(
     prepared, changes = prepare_architecture(arch, data)
     identity = {
         "architecture": prepared.fingerprint(),
-        "data": {k: v for k, v in data.summary().items() if k != "description"},
+        "data": {k: v for k, v in data.summary().items() if k not in ("description", "source")},
         "initial": None if initial is None else (initial_source or "given weights"),
     }
     checkpoint: dict[str, Any] | None = None

@@ -3,26 +3,45 @@
 ``nas-train`` and ``netadapt refine`` of a search's ``best.json`` (or a NetAdapt run's
 ``refined.json``) load the data that run loaded, where no data option was typed
 (:func:`take_data_options`), so that they validate on the images the run held out and never on
-images its weights were trained on. Typed options that change that split, and ``--weights`` that
-``nas-train`` trained on another split (its ``.metrics.json`` says which), get a note.
+images its weights were trained on. Where typed options (or ``--weights`` that ``nas-train``
+trained, its ``.metrics.json`` beside them) would still put such images in this run's validation
+split, the split the weights came from is loaded again and the images are counted
+(:func:`trained_on_validation`): the note says how many, and nothing is said where there are none
+(another ``--image-size``, or a ``--val-size`` that carves the same split).
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mobilenas.runs import option_text, read_json, run_data_options, run_of, take_run_data_options
+from mobilenas.runs import (
+    DATA_OPTIONS,
+    option_text,
+    read_json,
+    run_data_options,
+    run_of,
+    take_run_data_options,
+)
 from mobilenas.space.io import is_path
+
+if TYPE_CHECKING:
+    from mobilenas.train.data import DataSplits
+
+#: The options that decide which images are in which split (the image size and channels do not).
+SPLIT_OPTIONS = ("dataset", "data_dir", "seed", "val_size", "test_size")
 
 
 @dataclass(frozen=True)
 class TakenData:
-    """What :func:`take_data_options` did: the run's ``kind``, the options it took (those not at
-    their defaults) and the typed ones that are not the run's, ``{key: (typed, run's)}``."""
+    """What :func:`take_data_options` did: the run's ``kind`` and its data options (``recorded``,
+    defaults where it had none), the options taken (those not at their defaults) and the typed
+    ones that are not the run's, ``{key: (typed, run's)}``."""
 
     kind: str
+    recorded: dict[str, Any]
     taken: dict[str, Any]
     differing: dict[str, tuple[Any, Any]]
 
@@ -37,58 +56,83 @@ class TakenData:
         return (f"data as the {self.who} that wrote {subject} loaded them: {' '.join(option_text(k, v) for k, v in self.taken.items())}"
                 " (type any of these to choose otherwise)")
 
-    def split_note(self, subject: str, use: str) -> str | None:
-        """The note for typed options that differ from the run's, where the run's own weights are
-        the start; ``use`` says what this command does with the data (``fine-tunes and validates on``)."""
-        if not self.differing:
+    def split_note(self, subject: str, use: str, data: DataSplits) -> str | None:
+        """The note for typed options that put images the run's own weights were trained on into
+        this run's validation split (``data``), or that name other data; ``use`` says what this
+        command does with the data (``fine-tunes and validates on``). None where none do."""
+        changed = {k: v for k, v in self.differing.items() if k in SPLIT_OPTIONS}
+        if not changed:
             return None
         said = ", ".join(
             f"{option_text(k, mine)} where the {self.who} had {option_text(k, theirs).removeprefix('no ')}" if theirs is not None
-            else f"{option_text(k, mine)} where the {self.who} had none"
-            for k, (mine, theirs) in self.differing.items()
+            else f"{option_text(k, mine)} where the {self.who} had the default"
+            for k, (mine, theirs) in changed.items()
         )
-        if "dataset" in self.differing or "data_dir" in self.differing:
-            why = f"{subject}'s weights were trained on other data than this run {use}"
-        else:
-            why = (f"this run's validation images are not the ones the run that wrote {subject} held out, and its weights were trained on some "
-                   "of them, so validation accuracies read high; leave these options out to use that run's split")
-        return f"note: {said}: {why}"
+        if not same_files(data.source, self.recorded):
+            return f"note: {said}: {subject}'s weights were trained on other data than this run {use}"
+        seen = trained_on_validation(data, self.recorded)
+        if not seen:
+            return None
+        return (f"note: {said}: {seen:,} of this run's {len(data.val):,} validation images were in the training split of the run that wrote {subject},"
+                " which its weights were trained on, so validation accuracies read high; leave these options out to use that run's split")
 
 
 def take_data_options(spec: str, values: dict[str, Any], typed: list[str], defaults: dict[str, Any]) -> TakenData | None:
     """Give ``values`` the data options of the run that wrote ``spec`` (a search's best.json, a
     NetAdapt run's refined.json, or their folder) where none was typed
-    (:func:`mobilenas.runs.take_run_data_options`); ``None`` where ``spec`` is no such run's.
-    A typed data set that names the run's files another way does not count as differing."""
+    (:func:`mobilenas.runs.take_run_data_options`); ``None`` where ``spec`` is no such run's."""
     if not is_path(spec.strip()):
         return None
     path = Path(spec.strip()).expanduser()
     found = take_run_data_options(path, values, typed, defaults)
-    if found is None:
+    recorded = run_data_options(path)
+    if found is None or recorded is None:
         return None
     kind, taken, differing = found
-    if {"dataset", "data_dir"} & set(differing) and _same_files(values, run_data_options(path)):
-        differing = {k: v for k, v in differing.items() if k not in ("dataset", "data_dir")}
-    return TakenData(kind, taken, differing)
+    return TakenData(kind, {key: recorded[1].get(key, defaults.get(key)) for key in DATA_OPTIONS}, taken, differing)
 
 
-def _same_files(values: dict[str, Any], run: tuple[str, dict[str, Any]] | None) -> bool:
-    """Whether ``values``' data set and ``run``'s are the same files: ``cifar10 --data-dir ~/data``
-    and ``~/data/cifar-10-batches-py``."""
+def same_files(ours: dict[str, Any], theirs: dict[str, Any]) -> bool:
+    """Whether two data sets (``dataset`` and ``data_dir`` as the commands take them) are the same
+    files: ``cifar10 --data-dir ~/data`` and ``~/data/cifar-10-batches-py`` are."""
     from mobilenas.train.data import data_location
 
-    if run is None:
-        return False
     try:
-        return data_location(values["dataset"], values["data_dir"]) == data_location(run[1]["dataset"], run[1]["data_dir"])
+        return data_location(ours.get("dataset", "synthetic"), ours.get("data_dir")) == data_location(theirs.get("dataset", "synthetic"), theirs.get("data_dir"))
     except ValueError:  # one of them names nothing that is there
         return False
 
 
+def trained_on_validation(data: DataSplits, theirs: dict[str, Any]) -> int:
+    """How many of ``data``'s validation images are in the training split of the same data set
+    loaded with ``theirs`` options (``seed``, ``val_size``, ``test_size``; at ``data``'s image size
+    and channels). The images are compared by content, so a split that comes out the same (a
+    ``--val-size`` of the default's count) counts none."""
+    from mobilenas.train.data import load_dataset
+
+    source = data.source
+    if (theirs.get("seed", 0), theirs.get("val_size"), theirs.get("test_size")) == (data.seed, source.get("val_size"), source.get("test_size")):
+        return 0  # asked for alike: the same split
+    try:
+        other = load_dataset(
+            source.get("dataset", "synthetic"), data_dir=source.get("data_dir"), seed=theirs.get("seed", 0), val_size=theirs.get("val_size"),
+            test_size=theirs.get("test_size"), image_size=data.input_size, channels=data.in_channels,
+        )
+    except ValueError:  # sizes that do not fit this data set: nothing to compare
+        return 0
+    trained = {_digest(row) for row in other.train.images.numpy()}
+    return sum(_digest(row) in trained for row in data.val.images.numpy())
+
+
+def _digest(image: Any) -> bytes:
+    return hashlib.blake2b(image.tobytes(), digest_size=16).digest()
+
+
 def in_run(weights: str | Path | None, spec: str) -> bool:
-    """Whether ``weights`` lie in the folder of the run that wrote ``spec``: the run's own weights
-    (a search's trial weights, a NetAdapt run's refined.pt), trained on its split."""
-    if weights is None or not is_path(spec.strip()):
+    """Whether ``weights`` are the run's own: in the folder of the run that wrote ``spec`` (a
+    search's trial weights, a NetAdapt run's refined.pt), and not a nas-train result kept there
+    (its ``.metrics.json`` beside it: :func:`weights_data_note` speaks of those)."""
+    if weights is None or not is_path(spec.strip()) or _metrics_of(Path(weights)).is_file():
         return False
     found = run_of(Path(spec.strip()).expanduser())
     if found is None:
@@ -96,24 +140,33 @@ def in_run(weights: str | Path | None, spec: str) -> bool:
     return Path(weights).expanduser().resolve().is_relative_to(found[0].resolve())
 
 
-def weights_data_note(weights: Path, summary: dict[str, Any], use: str) -> str | None:
+def _metrics_of(weights: Path) -> Path:
+    return weights.with_name(weights.name[: -len(".pt")] + ".metrics.json") if weights.name.endswith(".pt") else weights.with_suffix(".metrics.json")
+
+
+def weights_data_note(weights: Path, data: DataSplits, use: str) -> str | None:
     """A note when ``weights`` are a nas-train result (its ``.metrics.json`` beside them) trained on
-    other data, or on another validation split, than ``summary`` (:meth:`DataSplits.summary`) of the
-    data this run ``use``s: its decisions would rest on accuracies of images the weights were
-    trained on (or of another task). ``None`` where they match or nothing is known of them."""
-    if not weights.name.endswith(".pt"):
-        return None
+    other data than ``data``, which this run ``use``s, or on a split whose training images are
+    among ``data``'s validation images: this run's decisions would rest on accuracies of images the
+    weights were trained on. ``None`` where neither, or where nothing is known of the weights."""
     try:
-        trained = read_json(weights.with_name(weights.name[: -len(".pt")] + ".metrics.json"))
+        trained = read_json(_metrics_of(weights))
         theirs = trained["dataset"]
-        split = (theirs["description"], theirs["seed"], theirs["sizes"]["val"])
+        seed, val, name = int(theirs["seed"]), int(theirs["sizes"]["val"]), str(theirs["name"])
+        source = theirs.get("source")
     except (OSError, ValueError, KeyError, TypeError):
         return None  # not a nas-train result (or no longer readable)
-    ours = (summary["description"], summary["seed"], summary["sizes"]["val"])
-    if split == ours:
+    seen: int | None
+    if isinstance(source, dict):
+        if not same_files(data.source, source):
+            return f"note: the weights {weights} were trained on other data ({name}, by nas-train) than this run {use} ({data.name})"
+        seen = trained_on_validation(data, {**source, "seed": seed})
+    elif theirs.get("description") != data.description:  # written before metrics said how the data were loaded
+        return f"note: the weights {weights} were trained on other data ({name}, by nas-train) than this run {use} ({data.name})"
+    else:
+        seen = 0 if (seed, val) == (data.seed, len(data.val)) else None
+    if seen == 0:
         return None
-    if split[0] != ours[0]:
-        return f"note: the weights {weights} were trained on other data ({theirs['name']}, by nas-train) than this run {use} ({summary['name']})"
-    return (f"note: the weights {weights} were trained by nas-train with --seed {split[1]} and {split[2]:,} validation images; this run validates on another split"
-            f" (--seed {ours[1]}, {ours[2]:,} images), part of which those weights were trained on, so validation accuracies read high; give --seed {split[1]}"
-            f" and --val-size {split[2]} for theirs")
+    counted = f"{seen:,} of this run's {len(data.val):,} validation images were" if seen else "this run's validation images may have been"
+    return (f"note: the weights {weights} were trained by nas-train with --seed {seed} and {val:,} validation images: {counted} among their"
+            f" training images, so validation accuracies read high; give --seed {seed} and --val-size {val} for their split")

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from mobilenas.errors import UsageError
 from mobilenas.units import format_duration
 
 MANIFEST = "manifest.json"
@@ -157,7 +158,7 @@ def run_latency_table(path: str | Path) -> tuple[str, Path, dict[str, Any] | Non
 #: The options that say which images a run trained and validated on (its data set, and the seed
 #: and size of the validation split it carved): a later command on the run's result reads the
 #: same unless told otherwise, so that it never trains on images the run held out, or the other way.
-DATA_OPTIONS = ("dataset", "data_dir", "val_size", "seed", "image_size", "channels")
+DATA_OPTIONS = ("dataset", "data_dir", "val_size", "test_size", "seed", "image_size", "channels")
 
 
 def run_data_options(path: str | Path) -> tuple[str, dict[str, Any]] | None:
@@ -172,7 +173,15 @@ def run_data_options(path: str | Path) -> tuple[str, dict[str, Any]] | None:
     recorded = manifest.get("config") if kind == "search" else manifest.get("arguments") if kind == "netadapt" else None
     if not isinstance(recorded, dict) or not isinstance(recorded.get("dataset"), str) or recorded.get("benchmark"):
         return None
-    return str(kind), {key: recorded.get(key) for key in DATA_OPTIONS}  # a search has no image_size or channels: None, the default
+    # only what the run recorded, and of the right kind (a search has no test_size, image_size or
+    # channels; an older or hand-edited manifest may lack more): the rest is the defaults
+    kept = {key: recorded[key] for key in DATA_OPTIONS if key in recorded}
+    return str(kind), {key: value for key, value in kept.items() if value is None or (isinstance(value, _OPTION_TYPES[key]) and not isinstance(value, bool))}
+
+
+_OPTION_TYPES: dict[str, type | tuple[type, ...]] = {
+    "dataset": str, "data_dir": str, "val_size": (int, float), "test_size": (int, float), "seed": int, "image_size": int, "channels": int,
+}
 
 
 def take_run_data_options(
@@ -188,6 +197,7 @@ def take_run_data_options(
     if found is None:
         return None
     kind, recorded = found
+    recorded = {key: recorded.get(key, defaults.get(key)) for key in DATA_OPTIONS}
     # The data set and its folder go together: a typed --dataset takes none of the run's folder,
     # and a typed --data-dir goes with the run's data set only where the run named it by kind and
     # folder (a run that named a file or the built-in set has no kind for another folder).
@@ -195,7 +205,10 @@ def take_run_data_options(
     if "dataset" in kept:
         kept.add("data_dir")
     elif "data_dir" in kept and recorded.get("data_dir") is None:
-        kept.add("dataset")
+        raise UsageError(
+            f"--data-dir goes with a data set kind, and the {kind} run that wrote {path} named its data {recorded['dataset']!r}, not a kind;"
+            " give --dataset too (cifar10, imagefolder or npz with --data-dir, or a path alone)"
+        )
     taken: dict[str, Any] = {}
     differing: dict[str, tuple[Any, Any]] = {}
     for key, value in recorded.items():
