@@ -33,10 +33,10 @@ from mobilenas.cliutil import (
 )
 from mobilenas.errors import UsageError
 from mobilenas.space.references import REFERENCES
+from mobilenas.train.choices import KINDS, OPTIMIZERS, describe_kinds
 
 if TYPE_CHECKING:
     from mobilenas.train.provenance import TakenData
-from mobilenas.train.choices import KINDS, OPTIMIZERS, describe_kinds
 
 DEFAULT_EMA_DECAY = 0.999
 

@@ -17,14 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mobilenas.runs import (
-    DATA_OPTIONS,
-    option_text,
-    read_json,
-    run_data_options,
-    run_of,
-    take_run_data_options,
-)
+from mobilenas.errors import UsageError
+from mobilenas.runs import DATA_OPTIONS, option_text, read_json, run_data_options, run_of
 from mobilenas.space.io import is_path
 
 if TYPE_CHECKING:
@@ -78,18 +72,39 @@ class TakenData:
 
 
 def take_data_options(spec: str, values: dict[str, Any], typed: list[str], defaults: dict[str, Any]) -> TakenData | None:
-    """Give ``values`` the data options of the run that wrote ``spec`` (a search's best.json, a
-    NetAdapt run's refined.json, or their folder) where none was typed
-    (:func:`mobilenas.runs.take_run_data_options`); ``None`` where ``spec`` is no such run's."""
+    """Give ``values`` the data options (:data:`mobilenas.runs.DATA_OPTIONS`) of the run that wrote
+    ``spec`` (a search's best.json, a NetAdapt run's refined.json, or their folder) where the user
+    typed none (those not in ``typed``); ``None`` where ``spec`` is no such run's."""
     if not is_path(spec.strip()):
         return None
     path = Path(spec.strip()).expanduser()
-    found = take_run_data_options(path, values, typed, defaults)
-    recorded = run_data_options(path)
-    if found is None or recorded is None:
+    found = run_data_options(path)
+    if found is None:
         return None
-    kind, taken, differing = found
-    return TakenData(kind, {key: recorded[1].get(key, defaults.get(key)) for key in DATA_OPTIONS}, taken, differing)
+    kind, options = found
+    recorded = {key: options.get(key, defaults.get(key)) for key in DATA_OPTIONS}
+    # The data set and its folder go together: a typed --dataset takes none of the run's folder,
+    # and a typed --data-dir goes with the run's data set only where the run named it by kind and
+    # folder (a run that named a file or the built-in set has no kind for another folder).
+    kept = set(typed)
+    if "dataset" in kept:
+        kept.add("data_dir")
+    elif "data_dir" in kept and recorded["data_dir"] is None:
+        raise UsageError(
+            f"--data-dir goes with a data set kind, and the {kind} run that wrote {path} named its data {recorded['dataset']!r}, not a kind;"
+            " give --dataset too (cifar10, imagefolder or npz with --data-dir, or a path alone)"
+        )
+    taken: dict[str, Any] = {}
+    differing: dict[str, tuple[Any, Any]] = {}
+    for key, value in recorded.items():
+        if key in typed:
+            if values[key] != value:
+                differing[key] = (values[key], value)
+        elif key not in kept:
+            values[key] = value
+            if value != defaults.get(key):
+                taken[key] = value
+    return TakenData(kind, recorded, taken, differing)
 
 
 def same_files(ours: dict[str, Any], theirs: dict[str, Any]) -> bool:

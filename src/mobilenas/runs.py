@@ -22,7 +22,6 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from mobilenas.errors import UsageError
 from mobilenas.units import format_duration
 
 MANIFEST = "manifest.json"
@@ -182,44 +181,6 @@ def run_data_options(path: str | Path) -> tuple[str, dict[str, Any]] | None:
 _OPTION_TYPES: dict[str, type | tuple[type, ...]] = {
     "dataset": str, "data_dir": str, "val_size": (int, float), "test_size": (int, float), "seed": int, "image_size": int, "channels": int,
 }
-
-
-def take_run_data_options(
-    path: str | Path, values: dict[str, Any], typed: Sequence[str], defaults: dict[str, Any]
-) -> tuple[str, dict[str, Any], dict[str, tuple[Any, Any]]] | None:
-    """Give ``values`` the data options of the run that wrote ``path`` (:func:`run_data_options`)
-    where the user typed none (those not in ``typed``).
-
-    Returns ``(kind, taken, differing)``: the options taken whose value is not the one in
-    ``defaults``, and the typed ones that are not the run's, as ``{key: (typed, run's)}``; ``None``
-    where ``path`` is no such run's."""
-    found = run_data_options(path)
-    if found is None:
-        return None
-    kind, recorded = found
-    recorded = {key: recorded.get(key, defaults.get(key)) for key in DATA_OPTIONS}
-    # The data set and its folder go together: a typed --dataset takes none of the run's folder,
-    # and a typed --data-dir goes with the run's data set only where the run named it by kind and
-    # folder (a run that named a file or the built-in set has no kind for another folder).
-    kept = set(typed)
-    if "dataset" in kept:
-        kept.add("data_dir")
-    elif "data_dir" in kept and recorded.get("data_dir") is None:
-        raise UsageError(
-            f"--data-dir goes with a data set kind, and the {kind} run that wrote {path} named its data {recorded['dataset']!r}, not a kind;"
-            " give --dataset too (cifar10, imagefolder or npz with --data-dir, or a path alone)"
-        )
-    taken: dict[str, Any] = {}
-    differing: dict[str, tuple[Any, Any]] = {}
-    for key, value in recorded.items():
-        if key in typed:
-            if values[key] != value:
-                differing[key] = (values[key], value)
-        elif key not in kept:
-            values[key] = value
-            if value != defaults.get(key):
-                taken[key] = value
-    return str(kind), taken, differing
 
 
 def option_text(key: str, value: Any) -> str:
