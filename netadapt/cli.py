@@ -52,14 +52,7 @@ from mobilenas.netadapt.choices import (
 )
 from mobilenas.netadapt.core import SCHEDULES, SELECTION_RULES, Schedule, minimum_width
 from mobilenas.netadapt.groups import prunable_groups
-from mobilenas.runs import (
-    RunDir,
-    absolute_path,
-    new_run_id,
-    read_json,
-    run_latency_table,
-    run_of,
-)
+from mobilenas.runs import RunDir, absolute_path, new_run_id, read_json, run_latency_table, run_of
 from mobilenas.search.execution import check_ray_address, oversubscription_note
 from mobilenas.space.arch import Architecture
 from mobilenas.space.io import is_path, load_architecture, result_file

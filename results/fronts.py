@@ -269,10 +269,10 @@ def compare_runs(runs: Sequence[RunResults], reference: ReferencePoint | None = 
     for column in frame.columns:
         # counts (samples, trials, iterations, ...) stay whole numbers where another run lacks them
         # (pandas made them floats: "samples": 4.0 in --json); missing is None
-        values = [row.get(column) for row in rows]
-        given = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+        values = [None if v is None or (isinstance(v, float) and math.isnan(v)) else v for v in (row.get(column) for row in rows)]
+        given = [v for v in values if v is not None]
         if frame[column].dtype.kind == "f" and given and all(isinstance(v, int) and not isinstance(v, bool) for v in given):
-            frame[column] = pd.Series([v if v in given else None for v in values], index=frame.index, dtype=object)
+            frame[column] = pd.Series(values, index=frame.index, dtype=object)
     leading = ["run", "kind", "strategy", "seed", "target_latency_ms", "best_reward", "best_accuracy", "best_latency_ms", "best_feasible_accuracy", "front_size", "hypervolume", "hypervolume_normalised"]
     return frame[[c for c in leading if c in frame.columns] + [c for c in frame.columns if c not in leading]]
 

@@ -360,7 +360,7 @@ def test_a_typed_data_set_takes_none_of_the_runs_folder(tmp_path: Path, capsys: 
     assert "--dataset cifar10 --seed 3 (type" in capsys.readouterr().err  # a moved CIFAR-10: the kind is the run's
     best = _search_run(tmp_path, {"dataset": str(tmp_path / "d.npz"), "data_dir": None, "seed": 3})
     assert main(["refine", str(best), "--data-dir", str(outer), "--out", str(tmp_path / "c")]) == 2
-    assert "--data-dir goes with a data set kind, and the search run that wrote" in capsys.readouterr().err
+    assert "--data-dir goes with --dataset cifar10, imagefolder or npz, and the search run that wrote" in capsys.readouterr().err
     # the same files named two ways are the same data
     (outer / "cifar-10-batches-py").mkdir(parents=True)
     assert same_files({"dataset": "cifar10", "data_dir": str(outer)}, {"dataset": "cifar10", "data_dir": str(outer / "cifar-10-batches-py")})

@@ -91,8 +91,8 @@ def take_data_options(spec: str, values: dict[str, Any], typed: list[str], defau
         kept.add("data_dir")
     elif "data_dir" in kept and recorded["data_dir"] is None:
         raise UsageError(
-            f"--data-dir goes with a data set kind, and the {kind} run that wrote {path} named its data {recorded['dataset']!r}, not a kind;"
-            " give --dataset too (cifar10, imagefolder or npz with --data-dir, or a path alone)"
+            f"--data-dir goes with --dataset cifar10, imagefolder or npz, and the {kind} run that wrote {path} loaded {recorded['dataset']!r},"
+            " which takes none; give --dataset too (a kind with --data-dir, or a path alone)"
         )
     taken: dict[str, Any] = {}
     differing: dict[str, tuple[Any, Any]] = {}
