@@ -766,9 +766,15 @@ class Refinement:
         }
         data = self.run.manifest().get("data")
         if isinstance(data, dict) and {"mean", "std", "in_channels"} <= set(data):  # what refined.onnx expects of its input
+            from mobilenas.space.builder import adapt_for_input_size
             from mobilenas.train.data import preprocessing
 
-            refined["preprocessing"] = preprocessing(data, self.latency.input_size)
+            _, adaptation = adapt_for_input_size(point.definition, size)
+            prepared = preprocessing(data, self.latency.input_size, adaptation=adaptation)
+            refined["preprocessing"] = prepared
+            elsewhere = prepared.get("trained_at")
+            if elsewhere:
+                self.log(f"note: {REFINED_ONNX} is the {self.latency.input_size} px network whose latency was measured; {elsewhere['note']}")
         self.run.write_json(REFINED_JSON, refined)
         try:
             plot_trajectory(lines, refined, self.run.path(TRAJECTORY_PNG))

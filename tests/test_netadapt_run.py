@@ -125,9 +125,17 @@ def test_refine_writes_a_complete_run(reference_run: Path) -> None:
     assert difference < 1e-4
     assert (out / "trajectory.png").stat().st_size > 1000
     # what refined.onnx expects of its input: the training data's statistics, at its exported size
-    assert refined["preprocessing"] == {
+    prepared = dict(refined["preprocessing"])
+    trained_at = prepared.pop("trained_at")
+    assert prepared == {
         "scale": "pixels / 255", "mean": manifest["data"]["mean"], "std": manifest["data"]["std"], "layout": "NCHW", "input_shape": [1, 3, 128, 128],
     }
+    # ... and where the accuracies were measured instead: the data's 32 px (with the strides the
+    # builder set to 1 for it, none for this network), not refined.onnx's 128 px (the latency's size)
+    from mobilenas.space.builder import adapt_for_input_size
+
+    assert trained_at["input_size"] == 32 and trained_at["adaptation"] == list(adapt_for_input_size(arch, 32)[1])
+    assert "at 128x128, the size the latency is of, the weights were never trained" in trained_at["note"]
     events = Journal(out / "events.jsonl").read()
     assert [e["type"] for e in events].count("final") == 1
 

@@ -162,6 +162,10 @@ def test_cifar10_layout(tmp_path: Path) -> None:
     row = next(i for i in range(len(data.test)) if identities(data.test.images[i : i + 1]) == {105})
     assert torch.equal(data.test.images[row], torch.from_numpy(images[105]))
     assert int(data.test.labels[row]) == int(labels[105])
+    # its own size only: another --image-size was ignored (the images stayed 32x32)
+    assert load_dataset("cifar10", data_dir=tmp_path, val_size=20, image_size=32).input_size == 32
+    with pytest.raises(ValueError, match=r"cifar10 is read at its own 32x32 .*--image-size resizes image folders"):
+        load_dataset("cifar10", data_dir=tmp_path, val_size=20, image_size=64)
 
 
 def test_cifar10_missing_or_malformed_names_the_layout(tmp_path: Path) -> None:
@@ -326,3 +330,19 @@ def test_batches_are_normalised_with_training_statistics() -> None:
     assert torch.allclose(images.mean(dim=(0, 2, 3)), torch.zeros(3), atol=1e-3)
     assert torch.allclose(images.std(dim=(0, 2, 3)), torch.ones(3), atol=1e-2)
     assert data.val.mean == data.train.mean and data.test.std == data.train.std
+
+
+def test_preprocessing_says_where_the_accuracy_was_measured_at_another_size() -> None:
+    """A CIFAR-10 proxy at 32 px for a 224 px deployment: the exported 224 px model is the one the
+    latency is of, and its weights were never trained at that size (the shipped file scored near
+    chance with the 224 px preprocessing alone)."""
+    from mobilenas.train.data import preprocessing
+
+    summary = load_dataset("synthetic", train_size=100, val_size=20, test_size=20).summary()
+    assert "trained_at" not in preprocessing(summary, 32)
+    deployed = preprocessing(summary, 224, adaptation=("stem.stride", "stages[1].blocks[0].stride"))
+    assert deployed["input_shape"] == [1, 3, 224, 224]
+    assert deployed["trained_at"]["input_size"] == 32 and deployed["trained_at"]["adaptation"] == ["stem.stride", "stages[1].blocks[0].stride"]
+    assert "measured at 32x32 with stem.stride, stages[1].blocks[0].stride set to 1" in deployed["trained_at"]["note"]
+    assert "nas-train --image-size 224, from an image folder or .npz" in deployed["trained_at"]["note"]
+    assert preprocessing(summary, 224)["trained_at"]["adaptation"] is None  # a search's: each network its own

@@ -178,21 +178,46 @@ class DataSplits:
         }
 
 
-def preprocessing(summary: Mapping[str, Any], input_size: int, *, batch: int | str = 1) -> dict[str, Any]:
+def preprocessing(summary: Mapping[str, Any], input_size: int, *, batch: int | str = 1, adaptation: Sequence[str] | None = None) -> dict[str, Any]:
     """How to feed a trained network: what a deployed model expects of its input.
 
     ``summary`` is :meth:`DataSplits.summary` (the training data's per-channel mean and std);
     ``input_size`` the resolution the model is exported or timed at; ``batch`` the first dimension
     (``"N"`` for an export with a dynamic batch). Pixels are scaled to [0, 1], then normalised per
-    channel with the training data's statistics, in NCHW layout.
+    channel with the training data's statistics, in NCHW layout. Where the data are of another size
+    than ``input_size``, ``trained_at`` says so (:func:`trained_elsewhere`; ``adaptation``: the
+    strides the builder changed for the data's size).
     """
     channels = int(summary["in_channels"])
-    return {
+    result: dict[str, Any] = {
         "scale": "pixels / 255",
         "mean": [float(v) for v in summary["mean"]],
         "std": [float(v) for v in summary["std"]],
         "layout": "NCHW",
         "input_shape": [batch, channels, int(input_size), int(input_size)],
+    }
+    trained = summary.get("input_size")
+    if isinstance(trained, int) and trained != int(input_size):
+        result["trained_at"] = trained_elsewhere(trained, int(input_size), adaptation)
+    return result
+
+
+def trained_elsewhere(trained: int, deployed: int, adaptation: Sequence[str] | None = None) -> dict[str, Any]:
+    """What a result's ``preprocessing`` says where its accuracy was measured at another input size
+    than the one its latency (and exported model) is for: a proxy task (CIFAR-10 at 32 px for a
+    224 px deployment, as MnasNet's own CIFAR experiments), whose accuracy does not carry over."""
+    if adaptation is None:  # not known here (a search's networks differ): the builder's rule
+        changed = " (each network's earliest stride-2 layers set to 1 where that size needs it)"
+    else:
+        changed = f" with {', '.join(adaptation)} set to 1 for it" if adaptation else " (the same layers, on images of another scale)"
+    return {
+        "input_size": trained,
+        "adaptation": None if adaptation is None else list(adaptation),
+        "note": (
+            f"the accuracies were measured at {trained}x{trained}{changed}; at {deployed}x{deployed}, the size the latency is of, the weights were"
+            f" never trained, so they do not give those accuracies: train the network on images of {deployed} px (nas-train --image-size {deployed},"
+            f" from an image folder or .npz) before shipping it, or search and prune with --input-size {trained} to deploy at {trained} px"
+        ),
     }
 
 
@@ -285,6 +310,8 @@ def _load(
         return _load_synthetic(seed, train_size, val_size, test_size, image_size, channels)
     if kind == "cifar10":
         assert path is not None
+        if image_size not in (None, 32):  # it was ignored: the images stayed 32x32
+            raise ValueError(f"cifar10 is read at its own 32x32 (all of it at {image_size}x{image_size} would not fit in memory); --image-size resizes image folders, .npz files and the synthetic set")
         train, test, class_names = _read_cifar10(path)
         name = "cifar10"
     elif kind == "npz":
