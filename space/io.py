@@ -100,6 +100,10 @@ def load_architecture(spec: str | Path, *, num_classes: int | None = None) -> Ar
             data = json.loads(path.read_text())
         except json.JSONDecodeError as error:
             raise ValueError(f"{path}: not valid JSON ({error.msg} at line {error.lineno})") from None
+        except UnicodeDecodeError:  # an .onnx, a .pt, an image: read as text it was "'utf-8' codec can't decode byte 0xb6"
+            names = dict.fromkeys([path.with_suffix(".json").name, "best.json", "refined.json"])
+            beside = f"; give the architecture JSON it belongs to ({', '.join(names)})" if path.suffix in (".onnx", ".pt") else ""
+            raise ValueError(f"{path}: not an architecture JSON file (it is not text){beside}") from None
         arch = architecture_from_obj(data, str(path))
     if num_classes is not None and arch.head.num_classes != num_classes:
         arch = arch.with_num_classes(num_classes)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -175,3 +176,13 @@ def test_a_run_without_a_result_yet_says_how_to_continue_it(tmp_path) -> None:
             load_architecture(str(run))
     with pytest.raises(ValueError, match=r"is a directory without a best\.json or refined\.json; give an architecture JSON file"):
         load_architecture(str(tmp_path))
+
+
+def test_a_binary_file_given_as_an_architecture_names_the_json_to_give(tmp_path: Path) -> None:
+    """`nas-latency measure refined.onnx` said "'utf-8' codec can't decode byte 0xb6"."""
+    from mobilenas.space.io import load_architecture
+
+    onnx = tmp_path / "refined.onnx"
+    onnx.write_bytes(b"\x08\x07\xb6\xff\x00binary")
+    with pytest.raises(ValueError, match=r"refined.onnx: not an architecture JSON file \(it is not text\); give the architecture JSON it belongs to \(refined.json, best.json\)"):
+        load_architecture(str(onnx))
