@@ -285,6 +285,7 @@ class SearchRun:
         except SearchStopped as reason:
             self.stopped = str(reason)
             self._drain()
+            self._write_tables()  # the duplicates just drained: no result follows to write them
             # journaled (nas-results tells a run that stopped early from one cut short), then checkpointed
             self._log({"type": "stopped", "number": self.submitted, "source": "strategy", "reason": self.stopped})
             self._checkpoint()

@@ -4,6 +4,7 @@ names and options are one line; a strategy that raises leaves a run that resumes
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
@@ -219,6 +220,10 @@ def test_nas_results_tells_a_run_stopped_early_from_one_not_finished(greedy: Pat
     assert nas_search(_args(cells, run, "--strategy", f"{greedy}:Greedy", "--strategy-option", "warmup=3", "--samples", "300")) == 0
     trained = len(_trained(run))
     assert trained < 300
+    # trials.csv holds every result, the 1000 duplicates that made it stop included (they were left out)
+    results = [e for e in map(json.loads, (run / "events.jsonl").read_text().splitlines()) if e.get("type") == "result"]
+    with open(run / "trials.csv") as handle:
+        assert len(list(csv.DictReader(handle))) == len(results) >= trained + 1000
     capsys.readouterr()
     assert nas_results(["show", str(run)]) == 0
     lines = capsys.readouterr().out.splitlines()
