@@ -214,8 +214,10 @@ def _reference_frame(run: Any, args: argparse.Namespace, *, default_all: bool) -
         return None
     tabular = isinstance(run, SearchResults) and run.problem != "network"
     if tabular:
-        if explicit or accuracies:
-            raise UsageError(f"run {run.path} is a tabular search ({run.space_name}): reference networks cannot be placed on its benchmark's axis; drop --references")
+        given = [flag for flag, value in (("--references", explicit), ("--reference-accuracy", bool(accuracies)),
+                                          ("--latency-table", args.latency_table is not None), ("--measure-missing", bool(args.measure_missing))) if value]
+        if given:  # they would do nothing (said for each, as --measured is)
+            raise UsageError(f"run {run.path} is a tabular search ({run.space_name}): reference networks cannot be placed on its benchmark's axis; drop {' and '.join(given)}")
         return None
     try:
         frame = reference_points(run, names, accuracies=accuracies, table=args.latency_table, measure_missing=args.measure_missing)

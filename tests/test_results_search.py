@@ -287,6 +287,8 @@ def test_figures_command_writes_every_search_figure(runs: dict[str, Path], tmp_p
         (["show", "{run}", "--reference-point", "1.5,10ms"], "must be a fraction in [0, 1)"),
         (["plot", "{run}", "--out", "front.pdf"], "give a name ending in .png"),
         (["plot", "{run}", "--references", "mobilenetv2"], "tabular search (nb201): reference networks cannot be placed"),
+        (["plot", "{run}", "--reference-accuracy", "mobilenetv2=0.7"], "cannot be placed on its benchmark's axis; drop --reference-accuracy"),
+        (["plot", "{run}", "--latency-table", "t.jsonl", "--measure-missing"], "cannot be placed on its benchmark's axis; drop --latency-table and --measure-missing"),
         (["plot", "{run}", "--references", "resnet50"], "unknown reference network 'resnet50'"),
         (["compare", "{run}", "--by", "colour"], "cannot group runs by colour"),
         (["compare", "{run}", "{run}/best.json"], "/best.json is given twice (also as "),  # it counted twice in the means
