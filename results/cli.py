@@ -455,6 +455,25 @@ def _group_names(table: Any, by: Sequence[str]) -> dict[str, str]:
     return {str(row["run"]): ", ".join(cell(c, row[c]) for c in columns) for row in table.to_dict("records")} if columns else {}
 
 
+def _note_uneven_groups(table: Any, by: Sequence[str]) -> None:
+    """Say so where a group's mean ± std pools runs that are not repeats of one experiment: other
+    --samples, or the same seed twice (the same run, counted as two)."""
+    columns = [c for c in by if c in table.columns]
+    if not columns or "samples" not in table.columns:
+        return
+    for key, group in table.groupby(columns, dropna=False, sort=True):
+        if len(group) < 2:
+            continue
+        name = ", ".join(str(k) for k in (key if isinstance(key, tuple) else (key,)))
+        samples = sorted({int(v) for v in group["samples"] if v is not None and v == v})
+        if len(samples) > 1:
+            print(f"note: group {name} pools runs of different --samples ({', '.join(map(str, samples))}); give --by strategy,samples to keep them apart", file=sys.stderr)
+        seeds = [v for v in group["seed"] if v is not None and v == v] if "seed" in group.columns else []
+        twice = sorted({int(v) for v in seeds if seeds.count(v) > 1})
+        if twice and len(samples) <= 1:
+            print(f"note: group {name} holds more than one run of seed {', '.join(map(str, twice))}: the same search twice counts as two runs in its mean and std", file=sys.stderr)
+
+
 def _compare(args: argparse.Namespace) -> int:
     import pandas as pd
 
@@ -483,6 +502,7 @@ def _compare(args: argparse.Namespace) -> int:
             table["problem_number"] = [problems.get(label, 0) for label in table["run"]]
             by.append("problem_number")
     grouped = summarize(table, by)
+    _note_uneven_groups(table, by)
     references = None
     if args.references is not None or args.reference_accuracy:
         network = [r for r in runs if not isinstance(r, SearchResults) or r.problem == "network"]

@@ -285,7 +285,7 @@ def summarize(comparison: pd.DataFrame, by: Sequence[str] = ("strategy",), metri
     """
     unknown = [name for name in by if name not in comparison.columns]
     if unknown:
-        choices = [c for c in ("strategy", "target_latency_ms", "seed", "kind", "problem", "space", "reward") if c in comparison.columns]
+        choices = [c for c in ("strategy", "target_latency_ms", "seed", "samples", "kind", "problem", "space", "reward") if c in comparison.columns]
         raise ValueError(f"cannot group runs by {', '.join(unknown)}{did_you_mean(unknown[0], choices)}; choose from {', '.join(choices)}")
     present = [m for m in metrics if m in comparison.columns]
     numeric = comparison[[*by, *present]].copy()

@@ -260,6 +260,25 @@ def test_compare_writes_its_csv_into_a_new_folder(runs: dict[str, Path], tmp_pat
     capsys.readouterr()
 
 
+def test_compare_says_when_a_group_pools_runs_that_are_no_repeats(runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Other --samples, or the same seed twice, pooled into one mean ± std: said, with the way out."""
+    longer = tmp_path / "random-longer"
+    shutil.copytree(runs["random-1"], longer)
+    manifest = json.loads((longer / "manifest.json").read_text())
+    manifest["config"]["samples"] = int(manifest["config"]["samples"]) * 2
+    (longer / "manifest.json").write_text(json.dumps(manifest))
+    assert nas_results(["compare", str(runs["random-0"]), str(longer), "--out", str(tmp_path / "a.png")]) == 0
+    assert "note: group random pools runs of different --samples" in capsys.readouterr().err
+    assert nas_results(["compare", str(runs["random-0"]), str(longer), "--by", "strategy,samples", "--out", str(tmp_path / "b.png")]) == 0
+    assert "note: group" not in capsys.readouterr().err
+    again = tmp_path / "random-0-again"
+    shutil.copytree(runs["random-0"], again)
+    assert nas_results(["compare", str(runs["random-0"]), str(again), "--out", str(tmp_path / "c.png")]) == 0
+    assert "note: group random holds more than one run of seed 0" in capsys.readouterr().err
+    assert nas_results(["compare", str(runs["random-0"]), str(runs["random-1"]), "--out", str(tmp_path / "d.png")]) == 0
+    assert "note: group" not in capsys.readouterr().err
+
+
 def test_compare_keeps_runs_of_other_rewards_apart(runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # a soft-reward and a hard-reward run of one strategy were pooled, their rewards (on other
     # scales) averaged
