@@ -147,7 +147,8 @@ def in_run(weights: str | Path | None, spec: str) -> bool:
     """Whether ``weights`` are the run's own: in the folder of the run that wrote ``spec`` (a
     search's trial weights, a NetAdapt run's refined.pt), and not a nas-train result kept there
     (its ``.metrics.json`` beside it: :func:`weights_data_note` speaks of those)."""
-    if weights is None or not is_path(spec.strip()) or _metrics_of(Path(weights)).is_file():
+    metrics = None if weights is None else _metrics_of(Path(weights))
+    if weights is None or not is_path(spec.strip()) or (metrics is not None and metrics.is_file()):
         return False
     found = run_of(Path(spec.strip()).expanduser())
     if found is None:
@@ -155,8 +156,12 @@ def in_run(weights: str | Path | None, spec: str) -> bool:
     return Path(weights).expanduser().resolve().is_relative_to(found[0].resolve())
 
 
-def _metrics_of(weights: Path) -> Path:
-    return weights.with_name(weights.name[: -len(".pt")] + ".metrics.json") if weights.name.endswith(".pt") else weights.with_suffix(".metrics.json")
+def _metrics_of(weights: Path) -> Path | None:
+    """The metrics file nas-train writes beside ``weights`` (:class:`TrainOutputs`); None for a file
+    it cannot have written."""
+    from mobilenas.train.full import TrainOutputs
+
+    return TrainOutputs.at(weights.parent, weights.name.removesuffix(".pt")).metrics if weights.name.endswith(".pt") else None
 
 
 def weights_data_note(weights: Path, data: DataSplits, use: str) -> str | None:
@@ -165,7 +170,10 @@ def weights_data_note(weights: Path, data: DataSplits, use: str) -> str | None:
     among ``data``'s validation images: this run's decisions would rest on accuracies of images the
     weights were trained on. ``None`` where neither, or where nothing is known of the weights."""
     try:
-        trained = read_json(_metrics_of(weights))
+        metrics = _metrics_of(weights)
+        if metrics is None:
+            return None
+        trained = read_json(metrics)
         theirs = trained["dataset"]
         seed, val, name = int(theirs["seed"]), int(theirs["sizes"]["val"]), str(theirs["name"])
         source = theirs.get("source")
