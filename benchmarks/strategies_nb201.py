@@ -171,6 +171,26 @@ def cache_stem(strategy: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", short_strategy_name(strategy))
 
 
+def strategy_labels(strategies: Sequence[str]) -> dict[str, str]:
+    """Each strategy's name in tables, legends and ``--option``: a strategy of one's own from a file is
+    ``file.py:Class`` without its folder, or with as many of its folders as tell it from another
+    strategy's file of the same name (``a/greedy.py:Greedy`` beside ``b/greedy.py:Greedy``)."""
+
+    def label(name: str, folders: int) -> str:
+        where, colon, cls_name = name.rpartition(":")
+        if not (colon and where.endswith(".py")):
+            return name
+        return f"{'/'.join(where.replace(chr(92), '/').split('/')[-1 - folders:])}:{cls_name}"
+
+    labels = {}
+    for name in strategies:
+        folders = 0
+        while label(name, folders) != name and any(label(other, folders) == label(name, folders) for other in strategies if other != name):
+            folders += 1
+        labels[name] = label(name, folders)
+    return labels
+
+
 def summarise(records: dict[str, list[dict[str, Any]]], cells: Sequence[Cell], seeds: Sequence[int]) -> dict[str, Any]:
     """Per label and cell: mean and seed-to-seed std of regret, share meeting the target.
 
@@ -588,6 +608,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.out == HERE / "strategies_nb201" and not args.no_write:
             parser.error("give --out STEM (or --no-write) with --max-latency-ratio: the default writes the committed results, which have no latency filter")
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    if not strategies:
+        parser.error("--strategies names none: give one or more, e.g. ppo,random")
     for position, name in enumerate(strategies):
         if is_plugin(name):
             strategies[position] = name = recorded_strategy_name(name)
@@ -596,13 +618,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             strategy_class(name)  # loaded now: a bad name is one line, before any run
         elif name not in STRATEGIES:
             parser.error(f"unknown strategy {name!r}; choose from {', '.join(STRATEGIES)}, or give one of your own as FILE.py:CLASS or MODULE:CLASS")
+    twice = next((name for position, name in enumerate(strategies) if name in strategies[:position]), None)
+    if twice is not None:
+        parser.error(f"--strategies names {short_strategy_name(twice)} twice: name each strategy once (compare its options in separate --out runs)")
+    labels = strategy_labels(strategies)
     overrides: dict[str, list[str]] = {name: [] for name in strategies}
     for option in args.option:
         setting, equals, value = option.partition("=")
         name, dot, key = setting.rpartition(".")  # 'ppo.learning_rate=0.02', 'mine.py:Greedy.warmup=3'
-        name = next((s for s in strategies if name in (s, short_strategy_name(s))), name)
+        name = next((s for s in strategies if name in (s, labels[s])), name)
         if not dot or not equals or name not in overrides:
-            parser.error(f"--option {option!r} must be STRATEGY.KEY=VALUE for one of {', '.join(strategies)}")
+            parser.error(f"--option {option!r} must be STRATEGY.KEY=VALUE for one of {', '.join(labels.values())}")
         overrides[name].append(f"{key}={value}")
     reward = RewardSpec.from_options(args.reward)
     try:
@@ -622,8 +648,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         entries = [Entry(" ".join((name, *options)), name, parse_options(name, list(options))) for name, options in grid]
     else:
         seeds = list(range(args.first_seed, args.first_seed + args.seeds))
-        # a strategy of one's own from a file is labelled file.py:Class, without its folder
-        entries = [Entry(short_strategy_name(name), name, parse_options(name, overrides[name])) for name in strategies]
+        entries = [Entry(labels[name], name, parse_options(name, overrides[name])) for name in strategies]
 
     evaluators = {column: TabularEvaluator(args.data, latency_column=column) for column in columns}
     cells = []

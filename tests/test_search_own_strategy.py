@@ -213,6 +213,29 @@ def test_benchmark_one_compares_a_strategy_of_ones_own(greedy: Path, cells: Path
     assert "4 runs cached, 4 to run" in bench(*out).stderr
 
 
+def test_benchmark_one_tells_apart_strategies_from_files_of_one_name(greedy: Path, cells: Path, tmp_path: Path) -> None:
+    """Two strategies from files of the same name each get their row (the folder tells them apart)
+    and their own --option; a strategy named twice is one line, exit 2."""
+    import subprocess
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "strategies_nb201.py"
+
+    def bench(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=300)
+
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "greedy.py").write_text(greedy.read_text())
+    both = f"{tmp_path / 'a' / 'greedy.py'}:Greedy,{tmp_path / 'b' / 'greedy.py'}:Greedy"
+    common = ["--data", str(cells), "--columns", "latency_ms_toy", "--quantiles", "0.5", "--seeds", "1", "--queries", "15", "--cache", str(tmp_path / "cache"), "--no-write"]
+    done = bench(*common, "--strategies", both, "--option", "a/greedy.py:Greedy.warmup=3")
+    assert done.returncode == 0, done.stderr
+    assert "\n| a/greedy.py:Greedy | " in done.stdout and "\n| b/greedy.py:Greedy | " in done.stdout
+    assert '{"warmup": 3, "mutations": 1}' in done.stdout and '{"warmup": 10, "mutations": 1}' in done.stdout
+    twice = bench(*common, "--strategies", f"random,{tmp_path / 'a' / 'greedy.py'}:Greedy,random")
+    assert twice.returncode == 2 and len(twice.stderr.strip().splitlines()) == 1 and "--strategies names random twice: name each strategy once" in twice.stderr
+
+
 def test_nas_results_tells_a_run_stopped_early_from_one_not_finished(greedy: Path, cells: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The README's Greedy converges (every neighbour of its best known): the search stops before
     --samples, and nas-results says why; a run cut short says how it goes on."""
