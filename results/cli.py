@@ -488,6 +488,9 @@ def _compare(args: argparse.Namespace) -> int:
         if Path(args.csv).is_dir():
             raise UsageError(f"--csv {args.csv} is a folder; give a file name, like {Path(args.csv) / 'compare.csv'}")
         check_writable_folder(Path(args.csv).parent, f"--csv {args.csv}")
+    if args.references is None and not args.reference_accuracy:  # the table only places the references
+        refuse_ineffective([key for key in ("latency_table", "measure_missing") if getattr(args, key)],
+                           "without reference networks (the runs' points carry their latencies)", alternative=", or add --references NAMES")
     runs = load_runs(args.runs)
     problems = _note_different_problems(runs)
     latency = _latency(args, runs)

@@ -260,6 +260,15 @@ def test_compare_writes_its_csv_into_a_new_folder(runs: dict[str, Path], tmp_pat
     capsys.readouterr()
 
 
+def test_compare_refuses_a_latency_table_without_references(runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # the table only places reference networks: alone, it was silently ignored
+    for extra in (["--latency-table", str(tmp_path / "t.csv")], ["--measure-missing"]):
+        assert nas_results(["compare", str(runs["ppo-0"]), str(runs["random-0"]), "--out", str(tmp_path / "f.png"), *extra]) == 2
+        err = capsys.readouterr().err
+        assert f"{extra[0]} would have no effect without reference networks" in err and "--references NAMES" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "f.png").exists()
+
+
 def test_compare_says_when_a_group_pools_runs_that_are_no_repeats(runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Other --samples, or the same seed twice, pooled into one mean ± std: said, with the way out."""
     longer = tmp_path / "random-longer"
