@@ -924,6 +924,17 @@ class LookupTable:
         }
 
 
+def table_input_size(path: str | Path) -> int | None:
+    """The input size a table file was measured at, from its header alone (no device check);
+    None where the file is missing or is no table."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            size = json.loads(handle.readline()).get("input_size")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return size if isinstance(size, int) and size > 0 else None
+
+
 def table_name_prefix(space: Any) -> str:
     """How the default file name of ``space``'s tables begins (``latency.build.default_table_path``):
     the space's name and its layout fingerprint, which leaves out the class count."""

@@ -214,7 +214,7 @@ def build_parser(prog: str) -> ArgumentParser:
     latency.add_argument("--device-name", metavar="NAME", help="name of the device a --command measures on")
     latency.add_argument("--force-device", action="store_true", default=None, help="use a table measured on another device anyway")
     latency.add_argument("--latency-threads", type=positive_int, metavar="N", help="threads of the latency measurements (default: 1)")
-    latency.add_argument("--input-size", type=positive_int, metavar="PX", help="deployment resolution (default: the table's, else 224)")
+    latency.add_argument("--input-size", type=positive_int, metavar="PX", help="deployment resolution (default: the table's, else that of the run that wrote INPUT, else 224)")
 
     execution = refine.add_argument_group("execution and runs")
     execution.add_argument("--workers", type=positive_int, metavar="N", help="proposals fine-tuned at once; above 1 they run on Ray (default: 1)")

@@ -31,7 +31,7 @@ from mobilenas.latency.measure import (
     measure,
     measure_architectures,
 )
-from mobilenas.latency.table import Correction, LookupTable
+from mobilenas.latency.table import Correction, LookupTable, table_input_size
 from mobilenas.runs import mobilenas_home
 from mobilenas.space.arch import Architecture
 from mobilenas.units import counted
@@ -146,8 +146,11 @@ def open_latency_model(
         try:
             found = LookupTable.load(given, backend=measuring)
         except (OSError, ValueError) as error:  # another device, or a damaged file: not this run's yardstick
+            if input_size is None:  # still measured at the size that run's network was built for
+                input_size = table_input_size(given)
+            at = f" at that run's {input_size}px" if input_size is not None else ""
             if log:
-                log(f"not using the latency table of the run that produced the input ({str(error).split(';')[0]}); NetAdapt uses this device's own table")
+                log(f"not using the latency table of the run that produced the input ({str(error).split(';')[0]}); NetAdapt uses this device's own table{at}")
         else:
             if input_size is None or found.input_size == input_size:
                 if log:

@@ -513,6 +513,9 @@ def test_a_search_table_that_does_not_fit_is_passed_over_with_a_note(tmp_path: P
         used = open_latency_model(table=None, backend="onnxruntime", threads=1, input_size=96 if search_table == here else None, input_table=(search_table, None), log=said.append)
         assert used.table.path not in (here, elsewhere) and used.table.path.parent == tmp_path / "home" / "tables"
         assert said[0].startswith("not using the latency table of the run that produced the input") and reason in said[0]
+        # measured at the size that run's network was built for, or at the one typed (it was 224 px, whatever the run's)
+        assert used.input_size == (96 if search_table == here else 128)
+        assert search_table == here or said[0].endswith("NetAdapt uses this device's own table at that run's 128px")
 
 
 def test_resume_from_another_folder_finds_the_files_given_by_relative_paths(table: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
