@@ -484,7 +484,7 @@ def _refine(args: argparse.Namespace, prog: str, held: contextlib.ExitStack) -> 
     )
     from mobilenas.netadapt.training import DataTrainer, TrainingSettings
     from mobilenas.space.builder import adapt_for_input_size
-    from mobilenas.train.provenance import in_run, weights_data_note
+    from mobilenas.train.provenance import in_run, normalise_like_weights, weights_data_note
     from mobilenas.train.proxy import prepare_architecture
 
     began = _clock()  # a --time-limit counts from here (a training from scratch first included)
@@ -543,6 +543,7 @@ def _refine(args: argparse.Namespace, prog: str, held: contextlib.ExitStack) -> 
         note = taken.split_note("INPUT", use, data) if taken is not None and own else None if own else weights_data_note(Path(start.weights_path), data, use)
         if note:
             _log(note)
+        data = normalise_like_weights(data, start.weights_path, args.input, _log)
     # The classifier and stem follow the data set (as the trainers build networks); weights that
     # were trained for other classes or channels are then refused by their shapes, naming them.
     arch, _ = prepare_architecture(start.arch, data)
@@ -591,6 +592,7 @@ def _resume(args: argparse.Namespace, prog: str, progress: bool, held: contextli
     from mobilenas.netadapt.latency_model import open_latency_model
     from mobilenas.netadapt.run import RUN_KIND, Refinement, Settings, check_history
     from mobilenas.netadapt.training import DataTrainer, TrainingSettings
+    from mobilenas.train.provenance import normalised_as_recorded
 
     run = held.enter_context(RunDir.open(args.resume, kind=RUN_KIND).claim())
     manifest = run.manifest()
@@ -612,7 +614,7 @@ def _resume(args: argparse.Namespace, prog: str, progress: bool, held: contextli
         values.update(overrides)
     check_ray_address(values.get("ray_address"))
     _note_execution(values)
-    data = _load_data(values)
+    data = normalised_as_recorded(_load_data(values), manifest.get("data") or {})  # as it began (maybe as its weights were trained)
     recorded = manifest["latency"]
     if recorded.get("table") and not Path(recorded["table"]).exists():
         _log(f"note: the run's latency table {recorded['table']} no longer exists; a new one is measured as the run needs entries (with the run's correction)")

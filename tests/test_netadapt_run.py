@@ -537,3 +537,35 @@ def test_resume_from_another_folder_finds_the_files_given_by_relative_paths(tabl
     capsys.readouterr()
     assert main(["refine", "--resume", str(work / "run"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["latency_ms"] == json.loads((work / "run" / "refined.json").read_text())["latency_ms"]
+
+
+def test_weights_are_validated_and_fine_tuned_as_they_were_normalised(table: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """nas-train on 300 training images, then NetAdapt on 100 of them: the same weights score the
+    same on the same validation images (the training split's mean and std follow --train-size; the
+    weights' own travel with them), and a resume normalises as the run began."""
+    from mobilenas.train.cli import main as nas_train
+    from mobilenas.train.data import load_dataset
+    from mobilenas.train.provenance import normalised_as_recorded
+
+    data = ["--val-size", "100", "--test-size", "50", "--image-size", "16"]
+    assert nas_train([ARCH, "--epochs", "2", "--train-size", "300", *data, "--no-onnx", "--out", str(tmp_path / "trained"), "--quiet"]) == 0
+    metrics = json.loads(next((tmp_path / "trained").glob("*.metrics.json")).read_text())
+    weights = metrics["files"]["weights"]
+    out = tmp_path / "refined"
+    capsys.readouterr()
+    assert main(["refine", ARCH, "--weights", weights, "--train-size", "100", *data, "--budget-ratio", "0.9", "--max-iterations", "1",
+                 "--finetune-steps", "1", "--final", "none", "--table", str(table), "--threads", "1", "--out", str(out), "--quiet"]) == 0
+    assert "note: images normalised as the weights were trained" in capsys.readouterr().err
+    own = load_dataset("synthetic", train_size=100, val_size=100, test_size=50, image_size=16)
+    assert own.train.mean != tuple(metrics["dataset"]["mean"])  # else this test tests nothing
+    assert history(out)[0]["accuracy"] == pytest.approx(metrics["val_accuracy"], abs=1e-9)
+    recorded = json.loads((out / "manifest.json").read_text())["data"]
+    assert recorded["mean"] == metrics["dataset"]["mean"] and recorded["std"] == metrics["dataset"]["std"]
+    again = normalised_as_recorded(own, recorded)  # what a resume loads
+    assert again.val.mean == tuple(metrics["dataset"]["mean"]) and torch.equal(again.val.images, own.val.images)
+    assert json.loads((out / "refined.json").read_text())["preprocessing"]["mean"] == metrics["dataset"]["mean"]
+    # nas-train fine-tuning the weights on fewer images normalises as they were trained too
+    assert nas_train([ARCH, "--weights", weights, "--epochs", "1", "--train-size", "100", *data, "--no-onnx", "--out", str(tmp_path / "tuned")]) == 0
+    assert "note: images normalised as the weights were trained" in capsys.readouterr().err
+    tuned = json.loads(next((tmp_path / "tuned").glob("*.metrics.json")).read_text())
+    assert tuned["dataset"]["mean"] == metrics["dataset"]["mean"] and tuned["preprocessing"]["std"] == metrics["dataset"]["std"]

@@ -192,14 +192,19 @@ def _main(argv: Sequence[str] | None, prog: str) -> int:
         args.dataset, data_dir=args.data_dir, seed=args.seed, train_size=args.train_size, val_size=args.val_size,
         test_size=args.test_size, image_size=args.image_size, channels=args.channels,
     )
-    if args.weights is not None and not args.json:
-        from mobilenas.train.provenance import in_run, weights_data_note
+    if args.weights is not None:
+        from mobilenas.train.provenance import in_run, normalise_like_weights, weights_data_note
+
+        def say(line: str) -> None:
+            if not args.json:
+                print(f"{prog}: {line}", file=sys.stderr)
 
         use = "trains and validates on"
         own = in_run(args.weights, args.arch)
         note = taken.split_note("ARCH", use, data) if taken is not None and own else None if own else weights_data_note(args.weights, data, use)
         if note:
-            print(f"{prog}: {note}", file=sys.stderr)
+            say(note)
+        data = normalise_like_weights(data, args.weights, args.arch, say)
     config = FullTrainConfig(
         epochs=args.epochs,
         optimizer=args.optimizer,

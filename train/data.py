@@ -162,6 +162,14 @@ class DataSplits:
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
 
+    def normalised_with(self, mean: Sequence[float], std: Sequence[float]) -> DataSplits:
+        """The same splits, normalised with ``mean`` and ``std`` (per channel, 0..1 units) instead of
+        their training split's: those that weights were trained with (:mod:`mobilenas.train.provenance`)."""
+        mean, std = tuple(float(v) for v in mean), tuple(float(v) for v in std)
+        if len(mean) != self.in_channels or len(std) != self.in_channels or min(std) <= 0:
+            raise ValueError(f"normalisation for {len(mean)} channels (std {list(std)}) does not fit {self.name}'s {self.in_channels}")
+        return dataclasses.replace(self, **{name: dataclasses.replace(getattr(self, name), mean=mean, std=std) for name in ("train", "val", "test")})
+
     def summary(self) -> dict[str, object]:
         """Plain data describing the data set (for manifests and metrics files)."""
         return {

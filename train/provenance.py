@@ -8,18 +8,26 @@ trained, its ``.metrics.json`` beside them) would still put such images in this 
 split, the split the weights came from is loaded again and the images are counted
 (:func:`trained_on_validation`): the note says how many, and nothing is said where there are none
 (another ``--image-size``, or a ``--val-size`` that carves the same split).
+
+Weights also carry the per-channel mean and standard deviation their data were normalised with
+(:func:`weights_normalisation`): a run that fine-tunes or validates them normalises its images the
+same way (:func:`normalise_like_weights`), whatever its own training split's statistics are (they
+follow ``--train-size``), so the same weights score the same on the same images.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from mobilenas.errors import UsageError
 from mobilenas.runs import DATA_OPTIONS, option_text, read_json, run_data_options, run_of
-from mobilenas.space.io import is_path
+from mobilenas.space.io import is_path, result_file
 
 if TYPE_CHECKING:
     from mobilenas.train.data import DataSplits
@@ -193,3 +201,53 @@ def weights_data_note(weights: Path, data: DataSplits, use: str) -> str | None:
     counted = f"{seen:,} of this run's {len(data.val):,} validation images were" if seen else "this run's validation images may have been"
     return (f"note: the weights {weights} were trained by nas-train with --seed {seed} and {val:,} validation images: {counted} among their"
             f" training images, so validation accuracies read high; give --seed {seed} and --val-size {val} for their split")
+
+
+def weights_normalisation(weights: str | Path | None, spec: str) -> tuple[list[float], list[float], str] | None:
+    """``(mean, std, where)``: the normalisation ``weights`` were trained with, from the
+    ``.metrics.json`` nas-train wrote beside them, or, for the weights of the run that wrote
+    ``spec`` (:func:`in_run`), from ``spec``'s ``preprocessing`` (best.json, refined.json).
+    None where nothing is known of them."""
+    if weights is None:
+        return None
+    metrics = _metrics_of(Path(weights))
+    try:
+        if metrics is not None and metrics.is_file():
+            recorded, where = read_json(metrics)["dataset"], metrics
+        elif in_run(weights, spec):
+            where = result_file(Path(spec.strip()).expanduser())
+            recorded = read_json(where)["preprocessing"]
+        else:
+            return None
+        mean, std = [float(v) for v in recorded["mean"]], [float(v) for v in recorded["std"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # written before the statistics were recorded, or no longer readable
+    return mean, std, str(where)
+
+
+def normalise_like_weights(data: DataSplits, weights: str | Path | None, spec: str, log: Callable[[str], None] | None = None) -> DataSplits:
+    """``data`` normalised as ``weights`` were trained (:func:`weights_normalisation`) where that is
+    known and differs from ``data``'s own statistics; ``log`` says so in one line."""
+    found = weights_normalisation(weights, spec)
+    if found is None:
+        return data
+    mean, std, where = found
+    if len(mean) != data.in_channels or _same_statistics(data, mean, std):
+        return data  # other channels: the weights are refused by their shapes anyway
+    if log:
+        shown = ", ".join(f"{m:.4f}/{s:.4f}" for m, s in zip(mean, std, strict=True))
+        log(f"note: images normalised as the weights were trained (mean/std per channel {shown}, from {where}), not with this run's training split's statistics")
+    return data.normalised_with(mean, std)
+
+
+def normalised_as_recorded(data: DataSplits, summary: dict[str, Any]) -> DataSplits:
+    """``data`` normalised as a run's manifest recorded (``summary``: :meth:`DataSplits.summary`):
+    a resumed run normalises as it began (:func:`normalise_like_weights` may have chosen)."""
+    mean, std = summary.get("mean"), summary.get("std")
+    if mean is None or std is None or _same_statistics(data, mean, std):
+        return data
+    return data.normalised_with(mean, std)
+
+
+def _same_statistics(data: DataSplits, mean: Any, std: Any) -> bool:
+    return bool(np.allclose(mean, data.train.mean, rtol=0, atol=1e-6) and np.allclose(std, data.train.std, rtol=0, atol=1e-6))
