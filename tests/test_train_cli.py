@@ -337,6 +337,35 @@ def test_a_search_result_is_trained_on_the_searchs_data(tmp_path: Path, capsys: 
     assert json.loads((alone.parent / "net.synthetic.metrics.json").read_text())["dataset"]["seed"] == 0
 
 
+def test_a_search_result_is_exported_at_the_size_its_latency_is_of(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Trained on 16 px images (strides set to 1 for them), the winner of a 64 px search is exported
+    at 64 px with its strides back, as the network the search timed; --export-size chooses."""
+    run = tmp_path / "run"
+    run.mkdir()
+    strided = load_architecture("stem_k3_s2_c8_nre | ir_k3_s2_e3_c16_nre | ir_k3_s2_e3_c16_se0.25_nhs | head_c32_o10_nre_d0.0_gsig")
+    best = run / "best.json"
+    best.write_text(json.dumps({"architecture": strided.to_dict(), "preprocessing": {"input_shape": [1, 3, 64, 64]}}))
+    assert main([str(best), "--epochs", "1", *DATA_ARGS]) == 0
+    err = capsys.readouterr().err
+    assert "note: the ONNX model and preprocessing are for 64 px (the size the latency of the run that wrote ARCH is of" in err
+    metrics = json.loads((run / "best.synthetic.metrics.json").read_text())
+    assert metrics["input_size"] == 16 and metrics["adaptation"]  # trained with strides set to 1
+    assert metrics["preprocessing"]["input_shape"] == ["N", 3, 64, 64] and metrics["preprocessing"]["trained_at"]["adaptation"] == metrics["adaptation"]
+    deployed = build_model(load_architecture(str(best)), input_size=64)
+    assert not deployed.adaptation  # at 64 px the network is the one searched
+    deployed.load_state_dict(torch.load(run / "best.synthetic.pt"))
+    deployed.eval()
+    images = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        expected = deployed(images).numpy()
+    (actual,) = onnxruntime_session(str(run / "best.synthetic.onnx")).run(None, {"input": images.numpy()})
+    assert np.max(np.abs(actual - expected)) < 1e-4
+    assert main([str(best), "--epochs", "1", "--export-size", "16", "--out", str(tmp_path / "at16"), *DATA_ARGS]) == 0
+    assert "note: the ONNX model" not in capsys.readouterr().err
+    at16 = json.loads((tmp_path / "at16" / "best.synthetic.metrics.json").read_text())["preprocessing"]
+    assert at16["input_shape"] == ["N", 3, 16, 16] and "trained_at" not in at16
+
+
 def test_weights_trained_on_another_split_get_a_note(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """As netadapt refine does: the run's own --weights with a typed --val-size that puts images of
     the run's training split into this one's validation split, and --weights nas-train made on such

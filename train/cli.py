@@ -92,6 +92,9 @@ def build_parser(prog: str) -> ArgumentParser:
     output.add_argument("--out", default=None, metavar="DIR", help="output folder (default: beside ARCH if it is a file, else the current folder)")
     output.add_argument("--resume", action="store_true", help="continue the unfinished training found at the output location")
     output.add_argument("--no-onnx", action="store_true", help="skip the ONNX export")
+    output.add_argument("--export-size", type=image_pixels, default=None, metavar="PX",
+                        help="input size of the exported ONNX model and of the preprocessing in the metrics (default: the size the latency of "
+                             "the search or NetAdapt run that wrote ARCH is of, else the data's)")
     output.add_argument("--quiet", action="store_true", help="no progress bars")
     output.add_argument("--json", action="store_true", help="print one JSON summary instead of text")
     return parser
@@ -144,6 +147,21 @@ def trained_start_commands(spec: str, dataset_name: str, aside: str, data_flags:
         f"nas-train {quoted}{data_flags} --epochs 10 ({aside}), "
         f"then netadapt refine {quoted}{data_flags} --weights {shlex.quote(str(default_weights_path(spec, dataset_name)))}"
     )
+
+
+def deployment_size(spec: str) -> int | None:
+    """The input size a search's best.json or a NetAdapt run's refined.json (or its run folder) is
+    for: the last dimension of its ``preprocessing.input_shape``; None for other architectures."""
+    from mobilenas.runs import read_json
+    from mobilenas.space.io import is_path, result_file
+
+    if not is_path(spec.strip()):
+        return None
+    try:
+        size = read_json(result_file(Path(spec.strip()).expanduser()))["preprocessing"]["input_shape"][-1]
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return None
+    return size if isinstance(size, int) and size > 0 else None
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "nas-train") -> int:
@@ -236,10 +254,17 @@ def _main(argv: Sequence[str] | None, prog: str) -> int:
             named = result_weights(args.arch)
             if named is not None and named.is_file():
                 print(f"{prog}: from random weights; to fine-tune the weights {args.arch} names instead, add --weights {shlex.quote(str(named))}", file=sys.stderr)
+    export_size = args.export_size or deployment_size(args.arch) or data.input_size
+    if export_size != data.input_size and not args.json:
+        from mobilenas.train.data import trained_elsewhere
+
+        why = "--export-size" if args.export_size else "the size the latency of the run that wrote ARCH is of; --export-size to choose"
+        print(f"{prog}: note: the ONNX model and preprocessing are for {export_size} px ({why}); {trained_elsewhere(data.input_size, export_size)['note']}",
+              file=sys.stderr)
     set_resume_hint(f"the same {prog} command with --resume")
     result = train_full(
         arch, data, config, outputs, resume=args.resume, export_onnx=not args.no_onnx, progress=progress, source=args.arch,
-        initial=initial, initial_source=None if args.weights is None else str(args.weights),
+        initial=initial, initial_source=None if args.weights is None else str(args.weights), export_size=export_size,
     )
     summary: dict[str, Any] = {
         "status": result.status,

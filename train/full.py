@@ -154,6 +154,7 @@ def train_full(
     source: str | None = None,
     initial: Mapping[str, torch.Tensor] | None = None,
     initial_source: str | None = None,
+    export_size: int | None = None,
 ) -> FullTrainResult:
     """Train, checkpoint every epoch, test, export (see the module docstring).
 
@@ -164,6 +165,11 @@ def train_full(
 
     ``initial``: a state dict to start from instead of random weights (a fine-tune), loaded
     strictly; ``initial_source`` (its file) is kept in the metrics and checked on resume.
+
+    ``export_size``: the input size the ONNX model is exported at and the ``preprocessing`` is for
+    (default: the data's): the deployment size of the search or NetAdapt run that wrote the
+    architecture, whose latency is of the network at that size (the strides the builder set to 1 for
+    smaller training images are stride 2 again there; the weights are the same).
     """
     prepared, changes = prepare_architecture(arch, data)
     identity = {
@@ -206,6 +212,7 @@ def train_full(
         if initial is not None and checkpoint is None:
             load_strict(model, initial, f"the weights {initial_source}" if initial_source else "the initial weights")
         adaptation = changes + model.adaptation
+        strides_changed = tuple(model.adaptation)
         model = model.to(device).to(memory_format=fmt)  # type: ignore[call-overload]
         optimizer = engine.make_optimizer(model, config.optimiser_settings())
         ema = engine.ModelEma(model, config.ema_decay) if config.ema_decay is not None else None
@@ -300,13 +307,19 @@ def train_full(
         final.eval()
 
     files: dict[str, str] = {}
+    deployed_at = int(export_size or data.input_size)
     if best_state is not None:
         _save_torch(outputs.weights, engine.cpu_state_dict(final))
         files["weights"] = str(outputs.weights.resolve())  # absolute: read from anywhere
         if export_onnx:
             from mobilenas.space.export import export_onnx as export
 
-            export(final, outputs.onnx, input_size=data.input_size, in_channels=data.in_channels, dynamic_batch=True)
+            deployable = final
+            if deployed_at != data.input_size:  # the network whose latency was asked for, with the trained weights
+                deployable = build_model(prepared, input_size=deployed_at)
+                load_strict(deployable, final.state_dict(), "the trained weights")
+                deployable.eval()
+            export(deployable, outputs.onnx, input_size=deployed_at, in_channels=data.in_channels, dynamic_batch=True)
             files["onnx"] = str(outputs.onnx.resolve())
     wall_time_s = elapsed_before + time.perf_counter() - start
     cost = architecture_cost(final.arch, data.input_size)
@@ -324,7 +337,7 @@ def train_full(
         "params": cost.params,
         "macs": cost.macs,
         "dataset": data.summary(),
-        "preprocessing": preprocessing(data.summary(), data.input_size, batch="N"),
+        "preprocessing": preprocessing(data.summary(), deployed_at, batch="N", adaptation=strides_changed),
         "config": config.to_dict(),
         "selected": "ema" if ema is not None else "weights",
         "best_epoch": best_epoch,
