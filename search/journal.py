@@ -45,7 +45,7 @@ TRIAL_COLUMNS = (
 #: The fields of a whole result line (besides ``type`` and ``time``).
 RESULT_FIELDS = (*TRIAL_COLUMNS, "weights", "info")
 #: Fields a duplicate's result line takes from its twin's result line where it leaves them out.
-INHERITED = ("status", "accuracy", "latency_ms", "reward", "latency_ratio", "factor", "key", "architecture")
+INHERITED = ("status", "accuracy", "final_accuracy", "latency_ms", "reward", "latency_ratio", "factor", "key", "architecture")
 #: Sources of the lines the wrappers make, journaled compactly.
 COMPACT_SOURCES = ("duplicate", "reused", "rejected")
 

@@ -229,16 +229,17 @@ class SearchRun:
         if event.kind != "reused":
             proposal = {"type": "proposal", "number": event.number, "indices": list(event.indices), "key": key, "source": source}
             self._log(compact_proposal(proposal), hold=True)
+        twin = self._twins.get(event.twin) if event.twin is not None else None
         trial = Trial(
             number=event.number, source=source, status=observation.status, accuracy=observation.accuracy,
             latency_ms=observation.latency_ms, reward=observation.reward, key=key,
             architecture=self.problem.describe(candidate), duplicate_of=event.twin, finished=now_iso(),
+            final_accuracy=twin.get("final_accuracy") if twin is not None and event.kind != "rejected" else None,  # a tabular benchmark's
         )
         if observation.accuracy is not None and observation.latency_ms is not None and observation.status == STATUS_OK:
             breakdown = self.reward(observation.accuracy, observation.latency_ms, self.target_latency_ms)
             trial.latency_ratio, trial.factor = breakdown.latency_ratio, breakdown.factor
         # Compact (search.journal): the journal of a converged strategy is mostly such lines.
-        twin = self._twins.get(event.twin) if event.twin is not None else None
         self._log({"type": "result", **compact_result(self._result_fields(trial), twin), "time": trial.finished}, hold=True)
         self.trials.append(trial)
 

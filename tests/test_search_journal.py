@@ -98,7 +98,7 @@ def test_compact_lines_read_back_whole(lines: list[dict[str, Any]]) -> None:
 
 def test_a_duplicate_line_holds_only_what_differs_from_its_twin() -> None:
     twin = _whole_result(3, "trained", {"accuracy": 0.91, "latency_ms": 12.5, "reward": 0.9, "latency_ratio": 0.8, "factor": 1.0, "key": KEYS[0], "architecture": KEYS[0], "final_accuracy": 0.93, "info": {"row": 7}})
-    same = {**twin, "number": 8, "source": "duplicate", "duplicate_of": 3, "final_accuracy": None, "info": {}}
+    same = {**twin, "number": 8, "source": "duplicate", "duplicate_of": 3, "info": {}}
     assert compact_result(same, twin) == {"number": 8, "source": "duplicate", "duplicate_of": 3}
     changed = {**same, "reward": 0.5, "accuracy": None}
     assert compact_result(changed, twin) == {"number": 8, "source": "duplicate", "duplicate_of": 3, "reward": 0.5, "accuracy": None}

@@ -711,6 +711,11 @@ def test_a_long_tabular_search_writes_each_row_once_and_its_tables_match_a_fresh
     assert nas_search(_args(cells, out, "--samples", "150", "--strategy", "evolution", "--seed", "4")) == 0
     rows = list(csv.DictReader((out / "trials.csv").open()))
     assert sum(r["source"] == "trained" for r in rows) == 150 and sum(r["source"] == "duplicate" for r in rows) >= 10
+    # a repeat's row is its twin's, the benchmark's final accuracy included (it was left empty)
+    by_number = {r["number"]: r for r in rows if r["source"] == "trained"}
+    for row in (r for r in rows if r["source"] == "duplicate"):
+        twin = by_number[row["duplicate_of"]]
+        assert twin["final_accuracy"] and all(row[c] == twin[c] for c in ("accuracy", "final_accuracy", "latency_ms", "reward", "key"))
     assert serialised["trials"] == len(rows)  # each row written once (the old rewrites: about 150 x 150 / 2)
     assert len(checkpoints) <= 151  # one per proposal (and one at the end), not two per trial
     journal = load_run(out).trials
