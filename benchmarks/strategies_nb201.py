@@ -30,6 +30,7 @@ It prints a table and writes ``benchmarks/strategies_nb201.md``, ``.json`` and `
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import math
@@ -37,6 +38,7 @@ import os
 import re
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,7 +50,14 @@ import numpy as np
 import torch
 from _common import stem_file
 
-from mobilenas.cliutil import ArgumentParser, positive_float, positive_int, progress, run_main
+from mobilenas.cliutil import (
+    ArgumentParser,
+    positive_float,
+    positive_int,
+    progress,
+    run_main,
+    seed_number,
+)
 from mobilenas.runs import Journal, atomic_write_json, atomic_write_text
 from mobilenas.search.base import Observation, recorded_strategy_name, short_strategy_name
 from mobilenas.search.rewards import RewardSpec
@@ -191,12 +200,26 @@ def strategy_labels(strategies: Sequence[str]) -> dict[str, str]:
     return labels
 
 
+def at_least_two(text: str) -> int:
+    """argparse type of --seeds: a seed-to-seed standard deviation needs two seeds."""
+    value = positive_int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"{value} is too few: a seed-to-seed standard deviation needs at least 2 seeds")
+    return value
+
+
 def summarise(records: dict[str, list[dict[str, Any]]], cells: Sequence[Cell], seeds: Sequence[int]) -> dict[str, Any]:
     """Per label and cell: mean and seed-to-seed std of regret, share meeting the target.
 
     ``overall``: the mean over seeds of each seed's mean regret over the cells, and the
     standard deviation of those per-seed means.
     """
+    with warnings.catch_warnings():  # a target no run chose within: its means are NaN (and said so in the tables)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return _summarise(records, cells, seeds)
+
+
+def _summarise(records: dict[str, list[dict[str, Any]]], cells: Sequence[Cell], seeds: Sequence[int]) -> dict[str, Any]:
     table: dict[str, Any] = {}
     for label, runs_of_label in records.items():
         per_cell = {}
@@ -269,7 +292,10 @@ def render(summary: dict[str, Any], cells: Sequence[Cell], meta: dict[str, Any])
         cells_text = []
         for cell in cells:
             result = row["cells"][f"{cell.column}@{cell.quantile:g}"]
-            cells_text.append(f"{result['regret_mean_pp']:.2f} +- {result['regret_std_pp']:.2f} (meets {result['meets_target_share']:.0%})")
+            missed = result.get("no_feasible_choice", 0)
+            chose = f"; {missed} of {len(meta['seeds'])} runs chose nothing within it" if missed else ""
+            regret = "no regret" if missed == len(meta["seeds"]) else f"{result['regret_mean_pp']:.2f} +- {result['regret_std_pp']:.2f}"
+            cells_text.append(f"{regret} (meets {result['meets_target_share']:.0%}{chose})")
         lines.append(f"| {name} | " + " | ".join(cells_text) + f" | {row['overall_regret_mean_pp']:.2f} +- {row['overall_regret_std_pp']:.2f} (meets {row['overall_meets_target_share']:.0%}) |")
     floor = [(c.best_final - c.optimum_final) * 100 for c in cells]
     lines.append("| *reward's optimum* | " + " | ".join(f"{f:.2f}" for f in floor) + f" | {np.mean(floor):.2f} |")
@@ -588,8 +614,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--strategies", default=",".join(DEFAULT_STRATEGIES), help="comma-separated (default: %(default)s); a strategy of your own is FILE.py:CLASS or MODULE:CLASS (with --out)")
     parser.add_argument("--columns", default=",".join(LATENCY_COLUMNS), help="latency columns (default: all three devices)")
     parser.add_argument("--quantiles", default="0.25,0.5", help="latency quantiles used as targets (default: %(default)s)")
-    parser.add_argument("--seeds", type=positive_int, default=20, metavar="N", help="runs per strategy and target, seeds FIRST_SEED .. FIRST_SEED+N-1 (default: %(default)s)")
-    parser.add_argument("--first-seed", type=int, default=0, help="the first seed (default: %(default)s; the tuning grids use their own seeds)")
+    parser.add_argument("--seeds", type=at_least_two, default=20, metavar="N", help="runs per strategy and target, seeds FIRST_SEED .. FIRST_SEED+N-1 (default: %(default)s)")
+    parser.add_argument("--first-seed", type=seed_number, default=0, help="the first seed (default: %(default)s; the tuning grids use their own seeds)")
     parser.add_argument("--queries", type=positive_int, default=300, metavar="N", help="distinct architectures looked up per run (default: %(default)s)")
     parser.add_argument("--reward", choices=("hard", "soft"), default="hard", help="MnasNet's reward on the 12-epoch accuracy and the latency (default: %(default)s)")
     parser.add_argument("--max-latency-ratio", type=positive_float, default=None, metavar="R", help="nas-search's latency filter: reject proposals over R x target before their look-up (no query; told reward 0) (default: no filter)")
@@ -633,6 +659,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     reward = RewardSpec.from_options(args.reward)
     try:
         quantiles = [float(q) for q in args.quantiles.split(",")]
+        if not all(0 <= q <= 1 for q in quantiles):
+            raise ValueError
     except ValueError:
         parser.error(f"--quantiles {args.quantiles!r} must be numbers in [0, 1] separated by commas, e.g. 0.25,0.5")
     columns = [c.strip() for c in args.columns.split(",") if c.strip()]

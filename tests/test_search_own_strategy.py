@@ -236,6 +236,20 @@ def test_benchmark_one_tells_apart_strategies_from_files_of_one_name(greedy: Pat
     assert twice.returncode == 2 and len(twice.stderr.strip().splitlines()) == 1 and "--strategies names random twice: name each strategy once" in twice.stderr
 
 
+@pytest.mark.parametrize(("option", "said"), [
+    (["--seeds", "1"], "a seed-to-seed standard deviation needs at least 2 seeds"),
+    (["--first-seed", "-3"], "--first-seed: expected a whole number from 0"),
+    (["--quantiles", "0.25,1.5"], "--quantiles '0.25,1.5' must be numbers in [0, 1]"),
+])
+def test_benchmark_one_refuses_bad_options_before_any_run(option: list[str], said: str, tmp_path: Path) -> None:
+    import subprocess
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "strategies_nb201.py"
+    done = subprocess.run([sys.executable, str(script), *option, "--cache", str(tmp_path / "cache"), "--no-write"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and said in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert not (tmp_path / "cache").exists()
+
+
 def test_nas_results_tells_a_run_stopped_early_from_one_not_finished(greedy: Path, cells: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The README's Greedy converges (every neighbour of its best known): the search stops before
     --samples, and nas-results says why; a run cut short says how it goes on."""
