@@ -53,7 +53,7 @@ from mobilenas.netadapt.choices import (
 from mobilenas.netadapt.core import SCHEDULES, SELECTION_RULES, Schedule, minimum_width
 from mobilenas.netadapt.groups import prunable_groups
 from mobilenas.runs import RunDir, absolute_path, new_run_id, read_json, run_latency_table, run_of
-from mobilenas.search.execution import check_ray_address, oversubscription_note
+from mobilenas.search.execution import check_ray_address, joins_cluster, oversubscription_note
 from mobilenas.space.arch import Architecture
 from mobilenas.space.io import is_path, load_architecture, result_file
 from mobilenas.train.choices import OPTIMIZERS
@@ -650,7 +650,7 @@ def _set_time_limit(refinement: Refinement, text: str | None, began: float) -> N
 
 
 def _note_execution(values: dict[str, Any]) -> None:
-    note = None if values.get("ray_address") else oversubscription_note(values["workers"], values.get("threads") or 1, "proposals", "--threads")
+    note = None if joins_cluster(values.get("ray_address")) else oversubscription_note(values["workers"], values.get("threads") or 1, "proposals", "--threads")
     for line in (note, latency_threads_note(values["latency_threads"], "--latency-threads", command=values.get("command"))):
         if line:
             _log(line)

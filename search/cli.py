@@ -732,11 +732,10 @@ def _search(argv: Sequence[str] | None, prog: str, held: contextlib.ExitStack) -
         say(f"run directory {run.root}")
 
     from mobilenas.search.base import EARLY_STOPPED, stopped_early_words
+    from mobilenas.search.execution import joins_cluster, oversubscription_note
     from mobilenas.search.orchestrator import SearchRun
 
-    if config["space"] != "nb201" and not (on_ray and config["ray_address"]):  # trainings on this machine
-        from mobilenas.search.execution import oversubscription_note
-
+    if config["space"] != "nb201" and not (on_ray and joins_cluster(config["ray_address"])):  # trainings on this machine
         note = oversubscription_note(config["workers"] if on_ray else 1, config["cpus_per_trial"], "proxy trainings")
         if note:
             print(note, file=sys.stderr)  # a note, not progress: said even with --quiet

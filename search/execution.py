@@ -39,11 +39,18 @@ RAY_ENVIRONMENT = {
 }
 
 
+def joins_cluster(address: str | None) -> bool:
+    """Whether ``--ray-address`` names a cluster to join (``local``, like none, starts one here)."""
+    return bool(address) and address != "local"
+
+
 @contextmanager
 def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iterator[None]:
     """Use the Ray at ``address``, or start a local one bound to 127.0.0.1 for this block."""
     for key, value in RAY_ENVIRONMENT.items():
         os.environ.setdefault(key, value)
+    if address == "local":  # Ray's name for a new local cluster: ours, bound to 127.0.0.1 like the default
+        address = None
     if not address or _on_loopback(address):
         # also to join a cluster on 127.0.0.1: otherwise Ray rewrites that to the machine's
         # address, where a loopback-bound cluster does not listen
@@ -120,11 +127,42 @@ def _check_reachable(address: str, shown: str, timeout_s: float) -> None:
     if not host or not port.isdigit():
         raise UsageError(f"--ray-address {shown!r}: expected HOST:PORT (the head node's GCS, e.g. 10.0.0.5:6379), ray://HOST:PORT or auto")
     try:
-        with socket.create_connection((host, int(port)), timeout=timeout_s):
-            pass
+        with socket.create_connection((host, int(port)), timeout=timeout_s) as connection:
+            # A Ray cluster's GCS (and a Ray Client server, ray://) speaks gRPC: HTTP/2, whose server
+            # answers a client's preface with a SETTINGS frame. Anything else there (a dashboard, a
+            # web server, a proxy that accepts every connection) had Ray retry for minutes.
+            reply = _http2_reply(connection, timeout_s)
     except OSError as error:
         reason = error.strerror or str(error) or type(error).__name__
         raise UsageError(f"--ray-address {shown}: cannot connect ({reason}); start the cluster there (ray start --head) or drop --ray-address for a local Ray") from None
+    if len(reply) < 9 or reply[3] != HTTP2_SETTINGS:
+        what = ("it answers as a web server (is it the dashboard's port, 8265?)" if reply[:4] in (b"HTTP", b"<!DO", b"<htm", b"<HTM")
+                else f"no gRPC reply within {timeout_s:g} s" if not reply else "its reply is not gRPC")
+        raise UsageError(f"--ray-address {shown}: something listens there, but not a Ray cluster ({what}); give the head node's GCS address "
+                         "(HOST:PORT as ray start --head prints it; port 6379 by default), or drop --ray-address for a local Ray")
+
+
+#: The client connection preface of HTTP/2 and an empty SETTINGS frame (RFC 9113, section 3.4).
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+HTTP2_SETTINGS = 4  # the frame type of a server's first frame
+
+
+def _http2_reply(connection: Any, timeout_s: float) -> bytes:
+    """The first 9 bytes (a frame header) the server sends after the HTTP/2 preface; fewer where it
+    closes or stays silent for ``timeout_s``."""
+
+    connection.settimeout(timeout_s)
+    reply = b""
+    try:
+        connection.sendall(HTTP2_PREFACE)
+        while len(reply) < 9:
+            chunk = connection.recv(9 - len(reply))
+            if not chunk:
+                break
+            reply += chunk
+    except (TimeoutError, ConnectionError):
+        pass
+    return reply
 
 
 def _auto_address() -> str | None:

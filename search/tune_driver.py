@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from mobilenas.search.base import EARLY_STOPPED, STATUS_FAILED, EvalResult
-from mobilenas.search.execution import ray_session
+from mobilenas.search.execution import joins_cluster, ray_session
 from mobilenas.search.orchestrator import SearchRun
 from mobilenas.search.proxy import ProxySettings, run_proxy_trial
 
@@ -162,7 +162,7 @@ def run_on_tune(
     # copy racing a file Tune is rewriting logs a traceback. Nothing here reads that state (the
     # journal is the run's state; the scratch folder is deleted at the end), so its errors are noise.
     logging.getLogger("ray.tune.execution.experiment_state").setLevel(logging.CRITICAL)
-    num_cpus = None if ray_address else max(1, math.ceil(workers * cpus_per_trial))
+    num_cpus = None if joins_cluster(ray_address) else max(1, math.ceil(workers * cpus_per_trial))
     scratch = search.run.path(TUNE_SCRATCH).resolve()
     shutil.rmtree(scratch, ignore_errors=True)  # a killed run's
     scratch.mkdir(parents=True)

@@ -276,6 +276,21 @@ def test_a_local_ray_starts_quietly_with_token_authentication(tmp_path: Path) ->
     assert "Token authentication" not in done.stderr, done.stderr
 
 
+def test_ray_address_local_starts_a_ray_on_the_loopback_interface_only(tmp_path: Path) -> None:
+    # `local` is Ray's name for a new cluster here; it listened on every interface
+    env = os.environ | {"HOME": str(tmp_path)}
+    code = (
+        "import ray\n"
+        "from mobilenas.search.execution import ray_session\n"
+        "with ray_session('local', num_cpus=1):\n"
+        "    print(ray.get_runtime_context().gcs_address, ray.util.get_node_ip_address())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    gcs, node = done.stdout.split()
+    assert gcs.startswith("127.0.0.1:") and node == "127.0.0.1"
+
+
 def test_a_search_joins_a_ray_cluster_on_this_machine(space_file: Path, tmp_path: Path) -> None:
     """--ray-address: the trials run on the cluster given (a head on 127.0.0.1 started by another
     process, with Ray's token authentication), not on a Ray of the search's own."""
@@ -319,6 +334,40 @@ def test_a_bad_ray_address_fails_at_once_before_any_work(space_file: Path, tmp_p
     assert nas_search(_network_args(space_file, out, "--ray-address", address)) == 2
     assert message in capsys.readouterr().err
     assert time.monotonic() - started < 10 and not out.exists()  # Ray alone retried for minutes, after making the run
+
+
+def test_an_address_where_no_ray_cluster_answers_fails_at_once(space_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A web server there (the dashboard's port, say) or a listener that never answers: one line
+    before any work (Ray retried for minutes and left a run folder behind)."""
+    import http.server
+    import socket
+    import threading
+
+    from mobilenas.errors import UsageError
+    from mobilenas.search.execution import check_ray_address
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:  # the server's own lines would be on the test's stderr
+            pass
+
+    web = http.server.HTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=web.serve_forever, daemon=True).start()
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen()
+    try:
+        out = tmp_path / "run"
+        address = f"127.0.0.1:{web.server_port}"
+        assert nas_search(_network_args(space_file, out, "--ray-address", address)) == 2
+        err = capsys.readouterr().err
+        assert f"--ray-address {address}: something listens there, but not a Ray cluster (it answers as a web server" in err
+        assert len(err.strip().splitlines()) == 1 and not out.exists()
+        quiet = f"127.0.0.1:{silent.getsockname()[1]}"
+        with pytest.raises(UsageError, match=r"not a Ray cluster \(no gRPC reply within 0.5 s\)"):
+            check_ray_address(quiet, timeout_s=0.5)
+    finally:
+        web.shutdown()
+        silent.close()
 
 
 def test_ray_address_auto_is_resolved_and_checked_before_any_work(space_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
