@@ -139,7 +139,7 @@ def build_parser(prog: str) -> ArgumentParser:
     g.add_argument("--force-device", action="store_true", default=S, help="use a latency table measured on another device")
 
     g = p.add_argument_group("execution (proxy trainings; a tabular search looks up its table in this process)")
-    g.add_argument("--workers", type=positive_int, metavar="N", default=S, help="proxy trainings at once (default: CPU cores / --cpus-per-trial)")
+    g.add_argument("--workers", type=positive_int, metavar="N", default=S, help="proxy trainings at once (default: CPU cores / --cpus-per-trial, at most 8)")
     g.add_argument("--cpus-per-trial", type=positive_float, metavar="CPUS", default=S, help="CPUs (and torch threads) of each proxy training (default 1)")
     g.add_argument("--ray-address", default=S, metavar="ADDR", help="join this Ray cluster (HOST:PORT, or auto: RAY_ADDRESS or the last ray start here) instead of starting a local one on 127.0.0.1")
     g.add_argument("--retries", type=nonnegative_int, metavar="N", default=S, help="restarts of a crashed trial before it is recorded as failed (default 2)")
@@ -197,7 +197,7 @@ def resolve_config(given: dict[str, Any], typed: Collection[str] | None = None) 
     if tabular:
         refuse_ineffective([key for key in EXECUTION if key in typed], "on a tabular search (its table lookups run in this process, one at a time)")
     if config["executor"] == "inline":  # --cpus-per-trial still sets the training threads
-        inline = [key for key in ("workers", "ray_address", "retries") if key in typed]
+        inline = [key for key in ("workers", "ray_address", "retries", "early_stopping") if key in typed]  # early stopping: a Tune scheduler's
         refuse_ineffective(inline, "with --executor inline (trainings run in this process, one at a time)", alternative=", or drop --executor inline" if "executor" in typed else "")
     if config["reward"] == "custom" and config["w"] is None:
         raise UsageError("--reward custom needs --w (e.g. --w -0.15)")
@@ -502,7 +502,7 @@ def _progress_hook(config: dict[str, Any], total: int) -> tuple[Any, Any]:
             postfix.update(best=f"{best.reward:.4f}", acc=f"{best.accuracy:.3f}", lat=f"{best.latency_ms:.2f}ms")
         counts = getattr(search.strategy, "counts", {})
         if counts:
-            postfix.update({k: v for k, v in counts.items() if k in ("duplicate", "rejected")})
+            postfix.update({k: str(v) for k, v in counts.items() if k in ("duplicate", "rejected")})  # tqdm shows 10000 as 1e+4
         bar.set_postfix(postfix, refresh=False)
         if done > bar.n:
             bar.update(done - bar.n)
@@ -720,6 +720,12 @@ def _search(argv: Sequence[str] | None, prog: str, held: contextlib.ExitStack) -
         raise UsageError(
             f"even {setup.fastest_desc} takes {format_ms(setup.fastest_ms)} by the latency table, over the {target:g} ms target; "
             f"choose --target-latency {reachable_target_ms(setup.fastest_ms):g}ms or more, or a smaller space"
+        )
+    ratio = config["max_latency_ratio"]
+    if ratio is not None and setup.fastest_ms > ratio * target:  # the filter would reject every proposal, 10,000 in a row
+        raise UsageError(
+            f"--max-latency-ratio {ratio:g} rejects everything over {format_ms(ratio * target)} ({ratio:g} x the {target:g} ms target), but even "
+            f"{setup.fastest_desc} takes {format_ms(setup.fastest_ms)} by the latency table; give --max-latency-ratio {reachable_target_ms(setup.fastest_ms / target):g} or more"
         )
     if resume:
         say(f"resuming {run.root}")

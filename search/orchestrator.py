@@ -278,6 +278,7 @@ class SearchRun:
         if self._resubmit:
             submission = self._resubmit.pop(0)
             self.in_flight[submission.number] = submission
+            self._notify()  # the progress bar's running count
             return submission
         if self.finished_asking:
             return None

@@ -17,6 +17,7 @@ import pytest
 
 from mobilenas.results.cli import main as nas_results
 from mobilenas.search.cli import main as nas_search
+from mobilenas.search.cli import reachable_target_ms
 
 from helpers import cell_search_args as _args
 
@@ -215,6 +216,8 @@ def test_the_suggested_target_is_never_below_the_fastest() -> None:
         (["--target-latency", "5ms", "--time-limit", "90"], "argument --time-limit: cannot tell seconds from minutes in '90': give it a unit, like 90s, 30min or 2h"),
         (["--target-latency", "5ms", "--executor", "inline", "--workers", "2"],
          "--workers would have no effect with --executor inline (trainings run in this process, one at a time); drop it, or drop --executor inline"),
+        (["--target-latency", "5ms", "--executor", "inline", "--early-stopping"],  # a Ray Tune scheduler's: it was silently ignored
+         "--early-stopping would have no effect with --executor inline (trainings run in this process, one at a time); drop it, or drop --executor inline"),
     ],
 )
 def test_usage_errors_are_one_line(argv: list[str], fragment: str, capsys) -> None:
@@ -630,6 +633,20 @@ def test_a_best_over_the_target_is_said_to_be_and_what_meets_it_is_named(cells: 
     assert nas_search(_args(cells, out, "--samples", "10", "--strategy", "random", "--seed", "2", "--reward", "hard", "--target-latency", "40ms")) == 0
     printed = capsys.readouterr().out
     assert "over the target" not in printed and "most accurate within" not in printed and "nothing evaluated" not in printed
+
+
+def test_a_latency_filter_nothing_passes_is_refused_before_any_work(cells: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # it rejected 10,000 proposals in a row (minutes, a frozen progress bar) and then failed
+    import pandas as pd
+
+    fastest = float(pd.read_csv(cells)["latency_ms_toy"].min())
+    out = tmp_path / "run"
+    target = fastest * 4
+    assert nas_search(_args(cells, out, "--samples", "5", "--strategy", "random", "--target-latency", f"{target}ms", "--max-latency-ratio", "0.2")) == 2
+    err = capsys.readouterr().err
+    assert "--max-latency-ratio 0.2 rejects everything over" in err and f"give --max-latency-ratio {reachable_target_ms(0.25):g} or more" in err
+    assert len(err.strip().splitlines()) == 1 and not out.exists()
+    assert nas_search(_args(cells, out, "--samples", "5", "--strategy", "random", "--target-latency", f"{target}ms", "--max-latency-ratio", f"{reachable_target_ms(fastest / target):g}")) == 0
 
 
 @pytest.mark.parametrize("extra", [[], ["--max-latency-ratio", "1"]])
