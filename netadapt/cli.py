@@ -40,6 +40,7 @@ from mobilenas.cliutil import (
     seed_number,
     set_command_name,
     set_resume_hint,
+    stdout_kept_for_json,
     time_limit_text,
 )
 from mobilenas.errors import UsageError
@@ -658,20 +659,21 @@ def _note_execution(values: dict[str, Any]) -> None:
 
 def _continue(refinement: Refinement, args: argparse.Namespace) -> int:
     set_resume_hint(f"netadapt refine --resume {shlex.quote(str(refinement.run.root))}")
-    point = refinement.iterate_until_budget()
-    if point.resource > refinement.settings.budget_ms and refinement.time_limit_reached:
-        _log(
-            f"stopped at the time limit ({format_time_limit(refinement.time_limit.seconds or math.nan)}) after {counted(point.iteration, 'iteration')} "
-            f"at {format_ms(point.resource)}, above the budget {format_ms(refinement.settings.budget_ms)}; "
-            f"netadapt refine --resume {shlex.quote(str(refinement.run.root))} goes on later"
-        )
-    elif point.resource > refinement.settings.budget_ms:
-        _log(
-            f"stopped after {counted(point.iteration, 'iteration')} (--max-iterations) at {format_ms(point.resource)}, above the budget "
-            f"{format_ms(refinement.settings.budget_ms)}; netadapt refine --resume {shlex.quote(str(refinement.run.root))} --max-iterations N "
-            f"(N above {point.iteration}) takes it further later"
-        )
-    refined = refinement.finish(point)
+    with stdout_kept_for_json(args.json):  # Ray writes to stdout, which --json keeps for its object
+        point = refinement.iterate_until_budget()
+        if point.resource > refinement.settings.budget_ms and refinement.time_limit_reached:
+            _log(
+                f"stopped at the time limit ({format_time_limit(refinement.time_limit.seconds or math.nan)}) after {counted(point.iteration, 'iteration')} "
+                f"at {format_ms(point.resource)}, above the budget {format_ms(refinement.settings.budget_ms)}; "
+                f"netadapt refine --resume {shlex.quote(str(refinement.run.root))} goes on later"
+            )
+        elif point.resource > refinement.settings.budget_ms:
+            _log(
+                f"stopped after {counted(point.iteration, 'iteration')} (--max-iterations) at {format_ms(point.resource)}, above the budget "
+                f"{format_ms(refinement.settings.budget_ms)}; netadapt refine --resume {shlex.quote(str(refinement.run.root))} --max-iterations N "
+                f"(N above {point.iteration}) takes it further later"
+            )
+        refined = refinement.finish(point)
     lines = refinement.lines()
     if args.json:
         print_json({**refined, "time_limit_reached": refinement.time_limit_reached, "history": [{k: line[k] for k in ("iteration", "target_latency_ms", "chosen", "latency_ms", "measured_latency_ms", "accuracy_before_finetune", "accuracy")} for line in lines]})

@@ -40,6 +40,7 @@ from mobilenas.cliutil import (
     run_main,
     seed_number,
     set_resume_hint,
+    stdout_kept_for_json,
     time_limit_s,
 )
 from mobilenas.errors import UsageError, did_you_mean
@@ -801,7 +802,8 @@ def _search(argv: Sequence[str] | None, prog: str, held: contextlib.ExitStack) -
             else:
                 from mobilenas.search.tune_driver import run_on_tune
 
-                run_on_tune(search, setup.data, settings, workers=config["workers"], cpus_per_trial=config["cpus_per_trial"], ray_address=config["ray_address"], retries=config["retries"])
+                with stdout_kept_for_json(emit_json):  # Ray writes to stdout, which --json keeps for its object
+                    run_on_tune(search, setup.data, settings, workers=config["workers"], cpus_per_trial=config["cpus_per_trial"], ray_address=config["ray_address"], retries=config["retries"])
     finally:
         bar.close()
     measured = _measure_best(setup, search, say)

@@ -123,6 +123,25 @@ class _Bridge:
         self.search.record(number, evaluation, result.get("weights") or None)
 
 
+class _OneLineTrialErrors(logging.Filter):
+    """A crashed or killed trial is one line on stderr (Tune logged the whole traceback of its
+    actor's death, 25 lines in the middle of the progress bar); its error is in the trial's record.
+    Tune's closing list of the trials it did not complete is dropped: the run's summary counts them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message.startswith("Trials did not complete"):
+            return False
+        if message.startswith("Trial task failed for trial") and record.exc_info:
+            error = record.exc_info[1]
+            first = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
+            record.msg = f"{message}: {type(error).__name__}{': ' + first if first else ''} (retried up to --retries times, then recorded as failed)"
+            record.args = ()
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
 def _trial_name(trial: Any) -> str:
     return f"trial-{trial.config.get('number', 'x')}-{trial.trial_id}"
 
@@ -162,6 +181,10 @@ def run_on_tune(
     # copy racing a file Tune is rewriting logs a traceback. Nothing here reads that state (the
     # journal is the run's state; the scratch folder is deleted at the end), so its errors are noise.
     logging.getLogger("ray.tune.execution.experiment_state").setLevel(logging.CRITICAL)
+    for name in ("ray.tune.execution.tune_controller", "ray.tune.tune"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _OneLineTrialErrors) for f in logger.filters):
+            logger.addFilter(_OneLineTrialErrors())
     num_cpus = None if joins_cluster(ray_address) else max(1, math.ceil(workers * cpus_per_trial))
     scratch = search.run.path(TUNE_SCRATCH).resolve()
     shutil.rmtree(scratch, ignore_errors=True)  # a killed run's

@@ -560,3 +560,22 @@ def test_a_network_search_with_one_worker_repeats_exactly(space_file: Path, tmp_
     assert len(first) == 5 and len({t[1] for t in first}) > 1
     assert trials("b", "2") == first
     assert trials("c", "3") != first
+
+
+def test_a_crashed_trial_is_one_line_in_tunes_log() -> None:
+    # Tune logged the 25-line traceback of a killed worker's actor in the middle of the progress bar
+    import logging
+
+    from mobilenas.search.tune_driver import _OneLineTrialErrors
+
+    try:
+        raise RuntimeError("The actor died unexpectedly before finishing this task.\n\tclass_name: ImplicitFunc")
+    except RuntimeError:
+        record = logging.LogRecord("ray.tune.execution.tune_controller", logging.ERROR, __file__, 1, "Trial task failed for trial %s", ("trial-1-ab",), sys.exc_info())
+    keep = _OneLineTrialErrors()
+    assert keep.filter(record) and record.exc_info is None
+    assert record.getMessage() == ("Trial task failed for trial trial-1-ab: RuntimeError: The actor died unexpectedly before finishing this task."
+                                   " (retried up to --retries times, then recorded as failed)")
+    assert not keep.filter(logging.LogRecord("ray.tune.tune", logging.ERROR, __file__, 1, "Trials did not complete: %s", (["t"],), None))
+    other = logging.LogRecord("ray.tune.tune", logging.ERROR, __file__, 1, "something else", (), None)
+    assert keep.filter(other) and other.getMessage() == "something else"

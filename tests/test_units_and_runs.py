@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -525,3 +527,22 @@ def test_a_progress_bar_shows_on_a_terminal_that_reports_no_size() -> None:
     finally:
         os.close(leader)
     assert b"work: 100%" in written and b"3/3" in written, written
+
+
+def test_json_output_keeps_standard_output_for_its_object() -> None:
+    """What a library writes to file descriptor 1 while a --json command works (Ray's message about a
+    worker that died, from a thread or from C) goes to stderr; the JSON alone is on stdout."""
+    code = (
+        "import os, sys, threading\n"
+        "from mobilenas.cliutil import print_json, stdout_kept_for_json\n"
+        "with stdout_kept_for_json(True):\n"
+        "    os.write(1, b'(raylet) A worker died\\n')\n"
+        "    thread = threading.Thread(target=print, args=('from a thread',)); thread.start(); thread.join()\n"
+        "print_json({'ok': 1})\n"
+        "with stdout_kept_for_json(False):\n"
+        "    pass\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"ok": 1}
+    assert "(raylet) A worker died" in done.stderr and "from a thread" in done.stderr

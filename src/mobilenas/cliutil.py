@@ -9,6 +9,7 @@ see the traceback instead.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import json
 import math
@@ -17,7 +18,7 @@ import re
 import signal
 import sys
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NoReturn
 
 from mobilenas.errors import SpecError, UsageError, closest
@@ -380,6 +381,30 @@ def _jsonable(value: Any) -> Any:
 def print_json(payload: Any) -> None:
     """Print one JSON object on stdout (NaN and infinities become null, as JSON has none)."""
     print(json.dumps(_jsonable(payload), indent=2, sort_keys=False))
+
+
+@contextlib.contextmanager
+def stdout_kept_for_json(enabled: bool = True) -> Iterator[None]:
+    """While the block runs, whatever is written to standard output (file descriptor 1: Ray's
+    messages about a worker that died, from its threads or its C++ core) goes to standard error,
+    so that ``--json`` prints one JSON object on standard output, after the block."""
+    if not enabled:
+        yield
+        return
+    sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+        os.dup2(2, 1)
+    except OSError:  # no descriptors to move (an embedded interpreter): as it was
+        yield
+        return
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def add_version_flag(parser: argparse.ArgumentParser) -> None:
