@@ -211,6 +211,17 @@ def test_the_weights_a_result_names(tmp_path: Path) -> None:
     assert result_weights(str(tmp_path / "arch.json")) is None  # an architecture, not a result
     assert result_weights("mobilenetv3-small") is None
     assert result_weights("x" * 300) is None  # longer than a file name: no OSError
+    # a run folder moved or copied: its own weights, not those where it was (gone, or another run's)
+    was = tmp_path / "was"
+    (tmp_path / "run" / "weights").mkdir()
+    (tmp_path / "run" / "weights" / "trial-3.pt").write_bytes(b"")
+    (tmp_path / "run" / "best.json").write_text(json.dumps({"architecture": {}, "weights": str(was / "weights" / "trial-3.pt"), "run": str(was)}))
+    assert result_weights(str(tmp_path / "run")) == tmp_path / "run" / "weights" / "trial-3.pt"
+    (was / "weights").mkdir(parents=True)
+    (was / "weights" / "trial-3.pt").write_bytes(b"")
+    assert result_weights(str(tmp_path / "run")) == tmp_path / "run" / "weights" / "trial-3.pt"
+    (tmp_path / "run" / "weights" / "trial-3.pt").unlink()
+    assert result_weights(str(tmp_path / "run")) == was / "weights" / "trial-3.pt"  # where they still are
 
 
 def test_weights_that_do_not_fit_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -131,4 +131,11 @@ def result_weights(spec: str) -> Path | None:
         return None
     if not (isinstance(data, dict) and "architecture" in data and isinstance(data.get("weights"), str) and data["weights"]):
         return None
-    return locate_weights(Path(data["weights"]).expanduser(), path.parent)
+    given = Path(data["weights"]).expanduser()
+    recorded_run = data.get("run")
+    if isinstance(recorded_run, str) and given.is_absolute() and given.is_relative_to(recorded_run):
+        # the run's own weights, named where the run was: a run folder moved or copied since has them in it
+        inside = path.parent / given.relative_to(recorded_run)
+        if inside.is_file():
+            return inside.absolute()
+    return locate_weights(given, path.parent)
