@@ -39,6 +39,7 @@ from mobilenas.cliutil import (
     resume_hint,
     run_main,
     seed_number,
+    set_interrupt_note,
     set_resume_hint,
     stdout_kept_for_json,
     time_limit_s,
@@ -688,6 +689,8 @@ def _search(argv: Sequence[str] | None, prog: str, held: contextlib.ExitStack) -
             print(message, file=sys.stderr)
 
     recorded: dict[str, Any] | None = None  # the manifest of the run being resumed (held, so it stays as read)
+    if not resume:  # until the run folder exists (a latency table being built keeps what it measured)
+        set_interrupt_note("no search was started yet, so there is nothing to resume (latencies measured so far are kept in the table); run the same command again")
     if resume:
         run = held.enter_context(RunDir.open(resume, kind="search").claim())
         recorded = run.manifest()
@@ -737,6 +740,8 @@ def _search(argv: Sequence[str] | None, prog: str, held: contextlib.ExitStack) -
         run = held.enter_context(RunDir.create(out, _manifest(setup)).claim())
         config["out"] = str(run.root)
         say(f"run directory {run.root}")
+    set_interrupt_note("completed work is saved")
+    set_resume_hint(f"nas-search --resume {shlex.quote(str(run.root))}")
 
     from mobilenas.search.base import EARLY_STOPPED, stopped_early_words
     from mobilenas.search.execution import joins_cluster, oversubscription_note

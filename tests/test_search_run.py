@@ -635,6 +635,25 @@ def test_a_best_over_the_target_is_said_to_be_and_what_meets_it_is_named(cells: 
     assert "over the target" not in printed and "most accurate within" not in printed and "nothing evaluated" not in printed
 
 
+def test_ctrl_c_before_the_run_folder_exists_says_there_is_nothing_to_resume(cells: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    # it said "completed work is saved" with nothing saved; after the folder exists, how to go on
+    import mobilenas.search.cli as search_cli
+    from mobilenas.search.orchestrator import SearchRun
+
+    real = search_cli.build_setup
+    monkeypatch.setattr(search_cli, "build_setup", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
+    out = tmp_path / "run"
+    assert nas_search(_args(cells, out, "--samples", "5", "--strategy", "random")) == 130
+    assert "interrupted; no search was started yet, so there is nothing to resume" in capsys.readouterr().err and not out.exists()
+    monkeypatch.setattr(search_cli, "build_setup", real)
+    monkeypatch.setattr(SearchRun, "__init__", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
+    assert nas_search(_args(cells, out, "--samples", "5", "--strategy", "random")) == 130
+    assert f"interrupted; completed work is saved; continue with: nas-search --resume {out}" in capsys.readouterr().err
+    monkeypatch.undo()
+    assert nas_search(["--resume", str(out), "--quiet"]) == 0  # as the line says
+    assert sum(r["source"] == "trained" for r in csv.DictReader((out / "trials.csv").open())) == 5
+
+
 def test_a_latency_filter_nothing_passes_is_refused_before_any_work(cells: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # it rejected 10,000 proposals in a row (minutes, a frozen progress bar) and then failed
     import pandas as pd
