@@ -129,7 +129,9 @@ def _draw_run(axes: Axes, run: RunResults, latency: str, color: str, show_all: b
     best = frame.loc[frame["reward"].idxmax()]
     axes.plot([best["front_latency_ms"]], [best["accuracy"]], "*", markersize=14, color=color, markeredgecolor="black", markeredgewidth=0.6, label=named(f"{label}: best reward ({best['reward']:.3f})"), zorder=5)
     accurate = most_accurate_within(frame, run.target_latency_ms)
-    if legend and not many and accurate is not None and accurate["accuracy"] > best["accuracy"]:  # nas-search names it too
+    over = bool(best["front_latency_ms"] > run.target_latency_ms)  # False for no target (NaN)
+    if legend and not many and accurate is not None and int(accurate["number"]) != int(best["number"]) and (accurate["accuracy"] > best["accuracy"] or over):
+        # where nas-search's summary and nas-results show name it: more accurate than the best, or the best is over the target
         axes.plot([accurate["front_latency_ms"]], [accurate["accuracy"]], "D", markersize=8, color=color, markeredgecolor="black", markeredgewidth=0.6, label=f"{label}: most accurate within the target (#{int(accurate['number'])})", zorder=5)
 
 
@@ -219,8 +221,9 @@ def plot_front(
     """The accuracy/latency front of one run or several overlaid, with reference networks.
 
     Each search run: every successful trial (faint), its front (a step line, the best accuracy
-    reachable at each latency), its best-reward trial (a star) and, when a more accurate trial
-    meets the target (the soft reward pays for speed), that one (a diamond). Each NetAdapt run: its trajectory
+    reachable at each latency), its best-reward trial (a star) and the most accurate trial within the
+    target (a diamond) where that is more accurate than the best (the soft reward pays for speed) or
+    the best is over the target, as nas-search's summary names it. Each NetAdapt run: its trajectory
     of iterations and the refined network (a star). ``references`` is a frame of
     :func:`mobilenas.results.references.reference_points`. With ``latency="measured"`` points
     whose latency was not measured are hollow. ``groups`` (run label -> group, e.g. its

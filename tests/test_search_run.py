@@ -572,7 +572,7 @@ def test_the_most_accurate_architecture_within_the_target_is_named_where_it_is_n
     from mobilenas.results.plots import plot_front
 
     labels = [t.get_text() for t in plot_front(load_run(out)).axes[0].get_legend().get_texts()]
-    assert (f"{out.name}: most accurate within the target (#{accurate['number']})" in labels) == differs  # a diamond
+    assert (f"{out.name}: most accurate within the target (#{accurate['number']})" in labels) == named  # a diamond, where the summary names it
 
 
 def test_a_target_that_cannot_change_the_ranking_is_said_to_be_no_limit(cells: Path, tmp_path: Path, capsys) -> None:
