@@ -233,6 +233,15 @@ def test_weights_that_do_not_fit_are_one_line(tmp_path: Path, capsys: pytest.Cap
     assert not list(tmp_path.glob("*.checkpoint.pt"))  # refused before any training
     assert main(["mobilenetv3-small", "--weights", str(tmp_path / "none.pt")]) == 2
     assert f"no weights file at {tmp_path / 'none.pt'}" in capsys.readouterr().err
+    # a search's strategy checkpoint (plain pickle) given as weights: one line (torch's warning about its pickle protocol came first)
+    import pickle
+    import warnings
+
+    (tmp_path / "strategy.pt").write_bytes(pickle.dumps({"state": {"step": 3}}, protocol=5))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert main(["mobilenetv3-small", "--weights", str(tmp_path / "strategy.pt")]) == 2
+    assert "not a torch weights file" in capsys.readouterr().err
 
 
 def test_resume_refuses_other_initial_weights(tmp_path: Path) -> None:

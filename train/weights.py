@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -43,7 +44,9 @@ def load_weights(path: str | Path) -> StateDict:
     if not path.is_file():
         raise FileNotFoundError(f"no weights file at {path}")
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns of a pickle protocol it may not read, then refuses it in its error
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
         raise ValueError(f"{path}: {_unreadable(error)}") from None
     if isinstance(data, dict):
