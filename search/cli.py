@@ -137,7 +137,7 @@ def build_parser(prog: str) -> ArgumentParser:
     g.add_argument("--command", "--latency-command", dest="latency_command", default=S, metavar="TEMPLATE", help="for --backend command: a command run on {model} (an .onnx file) that prints milliseconds")
     g.add_argument("--device-name", default=S, metavar="NAME", help="name of the device a --command backend measures (as given to nas-latency build)")
     g.add_argument("--latency-threads", "--threads", dest="threads", type=positive_int, metavar="N", default=S, help="threads of the latency measurements (default 1, like MnasNet's single big core)")
-    g.add_argument("--input-size", type=positive_int, metavar="PX", default=S, help="deployment input resolution the latency is measured at (default 224)")
+    g.add_argument("--input-size", type=positive_int, metavar="PX", default=S, help="deployment input resolution the latency is measured at (default: the --table's, else 224)")
     g.add_argument("--force-device", action="store_true", default=S, help="use a latency table measured on another device")
 
     g = p.add_argument_group("execution (proxy trainings; a tabular search looks up its table in this process)")
@@ -193,6 +193,11 @@ def resolve_config(given: dict[str, Any], typed: Collection[str] | None = None) 
         raise UsageError("--space nb201 needs --benchmark CSV (a NAS-Bench-201 table such as nb201_cifar10_dev.csv.gz)")
     if config["benchmark"] and not tabular:
         raise UsageError(f"--benchmark is for the tabular space nb201, not --space {config['space']}; drop --space or give --space nb201")
+    if not tabular and config["latency_table"] and "input_size" not in given:  # (a resumed run gives its own)
+        from mobilenas.latency.table import table_input_size
+
+        # a table's own size, as nas-latency predict and netadapt take it (a 64 px table was refused for not being 224 px)
+        config["input_size"] = table_input_size(Path(config["latency_table"]).expanduser()) or DEFAULTS["input_size"]
     # options of the other kind of search would be silently ignored: refuse them instead
     ignored = [key for key in (NETWORK_ONLY if tabular else TABULAR_ONLY) if config[key] != DEFAULTS[key]]
     refuse_ineffective(ignored, "on a tabular search (accuracy and latency come from --benchmark)" if tabular else "without --space nb201 --benchmark CSV")

@@ -579,3 +579,20 @@ def test_a_crashed_trial_is_one_line_in_tunes_log() -> None:
     assert not keep.filter(logging.LogRecord("ray.tune.tune", logging.ERROR, __file__, 1, "Trials did not complete: %s", (["t"],), None))
     other = logging.LogRecord("ray.tune.tune", logging.ERROR, __file__, 1, "something else", (), None)
     assert keep.filter(other) and other.getMessage() == "something else"
+
+
+def test_a_table_given_sets_the_input_size_when_none_is_typed(space_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # a 32 px table given alone was refused for not being 224 px, where nas-latency and netadapt take its size
+    first = tmp_path / "first"
+    assert nas_search(_network_args(space_file, first, "--samples", "1", "--executor", "inline", "--no-measure")) == 0
+    table = json.loads((first / "manifest.json").read_text())["latency_table"]["path"]
+    args = [a for a in _network_args(space_file, tmp_path / "second", "--samples", "1", "--executor", "inline", "--no-measure", "--table", table)]
+    at = args.index("--input-size")
+    del args[at : at + 2]
+    capsys.readouterr()
+    assert nas_search(args) == 0, capsys.readouterr().err
+    manifest = json.loads((tmp_path / "second" / "manifest.json").read_text())
+    assert manifest["config"]["input_size"] == 32 and manifest["latency_table"]["path"] == table
+    third = [str(tmp_path / "third") if a == str(tmp_path / "second") else a for a in args]
+    assert nas_search([*third, "--input-size", "64"]) == 2  # typed: still checked against the table
+    assert "is a table for 32x32 inputs, not 64x64" in capsys.readouterr().err
