@@ -682,6 +682,10 @@ def _continue(refinement: Refinement, args: argparse.Namespace) -> int:
     return 0
 
 
+#: Where the measured speed-up and the table's differ by more than this (relative), the summary says so.
+TABLE_RATIO_TOLERANCE = 0.15
+
+
 def _print_summary(lines: list[dict[str, Any]], refined: dict[str, Any]) -> None:
     print(f"{'iter':>4}  {'pruned group':<34} {'width':>11}  {'target':>10}  {'latency':>10}  {'measured':>10}  {'acc pruned':>10}  {'acc tuned':>9}")
     for line in lines:
@@ -701,6 +705,12 @@ def _print_summary(lines: list[dict[str, Any]], refined: dict[str, Any]) -> None
     else:
         measured = f"measured {format_ms(start['measured_latency_ms'])} -> {format_ms(refined['measured_latency_ms'])}"
     print(f"refined: {format_ms(start['latency_ms'])} -> {format_ms(refined['latency_ms'])} by the table (budget {format_ms(refined['target_latency_ms'])}); {measured}")
+    by_table = refined["latency_ms"] / start["latency_ms"] if start.get("latency_ms") else None
+    if side.get("ratio") and by_table and abs(side["ratio"] / by_table - 1) > TABLE_RATIO_TOLERANCE:
+        effect = ("so it was pruned further than the budget needed (a larger --budget-ratio gives back accuracy)" if side["ratio"] < by_table
+                  else "so it may be slower than the budget when measured (a smaller --budget-ratio makes up for it)")
+        _log(f"note: measured side by side, the refined network takes {side['ratio']:.2f} of the start's time where the table said {by_table:.2f}:"
+             f" the table's correction, fitted on whole networks, fits the pruned ones less well here, {effect}")
     test = refined.get("test_accuracy")
     print(f"accuracy: validation {start['accuracy']:.4f} -> {refined['accuracy']:.4f}{after_final(refined)}" + (f"; test {test:.4f}" if test is not None else ""))
     print(f"architecture: {refined['notation']}")

@@ -380,3 +380,19 @@ def test_a_runs_own_weights_are_those_in_its_folder_that_nas_train_did_not_make(
     (run / "best.synthetic.metrics.json").write_text("{}")
     assert not in_run(str(run / "best.synthetic.pt"), str(best))
     assert not in_run(str(tmp_path / "w.pt"), str(best)) and not in_run(None, str(best)) and not in_run(str(run / "w.pt"), tiny_arch().to_notation())
+
+
+@pytest.mark.parametrize(("measured_ratio", "said"), [(0.61, "pruned further than the budget needed"), (0.90, "may be slower than the budget"), (0.76, None)])
+def test_the_summary_says_where_the_measured_speed_up_is_not_the_tables(measured_ratio: float, said: str | None, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from mobilenas.netadapt.cli import _print_summary
+
+    start = {"latency_ms": 2.66, "measured_latency_ms": 2.2, "accuracy": 0.3}
+    line = {"iteration": 0, "chosen": None, "target_latency_ms": None, "latency_ms": 2.66, "measured_latency_ms": 2.2, "accuracy_before_finetune": 0.3, "accuracy": 0.3}
+    refined = {"start": start, "latency_ms": 1.97, "target_latency_ms": 2.0, "measured_latency_ms": 2.0 * measured_ratio, "accuracy": 0.28, "final": "none",
+               "final_epochs": 0, "notation": "x", "run": str(tmp_path), "side_by_side": {"start_ms": 2.0, "refined_ms": 2.0 * measured_ratio, "ratio": measured_ratio}}
+    _print_summary([line], refined)
+    err = capsys.readouterr().err
+    if said is None:  # within 15% of the table's 0.74
+        assert "note: measured side by side" not in err
+    else:
+        assert f"the refined network takes {measured_ratio:.2f} of the start's time where the table said 0.74" in err and said in err
