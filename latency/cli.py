@@ -318,8 +318,9 @@ def _build(args: argparse.Namespace) -> int:
     return 0
 
 
-def _open_table(args: argparse.Namespace, space: Any | None) -> Any:
-    """``--table`` if it exists, else the (default or given) table of ``space``, created lazily."""
+def _open_table(args: argparse.Namespace, space: Any | None, *, create: bool = True) -> Any:
+    """``--table`` if it exists, else the (default or given) table of ``space``, created lazily;
+    without ``create``, a table that does not exist yet is a usage error (before any measuring)."""
     from mobilenas.latency.build import DEFAULT_LAZY_CORRECTION_SAMPLES, open_or_create_table
     from mobilenas.latency.table import LookupTable
 
@@ -338,6 +339,16 @@ def _open_table(args: argparse.Namespace, space: Any | None) -> Any:
         return table
     if space is None:
         raise FileNotFoundError(f"no latency table at {args.table}; build one with nas-latency build --space SPACE --table {shlex.quote(str(args.table))}")
+    if not create:
+        from mobilenas.latency.build import default_table_path
+        from mobilenas.latency.measure import OnnxRuntimeBackend
+
+        size = args.input_size or DEFAULT_INPUT_SIZE
+        target = args.table or default_table_path(space, backend or OnnxRuntimeBackend(), size)
+        if not Path(target).exists():
+            options = f"--space {shlex.quote(str(args.space))}" + (f" --input-size {size}" if size != DEFAULT_INPUT_SIZE else "") + (f" --threads {args.threads}" if args.threads != 1 else "")
+            raise UsageError(f"no latency table for these settings yet ({target}): an empty one would have no entries for ARCH; add --measure-missing to measure"
+                             f" what ARCH needs now, or build the table first (nas-latency build {options})")
     return open_or_create_table(
         space,
         args.table,
@@ -364,7 +375,7 @@ def _predict(args: argparse.Namespace) -> int:
         _, args.table, recorded = found
         frozen = Correction.from_dict(recorded) if recorded else None
         print(f"using the latency table of the run that wrote {args.arch}: {args.table}" + (" (with the correction that run froze)" if frozen else ""), file=sys.stderr)
-    table = _open_table(args, _space_default(args.space) if args.space else None)
+    table = _open_table(args, _space_default(args.space) if args.space else None, create=args.measure_missing)
     correction = frozen or table.correction
     start = time.perf_counter()
     rows = table.predict_breakdown(arch, measure_missing=args.measure_missing)

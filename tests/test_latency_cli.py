@@ -288,3 +288,14 @@ def test_fastest_and_calibrate_take_the_space_a_table_was_built_for(built_table,
     assert code == 2 and "not a built-in one: give the space with --space" in err and len(err.strip().splitlines()) == 1
     code, _, err = run(["calibrate"], capsys)
     assert code == 2 and "give --space NAME" in err
+
+
+def test_predict_without_a_table_says_so_before_measuring(tmp_path, monkeypatch, capsys) -> None:
+    # a default table that does not exist yet was created and its correction measured (33 s), and
+    # then the prediction failed for the entries an empty table lacks
+    monkeypatch.setenv("MOBILENAS_HOME", str(tmp_path / "home"))
+    assert main(["predict", "mobilenetv3-small", "--space", "mobilenetv3", "--input-size", "64", "--threads", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no latency table for these settings yet" in err
+    assert "add --measure-missing" in err and "nas-latency build --space mobilenetv3 --input-size 64 --threads 2" in err
+    assert not (tmp_path / "home").exists() or not any((tmp_path / "home").rglob("*.jsonl"))
