@@ -850,7 +850,7 @@ def _search(argv: Sequence[str] | None, prog: str, held: contextlib.ExitStack) -
         )
     print(
         f"{counted(len(trained), 'architecture')} evaluated ({stopped_early_words(stopped_early)}{summary['failed']} failed, {counted(duplicates, 'duplicate')} reused, "
-        f"{summary['rejected']} rejected by the latency filter) in {summary['wall_time_s']:.0f} s"
+        f"{summary['rejected']} rejected by the latency filter) in {summary['wall_time_s']:.0f} s" + (" (this session: the run was resumed)" if resume else "")
     )
     print()
     print("Pareto front (accuracy vs table latency):")
