@@ -227,7 +227,7 @@ def test_benchmark_one_tells_apart_strategies_from_files_of_one_name(greedy: Pat
         (tmp_path / folder).mkdir()
         (tmp_path / folder / "greedy.py").write_text(greedy.read_text())
     both = f"{tmp_path / 'a' / 'greedy.py'}:Greedy,{tmp_path / 'b' / 'greedy.py'}:Greedy"
-    common = ["--data", str(cells), "--columns", "latency_ms_toy", "--quantiles", "0.5", "--seeds", "1", "--queries", "15", "--cache", str(tmp_path / "cache"), "--no-write"]
+    common = ["--data", str(cells), "--columns", "latency_ms_toy", "--quantiles", "0.5", "--seeds", "2", "--queries", "15", "--cache", str(tmp_path / "cache"), "--no-write"]
     done = bench(*common, "--strategies", both, "--option", "a/greedy.py:Greedy.warmup=3")
     assert done.returncode == 0, done.stderr
     assert "\n| a/greedy.py:Greedy | " in done.stdout and "\n| b/greedy.py:Greedy | " in done.stdout
