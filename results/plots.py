@@ -183,9 +183,13 @@ def _scatter_by_source(axes: Axes, frame: pd.DataFrame, color: str, size: float,
         axes.scatter(hollow["front_latency_ms"], hollow["accuracy"], s=size, facecolors="none", edgecolors=color, alpha=alpha, marker=marker, label=label, zorder=3)
 
 
-def _draw_references(axes: Axes, references: pd.DataFrame) -> list[str]:
-    """References with an accuracy as points (a line per family across widths); others as x-axis markers."""
+def _draw_references(axes: Axes, references: pd.DataFrame, on_measured_axis: bool = False) -> list[str]:
+    """References with an accuracy as points (a line per family across widths); others as x-axis markers.
+
+    Their latency is the lookup table's: on a measured axis (``on_measured_axis``) they are hollow, as
+    the trials whose latency was not measured are, and their legend entries say so."""
     notes = []
+    by_table = " (table latency)" if on_measured_axis else ""
     placed = references[references["latency_ms"].notna()]
     for name in references.loc[references["latency_ms"].isna(), "name"]:
         row = references[references["name"] == name].iloc[0]
@@ -194,13 +198,15 @@ def _draw_references(axes: Axes, references: pd.DataFrame) -> list[str]:
     markers = ("s", "D", "^", "v", "P", "X")
     for index, (family, group) in enumerate(known.groupby("family", sort=False)):
         group = group.sort_values("latency_ms")
-        axes.plot(group["latency_ms"], group["accuracy"], linestyle=":", marker=markers[index % len(markers)], color=REFERENCE_COLOR, markersize=6, linewidth=1.0, label=f"{family} ({', '.join(sorted(set(group['accuracy_source'])))} accuracy)")
+        axes.plot(group["latency_ms"], group["accuracy"], linestyle=":", marker=markers[index % len(markers)], color=REFERENCE_COLOR, markersize=6, linewidth=1.0,
+                  markerfacecolor="none" if on_measured_axis else REFERENCE_COLOR, label=f"{family} ({', '.join(sorted(set(group['accuracy_source'])))} accuracy){by_table}")
         for row in group.itertuples():
             axes.annotate(str(row.name), (row.latency_ms, row.accuracy), xytext=(4, -9), textcoords="offset points", fontsize=6.5, color=REFERENCE_COLOR)
     unknown = placed[placed["accuracy"].isna()]
     if len(unknown):
         transform = axes.get_xaxis_transform()
-        axes.scatter(unknown["latency_ms"], np.zeros(len(unknown)), marker="^", s=45, color=REFERENCE_COLOR, transform=transform, clip_on=False, zorder=4, label="reference networks (latency only)")
+        axes.scatter(unknown["latency_ms"], np.zeros(len(unknown)), marker="^", s=45, facecolors="none" if on_measured_axis else REFERENCE_COLOR, edgecolors=REFERENCE_COLOR,
+                     transform=transform, clip_on=False, zorder=4, label=f"reference networks (latency only){by_table}")
         for row in unknown.itertuples():
             axes.axvline(row.latency_ms, color=REFERENCE_COLOR, linestyle=":", linewidth=0.7, alpha=0.6)
             axes.text(row.latency_ms, 0.03, f" {row.name}", rotation=90, transform=transform, fontsize=6.5, color=REFERENCE_COLOR, va="bottom", ha="center")
@@ -243,7 +249,7 @@ def plot_front(
         color, linestyle = styles[run.label]
         _draw_run(axes, run, latency, color, show_all, many, linestyle=linestyle, legend=not group_colors)
     _targets(axes, group, colors, shared="black" if group_colors else "tab:red")  # red is a group's colour there
-    notes = _draw_references(axes, references) if references is not None and len(references) else []
+    notes = _draw_references(axes, references, on_measured_axis=latency == "measured") if references is not None and len(references) else []
     drawn = [_drawn_accuracies(run, latency, show_all) for run in group]
     if references is not None and len(references):
         drawn.append(references.loc[references["latency_ms"].notna(), "accuracy"].to_numpy(dtype=float))

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from PIL import Image
@@ -267,6 +268,28 @@ def test_one_reference_accuracy_leaves_the_unasked_references_off_the_figure(sea
     assert set(unplaced["name"]) <= {"mobilenetv3-small"}
     assert "not placed (" in err and len(frame) < len(DEFAULT_REFERENCES)  # the tiny table lacks most of their ops
     assert "mobilenetv3-small" in set(frame["name"])
+
+
+def test_references_on_a_measured_axis_are_drawn_as_table_latencies(search: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    """Their latency is the table's: on the measured axis they are hollow and say so (drawn filled,
+    they read as measured, and the table's 36% over-prediction flipped their order with trials)."""
+    from mobilenas.results.plots import plot_front
+
+    out, _ = search
+    run = load_run(out)
+    # as reference_points places two (the tiny table lacks their ops: placed by hand)
+    frame = pd.DataFrame([
+        {"name": "mobilenetv3-small", "family": "mobilenetv3-small", "latency_ms": 1.0, "accuracy": 0.2, "accuracy_source": "given", "missing_ops": 0},
+        {"name": "mobilenetv2", "family": "mobilenetv2", "latency_ms": 2.0, "accuracy": float("nan"), "accuracy_source": "", "missing_ops": 0},
+    ])
+    for latency, said in (("measured", True), ("table", False)):
+        axes = plot_front(run, latency=latency, references=frame).axes[0]
+        labels = [t.get_text() for t in axes.get_legend().get_texts()]
+        reference = next(label for label in labels if label.startswith("mobilenetv3"))
+        assert reference.endswith("(table latency)") == said
+        line = next(line for line in axes.get_lines() if line.get_label() == reference)
+        assert (line.get_markerfacecolor() == "none") == said
+        assert (f"reference networks (latency only){' (table latency)' if said else ''}") in labels
 
 
 def test_compare_measured_shows_the_best_measured_latency(search: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
