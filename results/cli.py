@@ -576,6 +576,8 @@ def _references(args: argparse.Namespace) -> int:
         train_references,
     )
 
+    if not args.train:  # both are about the training
+        refuse_ineffective([key for key in ("retrain", "quiet") if getattr(args, key)], "without --train", alternative=", or add --train")
     run = load_run(args.run)
     accuracies = parse_accuracies(args.reference_accuracy)
     names = tuple(dict.fromkeys([*parse_names(args.references), *accuracies]))
@@ -702,6 +704,7 @@ def _figures(args: argparse.Namespace) -> int:
     run = load_run(args.run)
     out = Path(args.out) if args.out else run.path / "figures"
     check_writable_folder(out, f"--out {out}")
+    points = calibration_points(run, csv=args.calibration_csv, table=args.latency_table)  # a bad --calibration-csv: before any figure
     written = [save_figure(plot_front(run, latency=_latency(args, [run]), references=_reference_frame(run, args, default_all=True)), out / "front.png")]
     if isinstance(run, NetAdaptResults):
         written.append(save_figure(plot_netadapt_progress(run), out / "progress.png"))
@@ -710,7 +713,6 @@ def _figures(args: argparse.Namespace) -> int:
     else:
         written.append(save_figure(plot_reward_landscape(run), out / "reward_landscape.png"))
         written.append(save_figure(plot_convergence(run), out / "convergence.png"))
-    points = calibration_points(run, csv=args.calibration_csv, table=args.latency_table)
     if len(points):
         written.append(save_figure(plot_calibration(points), out / "calibration.png"))
     for path in written:

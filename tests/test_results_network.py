@@ -292,6 +292,16 @@ def test_references_on_a_measured_axis_are_drawn_as_table_latencies(search: tupl
         assert (f"reference networks (latency only){' (table latency)' if said else ''}") in labels
 
 
+def test_bad_options_are_refused_before_any_figure_or_work(search: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # figures wrote three figures before it read --calibration-csv; references ignored --retrain without --train
+    out, _ = search
+    assert nas_results(["figures", str(out), "--calibration-csv", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "figures")]) == 2
+    assert "nope.csv" in capsys.readouterr().err and not list((tmp_path / "figures").glob("*.png"))
+    for flag in ("--retrain", "--quiet"):
+        assert nas_results(["references", str(out), flag]) == 2
+        assert f"{flag} would have no effect without --train; drop it, or add --train" in capsys.readouterr().err
+
+
 def test_compare_measured_shows_the_best_measured_latency(search: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`compare --measured` says "latency by measurement where known": its best-latency column was the table's."""
     import shutil
