@@ -8,8 +8,10 @@
                            measure``), predicted as the search predicted them;
 ``iteration``              a NetAdapt run's networks, predicted with the run's frozen correction
                            and measured after every iteration;
-``table end-to-end``       the table's own end-to-end points, predicted now (the correction was
-                           fitted on these, so they flatter the table).
+``table end-to-end``       the table's own end-to-end points that the correction was fitted on,
+                           predicted now (they flatter the table);
+``table end-to-end, after the fit``  those measured since the correction was fitted (a NetAdapt run's
+                           networks, say): out of its sample, until it is fitted again.
 
 Each row has ``source``, ``notation``, ``fingerprint``, ``predicted_ms``, ``measured_ms``,
 ``error`` (``(predicted - measured) / measured``). :func:`calibration_summary` reports the
@@ -33,7 +35,7 @@ from mobilenas.results.search_run import SearchResults
 
 COLUMNS = ("source", "notation", "fingerprint", "predicted_ms", "measured_ms", "error")
 CALIBRATE_SOURCE = "nas-latency calibrate"
-SOURCES = (CALIBRATE_SOURCE, "trial", "iteration", "table end-to-end")
+SOURCES = (CALIBRATE_SOURCE, "trial", "iteration", "table end-to-end", "table end-to-end, after the fit")
 
 
 def read_calibration_csv(path: str | Path) -> pd.DataFrame:
@@ -123,12 +125,18 @@ def _fingerprint(notation: Any) -> str | None:
         return None
 
 
+#: ``source`` of the table's end-to-end points the correction was fitted on, and of those measured since.
+TABLE_FIT = "table end-to-end"
+TABLE_AFTER_FIT = "table end-to-end, after the fit"
+
+
 def _table_points(latency: RunLatency, exclude: set[str]) -> pd.DataFrame:
     from mobilenas.latency.table import MissingEntryError
 
     first: dict[str, Any] = {}
     for point in latency.table.end_to_end_points():
         first.setdefault(point.fingerprint, point)
+    fitted_at = str(getattr(latency.correction, "fitted_at", "") or "")
     rows = []
     for fingerprint, measured in latency.measured().items():
         if fingerprint in exclude:
@@ -138,8 +146,19 @@ def _table_points(latency: RunLatency, exclude: set[str]) -> pd.DataFrame:
             predicted = latency.predict(point.architecture())
         except (MissingEntryError, ValueError):
             continue  # an op of it is not in the table: nothing to compare
-        rows.append({"source": "table end-to-end", "notation": point.notation, "fingerprint": fingerprint, "predicted_ms": predicted, "measured_ms": measured})
+        after = _later(str(point.measured), fitted_at)
+        rows.append({"source": TABLE_AFTER_FIT if after else TABLE_FIT, "notation": point.notation, "fingerprint": fingerprint, "predicted_ms": predicted, "measured_ms": measured})
     return _finish(pd.DataFrame(rows, columns=["source", "notation", "fingerprint", "predicted_ms", "measured_ms"]))
+
+
+def _later(when: str, than: str) -> bool:
+    """Whether ISO time ``when`` is after ``than`` (False where either is missing or unreadable)."""
+    import datetime
+
+    try:
+        return datetime.datetime.fromisoformat(when) > datetime.datetime.fromisoformat(than)
+    except (TypeError, ValueError):
+        return False
 
 
 def calibration_summary(points: pd.DataFrame) -> pd.DataFrame:

@@ -509,7 +509,7 @@ def plot_calibration(points_frame: pd.DataFrame, *, title: str | None = None) ->
     line = np.linspace(low, high, 50)
     axes.fill_between(line, line * 0.9, line * 1.1, color="tab:blue", alpha=0.12, label="±10%")
     axes.plot(line, line, color="black", linewidth=0.8, label="predicted = measured")
-    markers = {"nas-latency calibrate": "o", "trial": "s", "iteration": "D", "table end-to-end": "^"}
+    markers = {"nas-latency calibrate": "o", "trial": "s", "iteration": "D", "table end-to-end": "^", "table end-to-end, after the fit": "v"}
     summary = calibration_summary(points_frame).set_index("source")
     for index, (source, group) in enumerate(points_frame.groupby("source", sort=False)):
         figures = summary.loc[source]

@@ -334,3 +334,18 @@ def test_a_table_made_before_layout_fingerprints_is_matched_by_its_default_name(
         table = LookupTable.create(folder / name, backend=OnnxRuntimeBackend(threads=1), input_size=32, space_name=space.name, space_fingerprint=space.fingerprint())
         assert table.built_for_another(space) is None  # the same space and class count
         assert LookupTable.load(folder / name).built_for_another(space.for_data(1000, 3)) == expected
+
+
+def test_end_to_end_points_measured_after_the_fit_are_told_apart(tmp_path) -> None:
+    # nas-results calibration called every point of the table "the correction's own fit points",
+    # also those a NetAdapt run measured after the fit (out of its sample)
+    from mobilenas.latency import Measurement, Spread
+    from mobilenas.results.calibration import TABLE_AFTER_FIT, TABLE_FIT, _table_points
+    from mobilenas.results.measured import RunLatency
+
+    table = hand_table(tmp_path, Correction())
+    table.record_end_to_end(two_block_arch(), Measurement(5.0, Spread.of([5.0]), 1, table.device.with_shape((1, 3, 32, 32))), refit=False)
+    for fitted_at, source in (("2020-01-01T00:00:00+00:00", TABLE_AFTER_FIT), ("2999-01-01T00:00:00+00:00", TABLE_FIT)):
+        correction = Correction(a=1.0, b=0.0, points=1, fitted=True, fitted_at=fitted_at)
+        points = _table_points(RunLatency(table, correction, table.path), set())
+        assert list(points["source"]) == [source]
