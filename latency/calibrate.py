@@ -330,7 +330,7 @@ def report_lines(report: CalibrationReport) -> list[str]:
     if report.in_run is not None and report.drift is not None:
         fresh = report.in_run
         lines += [
-            f"  machine drift      {report.drift:.3f}x the speed at which the correction was fitted (its architectures, measured again now)",
+            f"  machine drift      {report.drift:.3f}x as long as when the correction was fitted (its architectures, measured again now: below 1 is faster now)",
             f"  in-run correction  {Correction(**fresh['correction']).describe()}: MAPE {100 * fresh['mape']:.2f}%, "
             f"within ±5% {100 * fresh['within_5pct']:.1f}%, within ±10% {100 * fresh['within_10pct']:.1f}%",
         ]
