@@ -663,8 +663,15 @@ class LookupTable:
         if not todo:
             return 0
         backend = self.measuring_backend()
-        if not self.forced_device:
-            self.check_device(backend)
+        try:
+            self.check_device(backend)  # also when the table was forced: reading it is one thing, writing this device's timings into it another
+        except DeviceMismatchError as error:
+            if not self.forced_device:
+                raise
+            raise DeviceMismatchError(
+                f"latency table {self.path} is another device's (read with --force-device), and {len(todo)} entries it lacks would be measured"
+                f" here into it, mixing two devices' timings; build a table on this device (nas-latency build --space SPACE), or give one with those entries"
+            ) from error
         from mobilenas.cliutil import progress as progress_bar
 
         bar = progress_bar(total=len(todo), desc=desc, enabled=progress, unit="op")
