@@ -114,7 +114,7 @@ def build_parser(prog: str) -> ArgumentParser:
     build.add_argument("--correction-samples", type=nonnegative_int, default=None, help="architectures measured end to end to fit the correction (default: 20; below 8 it has no SE term, and commands that open the space's default table measure up to 8 first)")
     build.add_argument("--seed", type=seed_number, default=0, help="seed of the measuring order and of the correction's architectures (default: 0)")
     build.add_argument("--method", choices=METHODS, default=None, help="how entries are timed: behind a feeder layer, minus the feeder (in-context, default for runtimes in this process) or the op alone (isolated, default with --command)")
-    build.add_argument("--repeats", type=positive_int, default=None, help=f"timed runs per entry (default: {Method().repeats})")
+    build.add_argument("--repeats", type=positive_int, default=None, help=f"timed runs per entry (default: {Method().repeats}; 1 with --command, whose tool repeats inside)")
     build.add_argument("--refit-correction", action="store_true", help="forget the table's end-to-end points and fit the correction on new measurements")
     build.add_argument("--force-device", action="store_true", help="resume a table measured on another device anyway")
     build.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -292,9 +292,20 @@ def _build(args: argparse.Namespace) -> int:
     method = None
     if args.method is not None or args.repeats is not None:
         name = args.method or ("isolated" if args.command else "in-context")
-        method = Method(name=name, warmup=0 if args.command else Method().warmup, repeats=args.repeats or Method().repeats)
+        # a command's own default is one call per entry (its tool repeats inside), as a table made without --method has
+        method = Method(name=name, warmup=0 if args.command else Method().warmup, repeats=args.repeats or (backend.repeats if args.command else Method().repeats))
+    from mobilenas.latency.table import LookupTable, table_input_size
+
+    if args.table is not None and args.table.is_file() and samples > 0:
+        with warnings.catch_warnings():  # of another device: the build says so itself
+            warnings.simplefilter("ignore", UserWarning)
+            other = LookupTable.load(args.table, force=True).built_for_another(space)
+        if other:  # its ops can be shared; its correction would be refitted on this space's networks
+            raise UsageError(f"{args.table} was built for {other}: building space {space.name} into it would refit its correction on {space.name}'s"
+                             f" networks; give another --table, or --correction-samples 0 to add {space.name}'s ops alone")
+    size = args.input_size or (table_input_size(args.table) if args.table is not None else None) or DEFAULT_INPUT_SIZE
     set_resume_hint("the same nas-latency build command (a build resumes where it stopped)")
-    result = build_table(space, path=args.table, input_size=args.input_size or DEFAULT_INPUT_SIZE, backend=backend, progress=not args.quiet, correction_samples=samples, seed=args.seed, force_device=args.force_device, method=method, refit_correction=args.refit_correction)
+    result = build_table(space, path=args.table, input_size=size, backend=backend, progress=not args.quiet, correction_samples=samples, seed=args.seed, force_device=args.force_device, method=method, refit_correction=args.refit_correction)
     correction = result.correction
     payload = {
         "table": str(result.path),

@@ -59,6 +59,19 @@ def test_build_json_reports_entries_and_resumes(built_table, space_file, capsys)
     payload = json.loads(out)
     assert payload["measured"] == 0 and payload["reused"] == payload["entries"] > 20
     assert payload["correction"]["fitted"] and payload["table"] == str(built_table)
+    # without --input-size: the table's (it was refused for not being 224 px)
+    code, out, _ = run(["build", "--space", str(space_file), "--num-classes", "10", "--table", str(built_table), "--repeats", "3", "--correction-samples", "2", "--quiet", "--json"], capsys)
+    assert code == 0 and json.loads(out)["measured"] == 0
+
+
+def test_build_refuses_to_refit_another_spaces_table(built_table, tmp_path, capsys) -> None:
+    # it refitted the other space's correction on this space's networks, without a word
+    other = tmp_path / "other.jsonl"
+    shutil.copy(built_table, other)
+    before = other.read_text()
+    code, _, err = run(["build", "--space", "mobilenetv3", "--input-size", "32", "--table", str(other), "--quiet"], capsys)
+    assert code == 2 and "was built for space tiny: building space mobilenetv3 into it would refit its correction" in err and "--correction-samples 0" in err
+    assert other.read_text() == before
 
 
 def test_calibrate_json_has_the_names_scripts_rely_on(built_table, space_file, tmp_path, capsys) -> None:
