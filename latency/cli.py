@@ -103,7 +103,7 @@ def build_parser(prog: str) -> ArgumentParser:
 
     measure = sub("measure", "time an architecture end to end", "Time an architecture end to end: fixed input, warm-up, median of repeated runs, spread reported.")
     measure.add_argument("arch", metavar="ARCH", help="reference name (mobilenetv3-large, mobilenetv2@0.75), architecture/best.json file, or block notation")
-    measure.add_argument("--input-size", type=positive_int, default=224, help="square input resolution (default: 224)")
+    measure.add_argument("--input-size", type=positive_int, default=None, help="square input resolution (default: that of the run that wrote ARCH, a best.json or refined.json, else 224)")
     measure.add_argument("--num-classes", type=positive_int, default=None, help="replace the classifier's class count")
     _add_backend(measure)
     add_json_flag(measure)
@@ -206,10 +206,12 @@ def _main(argv: Sequence[str] | None, prog: str) -> int:
 
 def _measure(args: argparse.Namespace) -> int:
     from mobilenas.latency.measure import measure
-    from mobilenas.space.io import load_architecture
+    from mobilenas.space.io import load_architecture, result_input_size
 
     arch = load_architecture(args.arch, num_classes=args.num_classes)
     backend = _backend(args)
+    if args.input_size is None:  # a run's result: the size its latency is of (as predict takes the run's table)
+        args.input_size = result_input_size(args.arch) or DEFAULT_INPUT_SIZE
     result = measure(arch, backend, args.input_size)
     payload = {
         "architecture": arch.to_notation(),

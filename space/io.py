@@ -72,6 +72,21 @@ def result_file(path: Path) -> Path:
     return path
 
 
+def result_input_size(spec: str | Path) -> int | None:
+    """The input size a search's best.json or a NetAdapt run's refined.json (or the run folder
+    holding one) is for, the size its latency is of: the last dimension of its
+    ``preprocessing.input_shape``; None for any other architecture."""
+    text = str(spec).strip()
+    if not is_path(text):
+        return None
+    try:
+        data = json.loads(result_file(Path(text).expanduser()).read_text())
+        size = data["preprocessing"]["input_shape"][-1]
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return None
+    return size if isinstance(size, int) and not isinstance(size, bool) and size > 0 else None
+
+
 def load_architecture(spec: str | Path, *, num_classes: int | None = None) -> Architecture:
     """Resolve a reference name, a JSON file or a notation string (see the module docstring)."""
     text = str(spec).strip()

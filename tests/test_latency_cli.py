@@ -38,6 +38,16 @@ def test_umbrella_measure_json_has_latency_and_spread() -> None:
     assert payload["device"]["runtime"] == "onnxruntime"
 
 
+def test_measure_of_a_runs_result_is_at_the_size_its_latency_is_of(tmp_path, capsys) -> None:
+    # predict best.json took the run's 64 px table, measure best.json timed it at 224 px
+    best = tmp_path / "best.json"
+    best.write_text(json.dumps({"architecture": json.loads(tiny_arch().to_json()), "preprocessing": {"input_shape": [1, 3, 40, 40]}}))
+    code, out, _ = run(["measure", str(best), "--repeats", "3", "--warmup", "1", "--json"], capsys)
+    assert code == 0 and json.loads(out)["input_size"] == 40 and json.loads(out)["device"]["input_shape"] == [1, 3, 40, 40]
+    code, out, _ = run(["measure", str(best), "--input-size", "32", "--repeats", "3", "--warmup", "1", "--json"], capsys)
+    assert code == 0 and json.loads(out)["input_size"] == 32
+
+
 @pytest.fixture(scope="module")
 def space_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("space") / "tiny.json"

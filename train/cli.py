@@ -149,21 +149,6 @@ def trained_start_commands(spec: str, dataset_name: str, aside: str, data_flags:
     )
 
 
-def deployment_size(spec: str) -> int | None:
-    """The input size a search's best.json or a NetAdapt run's refined.json (or its run folder) is
-    for: the last dimension of its ``preprocessing.input_shape``; None for other architectures."""
-    from mobilenas.runs import read_json
-    from mobilenas.space.io import is_path, result_file
-
-    if not is_path(spec.strip()):
-        return None
-    try:
-        size = read_json(result_file(Path(spec.strip()).expanduser()))["preprocessing"]["input_shape"][-1]
-    except (OSError, ValueError, KeyError, TypeError, IndexError):
-        return None
-    return size if isinstance(size, int) and size > 0 else None
-
-
 def main(argv: Sequence[str] | None = None, prog: str = "nas-train") -> int:
     return run_main(lambda a: _main(a, prog), argv, prog)
 
@@ -254,7 +239,9 @@ def _main(argv: Sequence[str] | None, prog: str) -> int:
             named = result_weights(args.arch)
             if named is not None and named.is_file():
                 print(f"{prog}: from random weights; to fine-tune the weights {args.arch} names instead, add --weights {shlex.quote(str(named))}", file=sys.stderr)
-    export_size = args.export_size or deployment_size(args.arch) or data.input_size
+    from mobilenas.space.io import result_input_size
+
+    export_size = args.export_size or result_input_size(args.arch) or data.input_size
     if export_size != data.input_size and not args.json:
         from mobilenas.train.data import trained_elsewhere
 
