@@ -384,6 +384,10 @@ def _predict(args: argparse.Namespace) -> int:
     if args.table is None and args.space is None:
         found = run_latency_table(args.arch)
         if found is None:
+            lost = run_latency_table(args.arch, gone=True)
+            if lost is not None:  # a run's result whose table was moved or removed
+                raise UsageError(f"the latency table of the run that wrote {args.arch}, {lost[1]}, no longer exists; give --table PATH where it is now,"
+                                 " or --space NAME to use that space's default table")
             raise ValueError("give --table PATH, or --space NAME to use that space's default table")
         _, args.table, recorded = found
         frozen = Correction.from_dict(recorded) if recorded else None

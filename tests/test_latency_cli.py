@@ -144,6 +144,10 @@ def test_predict_finds_the_table_of_the_search_run_that_wrote_best_json(built_ta
     payload = json.loads(out)
     assert code == 0 and payload["latency_ms"] == pytest.approx(2.0 * payload["sum_ms"] + 0.5) and payload["correction"]["a"] == 2.0
     assert "(with the correction that run froze)" in err
+    # the run's table moved away: said so (it said only "give --table PATH, or --space NAME")
+    (run_dir / "manifest.json").write_text(json.dumps({"kind": "netadapt", "latency": {"table": str(run_dir / "moved.jsonl"), "correction": frozen}}))
+    code, _, err = run(["predict", str(run_dir / "best.json")], capsys)
+    assert code == 2 and f"the latency table of the run that wrote {run_dir / 'best.json'}, {run_dir / 'moved.jsonl'}, no longer exists" in err
     # a run of another kind (or none) leaves the choice to the user
     (run_dir / "manifest.json").write_text(json.dumps({"kind": "train", "latency": {"table": str(built_table)}}))
     code, _, err = run(["predict", str(run_dir / "best.json")], capsys)

@@ -121,14 +121,15 @@ def run_of(path: str | Path) -> tuple[Path, dict[str, Any]] | None:
     return (run, manifest) if isinstance(manifest, dict) else None
 
 
-def run_latency_table(path: str | Path) -> tuple[str, Path, dict[str, Any] | None] | None:
+def run_latency_table(path: str | Path, *, gone: bool = False) -> tuple[str, Path, dict[str, Any] | None] | None:
     """``(kind, table, correction)`` of the run that ``path`` is or holds a file of (its best.json or
     refined.json), when that run recorded a latency table that still exists; else ``None``.
 
     ``kind`` is ``search`` or ``netadapt``. ``correction`` is the one the run predicted with, as
     its manifest records it (a NetAdapt run's frozen one, a search's from its start): the table's
     own may have been refitted since, and would predict something else than the run reported;
-    ``None`` where the manifest has none.
+    ``None`` where the manifest has none. With ``gone``, the table is returned also where it no
+    longer exists (to say so).
     """
     found = run_of(path)
     if found is None:
@@ -148,7 +149,7 @@ def run_latency_table(path: str | Path) -> tuple[str, Path, dict[str, Any] | Non
             return None
     except AttributeError:  # a hand-edited manifest: a section that is not an object
         return None
-    if not recorded or not Path(recorded).is_file():
+    if not recorded or not (gone or Path(recorded).is_file()):
         return None
     usable = isinstance(correction, dict) and all(isinstance(correction.get(k), int | float) and not isinstance(correction.get(k), bool) for k in ("a", "b"))
     return str(kind), Path(recorded), correction if usable else None
