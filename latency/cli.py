@@ -21,6 +21,7 @@ from mobilenas.cliutil import (
     nonnegative_int,
     positive_int,
     print_json,
+    refuse_ineffective,
     run_main,
     seed_number,
     set_command_name,
@@ -73,6 +74,9 @@ def _backend(args: argparse.Namespace) -> Any:
 
     if args.backend == "command" and not args.command:
         raise ValueError("--backend command needs --command 'TEMPLATE' with a {model} placeholder")
+    if args.command:  # the command warms up and times as it does
+        refuse_ineffective([key for key, unset in (("warmup", None), ("timer", "auto")) if getattr(args, key, unset) != unset],
+                           "with --command (the benchmark command warms up and times the model itself)")
     note = latency_threads_note(args.threads, "--threads", command=args.command)
     if note:
         print(note, file=sys.stderr)

@@ -220,6 +220,8 @@ def test_info_describes_the_table(built_table, capsys) -> None:
         (["calibrate", "--space", "no-such-space"], "unknown search space 'no-such-space'"),
         (["build", "--space", "nb201"], "nb201 is the NAS-Bench-201 cell space of tabular searches (nas-search --space nb201 --benchmark CSV), whose latencies come from the benchmark's column"),
         (["measure", "mobilenetv2", "--backend", "command"], "needs --command"),
+        (["measure", "mobilenetv2", "--command", "bench {model}", "--warmup", "0", "--timer", "wall"],  # silently ignored, the output said 'timer command'
+         "--warmup, --timer would have no effect with --command (the benchmark command warms up and times the model itself)"),
         (["measure", "mobilenetv2", "--command", "python bench.py"], "no {model} placeholder"),
         (["measure", "mobilenetv2", "--backend", "torch", "--command", "bench {model}"], "--command cannot be combined with --backend torch"),
         (["build"], "the following arguments are required: --space"),
