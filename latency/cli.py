@@ -396,6 +396,8 @@ def _predict(args: argparse.Namespace) -> int:
         _, args.table, recorded = found
         frozen = Correction.from_dict(recorded) if recorded else None
         print(f"using the latency table of the run that wrote {args.arch}: {args.table}" + (" (with the correction that run froze)" if frozen else ""), file=sys.stderr)
+    if args.measure_missing:
+        set_interrupt_note("the ops measured so far are kept in the table; the same command measures the rest and predicts")
     table = _open_table(args, _space_default(args.space) if args.space else None, create=args.measure_missing)
     correction = frozen or table.correction
     start = time.perf_counter()
