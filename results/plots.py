@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import math
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -280,7 +281,9 @@ def plot_front(
         labels.append(off_axis)
     axes.legend(handles, labels, fontsize=7, loc="best", framealpha=0.85)
     if notes:
-        axes.text(0.99, 0.01, "not placed: " + "; ".join(notes), transform=axes.transAxes, fontsize=6, ha="right", va="bottom", color="0.35", wrap=True)
+        # under the axes and their label, where it hides no point (inside, it covered trials)
+        axes.annotate(textwrap.fill("not placed: " + "; ".join(notes), 130), xy=(1.0, 0.0), xycoords="axes fraction", xytext=(0, -34), textcoords="offset points",
+                      fontsize=6, ha="right", va="top", color="0.35")
     return figure
 
 
