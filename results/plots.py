@@ -460,7 +460,7 @@ def plot_convergence(run: SearchResults) -> Figure:
     reward_axes.set_ylabel("reward")
     reward_axes.set_title(f"{run.label}: {run.strategy} search, {len(run.trained())} architectures trained", fontsize=10)
     reward_axes.grid(alpha=0.3)
-    reward_axes.legend(fontsize=7, loc="lower right", ncol=2)
+    reward_axes.legend(fontsize=7, loc="best", ncol=2, framealpha=0.85)  # a fixed corner hid the lowest rewards (rejected ones among them)
 
     # the built-in strategies' statistics first; else the first a strategy of one's own reports
     # (not the bookkeeping that the orchestrator and the wrappers add to every log)
