@@ -127,7 +127,7 @@ def _check_reachable(address: str, shown: str, timeout_s: float) -> None:
     if not host or not port.isdigit():
         raise UsageError(f"--ray-address {shown!r}: expected HOST:PORT (the head node's GCS, e.g. 10.0.0.5:6379), ray://HOST:PORT or auto")
     try:
-        with socket.create_connection((host, int(port)), timeout=timeout_s) as connection:
+        with socket.create_connection((host, int(port)), timeout=timeout_s) as connection:  # a TLS cluster (RAY_USE_TLS) answers in TLS
             # A Ray cluster's GCS (and a Ray Client server, ray://) speaks gRPC: HTTP/2, whose server
             # answers a client's preface with a SETTINGS frame. Anything else there (a dashboard, a
             # web server, a proxy that accepts every connection) had Ray retry for minutes.
@@ -135,7 +135,8 @@ def _check_reachable(address: str, shown: str, timeout_s: float) -> None:
     except OSError as error:
         reason = error.strerror or str(error) or type(error).__name__
         raise UsageError(f"--ray-address {shown}: cannot connect ({reason}); start the cluster there (ray start --head) or drop --ray-address for a local Ray") from None
-    if len(reply) < 9 or reply[3] != HTTP2_SETTINGS:
+    tls = os.environ.get("RAY_USE_TLS", "").strip().lower() in ("1", "true") or reply[:1] in (b"\x15", b"\x16")  # a TLS record: gRPC over TLS
+    if not tls and (len(reply) < 9 or reply[3] != HTTP2_SETTINGS):
         what = ("it answers as a web server (is it the dashboard's port, 8265?)" if reply[:4] in (b"HTTP", b"<!DO", b"<htm", b"<HTM")
                 else f"no gRPC reply within {timeout_s:g} s" if not reply else "its reply is not gRPC")
         raise UsageError(f"--ray-address {shown}: something listens there, but not a Ray cluster ({what}); give the head node's GCS address "

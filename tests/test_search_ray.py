@@ -365,6 +365,20 @@ def test_an_address_where_no_ray_cluster_answers_fails_at_once(space_file: Path,
         quiet = f"127.0.0.1:{silent.getsockname()[1]}"
         with pytest.raises(UsageError, match=r"not a Ray cluster \(no gRPC reply within 0.5 s\)"):
             check_ray_address(quiet, timeout_s=0.5)
+        # a cluster with TLS (RAY_USE_TLS) answers a plain preface with a TLS alert: passed on to Ray
+        tls = socket.socket()
+        tls.bind(("127.0.0.1", 0))
+        tls.listen()
+
+        def alert() -> None:
+            connection, _ = tls.accept()
+            connection.recv(64)
+            connection.sendall(bytes([0x15, 0x03, 0x01, 0x00, 0x02, 0x02, 0x46, 0x00, 0x00]))
+            connection.close()
+
+        threading.Thread(target=alert, daemon=True).start()
+        check_ray_address(f"127.0.0.1:{tls.getsockname()[1]}", timeout_s=2)
+        tls.close()
     finally:
         web.shutdown()
         silent.close()
