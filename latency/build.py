@@ -203,6 +203,7 @@ def build_table(
     target = Path(path) if path is not None else default_table_path(space, backend, input_size)
     start = time.perf_counter()
     table = _open(target, space, backend, input_size, force_device, method)
+    table.measure_into_forced = force_device  # the build resumes that table, as asked
     wanted = space_signatures(space, input_size)
     todo = [s for s in wanted if s not in table]
     reused = len(wanted) - len(todo)

@@ -374,6 +374,8 @@ class LookupTable:
         self.skipped_lines = 0
         #: the user accepted this table on another device (``force=True``)
         self.forced_device = False
+        #: measure into a table of another device (forced): only what nas-latency build --force-device asks for
+        self.measure_into_forced = False
         self._warned_uncorrected = False
 
     # ------------------------------------------------------------------ construction
@@ -668,10 +670,15 @@ class LookupTable:
         except DeviceMismatchError as error:
             if not self.forced_device:
                 raise
+            if self.measure_into_forced:  # a build told to resume another device's table
+                return self._measure_all(todo, backend, progress, desc)
             raise DeviceMismatchError(
                 f"latency table {self.path} is another device's (read with --force-device), and {len(todo)} entries it lacks would be measured"
                 f" here into it, mixing two devices' timings; build a table on this device (nas-latency build --space SPACE), or give one with those entries"
             ) from error
+        return self._measure_all(todo, backend, progress, desc)
+
+    def _measure_all(self, todo: list[OpSignature], backend: LatencyBackend, progress: bool, desc: str) -> int:
         from mobilenas.cliutil import progress as progress_bar
 
         bar = progress_bar(total=len(todo), desc=desc, enabled=progress, unit="op")

@@ -197,6 +197,8 @@ def test_a_table_from_another_device_is_refused_unless_forced(tmp_path) -> None:
         forced.predict(wider, measure_missing=True)
     with pytest.warns(UserWarning, match="because it was forced"):
         assert len(LookupTable.load(table.path, force=True)) == len(forced)  # nothing appended
+    forced.measure_into_forced = True  # what nas-latency build --force-device asks for: resume that table here
+    assert forced.predict(wider, measure_missing=True) > 0 and len(forced) == 5
 
 
 def test_a_table_with_another_thread_count_is_refused(tmp_path) -> None:
