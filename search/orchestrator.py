@@ -68,7 +68,7 @@ from mobilenas.search.journal import (
 )
 from mobilenas.search.pareto import pareto_mask
 from mobilenas.search.rewards import RewardSpec, ZeroAccuracyPenalty
-from mobilenas.search.wrappers import SearchStopped, StrategyWrapper, WrapperEvent
+from mobilenas.search.wrappers import LatencyFilter, SearchStopped, StrategyWrapper, WrapperEvent
 
 CHECKPOINT = "strategy.pt"
 
@@ -168,6 +168,11 @@ class SearchRun:
         self.seed = int(seed)
         self.keep_weights = keep_weights
         self.on_update = on_update
+        wrapper = strategy
+        while isinstance(wrapper, StrategyWrapper):  # a latency filter rejecting many in a row: the bar's count moves
+            if isinstance(wrapper, LatencyFilter):
+                wrapper.on_rejections = self._notify
+            wrapper = wrapper.inner
         self.preprocessing = preprocessing  # what the best network expects of its input (network searches)
         self.trials: list[Trial] = []
         self.in_flight: dict[int, Submission] = {}

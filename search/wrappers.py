@@ -346,6 +346,10 @@ def _plain_observation(observation: Observation) -> dict[str, Any]:
 # --------------------------------------------------------------------------- latency filter
 
 
+#: How often a :class:`LatencyFilter` that rejects proposal after proposal says so (``on_rejections``).
+REJECTIONS_BETWEEN_CALLS = 50
+
+
 class LatencyFilter(StrategyWrapper):
     """Rejects proposals whose table latency exceeds ``limit_ms`` before they are evaluated.
 
@@ -370,6 +374,8 @@ class LatencyFilter(StrategyWrapper):
         self.penalty = _checked_penalty(penalty)
         self.max_consecutive_rejections = max_consecutive_rejections
         self._consecutive = 0
+        #: called every :data:`REJECTIONS_BETWEEN_CALLS` rejections in a row (a progress bar's count moves while ``ask`` spins)
+        self.on_rejections: Callable[[], None] | None = None
 
     def ask(self) -> Proposal:
         while True:
@@ -383,6 +389,8 @@ class LatencyFilter(StrategyWrapper):
             self.inner.tell(proposal.number, observation)
             self._record(WrapperEvent("rejected", proposal.number, proposal.indices, observation))
             self._consecutive += 1
+            if self.on_rejections is not None and self._consecutive % REJECTIONS_BETWEEN_CALLS == 0:
+                self.on_rejections()
             if self._consecutive >= self.max_consecutive_rejections:
                 self._consecutive = 0
                 raise NoFeasibleProposal(

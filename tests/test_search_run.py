@@ -654,6 +654,21 @@ def test_ctrl_c_before_the_run_folder_exists_says_there_is_nothing_to_resume(cel
     assert sum(r["source"] == "trained" for r in csv.DictReader((out / "trials.csv").open())) == 5
 
 
+def test_the_latency_filter_moves_the_progress_bar_while_it_rejects(cells: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # ask spun through rejection after rejection behind a frozen bar: the filter now calls the run's update
+    from mobilenas.search.orchestrator import SearchRun
+    from mobilenas.search.wrappers import LatencyFilter, StrategyWrapper
+
+    made: list[SearchRun] = []
+    real = SearchRun.__init__
+    monkeypatch.setattr(SearchRun, "__init__", lambda self, *a, **k: (real(self, *a, **k), made.append(self))[0])
+    assert nas_search(_args(cells, tmp_path / "run", "--samples", "5", "--strategy", "random", "--max-latency-ratio", "1")) == 0
+    wrapper = made[0].strategy
+    while isinstance(wrapper, StrategyWrapper) and not isinstance(wrapper, LatencyFilter):
+        wrapper = wrapper.inner
+    assert isinstance(wrapper, LatencyFilter) and wrapper.on_rejections == made[0]._notify
+
+
 def test_a_latency_filter_nothing_passes_is_refused_before_any_work(cells: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # it rejected 10,000 proposals in a row (minutes, a frozen progress bar) and then failed
     import pandas as pd

@@ -370,3 +370,20 @@ def test_ppo_with_deduplication_converges_on_a_tiny_space() -> None:
             dedup.tell(proposal.number, toy_observation(proposal.indices, (2, 2, 2)))
     assert len(handed) == len(set(handed)) <= 8
     assert (1, 1, 1) in handed  # the toy optimum: good_option(d, 2) == 1
+
+
+def test_a_filter_rejecting_many_in_a_row_says_so_as_it_goes() -> None:
+    # ask spun through thousands of rejections with the progress bar frozen
+    from mobilenas.search.wrappers import REJECTIONS_BETWEEN_CALLS
+
+    asked = []
+
+    def latency(indices: tuple[int, ...]) -> float:
+        asked.append(indices)
+        return 1.0 if len(asked) > 2 * REJECTIONS_BETWEEN_CALLS + 10 else 99.0  # over the limit until then
+
+    limit = LatencyFilter(make_strategy("random", [3, 3, 3], 0), latency, limit_ms=5.0)
+    calls: list[int] = []
+    limit.on_rejections = lambda: calls.append(limit.counts.get("rejected", 0))
+    limit.ask()
+    assert calls == [REJECTIONS_BETWEEN_CALLS, 2 * REJECTIONS_BETWEEN_CALLS]  # the count the bar shows, as it grows
