@@ -665,20 +665,16 @@ class LookupTable:
         if not todo:
             return 0
         backend = self.measuring_backend()
-        try:
-            self.check_device(backend)  # also when the table was forced: reading it is one thing, writing this device's timings into it another
-        except DeviceMismatchError as error:
-            if not self.forced_device:
-                raise
-            if self.measure_into_forced:  # a build told to resume another device's table
-                return self._measure_all(todo, backend, progress, desc)
-            raise DeviceMismatchError(
-                f"latency table {self.path} is another device's (read with --force-device), and {len(todo)} entries it lacks would be measured"
-                f" here into it, mixing two devices' timings; build a table on this device (nas-latency build --space SPACE), or give one with those entries"
-            ) from error
-        return self._measure_all(todo, backend, progress, desc)
-
-    def _measure_all(self, todo: list[OpSignature], backend: LatencyBackend, progress: bool, desc: str) -> int:
+        if not (self.forced_device and self.measure_into_forced):  # only a build resumes another device's table
+            try:
+                self.check_device(backend)  # also when the table was forced: reading it is one thing, writing this device's timings into it another
+            except DeviceMismatchError as error:
+                if not self.forced_device:
+                    raise
+                raise DeviceMismatchError(
+                    f"latency table {self.path} is another device's (read with --force-device), and {len(todo)} entries it lacks would be measured"
+                    f" here into it, mixing two devices' timings; build a table on this device (nas-latency build --space SPACE), or give one with those entries"
+                ) from error
         from mobilenas.cliutil import progress as progress_bar
 
         bar = progress_bar(total=len(todo), desc=desc, enabled=progress, unit="op")
