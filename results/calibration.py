@@ -35,7 +35,10 @@ from mobilenas.results.search_run import SearchResults
 
 COLUMNS = ("source", "notation", "fingerprint", "predicted_ms", "measured_ms", "error")
 CALIBRATE_SOURCE = "nas-latency calibrate"
-SOURCES = (CALIBRATE_SOURCE, "trial", "iteration", "table end-to-end", "table end-to-end, after the fit")
+#: ``source`` of the table's end-to-end points the correction was fitted on, and of those measured since.
+TABLE_FIT = "table end-to-end"
+TABLE_AFTER_FIT = "table end-to-end, after the fit"
+SOURCES = (CALIBRATE_SOURCE, "trial", "iteration", TABLE_FIT, TABLE_AFTER_FIT)
 
 
 def read_calibration_csv(path: str | Path) -> pd.DataFrame:
@@ -123,11 +126,6 @@ def _fingerprint(notation: Any) -> str | None:
         return Architecture.from_notation(str(notation)).fingerprint()
     except ValueError:
         return None
-
-
-#: ``source`` of the table's end-to-end points the correction was fitted on, and of those measured since.
-TABLE_FIT = "table end-to-end"
-TABLE_AFTER_FIT = "table end-to-end, after the fit"
 
 
 def _table_points(latency: RunLatency, exclude: set[str]) -> pd.DataFrame:

@@ -503,7 +503,12 @@ def plot_calibration(points_frame: pd.DataFrame, *, title: str | None = None) ->
         axes.set_xlabel("measured latency (ms, end to end)")
         axes.set_ylabel("predicted latency (ms, lookup table)")
         return figure
-    from mobilenas.results.calibration import calibration_summary
+    from mobilenas.results.calibration import (
+        CALIBRATE_SOURCE,
+        TABLE_AFTER_FIT,
+        TABLE_FIT,
+        calibration_summary,
+    )
 
     measured = points_frame["measured_ms"].to_numpy(dtype=float)
     predicted = points_frame["predicted_ms"].to_numpy(dtype=float)
@@ -512,11 +517,11 @@ def plot_calibration(points_frame: pd.DataFrame, *, title: str | None = None) ->
     line = np.linspace(low, high, 50)
     axes.fill_between(line, line * 0.9, line * 1.1, color="tab:blue", alpha=0.12, label="±10%")
     axes.plot(line, line, color="black", linewidth=0.8, label="predicted = measured")
-    markers = {"nas-latency calibrate": "o", "trial": "s", "iteration": "D", "table end-to-end": "^", "table end-to-end, after the fit": "v"}
+    markers = {CALIBRATE_SOURCE: "o", "trial": "s", "iteration": "D", TABLE_FIT: "^", TABLE_AFTER_FIT: "v"}
     summary = calibration_summary(points_frame).set_index("source")
     for index, (source, group) in enumerate(points_frame.groupby("source", sort=False)):
         figures = summary.loc[source]
-        note = " (the correction's own fit points)" if source == "table end-to-end" else ""
+        note = " (the correction's own fit points)" if source == TABLE_FIT else ""
         axes.scatter(group["measured_ms"], group["predicted_ms"], s=24, marker=markers.get(str(source), "o"), color=PALETTE[index % len(PALETTE)], edgecolors="black", linewidths=0.3,
                      label=f"{source}{note}: {len(group)}, MAPE {100 * figures['mape']:.1f}%", zorder=3)
     axes.set_xlim(low, high)
