@@ -56,7 +56,7 @@ from mobilenas.netadapt.core import (
 )
 from mobilenas.netadapt.groups import ArchitectureDescription, group_widths, prunable_groups
 from mobilenas.netadapt.pruning import shrink_model
-from mobilenas.runs import Journal, RunDir, TimeLimit, atomic_write_bytes, now_iso
+from mobilenas.runs import Journal, RunDir, TimeLimit, atomic_write_bytes, now_iso, read_json
 from mobilenas.space.arch import Architecture
 from mobilenas.space.builder import Network, build_model
 from mobilenas.torchutil import torch_threads
@@ -122,8 +122,9 @@ class LatencyModel(Protocol):
         """By the lookup table (missing entries measured on demand and added to it)."""
         ...
 
-    def measure(self, arch: Architecture) -> float | None:
-        """End to end on the device (``None`` where that cannot be done)."""
+    def measure(self, arch: Architecture, predicted: float | None = None) -> float | None:
+        """End to end on the device (``None`` where that cannot be done); timed again where far
+        from ``predicted`` (the table's latency)."""
         ...
 
     def measure_side_by_side(self, archs: list[Architecture]) -> list[float | None]:
@@ -378,7 +379,7 @@ class Refinement:
             model = load_into(arch, weights, size)
         accuracy = self.trainer.evaluate(model)
         latency_ms = self.latency.predict(arch)
-        measured = self.latency.measure(arch)
+        measured = self.latency.measure(arch, latency_ms)
         checkpoint = self._save_checkpoint(0, model.state_dict())
         self.history.append({
             "type": "iteration",
@@ -620,7 +621,7 @@ class Refinement:
             planned=planned,
         )
         new = step.point
-        measured = self.latency.measure(new.definition)
+        measured = self.latency.measure(new.definition, new.resource)
         checkpoint = self._save_checkpoint(number, new.state)
         winner = step.winner
         chosen_result = results[step.chosen]
@@ -691,13 +692,14 @@ class Refinement:
 
     def final_event(self) -> dict[str, Any] | None:
         events = [e for e in self.run.events.read() if e.get("type") == "final"]
-        return events[-1] if events and self.run.path(REFINED_JSON).is_file() else None
+        return events[-1] if events and self.run.path(REFINED_WEIGHTS).is_file() else None
 
     def finish(self, point: Point[Architecture, StateDict]) -> dict[str, Any]:
         """The long fine-tune (or retraining), final evaluation and the refined.* files."""
         done = self.final_event()
         if done is not None and done["refined"].get("iterations") == point.iteration:
-            return dict(done["refined"])  # (one for an earlier point was made before the run was extended)
+            # (one for an earlier point was made before the run was extended)
+            return self._refined_as_recorded(dict(done["refined"]))
         settings = self.settings
         size = self.trainer.input_size
         seed = derive_seed(settings.seed, "final")
@@ -781,6 +783,26 @@ class Refinement:
         except Exception as error:  # a plot is a convenience; never lose the run over it
             self.log(f"could not draw {TRAJECTORY_PNG}: {error}")
         self.run.events.append({"type": "final", "time": now_iso(), "refined": refined, "wall_time_s": result.wall_time_s})
+        return refined
+
+
+    def _refined_as_recorded(self, refined: dict[str, Any]) -> dict[str, Any]:
+        """A finished run's result as its final event recorded it, with its files in this run folder
+        (it may have been moved or copied since); refined.json written again where it is missing or
+        unreadable (the event log holds all of it)."""
+        root = self.run.root.resolve()
+        refined["run"] = str(root)
+        for key, name in (("weights", REFINED_WEIGHTS), ("onnx", REFINED_ONNX)):
+            if refined.get(key) and (root / name).is_file():
+                refined[key] = str(root / name)
+        path = self.run.path(REFINED_JSON)
+        try:
+            readable = isinstance(read_json(path), dict)
+        except (OSError, ValueError):
+            readable = False
+        if not readable:
+            self.run.write_json(REFINED_JSON, refined)
+            self.log(f"{REFINED_JSON} was {'unreadable' if path.exists() else 'missing'}: written again from the run's event log")
         return refined
 
 

@@ -8,6 +8,7 @@
     nas-results measure RUN                measure the front end to end (for --measured)
     nas-results calibration RUN            the latency table against end-to-end measurements
     nas-results figures RUN --out DIR      every figure of a run (the notebooks' figures)
+    nas-results notebook RUN               a copy of the run's notebook that reads it, to open in Jupyter
 
 RUN is a run directory written by ``nas-search`` or ``netadapt refine``.
 """
@@ -128,6 +129,16 @@ def build_parser(prog: str) -> ArgumentParser:
     calibration.add_argument("--latency-table", default=None, metavar="PATH", help="the run's latency table, if it moved since the run")
     add_json_flag(calibration)
 
+    notebook = commands.add_parser(
+        "notebook", help="write a notebook that reads a run (to open in Jupyter)",
+        description="Write a copy of the notebook for a run (pareto.ipynb for a search, netadapt.ipynb for a NetAdapt run) that reads that run "
+                    "wherever Jupyter is started, by default into the run's folder, and print how to open it.",
+        epilog="example:\n  nas-results notebook results/runs/search-20261129-101500-ab12\n  jupyter notebook results/runs/search-20261129-101500-ab12/pareto.ipynb",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    notebook.add_argument("run", nargs="?", metavar="RUN", help="run directory (default: the newest run under results/runs/)")
+    notebook.add_argument("--out", default=None, metavar="PATH", help="where to write it (default: RUN/pareto.ipynb or RUN/netadapt.ipynb)")
+    notebook.add_argument("--force", action="store_true", help="write over a notebook already there (your edits to it are lost)")
     figures = commands.add_parser("figures", help="write every figure of a run", description="Write every figure of a run as PNG files: the front, the reward landscape, the convergence, the calibration (search); the progress and the widths (NetAdapt).")
     figures.add_argument("run", nargs="?", metavar="RUN", help="run directory (default: the newest run under results/runs/)")
     figures.add_argument("--out", default=None, metavar="DIR", help="output folder (default: RUN/figures)")
@@ -148,7 +159,7 @@ def _main(argv: Sequence[str] | None, prog: str) -> int:
         parser.print_help()
         return 2
     set_command_name(f"{prog} {args.command}")
-    if args.command in ("show", "plot", "figures") and args.run is None:
+    if args.command in ("show", "plot", "figures", "notebook") and args.run is None:
         from mobilenas.results.load import DEFAULT_RUN_ROOTS, latest_run
 
         newest = latest_run(None)
@@ -158,7 +169,7 @@ def _main(argv: Sequence[str] | None, prog: str) -> int:
         print(f"no RUN given: the newest run, {newest}", file=sys.stderr)
     handler = {
         "show": _show, "plot": _plot, "compare": _compare, "references": _references, "measure": _measure,
-        "calibration": _calibration, "figures": _figures,
+        "calibration": _calibration, "figures": _figures, "notebook": _notebook,
     }[args.command]
     return int(handler(args) or 0)
 
@@ -325,13 +336,17 @@ def _print_netadapt(run: Any, summary: dict[str, Any], front: Any, args: argpars
         state = ", finished"
     elif run.extended:
         state = " (extended; refined.json is an earlier iteration's)"
+    elif run.refined_unreadable:
+        state = " (refined.json unreadable)"
     else:
         state = " (no refined.json yet)"
     print(f"  netadapt        from {run.source}; selection {run.selection}; {counted(summary['iterations'], 'iteration')}{state}")
     begun = summary["unfinished_iteration"]
     left = (f" (iteration {begun}: {summary['unfinished_proposals_done']} of its {counted(summary['unfinished_proposals_planned'], 'proposal')} done, kept)"
             if begun is not None else "")
-    if not run.finished:
+    if run.refined_unreadable and begun is None:
+        print(f"  unreadable      refined.json: netadapt refine --resume {shlex.quote(str(run.path))} writes it again (a finished run's from its event log)")
+    elif not run.finished:
         print(f"  not finished    {_unfinished(run.path, 'netadapt refine --resume')}{left}")
     elif summary.get("meets_budget") is False:
         limit = run.manifest.get("settings", {}).get("max_iterations")
@@ -717,6 +732,32 @@ def _figures(args: argparse.Namespace) -> int:
         written.append(save_figure(plot_calibration(points), out / "calibration.png"))
     for path in written:
         print(f"wrote {path}")
+    return 0
+
+
+def _notebook(args: argparse.Namespace) -> int:
+    import importlib.util
+
+    from mobilenas.results import notebook_for_run
+    from mobilenas.results.load import load_run
+    from mobilenas.results.netadapt_run import NetAdaptResults
+    from mobilenas.runs import atomic_write_json
+
+    run = load_run(args.run)
+    name = "netadapt" if isinstance(run, NetAdaptResults) else "pareto"
+    target = Path(args.out).expanduser() if args.out else run.path / f"{name}.ipynb"
+    if target.suffix != ".ipynb":
+        raise UsageError(f"--out {args.out}: a notebook's name ends in .ipynb (like {target.with_suffix('.ipynb').name})")
+    if target.is_dir():
+        raise UsageError(f"--out {args.out} is a folder; give the notebook's file name (like {target / (name + '.ipynb')})")
+    if target.exists() and not args.force:
+        raise UsageError(f"{target} exists (perhaps with your edits): open it with jupyter notebook {shlex.quote(str(target))}, or add --force to write it again")
+    check_writable_folder(target.parent, f"--out {target}")
+    atomic_write_json(target, notebook_for_run(name, run.path))
+    print(f"wrote {target} (reads {run.path.resolve()})")
+    print(f"open it: jupyter notebook {shlex.quote(str(target))}")
+    if importlib.util.find_spec("notebook") is None and importlib.util.find_spec("jupyterlab") is None:
+        print('Jupyter is not installed here: pip install -e ".[notebooks]" (from the mobilenas checkout) installs it', file=sys.stderr)
     return 0
 
 

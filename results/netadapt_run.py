@@ -89,7 +89,13 @@ class NetAdaptResults(RunBase):
     def extended(self) -> bool:
         """Finished once, then taken further (``netadapt refine --resume RUN --max-iterations N``) and
         not finished again: its ``refined.json`` is an earlier iteration's, so :attr:`refined` is None."""
-        return self.refined is None and (self.path / REFINED_JSON).is_file()
+        return self.refined is None and read_json_object(self.path / REFINED_JSON) is not None
+
+    @property
+    def refined_unreadable(self) -> bool:
+        """Its ``refined.json`` is there but cannot be read (``netadapt refine --resume`` writes a
+        finished run's again from its event log)."""
+        return self.refined is None and (self.path / REFINED_JSON).is_file() and read_json_object(self.path / REFINED_JSON) is None
 
     @property
     def last_iteration(self) -> int:
