@@ -243,6 +243,12 @@ def run_summary(run: RunResults, reference: ReferencePoint | None = None, latenc
         common.update(dict(zip(("unfinished_iteration", "unfinished_proposals_done", "unfinished_proposals_planned"), begun or (None, None, None), strict=True)))
         # the budget is met by the table's latency (what NetAdapt prunes by), up to float rounding
         common["meets_budget"] = bool(common["best_latency_ms"] <= run.target_latency_ms * (1 + 1e-9)) if refined else None
+        # Within the budget, the network the run delivers: the refined one (an iteration's accuracy
+        # after its short fine-tune, perhaps higher, was the best of its proposals on the same
+        # validation images, and those weights are not the run's result)
+        delivered = frame[frame["source"] == "refined"]
+        within = len(delivered) and float(delivered["front_latency_ms"].iloc[0]) <= target * (1 + 1e-9)
+        common["best_feasible_accuracy"] = float(delivered["accuracy"].iloc[0]) if within else math.nan
     return common
 
 
