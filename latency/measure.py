@@ -463,6 +463,12 @@ def network_module(arch: Architecture, input_size: int, seed: int = 0) -> nn.Mod
         return build_model(arch, input_size=input_size).eval()
 
 
+#: How far (a fraction) one end-to-end timing may lie from the table's prediction before it is
+#: timed twice more and the median kept (one timing on a machine busy for a moment can be far off);
+#: the table is within 10% for 100% of networks on this machine (benchmarks/latency_calibration.md).
+MEASUREMENT_RECHECK = 0.15
+
+
 def measure(arch: Architecture, backend: LatencyBackend | None = None, input_size: int = 224, *, batch_size: int = 1, repeats: int | None = None) -> Measurement:
     """End-to-end latency of ``arch`` (square ``input_size`` input, ``batch_size``) on ``backend``.
 

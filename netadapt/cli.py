@@ -561,6 +561,11 @@ def _refine(args: argparse.Namespace, prog: str, held: contextlib.ExitStack) -> 
     latency.fit_if_needed([arch, smallest])
     start_latency = latency.predict(arch)
     budget = args.target_latency if args.target_latency is not None else args.budget_ratio * start_latency
+    if start_latency <= budget:  # before the run folder: there is nothing to make
+        raise UsageError(
+            f"the network already meets the budget: {format_ms(start_latency)} by the table <= {format_ms(budget)}, so there is nothing to prune;"
+            f" give a budget below {format_ms(start_latency)} (--target-latency) or a --budget-ratio below 1"
+        )
     floor = check_budget(arch, budget, values["granularity"], latency.predict)
     settings = Settings(
         budget_ms=budget, start_latency_ms=start_latency, schedule=schedule, selection=values["selection"],
@@ -583,8 +588,6 @@ def _refine(args: argparse.Namespace, prog: str, held: contextlib.ExitStack) -> 
     held.enter_context(refinement.run.claim())
     _set_time_limit(refinement, values["time_limit"], began)
     _log(f"run directory: {out}")
-    if start_latency <= budget:
-        _log(f"the network already meets the budget ({format_ms(start_latency)} <= {format_ms(budget)}); nothing to prune")
     refinement.record_start(arch, start.weights)
     return _continue(refinement, args)
 
@@ -713,6 +716,12 @@ def _print_summary(lines: list[dict[str, Any]], refined: dict[str, Any]) -> None
              f" the table's correction, fitted on whole networks, fits the pruned ones less well here, {effect}")
     test = refined.get("test_accuracy")
     print(f"accuracy: validation {start['accuracy']:.4f} -> {refined['accuracy']:.4f}{after_final(refined)}" + (f"; test {test:.4f}" if test is not None else ""))
+    before = refined.get("accuracy_before_final")
+    if refined.get("final") in ("finetune", "retrain") and isinstance(before, (int, float)) and refined["accuracy"] < before:
+        chosen = len(lines[-1].get("proposals") or []) if lines else 0
+        _log(f"note: the final {'fine-tune' if refined['final'] == 'finetune' else 'retraining'} lowered validation accuracy from {before:.4f} to {refined['accuracy']:.4f}:"
+             f" the last iteration's figure was the best of {counted(chosen, 'proposal')} scored on the same validation images, so it is optimistic"
+             " (more so with few of them); the test accuracy was never used to choose")
     print(f"architecture: {refined['notation']}")
     print(f"refined.json: {Path(refined['run']) / 'refined.json'}")
     if refined.get("onnx"):  # what a user ships

@@ -55,9 +55,6 @@ from mobilenas.train.choices import (
 from mobilenas.units import counted, format_ms, format_time_limit
 
 DEFAULT_OUT_ROOT = Path("results") / "runs"
-#: How far (a fraction) the best's end-to-end latency may lie from the table's prediction before it
-#: is measured again; the table is within 10% for 100% of networks on this machine (benchmarks/latency_calibration.md).
-MEASUREMENT_RECHECK = 0.15
 NETWORK_SPACES = ("mobilenetv3", "mnasnet", "mnasnet-relu6")
 STRATEGY_NAMES = ("ppo", "reinforce", "evolution", "random", "tpe", "nsga2")
 REWARD_KINDS = ("soft", "hard", "custom", "absolute")
@@ -526,6 +523,7 @@ def _measure_best(setup: Setup, search: Any, say: Any) -> float | None:
     if setup.table is None or setup.config["no_measure"] or search.best is None:
         return None
     from mobilenas.latency import measure
+    from mobilenas.latency.measure import MEASUREMENT_RECHECK
     from mobilenas.space.arch import Architecture
 
     recorded = search.recorded_measurement()
@@ -557,6 +555,8 @@ def measurement_note(latencies: Sequence[float], value: float, predicted: float,
     its ``predicted`` table latency: a gap of more than 15%, or a gap of any size that puts the two
     on different sides of the ``target`` (the table says it misses, the measurement that it meets,
     or the other way round), which decides whether the winner can ship."""
+    from mobilenas.latency.measure import MEASUREMENT_RECHECK
+
     far = abs(value / predicted - 1) > MEASUREMENT_RECHECK
     sides = (predicted <= target) != (value <= target)
     if not (far or sides):
