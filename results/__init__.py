@@ -87,6 +87,20 @@ def notebook_path(name: str) -> Path:
     return Path(__file__).with_name(f"{name}.ipynb")
 
 
+def notebook_for_run(name: str, run: str | Path) -> dict:
+    """The notebook ``name`` (as JSON) with its parameters cell set to read ``run`` (an absolute
+    path): what ``nas-results notebook RUN`` writes, to open from anywhere."""
+    import json
+
+    notebook = json.loads(notebook_path(name).read_text(encoding="utf-8"))
+    cell = next(c for c in notebook["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+    lines = cell["source"] if isinstance(cell["source"], list) else cell["source"].splitlines(keepends=True)
+    index = next(i for i, line in enumerate(lines) if line.startswith("RUN_DIR = "))
+    lines[index] = f"RUN_DIR = {str(Path(run).resolve())!r}  # the run this copy was written for (nas-results notebook)\n"
+    cell["source"] = lines
+    return notebook
+
+
 __all__ = [
     "DEFAULT_REFERENCES",
     "LATENCY_KINDS",
@@ -108,6 +122,7 @@ __all__ = [
     "load_run",
     "load_runs",
     "measure_candidates",
+    "notebook_for_run",
     "notebook_path",
     "pareto_front",
     "points",

@@ -870,7 +870,7 @@ def _search(argv: Sequence[str] | None, prog: str, held: contextlib.ExitStack) -
     for line in _within_target_lines(search, setup.reward.kind, target):
         print(line)
     print(f"best.json: {run.path('best.json')}")
-    print(f"the front as a figure: nas-results plot {shlex.quote(str(run.root))} (writes {run.path('front.png')})")
+    print(f"the front as a figure: nas-results plot {shlex.quote(str(run.root))} (writes {run.path('front.png')}); in Jupyter: nas-results notebook {shlex.quote(str(run.root))}")
     if setup.data is not None and payload.get("weights"):
         print(_next_steps(run.path("best.json"), setup.data.name, config, setup.proxy_config.steps))
     return 0

@@ -376,6 +376,32 @@ def test_pareto_notebook_runs_on_tabular_runs(runs: dict[str, Path], tmp_path: P
     assert "a tabular run's latencies are measurements" in text
 
 
+def test_nas_results_notebook_writes_a_copy_that_reads_the_run_from_anywhere(runs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A review ran the session from its own folder: results/pareto.ipynb found no run there."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    run = tmp_path / "run"
+    shutil.copytree(runs["ppo-0"], run)
+    monkeypatch.delenv("MOBILENAS_RUN", raising=False)
+    monkeypatch.setenv("MOBILENAS_FIGURES", str(tmp_path / "figures"))
+    assert nas_results(["notebook", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert f"wrote {run / 'pareto.ipynb'} (reads {run.resolve()})\nopen it: jupyter notebook {run / 'pareto.ipynb'}\n" == out
+    elsewhere = tmp_path / "elsewhere"  # where the kernel runs: no run under it, none named in the environment
+    elsewhere.mkdir()
+    notebook = nbformat.read(run / "pareto.ipynb", as_version=4)
+    NotebookClient(notebook, kernel_name="python3", timeout=300, resources={"metadata": {"path": str(elsewhere)}}).execute()
+    errors = [o for c in notebook.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors and (tmp_path / "figures" / "front.png").is_file()
+    # written once: a second time would lose the user's edits
+    assert nas_results(["notebook", str(run)]) == 2
+    assert "pareto.ipynb exists (perhaps with your edits): open it with jupyter notebook" in capsys.readouterr().err
+    assert nas_results(["notebook", str(run), "--force", "--out", str(tmp_path / "mine.ipynb")]) == 0
+    assert nas_results(["notebook", str(run), "--out", str(tmp_path / "mine.txt")]) == 2
+    assert "a notebook's name ends in .ipynb" in capsys.readouterr().err
+
+
 def test_latest_run_is_the_newest_of_its_kind(tmp_path: Path) -> None:
     from mobilenas.results import latest_run
 

@@ -36,7 +36,7 @@ def test_tabular_search_writes_the_run_directory(cells: Path, tmp_path: Path, ca
     assert nas_search(_args(cells, out, "--samples", "25", "--strategy", "evolution", "--seed", "3")) == 0
     printed = capsys.readouterr().out
     assert "Pareto front" in printed and "best.json" in printed
-    hint = f"the front as a figure: nas-results plot {out} (writes {out / 'front.png'})"
+    hint = f"the front as a figure: nas-results plot {out} (writes {out / 'front.png'}); in Jupyter: nas-results notebook {out}"
     assert hint in printed
     from mobilenas.results.cli import main as nas_results
 
