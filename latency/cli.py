@@ -63,6 +63,10 @@ def _add_backend(parser: argparse.ArgumentParser, *, timing: bool = True) -> Non
     group.add_argument("--threads", type=positive_int, default=1, help="intra-op threads (default: 1, like MnasNet's single big core)")
     group.add_argument("--command", default=None, metavar="TEMPLATE", help="time models with this command instead; {model} is the exported .onnx file (also {threads}, {batch}, {channels}, {height}, {width})")
     group.add_argument("--device-name", default=None, metavar="NAME", help="name of the device a --command measures on (recorded in tables)")
+    if isinstance(parser, ArgumentParser):
+        parser.unknown_option_hints["--device"] = (
+            "latency is measured on this machine's CPU by --backend onnxruntime or torch, or anywhere by --backend command --command TEMPLATE;"
+            " --device-name names the device such a command measures on")
     if timing:
         group.add_argument("--repeats", type=positive_int, default=None, help="timed runs per model (default: 30)")
         group.add_argument("--warmup", type=nonnegative_int, default=None, help="untimed runs first (default: 5)")

@@ -45,7 +45,7 @@ from mobilenas.cliutil import (
     time_limit_s,
 )
 from mobilenas.errors import UsageError, did_you_mean
-from mobilenas.runs import RunDir, absolute_path, new_run_id
+from mobilenas.runs import RunDir, absolute_path, new_run_id, tables_folder_words
 from mobilenas.train.choices import (
     PROXY_BATCH_SIZE,
     PROXY_STEPS,
@@ -83,6 +83,10 @@ measured_latency_ms, target_latency_ms, reward, weights).
 def build_parser(prog: str) -> ArgumentParser:
     p = ArgumentParser(prog=prog, description="Latency-aware neural architecture search (MnasNet's controller and reward).", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_version_flag(p)
+    p.unknown_option_hints.update({
+        "--threads": "say which threads: --latency-threads N (the latency measurements) or --cpus-per-trial N (each proxy training)",
+        "--device": "nas-search's proxy trainings run on the CPU (nas-train and netadapt refine take --device cuda); --device-name names the device a --backend command measures on",
+    })
     S = argparse.SUPPRESS
     g = p.add_argument_group("target and reward")
     g.add_argument("--target-latency", type=duration_ms, default=S, metavar="DURATION", help="latency target on the device, e.g. 15ms or 0.015s (required unless --resume)")
@@ -129,11 +133,11 @@ def build_parser(prog: str) -> ArgumentParser:
     g.add_argument("--accuracy-unit", choices=("percent", "fraction"), default=S, help="how the CSV's accuracy columns are written: percent (85.3, default, as NAS-Bench-201) or fraction (0.853)")
 
     g = p.add_argument_group("latency")
-    g.add_argument("--table", "--latency-table", dest="latency_table", default=S, metavar="PATH", help="lookup table (default: one per space and device under ~/.cache/mobilenas/tables, built lazily)")
+    g.add_argument("--table", "--latency-table", dest="latency_table", default=S, metavar="PATH", help=f"lookup table (default: one per space and device under {tables_folder_words()}, built lazily)")
     g.add_argument("--backend", "--latency-backend", dest="latency_backend", choices=BACKENDS, default=S, help="how latency is measured: onnxruntime (default), torch, or command")
     g.add_argument("--command", "--latency-command", dest="latency_command", default=S, metavar="TEMPLATE", help="for --backend command: a command run on {model} (an .onnx file) that prints milliseconds")
     g.add_argument("--device-name", default=S, metavar="NAME", help="name of the device a --command backend measures (as given to nas-latency build)")
-    g.add_argument("--latency-threads", "--threads", dest="threads", type=positive_int, metavar="N", default=S, help="threads of the latency measurements (default 1, like MnasNet's single big core)")
+    g.add_argument("--latency-threads", dest="threads", type=positive_int, metavar="N", default=S, help="threads of the latency measurements (default 1, like MnasNet's single big core)")
     g.add_argument("--input-size", type=positive_int, metavar="PX", default=S, help="deployment input resolution the latency is measured at (default: the --table's, else 224)")
     g.add_argument("--force-device", action="store_true", default=S, help="use a latency table measured on another device")
 

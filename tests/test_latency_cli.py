@@ -225,9 +225,11 @@ def test_info_describes_the_table(built_table, capsys) -> None:
         (["measure", "mobilenetv2", "--command", "python bench.py"], "no {model} placeholder"),
         (["measure", "mobilenetv2", "--backend", "torch", "--command", "bench {model}"], "--command cannot be combined with --backend torch"),
         (["build"], "the following arguments are required: --space"),
-        # a name only labels what a --command measures; ``--device cuda`` is argparse's abbreviation of it
+        # a name only labels what a --command measures; ``--device cuda`` (once argparse's
+        # abbreviation of it) says where latency is measured
         (["measure", TINY, "--input-size", "32", "--device-name", "pixel7"], "--device-name 'pixel7' names the device a --command"),
-        (["measure", TINY, "--input-size", "32", "--backend", "torch", "--device", "cuda"], "drop --device-name, or add --command"),
+        (["measure", TINY, "--input-size", "32", "--backend", "torch", "--device", "cuda"],
+         "unrecognized arguments: --device cuda; latency is measured on this machine's CPU by --backend onnxruntime or torch"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(argv, message, capsys) -> None:

@@ -477,6 +477,12 @@ def test_a_misspelt_option_command_or_choice_gets_the_closest_one(capsys: pytest
         (mobilenas, ["show", "mobilenetv3-smal@0.75"], "nor an existing JSON file (did you mean 'mobilenetv3-small'?)"),
         (nas_search, ["--target-latency", "15ms", "--dataset", "cifar11"], "unknown data set 'cifar11' (did you mean 'cifar10'?): choose one of"),
         (nas_search, ["--target-latency", "15ms", "--strategy-option", "learning_rat=0.1"], "ppo.learning_rat: unknown option (did you mean 'learning_rate'?) (known:"),
+        # no abbreviations: --device had been taken for --device-name, --samp for --samples
+        (nas_search, ["--target-latency", "15ms", "--device", "cuda"], "nas-search's proxy trainings run on the CPU (nas-train and netadapt refine take --device cuda)"),
+        (nas_search, ["--target-latency", "15ms", "--samp", "3"], "unrecognized arguments: --samp 3; did you mean --samples?"),
+        # --threads is training threads in nas-train and netadapt: here, say which
+        (nas_search, ["--target-latency", "15ms", "--threads", "2"], "say which threads: --latency-threads N (the latency measurements) or --cpus-per-trial N"),
+        (nas_search, ["--target-latency", "15", "ms"], "unrecognized arguments: ms; write a duration as one word, like 15ms or 0.015s (not 15 ms)"),
     ]
     for main, argv, fragment in cases:
         assert main(argv) == 2
@@ -485,6 +491,11 @@ def test_a_misspelt_option_command_or_choice_gets_the_closest_one(capsys: pytest
     assert nas_search(["--target-latency", "15ms", "--frobnicate", "1"]) == 2  # nothing close: no guess
     assert "did you mean" not in capsys.readouterr().err
     assert mobilenas(["help", "search"]) == 0 and "usage: mobilenas search" in capsys.readouterr().out
+    # as the other commands: an unknown name is an error (it had printed the usage with exit 0),
+    # and so is no command at all (the usage, exit 2, as nas-latency or netadapt alone)
+    assert mobilenas(["help", "serach"]) == 2 and "unknown command 'serach' (did you mean 'search'?)" in capsys.readouterr().err
+    assert mobilenas(["--versoin"]) == 2 and "unknown option '--versoin' (did you mean '--version'?)" in capsys.readouterr().err
+    assert mobilenas([]) == 2 and "usage: mobilenas COMMAND" in capsys.readouterr().out
 
 
 def test_a_time_limit_passes_once_and_stays_passed() -> None:

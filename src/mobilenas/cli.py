@@ -39,9 +39,12 @@ def _usage() -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    if args[:1] == ["help"] and len(args) > 1 and args[1] in COMMANDS:
+    if args[:1] == ["help"] and len(args) > 1:
         args = [args[1], "--help"]  # mobilenas help search: search's help
-    if not args or args[0] in ("-h", "--help", "help"):
+    if not args:  # as the other commands without a subcommand: the usage, and a usage error's code
+        print(_usage())
+        return 2
+    if args[0] in ("-h", "--help", "help"):
         print(_usage())
         return 0
     if args[0] == "--version":
@@ -51,6 +54,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if name not in COMMANDS:
         from mobilenas.errors import did_you_mean
 
+        if name.startswith("-"):
+            print(f"mobilenas: error: unknown option {name!r}{did_you_mean(name, ('--help', '--version'))}; mobilenas itself takes --help, --version or a COMMAND, whose options follow it (see mobilenas --help)", file=sys.stderr)
+            return 2
         print(f"mobilenas: error: unknown command {name!r}{did_you_mean(name, COMMANDS)}; choose one of {', '.join(COMMANDS)} (see mobilenas --help)", file=sys.stderr)
         return 2
     module = importlib.import_module(COMMANDS[name][0])

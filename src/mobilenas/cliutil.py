@@ -38,8 +38,14 @@ class ArgumentParser(argparse.ArgumentParser):
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # No abbreviations: nas-search --device cuda had been taken for --device-name, and a
+        # command's options may grow (an abbreviation that works today is ambiguous tomorrow).
+        kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
         self._negative_number_matcher = re.compile(r"^-\.?\d")
+        #: what to say of an option this command does not have but a user may well type (an option
+        #: of another command that means something else here)
+        self.unknown_option_hints: dict[str, str] = {}
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
@@ -62,6 +68,11 @@ class ArgumentParser(argparse.ArgumentParser):
                 parser = sub
             message = f"unrecognized arguments: {' '.join(extras)}"
             unknown = next((extra.split("=", 1)[0] for extra in extras if extra.startswith("--")), None)
+            hints = getattr(parser, "unknown_option_hints", {})
+            if unknown in hints:
+                parser.error(f"{message}; {hints[unknown]}")
+            if unknown is None and extras[0].lower() in _UNITS:  # --target-latency 15 ms: the unit came apart
+                parser.error(f"{message}; write a duration as one word, like 15ms or 0.015s (not 15 ms)")
             options = [option for action in parser._actions for option in action.option_strings if option.startswith("--")]
             close = closest(unknown, options) if unknown else None
             parser.error(message + (f"; did you mean {close}?" if close else ""))
@@ -89,6 +100,10 @@ def _name_values(parser: argparse.ArgumentParser) -> None:
             name = named.get(action.type)
             if name is not None:
                 action.metavar = name
+
+
+#: Units a duration may be written in, which a shell splits off when typed apart ("15 ms").
+_UNITS = ("ms", "s", "us", "µs", "sec", "seconds", "msec", "min", "m", "h")
 
 
 def _chosen_subcommand(parser: argparse.ArgumentParser, parsed: argparse.Namespace) -> argparse.ArgumentParser | None:

@@ -48,6 +48,13 @@ def mobilenas_home() -> Path:
     return Path(os.environ.get("MOBILENAS_HOME") or "~/.cache/mobilenas").expanduser()
 
 
+def tables_folder_words() -> str:
+    """Where the latency tables are, as --help says it: ``$MOBILENAS_HOME/tables`` as now set."""
+    if os.environ.get("MOBILENAS_HOME"):
+        return f"$MOBILENAS_HOME/tables, here {mobilenas_home() / 'tables'}"
+    return "~/.cache/mobilenas/tables (or $MOBILENAS_HOME/tables)"
+
+
 def absolute_path(path: str | os.PathLike[str]) -> str:
     """``path`` as a run records it: ``~`` expanded and absolute, so ``--resume`` finds it from any folder."""
     return str(Path(path).expanduser().resolve())
