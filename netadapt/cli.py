@@ -13,6 +13,7 @@ import math
 import os
 import shlex
 import sys
+import textwrap
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -21,11 +22,13 @@ from typing import TYPE_CHECKING, Any
 
 from mobilenas.cliutil import (
     ArgumentParser,
+    KeepLinesFormatter,
     add_json_flag,
     add_version_flag,
     check_writable_folder,
     count_or_fraction,
     duration_ms,
+    examples,
     fraction,
     fraction_or_zero,
     image_pixels,
@@ -156,18 +159,25 @@ def build_parser(prog: str) -> ArgumentParser:
     refine = commands.add_parser(
         "refine",
         help="prune a network under a latency budget (NetAdapt, as MobileNetV3 used it)",
-        description=(
+        description=textwrap.fill(
             "Prune INPUT's channels, one group per iteration, until its latency by the lookup table meets the budget; "
             "each iteration fine-tunes one proposal per prunable group briefly and keeps the best; then a long fine-tune. "
             "Writes a run directory with refined.json (architecture, accuracy, latency_ms, measured_latency_ms, weights), "
-            "refined.onnx and the history of every iteration."
+            "refined.onnx and the history of every iteration.", 79
         ),
         epilog=(
-            "INPUT is a best.json written by nas-search (architecture and weights), an architecture JSON or block "
-            "notation plus --weights FILE, or a reference name (mobilenetv2, mobilenetv3-small@0.75, ...). Without "
-            "weights the network is trained from scratch first (--pretrain-epochs). Example: "
-            f"{prog} refine results/runs/RUN/best.json --target-latency 10ms"
+            "INPUT is a best.json written by nas-search (architecture and weights), an architecture JSON\n"
+            "or block notation plus --weights FILE, or a reference name (mobilenetv2, mobilenetv3-small@0.75,\n"
+            "...). Without weights the network is trained from scratch first (--pretrain-epochs).\n\n"
+            "examples:\n"
+            f"  {prog} refine results/runs/RUN/best.json --weights results/runs/RUN/best.synthetic.pt\n"
+            f"  {prog} refine results/runs/RUN/best.json --target-latency 10ms\n"
+            f"  {prog} refine mobilenetv3-small --budget-ratio 0.5 --dataset cifar10 --data-dir ~/data\n"
+            f"  {prog} refine results/runs/RUN/best.json --max-iterations 4 --workers 2   # shorter, 2 at once\n"
+            f"  {prog} refine --resume results/runs/netadapt-20261129-101500-ab12   # after Ctrl-C or a kill\n"
+            f"  {prog} describe results/runs/RUN/best.json   # the groups NetAdapt prunes"
         ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     refine.add_argument("input", nargs="?", metavar="INPUT", help="best.json, architecture JSON/notation, or reference name")
     refine.add_argument("--weights", metavar="FILE", help="a torch state_dict for INPUT (overrides best.json's weights)")
@@ -177,8 +187,8 @@ def build_parser(prog: str) -> ArgumentParser:
 
     data = refine.add_argument_group(
         "data (as nas-train and nas-search)",
-        "where INPUT is a search's best.json or a NetAdapt run's refined.json, the options left out (but --train-size) "
-        "take that run's values, --seed included, so the run's held-out validation images stay held out",
+        textwrap.fill("where INPUT is a search's best.json or a NetAdapt run's refined.json, the options left out (but --train-size) "
+                      "take that run's values, --seed included, so the run's held-out validation images stay held out", 77),
     )
     data.add_argument("--dataset", metavar="NAME_OR_PATH", help="synthetic (built in), cifar10, imagefolder, npz, or a path (default: the data of the run that wrote INPUT, else synthetic)")
     data.add_argument("--data-dir", metavar="DIR", help="where cifar10/imagefolder/npz data lie")
@@ -209,7 +219,7 @@ def build_parser(prog: str) -> ArgumentParser:
     algorithm.add_argument("--max-iterations", type=positive_int, metavar="N", help="stop after N iterations even if the budget is not met (with --resume, a higher N takes a stopped run further)")
 
     latency = refine.add_argument_group("latency")
-    latency.add_argument("--table", metavar="PATH", help="latency lookup table (default: the table of the run that wrote INPUT, a search or NetAdapt, when it was measured on this device, else this device's NetAdapt table; created if missing; missing entries are measured and added)")
+    latency.add_argument("--table", "--latency-table", dest="table", metavar="PATH", help="latency lookup table (default: the table of the run that wrote INPUT, a search or NetAdapt, when it was measured on this device, else this device's NetAdapt table; created if missing; missing entries are measured and added)")
     latency.add_argument("--backend", choices=("onnxruntime", "torch", "command"), help="runtime that measures new entries and end-to-end checks (default: onnxruntime)")
     latency.add_argument("--command", metavar="TEMPLATE", help="time models with this command instead ({model} is the exported .onnx file); see nas-latency --help")
     latency.add_argument("--device-name", metavar="NAME", help="name of the device a --command measures on")
@@ -242,6 +252,8 @@ def build_parser(prog: str) -> ArgumentParser:
             "expanded: an inverted residual's expanded width; head: the last 1x1 convolution and the hidden layer. "
             "min is the fewest channels NetAdapt may leave in the group (one --granularity step)."
         ),
+        formatter_class=KeepLinesFormatter,
+        epilog=examples(f"{prog} describe results/runs/RUN/best.json", f"{prog} describe mobilenetv3-small --granularity 4 --json"),
     )
     describe.add_argument("input", metavar="INPUT", help="best.json, architecture JSON/notation, or reference name")
     describe.add_argument("--granularity", type=positive_int, default=8, metavar="C", help="channel step (default: 8)")

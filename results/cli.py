@@ -25,9 +25,11 @@ from typing import Any
 
 from mobilenas.cliutil import (
     ArgumentParser,
+    KeepLinesFormatter,
     add_json_flag,
     add_version_flag,
     check_writable_folder,
+    examples,
     positive_int,
     print_json,
     refuse_ineffective,
@@ -74,7 +76,7 @@ def _add_reference_options(parser: argparse.ArgumentParser, default_help: str) -
     parser.add_argument("--references", default=None, metavar="NAMES", help=f"reference networks to place, comma-separated (mobilenetv2@0.75,mnasnet-a1,...), all, or none ({default_help})")
     parser.add_argument("--reference-accuracy", action="append", default=[], metavar="NAME=ACC", help="a reference's accuracy on your task (fraction), e.g. mobilenetv2=0.72; repeatable")
     parser.add_argument("--measure-missing", action="store_true", help="measure ops of the references that the latency table lacks (on the table's device; appended to the table)")
-    parser.add_argument("--latency-table", default=None, metavar="PATH", help="the run's latency table, if it moved since the run")
+    parser.add_argument("--latency-table", "--table", dest="latency_table", default=None, metavar="PATH", help="the run's latency table, if it moved since the run")
 
 
 def build_parser(prog: str) -> ArgumentParser:
@@ -82,13 +84,19 @@ def build_parser(prog: str) -> ArgumentParser:
     add_version_flag(parser)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
 
-    show = commands.add_parser("show", help="print a run's summary and Pareto table", description="Print a run's summary (strategy, target, trials, best, hypervolume) and its Pareto front; a NetAdapt run's iterations.")
+    show = commands.add_parser("show", help="print a run's summary and Pareto table", description="Print a run's summary (strategy, target, trials, best, hypervolume) and its Pareto front; a NetAdapt run's iterations.",
+                                 formatter_class=KeepLinesFormatter, epilog=examples("nas-results show results/runs/search-20261129-101500-ab12", "nas-results show   # the newest run here",
+                                                                                  "nas-results show RUN --measured --limit 10", "nas-results show RUN --json   # the summary and the front as one object"))
     show.add_argument("run", nargs="?", metavar="RUN", help="run directory (default: the newest run under results/runs/)")
     _add_axis_options(show)
     show.add_argument("--limit", type=positive_int, default=30, metavar="N", help="rows of the Pareto table to print (default: 30)")
     add_json_flag(show)
 
-    plot = commands.add_parser("plot", help="draw a run's front (PNG)", description="Draw a run's accuracy/latency front with its target and the reference networks on the same latency axis.")
+    plot = commands.add_parser("plot", help="draw a run's front (PNG)", description="Draw a run's accuracy/latency front with its target and the reference networks on the same latency axis.",
+                                 formatter_class=KeepLinesFormatter, epilog=examples("nas-results plot results/runs/search-20261129-101500-ab12   # writes RUN/front.png",
+                                                                                  "nas-results plot RUN --out front.png --measured --measure-missing",
+                                                                                  "nas-results plot RUN --references mobilenetv2@0.75,mobilenetv3-small \\",
+                                                                                  "    --reference-accuracy mobilenetv3-small=0.64"))
     plot.add_argument("run", nargs="?", metavar="RUN", help="run directory (default: the newest run under results/runs/)")
     plot.add_argument("--out", default=None, metavar="PNG", help="output file (default: RUN/front.png)")
     _add_axis_options(plot, hypervolume=False)
@@ -96,7 +104,9 @@ def build_parser(prog: str) -> ArgumentParser:
     plot.add_argument("--log-latency", action="store_true", help="logarithmic latency axis")
     plot.add_argument("--title", default=None, help="figure title")
 
-    compare = commands.add_parser("compare", help="overlay several runs' fronts and compare them", description="Overlay the fronts of several runs (strategies, seeds, targets) on one figure and print one row per run plus mean and std per group.")
+    compare = commands.add_parser("compare", help="overlay several runs' fronts and compare them", description="Overlay the fronts of several runs (strategies, seeds, targets) on one figure and print one row per run plus mean and std per group.",
+                                    formatter_class=KeepLinesFormatter, epilog=examples("nas-results compare results/runs/* --out fronts.png --by strategy",
+                                                                                     "nas-results compare RUN1 RUN2 --csv runs.csv --reference-point 0,30ms"))
     compare.add_argument("runs", nargs="+", metavar="RUN", help="run directories")
     compare.add_argument("--out", default="fronts.png", metavar="PNG", help="output figure (default: fronts.png)")
     compare.add_argument("--by", default=None, metavar="COLUMNS", help="group runs by these columns for mean and std, comma-separated (default: strategy, plus target_latency_ms when targets differ)")
@@ -105,7 +115,9 @@ def build_parser(prog: str) -> ArgumentParser:
     _add_reference_options(compare, "default: none")
     add_json_flag(compare)
 
-    references = commands.add_parser("references", help="reference networks on a run's latency axis", description="Place reference networks (MobileNetV2, MnasNet, MobileNetV3 and width multipliers) on a run's latency axis; optionally proxy-train them like the run's candidates.")
+    references = commands.add_parser("references", help="reference networks on a run's latency axis", description="Place reference networks (MobileNetV2, MnasNet, MobileNetV3 and width multipliers) on a run's latency axis; optionally proxy-train them like the run's candidates.",
+                                       formatter_class=KeepLinesFormatter, epilog=examples("nas-results references RUN", "nas-results references RUN --train   # proxy-trained as the run's candidates were",
+                                                                                        "nas-results references RUN --references mobilenetv2@0.5,mnasnet-a1 --measure-missing"))
     references.add_argument("run", metavar="RUN", help="run directory of a network search or a NetAdapt run")
     _add_reference_options(references, "default: all")
     references.add_argument("--train", action="store_true", help="proxy-train the references with the search's own proxy task (cached in RUN/references.json)")
@@ -113,33 +125,39 @@ def build_parser(prog: str) -> ArgumentParser:
     references.add_argument("--quiet", action="store_true", help="no progress bars")
     add_json_flag(references)
 
-    measure = commands.add_parser("measure", help="measure a search's front end to end", description="Measure architectures of a network search end to end on this machine (the latency table's device) and cache them in RUN/measured.jsonl, for --measured and the calibration plot.")
+    measure = commands.add_parser("measure", help="measure a search's front end to end", description="Measure architectures of a network search end to end on this machine (the latency table's device) and cache them in RUN/measured.jsonl, for --measured and the calibration plot.",
+                                    formatter_class=KeepLinesFormatter, epilog=examples("nas-results measure RUN   # the front", "nas-results measure RUN --trials 3,17,40 --rounds 5",
+                                                                                     "nas-results measure RUN --trials all"))
     measure.add_argument("run", metavar="RUN", help="run directory of a network search")
     measure.add_argument("--trials", default="front", metavar="WHICH", help="front (default), all, or trial numbers such as 3,17,40")
     measure.add_argument("--rounds", type=positive_int, default=3, help="interleaved rounds of timed runs (default: 3)")
     measure.add_argument("--remeasure", action="store_true", help="measure again architectures already measured")
-    measure.add_argument("--latency-table", default=None, metavar="PATH", help="the run's latency table, if it moved since the run")
+    measure.add_argument("--latency-table", "--table", dest="latency_table", default=None, metavar="PATH", help="the run's latency table, if it moved since the run")
     measure.add_argument("--quiet", action="store_true", help="no progress bar")
     add_json_flag(measure)
 
-    calibration = commands.add_parser("calibration", help="the latency table against measurements", description="Compare the run's lookup-table latencies with end-to-end measurements (the run's own, its table's, and calibration CSVs of nas-latency calibrate).")
+    calibration = commands.add_parser("calibration", help="the latency table against measurements", description="Compare the run's lookup-table latencies with end-to-end measurements (the run's own, its table's, and calibration CSVs of nas-latency calibrate).",
+                                        formatter_class=KeepLinesFormatter, epilog=examples("nas-results calibration RUN --out calibration.png",
+                                                                                         "nas-results calibration --csv calibration.csv   # of nas-latency calibrate"))
     calibration.add_argument("run", nargs="?", metavar="RUN", help="run directory (optional with --csv)")
     calibration.add_argument("--csv", action="append", default=[], metavar="PATH", help="a calibration.csv written by nas-latency calibrate (repeatable)")
     calibration.add_argument("--out", default=None, metavar="PNG", help="also draw predicted against measured latency")
-    calibration.add_argument("--latency-table", default=None, metavar="PATH", help="the run's latency table, if it moved since the run")
+    calibration.add_argument("--latency-table", "--table", dest="latency_table", default=None, metavar="PATH", help="the run's latency table, if it moved since the run")
     add_json_flag(calibration)
 
     notebook = commands.add_parser(
         "notebook", help="write a notebook that reads a run (to open in Jupyter)",
         description="Write a copy of the notebook for a run (pareto.ipynb for a search, netadapt.ipynb for a NetAdapt run) that reads that run "
                     "wherever Jupyter is started, by default into the run's folder, and print how to open it.",
-        epilog="example:\n  nas-results notebook results/runs/search-20261129-101500-ab12\n  jupyter notebook results/runs/search-20261129-101500-ab12/pareto.ipynb",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=examples("nas-results notebook results/runs/search-20261129-101500-ab12",
+                        "jupyter notebook results/runs/search-20261129-101500-ab12/pareto.ipynb"),
+        formatter_class=KeepLinesFormatter,
     )
     notebook.add_argument("run", nargs="?", metavar="RUN", help="run directory (default: the newest run under results/runs/)")
     notebook.add_argument("--out", default=None, metavar="PATH", help="where to write it (default: RUN/pareto.ipynb or RUN/netadapt.ipynb)")
     notebook.add_argument("--force", action="store_true", help="write over a notebook already there (your edits to it are lost)")
-    figures = commands.add_parser("figures", help="write every figure of a run", description="Write every figure of a run as PNG files: the front, the reward landscape, the convergence, the calibration (search); the progress and the widths (NetAdapt).")
+    figures = commands.add_parser("figures", help="write every figure of a run", description="Write every figure of a run as PNG files: the front, the reward landscape, the convergence, the calibration (search); the progress and the widths (NetAdapt).",
+                                    formatter_class=KeepLinesFormatter, epilog=examples("nas-results figures RUN   # into RUN/figures", "nas-results figures RUN --out figs --measured"))
     figures.add_argument("run", nargs="?", metavar="RUN", help="run directory (default: the newest run under results/runs/)")
     figures.add_argument("--out", default=None, metavar="DIR", help="output folder (default: RUN/figures)")
     figures.add_argument("--calibration-csv", action="append", default=[], metavar="PATH", help="a calibration.csv of nas-latency calibrate for the calibration figure (repeatable)")

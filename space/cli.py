@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from typing import Any
 
 from mobilenas.cliutil import (
     ArgumentParser,
+    KeepLinesFormatter,
     add_json_flag,
     add_version_flag,
+    examples,
     positive_int,
     print_json,
     run_main,
@@ -26,10 +29,16 @@ def build_parser(prog: str) -> ArgumentParser:
         prog=prog,
         description="Print an architecture's blocks, parameters, MACs and block notation.",
         epilog=(
-            f"NAME_OR_PATH is a reference ({', '.join(REFERENCES)}; add @0.75 for a width multiplier), "
-            "an architecture JSON file, a best.json/refined.json, or a notation string. "
-            f"'mobilenas show --space {'|'.join([*SPACES, 'nb201'])}' lists a search space's decisions."
+            textwrap.fill(
+                f"NAME_OR_PATH is a reference ({', '.join(REFERENCES)}; add @0.75 for a width multiplier), "
+                "an architecture JSON file, a best.json/refined.json, or a notation string. "
+                f"'mobilenas show --space {'|'.join([*SPACES, 'nb201'])}' lists a search space's decisions.", 79
+            ) + "\n\n"
+            + examples(f"{prog} mobilenetv3-small@0.75", f"{prog} results/runs/RUN/best.json --input-size 64",
+                       f"{prog} 'stem_k3_s2_c16_nhs | ir_k3_s2_e3_c24_nre | head_c576_h1024_o1000_nhs_d0.2_ghsig'",
+                       f"{prog} --space mobilenetv3   # the space's decisions")
         ),
+        formatter_class=KeepLinesFormatter,
     )
     add_version_flag(parser)
     parser.add_argument("arch", nargs="?", metavar="NAME_OR_PATH", help="the architecture to show")

@@ -29,6 +29,21 @@ EXIT_BROKEN_PIPE = 141  # what a shell reports for a process ended by SIGPIPE
 EXIT_TERMINATED = 143  # ... and by SIGTERM
 
 
+class KeepLinesFormatter(argparse.HelpFormatter):
+    """Descriptions and epilogs wrapped to the terminal, except those written with line breaks
+    (examples), which are kept as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if "\n" in text:
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+
+def examples(*lines: str) -> str:
+    """An ``examples:`` epilog of command lines (a trailing ``# comment`` stays on its line)."""
+    return "examples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """``argparse`` with a one-line error message that points at ``--help``.
 
