@@ -558,15 +558,17 @@ def plot_netadapt_progress(run: NetAdaptResults) -> Figure:
     accuracy_axes.set_title(f"{run.label}: NetAdapt from {source}", fontsize=10)
     accuracy_axes.grid(alpha=0.3)
     accuracy_axes.legend(fontsize=7)
-    for row in frame.itertuples():
-        if isinstance(row.chosen_group, str):
-            accuracy_axes.annotate(f"{row.chosen_group} {int(row.previous_width)}→{int(row.width)}", (row.iteration, row.accuracy), xytext=(3, 5), textcoords="offset points", fontsize=5.5, rotation=20, color="0.3")
+    for index, row in enumerate(frame.itertuples()):
+        if isinstance(row.chosen_group, str):  # above and below the line in turn, so that neighbours do not overlap
+            above = index % 2 == 1
+            accuracy_axes.annotate(f"{row.chosen_group} {int(row.previous_width)}→{int(row.width)}", (row.iteration, row.accuracy), xytext=(3, 5 if above else -7),
+                                   textcoords="offset points", fontsize=5.5, rotation=20 if above else -20, va="bottom" if above else "top", color="0.3")
     latency_axes.plot(frame["iteration"], frame["latency_ms"], "o-", color="tab:blue", label="lookup table (run's correction)")
     if frame["measured_latency_ms"].notna().any():
         latency_axes.plot(frame["iteration"], frame["measured_latency_ms"], "s--", color="tab:orange", label="measured end to end")
     targets = frame[frame["target_latency_ms"].notna()]
-    if len(targets):
-        latency_axes.step(targets["iteration"], targets["target_latency_ms"], where="mid", color="tab:purple", linewidth=1.0, label="iteration's target")
+    if len(targets):  # a bar at each iteration (a step line drew the first and last half as wide, and none for one iteration)
+        latency_axes.plot(targets["iteration"], targets["target_latency_ms"], "_", markersize=22, markeredgewidth=1.6, color="tab:purple", label="iteration's target")
     latency_axes.axhline(run.target_latency_ms, color="tab:red", linestyle="--", linewidth=1.1, label=f"budget {_ms(run.target_latency_ms)}")
     latency_axes.set_ylabel("latency (ms)")
     latency_axes.set_xlabel("iteration (0 = the starting network)")

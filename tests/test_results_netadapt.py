@@ -322,6 +322,14 @@ def test_the_progress_figure_counts_iterations_in_whole_numbers_even_with_one(ru
         ticks = [t for t in axes.get_xticks() if low <= t <= high]
         assert ticks and all(float(t).is_integer() for t in ticks), ticks
         assert low < rows["iteration"].min() and high > rows["iteration"].max()
+    # each iteration's target is drawn at that iteration, also where there is only one (a step
+    # line drew none for one iteration, and half of the first and the last)
+    for rows in (run.iterations.iloc[:2], run.iterations):
+        axes = plots.plot_netadapt_progress(dataclasses.replace(run, iterations=rows)).axes[1]
+        targets = next(line for line in axes.get_lines() if line.get_label() == "iteration's target")
+        assert list(targets.get_xdata()) == list(rows["iteration"].iloc[1:])
+        assert targets.get_marker() == "_" and targets.get_drawstyle() == "default"  # a mark at the iteration, not a step
+        assert list(targets.get_ydata()) == pytest.approx(list(rows["target_latency_ms"].iloc[1:]))
 
 
 def test_compare_json_keeps_counts_whole_beside_a_netadapt_run(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
