@@ -162,7 +162,12 @@ def _elapsed_s(run: SearchResults) -> float:
 
 
 def run_summary(run: RunResults, reference: ReferencePoint | None = None, latency: str = "table") -> dict[str, Any]:
-    """One run's figures (what ``nas-results show --json`` prints under ``summary``)."""
+    """One run's figures (what ``nas-results show --json`` prints under ``summary``).
+
+    ``training_time_s`` is the sum of the trainings' own times (a search's trials, which run side by
+    side with several workers; a NetAdapt run's iterations); ``elapsed_s``, a search's time from
+    its start to its last result.
+    """
     reference = reference or default_reference_point(run)
     frame = points(run, latency)
     front = front_of(frame)
@@ -210,7 +215,7 @@ def run_summary(run: RunResults, reference: ReferencePoint | None = None, latenc
             "best_feasible_number": int(accurate["number"]) if accurate is not None else None,
             "best_feasible_latency_ms": float(accurate["front_latency_ms"]) if accurate is not None else math.nan,
             "trials_to_best": int((run.trained()["number"] == best_row["number"]).to_numpy().argmax()) + 1 if best_row is not None else None,
-            "wall_time_s": float(run.trials.loc[run.trials["source"] == "trained", "wall_time_s"].sum()),
+            "training_time_s": float(run.trials.loc[run.trials["source"] == "trained", "wall_time_s"].sum()),
             "elapsed_s": _elapsed_s(run),
         })
     else:
@@ -234,7 +239,7 @@ def run_summary(run: RunResults, reference: ReferencePoint | None = None, latenc
             "test_accuracy": number_or_nan(refined.get("test_accuracy")) if refined else math.nan,
             "best_architecture": refined.get("notation") if refined else (str(iterations["notation"].iloc[-1]) if len(iterations) else None),
             "trials_to_best": None,
-            "wall_time_s": float(iterations["wall_time_s"].sum()) if len(iterations) else 0.0,
+            "training_time_s": float(iterations["wall_time_s"].sum()) if len(iterations) else 0.0,
             "time_limit_s": run.time_limit_s,
         })
         # an iteration begun and not committed (killed, or stopped by --time-limit): its finished
