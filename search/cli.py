@@ -507,7 +507,7 @@ def _progress_hook(config: dict[str, Any], total: int) -> tuple[Any, Any]:
         if left is not None:
             postfix["time_left"] = left
         if best is not None:
-            postfix.update(best=f"{best.reward:.4f}", acc=f"{best.accuracy:.3f}", lat=f"{best.latency_ms:.2f}ms")
+            postfix.update(best=f"{best.reward:.4f} (acc {best.accuracy:.3f}, {best.latency_ms:.2f}ms)")  # the best trial's, not the latest's
         counts = getattr(search.strategy, "counts", {})
         if counts:
             postfix.update({k: str(v) for k, v in counts.items() if k in ("duplicate", "rejected")})  # tqdm shows 10000 as 1e+4
