@@ -89,11 +89,24 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
                 "token authentication (Ray's default for clusters started by ray.init), set RAY_AUTH_MODE=token here too"
             ) from None
         started = True
+    _no_colour_reset_at_exit()
     try:
         yield
     finally:
         if started:
             ray.shutdown()
+
+
+def _no_colour_reset_at_exit() -> None:
+    """Ray imports colorama and calls its init, which writes a colour reset (ESC[0m) on a line of
+    its own to a terminal when the process exits, after a command's last line: undone."""
+    import atexit
+
+    for name in ("colorama.initialise", "ray.thirdparty_files.colorama.initialise"):
+        module = sys.modules.get(name)
+        reset_all = getattr(module, "reset_all", None)
+        if callable(reset_all):
+            atexit.unregister(reset_all)
 
 
 def check_ray_address(address: str | None, timeout_s: float = 5.0) -> None:

@@ -282,6 +282,36 @@ def test_a_local_ray_starts_quietly_with_token_authentication_on_the_loopback_in
     assert "Token authentication" not in done.stderr, done.stderr
 
 
+def test_no_colour_reset_is_written_to_the_terminal_after_the_last_line(tmp_path: Path) -> None:
+    """Ray's colorama writes ESC[0m on a line of its own to a terminal at exit, after nas-search's
+    summary (a review saw it); the session undoes that. The output goes to a pseudo-terminal."""
+    import pty
+
+    code = (
+        "from ray import tune\n"  # what nas-search imports: Tune pulls in colorama's init
+        "from mobilenas.search.execution import ray_session\n"
+        "with ray_session(None, num_cpus=1):\n"
+        "    pass\n"
+        "print('the last line')\n"
+    )
+    env = {**os.environ, "HOME": str(tmp_path)}
+    master, slave = pty.openpty()
+    process = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=slave, stderr=subprocess.DEVNULL)
+    os.close(slave)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # the other end closed
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(master)
+    assert process.wait(timeout=120) == 0
+    assert output.endswith(b"the last line\r\n") and b"\x1b[0m" not in output, output[-200:]
+
+
 def test_a_search_joins_a_ray_cluster_on_this_machine(space_file: Path, tmp_path: Path) -> None:
     """--ray-address: the trials run on the cluster given (a head on 127.0.0.1 started by another
     process, with Ray's token authentication), not on a Ray of the search's own."""
