@@ -146,7 +146,7 @@ def build_parser(prog: str) -> ArgumentParser:
     calibrate.add_argument("--samples", type=positive_int, default=50, help="architectures to sample (default: 50)")
     calibrate.add_argument("--table", type=Path, default=None, metavar="PATH", help="table file (default: the space's default table, created and filled on demand)")
     calibrate.add_argument("--out", type=Path, default=None, metavar="DIR", help="output directory (default: ./calibration-<space>-<size>px)")
-    calibrate.add_argument("--seed", type=seed_number, default=1, help="seed of the sampled architectures (default: 1)")
+    calibrate.add_argument("--seed", type=seed_number, default=1, help="seed of the sampled architectures (default: 1, not build's 0, so that they are not the networks the table's correction was fitted on)")
     calibrate.add_argument("--rounds", type=positive_int, default=10, help="interleaved rounds of end-to-end runs (default: 10)")
     calibrate.add_argument(
         "--anchors", action=argparse.BooleanOptionalAction, default=True,
