@@ -21,7 +21,8 @@ DataFrames of a :class:`NetAdaptResults`:
                 ``previous_width``, ``width``, ``latency_ms``, ``target_met``,
                 ``accuracy_before_finetune``, ``accuracy``, ``score``, ``dominated`` (another
                 proposal was as accurate or more and as fast or faster: not eligible under
-                ``accuracy-per-latency``), ``status``, ``chosen``.
+                ``accuracy-per-latency``), ``status``, ``chosen``, ``committed`` (False for the
+                finished proposals of an iteration in progress or interrupted: no score yet).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ ITERATION_COLUMNS = (
 )
 PROPOSAL_COLUMNS = (
     "iteration", "group", "previous_width", "width", "latency_ms", "target_met", "accuracy_before_finetune", "accuracy",
-    "score", "dominated", "status", "chosen",
+    "score", "dominated", "status", "chosen", "committed",
 )
 _FLOATS = ("target_latency_ms", "latency_ms", "measured_latency_ms", "accuracy_before_finetune", "accuracy", "previous_accuracy", "wall_time_s")
 
@@ -255,7 +256,10 @@ def read_netadapt_run(path: Path, manifest: dict[str, Any], label: str) -> NetAd
                 "dominated": bool(proposal.get("dominated", False)),  # runs before the rule have no flag
                 "status": proposal.get("status"),
                 "chosen": index == chosen_index,
+                "committed": True,
             })
+    last = int(lines[-1]["iteration"]) if lines else None
+    proposal_rows += _proposals_in_progress(path, last) if last is not None else []
     iterations = pd.DataFrame(iteration_rows, columns=list(ITERATION_COLUMNS))
     for column in _FLOATS:
         iterations[column] = pd.to_numeric(iterations[column], errors="coerce").astype(float)
@@ -281,6 +285,39 @@ def read_netadapt_run(path: Path, manifest: dict[str, Any], label: str) -> NetAd
         proposals=proposals_frame,
         refined=refined,
     )
+
+
+def _proposals_in_progress(path: Path, last: int) -> list[dict[str, Any]]:
+    """The finished proposals of an iteration begun after the ``last`` committed one (a run killed
+    or stopped by its time limit mid-iteration; a resume keeps them): rows of ``proposals`` with
+    ``committed`` False, no score yet (that is given when the iteration is committed)."""
+    planned: dict[int, dict[str, Any]] = {}
+    rows: dict[int, dict[str, Any]] = {}
+    for event in Journal(path / EVENTS).read():
+        if event.get("iteration") != last + 1:
+            continue
+        if event.get("type") == "plan":  # a newer plan replaces an older one
+            planned = {int(p.get("index", -1)): p for p in event.get("proposals") or [] if isinstance(p, dict)}
+            rows = {}
+        elif event.get("type") == "proposal" and planned:
+            index = int(event.get("index", -1))
+            plan = planned.get(index, {})
+            rows[index] = {
+                "iteration": last + 1,
+                "group": event.get("group", plan.get("group")),
+                "previous_width": plan.get("previous_width"),
+                "width": event.get("width", plan.get("width")),
+                "latency_ms": event.get("latency_ms", plan.get("latency_ms")),
+                "target_met": plan.get("target_met"),
+                "accuracy_before_finetune": event.get("accuracy_before_finetune"),
+                "accuracy": event.get("accuracy"),
+                "score": None,
+                "dominated": False,
+                "status": event.get("status"),
+                "chosen": False,
+                "committed": False,
+            }
+    return [rows[i] for i in sorted(rows)]
 
 
 def _history_lines(path: Path) -> list[dict[str, Any]]:
