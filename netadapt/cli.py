@@ -173,8 +173,8 @@ def build_parser(prog: str) -> ArgumentParser:
             f"  {prog} refine results/runs/RUN/best.json --weights results/runs/RUN/best.synthetic.pt\n"
             f"  {prog} refine results/runs/RUN/best.json --target-latency 10ms\n"
             f"  {prog} refine mobilenetv3-small --budget-ratio 0.5 --dataset cifar10 --data-dir ~/data\n"
-            f"  {prog} refine results/runs/RUN/best.json --max-iterations 4 --workers 2   # shorter, 2 at once\n"
-            f"  {prog} refine --resume results/runs/netadapt-20261129-101500-ab12   # after Ctrl-C or a kill\n"
+            f"  {prog} refine results/runs/RUN/best.json --max-iterations 4 --workers 2\n"
+            f"  {prog} refine --resume results/runs/netadapt-20261129-101500-ab12   # after a kill\n"
             f"  {prog} describe results/runs/RUN/best.json   # the groups NetAdapt prunes"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,

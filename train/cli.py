@@ -12,6 +12,7 @@ import argparse
 import re
 import shlex
 import sys
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,36 +30,53 @@ from mobilenas.cliutil import (
     print_json,
     run_main,
     seed_number,
+    set_interrupt_note,
     set_resume_hint,
 )
 from mobilenas.errors import UsageError
 from mobilenas.space.references import REFERENCES
 from mobilenas.train.choices import KINDS, OPTIMIZERS, describe_kinds
+from mobilenas.units import counted
 
 if TYPE_CHECKING:
+    from mobilenas.space.arch import Architecture
+    from mobilenas.train.data import DataSplits
+    from mobilenas.train.full import TrainOutputs
     from mobilenas.train.provenance import TakenData
 
 DEFAULT_EMA_DECAY = 0.999
+
+EXAMPLES = """\
+examples:
+  nas-train mobilenetv3-small --dataset cifar10 --data-dir ~/data --epochs 30 --ema
+  nas-train results/runs/<run>/best.json --epochs 10   # on the search's data
+  nas-train results/runs/<run>/best.json --epochs 10 --resume    # continues after Ctrl-C or a crash
+  nas-train <netadapt-run>/refined.json --weights <netadapt-run>/refined.pt --epochs 30
+  nas-train results/runs/<run>/best.json --export-size 32   # ONNX at the 32 px trained at
+  nas-train mobilenetv2@0.5 --dataset path/to/images/ --image-size 96 --patience 5 --out trained/
+"""
 
 
 def build_parser(prog: str) -> ArgumentParser:
     parser = ArgumentParser(
         prog=prog,
-        description="Train an architecture to convergence: checkpoints every epoch (--resume), optional EMA, "
-        "test accuracy, ONNX export, weights and a metrics JSON.",
-        epilog=(
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=textwrap.fill("Train an architecture to convergence: checkpoints every epoch (--resume), optional EMA, "
+                                  "test accuracy, ONNX export, weights and a metrics JSON.", 79),
+        epilog=EXAMPLES + "\n" + textwrap.fill(
             f"ARCH is a reference ({', '.join(REFERENCES)}; @0.75 for a width multiplier), an architecture JSON, "
             "a best.json/refined.json, or a notation string. Data sets: " + describe_kinds() + ". "
             "Outputs: <name>.<dataset>.pt (state_dict), .onnx, .metrics.json and, while training, .checkpoint.pt, "
-            "beside the architecture file or in --out."
+            "beside the architecture file or in --out; a training that diverges writes no .pt or .onnx, only its metrics and "
+            ".failed.pt (its best weights before), and leaves no checkpoint: the same command with a lower --lr starts over.", 79,
         ),
     )
     add_version_flag(parser)
     parser.add_argument("arch", metavar="ARCH", help="the architecture to train")
     data = parser.add_argument_group(
         "data",
-        "where ARCH is a search's best.json or a NetAdapt run's refined.json, the data set, --data-dir, --val-size, --test-size, "
-        "--image-size, --channels and --seed left out take that run's values",
+        textwrap.fill("where ARCH is a search's best.json or a NetAdapt run's refined.json, the data set, --data-dir, --val-size, --test-size, "
+                      "--image-size, --channels and --seed left out take that run's values", 77),
     )
     data.add_argument("--dataset", default=None, metavar="NAME_OR_PATH",
                       help=f"{', '.join(KINDS)}, or a path (default: the data of the search or NetAdapt run that wrote ARCH, else synthetic)")
@@ -175,8 +193,37 @@ def _take_arch_data_options(args: argparse.Namespace, prog: str) -> TakenData | 
     return found
 
 
+def _command_lines(prog: str, argv: Sequence[str] | None) -> tuple[str, str]:
+    """``(this command, this command with --resume)`` as a shell takes them: what Ctrl-C's message
+    tells the user to run."""
+    words = list(sys.argv[1:] if argv is None else argv)
+    again = " ".join([prog, shlex.join(words)]) if words else prog
+    return again, again if "--resume" in words else f"{again} --resume"
+
+
+def _say_what_is_kept(outputs: TrainOutputs, again: str, resume: str) -> None:
+    """Set what an interrupt (or a crash) of the training says it leaves: the checkpoint and the
+    command that continues from it where there is one, else that the same command starts over."""
+    from mobilenas.train.full import _finished_ok
+
+    if outputs.checkpoint.exists():
+        set_interrupt_note(f"the epochs completed are saved in {outputs.checkpoint}")
+        set_resume_hint(resume)
+    elif outputs.metrics.exists() and _finished_ok(outputs.metrics):
+        set_interrupt_note(f"the training had finished: its results are in {outputs.metrics}")
+    else:
+        set_interrupt_note(f"no epoch had finished, so nothing was saved; the same command starts over: {again}")
+
+
 def _main(argv: Sequence[str] | None, prog: str) -> int:
     args = build_parser(prog).parse_args(argv)
+    again, resume_command = _command_lines(prog, argv)
+    set_interrupt_note(f"the training had not begun; run the same command again: {again}")
+
+    def say(line: str) -> None:
+        if not args.json:
+            print(f"{prog}: {line}", file=sys.stderr)
+
     if args.warmup_epochs > args.epochs:  # the default (1) never is: --epochs is at least 1
         raise UsageError(f"--warmup-epochs {args.warmup_epochs:g} is longer than the whole training (--epochs {args.epochs}); give at most {args.epochs}")
     from mobilenas.space.io import load_architecture
@@ -197,10 +244,6 @@ def _main(argv: Sequence[str] | None, prog: str) -> int:
     )
     if args.weights is not None:
         from mobilenas.train.provenance import in_run, normalise_like_weights, weights_data_note
-
-        def say(line: str) -> None:
-            if not args.json:
-                print(f"{prog}: {line}", file=sys.stderr)
 
         use = "trains and validates on"
         own = in_run(args.weights, args.arch)
@@ -241,18 +284,21 @@ def _main(argv: Sequence[str] | None, prog: str) -> int:
                 print(f"{prog}: from random weights; to fine-tune the weights {args.arch} names instead, add --weights {shlex.quote(str(named))}", file=sys.stderr)
     from mobilenas.space.io import result_input_size
 
-    export_size = args.export_size or result_input_size(args.arch) or data.input_size
-    if export_size != data.input_size and not args.json:
-        from mobilenas.train.data import trained_elsewhere
-
-        why = "--export-size" if args.export_size else "the size the latency of the run that wrote ARCH is of; --export-size to choose"
-        print(f"{prog}: note: the ONNX model and preprocessing are for {export_size} px ({why}); {trained_elsewhere(data.input_size, export_size)['note']}",
-              file=sys.stderr)
-    set_resume_hint(f"the same {prog} command with --resume")
-    result = train_full(
-        arch, data, config, outputs, resume=args.resume, export_onnx=not args.no_onnx, progress=progress, source=args.arch,
-        initial=initial, initial_source=None if args.weights is None else str(args.weights), export_size=export_size,
-    )
+    timed_at = result_input_size(args.arch)  # the size a search or NetAdapt run timed ARCH at; None for other inputs
+    export_size = args.export_size or timed_at or data.input_size
+    timed = export_size == timed_at  # the network whose latency that run measured
+    if export_size != data.input_size:
+        say(f"note: the ONNX model and preprocessing are for {export_size} px ({_export_why(args.export_size is not None, timed)}); "
+            f"{_export_note(arch, data, export_size, timed)}")
+    try:
+        result = train_full(
+            arch, data, config, outputs, resume=args.resume, export_onnx=not args.no_onnx, progress=progress, source=args.arch,
+            initial=initial, initial_source=None if args.weights is None else str(args.weights), export_size=export_size,
+            export_timed=timed, log=say,
+        )
+    except BaseException:  # Ctrl-C, out of memory: say what is kept, and the command that continues
+        _say_what_is_kept(outputs, again, resume_command)
+        raise
     summary: dict[str, Any] = {
         "status": result.status,
         "error": result.error,
@@ -261,6 +307,7 @@ def _main(argv: Sequence[str] | None, prog: str) -> int:
         "test_loss": result.test_loss,
         "best_epoch": result.best_epoch,
         "epochs_run": result.epochs_run,
+        "stopped_early": result.metrics["stopped_early"],
         "wall_time_s": result.wall_time_s,
         "adaptation": result.metrics["adaptation"],
         "files": {**result.metrics["files"], "metrics": str(outputs.metrics.resolve())},
@@ -269,14 +316,40 @@ def _main(argv: Sequence[str] | None, prog: str) -> int:
         print_json(summary)
     else:
         if result.ok:
-            print(f"test accuracy {result.test_accuracy:.4f} (validation {summary['val_accuracy']:.4f}, epoch {result.best_epoch} of {result.epochs_run}) "
+            stopped = ""
+            if summary["stopped_early"]:
+                stopped = (f"; stopped early after epoch {result.epochs_run} of {args.epochs}: no better validation accuracy for"
+                           f" {counted(result.epochs_run - result.best_epoch, 'epoch')}, --patience {args.patience}")
+            print(f"test accuracy {result.test_accuracy:.4f} (validation {summary['val_accuracy']:.4f}, epoch {result.best_epoch} of {result.epochs_run}{stopped}) "
                   f"in {result.wall_time_s / 60:.1f} min")
         for name, path in summary["files"].items():
-            print(f"  {name:<8} {path}")
+            if name == "failed_weights":  # kept, not a result
+                print(f"  the failed training's best weights (epoch {result.best_epoch}, validation {summary['val_accuracy']:.4f}): {path}")
+            else:
+                print(f"  {name:<8} {path}")
     if not result.ok:
         print(f"{prog}: error: {result.error}", file=sys.stderr)
         return 1
     return 0
+
+
+def _export_why(typed: bool, timed: bool) -> str:
+    if typed:
+        return "--export-size" + (", the size the latency of the run that wrote ARCH is of" if timed else "")
+    return "the size the latency of the run that wrote ARCH is of; --export-size to choose"
+
+
+def _export_note(arch: Architecture, data: DataSplits, export_size: int, timed: bool) -> str:
+    """What the exported network is, beside the one trained: the strides the builder set to 1 at
+    each size, and, for the size a search or NetAdapt run timed, what to do before shipping it."""
+    from mobilenas.space.builder import adapt_for_input_size
+    from mobilenas.train.data import trained_elsewhere
+    from mobilenas.train.proxy import prepare_architecture
+
+    prepared, _ = prepare_architecture(arch, data)
+    trained = adapt_for_input_size(prepared, data.input_size)[1]
+    deployed = adapt_for_input_size(prepared, export_size)[1]
+    return str(trained_elsewhere(data.input_size, export_size, trained, timed=timed, deployed_adaptation=deployed)["note"])
 
 
 if __name__ == "__main__":

@@ -186,15 +186,18 @@ class DataSplits:
         }
 
 
-def preprocessing(summary: Mapping[str, Any], input_size: int, *, batch: int | str = 1, adaptation: Sequence[str] | None = None) -> dict[str, Any]:
+def preprocessing(
+    summary: Mapping[str, Any], input_size: int, *, batch: int | str = 1, adaptation: Sequence[str] | None = None,
+    timed: bool = True, deployed_adaptation: Sequence[str] = (),
+) -> dict[str, Any]:
     """How to feed a trained network: what a deployed model expects of its input.
 
     ``summary`` is :meth:`DataSplits.summary` (the training data's per-channel mean and std);
     ``input_size`` the resolution the model is exported or timed at; ``batch`` the first dimension
     (``"N"`` for an export with a dynamic batch). Pixels are scaled to [0, 1], then normalised per
     channel with the training data's statistics, in NCHW layout. Where the data are of another size
-    than ``input_size``, ``trained_at`` says so (:func:`trained_elsewhere`; ``adaptation``: the
-    strides the builder changed for the data's size).
+    than ``input_size``, ``trained_at`` says so (:func:`trained_elsewhere`, with ``adaptation``,
+    ``timed`` and ``deployed_adaptation``).
     """
     channels = int(summary["in_channels"])
     result: dict[str, Any] = {
@@ -206,14 +209,33 @@ def preprocessing(summary: Mapping[str, Any], input_size: int, *, batch: int | s
     }
     trained = summary.get("input_size")
     if isinstance(trained, int) and trained != int(input_size):
-        result["trained_at"] = trained_elsewhere(trained, int(input_size), adaptation)
+        result["trained_at"] = trained_elsewhere(trained, int(input_size), adaptation, timed=timed, deployed_adaptation=deployed_adaptation)
     return result
 
 
-def trained_elsewhere(trained: int, deployed: int, adaptation: Sequence[str] | None = None) -> dict[str, Any]:
+def trained_elsewhere(
+    trained: int, deployed: int, adaptation: Sequence[str] | None = None, *, timed: bool = True, deployed_adaptation: Sequence[str] = (),
+) -> dict[str, Any]:
     """What a result's ``preprocessing`` says where its accuracy was measured at another input size
-    than the one its latency (and exported model) is for: a proxy task (CIFAR-10 at 32 px for a
-    224 px deployment, as MnasNet's own CIFAR experiments), whose accuracy does not carry over."""
+    than the one its exported model is for.
+
+    ``timed``: ``deployed`` is the size a search or NetAdapt run timed the network at, so the
+    accuracy is of a proxy task (CIFAR-10 at 32 px for a 224 px deployment, as MnasNet's own CIFAR
+    experiments) that does not carry over, and the note says what to do. Otherwise (a size chosen
+    for an architecture no run timed) it states only the two sizes and the strides that differ
+    between the network trained (``adaptation``: the strides the builder set to 1 for ``trained``)
+    and the one exported (``deployed_adaptation``: those set to 1 for ``deployed``).
+    """
+    if not timed:
+        only_trained = [path for path in adaptation or () if path not in deployed_adaptation]
+        only_deployed = [path for path in deployed_adaptation if path not in (adaptation or ())]
+        strides = f", with {', '.join(only_trained)} set to 1 for that size (2 at {deployed}x{deployed})" if only_trained else ""
+        strides += f"; at {deployed}x{deployed} {', '.join(only_deployed)} {'is' if len(only_deployed) == 1 else 'are'} set to 1" if only_deployed else ""
+        return {
+            "input_size": trained,
+            "adaptation": list(adaptation or ()),
+            "note": f"the weights were trained and validated at {trained}x{trained}{strides}; their accuracy at {deployed}x{deployed} was not measured",
+        }
     if adaptation is None:  # not known here (a search's networks differ): the builder's rule
         changed = " (each network's earliest stride-2 layers set to 1 where that size needs it)"
     else:

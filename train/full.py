@@ -11,7 +11,11 @@ functions of the seed and the epoch).
 
 Files, for ``outputs = TrainOutputs.at(out_dir, prefix)``: ``<prefix>.pt`` (a ``state_dict``
 for ``build_model(arch, input_size=...)`` of the architecture in the metrics), ``<prefix>.onnx``,
-``<prefix>.metrics.json`` and, while training, ``<prefix>.checkpoint.pt``.
+``<prefix>.metrics.json`` and, while training, ``<prefix>.checkpoint.pt``. A training that
+fails (diverges) writes no result weights and no ONNX: its metrics say why, the best weights it
+had before (if an epoch finished) are kept as ``<prefix>.failed.pt``, and its checkpoint is
+removed, since resuming it would fail the same way (the training is a function of its settings)
+and a retry with other settings must start over.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import io
 import math
 import shlex
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,13 +35,14 @@ import torch
 
 from mobilenas.runs import atomic_write_bytes, atomic_write_json, environment, now_iso, read_json
 from mobilenas.space.arch import Architecture
-from mobilenas.space.builder import build_model
+from mobilenas.space.builder import adapt_for_input_size, build_model
 from mobilenas.space.cost import architecture_cost
 from mobilenas.torchutil import torch_threads
 from mobilenas.train import engine
 from mobilenas.train.data import DataSplits, preprocessing
 from mobilenas.train.proxy import STATUS_FAILED, STATUS_OK, evaluate, prepare_architecture
 from mobilenas.train.weights import load_strict
+from mobilenas.units import format_duration
 
 CHECKPOINT_VERSION = 1
 
@@ -115,6 +120,11 @@ class TrainOutputs:
         root = Path(out_dir)
         return cls(root / f"{prefix}.pt", root / f"{prefix}.onnx", root / f"{prefix}.metrics.json", root / f"{prefix}.checkpoint.pt")
 
+    @property
+    def failed_weights(self) -> Path:
+        """Where a failed training keeps the best weights it had before it failed (not a result)."""
+        return self.weights.with_name(self.weights.name.removesuffix(".pt") + ".failed.pt")
+
 
 @dataclass(frozen=True)
 class FullTrainResult:
@@ -155,13 +165,17 @@ def train_full(
     initial: Mapping[str, torch.Tensor] | None = None,
     initial_source: str | None = None,
     export_size: int | None = None,
+    export_timed: bool = False,
+    log: Callable[[str], None] | None = None,
 ) -> FullTrainResult:
     """Train, checkpoint every epoch, test, export (see the module docstring).
 
     With ``resume`` an existing checkpoint is continued (it must be for the same architecture,
-    data set and configuration; with no checkpoint the training starts from the beginning);
-    without it an existing checkpoint is an error, so nothing computed is overwritten by
-    accident. Finished results (the metrics file) are never overwritten. ``source`` names the architecture in the metrics.
+    data set and configuration; with no checkpoint, or only a failed training's metrics, the
+    training starts from the beginning, and ``log`` says so); without it an existing checkpoint is
+    an error, so nothing computed is overwritten by accident. Finished results (the metrics file
+    of a training that ended well) are never overwritten. ``source`` names the architecture in
+    the metrics. ``log`` receives one-line notes (resumed from where; started from scratch).
 
     ``initial``: a state dict to start from instead of random weights (a fine-tune), loaded
     strictly; ``initial_source`` (its file) is kept in the metrics and checked on resume.
@@ -169,7 +183,10 @@ def train_full(
     ``export_size``: the input size the ONNX model is exported at and the ``preprocessing`` is for
     (default: the data's): the deployment size of the search or NetAdapt run that wrote the
     architecture, whose latency is of the network at that size (the strides the builder set to 1 for
-    smaller training images are stride 2 again there; the weights are the same).
+    smaller training images are stride 2 again there; the weights are the same). ``export_timed``:
+    ``export_size`` is the size a search or NetAdapt run timed the architecture at (its latency is
+    of that network), so the metrics' note about the other training size advises as for such a
+    result; otherwise it states only the sizes and the strides that differ.
     """
     prepared, changes = prepare_architecture(arch, data)
     identity = {
@@ -185,18 +202,19 @@ def train_full(
             )
         checkpoint = _load_checkpoint(outputs.checkpoint)
         _check_resumable(checkpoint, identity, config, outputs.checkpoint)
-    elif outputs.metrics.exists():
-        ok = _finished_ok(outputs.metrics)
+        if log is not None:
+            log(f"resuming from {outputs.checkpoint}: epoch {int(checkpoint['epoch'])} of {config.epochs} done")
+    elif outputs.metrics.exists() and _finished_ok(outputs.metrics):
         if resume:
-            if not ok:
-                further = "it failed (its metrics say why); run it again without --resume"
-            elif outputs.weights.exists():
+            if outputs.weights.exists():
                 further = f"to train it further, fine-tune its weights instead of --resume: --weights {shlex.quote(str(outputs.weights))}"
             else:
                 further = "its weights are not there; delete it to train again"
             raise ValueError(f"{outputs.metrics} already exists: that training finished, there is nothing to resume; {further}")
-        if ok:  # a failed one (diverged: "try a lower learning rate") is trained again
-            raise ValueError(f"{outputs.metrics} already exists (a finished training); choose another --out, or delete it to train again")
+        raise ValueError(f"{outputs.metrics} already exists (a finished training); choose another --out, or delete it to train again")
+    elif resume and log is not None:  # nothing to continue: started as without --resume
+        failed = " (the training there failed; its metrics say why)" if outputs.metrics.exists() else ""
+        log(f"no checkpoint at {outputs.checkpoint}{failed}: starting from scratch")
 
     start = time.perf_counter()
     elapsed_before = float(checkpoint["elapsed_s"]) if checkpoint else 0.0
@@ -229,21 +247,27 @@ def train_full(
             first_epoch = int(checkpoint["epoch"])
         status, error = STATUS_OK, None
         stopped_early = False
+        epoch_times: list[float] = []  # wall time of each epoch run now (training and validation): the ETA of the rest
         for epoch in range(first_epoch, config.epochs):
             if config.patience is not None and best_epoch and epoch - best_epoch >= config.patience:
                 stopped_early = True
                 break
             bar = None
             on_step = None
+            epoch_start = time.perf_counter()
             if progress:
                 from mobilenas.cliutil import progress as progress_bar
 
                 bar = progress_bar(total=per_epoch, desc=f"epoch {epoch + 1}/{config.epochs}", unit="step")
                 mean = engine.MeanLoss()
 
-                def on_step(step: int, loss: float, bar: Any = bar, mean: engine.MeanLoss = mean) -> None:
+                def on_step(step: int, loss: float, bar: Any = bar, mean: engine.MeanLoss = mean, epoch: int = epoch, epoch_start: float = epoch_start) -> None:
                     bar.update(1)
-                    bar.set_postfix(loss=f"{mean.add(loss):.3f}", refresh=False)
+                    done = step + 1 - epoch * per_epoch
+                    spent = time.perf_counter() - epoch_start
+                    # an epoch as long as those before (the first: as its steps so far), less what this one has taken
+                    per = sum(epoch_times) / len(epoch_times) if epoch_times else spent / done * per_epoch
+                    bar.set_postfix({"loss": f"{mean.add(loss):.3f}", **_eta(per * (config.epochs - epoch) - spent)}, refresh=False)
 
             try:
                 outcome = engine.run_steps(
@@ -254,7 +278,8 @@ def train_full(
                     num_classes=data.num_classes, on_step=on_step, ema=ema,
                 )
             except engine.Diverged as diverged:
-                status, error = STATUS_FAILED, f"diverged in epoch {epoch + 1}: {diverged}; try a lower learning rate"
+                status, error = STATUS_FAILED, (f"diverged in epoch {epoch + 1}: {diverged}; try a lower learning rate: the same command with"
+                                                f" --lr {config.learning_rate / 10:g} starts over")
                 if bar is not None:
                     bar.close()
                 break
@@ -278,8 +303,11 @@ def train_full(
                 record["ema_val_accuracy"], record["ema_val_loss"] = ema_accuracy, ema_loss
                 selected_accuracy, selected = ema_accuracy, ema.model
             history.append(record)
+            epoch_times.append(time.perf_counter() - epoch_start)
             if bar is not None:
-                bar.set_postfix(loss=f"{outcome.mean_loss:.3f}", val=f"{selected_accuracy:.3f}")
+                # not redrawn here: close() draws the final line (redrawn, it was in a log file twice)
+                left = sum(epoch_times) / len(epoch_times) * (config.epochs - epoch - 1)
+                bar.set_postfix({"loss": f"{outcome.mean_loss:.3f}", "val": f"{selected_accuracy:.3f}", **_eta(left)}, refresh=False)
                 bar.close()
             if selected_accuracy > best_accuracy:
                 best_accuracy, best_epoch, best_state = selected_accuracy, epoch + 1, engine.cpu_state_dict(selected)
@@ -300,7 +328,7 @@ def train_full(
 
         final = copy.deepcopy(model)
         test_accuracy, test_loss = math.nan, math.nan
-        if best_state is not None:
+        if best_state is not None and status == STATUS_OK:
             final.load_state_dict(best_state)
             test_accuracy, test_loss = evaluate(final, data.test, config.eval_batch_size, channels_last=config.channels_last, device=device)
         final = final.to("cpu").to(memory_format=torch.contiguous_format)
@@ -308,7 +336,10 @@ def train_full(
 
     files: dict[str, str] = {}
     deployed_at = int(export_size or data.input_size)
-    if best_state is not None:
+    if best_state is not None and status != STATUS_OK:  # kept, but not as the result: no .pt, no .onnx
+        _save_torch(outputs.failed_weights, best_state)
+        files["failed_weights"] = str(outputs.failed_weights.resolve())
+    elif best_state is not None:
         _save_torch(outputs.weights, engine.cpu_state_dict(final))
         files["weights"] = str(outputs.weights.resolve())  # absolute: read from anywhere
         if export_onnx:
@@ -337,7 +368,8 @@ def train_full(
         "params": cost.params,
         "macs": cost.macs,
         "dataset": data.summary(),
-        "preprocessing": preprocessing(data.summary(), deployed_at, batch="N", adaptation=strides_changed),
+        "preprocessing": preprocessing(data.summary(), deployed_at, batch="N", adaptation=strides_changed, timed=export_timed,
+                                       deployed_adaptation=adapt_for_input_size(prepared, deployed_at)[1]),
         "config": config.to_dict(),
         "selected": "ema" if ema is not None else "weights",
         "best_epoch": best_epoch,
@@ -353,8 +385,9 @@ def train_full(
         "environment": environment(),
     }
     atomic_write_json(outputs.metrics, metrics)
-    if status == STATUS_OK and outputs.checkpoint.exists():
-        outputs.checkpoint.unlink()  # the weights and metrics are the result; nothing left to resume
+    # Finished: the weights and metrics are the result. Failed: resuming would fail again the same
+    # way, and the checkpoint would refuse a retry with other settings; the metrics say what happened.
+    outputs.checkpoint.unlink(missing_ok=True)
     return FullTrainResult(
         status=status,
         val_accuracy=best_accuracy if best_state is not None else math.nan,
@@ -366,6 +399,11 @@ def train_full(
         metrics=metrics,
         error=error,
     )
+
+
+def _eta(seconds: float) -> dict[str, str]:
+    """The progress bar's ETA of the whole training, last in its postfix (``{}`` once nothing is left)."""
+    return {"total ETA": format_duration(max(0.0, seconds))} if seconds > 0.5 else {}
 
 
 def _load_checkpoint(path: Path) -> dict[str, Any]:
@@ -412,13 +450,13 @@ def _check_resumable(checkpoint: dict[str, Any], identity: dict[str, Any], confi
     if checkpoint["identity"]["architecture"] != identity["architecture"]:
         raise ValueError(f"{path} is a training of another architecture (fingerprint {checkpoint['identity']['architecture']}); choose another --out")
     if checkpoint["identity"]["data"] != identity["data"]:
-        raise ValueError(f"{path} was trained on other data ({_differences(checkpoint['identity']['data'], identity['data'])}); resume with the same data set options")
+        raise ValueError(f"{path} was trained on other data ({_differences(checkpoint['identity']['data'], identity['data'])}); resume with the same data set options, or delete it to start over with these")
     started_from = checkpoint["identity"].get("initial")  # absent in checkpoints of before nas-train --weights
     if started_from != identity.get("initial"):
         given = identity.get("initial") or "random weights"
-        raise ValueError(f"{path} was started from {'random weights' if started_from is None else started_from}, this training from {given}; resume with the same --weights")
+        raise ValueError(f"{path} was started from {'random weights' if started_from is None else started_from}, this training from {given}; resume with the same --weights, or delete it to start over from these")
     saved = FullTrainConfig(**{**checkpoint["config"], "device": config.device})  # the device may differ (resumable_with), and need not exist here
     differing = config.resumable_with(saved)
     if differing:
         different = _differences(dataclasses.asdict(saved), dataclasses.asdict(config), differing)
-        raise ValueError(f"{path} was started with other settings ({different}); resume with the same options")
+        raise ValueError(f"{path} was started with other settings ({different}); resume with the same options, or delete it to start over with these")

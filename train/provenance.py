@@ -128,8 +128,9 @@ def same_files(ours: dict[str, Any], theirs: dict[str, Any]) -> bool:
 
 def trained_on_validation(data: DataSplits, theirs: dict[str, Any]) -> int:
     """How many of ``data``'s validation images are in the training split of the same data set
-    loaded with ``theirs`` options (``seed``, ``val_size``, ``test_size``; at ``data``'s image size
-    and channels). The images are compared by content, so a split that comes out the same (a
+    loaded with ``theirs`` options (``seed``, ``val_size``, ``test_size`` and, where the weights
+    were trained on a subset, ``train_size``: the images they were trained on; at ``data``'s image
+    size and channels). The images are compared by content, so a split that comes out the same (a
     ``--val-size`` of the default's count) counts none."""
     from mobilenas.train.data import load_dataset
 
@@ -138,8 +139,8 @@ def trained_on_validation(data: DataSplits, theirs: dict[str, Any]) -> int:
         return 0  # asked for alike: the same split
     try:
         other = load_dataset(
-            source.get("dataset", "synthetic"), data_dir=source.get("data_dir"), seed=theirs.get("seed", 0), val_size=theirs.get("val_size"),
-            test_size=theirs.get("test_size"), image_size=data.input_size, channels=data.in_channels,
+            source.get("dataset", "synthetic"), data_dir=source.get("data_dir"), seed=theirs.get("seed", 0), train_size=theirs.get("train_size"),
+            val_size=theirs.get("val_size"), test_size=theirs.get("test_size"), image_size=data.input_size, channels=data.in_channels,
         )
     except ValueError:  # sizes that do not fit this data set: nothing to compare
         return 0
@@ -185,20 +186,24 @@ def weights_data_note(weights: Path, data: DataSplits, use: str) -> str | None:
         theirs = trained["dataset"]
         seed, val, name = int(theirs["seed"]), int(theirs["sizes"]["val"]), str(theirs["name"])
         source = theirs.get("source")
+        train_size = theirs["sizes"].get("train")  # the subset they were trained on (--train-size), not the whole pool
+        train_size = int(train_size) if isinstance(train_size, int) and not isinstance(train_size, bool) else None
     except (OSError, ValueError, KeyError, TypeError):
         return None  # not a nas-train result (or no longer readable)
     seen: int | None
     if isinstance(source, dict):
         if not same_files(data.source, source):
             return f"note: the weights {weights} were trained on other data ({name}, by nas-train) than this run {use} ({data.name})"
-        seen = trained_on_validation(data, {**source, "seed": seed})
+        seen = trained_on_validation(data, {**source, "seed": seed, "train_size": train_size})
     elif theirs.get("description") != data.description:  # written before metrics said how the data were loaded
         return f"note: the weights {weights} were trained on other data ({name}, by nas-train) than this run {use} ({data.name})"
     else:
         seen = 0 if (seed, val) == (data.seed, len(data.val)) else None
     if seen == 0:
         return None
-    counted = f"{seen:,} of this run's {len(data.val):,} validation images were" if seen else "this run's validation images may have been"
+    # without their training split's size (metrics of before it was recorded) the whole pool they were drawn from is counted: a bound
+    bound = "up to " if train_size is None else ""
+    counted = f"{bound}{seen:,} of this run's {len(data.val):,} validation images were" if seen else "this run's validation images may have been"
     return (f"note: the weights {weights} were trained by nas-train with --seed {seed} and {val:,} validation images: {counted} among their"
             f" training images, so validation accuracies read high; give --seed {seed} and --val-size {val} for their split")
 
