@@ -194,3 +194,17 @@ def test_help_has_examples_that_parse(capsys: pytest.CaptureFixture[str]) -> Non
     joined = "\n".join(examples)
     for wanted in ("nas-train mobilenetv3-small ", "best.json", "--resume", "--weights ", "--export-size "):
         assert wanted in joined, wanted
+
+
+def test_a_data_set_too_large_for_memory_is_refused_before_it_is_allocated(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # --image-size 5000 had ended, after a while, in "out of memory (Unable to allocate 349. GiB ...)", exit 1
+    from mobilenas.train.data import check_fits_in_memory
+
+    check_fits_in_memory(100, 3, 32, "ten", memory_bytes=10**6)  # 307 kB of 1 MB: fits
+    with pytest.raises(ValueError, match=r"^the set at 64x64 would take 0\.0 GiB of memory \(100 images\), more than this machine's 0\.0 GiB allows"):
+        check_fits_in_memory(100, 3, 64, "the set", memory_bytes=10**6)  # 1.2 MB
+    started = time.monotonic()
+    assert main([str(write_arch(tmp_path)), "--image-size", "60000", "--epochs", "1", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "nas-train: error: the synthetic set at 60000x60000 would take" in err and "give a smaller --image-size" in err
+    assert time.monotonic() - started < 30 and not (tmp_path / "out").exists()

@@ -40,6 +40,7 @@ instead (e.g. to keep a searched architecture's stem exactly as it is).
 from __future__ import annotations
 
 import dataclasses
+import os
 import pickle
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -395,6 +396,22 @@ def _resolve_kind(name: str, data_dir: str | Path | None) -> tuple[str, Path | N
     return "imagefolder", path
 
 
+def check_fits_in_memory(count: int, channels: int, size: int, what: str, memory_bytes: int | None = None) -> None:
+    """Refuse, before allocating, a data set whose images (held as bytes) would take more than
+    80% of this machine's memory (``--image-size 5000`` had ended in "Unable to allocate 349 GiB")."""
+    need = count * channels * size * size
+    if memory_bytes is None:
+        try:
+            memory_bytes = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (AttributeError, OSError, ValueError):  # not knowable here: let the allocation decide
+            return
+    if need > 0.8 * memory_bytes:
+        raise ValueError(
+            f"{what} at {size}x{size} would take {need / 2**30:,.1f} GiB of memory ({count:,} images), more than this machine's "
+            f"{memory_bytes / 2**30:,.1f} GiB allows; give a smaller --image-size, or fewer images (--train-size, --val-size, --test-size)"
+        )
+
+
 def _load_synthetic(seed: int, train_size: SizeSpec, val_size: SizeSpec, test_size: SizeSpec, image_size: int | None, channels: int | None) -> DataSplits:
     sizes = []
     for size, default, what in zip((train_size, val_size, test_size), SYNTHETIC_DEFAULT_SIZES, ("train_size", "val_size", "test_size"), strict=True):
@@ -415,6 +432,7 @@ def _load_synthetic(seed: int, train_size: SizeSpec, val_size: SizeSpec, test_si
     # the real data sets get (and the one the synthetic set always had).
     default_train = SYNTHETIC_DEFAULT_SIZES[0]
     reserve = default_train + val_n
+    check_fits_in_memory(max(train_n, default_train) + val_n + test_n, synthetic.IN_CHANNELS, size, "the synthetic set")
     pool_images, pool_labels = synthetic.make_synthetic(max(train_n, default_train) + val_n, seed, image_size=size)
     val_index, rest = stratified_split(pool_labels[:reserve], val_n, seed)
     train_index = np.concatenate([rest, np.arange(reserve, len(pool_labels), dtype=np.int64)])
@@ -677,6 +695,7 @@ def _npz_images(path: Path, key: str, array: np.ndarray, image_size: int | None)
         return np.ascontiguousarray(pixels)
     from PIL import Image
 
+    check_fits_in_memory(len(pixels), pixels.shape[1], target, f"{path}'s {key}")
     resized = np.empty((len(pixels), pixels.shape[1], target, target), dtype=np.uint8)
     for i, image in enumerate(pixels):
         planes = [np.asarray(_square(Image.fromarray(plane), target)) for plane in image]
@@ -727,6 +746,7 @@ def _read_image_folder(path: Path, image_size: int | None) -> tuple[tuple[np.nda
         raise ValueError(f"{test_root} holds no images of the classes in {train_root.name}/; put the held-out images there, or remove the empty folder to carve a test split from {train_root.name}/")
     all_files = [f for f, _ in train_files] + ([f for f, _ in test_files] if test_files else [])
     size = image_size or _default_image_size(all_files)
+    check_fits_in_memory(len(all_files), 3, size, f"the images of {path}")
     train_images, train_labels, train_gray = _decode_images(train_files, size)
     test = None
     all_gray = train_gray
