@@ -100,7 +100,7 @@ def build_parser(prog: str) -> ArgumentParser:
     training.add_argument("--warmup-epochs", type=nonnegative_float, metavar="EPOCHS", default=1.0, help="linear warm-up before the cosine decay (default: 1)")
     training.add_argument("--no-augment", action="store_true", help="no random crop and flip")
     training.add_argument("--ema", nargs="?", type=fraction_or_zero, const=DEFAULT_EMA_DECAY, default=None, metavar="DECAY",
-                          help=f"keep an exponential moving average of the weights and use it (decay per step, default {DEFAULT_EMA_DECAY})")
+                          help=f"keep an exponential moving average of the weights and use it (decay per step, default {DEFAULT_EMA_DECAY}; 0: no average). Put it after ARCH: --ema ARCH reads ARCH as its DECAY")
     training.add_argument("--patience", type=positive_int, default=None, help="stop after this many epochs without a better validation accuracy")
     training.add_argument("--seed", type=seed_number, default=None,
                           help="seeds weights, data order, splits and the synthetic images (default: that of the run that wrote ARCH, else 0)")
