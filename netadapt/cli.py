@@ -159,25 +159,25 @@ def build_parser(prog: str) -> ArgumentParser:
     refine = commands.add_parser(
         "refine",
         help="prune a network under a latency budget (NetAdapt, as MobileNetV3 used it)",
-        description=textwrap.fill(
+        description=(
             "Prune INPUT's channels, one group per iteration, until its latency by the lookup table meets the budget; "
             "each iteration fine-tunes one proposal per prunable group briefly and keeps the best; then a long fine-tune. "
             "Writes a run directory with refined.json (architecture, accuracy, latency_ms, measured_latency_ms, weights), "
-            "refined.onnx and the history of every iteration.", 79
+            "refined.onnx and the history of every iteration."
         ),
-        epilog=(
-            "INPUT is a best.json written by nas-search (architecture and weights), an architecture JSON\n"
-            "or block notation plus --weights FILE, or a reference name (mobilenetv2, mobilenetv3-small@0.75,\n"
-            "...). Without weights the network is trained from scratch first (--pretrain-epochs).\n\n"
-            "examples:\n"
-            f"  {prog} refine results/runs/RUN/best.json --weights results/runs/RUN/best.synthetic.pt\n"
-            f"  {prog} refine results/runs/RUN/best.json --target-latency 10ms\n"
-            f"  {prog} refine mobilenetv3-small --budget-ratio 0.5 --dataset cifar10 --data-dir ~/data\n"
-            f"  {prog} refine results/runs/RUN/best.json --max-iterations 4 --workers 2\n"
-            f"  {prog} refine --resume results/runs/netadapt-20261129-101500-ab12   # after a kill\n"
-            f"  {prog} describe results/runs/RUN/best.json   # the groups NetAdapt prunes"
+        epilog=textwrap.fill(
+            "INPUT is a best.json written by nas-search (architecture and weights), an architecture JSON or block notation plus "
+            "--weights FILE, or a reference name (mobilenetv2, mobilenetv3-small@0.75, ...). Without weights the network is "
+            "trained from scratch first (--pretrain-epochs).", 79,
+        ) + "\n\n" + examples(
+            f"{prog} refine results/runs/RUN/best.json --weights results/runs/RUN/best.synthetic.pt",
+            f"{prog} refine results/runs/RUN/best.json --target-latency 10ms",
+            f"{prog} refine mobilenetv3-small --budget-ratio 0.5 --dataset cifar10 --data-dir ~/data",
+            f"{prog} refine results/runs/RUN/best.json --max-iterations 4 --workers 2",
+            f"{prog} refine --resume results/runs/netadapt-20261129-101500-ab12   # after a kill",
+            f"{prog} describe results/runs/RUN/best.json   # the groups NetAdapt prunes",
         ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=KeepLinesFormatter,
     )
     refine.add_argument("input", nargs="?", metavar="INPUT", help="best.json, architecture JSON/notation, or reference name")
     refine.add_argument("--weights", metavar="FILE", help="a torch state_dict for INPUT (overrides best.json's weights)")
@@ -187,8 +187,8 @@ def build_parser(prog: str) -> ArgumentParser:
 
     data = refine.add_argument_group(
         "data (as nas-train and nas-search)",
-        textwrap.fill("where INPUT is a search's best.json or a NetAdapt run's refined.json, the options left out (but --train-size) "
-                      "take that run's values, --seed included, so the run's held-out validation images stay held out", 77),
+        "where INPUT is a search's best.json or a NetAdapt run's refined.json, the options left out (but --train-size) "
+        "take that run's values, --seed included, so the run's held-out validation images stay held out",
     )
     data.add_argument("--dataset", metavar="NAME_OR_PATH", help="synthetic (built in), cifar10, imagefolder, npz, or a path (default: the data of the run that wrote INPUT, else synthetic)")
     data.add_argument("--data-dir", metavar="DIR", help="where cifar10/imagefolder/npz data lie")

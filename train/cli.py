@@ -19,9 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 from mobilenas.cliutil import (
     ArgumentParser,
+    KeepLinesFormatter,
     add_version_flag,
     check_writable_folder,
     count_or_fraction,
+    examples,
     fraction_or_zero,
     image_pixels,
     nonnegative_float,
@@ -46,24 +48,23 @@ if TYPE_CHECKING:
 
 DEFAULT_EMA_DECAY = 0.999
 
-EXAMPLES = """\
-examples:
-  nas-train mobilenetv3-small --dataset cifar10 --data-dir ~/data --epochs 30 --ema
-  nas-train results/runs/<run>/best.json --epochs 10   # on the search's data
-  nas-train results/runs/<run>/best.json --epochs 10 --resume    # continues after Ctrl-C or a crash
-  nas-train <netadapt-run>/refined.json --weights <netadapt-run>/refined.pt --epochs 30
-  nas-train results/runs/<run>/best.json --export-size 32   # ONNX at the 32 px trained at
-  nas-train mobilenetv2@0.5 --dataset path/to/images/ --image-size 96 --patience 5 --out trained/
-"""
+EXAMPLES = examples(
+    "nas-train mobilenetv3-small --dataset cifar10 --data-dir ~/data --epochs 30 --ema",
+    "nas-train results/runs/<run>/best.json --epochs 10   # on the search's data",
+    "nas-train results/runs/<run>/best.json --epochs 10 --resume    # continues after Ctrl-C or a crash",
+    "nas-train <netadapt-run>/refined.json --weights <netadapt-run>/refined.pt --epochs 30",
+    "nas-train results/runs/<run>/best.json --export-size 32   # ONNX at the 32 px trained at",
+    "nas-train mobilenetv2@0.5 --dataset path/to/images/ --image-size 96 --patience 5 --out trained/",
+)
 
 
 def build_parser(prog: str) -> ArgumentParser:
     parser = ArgumentParser(
         prog=prog,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description=textwrap.fill("Train an architecture to convergence: checkpoints every epoch (--resume), optional EMA, "
-                                  "test accuracy, ONNX export, weights and a metrics JSON.", 79),
-        epilog=EXAMPLES + "\n" + textwrap.fill(
+        formatter_class=KeepLinesFormatter,
+        description="Train an architecture to convergence: checkpoints every epoch (--resume), optional EMA, "
+        "test accuracy, ONNX export, weights and a metrics JSON.",
+        epilog=EXAMPLES + "\n\n" + textwrap.fill(
             f"ARCH is a reference ({', '.join(REFERENCES)}; @0.75 for a width multiplier), an architecture JSON, "
             "a best.json/refined.json, or a notation string. Data sets: " + describe_kinds() + ". "
             "Outputs: <name>.<dataset>.pt (state_dict), .onnx, .metrics.json and, while training, .checkpoint.pt, "
@@ -75,8 +76,8 @@ def build_parser(prog: str) -> ArgumentParser:
     parser.add_argument("arch", metavar="ARCH", help="the architecture to train")
     data = parser.add_argument_group(
         "data",
-        textwrap.fill("where ARCH is a search's best.json or a NetAdapt run's refined.json, the data set, --data-dir, --val-size, --test-size, "
-                      "--image-size, --channels and --seed left out take that run's values", 77),
+        "where ARCH is a search's best.json or a NetAdapt run's refined.json, the data set, --data-dir, --val-size, --test-size, "
+        "--image-size, --channels and --seed left out take that run's values",
     )
     data.add_argument("--dataset", default=None, metavar="NAME_OR_PATH",
                       help=f"{', '.join(KINDS)}, or a path (default: the data of the search or NetAdapt run that wrote ARCH, else synthetic)")
