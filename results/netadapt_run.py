@@ -125,17 +125,8 @@ class NetAdaptResults(RunBase):
         """``(iteration, proposals finished, proposals planned)`` of an iteration begun after the
         last committed one and not committed (killed, or stopped by --time-limit: a resume goes on
         from its finished proposals); None if there is none."""
-        last = self.last_iteration
-        planned: int | None = None
-        finished: set[int] = set()
-        for event in self._events:
-            if event.get("iteration") != last + 1:
-                continue
-            if event.get("type") == "plan":
-                planned, finished = len(event.get("proposals") or []), set()  # a newer plan replaces an older one
-            elif event.get("type") == "proposal" and planned is not None:
-                finished.add(int(event.get("index", -1)))
-        return None if planned is None else (last + 1, len(finished), planned)
+        begun = _iteration_in_progress(self._events, self.last_iteration)
+        return None if begun is None else (self.last_iteration + 1, len(begun[1]), len(begun[0]))
 
     @property
     def source(self) -> str:
@@ -287,37 +278,48 @@ def read_netadapt_run(path: Path, manifest: dict[str, Any], label: str) -> NetAd
     )
 
 
-def _proposals_in_progress(path: Path, last: int) -> list[dict[str, Any]]:
-    """The finished proposals of an iteration begun after the ``last`` committed one (a run killed
-    or stopped by its time limit mid-iteration; a resume keeps them): rows of ``proposals`` with
-    ``committed`` False, no score yet (that is given when the iteration is committed)."""
-    planned: dict[int, dict[str, Any]] = {}
-    rows: dict[int, dict[str, Any]] = {}
-    for event in Journal(path / EVENTS).read():
+def _iteration_in_progress(events: list[dict[str, Any]], last: int) -> tuple[dict[int, dict[str, Any]], dict[int, dict[str, Any]]] | None:
+    """The plan (proposals by index) and the finished proposals (events by index) of an iteration
+    begun after the ``last`` committed one (killed, or stopped by --time-limit: a resume goes on
+    from its finished proposals); None if there is none. A newer plan replaces an older one."""
+    begun: tuple[dict[int, dict[str, Any]], dict[int, dict[str, Any]]] | None = None
+    for event in events:
         if event.get("iteration") != last + 1:
             continue
-        if event.get("type") == "plan":  # a newer plan replaces an older one
-            planned = {int(p.get("index", -1)): p for p in event.get("proposals") or [] if isinstance(p, dict)}
-            rows = {}
-        elif event.get("type") == "proposal" and planned:
-            index = int(event.get("index", -1))
-            plan = planned.get(index, {})
-            rows[index] = {
-                "iteration": last + 1,
-                "group": event.get("group", plan.get("group")),
-                "previous_width": plan.get("previous_width"),
-                "width": event.get("width", plan.get("width")),
-                "latency_ms": event.get("latency_ms", plan.get("latency_ms")),
-                "target_met": plan.get("target_met"),
-                "accuracy_before_finetune": event.get("accuracy_before_finetune"),
-                "accuracy": event.get("accuracy"),
-                "score": None,
-                "dominated": False,
-                "status": event.get("status"),
-                "chosen": False,
-                "committed": False,
-            }
-    return [rows[i] for i in sorted(rows)]
+        if event.get("type") == "plan":
+            begun = ({int(p.get("index", -1)): p for p in event.get("proposals") or [] if isinstance(p, dict)}, {})
+        elif event.get("type") == "proposal" and begun is not None:
+            begun[1][int(event.get("index", -1))] = event
+    return begun
+
+
+def _proposals_in_progress(path: Path, last: int) -> list[dict[str, Any]]:
+    """Rows of ``proposals`` for the finished proposals of an iteration in progress or interrupted
+    (:func:`_iteration_in_progress`): ``committed`` False, no score yet (that is given when the
+    iteration is committed)."""
+    begun = _iteration_in_progress(Journal(path / EVENTS).read(), last)
+    if begun is None:
+        return []
+    planned, finished = begun
+    rows = []
+    for index in sorted(finished):
+        event, plan = finished[index], planned.get(index, {})
+        rows.append({
+            "iteration": last + 1,
+            "group": event.get("group", plan.get("group")),
+            "previous_width": plan.get("previous_width"),
+            "width": event.get("width", plan.get("width")),
+            "latency_ms": event.get("latency_ms", plan.get("latency_ms")),
+            "target_met": plan.get("target_met"),
+            "accuracy_before_finetune": event.get("accuracy_before_finetune"),
+            "accuracy": event.get("accuracy"),
+            "score": None,
+            "dominated": False,
+            "status": event.get("status"),
+            "chosen": False,
+            "committed": False,
+        })
+    return rows
 
 
 def _history_lines(path: Path) -> list[dict[str, Any]]:
