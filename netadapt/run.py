@@ -796,13 +796,15 @@ class Refinement:
             if refined.get(key) and (root / name).is_file():
                 refined[key] = str(root / name)
         path = self.run.path(REFINED_JSON)
+        existed = path.exists()
         try:
-            readable = isinstance(read_json(path), dict)
+            data = read_json(path)
+            readable = isinstance(data, dict) and isinstance(data.get("architecture"), dict)  # ({} is no result)
         except (OSError, ValueError):
             readable = False
         if not readable:
             self.run.write_json(REFINED_JSON, refined)
-            self.log(f"{REFINED_JSON} was {'unreadable' if path.exists() else 'missing'}: written again from the run's event log")
+            self.log(f"{REFINED_JSON} was {'unreadable' if existed else 'missing'}: written again from the run's event log")
         return refined
 
 

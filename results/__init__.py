@@ -87,16 +87,22 @@ def notebook_path(name: str) -> Path:
     return Path(__file__).with_name(f"{name}.ipynb")
 
 
-def notebook_for_run(name: str, run: str | Path) -> dict:
-    """The notebook ``name`` (as JSON) with its parameters cell set to read ``run`` (an absolute
-    path): what ``nas-results notebook RUN`` writes, to open from anywhere."""
+def notebook_for_run(name: str, run: str | Path, inside: bool = False) -> dict:
+    """The notebook ``name`` (as JSON) with its parameters cell set to read ``run``: what
+    ``nas-results notebook RUN`` writes, to open from anywhere. ``inside``: the copy is written into
+    the run's folder and reads the folder it is in (Jupyter runs a notebook in its own folder), so
+    it follows the run when the folder is copied or moved; elsewhere it names the run's absolute
+    path."""
     import json
 
     notebook = json.loads(notebook_path(name).read_text(encoding="utf-8"))
     cell = next(c for c in notebook["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
     lines = cell["source"] if isinstance(cell["source"], list) else cell["source"].splitlines(keepends=True)
     index = next(i for i, line in enumerate(lines) if line.startswith("RUN_DIR = "))
-    lines[index] = f"RUN_DIR = {str(Path(run).resolve())!r}  # the run this copy was written for (nas-results notebook)\n"
+    if inside:
+        lines[index] = "RUN_DIR = os.getcwd()  # this notebook's folder: the run it was written into by nas-results notebook (MOBILENAS_RUN is not read)\n"
+    else:
+        lines[index] = f"RUN_DIR = {str(Path(run).resolve())!r}  # the run this copy was written for by nas-results notebook (MOBILENAS_RUN is not read)\n"
     cell["source"] = lines
     return notebook
 

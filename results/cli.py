@@ -771,8 +771,9 @@ def _notebook(args: argparse.Namespace) -> int:
     if target.exists() and not args.force:
         raise UsageError(f"{target} exists (perhaps with your edits): open it with jupyter notebook {shlex.quote(str(target))}, or add --force to write it again")
     check_writable_folder(target.parent, f"--out {target}")
-    atomic_write_json(target, notebook_for_run(name, run.path))
-    print(f"wrote {target} (reads {run.path.resolve()})")
+    inside = target.parent.resolve() == run.path.resolve()
+    atomic_write_json(target, notebook_for_run(name, run.path, inside=inside))
+    print(f"wrote {target} (reads {'the run folder it is in, ' if inside else ''}{run.path.resolve()})")
     print(f"open it: jupyter notebook {shlex.quote(str(target))}")
     if importlib.util.find_spec("notebook") is None and importlib.util.find_spec("jupyterlab") is None:
         print('Jupyter is not installed here: pip install -e ".[notebooks]" (from the mobilenas checkout) installs it', file=sys.stderr)

@@ -90,13 +90,13 @@ class NetAdaptResults(RunBase):
     def extended(self) -> bool:
         """Finished once, then taken further (``netadapt refine --resume RUN --max-iterations N``) and
         not finished again: its ``refined.json`` is an earlier iteration's, so :attr:`refined` is None."""
-        return self.refined is None and read_json_object(self.path / REFINED_JSON) is not None
+        return self.refined is None and _read_refined(self.path) is not None
 
     @property
     def refined_unreadable(self) -> bool:
         """Its ``refined.json`` is there but cannot be read (``netadapt refine --resume`` writes a
         finished run's again from its event log)."""
-        return self.refined is None and (self.path / REFINED_JSON).is_file() and read_json_object(self.path / REFINED_JSON) is None
+        return self.refined is None and (self.path / REFINED_JSON).is_file() and _read_refined(self.path) is None
 
     @property
     def last_iteration(self) -> int:
@@ -264,7 +264,7 @@ def read_netadapt_run(path: Path, manifest: dict[str, Any], label: str) -> NetAd
     proposals_frame = pd.DataFrame(proposal_rows, columns=list(PROPOSAL_COLUMNS))
     for column in ("latency_ms", "accuracy_before_finetune", "accuracy", "score"):
         proposals_frame[column] = pd.to_numeric(proposals_frame[column], errors="coerce").astype(float)
-    refined = read_json_object(path / REFINED_JSON)
+    refined = _read_refined(path)
     if refined is not None and isinstance(refined.get("iterations"), int) and len(iterations) and refined["iterations"] < int(iterations["iteration"].max()):
         refined = None  # made before the run was extended (netadapt refine --resume --max-iterations): in progress again
     return NetAdaptResults(
@@ -276,6 +276,12 @@ def read_netadapt_run(path: Path, manifest: dict[str, Any], label: str) -> NetAd
         proposals=proposals_frame,
         refined=refined,
     )
+
+
+def _read_refined(run: Path) -> dict[str, Any] | None:
+    """The run's refined.json, or None where it is absent, unreadable or holds no result (``{}``)."""
+    refined = read_json_object(run / REFINED_JSON)
+    return refined if refined is not None and isinstance(refined.get("architecture"), dict) else None
 
 
 def _iteration_in_progress(events: list[dict[str, Any]], last: int) -> tuple[dict[int, dict[str, Any]], dict[int, dict[str, Any]]] | None:

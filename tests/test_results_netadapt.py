@@ -156,6 +156,17 @@ def test_a_finished_runs_unreadable_refined_json_is_written_again_by_resume(run_
     assert refined["run"] == str(copy.resolve()) and refined["weights"] == str(copy.resolve() / "refined.pt")
     assert {k: v for k, v in refined.items() if k not in ("run", "weights", "onnx")} == {k: v for k, v in original.items() if k not in ("run", "weights", "onnx")}
     assert load_run(copy).finished
+    # an empty object is no result either (it had stayed, shown as a finished run with no figures),
+    # and a deleted file is said to be missing
+    for damage, said in (("{}", "unreadable"), (None, "missing")):
+        if damage is None:
+            (copy / "refined.json").unlink()
+        else:
+            (copy / "refined.json").write_text(damage)
+            assert load_run(copy).refined_unreadable and not load_run(copy).finished
+        assert netadapt(["refine", "--resume", str(copy), "--quiet"]) == 0
+        assert f"refined.json was {said}: written again from the run's event log" in capsys.readouterr().err
+        assert json.loads((copy / "refined.json").read_text()) == refined
 
 
 def test_a_runs_best_within_its_budget_is_the_network_it_delivers(run_dir: Path) -> None:

@@ -377,23 +377,36 @@ def test_pareto_notebook_runs_on_tabular_runs(runs: dict[str, Path], tmp_path: P
 
 
 def test_nas_results_notebook_writes_a_copy_that_reads_the_run_from_anywhere(runs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    """A review ran the session from its own folder: results/pareto.ipynb found no run there."""
+    """A review ran the session from its own folder: results/pareto.ipynb found no run there. The
+    copy in the run's folder reads the folder it is in (Jupyter runs a notebook there), so it
+    follows a copied or moved run (another review: it had read the original)."""
     import nbformat
     from nbclient import NotebookClient
+
+    def execute(notebook_file: Path, kernel_folder: Path) -> None:
+        notebook = nbformat.read(notebook_file, as_version=4)
+        NotebookClient(notebook, kernel_name="python3", timeout=300, resources={"metadata": {"path": str(kernel_folder)}}).execute()
+        errors = [o for c in notebook.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.get("output_type") == "error"]
+        assert not errors
 
     run = tmp_path / "run"
     shutil.copytree(runs["ppo-0"], run)
     monkeypatch.delenv("MOBILENAS_RUN", raising=False)
-    monkeypatch.setenv("MOBILENAS_FIGURES", str(tmp_path / "figures"))
+    monkeypatch.delenv("MOBILENAS_FIGURES", raising=False)  # figures go to the run's figures/
     assert nas_results(["notebook", str(run)]) == 0
     out = capsys.readouterr().out
-    assert f"wrote {run / 'pareto.ipynb'} (reads {run.resolve()})\nopen it: jupyter notebook {run / 'pareto.ipynb'}\n" == out
-    elsewhere = tmp_path / "elsewhere"  # where the kernel runs: no run under it, none named in the environment
+    assert f"wrote {run / 'pareto.ipynb'} (reads the run folder it is in, {run.resolve()})\nopen it: jupyter notebook {run / 'pareto.ipynb'}\n" == out
+    moved = tmp_path / "moved run"
+    shutil.copytree(run, moved)  # copied with its notebook
+    execute(moved / "pareto.ipynb", moved)
+    assert (moved / "figures" / "front.png").is_file() and not (run / "figures").exists()  # the copy's, not the original's
+    # written elsewhere (--out), it names the run; run from a folder with no run under it
+    elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    notebook = nbformat.read(run / "pareto.ipynb", as_version=4)
-    NotebookClient(notebook, kernel_name="python3", timeout=300, resources={"metadata": {"path": str(elsewhere)}}).execute()
-    errors = [o for c in notebook.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.get("output_type") == "error"]
-    assert not errors and (tmp_path / "figures" / "front.png").is_file()
+    assert nas_results(["notebook", str(run), "--out", str(elsewhere / "study.ipynb")]) == 0
+    assert f"(reads {run.resolve()})" in capsys.readouterr().out
+    execute(elsewhere / "study.ipynb", elsewhere)
+    assert (run / "figures" / "front.png").is_file()
     # written once: a second time would lose the user's edits
     assert nas_results(["notebook", str(run)]) == 2
     assert "pareto.ipynb exists (perhaps with your edits): open it with jupyter notebook" in capsys.readouterr().err
