@@ -153,6 +153,10 @@ def build_parser(prog: str) -> ArgumentParser:
     parser = ArgumentParser(
         prog=prog,
         description="NetAdapt: shrink a trained network's channels until it meets a latency budget on your device.",
+        epilog=examples(f"{prog} refine results/runs/RUN/best.json --target-latency 10ms",
+                        f"{prog} refine --resume results/runs/netadapt-20261129-101500-ab12",
+                        f"{prog} describe mobilenetv3-small"),
+        formatter_class=KeepLinesFormatter,
     )
     add_version_flag(parser)
     commands = parser.add_subparsers(dest="subcommand", metavar="COMMAND", parser_class=ArgumentParser)

@@ -56,6 +56,7 @@ def test_a_training_that_diverges_after_an_epoch_is_retried_with_a_lower_lr(tmp_
     err = capsys.readouterr().err
     assert f"no checkpoint at {prefix}.checkpoint.pt (the training there failed; its metrics say why): starting from scratch" in err
     assert json.loads(Path(f"{prefix}.metrics.json").read_text())["status"] == "ok" and Path(f"{prefix}.pt").is_file()
+    assert not Path(f"{prefix}.failed.pt").exists()  # the failed try's weights, superseded (a review found them left beside the result)
 
 
 def test_early_stopping_is_said_and_in_the_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -201,7 +202,7 @@ def test_a_data_set_too_large_for_memory_is_refused_before_it_is_allocated(tmp_p
     from mobilenas.train.data import check_fits_in_memory
 
     check_fits_in_memory(100, 3, 32, "ten", memory_bytes=10**6)  # 307 kB of 1 MB: fits
-    with pytest.raises(ValueError, match=r"^the set at 64x64 would take 0\.0 GiB of memory \(100 images\), more than this machine's 0\.0 GiB allows"):
+    with pytest.raises(ValueError, match=r"^the set at 64x64 would take 0\.0 GiB of memory \(100 images\), more than the 0\.0 GiB here allow"):
         check_fits_in_memory(100, 3, 64, "the set", memory_bytes=10**6)  # 1.2 MB
     started = time.monotonic()
     assert main([str(write_arch(tmp_path)), "--image-size", "60000", "--epochs", "1", "--out", str(tmp_path / "out")]) == 2

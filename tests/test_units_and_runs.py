@@ -483,6 +483,10 @@ def test_a_misspelt_option_command_or_choice_gets_the_closest_one(capsys: pytest
         # --threads is training threads in nas-train and netadapt: here, say which
         (nas_search, ["--target-latency", "15ms", "--threads", "2"], "say which threads: --latency-threads N (the latency measurements) or --cpus-per-trial N"),
         (nas_search, ["--target-latency", "15", "ms"], "unrecognized arguments: ms; write a duration as one word, like 15ms or 0.015s (not 15 ms)"),
+        # an abbreviation, once accepted, names the one option it begins (it had got --help, --reward or nothing)
+        (nas_search, ["--target", "15ms"], "unrecognized arguments: --target 15ms; did you mean --target-latency?"),
+        (nas_search, ["--target-latency", "15ms", "--time", "5m"], "did you mean --time-limit?"),
+        (nas_search, ["--target-latency", "15ms", "--thread", "2"], "say which threads: --latency-threads N"),
     ]
     for main, argv, fragment in cases:
         assert main(argv) == 2

@@ -396,20 +396,34 @@ def _resolve_kind(name: str, data_dir: str | Path | None) -> tuple[str, Path | N
     return "imagefolder", path
 
 
-def check_fits_in_memory(count: int, channels: int, size: int, what: str, memory_bytes: int | None = None) -> None:
+def check_fits_in_memory(count: int, channels: int, size: int, what: str, memory_bytes: int | None = None,
+                         fewer: str = "fewer images (--train-size, --val-size, --test-size)") -> None:
     """Refuse, before allocating, a data set whose images (held as bytes) would take more than
-    80% of this machine's memory (``--image-size 5000`` had ended in "Unable to allocate 349 GiB")."""
+    80% of the memory this process may use (``--image-size 5000`` had ended in "Unable to allocate
+    349 GiB"). ``fewer``: how to ask for fewer images, for the message."""
     need = count * channels * size * size
-    if memory_bytes is None:
-        try:
-            memory_bytes = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        except (AttributeError, OSError, ValueError):  # not knowable here: let the allocation decide
-            return
-    if need > 0.8 * memory_bytes:
+    memory_bytes = memory_bytes if memory_bytes is not None else _usable_memory()
+    if memory_bytes is not None and need > 0.8 * memory_bytes:
         raise ValueError(
-            f"{what} at {size}x{size} would take {need / 2**30:,.1f} GiB of memory ({count:,} images), more than this machine's "
-            f"{memory_bytes / 2**30:,.1f} GiB allows; give a smaller --image-size, or fewer images (--train-size, --val-size, --test-size)"
+            f"{what} at {size}x{size} would take {need / 2**30:,.1f} GiB of memory ({count:,} images), more than the "
+            f"{memory_bytes / 2**30:,.1f} GiB here allow; give a smaller --image-size, or {fewer}"
         )
+
+
+def _usable_memory() -> int | None:
+    """This machine's memory, or its container's limit where lower (cgroup v2 or v1); None if unknown."""
+    try:
+        found = [os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")]
+    except (AttributeError, OSError, ValueError):
+        found = []
+    for limit_file in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = Path(limit_file).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            found.append(int(text))
+    return min(found) if found else None
 
 
 def _load_synthetic(seed: int, train_size: SizeSpec, val_size: SizeSpec, test_size: SizeSpec, image_size: int | None, channels: int | None) -> DataSplits:
@@ -432,7 +446,8 @@ def _load_synthetic(seed: int, train_size: SizeSpec, val_size: SizeSpec, test_si
     # the real data sets get (and the one the synthetic set always had).
     default_train = SYNTHETIC_DEFAULT_SIZES[0]
     reserve = default_train + val_n
-    check_fits_in_memory(max(train_n, default_train) + val_n + test_n, synthetic.IN_CHANNELS, size, "the synthetic set")
+    check_fits_in_memory(max(train_n, default_train) + val_n + test_n, synthetic.IN_CHANNELS, size, "the synthetic set",
+                         fewer=f"fewer --val-size or --test-size images (the training images are drawn from {default_train:,} whatever --train-size)")
     pool_images, pool_labels = synthetic.make_synthetic(max(train_n, default_train) + val_n, seed, image_size=size)
     val_index, rest = stratified_split(pool_labels[:reserve], val_n, seed)
     train_index = np.concatenate([rest, np.arange(reserve, len(pool_labels), dtype=np.int64)])

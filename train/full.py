@@ -388,6 +388,8 @@ def train_full(
     # Finished: the weights and metrics are the result. Failed: resuming would fail again the same
     # way, and the checkpoint would refuse a retry with other settings; the metrics say what happened.
     outputs.checkpoint.unlink(missing_ok=True)
+    if status == STATUS_OK:  # an earlier failed try's weights: superseded by this result
+        outputs.failed_weights.unlink(missing_ok=True)
     return FullTrainResult(
         status=status,
         val_accuracy=best_accuracy if best_state is not None else math.nan,

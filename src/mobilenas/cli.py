@@ -33,7 +33,15 @@ def _usage() -> str:
         "commands:",
     ]
     lines += [f"  {name:<10} {description}" for name, (_, description) in COMMANDS.items()]
-    lines += ["", "Run 'mobilenas COMMAND --help' for a command's options."]
+    lines += [
+        "",
+        "examples:",
+        "  mobilenas search --target-latency 15ms",
+        "  mobilenas netadapt refine results/runs/<run>/best.json",
+        "  mobilenas show mobilenetv3-small@0.75",
+        "",
+        "Run 'mobilenas COMMAND --help' for a command's options.",
+    ]
     return "\n".join(lines)
 
 

@@ -84,12 +84,16 @@ class ArgumentParser(argparse.ArgumentParser):
             message = f"unrecognized arguments: {' '.join(extras)}"
             unknown = next((extra.split("=", 1)[0] for extra in extras if extra.startswith("--")), None)
             hints = getattr(parser, "unknown_option_hints", {})
-            if unknown in hints:
-                parser.error(f"{message}; {hints[unknown]}")
+            hinted = next((name for name in hints if unknown and (unknown == name or (len(unknown) > 3 and name.startswith(unknown)))), None)
+            hinted = hinted or (closest(unknown, list(hints)) if unknown else None)
+            if hinted:
+                parser.error(f"{message}; {hints[hinted]}")
             if unknown is None and extras[0].lower() in _UNITS:  # --target-latency 15 ms: the unit came apart
                 parser.error(f"{message}; write a duration as one word, like 15ms or 0.015s (not 15 ms)")
             options = [option for action in parser._actions for option in action.option_strings if option.startswith("--")]
-            close = closest(unknown, options) if unknown else None
+            # an abbreviation (refused: see __init__) names the option it begins, where only one does
+            begun = [option for option in options if unknown and len(unknown) > 3 and option.startswith(unknown)]
+            close = begun[0] if len(begun) == 1 else closest(unknown, options) if unknown else None
             parser.error(message + (f"; did you mean {close}?" if close else ""))
         return parsed
 
