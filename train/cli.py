@@ -205,12 +205,10 @@ def _command_lines(prog: str, argv: Sequence[str] | None) -> tuple[str, str]:
 def _say_what_is_kept(outputs: TrainOutputs, again: str, resume: str) -> None:
     """Set what an interrupt (or a crash) of the training says it leaves: the checkpoint and the
     command that continues from it where there is one, else that the same command starts over."""
-    from mobilenas.train.full import _finished_ok
-
     if outputs.checkpoint.exists():
         set_interrupt_note(f"the epochs completed are saved in {outputs.checkpoint}")
         set_resume_hint(resume)
-    elif outputs.metrics.exists() and _finished_ok(outputs.metrics):
+    elif outputs.finished():
         set_interrupt_note(f"the training had finished: its results are in {outputs.metrics}")
     else:
         set_interrupt_note(f"no epoch had finished, so nothing was saved; the same command starts over: {again}")

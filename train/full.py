@@ -120,6 +120,17 @@ class TrainOutputs:
         root = Path(out_dir)
         return cls(root / f"{prefix}.pt", root / f"{prefix}.onnx", root / f"{prefix}.metrics.json", root / f"{prefix}.checkpoint.pt")
 
+    def finished(self) -> bool:
+        """Whether the metrics file records a training that ended well (a diverged one does not
+        block a rerun; an unreadable one counts as finished: it is not overwritten unasked)."""
+        if not self.metrics.exists():
+            return False
+        try:
+            status = read_json(self.metrics).get("status", STATUS_OK)
+        except (OSError, ValueError, AttributeError):
+            return True
+        return bool(status == STATUS_OK)
+
     @property
     def failed_weights(self) -> Path:
         """Where a failed training keeps the best weights it had before it failed (not a result)."""
@@ -204,7 +215,7 @@ def train_full(
         _check_resumable(checkpoint, identity, config, outputs.checkpoint)
         if log is not None:
             log(f"resuming from {outputs.checkpoint}: epoch {int(checkpoint['epoch'])} of {config.epochs} done")
-    elif outputs.metrics.exists() and _finished_ok(outputs.metrics):
+    elif outputs.finished():
         if resume:
             if outputs.weights.exists():
                 further = f"to train it further, fine-tune its weights instead of --resume: --weights {shlex.quote(str(outputs.weights))}"
@@ -437,15 +448,6 @@ def _differences(saved: dict[str, Any], given: dict[str, Any], keys: Sequence[st
     derived = ("mean", "std")
     names = [k for k in names if k not in derived] or names
     return "; ".join(f"{_OPTION_NAMES.get(k, '--' + k.replace('_', '-'))} {theirs.get(k)}, not {ours.get(k)}" for k in names)
-
-
-def _finished_ok(metrics: Path) -> bool:
-    """Whether ``metrics`` records a training that ended well (a diverged one does not block a rerun)."""
-    try:
-        status = read_json(metrics).get("status", STATUS_OK)
-    except (OSError, ValueError, AttributeError):
-        return True  # unreadable: not overwritten unasked
-    return status == STATUS_OK
 
 
 def _check_resumable(checkpoint: dict[str, Any], identity: dict[str, Any], config: FullTrainConfig, path: Path) -> None:
