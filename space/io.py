@@ -42,7 +42,7 @@ def architecture_from_obj(data: Any, where: str) -> Architecture:
                 return _from_notation(inner, f"{where}: its architecture ")
             raise ValueError(f"{where}: its architecture {inner!r} is a cell of a tabular space, not a network mobilenas can build")
         data = inner
-    elif isinstance(data, dict) and not {"schema_version", "stem", "blocks", "stages", "head"} & set(data):
+    elif isinstance(data, dict) and not {"schema_version", "stem", "stages", "head"} & set(data):
         keys = ", ".join(repr(k) for k in list(data)[:6]) or "none"
         raise SpecError(where, f"neither an architecture nor a result that holds one (a best.json or refined.json has 'architecture'); its keys: {keys}")
     try:
