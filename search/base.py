@@ -17,7 +17,9 @@ Contract of :class:`Strategy` (enforced for every implementation by
   ``torch.Tensor``s, saved with ``torch.save``) that captures everything, including random
   generators and proposals asked but not yet told. After ``load_state_dict(state)`` on a fresh
   instance built with the same arguments, the strategy behaves exactly as the original would
-  have: the same next asks for the same tells.
+  have: the same next asks for the same tells. ``load_state_dict`` raises ``ValueError`` for a
+  state that is not this strategy's.
+* ``summary()`` returns named numbers (``{'entropy': 1.2}``), journaled with each result.
 * Randomness comes only from the ``seed`` given to the constructor.
 """
 

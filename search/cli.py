@@ -669,8 +669,18 @@ def _main(argv: Sequence[str] | None, prog: str) -> int:
             return _search(argv, prog, held)
     except Exception as error:
         # A strategy of one's own that fails: its traceback is what its author needs, then one line
-        # that says whose code it was and how the run goes on once it is fixed.
+        # that says whose code it was and how the run goes on once it is fixed. One that returned
+        # what breaks the contract gets that line alone (the traceback would show only our code).
+        from mobilenas.search.wrappers import StrategyBug
+
         plugins = sys.modules.get("mobilenas.search.strategies")
+        hint = resume_hint()
+        then = f"; completed work is saved; once it is fixed, continue with: {hint}" if hint else ""
+        if isinstance(error, StrategyBug):
+            owner = plugins.plugin_name(error.strategy) if plugins is not None and error.strategy is not None else None
+            whose = f"your strategy {owner}" if owner else f"the strategy {error.strategy.__name__ if error.strategy else ''}".rstrip()
+            print(f"{prog}: {whose}: {error}{then}", file=sys.stderr)
+            return 1
         name = plugins.raised_by_plugin(error) if plugins is not None else None
         if name is None:
             raise
@@ -678,8 +688,6 @@ def _main(argv: Sequence[str] | None, prog: str) -> int:
 
         traceback.print_exception(error)
         detail = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        hint = resume_hint()
-        then = f"; completed work is saved; once it is fixed, continue with: {hint}" if hint else ""
         print(f"{prog}: your strategy {name} raised {type(error).__name__}{': ' + detail if detail else ''} (traceback above){then}", file=sys.stderr)
         return 1
 

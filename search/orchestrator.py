@@ -68,7 +68,13 @@ from mobilenas.search.journal import (
 )
 from mobilenas.search.pareto import pareto_mask
 from mobilenas.search.rewards import RewardSpec, ZeroAccuracyPenalty
-from mobilenas.search.wrappers import LatencyFilter, SearchStopped, StrategyWrapper, WrapperEvent
+from mobilenas.search.wrappers import (
+    LatencyFilter,
+    SearchStopped,
+    StrategyBug,
+    StrategyWrapper,
+    WrapperEvent,
+)
 
 CHECKPOINT = "strategy.pt"
 
@@ -211,7 +217,15 @@ class SearchRun:
     def _checkpoint(self) -> None:
         self._flush()  # the journal never lags a checkpoint (resume relies on it)
         state = {"events": self._events_seen, "submitted": self.submitted, "stopped": self.stopped, "state": self.strategy.state_dict()}
-        atomic_write_bytes(self.run.path(CHECKPOINT), dump_state(state))
+        try:
+            saved = dump_state(state)
+        except (pickle.PicklingError, TypeError, AttributeError) as error:  # the wrappers' own state is plain data
+            strategy = self.strategy.unwrap() if isinstance(self.strategy, StrategyWrapper) else self.strategy
+            raise StrategyBug(
+                f"state_dict() returned what cannot be saved ({type(error).__name__}: {error}); return plain data: numbers, strings, lists, dicts, numpy arrays and tensors",
+                type(strategy),
+            ) from error
+        atomic_write_bytes(self.run.path(CHECKPOINT), saved)
 
     def _drain(self) -> None:
         if not isinstance(self.strategy, StrategyWrapper):

@@ -32,7 +32,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Sequence
+import numbers
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +45,9 @@ from mobilenas.search.strategies._common import (
 )
 
 EVENT_KINDS = ("duplicate", "waiting", "reused", "rejected", "failed")
+
+#: Fewer distinct architectures than this before a strategy only repeats itself looks like a bug, not convergence.
+FEW_DISTINCT = 10
 
 #: De-duplication saves its memory in chunks of this many architectures, each encoded (as JSON) once.
 KNOWN_CHUNK = 256
@@ -62,6 +66,64 @@ def _checked_penalty(penalty: Penalty) -> Penalty:
 
 def _penalty_at(penalty: Penalty, latency_ms: float | None) -> float:
     return float(penalty(latency_ms)) if callable(penalty) else penalty
+
+
+class StrategyBug(RuntimeError):
+    """A strategy broke the ask/tell contract (see :mod:`mobilenas.search.base`): ``ask`` returned no
+    valid :class:`Proposal`, ``summary`` no named numbers, ``state_dict`` what cannot be saved.
+
+    Checked by the innermost wrapper on what the strategy itself returns, so the error names the
+    strategy's method instead of surfacing later as a failure of the code that used the value.
+    ``strategy`` is the class at fault.
+    """
+
+    def __init__(self, message: str, strategy: type | None = None) -> None:
+        super().__init__(message)
+        self.strategy = strategy
+
+
+def checked_proposal(proposal: Any, num_options: Sequence[int], highest: int, strategy: type | None = None) -> Proposal:
+    """``proposal`` as ``ask()`` must return it (numbers as ``int``), or :class:`StrategyBug`.
+
+    ``highest`` is the largest number the strategy handed out before (numbers only increase).
+    """
+
+    def bug(message: str) -> StrategyBug:
+        return StrategyBug(f"ask() returned {message}", strategy)
+
+    if not isinstance(proposal, Proposal):
+        return_type = "None" if proposal is None else f"a {type(proposal).__name__}"
+        raise bug(f"{return_type}, not a Proposal(number, indices)")
+    number = proposal.number
+    if isinstance(number, bool) or not isinstance(number, numbers.Integral):
+        raise bug(f"a proposal numbered {number!r}: a proposal's number is an int")
+    if number <= highest:
+        raise bug(f"proposal number {int(number)} after {highest}: each proposal gets a new number, larger than the last")
+    indices = proposal.indices
+    if isinstance(indices, str | bytes) or not isinstance(indices, Sequence):
+        raise bug(f"indices {indices!r}: a proposal's indices are a tuple of ints, one per decision")
+    if len(indices) != len(num_options):
+        raise bug(f"{len(indices)} indices for {len(num_options)} decisions: give one option index per decision")
+    for decision, (index, options) in enumerate(zip(indices, num_options, strict=True)):
+        if isinstance(index, bool) or not isinstance(index, numbers.Integral):
+            raise bug(f"index {index!r} ({type(index).__name__}) for decision {decision}: an option index is an int")
+        if not 0 <= index < options:
+            raise bug(f"index {int(index)} for decision {decision}, which has {options} options (0..{options - 1})")
+    return Proposal(int(number), tuple(int(i) for i in indices))
+
+
+def checked_summary(summary: Any, strategy: type | None = None) -> dict[str, float]:
+    """What ``summary()`` returned as named floats (a value that is not finite is left out: it
+    has no place on a plot or in JSON), or :class:`StrategyBug`."""
+    if not isinstance(summary, Mapping):
+        raise StrategyBug(f"summary() returned {'None' if summary is None else 'a ' + type(summary).__name__}, not a dict of named numbers (return {{}} for none)", strategy)
+    checked = {}
+    for name, value in summary.items():
+        if not isinstance(name, str) or isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise StrategyBug(f"summary() returned {{{name!r}: {value!r}}}: a summary names numbers, e.g. {{'best_reward': 0.71}}", strategy)
+        if math.isfinite(value):
+            checked[name] = float(value)
+    return checked
 
 
 class SearchStopped(RuntimeError):
@@ -157,6 +219,15 @@ class StrategyWrapper(Strategy):
         self._ledger = _Ledger()
         self._events: list[WrapperEvent] = []
         self._counts: dict[str, int] = {}
+        self._asked = -1  # the largest number the inner strategy handed out
+
+    def _ask_inner(self) -> Proposal:
+        """The inner strategy's next proposal; the strategy itself (not a wrapper) is checked."""
+        if isinstance(self.inner, StrategyWrapper):
+            return self.inner.ask()
+        proposal = checked_proposal(self.inner.ask(), self.num_options, self._asked, type(self.inner))
+        self._asked = proposal.number
+        return proposal
 
     # ----------------------------------------------------------------- events
 
@@ -189,7 +260,8 @@ class StrategyWrapper(Strategy):
         return self.inner.unwrap() if isinstance(self.inner, StrategyWrapper) else self.inner
 
     def summary(self) -> dict[str, float]:
-        return {**self.inner.summary(), **{f"{self.kind}_{k}": float(v) for k, v in self._counts.items()}}
+        inner = self.inner.summary() if isinstance(self.inner, StrategyWrapper) else checked_summary(self.inner.summary(), type(self.inner))
+        return {**inner, **{f"{self.kind}_{k}": float(v) for k, v in self._counts.items()}}
 
     # ----------------------------------------------------------------- state
 
@@ -200,6 +272,7 @@ class StrategyWrapper(Strategy):
             "ledger": self._ledger.to_state(),
             "events": [event.to_dict() for event in self._events],
             "counts": dict(self._counts),
+            "asked": self._asked,
         }
 
     def _load_wrapper_state(self, state: dict[str, Any]) -> None:
@@ -209,6 +282,7 @@ class StrategyWrapper(Strategy):
         self._ledger = _Ledger.from_state(state["ledger"])
         self._events = [WrapperEvent.from_dict(e) for e in state["events"]]
         self._counts = {str(k): int(v) for k, v in state["counts"].items()}
+        self._asked = int(state.get("asked", -1))  # absent in runs before it was checked
 
 
 # --------------------------------------------------------------------------- de-duplication
@@ -274,7 +348,7 @@ class Deduplicate(StrategyWrapper):
 
     def ask(self) -> Proposal:
         while True:
-            proposal = self.inner.ask()
+            proposal = self._ask_inner()
             key = self._key(proposal.indices)
             if key in self._known:
                 twin, observation = self._known[key]
@@ -292,9 +366,11 @@ class Deduplicate(StrategyWrapper):
             self._consecutive += 1
             if self._consecutive >= self.max_consecutive_duplicates:
                 self._consecutive = 0
+                few = len(self._known) < FEW_DISTINCT
                 raise SearchConverged(
-                    f"the {self.inner.name} strategy proposed {self.max_consecutive_duplicates} already-evaluated architectures in a row "
-                    f"({len(self._known)} distinct ones evaluated): the search has converged"
+                    f"the {self.inner.name or type(self.unwrap()).__name__} strategy proposed {self.max_consecutive_duplicates} already-evaluated architectures in a row "
+                    + (f"after only {len(self._known)} distinct one{'' if len(self._known) == 1 else 's'}: does it keep proposing the same architectures whatever it is told?"
+                       if few else f"({len(self._known)} distinct ones evaluated): the search has converged")
                 )
 
     def tell(self, number: int, observation: Observation) -> None:
@@ -379,7 +455,7 @@ class LatencyFilter(StrategyWrapper):
 
     def ask(self) -> Proposal:
         while True:
-            proposal = self.inner.ask()
+            proposal = self._ask_inner()
             latency = float(self.latency_ms(proposal.indices))
             if latency <= self.limit_ms:
                 self._ledger.hand(proposal)
@@ -427,7 +503,7 @@ class HandleFailures(StrategyWrapper):
         self.penalty = _checked_penalty(penalty)
 
     def ask(self) -> Proposal:
-        proposal = self.inner.ask()
+        proposal = self._ask_inner()
         self._ledger.hand(proposal)
         return proposal
 

@@ -311,3 +311,94 @@ def test_the_convergence_figure_plots_what_a_strategy_of_ones_own_reports(greedy
         figure = plot_convergence(load_run(run))
         assert figure.axes[1].get_ylabel() == label
         assert not any("reports no convergence statistic" in text.get_text() for text in figure.axes[1].texts)
+
+
+# A strategy that returns what breaks the contract: each subclass of the README's Greedy (imported
+# from the file beside it, as a script would) gets wrong one thing that ask, summary, state_dict or
+# the constructor returns or takes. The error names the method and what was wrong, in one line
+# (the traceback would show only the code that used the value), and the run resumes once fixed.
+BROKEN = {
+    "Tuple": ("def ask(self):\n        return super().ask().indices", "ask() returned a tuple, not a Proposal(number, indices)"),
+    "Nothing": ("def ask(self):\n        super().ask()", "ask() returned None, not a Proposal(number, indices)"),
+    "TextNumber": ("def ask(self):\n        p = super().ask()\n        return Proposal(str(p.number), p.indices)", "ask() returned a proposal numbered '0': a proposal's number is an int"),
+    "SameNumber": ("def ask(self):\n        p = super().ask()\n        return Proposal(0, p.indices)", "ask() returned proposal number 0 after 0: each proposal gets a new number, larger than the last"),
+    "OutOfRange": ("def ask(self):\n        p = super().ask()\n        return Proposal(p.number, (99,) + p.indices[1:])", "ask() returned index 99 for decision 0, which has 5 options (0..4)"),
+    "Short": ("def ask(self):\n        p = super().ask()\n        return Proposal(p.number, p.indices[1:])", "ask() returned 5 indices for 6 decisions: give one option index per decision"),
+    "Halves": ("def ask(self):\n        p = super().ask()\n        return Proposal(p.number, tuple(i + 0.5 for i in p.indices))", "(float) for decision 0: an option index is an int"),
+    "Flags": ("def ask(self):\n        p = super().ask()\n        return Proposal(p.number, (True,) * len(p.indices))", "ask() returned index True (bool) for decision 0: an option index is an int"),
+    "NoSummary": ("def summary(self):\n        return None", "summary() returned None, not a dict of named numbers (return {} for none)"),
+    "TextSummary": ("def summary(self):\n        return {'phase': 'warmup'}", "summary() returned {'phase': 'warmup'}: a summary names numbers"),
+    "Unsaveable": ("def state_dict(self):\n        return {**super().state_dict(), 'key': lambda x: x}", "state_dict() returned what cannot be saved (AttributeError: Can't"),
+}
+
+
+def _broken_file(folder: Path, greedy: Path) -> Path:
+    (folder / "greedy.py").write_text(greedy.read_text())
+    code = "from mobilenas.search.base import Proposal\nfrom greedy import Greedy\n"
+    for name, (method, _) in BROKEN.items():
+        code += f"\n\nclass {name}(Greedy):\n    {method}\n"
+    code += "\n\nclass NoSeed(Greedy):\n    def __init__(self, num_options):\n        super().__init__(num_options)\n"
+    (folder / "broken.py").write_text(code)
+    return folder / "broken.py"
+
+
+@pytest.mark.parametrize("name", list(BROKEN))
+def test_a_strategy_that_breaks_the_contract_is_named_in_one_line(name: str, greedy: Path, cells: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    broken = _broken_file(tmp_path, greedy)
+    run = tmp_path / "run"
+    assert nas_search(_args(cells, run, "--strategy", f"{broken}:{name}", "--samples", "6")) == 1
+    said = capsys.readouterr().err.strip()
+    err = said.splitlines()[-1]
+    assert "Traceback" not in said and all(line.startswith("note: ") for line in said.splitlines()[:-1]), said
+    assert err.startswith(f"nas-search: your strategy {broken}:{name}: ") and BROKEN[name][1] in err, err
+    assert err.endswith(f"; completed work is saved; once it is fixed, continue with: nas-search --resume {run}"), err
+    assert (run / "manifest.json").is_file()
+
+
+def test_a_strategy_built_with_other_arguments_is_one_line_before_any_work(greedy: Path, cells: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    broken = _broken_file(tmp_path, greedy)
+    assert nas_search(_args(cells, tmp_path / "run", "--strategy", f"{broken}:NoSeed")) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "a strategy is built as CLASS(num_options, seed, config)" in err, err
+    assert not (tmp_path / "run").exists()
+
+
+def test_indices_are_checked_as_the_strategy_returns_them_and_resume_goes_on_once_fixed(greedy: Path, cells: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Float indices had been truncated without a word (and journaled as the floats); once the code
+    is fixed, --resume goes on from where the run stopped."""
+    code = tmp_path / "halves.py"
+    code.write_text(readme_example() + "\n\nFIXED = False\n\n\nclass Halves(Greedy):\n    def ask(self):\n        p = super().ask()\n"
+                    "        return p if FIXED or p.number < 4 else Proposal(p.number, tuple(i + 0.5 for i in p.indices))\n")
+    run = tmp_path / "run"
+    assert nas_search(_args(cells, run, "--strategy", f"{code}:Halves", "--samples", "8")) == 1
+    assert "ask() returned index " in capsys.readouterr().err
+    assert len(_trained(run)) == 4
+    code.write_text(code.read_text().replace("FIXED = False", "FIXED = True"))
+    sys.modules.pop(next((m for m, module in sys.modules.items() if getattr(module, "__file__", None) == str(code)), ""), None)
+    from mobilenas.search import strategies
+
+    strategies._PLUGINS.pop(f"{code}:Halves")
+    assert nas_search(["--resume", str(run), "--quiet"]) == 0
+    assert sorted(e["number"] for e in _trained(run)) == list(range(8))
+    proposals = [e for e in map(json.loads, (run / "events.jsonl").read_text().splitlines()) if e.get("type") == "proposal"]
+    assert len(proposals) >= 8 and all(isinstance(i, int) for e in proposals for i in e["indices"])
+
+
+def test_a_summary_value_that_is_not_finite_is_left_out_of_the_journal(greedy: Path, cells: Path, tmp_path: Path) -> None:
+    code = tmp_path / "nan.py"
+    code.write_text(readme_example().replace('return {"best_reward": ', 'return {"undefined": float("nan"), "best_reward": '))
+    run = tmp_path / "run"
+    assert nas_search(_args(cells, run, "--strategy", f"{code}:Greedy", "--samples", "5")) == 0
+    lines = (run / "events.jsonl").read_text().splitlines()
+    summaries = [json.loads(line)["summary"] for line in lines if '"summary"' in line]
+    assert summaries and all("best_reward" in s and "undefined" not in s for s in summaries)
+    assert "NaN" not in "".join(lines)
+
+
+def test_a_strategy_that_repeats_itself_from_the_start_is_not_said_to_converge(greedy: Path, cells: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = tmp_path / "same.py"
+    code.write_text(readme_example() + "\n\nclass Same(Greedy):\n    def ask(self):\n        p = super().ask()\n        return Proposal(p.number, (0,) * len(p.indices))\n")
+    run = tmp_path / "run"
+    assert nas_search(_args(cells, run, "--strategy", f"{code}:Same", "--samples", "20")) == 0
+    said = capsys.readouterr().out
+    assert "in a row after only 1 distinct one: does it keep proposing the same architectures whatever it is told?" in said, said

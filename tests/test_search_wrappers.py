@@ -158,10 +158,18 @@ def test_converged_after_many_consecutive_duplicates() -> None:
     inner = Scripted([(1, 2)])
     dedup = Deduplicate(inner, key, max_consecutive_duplicates=5)
     dedup.tell(dedup.ask().number, Observation(0.9))
-    with pytest.raises(SearchConverged, match=r"proposed 5 already-evaluated architectures in a row .1 distinct ones evaluated."):
+    # after a single distinct architecture, it looks like a strategy that ignores what it is told
+    with pytest.raises(SearchConverged, match=r"^the scripted strategy proposed 5 already-evaluated architectures in a row after only 1 distinct one: does it keep"):
         dedup.ask()
     assert inner.asked == 6 and len(inner.told) == 6
     assert dedup.counts == {"duplicate": 5}
+    # after ten, like a search that has converged
+    inner = Scripted([(i // 4, i % 4) for i in range(10)])
+    dedup = Deduplicate(inner, key, max_consecutive_duplicates=5)
+    for _ in range(10):
+        dedup.tell(dedup.ask().number, Observation(0.9))
+    with pytest.raises(SearchConverged, match=r"proposed 5 already-evaluated architectures in a row .10 distinct ones evaluated.: the search has converged$"):
+        dedup.ask()
 
 
 def test_failed_results_are_reused_unless_asked_not_to() -> None:

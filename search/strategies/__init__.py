@@ -95,6 +95,11 @@ def _load_plugin(name: str) -> StrategyInfo:
                 raise ValueError(f"strategy {name!r}: {path} is not a file; {form}")
             # one name per file, the same in every process: what a checkpoint pickled from it is found again
             module_name = f"mobilenas_strategy_{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]}"
+            # its folder is importable, as a script's is, so that it can import modules beside it
+            # (appended: a file there never hides a module mobilenas itself imports)
+            folder = str(path.resolve().parent)
+            if folder not in sys.path:
+                sys.path.append(folder)
             spec = importlib.util.spec_from_file_location(module_name, path)
             assert spec is not None and spec.loader is not None
             module = importlib.util.module_from_spec(spec)
@@ -153,6 +158,11 @@ def raised_by_plugin(error: BaseException) -> str | None:
     return None
 
 
+def plugin_name(cls: type) -> str | None:
+    """The name (``FILE.py:CLASS`` as given) of the strategy of one's own whose class is ``cls``, or ``None``."""
+    return next((name for name, info in _PLUGINS.items() if info.cls is cls), None)
+
+
 def _info(name: str) -> StrategyInfo:
     if name in STRATEGIES:
         return STRATEGIES[name]
@@ -173,7 +183,12 @@ def make_strategy(name: str, num_options: Sequence[int], seed: int = 0, config: 
         raise ValueError(f"strategy {name!r} takes a {info.config_cls.__name__}, got {type(config).__name__}")
     if info.config_cls is NoOptions:
         config = None  # a strategy of one's own without options is given none
-    strategy = info.cls(num_options, seed, config)
+    try:
+        strategy = info.cls(num_options, seed, config)
+    except TypeError as error:
+        if error.__traceback__ is None or error.__traceback__.tb_next is not None or not is_plugin(name):
+            raise  # raised inside the constructor: its own traceback says where
+        raise ValueError(f"strategy {name!r}: {error}; a strategy is built as CLASS(num_options, seed, config), so its __init__ takes those three") from None
     if not isinstance(strategy, Strategy):
         raise ValueError(f"strategy {name!r} built a {type(strategy).__name__}, not a Strategy")
     return strategy
@@ -283,6 +298,7 @@ __all__ = [
     "is_plugin",
     "make_strategy",
     "parse_options",
+    "plugin_name",
     "raised_by_plugin",
     "strategy_class",
 ]
