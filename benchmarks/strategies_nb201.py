@@ -608,6 +608,13 @@ def render_tuning(summary: dict[str, Any], entries: Sequence[Entry], meta: dict[
     return "\n".join(lines) + "\n"
 
 
+def _protocol_options(tune: str | None) -> list[str]:
+    """The options whose defaults make the protocol of the committed results (a tuning grid names
+    its strategies, options and seeds itself)."""
+    shared = ["--data", "--columns", "--quantiles", "--queries", "--reward"]
+    return shared if tune else [*shared, "--strategies", "--seeds", "--first-seed", "--option"]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = ArgumentParser(prog="strategies_nb201", description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the NAS-Bench-201 CSV (default: %(default)s)")
@@ -623,7 +630,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tune", nargs="?", const="defaults", choices=sorted(TUNING_GRIDS), help="run a tuning grid on its tuning seeds (never the reported ones): `defaults` (every strategy; writes STEM.tuning.md), `ppo`, `ppo2`, `ppo3`, `ppo4` or `ppo5` (the controller; STEM.tuning-ppo.md, -ppo2.md ... -ppo5.md)")
     parser.add_argument("--shard", default="0/1", metavar="K/N", help="run only the K-th of every N missing runs (start N processes with K = 0..N-1 to use N cores, then once more without --shard to write the tables)")
     parser.add_argument("--cache", type=Path, default=HERE / "strategies_nb201.cache", help="folder of finished runs, one file per configuration; a rerun reads them instead of searching again (default: %(default)s)")
-    parser.add_argument("--out", type=Path, default=HERE / "strategies_nb201", help="output stem: writes STEM.md, STEM.json, STEM.png")
+    parser.add_argument("--out", type=Path, default=HERE / "strategies_nb201", help="output stem: writes STEM.md, STEM.json, STEM.png (default: the committed results, benchmarks/strategies_nb201; a run that changes the protocol's options needs its own)")
     parser.add_argument("--no-write", action="store_true", help="print the table only")
     args = parser.parse_args(argv)
 
@@ -633,6 +640,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error("--tune runs the benchmark as reported, without a latency filter: leave --max-latency-ratio out")
         if args.out == HERE / "strategies_nb201" and not args.no_write:
             parser.error("give --out STEM (or --no-write) with --max-latency-ratio: the default writes the committed results, which have no latency filter")
+    if args.out == HERE / "strategies_nb201" and not args.no_write:  # the committed results are the protocol's only
+        changed = [option for option in _protocol_options(args.tune) if getattr(args, option.lstrip("-").replace("-", "_")) != parser.get_default(option.lstrip("-").replace("-", "_"))]
+        if changed:
+            parser.error(f"give --out STEM (or --no-write): the default writes the committed results of the benchmark's protocol, and {', '.join(changed)} change{'s' if len(changed) == 1 else ''} it")
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     if not strategies:
         parser.error("--strategies names none: give one or more, e.g. ppo,random")

@@ -250,6 +250,19 @@ def test_benchmark_one_refuses_bad_options_before_any_run(option: list[str], sai
     assert not (tmp_path / "cache").exists()
 
 
+def test_benchmark_one_keeps_the_committed_results_from_a_run_that_changes_its_protocol(tmp_path: Path) -> None:
+    """A small run without --out had written over the committed benchmarks/strategies_nb201.md/.json/.png."""
+    import subprocess
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "strategies_nb201.py"
+    committed = {path: path.read_bytes() for path in script.parent.glob("strategies_nb201.*") if path.is_file()}
+    done = subprocess.run([sys.executable, str(script), "--seeds", "2", "--queries", "50", "--cache", str(tmp_path / "cache")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "give --out STEM (or --no-write): the default writes the committed results of the benchmark's protocol, and --queries, --seeds change it" in done.stderr
+    assert not (tmp_path / "cache").exists()
+    assert {path: path.read_bytes() for path in committed} == committed
+
+
 def test_nas_results_tells_a_run_stopped_early_from_one_not_finished(greedy: Path, cells: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The README's Greedy converges (every neighbour of its best known): the search stops before
     --samples, and nas-results says why; a run cut short says how it goes on."""
