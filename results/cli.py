@@ -449,8 +449,8 @@ def _note_different_problems(runs: Sequence[Any]) -> dict[str, int]:
     for axes in problems.values():
         numbers.setdefault(tuple(axes.values()), len(numbers) + 1)
     differing = []
-    for aspect in ("space", "accuracy", "latency"):
-        values = {label: axes[aspect] for label, axes in problems.items()}
+    for aspect in ("space", "accuracy", "final", "latency"):
+        values = {label: axes.get(aspect, "-") for label, axes in problems.items()}
         if len(set(values.values())) > 1:
             by_value: dict[str, list[str]] = {}
             for label, value in values.items():
@@ -507,6 +507,23 @@ def _note_uneven_groups(table: Any, by: Sequence[str]) -> None:
             print(f"note: group {name} holds more than one run of seed {', '.join(map(str, twice))}: the same search twice counts as two runs in its mean and std", file=sys.stderr)
 
 
+def _note_unfinished(table: Any) -> None:
+    """Say which runs are not finished: their figures are those of part of a search (a killed run
+    had looked like any other in the table and the means)."""
+    if "finished" not in table.columns:
+        return
+    unfinished = table[table["finished"].map(lambda v: v is not None and v == v and not bool(v))]
+    if unfinished.empty:
+        return
+    parts = []
+    for row in unfinished.to_dict("records"):
+        samples, trained = row.get("samples"), row.get("trained")
+        done = f"{trained} of --samples {int(samples)} trained" if row.get("kind") == "search" and samples == samples and samples is not None else f"{row.get('iterations')} iterations, no refined network yet"
+        parts.append(f"{_short(str(row['run']), 40)}: {done}")
+    them = "it is" if len(parts) == 1 else "they are"
+    print(f"note: {counted(len(parts), 'run')} not finished ({'; '.join(parts)}): {them} compared on what {them.split()[0]} did so far (--resume goes on)", file=sys.stderr)
+
+
 def _compare(args: argparse.Namespace) -> int:
     import pandas as pd
 
@@ -538,6 +555,7 @@ def _compare(args: argparse.Namespace) -> int:
             table["problem_number"] = [problems.get(label, 0) for label in table["run"]]
             by.append("problem_number")
     grouped = summarize(table, by)
+    _note_unfinished(table)
     _note_uneven_groups(table, by)
     references = None
     if args.references is not None or args.reference_accuracy:

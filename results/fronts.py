@@ -203,6 +203,9 @@ def run_summary(run: RunResults, reference: ReferencePoint | None = None, latenc
             "reward": run.reward_description,
             "samples": run.samples,
             "stopped": run.stopped,
+            # its --samples done, or stopped early by its strategy; otherwise interrupted, stopped by
+            # --time-limit or running now, and its figures are those of a part of the search
+            "finished": bool(run.stopped) or (run.samples is not None and counts["trained"] >= run.samples),
             "time_limit_s": run.time_limit_s,
             **counts,
             "best_number": int(best_row["number"]) if best_row is not None else None,

@@ -127,8 +127,9 @@ class SearchResults(RunBase):
         """What this run searches, in words (runs compare where these agree).
 
         ``space``: the search space's name; ``accuracy``: the benchmark and its reward column
-        (tabular), or the data set and the proxy training's length (network); ``latency``: the
-        benchmark's latency column, or the table's device and input size.
+        (tabular), or the data set and the proxy training's length (network); ``final`` (tabular
+        only): the column reported as final accuracy; ``latency``: the benchmark's latency column,
+        or the table's device and input size.
         """
         manifest, config = self.manifest, self.manifest.get("config", {})
 
@@ -142,6 +143,7 @@ class SearchResults(RunBase):
             return {
                 "space": self.space_name,
                 "accuracy": f"{bench.get('reward_column', config.get('reward_column', '?'))} of {name}",
+                "final": f"{bench.get('final_column', config.get('final_column', '?'))} of {name}",
                 "latency": f"{bench.get('latency_column', config.get('latency_column', '?'))} of {name}",
             }
         data, proxy, table = part("dataset"), part("proxy"), part("latency_table")

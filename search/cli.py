@@ -364,8 +364,6 @@ def build_setup(config: dict[str, Any], *, say: Any, recorded: dict[str, Any] | 
             raise UsageError(f"this run searches with {name}, and {where} is gone; put the file back there to resume") from None
         reason = str(error).removeprefix(f"strategy {name!r}: ")
         raise UsageError(f"this run's strategy {name} cannot be loaded now: {reason}; mend it to resume") from None
-    if recorded is None:  # a resumed run says it once it has been read (a damaged one gets its error alone)
-        _note_random_phase(config, strategy_options)
     if config["space"] == "nb201":
         from mobilenas.search.problems import TabularProblem
         from mobilenas.search.tabular import TabularEvaluator
@@ -751,7 +749,8 @@ def _search(argv: Sequence[str] | None, prog: str, held: contextlib.ExitStack) -
     if resume:
         say(f"resuming {run.root}")
         _note_changed_strategy(config["strategy"], recorded)
-    else:
+    else:  # notes once every check has passed (a bad option gets its error alone); a resumed run says it once read
+        _note_random_phase(config, setup.strategy_config)
         _note_target_is_no_limit(setup)
         out = Path(config["out"]) if config["out"] else DEFAULT_OUT_ROOT / new_run_id("search")
         run = held.enter_context(RunDir.create(out, _manifest(setup)).claim())

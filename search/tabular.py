@@ -104,6 +104,12 @@ class TabularEvaluator(Evaluator):
         for role, column in (("architecture", arch_column), ("reward", reward_column), ("final", final_column), ("latency", latency_column)):
             if column not in columns:
                 raise ValueError(f"{role} column {column!r} is not in {self.path.name}{did_you_mean(str(column), columns)}; available columns: {available}")
+        # a device's latencies read as accuracies, or accuracies as milliseconds, give nonsense that runs
+        if latency_columns and latency_column not in latency_columns:
+            raise ValueError(f"latency column {latency_column!r} of {self.path.name} is not a latency column ({LATENCY_PREFIX}*): choose a device among {', '.join(latency_columns)}")
+        for role, column in (("reward", reward_column), ("final", final_column)):
+            if column == latency_column or column.startswith(LATENCY_PREFIX):
+                raise ValueError(f"{role} column {column!r} of {self.path.name} holds latencies, not accuracies: choose an accuracy column, e.g. {DEFAULT_REWARD_COLUMN} or {DEFAULT_FINAL_COLUMN}")
         self.arch_column = arch_column
         self.reward_column = reward_column
         self.final_column = final_column

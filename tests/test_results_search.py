@@ -468,6 +468,17 @@ def test_compare_notes_runs_that_search_different_problems(runs: dict[str, Path]
     assert [(g["strategy"], g["problem_number"], g["runs"]) for g in groups] == [("random", 1, 2), ("random", 2, 1)]
     assert nas_results(["compare", str(runs["random-0"]), str(runs["random-1"]), str(other), "--out", str(fronts)]) == 0
     assert "mean ± std per strategy, problem (problem 1: random-0, random-1; problem 2: final-as-reward):" in capsys.readouterr().out
+    # another final column is another problem too (the final accuracies of both had been averaged)
+    reported = tmp_path / "val-as-final"
+    assert nas_search([
+        "--space", "nb201", "--benchmark", str(cells), "--latency-column", "latency_ms_toy", "--final-column", "val_acc_12ep",
+        "--target-latency", f"{TARGET_MS}ms", "--strategy", "random", "--samples", "10", "--out", str(reported), "--quiet",
+    ]) == 0
+    capsys.readouterr()
+    assert nas_results(["compare", str(runs["random-0"]), str(reported), "--out", str(fronts), "--json"]) == 0
+    captured = capsys.readouterr()
+    assert "final: test_acc_200ep of cells.csv (random-0); val_acc_12ep of cells.csv (val-as-final)" in captured.err
+    assert [(g["strategy"], g["problem_number"]) for g in json.loads(captured.out)["groups"]] == [("random", 1), ("random", 2)]
 
 
 def test_convergence_and_counts_tell_early_stopped_failed_and_rejected_apart(tmp_path: Path) -> None:

@@ -299,6 +299,13 @@ def test_nas_results_tells_a_run_stopped_early_from_one_not_finished(greedy: Pat
     lines = capsys.readouterr().out.splitlines()
     assert lines[4] == f"  not finished    interrupted: nas-search --resume {cut} goes on"
     assert not any(line.startswith("  stopped early") for line in lines)
+    # and so do show --json and compare (a killed run had looked finished there)
+    assert nas_results(["show", str(cut), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["summary"]["finished"] is False
+    assert nas_results(["compare", str(run), str(cut), "--out", str(tmp_path / "fronts.png"), "--json"]) == 0
+    captured = capsys.readouterr()
+    assert [r["finished"] for r in json.loads(captured.out)["runs"]] == [True, False]
+    assert "note: 1 run not finished (cut: 5 of --samples 8 trained): it is compared on what it did so far (--resume goes on)" in captured.err
     # while a process works on it (holds the run), it is said to be running, by whom
     from mobilenas.runs import RunDir
 

@@ -330,6 +330,12 @@ def test_a_search_too_short_for_its_strategy_to_learn_is_noted(cells: Path, tmp_
     capsys.readouterr()
     assert nas_search(["--resume", str(tmp_path / "d"), "--samples", "8"]) == 0
     assert "note: --samples 8 ends within ppo's first 12 proposals (batch_size)" in capsys.readouterr().err
+    # a bad option gets its error alone (the note had come first)
+    args = _args(cells, tmp_path / "e", "--samples", "5")
+    args[args.index("--latency-column") + 1] = "latency_ms_tyo"
+    assert nas_search(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("nas-search: error: latency column 'latency_ms_tyo' is not in"), err
 
 
 class _Killed(BaseException):
