@@ -99,8 +99,9 @@ def notebook_for_run(name: str, run: str | Path, inside: bool = False) -> dict:
     cell = next(c for c in notebook["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
     lines = cell["source"] if isinstance(cell["source"], list) else cell["source"].splitlines(keepends=True)
     index = next(i for i, line in enumerate(lines) if line.startswith("RUN_DIR = "))
-    if inside:
-        lines[index] = "RUN_DIR = os.getcwd()  # this notebook's folder: the run it was written into by nas-results notebook (MOBILENAS_RUN is not read)\n"
+    if inside:  # a kernel started elsewhere (papermill, nbclient without a path) reads the run it was written into
+        lines[index] = (f"RUN_DIR = os.getcwd() if os.path.isfile('manifest.json') else {str(Path(run).resolve())!r}"
+                        "  # this notebook's folder, the run it was written into by nas-results notebook (MOBILENAS_RUN is not read)\n")
     else:
         lines[index] = f"RUN_DIR = {str(Path(run).resolve())!r}  # the run this copy was written for by nas-results notebook (MOBILENAS_RUN is not read)\n"
     cell["source"] = lines

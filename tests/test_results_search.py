@@ -400,6 +400,13 @@ def test_nas_results_notebook_writes_a_copy_that_reads_the_run_from_anywhere(run
     shutil.copytree(run, moved)  # copied with its notebook
     execute(moved / "pareto.ipynb", moved)
     assert (moved / "figures" / "front.png").is_file() and not (run / "figures").exists()  # the copy's, not the original's
+    # a kernel started in a folder that holds no run (papermill, nbclient without a path) reads the
+    # run the notebook was written into (it had failed: "... is not a mobilenas run directory")
+    nowhere = tmp_path / "nowhere"
+    nowhere.mkdir()
+    execute(run / "pareto.ipynb", nowhere)
+    assert (run / "figures" / "front.png").is_file()
+    shutil.rmtree(run / "figures")
     # written elsewhere (--out), it names the run; run from a folder with no run under it
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
