@@ -19,6 +19,7 @@ the table too (without refitting), for ``nas-latency`` to use later.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -167,12 +168,38 @@ def open_latency_model(
                 return TableLatency(found, measuring, Correction.from_dict(kept) if kept is not None else None, log)
             if log:
                 log(f"not using the latency table of the run that produced the input: it is for {found.input_size}px inputs, not --input-size {input_size}")
-    path = Path(table).expanduser() if table else default_table_path(measuring, input_size or DEFAULT_INPUT_SIZE)
-    loaded, created = LookupTable.load_or_create(path, backend=measuring, force=force_device, input_size=input_size or DEFAULT_INPUT_SIZE)
+    # a table made now is for the input size of the run that wrote INPUT (as the help says), else 224
+    input_run_size = table_input_size(input_table[0]) if input_table is not None else None
+    size = input_size or input_run_size or DEFAULT_INPUT_SIZE
+    path = Path(table).expanduser() if table else default_table_path(measuring, size)
+    loaded, created = LookupTable.load_or_create(path, backend=measuring, force=force_device, input_size=size)
     if created:
         if log:
-            log(f"created latency table {path} for this device ({measuring.describe()}); entries are measured as NetAdapt needs them")
+            log(f"created latency table {path} for this device ({measuring.describe()}, {size}x{size} inputs); entries are measured as NetAdapt needs them")
     elif input_size is not None and loaded.input_size != input_size:
         raise ValueError(f"latency table {path} is for {loaded.input_size}x{loaded.input_size} inputs, not {input_size}; give another --table or drop --input-size")
+    elif table and input_table is not None and log:
+        _note_other_table(loaded, input_table[0], input_run_size, log)
     frozen = Correction.from_dict(correction) if correction is not None else None
     return TableLatency(loaded, measuring, frozen, log)
+
+
+def _note_other_table(table: LookupTable, input_table: Path, input_run_size: int | None, log: Callable[[str], None]) -> None:
+    """Say where ``--table`` differs from the table of the run that wrote INPUT: another input size
+    (the network is pruned for that size) or a table built for another space (its correction was
+    fitted on that space's networks)."""
+    if input_run_size is not None and table.input_size != input_run_size:
+        log(f"note: latency table {table.path} is for {table.input_size}x{table.input_size} inputs, and the run that wrote INPUT measured at"
+            f" {input_run_size}x{input_run_size}: NetAdapt prunes for {table.input_size}x{table.input_size} inputs (--input-size {input_run_size} with a table of that size keeps the run's)")
+    try:
+        with open(input_table, encoding="utf-8") as handle:
+            theirs = json.loads(handle.readline())
+    except (OSError, ValueError):
+        return
+    space = theirs.get("space") if isinstance(theirs, dict) else None
+    name, fingerprint = (space.get("name"), space.get("fingerprint")) if isinstance(space, dict) else (None, None)
+    if not fingerprint or not table.header.space_fingerprint or fingerprint == table.header.space_fingerprint:
+        return
+    built = f"space {table.header.space_name}" if table.header.space_name != name else f"another definition of space {name}"
+    log(f"note: latency table {table.path} was built for {built}, not the run's space {name}: the entries it lacks are measured as"
+        f" NetAdapt needs them, and its correction was fitted on that space's networks (nas-latency calibrate --table {table.path} checks it)")

@@ -544,6 +544,34 @@ def test_a_search_table_that_does_not_fit_is_passed_over_with_a_note(tmp_path: P
         assert search_table == here or said[0].endswith("NetAdapt uses this device's own table at that run's 128px")
 
 
+def test_a_table_given_with_table_is_made_at_the_input_runs_size_and_differences_are_noted(tmp_path: Path) -> None:
+    """--table NEW had made a 224 px table for a network its search measured at 32 px; a table of
+    another size or space was used without a word (nas-search notes another space)."""
+    from mobilenas.netadapt.latency_model import open_latency_model
+    from mobilenas.space.search_space import get_space
+
+    method = Method(name="isolated", cold_cache=False, warmup=1, repeats=3)
+    backend = make_backend("onnxruntime", threads=1)
+    searched = tmp_path / "search.jsonl"
+    mobilenetv3, mnasnet = get_space("mobilenetv3"), get_space("mnasnet")
+    LookupTable.create(searched, backend=backend, input_size=32, method=method, space_name=mobilenetv3.name, space_fingerprint=mobilenetv3.layout_fingerprint())
+    said: list[str] = []
+    new = tmp_path / "new.jsonl"
+    used = open_latency_model(table=str(new), backend="onnxruntime", threads=1, input_size=None, input_table=(searched, None), log=said.append)
+    assert used.input_size == 32 and LookupTable.load(new, backend=backend).input_size == 32
+    assert said == [f"created latency table {new} for this device ({backend.describe()}, 32x32 inputs); entries are measured as NetAdapt needs them"]
+    other = tmp_path / "other.jsonl"
+    LookupTable.create(other, backend=backend, input_size=64, method=method, space_name=mnasnet.name, space_fingerprint=mnasnet.layout_fingerprint())
+    said.clear()
+    used = open_latency_model(table=str(other), backend="onnxruntime", threads=1, input_size=None, input_table=(searched, None), log=said.append)
+    assert used.input_size == 64 and len(said) == 2
+    assert said[0].startswith(f"note: latency table {other} is for 64x64 inputs, and the run that wrote INPUT measured at 32x32: NetAdapt prunes for 64x64 inputs")
+    assert said[1].startswith(f"note: latency table {other} was built for space mnasnet, not the run's space mobilenetv3: ")
+    said.clear()  # the run's own table, given again: nothing to say
+    open_latency_model(table=str(searched), backend="onnxruntime", threads=1, input_size=None, input_table=(searched, None), log=said.append)
+    assert said == []
+
+
 def test_resume_from_another_folder_finds_the_files_given_by_relative_paths(table: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     import numpy as np
 
