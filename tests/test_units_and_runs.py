@@ -314,6 +314,13 @@ def test_the_systems_refusals_are_one_line(capsys: pytest.CaptureFixture[str], m
     assert run_main(disk_full, [], "nas-search") == 1  # not the user's input: not a usage error
     assert capsys.readouterr().err.strip() == "nas-search: error: No space left on device: RUN/events.jsonl; completed work is saved; continue with: nas-search --resume RUN"
 
+    def read_only(argv) -> int:  # a folder on a read-only file system: the user's choice, as a PermissionError is
+        set_resume_hint("the same nas-latency build command")
+        raise OSError(errno.EROFS, "Read-only file system", "ro/x.jsonl")
+
+    assert run_main(read_only, [], "nas-latency") == 2
+    assert capsys.readouterr().err.strip() == "nas-latency: error: Read-only file system: ro/x.jsonl"  # no "continue with" that fails again
+
     def benchmark_pipe_closed(argv) -> int:  # stdout is fine: another pipe broke (a --command's, Ray's)
         raise BrokenPipeError(errno.EPIPE, "Broken pipe")
 

@@ -249,11 +249,14 @@ def _system_error(prog: str, error: OSError) -> int:
         raise error
     _close_progress_bars()
     home = _home_hint(error)
-    hint = f"; completed work is saved; continue with: {_resume_hint[0]}" if _resume_hint else ""
+    # a read-only file system is a folder the user chose, as a PermissionError is: the same command
+    # would meet it again, so no "continue with" that does
+    read_only = error.errno == errno.EROFS
+    hint = f"; completed work is saved; continue with: {_resume_hint[0]}" if _resume_hint and not read_only else ""
     print(f"{prog}: error: {_os_message(error)}{home}{hint}", file=sys.stderr)
     # a name that cannot be one is the user's input, and so is a home that cannot be made; a full
     # disk or a failing device is not
-    return EXIT_USAGE if home or error.errno in (errno.ENAMETOOLONG, errno.ELOOP, errno.EINVAL) else 1
+    return EXIT_USAGE if home or read_only or error.errno in (errno.ENAMETOOLONG, errno.ELOOP, errno.EINVAL) else 1
 
 
 def _home_hint(error: OSError) -> str:
