@@ -92,6 +92,20 @@ def _same_option(option: Any, value: Any) -> bool:
     return bool(option == value)
 
 
+# Bounds far past any published mobile network (MobileNetV3-Large: 960 channels, 6x expansion, 1.0x
+# width, 4 layers a stage): a space beyond them is a typo, which would otherwise surface minutes
+# later as an out-of-memory error or a 25-minute latency measurement.
+MAX_EXPANSION = 32
+MAX_WIDTH_MULTIPLIER = 16
+MAX_LAYERS = 64
+MAX_BASE_CHANNELS = 16384
+
+
+def _number(value: Any) -> bool:
+    """A real, finite number (not a bool, not NaN or infinity: JSON's parser accepts both)."""
+    return not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
+
+
 def _parse_conv_op(path: str, value: Any) -> tuple[str, float | None]:
     if value in ("conv", "ds"):
         return str(value), None
@@ -100,17 +114,17 @@ def _parse_conv_op(path: str, value: Any) -> tuple[str, float | None]:
             ratio = float(value[4:])
         except ValueError:
             ratio = -1.0
-        if ratio > 0:
+        if 0 < ratio <= MAX_EXPANSION:
             return "ir", ratio
-    raise SpecError(path, f"{value!r} is not a conv op; use conv, ds or ir_e<ratio> (e.g. ir_e6)")
+    raise SpecError(path, f"{value!r} is not a conv op; use conv, ds or ir_e<ratio> with a ratio up to {MAX_EXPANSION} (e.g. ir_e6)")
 
 
 def _validate_field(path: str, name: str, value: Any) -> None:
     if name == "conv_op":
         _parse_conv_op(path, value)
     elif name == "expansion_ratio":
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 1:
-            raise SpecError(path, f"an expansion ratio must be a number >= 1, got {value!r}")
+        if not _number(value) or not 1 <= value <= MAX_EXPANSION:
+            raise SpecError(path, f"an expansion ratio must be a number from 1 to {MAX_EXPANSION}, got {value!r}")
     elif name == "kernel_size":
         if value not in KERNEL_SIZES or isinstance(value, bool):
             raise SpecError(path, f"{value!r} is not one of {', '.join(map(str, KERNEL_SIZES))}")
@@ -124,11 +138,11 @@ def _validate_field(path: str, name: str, value: Any) -> None:
         if value not in SKIP_OPTIONS:
             raise SpecError(path, f"{value!r} is not one of {', '.join(SKIP_OPTIONS)}")
     elif name == "width_multiplier":
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            raise SpecError(path, f"a width multiplier must be a positive number, got {value!r}")
+        if not _number(value) or not 0 < value <= MAX_WIDTH_MULTIPLIER:
+            raise SpecError(path, f"a width multiplier must be a positive number up to {MAX_WIDTH_MULTIPLIER}, got {value!r}")
     elif name == "num_layers":
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise SpecError(path, f"a layer count must be a whole number >= 1, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_LAYERS:
+            raise SpecError(path, f"a layer count must be a whole number from 1 to {MAX_LAYERS}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -149,10 +163,10 @@ class StageSpec:
     def __post_init__(self) -> None:
         object.__setattr__(self, "choices", tuple((k, tuple(v)) for k, v in (self.choices.items() if isinstance(self.choices, Mapping) else self.choices)))
         object.__setattr__(self, "fixed", tuple((k, v) for k, v in (self.fixed.items() if isinstance(self.fixed, Mapping) else self.fixed)))
-        for name in ("base_channels", "base_layers"):
+        for name, most in (("base_channels", MAX_BASE_CHANNELS), ("base_layers", MAX_LAYERS)):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise SpecError(name, f"expected a whole number >= 1, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
+                raise SpecError(name, f"expected a whole number from 1 to {most}, got {value!r}")
         if self.stride not in (1, 2):
             raise SpecError("stride", f"{self.stride!r} is not one of 1, 2")
         given = [k for k, _ in self.choices] + [k for k, _ in self.fixed]

@@ -147,6 +147,26 @@ def test_bad_indices_and_bad_space_json() -> None:
         get_space("nope")
 
 
+@pytest.mark.parametrize(("where", "value", "message"), [
+    # JSON's parser reads NaN and Infinity: they had passed (NaN <= 0 is false) and failed later
+    (("fixed", "width_multiplier"), "NaN", r"stages\[0\]\.width_multiplier: a width multiplier must be a positive number up to 16, got nan"),
+    (("fixed", "width_multiplier"), "1e6", r"width_multiplier: a width multiplier must be a positive number up to 16, got 1000000.0"),
+    (("fixed", "num_layers"), "1000", r"num_layers: a layer count must be a whole number from 1 to 64, got 1000"),
+    (("choices", "conv_op"), '["ir_einf"]', r"conv_op\[0\]: 'ir_einf' is not a conv op; use conv, ds or ir_e<ratio> with a ratio up to 32"),
+    (("choices", "conv_op"), '["ir_e100"]', r"'ir_e100' is not a conv op"),
+    (("base_channels",), "1000000", r"stages\[0\]\.base_channels: expected a whole number from 1 to 16384, got 1000000"),
+    (("fixed", "se_ratio"), "NaN", r"se_ratio: an SE ratio must be a number in \[0, 1\], got nan"),
+])
+def test_a_space_json_with_values_no_network_could_have_is_refused(where: tuple[str, ...], value: str, message: str) -> None:
+    data = json.loads(tiny_space().to_json())
+    holder = data["stages"][0]
+    for key in where[:-1]:
+        holder = holder[key]
+    holder[where[-1]] = json.loads(value)
+    with pytest.raises(SpecError, match=message):
+        SearchSpace.from_dict(data)
+
+
 def test_custom_space_from_a_json_file(tmp_path) -> None:
     path = tmp_path / "space.json"
     path.write_text(tiny_space().to_json())
