@@ -361,7 +361,8 @@ def build_setup(config: dict[str, Any], *, say: Any, recorded: dict[str, Any] | 
         name = config["strategy"]
         where = name.rpartition(":")[0]
         if where.endswith(".py") and not Path(where).is_file():
-            raise UsageError(f"this run searches with {name}, and {where} is gone; put the file back there to resume") from None
+            raise UsageError(f"this run searches with {name}, and {where} is gone; put the file back there, or give its new place"
+                             f" (nas-search --resume RUN --strategy NEW.py:{name.rpartition(':')[2]}), to resume") from None
         reason = str(error).removeprefix(f"strategy {name!r}: ")
         raise UsageError(f"this run's strategy {name} cannot be loaded now: {reason}; mend it to resume") from None
     if config["space"] == "nb201":
@@ -622,6 +623,15 @@ def _pareto_lines(search: Any, limit: int = 15) -> list[str]:
     return lines
 
 
+def _moved_strategy(typed: str | None, recorded: str) -> bool:
+    """Whether ``--strategy`` typed on a resume names the run's own class of one's own in another
+    file, the run's file being gone (moved): ``FILE.py:CLASS`` with the same ``CLASS``."""
+    if not typed or typed == recorded:
+        return False
+    (new, _, new_class), (old, _, old_class) = typed.rpartition(":"), recorded.rpartition(":")
+    return new.endswith(".py") and old.endswith(".py") and new_class == old_class and not Path(old).is_file() and Path(new).is_file()
+
+
 def _record_absolute_paths(config: dict[str, Any]) -> None:
     """The files a new run reads, by absolute path in its manifest: --resume works from any folder."""
     for key in ("benchmark", "data_dir", "latency_table"):
@@ -710,6 +720,13 @@ def _search(argv: Sequence[str] | None, prog: str, held: contextlib.ExitStack) -
         run = held.enter_context(RunDir.open(resume, kind="search").claim())
         recorded = run.manifest()
         stored = dict(recorded["config"])
+        if _moved_strategy(given.get("strategy"), stored["strategy"]):  # the file moved: the run goes on with it there
+            say(f"the run's strategy file {stored['strategy'].rpartition(':')[0]} is gone: using {given['strategy'].rpartition(':')[0]}")
+            stored["strategy"] = given["strategy"]
+            recorded["config"]["strategy"] = given["strategy"]
+            if isinstance(recorded.get("strategy"), dict):
+                recorded["strategy"]["name"] = given["strategy"]
+            run.update_manifest(config=recorded["config"], strategy=recorded.get("strategy"))
         # the run's own command typed again with --resume is fine; a changed option is not
         typed = {**stored, **given}
         _record_absolute_paths(typed)  # paths compare as the run recorded them

@@ -100,7 +100,8 @@ def test_search_resume_from_elsewhere_and_results(greedy: Path, cells: Path, tmp
     try:
         capsys.readouterr()
         assert nas_search(["--resume", str(run), "--samples", "17", "--quiet"]) == 2
-        assert capsys.readouterr().err.strip() == f"nas-search: error: this run searches with {greedy}:Greedy, and {greedy} is gone; put the file back there to resume"
+        assert capsys.readouterr().err.strip() == (f"nas-search: error: this run searches with {greedy}:Greedy, and {greedy} is gone; put the file back there,"
+                                                     " or give its new place (nas-search --resume RUN --strategy NEW.py:Greedy), to resume")
         greedy.write_text(moved.read_text().replace("class Greedy(Strategy):", "class Renamed(Strategy):"))
         assert nas_search(["--resume", str(run), "--samples", "17", "--quiet"]) == 2
         assert capsys.readouterr().err.strip() == f"nas-search: error: this run's strategy {greedy}:Greedy cannot be loaded now: {greedy} has no 'Greedy'; mend it to resume"
@@ -114,6 +115,26 @@ def test_search_resume_from_elsewhere_and_results(greedy: Path, cells: Path, tmp
     # --strategy-option help reads the strategy's own options
     assert nas_search(["--strategy", str(greedy) + ":Greedy", "--strategy-option", "help"]) == 0
     assert "warmup=10\n" in capsys.readouterr().out
+
+
+def test_a_run_whose_strategy_file_moved_resumes_with_its_new_place(greedy: Path, cells: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The resume had refused --strategy NEW.py:CLASS ('drop --strategy') and asked for the file back."""
+    code = tmp_path / "mine.py"
+    code.write_text(greedy.read_text())
+    run = tmp_path / "run"
+    assert nas_search(_args(cells, run, "--strategy", f"{code}:Greedy", "--samples", "6")) == 0
+    moved = tmp_path / "elsewhere" / "theirs.py"
+    moved.parent.mkdir()
+    code.rename(moved)
+    capsys.readouterr()
+    assert nas_search(["--resume", str(run), "--samples", "9", "--strategy", f"{moved}:Other"]) == 2  # another class: still refused
+    assert "drop --strategy" in capsys.readouterr().err
+    assert nas_search(["--resume", str(run), "--samples", "9", "--strategy", f"{moved}:Greedy"]) == 0
+    assert f"the run's strategy file {code} is gone: using {moved}" in capsys.readouterr().err
+    assert sorted(e["number"] for e in _trained(run)) == list(range(9))
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["config"]["strategy"] == manifest["strategy"]["name"] == f"{moved}:Greedy"
+    assert nas_search(["--resume", str(run), "--samples", "10", "--quiet"]) == 0  # the new place is the run's now
 
 
 def test_a_module_strategy_and_one_without_options(greedy: Path, cells: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
