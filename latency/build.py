@@ -196,8 +196,10 @@ def build_table(
     biasing the last stages. Then the correction is fitted on ``correction_samples``
     architectures measured end to end (:func:`ensure_correction`). ``limit`` stops after that
     many new entries (what a test uses to simulate an interrupted build). ``refit_correction``
-    forgets the table's end-to-end points first and measures new ones. ``path`` defaults to
-    :func:`default_table_path`.
+    fits the correction on ``correction_samples`` new end-to-end measurements, which then replace
+    the table's points (until they are all measured, the table keeps its points and correction;
+    with ``correction_samples=0`` the points are forgotten and the correction is the identity).
+    ``path`` defaults to :func:`default_table_path`.
     """
     backend = backend or OnnxRuntimeBackend()
     target = Path(path) if path is not None else default_table_path(space, backend, input_size)
@@ -206,6 +208,8 @@ def build_table(
     table.measure_into_forced = force_device  # the build resumes that table, as asked
     wanted = space_signatures(space, input_size)
     todo = [s for s in wanted if s not in table]
+    if todo or refit_correction or len(table.end_to_end_points()) < correction_samples:
+        table.check_writable("the build would measure into it")  # now, not after minutes of measuring
     reused = len(wanted) - len(todo)
     order = np.random.default_rng(seed).permutation(len(todo))
     todo = [todo[int(i)] for i in order]
@@ -213,10 +217,10 @@ def build_table(
         todo = todo[:limit]
     measured = table.ensure_signatures(todo, progress=progress, desc=f"table {space.name} {input_size}px" + (f" (resuming, {reused} done)" if reused else ""))
     complete = limit is None or len(todo) + reused >= len(wanted)
-    if refit_correction:
+    if refit_correction and correction_samples == 0:
         table.drop_end_to_end()
     if complete and correction_samples > 0:
-        ensure_correction(table, space, samples=correction_samples, seed=seed, progress=progress)
+        ensure_correction(table, space, samples=correction_samples, seed=seed, progress=progress, replace=refit_correction)
     return BuildResult(table, target, len(table), measured, reused, time.perf_counter() - start, table.correction)
 
 
@@ -279,18 +283,22 @@ def ensure_correction(
     seed: int = 0,
     rounds: int = 10,
     progress: bool = False,
+    replace: bool = False,
 ) -> Correction:
     """Make sure the correction rests on at least ``samples`` end-to-end points, then refit it.
 
     Missing points are the space's fastest architecture by the table and random ones (see
     :func:`correction_architectures`), their ops measured into the table, then all of them
     measured end to end, interleaved. Call again with a larger ``samples`` to refresh the
-    correction with more points.
+    correction with more points. ``replace``: measure ``samples`` new points (chosen as for a
+    table without any) and put them in the place of the table's points once all are measured
+    (:meth:`LookupTable.replace_end_to_end`): an interruption leaves the table as it was.
     """
-    points = table.end_to_end_points()
+    points = [] if replace else table.end_to_end_points()
     need = samples - len(points)
     if need > 0:
-        _, fastest = fastest_latency(space, table, measure_missing=True, exhaustive=False)
+        # chosen by the plain sum when no correction is to be trusted (a refit is chosen as on a table without points)
+        _, fastest = _extreme_latency(space, table, slowest=False, measure_missing=True, exhaustive=False, progress=False, correction=Correction() if replace else None)
         archs = correction_architectures(space, need, seed + len(points), {p.fingerprint for p in points}, first=(fastest,))
         wanted: dict[OpSignature, None] = {}
         for arch in archs:
@@ -303,6 +311,8 @@ def ensure_correction(
             measurements = measure_architectures(archs, table.measuring_backend(), table.input_size, rounds=rounds, seed=seed, on_progress=bar.update)
         finally:
             bar.close()
+        if replace:
+            return table.replace_end_to_end(archs, measurements)
         for arch, measurement in zip(archs, measurements, strict=True):
             table.record_end_to_end(arch, measurement, refit=False)
     if need > 0 or not table.correction.fitted or table.correction.points != len(table.end_to_end_points()):
@@ -385,6 +395,7 @@ def _extreme_latency(
     measure_missing: bool,
     exhaustive: bool | None,
     progress: bool,
+    correction: Correction | None = None,
 ) -> tuple[float, Architecture]:
     stem, plans, head_size = _plans(space, table.input_size)
     if exhaustive is None:
@@ -413,7 +424,7 @@ def _extreme_latency(
             raise MissingEntryError(table, [PlacedSignature(needed[s], s) for s in absent])
         table.ensure_signatures(absent, progress=progress, desc=f"measuring ops ({'slowest' if slowest else 'fastest'})")
 
-    correction = table.correction
+    correction = correction or table.correction
     # The correction's SE term, folded into each SE op's cost in units of the sum (a > 0), so that
     # the programme minimises the corrected latency: a * (sum + se_ms / a * SE blocks) + b.
     se_extra = correction.se_ms / correction.a

@@ -77,6 +77,9 @@ class CalibrationReport:
     # on those fresh anchor measurements (still out of sample: no sampled architecture is used).
     drift: float | None = None
     in_run: dict[str, Any] | None = None
+    # With ``update_correction``: the table's correction refitted with these measurements added
+    # (``correction`` stays the one the predictions above were made with).
+    updated_correction: Correction | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The ``--json`` payload: ``samples``, ``mape``, ``within_5pct``, ``within_10pct``, ``spearman``, ``rmse_ms`` and details."""
@@ -98,6 +101,7 @@ class CalibrationReport:
             "plot": self.plot_path,
             "drift": self.drift,
             "in_run": self.in_run,
+            "updated_correction": self.updated_correction.to_dict() if self.updated_correction is not None else None,
         }
 
 
@@ -184,6 +188,8 @@ def calibrate(
     """
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 2:
         raise ValueError(f"--samples must be a whole number >= 2, got {samples!r}")
+    if update_correction:  # now, not after the measurements it would keep
+        table.check_writable("--update-correction would add this calibration's measurements to it")
     start = time.perf_counter()
     exclude = {p.fingerprint for p in table.end_to_end_points()}
     archs = sample_architectures(space, samples, seed, exclude)
@@ -243,14 +249,18 @@ def calibrate(
     if out_dir is not None:
         report = write_report(report, Path(out_dir))
     if update_correction:
-        _record(table, archs, measurements)
+        report = dataclasses.replace(report, updated_correction=_record(table, archs, measurements))
+        if report.json_path is not None:
+            from mobilenas.runs import atomic_write_json
+
+            atomic_write_json(Path(report.json_path), report.to_dict())
     return report
 
 
-def _record(table: LookupTable, archs: Sequence[Architecture], measurements: Sequence[Measurement]) -> None:
+def _record(table: LookupTable, archs: Sequence[Architecture], measurements: Sequence[Measurement]) -> Correction:
     for arch, measurement in zip(archs, measurements, strict=True):
         table.record_end_to_end(arch, measurement, refit=False)
-    table.fit_correction()
+    return table.fit_correction()
 
 
 def write_report(report: CalibrationReport, out_dir: Path) -> CalibrationReport:
@@ -324,7 +334,8 @@ def report_lines(report: CalibrationReport) -> list[str]:
         f"  within ±10%        {100 * report.within_10pct:.1f}%",
         f"  Spearman           {report.spearman:.4f}",
         f"  RMSE               {report.rmse_ms:.3f} ms",
-        f"  correction         latency = {report.correction.describe()} ({report.correction.points} end-to-end points)",
+        f"  correction         latency = {report.correction.describe()} ({report.correction.points} end-to-end points)"
+        + (" (the one predicted with)" if report.updated_correction is not None else ""),
         f"  wall time          {report.wall_time_s:.0f} s",
     ]
     if report.in_run is not None and report.drift is not None:
@@ -334,4 +345,7 @@ def report_lines(report: CalibrationReport) -> list[str]:
             f"  in-run correction  {Correction(**fresh['correction']).describe()}: MAPE {100 * fresh['mape']:.2f}%, "
             f"within ±5% {100 * fresh['within_5pct']:.1f}%, within ±10% {100 * fresh['within_10pct']:.1f}%",
         ]
-    return lines + ([f"  wrote              {report.csv_path}, {report.plot_path}"] if report.csv_path else [])
+    if report.updated_correction is not None:
+        new = report.updated_correction
+        lines.append(f"  new correction     latency = {new.describe()} ({new.points} end-to-end points, these included; kept in the table)")
+    return lines + ([f"  wrote              {', '.join(p for p in (report.csv_path, report.plot_path, report.json_path) if p)}"] if report.csv_path else [])

@@ -53,7 +53,7 @@ custom device: --command runs your benchmark on the exported model and reads the
       --command "python -m mobilenas.latency.ort_command {model} --threads {threads}"
 
 Tables live in $MOBILENAS_HOME/tables (default ~/.cache/mobilenas/tables) unless --table is given;
-a table measured on another device is refused unless --force-device is given.
+a table measured on another device is refused unless --force-device is given (info describes any).
 """
 
 
@@ -132,7 +132,7 @@ def build_parser(prog: str) -> ArgumentParser:
     predict = sub("predict", "predict an architecture's latency from a table", "Predict latency from a lookup table: the sum of the architecture's entries, then the table's correction a*sum + b (+ se_ms per block with squeeze-and-excitation).")
     predict.add_argument("arch", metavar="ARCH", help="reference name, architecture/best.json file, or block notation")
     predict.add_argument("--table", type=Path, default=None, metavar="PATH", help="table file (or give --space for the default table of a space; for a run's best.json or refined.json: the run's table and correction)")
-    predict.add_argument("--space", default=None, help="use the default table of this space (mnasnet, mobilenetv3 or a space .json)")
+    predict.add_argument("--space", default=None, help=f"use the default table of this space ({_space_names()} or a space .json)")
     predict.add_argument("--input-size", type=positive_int, default=None, help="input size of the default table (with --space; default: 224)")
     predict.add_argument("--num-classes", type=positive_int, default=None, help="replace the classifier's class count")
     predict.add_argument("--measure-missing", action="store_true", help="measure ops missing from the table now (and add them to it) instead of failing")
@@ -174,16 +174,16 @@ def build_parser(prog: str) -> ArgumentParser:
         "$MOBILENAS_HOME/tables (default ~/.cache/mobilenas/tables), the newest first.",
     )
     info.add_argument("table", type=Path, nargs="?", metavar="TABLE", help="table file (.jsonl); none: list the tables mobilenas keeps")
-    info.add_argument("--force-device", action="store_true", help="read a table measured on another device")
+    info.add_argument("--force-device", action="store_true", help="no effect: info describes a table of any device (and says when it is another's)")
     add_json_flag(info)
     return parser
 
 
 def _add_space(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
     if required:
-        parser.add_argument("--space", required=True, help="search space: mnasnet, mobilenetv3, or a space .json file")
+        parser.add_argument("--space", required=True, help=f"search space: {_space_names()}, or a space .json file")
     else:
-        parser.add_argument("--space", default=None, help="search space: mnasnet, mobilenetv3, or a space .json file (default: the one the --table was built for, if built in)")
+        parser.add_argument("--space", default=None, help=f"search space: {_space_names()}, or a space .json file (default: the one the --table was built for, if built in)")
     parser.add_argument("--input-size", type=positive_int, default=None, help="deployment input size, square (default: 224, or the --table's)")
     more = "" if required else ", or the --table's when --space is not given"
     parser.add_argument("--num-classes", type=positive_int, default=None, help=f"classes of the space's classifier (default: 1000{more})")
@@ -243,10 +243,33 @@ def _measure(args: argparse.Namespace) -> int:
     return 0
 
 
-def _space(args: argparse.Namespace) -> Any:
-    from mobilenas.space.search_space import get_space
+def _space_names() -> str:
+    """The built-in spaces, as help texts and errors name them."""
+    from mobilenas.space.search_space import SPACES
 
-    return get_space(args.space, num_classes=args.num_classes or 1000)
+    return ", ".join(SPACES)
+
+
+def _get_space(name: str, num_classes: int = 1000) -> Any:
+    """``--space NAME``: a built-in space or a space .json file; a file that is not there (or is a
+    folder) is said to be so, not taken for an unknown space's name."""
+    import os
+
+    from mobilenas.space.search_space import SPACES, get_space
+
+    path = Path(name)
+    if name not in SPACES and (path.suffix.lower() == ".json" or os.sep in name or path.exists()):
+        if path.is_dir():
+            raise UsageError(f"--space {name} is a folder; give a space .json file in it, or one of {_space_names()}")
+        if not path.exists():
+            raise UsageError(f"--space {name}: no such file; give an existing space .json file, or one of {_space_names()}")
+        if path.suffix.lower() != ".json":
+            raise UsageError(f"--space {name}: a space file's name ends in .json; rename it, or give one of {_space_names()}")
+    return get_space(name, num_classes=num_classes)
+
+
+def _space(args: argparse.Namespace) -> Any:
+    return _get_space(args.space, num_classes=args.num_classes or 1000)
 
 
 def _space_and_table(args: argparse.Namespace) -> tuple[Any, Any]:
@@ -263,7 +286,7 @@ def _space_and_table(args: argparse.Namespace) -> tuple[Any, Any]:
             )
         return space, table
     if args.table is None:
-        raise UsageError("give --space NAME (mnasnet, mobilenetv3 or a space .json file), or --table PATH of a table built for one of them")
+        raise UsageError(f"give --space NAME ({_space_names()} or a space .json file), or --table PATH of a table built for one of them")
     table = _open_table(args, None)
     return _space_of_table(table, args.num_classes), table
 
@@ -288,9 +311,7 @@ def _space_of_table(table: Any, num_classes: int | None) -> Any:
 
 
 def _space_default(name: str) -> Any:
-    from mobilenas.space.search_space import get_space
-
-    return get_space(name)
+    return _get_space(name)
 
 
 def _build(args: argparse.Namespace) -> int:
@@ -315,6 +336,10 @@ def _build(args: argparse.Namespace) -> int:
                              f" networks; give another --table, or --correction-samples 0 to add {space.name}'s ops alone")
     size = args.input_size or (table_input_size(args.table) if args.table is not None else None) or DEFAULT_INPUT_SIZE
     set_resume_hint("the same nas-latency build command (a build resumes where it stopped)")
+    kept = "the ops measured so far are kept in the table; end-to-end timings for the correction count only all together and are taken again"
+    if args.refit_correction:  # the new points replace the old ones only once all are measured
+        kept += ", and until then the table keeps its end-to-end points and correction"
+    set_interrupt_note(kept)
     result = build_table(space, path=args.table, input_size=size, backend=backend, progress=not args.quiet, correction_samples=samples, seed=args.seed, force_device=args.force_device, method=method, refit_correction=args.refit_correction)
     correction = result.correction
     payload = {
@@ -419,6 +444,8 @@ def _predict(args: argparse.Namespace) -> int:
         "input_size": table.input_size,
         "device": table.device.describe(),
     }
+    span = table.fitted_range_ms() if frozen is None else None
+    payload["correction_range_ms"] = list(span) if span else None
     if args.breakdown:
         payload["breakdown"] = [{"path": r.path, "key": r.signature.key, "latency_ms": r.latency_ms} for r in rows]
     if args.json:
@@ -431,6 +458,9 @@ def _predict(args: argparse.Namespace) -> int:
         width = max(len(r.path) for r in rows)
         for r in rows:
             print(f"  {r.path:<{width}}  {r.latency_ms:8.3f} ms  {r.signature.key}")
+    if frozen is None:
+        sys.stdout.flush()  # the note comes after what it is about
+        _note_outside_the_fit(table, latency, "", args.arch, args.num_classes)
     if elapsed_ms > 1000:
         print(f"  (measured missing ops in {elapsed_ms / 1e3:.1f} s)", file=sys.stderr)
     return 0
@@ -459,8 +489,9 @@ def _fastest(args: argparse.Namespace) -> int:
     exhaustive = True if args.exhaustive else None
     latency, arch = fastest_latency(space, table, measure_missing=True, exhaustive=exhaustive, progress=True)
     slowest, slowest_arch = slowest_latency(space, table, measure_missing=True, exhaustive=exhaustive, progress=True)
+    span = table.fitted_range_ms()
     payload: dict[str, Any] = {"latency_ms": latency, "architecture": arch.to_notation(), "fingerprint": arch.fingerprint(), "table": str(table.path), "input_size": table.input_size,
-                               "slowest_latency_ms": slowest, "slowest_architecture": slowest_arch.to_notation()}
+                               "slowest_latency_ms": slowest, "slowest_architecture": slowest_arch.to_notation(), "correction_range_ms": list(span) if span else None}
     feasible = args.target_latency is None or latency <= args.target_latency
     if args.target_latency is not None:
         payload["target_latency_ms"] = args.target_latency
@@ -481,7 +512,41 @@ def _fastest(args: argparse.Namespace) -> int:
         else:
             verdict = "reachable"
         print(f"target {format_ms(args.target_latency)}: {verdict}")
+    sys.stdout.flush()  # the notes below come after what they are about
+    _note_outside_the_fit(table, latency, "the fastest's ", arch.to_notation(), None)
+    _note_outside_the_fit(table, slowest, "the slowest's ", slowest_arch.to_notation(), None)
     return 0 if feasible else 1
+
+
+def _measure_command(arch: str, table: Any, num_classes: int | None) -> str:
+    """The ``nas-latency measure`` command that times ``arch`` end to end as ``table``'s device does."""
+    device = table.device
+    parts = ["nas-latency measure", shlex.quote(arch), f"--input-size {table.input_size}"]
+    if num_classes:
+        parts.append(f"--num-classes {num_classes}")
+    if device.runtime == "command":
+        parts.append(f"--command {shlex.quote(device.command or 'TEMPLATE')}")
+        if device.device_name:
+            parts.append(f"--device-name {shlex.quote(device.device_name)}")
+    elif device.runtime == "torch":
+        parts.append("--backend torch")
+    if device.threads != 1:
+        parts.append(f"--threads {device.threads}")
+    return " ".join(parts)
+
+
+def _note_outside_the_fit(table: Any, latency_ms: float, what: str, arch: str, num_classes: int | None) -> None:
+    """A note on stderr where a prediction lies outside the latencies the correction was fitted on
+    (the correction is a line through those points; beyond them it is extrapolated)."""
+    span = table.fitted_range_ms()
+    if span is None or span[0] <= latency_ms <= span[1]:
+        return
+    low, high = (format_ms(v).removesuffix(" ms") for v in span)
+    print(
+        f"note: {what}{format_ms(latency_ms)} lies outside the {low}-{high} ms of the {len(table.end_to_end_points())} networks the correction was fitted on,"
+        f" so it is extrapolated there; {_measure_command(arch, table, num_classes)} times it",
+        file=sys.stderr,
+    )
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -489,18 +554,33 @@ def _info(args: argparse.Namespace) -> int:
 
     if args.table is None:
         return _list_tables(args)
-    table = LookupTable.load(args.table, force=args.force_device)
-    summary = table.summary()
+    with warnings.catch_warnings():  # another device's table is described (and said to be), not used
+        warnings.simplefilter("ignore", UserWarning)
+        table = LookupTable.load(args.table, force=True)
+    here = table.expected_device()
+    this_device = None if here is None else here.fingerprint() == table.header.device_fingerprint
+    summary = {**table.summary(), "this_device": this_device, "space_ops": _space_coverage(table)}
     if args.json:
         print_json(summary)
         return 0
     correction = table.correction
     print(f"table {summary['path']}")
     print(f"  device       {summary['device']} (fingerprint {summary['device_fingerprint']})")
+    if this_device is False and here is not None:
+        print(f"  note         measured on another device, not on this one ({here.describe()}): its latencies are that device's (--force-device uses it anyway)")
     print(f"  input        {summary['input_size']}x{summary['input_size']}, batch {summary['batch_size']}, space {summary['space'] or '-'}, created {summary['created']}")
     print(f"  method       {table.method.name}, cold cache {table.method.cold_cache}, {table.method.repeats} runs per entry")
     by_op = ", ".join(f"{op} {n}" for op, n in sorted(summary["entries_by_op"].items()))
     print(f"  entries      {summary['entries']} ({by_op or 'none'}); {summary['end_to_end_points']} end-to-end points")
+    coverage = summary["space_ops"]
+    if coverage is not None:
+        have, total = coverage["in_table"], coverage["total"]
+        if have == total:
+            print(f"  space ops    all {total} of space {summary['space']}'s ops at {table.input_size}x{table.input_size}")
+        else:
+            classes = f" --num-classes {coverage['num_classes']}" if coverage["num_classes"] != 1000 else ""
+            print(f"  space ops    {have} of space {summary['space']}'s {total} ops at {table.input_size}x{table.input_size}, the rest measured as predictions"
+                  f" need them (nas-latency build --space {summary['space']}{classes} --table {shlex.quote(str(table.path))} measures them all)")
     if correction.fitted:
         print(f"  correction   latency = {correction.describe()} ({correction.points} points, in-sample MAPE {100 * (correction.mape or 0):.1f}%)")
     else:
@@ -508,6 +588,19 @@ def _info(args: argparse.Namespace) -> int:
     if summary["skipped_lines"]:
         print(f"  skipped      {counted(summary['skipped_lines'], 'damaged line')}")
     return 0
+
+
+def _space_coverage(table: Any) -> dict[str, int] | None:
+    """How many of the ops of the built-in space ``table`` was built for it holds (``in_table``,
+    ``total``, and the space's ``num_classes``), or None where the table names no built-in space."""
+    from mobilenas.latency.build import space_signatures
+
+    try:
+        space = _space_of_table(table, None)
+    except UsageError:  # a custom space, or another definition of a built-in one
+        return None
+    wanted = space_signatures(space, table.input_size)
+    return {"in_table": sum(1 for signature in wanted if signature in table), "total": len(wanted), "num_classes": space.head.num_classes}
 
 
 def _list_tables(args: argparse.Namespace) -> int:

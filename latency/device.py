@@ -113,7 +113,13 @@ class DeviceInfo:
         return dataclasses.replace(self, input_shape=tuple(input_shape), batch_size=int(input_shape[0]) if input_shape else self.batch_size, date=now_iso())
 
     def describe(self) -> str:
-        """One line for people: ``AMD EPYC (2 cores), onnxruntime 1.32.0 CPUExecutionProvider, 1 thread``."""
+        """One line for people: ``AMD EPYC (2 cores), onnxruntime 1.32.0 CPUExecutionProvider, 1 thread``.
+
+        A custom command's device unnamed (no ``--device-name``) is described by the command, not
+        by this machine's CPU: the command may time a phone."""
+        if self.runtime == "command" and not self.device_name:
+            threads = f"{self.threads} thread" + ("s" if self.threads != 1 else "")
+            return f"command: {self.command or '?'} (device not named), {threads}, batch {self.batch_size}"
         where = self.device_name or f"{self.cpu_model} ({self.cpu_count} cores, {self.machine})"
         runtime = f"{self.runtime} {self.runtime_version}".strip()
         if self.execution_provider:

@@ -303,7 +303,9 @@ class TorchBackend(LatencyBackend):
 
 # --------------------------------------------------------------------------- custom command
 
-_MS_PATTERN = re.compile(r"([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*ms\b")
+_NUMBER = r"[-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?"
+# ``latency_ms: 12.3`` (``=`` or a space also; the unit optional after that key), or any number followed by ``ms``
+_MS_PATTERN = re.compile(rf"\blatency_ms[\"']?\s*[:=]?\s*({_NUMBER})(?:\s*ms\b)?|({_NUMBER})\s*ms\b")
 _PLACEHOLDERS = ("model", "threads", "batch", "channels", "height", "width")
 
 
@@ -311,8 +313,9 @@ def parse_command_output(text: str) -> float:
     """Milliseconds printed by a benchmark command.
 
     Accepted, in this order: a last line that is a JSON object with ``latency_ms``; otherwise
-    the last number followed by ``ms`` anywhere in the output (``median: 12.3 ms``,
-    ``avg=4.1ms``). Raises ``ValueError`` when neither is found.
+    the last number that follows the key ``latency_ms`` (``latency_ms: 12.3``, ``latency_ms=12.3
+    ms``) or is followed by ``ms`` (``median: 12.3 ms``, ``avg=4.1ms``) anywhere in the output.
+    Raises ``ValueError`` when none is found.
     """
     import json
 
@@ -329,8 +332,12 @@ def parse_command_output(text: str) -> float:
         matches = _MS_PATTERN.findall(text)
         if not matches:
             tail = " | ".join(lines[-3:]) if lines else "(no output)"
-            raise ValueError(f"the benchmark command printed no milliseconds (expected e.g. 'latency_ms: 12.3 ms' or a JSON line with latency_ms); its output ended with: {tail}")
-        value = float(matches[-1])
+            raise ValueError(
+                "the benchmark command printed no milliseconds (expected a number after latency_ms, e.g. 'latency_ms: 12.3', a number followed by ms,"
+                f" e.g. 'median 12.3 ms', or a JSON line with latency_ms); its output ended with: {tail}"
+            )
+        keyed, plain = matches[-1]
+        value = float(keyed or plain)
     if not math.isfinite(value) or value <= 0:  # a JSON line is held to this too (it passed 0 and NaN)
         raise ValueError(f"the benchmark command printed a latency of {value} ms, which is not positive")
     return value

@@ -90,19 +90,67 @@ _SIGNATURE_CACHE_SIZE = 8192
 class MissingEntryError(ValueError):
     """A signature the prediction needs is not in the table (and was not measured)."""
 
-    def __init__(self, table: LookupTable, missing: Sequence[PlacedSignature]) -> None:
+    def __init__(self, table: LookupTable, missing: Sequence[PlacedSignature], placed: Sequence[PlacedSignature] = ()) -> None:
+        """``missing``: what the table lacks; ``placed``: every op of the architecture predicted
+        (when there is one), to tell an architecture of another space from a table not built yet."""
         self.signatures = tuple(p.signature for p in missing)
+        where = f"latency table {table.path}" if table.path else "the latency table"
+        on_demand = "measure them on demand (nas-latency predict --measure-missing; measure_missing=True in Python)"
+        name = table.header.space_name
+        stem = next((p.signature for p in placed if p.signature.op == "stem"), None)
+        if name and stem is not None and stem not in table and any(e.signature.op == "stem" for e in table.entries()):
+            # every architecture of a space has the space's stem: one the table lacks is of another space
+            first = missing[0]
+            more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+            super().__init__(
+                f"{where} has no entry for {first.signature.key} (at {first.path}){more}: the table is for space {name}, and this architecture is not of it"
+                f" (its stem differs); give the table of the architecture's own space (--table PATH, or --space NAME), or {on_demand}"
+            )
+            return
+        outside, heads = _outside_the_tables_space(table, [p.signature for p in missing])
+        if outside is not None and outside:
+            shown = [p for p in missing if p.signature in outside]
+            first = shown[0]
+            more = f" and {len(shown) - 1} more" if len(shown) > 1 else ""
+            super().__init__(
+                f"{where} has no entry for {first.signature.key} (at {first.path}){more}, and space {name}, which the table was built for, has no such"
+                f" {'op' if len(shown) == 1 else 'ops'}: nas-latency build would not measure {'it' if len(shown) == 1 else 'them'}; {on_demand}"
+            )
+            return
         first = missing[0]
         more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
-        where = f"latency table {table.path}" if table.path else "the latency table"
         from mobilenas.space.search_space import SPACES
 
-        space = table.header.space_name if table.header.space_name in SPACES else "SPACE"  # a custom space: its .json
+        space = name if name in SPACES else "SPACE"  # a custom space: its .json
+        classes = f" --num-classes {heads[0]}" if heads else ""
         fix = (
             f"measure missing entries on demand (nas-latency predict --measure-missing; measure_missing=True in Python) or fill the table "
-            f"with nas-latency build --space {space} --table {shlex.quote(str(table.path)) if table.path else 'PATH'}"
+            f"with nas-latency build --space {space}{classes} --table {shlex.quote(str(table.path)) if table.path else 'PATH'}"
         )
         super().__init__(f"{where} has no entry for {first.signature.key} (at {first.path}){more}; {fix}")
+
+
+def _outside_the_tables_space(table: LookupTable, missing: Sequence[OpSignature]) -> tuple[set[OpSignature] | None, list[int]]:
+    """Which of ``missing`` the built-in space the table was built for cannot produce (None where
+    that is not known: a custom space, or another definition of it), and the class counts of the
+    missing heads other than the space's default (nas-latency build's ``--num-classes``)."""
+    from mobilenas.space.search_space import SPACES, get_space
+
+    name = table.header.space_name
+    if name not in SPACES:
+        return None, []
+    space = get_space(name)
+    if table.built_for_another(space) is not None:
+        return None, []
+    from mobilenas.latency.build import space_signatures  # build imports this module
+
+    def without_classes(signature: OpSignature) -> OpSignature:
+        return dataclasses.replace(signature, num_classes=0) if signature.op == "head" else signature
+
+    produced = {without_classes(s) for s in space_signatures(space, table.input_size)}
+    outside = {s for s in missing if without_classes(s) not in produced}
+    heads = sorted({s.num_classes for s in missing if s.op == "head" and s not in outside and s.num_classes != space.head.num_classes})
+    return outside, heads
 
 
 class DeviceMismatchError(ValueError):
@@ -599,7 +647,7 @@ class LookupTable:
     def _sum_after_measuring(self, placed: tuple[PlacedSignature, ...], measure_missing: bool) -> float:
         absent = [p for p in placed if p.signature not in self._entries]
         if not measure_missing:
-            raise MissingEntryError(self, absent)
+            raise MissingEntryError(self, absent, placed)
         self.ensure_signatures([p.signature for p in absent])
         return sum(self._entries[p.signature].latency_ms for p in placed)
 
@@ -647,8 +695,12 @@ class LookupTable:
         if self.backend is None:
             runtime = self.header.device.runtime
             if runtime not in ("onnxruntime", "torch"):
+                device = self.header.device
+                again = f"--command {shlex.quote(device.command)}" if device.command else "--command TEMPLATE"
+                again += f" --device-name {shlex.quote(device.device_name)}" if device.device_name else ""
                 raise ValueError(
-                    f"latency table {self.path} was measured by a custom command; pass a CommandBackend (the same --command) to measure missing entries"
+                    f"latency table {self.path} was measured by a custom command, which is needed again to measure the entries it lacks:"
+                    f" give {again} (in Python: backend=CommandBackend(...))"
                 )
             from mobilenas.latency.measure import make_backend
 
@@ -807,6 +859,55 @@ class LookupTable:
                 kept = [line for line in lines[1:] if line.strip() and not _is_end_to_end(line)]
                 _atomic_write_lines(self.path, [json.dumps(self.header.to_dict()), *kept])
         return dropped
+
+    def replace_end_to_end(self, archs: Sequence[Architecture], measurements: Sequence[Measurement]) -> Correction:
+        """Replace every end-to-end point with ``archs`` measured as ``measurements`` and refit the
+        correction on them, in one atomic rewrite of the file: until it, the points and correction
+        the table had stand (an interrupted refit loses nothing the table held)."""
+        points = [
+            EndToEndPoint(arch.to_notation(), arch.fingerprint(), m.latency_ms, m.spread.iqr_ms, m.runs, now_iso())
+            for arch, m in zip(archs, measurements, strict=True)
+        ]
+        correction = self.fit_on(list(archs), [p.latency_ms for p in points])
+        header = dataclasses.replace(self.header, correction=correction)
+        if self.path is not None and self.path.exists():
+            with _locked(self.path):
+                with open(self.path, encoding="utf-8") as handle:
+                    lines = handle.read().splitlines()
+                kept = [line for line in lines[1:] if line.strip() and not _is_end_to_end(line)]
+                _atomic_write_lines(self.path, [json.dumps(header.to_dict()), *kept, *(json.dumps(p.to_record()) for p in points)])
+        self._end_to_end = points
+        self.header = header
+        self._warned_uncorrected = False
+        return correction
+
+    def check_writable(self, why: str) -> None:
+        """Raise a one-line :class:`ValueError` now if the table's file cannot be written (before
+        measuring what would go into it); ``why`` says what would write it."""
+        if self.path is None:
+            return
+        import tempfile
+
+        try:
+            if self.path.exists():
+                with open(self.path, "a", encoding="utf-8"):  # appends; an immutable or read-only file refuses this
+                    pass
+            if self.path.parent.is_dir():  # rewrites replace the file with one made beside it
+                handle, probe = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".probe")
+                os.close(handle)
+                os.unlink(probe)
+        except OSError as error:
+            raise ValueError(
+                f"latency table {self.path} cannot be written ({error.strerror or error}), and {why}; make it (and its folder) writable, or give another --table"
+            ) from None
+
+    def fitted_range_ms(self) -> tuple[float, float] | None:
+        """The lowest and highest latency (ms) among the end-to-end points the correction rests on,
+        or None with fewer than two: a prediction outside that range extrapolates the correction."""
+        if len(self._end_to_end) < 2 or not self.header.correction.fitted:
+            return None
+        measured = [p.latency_ms for p in self._end_to_end]
+        return min(measured), max(measured)
 
     def fit_correction(self, *, measure_missing: bool = True) -> Correction:
         """Refit the correction on every end-to-end point; stored in the header (file rewritten).

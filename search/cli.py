@@ -755,7 +755,7 @@ def _search(argv: Sequence[str] | None, prog: str, held: contextlib.ExitStack) -
     if setup.fastest_ms > target:
         raise UsageError(
             f"even {setup.fastest_desc} takes {format_ms(setup.fastest_ms)} by the latency table, over the {target:g} ms target; "
-            f"choose --target-latency {reachable_target_ms(setup.fastest_ms):g}ms or more, or a smaller space"
+            f"choose --target-latency {reachable_target_ms(setup.fastest_ms):g}ms or more" + (", or a smaller space" if setup.evaluator is None else "")
         )
     ratio = config["max_latency_ratio"]
     if ratio is not None and setup.fastest_ms > ratio * target:  # the filter would reject every proposal, 10,000 in a row

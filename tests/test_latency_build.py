@@ -138,6 +138,10 @@ def test_fastest_latency_on_a_lazy_table_measures_only_what_it_needs(tmp_path) -
     assert "nas-latency build --space SPACE --table" in str(raised.value)  # a space of one's own: its .json
     mbv3 = LookupTable.create(tmp_path / "mbv3.jsonl", backend=OnnxRuntimeBackend(warmup=1, repeats=3), input_size=SIZE, method=FAST, space_name="mobilenetv3")
     with pytest.raises(MissingEntryError, match=r"fill the table with nas-latency build --space mobilenetv3 --table \S+mbv3\.jsonl$"):
+        mbv3.predict(get_space("mobilenetv3").sample(np.random.default_rng(0)))
+    # ops the table's space does not have: a build would measure none of them
+    with pytest.raises(MissingEntryError, match=r"and space mobilenetv3, which the table was built for, has no such ops: nas-latency build would not"
+                       r" measure them; measure them on demand \(nas-latency predict --measure-missing; measure_missing=True in Python\)$"):
         mbv3.predict(reference("mobilenetv3-small"))
     latency, arch = fastest_latency(space, table, measure_missing=True)
     assert 0 < len(table) < len(space_signatures(space, SIZE)) // 2
@@ -217,3 +221,58 @@ def test_processes_that_open_a_missing_table_at_once_all_get_it(tmp_path) -> Non
     assert [out.strip() for out, _ in outputs] == ["32"] * 4
     header = json.loads(path.read_text().splitlines()[0])
     assert header["input_size"] == 32 and len(path.read_text().splitlines()) == 1
+
+
+def test_an_architecture_of_another_space_is_said_to_be(tmp_path) -> None:
+    # predict mnasnet-a1 --table <a tiny-space table> sent the user to a build of the tiny space
+    space = tiny_space()
+    table = LookupTable.create(tmp_path / "tiny.jsonl", backend=OnnxRuntimeBackend(), input_size=SIZE, method=FAST, space_name="tiny", space_fingerprint=space.layout_fingerprint())
+    for signature in space_signatures(space, SIZE):
+        table.add_entry(Entry(signature, 0.1, 0.0, 1, "", 0.1))
+    with pytest.raises(MissingEntryError, match=r"the table is for space tiny, and this architecture is not of it \(its stem differs\); give the table of") as raised:
+        table.predict(reference("mnasnet-a1"))
+    assert "nas-latency build" not in str(raised.value) and "--measure-missing" in str(raised.value)
+
+
+def _fake_measurements(table, values):
+    from mobilenas.latency import Measurement, Spread
+
+    device = table.device.with_shape((1, 3, SIZE, SIZE))
+    return [Measurement(ms, Spread.of([ms]), 1, device) for ms in values]
+
+
+def test_an_interrupted_refit_keeps_the_tables_points_and_correction(tmp_path, monkeypatch) -> None:
+    # build --refit-correction dropped the points (rewriting the file) before measuring new ones:
+    # Ctrl-C during the end-to-end bar left the table with no points and the identity correction
+    space = tiny_space()
+    table = synthetic_table(tmp_path, space, macs_like)
+    rng = np.random.default_rng(0)
+    old = [space.sample(rng) for _ in range(3)]
+    for arch, measurement in zip(old, _fake_measurements(table, [1.0, 2.0, 3.5]), strict=True):
+        table.record_end_to_end(arch, measurement, refit=False)
+    before = table.fit_correction()
+    path = table.path
+    backend = OnnxRuntimeBackend(warmup=1, repeats=3)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("mobilenas.latency.build.measure_architectures", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        build_table(space, path=path, input_size=SIZE, backend=backend, progress=False, correction_samples=2, refit_correction=True)
+    kept = LookupTable.load(path)
+    assert [p.notation for p in kept.end_to_end_points()] == [a.to_notation() for a in old]
+    assert kept.correction == before
+
+    measured: list = []
+
+    def timed(archs, *args, **kwargs):
+        measured.extend(archs)
+        return _fake_measurements(table, [0.5 + i for i in range(len(archs))])
+
+    monkeypatch.setattr("mobilenas.latency.build.measure_architectures", timed)
+    result = build_table(space, path=path, input_size=SIZE, backend=backend, progress=False, correction_samples=2, refit_correction=True)
+    refitted = LookupTable.load(path)
+    assert [p.notation for p in refitted.end_to_end_points()] == [a.to_notation() for a in measured] and len(measured) == 2  # the new ones alone
+    assert refitted.correction == result.correction and refitted.correction.points == 2 and refitted.correction != before
+    assert len(refitted) == len(space_signatures(space, SIZE))  # every op kept

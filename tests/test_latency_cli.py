@@ -330,3 +330,150 @@ def test_predict_without_a_table_says_so_before_measuring(tmp_path, monkeypatch,
     assert len(err.splitlines()) == 1 and "no latency table for these settings yet" in err
     assert "add --measure-missing" in err and "nas-latency build --space mobilenetv3 --input-size 64 --threads 2" in err
     assert not (tmp_path / "home").exists() or not any((tmp_path / "home").rglob("*.jsonl"))
+
+
+def test_an_interrupted_refit_says_the_table_keeps_its_correction(built_table, space_file, tmp_path, monkeypatch, capsys) -> None:
+    # Ctrl-C in the refit's end-to-end bar wiped the table's points and correction, and the
+    # message said "completed work is saved"
+    from mobilenas.latency import LookupTable
+
+    table = tmp_path / "refit.jsonl"
+    shutil.copy(built_table, table)
+    before = LookupTable.load(table)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("mobilenas.latency.build.measure_architectures", interrupted)
+    code, _, err = run(["build", "--space", str(space_file), "--num-classes", "10", "--table", str(table), "--repeats", "3", "--correction-samples", "2", "--refit-correction", "--quiet"], capsys)
+    assert code == 130 and err.strip() == (
+        "nas-latency build: interrupted; the ops measured so far are kept in the table; end-to-end timings for the correction count only all together and are"
+        " taken again, and until then the table keeps its end-to-end points and correction; continue with: the same nas-latency build command (a build resumes where it stopped)"
+    )
+    after = LookupTable.load(table)
+    assert after.end_to_end_points() == before.end_to_end_points() and after.correction == before.correction
+
+
+def synthetic_tiny_table(path, measured_ms: list[float]):
+    """A tiny-space table at 32 px with every op (0.01 ms each, no measuring) and end-to-end points
+    measured as ``measured_ms`` under the identity correction (predictions are the plain sums)."""
+    import numpy as np
+
+    from mobilenas.latency import LookupTable, Measurement, OnnxRuntimeBackend, Spread, space_signatures
+    from mobilenas.latency.table import Correction, Entry
+
+    space = tiny_space()
+    table = LookupTable.create(path, backend=OnnxRuntimeBackend(), input_size=32, space_name="tiny", space_fingerprint=space.layout_fingerprint())
+    for signature in space_signatures(space, 32):
+        table.add_entry(Entry(signature, 0.01, 0.0, 1, "", 0.01))
+    rng = np.random.default_rng(0)
+    device = table.device.with_shape((1, 3, 32, 32))
+    for ms in measured_ms:
+        table.record_end_to_end(space.sample(rng), Measurement(ms, Spread.of([ms]), 1, device), refit=False)
+    table.set_correction(Correction(a=1.0, b=0.0, points=len(measured_ms), fitted=True))
+    return table
+
+
+def test_predictions_beyond_the_corrections_points_get_a_note(space_file, tmp_path, capsys) -> None:
+    # fastest printed 0.654 ms for a network measured at 0.403 ms, with no word that the correction
+    # was fitted on networks of 0.63-4.51 ms only
+    table = synthetic_tiny_table(tmp_path / "t.jsonl", [5.0, 8.0])  # every prediction (a sum of 0.01s) lies below 5 ms
+    common = ["--space", str(space_file), "--num-classes", "10", "--table", str(table.path)]
+    code, out, err = run(["fastest", *common], capsys)
+    assert code == 0
+    fastest = out.splitlines()[1].strip()
+    notes = err.strip().splitlines()
+    assert len(notes) == 2 and notes[0].startswith("note: the fastest's ") and notes[1].startswith("note: the slowest's ")
+    assert " lies outside the 5.00-8.00 ms of the 2 networks the correction was fitted on, so it is extrapolated there;" in notes[0]
+    assert notes[0].endswith(f"; nas-latency measure '{fastest}' --input-size 32 times it")
+    code, out, err = run(["fastest", *common, "--json"], capsys)
+    assert code == 0 and json.loads(out)["correction_range_ms"] == [5.0, 8.0] and not err
+    code, out, err = run(["predict", TINY, "--table", str(table.path), "--measure-missing"], capsys)
+    assert code == 0 and err.startswith("note: ") and err.strip().endswith(f"; nas-latency measure '{TINY}' --input-size 32 times it")
+    inside = synthetic_tiny_table(tmp_path / "inside.jsonl", [0.001, 100.0])
+    code, _, err = run(["fastest", "--space", str(space_file), "--num-classes", "10", "--table", str(inside.path)], capsys)
+    assert code == 0 and "note" not in err
+
+
+def test_calibrate_checks_it_can_update_the_table_before_measuring(built_table, space_file, tmp_path, monkeypatch, capsys) -> None:
+    # an immutable table: both bars ran to the end, then "error: Operation not permitted"
+    table = tmp_path / "t.jsonl"
+    shutil.copy(built_table, table)
+    if subprocess.run(["chattr", "+i", str(table)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not available here")
+    try:
+        def measured(*args, **kwargs):
+            raise AssertionError("measured before the check")
+
+        monkeypatch.setattr("mobilenas.latency.calibrate.measure_architectures", measured)
+        code, _, err = run(["calibrate", "--space", str(space_file), "--num-classes", "10", "--table", str(table), "--samples", "2", "--update-correction", "--out", str(tmp_path / "cal")], capsys)
+    finally:
+        subprocess.run(["chattr", "-i", str(table)], check=True)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert f"latency table {table} cannot be written (Operation not permitted), and --update-correction would add this calibration's measurements to it" in err
+
+
+def test_calibrate_says_the_new_correction_and_every_file(built_table, space_file, tmp_path, capsys) -> None:
+    from mobilenas.latency import LookupTable
+
+    table = tmp_path / "t.jsonl"
+    shutil.copy(built_table, table)
+    old = LookupTable.load(table).correction
+    out_dir = tmp_path / "cal"
+    code, out, err = run(["calibrate", "--space", str(space_file), "--num-classes", "10", "--table", str(table), "--samples", "2", "--rounds", "1", "--no-anchors",
+                          "--update-correction", "--out", str(out_dir), "--quiet"], capsys)
+    assert code == 0, err
+    new = LookupTable.load(table).correction
+    assert new.points == old.points + 2
+    assert f"  correction         latency = {old.describe()} ({old.points} end-to-end points) (the one predicted with)" in out.splitlines()
+    assert f"  new correction     latency = {new.describe()} ({new.points} end-to-end points, these included; kept in the table)" in out.splitlines()
+    assert f"  wrote              {out_dir / 'calibration.csv'}, {out_dir / 'calibration.png'}, {out_dir / 'calibration.json'}" in out.splitlines()
+    assert json.loads((out_dir / "calibration.json").read_text())["updated_correction"]["points"] == new.points
+
+
+def test_info_describes_another_devices_table_and_how_complete_it_is(built_table, tmp_path, capsys) -> None:
+    # info refused another device's table (exit 2, "build a table on this device ... or pass --force-device")
+    lines = built_table.read_text().splitlines()
+    header = json.loads(lines[0])
+    header["device"]["cpu_model"] = "Snapdragon 855"
+    foreign = tmp_path / "foreign.jsonl"
+    foreign.write_text("\n".join([json.dumps(header), *lines[1:]]) + "\n")
+    code, out, err = run(["info", str(foreign)], capsys)
+    assert code == 0 and not err
+    assert "  note         measured on another device, not on this one (" in out and "Snapdragon 855" in out
+    code, out, _ = run(["info", str(foreign), "--json"], capsys)
+    assert code == 0 and json.loads(out)["this_device"] is False
+    code, out, _ = run(["info", str(built_table), "--json"], capsys)
+    assert json.loads(out)["this_device"] is True and json.loads(out)["space_ops"] is None  # a custom space's table: unknown
+    # a built-in space's table, partly built: how much of the space it holds
+    from mobilenas.latency import LookupTable, OnnxRuntimeBackend, space_signatures
+    from mobilenas.latency.table import Entry
+    from mobilenas.space import get_space
+
+    space = get_space("mobilenetv3")
+    partial = LookupTable.create(tmp_path / "mbv3.jsonl", backend=OnnxRuntimeBackend(), input_size=32, space_name="mobilenetv3", space_fingerprint=space.layout_fingerprint())
+    wanted = space_signatures(space, 32)
+    for signature in wanted[:3]:
+        partial.add_entry(Entry(signature, 0.01, 0.0, 1, "", 0.01))
+    code, out, _ = run(["info", str(partial.path)], capsys)
+    assert code == 0 and f"  space ops    3 of space mobilenetv3's {len(wanted)} ops at 32x32, the rest measured as predictions need them (nas-latency build --space mobilenetv3 --table {partial.path} measures them all)" in out.splitlines()
+
+
+@pytest.mark.parametrize(
+    ("space", "message"),
+    [
+        ("bad/missing.json", "--space bad/missing.json: no such file; give an existing space .json file, or one of mnasnet, mobilenetv3, mnasnet-relu6"),
+        (".", "--space . is a folder; give a space .json file in it, or one of mnasnet, mobilenetv3, mnasnet-relu6"),
+    ],
+)
+def test_a_space_file_that_is_not_there_is_said_to_be_missing(space, message, capsys) -> None:
+    # it said "unknown search space 'bad/missing.json'; choose one of ..."
+    for argv in (["build", "--space", space], ["predict", TINY, "--space", space], ["fastest", "--space", space]):
+        code, _, err = run(argv, capsys)
+        assert code == 2 and err.strip().endswith(f"error: {message}") and len(err.strip().splitlines()) == 1, err
+
+
+def test_help_names_every_built_in_space(capsys) -> None:
+    # --help said "mnasnet, mobilenetv3" where the error offered mnasnet-relu6 too
+    code, out, _ = run(["build", "--help"], capsys)
+    assert code == 0 and "mnasnet, mobilenetv3, mnasnet-relu6, or a space .json file" in " ".join(out.split())

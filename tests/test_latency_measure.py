@@ -107,6 +107,11 @@ def test_device_fingerprint_ignores_shape_and_date_but_not_threads() -> None:
         ("warming up\nmedian latency: 3.25 ms\n", 3.25),
         ("avg=4.1ms min=3.9ms\n", 3.9),
         ("Inference timings in us: Init: 2000, First inference: 9000\nmean 7.5 ms\n", 7.5),
+        # a number after the key latency_ms, the unit optional there (it was refused without 'ms')
+        ("latency_ms: 0.0184\n", 0.0184),
+        ("latency_ms=2.5 ms\n", 2.5),
+        ('{"latency_ms": 3.5}\ndone\n', 3.5),
+        ("warm-up 40.0 ms\nlatency_ms 1.25\n", 1.25),
     ],
 )
 def test_command_output_is_parsed(output: str, ms: float) -> None:
@@ -114,8 +119,12 @@ def test_command_output_is_parsed(output: str, ms: float) -> None:
 
 
 def test_command_output_without_milliseconds_is_an_error() -> None:
-    with pytest.raises(ValueError, match="printed no milliseconds"):
+    with pytest.raises(ValueError, match="printed no milliseconds") as raised:
         parse_command_output("done in 3 seconds\n")
+    # what it says is accepted is accepted
+    examples = [example for example in raised.value.args[0].split("'")[1::2] if example[:1].isalpha()]
+    assert examples == ["latency_ms: 12.3", "median 12.3 ms"]
+    assert [parse_command_output(example) for example in examples] == [12.3, 12.3]
     for output in ('{"latency_ms": 0}', '{"latency_ms": NaN}', "median 0 ms"):  # a JSON line passed 0 and NaN
         with pytest.raises(ValueError, match="which is not positive"):
             parse_command_output(output)
@@ -162,3 +171,12 @@ def test_make_backend_rejects_unknown_names() -> None:
         make_backend("command")
     with pytest.raises(ValueError, match="threads"):
         OnnxRuntimeBackend(threads=0)
+
+
+def test_a_command_without_a_device_name_is_not_labelled_with_this_cpu() -> None:
+    # measure --command without --device-name said "AMD EPYC (2 cores, ...)" of what may be a phone
+    from mobilenas.latency.device import cpu_model
+
+    unnamed = CommandBackend("bench {model}").device().describe()
+    assert unnamed.startswith("command: bench {model} (device not named), 1 thread") and cpu_model() not in unnamed
+    assert CommandBackend("bench {model}", device_name="pixel7").device().describe().startswith("pixel7, command, 1 thread")

@@ -357,3 +357,14 @@ def test_end_to_end_points_measured_after_the_fit_are_told_apart(tmp_path) -> No
         correction = Correction(a=1.0, b=0.0, points=1, fitted=True, fitted_at=fitted_at)
         points = _table_points(RunLatency(table, correction, table.path), set())
         assert list(points["source"]) == [source]
+
+
+def test_a_command_tables_missing_entries_ask_for_its_command_in_cli_words(tmp_path) -> None:
+    # it said "pass a CommandBackend (the same --command)" to users of the command line
+    from mobilenas.latency import CommandBackend
+
+    path = tmp_path / "phone.jsonl"
+    LookupTable.create(path, backend=CommandBackend("bench {model} --fast", device_name="pixel 7"), input_size=32)
+    table = LookupTable.load(path)
+    with pytest.raises(ValueError, match=r"needed again to measure the entries it lacks: give --command 'bench \{model\} --fast' --device-name 'pixel 7' \(in Python: backend=CommandBackend"):
+        table.predict(two_block_arch(), measure_missing=True)
