@@ -171,6 +171,23 @@ def test_a_diverged_training_can_be_run_again(tmp_path: Path, capsys: pytest.Cap
     assert json.loads(metrics.read_text())["status"] == "ok" and (tmp_path / "d" / "net.synthetic.pt").exists()
 
 
+def test_a_second_training_into_the_same_files_is_refused_while_the_first_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Two nas-train of one ARCH at once had both finished, the second's result over the first's."""
+    from mobilenas.runs import hold_lock
+    from mobilenas.train.full import TrainOutputs
+
+    arch_path = write_arch(tmp_path / "d")
+    argv = [str(arch_path), "--epochs", "1", "--no-onnx", "--quiet", *DATA_ARGS]
+    outputs = TrainOutputs.at(tmp_path / "d", "net.synthetic")
+    with hold_lock(outputs.lock, "held by the test"):  # what the first training holds while it runs
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert err == (f"nas-train: error: {tmp_path / 'd' / 'net.synthetic'}.* are being written by another nas-train (pid {os.getpid()});"
+                       " let it finish or stop it, or give this one another --out"), err
+        assert not outputs.metrics.exists() and not outputs.checkpoint.exists()
+    assert main(argv) == 0 and outputs.finished()
+
+
 def test_weights_start_a_fine_tune(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     arch_path = write_arch(tmp_path / "f")
     assert main([str(arch_path), "--epochs", "1", "--quiet", "--no-onnx", *DATA_ARGS]) == 0

@@ -36,6 +36,7 @@ from mobilenas.cliutil import (
     set_resume_hint,
 )
 from mobilenas.errors import UsageError
+from mobilenas.runs import hold_lock
 from mobilenas.space.references import REFERENCES
 from mobilenas.train.choices import KINDS, OPTIMIZERS, describe_kinds
 from mobilenas.units import counted
@@ -289,15 +290,20 @@ def _main(argv: Sequence[str] | None, prog: str) -> int:
     if export_size != data.input_size:
         say(f"note: the ONNX model and preprocessing are for {export_size} px ({_export_why(args.export_size is not None, timed)}); "
             f"{_export_note(arch, data, export_size, timed)}")
-    try:
-        result = train_full(
-            arch, data, config, outputs, resume=args.resume, export_onnx=not args.no_onnx, progress=progress, source=args.arch,
-            initial=initial, initial_source=None if args.weights is None else str(args.weights), export_size=export_size,
-            export_timed=timed, log=say,
-        )
-    except BaseException:  # Ctrl-C, out of memory: say what is kept, and the command that continues
-        _say_what_is_kept(outputs, again, resume_command)
-        raise
+    # one training at a time into these files: a second one started meanwhile (the same ARCH twice,
+    # or --resume of one still going) had written over the first's result
+    busy = f"{folder / prefix}.* are being written by another nas-train{{by}}; let it finish or stop it, or give this one another --out"
+    outputs.lock.parent.mkdir(parents=True, exist_ok=True)
+    with hold_lock(outputs.lock, busy):
+        try:
+            result = train_full(
+                arch, data, config, outputs, resume=args.resume, export_onnx=not args.no_onnx, progress=progress, source=args.arch,
+                initial=initial, initial_source=None if args.weights is None else str(args.weights), export_size=export_size,
+                export_timed=timed, log=say,
+            )
+        except BaseException:  # Ctrl-C, out of memory: say what is kept, and the command that continues
+            _say_what_is_kept(outputs, again, resume_command)
+            raise
     summary: dict[str, Any] = {
         "status": result.status,
         "error": result.error,

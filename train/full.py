@@ -132,6 +132,11 @@ class TrainOutputs:
         return bool(status == STATUS_OK)
 
     @property
+    def lock(self) -> Path:
+        """Held by the process training into these files (:func:`mobilenas.runs.hold_lock`)."""
+        return self.weights.with_name("." + self.weights.name.removesuffix(".pt") + ".lock")
+
+    @property
     def failed_weights(self) -> Path:
         """Where a failed training keeps the best weights it had before it failed (not a result)."""
         return self.weights.with_name(self.weights.name.removesuffix(".pt") + ".failed.pt")

@@ -233,6 +233,38 @@ class TimeLimit:
         return format_duration(left) if left > 0 else "0 (finishing)"
 
 
+@contextlib.contextmanager
+def hold_lock(path: Path, busy: str) -> Iterator[None]:
+    """Hold the advisory lock in file ``path`` (made if missing) while the block runs, with this
+    process's id written in it. Held by another process: ``ValueError(busy)``, where ``{by}`` in
+    ``busy`` becomes `` (pid N)``. A killed holder releases it at once. No lock where the system has
+    none (not POSIX)."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        yield
+        return
+    with open(path, "a+") as handle:
+        for _ in range(5):  # a few tries: RunDir.holder (nas-results show) holds it shared for an instant
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                time.sleep(0.05)
+        else:
+            handle.seek(0)
+            holder = handle.read().strip()
+            raise ValueError(busy.replace("{by}", f" (pid {holder})" if holder.isdigit() else ""))
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
 class Journal:
     """An append-only JSON-lines event log, fsynced per append (Optuna's journal storage idea)."""
 
@@ -372,32 +404,10 @@ class RunDir:
         A second process that claims it meanwhile (``--resume`` of a run still going, say) gets a
         one-line ``ValueError`` before it writes anything; a killed holder releases it at once.
         """
-        try:
-            import fcntl
-        except ImportError:  # not POSIX: no lock
-            yield self
-            return
         self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / LOCK, "a+") as handle:
-            for _ in range(5):  # a few tries: holder() (nas-results show) holds it shared for an instant
-                try:
-                    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    time.sleep(0.05)
-            else:
-                handle.seek(0)
-                holder = handle.read().strip()
-                by = f" (pid {holder})" if holder.isdigit() else ""
-                raise ValueError(f"{self.root} is in use by another process{by}; let it finish or stop it, then --resume {shlex.quote(str(self.root))}")
-            handle.seek(0)
-            handle.truncate()
-            handle.write(f"{os.getpid()}\n")
-            handle.flush()
-            try:
-                yield self
-            finally:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        busy = f"{self.root} is in use by another process{{by}}; let it finish or stop it, then --resume {shlex.quote(str(self.root))}"
+        with hold_lock(self.root / LOCK, busy):
+            yield self
 
     def holder(self) -> int | None:
         """The process id working on this run now (holding :meth:`claim`), or None.
