@@ -568,3 +568,18 @@ def test_json_output_keeps_standard_output_for_its_object() -> None:
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {"ok": 1}
     assert "(raylet) A worker died" in done.stderr and "from a thread" in done.stderr
+
+
+def test_a_command_started_without_stdout_or_stderr_runs_without_a_traceback(tmp_path: Path) -> None:
+    """`nas-results show RUN >&-` had ended in "'NoneType' object has no attribute 'flush'", and a
+    search started with 2>&- had failed at its first progress bar, writing nothing."""
+    import os
+    import subprocess
+
+    env = {**os.environ, "MOBILENAS_HOME": str(tmp_path / "home")}
+    code = "import sys; from mobilenas.latency.cli import main; sys.exit(main(['info']))"
+    for closed in (1, 2):
+        done = subprocess.run([sys.executable, "-c", code], preexec_fn=lambda fd=closed: os.close(fd),
+                              stdout=None if closed == 1 else subprocess.PIPE, stderr=None if closed == 2 else subprocess.PIPE, env=env, timeout=120)
+        said = (done.stderr if closed == 1 else done.stdout) or b""
+        assert done.returncode == 0 and b"Traceback" not in said, (closed, said)

@@ -164,8 +164,29 @@ def set_interrupt_note(note: str) -> None:
     _interrupt_note[:] = [note]
 
 
+def _reopen_closed_standard_streams() -> None:
+    """Point a standard stream the command was started without (``>&-``, ``2>&-``) at /dev/null.
+
+    Python leaves ``sys.stdout`` None then (every print and flush of ours failed with a traceback),
+    and the file opened next would take the closed descriptor: a journal or a table on fd 1, where
+    a child process (a Ray worker, a --command) writes what it prints.
+    """
+    for fd, name, mode in ((0, "stdin", "r"), (1, "stdout", "w"), (2, "stderr", "w")):
+        if getattr(sys, name) is not None:
+            continue
+        try:
+            os.fstat(fd)
+        except OSError:  # closed: the lowest free descriptor is this one
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+        setattr(sys, name, open(fd, mode, closefd=False))  # noqa: SIM115 (the interpreter's own stream, for its life)
+
+
 def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None, prog: str) -> int:
     """Run ``main(argv)`` and turn user errors into one line on stderr plus exit code 2."""
+    _reopen_closed_standard_streams()
     _resume_hint.clear()
     _interrupt_note.clear()
     _command_name.clear()
