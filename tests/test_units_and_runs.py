@@ -291,7 +291,7 @@ def test_errors_and_interrupts_of_a_subcommand_start_with_its_full_name(capsys: 
     assert capsys.readouterr().err.strip() == "netadapt: error: no run"
 
 
-def test_the_systems_refusals_are_one_line(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_systems_refusals_are_one_line(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     import errno
 
     from mobilenas.cliutil import run_main, set_resume_hint
@@ -320,6 +320,14 @@ def test_the_systems_refusals_are_one_line(capsys: pytest.CaptureFixture[str], m
 
     assert run_main(read_only, [], "nas-latency") == 2
     assert capsys.readouterr().err.strip() == "nas-latency: error: Read-only file system: ro/x.jsonl"  # no "continue with" that fails again
+
+    def file_in_the_way(argv) -> int:  # --table afile/t.jsonl: said "File exists: afile"
+        (tmp_path / "afile").write_text("")
+        (tmp_path / "afile" / "t.jsonl").parent.mkdir(parents=True, exist_ok=True)
+        return 0
+
+    assert run_main(file_in_the_way, [], "nas-latency") == 2
+    assert capsys.readouterr().err.strip() == f"nas-latency: error: {tmp_path / 'afile'} is a file, not a folder: nothing can be made inside it; give another path"
 
     def benchmark_pipe_closed(argv) -> int:  # stdout is fine: another pipe broke (a --command's, Ray's)
         raise BrokenPipeError(errno.EPIPE, "Broken pipe")

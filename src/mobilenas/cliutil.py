@@ -219,7 +219,9 @@ def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[
             raise
         _close_progress_bars()
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        if isinstance(error, OSError) and error.strerror and error.filename:
+        if isinstance(error, FileExistsError) and error.filename and _raised_by_mkdir(error):
+            message = f"{os.fsdecode(error.filename)} is a file, not a folder: nothing can be made inside it; give another path"
+        elif isinstance(error, OSError) and error.strerror and error.filename:
             message = _os_message(error)  # not "[Errno 2] ...: '/path'"
         elif isinstance(error, OSError) and error.filename and str(error.filename) not in message:
             message = f"{message}: {error.filename}"
@@ -239,6 +241,15 @@ def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[
     finally:
         if previous is not _NOT_INSTALLED:  # None: a handler not set from Python; the default stands for it
             signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+def _raised_by_mkdir(error: BaseException) -> bool:
+    """Whether ``error`` came from making a folder (``Path.mkdir``, ``os.makedirs``): a file stands
+    where one of the folders of a path was to be (``--table afile/t.jsonl``)."""
+    import traceback
+
+    frames = traceback.extract_tb(error.__traceback__)
+    return bool(frames) and frames[-1].name in ("mkdir", "makedirs")
 
 
 def _said_as(prog: str) -> str:
