@@ -115,6 +115,10 @@ def test_atomic_json(tmp_path) -> None:
     assert json.loads(path.read_text().replace("NaN", "null")) == {"a": None, "b": [1, 2]}
     assert read_json(path)["b"] == [1, 2]
     assert not list(path.parent.glob("*.tmp"))
+    # a name the system allows (up to 255 bytes) is written, though ".NAME.PID.tmp" would not fit
+    long = path.with_name("p" * 250 + ".json")
+    atomic_write_json(long, {"a": 1})
+    assert read_json(long) == {"a": 1} and not list(path.parent.glob(".*.tmp"))
 
 
 def test_an_output_folder_that_cannot_be_written_fails_before_any_work(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -69,6 +69,10 @@ def atomic_write_bytes(path: str | Path, data: bytes, *, exclusive: bool = False
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    if len(os.fsencode(tmp.name)) > 255:  # a name near the system's 255 bytes: the temporary one must fit too
+        import hashlib
+
+        tmp = path.with_name(f".{hashlib.sha256(os.fsencode(path.name)).hexdigest()[:16]}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as handle:
             handle.write(data)
