@@ -123,7 +123,7 @@ def build_parser(prog: str) -> ArgumentParser:
     build.add_argument("--seed", type=seed_number, default=0, help="seed of the measuring order and of the correction's architectures (default: 0)")
     build.add_argument("--method", choices=METHODS, default=None, help="how entries are timed: behind a feeder layer, minus the feeder (in-context, default for runtimes in this process) or the op alone (isolated, default with --command)")
     build.add_argument("--repeats", type=positive_int, default=None, help=f"timed runs per entry (default: {Method().repeats}; 1 with --command, whose tool repeats inside)")
-    build.add_argument("--refit-correction", action="store_true", help="forget the table's end-to-end points and fit the correction on new measurements")
+    build.add_argument("--refit-correction", action="store_true", help="fit the correction on new end-to-end measurements, which replace the table's points once all are measured (until then its correction stands)")
     build.add_argument("--force-device", action="store_true", help="resume a table measured on another device anyway")
     build.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_backend(build, timing=False)
