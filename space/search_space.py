@@ -637,6 +637,11 @@ def get_space(name: str, num_classes: int = 1000) -> SearchSpace:
         except SpecError as error:  # name the file: "my_space.json: missing key 'schema_version'"
             raise SpecError(f"{path}: {error.path}" if error.path else str(path), error.message) from None
         return space.for_data(num_classes, space.stem.in_channels)
+    if path.is_dir():
+        raise ValueError(f"search space {name} is a folder; give a space .json file in it, or one of {', '.join(SPACES)}")
+    if path.suffix.lower() == ".json" or "/" in name or "\\" in name:  # meant as a file
+        what = "no such file" if not path.exists() else "a space file's name ends in .json"
+        raise ValueError(f"search space {name}: {what}; give a space .json file (mobilenas show --space NAME --json > my_space.json writes one), or one of {', '.join(SPACES)}")
     if name == "nb201":  # the tabular cell space: no network to build or time; its latencies are a table's column
         raise ValueError("nb201 is the NAS-Bench-201 cell space of tabular searches (nas-search --space nb201 --benchmark CSV), "
                          f"whose latencies come from the benchmark's column; network spaces here: {', '.join(SPACES)}")

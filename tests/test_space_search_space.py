@@ -188,3 +188,8 @@ def test_custom_space_from_a_json_file(tmp_path) -> None:
     broken.write_text("{not json")
     with pytest.raises(SpecError, match=r"broken.json: not valid JSON"):
         get_space(str(broken))
+    # a file that is not there, or a folder, is said to be (not "unknown search space 'x.json'")
+    with pytest.raises(ValueError, match=r"^search space .*missing.json: no such file; give a space .json file"):
+        get_space(str(tmp_path / "missing.json"))
+    with pytest.raises(ValueError, match=r"^search space .* is a folder; give a space .json file in it"):
+        get_space(str(tmp_path))
