@@ -453,7 +453,13 @@ class Refinement:
             raise ValueError(f"{self.run.root} has no starting network yet")
         last = lines[-1]
         arch = Architecture.from_dict(last["architecture"])
-        state = load_weights(self.run.path(last["checkpoint"]))
+        weights = self.run.path(last["checkpoint"])
+        if not weights.is_file():  # deleted, or the run folder copied without it: a bare path said too little
+            raise ValueError(
+                f"{weights}, the weights of the run's network after iteration {int(last['iteration'])}, is missing, so the run cannot go on from it;"
+                f" put the file back, or start a new run (netadapt refine INPUT --out ANOTHER)"
+            )
+        state = load_weights(weights)
         return Point(int(last["iteration"]), arch, state, float(last["accuracy"]), float(last["latency_ms"]))
 
     def _events_for(self, iteration: int) -> tuple[dict[str, Any] | None, dict[int, dict[str, Any]]]:

@@ -365,6 +365,18 @@ def test_a_run_whose_history_was_cut_is_refused_and_left_as_it_is(reference_run:
     capsys.readouterr()
 
 
+def test_resume_says_which_weights_are_missing_and_what_to_do(table: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """With its last checkpoint deleted, the resume had said only "no weights file at ..."."""
+    out = tmp_path / "run"
+    assert main(["refine", ARCH, "--budget-ratio", "0.6", *common(table, out), "--max-iterations", "1"]) == 0
+    (out / "checkpoints" / "iteration-001.pt").unlink()
+    capsys.readouterr()
+    assert main(["refine", "--resume", str(out), "--max-iterations", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith(f"error: {out / 'checkpoints' / 'iteration-001.pt'}, the weights of the run's network after iteration 1, is missing, so the run cannot go on"
+                        " from it; put the file back, or start a new run (netadapt refine INPUT --out ANOTHER)"), err
+
+
 def test_resume_says_when_the_runs_table_is_gone(reference_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run = tmp_path / "run"
     shutil.copytree(reference_run, run)
