@@ -63,6 +63,10 @@ def test_journal_survives_a_torn_last_line(tmp_path) -> None:
     assert [e["n"] for e in journal.read()] == [1, 2]
     journal.append({"type": "d", "n": 4})  # the next append starts on a fresh line
     assert [e["n"] for e in journal.read()] == [1, 2, 4]
+    with open(journal.path, "ab") as handle:  # a damaged block: bytes that are not UTF-8 (it had ended nas-results in a decode error)
+        handle.write(b'{"type": "e", "n": \xff\xfe}\n')
+    journal.append({"type": "f", "n": 6})
+    assert [e["n"] for e in journal.read()] == [1, 2, 4, 6]
 
 
 def test_run_dir_create_open_and_refuse(tmp_path) -> None:

@@ -299,18 +299,19 @@ class Journal:
         return iter(self.read())
 
     def read(self) -> list[dict[str, Any]]:
-        """All complete events; a torn or corrupt line (from a kill mid-write) is skipped."""
+        """All complete events; a torn or corrupt line (from a kill mid-write, a bad disk block:
+        bytes that are not even UTF-8) is skipped."""
         if not self.path.exists():
             return []
         events = []
-        with open(self.path) as handle:
+        with open(self.path, "rb") as handle:
             for raw in handle:
                 raw = raw.strip()
                 if not raw:
                     continue
                 try:
-                    event = json.loads(raw)
-                except json.JSONDecodeError:
+                    event = json.loads(raw.decode("utf-8"))
+                except (UnicodeDecodeError, json.JSONDecodeError):
                     continue
                 if isinstance(event, dict):
                     events.append(event)
