@@ -29,7 +29,7 @@ import pandas as pd
 
 from mobilenas.errors import did_you_mean
 from mobilenas.results.common import RunBase, number_or_nan
-from mobilenas.results.load import RunResults
+from mobilenas.results.load import RunResults, printable
 from mobilenas.results.search_run import SearchResults
 from mobilenas.search.pareto import hypervolume as _hypervolume
 from mobilenas.search.pareto import pareto_mask
@@ -176,7 +176,7 @@ def run_summary(run: RunResults, reference: ReferencePoint | None = None, latenc
     accurate = most_accurate_within(frame, target)
     common: dict[str, Any] = {
         "run": run.label,
-        "path": str(run.path),
+        "path": printable(str(run.path)),  # a table cell: undecodable bytes of the name shown as U+FFFD
         "kind": run.kind,
         "strategy": run.strategy,
         "seed": run.seed,

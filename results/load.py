@@ -61,6 +61,11 @@ def resolve_run(path: str | Path) -> Path:
     return given
 
 
+def printable(name: str) -> str:
+    """``name`` with what the file system gave as undecodable bytes (surrogates) shown as U+FFFD."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def read_manifest(root: Path) -> dict[str, object]:
     path = root / MANIFEST
     try:
@@ -82,7 +87,9 @@ def load_run(path: str | Path, *, label: str | None = None) -> RunResults:
     """
     root = run_directory(path)
     manifest = read_manifest(root)
-    name = label if label is not None else root.resolve().name
+    # shown in tables and written into JSON and data frames: a folder name of bytes that are not
+    # UTF-8 (os.fsdecode's surrogates) is shown with the replacement character
+    name = printable(label if label is not None else root.resolve().name)
     if is_netadapt_manifest(manifest):
         return read_netadapt_run(root, manifest, name)
     assert is_search_manifest(manifest)

@@ -507,3 +507,16 @@ def test_convergence_and_counts_tell_early_stopped_failed_and_rejected_apart(tmp
     labels = [t.get_text() for t in plot_convergence(run).axes[0].get_legend().get_texts()]
     assert {"trained, stopped early (1)", "trained, failed (1)", f"trained ({len(trained) - 2})", f"rejected by the latency filter ({rejected})"} <= set(labels)
     assert not any("rejected," in label for label in labels)  # rejections are not failures
+
+
+def test_a_run_in_a_folder_whose_name_is_not_utf8_is_read(runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """nas-search writes into such a folder and resumes it; nas-results had refused it ("'utf-8'
+    codec can't encode characters ...: surrogates not allowed")."""
+    import os
+
+    odd = tmp_path / os.fsdecode(b"bad\xff\xfename")
+    shutil.copytree(runs["ppo-0"], odd)
+    assert nas_results(["show", str(odd), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["summary"]["run"] == "bad\ufffd\ufffdname"
+    assert nas_results(["compare", str(odd), str(runs["random-1"]), "--out", str(tmp_path / "fronts.png"), "--json"]) == 0
+    assert [r["run"] for r in json.loads(capsys.readouterr().out)["runs"]] == ["bad\ufffd\ufffdname", "random-1"]
