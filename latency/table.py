@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import json
 import os
 import re
@@ -389,6 +390,11 @@ def _locked(path: Path) -> Iterator[None]:
     try:
         handle = open(path.with_name(path.name + ".lock"), "a")  # noqa: SIM115 (closed below)
     except OSError as error:  # name the table the user gave, not the lock file beside it
+        if error.errno in (errno.EROFS, errno.EACCES, errno.EPERM):  # a shared table on a read-only mount, say
+            raise ValueError(
+                f"latency table {path} cannot be written ({error.strerror}), and the entries it lacks are measured into it as they are needed"
+                f" (with a lock file beside it); copy it to a folder you can write and give that --table"
+            ) from None
         raise OSError(error.errno, error.strerror, str(path)) from error
     with handle:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX)

@@ -368,3 +368,26 @@ def test_a_command_tables_missing_entries_ask_for_its_command_in_cli_words(tmp_p
     table = LookupTable.load(path)
     with pytest.raises(ValueError, match=r"needed again to measure the entries it lacks: give --command 'bench \{model\} --fast' --device-name 'pixel 7' \(in Python: backend=CommandBackend"):
         table.predict(two_block_arch(), measure_missing=True)
+
+
+def test_a_table_that_cannot_be_written_says_why_it_must_be(tmp_path, monkeypatch) -> None:
+    """A shared table on a read-only mount, lacking entries a search needed: 'Read-only file system'
+    alone had not said why a table is written, nor what to do."""
+    import builtins
+    import errno
+    from pathlib import Path
+
+    import mobilenas.latency.table as table_module
+    from mobilenas.latency import make_backend
+
+    path = tmp_path / "shared.jsonl"
+    table = LookupTable.create(path, backend=make_backend("onnxruntime", threads=1), input_size=32)
+
+    def read_only(file, mode="r", *args, **kwargs):
+        if Path(file).parent == tmp_path and any(c in mode for c in "wa+"):
+            raise OSError(errno.EROFS, "Read-only file system", str(file))
+        return builtins.open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(table_module, "open", read_only, raising=False)
+    with pytest.raises(ValueError, match=r"^latency table .*shared.jsonl cannot be written \(Read-only file system\), and the entries it lacks are measured into it as they are needed .*; copy it to a folder you can write and give that --table$"):
+        table.predict(tiny_arch(), measure_missing=True)
