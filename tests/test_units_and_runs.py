@@ -337,6 +337,18 @@ def test_the_systems_refusals_are_one_line(capsys: pytest.CaptureFixture[str], m
     assert run_main(file_in_the_way, [], "nas-latency") == 2
     assert capsys.readouterr().err.strip() == f"nas-latency: error: {tmp_path / 'afile'} is a file, not a folder: nothing can be made inside it; give another path"
 
+    def printing(argv) -> int:
+        set_resume_hint("nas-search --resume RUN")
+        print("the summary")
+        return 0
+
+    # `> /dev/full`: had been "No space left on device", as if the run's disk were full
+    with open("/dev/full", "w", buffering=1) as full, monkeypatch.context() as patched:
+        patched.setattr(sys, "stdout", full)
+        assert run_main(printing, [], "nas-search") == 1
+    assert capsys.readouterr().err.strip() == ("nas-search: error: writing the output failed: No space left on device (standard output: its file or disk);"
+                                               " completed work is saved; continue with: nas-search --resume RUN")
+
     def benchmark_pipe_closed(argv) -> int:  # stdout is fine: another pipe broke (a --command's, Ray's)
         raise BrokenPipeError(errno.EPIPE, "Broken pipe")
 

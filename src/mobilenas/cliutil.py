@@ -164,6 +164,28 @@ def set_interrupt_note(note: str) -> None:
     _interrupt_note[:] = [note]
 
 
+def _raised_writing_stdout(error: OSError) -> bool:
+    """Whether ``error`` (naming no file) came from a ``print`` to standard output of ours."""
+    import traceback
+
+    if error.filename is not None:
+        return False
+    frames = traceback.extract_tb(error.__traceback__)
+    line = (frames[-1].line or "") if frames else ""
+    return (line.startswith("print(") and "file=" not in line) or line.startswith("sys.stdout.")
+
+
+def _stdout_to_devnull() -> None:
+    """Point stdout's descriptor at /dev/null (its buffer is then written there, at exit too)."""
+    try:
+        target = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # replaced by an object without a descriptor
+        return
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, target)
+    os.close(null)
+
+
 def _reopen_closed_standard_streams() -> None:
     """Point a standard stream the command was started without (``>&-``, ``2>&-``) at /dev/null.
 
@@ -201,9 +223,7 @@ def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[
             return _system_error(_said_as(prog), error)
         # `nas-results show RUN --json | head`: the reader has what it wanted; stop quietly, and
         # point stdout at /dev/null so that the interpreter's final flush does not complain either
-        null = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(null, sys.stdout.fileno())
-        os.close(null)
+        _stdout_to_devnull()
         return EXIT_BROKEN_PIPE
     except SystemExit as exit_:  # argparse's usage errors and --help, when called in-process
         return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 2)
@@ -285,6 +305,10 @@ def _system_error(prog: str, error: OSError) -> int:
     # would meet it again, so no "continue with" that does
     read_only = error.errno == errno.EROFS
     hint = f"; completed work is saved; continue with: {_resume_hint[0]}" if _resume_hint and not read_only else ""
+    if _raised_writing_stdout(error):  # `> /dev/full`: not a disk of the run's
+        print(f"{prog}: error: writing the output failed: {error.strerror or error} (standard output: its file or disk){hint}", file=sys.stderr)
+        _stdout_to_devnull()  # what could not be written is not tried again at exit
+        return 1
     print(f"{prog}: error: {_os_message(error)}{home}{hint}", file=sys.stderr)
     # a name that cannot be one is the user's input, and so is a home that cannot be made; a full
     # disk or a failing device is not
