@@ -366,7 +366,8 @@ class Deduplicate(StrategyWrapper):
             self._consecutive += 1
             if self._consecutive >= self.max_consecutive_duplicates:
                 self._consecutive = 0
-                few = len(self._known) < FEW_DISTINCT
+                # (a space of fewer architectures than that may simply be done: all its index vectors known)
+                few = len(self._known) < min(FEW_DISTINCT, math.prod(self.num_options))
                 raise SearchConverged(
                     f"the {self.inner.name or type(self.unwrap()).__name__} strategy proposed {self.max_consecutive_duplicates} already-evaluated architectures in a row "
                     + (f"after only {len(self._known)} distinct one{'' if len(self._known) == 1 else 's'}: does it keep proposing the same architectures whatever it is told?"

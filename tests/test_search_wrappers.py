@@ -170,6 +170,13 @@ def test_converged_after_many_consecutive_duplicates() -> None:
         dedup.tell(dedup.ask().number, Observation(0.9))
     with pytest.raises(SearchConverged, match=r"proposed 5 already-evaluated architectures in a row .10 distinct ones evaluated.: the search has converged$"):
         dedup.ask()
+    # a space of four architectures, all evaluated, is done, not stuck
+    inner = Scripted([(0, 0), (0, 1), (1, 0), (1, 1)], num_options=(2, 2))
+    dedup = Deduplicate(inner, key, max_consecutive_duplicates=5)
+    for _ in range(4):
+        dedup.tell(dedup.ask().number, Observation(0.9))
+    with pytest.raises(SearchConverged, match=r".4 distinct ones evaluated.: the search has converged$"):
+        dedup.ask()
 
 
 def test_failed_results_are_reused_unless_asked_not_to() -> None:
