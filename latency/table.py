@@ -96,30 +96,29 @@ class MissingEntryError(ValueError):
         (when there is one), to tell an architecture of another space from a table not built yet."""
         self.signatures = tuple(p.signature for p in missing)
         where = f"latency table {table.path}" if table.path else "the latency table"
+
+        def lacks(shown: Sequence[PlacedSignature]) -> str:
+            more = f" and {len(shown) - 1} more" if len(shown) > 1 else ""
+            return f"{where} has no entry for {shown[0].signature.key} (at {shown[0].path}){more}"
+
         on_demand = "measure them on demand (nas-latency predict --measure-missing; measure_missing=True in Python)"
         name = table.header.space_name
         stem = next((p.signature for p in placed if p.signature.op == "stem"), None)
         if name and stem is not None and stem not in table and any(e.signature.op == "stem" for e in table.entries()):
             # every architecture of a space has the space's stem: one the table lacks is of another space
-            first = missing[0]
-            more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
             super().__init__(
-                f"{where} has no entry for {first.signature.key} (at {first.path}){more}: the table is for space {name}, and this architecture is not of it"
+                f"{lacks(missing)}: the table is for space {name}, and this architecture is not of it"
                 f" (its stem differs); give the table of the architecture's own space (--table PATH, or --space NAME), or {on_demand}"
             )
             return
         outside, heads = _outside_the_tables_space(table, [p.signature for p in missing])
-        if outside is not None and outside:
+        if outside:
             shown = [p for p in missing if p.signature in outside]
-            first = shown[0]
-            more = f" and {len(shown) - 1} more" if len(shown) > 1 else ""
             super().__init__(
-                f"{where} has no entry for {first.signature.key} (at {first.path}){more}, and space {name}, which the table was built for, has no such"
+                f"{lacks(shown)}, and space {name}, which the table was built for, has no such"
                 f" {'op' if len(shown) == 1 else 'ops'}: nas-latency build would not measure {'it' if len(shown) == 1 else 'them'}; {on_demand}"
             )
             return
-        first = missing[0]
-        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
         from mobilenas.space.search_space import SPACES
 
         space = name if name in SPACES else "SPACE"  # a custom space: its .json
@@ -128,7 +127,7 @@ class MissingEntryError(ValueError):
             f"measure missing entries on demand (nas-latency predict --measure-missing; measure_missing=True in Python) or fill the table "
             f"with nas-latency build --space {space}{classes} --table {shlex.quote(str(table.path)) if table.path else 'PATH'}"
         )
-        super().__init__(f"{where} has no entry for {first.signature.key} (at {first.path}){more}; {fix}")
+        super().__init__(f"{lacks(missing)}; {fix}")
 
 
 def _outside_the_tables_space(table: LookupTable, missing: Sequence[OpSignature]) -> tuple[set[OpSignature] | None, list[int]]:
