@@ -165,14 +165,17 @@ def set_interrupt_note(note: str) -> None:
 
 
 def _raised_writing_stdout(error: OSError) -> bool:
-    """Whether ``error`` (naming no file) came from a ``print`` to standard output of ours."""
-    import traceback
-
-    if error.filename is not None:
+    """Whether ``error``, a full disk naming no file (our own files are named in their errors),
+    is standard output's: it goes to /dev/full, or to a file system with no space left."""
+    if error.filename is not None or error.errno not in (errno.ENOSPC, errno.EDQUOT) or sys.stdout is None:
         return False
-    frames = traceback.extract_tb(error.__traceback__)
-    line = (frames[-1].line or "") if frames else ""
-    return (line.startswith("print(") and "file=" not in line) or line.startswith("sys.stdout.")
+    try:
+        fd = sys.stdout.fileno()
+        if os.fstat(fd).st_rdev == os.makedev(1, 7):  # /dev/full
+            return True
+        return os.fstatvfs(fd).f_bavail == 0
+    except (AttributeError, OSError, ValueError):  # replaced by an object without a descriptor, or closed
+        return False
 
 
 def _stdout_to_devnull() -> None:
