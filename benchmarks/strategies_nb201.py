@@ -640,10 +640,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error("--tune runs the benchmark as reported, without a latency filter: leave --max-latency-ratio out")
         if args.out == HERE / "strategies_nb201" and not args.no_write:
             parser.error("give --out STEM (or --no-write) with --max-latency-ratio: the default writes the committed results, which have no latency filter")
-    if args.out == HERE / "strategies_nb201" and not args.no_write:  # the committed results are the protocol's only
-        changed = [option for option in _protocol_options(args.tune) if getattr(args, option.lstrip("-").replace("-", "_")) != parser.get_default(option.lstrip("-").replace("-", "_"))]
-        if changed:
-            parser.error(f"give --out STEM (or --no-write): the default writes the committed results of the benchmark's protocol, and {', '.join(changed)} change{'s' if len(changed) == 1 else ''} it")
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     if not strategies:
         parser.error("--strategies names none: give one or more, e.g. ppo,random")
@@ -655,6 +651,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             strategy_class(name)  # loaded now: a bad name is one line, before any run
         elif name not in STRATEGIES:
             parser.error(f"unknown strategy {name!r}; choose from {', '.join(STRATEGIES)}, or give one of your own as FILE.py:CLASS or MODULE:CLASS")
+    if args.out == HERE / "strategies_nb201" and not args.no_write:  # the committed results are the protocol's only (a strategy of one's own is said above)
+        changed = [option for option in _protocol_options(args.tune) if getattr(args, option.lstrip("-").replace("-", "_")) != parser.get_default(option.lstrip("-").replace("-", "_"))]
+        if changed:
+            parser.error(f"give --out STEM (or --no-write): the default writes the committed results of the benchmark's protocol, and {', '.join(changed)} change{'s' if len(changed) == 1 else ''} it")
     twice = next((name for position, name in enumerate(strategies) if name in strategies[:position]), None)
     if twice is not None:
         parser.error(f"--strategies names {short_strategy_name(twice)} twice: name each strategy once (compare its options in separate --out runs)")
