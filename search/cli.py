@@ -714,19 +714,17 @@ def _search(argv: Sequence[str] | None, prog: str, held: contextlib.ExitStack) -
             print(message, file=sys.stderr)
 
     recorded: dict[str, Any] | None = None  # the manifest of the run being resumed (held, so it stays as read)
+    moved = False  # --strategy NEW.py:CLASS given on a resume, the run's file gone
     if not resume:  # until the run folder exists (a latency table being built keeps what it measured)
         set_interrupt_note("no search was started yet, so there is nothing to resume (latencies measured so far are kept in the table); run the same command again")
     if resume:
         run = held.enter_context(RunDir.open(resume, kind="search").claim())
         recorded = run.manifest()
         stored = dict(recorded["config"])
-        if _moved_strategy(given.get("strategy"), stored["strategy"]):  # the file moved: the run goes on with it there
+        moved = _moved_strategy(given.get("strategy"), stored["strategy"])
+        if moved:  # the file moved: the run goes on with it there (recorded once the run has resumed)
             say(f"the run's strategy file {stored['strategy'].rpartition(':')[0]} is gone: using {given['strategy'].rpartition(':')[0]}")
             stored["strategy"] = given["strategy"]
-            recorded["config"]["strategy"] = given["strategy"]
-            if isinstance(recorded.get("strategy"), dict):
-                recorded["strategy"]["name"] = given["strategy"]
-            run.update_manifest(config=recorded["config"], strategy=recorded.get("strategy"))
         # the run's own command typed again with --resume is fine; a changed option is not
         typed = {**stored, **given}
         _record_absolute_paths(typed)  # paths compare as the run recorded them
@@ -806,6 +804,11 @@ def _search(argv: Sequence[str] | None, prog: str, held: contextlib.ExitStack) -
                 f"{run.root} stopped early, so --samples cannot take it further: {search.stopped}; "
                 "start a new run to search more (another --seed, or --strategy-option settings that explore more)"
             )
+        if moved and recorded is not None:  # every check passed and the strategy's checkpoint loaded from the new place: the run's now
+            recorded["config"]["strategy"] = config["strategy"]
+            if isinstance(recorded.get("strategy"), dict):
+                recorded["strategy"]["name"] = config["strategy"]
+            run.update_manifest(config=recorded["config"], strategy=recorded.get("strategy"))
         if search.samples != int(stored["samples"]):  # more, or fewer (not below what was asked): the run's count now
             run.update_manifest(config={**stored, "samples": search.samples})
         if search.stopped:

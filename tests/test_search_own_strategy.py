@@ -129,6 +129,9 @@ def test_a_run_whose_strategy_file_moved_resumes_with_its_new_place(greedy: Path
     capsys.readouterr()
     assert nas_search(["--resume", str(run), "--samples", "9", "--strategy", f"{moved}:Other"]) == 2  # another class: still refused
     assert "drop --strategy" in capsys.readouterr().err
+    before = (run / "manifest.json").read_bytes()
+    assert nas_search(["--resume", str(run), "--samples", "9", "--strategy", f"{moved}:Greedy", "--seed", "7"]) == 2  # refused: nothing written
+    assert "drop --seed" in capsys.readouterr().err and (run / "manifest.json").read_bytes() == before
     assert nas_search(["--resume", str(run), "--samples", "9", "--strategy", f"{moved}:Greedy"]) == 0
     assert f"the run's strategy file {code} is gone: using {moved}" in capsys.readouterr().err
     assert sorted(e["number"] for e in _trained(run)) == list(range(9))
