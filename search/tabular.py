@@ -105,11 +105,13 @@ class TabularEvaluator(Evaluator):
             if column not in columns:
                 raise ValueError(f"{role} column {column!r} is not in {self.path.name}{did_you_mean(str(column), columns)}; available columns: {available}")
         # a device's latencies read as accuracies, or accuracies as milliseconds, give nonsense that runs
-        if latency_columns and latency_column not in latency_columns:
-            raise ValueError(f"latency column {latency_column!r} of {self.path.name} is not a latency column ({LATENCY_PREFIX}*): choose a device among {', '.join(latency_columns)}")
+        # (a latency column of another name, a device of one's own, is the user's to name)
         for role, column in (("reward", reward_column), ("final", final_column)):
-            if column == latency_column or column.startswith(LATENCY_PREFIX):
+            if column.startswith(LATENCY_PREFIX):
                 raise ValueError(f"{role} column {column!r} of {self.path.name} holds latencies, not accuracies: choose an accuracy column, e.g. {DEFAULT_REWARD_COLUMN} or {DEFAULT_FINAL_COLUMN}")
+            if column == latency_column:
+                devices = f"choose a device among {', '.join(latency_columns)}" if latency_columns else "choose the column of the device's latencies"
+                raise ValueError(f"the latency column and the {role} column are both {column!r}: a column is latencies or accuracies; {devices}")
         self.arch_column = arch_column
         self.reward_column = reward_column
         self.final_column = final_column

@@ -136,7 +136,7 @@ def test_empty_cells_fail_the_candidate_not_the_search(tmp_path: Path) -> None:
         ("no-latency", {}, "of tiny.csv with --latency-column .latency_column= from Python.; it has no column named latency_ms[*]; columns: index, arch_str, val_acc_12ep"),
         (None, {"latency_column": "latency_ms_raspi4", "accuracy_unit": "percents"}, "accuracy_unit 'percents' is not one of percent, fraction"),
         # a column of the wrong kind in a role: accuracies read as milliseconds, latencies as accuracies
-        (None, {"latency_column": "test_acc_200ep"}, "^latency column 'test_acc_200ep' of tiny.csv is not a latency column .latency_ms[*].: choose a device among latency_ms_raspi4, latency_ms_pixel3$"),
+        (None, {"latency_column": "test_acc_200ep"}, "^the latency column and the final column are both 'test_acc_200ep': a column is latencies or accuracies; choose a device among latency_ms_raspi4, latency_ms_pixel3$"),
         (None, {"latency_column": "latency_ms_raspi4", "reward_column": "latency_ms_pixel3"}, "^reward column 'latency_ms_pixel3' of tiny.csv holds latencies, not accuracies: choose an accuracy column"),
         (None, {"latency_column": "latency_ms_raspi4", "final_column": "latency_ms_raspi4"}, "^final column 'latency_ms_raspi4' of tiny.csv holds latencies"),
         ("duplicate", {"latency_column": "latency_ms_raspi4"}, "appears twice .rows 0 and 27."),
