@@ -119,6 +119,8 @@ def checked_summary(summary: Any, strategy: type | None = None) -> dict[str, flo
         raise StrategyBug(f"summary() returned {'None' if summary is None else 'a ' + type(summary).__name__}, not a dict of named numbers (return {{}} for none)", strategy)
     checked = {}
     for name, value in summary.items():
+        if hasattr(value, "item") and getattr(value, "ndim", None) == 0:  # a 0-d tensor or array (journaled as its number before the check)
+            value = value.item()
         if not isinstance(name, str) or isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise StrategyBug(f"summary() returned {{{name!r}: {value!r}}}: a summary names numbers, e.g. {{'best_reward': 0.71}}", strategy)
         if math.isfinite(value):

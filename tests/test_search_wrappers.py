@@ -402,3 +402,16 @@ def test_a_filter_rejecting_many_in_a_row_says_so_as_it_goes() -> None:
     limit.on_rejections = lambda: calls.append(limit.counts.get("rejected", 0))
     limit.ask()
     assert calls == [REJECTIONS_BETWEEN_CALLS, 2 * REJECTIONS_BETWEEN_CALLS]  # the count the bar shows, as it grows
+
+
+def test_a_summary_is_checked_for_named_numbers_and_zero_dimensional_tensors_count() -> None:
+    import numpy as np
+    import torch
+
+    from mobilenas.search.wrappers import StrategyBug, checked_summary
+
+    # a 0-d tensor or array was journaled as its number before the check: it stays accepted
+    assert checked_summary({"a": torch.tensor(0.5), "b": np.float32(1.5), "c": np.array(2.0), "d": 3, "e": float("nan")}) == {"a": 0.5, "b": 1.5, "c": 2.0, "d": 3.0}
+    for bad in ({"a": torch.tensor([1.0, 2.0])}, {"a": "warm"}, {"a": True}, {1: 0.5}, None, [("a", 1.0)]):
+        with pytest.raises(StrategyBug, match=r"^summary\(\) returned "):
+            checked_summary(bad)
