@@ -318,7 +318,9 @@ def plot_calibration(report: CalibrationReport, path: Path) -> None:
     axes.legend(loc="lower right", fontsize=8)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
+    from mobilenas.runs import temporary_path
+
+    tmp = temporary_path(path, ".tmp.png")  # savefig reads the format from the name
     figure.savefig(tmp)
     plt.close(figure)
     tmp.replace(path)

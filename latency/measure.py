@@ -305,7 +305,7 @@ class TorchBackend(LatencyBackend):
 
 _NUMBER = r"[-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?"
 # ``latency_ms: 12.3`` (``=`` or a space also; the unit optional after that key), or any number followed by ``ms``
-_MS_PATTERN = re.compile(rf"\blatency_ms[\"']?\s*[:=]?\s*({_NUMBER})(?:\s*ms\b)?|({_NUMBER})\s*ms\b")
+_MS_PATTERN = re.compile(rf"\blatency_ms[\"']?\s*[:=]?\s*({_NUMBER})(?:[ \t]*ms\b|(?![\w.]|[ \t]*[A-Za-z\u00b5]))|({_NUMBER})\s*ms\b")
 _PLACEHOLDERS = ("model", "threads", "batch", "channels", "height", "width")
 
 
@@ -336,8 +336,8 @@ def parse_command_output(text: str) -> float:
                 "the benchmark command printed no milliseconds (expected a number after latency_ms, e.g. 'latency_ms: 12.3', a number followed by ms,"
                 f" e.g. 'median 12.3 ms', or a JSON line with latency_ms); its output ended with: {tail}"
             )
-        keyed, plain = matches[-1]
-        value = float(keyed or plain)
+        keyed = [k for k, _ in matches if k]  # the key says what the number is: it wins over a later "N ms" (a warm-up's time, say)
+        value = float(keyed[-1] if keyed else matches[-1][1])
     if not math.isfinite(value) or value <= 0:  # a JSON line is held to this too (it passed 0 and NaN)
         raise ValueError(f"the benchmark command printed a latency of {value} ms, which is not positive")
     return value

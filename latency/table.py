@@ -104,11 +104,13 @@ class MissingEntryError(ValueError):
         on_demand = "measure them on demand (nas-latency predict --measure-missing; measure_missing=True in Python)"
         name = table.header.space_name
         stem = next((p.signature for p in placed if p.signature.op == "stem"), None)
-        if name and stem is not None and stem not in table and any(e.signature.op == "stem" for e in table.entries()):
-            # every architecture of a space has the space's stem: one the table lacks is of another space
+        stems = {dataclasses.replace(e.signature, out_channels=1) for e in table.entries() if e.signature.op == "stem"}
+        if name and stem is not None and stems and dataclasses.replace(stem, out_channels=1) not in stems:
+            # every architecture of a space has the space's stem, its width aside (NetAdapt prunes it):
+            # a stem of another kernel, stride or activation is another space's
             super().__init__(
                 f"{lacks(missing)}: the table is for space {name}, and this architecture is not of it"
-                f" (its stem differs); give the table of the architecture's own space (--table PATH, or --space NAME), or {on_demand}"
+                f" (its stem is another); give the table of the architecture's own space (--table PATH, or --space NAME), or {on_demand}"
             )
             return
         outside, heads = _outside_the_tables_space(table, [p.signature for p in missing])
@@ -390,6 +392,8 @@ def _locked(path: Path) -> Iterator[None]:
         handle = open(path.with_name(path.name + ".lock"), "a")  # noqa: SIM115 (closed below)
     except OSError as error:  # name the table the user gave, not the lock file beside it
         if error.errno in (errno.EROFS, errno.EACCES, errno.EPERM):  # a shared table on a read-only mount, say
+            if not path.exists():  # a table to be made there
+                raise ValueError(f"latency table {path} cannot be made ({error.strerror}); give a --table in a folder you can write") from None
             raise ValueError(
                 f"latency table {path} cannot be written ({error.strerror}), and the entries it lacks are measured into it as they are needed"
                 f" (with a lock file beside it); copy it to a folder you can write and give that --table"
@@ -1069,7 +1073,9 @@ def _is_end_to_end(line: str) -> bool:
 
 def _atomic_write_lines(path: Path, lines: list[str]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    from mobilenas.runs import temporary_path
+
+    tmp = temporary_path(path)
     with open(tmp, "w", encoding="utf-8") as handle:
         handle.write("\n".join(lines) + "\n")
         handle.flush()

@@ -68,7 +68,9 @@ def export_onnx(
     if path is not None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
+        from mobilenas.runs import temporary_path
+
+        tmp = temporary_path(path)
         tmp.write_bytes(data)
         tmp.replace(path)
     return data

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -229,9 +230,17 @@ def test_an_architecture_of_another_space_is_said_to_be(tmp_path) -> None:
     table = LookupTable.create(tmp_path / "tiny.jsonl", backend=OnnxRuntimeBackend(), input_size=SIZE, method=FAST, space_name="tiny", space_fingerprint=space.layout_fingerprint())
     for signature in space_signatures(space, SIZE):
         table.add_entry(Entry(signature, 0.1, 0.0, 1, "", 0.1))
-    with pytest.raises(MissingEntryError, match=r"the table is for space tiny, and this architecture is not of it \(its stem differs\); give the table of") as raised:
-        table.predict(reference("mnasnet-a1"))
+    with pytest.raises(MissingEntryError, match=r"the table is for space tiny, and this architecture is not of it \(its stem is another\); give the table of") as raised:
+        table.predict(reference("mobilenetv3-large"))  # a hard-swish stem
     assert "nas-latency build" not in str(raised.value) and "--measure-missing" in str(raised.value)
+    # a stem of the space's kind, only narrower or wider (NetAdapt prunes it), is the space's: here
+    # the table holds the stem at another width than the architecture's
+    wider = LookupTable.create(tmp_path / "wider.jsonl", backend=OnnxRuntimeBackend(), input_size=SIZE, method=FAST, space_name="tiny", space_fingerprint=space.layout_fingerprint())
+    for signature in space_signatures(space, SIZE):
+        wider.add_entry(Entry(dataclasses.replace(signature, out_channels=signature.out_channels + 8) if signature.op == "stem" else signature, 0.1, 0.0, 1, "", 0.1))
+    with pytest.raises(MissingEntryError) as raised:
+        wider.predict(space.sample(np.random.default_rng(0)))
+    assert "is not of it" not in str(raised.value) and "stem" in str(raised.value)
 
 
 def _fake_measurements(table, values):

@@ -128,6 +128,11 @@ def test_command_output_without_milliseconds_is_an_error() -> None:
     for output in ('{"latency_ms": 0}', '{"latency_ms": NaN}', "median 0 ms"):  # a JSON line passed 0 and NaN
         with pytest.raises(ValueError, match="which is not positive"):
             parse_command_output(output)
+    # the key says what the number is: a later "N ms" does not win over it, and another unit is no milliseconds
+    assert parse_command_output("latency_ms: 12.3\nwarm-up took 1500 ms\n") == 12.3
+    for output in ("latency_ms: 12.3 us", "latency_ms: 12.3us"):
+        with pytest.raises(ValueError, match="printed no milliseconds"):
+            parse_command_output(output)
 
 
 def test_command_backend_runs_the_worked_example_in_a_subprocess() -> None:

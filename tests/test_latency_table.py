@@ -391,3 +391,31 @@ def test_a_table_that_cannot_be_written_says_why_it_must_be(tmp_path, monkeypatc
     monkeypatch.setattr(table_module, "open", read_only, raising=False)
     with pytest.raises(ValueError, match=r"^latency table .*shared.jsonl cannot be written \(Read-only file system\), and the entries it lacks are measured into it as they are needed .*; copy it to a folder you can write and give that --table$"):
         table.predict(tiny_arch(), measure_missing=True)
+
+
+def test_a_table_that_cannot_be_made_says_so(tmp_path, monkeypatch) -> None:
+    """There is nothing to copy yet: the message for a table that exists (copy it) was wrong."""
+    import builtins
+    import errno
+    from pathlib import Path
+
+    import mobilenas.latency.table as table_module
+    from mobilenas.latency import make_backend
+
+    def read_only(file, mode="r", *args, **kwargs):
+        if Path(file).parent == tmp_path and any(c in mode for c in "wa+"):
+            raise OSError(errno.EACCES, "Permission denied", str(file))
+        return builtins.open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(table_module, "open", read_only, raising=False)
+    with pytest.raises(ValueError, match=r"^latency table .*new.jsonl cannot be made \(Permission denied\); give a --table in a folder you can write$"):
+        LookupTable.create(tmp_path / "new.jsonl", backend=make_backend("onnxruntime", threads=1), input_size=32)
+
+
+def test_a_table_of_a_long_name_is_rewritten(tmp_path) -> None:
+    """A name the system allows (up to 255 bytes) failed when its temporary copy's name did not fit."""
+    from mobilenas.latency.table import _atomic_write_lines
+
+    path = tmp_path / ("t" * 242 + ".jsonl")
+    _atomic_write_lines(path, ['{"a": 1}'])
+    assert path.read_text() == '{"a": 1}\n' and sorted(p.name for p in tmp_path.iterdir()) == [path.name]

@@ -60,6 +60,17 @@ def absolute_path(path: str | os.PathLike[str]) -> str:
     return str(Path(path).expanduser().resolve())
 
 
+def temporary_path(path: Path, suffix: str = ".tmp") -> Path:
+    """Where to write ``path``'s new content before it replaces the file: ``.NAME.PID`` + ``suffix``
+    beside it, or a hash of the name where that would pass the system's 255 bytes a name."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}{suffix}")
+    if len(os.fsencode(tmp.name)) > 255:
+        import hashlib
+
+        tmp = path.with_name(f".{hashlib.sha256(os.fsencode(path.name)).hexdigest()[:16]}.{os.getpid()}{suffix}")
+    return tmp
+
+
 def atomic_write_bytes(path: str | Path, data: bytes, *, exclusive: bool = False) -> None:
     """Write ``data`` so that readers see either the old file or the whole new one.
 
@@ -68,11 +79,7 @@ def atomic_write_bytes(path: str | Path, data: bytes, *, exclusive: bool = False
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    if len(os.fsencode(tmp.name)) > 255:  # a name near the system's 255 bytes: the temporary one must fit too
-        import hashlib
-
-        tmp = path.with_name(f".{hashlib.sha256(os.fsencode(path.name)).hexdigest()[:16]}.{os.getpid()}.tmp")
+    tmp = temporary_path(path)
     try:
         with open(tmp, "wb") as handle:
             handle.write(data)
