@@ -448,7 +448,7 @@ def _note_different_problems(runs: Sequence[Any]) -> dict[str, int]:
     numbers: dict[tuple[str, ...], int] = {}
     for axes in problems.values():
         numbers.setdefault(tuple(axes.values()), len(numbers) + 1)
-    differing = []
+    differing, aspects = [], []
     for aspect in ("space", "accuracy", "final", "latency"):
         values = {label: axes.get(aspect, "-") for label, axes in problems.items()}
         if len(set(values.values())) > 1:
@@ -456,7 +456,10 @@ def _note_different_problems(runs: Sequence[Any]) -> dict[str, int]:
             for label, value in values.items():
                 by_value.setdefault(value, []).append(label)
             differing.append(f"{aspect}: " + "; ".join(f"{value} ({', '.join(labels)})" for value, labels in by_value.items()))
-    if differing:
+            aspects.append(aspect)
+    if aspects == ["final"]:  # the same search, another column reported
+        print("note: these runs report different final columns, so their final accuracies are not on one scale; " + " | ".join(differing), file=sys.stderr)
+    elif differing:
         print("note: these runs search different problems, so their accuracies, latencies and hypervolumes are not on one scale; " + " | ".join(differing), file=sys.stderr)
     return {label: numbers[tuple(axes.values())] for label, axes in problems.items()}
 
@@ -517,8 +520,13 @@ def _note_unfinished(table: Any) -> None:
         return
     parts = []
     for row in unfinished.to_dict("records"):
-        samples, trained = row.get("samples"), row.get("trained")
-        done = f"{trained} of --samples {int(samples)} trained" if row.get("kind") == "search" and samples == samples and samples is not None else f"{row.get('iterations')} iterations, no refined network yet"
+        samples, trained, limit = row.get("samples"), row.get("trained"), row.get("time_limit_s")
+        if row.get("kind") == "search":
+            done = f"{trained} of --samples {int(samples)} trained" if samples is not None and samples == samples else f"{trained} trained"
+        else:
+            done = f"{row.get('iterations')} iterations, no refined network yet"
+        if limit is not None and limit == limit:
+            done += f", stopped at its time limit ({format_time_limit(float(limit))})"
         parts.append(f"{_short(str(row['run']), 40)}: {done}")
     them = "it is" if len(parts) == 1 else "they are"
     print(f"note: {counted(len(parts), 'run')} not finished ({'; '.join(parts)}): {them} compared on what {them.split()[0]} did so far (--resume goes on)", file=sys.stderr)

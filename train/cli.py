@@ -292,7 +292,7 @@ def _main(argv: Sequence[str] | None, prog: str) -> int:
             f"{_export_note(arch, data, export_size, timed)}")
     # one training at a time into these files: a second one started meanwhile (the same ARCH twice,
     # or --resume of one still going) had written over the first's result
-    busy = f"{folder / prefix}.* are being written by another nas-train{{by}}; let it finish or stop it, or give this one another --out"
+    busy = f"{folder / prefix}.* are being written by another nas-train{{by}}; let it finish or stop it" + ("" if args.resume else ", or give this one another --out")
     outputs.lock.parent.mkdir(parents=True, exist_ok=True)
     with hold_lock(outputs.lock, busy):
         try:
