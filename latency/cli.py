@@ -251,20 +251,10 @@ def _space_names() -> str:
 
 
 def _get_space(name: str, num_classes: int = 1000) -> Any:
-    """``--space NAME``: a built-in space or a space .json file; a file that is not there (or is a
-    folder) is said to be so, not taken for an unknown space's name."""
-    import os
+    """``--space NAME``: a built-in space or a space .json file (one that is not there, or a folder,
+    is said to be by get_space)."""
+    from mobilenas.space.search_space import get_space
 
-    from mobilenas.space.search_space import SPACES, get_space
-
-    path = Path(name)
-    if name not in SPACES and (path.suffix.lower() == ".json" or os.sep in name or path.exists()):
-        if path.is_dir():
-            raise UsageError(f"--space {name} is a folder; give a space .json file in it, or one of {_space_names()}")
-        if not path.exists():
-            raise UsageError(f"--space {name}: no such file; give an existing space .json file, or one of {_space_names()}")
-        if path.suffix.lower() != ".json":
-            raise UsageError(f"--space {name}: a space file's name ends in .json; rename it, or give one of {_space_names()}")
     return get_space(name, num_classes=num_classes)
 
 

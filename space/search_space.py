@@ -631,7 +631,7 @@ def get_space(name: str, num_classes: int = 1000) -> SearchSpace:
     from pathlib import Path
 
     path = Path(name)
-    if path.suffix == ".json" and path.is_file():
+    if path.suffix.lower() == ".json" and path.is_file():
         try:
             space = SearchSpace.from_json(path.read_text())
         except SpecError as error:  # name the file: "my_space.json: missing key 'schema_version'"

@@ -479,8 +479,8 @@ def test_info_describes_another_devices_table_and_how_complete_it_is(built_table
 @pytest.mark.parametrize(
     ("space", "message"),
     [
-        ("bad/missing.json", "--space bad/missing.json: no such file; give an existing space .json file, or one of mnasnet, mobilenetv3, mnasnet-relu6"),
-        (".", "--space . is a folder; give a space .json file in it, or one of mnasnet, mobilenetv3, mnasnet-relu6"),
+        ("bad/missing.json", "search space bad/missing.json: no such file; give a space .json file (mobilenas show --space NAME --json > my_space.json writes one), or one of mnasnet, mobilenetv3, mnasnet-relu6"),
+        (".", "search space . is a folder; give a space .json file in it, or one of mnasnet, mobilenetv3, mnasnet-relu6"),
     ],
 )
 def test_a_space_file_that_is_not_there_is_said_to_be_missing(space, message, capsys) -> None:
