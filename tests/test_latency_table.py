@@ -370,44 +370,42 @@ def test_a_command_tables_missing_entries_ask_for_its_command_in_cli_words(tmp_p
         table.predict(two_block_arch(), measure_missing=True)
 
 
-def test_a_table_that_cannot_be_written_says_why_it_must_be(tmp_path, monkeypatch) -> None:
-    """A shared table on a read-only mount, lacking entries a search needed: 'Read-only file system'
-    alone had not said why a table is written, nor what to do."""
+def _writes_refused_in(folder, monkeypatch, number: int, words: str) -> None:
+    """Make the table module's writes into ``folder`` fail as the file system would (``number``:
+    the errno): a read-only mount or a folder of another user, which root in a test cannot have."""
     import builtins
-    import errno
     from pathlib import Path
 
     import mobilenas.latency.table as table_module
-    from mobilenas.latency import make_backend
 
-    path = tmp_path / "shared.jsonl"
-    table = LookupTable.create(path, backend=make_backend("onnxruntime", threads=1), input_size=32)
-
-    def read_only(file, mode="r", *args, **kwargs):
-        if Path(file).parent == tmp_path and any(c in mode for c in "wa+"):
-            raise OSError(errno.EROFS, "Read-only file system", str(file))
+    def refusing(file, mode="r", *args, **kwargs):
+        if Path(file).parent == folder and any(c in mode for c in "wa+"):
+            raise OSError(number, words, str(file))
         return builtins.open(file, mode, *args, **kwargs)
 
-    monkeypatch.setattr(table_module, "open", read_only, raising=False)
+    monkeypatch.setattr(table_module, "open", refusing, raising=False)
+
+
+def test_a_table_that_cannot_be_written_says_why_it_must_be(tmp_path, monkeypatch) -> None:
+    """A shared table on a read-only mount, lacking entries a search needed: 'Read-only file system'
+    alone had not said why a table is written, nor what to do."""
+    import errno
+
+    from mobilenas.latency import make_backend
+
+    table = LookupTable.create(tmp_path / "shared.jsonl", backend=make_backend("onnxruntime", threads=1), input_size=32)
+    _writes_refused_in(tmp_path, monkeypatch, errno.EROFS, "Read-only file system")
     with pytest.raises(ValueError, match=r"^latency table .*shared.jsonl cannot be written \(Read-only file system\), and the entries it lacks are measured into it as they are needed .*; copy it to a folder you can write and give that --table$"):
         table.predict(tiny_arch(), measure_missing=True)
 
 
 def test_a_table_that_cannot_be_made_says_so(tmp_path, monkeypatch) -> None:
     """There is nothing to copy yet: the message for a table that exists (copy it) was wrong."""
-    import builtins
     import errno
-    from pathlib import Path
 
-    import mobilenas.latency.table as table_module
     from mobilenas.latency import make_backend
 
-    def read_only(file, mode="r", *args, **kwargs):
-        if Path(file).parent == tmp_path and any(c in mode for c in "wa+"):
-            raise OSError(errno.EACCES, "Permission denied", str(file))
-        return builtins.open(file, mode, *args, **kwargs)
-
-    monkeypatch.setattr(table_module, "open", read_only, raising=False)
+    _writes_refused_in(tmp_path, monkeypatch, errno.EACCES, "Permission denied")
     with pytest.raises(ValueError, match=r"^latency table .*new.jsonl cannot be made \(Permission denied\); give a --table in a folder you can write$"):
         LookupTable.create(tmp_path / "new.jsonl", backend=make_backend("onnxruntime", threads=1), input_size=32)
 
