@@ -337,6 +337,14 @@ def test_the_systems_refusals_are_one_line(capsys: pytest.CaptureFixture[str], m
     assert run_main(file_in_the_way, [], "nas-latency") == 2
     assert capsys.readouterr().err.strip() == f"nas-latency: error: {tmp_path / 'afile'} is a file, not a folder: nothing can be made inside it; give another path"
 
+    def dangling_link(argv) -> int:
+        (tmp_path / "dangling").symlink_to(tmp_path / "nothing-there")
+        (tmp_path / "dangling" / "x.png").parent.mkdir(parents=True, exist_ok=True)
+        return 0
+
+    assert run_main(dangling_link, [], "nas-results plot") == 2
+    assert capsys.readouterr().err.strip() == f"nas-results plot: error: {tmp_path / 'dangling'} is a link to nothing: nothing can be made inside it; give another path"
+
     def printing(argv) -> int:
         set_resume_hint("nas-search --resume RUN")
         print("the summary")

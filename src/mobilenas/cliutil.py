@@ -243,7 +243,9 @@ def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[
         _close_progress_bars()
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         if isinstance(error, FileExistsError) and error.filename and _raised_by_mkdir(error):
-            message = f"{os.fsdecode(error.filename)} is a file, not a folder: nothing can be made inside it; give another path"
+            name = os.fsdecode(error.filename)
+            what = "a link to nothing" if os.path.islink(name) and not os.path.exists(name) else "a file, not a folder"
+            message = f"{name} is {what}: nothing can be made inside it; give another path"
         elif isinstance(error, OSError) and error.strerror and error.filename:
             message = _os_message(error)  # not "[Errno 2] ...: '/path'"
         elif isinstance(error, OSError) and error.filename and str(error.filename) not in message:
