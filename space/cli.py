@@ -93,6 +93,17 @@ def main(argv: Sequence[str] | None = None, prog: str = "mobilenas show") -> int
     return run_main(lambda a: _main(a, prog), argv, prog)
 
 
+def _count(size: int) -> str:
+    """``15,625``, or ``2.844e+111`` for a count too large to read (and past what a float holds)."""
+    if size < 10**7:
+        return f"{size:,}"
+    try:
+        return f"{size:.3e}"
+    except OverflowError:  # over 1.8e308: the leading digits, unrounded
+        digits = str(size)
+        return f"{digits[0]}.{digits[1:4]}e+{len(digits) - 1}"
+
+
 def _main(argv: Sequence[str] | None, prog: str) -> int:
     args = build_parser(prog).parse_args(argv)
     if args.arch is None:
@@ -103,7 +114,7 @@ def _main(argv: Sequence[str] | None, prog: str) -> int:
             print_json({"space": space.to_dict(), "size": space.size(), "decisions": [{"path": d.path, "options": list(d.options)} for d in space.decisions]})
             return 0
         size = space.size()
-        print(f"space {space.name}: {len(space.decisions)} decisions, {f'{size:,}' if size < 10**7 else f'{size:.3e}'} index vectors")
+        print(f"space {space.name}: {len(space.decisions)} decisions, {_count(size)} index vectors")
         for d in space.decisions:
             print(f"  {d.path:<26} {', '.join(map(str, d.options))}")
         if isinstance(space, CellSpace):

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -160,3 +162,17 @@ def test_every_command_says_its_version_and_python_m_mobilenas_runs(capsys: pyte
         assert capsys.readouterr().out.strip() == f"mobilenas {__version__}", module
     result = subprocess.run([sys.executable, "-m", "mobilenas", "--version"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and result.stdout.strip() == f"mobilenas {__version__}", result.stderr
+
+
+def test_a_space_too_large_for_a_float_is_shown(tmp_path: Path) -> None:
+    """A space of many stages (its size past 1.8e308) ended 'mobilenas show' in an OverflowError traceback."""
+
+    from mobilenas.space.search_space import get_space
+
+    data = get_space("mnasnet").to_dict()
+    data["stages"] = data["stages"] * 60
+    path = tmp_path / "huge.json"
+    path.write_text(json.dumps(data))
+    result = run("show", "--space", str(path))
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert re.match(r"space mnasnet: \d+ decisions, \d\.\d{3}e\+\d{3,} index vectors", result.stdout), result.stdout[:200]
