@@ -42,6 +42,15 @@ STRIDES = (1, 2)
 ACTIVATIONS = ("relu", "relu6", "hswish")
 SE_GATES = ("sigmoid", "hardsigmoid")
 
+# Bounds far past any published mobile network (EfficientNet-B7, among the widest: 3840 expanded
+# channels, 2560 in its head, 7 stages of at most 10 blocks): a value beyond them is a typo, which
+# would otherwise surface as an out-of-memory error (a 10^12-channel stem asks for 108 TB) or an
+# hours-long latency measurement.
+MAX_CHANNELS = 65536
+MAX_CLASSES = 1 << 20
+MAX_STAGES = 64
+MAX_BLOCKS_PER_STAGE = 64
+
 
 def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:
     """Round ``value`` to the nearest multiple of ``divisor``, never more than 10% below it.
@@ -67,11 +76,13 @@ def _describe(options: tuple[Any, ...]) -> str:
     return ", ".join(str(o) for o in options)
 
 
-def _check_int(path: str, value: Any, *, minimum: int = 1) -> None:
+def _check_int(path: str, value: Any, *, minimum: int = 1, maximum: int = MAX_CHANNELS) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise SpecError(path, f"expected a whole number, got {value!r}")
     if value < minimum:
         raise SpecError(path, f"must be >= {minimum}, got {value}")
+    if value > maximum:
+        raise SpecError(path, f"must be at most {maximum}, got {value}")
 
 
 def _check_choice(path: str, value: Any, options: tuple[Any, ...]) -> None:
@@ -163,7 +174,7 @@ class Head:
 
     def __post_init__(self) -> None:
         _check_int("conv_channels", self.conv_channels)
-        _check_int("num_classes", self.num_classes)
+        _check_int("num_classes", self.num_classes, maximum=MAX_CLASSES)
         _check_choice("activation", self.activation, ACTIVATIONS)
         if self.hidden_channels is not None:
             _check_int("hidden_channels", self.hidden_channels)
@@ -209,10 +220,14 @@ class Architecture:
         _check_choice("se_gate", self.se_gate, SE_GATES)
         if not stages:
             raise SpecError("stages", "an architecture needs at least one stage")
+        if len(stages) > MAX_STAGES:
+            raise SpecError("stages", f"at most {MAX_STAGES} stages, got {len(stages)}")
         in_channels = self.stem.out_channels
         for s, stage in enumerate(stages):
             if not stage:
                 raise SpecError(f"stages[{s}].blocks", "a stage needs at least one block")
+            if len(stage) > MAX_BLOCKS_PER_STAGE:
+                raise SpecError(f"stages[{s}].blocks", f"at most {MAX_BLOCKS_PER_STAGE} blocks a stage, got {len(stage)}")
             for b, block in enumerate(stage):
                 path = f"stages[{s}].blocks[{b}]"
                 if not isinstance(block, Block):

@@ -46,6 +46,9 @@ from mobilenas.errors import SpecError, did_you_mean
 from mobilenas.space.arch import (
     ACTIVATIONS,
     KERNEL_SIZES,
+    MAX_BLOCKS_PER_STAGE,
+    MAX_CHANNELS,
+    MAX_STAGES,
     SE_GATES,
     Architecture,
     Block,
@@ -97,7 +100,7 @@ def _same_option(option: Any, value: Any) -> bool:
 # later as an out-of-memory error or a 25-minute latency measurement.
 MAX_EXPANSION = 32
 MAX_WIDTH_MULTIPLIER = 16
-MAX_LAYERS = 64
+MAX_LAYERS = MAX_BLOCKS_PER_STAGE
 MAX_BASE_CHANNELS = 16384
 
 
@@ -224,6 +227,9 @@ class SearchSpace:
             raise SpecError("se_rule", f"{self.se_rule!r} is not one of {', '.join(SE_RULES)}")
         if isinstance(self.divisor, bool) or not isinstance(self.divisor, int) or self.divisor < 1:
             raise SpecError("divisor", f"channel counts are rounded to a multiple of it: expected a whole number >= 1, got {self.divisor!r}")
+        if len(self.stages) > MAX_STAGES:
+            raise SpecError("stages", f"at most {MAX_STAGES} stages, got {len(self.stages)}")
+        self._check_widest()
         decisions = []
         for i, stage in enumerate(self.stages, start=1):
             for name, options in stage.choices:
@@ -232,6 +238,30 @@ class SearchSpace:
         order = {f"stage{i}.{name}": (i, FIELDS.index(name)) for i, s in enumerate(self.stages, 1) for name, _ in s.choices}
         decisions.sort(key=lambda d: order[d.path])
         object.__setattr__(self, "_decisions", tuple(decisions))
+
+    def _check_widest(self) -> None:
+        """Refuse a space whose widest choices give a layer more than MAX_CHANNELS channels.
+
+        Each value is checked on its own already; this catches products (a wide base times a wide
+        multiplier times a large expansion) before a search samples the network that holds them.
+        """
+        widest_in = self.stem.out_channels
+        for i, stage in enumerate(self.stages):
+            fields = stage.fields()
+            out = make_divisible(stage.base_channels * max(fields["width_multiplier"]), self.divisor)
+            if "conv_op" in fields:
+                ratios = [_parse_conv_op("conv_op", op)[1] or 1.0 for op in fields["conv_op"]]
+            else:
+                ratios = [float(r) for r in fields["expansion_ratio"]]
+            expanded = int(max(widest_in, out) * max(ratios) + 0.5)
+            widest = max(out, expanded)
+            if widest > MAX_CHANNELS:
+                raise SpecError(
+                    f"stages[{i}]",
+                    f"its widest choices give a layer {widest} channels (at most {MAX_CHANNELS}): "
+                    "lower base_channels, the largest width_multiplier or the largest expansion",
+                )
+            widest_in = out
 
     # ----------------------------------------------------------------- decisions
 

@@ -90,6 +90,15 @@ def _mbv2_dict() -> dict:
         (lambda d: d.pop("head"), "missing key 'head'"),
         (lambda d: d["stages"][0]["blocks"][0].update(expanded_channels=64), "stages[0].blocks[0].expanded_channels: only 'ir' blocks expand"),
         (lambda d: d["stages"][1]["blocks"][0].update(expanded_channels=None), "stages[1].blocks[0].expanded_channels: an 'ir' block needs"),
+        # sizes no network has: a 10^12-channel stem had asked nas-train for 108 TB ("a smaller batch needs less")
+        (lambda d: d["stem"].update(out_channels=10**12), "stem.out_channels: must be at most 65536, got 1000000000000"),
+        (lambda d: d["stages"][1]["blocks"][0].update(expanded_channels=70000), "stages[1].blocks[0].expanded_channels: must be at most 65536"),
+        (lambda d: d["stages"][2]["blocks"][0].update(se_channels=10**6), "stages[2].blocks[0].se_channels: must be at most 65536"),
+        (lambda d: d["head"].update(conv_channels=2**20), "head.conv_channels: must be at most 65536"),
+        (lambda d: d["head"].update(hidden_channels=2**20), "head.hidden_channels: must be at most 65536"),
+        (lambda d: d["head"].update(num_classes=10**10), "head.num_classes: must be at most 1048576"),
+        (lambda d: d.update(stages=d["stages"] * 10), "stages: at most 64 stages, got 70"),
+        (lambda d: d["stages"][1].update(blocks=d["stages"][1]["blocks"] * 40), "stages[1].blocks: at most 64 blocks a stage, got 80"),
     ],
 )
 def test_bad_json_gets_a_clear_error(mutate, message: str) -> None:

@@ -147,6 +147,28 @@ def test_bad_indices_and_bad_space_json() -> None:
         get_space("nope")
 
 
+def test_a_space_whose_widest_choices_multiply_past_any_network_is_refused() -> None:
+    # each value is within its own bound; their product (16384 x 16 channels) is not
+    data = json.loads(tiny_space().to_json())
+    data["stages"][1]["base_channels"] = 16384
+    data["stages"][1]["choices"]["width_multiplier"] = [0.5, 16]
+    data["stages"][1]["choices"]["expansion_ratio"] = [1]
+    with pytest.raises(SpecError, match=r"stages\[1\]: its widest choices give a layer 262144 channels \(at most 65536\): lower base_channels"):
+        SearchSpace.from_dict(data)
+    # or through the expansion of what the stage before gives it
+    data = json.loads(tiny_space().to_json())
+    data["stem"]["out_channels"] = 4096
+    data["stages"][0]["choices"]["conv_op"] = ["ds", "ir_e32"]
+    with pytest.raises(SpecError, match=r"stages\[0\]: its widest choices give a layer 131072 channels"):
+        SearchSpace.from_dict(data)
+    data = json.loads(tiny_space().to_json())
+    data["stages"] = data["stages"][:1] * 65
+    with pytest.raises(SpecError, match=r"^stages: at most 64 stages, got 65"):
+        SearchSpace.from_dict(data)
+    # the widest space we ship passes
+    assert mnasnet_space().stages and mobilenetv3_space().stages
+
+
 @pytest.mark.parametrize(("where", "value", "message"), [
     # JSON's parser reads NaN and Infinity: they had passed (NaN <= 0 is false) and failed later
     (("fixed", "width_multiplier"), "NaN", r"stages\[0\]\.width_multiplier: a width multiplier must be a positive number up to 16, got nan"),
