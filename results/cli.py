@@ -473,8 +473,28 @@ def _unfinished(path: Path, resume: str, time_limit_s: float | None = None) -> s
     if holder is not None:
         by = f" (process {holder})" if holder > 0 else ""
         return f"running now{by}; show it again for the latest"
+    refusal = _resume_refusal(path, resume)
+    if refusal is not None:  # it would only be sent to a resume that says no
+        return f"{resume} refuses it as it is: {refusal}"
     how = "interrupted:" if time_limit_s is None else f"stopped at its time limit ({format_time_limit(time_limit_s)}):"
     return f"{how} {resume} {shlex.quote(str(path))} goes on"
+
+
+def _resume_refusal(path: Path, resume: str) -> str | None:
+    """Why ``resume`` would refuse the run at ``path`` for a journal cut short from outside, or None."""
+    from mobilenas.runs import RunDir
+
+    if resume.startswith("nas-search"):
+        from mobilenas.search.orchestrator import journal_cut_short
+
+        return journal_cut_short(RunDir(path))
+    from mobilenas.netadapt.run import check_history
+
+    try:
+        check_history(RunDir(path))
+    except ValueError as error:
+        return str(error)
+    return None
 
 
 def _group_names(table: Any, by: Sequence[str]) -> dict[str, str]:

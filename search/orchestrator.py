@@ -537,10 +537,7 @@ class SearchRun:
             raise ValueError(f"{checkpoint_path} is missing; {lost}")
         if checkpoint_path.exists():
             try:
-                if zipfile.is_zipfile(checkpoint_path):  # written by torch.save (before pickle was used)
-                    checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
-                else:
-                    checkpoint = pickle.loads(checkpoint_path.read_bytes())
+                checkpoint = read_checkpoint(checkpoint_path)
             except (EOFError, RuntimeError, OSError, pickle.UnpicklingError, ValueError, TypeError, AttributeError, IndexError, ImportError) as error:  # written atomically: damaged from outside
                 reason = str(error).strip().splitlines()[0] if str(error).strip() else "damaged"
                 raise ValueError(f"{checkpoint_path} cannot be read ({type(error).__name__}: {reason}); {lost}") from None
@@ -548,10 +545,7 @@ class SearchRun:
             if applied > len(events):
                 # The journal is fsynced before each checkpoint, so it never lags one: it was cut or replaced
                 # from outside. Resuming would rewrite trials.csv, pareto.csv and best.json from what is left.
-                raise ValueError(
-                    f"{self.run.events.path} holds {len(events)} events but {CHECKPOINT} reflects {applied}: the journal "
-                    "was cut short or replaced; put the whole events.jsonl back to resume (trials.csv and best.json are left as they were)"
-                )
+                raise ValueError(_cut_short(self.run, len(events), applied))
             self.strategy.load_state_dict(checkpoint["state"])
             self.submitted = int(checkpoint["submitted"])
             self.stopped = checkpoint.get("stopped")
@@ -603,6 +597,38 @@ class SearchRun:
         self._write_tables()
         if self._best is not None:
             self.write_best()
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """A search checkpoint (pickle, or torch.save before pickle was used); raises what reading raises."""
+    if zipfile.is_zipfile(path):
+        return dict(torch.load(path, map_location="cpu", weights_only=False))
+    return dict(pickle.loads(path.read_bytes()))
+
+
+def _cut_short(run: RunDir, held: int, applied: int) -> str:
+    return (
+        f"{run.events.path} holds {held} events but {CHECKPOINT} reflects {applied}: the journal "
+        "was cut short or replaced; put the whole events.jsonl back to resume (trials.csv and best.json are left as they were)"
+    )
+
+
+def journal_cut_short(run: RunDir) -> str | None:
+    """Why ``--resume`` would refuse ``run`` for an events.jsonl that lags its checkpoint, or None.
+
+    For ``nas-results show``, which would otherwise send the user to a resume that refuses. A
+    checkpoint that cannot be read here (damaged, or a plugin strategy's class) gives None: the
+    resume names that itself.
+    """
+    path = run.path(CHECKPOINT)
+    if not path.is_file():
+        return None
+    try:
+        applied = int(read_checkpoint(path)["events"])
+    except Exception:  # whatever it is, the resume reports it
+        return None
+    held = len(whole_events(run.events.read()))
+    return _cut_short(run, held, applied) if applied > held else None
 
 
 def dump_state(state: Any) -> bytes:

@@ -188,6 +188,11 @@ def test_resume_after_sigkill_loses_and_repeats_nothing(table: Path, reference_r
         rf"\n  not finished    interrupted: netadapt refine --resume {re.escape(str(out))} goes on \(iteration 2: [1-9]\d* of its \d+ proposals? done, kept\)\n",
         capsys.readouterr().out,
     )
+    cut = tmp_path / "cut"  # its history cut from outside: show does not send it to a resume that refuses
+    shutil.copytree(out, cut)
+    (cut / "history.jsonl").write_text("")
+    assert nas_results(["show", str(cut)]) == 0
+    assert f"\n  not finished    netadapt refine --resume refuses it as it is: {cut / 'history.jsonl'} records 0 iterations but checkpoints/ holds iteration-00" in capsys.readouterr().out
 
     assert main(["refine", "--resume", str(out), "--quiet"]) == 0
 

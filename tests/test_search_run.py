@@ -117,6 +117,10 @@ def test_a_run_damaged_from_outside_is_refused_by_name_and_left_as_it_is(cells: 
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, (name, err)
         assert {file: (run / file).read_bytes() for file in before} == before, name
+        if name == "journal lines lost":  # nas-results show had sent it to that --resume ("interrupted: ... goes on")
+            assert nas_results(["show", str(run)]) == 0
+            shown = capsys.readouterr().out
+            assert f"not finished    nas-search --resume refuses it as it is: {run / message}" in shown and "goes on" not in shown, shown
 
 
 def _drop_half_the_journal(run: Path) -> None:
