@@ -50,6 +50,7 @@ MAX_CHANNELS = 65536
 MAX_CLASSES = 1 << 20
 MAX_STAGES = 64
 MAX_BLOCKS_PER_STAGE = 64
+MAX_WIDTH_MULTIPLIER = 16
 
 
 def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:

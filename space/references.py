@@ -12,7 +12,14 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-from mobilenas.space.arch import Architecture, Block, Head, Stem, make_divisible
+from mobilenas.space.arch import (
+    MAX_WIDTH_MULTIPLIER,
+    Architecture,
+    Block,
+    Head,
+    Stem,
+    make_divisible,
+)
 
 # ---------------------------------------------------------------- helpers
 
@@ -226,7 +233,10 @@ def reference(name: str, num_classes: int = 1000) -> Architecture:
             multiplier = float(width)
         except ValueError:
             raise ValueError(f"{name!r}: the width multiplier after '@' must be a number, like mobilenetv2@0.75") from None
-        arch = published_width(arch, multiplier, WIDTH_RULES[base])
+        try:
+            arch = published_width(arch, multiplier, WIDTH_RULES[base])
+        except ValueError as error:
+            raise ValueError(f"{name!r}: {error}") from None
     return arch
 
 
@@ -303,8 +313,8 @@ def _rescaled(arch: Architecture, multiplier: float, divisor: int, inner: Callab
     """``arch`` with its stem and block outputs scaled by ``multiplier`` (:func:`make_divisible`),
     each block's expanded and SE widths from ``inner(block, old input, new input)``, identity
     skips kept where shapes still allow them; the head as it was."""
-    if not multiplier > 0:
-        raise ValueError(f"width multiplier must be positive, got {multiplier}")
+    if not 0 < multiplier <= MAX_WIDTH_MULTIPLIER:  # also NaN and infinity
+        raise ValueError(f"width multiplier must be a positive number up to {MAX_WIDTH_MULTIPLIER}, got {multiplier:g}")
     old_in, new_in = arch.stem.out_channels, make_divisible(arch.stem.out_channels * multiplier, divisor)
     stem = dataclasses.replace(arch.stem, out_channels=new_in)
     stages = []

@@ -49,6 +49,7 @@ from mobilenas.space.arch import (
     MAX_BLOCKS_PER_STAGE,
     MAX_CHANNELS,
     MAX_STAGES,
+    MAX_WIDTH_MULTIPLIER,
     SE_GATES,
     Architecture,
     Block,
@@ -99,7 +100,6 @@ def _same_option(option: Any, value: Any) -> bool:
 # width, 4 layers a stage): a space beyond them is a typo, which would otherwise surface minutes
 # later as an out-of-memory error or a 25-minute latency measurement.
 MAX_EXPANSION = 32
-MAX_WIDTH_MULTIPLIER = 16
 MAX_LAYERS = MAX_BLOCKS_PER_STAGE
 MAX_BASE_CHANNELS = 16384
 

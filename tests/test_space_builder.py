@@ -209,6 +209,16 @@ def test_scale_width() -> None:
             assert new.expanded_channels % 8 == 0 and new.expanded_channels >= 0.9 * 1.4 * old.expanded_channels
 
 
+@pytest.mark.parametrize("width", ["inf", "1e308", "nan", "1e9", "0", "-1", "16.5"])
+def test_a_reference_width_no_network_could_have_is_one_clear_error(width: str) -> None:
+    # inf and 1e308 had ended in an OverflowError traceback; 1e9 had printed a 2e27-parameter network
+    with pytest.raises(ValueError, match=rf"^'mobilenetv2@{width}': width multiplier must be a positive number up to 16, got "):
+        reference(f"mobilenetv2@{width}")
+    with pytest.raises(ValueError, match=r"width multiplier must be a positive number up to 16"):
+        scale_width(reference("mobilenetv2"), float(width))
+    assert all(reference(f"{name}@16").stem.out_channels > 0 for name in REFERENCES)  # the widest allowed builds
+
+
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_folding_batchnorm_keeps_the_outputs_and_leaves_the_model_alone(channels_last: bool) -> None:
     model = build_model(reference("mobilenetv3-small"), input_size=64)
