@@ -454,8 +454,23 @@ class SearchRun:
             "reward_kind": self.reward.describe(),
             "run": str(root),
             "info": best.info,
-            **({"preprocessing": self.preprocessing} if self.preprocessing else {}),
+            **({"preprocessing": self._preprocessing_of(best)} if self.preprocessing else {}),
         }
+
+    def _preprocessing_of(self, best: Trial) -> dict[str, Any]:
+        """The run's preprocessing, its ``trained_at`` (where the proxies trained at another size
+        than the table's) naming the strides the builder set to 1 for this network: the run's own
+        says only "each network's earliest stride-2 layers", not knowing which network wins."""
+        assert self.preprocessing is not None
+        trained_at = self.preprocessing.get("trained_at")
+        adaptation = (best.info or {}).get("adaptation")
+        if not isinstance(trained_at, dict) or trained_at.get("adaptation") is not None or not isinstance(adaptation, str):
+            return self.preprocessing
+        from mobilenas.train.data import trained_elsewhere
+
+        strides = [path for path in adaptation.split(", ") if path]  # joined for Tune's loggers (search/proxy.py)
+        deployed = int(self.preprocessing["input_shape"][-1])
+        return {**self.preprocessing, "trained_at": trained_elsewhere(int(trained_at["input_size"]), deployed, strides)}
 
     def write_best(self, measured_latency_ms: float | None = None) -> None:
         """Write ``best.json`` for the best trial; without ``measured_latency_ms``, the measurement

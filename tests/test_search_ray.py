@@ -631,3 +631,19 @@ def test_a_table_given_sets_the_input_size_when_none_is_typed(space_file: Path, 
     third = [str(tmp_path / "third") if a == str(tmp_path / "second") else a for a in args]
     assert nas_search([*third, "--input-size", "64"]) == 2  # typed: still checked against the table
     assert "is a table for 32x32 inputs, not 64x64" in capsys.readouterr().err
+
+
+def test_best_json_says_which_strides_its_own_network_trained_with(space_file: Path, tmp_path: Path) -> None:
+    """Proxies trained at 32 px for a 64 px deployment: best.json's preprocessing names the winner's
+    own stride changes (the run as a whole only knows "each network's earliest stride-2 layers")."""
+    from mobilenas.space.arch import Architecture
+    from mobilenas.space.builder import adapt_for_input_size
+
+    out = tmp_path / "run"
+    args = [a if a != "32" else "64" for a in _network_args(space_file, out, "--samples", "2", "--executor", "inline", "--no-measure")]
+    assert "64" in args and nas_search(args) == 0
+    best = json.loads((out / "best.json").read_text())
+    trained_at = best["preprocessing"]["trained_at"]
+    assert trained_at["input_size"] == 32 and best["preprocessing"]["input_shape"] == [1, 3, 64, 64]
+    assert trained_at["adaptation"] == list(adapt_for_input_size(Architecture.from_dict(best["architecture"]), 32)[1])
+    assert "each network's earliest stride-2 layers" not in trained_at["note"]
