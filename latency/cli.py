@@ -181,7 +181,7 @@ def build_parser(prog: str) -> ArgumentParser:
 
 def _add_space(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
     if required:
-        parser.add_argument("--space", required=True, help=f"search space: {_space_names()}, or a space .json file")
+        parser.add_argument("--space", required=True, help=f"search space: {_space_names()}, a space .json file or a search run's folder")
     else:
         parser.add_argument("--space", default=None, help=f"search space: {_space_names()}, or a space .json file (default: the one the --table was built for, if built in)")
     parser.add_argument("--input-size", type=positive_int, default=None, help="deployment input size, square (default: 224, or the --table's)")

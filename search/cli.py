@@ -96,7 +96,7 @@ def build_parser(prog: str) -> ArgumentParser:
     g.add_argument("--max-latency-ratio", type=positive_float, default=S, metavar="R", help="reject, before training, architectures whose table latency exceeds R x target (default: no filter)")
 
     g = p.add_argument_group("search")
-    g.add_argument("--space", default=S, metavar="SPACE", help=f"search space: {', '.join(NETWORK_SPACES)}, nb201 (needs --benchmark), or a space .json (default mobilenetv3)")
+    g.add_argument("--space", default=S, metavar="SPACE", help=f"search space: {', '.join(NETWORK_SPACES)}, nb201 (needs --benchmark), a space .json, or a search run's folder for the space it searched (default mobilenetv3)")
     g.add_argument(
         "--strategy", type=_strategy_name, default=S, metavar="STRATEGY",
         help="ppo (MnasNet's LSTM controller, default), reinforce, evolution, random, tpe, nsga2, or one of your own: "

@@ -44,7 +44,7 @@ def build_parser(prog: str) -> ArgumentParser:
     parser.add_argument("arch", nargs="?", metavar="NAME_OR_PATH", help="the architecture to show")
     parser.add_argument("--input-size", type=positive_int, default=224, help="square input resolution for MACs (default: 224)")
     parser.add_argument("--num-classes", type=positive_int, default=None, help="replace the classifier's class count")
-    parser.add_argument("--space", default=None, help="also show the architecture's decisions in this space (mnasnet, mobilenetv3 or a space .json); alone, list the space's decisions (also nb201)")
+    parser.add_argument("--space", default=None, help="also show the architecture's decisions in this space (mnasnet, mobilenetv3, a space .json or a search run's folder); alone, list the space's decisions (also nb201)")
     add_json_flag(parser)
     return parser
 

@@ -42,6 +42,8 @@ def architecture_from_obj(data: Any, where: str) -> Architecture:
                 return _from_notation(inner, f"{where}: its architecture ")
             raise ValueError(f"{where}: its architecture {inner!r} is a cell of a tabular space, not a network mobilenas can build")
         data = inner
+    elif _holds_space(data):
+        raise SpecError(where, "a search space (or a file that holds one), not an architecture: show its decisions with mobilenas show --space FILE")
     elif isinstance(data, dict) and not {"schema_version", "stem", "stages", "head"} & set(data):
         keys = ", ".join(repr(k) for k in list(data)[:6]) or "none"
         raise SpecError(where, f"neither an architecture nor a result that holds one (a best.json or refined.json has 'architecture'); its keys: {keys}")
@@ -49,6 +51,31 @@ def architecture_from_obj(data: Any, where: str) -> Architecture:
         return Architecture.from_dict(data)
     except SpecError as error:
         raise SpecError(f"{where}: {error.path}" if error.path else where, error.message) from None
+
+
+def _json_of_weights(path: Path) -> str:
+    """Where the architecture of the weights or model at ``path`` is: only files that are there."""
+    trial = re.fullmatch(r"trial-(\d+)", path.stem)
+    if trial and path.parent.name == "weights":  # a search run's trial: best.json only if it is the best's
+        run = path.parent.parent
+        try:
+            best = json.loads((run / "best.json").read_text()).get("number")
+        except (OSError, ValueError, AttributeError):
+            best = None
+        if best != int(trial.group(1)):
+            return f"trial {int(trial.group(1))}'s architecture is the notation in its row of {run / 'trials.csv'} (give that, quoted)"
+    candidates = [path.with_suffix(".json")] + [folder / name for folder in (path.parent, path.parent.parent) for name in RESULT_FILES]
+    found = list(dict.fromkeys(str(c) for c in candidates if c.is_file()))
+    return f"give the architecture JSON it belongs to ({', '.join(found) if found else 'a best.json, refined.json or the .json its training wrote'})"
+
+
+def _holds_space(data: Any) -> bool:
+    """A search space's JSON, ``mobilenas show --space NAME --json`` output or a search run's
+    manifest.json (the last two hold the space under ``space``)."""
+    if isinstance(data, dict) and isinstance(data.get("space"), dict) and "architecture" not in data:
+        data = data["space"]
+    stages = data.get("stages") if isinstance(data, dict) else None
+    return isinstance(stages, list) and bool(stages) and isinstance(stages[0], dict) and "base_channels" in stages[0]
 
 
 def is_path(spec: str | Path) -> bool:
@@ -93,12 +120,16 @@ def result_input_size(spec: str | Path) -> int | None:
 def load_architecture(spec: str | Path, *, num_classes: int | None = None) -> Architecture:
     """Resolve a reference name, a JSON file or a notation string (see the module docstring)."""
     text = str(spec).strip()
+    if not text:
+        raise ValueError("no architecture given (an empty name): give a reference such as mobilenetv3-small, a notation string or an architecture JSON file")
     if "|" in text:
         arch = _from_notation(text, "")
     elif text.split("@")[0] in REFERENCES:
         arch = reference(text)
     else:
         path = Path(text).expanduser()
+        if path.is_symlink() and not path.exists():
+            raise ValueError(f"{text!r} is a link to nothing (it points to {path.readlink()}, which does not exist); give the architecture JSON file itself")
         if not is_path(text):
             raise ValueError(
                 f"{text!r} is neither a reference ({', '.join(REFERENCES)}), a notation string, nor an existing JSON file"
@@ -119,8 +150,7 @@ def load_architecture(spec: str | Path, *, num_classes: int | None = None) -> Ar
         except json.JSONDecodeError as error:
             raise ValueError(f"{path}: not valid JSON ({error.msg} at line {error.lineno})") from None
         except UnicodeDecodeError:  # an .onnx, a .pt, an image: read as text it was "'utf-8' codec can't decode byte 0xb6"
-            names = dict.fromkeys([path.with_suffix(".json").name, "best.json", "refined.json"])
-            beside = f"; give the architecture JSON it belongs to ({', '.join(names)})" if path.suffix in (".onnx", ".pt") else ""
+            beside = f"; {_json_of_weights(path)}" if path.suffix in (".onnx", ".pt") else ""
             raise ValueError(f"{path}: not an architecture JSON file (it is not text){beside}") from None
         arch = architecture_from_obj(data, str(path))
     if num_classes is not None and arch.head.num_classes != num_classes:

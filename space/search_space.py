@@ -661,14 +661,25 @@ def get_space(name: str, num_classes: int = 1000) -> SearchSpace:
     from pathlib import Path
 
     path = Path(name)
+    if path.is_dir() and (path / "manifest.json").is_file():  # a search run's folder: the space it searched
+        path = path / "manifest.json"
     if path.suffix.lower() == ".json" and path.is_file():
+        text = path.read_text()
         try:
-            space = SearchSpace.from_json(path.read_text())
+            space = SearchSpace.from_json(text)
         except SpecError as error:  # name the file: "my_space.json: missing key 'schema_version'"
+            try:
+                data = json.loads(text)
+            except ValueError:
+                data = None
+            if isinstance(data, dict) and "architecture" in data:  # a best.json or refined.json
+                raise SpecError(str(path), "holds an architecture (a search or NetAdapt result), not a search space; give its run's folder or manifest.json for the space it searched") from None
+            if isinstance(data, dict) and data.get("kind") == "netadapt":
+                raise SpecError(str(path), "is a NetAdapt run's manifest, which holds no search space; give a search run's folder or manifest.json") from None
             raise SpecError(f"{path}: {error.path}" if error.path else str(path), error.message) from None
         return space.for_data(num_classes, space.stem.in_channels)
     if path.is_dir():
-        raise ValueError(f"search space {name} is a folder; give a space .json file in it, or one of {', '.join(SPACES)}")
+        raise ValueError(f"search space {name} is a folder; give a space .json file in it, a search run's folder, or one of {', '.join(SPACES)}")
     if path.suffix.lower() == ".json" or "/" in name or "\\" in name:  # meant as a file
         what = "no such file" if not path.exists() else "a space file's name ends in .json"
         raise ValueError(f"search space {name}: {what}; give a space .json file (mobilenas show --space NAME --json > my_space.json writes one), or one of {', '.join(SPACES)}")

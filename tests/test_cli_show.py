@@ -170,7 +170,9 @@ def test_a_space_too_large_for_a_float_is_shown(tmp_path: Path) -> None:
     from mobilenas.space.search_space import get_space
 
     data = get_space("mnasnet").to_dict()
-    data["stages"] = data["stages"] * 60
+    data["stages"] = data["stages"] * 9  # 63 stages (at most 64), each with 300 SE ratios
+    for stage in data["stages"]:
+        stage["choices"]["se_ratio"] = [i / 300 for i in range(300)]
     path = tmp_path / "huge.json"
     path.write_text(json.dumps(data))
     result = run("show", "--space", str(path))

@@ -480,7 +480,7 @@ def test_info_describes_another_devices_table_and_how_complete_it_is(built_table
     ("space", "message"),
     [
         ("bad/missing.json", "search space bad/missing.json: no such file; give a space .json file (mobilenas show --space NAME --json > my_space.json writes one), or one of mnasnet, mobilenetv3, mnasnet-relu6"),
-        (".", "search space . is a folder; give a space .json file in it, or one of mnasnet, mobilenetv3, mnasnet-relu6"),
+        (".", "search space . is a folder; give a space .json file in it, a search run's folder, or one of mnasnet, mobilenetv3, mnasnet-relu6"),
     ],
 )
 def test_a_space_file_that_is_not_there_is_said_to_be_missing(space, message, capsys) -> None:
@@ -493,4 +493,4 @@ def test_a_space_file_that_is_not_there_is_said_to_be_missing(space, message, ca
 def test_help_names_every_built_in_space(capsys) -> None:
     # --help said "mnasnet, mobilenetv3" where the error offered mnasnet-relu6 too
     code, out, _ = run(["build", "--help"], capsys)
-    assert code == 0 and "mnasnet, mobilenetv3, mnasnet-relu6, or a space .json file" in " ".join(out.split())
+    assert code == 0 and "mnasnet, mobilenetv3, mnasnet-relu6, a space .json file or a search run's folder" in " ".join(out.split())

@@ -193,5 +193,36 @@ def test_a_binary_file_given_as_an_architecture_names_the_json_to_give(tmp_path:
 
     onnx = tmp_path / "refined.onnx"
     onnx.write_bytes(b"\x08\x07\xb6\xff\x00binary")
-    with pytest.raises(ValueError, match=r"refined.onnx: not an architecture JSON file \(it is not text\); give the architecture JSON it belongs to \(refined.json, best.json\)"):
+    with pytest.raises(ValueError, match=r"refined.onnx: not an architecture JSON file \(it is not text\); give the architecture JSON it belongs to \(a best.json, refined.json or the .json its training wrote\)$"):
+        load_architecture(str(onnx))  # it had named refined.json and best.json, which were not there
+    (tmp_path / "refined.json").write_text("{}")
+    with pytest.raises(ValueError, match=rf"give the architecture JSON it belongs to \({tmp_path / 'refined.json'}\)$"):
         load_architecture(str(onnx))
+    # a search run's trial weights: best.json only when the trial is the best (it had suggested trial-00002.json, never written)
+    run = tmp_path / "run"
+    (run / "weights").mkdir(parents=True)
+    (run / "best.json").write_text(json.dumps({"number": 2}))
+    for number in (2, 7):
+        (run / "weights" / f"trial-0000{number}.pt").write_bytes(b"\x80\x02\xb6\xff")
+    with pytest.raises(ValueError, match=rf"give the architecture JSON it belongs to \({run / 'best.json'}\)$"):
+        load_architecture(str(run / "weights" / "trial-00002.pt"))
+    with pytest.raises(ValueError, match=rf"trial 7's architecture is the notation in its row of {run / 'trials.csv'} \(give that, quoted\)$"):
+        load_architecture(str(run / "weights" / "trial-00007.pt"))
+
+
+def test_what_is_not_an_architecture_is_named_for_what_it_is(tmp_path: Path) -> None:
+    from mobilenas.space import get_space
+    from mobilenas.space.io import load_architecture
+
+    with pytest.raises(ValueError, match=r"^no architecture given \(an empty name\)"):
+        load_architecture("")  # it had said "'' is a directory without a best.json"
+    link = tmp_path / "gone.json"
+    link.symlink_to(tmp_path / "nowhere.json")
+    with pytest.raises(ValueError, match=r"'.*gone.json' is a link to nothing \(it points to .*nowhere.json, which does not exist\)"):
+        load_architecture(str(link))
+    # a space file, `mobilenas show --space NAME --json` output or a search run's manifest: --space takes them
+    space = get_space("mnasnet")
+    for name, data in (("space.json", space.to_dict()), ("shown.json", {"space": space.to_dict(), "size": 1}), ("manifest.json", {"kind": "search", "space": space.to_dict()})):
+        (tmp_path / name).write_text(json.dumps(data))
+        with pytest.raises(SpecError, match=r"a search space \(or a file that holds one\), not an architecture: show its decisions with mobilenas show --space FILE"):
+            load_architecture(str(tmp_path / name))

@@ -213,5 +213,17 @@ def test_custom_space_from_a_json_file(tmp_path) -> None:
     # a file that is not there, or a folder, is said to be (not "unknown search space 'x.json'")
     with pytest.raises(ValueError, match=r"^search space .*missing.json: no such file; give a space .json file"):
         get_space(str(tmp_path / "missing.json"))
-    with pytest.raises(ValueError, match=r"^search space .* is a folder; give a space .json file in it"):
-        get_space(str(tmp_path))
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(ValueError, match=r"^search space .* is a folder; give a space .json file in it, a search run's folder"):
+        get_space(str(tmp_path / "folder"))
+    # a search run's folder is its manifest's space; its best.json or a NetAdapt manifest is said to be no space
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "manifest.json").write_text(json.dumps({"kind": "search", "space": tiny_space().to_dict()}))
+    assert get_space(str(run), num_classes=10) == tiny_space(10)
+    (run / "best.json").write_text(json.dumps({"architecture": {}, "accuracy": 0.5}))
+    with pytest.raises(SpecError, match=r"best.json: holds an architecture \(a search or NetAdapt result\), not a search space; give its run's folder or manifest.json"):
+        get_space(str(run / "best.json"))
+    (run / "manifest.json").write_text(json.dumps({"kind": "netadapt", "settings": {}}))
+    with pytest.raises(SpecError, match=r"manifest.json: is a NetAdapt run's manifest, which holds no search space"):
+        get_space(str(run))
