@@ -3,15 +3,85 @@ so that a script that only drives subprocesses does not load torch for it."""
 
 from __future__ import annotations
 
+import argparse
 import json
+import shlex
+import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+# The argparse types of the project's commands, for the scripts' options too: a count of 0 or -3
+# is refused in one line (exit 2) before any work, not met as a traceback at the end of it.
+from mobilenas.cliutil import (
+    check_writable_folder,
+    image_pixels,
+    nonnegative_float,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+    seed_number,
+)
+from mobilenas.errors import UsageError
 
-def write_report(out: str, summary: dict[str, Any], markdown: str) -> None:
+__all__ = [
+    "at_least", "check_out", "check_out_folder", "check_writable_folder", "command_line", "image_pixels", "nonnegative_float",
+    "nonnegative_int", "positive_float", "positive_int", "seed_number", "stem_file", "write_report",
+]
+
+
+def at_least(minimum: int, why: str) -> Callable[[str], int]:
+    """argparse type: a whole number >= ``minimum``; ``why`` says what needs that many."""
+
+    def parse(text: str) -> int:
+        value = positive_int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is too few: {why} needs at least {minimum}")
+        return value
+
+    parse.__name__ = f"at_least_{minimum}"  # what argparse names in "invalid ... value"
+    return parse
+
+
+def check_out(parser: argparse.ArgumentParser, *files: str | Path, option: str = "--out") -> None:
+    """End the script now, in argparse's one line (exit 2), if one of the ``files`` it writes when it
+    is done cannot be written: its folder must exist and take a new file, and the file must not be a
+    folder. Call it right after parsing, before the work (an hour's run must not die at its end)."""
+    for file in files:
+        path = Path(file)
+        if path.is_dir():
+            parser.error(f"{option}: {path} is a folder, not a file")
+        if not path.parent.is_dir():
+            what = "is a file, not a folder" if path.parent.exists() else "does not exist (make it first)"
+            parser.error(f"{option}: the folder {path.parent} {what}")
+        try:
+            check_writable_folder(path.parent, option)
+        except UsageError as error:
+            parser.error(str(error))
+
+
+def check_out_folder(parser: argparse.ArgumentParser, folder: str | Path, option: str = "--out") -> None:
+    """As :func:`check_out`, for a script that writes into ``folder`` (made if missing)."""
+    try:
+        check_writable_folder(folder, f"{option} {folder}")
+    except UsageError as error:
+        parser.error(str(error))
+
+
+def command_line(script: str, argv: Sequence[str] | None = None, *, flock: bool = True) -> str:
+    """The command that reproduces a results file: ``python benchmarks/SCRIPT`` with the options it
+    was actually given (``argv``, or the process's own), shell-quoted; under the shared CPU lock
+    unless ``flock`` is False."""
+    given = list(sys.argv[1:] if argv is None else argv)
+    prefix = "flock /tmp/mobilenas-cpu.lock " if flock else ""
+    return f"{prefix}python benchmarks/{Path(script).name} {shlex.join(given)}".rstrip()
+
+
+def write_report(out: str | Path, summary: dict[str, Any], markdown: str) -> None:
     """Write ``<out>.json`` (the figures) and ``<out>.md`` (the table), and print the table."""
-    Path(out + ".json").write_text(json.dumps(summary, indent=2) + "\n")
-    Path(out + ".md").write_text(markdown)
+    stem = str(out)
+    Path(stem + ".json").write_text(json.dumps(summary, indent=2) + "\n")
+    Path(stem + ".md").write_text(markdown)
     print(markdown)
 
 

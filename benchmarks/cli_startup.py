@@ -8,18 +8,21 @@ before), interleaved, so the machine's drift hits all alike. The figure of merit
 help / torch import (a machine-independent stand-in for the old cost).
 
     python benchmarks/cli_startup.py            # writes benchmarks/cli_startup.md and .json
+    python benchmarks/cli_startup.py --rounds 2 --out /tmp/startup   # /tmp/startup.md and .json
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
+
+from _common import check_out, command_line, positive_int, stem_file, write_report
 
 HERE = Path(__file__).parent
 
@@ -40,14 +43,17 @@ def seconds(argv: list[str]) -> float:
     return time.perf_counter() - start
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5)
-    args = parser.parse_args()
+    parser.add_argument("--rounds", type=positive_int, default=5, help="rounds, each every command once (default: %(default)s)")
+    parser.add_argument("--out", type=Path, default=HERE / "cli_startup", help="output stem: writes STEM.md and STEM.json (default: the committed results, benchmarks/cli_startup)")
+    args = parser.parse_args(argv)
+    out = stem_file(args.out, "")
+    check_out(parser, stem_file(out, ".md"), stem_file(out, ".json"))
     times: dict[str, list[float]] = {name: [] for name in [*COMMANDS, TORCH]}
     for _ in range(args.rounds):
-        for name, argv in COMMANDS.items():
-            times[name].append(seconds(["-m", *argv]))
+        for name, module_args in COMMANDS.items():
+            times[name].append(seconds(["-m", *module_args]))
         times[TORCH].append(seconds(["-c", "import torch"]))
     torch_s = statistics.median(times[TORCH])
     rows = [
@@ -59,7 +65,7 @@ def main() -> None:
     lines = [
         "# Command start-up: `--help` beside importing torch",
         "",
-        "Command: `flock /tmp/mobilenas-cpu.lock python benchmarks/cli_startup.py`  ",
+        f"Command: `{command_line(__file__, argv)}`  ",
         f"Machine: {platform.machine()}, Python {platform.python_version()}, torch {torch.__version__}; "
         f"{args.rounds} rounds, each a fresh interpreter per command, interleaved; medians.",
         "",
@@ -72,11 +78,9 @@ def main() -> None:
         f"Met: {'yes' if all(r['ratio_to_torch_import'] < 0.5 for r in rows if r['command'] != TORCH) else 'no'}.",
         "",
     ]
-    text = "\n".join(lines)
-    print(text)
-    (HERE / "cli_startup.md").write_text(text)
-    (HERE / "cli_startup.json").write_text(json.dumps({"rounds": args.rounds, "rows": rows, "times": times}, indent=1) + "\n")
+    write_report(out, {"rounds": args.rounds, "rows": rows, "times": times}, "\n".join(lines))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

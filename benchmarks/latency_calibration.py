@@ -12,7 +12,10 @@ within +-5%. Latency measurements need a quiet machine, so run it under the shar
     flock /tmp/mobilenas-cpu.lock python benchmarks/latency_calibration.py
 
 The table goes to the default place (``$MOBILENAS_HOME/tables``), where ``nas-search`` and
-``netadapt`` find it; a full build takes about 10 minutes here and resumes if interrupted.
+``netadapt`` find it; a full build takes about 10 minutes here and resumes if interrupted. A second
+calibration on the same table writes files of its own name::
+
+    flock /tmp/mobilenas-cpu.lock python benchmarks/latency_calibration.py --seed 2 --name latency_calibration.seed2
 """
 
 from __future__ import annotations
@@ -28,8 +31,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _common import check_out_folder, command_line, nonnegative_float, positive_int, seed_number
 
-from mobilenas.cliutil import seed_number
+from mobilenas.runs import mobilenas_home
 
 HERE = Path(__file__).resolve().parent
 TARGET_WITHIN_10 = 0.95
@@ -152,16 +156,31 @@ def in_run_lines(report: Any) -> list[str]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--samples", type=int, default=50, help="architectures to calibrate on (default: 50)")
+    parser.add_argument("--samples", type=positive_int, default=50, help="architectures to calibrate on (default: 50)")
     parser.add_argument("--seed", type=seed_number, default=1, help="seed of the sampled architectures (default: 1)")
-    parser.add_argument("--rounds", type=int, default=10, help="interleaved rounds of end-to-end runs (default: 10)")
-    parser.add_argument("--table", type=Path, default=None, help="table file (default: the space's default table)")
-    parser.add_argument("--out", type=Path, default=HERE, help="where the results go (default: benchmarks/)")
-    parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS", help="first wait up to this long for other processes to use under 15%% of the CPU (default: 0, do not wait)")
+    parser.add_argument("--rounds", type=positive_int, default=10, help="interleaved rounds of end-to-end runs (default: 10)")
+    home = "$MOBILENAS_HOME" if os.environ.get("MOBILENAS_HOME") else "$MOBILENAS_HOME, else ~/.cache/mobilenas"
+    default_table = f"{mobilenas_home() / 'tables'}/mobilenetv3-<space fingerprint>-224px-onnxruntime-1t-<device fingerprint>.jsonl ({home})"
+    parser.add_argument(
+        "--table", type=Path, default=None,
+        help=f"table file (default: the mobilenetv3 space's default table for this device, the one nas-search and netadapt use: {default_table}; "
+        "a run prints its full name)",
+    )
+    parser.add_argument("--out", type=Path, default=HERE, help="folder the results go to (default: benchmarks/)")
+    parser.add_argument("--name", default="latency_calibration", help="the results' file names: NAME.md, .json, .csv, .png in --out (default: %(default)s, the committed results)")
+    parser.add_argument("--wait-quiet", type=nonnegative_float, default=0.0, metavar="SECONDS", help="first wait up to this long for other processes to use under 15%% of the CPU (default: 0, do not wait)")
     parser.add_argument("--refit-correction", action="store_true", help="keep the table's entries but measure the correction's architectures again")
-    parser.add_argument("--fresh", action="store_true", help="delete the table and build it again (entries and end-to-end runs in one quiet window)")
+    parser.add_argument(
+        "--fresh", action="store_true",
+        help="DELETE the table file and build it again (entries and end-to-end runs in one quiet window): the --table file, or without "
+        "--table your default table, which nas-search and netadapt use (its name under --table)",
+    )
     parser.add_argument("--timing-only", action="store_true", help="only time predict() on the existing table (1000 architectures) and print it; writes nothing")
     args = parser.parse_args()
+    if not args.name or Path(args.name).name != args.name:
+        parser.error(f"--name {args.name!r}: give a file name without a folder (the folder is --out)")
+    if not args.timing_only:
+        check_out_folder(parser, args.out)
 
     import torch
 
@@ -187,6 +206,7 @@ def main() -> int:
         print(f"predict()            {timing['first_call_us']:.0f} us first call per architecture, {timing['repeated_call_us']:.1f} us repeated ({timing['architectures']} architectures)")
         return 0
     if args.fresh and table_path.exists():
+        print(f"--fresh: deleting the table {table_path}", file=sys.stderr, flush=True)
         table_path.unlink()
     monitor = LoadMonitor()
     waited_s = wait_for_quiet(monitor, args.wait_quiet)
@@ -201,7 +221,7 @@ def main() -> int:
         report = calibrate(space, table, args.samples, seed=args.seed, rounds=args.rounds, out_dir=Path(scratch), progress=True, anchors=True)
         args.out.mkdir(parents=True, exist_ok=True)
         for suffix in ("csv", "png"):
-            shutil.copyfile(Path(scratch) / f"calibration.{suffix}", args.out / f"latency_calibration.{suffix}")
+            shutil.copyfile(Path(scratch) / f"calibration.{suffix}", args.out / f"{args.name}.{suffix}")
     load_calibrate = monitor.stop()
     timing = predict_timing(build.path, sample_architectures(space, 1000, seed=99), repeats=10)
     lazy = lazy_table_fidelity(space, backend, report)
@@ -240,22 +260,22 @@ def main() -> int:
     stamp = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
     payload = {
         "date": stamp,
-        "command": "flock /tmp/mobilenas-cpu.lock python benchmarks/latency_calibration.py " + " ".join(sys.argv[1:]),
+        "command": command_line(__file__),
         "device": table.device.to_dict(),
         "environment": environment(),
         "table": {"entries": build.entries, "measured_in_this_run": build.measured, "build_wall_time_s": build.wall_time_s, "method": table.method.to_dict()},
-        "calibration": report.to_dict() | {"csv": "latency_calibration.csv", "plot": "latency_calibration.png"},
+        "calibration": report.to_dict() | {"csv": f"{args.name}.csv", "plot": f"{args.name}.png"},
         "targets": {"within_10pct": TARGET_WITHIN_10, "within_5pct": TARGET_WITHIN_5},
         "predict_timing": timing,
         "other_processes_cpu_share": {"build": load_build, "calibration": load_calibrate, "waited_for_quiet_s": waited_s},
         "lazy_table": lazy,
         "rows": [{"measured_ms": r.measured_ms, "measured_iqr_ms": r.measured_iqr_ms, "predicted_ms": r.predicted_ms, "sum_ms": r.sum_ms, "notation": r.notation} for r in report.rows],
     }
-    atomic_write_json(args.out / "latency_calibration.json", payload)
+    atomic_write_json(args.out / f"{args.name}.json", payload)
     markdown = [
         "# Latency table fidelity on this machine",
         "",
-        f"Produced by `{payload['command'].strip()}` on {stamp}.",
+        f"Produced by `{payload['command']}` on {stamp}.",
         "",
         "```",
         *summary,
@@ -267,13 +287,13 @@ def main() -> int:
         *lines,
         "```",
         "",
-        "![measured vs predicted](latency_calibration.png)",
+        f"![measured vs predicted]({args.name}.png)",
         "",
-        "Details per architecture (block notation) are in `latency_calibration.csv`; every figure is in `latency_calibration.json`.",
+        f"Details per architecture (block notation) are in `{args.name}.csv`; every figure is in `{args.name}.json`.",
         "",
     ]
-    atomic_write_text(args.out / "latency_calibration.md", "\n".join(markdown))
-    print(f"\nwrote {args.out / 'latency_calibration.md'} and .json, .csv, .png")
+    atomic_write_text(args.out / f"{args.name}.md", "\n".join(markdown))
+    print(f"\nwrote {args.out / args.name}.md and .json, .csv, .png")
     return 0
 
 

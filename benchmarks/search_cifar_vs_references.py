@@ -13,7 +13,9 @@
    accuracy), next to their table and measured latencies.
 
 The CIFAR-10 batches are written from the shared copy on first use. Everything is cached in
-``--work`` (the search resumes, trainings are not repeated), so an interrupted run continues.
+``--work`` (the search resumes, trainings are not repeated), so an interrupted run continues. The
+search's folder there is named by the target reference and the proxy budget; a rerun with another
+``--samples`` than the search in it was started with is refused (give another ``--work``).
 
     flock /tmp/mobilenas-cpu.lock python benchmarks/search_cifar_vs_references.py
 """
@@ -27,7 +29,10 @@ import json
 import statistics
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+
+from _common import check_out, check_out_folder, command_line, positive_int, stem_file
 
 HERE = Path(__file__).parent
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10"
@@ -59,23 +64,37 @@ def scale_to_latency(name: str, table, limit_ms: float, num_classes: int) -> tup
     return best, None
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--work", type=Path, default=Path("/tmp/mobilenas-bench-search"), help="cache and run directory")
-    parser.add_argument("--samples", type=int, default=40)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--top", type=int, default=3, help="trials re-trained for the final selection (default: 3)")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/mobilenas-bench-search"), help="cache and run directory (default: %(default)s)")
+    parser.add_argument("--samples", type=positive_int, default=40, help="architectures the search evaluates (default: %(default)s)")
+    parser.add_argument("--workers", type=positive_int, default=2, help="the search's parallel trainings (default: %(default)s)")
+    parser.add_argument("--seeds", type=positive_int, default=3, help="seeds of every training after the search (default: %(default)s)")
+    parser.add_argument("--top", type=positive_int, default=3, help="trials re-trained for the final selection (default: %(default)s)")
     parser.add_argument("--target-reference", default="mobilenetv2", help="reference whose table latency is the target (default: mobilenetv2)")
-    parser.add_argument("--proxy-steps", type=int, default=None, help="steps of every proxy training, in the search and after it (default: the proxy default)")
-    parser.add_argument("--out", type=Path, default=HERE / "search_cifar_vs_references.md")
-    args = parser.parse_args()
+    parser.add_argument("--proxy-steps", type=positive_int, default=None, help="steps of every proxy training, in the search and after it (default: the proxy default)")
+    parser.add_argument("--out", type=Path, default=HERE / "search_cifar_vs_references.md", help="the .md to write, and the .json beside it (default: the committed results)")
+    args = parser.parse_args(argv)
+    out = stem_file(args.out, "")
+    check_out(parser, stem_file(out, ".md"), stem_file(out, ".json"))
+    check_out_folder(parser, args.work, "--work")
 
     from mobilenas.latency import measure_architectures, open_or_create_table
     from mobilenas.search.cli import main as nas_search
     from mobilenas.space import Architecture, get_space, reference
     from mobilenas.train import ProxyConfig, build_for_data, evaluate, load_dataset, train_proxy
 
+    try:
+        reference(args.target_reference, num_classes=10)
+    except ValueError as error:  # before CIFAR-10 is loaded, not after
+        parser.error(f"--target-reference: {error}")
+    # Runs and trainings with another proxy budget are kept apart from the default budget's.
+    budget = "" if args.proxy_steps is None else f"-{args.proxy_steps}steps"
+    run = args.work / f"search-{args.target_reference}{budget}"
+    if (run / "manifest.json").exists():  # a search of another length would be resumed, and reported as this one
+        started = json.loads((run / "manifest.json").read_text())["config"]["samples"]
+        if int(started) != args.samples:
+            parser.error(f"{run} holds a search of {started} samples, not {args.samples}: give --samples {started} to resume it, or another --work")
     args.work.mkdir(parents=True, exist_ok=True)
     cifar = ensure_cifar(args.work / "cifar")
     data = load_dataset("cifar10", data_dir=cifar, seed=0)
@@ -83,9 +102,6 @@ def main() -> None:
     table = open_or_create_table(space, progress=True)
     target = table.predict(reference(args.target_reference, num_classes=data.num_classes), measure_missing=True)
 
-    # Runs and trainings with another proxy budget are kept apart from the default budget's.
-    budget = "" if args.proxy_steps is None else f"-{args.proxy_steps}steps"
-    run = args.work / f"search-{args.target_reference}{budget}"
     common = ["--quiet", "--workers", str(args.workers)]
     if (run / "manifest.json").exists():
         code = nas_search(["--resume", str(run), *common])
@@ -155,6 +171,7 @@ def main() -> None:
             "notation": arch.to_notation(),
         })
     searched = rows[0]
+    over = searched["table_ms"] / target - 1  # the soft reward only discounts a network over the target
     verdict = all(searched["test_mean"] >= r["test_mean"] for r in rows[1:] if r["network"] not in slower)
     above = [r for r in rows if r["network"] in slower]
     verdict_above = all(searched["test_mean"] >= r["test_mean"] for r in above) if above else None
@@ -182,6 +199,9 @@ def main() -> None:
         lines.append(f"| {r['network']} | {r['width']:.2f} | {r['table_ms']:.2f} | {r['measured_ms']:.2f} | {r['val_mean']:.4f} ± {r['val_std']:.4f} | {r['test_mean']:.4f} ± {r['test_std']:.4f} |")
     lines += [
         "",
+        *([f"The searched network is over the target: {searched['table_ms']:.2f} ms by the table, {over:.1%} above {target:.2f} ms "
+            "(the soft reward discounts, never refuses, a slower network); the references are scaled to the searched network's latency, "
+            "not to the target.", ""] if over > 0 else []),
         f"Searched network at least as accurate (test, mean of {args.seeds} seeds) as both references: **{'yes' if verdict else 'no'}**.",
         *([] if verdict_above is None else [
             "",
@@ -192,16 +212,15 @@ def main() -> None:
         "",
         f"Searched: `{searched['notation']}`",
         "",
-        "Reproduce: `flock /tmp/mobilenas-cpu.lock python benchmarks/search_cifar_vs_references.py "
-        f"--samples {args.samples} --workers {args.workers}{'' if args.proxy_steps is None else f' --proxy-steps {args.proxy_steps}'}"
-        f"{'' if args.out == HERE / 'search_cifar_vs_references.md' else f' --out benchmarks/{args.out.name}'}`",
+        f"Reproduce: `{command_line(__file__, argv)}`",
         "",
     ]
     text = "\n".join(lines)
     print(text)
-    args.out.write_text(text)
-    args.out.with_suffix(".json").write_text(json.dumps({"target_reference": args.target_reference, "target_ms": target, "selection": selection, "rows": rows, "searched_at_least_as_accurate": verdict, "searched_at_least_as_accurate_as_next_width_up": verdict_above}, indent=2))
+    stem_file(out, ".md").write_text(text)
+    stem_file(out, ".json").write_text(json.dumps({"target_reference": args.target_reference, "target_ms": target, "selection": selection, "rows": rows, "searched_at_least_as_accurate": verdict, "searched_at_least_as_accurate_as_next_width_up": verdict_above}, indent=2))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

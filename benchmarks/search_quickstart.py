@@ -20,17 +20,22 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
+
+from _common import check_out, command_line, stem_file
 
 HERE = Path(__file__).resolve().parent
 COMMAND = ["nas-search", "--target-latency", "15ms"]
 TARGET_S = 600.0
 
 
-def main() -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=HERE / "search_quickstart.md", help="where the table goes (default: benchmarks/search_quickstart.md)")
-    args = parser.parse_args()
+    parser.add_argument("--out", type=Path, default=HERE / "search_quickstart.md", help="where the table goes, and the .json beside it (default: benchmarks/search_quickstart.md)")
+    args = parser.parse_args(argv)
+    out = stem_file(args.out, "")
+    check_out(parser, stem_file(out, ".md"), stem_file(out, ".json"))
     executable = shutil.which(COMMAND[0])
     if executable is None:
         raise SystemExit("nas-search is not on PATH: pip install -e '.[dev]' first")
@@ -66,7 +71,7 @@ def main() -> int:
     lines = [
         "# The main job: `nas-search --target-latency 15ms` from a fresh start",
         "",
-        f"Produced by `flock /tmp/mobilenas-cpu.lock python benchmarks/search_quickstart.py` on {stamp}.",
+        f"Produced by `{command_line(__file__, argv)}` on {stamp}.",
         "",
         "| figure | value |",
         "| --- | --- |",
@@ -75,10 +80,10 @@ def main() -> int:
     ]
     text = "\n".join(lines)
     print(text)
-    args.out.write_text(text)
+    stem_file(out, ".md").write_text(text)
     payload = {"date": stamp, "command": COMMAND, "wall_time_s": wall, "target_s": TARGET_S, "met": wall < TARGET_S, "trials": trials,
                "peak_rss_mb": peak_mb, "best": {k: best.get(k) for k in ("accuracy", "latency_ms", "measured_latency_ms", "target_latency_ms", "reward")}}
-    args.out.with_suffix(".json").write_text(json.dumps(payload, indent=2))
+    stem_file(out, ".json").write_text(json.dumps(payload, indent=2))
     return 0
 
 

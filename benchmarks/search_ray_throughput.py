@@ -6,18 +6,21 @@ once with ``--workers 2`` (each trial one thread), in the order 1, 2, 2, 1 so th
 slow drift cancels. Latency is a constant here: only training throughput is measured. Ray's
 start-up (``ray.init``) is included, as a user pays it.
 
-    python benchmarks/search_ray_throughput.py            # writes benchmarks/search_ray_throughput.md
+    python benchmarks/search_ray_throughput.py            # writes benchmarks/search_ray_throughput.md and .json
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
+import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
+
+from _common import check_out, command_line, positive_int, stem_file, write_report
 
 from mobilenas.runs import RunDir
 from mobilenas.search.orchestrator import Problem, SearchRun
@@ -68,11 +71,13 @@ def one_run(workers: int, samples: int, data, config: ProxyConfig, seed: int) ->
         }
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--samples", type=int, default=12)
-    parser.add_argument("--out", type=Path, default=HERE / "search_ray_throughput.md")
-    args = parser.parse_args()
+    parser.add_argument("--samples", type=positive_int, default=12, help="architectures proxy-trained in each run (default: %(default)s)")
+    parser.add_argument("--out", type=Path, default=HERE / "search_ray_throughput.md", help="the .md to write, and the .json beside it (default: the committed results)")
+    args = parser.parse_args(argv)
+    out = stem_file(args.out, "")
+    check_out(parser, stem_file(out, ".md"), stem_file(out, ".json"))
     data = load_dataset("synthetic", seed=0)
     config = ProxyConfig(threads=1)
     runs = [one_run(w, args.samples, data, config, seed=7) for w in (1, 2, 2, 1)]
@@ -91,12 +96,10 @@ def main() -> None:
     for i, r in enumerate(runs):
         lines.append(f"| {r['workers']} | {i + 1} | {r['wall_time_s']:.1f} | {r['trainings_per_min']:.2f} | {r['images_per_s']:.0f} | {r['per_trial_images_per_s']:.0f} |")
     lines += ["", f"Speed-up of 2 workers over 1 (trainings per minute, mean of two runs each): **{speedup:.2f}x**.", "",
-              "Reproduce: `flock /tmp/mobilenas-cpu.lock python benchmarks/search_ray_throughput.py`", ""]
-    text = "\n".join(lines)
-    print(text)
-    args.out.write_text(text)
-    (args.out.with_suffix(".json")).write_text(json.dumps({"runs": runs, "speedup": speedup}, indent=2))
+              f"Reproduce: `{command_line(__file__, argv)}`", ""]
+    write_report(out, {"runs": runs, "speedup": speedup}, "\n".join(lines))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

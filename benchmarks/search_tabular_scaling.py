@@ -30,10 +30,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import tomllib
-from _common import stem_file
+from _common import check_out, command_line, positive_int, stem_file
 
 HERE = Path(__file__).parent
 TABLE = HERE.parent.parent / "shared" / "data" / "nb201" / "nb201_cifar10_dev.csv.gz"
@@ -78,16 +79,17 @@ def one(strategy: str, samples: int, root: Path, table: Path, code: Path | None 
     return {"strategy": strategy, "samples": samples, "seconds": seconds, "proposals": proposals, "journal_mb": journal_mb, "folder_mb": folder_mb}
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--table", type=Path, default=TABLE, help="a NAS-Bench-201 CSV (default: %(default)s)")
     parser.add_argument("--out", type=Path, default=HERE / "search_tabular_scaling", help="where to write .md and .json (default: %(default)s)")
     parser.add_argument("--baseline", metavar="REV", help="also run the code of this commit, in turn with ours (e.g. f9acbcf)")
-    parser.add_argument("--repeats", type=int, default=2, metavar="N", help="with --baseline: runs of each, ours and the baseline's in turn, first ours then the baseline first (default: %(default)s)")
-    parser.add_argument("--baseline-max-samples", type=int, default=1000, metavar="N", help="the baseline runs only searches this long or shorter (default: %(default)s)")
-    args = parser.parse_args()
+    parser.add_argument("--repeats", type=positive_int, default=2, metavar="N", help="with --baseline: runs of each, ours and the baseline's in turn, first ours then the baseline first (default: %(default)s)")
+    parser.add_argument("--baseline-max-samples", type=positive_int, default=1000, metavar="N", help="the baseline runs only searches this long or shorter (default: %(default)s)")
+    args = parser.parse_args(argv)
     if not args.table.exists():
         parser.error(f"{args.table} does not exist: give the NAS-Bench-201 CSV with --table")
+    check_out(parser, stem_file(args.out, ".md"), stem_file(args.out, ".json"))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         code = baseline_tree(args.baseline, Path(tmp) / "baseline") if args.baseline else None
@@ -116,15 +118,10 @@ def main() -> None:
                 before = f"  (baseline {row['baseline_seconds']:.1f} s)" if "baseline_seconds" in row else ""
                 print(f"{strategy:10} {samples:5} samples {row['seconds']:7.1f} s  {row['proposals']:6} proposals  {row['ms_per_proposal']:.2f} ms each  "
                       f"events.jsonl {row['journal_mb']:.1f} MB{before}", flush=True)
-    reproduce = f" --baseline {args.baseline}" if args.baseline else ""
-    if args.baseline and args.baseline_max_samples != parser.get_default("baseline_max_samples"):
-        reproduce += f" --baseline-max-samples {args.baseline_max_samples}"
-    if args.repeats != parser.get_default("repeats"):
-        reproduce += f" --repeats {args.repeats}"
     lines = [
         "# Tabular search time against its length",
         "",
-        f"Reproduce: `python benchmarks/search_tabular_scaling.py{reproduce}` (under `flock /tmp/mobilenas-cpu.lock`).",
+        f"Reproduce: `{command_line(__file__, argv, flock=False)}` (under `flock /tmp/mobilenas-cpu.lock`).",
         "",
         f"`nas-search --space nb201 --benchmark {args.table.name} --latency-column latency_ms_raspi4 --target-latency 20ms --seed 0`, "
         f"each run one command timed whole; start-up (the median of {STARTUP_RUNS} one-sample runs of the same strategy) subtracted before dividing by the proposals "
@@ -167,7 +164,8 @@ def main() -> None:
     stem_file(args.out, ".md").write_text("\n".join(lines) + "\n")
     stem_file(args.out, ".json").write_text(json.dumps(rows, indent=2) + "\n")
     print("\n".join(lines))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -48,7 +48,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np
 import torch
-from _common import stem_file
+from _common import check_out, command_line, stem_file
 
 from mobilenas.cliutil import (
     ArgumentParser,
@@ -655,6 +655,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         changed = [option for option in _protocol_options(args.tune) if getattr(args, option.lstrip("-").replace("-", "_")) != parser.get_default(option.lstrip("-").replace("-", "_"))]
         if changed:
             parser.error(f"give --out STEM (or --no-write): the default writes the committed results of the benchmark's protocol, and {', '.join(changed)} change{'s' if len(changed) == 1 else ''} it")
+    if not args.no_write:  # before the runs, not after them
+        suffixes = (TUNING_GRIDS[args.tune][2],) if args.tune else (".md", ".json", ".png")
+        check_out(parser, *(stem_file(args.out, suffix) for suffix in suffixes))
     twice = next((name for position, name in enumerate(strategies) if name in strategies[:position]), None)
     if twice is not None:
         parser.error(f"--strategies names {short_strategy_name(twice)} twice: name each strategy once (compare its options in separate --out runs)")
@@ -707,7 +710,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     summary = summarise(records, cells, seeds)
     total_wall_min = sum(r["wall_time_s"] for runs in records.values() for r in runs) / 60
-    command = ("python benchmarks/strategies_nb201.py " + " ".join(sys.argv[1:] if argv is None else argv)).strip()
+    command = command_line(__file__, argv, flock=False)
     meta = {
         "command": command, "data": args.data.name, "rows": len(next(iter(evaluators.values()))), "reward": reward.describe(),
         "seeds": seeds, "queries": args.queries, "max_latency_ratio": args.max_latency_ratio, "configs": {e.label: config_to_dict(e.config) for e in entries},

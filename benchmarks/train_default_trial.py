@@ -22,7 +22,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np
-from _common import write_report
+from _common import check_out, command_line, positive_int, write_report
 
 from mobilenas.runs import environment
 from mobilenas.space import mobilenetv3_space
@@ -33,9 +33,10 @@ HERE = Path(__file__).resolve().parent
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--samples", type=int, default=6)
-    parser.add_argument("--out", default=str(HERE / "train_default_trial"))
+    parser.add_argument("--samples", type=positive_int, default=6, help="architectures sampled and trained (default: %(default)s)")
+    parser.add_argument("--out", default=str(HERE / "train_default_trial"), help="output stem: writes OUT.md and OUT.json (default: the committed results)")
     args = parser.parse_args(argv)
+    check_out(parser, args.out + ".md", args.out + ".json")
     start = time.perf_counter()
     data = load_dataset("synthetic")
     load_s = time.perf_counter() - start
@@ -51,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     env = environment()
     median = statistics.median(r["wall_time_s"] for r in rows)
     summary = {
-        "command": "flock /tmp/mobilenas-cpu.lock python benchmarks/train_default_trial.py",
+        "command": command_line(__file__, argv),
         "config": config.to_dict(),
         "dataset_load_s": load_s,
         "rows": rows,

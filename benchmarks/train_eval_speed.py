@@ -29,7 +29,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np
 import torch
-from _common import write_report
+from _common import check_out, command_line, nonnegative_int, positive_int, write_report
 from torch import nn
 
 from mobilenas.runs import environment
@@ -51,12 +51,13 @@ def images_per_s(model: nn.Module, images: torch.Tensor, batch_size: int) -> flo
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--images", type=int, default=500, help="images per timed pass")
-    parser.add_argument("--rounds", type=int, default=4)
-    parser.add_argument("--samples", type=int, default=3, help="architectures sampled from the mobilenetv3 space")
-    parser.add_argument("--out", default=str(HERE / "train_eval_speed"))
+    parser.add_argument("--threads", type=positive_int, default=1, help="torch threads (default: %(default)s)")
+    parser.add_argument("--images", type=positive_int, default=500, help="images per timed pass (default: %(default)s)")
+    parser.add_argument("--rounds", type=positive_int, default=4, help="timed rounds of each, interleaved (default: %(default)s)")
+    parser.add_argument("--samples", type=nonnegative_int, default=3, help="architectures sampled from the mobilenetv3 space, besides the three reference networks (default: %(default)s)")
+    parser.add_argument("--out", default=str(HERE / "train_eval_speed"), help="output stem: writes OUT.md and OUT.json (default: the committed results)")
     args = parser.parse_args(argv)
+    check_out(parser, args.out + ".md", args.out + ".json")
     torch.set_num_threads(args.threads)
     batch_size = 250  # the proxy's eval batch
 
@@ -100,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
 
     ratio = statistics.median(r["ratio"] for r in rows)
     env = environment()
-    command = "flock /tmp/mobilenas-cpu.lock python benchmarks/train_eval_speed.py"
+    command = command_line(__file__, argv)
     summary: dict[str, Any] = {
         "command": command,
         "input_size": data.input_size,

@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from _common import write_report
+from _common import at_least, check_out, command_line, positive_int, write_report
 
 HERE = Path(__file__).resolve().parent
 # Candidate proxy budgets in training images (batch 32), and the reference budget: 5x the middle one.
@@ -50,11 +50,11 @@ Taken from this measurement, with one judgement call. Tau per CPU-minute is high
 their width, and their order (longer proxy, lower tau against a longer reference) is the opposite
 of what a real effect would give, so the differences are noise from a 1,000-image validation set
 and a narrow accuracy range. At 10 steps the mean validation accuracy (0.129) is barely above
-chance (0.100) and three of the 20 networks sit at 0.100-0.117; on the synthetic quickstart set
-10 steps spread the reference networks over only 0.15-0.21 (`train_synthetic.md`). The default is
+chance (0.100) and five of the 20 networks sit at 0.100-0.117; on the synthetic quickstart set
+10 steps spread the reference networks over only 0.178-0.208 (`train_synthetic.md`). The default is
 therefore **20 steps of 32 images (640 images)**: tau 0.42, the cheapest budget whose accuracies
-are clearly above chance, and about 20-30 s a trial on one thread including the evaluation
-(`train_default_trial.md`), inside the quickstart's budget. Every budget a CPU allows per trial
+are clearly above chance, and a median of 11.6 s a trial (8-23 s) on one thread including the
+evaluation (`train_default_trial.md`), inside the quickstart's budget. Every budget a CPU allows per trial
 here is a weak ranker (tau 0.3-0.5, against 0.70 for NAS-Bench-201's 12 vs 200 epochs on a GPU);
 the search should not over-trust small accuracy differences.
 
@@ -233,12 +233,18 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", required=True, help="folder holding cifar-10-batches-py (write it with to_batches.py)")
-    parser.add_argument("--architectures", type=int, default=NUM_ARCHITECTURES)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--data-dir", required=True,
+        help="folder holding cifar-10-batches-py, CIFAR-10's standard python layout (as torchvision downloads it); to write it "
+        "from the shared copy, outside this repository: python ../shared/data/cifar10/to_batches.py DIR",
+    )
+    parser.add_argument("--architectures", type=at_least(3, "a rank correlation"), default=NUM_ARCHITECTURES, metavar="N", help="architectures sampled (default: %(default)s)")
+    parser.add_argument("--workers", type=positive_int, default=2, help="trainings in parallel, one thread each (default: %(default)s)")
     parser.add_argument("--cache", default=str(HERE / "train_proxy_fidelity.cache.jsonl"), help="per-training results (resume file)")
     parser.add_argument("--out", default=str(HERE / "train_proxy_fidelity"), help="output path without extension")
     args = parser.parse_args(argv)
+    check_out(parser, args.out + ".md", args.out + ".json")
+    check_out(parser, args.cache, option="--cache")
 
     from mobilenas.runs import environment
     from mobilenas.train.proxy import ProxyConfig
@@ -283,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
         # Nothing was trained now: keep the wall time of the run that filled the cache.
         elapsed_min = float(json.loads(json_path.read_text())["meta"]["wall_time_min"])
     meta = {
-        "command": "flock /tmp/mobilenas-cpu.lock python benchmarks/train_proxy_fidelity.py --data-dir /tmp/cifar",
+        "command": command_line(__file__, argv),
         "machine": f"{env.get('cpu_count')} CPUs, torch {env.get('torch')}, {env.get('platform')}",
         "workers": args.workers,
         "num_architectures": len(archs),

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import write_report
+from _common import check_out, command_line, positive_int, write_report
 
 HERE = Path(__file__).resolve().parent
 BUDGETS = (10, 20, 40)  # steps of 32 images
@@ -56,11 +56,14 @@ def _run(job: tuple[str, dict[str, Any], int]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--out", default=str(HERE / "train_synthetic"))
+    parser.add_argument("--workers", type=positive_int, default=2, help="trainings in parallel, one thread each (default: %(default)s)")
+    parser.add_argument("--out", default=str(HERE / "train_synthetic"), help="output stem: writes OUT.md and OUT.json (default: the committed results)")
     parser.add_argument("--reuse-records", action="store_true", help="rewrite the tables from --records without training")
     parser.add_argument("--records", default="/tmp/train_synthetic.records.json", help="raw per-trial results (kept outside the repo)")
     args = parser.parse_args(argv)
+    check_out(parser, args.out + ".md", args.out + ".json")
+    if not args.reuse_records:
+        check_out(parser, args.records, option="--records")
 
     import numpy as np
 
@@ -107,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     space_times = {steps: [r[f"trial_s_{steps}"] for r in rows if r["name"].startswith("mobilenetv3-space")] for steps in BUDGETS}
     env = environment()
     summary = {
-        "command": "flock /tmp/mobilenas-cpu.lock python benchmarks/train_synthetic.py",
+        "command": command_line(__file__, argv),
         "config": config.to_dict(),
         "dataset_load_s": load_s,
         "rows": rows,

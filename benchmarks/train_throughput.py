@@ -28,7 +28,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np
 import torch
-from _common import write_report
+from _common import check_out, command_line, positive_int, write_report
 from torch import nn
 
 from mobilenas.runs import environment
@@ -59,11 +59,12 @@ def bare_loop(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, conf
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--steps", type=int, default=20, help="steps per timed round")
-    parser.add_argument("--rounds", type=int, default=6)
-    parser.add_argument("--out", default=str(HERE / "train_throughput"))
+    parser.add_argument("--threads", type=positive_int, default=1, help="torch threads (default: %(default)s)")
+    parser.add_argument("--steps", type=positive_int, default=20, help="steps per timed round (default: %(default)s)")
+    parser.add_argument("--rounds", type=positive_int, default=6, help="timed rounds of each loop, interleaved (default: %(default)s)")
+    parser.add_argument("--out", default=str(HERE / "train_throughput"), help="output stem: writes OUT.md and OUT.json (default: the committed results)")
     args = parser.parse_args(argv)
+    check_out(parser, args.out + ".md", args.out + ".json")
     torch.set_num_threads(args.threads)
 
     data = load_dataset("synthetic", train_size=2000, val_size=200, test_size=100)
@@ -97,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     ratio = statistics.median(r["ratio"] for r in rows)
     env = environment()
     summary: dict[str, Any] = {
-        "command": "flock /tmp/mobilenas-cpu.lock python benchmarks/train_throughput.py",
+        "command": command_line(__file__, argv),
         "architecture": arch.to_notation(),
         "input_size": data.input_size,
         "batch_size": config.batch_size,
