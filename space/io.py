@@ -41,12 +41,16 @@ def architecture_from_obj(data: Any, where: str) -> Architecture:
             if "|" in inner:
                 return _from_notation(inner, f"{where}: its architecture ")
             raise ValueError(f"{where}: its architecture {inner!r} is a cell of a tabular space, not a network mobilenas can build")
+        if not isinstance(inner, dict):
+            raise SpecError(f"{where}: architecture", f"expected an object (stem, stages, head) or a notation string, got {type(inner).__name__}")
         data = inner
     elif _holds_space(data):
         raise SpecError(where, "a search space (or a file that holds one), not an architecture: show its decisions with mobilenas show --space FILE")
     elif isinstance(data, dict) and not {"schema_version", "stem", "stages", "head"} & set(data):
         keys = ", ".join(repr(k) for k in list(data)[:6]) or "none"
         raise SpecError(where, f"neither an architecture nor a result that holds one (a best.json or refined.json has 'architecture'); its keys: {keys}")
+    if not isinstance(data, dict):
+        raise SpecError(where, f"expected an architecture (an object with stem, stages and head) or a result holding one, got a JSON {type(data).__name__}")
     try:
         return Architecture.from_dict(data)
     except SpecError as error:

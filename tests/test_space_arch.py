@@ -210,6 +210,18 @@ def test_a_binary_file_given_as_an_architecture_names_the_json_to_give(tmp_path:
         load_architecture(str(run / "weights" / "trial-00007.pt"))
 
 
+def test_a_json_of_the_wrong_shape_names_where(tmp_path: Path) -> None:
+    from mobilenas.space.io import load_architecture
+
+    for name, data, message in (
+        ("five.json", {"architecture": 5}, r"five.json: architecture: expected an object \(stem, stages, head\) or a notation string, got int"),
+        ("list.json", [1, 2], r"list.json: expected an architecture \(an object with stem, stages and head\) or a result holding one, got a JSON list"),
+    ):
+        (tmp_path / name).write_text(json.dumps(data))
+        with pytest.raises(SpecError, match=message):  # both had been "expected an object, got ..."
+            load_architecture(str(tmp_path / name))
+
+
 def test_what_is_not_an_architecture_is_named_for_what_it_is(tmp_path: Path) -> None:
     from mobilenas.space import get_space
     from mobilenas.space.io import load_architecture
