@@ -412,6 +412,9 @@ def build_setup(config: dict[str, Any], *, say: Any, recorded: dict[str, Any] | 
     recorded_table = (recorded or {}).get("latency_table") or {}  # as the resumed run recorded it
     if recorded_table.get("path") and not Path(recorded_table["path"]).exists():
         print(f"note: the run's latency table {recorded_table['path']} no longer exists; a new one is measured for the rest of the run", file=sys.stderr)
+    if config["latency_table"] and recorded is None and not Path(config["latency_table"]).expanduser().exists():
+        # a mistyped --table had started a new table without a word (and made its folders)
+        print(f"note: --table {config['latency_table']} does not exist yet: a new table is made there, measured as the search needs it", file=sys.stderr)
     table = open_or_create_table(
         space, config["latency_table"], input_size=config["input_size"], backend=_backend(config),
         force_device=config["force_device"], seed=config["seed"], progress=not config["quiet"],

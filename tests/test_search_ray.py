@@ -507,13 +507,15 @@ def test_resume_says_when_the_latency_tables_correction_changed_meanwhile(space_
 def test_a_table_built_for_another_space_gets_a_note(space_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     table = tmp_path / "table.jsonl"
     assert nas_search(_network_args(space_file, tmp_path / "a", "--samples", "1", "--executor", "inline", "--no-measure", "--table", str(table))) == 0
-    assert "was built for" not in capsys.readouterr().err  # the table was made for this space
+    err = capsys.readouterr().err
+    assert "was built for" not in err  # the table was made for this space
+    assert f"note: --table {table} does not exist yet: a new table is made there" in err  # a mistyped path is not silently a new table
     other = json.loads(space_file.read_text())
     other["stages"][0]["choices"]["conv_op"] = other["stages"][0]["choices"]["conv_op"][:2]
     (tmp_path / "other.json").write_text(json.dumps(other))
     assert nas_search(_network_args(tmp_path / "other.json", tmp_path / "b", "--samples", "1", "--executor", "inline", "--no-measure", "--table", str(table))) == 0
     err = capsys.readouterr().err
-    assert f"note: latency table {table} was built for another definition of space" in err
+    assert f"note: latency table {table} was built for another definition of space" in err and "does not exist yet" not in err
     assert "checks it on this one" in err and len([line for line in err.splitlines() if "was built for" in line]) == 1
     # the same space on data with another class count shares the table: only the head differs
     import numpy as np
