@@ -758,6 +758,13 @@ def _search(argv: Sequence[str] | None, prog: str, held: contextlib.ExitStack) -
             f"even {setup.fastest_desc} takes {format_ms(setup.fastest_ms)} by the latency table, over the {target:g} ms target; "
             f"choose --target-latency {reachable_target_ms(setup.fastest_ms):g}ms or more" + (", or a smaller space" if setup.evaluator is None else "")
         )
+    if setup.evaluator is not None and (scored := setup.evaluator.fastest_scored_latency_ms()) > target:
+        column = config["reward_column"]
+        raise UsageError(
+            f"every architecture of the table within the {target:g} ms target lacks a {column!r} value (a search would only record failures); "
+            + (f"the fastest with one takes {format_ms(scored)}: choose --target-latency {reachable_target_ms(scored):g}ms or more" if math.isfinite(scored)
+               else f"no row has both a {column!r} value and a latency: choose another --reward-column")
+        )
     ratio = config["max_latency_ratio"]
     if ratio is not None and setup.fastest_ms > ratio * target:  # the filter would reject every proposal, 10,000 in a row
         raise UsageError(

@@ -223,6 +223,12 @@ class TabularEvaluator(Evaluator):
         """The lowest latency in the table (the tightest target a search can meet)."""
         return float(self._latencies().min())
 
+    def fastest_scored_latency_ms(self) -> float:
+        """The lowest latency among rows that also have a reward accuracy (infinity if none has):
+        a target below it is met only by rows a search can but fail on."""
+        complete = self._complete()
+        return float(self._latency_ms[complete].min()) if complete.any() else math.inf
+
     def slowest_latency_ms(self) -> float:
         """The highest latency in the table (a target at or above it constrains nothing)."""
         return float(self._latencies().max())

@@ -94,6 +94,27 @@ def test_a_table_missing_cells_of_the_space_is_refused_before_the_run_starts(cel
     assert not (tmp_path / "run").exists()
 
 
+def test_a_target_only_rows_without_a_reward_meet_is_refused(cells: Path, tmp_path: Path, capsys) -> None:
+    import pandas as pd
+
+    frame = pd.read_csv(cells)
+    reward = "val_acc_12ep"
+    assert reward in frame.columns and (frame["latency_ms_toy"] <= 9).any()
+    frame.loc[frame["latency_ms_toy"] <= 9, reward] = float("nan")  # every row within the 9 ms target: no accuracy
+    broken = tmp_path / "broken.csv"
+    frame.to_csv(broken, index=False)
+    scored = frame.loc[frame[reward].notna(), "latency_ms_toy"].min()
+    assert nas_search(_args(broken, tmp_path / "run", "--samples", "5")) == 2  # it had searched, recording only failures
+    err = capsys.readouterr().err.strip()
+    assert "every architecture of the table within the 9 ms target lacks a 'val_acc_12ep' value (a search would only record failures); the fastest with one takes " in err
+    assert f"choose --target-latency {reachable_target_ms(scored):g}ms or more" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+    frame[reward] = float("nan")
+    frame.to_csv(broken, index=False)
+    assert nas_search(_args(broken, tmp_path / "run", "--samples", "5")) == 2
+    assert "no row has both a 'val_acc_12ep' value and a latency: choose another --reward-column" in capsys.readouterr().err
+
+
 def test_a_run_damaged_from_outside_is_refused_by_name_and_left_as_it_is(cells: Path, tmp_path: Path, capsys) -> None:
     import shutil
 
