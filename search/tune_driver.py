@@ -43,6 +43,11 @@ def _trainable(config: dict[str, Any], data: Any = None, settings: ProxySettings
     tune.report({**outcome, "step": outcome.get("steps", 0), "done": True})
 
 
+def _not_restorable() -> None:
+    """What an unpickled searcher or callback becomes: nothing (see ``Bridge.__reduce__``)."""
+    return None
+
+
 class _Bridge:
     """Adapts a :class:`SearchRun` to Ray Tune's ``Searcher`` interface."""
 
@@ -79,6 +84,14 @@ class _Bridge:
 
             def restore(inner, checkpoint_path: str) -> None:
                 return None
+
+            def __reduce__(inner) -> tuple[Any, tuple[()]]:
+                # Tune pickles its config, this searcher with it, into tuner.pkl for Tuner.restore,
+                # which we never use (the journal is the state). Pickled whole, the searcher took the
+                # search run and its strategy along: NSGA-II's Optuna sampler holds a lock and
+                # cannot be pickled (every run ended in a TypeError), and any run paid for copying
+                # its de-duplication memory.
+                return _not_restorable, ()
 
         self.search = search
         self.settings = settings
@@ -154,6 +167,9 @@ def _trial_tracker(bridge: _Bridge) -> Any:
 
         def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
             bridge.trials[trial.trial_id] = trial
+
+        def __reduce__(self) -> tuple[Any, tuple[()]]:  # into tuner.pkl without the bridge (see Bridge.__reduce__)
+            return _not_restorable, ()
 
     return TrackTrials()
 

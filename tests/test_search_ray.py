@@ -649,3 +649,12 @@ def test_best_json_says_which_strides_its_own_network_trained_with(space_file: P
     assert trained_at["input_size"] == 32 and best["preprocessing"]["input_shape"] == [1, 3, 64, 64]
     assert trained_at["adaptation"] == list(adapt_for_input_size(Architecture.from_dict(best["architecture"]), 32)[1])
     assert "each network's earliest stride-2 layers" not in trained_at["note"]
+
+
+def test_a_strategy_that_cannot_be_pickled_searches_on_ray(space_file: Path, tmp_path: Path) -> None:
+    """NSGA-II's Optuna sampler holds a lock: Tune pickled the searcher (and through it the strategy)
+    into tuner.pkl and every nsga2 network search on Ray ended in 'cannot pickle _thread.lock'."""
+    out = tmp_path / "run"
+    args = _network_args(space_file, out, "--samples", "3", "--workers", "2", "--strategy", "nsga2", "--strategy-option", "population_size=2", "--no-measure")
+    assert nas_search(args) == 0
+    assert len(_trained(out)) == 3 and (out / "best.json").is_file()
