@@ -819,8 +819,13 @@ def _search(argv: Sequence[str] | None, prog: str, held: contextlib.ExitStack) -
             if isinstance(recorded.get("strategy"), dict):
                 recorded["strategy"]["name"] = config["strategy"]
             run.update_manifest(config=recorded["config"], strategy=recorded.get("strategy"))
+        changed: dict[str, Any] = {}
         if search.samples != int(stored["samples"]):  # more, or fewer (not below what was asked): the run's count now
-            run.update_manifest(config={**stored, "samples": search.samples})
+            changed["samples"] = search.samples
+        if "time_limit" in given and config["time_limit"] != stored.get("time_limit"):
+            changed["time_limit"] = config["time_limit"]  # the limit the next plain --resume applies (none lifts it for good)
+        if changed:
+            run.update_manifest(config={**stored, **changed})
         if search.stopped:
             say(f"the run stopped early ({counted(len(search.trained), 'architecture')} evaluated; why: below); nothing left to evaluate")
         elif search.done:

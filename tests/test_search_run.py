@@ -872,6 +872,10 @@ def test_a_time_limit_ends_the_search_in_order_and_a_resume_goes_on(cells: Path,
     assert len(numbers) == len(set(numbers)) == count + 5
     assert nas_results(["show", str(out)]) == 0
     assert "not finished" not in capsys.readouterr().out
+    # lifted for good: the next plain --resume (the hint a Ctrl-C prints) had brought the 1 s back
+    assert json.loads((out / "manifest.json").read_text())["config"]["time_limit"] is None
+    assert nas_search(["--resume", str(out), "--samples", str(count + 7), "--time-limit", "2h", "--quiet"]) == 0
+    assert json.loads((out / "manifest.json").read_text())["config"]["time_limit"] == 7200.0
 
 
 def test_the_bar_counts_an_evaluation_as_running_from_its_submission(cells: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
