@@ -320,7 +320,7 @@ def _print_search(run: Any, summary: dict[str, Any], front: Any, args: argparse.
     else:
         measured = f" (measured {format_ms(summary['best_measured_latency_ms'])})" if not math.isnan(summary["best_measured_latency_ms"]) and run.problem == "network" else ""
         final = f", {run.final_column} {summary['best_final_accuracy']:.4f}" if run.final_column and not math.isnan(summary["best_final_accuracy"]) else ""
-        print(f"  best            reward {summary['best_reward']:.4f}: accuracy {summary['best_accuracy']:.4f}{final}, latency {format_ms(summary['best_latency_ms'])}{measured}; trial #{summary['best_number']}, found after {summary['trials_to_best']} trials")
+        print(f"  best            reward {summary['best_reward']:.4f}: accuracy {summary['best_accuracy']:.4f}{final}, latency {format_ms(summary['best_latency_ms'])}{measured}; trial #{summary['best_number']}, found after {counted(summary['trials_to_best'], 'trial')}")
         print(f"                  {_short(summary['best_architecture'], 120)}")
     feasible = summary["best_feasible_accuracy"]
     final = f" ({run.final_column} {summary['best_feasible_final_accuracy']:.4f})" if run.final_column and not math.isnan(summary["best_feasible_final_accuracy"]) else ""

@@ -498,9 +498,16 @@ def _manifest(setup: Setup) -> dict[str, Any]:
 def _progress_hook(config: dict[str, Any], total: int) -> tuple[Any, Any]:
     bar = progress(total=total, desc="search", enabled=not config["quiet"], unit="arch")
     redrawn = 0.0  # when the postfix alone was last drawn
+    submitted = False
 
     def update(search: Any) -> None:
-        nonlocal redrawn
+        nonlocal redrawn, submitted
+        if not submitted and search.in_flight:
+            # The clock starts with the first evaluation: Ray's start-up (5-10 s) counted in the
+            # elapsed time and, worse, in the rate the first ETAs come from.
+            submitted = True
+            if not bar.disable:  # (a disabled bar has no clock)
+                bar.start_t = bar.last_print_t = bar._time()
         done = search.trained_count
         bar.total = search.samples
         best = search.best
@@ -836,7 +843,8 @@ def _search(argv: Sequence[str] | None, prog: str, held: contextlib.ExitStack) -
     if config["time_limit"] is not None and not search.done:
         say(f"time limit {format_time_limit(config['time_limit'])}: nothing new is proposed after {search.time_limit.ends_at()}")
     # the bar once the resumed run has been checked (a refused --samples drew it before the error)
-    bar, search.on_update = _progress_hook(config, config["samples"])
+    # a finished run resumed has nothing to count (it drew an empty bar, then a full one)
+    bar, search.on_update = _progress_hook({**config, "quiet": config["quiet"] or search.done}, config["samples"])
     bar.initial = bar.n = len(search.trained)  # counted, but not in the rate that the ETA comes from
     set_resume_hint(f"nas-search --resume {shlex.quote(str(run.root))}")
     started = time.time()

@@ -148,7 +148,7 @@ class _OneLineTrialErrors(logging.Filter):
         if message.startswith("Trial task failed for trial") and record.exc_info:
             error = record.exc_info[1]
             first = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
-            record.msg = f"{message}: {type(error).__name__}{': ' + first if first else ''} (retried up to --retries times, then recorded as failed)"
+            record.msg = f"{message}: {type(error).__name__}{': ' + first if first else ''} (Ray runs it again, up to --retries times, before it is recorded as failed)"
             record.args = ()
             record.exc_info = None
             record.exc_text = None

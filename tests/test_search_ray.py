@@ -612,7 +612,7 @@ def test_a_crashed_trial_is_one_line_in_tunes_log() -> None:
     keep = _OneLineTrialErrors()
     assert keep.filter(record) and record.exc_info is None
     assert record.getMessage() == ("Trial task failed for trial trial-1-ab: RuntimeError: The actor died unexpectedly before finishing this task."
-                                   " (retried up to --retries times, then recorded as failed)")
+                                   " (Ray runs it again, up to --retries times, before it is recorded as failed)")
     assert not keep.filter(logging.LogRecord("ray.tune.tune", logging.ERROR, __file__, 1, "Trials did not complete: %s", (["t"],), None))
     other = logging.LogRecord("ray.tune.tune", logging.ERROR, __file__, 1, "something else", (), None)
     assert keep.filter(other) and other.getMessage() == "something else"

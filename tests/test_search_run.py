@@ -893,6 +893,33 @@ def test_the_bar_counts_an_evaluation_as_running_from_its_submission(cells: Path
     assert nas_search(args) == 0
     frames = [frame for frame in terminal.getvalue().replace("\r", "\n").splitlines() if frame.startswith("search:")]
     assert any("running=1" in frame for frame in frames), frames
+    # a finished run resumed counts nothing: it drew an empty bar, then a full one
+    terminal.seek(0)
+    terminal.truncate()
+    assert nas_search(["--resume", str(tmp_path / "run")]) == 0
+    assert "the run is complete" in terminal.getvalue() and "search:" not in terminal.getvalue(), terminal.getvalue()
+
+
+def test_the_bars_clock_starts_with_the_first_evaluation() -> None:
+    """Ray's start-up (5-10 s) had counted in the bar's elapsed time and in the rate of its first ETAs."""
+    from types import SimpleNamespace
+
+    from mobilenas.search.cli import _progress_hook
+
+    bar, update = _progress_hook({"quiet": False}, 5)
+    try:
+        idle = SimpleNamespace(in_flight={}, trained_count=0, samples=5, best=None, time_limit=SimpleNamespace(left_text=lambda: None), strategy=None)
+        update(idle)  # before any submission (Ray starting): the clock waits
+        time.sleep(0.3)
+        first = bar._time()
+        update(SimpleNamespace(**{**vars(idle), "in_flight": {0: None}}))
+        assert bar.start_t >= first and bar.last_print_t >= first
+        started = bar.start_t
+        time.sleep(0.05)
+        update(SimpleNamespace(**{**vars(idle), "in_flight": {0: None, 1: None}}))
+        assert bar.start_t == started  # set once
+    finally:
+        bar.close()
 
 
 def _plain(value: Any) -> Any:
