@@ -207,6 +207,8 @@ def resolve_config(given: dict[str, Any], typed: Collection[str] | None = None) 
     if config["executor"] == "inline":  # --cpus-per-trial still sets the training threads
         inline = [key for key in ("workers", "ray_address", "retries", "early_stopping") if key in typed]  # early stopping: a Tune scheduler's
         refuse_ineffective(inline, "with --executor inline (trainings run in this process, one at a time)", alternative=", or drop --executor inline" if "executor" in typed else "")
+    if "early_stopping" in typed and config["proxy_steps"] == 1:  # ASHA compares trainings part-way: one step has no part-way
+        refuse_ineffective(["early_stopping"], "with --proxy-steps 1 (it stops a training part-way, by its loss against the others')", alternative=", or give more --proxy-steps")
     if config["reward"] == "custom" and config["w"] is None:
         raise UsageError("--reward custom needs --w (e.g. --w -0.15)")
     if config["w"] is not None and config["reward"] != "custom":

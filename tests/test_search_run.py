@@ -242,6 +242,8 @@ def test_the_suggested_target_is_never_below_the_fastest() -> None:
         (["--target-latency", "5ms", "--time-limit", "90"], "argument --time-limit: cannot tell seconds from minutes in '90': give it a unit, like 90s, 30min or 2h"),
         (["--target-latency", "5ms", "--executor", "inline", "--workers", "2"],
          "--workers would have no effect with --executor inline (trainings run in this process, one at a time); drop it, or drop --executor inline"),
+        (["--target-latency", "5ms", "--early-stopping", "--proxy-steps", "1"],  # it ran, stopping nothing
+         "--early-stopping would have no effect with --proxy-steps 1 (it stops a training part-way, by its loss against the others'); drop it, or give more --proxy-steps"),
         (["--target-latency", "5ms", "--executor", "inline", "--early-stopping"],  # a Ray Tune scheduler's: it was silently ignored
          "--early-stopping would have no effect with --executor inline (trainings run in this process, one at a time); drop it, or drop --executor inline"),
     ],
