@@ -277,6 +277,22 @@ def _note_random_phase(config: dict[str, Any], strategy_config: Any) -> None:
         )
 
 
+def _note_poor_target(setup: Setup) -> None:
+    """Say so when a tabular target is met only by architectures that barely learn: the search
+    then returns one of them, as good as the target allows, which reads like a failed search."""
+    if setup.evaluator is None:
+        return
+    poor = setup.evaluator.poor_within(setup.config["target_latency"])
+    if poor is not None:
+        within, top, reaching = poor
+        column = setup.config["reward_column"]
+        print(
+            f"note: every architecture of the table within the {setup.config['target_latency']:g} ms target scores at most {within:.3f} in {column!r},"
+            f" under half the table's best ({top:.3f}); from --target-latency {reachable_target_ms(reaching):g}ms architectures reach half of it",
+            file=sys.stderr,
+        )
+
+
 def _note_target_is_no_limit(setup: Setup) -> None:
     """Say so when the target cannot change which architecture scores best, although users who
     type --target-latency expect a limit: a reward with one exponent on both sides (soft, custom
@@ -786,6 +802,7 @@ def _search(argv: Sequence[str] | None, prog: str, held: contextlib.ExitStack) -
     else:  # notes once every check has passed (a bad option gets its error alone); a resumed run says it once read
         _note_random_phase(config, setup.strategy_config)
         _note_target_is_no_limit(setup)
+        _note_poor_target(setup)
         out = Path(config["out"]) if config["out"] else DEFAULT_OUT_ROOT / new_run_id("search")
         run = held.enter_context(RunDir.create(out, _manifest(setup)).claim())
         config["out"] = str(run.root)

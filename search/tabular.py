@@ -229,6 +229,20 @@ class TabularEvaluator(Evaluator):
         complete = self._complete()
         return float(self._latency_ms[complete].min()) if complete.any() else math.inf
 
+    def poor_within(self, target_latency_ms: float, share: float = 0.5) -> tuple[float, float, float] | None:
+        """Where every row within the target has a reward accuracy below ``share`` of the table's
+        best (cells that barely learn, as NAS-Bench-201's all-pooling or disconnected ones):
+        ``(best within, best overall, the lowest latency of a row that reaches the share)``."""
+        complete = self._complete()
+        if not complete.any():
+            return None
+        accuracy, latency = self._accuracy[complete], self._latency_ms[complete]
+        within = latency <= target_latency_ms
+        top = float(accuracy.max())
+        if not within.any() or float(accuracy[within].max()) >= share * top:
+            return None
+        return float(accuracy[within].max()), top, float(latency[accuracy >= share * top].min())
+
     def slowest_latency_ms(self) -> float:
         """The highest latency in the table (a target at or above it constrains nothing)."""
         return float(self._latencies().max())

@@ -115,6 +115,22 @@ def test_a_target_only_rows_without_a_reward_meet_is_refused(cells: Path, tmp_pa
     assert "no row has both a 'val_acc_12ep' value and a latency: choose another --reward-column" in capsys.readouterr().err
 
 
+def test_a_target_only_cells_that_barely_learn_meet_gets_a_note(cells: Path, tmp_path: Path, capsys) -> None:
+    import pandas as pd
+
+    assert nas_search(_args(cells, tmp_path / "plain", "--samples", "3")) == 0
+    assert "under half the table's best" not in capsys.readouterr().err
+    frame = pd.read_csv(cells)
+    frame.loc[frame["latency_ms_toy"] <= 9, "val_acc_12ep"] = 10.0  # chance on ten classes, as NB201's cells without a path
+    poor = tmp_path / "poor.csv"
+    frame.to_csv(poor, index=False)
+    reaching = frame.loc[frame["val_acc_12ep"] >= 0.5 * frame["val_acc_12ep"].max(), "latency_ms_toy"].min()
+    assert nas_search(_args(poor, tmp_path / "run", "--samples", "3")) == 0  # a note, not a refusal: the user may mean it
+    err = capsys.readouterr().err
+    assert (f"note: every architecture of the table within the 9 ms target scores at most 0.100 in 'val_acc_12ep', under half the table's best "
+            f"({frame['val_acc_12ep'].max() / 100:.3f}); from --target-latency {reachable_target_ms(reaching):g}ms architectures reach half of it") in err, err
+
+
 def test_a_run_damaged_from_outside_is_refused_by_name_and_left_as_it_is(cells: Path, tmp_path: Path, capsys) -> None:
     import shutil
 
