@@ -54,9 +54,23 @@ from mobilenas.netadapt.choices import (
     FINAL_MODES,
     after_final,
 )
-from mobilenas.netadapt.core import SCHEDULES, SELECTION_RULES, Schedule, minimum_width
-from mobilenas.netadapt.groups import prunable_groups
-from mobilenas.runs import RunDir, absolute_path, new_run_id, read_json, run_latency_table, run_of
+from mobilenas.netadapt.core import (
+    SCHEDULES,
+    SELECTION_RULES,
+    Schedule,
+    minimum_width,
+    smallest_reachable,
+)
+from mobilenas.netadapt.groups import ArchitectureDescription, granularity_problem, prunable_groups
+from mobilenas.runs import (
+    Journal,
+    RunDir,
+    absolute_path,
+    new_run_id,
+    read_json,
+    run_latency_table,
+    run_of,
+)
 from mobilenas.search.execution import check_ray_address, joins_cluster, oversubscription_note
 from mobilenas.space.arch import Architecture
 from mobilenas.space.io import is_path, load_architecture, result_file
@@ -70,7 +84,7 @@ from mobilenas.units import (
 )
 
 if TYPE_CHECKING:  # torch; the commands import it when they run, so --help answers at once
-    from mobilenas.netadapt.run import Refinement, StateDict
+    from mobilenas.netadapt.run import Refinement, Settings, StateDict
     from mobilenas.train.provenance import TakenData
 
 # Defaults live here rather than in argparse so that ``--resume`` can tell which options a user
@@ -186,13 +200,13 @@ def build_parser(prog: str) -> ArgumentParser:
     refine.add_argument("input", nargs="?", metavar="INPUT", help="best.json, architecture JSON/notation, or reference name")
     refine.add_argument("--weights", metavar="FILE", help="a torch state_dict for INPUT (overrides best.json's weights)")
     budget = refine.add_argument_group(f"budget (one of; default --budget-ratio {DEFAULT_BUDGET_RATIO:g})")
-    budget.add_argument("--target-latency", type=duration_ms, metavar="DURATION", help="latency budget by the table, e.g. 10ms or 0.01s")
+    budget.add_argument("--target-latency", type=duration_ms, metavar="DURATION", help="latency budget by the table, e.g. 10ms or 0.01s (a bare number is milliseconds)")
     budget.add_argument("--budget-ratio", type=budget_ratio, metavar="R", help="budget as a fraction of INPUT's latency, e.g. 0.5 or 50%%")
 
     data = refine.add_argument_group(
         "data (as nas-train and nas-search)",
-        "where INPUT is a search's best.json or a NetAdapt run's refined.json, the options left out (but --train-size) "
-        "take that run's values, --seed included, so the run's held-out validation images stay held out",
+        "where INPUT is a search's best.json or a NetAdapt run's refined.json, each of these options left out, except --train-size, "
+        "takes that run's value (and so does --seed), so the validation images that run held out stay held out",
     )
     data.add_argument("--dataset", metavar="NAME_OR_PATH", help="synthetic (built in), cifar10, imagefolder, npz, or a path (default: the data of the run that wrote INPUT, else synthetic)")
     data.add_argument("--data-dir", metavar="DIR", help="where cifar10/imagefolder/npz data lie")
@@ -308,7 +322,7 @@ def resolve_input(spec: str, weights: str | None) -> StartingNetwork:
             try:
                 json.loads(path.read_text())
             except json.JSONDecodeError as error:
-                raise ValueError(f"{path}: not valid JSON ({error.msg} at line {error.lineno})") from None
+                raise ValueError(f"{path}: not valid JSON ({error.msg} at line {error.lineno}){_rewritten_by(path)}") from None
             named = result_weights(str(path))
             named_weights = None if named is None else str(named)
     arch = load_architecture(str(path) if is_file else text)
@@ -323,6 +337,15 @@ def resolve_input(spec: str, weights: str | None) -> StartingNetwork:
             raise ValueError(f"{path} names weights {chosen} that do not exist; give --weights FILE (or none to train from scratch)")
         state = load_weights(chosen)
     return StartingNetwork(arch, state, chosen, text)
+
+
+def _rewritten_by(path: Path) -> str:
+    """Where ``path`` is a NetAdapt run's refined.json: that its --resume writes it again (from the
+    run's event log), as nas-results show says; else nothing."""
+    found = run_of(path)
+    if path.name != "refined.json" or found is None or found[1].get("kind") != "netadapt":
+        return ""
+    return f"; it is the result of the NetAdapt run {found[0]}: netadapt refine --resume {shlex.quote(str(found[0]))} writes it again"
 
 
 def _missed_target(spec: str) -> tuple[float, float] | None:
@@ -406,8 +429,8 @@ def _note_proxy_trained(spec: str, dataset_name: str, values: dict[str, Any]) ->
         return
     commands = trained_start_commands(spec, dataset_name, "with this run's data options")
     _log(
-        f"note: INPUT's weights are the search's proxy training ({steps} steps of {batch} images); NetAdapt prunes a trained network, "
-        f"and each proposal's fine-tune ({values['finetune_steps']} steps of {values['batch_size']}) will mostly go on training this one, "
+        f"note: INPUT's weights are the search's proxy training ({counted(steps, 'step')} of {counted(batch, 'image')}); NetAdapt prunes a trained network, "
+        f"and each proposal's fine-tune ({counted(values['finetune_steps'], 'step')} of {counted(values['batch_size'], 'image')}) will mostly go on training this one, "
         f"which hides what pruning costs. For a trained start: {commands}"
     )
 
@@ -420,6 +443,7 @@ def _describe(args: argparse.Namespace) -> int:
     arch = start.arch if args.num_classes is None else start.arch.with_num_classes(args.num_classes)
     groups = prunable_groups(arch)
     rows: list[dict[str, Any]] = [{"group": g.name, "kind": g.kind, "width": g.width, "narrowest": minimum_width(g.width, args.granularity)} for g in groups]
+    _note_granularity(arch, args.granularity)  # on stderr, before the table (with --json too)
     if args.json:
         print_json({"groups": rows, "granularity": args.granularity, "notation": arch.to_notation()})
         return 0
@@ -429,6 +453,12 @@ def _describe(args: argparse.Namespace) -> int:
     for r in rows:
         print(f"  {r['group']:<{width}}  {r['kind']:<8}  {r['width']:>5} -> {r['narrowest']:>4}")
     return 0
+
+
+def _note_granularity(arch: Architecture, granularity: int) -> None:
+    problem = granularity_problem(arch, granularity)
+    if problem is not None:
+        _log(f"note: {problem}")
 
 
 # --------------------------------------------------------------------------- refine
@@ -497,7 +527,6 @@ def _refine(args: argparse.Namespace, prog: str, held: contextlib.ExitStack) -> 
         Settings,
         check_budget,
         load_into,
-        smallest_reachable_latency,
     )
     from mobilenas.netadapt.training import DataTrainer, TrainingSettings
     from mobilenas.space.builder import adapt_for_input_size
@@ -531,11 +560,13 @@ def _refine(args: argparse.Namespace, prog: str, held: contextlib.ExitStack) -> 
     # Made (and so checked: optimizer, rates, the device on this machine) before any data, table or training work.
     training = TrainingSettings(optimizer=values["optimizer"], finetune_lr=values["finetune_lr"], train_lr=values["train_lr"], batch_size=values["batch_size"], augment=bool(values["augment"]), threads=values["threads"], device=values["device"])
     out = Path(args.out) if args.out else Path("results") / "runs" / new_run_id("netadapt")
-    RunDir(out).refuse_existing()  # before any data is loaded or latency measured
+    RunDir(out).refuse_existing("netadapt")  # before any data is loaded or latency measured
     check_writable_folder(out, f"--out {out}" if args.out else f"the default run folder {out.parent} (choose another with --out)")
     check_ray_address(values["ray_address"])
     _note_execution(values)
     start = resolve_input(args.input, args.weights)
+    if not any(group.width > values["granularity"] for group in prunable_groups(start.arch)):  # before any data or table work
+        raise UsageError(granularity_problem(start.arch, values["granularity"]) or "no group can be pruned")
     if start.weights is not None:  # options of a training from scratch that will not happen (their help says when)
         unused = [key for key in ("pretrain_epochs", *(("train_lr",) if values["final"] != "retrain" else ())) if key in typed]
         if unused:
@@ -551,9 +582,9 @@ def _refine(args: argparse.Namespace, prog: str, held: contextlib.ExitStack) -> 
             _log(f"note: INPUT takes {format_ms(missed[0])} by the table of the run that wrote it, over that run's {missed[1]:g} ms target;"
                  f" --target-latency {missed[1]:g}ms prunes it to that target")
     taken = _take_input_data_options(args.input, values, typed)
+    # The data come before the budget check: their classes and channels shape the classifier and
+    # the stem, and so the latency compared with the budget.
     data = _load_data(values)
-    if args.weights is None:
-        _note_proxy_trained(args.input, data.name, values)
     if start.weights_path is not None:
         use = "fine-tunes and validates on"
         own = in_run(start.weights_path, args.input)
@@ -573,7 +604,8 @@ def _refine(args: argparse.Namespace, prog: str, held: contextlib.ExitStack) -> 
         input_table=produced_by[1:] if produced_by else None, log=_log,
     )
     arch, _ = adapt_for_input_size(arch, latency.input_size)
-    smallest, _ = smallest_reachable_latency(arch, values["granularity"], latency.predict_sum)
+    smallest = smallest_reachable(arch, values["granularity"], ArchitectureDescription())
+    latency.measure_missing([arch, smallest], progress=progress, desc="measuring table entries of the start and the smallest network")
     latency.fit_if_needed([arch, smallest])
     start_latency = latency.predict(arch)
     budget = args.target_latency if args.target_latency is not None else args.budget_ratio * start_latency
@@ -583,6 +615,8 @@ def _refine(args: argparse.Namespace, prog: str, held: contextlib.ExitStack) -> 
             f" give a budget below {format_ms(start_latency)} (--target-latency) or a --budget-ratio below 1"
         )
     floor = check_budget(arch, budget, values["granularity"], latency.predict)
+    if args.weights is None:  # said once the budget is known to be reachable (a refusal gets its one line alone)
+        _note_proxy_trained(args.input, data.name, values)
     settings = Settings(
         budget_ms=budget, start_latency_ms=start_latency, schedule=schedule, selection=values["selection"],
         granularity=values["granularity"], finetune_steps=values["finetune_steps"], final=values["final"],
@@ -610,7 +644,16 @@ def _refine(args: argparse.Namespace, prog: str, held: contextlib.ExitStack) -> 
 
 def _resume(args: argparse.Namespace, prog: str, progress: bool, held: contextlib.ExitStack, began: float) -> int:
     from mobilenas.netadapt.latency_model import open_latency_model
-    from mobilenas.netadapt.run import RUN_KIND, Refinement, Settings, check_history
+    from mobilenas.netadapt.run import (
+        HISTORY,
+        RUN_KIND,
+        Refinement,
+        Settings,
+        check_history,
+        finished_result,
+        history_lines,
+        refined_as_recorded,
+    )
     from mobilenas.netadapt.training import DataTrainer, TrainingSettings
     from mobilenas.train.provenance import normalised_as_recorded
 
@@ -628,6 +671,19 @@ def _resume(args: argparse.Namespace, prog: str, progress: bool, held: contextli
     check_history(run)
     values = dict(manifest["arguments"])
     settings = Settings.from_dict(manifest["settings"])
+    finished = finished_result(run, settings) if args.max_iterations is None else None
+    if finished is not None:  # nothing to do: said so, and its result shown; no event appended
+        refined = refined_as_recorded(run, finished[0], _log)
+        quoted = shlex.quote(str(run.root))
+        if finished[1] == "budget":
+            further = (f"it met its budget ({format_ms(settings.budget_ms)}) after {counted(int(refined['iterations']), 'iteration')}; to prune further, "
+                       f"refine its result with a smaller budget: netadapt refine {shlex.quote(str(run.root / 'refined.json'))} --target-latency DURATION")
+        else:
+            further = (f"it stopped after {counted(int(refined['iterations']), 'iteration')} (--max-iterations), above its budget {format_ms(settings.budget_ms)}; "
+                       f"netadapt refine --resume {quoted} --max-iterations N (N above {refined['iterations']}) takes it further")
+        _log(f"{run.root} is already finished: {further}")
+        _report(history_lines(Journal(run.path(HISTORY))), refined, args, time_limit_reached=False, settings=settings)
+        return 0
     overrides = {k: getattr(args, k) for k in EXECUTION_OPTIONS if getattr(args, k) is not None}
     if overrides:
         settings = replace(settings, **{k: v for k, v in overrides.items() if k != "device"})
@@ -693,19 +749,64 @@ def _continue(refinement: Refinement, args: argparse.Namespace) -> int:
                 f"(N above {point.iteration}) takes it further later"
             )
         refined = refinement.finish(point)
-    lines = refinement.lines()
-    if args.json:
-        print_json({**refined, "time_limit_reached": refinement.time_limit_reached, "history": [{k: line[k] for k in ("iteration", "target_latency_ms", "chosen", "latency_ms", "measured_latency_ms", "accuracy_before_finetune", "accuracy")} for line in lines]})
-        return 0
-    _print_summary(lines, refined)
+    _report(refinement.lines(), refined, args, time_limit_reached=refinement.time_limit_reached, settings=refinement.settings)
     return 0
+
+
+def _report(lines: list[dict[str, Any]], refined: dict[str, Any], args: argparse.Namespace, *, time_limit_reached: bool, settings: Settings) -> None:
+    """The result: the summary table, or with --json one object (its notes on stderr either way)."""
+    stopped = _stopped_by(refined, settings, time_limit_reached)
+    if args.json:
+        for note in (_table_note(refined), _final_note(lines, refined)):
+            if note:
+                _log(note)
+        history = [{k: line[k] for k in ("iteration", "target_latency_ms", "chosen", "latency_ms", "measured_latency_ms", "accuracy_before_finetune", "accuracy")} for line in lines]
+        print_json({**refined, "budget_met": stopped is None, "time_limit_reached": time_limit_reached, "history": history})
+        return
+    _print_summary(lines, refined, stopped)
+
+
+def _stopped_by(refined: dict[str, Any], settings: Settings, time_limit_reached: bool) -> str | None:
+    """What stopped a run whose result misses its budget (``--max-iterations 4``, ``the time
+    limit``); ``None`` where the result meets it."""
+    latency, budget = refined.get("latency_ms"), refined.get("target_latency_ms")
+    if not isinstance(latency, int | float) or not isinstance(budget, int | float) or latency <= budget:
+        return None
+    limit = settings.max_iterations
+    if not time_limit_reached and limit is not None and int(refined.get("iterations") or 0) >= limit:
+        return f"--max-iterations {limit}"
+    return "the time limit"
 
 
 #: Where the measured speed-up and the table's differ by more than this (relative), the summary says so.
 TABLE_RATIO_TOLERANCE = 0.15
 
 
-def _print_summary(lines: list[dict[str, Any]], refined: dict[str, Any]) -> None:
+def _table_note(refined: dict[str, Any]) -> str | None:
+    """A note where the measured speed-up is far from the table's (on stderr, with --json too)."""
+    start, side = refined["start"], refined.get("side_by_side") or {}  # runs finished by earlier versions have no side_by_side
+    by_table = refined["latency_ms"] / start["latency_ms"] if start.get("latency_ms") else None
+    if not (side.get("ratio") and by_table and abs(side["ratio"] / by_table - 1) > TABLE_RATIO_TOLERANCE):
+        return None
+    effect = ("so it was pruned further than the budget needed (a larger --budget-ratio gives back accuracy)" if side["ratio"] < by_table
+              else "so it may be slower than the budget when measured (a smaller --budget-ratio makes up for it)")
+    return (f"note: measured side by side, the refined network takes {side['ratio']:.2f} of the start's time where the table said {by_table:.2f}:"
+            f" the table's correction, fitted on whole networks, fits the pruned ones less well here, {effect}")
+
+
+def _final_note(lines: list[dict[str, Any]], refined: dict[str, Any]) -> str | None:
+    """A note where the final training lowered validation accuracy (on stderr, with --json too)."""
+    before = refined.get("accuracy_before_final")
+    if not (refined.get("final") in ("finetune", "retrain") and isinstance(before, (int, float)) and refined["accuracy"] < before):
+        return None
+    chosen = len(lines[-1].get("proposals") or []) if lines else 0
+    return (f"note: the final {'fine-tune' if refined['final'] == 'finetune' else 'retraining'} lowered validation accuracy from {before:.4f} to {refined['accuracy']:.4f}:"
+            f" the last iteration's figure was the best of {counted(chosen, 'proposal')} scored on the same validation images, so it is optimistic"
+            " (more so with few of them); the test accuracy was never used to choose")
+
+
+def _print_summary(lines: list[dict[str, Any]], refined: dict[str, Any], stopped: str | None = None) -> None:
+    """The summary table; ``stopped``: what stopped a run short of its budget (see :func:`_stopped_by`)."""
     print(f"{'iter':>4}  {'pruned group':<34} {'width':>11}  {'target':>10}  {'latency':>10}  {'measured':>10}  {'acc pruned':>10}  {'acc tuned':>9}")
     for line in lines:
         chosen = line.get("chosen")
@@ -723,21 +824,16 @@ def _print_summary(lines: list[dict[str, Any]], refined: dict[str, Any]) -> None
         measured = f"measured side by side at the end {format_ms(side['start_ms'])} -> {format_ms(side['refined_ms'])} (ratio {side['ratio']:.2f})"
     else:
         measured = f"measured {format_ms(start['measured_latency_ms'])} -> {format_ms(refined['measured_latency_ms'])}"
-    print(f"refined: {format_ms(start['latency_ms'])} -> {format_ms(refined['latency_ms'])} by the table (budget {format_ms(refined['target_latency_ms'])}); {measured}")
-    by_table = refined["latency_ms"] / start["latency_ms"] if start.get("latency_ms") else None
-    if side.get("ratio") and by_table and abs(side["ratio"] / by_table - 1) > TABLE_RATIO_TOLERANCE:
-        effect = ("so it was pruned further than the budget needed (a larger --budget-ratio gives back accuracy)" if side["ratio"] < by_table
-                  else "so it may be slower than the budget when measured (a smaller --budget-ratio makes up for it)")
-        _log(f"note: measured side by side, the refined network takes {side['ratio']:.2f} of the start's time where the table said {by_table:.2f}:"
-             f" the table's correction, fitted on whole networks, fits the pruned ones less well here, {effect}")
+    budget = f"budget {format_ms(refined['target_latency_ms'])}" + (f" not met: stopped by {stopped}" if stopped else "")
+    print(f"refined: {format_ms(start['latency_ms'])} -> {format_ms(refined['latency_ms'])} by the table ({budget}); {measured}")
+    note = _table_note(refined)
+    if note:
+        _log(note)
     test = refined.get("test_accuracy")
     print(f"accuracy: validation {start['accuracy']:.4f} -> {refined['accuracy']:.4f}{after_final(refined)}" + (f"; test {test:.4f}" if test is not None else ""))
-    before = refined.get("accuracy_before_final")
-    if refined.get("final") in ("finetune", "retrain") and isinstance(before, (int, float)) and refined["accuracy"] < before:
-        chosen = len(lines[-1].get("proposals") or []) if lines else 0
-        _log(f"note: the final {'fine-tune' if refined['final'] == 'finetune' else 'retraining'} lowered validation accuracy from {before:.4f} to {refined['accuracy']:.4f}:"
-             f" the last iteration's figure was the best of {counted(chosen, 'proposal')} scored on the same validation images, so it is optimistic"
-             " (more so with few of them); the test accuracy was never used to choose")
+    note = _final_note(lines, refined)
+    if note:
+        _log(note)
     print(f"architecture: {refined['notation']}")
     print(f"refined.json: {Path(refined['run']) / 'refined.json'}")
     if refined.get("onnx"):  # what a user ships

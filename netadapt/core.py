@@ -196,9 +196,18 @@ def plan_iteration(
     granularity: int,
     description: Description[D],
     resource: Callable[[D], float],
+    on_group: Callable[[int, int], None] | None = None,
 ) -> list[Candidate[D]]:
-    """One proposal per prunable group that meets ``target`` (see the module docstring)."""
-    shrunk = [shrink_to_target(definition, g, target, granularity, description, resource) for g in description.groups(definition)]
+    """One proposal per prunable group that meets ``target`` (see the module docstring).
+
+    ``on_group(done, total)`` is called as each group is planned (for a progress display: the
+    resource of a width never asked before may take long to compute)."""
+    groups = description.groups(definition)
+    shrunk = []
+    for done, group in enumerate(groups, 1):
+        shrunk.append(shrink_to_target(definition, group, target, granularity, description, resource))
+        if on_group is not None:
+            on_group(done, len(groups))
     found = [c for c in shrunk if c is not None]
     meeting = [c for c in found if c.target_met]
     if meeting:
@@ -331,20 +340,22 @@ def iterate(
     resource: Callable[[D], float],
     evaluate: Callable[[Point[D, S], Sequence[Candidate[D]]], Sequence[Outcome[S]]],
     planned: Sequence[Candidate[D]] | None = None,
+    on_group: Callable[[int, int], None] | None = None,
 ) -> Iteration[D, S]:
     """Run one NetAdapt iteration from ``point``.
 
     ``evaluate(point, candidates)`` shrinks the point's weights to each candidate, fine-tunes and
     evaluates them (in any order, in parallel if it likes) and returns one outcome per candidate;
     an outcome whose accuracy is not finite (a failed fine-tune) is never chosen. ``planned``
-    replays the proposals of an interrupted iteration instead of planning again.
+    replays the proposals of an interrupted iteration instead of planning again. ``on_group``: see
+    :func:`plan_iteration`.
     """
     number = point.iteration + 1
     target = schedule.target(number, point.resource, start_resource, budget)
     if planned is not None:
         candidates = list(planned)
     else:
-        candidates = plan_iteration(point.definition, target, point.resource, granularity, description, resource)
+        candidates = plan_iteration(point.definition, target, point.resource, granularity, description, resource, on_group)
     if not candidates:
         raise ValueError(f"iteration {number}: no group can shrink any further (resource {point.resource:g})")
     outcomes = tuple(evaluate(point, candidates))

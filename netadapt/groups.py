@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 from mobilenas.netadapt.core import Group
 from mobilenas.space.arch import Architecture, Block
+from mobilenas.units import listed
 
 STEM = "stem"
 HEAD_CONV = "head.conv"
@@ -170,6 +171,21 @@ class ArchitectureDescription:
 
     def with_width(self, definition: Architecture, group: str, width: int) -> Architecture:
         return set_group_width(definition, group, width)
+
+
+def granularity_problem(arch: Architecture, granularity: int) -> str | None:
+    """What to say where ``granularity`` leaves groups of ``arch`` unable to shrink (a group
+    shrinks only to multiples of it below its width); ``None`` where every group can."""
+    groups = prunable_groups(arch)
+    stuck = [g for g in groups if g.width <= granularity]
+    if not groups or not stuck:
+        return None
+    if len(stuck) == len(groups):
+        widest = max(g.width for g in groups)
+        return (f"--granularity {granularity} is not smaller than any group's width (the widest has {widest} channels), so no group can be pruned;"
+                f" give a --granularity below {widest} (default: 8)")
+    return (f"{len(stuck)} of the {len(groups)} groups cannot shrink at --granularity {granularity}: they are {granularity} channels wide or less"
+            f" ({listed([g.name for g in stuck], 3)})")
 
 
 def group_widths(arch: Architecture) -> dict[str, int]:

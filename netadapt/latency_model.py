@@ -89,6 +89,12 @@ class TableLatency:
         value = measurement.latency_ms
         return value if math.isfinite(value) else None
 
+    def measure_missing(self, archs: list[Architecture], *, progress: bool = False, desc: str = "measuring table entries") -> int:
+        """Measure now the entries ``archs`` need that the table lacks (with a progress bar, where
+        ``progress``: at 224 px that may take minutes); returns how many were measured."""
+        missing = list(dict.fromkeys(signature for arch in archs for signature in self.table.missing(arch)))
+        return self.table.ensure_signatures(missing, progress=progress, desc=desc)
+
     def fit_if_needed(self, archs: list[Architecture]) -> None:
         """Fit and freeze a correction on ``archs`` measured end to end, if the table has none."""
         if self.correction.fitted:

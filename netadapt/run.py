@@ -14,7 +14,8 @@ Run directory (``mobilenas.runs.RunDir``, kind ``netadapt``):
                      point of its iteration.
 ``events.jsonl``     finer events: each iteration's plan and each proposal's result as it lands,
                      so a killed iteration keeps the proposals it finished
-``checkpoints/iteration-NNN.pt``  the current network's weights after iteration NNN (atomic)
+``checkpoints/iteration-NNN.pt``  the current network's weights after iteration NNN (atomic); a
+                     resume needs only the last committed one, the others are the trajectory
 ``proposals/iteration-NNN/``      fine-tuned proposals of the iteration in progress
 ``refined.json``     ``architecture``, ``accuracy``, ``latency_ms``, ``measured_latency_ms``,
                      ``weights`` (as nas-search's ``best.json``), plus test accuracy and more;
@@ -54,7 +55,12 @@ from mobilenas.netadapt.core import (
     minimum_width,
     smallest_reachable,
 )
-from mobilenas.netadapt.groups import ArchitectureDescription, group_widths, prunable_groups
+from mobilenas.netadapt.groups import (
+    ArchitectureDescription,
+    granularity_problem,
+    group_widths,
+    prunable_groups,
+)
 from mobilenas.netadapt.pruning import shrink_model
 from mobilenas.runs import Journal, RunDir, TimeLimit, atomic_write_bytes, now_iso, read_json
 from mobilenas.space.arch import Architecture
@@ -294,6 +300,40 @@ def run_jobs(
 
 
 # --------------------------------------------------------------------------- the run
+
+
+class _PlanningProgress:
+    """A progress bar over the groups an iteration plans, shown from the first lookup-table entry
+    measured on the way (planning is otherwise instant: the entries are already in the table)."""
+
+    def __init__(self, desc: str, groups: int, enabled: bool, measured: Callable[[], int]) -> None:
+        self.desc, self.total, self.enabled, self.measured = desc, groups, enabled, measured
+        self.bar: Any = None
+        self.done = 0
+
+    def wrap(self, resource: Callable[[Architecture], float]) -> Callable[[Architecture], float]:
+        def shown(arch: Architecture) -> float:
+            value = resource(arch)
+            entries = self.measured()
+            if entries and self.enabled and self.bar is None:
+                from mobilenas.cliutil import progress
+
+                self.bar = progress(total=self.total, initial=self.done, desc=self.desc, unit="group")
+            if self.bar is not None:
+                self.bar.set_postfix(entries=entries, refresh=False)
+            return value
+
+        return shown
+
+    def group_planned(self, done: int, total: int) -> None:
+        self.done = done
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 class _TimeLimitPassed(Exception):
@@ -550,8 +590,13 @@ class Refinement:
             self.log(f"iteration {number}: resuming its {counted(len(planned), 'proposal')} ({len(finished)} already fine-tuned)")
         results: dict[int, ProposalResult] = {}
         start_latency = self.settings.start_latency_ms
+        planning = _PlanningProgress(
+            f"iteration {number}: measuring table entries to plan its proposals", len(prunable_groups(point.definition)), self.progress,
+            lambda: self.latency.measured_entries - entries_before,
+        )
 
         def evaluate(source: Point[Architecture, StateDict], candidates: Sequence[Candidate[Architecture]]) -> list[Outcome[StateDict]]:
+            planning.close()
             new_entries = self.latency.measured_entries - entries_before
             if new_entries:
                 self.log(f"iteration {number}: measured {counted(new_entries, 'new lookup-table entry', 'new lookup-table entries')} to plan {counted(len(candidates), 'proposal')}")
@@ -614,18 +659,22 @@ class Refinement:
                 raise RuntimeError(f"iteration {number}: every proposal failed; the first error: {first}")
             return [Outcome(results[i].accuracy, results[i].weights or {}, results[i].accuracy_before) for i in range(len(candidates))]
 
-        step = iterate(
-            point,
-            start_resource=start_latency,
-            budget=self.settings.budget_ms,
-            schedule=self.settings.schedule,
-            rule=self.settings.selection,
-            granularity=self.settings.granularity,
-            description=self.description,
-            resource=self.latency.predict,
-            evaluate=evaluate,
-            planned=planned,
-        )
+        try:
+            step = iterate(
+                point,
+                start_resource=start_latency,
+                budget=self.settings.budget_ms,
+                schedule=self.settings.schedule,
+                rule=self.settings.selection,
+                granularity=self.settings.granularity,
+                description=self.description,
+                resource=planning.wrap(self.latency.predict),
+                evaluate=evaluate,
+                planned=planned,
+                on_group=planning.group_planned,
+            )
+        finally:
+            planning.close()
         new = step.point
         measured = self.latency.measure(new.definition, new.resource)
         checkpoint = self._save_checkpoint(number, new.state)
@@ -793,25 +842,48 @@ class Refinement:
 
 
     def _refined_as_recorded(self, refined: dict[str, Any]) -> dict[str, Any]:
-        """A finished run's result as its final event recorded it, with its files in this run folder
-        (it may have been moved or copied since); refined.json written again where it is missing or
-        unreadable (the event log holds all of it)."""
-        root = self.run.root.resolve()
-        refined["run"] = str(root)
-        for key, name in (("weights", REFINED_WEIGHTS), ("onnx", REFINED_ONNX)):
-            if refined.get(key) and (root / name).is_file():
-                refined[key] = str(root / name)
-        path = self.run.path(REFINED_JSON)
-        existed = path.exists()
-        try:
-            data = read_json(path)
-            readable = isinstance(data, dict) and isinstance(data.get("architecture"), dict)  # ({} is no result)
-        except (OSError, ValueError):
-            readable = False
-        if not readable:
-            self.run.write_json(REFINED_JSON, refined)
-            self.log(f"{REFINED_JSON} was {'unreadable' if existed else 'missing'}: written again from the run's event log")
-        return refined
+        return refined_as_recorded(self.run, refined, self.log)
+
+
+def refined_as_recorded(run: RunDir, refined: dict[str, Any], log: Callable[[str], None]) -> dict[str, Any]:
+    """A finished run's result as its final event recorded it, with its files in this run folder
+    (it may have been moved or copied since); refined.json written again where it is missing or
+    unreadable (the event log holds all of it)."""
+    root = run.root.resolve()
+    refined["run"] = str(root)
+    for key, name in (("weights", REFINED_WEIGHTS), ("onnx", REFINED_ONNX)):
+        if refined.get(key) and (root / name).is_file():
+            refined[key] = str(root / name)
+    path = run.path(REFINED_JSON)
+    existed = path.exists()
+    try:
+        data = read_json(path)
+        readable = isinstance(data, dict) and isinstance(data.get("architecture"), dict)  # ({} is no result)
+    except (OSError, ValueError):
+        readable = False
+    if not readable:
+        run.write_json(REFINED_JSON, refined)
+        log(f"{REFINED_JSON} was {'unreadable' if existed else 'missing'}: written again from the run's event log")
+    return refined
+
+
+def finished_result(run: RunDir, settings: Settings) -> tuple[dict[str, Any], str] | None:
+    """``(refined, why)`` of a run with nothing left to do: its final training is recorded for its
+    last committed iteration, which met the budget (``why`` is ``budget``) or the run's
+    ``max_iterations`` (``max_iterations``). ``None`` for any other run, one stopped by its time
+    limit included (a resume goes on iterating)."""
+    lines = history_lines(Journal(run.path(HISTORY)))
+    finals = [e for e in run.events.read() if e.get("type") == "final" and isinstance(e.get("refined"), dict)]
+    if not lines or not finals or not run.path(REFINED_WEIGHTS).is_file():
+        return None
+    last, refined = lines[-1], finals[-1]["refined"]
+    if refined.get("iterations") != last["iteration"]:
+        return None
+    if float(last["latency_ms"]) <= settings.budget_ms:
+        return dict(refined), "budget"
+    if settings.max_iterations is not None and last["iteration"] >= settings.max_iterations:
+        return dict(refined), "max_iterations"
+    return None
 
 
 def _finite_or_none(value: float | None) -> float | None:
@@ -835,11 +907,15 @@ def check_budget(arch: Architecture, budget_ms: float, granularity: int, predict
     """Refuse a budget below the smallest reachable network; returns that network's latency."""
     _, floor_ms = smallest_reachable_latency(arch, granularity, predict)
     if budget_ms < floor_ms:
-        narrowest = ", ".join(sorted({str(minimum_width(g.width, granularity)) for g in prunable_groups(arch)}))
+        problem = granularity_problem(arch, granularity)
+        groups = prunable_groups(arch)
+        if problem is not None and all(g.width <= granularity for g in groups):
+            raise ValueError(problem)
+        narrowest = ", ".join(str(width) for width in sorted({minimum_width(g.width, granularity) for g in groups}))
         raise ValueError(
             f"the latency budget {format_ms(budget_ms)} is below the smallest network NetAdapt can reach from this "
             f"architecture: {format_ms(floor_ms)} by the table (every group at its narrowest width, {narrowest} channels, "
-            f"at granularity {granularity}); raise the budget, lower --granularity, or start from a smaller architecture"
+            f"at granularity {granularity}){'; ' + problem if problem else ''}; raise the budget, lower --granularity, or start from a smaller architecture"
         )
     return floor_ms
 

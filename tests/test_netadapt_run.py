@@ -144,6 +144,22 @@ def test_refine_writes_a_complete_run(reference_run: Path) -> None:
     assert [e["type"] for e in events].count("final") == 1
 
 
+def test_the_table_entries_measured_before_the_first_proposals_show_progress(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A table that lacks the network's entries (a new device, another input size) is filled
+    before iteration 1 (minutes at 224 px): on progress bars, not in silence."""
+    fresh = tmp_path / "fresh.jsonl"
+    lookup = LookupTable.create(fresh, backend=make_backend("onnxruntime", threads=1), input_size=128, method=Method(name="isolated", cold_cache=False, warmup=1, repeats=3))
+    lookup.set_correction(Correction(a=1.0, b=0.0, points=0, fitted=True))
+    shown = [a for a in common(fresh, tmp_path / "run") if a != "--quiet"]
+    assert main(["refine", ARCH, *ONE_CHEAP_STEP, *shown, "--pretrain-epochs", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "measuring table entries of the start and the smallest network" in err
+    assert "iteration 1: measuring table entries to plan its proposals" in err
+    # --quiet: none
+    assert main(["refine", ARCH, *ONE_CHEAP_STEP, *common(tmp_path / "other.jsonl", tmp_path / "quiet"), "--pretrain-epochs", "1", "--input-size", "128"]) == 0
+    assert "measuring table entries" not in capsys.readouterr().err
+
+
 def test_budget_below_the_smallest_reachable_network_is_refused(table: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "run"
     code = main(["refine", ARCH, "--target-latency", "0.0001ms", *common(table, out)])
@@ -217,12 +233,15 @@ def test_resume_reloads_the_runs_own_arguments(reference_run: Path, table: Path,
     assert json.loads(capsys.readouterr().out)["latency_ms"] == json.loads((reference_run / "refined.json").read_text())["latency_ms"]
     assert main(["refine", "mobilenetv2", "--resume", str(reference_run)]) == 2
     assert f"(it has INPUT {ARCH}); drop INPUT (only" in capsys.readouterr().err
-    # a finished run resumes to its result without new work
-    lines = len(history(reference_run))
+    # a finished run resumes to its result without new work, says so, and journals nothing
+    lines, events = len(history(reference_run)), (reference_run / "events.jsonl").read_bytes()
     assert main(["refine", "--resume", str(reference_run), "--json"]) == 0
-    payload = json.loads(capsys.readouterr().out)
-    assert payload["latency_ms"] == json.loads((reference_run / "refined.json").read_text())["latency_ms"]
-    assert len(history(reference_run)) == lines
+    captured = capsys.readouterr()
+    payload = json.loads(captured.out)
+    assert payload["latency_ms"] == json.loads((reference_run / "refined.json").read_text())["latency_ms"] and payload["budget_met"]
+    assert f"{reference_run} is already finished: it met its budget ({format_ms(payload['target_latency_ms'])}) after {payload['iterations']} iterations;" in captured.err
+    assert "resuming" not in captured.err
+    assert len(history(reference_run)) == lines and (reference_run / "events.jsonl").read_bytes() == events
     assert main(["refine", "--resume", str(reference_run)]) == 0
     assert "-> " in (summary := capsys.readouterr().out) and " after the final fine-tune (1 epoch); test " in summary
     assert "; measured side by side at the end " in summary and " (ratio 0." in summary
@@ -233,10 +252,20 @@ def test_a_run_stopped_by_max_iterations_goes_on_when_resumed_with_more(table: P
     stopped, its final training redone for the network it now ends with."""
     out = tmp_path / "run"
     assert main(["refine", ARCH, "--budget-ratio", "0.6", *common(table, out), "--max-iterations", "1"]) == 0
-    assert f"netadapt refine --resume {out} --max-iterations N (N above 1) takes it further later" in capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert f"netadapt refine --resume {out} --max-iterations N (N above 1) takes it further later" in captured.err
+    budget = format_ms(json.loads((out / "refined.json").read_text())["target_latency_ms"])
+    assert f" by the table (budget {budget} not met: stopped by --max-iterations 1); measured" in captured.out
     assert [line["iteration"] for line in history(out)] == [0, 1]
     assert json.loads((out / "refined.json").read_text())["iterations"] == 1
-    capsys.readouterr()
+    # resumed as it is: finished, with what takes it further; nothing journaled
+    events = (out / "events.jsonl").read_bytes()
+    assert main(["refine", "--resume", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert f"{out} is already finished: it stopped after 1 iteration (--max-iterations), above its budget {budget}; netadapt refine --resume {out} --max-iterations N (N above 1) takes it further" in captured.err
+    assert "not met: stopped by --max-iterations 1" in captured.out and (out / "events.jsonl").read_bytes() == events
+    # the checkpoints of earlier iterations are not needed to go on (the README says they can be deleted)
+    (out / "checkpoints" / "iteration-000.pt").unlink()
     assert main(["refine", "--resume", str(out), "--max-iterations", "1"]) == 2
     assert "--max-iterations 1 is not more than the 1 iteration " in capsys.readouterr().err
     assert main(["refine", "--resume", str(out), "--max-iterations", "50", "--quiet"]) == 0
@@ -388,11 +417,12 @@ def test_resume_says_when_the_runs_table_is_gone(reference_run: Path, tmp_path: 
     manifest = json.loads((run / "manifest.json").read_text())
     manifest["latency"]["table"] = str(tmp_path / "cleaned-cache" / "table.jsonl")
     (run / "manifest.json").write_text(json.dumps(manifest))
+    (run / "refined.pt").unlink()  # killed in its final training: the resume has work to do (a finished run has none, and needs no table)
     assert main(["refine", "--resume", str(run), "--json"]) == 0
     assert f"note: the run's latency table {tmp_path / 'cleaned-cache' / 'table.jsonl'} no longer exists" in capsys.readouterr().err
 
 
-def test_best_json_with_weights(table: Path, reference_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_best_json_with_weights(table: Path, reference_run: Path, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str]) -> None:
     """A nas-search best.json (architecture + relative weights path) is refined without training first."""
     first = history(reference_run)[1]  # the network after one iteration, far from the smallest reachable
     (tmp_path / "w.pt").write_bytes((reference_run / first["checkpoint"]).read_bytes())
@@ -428,7 +458,8 @@ def test_best_json_with_weights(table: Path, reference_run: Path, tmp_path: Path
     # best.json inside a search's run directory: that search's table is the default, so NetAdapt
     # starts from the latency the search reported, not from another table's
     (tmp_path / "manifest.json").write_text(json.dumps({"kind": "search", "latency_table": {"path": str(table)}}))
-    out = tmp_path / "search-table"
+    outside = tmp_path_factory.mktemp("outside")  # a new run's folder is never inside another run's
+    out = outside / "search-table"
     untabled = [a for a in common(table, out) if a not in ("--table", str(table))]
     assert main(["refine", str(tmp_path / "best.json"), *ONE_CHEAP_STEP, *untabled]) == 0
     err = capsys.readouterr().err
@@ -439,7 +470,7 @@ def test_best_json_with_weights(table: Path, reference_run: Path, tmp_path: Path
     # ... with the correction the search predicted with, which its manifest records: the shared
     # table's own may have been refitted since (by other searches' end-to-end points)
     (tmp_path / "manifest.json").write_text(json.dumps({"kind": "search", "latency_table": {"path": str(table), "correction": {"a": 2.0, "b": 0.0, "se_ms": 0.0, "points": 3, "fitted": True}}}))
-    out = tmp_path / "search-correction"
+    out = outside / "search-correction"
     assert main(["refine", str(tmp_path / "best.json"), *ONE_CHEAP_STEP, *[a for a in common(table, out) if a not in ("--table", str(table))]]) == 0
     capsys.readouterr()
     assert json.loads((out / "manifest.json").read_text())["start_latency_ms"] == pytest.approx(2.0 * LookupTable.load(table).predict_sum(Architecture.from_dict(first["architecture"])))
@@ -447,24 +478,28 @@ def test_best_json_with_weights(table: Path, reference_run: Path, tmp_path: Path
     (tmp_path / "manifest.json").write_text(json.dumps({"kind": "search", "latency_table": {"path": str(table)}, "proxy": {"batch_size": 32}}))
     for steps, given, said in ((20, None, True), (20, tmp_path / "w.pt", False), (1000, None, False)):
         (tmp_path / "best.json").write_text(json.dumps({**best, "info": {"steps": steps}}))
-        out = tmp_path / f"proxy-{steps}-{given is not None}"
+        out = outside / f"proxy-{steps}-{given is not None}"
         weights = ["--weights", str(given)] if given else []
         assert main(["refine", str(tmp_path / "best.json"), *weights, *ONE_CHEAP_STEP, *common(table, out)]) == 0
         err = capsys.readouterr().err
         note = (
             f"note: INPUT's weights are the search's proxy training ({steps} steps of 32 images); NetAdapt prunes a trained network, "
-            f"and each proposal's fine-tune (12 steps of 64) will mostly go on training this one, which hides what pruning costs. For a trained start: "
+            f"and each proposal's fine-tune (12 steps of 64 images) will mostly go on training this one, which hides what pruning costs. For a trained start: "
             f"nas-train {tmp_path / 'best.json'} --epochs 10 (with this run's data options), then netadapt refine {tmp_path / 'best.json'} "
             f"--weights {tmp_path / 'best.synthetic.pt'}"
         )
         assert (note in err) == said, err
+    # a budget the network already meets is refused in its one line, without the notes of a run
+    assert main(["refine", str(tmp_path / "best.json"), "--target-latency", "10s", *common(table, outside / "met")]) == 2
+    err = capsys.readouterr().err
+    assert "the network already meets the budget" in err and "proxy training" not in err
     # a NetAdapt run's refined.json, refined further: that run's table and the correction it froze
     earlier = tmp_path / "earlier"
     shutil.copytree(reference_run, earlier)
     recorded = json.loads((earlier / "manifest.json").read_text())
     recorded["latency"]["correction"] = {**recorded["latency"]["correction"], "a": 2.0, "b": 0.0, "se_ms": 0.0}
     (earlier / "manifest.json").write_text(json.dumps(recorded))
-    out = tmp_path / "further"
+    out = outside / "further"
     assert main(["refine", str(earlier / "refined.json"), *ONE_CHEAP_STEP, *[a for a in common(table, out) if a not in ("--table", str(table), "--pretrain-epochs", "10")]]) == 0
     assert f"using the latency table of the run that produced the input: {table}" in capsys.readouterr().err
     refined = Architecture.from_dict(json.loads((earlier / "refined.json").read_text())["architecture"])

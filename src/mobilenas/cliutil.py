@@ -97,6 +97,14 @@ class ArgumentParser(argparse.ArgumentParser):
             parser.error(message + (f"; did you mean {close}?" if close else ""))
         return parsed
 
+    def _get_value(self, action: argparse.Action, arg_string: str) -> Any:
+        """As argparse's, but an empty name given to an option that takes a folder or a file
+        (``--out ""``, an unset shell variable) is refused: it had silently meant the default."""
+        if arg_string == "" and action.option_strings and action.metavar in _PATH_METAVARS:
+            what = "a folder" if action.metavar == "DIR" else "a file"
+            raise argparse.ArgumentError(action, f"expected {what}, got an empty name (leave the option out for the default)")
+        return super()._get_value(action, arg_string)
+
     def _check_value(self, action: argparse.Action, value: Any) -> None:
         """As argparse's, with the closest choice for a misspelt one (a subcommand, --reward ...)."""
         try:
@@ -108,6 +116,10 @@ class ArgumentParser(argparse.ArgumentParser):
             raise argparse.ArgumentError(action, f"{error.message}; did you mean {close!r}?") from None
 
 
+
+
+#: the value names (metavars) of the options that take a folder or a file's name
+_PATH_METAVARS = frozenset({"DIR", "FILE", "PATH", "RUN", "PNG", "CSV", "TABLE"})
 
 
 def _name_values(parser: argparse.ArgumentParser) -> None:

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from mobilenas.units import format_duration
+from mobilenas.units import counted, format_duration, listed
 
 MANIFEST = "manifest.json"
 LOCK = ".lock"  # held by the process working on the run (RunDir.claim)
@@ -354,6 +354,26 @@ def environment() -> dict[str, Any]:
 
 
 RESUME_COMMANDS = {"search": "nas-search --resume", "netadapt": "netadapt refine --resume"}  # by manifest kind
+_KIND_LABELS = {"search": "nas-search", "netadapt": "NetAdapt"}  # what a message calls a run of each kind
+
+
+def _is_run(folder: Path) -> bool:
+    """Whether ``folder`` holds a mobilenas run (a manifest with a kind this version writes; another
+    tool's ``manifest.json``, a web app's say, is no run)."""
+    try:
+        if not (folder / MANIFEST).is_file():
+            return False
+        manifest = read_json(folder / MANIFEST)
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and manifest.get("kind") in RESUME_COMMANDS
+
+
+def _left_by_a_start(name: str) -> bool:
+    """A file that a run killed before its manifest was written may leave in its folder (the lock,
+    a temporary file of :func:`atomic_write_bytes`, a probe of ``check_writable_folder``): a new run
+    may be made beside it."""
+    return name == LOCK or (name.startswith(".") and name.endswith(".tmp")) or name.startswith(".mobilenas-probe-")
 
 
 class RunDir:
@@ -370,21 +390,60 @@ class RunDir:
     def exists(self) -> bool:
         return self.manifest_path.is_file()
 
-    def refuse_existing(self) -> None:
-        """Raise ``ValueError`` if a run is already here (commands call it before any work)."""
+    def refuse_existing(self, kind: str | None = None) -> None:
+        """Raise ``ValueError`` unless a new run of ``kind`` may be made here (commands call it before
+        any work): the folder must be new, empty, or hold only what a run killed before its manifest
+        leaves (a lock no process holds, a temporary file), and lie in no other run's folder (their
+        files would mix). The message says what is there: a run to ``--resume`` (one of ``kind``;
+        ``None``: the command of whatever kind is there), one of another kind, one in use."""
+        quoted = shlex.quote(str(self.root))
+        holder = self.holder()
+        by = "" if holder is None else f" (pid {holder})" if holder > 0 else ""
         if self.exists():
-            raise ValueError(f"{self.root} already holds a run; use --resume {shlex.quote(str(self.root))} to continue it, or choose another --out")
+            try:
+                found = self.manifest().get("kind")
+            except (OSError, ValueError):
+                found = None
+            label = _KIND_LABELS.get(str(found))
+            if holder is not None:
+                raise ValueError(f"{self.root} already holds a run that another process{by} is working on now; choose another --out")
+            if found is not None and found == kind:
+                raise ValueError(f"{self.root} already holds a run; use --resume {quoted} to continue it, or choose another --out")
+            if label is None:
+                raise ValueError(f"{self.root} already holds a run ({MANIFEST} names no kind this version knows); choose another --out")
+            if kind is None:
+                raise ValueError(f"{self.root} already holds a {label} run; {RESUME_COMMANDS[str(found)]} {quoted} continues it, or choose another --out")
+            raise ValueError(f"{self.root} already holds a {label} run; choose another --out")
+        for folder in self.root.absolute().parents:
+            if _is_run(folder):
+                raise ValueError(f"{self.root} is inside the run folder {folder}, and its files would mix with that run's; choose a folder outside it with --out")
+        if holder is not None:  # a run that has not written its manifest yet
+            raise ValueError(f"{self.root} is in use by another process{by} starting a run there; choose another --out")
+        try:
+            present = sorted(entry.name for entry in self.root.iterdir() if not _left_by_a_start(entry.name))
+        except (NotADirectoryError, FileNotFoundError):
+            return  # missing (made later), or a file (check_writable_folder says so)
+        except OSError:
+            return  # unreadable: making the run there fails with its own message
+        if MANIFEST in present and self.exists():  # another process made a run here meanwhile (RunDir.create at once)
+            self.refuse_existing(kind)
+        if present:
+            raise ValueError(
+                f"{self.root} is not empty ({counted(len(present), 'entry', 'entries')}: {listed(present, 3)}) and holds no run; a run's files would mix with them:"
+                " choose a new or empty folder with --out"
+            )
 
     @classmethod
     def create(cls, root: str | Path, manifest: dict[str, Any]) -> RunDir:
         run = cls(root)
-        run.refuse_existing()
+        kind = manifest.get("kind")
+        run.refuse_existing(kind if isinstance(kind, str) else None)
         run.root.mkdir(parents=True, exist_ok=True)
         full = {"created": now_iso(), "environment": environment(), **manifest}
         try:  # two processes given the same --out at once: one gets the run, the other this error
             atomic_write_json(run.manifest_path, full, exclusive=True)
         except FileExistsError:
-            run.refuse_existing()
+            run.refuse_existing(kind if isinstance(kind, str) else None)
             raise
         return run
 
