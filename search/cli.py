@@ -767,7 +767,7 @@ def _search(argv: Sequence[str] | None, prog: str, held: contextlib.ExitStack) -
         # where the run will go: checked before the data set, the table or any training
         if config["out"]:
             check_writable_folder(config["out"], f"--out {config['out']}")
-            RunDir(config["out"]).refuse_existing()
+            RunDir(config["out"]).refuse_existing("search")
         else:
             check_writable_folder(DEFAULT_OUT_ROOT, f"the default run folder {DEFAULT_OUT_ROOT} (choose another with --out)")
     config["quiet"] = quiet

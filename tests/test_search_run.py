@@ -115,6 +115,15 @@ def test_a_target_only_rows_without_a_reward_meet_is_refused(cells: Path, tmp_pa
     assert "no row has both a 'val_acc_12ep' value and a latency: choose another --reward-column" in capsys.readouterr().err
 
 
+def test_an_out_holding_a_netadapt_run_is_not_sent_to_a_resume(cells: Path, tmp_path: Path, capsys) -> None:
+    from mobilenas.runs import RunDir
+
+    RunDir.create(tmp_path / "pruned", {"kind": "netadapt"})
+    assert nas_search(_args(cells, tmp_path / "pruned", "--samples", "3")) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith(f"{tmp_path / 'pruned'} already holds a NetAdapt run; choose another --out"), err  # it had offered netadapt's --resume
+
+
 def test_a_target_only_cells_that_barely_learn_meet_gets_a_note(cells: Path, tmp_path: Path, capsys) -> None:
     import pandas as pd
 
