@@ -160,6 +160,11 @@ def test_every_command_says_its_version_and_python_m_mobilenas_runs(capsys: pyte
     for module, _ in COMMANDS.values():
         assert importlib.import_module(module).main(["--version"]) == 0, module
         assert capsys.readouterr().out.strip() == f"mobilenas {__version__}", module
+    # a subcommand's too: "unrecognized arguments", or "--space is required" first
+    for module, argv in (("mobilenas.results.cli", ["show", "--version"]), ("mobilenas.latency.cli", ["build", "--version"]),
+                         ("mobilenas.netadapt.cli", ["describe", "--version"]), ("mobilenas.search.cli", ["--target-latency", "5ms", "--version"])):
+        assert importlib.import_module(module).main(argv) == 0, (module, argv)
+        assert capsys.readouterr().out.strip() == f"mobilenas {__version__}", (module, argv)
     result = subprocess.run([sys.executable, "-m", "mobilenas", "--version"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and result.stdout.strip() == f"mobilenas {__version__}", result.stderr
 

@@ -75,7 +75,15 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def parse_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> Any:  # type: ignore[override]
         """As argparse's, but an unknown option is reported by the subcommand that was given it,
-        with the closest option it has (``--target-latncy``: did you mean --target-latency?)."""
+        with the closest option it has (``--target-latncy``: did you mean --target-latency?); and
+        ``--version`` anywhere, a subcommand's options included, prints the version (a
+        subcommand's parser had refused it, or first asked for its required options)."""
+        tokens = list(sys.argv[1:] if args is None else args)
+        if "--version" in (tokens[: tokens.index("--")] if "--" in tokens else tokens):
+            from mobilenas import __version__
+
+            print(f"mobilenas {__version__}")  # on stdout, as argparse's version action
+            self.exit(0)
         parsed, extras = self.parse_known_args(args, namespace)
         if extras:
             parser: argparse.ArgumentParser = self
