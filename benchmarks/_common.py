@@ -25,7 +25,7 @@ from mobilenas.cliutil import (
 from mobilenas.errors import UsageError
 
 __all__ = [
-    "at_least", "check_out", "check_out_folder", "check_writable_folder", "command_line", "image_pixels", "nonnegative_float",
+    "at_least", "check_out", "check_out_folder", "check_report", "check_writable_folder", "command_line", "image_pixels", "nonnegative_float",
     "nonnegative_int", "positive_float", "positive_int", "seed_number", "stem_file", "write_report",
 ]
 
@@ -58,6 +58,14 @@ def check_out(parser: argparse.ArgumentParser, *files: str | Path, option: str =
             check_writable_folder(path.parent, option)
         except UsageError as error:
             parser.error(str(error))
+
+
+def check_report(parser: argparse.ArgumentParser, stem: str | Path, option: str = "--out") -> Path:
+    """:func:`check_out` for the STEM.md and STEM.json of :func:`write_report`; returns the stem
+    (without a ``.md`` or ``.json`` it was given with)."""
+    stem = stem_file(Path(stem), "")
+    check_out(parser, stem_file(stem, ".md"), stem_file(stem, ".json"), option=option)
+    return stem
 
 
 def check_out_folder(parser: argparse.ArgumentParser, folder: str | Path, option: str = "--out") -> None:

@@ -22,7 +22,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from _common import check_out, command_line, positive_int, stem_file, write_report
+from _common import check_report, command_line, positive_int, write_report
 
 HERE = Path(__file__).parent
 
@@ -48,8 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=positive_int, default=5, help="rounds, each every command once (default: %(default)s)")
     parser.add_argument("--out", type=Path, default=HERE / "cli_startup", help="output stem: writes STEM.md and STEM.json (default: the committed results, benchmarks/cli_startup)")
     args = parser.parse_args(argv)
-    out = stem_file(args.out, "")
-    check_out(parser, stem_file(out, ".md"), stem_file(out, ".json"))
+    out = check_report(parser, args.out)
     times: dict[str, list[float]] = {name: [] for name in [*COMMANDS, TORCH]}
     for _ in range(args.rounds):
         for name, module_args in COMMANDS.items():

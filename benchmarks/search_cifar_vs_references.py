@@ -32,7 +32,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from _common import check_out, check_out_folder, command_line, positive_int, stem_file
+from _common import check_out_folder, check_report, command_line, positive_int, stem_file
 
 HERE = Path(__file__).parent
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10"
@@ -75,8 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--proxy-steps", type=positive_int, default=None, help="steps of every proxy training, in the search and after it (default: the proxy default)")
     parser.add_argument("--out", type=Path, default=HERE / "search_cifar_vs_references.md", help="the .md to write, and the .json beside it (default: the committed results)")
     args = parser.parse_args(argv)
-    out = stem_file(args.out, "")
-    check_out(parser, stem_file(out, ".md"), stem_file(out, ".json"))
+    out = check_report(parser, args.out)
     check_out_folder(parser, args.work, "--work")
 
     from mobilenas.latency import measure_architectures, open_or_create_table

@@ -23,7 +23,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from _common import check_out, command_line, stem_file
+from _common import check_report, command_line, stem_file
 
 HERE = Path(__file__).resolve().parent
 COMMAND = ["nas-search", "--target-latency", "15ms"]
@@ -34,8 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=HERE / "search_quickstart.md", help="where the table goes, and the .json beside it (default: benchmarks/search_quickstart.md)")
     args = parser.parse_args(argv)
-    out = stem_file(args.out, "")
-    check_out(parser, stem_file(out, ".md"), stem_file(out, ".json"))
+    out = check_report(parser, args.out)
     executable = shutil.which(COMMAND[0])
     if executable is None:
         raise SystemExit("nas-search is not on PATH: pip install -e '.[dev]' first")

@@ -20,7 +20,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from _common import check_out, command_line, positive_int, stem_file, write_report
+from _common import check_report, command_line, positive_int, write_report
 
 from mobilenas.runs import RunDir
 from mobilenas.search.orchestrator import Problem, SearchRun
@@ -76,8 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--samples", type=positive_int, default=12, help="architectures proxy-trained in each run (default: %(default)s)")
     parser.add_argument("--out", type=Path, default=HERE / "search_ray_throughput.md", help="the .md to write, and the .json beside it (default: the committed results)")
     args = parser.parse_args(argv)
-    out = stem_file(args.out, "")
-    check_out(parser, stem_file(out, ".md"), stem_file(out, ".json"))
+    out = check_report(parser, args.out)
     data = load_dataset("synthetic", seed=0)
     config = ProxyConfig(threads=1)
     runs = [one_run(w, args.samples, data, config, seed=7) for w in (1, 2, 2, 1)]

@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import tomllib
-from _common import check_out, command_line, positive_int, stem_file
+from _common import check_report, command_line, positive_int, stem_file
 
 HERE = Path(__file__).parent
 TABLE = HERE.parent.parent / "shared" / "data" / "nb201" / "nb201_cifar10_dev.csv.gz"
@@ -89,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.table.exists():
         parser.error(f"{args.table} does not exist: give the NAS-Bench-201 CSV with --table")
-    check_out(parser, stem_file(args.out, ".md"), stem_file(args.out, ".json"))
+    check_report(parser, args.out)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         code = baseline_tree(args.baseline, Path(tmp) / "baseline") if args.baseline else None
