@@ -642,7 +642,7 @@ def journal_cut_short(run: RunDir) -> str | None:
         applied = int(read_checkpoint(path)["events"])
     except Exception:  # whatever it is, the resume reports it
         return None
-    held = len(whole_events(run.events.read()))
+    held = len(run.events.read())  # one event a line, as the resume counts them whole
     return _cut_short(run, held, applied) if applied > held else None
 
 
