@@ -513,8 +513,9 @@ def _manifest(setup: Setup) -> dict[str, Any]:
 # --------------------------------------------------------------------------- running
 
 
-def _progress_hook(config: dict[str, Any], total: int) -> tuple[Any, Any]:
-    bar = progress(total=total, desc="search", enabled=not config["quiet"], unit="arch")
+def _progress_hook(config: dict[str, Any], total: int, seconds_left: Any = None) -> tuple[Any, Any]:
+    """The search's bar and the hook that redraws it; ``seconds_left`` (the time limit's) caps its ETA."""
+    bar = progress(total=total, desc="search", enabled=not config["quiet"], unit="arch", seconds_left=seconds_left)
     redrawn = 0.0  # when the postfix alone was last drawn
     submitted = False
 
@@ -863,7 +864,7 @@ def _search(argv: Sequence[str] | None, prog: str, held: contextlib.ExitStack) -
         say(f"time limit {format_time_limit(config['time_limit'])}: nothing new is proposed after {search.time_limit.ends_at()}")
     # the bar once the resumed run has been checked (a refused --samples drew it before the error)
     # a finished run resumed has nothing to count (it drew an empty bar, then a full one)
-    bar, search.on_update = _progress_hook({**config, "quiet": config["quiet"] or search.done}, config["samples"])
+    bar, search.on_update = _progress_hook({**config, "quiet": config["quiet"] or search.done}, config["samples"], search.time_limit.seconds_left)
     bar.initial = bar.n = len(search.trained)  # counted, but not in the rate that the ETA comes from
     set_resume_hint(f"nas-search --resume {shlex.quote(str(run.root))}")
     started = time.time()

@@ -619,3 +619,28 @@ def test_a_command_started_without_stdout_or_stderr_runs_without_a_traceback(tmp
                               stdout=None if closed == 1 else subprocess.PIPE, stderr=None if closed == 2 else subprocess.PIPE, env=env, timeout=120)
         said = (done.stderr if closed == 1 else done.stdout) or b""
         assert done.returncode == 0 and b"Traceback" not in said, (closed, said)
+
+
+def test_a_progress_bar_eta_stops_at_the_time_limit() -> None:
+    """At 1 s a step, 90 steps are left: the ETA says 01:30, unless a --time-limit stops new work
+    sooner, when it says the time to the limit (it had promised the 90 s regardless)."""
+    import io
+
+    from mobilenas.cliutil import progress
+
+    left: list[float | None] = [5.0]
+    bar = progress(total=100, desc="search", seconds_left=lambda: left[0])
+    bar.fp = io.StringIO()  # (tqdm's own writer; the meter is read, not drawn)
+    bar.start_t -= 10.0
+    bar.n = 10
+    assert "<00:05 time limit," in str(bar)
+    left[0] = 1000.0  # the limit is later than the work's end
+    assert "<01:30," in str(bar) and "time limit" not in str(bar)
+    left[0] = None  # no limit
+    assert "<01:30," in str(bar)
+    bar.close()
+    plain = progress(total=100, desc="search")
+    plain.start_t -= 10.0
+    plain.n = 10
+    assert "<01:30," in str(plain)
+    plain.close()

@@ -536,13 +536,20 @@ def add_json_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
 
 
-def progress(iterable: Any = None, *, total: int | None = None, desc: str = "", enabled: bool = True, unit: str = "it", initial: int = 0) -> Any:
+def progress(
+    iterable: Any = None, *, total: int | None = None, desc: str = "", enabled: bool = True, unit: str = "it", initial: int = 0,
+    seconds_left: Callable[[], float | None] | None = None,
+) -> Any:
     """A tqdm progress bar on stderr (with ETA); a silent pass-through when ``enabled`` is false.
 
     ``initial``: work already done (a resumed run); it shows in the count but not in the rate, so
-    the ETA is not flattered by work that took no time now.
+    the ETA is not flattered by work that took no time now. ``seconds_left``: the time until a
+    ``--time-limit`` stops new work (None: no limit); the ETA shown is never later than it.
     """
     from tqdm.auto import tqdm
+
+    if seconds_left is not None:
+        tqdm = _limited_bar_class(tqdm, seconds_left)
 
     # Redirected to a file or a CI log, a bar redrawn ten times a second is noise: redraw rarely.
     interactive = sys.stderr.isatty()
@@ -556,6 +563,29 @@ def progress(iterable: Any = None, *, total: int | None = None, desc: str = "", 
     )
     _open_bars.add(bar)
     return bar
+
+
+def _limited_bar_class(base: Any, seconds_left: Callable[[], float | None]) -> type:
+    """``base`` (a tqdm class) whose ETA stops at the time limit: where the rate says the work ends
+    later than ``seconds_left()``, the bar shows the time to the limit, marked as such."""
+
+    class LimitedBar(base):
+        @property
+        def format_dict(self) -> dict[str, Any]:
+            return {**super().format_dict, "seconds_left": seconds_left()}
+
+        @staticmethod
+        def format_meter(n: float, total: float | None, elapsed: float, seconds_left: float | None = None, **kwargs: Any) -> str:
+            rate = kwargs.get("rate")
+            if rate is None and elapsed:
+                rate = (n - kwargs.get("initial", 0)) / elapsed
+            by_rate = (total - n) / rate if rate and total else None
+            if seconds_left is not None and total and n < total and kwargs.get("bar_format") is None and (by_rate is None or by_rate > seconds_left):
+                left = base.format_interval(seconds_left)
+                kwargs["bar_format"] = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<" + left + " time limit, {rate_fmt}{postfix}]"
+            return str(base.format_meter(n, total, elapsed, **kwargs))
+
+    return LimitedBar
 
 
 def _terminal_columns() -> int:
