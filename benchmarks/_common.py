@@ -4,8 +4,10 @@ so that a script that only drives subprocesses does not load torch for it."""
 from __future__ import annotations
 
 import argparse
+import datetime as _dt
 import json
 import shlex
+import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -25,8 +27,8 @@ from mobilenas.cliutil import (
 from mobilenas.errors import UsageError
 
 __all__ = [
-    "at_least", "check_out", "check_out_folder", "check_report", "check_writable_folder", "command_line", "image_pixels", "nonnegative_float",
-    "nonnegative_int", "positive_float", "positive_int", "seed_number", "stem_file", "write_report",
+    "at_least", "check_out", "check_out_folder", "check_report", "check_writable_folder", "command_line", "git_commit", "image_pixels", "nonnegative_float",
+    "nonnegative_int", "positive_float", "positive_int", "provenance", "seed_number", "stem_file", "write_report",
 ]
 
 
@@ -85,10 +87,39 @@ def command_line(script: str, argv: Sequence[str] | None = None, *, flock: bool 
     return f"{prefix}python benchmarks/{Path(script).name} {shlex.join(given)}".rstrip()
 
 
+def git_commit() -> str | None:
+    """The repository's commit (short), with ``+changes`` when tracked files differ from it; None
+    outside a git checkout (an unpacked sdist) or without git."""
+    here = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "-C", str(here), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10)
+        if commit.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
+
+
+def provenance(script: str | None = None, argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """What a results file records of how it was made: date, the command (see :func:`command_line`;
+    ``script`` defaults to the running one), the commit and the versions and machine
+    (:func:`mobilenas.runs.environment`)."""
+    from mobilenas.runs import environment
+
+    return {
+        "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "command": command_line(script or sys.argv[0], argv),
+        "commit": git_commit(),
+        "environment": environment(),
+    }
+
+
 def write_report(out: str | Path, summary: dict[str, Any], markdown: str) -> None:
-    """Write ``<out>.json`` (the figures) and ``<out>.md`` (the table), and print the table."""
+    """Write ``<out>.json`` (the figures, with their :func:`provenance`) and ``<out>.md`` (the
+    table), and print the table."""
     stem = str(out)
-    Path(stem + ".json").write_text(json.dumps(summary, indent=2) + "\n")
+    Path(stem + ".json").write_text(json.dumps({**summary, "provenance": provenance()}, indent=2) + "\n")
     Path(stem + ".md").write_text(markdown)
     print(markdown)
 

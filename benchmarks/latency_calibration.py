@@ -31,7 +31,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import check_out_folder, command_line, nonnegative_float, positive_int, seed_number
+from _common import (
+    check_out_folder,
+    command_line,
+    git_commit,
+    nonnegative_float,
+    positive_int,
+    seed_number,
+)
 
 from mobilenas.runs import mobilenas_home
 
@@ -261,6 +268,7 @@ def main() -> int:
     payload = {
         "date": stamp,
         "command": command_line(__file__),
+        "commit": git_commit(),
         "device": table.device.to_dict(),
         "environment": environment(),
         "table": {"entries": build.entries, "measured_in_this_run": build.measured, "build_wall_time_s": build.wall_time_s, "method": table.method.to_dict()},

@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import check_out, command_line, image_pixels, positive_int, seed_number
+from _common import check_out, command_line, image_pixels, positive_int, provenance, seed_number
 
 HERE = Path(__file__).resolve().parent
 MEASURE_ROUNDS = 15
@@ -336,6 +336,7 @@ def main() -> int:
         "wall_time_s": time.perf_counter() - started,
     }
     report["table_copied_from"] = None if args.table is None else str(args.table)
+    report["provenance"] = provenance(__file__)
     (args.out / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
     plot(report, args.out / f"{stem}.png")
     markdown = render(report, f"{stem}.png")

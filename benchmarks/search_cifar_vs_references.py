@@ -32,7 +32,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from _common import check_out_folder, check_report, command_line, positive_int, stem_file
+from _common import (
+    check_out_folder,
+    check_report,
+    command_line,
+    positive_int,
+    provenance,
+    stem_file,
+)
 
 HERE = Path(__file__).parent
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10"
@@ -220,7 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     text = "\n".join(lines)
     print(text)
     stem_file(out, ".md").write_text(text)
-    stem_file(out, ".json").write_text(json.dumps({"target_reference": args.target_reference, "target_ms": target, "selection": selection, "rows": rows, "searched_at_least_as_accurate": verdict, "searched_at_least_as_accurate_as_next_width_up": verdict_above}, indent=2))
+    stem_file(out, ".json").write_text(json.dumps({"target_reference": args.target_reference, "target_ms": target, "selection": selection, "rows": rows, "searched_at_least_as_accurate": verdict, "searched_at_least_as_accurate_as_next_width_up": verdict_above, "provenance": provenance(__file__, argv)}, indent=2))
     return 0
 
 

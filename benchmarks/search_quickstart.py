@@ -23,7 +23,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from _common import check_report, command_line, stem_file
+from _common import check_report, command_line, provenance, stem_file
 
 HERE = Path(__file__).resolve().parent
 COMMAND = ["nas-search", "--target-latency", "15ms"]
@@ -81,7 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(text)
     stem_file(out, ".md").write_text(text)
     payload = {"date": stamp, "command": COMMAND, "wall_time_s": wall, "target_s": TARGET_S, "met": wall < TARGET_S, "trials": trials,
-               "peak_rss_mb": peak_mb, "best": {k: best.get(k) for k in ("accuracy", "latency_ms", "measured_latency_ms", "target_latency_ms", "reward")}}
+               "peak_rss_mb": peak_mb, "best": {k: best.get(k) for k in ("accuracy", "latency_ms", "measured_latency_ms", "target_latency_ms", "reward")},
+               "provenance": provenance(__file__, argv)}
     stem_file(out, ".json").write_text(json.dumps(payload, indent=2))
     return 0
 

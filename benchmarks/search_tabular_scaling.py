@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import tomllib
-from _common import check_report, command_line, positive_int, stem_file
+from _common import check_report, command_line, positive_int, provenance, stem_file
 
 HERE = Path(__file__).parent
 TABLE = HERE.parent.parent / "shared" / "data" / "nb201" / "nb201_cifar10_dev.csv.gz"
@@ -162,7 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 + ("same proposals" if r["proposals"] == r["baseline_proposals"] else f"DIFFERENT proposals ({r['proposals']} vs {r['baseline_proposals']})")
             )
     stem_file(args.out, ".md").write_text("\n".join(lines) + "\n")
-    stem_file(args.out, ".json").write_text(json.dumps(rows, indent=2) + "\n")
+    stem_file(args.out, ".json").write_text(json.dumps({"rows": rows, "provenance": provenance(__file__, argv)}, indent=2) + "\n")
     print("\n".join(lines))
     return 0
 

@@ -48,7 +48,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np
 import torch
-from _common import check_out, command_line, stem_file
+from _common import check_out, command_line, provenance, stem_file
 
 from mobilenas.cliutil import (
     ArgumentParser,
@@ -734,7 +734,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.no_write:
         atomic_write_text(stem_file(args.out, ".md"), text)
         margins = {"target_margins": _margin_bootstrap(summary)} if "ppo" in summary and "random" in summary else {}
-        atomic_write_json(stem_file(args.out, ".json"), {"meta": meta, "cells": [c.__dict__ for c in cells], "summary": summary, **margins})
+        atomic_write_json(stem_file(args.out, ".json"), {"meta": meta, "cells": [c.__dict__ for c in cells], "summary": summary, **margins, "provenance": provenance(__file__, argv)})
         plot(summary, cells, stem_file(args.out, ".png"))
     return 0
 

@@ -78,7 +78,13 @@ def test_cli_startup_writes_where_out_says_with_the_command_given(tmp_path: Path
     assert result.returncode == 0, result.stderr
     assert (BENCHMARKS / "cli_startup.md").read_text() == committed
     assert f"`flock /tmp/mobilenas-cpu.lock python benchmarks/cli_startup.py --rounds 1 --out {out}`" in (tmp_path / "startup.md").read_text()
-    assert json.loads((tmp_path / "startup.json").read_text())["rounds"] == 1
+    written = json.loads((tmp_path / "startup.json").read_text())
+    assert written["rounds"] == 1
+    made = written["provenance"]  # when, by which command, at which commit, with which versions
+    assert made["command"].endswith(f"cli_startup.py --rounds 1 --out {out}")
+    assert made["date"][:4].isdigit() and made["environment"]["torch"] and made["environment"]["mobilenas"]
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    assert made["commit"].split("+")[0] == head
 
 
 def test_search_cifar_refuses_to_resume_a_search_of_another_length(tmp_path: Path) -> None:
@@ -97,3 +103,11 @@ def test_command_line_quotes_the_options_given(monkeypatch: pytest.MonkeyPatch) 
 
     assert command_line("/x/benchmarks/train_default_trial.py", []) == "flock /tmp/mobilenas-cpu.lock python benchmarks/train_default_trial.py"
     assert command_line("strategies_nb201.py", ["--out", "a b", "--seeds", "3"], flock=False) == "python benchmarks/strategies_nb201.py --out 'a b' --seeds 3"
+
+
+def test_strategies_nb201_records_how_its_results_were_made(tmp_path: Path) -> None:
+    result = run_script("strategies_nb201.py", "--strategies", "random", "--seeds", "2", "--queries", "10", "--out", str(tmp_path / "sn"))
+    assert result.returncode == 0, result.stderr
+    made = json.loads((tmp_path / "sn.json").read_text())["provenance"]
+    assert made["commit"] and made["environment"]["torch"] and made["environment"]["optuna"]
+    assert made["command"].endswith(f"strategies_nb201.py --strategies random --seeds 2 --queries 10 --out {tmp_path / 'sn'}")
