@@ -145,7 +145,7 @@ def build_parser(prog: str) -> ArgumentParser:
     _add_space(calibrate, required=False)
     calibrate.add_argument("--samples", type=positive_int, default=50, help="architectures to sample (default: 50)")
     calibrate.add_argument("--table", type=Path, default=None, metavar="PATH", help="table file (default: the space's default table, created and filled on demand)")
-    calibrate.add_argument("--out", type=Path, default=None, metavar="DIR", help="output directory (default: ./calibration-<space>-<size>px)")
+    calibrate.add_argument("--out", type=Path, default=None, metavar="DIR", help="output directory, new or without a calibration (default: ./calibration-<space>-<size>px, or -2, -3, ... beside an earlier one)")
     calibrate.add_argument("--seed", type=seed_number, default=1, help="seed of the sampled architectures (default: 1, not build's 0, so that they are not the networks the table's correction was fitted on)")
     calibrate.add_argument("--rounds", type=positive_int, default=10, help="interleaved rounds of end-to-end runs (default: 10)")
     calibrate.add_argument(
@@ -456,11 +456,31 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+CALIBRATION_FILES = ("calibration.json", "calibration.csv", "calibration.png")  # what calibrate writes in its folder
+
+
+def _holds_calibration(folder: Path) -> bool:
+    return any((folder / name).exists() for name in CALIBRATION_FILES)
+
+
+def _free_calibration_folder(folder: Path) -> Path:
+    """``folder``, or where it holds a calibration already, the first of ``folder-2``, ``folder-3``,
+    ... that does not (a calibration run again keeps the earlier one's measurements)."""
+    number = 1
+    candidate = folder
+    while _holds_calibration(candidate):
+        number += 1
+        candidate = folder.with_name(f"{folder.name}-{number}")
+    return candidate
+
+
 def _calibrate(args: argparse.Namespace) -> int:
     from mobilenas.latency.calibrate import calibrate, report_lines
 
     space, table = _space_and_table(args)
-    out = args.out or Path(f"calibration-{space.name}-{table.input_size}px")
+    out = args.out or _free_calibration_folder(Path(f"calibration-{space.name}-{table.input_size}px"))
+    if args.out and _holds_calibration(out):  # another calibration's measurements: never overwritten
+        raise UsageError(f"--out {out} holds a calibration already ({CALIBRATION_FILES[0]}); give another --out, or delete that folder to measure again")
     check_writable_folder(out, f"--out {out}" if args.out else f"the output folder {out} (choose another with --out)")  # before measuring
     set_interrupt_note("ops measured into the latency table so far are kept; this calibration's end-to-end timings are not (interleaved rounds count only all together): run it again")
     report = calibrate(space, table, args.samples, seed=args.seed, rounds=args.rounds, out_dir=out, progress=not args.quiet, update_correction=args.update_correction, anchors=args.anchors)

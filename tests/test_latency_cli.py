@@ -99,6 +99,22 @@ def test_calibrate_json_has_the_names_scripts_rely_on(built_table, space_file, t
     assert code == 2 and "is a file, not a folder" in err and len(err.strip().splitlines()) == 1
 
 
+def test_a_calibration_never_overwrites_an_earlier_one(built_table, space_file, tmp_path, capsys, monkeypatch) -> None:
+    # A second calibrate into the same folder had replaced the first one's measurements silently.
+    common = ["calibrate", "--space", str(space_file), "--num-classes", "10", "--input-size", "32", "--table", str(built_table), "--rounds", "1", "--no-anchors", "--quiet", "--json"]
+    assert run([*common, "--samples", "3", "--out", str(tmp_path / "cal")], capsys)[0] == 0
+    before = (tmp_path / "cal" / "calibration.csv").read_text()
+    code, _, err = run([*common, "--samples", "2", "--out", str(tmp_path / "cal")], capsys)
+    assert code == 2 and f"--out {tmp_path / 'cal'} holds a calibration already" in err and len(err.strip().splitlines()) == 1
+    assert (tmp_path / "cal" / "calibration.csv").read_text() == before
+    # the default folder: the next free name beside it
+    monkeypatch.chdir(tmp_path)
+    assert run([*common, "--samples", "2"], capsys)[0] == 0
+    first = next(tmp_path.glob("calibration-*px"))
+    assert run([*common, "--samples", "2"], capsys)[0] == 0
+    assert (first / "calibration.csv").is_file() and (tmp_path / f"{first.name}-2" / "calibration.csv").is_file()
+
+
 def test_predict_and_breakdown(built_table, capsys) -> None:
     arch = tiny_space().sample(__import__("numpy").random.default_rng(3))
     code, out, _ = run(["predict", arch.to_notation(), "--table", str(built_table), "--breakdown", "--json"], capsys)
