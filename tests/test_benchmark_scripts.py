@@ -111,3 +111,10 @@ def test_strategies_nb201_records_how_its_results_were_made(tmp_path: Path) -> N
     made = json.loads((tmp_path / "sn.json").read_text())["provenance"]
     assert made["commit"] and made["environment"]["torch"] and made["environment"]["optuna"]
     assert made["command"].endswith(f"strategies_nb201.py --strategies random --seeds 2 --queries 10 --out {tmp_path / 'sn'}")
+
+
+def test_strategies_nb201_names_data_when_its_table_is_missing(tmp_path: Path) -> None:
+    # The default --data lies beside the checkout; elsewhere the error had named only the file.
+    result = run_script("strategies_nb201.py", "--strategies", "random", "--data", str(tmp_path / "none.csv.gz"), "--out", str(tmp_path / "sn"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"--data {tmp_path / 'none.csv.gz'}: no such file; give --data PATH" in result.stderr
