@@ -27,7 +27,7 @@ TOOLS = {
 }
 # options of other programs that the README quotes: --help; benchmarks/strategies_nb201.py's
 # --strategies (that script's own test runs it with them)
-FOREIGN_OPTIONS = {"--help", "--strategies"}
+FOREIGN_OPTIONS = {"--help", "--strategies", "--data"}  # (--strategies and --data: benchmarks/strategies_nb201.py's)
 
 
 def _parser(tool: str) -> argparse.ArgumentParser:
