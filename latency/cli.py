@@ -162,7 +162,7 @@ def build_parser(prog: str) -> ArgumentParser:
     fastest = sub("fastest", "the fastest and slowest architectures of a space by the table", "Find the fastest and the slowest architectures of a space by the table (dynamic programming over stages) and, with --target-latency, say whether the target is reachable (exit status 1 when it is not, so that a script can test it before a search) and whether it constrains anything.")
     _add_space(fastest, required=False)
     fastest.add_argument("--table", type=Path, default=None, metavar="PATH", help="table file (default: the space's default table)")
-    fastest.add_argument("--target-latency", type=duration_ms, default=None, metavar="DURATION", help="a latency target such as 15ms or 0.015s")
+    fastest.add_argument("--target-latency", type=duration_ms, default=None, metavar="DURATION", help="a latency target such as 15ms or 0.015s (a bare number is milliseconds)")
     fastest.add_argument("--exhaustive", action="store_true", help="consider every option (measures every op the space has if the table lacks them)")
     fastest.add_argument("--force-device", action="store_true", help="use a table measured on another device anyway")
     _add_backend(fastest, timing=False)

@@ -44,7 +44,7 @@ from mobilenas.cliutil import (
     stdout_kept_for_json,
     time_limit_s,
 )
-from mobilenas.errors import UsageError, did_you_mean
+from mobilenas.errors import UsageError
 from mobilenas.runs import RunDir, absolute_path, new_run_id, tables_folder_words
 from mobilenas.train.choices import (
     PROXY_BATCH_SIZE,
@@ -89,7 +89,7 @@ def build_parser(prog: str) -> ArgumentParser:
     })
     S = argparse.SUPPRESS
     g = p.add_argument_group("target and reward")
-    g.add_argument("--target-latency", type=duration_ms, default=S, metavar="DURATION", help="latency target on the device, e.g. 15ms or 0.015s (required unless --resume)")
+    g.add_argument("--target-latency", type=duration_ms, default=S, metavar="DURATION", help="latency target on the device, e.g. 15ms or 0.015s (a bare number is milliseconds; required unless --resume)")
     g.add_argument("--reward", choices=REWARD_KINDS, default=S, help="soft: ACC*(LAT/T)^-0.07 (default; the target does not change its ranking, so it is no limit); hard: alpha=0, beta=-1; custom: exponent --w; absolute: TuNAS ACC+beta*|LAT/T-1|")
     g.add_argument("--w", type=float, metavar="W", default=S, help="exponent of the custom reward, -10 to 0 (MobileNetV3-Small used -0.15)")
     g.add_argument("--beta", type=float, metavar="BETA", default=S, help="beta of the absolute reward, -10 to 0 (default -0.1)")
@@ -241,9 +241,9 @@ def _strategy_name(text: str) -> str:
     if text in STRATEGY_NAMES:
         return text
     if ":" not in text:
-        raise argparse.ArgumentTypeError(
-            f"unknown strategy {text!r}{did_you_mean(text, STRATEGY_NAMES)}: choose one of {', '.join(STRATEGY_NAMES)}, or give one of your own as FILE.py:CLASS or MODULE:CLASS"
-        )
+        from mobilenas.search.strategies import unknown_strategy_message
+
+        raise argparse.ArgumentTypeError(unknown_strategy_message(text, STRATEGY_NAMES))
     from mobilenas.search.base import recorded_strategy_name
 
     return recorded_strategy_name(text)

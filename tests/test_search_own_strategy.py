@@ -167,6 +167,7 @@ def test_a_module_strategy_and_one_without_options(greedy: Path, cells: Path, tm
         ("broken.py:Greedy", "importing {folder}/broken.py failed: NameError: name 'undefined_name' is not defined"),
         ("abstract.py:Half", "Half does not implement load_state_dict, state_dict"),
         ("greedy", "argument --strategy: unknown strategy 'greedy': choose one of ppo, reinforce, evolution, random, tpe, nsga2, or give one of your own"),
+        ("greedy.py", "argument --strategy: strategy 'greedy.py' names a file but not its class: give FILE.py:CLASS, e.g. greedy.py:Greedy"),
     ],
 )
 def test_bad_names_are_one_line_before_any_work(name: str, message: str, greedy: Path, cells: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:

@@ -85,7 +85,7 @@ def test_registry_builds_every_strategy_with_its_defaults() -> None:
 
 
 def test_registry_errors_name_the_choices() -> None:
-    with pytest.raises(ValueError, match=r"unknown strategy 'ppo2' \(did you mean 'ppo'\?\); choose one of ppo, reinforce, evolution, random, tpe, nsga2"):
+    with pytest.raises(ValueError, match=r"unknown strategy 'ppo2' \(did you mean 'ppo'\?\): choose one of ppo, reinforce, evolution, random, tpe, nsga2"):
         make_strategy("ppo2", (2,), 0)
     with pytest.raises(ValueError, match="strategy 'ppo' takes a PPOConfig, got ReinforceConfig"):
         make_strategy("ppo", (2,), 0, ReinforceConfig())

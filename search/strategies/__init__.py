@@ -77,6 +77,29 @@ def is_plugin(name: str) -> bool:
     return ":" in name and name not in STRATEGIES
 
 
+def unknown_strategy_message(name: str, known: Sequence[str]) -> str:
+    """Why ``name`` names no strategy, and what to give: a ``.py`` file without its ``:CLASS`` is
+    told the classes it defines."""
+    if name.endswith(".py"):
+        classes = _class_names(Path(name))
+        example = f"e.g. {name}:{classes[0]}" if len(classes) == 1 else f"one of {', '.join(f'{name}:{c}' for c in classes)}" if classes else f"e.g. {name}:MyStrategy"
+        return f"strategy {name!r} names a file but not its class: give FILE.py:CLASS, {example}"
+    return f"unknown strategy {name!r}{did_you_mean(name, known)}: choose one of {', '.join(known)}, or give one of your own as FILE.py:CLASS or MODULE:CLASS"
+
+
+def _class_names(path: Path) -> list[str]:
+    """The classes defined at the top of the Python file ``path`` (none where it cannot be read)."""
+    import ast
+
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
+        return []
+    classes = [node for node in tree.body if isinstance(node, ast.ClassDef) and not node.name.startswith("_")]
+    strategies = [node for node in classes if any(ast.unparse(base).split(".")[-1].endswith("Strategy") for base in node.bases)]
+    return [node.name for node in strategies or classes]
+
+
 def _load_plugin(name: str) -> StrategyInfo:
     import hashlib
     import importlib
@@ -167,7 +190,7 @@ def _info(name: str) -> StrategyInfo:
     if name in STRATEGIES:
         return STRATEGIES[name]
     if not is_plugin(name):
-        raise ValueError(f"unknown strategy {name!r}{did_you_mean(name, STRATEGIES)}; choose one of {', '.join(STRATEGIES)}, or a strategy of your own as MODULE:CLASS or FILE.py:CLASS")
+        raise ValueError(unknown_strategy_message(name, list(STRATEGIES)))
     if name not in _PLUGINS:
         _PLUGINS[name] = _load_plugin(name)
     return _PLUGINS[name]
