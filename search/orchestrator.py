@@ -186,6 +186,7 @@ class SearchRun:
         self.stopped: str | None = None  # why asking stopped early (converged, no feasible proposal)
         self.started = time.time()
         self._events_seen = len(run.events.read())
+        self._last_event: list[Any] | None = None  # event_mark of the last event journaled (see _checkpoint)
         self._logged: set[tuple[str, int, str]] = set()
         self._held: list[dict[str, Any]] = []  # journal events not written yet (see _log)
         self._resubmit: list[Submission] = []
@@ -203,6 +204,7 @@ class SearchRun:
             return
         self._logged.add(mark)
         self._held.append({**event, "time": event.get("time") or now_iso()})
+        self._last_event = event_mark(self._held[-1])
         self._events_seen += 1
         if not hold:
             self._flush()
@@ -216,7 +218,7 @@ class SearchRun:
 
     def _checkpoint(self) -> None:
         self._flush()  # the journal never lags a checkpoint (resume relies on it)
-        state = {"events": self._events_seen, "submitted": self.submitted, "stopped": self.stopped, "state": self.strategy.state_dict()}
+        state = {"events": self._events_seen, "last_event": self._last_event, "submitted": self.submitted, "stopped": self.stopped, "state": self.strategy.state_dict()}
         try:
             saved = dump_state(state)
         except (pickle.PicklingError, TypeError, AttributeError) as error:  # the wrappers' own state is plain data
@@ -542,8 +544,10 @@ class SearchRun:
 
     def resume(self) -> None:
         """Restore the strategy from ``strategy.pt`` and the trials from the journal."""
-        events = whole_events(self.run.events.read())
+        journaled = self.run.events.read()
+        events = whole_events(journaled)  # (one to one: a line each)
         self._events_seen = len(events)
+        self._last_event = event_mark(journaled[-1]) if journaled else None
         applied = 0
         checkpoint_path = self.run.path(CHECKPOINT)
         lost = "the strategy cannot continue, but every finished trial is in events.jsonl (nas-results show reads it): start a new run"
@@ -557,10 +561,12 @@ class SearchRun:
                 reason = str(error).strip().splitlines()[0] if str(error).strip() else "damaged"
                 raise ValueError(f"{checkpoint_path} cannot be read ({type(error).__name__}: {reason}); {lost}") from None
             applied = int(checkpoint["events"])
-            if applied > len(events):
-                # The journal is fsynced before each checkpoint, so it never lags one: it was cut or replaced
-                # from outside. Resuming would rewrite trials.csv, pareto.csv and best.json from what is left.
-                raise ValueError(_cut_short(self.run, len(events), applied))
+            # The journal is fsynced before each checkpoint, so it never lags one: it was cut, replaced
+            # or damaged from outside. Resuming would rewrite trials.csv, pareto.csv and best.json from
+            # what is left (and a lost line mid-file shifted every later one against the checkpoint).
+            mismatch = _journal_mismatch(self.run, journaled, checkpoint)
+            if mismatch:
+                raise ValueError(mismatch)
             self.strategy.load_state_dict(checkpoint["state"])
             self.submitted = int(checkpoint["submitted"])
             self.stopped = checkpoint.get("stopped")
@@ -621,15 +627,30 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     return dict(pickle.loads(path.read_bytes()))
 
 
-def _cut_short(run: RunDir, held: int, applied: int) -> str:
-    return (
-        f"{run.events.path} holds {held} events but {CHECKPOINT} reflects {applied}: the journal "
-        "was cut short or replaced; put the whole events.jsonl back to resume (trials.csv and best.json are left as they were)"
-    )
+def event_mark(event: dict[str, Any]) -> list[Any]:
+    """What tells one journal event from another: type, number, source and time."""
+    return [event.get("type"), event.get("number"), event.get("source"), event.get("time")]
+
+
+def _journal_mismatch(run: RunDir, events: list[dict[str, Any]], checkpoint: dict[str, Any]) -> str | None:
+    """Why the journal's ``events`` (as read) are not the ones ``checkpoint`` followed, or None: fewer
+    than it reflects (cut short), or another event where its last one was (a line lost or changed
+    mid-file; checkpoints before this check have no last event to compare)."""
+    applied = int(checkpoint["events"])
+    keep = "put the whole events.jsonl back to resume (trials.csv and best.json are left as they were)"
+    skipped = run.events.skipped
+    damaged = f"; line{'s' if len(skipped) > 1 else ''} {', '.join(map(str, skipped[:5]))}{', ...' if len(skipped) > 5 else ''} {'are' if len(skipped) > 1 else 'is'} not a whole event" if skipped else ""
+    if applied > len(events):
+        return f"{run.events.path} holds {len(events)} events but {CHECKPOINT} reflects {applied}: the journal was cut short, replaced or damaged{damaged}; {keep}"
+    last = checkpoint.get("last_event")
+    if last is not None and applied and event_mark(events[applied - 1]) != list(last):
+        return f"{run.events.path} does not match {CHECKPOINT}: event {applied} is not the one it reflects, so a line before it was lost or changed{damaged}; {keep}"
+    return None
 
 
 def journal_cut_short(run: RunDir) -> str | None:
-    """Why ``--resume`` would refuse ``run`` for an events.jsonl that lags its checkpoint, or None.
+    """Why ``--resume`` would refuse ``run`` for an events.jsonl that lags its checkpoint or does
+    not match it, or None.
 
     For ``nas-results show``, which would otherwise send the user to a resume that refuses. A
     checkpoint that cannot be read here (damaged, or a plugin strategy's class) gives None: the
@@ -639,11 +660,11 @@ def journal_cut_short(run: RunDir) -> str | None:
     if not path.is_file():
         return None
     try:
-        applied = int(read_checkpoint(path)["events"])
+        checkpoint = read_checkpoint(path)
+        int(checkpoint["events"])
     except Exception:  # whatever it is, the resume reports it
         return None
-    held = len(run.events.read())  # one event a line, as the resume counts them whole
-    return _cut_short(run, held, applied) if applied > held else None
+    return _journal_mismatch(run, run.events.read(), checkpoint)
 
 
 def dump_state(state: Any) -> bytes:

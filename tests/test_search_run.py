@@ -153,6 +153,10 @@ def test_a_run_damaged_from_outside_is_refused_by_name_and_left_as_it_is(cells: 
         # the checkpoint reflects more events than the journal holds: resuming would rewrite trials.csv from what is left
         "journal cut": (lambda run: (run / "events.jsonl").write_text(""), "events.jsonl holds 0 events but strategy.pt reflects "),
         "journal lines lost": (_drop_half_the_journal, "events.jsonl holds 7 events but strategy.pt reflects "),
+        # a line mid-file garbled: it had been skipped without a word, and the resume told the strategy a result twice
+        "journal line garbled": (_garble_a_result_line, "events.jsonl does not match strategy.pt: event 16 is not the one it reflects, so a line before it was lost or changed; line 8 is not a whole event"),
+        # ... or lost, with as many lines as before: every later line stood one place off the checkpoint
+        "journal line moved": (_move_a_line_to_the_end, "events.jsonl does not match strategy.pt: event 16 is not the one it reflects, so a line before it was lost or changed; put"),
     }
     for name, (damage, message) in damages.items():
         run = tmp_path / name.replace(" ", "-")
@@ -163,10 +167,22 @@ def test_a_run_damaged_from_outside_is_refused_by_name_and_left_as_it_is(cells: 
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, (name, err)
         assert {file: (run / file).read_bytes() for file in before} == before, name
-        if name == "journal lines lost":  # nas-results show had sent it to that --resume ("interrupted: ... goes on")
+        if name in ("journal lines lost", "journal line garbled"):  # nas-results show had sent it to that --resume ("interrupted: ... goes on")
             assert nas_results(["show", str(run)]) == 0
             shown = capsys.readouterr().out
             assert f"not finished    nas-search --resume refuses it as it is: {run / message}" in shown and "goes on" not in shown, shown
+
+
+def _garble_a_result_line(run: Path) -> None:
+    lines = (run / "events.jsonl").read_text().splitlines(keepends=True)
+    assert len(lines) == 18 and '"type": "result"' in lines[7]  # (line 8)
+    lines[7] = "#!garbage\n"
+    (run / "events.jsonl").write_text("".join(lines))
+
+
+def _move_a_line_to_the_end(run: Path) -> None:
+    lines = (run / "events.jsonl").read_text().splitlines(keepends=True)
+    (run / "events.jsonl").write_text("".join(lines[:7] + lines[8:] + lines[7:8]))
 
 
 def _drop_half_the_journal(run: Path) -> None:

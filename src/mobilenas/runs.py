@@ -281,6 +281,7 @@ class Journal:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self.skipped: list[int] = []  # the numbers (from 1) of the lines the last read skipped
 
     def append(self, event: dict[str, Any]) -> None:
         self.extend([event])
@@ -307,21 +308,24 @@ class Journal:
 
     def read(self) -> list[dict[str, Any]]:
         """All complete events; a torn or corrupt line (from a kill mid-write, a bad disk block:
-        bytes that are not even UTF-8) is skipped."""
+        bytes that are not even UTF-8) is skipped, and its number kept in :attr:`skipped`."""
+        self.skipped = []
         if not self.path.exists():
             return []
         events = []
         with open(self.path, "rb") as handle:
-            for raw in handle:
+            for line, raw in enumerate(handle, start=1):
                 raw = raw.strip()
                 if not raw:
                     continue
                 try:
                     event = json.loads(raw.decode("utf-8"))
                 except (UnicodeDecodeError, json.JSONDecodeError):
-                    continue
+                    event = None
                 if isinstance(event, dict):
                     events.append(event)
+                else:
+                    self.skipped.append(line)
         return events
 
 
