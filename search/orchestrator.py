@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import copyreg
 import csv
+import functools
 import io
 import math
 import pickle
@@ -39,10 +40,11 @@ import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
+from mobilenas.errors import FolderGone
 from mobilenas.runs import (
     RunDir,
     TimeLimit,
@@ -146,6 +148,28 @@ class Trial:
         return {c: getattr(self, c) for c in TRIAL_COLUMNS}
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _in_run_folder(method: F) -> F:
+    """A :class:`SearchRun` method that writes in the run's folder: where the folder was deleted or
+    moved, :class:`FolderGone`, before the write (which would have made it again, half empty,
+    without its manifest) or from it (gone meanwhile)."""
+
+    @functools.wraps(method)
+    def writing(self: SearchRun, *args: Any, **kwargs: Any) -> Any:
+        if not self.run.root.is_dir():
+            raise FolderGone(self.run.root)
+        try:
+            return method(self, *args, **kwargs)
+        except FileNotFoundError:
+            if not self.run.root.is_dir():
+                raise FolderGone(self.run.root) from None
+            raise
+
+    return writing  # type: ignore[return-value]
+
+
 class SearchRun:
     """A search in progress (see the module docstring)."""
 
@@ -209,6 +233,7 @@ class SearchRun:
         if not hold:
             self._flush()
 
+    @_in_run_folder
     def _flush(self) -> None:
         """Write the held events, in one fsync (a converged strategy's ask can journal hundreds of
         duplicates; one fsync each made them most of a long tabular search's time)."""
@@ -216,6 +241,7 @@ class SearchRun:
             self.run.events.extend(self._held)
             self._held = []
 
+    @_in_run_folder
     def _checkpoint(self) -> None:
         self._flush()  # the journal never lags a checkpoint (resume relies on it)
         state = {"events": self._events_seen, "last_event": self._last_event, "submitted": self.submitted, "stopped": self.stopped, "state": self.strategy.state_dict()}
@@ -474,6 +500,7 @@ class SearchRun:
         deployed = int(self.preprocessing["input_shape"][-1])
         return {**self.preprocessing, "trained_at": trained_elsewhere(int(trained_at["input_size"]), deployed, strides)}
 
+    @_in_run_folder
     def write_best(self, measured_latency_ms: float | None = None) -> None:
         """Write ``best.json`` for the best trial; without ``measured_latency_ms``, the measurement
         best.json already holds for that same trial is kept (a resumed run rewrites it)."""
@@ -524,6 +551,7 @@ class SearchRun:
         self._catch_up()
         return sorted(self._front, key=lambda t: t.latency_ms or 0.0)
 
+    @_in_run_folder
     def _write_tables(self) -> None:
         # trials.csv: rows are final once written, so new ones are appended (rewriting it whole after
         # each trial made a long tabular search quadratic); written whole at the start and on resume.

@@ -1006,3 +1006,22 @@ def test_duplicates_are_journaled_compactly_and_read_back_as_trials_csv_has_them
         duplicates = [e for e in _events(run) if e.get("source") == "duplicate"]
         assert all("key" not in e and "architecture" not in e for e in duplicates)
         assert max(len(json.dumps(e)) for e in duplicates) < 160  # a whole duplicate result line: over 500 bytes
+
+
+def test_a_run_folder_moved_away_mid_search_ends_it_in_one_line_and_is_not_made_again(cells: Path, tmp_path: Path) -> None:
+    # It had been made again, without its manifest, by the next writes, and the search ended in a KeyError traceback.
+    out = tmp_path / "run"
+    args = _args(cells, out, "--samples", "15000", "--strategy", "random", "--quiet")  # (ppo can converge, and stop, first)
+    process = subprocess.Popen([sys.executable, "-m", "mobilenas.search.cli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    from mobilenas.runs import Journal
+
+    while time.time() < deadline and len(Journal(out / "events.jsonl").read()) < 20:  # (a line half written is skipped)
+        time.sleep(0.1)
+    assert process.poll() is None, process.communicate()
+    out.rename(tmp_path / "moved")  # as rm -rf does, but in one step
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 1, err
+    assert err.strip().splitlines()[-1] == f"nas-search: error: the folder {out} is gone (deleted or moved while this ran): nothing more is written; what was in it went with it"
+    assert "Traceback" not in err
+    assert not out.exists() and (tmp_path / "moved" / "manifest.json").is_file()

@@ -21,7 +21,7 @@ import weakref
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NoReturn
 
-from mobilenas.errors import SpecError, UsageError, closest
+from mobilenas.errors import FolderGone, SpecError, UsageError, closest
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -273,7 +273,7 @@ def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[
         if isinstance(error, OSError):
             message += _home_hint(error)
         print(f"{_said_as(prog)}: error: {message}", file=sys.stderr)
-        return EXIT_USAGE
+        return 1 if isinstance(error, FolderGone) else EXIT_USAGE
     except OSError as error:  # the system refused: a name too long, a full disk, an I/O error
         return _system_error(_said_as(prog), error)
     except (MemoryError, RuntimeError) as error:  # torch's allocators raise RuntimeError

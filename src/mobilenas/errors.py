@@ -30,6 +30,14 @@ class UsageError(ValueError):
     """A command-line usage mistake (bad option value, missing file); exit code 2."""
 
 
+class FolderGone(FileNotFoundError):
+    """A run's folder deleted or moved while the command wrote in it; exit code 1, no resume hint
+    (there is nothing left to resume)."""
+
+    def __init__(self, folder: object) -> None:
+        super().__init__(f"the folder {folder} is gone (deleted or moved while this ran): nothing more is written; what was in it went with it")
+
+
 def closest(word: str, candidates: Iterable[str]) -> str | None:
     """The candidate a misspelt ``word`` most likely meant, or None when none is close."""
     import difflib

@@ -291,7 +291,10 @@ class Journal:
         if not events:
             return
         line = "".join(dumps(event) + "\n" for event in events)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.path.parent.is_dir():  # (a journal lives in a run folder made before it)
+            from mobilenas.errors import FolderGone
+
+            raise FolderGone(self.path.parent)  # not made again, half empty, for the next writes to fill
         # A killed writer can leave a torn last line; start on a fresh line so it stays isolated.
         needs_newline = False
         if self.path.exists() and self.path.stat().st_size:
