@@ -274,7 +274,8 @@ class TableHeader:
             "format": TABLE_FORMAT,
             "version": TABLE_VERSION,
             "units": UNITS,
-            "device": self.device.to_dict(),
+            # (a measurement's shape and date, blank for a table: its input_size and created say them)
+            "device": {k: v for k, v in self.device.to_dict().items() if v or k not in ("input_shape", "date")},
             "device_fingerprint": self.device_fingerprint,
             "runtime": self.device.runtime,
             "runtime_version": self.device.runtime_version,
