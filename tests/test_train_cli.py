@@ -446,3 +446,28 @@ def test_weights_trained_on_another_split_get_a_note(tmp_path: Path, capsys: pyt
             in capsys.readouterr().err)
     assert main([alone, "--weights", str(trained), "--out", str(tmp_path / "d"), *quick, "--seed", "3", "--val-size", "64", "--image-size", "16"]) == 0
     assert "note:" not in capsys.readouterr().err
+
+
+def test_ema_weights_are_evaluated_and_kept_with_batch_norm_statistics_of_their_own(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # The averaged weights had been scored (to pick the epoch, and on the test set) with running
+    # statistics averaged from the slow-momentum ones of earlier weights: at chance on a real run.
+    from mobilenas.train import engine
+    from mobilenas.train.full import FullTrainConfig
+
+    arch_path = write_arch(tmp_path / "run")
+    assert main([str(arch_path), "--epochs", "2", "--ema", "0.9", "--no-onnx", "--quiet", *DATA_ARGS]) == 0
+    prefix = tmp_path / "run" / "net.synthetic"
+    metrics = json.loads(Path(f"{prefix}.metrics.json").read_text())
+    assert metrics["selected"] == "ema"
+    saved = build_model(load_architecture(f"{prefix}.metrics.json"), input_size=metrics["input_size"])
+    saved.load_state_dict(torch.load(f"{prefix}.pt"))
+    again = build_model(load_architecture(f"{prefix}.metrics.json"), input_size=metrics["input_size"])
+    again.load_state_dict(torch.load(f"{prefix}.pt"))
+    data = load_dataset("synthetic", train_size=192, val_size=64, test_size=64, image_size=16)
+    config = FullTrainConfig()
+    engine.recalibrate_batchnorm(again, data.train, num_images=config.bn_recalibration_images, batch_size=config.eval_batch_size, seed=0, channels_last=True, device=torch.device("cpu"))
+    norms = [name for name, _ in saved.named_buffers() if name.endswith(("running_mean", "running_var"))]
+    assert norms
+    kept, recalibrated = dict(saved.named_buffers()), dict(again.named_buffers())
+    for name in norms:  # the statistics kept are the ones the weights' own recalibration gives
+        torch.testing.assert_close(kept[name], recalibrated[name], rtol=1e-4, atol=1e-5)

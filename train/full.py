@@ -299,10 +299,13 @@ def train_full(
                 if bar is not None:
                     bar.close()
                 break
-            engine.recalibrate_batchnorm(
-                model, train_split, num_images=config.bn_recalibration_images, batch_size=config.eval_batch_size,
-                seed=config.seed, channels_last=config.channels_last, device=device,
-            )
+            # The averaged weights need their own statistics: the running ones the EMA averages
+            # are the slow-momentum ones of weights an epoch old (it scored at chance with them).
+            for evaluated in (model, *([ema.model] if ema is not None else [])):
+                engine.recalibrate_batchnorm(
+                    evaluated, train_split, num_images=config.bn_recalibration_images, batch_size=config.eval_batch_size,
+                    seed=config.seed, channels_last=config.channels_last, device=device,
+                )
             val_accuracy, val_loss = evaluate(model, val_split, config.eval_batch_size, channels_last=config.channels_last, device=device)
             record: dict[str, Any] = {
                 "epoch": epoch + 1,
