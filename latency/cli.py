@@ -553,7 +553,7 @@ def _note_outside_the_fit(table: Any, latency_ms: float, what: str, arch: str, n
         return
     low, high = (format_ms(v).removesuffix(" ms") for v in span)
     print(
-        f"note: {what}{format_ms(latency_ms)} lies outside the {low}-{high} ms of the {len(table.end_to_end_points())} networks the correction was fitted on,"
+        f"note: {what}{format_ms(latency_ms)} lies outside the {low}-{high} ms of the {len(table.end_to_end_points())} end-to-end measurements the correction was fitted on,"
         f" so it is extrapolated there; {_measure_command(arch, table, num_classes)} times it",
         file=sys.stderr,
     )

@@ -13,7 +13,8 @@ Fronts and comparisons (:mod:`.fronts`)
     latency_ms))`` (default reference: accuracy 0, twice the target), ``run_summary(run)``,
     ``compare_runs(runs)`` (one row per run: best reward/accuracy, accuracy within the target,
     front size, hypervolume), ``summarize(table, by=("strategy",))`` (mean and std per group),
-    ``best_so_far(run)``.
+    ``group_runs(runs, table)`` (the groups ``nas-results compare`` takes means over and colours
+    by: per strategy, apart where runs differ in target, reward or problem), ``best_so_far(run)``.
 
 Reference networks (:mod:`.references`)
     ``reference_points(run, names)`` places MobileNetV2/V3 and MnasNet (and width multipliers)
@@ -52,9 +53,11 @@ if TYPE_CHECKING:  # imported on first use (mobilenas.lazy), so --help does not 
     from mobilenas.results.fronts import (
         LATENCY_KINDS,
         ReferencePoint,
+        RunGroups,
         best_so_far,
         compare_runs,
         default_reference_point,
+        group_runs,
         hypervolume,
         pareto_front,
         points,
@@ -115,6 +118,7 @@ __all__ = [
     "NetAdaptResults",
     "NotARunError",
     "ReferencePoint",
+    "RunGroups",
     "RunResults",
     "SearchResults",
     "best_so_far",
@@ -124,6 +128,7 @@ __all__ = [
     "compare_runs",
     "default_reference_point",
     "find_runs",
+    "group_runs",
     "hypervolume",
     "latest_run",
     "load_run",

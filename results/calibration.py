@@ -9,7 +9,8 @@
 ``iteration``              a NetAdapt run's networks, predicted with the run's frozen correction
                            and measured after every iteration;
 ``table end-to-end``       the table's own end-to-end points that the correction was fitted on,
-                           predicted now (they flatter the table);
+                           predicted now (they flatter the table), one per network (the median
+                           of a network measured more than once; :func:`table_point_counts`);
 ``table end-to-end, after the fit``  those measured since the correction was fitted (a NetAdapt run's
                            networks, say): out of its sample, until it is fitted again.
 
@@ -176,9 +177,28 @@ def calibration_summary(points: pd.DataFrame) -> pd.DataFrame:
 
 
 def describe(summary: pd.DataFrame) -> list[str]:
-    """The summary as lines for people."""
+    """The summary as lines for people, one per source, in columns (the longest source name sets
+    the first column's width: "table end-to-end, after the fit" pushed its row out of line)."""
+    width = max((len(str(source)) for source in summary["source"]), default=0)
     lines = []
     for row in summary.itertuples():
         spearman = "-" if math.isnan(row.spearman) else f"{row.spearman:.3f}"
-        lines.append(f"{row.source:<22} {row.count:>4} networks  MAPE {100 * row.mape:5.1f}%  within ±10% {100 * row.within_10pct:5.1f}%  Spearman {spearman}  bias {100 * row.bias:+.1f}%")
+        networks = "network " if row.count == 1 else "networks"
+        lines.append(f"{row.source:<{width}} {row.count:>4} {networks}  MAPE {100 * row.mape:5.1f}%  within ±10% {100 * row.within_10pct:5.1f}%  Spearman {spearman:>5}  bias {100 * row.bias:+.1f}%")
     return lines
+
+
+def table_point_counts(run: RunResults, table: str | Path | None = None) -> tuple[int, int] | None:
+    """The end-to-end points of the run's latency table (``nas-latency info`` counts these: one per
+    measurement) and the networks they measure (what :func:`calibration_points` counts: a network
+    measured more than once is one point, at its median); None for a run without a table here."""
+    if isinstance(run, SearchResults) and run.problem != "network":
+        return None
+    try:
+        latency = open_run_latency(run.path, run.manifest, table)
+    except FileNotFoundError:
+        return None
+    if latency is None:
+        return None
+    points = [p for p in latency.table.end_to_end_points() if math.isfinite(p.latency_ms)]
+    return len(points), len({p.fingerprint for p in points})

@@ -310,11 +310,13 @@ def _print_search(run: Any, summary: dict[str, Any], front: Any, args: argparse.
     samples = summary.get("samples")
     asked = f" of --samples {samples}" if samples else ""
     stopped = stopped_early_words(summary.get("stopped_early", 0))
-    print(f"  trials          {summary['trained']} trained ({stopped}{summary['failed']} failed){asked}, {summary['duplicates']} duplicates, {summary['rejected']} rejected by the latency filter")
+    print(f"  trials          {summary['trained']} {run.evaluated_word} ({stopped}{summary['failed']} failed){asked}, {summary['duplicates']} duplicates, {summary['rejected']} rejected by the latency filter")
     if summary.get("stopped"):
         print(f"  stopped early   {summary['stopped']}")
     elif samples and summary["trained"] < samples:
         print(f"  not finished    {_unfinished(run.path, 'nas-search --resume', summary.get('time_limit_s'))}")
+    if run.journal_unread:  # the not-finished line names a refusal itself
+        print(f"  journal         {_journal_unread(run, refusal=summary['finished'])}")
     if summary["best_number"] is None:
         print("  best            (no successful trial yet)")
     else:
@@ -422,7 +424,7 @@ def _plot(args: argparse.Namespace) -> int:
 
     run = load_run(args.run)
     out = Path(args.out) if args.out else run.path / "front.png"
-    _check_png(out)
+    _check_png(out, "front.png")
     references = _reference_frame(run, args, default_all=True)
     figure = plot_front(run, latency=_latency(args, [run]), references=references, title=args.title, log_latency=args.log_latency)
     save_figure(figure, out)
@@ -430,38 +432,16 @@ def _plot(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_png(path: Path) -> None:
+def _check_png(path: Path, name: str) -> None:
+    """--out ``path`` is a PNG file's name in a folder that can be written (``name``: an example of one)."""
     if path.suffix.lower() != ".png":
         raise UsageError(f"--out {path}: figures are PNG files; give a name ending in .png")
+    if path.is_dir():  # found before the work, not when the figure is written
+        raise UsageError(f"--out {path} is a folder; give a file name, like {path / name}")
     check_writable_folder(path.parent, f"--out {path}")
 
 
 # --------------------------------------------------------------------------- compare
-
-
-def _note_different_problems(runs: Sequence[Any]) -> dict[str, int]:
-    """Say so when search runs put different things on an axis (another space, data set or device);
-    returns each search run's problem, numbered from 1 in the order first given."""
-    from mobilenas.results.search_run import SearchResults
-
-    problems = {r.label: r.problem_axes() for r in runs if isinstance(r, SearchResults)}
-    numbers: dict[tuple[str, ...], int] = {}
-    for axes in problems.values():
-        numbers.setdefault(tuple(axes.values()), len(numbers) + 1)
-    differing, aspects = [], []
-    for aspect in ("space", "accuracy", "final", "latency"):
-        values = {label: axes.get(aspect, "-") for label, axes in problems.items()}
-        if len(set(values.values())) > 1:
-            by_value: dict[str, list[str]] = {}
-            for label, value in values.items():
-                by_value.setdefault(value, []).append(label)
-            differing.append(f"{aspect}: " + "; ".join(f"{value} ({', '.join(labels)})" for value, labels in by_value.items()))
-            aspects.append(aspect)
-    if aspects == ["final"]:  # the same search, another column reported
-        print("note: these runs report different final columns, so their final accuracies are not on one scale; " + " | ".join(differing), file=sys.stderr)
-    elif differing:
-        print("note: these runs search different problems, so their accuracies, latencies and hypervolumes are not on one scale; " + " | ".join(differing), file=sys.stderr)
-    return {label: numbers[tuple(axes.values())] for label, axes in problems.items()}
 
 
 def _unfinished(path: Path, resume: str, time_limit_s: float | None = None) -> str:
@@ -497,20 +477,6 @@ def _resume_refusal(path: Path, resume: str) -> str | None:
     return None
 
 
-def _group_names(table: Any, by: Sequence[str]) -> dict[str, str]:
-    """Run label -> its group's name for the figure ("ppo", "ppo, target 20.00 ms", "problem 2")."""
-
-    def cell(column: str, value: Any) -> str:
-        if column == "target_latency_ms":
-            return f"target {format_ms(float(value))}"
-        if column == "problem_number":
-            return f"problem {value}"
-        return str(value)
-
-    columns = [c for c in by if c in table.columns]
-    return {str(row["run"]): ", ".join(cell(c, row[c]) for c in columns) for row in table.to_dict("records")} if columns else {}
-
-
 def _note_uneven_groups(table: Any, by: Sequence[str]) -> None:
     """Say so where a group's mean ± std pools runs that are not repeats of one experiment: other
     --samples, or the same seed twice (the same run, counted as two)."""
@@ -530,38 +496,63 @@ def _note_uneven_groups(table: Any, by: Sequence[str]) -> None:
             print(f"note: group {name} holds more than one run of seed {', '.join(map(str, twice))}: the same search twice counts as two runs in its mean and std", file=sys.stderr)
 
 
-def _note_unfinished(table: Any) -> None:
+def _journal_unread(run: Any, *, refusal: bool) -> str:
+    """What a search run read from trials.csv for want of a journal says (with ``refusal``, and why
+    a resume refuses it: its checkpoint reflects more events than the journal holds)."""
+    said = f"{run.journal_unread}: the figures come from {run.path / 'trials.csv'}"
+    why = _resume_refusal(run.path, "nas-search --resume") if refusal else None
+    return said + (f"; nas-search --resume refuses it as it is: {why}" if why else "")
+
+
+def _note_unfinished(table: Any, runs: Sequence[Any]) -> None:
     """Say which runs are not finished: their figures are those of part of a search (a killed run
-    had looked like any other in the table and the means)."""
+    had looked like any other in the table and the means); and which would not resume (a journal
+    cut short, as ``show`` says), or were read from trials.csv for want of a journal."""
+    by_label = {run.label: run for run in runs}
+    for row in table.to_dict("records"):
+        run = by_label.get(row["run"])
+        if getattr(run, "journal_unread", None) and row.get("finished"):  # unfinished ones are noted below
+            print(f"note: run {_short(str(row['run']), 40)}: {_journal_unread(run, refusal=True)}", file=sys.stderr)
     if "finished" not in table.columns:
         return
     unfinished = table[table["finished"].map(lambda v: v is not None and v == v and not bool(v))]
     if unfinished.empty:
         return
-    parts = []
+    parts, resumable = [], 0
     for row in unfinished.to_dict("records"):
         samples, trained, limit = row.get("samples"), row.get("trained"), row.get("time_limit_s")
         if row.get("kind") == "search":
-            done = f"{trained} of --samples {int(samples)} trained" if samples is not None and samples == samples else f"{trained} trained"
+            word = "trained" if row.get("problem") == "network" else "evaluated"  # a tabular search looks its architectures up
+            done = f"{trained} of --samples {int(samples)} {word}" if samples is not None and samples == samples else f"{trained} {word}"
         else:
             done = f"{row.get('iterations')} iterations, no refined network yet"
         if limit is not None and limit == limit:
             done += f", stopped at its time limit ({format_time_limit(float(limit))})"
+        run = by_label.get(row["run"])
+        resume = "nas-search --resume" if row.get("kind") == "search" else "netadapt refine --resume"
+        if run is not None and getattr(run, "journal_unread", None):
+            done += f"; {run.journal_unread} (figures from trials.csv)"
+        refusal = _resume_refusal(run.path, resume) if run is not None else None
+        if refusal is not None:  # as show says it: the resume would not go on
+            done += f"; {resume} refuses it as it is: {refusal}"
+        else:
+            resumable += 1
         parts.append(f"{_short(str(row['run']), 40)}: {done}")
     them = "it is" if len(parts) == 1 else "they are"
-    print(f"note: {counted(len(parts), 'run')} not finished ({'; '.join(parts)}): {them} compared on what {them.split()[0]} did so far (--resume goes on)", file=sys.stderr)
+    goes_on = "" if not resumable else " (--resume goes on)" if resumable == len(parts) else " (--resume goes on where it is not refused)"
+    print(f"note: {counted(len(parts), 'run')} not finished ({'; '.join(parts)}): {them} compared on what {them.split()[0]} did so far{goes_on}", file=sys.stderr)
 
 
 def _compare(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from mobilenas.results.fronts import compare_runs, default_reference_point, summarize
+    from mobilenas.results.fronts import compare_runs, default_reference_point, group_runs
     from mobilenas.results.load import load_runs
     from mobilenas.results.plots import plot_comparison, save_figure
     from mobilenas.results.search_run import SearchResults
 
     out = Path(args.out)
-    _check_png(out)
+    _check_png(out, "fronts.png")
     if args.csv:  # checked, as --out is, before any work
         if Path(args.csv).is_dir():
             raise UsageError(f"--csv {args.csv} is a folder; give a file name, like {Path(args.csv) / 'compare.csv'}")
@@ -570,20 +561,15 @@ def _compare(args: argparse.Namespace) -> int:
         refuse_ineffective([key for key in ("latency_table", "measure_missing") if getattr(args, key)],
                            "without reference networks (the runs' points carry their latencies)", alternative=", or add --references NAMES")
     runs = load_runs(args.runs)
-    problems = _note_different_problems(runs)
     latency = _latency(args, runs)
     reference = args.reference_point or default_reference_point(runs)
-    table = compare_runs(runs, reference, latency)
-    if args.by:
-        by = [c.strip() for c in args.by.split(",") if c.strip()]
-    else:
-        # runs that differ in target or reward are not pooled: their rewards are on other scales
-        by = ["strategy"] + [c for c in ("reward", "target_latency_ms") if c in table.columns and table[c].nunique() > 1]
-        if len(set(problems.values())) > 1:  # means over different problems would mix scales
-            table["problem_number"] = [problems.get(label, 0) for label in table["run"]]
-            by.append("problem_number")
-    grouped = summarize(table, by)
-    _note_unfinished(table)
+    # runs of other targets, rewards or problems are not pooled by default: their figures are on other scales
+    groups = group_runs(runs, compare_runs(runs, reference, latency), None if args.by is None else [c.strip() for c in args.by.split(",") if c.strip()])
+    if groups.note:
+        print(f"note: {groups.note}", file=sys.stderr)
+    table, by = groups.table, list(groups.by)
+    grouped = groups.summary()
+    _note_unfinished(table, runs)
     _note_uneven_groups(table, by)
     references = None
     if args.references is not None or args.reference_accuracy:
@@ -591,7 +577,7 @@ def _compare(args: argparse.Namespace) -> int:
         if not network:
             raise UsageError("reference networks need a network run (with a latency table); every run given is tabular")
         references = _reference_frame(network[0], args, default_all=False)
-    save_figure(plot_comparison(runs, latency=latency, references=references, groups=_group_names(table, by)), out)
+    save_figure(plot_comparison(runs, latency=latency, references=references, groups=groups.names()), out)
     if args.csv:
         Path(args.csv).parent.mkdir(parents=True, exist_ok=True)  # as --out's folder is made
         table.to_csv(args.csv, index=False)
@@ -621,12 +607,7 @@ def _compare(args: argparse.Namespace) -> int:
         print("  " + line)
     if (grouped["runs"] > 1).any():
         print()
-        legend = ""
-        if "problem_number" in by:
-            members: dict[int, list[str]] = {}
-            for label, number in problems.items():
-                members.setdefault(number, []).append(_short(label, 40))
-            legend = " (" + "; ".join(f"problem {n}: {', '.join(labels)}" for n, labels in sorted(members.items())) + ")"
+        legend = f" ({groups.problem_legend()})" if groups.problem_legend() else ""
         shown = ["problem" if c == "problem_number" else c for c in by]
         print(f"mean ± std per {', '.join(shown)}{legend}:")
         metrics = ["best_reward", "best_accuracy", "best_feasible_accuracy", *(["best_feasible_final_accuracy"] if with_final else []), "hypervolume_normalised"]
@@ -733,7 +714,12 @@ def _measure(args: argparse.Namespace) -> int:
 
 
 def _calibration(args: argparse.Namespace) -> int:
-    from mobilenas.results.calibration import calibration_points, calibration_summary, describe
+    from mobilenas.results.calibration import (
+        calibration_points,
+        calibration_summary,
+        describe,
+        table_point_counts,
+    )
     from mobilenas.results.load import load_run
     from mobilenas.results.plots import plot_calibration, save_figure
 
@@ -744,7 +730,7 @@ def _calibration(args: argparse.Namespace) -> int:
         raise UsageError(f"run {run.path} is a tabular search: its latencies are the benchmark's measurements, with no lookup table to "
                          "calibrate; give a network run, or --csv calibration.csv")
     if args.out:
-        _check_png(Path(args.out))
+        _check_png(Path(args.out), "calibration.png")
     points = calibration_points(run, csv=args.csv, table=args.latency_table)
     summary = calibration_summary(points) if len(points) else None
     if args.out:
@@ -757,6 +743,9 @@ def _calibration(args: argparse.Namespace) -> int:
         return 0
     for line in describe(summary):
         print(line)
+    counts = table_point_counts(run, args.latency_table) if run is not None else None
+    if counts is not None and counts[0] != counts[1]:  # nas-latency info counts the measurements
+        print(f"(the table's {counts[0]} end-to-end points are measurements of {counts[1]} networks: a network measured more than once counts once here, at its median)")
     if args.out:
         print(f"wrote {args.out}")
     return 0
@@ -810,10 +799,10 @@ def _notebook(args: argparse.Namespace) -> int:
     run = load_run(args.run)
     name = "netadapt" if isinstance(run, NetAdaptResults) else "pareto"
     target = Path(args.out).expanduser() if args.out else run.path / f"{name}.ipynb"
-    if target.suffix != ".ipynb":
-        raise UsageError(f"--out {args.out}: a notebook's name ends in .ipynb (like {target.with_suffix('.ipynb').name})")
-    if target.is_dir():
+    if target.is_dir():  # before the name's check, which suggested a file beside the folder
         raise UsageError(f"--out {args.out} is a folder; give the notebook's file name (like {target / (name + '.ipynb')})")
+    if target.suffix != ".ipynb":
+        raise UsageError(f"--out {args.out}: a notebook's name ends in .ipynb (like {target.with_suffix('.ipynb')})")
     if target.exists() and not args.force:
         raise UsageError(f"{target} exists (perhaps with your edits): open it with jupyter notebook {shlex.quote(str(target))}, or add --force to write it again")
     check_writable_folder(target.parent, f"--out {target}")

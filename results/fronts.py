@@ -207,6 +207,7 @@ def run_summary(run: RunResults, reference: ReferencePoint | None = None, latenc
             # --time-limit or running now, and its figures are those of a part of the search
             "finished": bool(run.stopped) or (run.samples is not None and counts["trained"] >= run.samples),
             "time_limit_s": run.time_limit_s,
+            "journal_unread": run.journal_unread,  # the figures come from trials.csv: why
             **counts,
             "best_number": int(best_row["number"]) if best_row is not None else None,
             "best_reward": float(best_row["reward"]) if best_row is not None else math.nan,
@@ -291,16 +292,23 @@ def compare_runs(runs: Sequence[RunResults], reference: ReferencePoint | None = 
     return frame[[c for c in leading if c in frame.columns] + [c for c in frame.columns if c not in leading]]
 
 
+def check_group_columns(comparison: pd.DataFrame, by: Sequence[str]) -> None:
+    """Raise a ValueError naming the columns to choose from unless ``by`` names one or more columns of ``comparison``."""
+    choices = [c for c in ("strategy", "target_latency_ms", "seed", "samples", "kind", "problem", "space", "reward") if c in comparison.columns]
+    if not by:  # pandas said only "No group keys passed!"
+        raise ValueError(f"give at least one column to group runs by; choose from {', '.join(choices)}")
+    unknown = [name for name in by if name not in comparison.columns]
+    if unknown:
+        raise ValueError(f"cannot group runs by {', '.join(unknown)}{did_you_mean(unknown[0], choices)}; choose from {', '.join(choices)}")
+
+
 def summarize(comparison: pd.DataFrame, by: Sequence[str] = ("strategy",), metrics: Sequence[str] = COMPARED_METRICS) -> pd.DataFrame:
     """Mean, standard deviation and count of ``metrics`` per group of runs (e.g. per strategy over seeds).
 
     Columns are ``(metric, statistic)`` pairs flattened to ``metric_mean``, ``metric_std``, and
     one ``runs`` count; the standard deviation of a single run is NaN.
     """
-    unknown = [name for name in by if name not in comparison.columns]
-    if unknown:
-        choices = [c for c in ("strategy", "target_latency_ms", "seed", "samples", "kind", "problem", "space", "reward") if c in comparison.columns]
-        raise ValueError(f"cannot group runs by {', '.join(unknown)}{did_you_mean(unknown[0], choices)}; choose from {', '.join(choices)}")
+    check_group_columns(comparison, by)
     present = [m for m in metrics if m in comparison.columns]
     numeric = comparison[[*by, *present]].copy()
     for metric in present:
@@ -310,3 +318,96 @@ def summarize(comparison: pd.DataFrame, by: Sequence[str] = ("strategy",), metri
     table.columns = [f"{metric}_{stat}" for metric, stat in table.columns]
     table.insert(0, "runs", grouped.size())
     return table.reset_index()
+
+
+def problem_numbers(runs: Sequence[RunResults]) -> tuple[dict[str, int], str | None]:
+    """Each search run's problem (what it puts on each axis: :meth:`SearchResults.problem_axes`),
+    numbered from 1 in the order first given, and a one-line note naming what differs between them
+    (None when all search one problem). NetAdapt runs have no number."""
+    problems = {r.label: r.problem_axes() for r in runs if isinstance(r, SearchResults)}
+    numbers: dict[tuple[str, ...], int] = {}
+    for axes in problems.values():
+        numbers.setdefault(tuple(axes.values()), len(numbers) + 1)
+    differing, aspects = [], []
+    for aspect in ("space", "accuracy", "final", "latency"):
+        values = {label: axes.get(aspect, "-") for label, axes in problems.items()}
+        if len(set(values.values())) > 1:
+            by_value: dict[str, list[str]] = {}
+            for label, value in values.items():
+                by_value.setdefault(value, []).append(label)
+            differing.append(f"{aspect}: " + "; ".join(f"{value} ({', '.join(labels)})" for value, labels in by_value.items()))
+            aspects.append(aspect)
+    note = None
+    if aspects == ["final"]:  # the same search, another column reported
+        note = "these runs report different final columns, so their final accuracies are not on one scale; " + " | ".join(differing)
+    elif differing:
+        note = "these runs search different problems, so their accuracies, latencies and hypervolumes are not on one scale; " + " | ".join(differing)
+    return {label: numbers[tuple(axes.values())] for label, axes in problems.items()}, note
+
+
+@dataclass(frozen=True)
+class RunGroups:
+    """How the runs of a comparison are grouped for their means and for the colours of a figure
+    (:func:`group_runs`)."""
+
+    #: the comparison (:func:`compare_runs`), with ``problem_number`` where the runs search more than one problem
+    table: pd.DataFrame
+    #: its columns that make a group
+    by: tuple[str, ...]
+    #: search run label -> its problem's number (:func:`problem_numbers`)
+    problems: dict[str, int]
+    #: what differs between the runs' problems, in one line; None when nothing does
+    note: str | None
+
+    def summary(self) -> pd.DataFrame:
+        """Mean and std per group (:func:`summarize`)."""
+        return summarize(self.table, self.by)
+
+    def names(self) -> dict[str, str]:
+        """Run label -> its group's name, for a figure (``ppo``, ``ppo, target 20.00 ms``, ``random, problem 2``)."""
+        from mobilenas.units import format_ms
+
+        # a reward by its kind ("soft reward") where that tells the runs' rewards apart; in full otherwise
+        described = {str(v) for v in self.table["reward"]} if "reward" in self.by else set()
+        short_rewards = len({d.split(":")[0] for d in described}) == len(described)
+
+        def cell(column: str, value: Any) -> str:
+            if column == "target_latency_ms":
+                return f"target {format_ms(float(value))}"
+            if column == "problem_number":
+                return f"problem {value}"
+            if column == "reward" and short_rewards:
+                return f"{str(value).split(':')[0]} reward"
+            return str(value)
+
+        return {str(row["run"]): ", ".join(cell(c, row[c]) for c in self.by) for row in self.table.to_dict("records")}
+
+    def problem_legend(self) -> str:
+        """Which runs search which problem (``problem 1: a, b; problem 2: c``); empty when they search one."""
+        if "problem_number" not in self.by:
+            return ""
+        members: dict[int, list[str]] = {}
+        for label, number in self.problems.items():
+            members.setdefault(number, []).append(label)
+        return "; ".join(f"problem {n}: {', '.join(labels)}" for n, labels in sorted(members.items()))
+
+
+def group_runs(runs: Sequence[RunResults], table: pd.DataFrame, by: Sequence[str] | None = None) -> RunGroups:
+    """Group the runs of ``table`` (:func:`compare_runs` of ``runs``) as ``nas-results compare`` does.
+
+    ``by`` given: those columns (checked as :func:`summarize` checks them). By default the
+    strategy, plus the reward and the target where runs differ in them, plus the problem where they
+    search different ones (``problem_number``): rewards of other targets or reward functions are
+    on other scales, and accuracies and latencies of other problems too, so they are not averaged.
+    """
+    problems, note = problem_numbers(runs)
+    table = table.copy()
+    if by is None:
+        columns = ["strategy"] + [c for c in ("reward", "target_latency_ms") if c in table.columns and table[c].nunique() > 1]
+        if len(set(problems.values())) > 1:
+            table["problem_number"] = [problems.get(str(label), 0) for label in table["run"]]
+            columns.append("problem_number")
+    else:
+        columns = list(by)
+    check_group_columns(table, columns)  # a bad column: said before any figure is drawn
+    return RunGroups(table=table, by=tuple(columns), problems=problems, note=note)

@@ -89,28 +89,37 @@ def _ms(value: float) -> str:
     return f"{value:.3g} ms"
 
 
-def _targets(axes: Axes, runs: Sequence[RunResults], colors: dict[str, str], shared: str = "tab:red") -> None:
+def _targets(axes: Axes, runs: Sequence[RunResults], colors: dict[str, str], shared: str = "tab:red", groups: dict[str, str] | None = None) -> None:
+    """A dashed line at each target: in ``shared`` where there is one; otherwise in the colour of
+    the run, or the group (``groups``: run label -> group), whose target it is, black where it is
+    the target of several groups' runs."""
     targets: dict[float, list[str]] = {}
     for run in runs:
         if math.isfinite(run.target_latency_ms):
             targets.setdefault(round(run.target_latency_ms, 9), []).append(run.label)
     single = len(targets) == 1
     for target, labels in targets.items():
-        color = shared if single or len(labels) > 1 else colors[labels[0]]
+        owners = list(dict.fromkeys((groups or {}).get(label, label) for label in labels))
+        color = shared if single else colors[labels[0]] if len(owners) == 1 else "black"
         word = "budget" if all(isinstance(r, NetAdaptResults) for r in runs if r.label in labels) else "target"
-        axes.axvline(target, color=color, linestyle="--", linewidth=1.1, label=f"{word} {_ms(target)}" + ("" if single else f" ({', '.join(labels)})" if len(labels) < 3 else ""))
+        axes.axvline(target, color=color, linestyle="--", linewidth=1.1, label=f"{word} {_ms(target)}" + ("" if single else f" ({', '.join(owners)})" if len(owners) < 3 else ""))
 
 
-def _draw_run(axes: Axes, run: RunResults, latency: str, color: str, show_all: bool, many: bool, linestyle: str = "-", legend: bool = True) -> None:
+def _draw_run(axes: Axes, run: RunResults, latency: str, color: str, show_all: bool, many: bool, linestyle: str = "-", legend: bool = True, floor: float = -math.inf) -> None:
+    """One run's points, front and best; none of those below ``floor`` (left off the accuracy
+    axis, :func:`_bulk_floor`), so that they set neither axis's range and the front's line stops
+    at the points drawn."""
     frame = points(run, latency)
     label = run.label
+    everything = frame
+    frame = frame[frame["accuracy"] >= floor]
 
     def named(text: str) -> str | None:
         return text if legend else None
 
     measured_axis = latency == "measured"
     if frame.empty:
-        axes.plot([], [], color=color, label=named(f"{label}: no successful candidate"))
+        axes.plot([], [], color=color, label=named(f"{label}: {'no successful candidate' if everything.empty else 'every candidate off the axis'}"))
         return
     if isinstance(run, NetAdaptResults):
         steps = frame[frame["source"] == "iteration"]
@@ -124,14 +133,18 @@ def _draw_run(axes: Axes, run: RunResults, latency: str, color: str, show_all: b
         return
     if show_all:
         _scatter_by_source(axes, frame, color, 12, named(f"{label}: all trials") if not many else None, measured_axis=measured_axis, alpha=0.35)
-    front = front_of(frame)
-    axes.step(front["front_latency_ms"], front["accuracy"], where="post", color=color, linestyle=linestyle, linewidth=1.6, label=named(f"{label}: Pareto front ({len(front)})"))
+    whole = front_of(everything)  # the run's front, of which the points on the axis are drawn
+    front = whole[whole["accuracy"] >= floor]
+    hidden = len(whole) - len(front)
+    axes.step(front["front_latency_ms"], front["accuracy"], where="post", color=color, linestyle=linestyle, linewidth=1.6,
+              label=named(f"{label}: Pareto front ({len(whole)}{f', {hidden} off the axis' if hidden else ''})"))
     _scatter_by_source(axes, front, color, 30, None, measured_axis=measured_axis)
-    best = frame.loc[frame["reward"].idxmax()]
-    axes.plot([best["front_latency_ms"]], [best["accuracy"]], "*", markersize=14, color=color, markeredgecolor="black", markeredgewidth=0.6, label=named(f"{label}: best reward ({best['reward']:.3f})"), zorder=5)
-    accurate = most_accurate_within(frame, run.target_latency_ms)
+    best = everything.loc[everything["reward"].idxmax()]
+    if best["accuracy"] >= floor:
+        axes.plot([best["front_latency_ms"]], [best["accuracy"]], "*", markersize=14, color=color, markeredgecolor="black", markeredgewidth=0.6, label=named(f"{label}: best reward ({best['reward']:.3f})"), zorder=5)
+    accurate = most_accurate_within(everything, run.target_latency_ms)
     over = bool(best["front_latency_ms"] > run.target_latency_ms)  # False for no target (NaN)
-    if legend and not many and accurate is not None and int(accurate["number"]) != int(best["number"]) and (accurate["accuracy"] > best["accuracy"] or over):
+    if legend and not many and accurate is not None and int(accurate["number"]) != int(best["number"]) and accurate["accuracy"] >= floor and (accurate["accuracy"] > best["accuracy"] or over):
         # where nas-search's summary and nas-results show name it: more accurate than the best, or the best is over the target
         axes.plot([accurate["front_latency_ms"]], [accurate["accuracy"]], "D", markersize=8, color=color, markeredgecolor="black", markeredgewidth=0.6, label=f"{label}: most accurate within the target (#{int(accurate['number'])})", zorder=5)
 
@@ -239,24 +252,30 @@ def plot_front(
     group = _as_list(runs)
     check_latency(latency)
     if axes is None:
-        figure, grid = _figure(7.6, 5.2)
+        figure, grid = _figure(10.0, 5.2)  # the legend beside the axes
         axes = grid[0][0]
     else:
         figure = axes.get_figure()  # type: ignore[assignment]
     styles, group_colors = run_styles(group, groups)
     colors = {label: color for label, (color, _) in styles.items()}
     many = len(group) > 3
-    for run in group:
-        color, linestyle = styles[run.label]
-        _draw_run(axes, run, latency, color, show_all, many, linestyle=linestyle, legend=not group_colors)
-    _targets(axes, group, colors, shared="black" if group_colors else "tab:red")  # red is a group's colour there
-    notes = _draw_references(axes, references, on_measured_axis=latency == "measured") if references is not None and len(references) else []
     drawn = [_drawn_accuracies(run, latency, show_all) for run in group]
     if references is not None and len(references):
         drawn.append(references.loc[references["latency_ms"].notna(), "accuracy"].to_numpy(dtype=float))
-    off_axis = _focus_on_the_bulk(axes, np.concatenate(drawn) if drawn else np.empty(0))
+    bulk = _bulk_of(np.concatenate(drawn) if drawn else np.empty(0))
+    for run in group:
+        color, linestyle = styles[run.label]
+        _draw_run(axes, run, latency, color, show_all, many, linestyle=linestyle, legend=not group_colors, floor=bulk[0] if bulk else -math.inf)
+    _targets(axes, group, colors, shared="black" if group_colors else "tab:red", groups=groups if group_colors else None)  # red is a group's colour there
+    notes = _draw_references(axes, references, on_measured_axis=latency == "measured") if references is not None and len(references) else []
+    off_axis = None
+    if bulk is not None:
+        bottom, top, off_axis = bulk
+        margin = 0.06 * max(top - bottom, 0.01)
+        axes.set_ylim(bottom - margin, top + margin)
     if log_latency:
         axes.set_xscale("log")
+        _log_labels(axes)
     axes.set_xlabel(latency_label(group, latency))
     axes.set_ylabel(accuracy_label(group))
     axes.grid(alpha=0.3)
@@ -276,10 +295,12 @@ def plot_front(
     if latency == "measured":
         handles.append(Line2D([], [], marker="o", linestyle="", markerfacecolor="none", markeredgecolor="0.3"))
         labels.append("latency from the table (not measured)")
-    if off_axis:  # a line of the legend, which finds a place clear of the points (a note in a corner did not)
+    if off_axis:  # a line of the legend (a note in a corner covered points)
         handles.append(Line2D([], [], linestyle="", marker=""))
         labels.append(off_axis)
-    axes.legend(handles, labels, fontsize=7, loc="best", framealpha=0.85)
+    # beside the axes: inside, even at loc="best", it covered trials (matplotlib weighs a point
+    # under it against a line through another corner)
+    axes.legend(handles, labels, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, framealpha=0.85)
     if notes:
         # under the axes and their label, where it hides no point (inside, it covered trials)
         axes.annotate(textwrap.fill("not placed: " + "; ".join(notes), 130), xy=(1.0, 0.0), xycoords="axes fraction", xytext=(0, -34), textcoords="offset points",
@@ -295,11 +316,13 @@ def _drawn_accuracies(run: RunResults, latency: str, show_all: bool) -> np.ndarr
     return frame["accuracy"].to_numpy(dtype=float)
 
 
-def _focus_on_the_bulk(axes: Axes, accuracies: np.ndarray) -> str | None:
-    """Leave out of the accuracy axis a few points far below all others (NAS-Bench-201's cells cut
-    off from their output: chance accuracy at zero latency, always on the front), which would
-    squeeze everything else into the top of the figure; returns what is off it, for the legend
-    (None when nothing is).
+def _bulk_of(accuracies: np.ndarray) -> tuple[float, float, str] | None:
+    """The accuracy axis without a few points far below all others (NAS-Bench-201's cells cut off
+    from their output: chance accuracy at zero latency, always on the front), which would squeeze
+    everything else into the top of the figure: the lowest and highest accuracy kept, and what is
+    off the axis, for the legend; None when nothing is left off. Points left off are not drawn, so
+    they set neither the latency axis's range (a log axis spanned 1e-2 ms for them) nor the front's
+    line.
 
     A few, far below: at most 15% of the points, under a gap wider than half of all the accuracies'
     range.
@@ -311,11 +334,8 @@ def _focus_on_the_bulk(axes: Axes, accuracies: np.ndarray) -> str | None:
     cut = int(np.argmax(gaps))  # values[: cut + 1] lie below the widest gap
     if gaps[cut] <= 0.5 * (values[-1] - values[0]) or cut + 1 > 0.15 * len(values):
         return None
-    bottom, top = float(values[cut + 1]), float(values[-1])
-    margin = 0.06 * max(top - bottom, 0.01)
-    axes.set_ylim(bottom - margin, top + margin)
     below = cut + 1
-    return f"off the axis: {below} point{'s' if below != 1 else ''} below, down to {values[0]:.3f}"
+    return float(values[cut + 1]), float(values[-1]), f"off the axis: {below} point{'s' if below != 1 else ''} below, down to {values[0]:.3f}"
 
 
 def plot_comparison(
@@ -328,7 +348,7 @@ def plot_comparison(
     """
     group = _as_list(runs)
     searches = [r for r in group if isinstance(r, SearchResults) and len(r.trained())]
-    figure, grid = _figure(13.0, 5.4, 1, 2 if searches else 1, width_ratios=[1.5, 1] if searches else None)
+    figure, grid = _figure(15.5, 5.4, 1, 2 if searches else 1, width_ratios=[1.9, 1] if searches else None)  # the first legend beside its axes
     plot_front(group, latency=latency, references=references, axes=grid[0][0], show_all=len(group) <= 3, title=title or f"Pareto fronts of {len(group)} runs", groups=groups)
     if searches:
         axes = grid[0][1]
@@ -340,13 +360,28 @@ def plot_comparison(
             axes.step(curve["trial"], curve["best_reward"], where="post", color=color, linestyle=linestyle, label=label)
         axes.set_xlabel("trials evaluated")
         axes.set_ylabel("best reward so far")
-        axes.set_title("search progress")
+        axes.set_title("search progress" + _reward_scales(searches), fontsize=10)
         axes.grid(alpha=0.3)
         if group_colors:
             axes.legend(*_group_handles(searches, groups or {}, group_colors), fontsize=7, loc="lower right")
         else:
             axes.legend(fontsize=7, loc="lower right")
     return figure
+
+
+def _reward_scales(searches: Sequence[SearchResults]) -> str:
+    """A note for a panel of rewards where the runs' rewards are not on one scale: other reward
+    functions (soft, hard), or other targets (a reward divides the latency by its target); empty
+    where they are."""
+    described = list(dict.fromkeys(r.reward_description for r in searches))
+    kinds = list(dict.fromkeys(d.split(":")[0] for d in described))
+    targets = list(dict.fromkeys(_ms(r.target_latency_ms) for r in searches if math.isfinite(r.target_latency_ms)))
+    differ = []
+    if len(described) > 1:  # "soft and hard rewards"; in full where two of one kind differ
+        differ.append(f"{' and '.join(kinds if len(kinds) == len(described) else described)} rewards")
+    if len(targets) > 1:
+        differ.append(f"targets {', '.join(targets)}")
+    return f"\n(runs of {' and '.join(differ)}: not on one scale)" if differ else ""
 
 
 def plot_reward_landscape(run: SearchResults, *, resolution: int = 160) -> Figure:
@@ -400,8 +435,7 @@ def plot_reward_landscape(run: SearchResults, *, resolution: int = 160) -> Figur
     colorbar.set_label(accuracy_label([run]))
     right.axvline(1.0, color="tab:red", linestyle="--", linewidth=1.1, label="LAT = T")
     right.set_xscale("log")
-    right.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-    right.xaxis.set_minor_formatter(FuncFormatter(_sparse_log_label))
+    _log_labels(right)
     right.set_xlabel("latency / target (LAT/T, log scale)")
     right.set_ylabel("reward")
     right.set_title("reward of each trial against its latency ratio", fontsize=10)
@@ -410,12 +444,20 @@ def plot_reward_landscape(run: SearchResults, *, resolution: int = 160) -> Figur
     return figure
 
 
-def _sparse_log_label(value: float, _position: int) -> str:
-    """Minor tick labels of a log axis at 2x and 5x the decades only, so they never collide."""
-    if value <= 0:
-        return ""
-    mantissa = value / 10 ** math.floor(math.log10(value))
-    return f"{value:g}" if any(abs(mantissa - keep) < 1e-6 for keep in (2.0, 5.0)) else ""
+def _log_labels(axes: Axes) -> None:
+    """Tick labels of a log x axis as plain numbers (10, not 10^1), with minor ones at 2x and 5x
+    the decades only where the axis spans at most a decade and a half: over more, 0.0005 ran into
+    0.001."""
+
+    def minor(value: float, _position: int) -> str:
+        low, high = axes.get_xlim()
+        if value <= 0 or low <= 0 or math.log10(high / low) > 1.5:
+            return ""
+        mantissa = value / 10 ** math.floor(math.log10(value))
+        return f"{value:g}" if any(abs(mantissa - keep) < 1e-6 for keep in (2.0, 5.0)) else ""
+
+    axes.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    axes.xaxis.set_minor_formatter(FuncFormatter(minor))
 
 
 def _rolling(values: pd.Series, window: int) -> pd.Series:
@@ -430,8 +472,20 @@ def plot_convergence(run: SearchResults) -> Figure:
     """
     trials = run.trials
     target = run.target_latency_ms
-    figure, grid = _figure(9.0, 8.4, 3, 1, sharex=True)
-    reward_axes, state_axes, latency_axes = grid[0][0], grid[1][0], grid[2][0]
+    log = run.strategy_log
+    # the built-in strategies' statistics first; else the first a strategy of one's own reports
+    # (not the bookkeeping that the orchestrator and the wrappers add to every log, nor the counts
+    # of results told and proposals pending, a straight line and a flat one against this axis:
+    # without a statistic the panel is left out)
+    counts = ("order", "number", "distinct_evaluated", "deduplicate_duplicate", "told", "pending")
+    reported = [name for name in log.columns if name not in counts and log[name].notna().any()]
+    statistic = next((name for name in ("entropy", "population_mean_reward", "best_reward") if name in reported), reported[0] if reported else None)
+    if statistic is None:
+        figure, grid = _figure(9.0, 5.8, 2, 1, sharex=True)
+        reward_axes, state_axes, latency_axes = grid[0][0], None, grid[1][0]
+    else:
+        figure, grid = _figure(9.0, 8.4, 3, 1, sharex=True)
+        reward_axes, state_axes, latency_axes = grid[0][0], grid[1][0], grid[2][0]
     if trials.empty:
         reward_axes.text(0.5, 0.5, "no result yet", ha="center", transform=reward_axes.transAxes)
         return figure
@@ -454,33 +508,27 @@ def plot_convergence(run: SearchResults) -> Figure:
     ordered = trials.sort_values("order")
     reward_axes.plot(ordered["order"], _rolling(ordered["reward"].fillna(0.0), window), color="tab:orange", linewidth=1.6, label=f"mean of the last {window}")
     reward_axes.step(ordered["order"], ordered["reward"].fillna(0.0).cummax(), where="post", color="tab:green", linewidth=1.3, label="best so far")
-    log = run.strategy_log
     if "baseline" in log.columns and log["baseline"].notna().any():
         reward_axes.plot(log["order"], log["baseline"], color="tab:purple", linewidth=1.0, linestyle="--", label="controller's baseline")
     reward_axes.set_ylabel("reward")
-    reward_axes.set_title(f"{run.label}: {run.strategy} search, {len(run.trained())} architectures trained", fontsize=10)
+    unfollowed = "" if statistic is not None else f" (the {run.strategy} strategy reports no statistic to follow)"
+    reward_axes.set_title(f"{run.label}: {run.strategy} search, {len(run.trained())} architectures {run.evaluated_word}{unfollowed}", fontsize=10)
     reward_axes.grid(alpha=0.3)
     reward_axes.legend(fontsize=7, loc="best", ncol=2, framealpha=0.85)  # a fixed corner hid the lowest rewards (rejected ones among them)
 
-    # the built-in strategies' statistics first; else the first a strategy of one's own reports
-    # (not the bookkeeping that the orchestrator and the wrappers add to every log)
-    reported = [name for name in log.columns if name not in ("order", "number", "distinct_evaluated", "deduplicate_duplicate") and log[name].notna().any()]
-    statistic = next((name for name in ("entropy", "population_mean_reward", "best_reward", "told") if name in reported), reported[0] if reported else None)
-    if statistic == "entropy":
+    if state_axes is not None and statistic == "entropy":
         state_axes.plot(log["order"], log["entropy"], color="tab:blue", linewidth=1.4, label="policy entropy (nats per decision)")
         if "entropy_fraction" in log.columns and log["entropy_fraction"].gt(0).any():
             uniform = float((log["entropy"] / log["entropy_fraction"]).replace([np.inf, -np.inf], np.nan).dropna().median())
             state_axes.axhline(uniform, color="0.4", linestyle=":", label=f"uniform policy ({uniform:.2f})")
         state_axes.set_ylabel("entropy (nats)")
         state_axes.legend(fontsize=7)
-    elif statistic is not None:
+    elif state_axes is not None and statistic is not None:
         state_axes.plot(log["order"], log[statistic], color="tab:blue", linewidth=1.4, label=statistic.replace("_", " "))
         state_axes.set_ylabel(statistic.replace("_", " "))
         state_axes.legend(fontsize=7)
-    else:
-        state_axes.text(0.5, 0.5, f"the {run.strategy} strategy reports no convergence statistic", ha="center", va="center", transform=state_axes.transAxes)
-        state_axes.set_ylabel("strategy state")
-    state_axes.grid(alpha=0.3)
+    if state_axes is not None:
+        state_axes.grid(alpha=0.3)
 
     sampled = ordered[ordered["latency_ms"].notna()]
     latency_axes.scatter(sampled["order"], sampled["latency_ms"], s=12, color="tab:blue", alpha=0.6, label="latency of each sample")

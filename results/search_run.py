@@ -3,7 +3,8 @@
 The journal ``events.jsonl`` is the source of truth (``trials.csv``, ``pareto.csv`` and
 ``best.json`` are derived from it); it is read with :meth:`mobilenas.runs.Journal.read`, which
 skips a line torn by a killed writer. Where a run has no journal (someone copied only the CSV
-files), ``trials.csv`` is read instead. Results are replayed as the orchestrator replays them on
+files) or one with no result in it (emptied), ``trials.csv`` is read instead, and
+``journal_unread`` says so. Results are replayed as the orchestrator replays them on
 resume: one result per ``(number, source)``, the last line winning, none above an ``abandoned``
 line of its number (the proposal asked again below it counts).
 
@@ -68,6 +69,9 @@ class SearchResults(RunBase):
     stopped: str | None = None
     #: the --time-limit (seconds) that ended the run's last session before --samples; None if none did
     time_limit_s: float | None = None
+    #: why the results were read from trials.csv rather than the journal ("events.jsonl is empty",
+    #: "... is missing", "... holds no result"); None when they come from the journal
+    journal_unread: str | None = None
 
     kind = KIND
 
@@ -85,6 +89,12 @@ class SearchResults(RunBase):
     def problem(self) -> str:
         """``network`` (a latency table scores architectures) or ``tabular`` (a benchmark does)."""
         return str(self.manifest.get("problem", "network"))
+
+    @property
+    def evaluated_word(self) -> str:
+        """How its architectures got their accuracy, in a word: ``trained`` (a network search) or
+        ``evaluated`` (a tabular search looks them up in its benchmark)."""
+        return "trained" if self.problem == "network" else "evaluated"
 
     @property
     def space_name(self) -> str:
@@ -198,8 +208,11 @@ def read_search_run(path: Path, manifest: dict[str, Any], label: str, measured_m
     seed = manifest.get("seed")
     target = float(manifest.get("target_latency_ms", math.nan))
     rows = _result_rows(events)
+    journal_unread = None
     if not rows and (path / TRIALS_CSV).is_file():
         rows = _csv_rows(path / TRIALS_CSV)
+        if rows:  # a journal emptied or not copied: said by nas-results, as a resume refuses such a run
+            journal_unread = f"{EVENTS} {'is missing' if not (path / EVENTS).exists() else 'holds no result' if events else 'is empty'}"
     trials = pd.DataFrame(rows)
     for column in TRIAL_COLUMNS:
         if column not in trials.columns:
@@ -232,6 +245,7 @@ def read_search_run(path: Path, manifest: dict[str, Any], label: str, measured_m
         best=best,
         stopped=next((str(e.get("reason", "")) for e in reversed(events) if e.get("type") == "stopped"), None),
         time_limit_s=_time_limit_s(events),
+        journal_unread=journal_unread,
     )
 
 

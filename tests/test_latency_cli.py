@@ -406,7 +406,7 @@ def test_predictions_beyond_the_corrections_points_get_a_note(space_file, tmp_pa
     fastest = out.splitlines()[1].strip()
     notes = err.strip().splitlines()
     assert len(notes) == 2 and notes[0].startswith("note: the fastest's ") and notes[1].startswith("note: the slowest's ")
-    assert " lies outside the 5.00-8.00 ms of the 2 networks the correction was fitted on, so it is extrapolated there;" in notes[0]
+    assert " lies outside the 5.00-8.00 ms of the 2 end-to-end measurements the correction was fitted on, so it is extrapolated there;" in notes[0]
     assert notes[0].endswith(f"; nas-latency measure '{fastest}' --input-size 32 times it")
     code, out, err = run(["fastest", *common, "--json"], capsys)
     assert code == 0 and json.loads(out)["correction_range_ms"] == [5.0, 8.0] and not err

@@ -349,3 +349,24 @@ def test_a_run_whose_table_is_elsewhere_is_drawn_without_references(search: tupl
     NotebookClient(notebook, kernel_name="python3", timeout=300, resources={"metadata": {"path": str(tmp_path)}}).execute()
     text = "".join(o.get("text", "") for c in notebook.cells for o in c.get("outputs", []))
     assert "reference networks not drawn" in text and (tmp_path / "figures" / "front.png").is_file()
+
+
+def test_show_says_trained_and_calibration_counts_networks_and_points(search: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # a network search trains its architectures (a tabular one looks them up: "evaluated"); the
+    # calibration counted "10 networks" of a table nas-latency info said held 12 end-to-end points
+    # (two networks measured twice): both true, of other things, now said
+    out, table = search
+    assert nas_results(["show", str(out)]) == 0
+    assert "  trials          6 trained (0 failed) of --samples 6" in capsys.readouterr().out
+    twice = tmp_path / "table.jsonl"
+    lines = table.read_text().splitlines(keepends=True)
+    measured = [line for line in lines if json.loads(line).get("kind") == "end_to_end"]
+    assert measured  # the search measured its best end to end
+    twice.write_text("".join(lines) + measured[0])  # one network measured again
+    points = {json.loads(line)["fingerprint"] for line in measured}
+    assert nas_results(["calibration", str(out), "--latency-table", str(twice)]) == 0
+    printed = capsys.readouterr().out
+    assert (f"(the table's {len(measured) + 1} end-to-end points are measurements of {len(points)} networks: "
+            "a network measured more than once counts once here, at its median)") in printed
+    assert nas_results(["calibration", str(out), "--latency-table", str(table)]) == 0
+    assert "end-to-end points are measurements of" not in capsys.readouterr().out  # one point per network: nothing to tell apart

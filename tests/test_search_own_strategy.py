@@ -302,7 +302,7 @@ def test_nas_results_tells_a_run_stopped_early_from_one_not_finished(greedy: Pat
     capsys.readouterr()
     assert nas_results(["show", str(run)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[3].startswith(f"  trials          {trained} trained (0 failed) of --samples 300, ")
+    assert lines[3].startswith(f"  trials          {trained} evaluated (0 failed) of --samples 300, ")
     assert lines[4] == f"  stopped early   the greedy strategy proposed 1000 already-evaluated architectures in a row ({trained} distinct ones evaluated): the search has converged"
     assert nas_results(["show", str(run), "--json"]) == 0
     assert "already-evaluated architectures in a row" in json.loads(capsys.readouterr().out)["summary"]["stopped"]
@@ -330,7 +330,7 @@ def test_nas_results_tells_a_run_stopped_early_from_one_not_finished(greedy: Pat
     assert nas_results(["compare", str(run), str(cut), "--out", str(tmp_path / "fronts.png"), "--json"]) == 0
     captured = capsys.readouterr()
     assert [r["finished"] for r in json.loads(captured.out)["runs"]] == [True, False]
-    assert "note: 1 run not finished (cut: 5 of --samples 8 trained): it is compared on what it did so far (--resume goes on)" in captured.err
+    assert "note: 1 run not finished (cut: 5 of --samples 8 evaluated): it is compared on what it did so far (--resume goes on)" in captured.err
     # while a process works on it (holds the run), it is said to be running, by whom
     from mobilenas.runs import RunDir
 
