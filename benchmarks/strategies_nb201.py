@@ -658,8 +658,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.no_write:  # before the runs, not after them
         suffixes = (TUNING_GRIDS[args.tune][2],) if args.tune else (".md", ".json", ".png")
         check_out(parser, *(stem_file(args.out, suffix) for suffix in suffixes))
-    if not args.data.is_file():  # the default is where ../shared/data lies beside this checkout
-        parser.error(f"--data {args.data}: no such file; give --data PATH of the NAS-Bench-201 CSV (nb201_cifar10_dev.csv.gz, in the shared data's nb201/)")
     twice = next((name for position, name in enumerate(strategies) if name in strategies[:position]), None)
     if twice is not None:
         parser.error(f"--strategies names {short_strategy_name(twice)} twice: name each strategy once (compare its options in separate --out runs)")
@@ -694,6 +692,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         seeds = list(range(args.first_seed, args.first_seed + args.seeds))
         entries = [Entry(labels[name], name, parse_options(name, overrides[name])) for name in strategies]
 
+    if not args.data.is_file():  # the default is where ../shared/data lies beside this checkout
+        parser.error(f"--data {args.data}: no such file; give --data PATH of the NAS-Bench-201 CSV (nb201_cifar10_dev.csv.gz, in the shared data's nb201/)")
     evaluators = {column: TabularEvaluator(args.data, latency_column=column) for column in columns}
     cells = []
     for column in columns:

@@ -105,12 +105,14 @@ def test_command_line_quotes_the_options_given(monkeypatch: pytest.MonkeyPatch) 
     assert command_line("strategies_nb201.py", ["--out", "a b", "--seeds", "3"], flock=False) == "python benchmarks/strategies_nb201.py --out 'a b' --seeds 3"
 
 
-def test_strategies_nb201_records_how_its_results_were_made(tmp_path: Path) -> None:
-    result = run_script("strategies_nb201.py", "--strategies", "random", "--seeds", "2", "--queries", "10", "--out", str(tmp_path / "sn"))
+def test_strategies_nb201_records_how_its_results_were_made(cells: Path, tmp_path: Path) -> None:
+    options = ["--data", str(cells), "--columns", "latency_ms_toy", "--quantiles", "0.5", "--strategies", "random", "--seeds", "2", "--queries", "10",
+               "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "sn")]
+    result = run_script("strategies_nb201.py", *options)
     assert result.returncode == 0, result.stderr
     made = json.loads((tmp_path / "sn.json").read_text())["provenance"]
     assert made["commit"] and made["environment"]["torch"] and made["environment"]["optuna"]
-    assert made["command"].endswith(f"strategies_nb201.py --strategies random --seeds 2 --queries 10 --out {tmp_path / 'sn'}")
+    assert made["command"].endswith("strategies_nb201.py " + " ".join(options))
 
 
 def test_strategies_nb201_names_data_when_its_table_is_missing(tmp_path: Path) -> None:
