@@ -1008,20 +1008,22 @@ def test_duplicates_are_journaled_compactly_and_read_back_as_trials_csv_has_them
         assert max(len(json.dumps(e)) for e in duplicates) < 160  # a whole duplicate result line: over 500 bytes
 
 
-def test_a_run_folder_moved_away_mid_search_ends_it_in_one_line_and_is_not_made_again(cells: Path, tmp_path: Path) -> None:
+def test_a_run_folder_moved_away_mid_search_ends_it_in_one_line_and_is_not_made_again(cells: Path, tmp_path: Path, monkeypatch, capsys) -> None:
     # It had been made again, without its manifest, by the next writes, and the search ended in a KeyError traceback.
+    # The folder is moved (as rm -rf does, but in one step) by the strategy itself, after its 5th result: at a known point.
+    mover = tmp_path / "mover.py"
+    mover.write_text(
+        "import os\nfrom mobilenas.search.strategies.random_search import RandomSearch\n\n"
+        "class MovesItsRun(RandomSearch):\n"
+        "    def _observe(self, number, indices, note, observation):\n"
+        "        super()._observe(number, indices, note, observation)\n"
+        "        if self._told == 5:\n"
+        "            os.rename(os.environ['THE_RUN'], os.environ['THE_RUN'] + '-moved')\n"
+    )
     out = tmp_path / "run"
-    args = _args(cells, out, "--samples", "15000", "--strategy", "random", "--quiet")  # (ppo can converge, and stop, first)
-    process = subprocess.Popen([sys.executable, "-m", "mobilenas.search.cli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    from mobilenas.runs import Journal
-
-    while time.time() < deadline and len(Journal(out / "events.jsonl").read()) < 20:  # (a line half written is skipped)
-        time.sleep(0.1)
-    assert process.poll() is None, process.communicate()
-    out.rename(tmp_path / "moved")  # as rm -rf does, but in one step
-    _, err = process.communicate(timeout=120)
-    assert process.returncode == 1, err
+    monkeypatch.setenv("THE_RUN", str(out))
+    assert nas_search(_args(cells, out, "--samples", "50", "--strategy", f"{mover}:MovesItsRun", "--quiet")) == 1
+    err = capsys.readouterr().err
     assert err.strip().splitlines()[-1] == f"nas-search: error: the folder {out} is gone (deleted or moved while this ran): nothing more is written; what was in it went with it"
     assert "Traceback" not in err
-    assert not out.exists() and (tmp_path / "moved" / "manifest.json").is_file()
+    assert not out.exists() and (tmp_path / "run-moved" / "manifest.json").is_file()
