@@ -108,6 +108,7 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path: Path) -> Non
     assert main([str(killed), *common]) == 2  # an unfinished training is never silently restarted
     assert main([str(killed), "--resume", *common]) == 0
     resumed = json.loads((tmp_path / "killed" / "net.synthetic.metrics.json").read_text())
+    assert resumed["resumed_from_epoch"] == saved["epoch"] and reference["resumed_from_epoch"] is None
     def deterministic(history: list[dict[str, float]]) -> list[dict[str, float]]:
         return [{k: v for k, v in h.items() if k not in ("wall_time_s", "images_per_s")} for h in history]
 
@@ -150,6 +151,9 @@ def test_resume_refuses_other_data_and_other_settings(tmp_path: Path) -> None:
         _check_resumable(checkpoint, {**identity, "data": {**data, "mean": [0.31], "std": [0.21]}}, config, path)
     with pytest.raises(ValueError, match=r"other settings \(--lr 0\.1, not 0\.05; --batch-size 32, not 16\)"):
         _check_resumable(checkpoint, identity, FullTrainConfig(epochs=2, batch_size=16, learning_rate=0.05, threads=1), path)
+    # as typed: "--augment True, not False" (no such option) and "--ema None, not 0.999"
+    with pytest.raises(ValueError, match=r"other settings \(without --no-augment, not with it; --ema left out, not 0\.999\); resume with the same options"):
+        _check_resumable(checkpoint, identity, FullTrainConfig(epochs=2, batch_size=32, augment=False, ema_decay=0.999, threads=1), path)
     # a training started on a GPU resumes on this CPU (the device may differ): the checkpoint's device
     # was checked as if it were asked for here, and refused
     on_gpu = {"identity": identity, "config": {**config.to_dict(), "device": "cuda"}}
@@ -259,6 +263,13 @@ def test_weights_that_do_not_fit_are_one_line(tmp_path: Path, capsys: pytest.Cap
         warnings.simplefilter("error")
         assert main(["mobilenetv3-small", "--weights", str(tmp_path / "strategy.pt")]) == 2
     assert "not a torch weights file" in capsys.readouterr().err
+    # a text file: "not a readable torch weights file (IndexError: pop from empty list)"
+    (tmp_path / "x.csv").write_text("a,b\n1,2\n")
+    assert main(["mobilenetv3-small", "--weights", str(tmp_path / "x.csv")]) == 2
+    assert capsys.readouterr().err.strip() == f"nas-train: error: {tmp_path / 'x.csv'}: not a torch weights file (written by torch.save), or a damaged or truncated one"
+    # a folder: "no weights file at ..."
+    assert main(["mobilenetv3-small", "--weights", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == f"nas-train: error: {tmp_path} is a folder, not a weights file; give the .pt file inside it (it holds strategy.pt, wrong.pt)"
 
 
 def test_resume_refuses_other_initial_weights(tmp_path: Path) -> None:
@@ -298,6 +309,18 @@ def exit_code(argv: list[str]) -> int:
         (["mobilenetv3-small", "--image-size", "3"], "argument --image-size: expected a whole number of pixels >= 8, got '3'"),  # was 'image_size must be ...'
         (["mobilenetv3-small", "--epochs", "2", "--warmup-epochs", "5"], "--warmup-epochs 5 is longer than the whole training (--epochs 2)"),
         (["mobilenetv3-small", "--device", "cuda:99"], "device 'cuda:99': "),  # used to be a traceback on CPU torch
+        # beyond float32: "RuntimeError: value cannot be converted to type float without overflow", a traceback
+        (["mobilenetv3-small", "--lr", "1e308"], "argument --lr: expected at most 3.4e+38 (torch trains in float32), got '1e308'"),
+        (["mobilenetv3-small", "--optimizer", "adamw", "--lr", "1e300"], "argument --lr: expected at most 3.4e+38"),
+        (["mobilenetv3-small", "--weight-decay", "1e300"], "argument --weight-decay: expected at most 3.4e+38"),
+        # it blamed --val-size and --test-size, and said the training images were 4,000 whatever --train-size
+        (["mobilenetv3-small", "--train-size", "100000000"], "; give a smaller --image-size, or a smaller --train-size, --val-size or --test-size"),
+        # "train_size: the synthetic set has no fixed size ...", though --help says "count or fraction"
+        (["mobilenetv3-small", "--train-size", "0.0001"], "--train-size 0.0001: a fraction is of a data set's images, and the synthetic set has no fixed number"),
+        # it said only that the synthetic set takes no --data-dir
+        (["mobilenetv3-small", "--data-dir", "/nonexistent/x"], "give its kind too (--dataset cifar10, imagefolder or npz), or the path alone (--dataset /nonexistent/x)"),
+        # it trained, then the export ran out of memory, and so did the --resume it advised
+        (["mobilenetv3-small", "--export-size", "60000"], "--export-size 60000: exporting the ONNX model at 60000x60000 would take about"),
     ],
 )
 def test_errors_are_one_line_with_exit_2(argv: list[str], message: str, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -323,8 +346,13 @@ def test_epoch_bars_show_the_mean_loss_of_the_epoch(tmp_path: Path, monkeypatch:
     shown: list[list[str]] = []
 
     class Bar:
+        start_t = last_print_t = 0.0  # moved past the validation by the training (tqdm's own)
+
         def __init__(self, **kwargs: object) -> None:
             shown.append([])
+
+        def set_postfix_str(self, text: str, refresh: bool = True) -> None:  # "validating on N images": no loss figure
+            pass
 
         def update(self, n: int) -> None:
             pass
@@ -338,7 +366,8 @@ def test_epoch_bars_show_the_mean_loss_of_the_epoch(tmp_path: Path, monkeypatch:
     monkeypatch.setattr(mobilenas.cliutil, "progress", Bar)
     data = load_dataset("synthetic", train_size=160, val_size=32, test_size=32, image_size=16)
     result = train_full(tiny_arch(), data, FullTrainConfig(epochs=2, batch_size=32, threads=1), TrainOutputs.at(tmp_path, "net.synthetic"), progress=True)
-    assert len(shown) == 2
+    assert len(shown) == 2 + 1  # the epochs' bars, then testing's
+    shown.pop()
     for figures, record in zip(shown, result.metrics["history"], strict=True):
         assert len(figures) == 5 + 1  # a figure per step (5 of 32 images), then the epoch's summary
         assert figures[-2] == figures[-1] == f"{record['train_loss']:.3f}"
@@ -420,8 +449,9 @@ def test_weights_trained_on_another_split_get_a_note(tmp_path: Path, capsys: pyt
     assert main([str(best), "--weights", str(run / "w.pt"), "--val-size", "80", "--out", str(tmp_path / "a"), *quick]) == 0
     err = capsys.readouterr().err
     assert "data as the search that wrote ARCH loaded them: --seed 3 --image-size 16 (type" in err
-    assert "note: --val-size 80 where the search had --val-size 64, --test-size 32 where the search had the default: " in err
-    assert re.search(r"had the default: [1-9]\d* of this run's 80 validation images were in the training split", err), err
+    # not "--test-size 32 where the search had the default" too: the synthetic set's test images are drawn apart, so --test-size changes no validation image
+    assert "note: --val-size 80 where the search had --val-size 64: " in err
+    assert re.search(r"had --val-size 64: [1-9]\d* of this run's 80 validation images were in the training split", err), err
     for typed in (["--seed", "5"], []):
         assert main([str(best), "--weights", str(run / "w.pt"), *typed, "--out", str(tmp_path / f"b{len(typed)}"), *quick]) == 0
         assert "note:" not in capsys.readouterr().err

@@ -316,10 +316,13 @@ def test_npz_errors_name_the_layout(tmp_path: Path) -> None:
     # more images than there are: refused by name (they used to be cut down to what there was)
     np.savez(tmp_path / "twenty.npz", x_train=np.zeros((20, 8, 8), np.uint8), y_train=np.arange(20) % 2,
              x_test=np.zeros((6, 8, 8), np.uint8), y_test=np.arange(6) % 2)
-    with pytest.raises(ValueError, match=r"train_size 500 is more than the 18 training images left after the 2-image validation split; give at most 18"):
+    # named as the commands (nas-train, netadapt, nas-search) take them: "train_size 500" was no option's name
+    with pytest.raises(ValueError, match=r": --train-size 500 is more than the 18 training images left after the 2-image validation split; give at most 18"):
         load_dataset(tmp_path / "twenty.npz", train_size=500, val_size=2)
-    with pytest.raises(ValueError, match=r"test_size 7 is more than its 6 test images; give at most 6"):
+    with pytest.raises(ValueError, match=r": --test-size 7 is more than its 6 test images; give at most 6"):
         load_dataset(tmp_path / "twenty.npz", test_size=7)
+    with pytest.raises(ValueError, match=r"leaves none of the 20 for training; give a smaller --val-size$"):
+        load_dataset(tmp_path / "twenty.npz", val_size=20)
     assert len(load_dataset(tmp_path / "twenty.npz", train_size=18, val_size=2, test_size=6).train) == 18  # all of them is fine
 
 

@@ -123,6 +123,62 @@ def test_resume_without_a_checkpoint_says_it_starts_from_scratch(tmp_path: Path,
     assert err == [f"nas-train: no checkpoint at {tmp_path / 'r' / 'net.synthetic.checkpoint.pt'}: starting from scratch"]
 
 
+def test_resume_with_json_says_on_stderr_that_it_starts_over_and_names_the_checkpoint_meant(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # With --json the note was muted: a --resume whose data set (or --weights, --out) differed from
+    # the interrupted run's started from scratch, and nothing said so, nor where the unfinished one was.
+    import torch
+
+    from mobilenas.train.full import FullTrainConfig
+
+    arch_path = write_arch(tmp_path / "r")
+    data = load_dataset("synthetic", train_size=192, val_size=64, test_size=64, image_size=16)
+    # an unfinished training of this architecture on another data set, beside it (its identity as train_full records it)
+    meant = tmp_path / "r" / "net.cifar10.checkpoint.pt"
+    recorded = {k: v for k, v in data.summary().items() if k not in ("description", "source")} | {"name": "cifar10"}
+    torch.save({"version": 1, "identity": {"architecture": tiny_arch().fingerprint(), "data": recorded, "initial": None},
+                "config": FullTrainConfig(epochs=30).to_dict(), "epoch": 7}, meant)
+    (tmp_path / "r" / "junk.checkpoint.pt").write_text("not a checkpoint")  # skipped
+    assert main([str(arch_path), "--resume", "--epochs", "1", "--no-onnx", "--json", *DATA_ARGS]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["resumed_from_epoch"] is None  # stdout: the JSON alone
+    assert captured.err.strip().splitlines() == [
+        f"nas-train: no checkpoint at {tmp_path / 'r' / 'net.synthetic.checkpoint.pt'}: starting from scratch; {meant} holds an unfinished training"
+        " of this architecture (cifar10, from random weights, 7 of 30 epochs done): to continue that one instead, stop this and resume it with"
+        " the --dataset, --weights and --out it was started with"
+    ]
+    assert json.loads((tmp_path / "r" / "net.synthetic.metrics.json").read_text())["resumed_from_epoch"] is None
+
+
+def test_more_threads_than_cores_get_a_note(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # --threads 32 on 2 cores trained 15x slower, silently (here the data set is refused after the note: nothing trains)
+    cores = os.cpu_count() or 1
+    assert main(["mobilenetv3-small", "--threads", str(cores + 1), "--dataset", "cifar10", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0] == (f"nas-train: note: --threads {cores + 1} on {cores} cores: the threads share the cores and the training runs slower than"
+                      f" with --threads {cores} (or leave --threads out for all cores)") and "needs a data directory" in err[1]
+    assert main(["mobilenetv3-small", "--threads", str(cores), "--dataset", "cifar10", "--out", str(tmp_path)]) == 2
+    assert "note:" not in capsys.readouterr().err
+
+
+def test_the_bar_rate_is_of_the_steps_and_testing_and_export_show_progress(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # The epoch's bar stayed open while the batch norms were re-estimated and the validation images
+    # scored, so its rate counted them (CIFAR-10: "3.87s/step"); testing and the export then showed nothing.
+    argv = [str(write_arch(tmp_path / "p")), "--epochs", "1", "--train-size", "64", "--val-size", "2000", "--test-size", "64",
+            "--image-size", "16", "--batch-size", "32", "--threads", "1"]
+    assert main(argv) == 0
+    err = capsys.readouterr().err.replace("\r", "\n").splitlines()
+    (final,) = [line for line in err if line.startswith("epoch 1/1: 100%")]
+    found = re.search(r"\b(\d+\.\d+)(step/s|s/step)", final)
+    assert found, final
+    rate = float(found.group(1)) if found.group(2) == "step/s" else 1 / float(found.group(1))
+    record = json.loads((tmp_path / "p" / "net.synthetic.metrics.json").read_text())["history"][0]
+    steps_rate = 2 / record["wall_time_s"]  # 2 steps of 32 images
+    assert rate > 0.5 * steps_rate, (final, steps_rate)  # with 2,000 validation images counted in, several times lower
+    assert re.search(r"loss=\d\.\d{3}, val=\d\.\d{3}", final), final
+    finishing = [line for line in err if line.startswith("test and export: 100%|")]
+    assert len(finishing) == 1 and " 2/2 " in finishing[0] and re.search(r", test \d\.\d{3}\]$", finishing[0]), finishing
+
+
 def test_the_export_size_note_of_a_plain_architecture_states_only_what_is_true(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # It said "at 64x64, the size the latency is of" (nothing was timed), named strides set to 1
     # where none differ, and advised searching and pruning with --input-size.

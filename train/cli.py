@@ -9,11 +9,12 @@ in ``--out``).
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shlex
 import sys
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -95,9 +96,9 @@ def build_parser(prog: str) -> ArgumentParser:
     training.add_argument("--epochs", type=positive_int, default=30, help="epochs (default: 30)")
     training.add_argument("--batch-size", type=positive_int, default=128, help="default: 128")
     training.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd", help="default: sgd (Nesterov momentum 0.9)")
-    training.add_argument("--lr", type=positive_float, default=None,
+    training.add_argument("--lr", type=torch_positive_float, default=None,
                           help="peak learning rate (default: 0.1 for sgd, 0.002 for adamw, 0.016 for rmsprop; a tenth of that with --weights)")
-    training.add_argument("--weight-decay", type=nonnegative_float, metavar="WD", default=1e-4, help="default: 1e-4 (not on batch norm and biases)")
+    training.add_argument("--weight-decay", type=torch_nonnegative_float, metavar="WD", default=1e-4, help="default: 1e-4 (not on batch norm and biases)")
     training.add_argument("--label-smoothing", type=fraction_or_zero, metavar="EPS", default=0.1, help="default: 0.1")
     training.add_argument("--warmup-epochs", type=nonnegative_float, metavar="EPOCHS", default=1.0, help="linear warm-up before the cosine decay (default: 1)")
     training.add_argument("--no-augment", action="store_true", help="no random crop and flip")
@@ -118,6 +119,27 @@ def build_parser(prog: str) -> ArgumentParser:
     output.add_argument("--quiet", action="store_true", help="no progress bars")
     output.add_argument("--json", action="store_true", help="print one JSON summary instead of text")
     return parser
+
+
+#: the largest float32: torch trains in float32, and a larger --lr or --weight-decay had ended in
+#: "RuntimeError: value cannot be converted to type float without overflow" (a traceback)
+FLOAT32_MAX = 3.4028234663852886e38  # = engine.FLOAT32_MAX (not imported here: it imports torch)
+
+
+def _float32(kind: Callable[[str], float]) -> Callable[[str], float]:
+    """argparse type: ``kind`` (a positive or non-negative number) that float32 can hold."""
+    def parse(text: str) -> float:
+        value = kind(text)
+        if value > FLOAT32_MAX:
+            raise argparse.ArgumentTypeError(f"expected at most {FLOAT32_MAX:.1e} (torch trains in float32), got {text!r}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in some messages
+    return parse
+
+
+torch_positive_float = _float32(positive_float)
+torch_nonnegative_float = _float32(nonnegative_float)
 
 
 LEARNING_RATES = {"sgd": 0.1, "adamw": 0.002, "rmsprop": 0.016}
@@ -190,7 +212,7 @@ def _take_arch_data_options(args: argparse.Namespace, prog: str) -> TakenData | 
     for key, value in values.items():
         setattr(args, key, DATA_DEFAULTS[key] if value is None else value)
     line = found.taken_line("ARCH") if found is not None else None
-    if line and not args.json:
+    if line:  # on stderr, with --json too
         print(f"{prog}: {line}", file=sys.stderr)
     return found
 
@@ -220,15 +242,18 @@ def _main(argv: Sequence[str] | None, prog: str) -> int:
     again, resume_command = _command_lines(prog, argv)
     set_interrupt_note(f"the training had not begun; run the same command again: {again}")
 
-    def say(line: str) -> None:
-        if not args.json:
-            print(f"{prog}: {line}", file=sys.stderr)
+    def say(line: str) -> None:  # on stderr, with --json too: its stdout stays one JSON object
+        print(f"{prog}: {line}", file=sys.stderr)
 
     if args.warmup_epochs > args.epochs:  # the default (1) never is: --epochs is at least 1
         raise UsageError(f"--warmup-epochs {args.warmup_epochs:g} is longer than the whole training (--epochs {args.epochs}); give at most {args.epochs}")
+    cores = os.cpu_count() or 1
+    if args.threads is not None and args.threads > cores:
+        say(f"note: --threads {args.threads} on {cores} cores: the threads share the cores and the training runs slower than with"
+            f" --threads {cores} (or leave --threads out for all cores)")
     from mobilenas.space.io import load_architecture
     from mobilenas.train.data import load_dataset
-    from mobilenas.train.full import FullTrainConfig, TrainOutputs, train_full
+    from mobilenas.train.full import ExportFailed, FullTrainConfig, TrainOutputs, train_full
 
     arch = load_architecture(args.arch)
     initial = None
@@ -268,6 +293,13 @@ def _main(argv: Sequence[str] | None, prog: str) -> int:
     )
     folder, prefix = output_location(args.arch, data.name, args.out, finetune=initial is not None)
     check_writable_folder(folder, f"--out {folder}" if args.out else f"the output folder {folder} (choose another with --out)")  # before any training
+    from mobilenas.space.io import result_input_size
+
+    timed_at = result_input_size(args.arch)  # the size a search or NetAdapt run timed ARCH at; None for other inputs
+    export_size = args.export_size or timed_at or data.input_size
+    timed = export_size == timed_at  # the network whose latency that run measured
+    if not args.no_onnx and export_size > data.input_size:  # at the training's size or below, the training needed more
+        _check_export_memory(arch, data, export_size, typed=args.export_size is not None)
     outputs = TrainOutputs.at(folder, prefix)
     progress = not args.quiet and not args.json
     if progress:
@@ -282,11 +314,6 @@ def _main(argv: Sequence[str] | None, prog: str) -> int:
             named = result_weights(args.arch)
             if named is not None and named.is_file():
                 print(f"{prog}: from random weights; to fine-tune the weights {args.arch} names instead, add --weights {shlex.quote(str(named))}", file=sys.stderr)
-    from mobilenas.space.io import result_input_size
-
-    timed_at = result_input_size(args.arch)  # the size a search or NetAdapt run timed ARCH at; None for other inputs
-    export_size = args.export_size or timed_at or data.input_size
-    timed = export_size == timed_at  # the network whose latency that run measured
     if export_size != data.input_size:
         say(f"note: the ONNX model and preprocessing are for {export_size} px ({_export_why(args.export_size is not None, timed)}); "
             f"{_export_note(arch, data, export_size, timed)}")
@@ -299,8 +326,14 @@ def _main(argv: Sequence[str] | None, prog: str) -> int:
             result = train_full(
                 arch, data, config, outputs, resume=args.resume, export_onnx=not args.no_onnx, progress=progress, source=args.arch,
                 initial=initial, initial_source=None if args.weights is None else str(args.weights), export_size=export_size,
-                export_timed=timed, log=say,
+                export_timed=timed, log=say, search_folders=[output_location(args.arch, data.name, None, finetune=initial is not None)[0]],
             )
+        except ExportFailed as failed:  # the same command with --resume fails the same way: say what to change
+            words = _without_option(list(sys.argv[1:] if argv is None else argv), "--export-size")
+            words += [] if "--resume" in words else ["--resume"]
+            smaller = max(data.input_size, failed.export_size // 4)
+            raise UsageError(f"{failed}; continue with a smaller --export-size, or with --no-onnx: "
+                             f"{prog} {shlex.join([*words, '--export-size', str(smaller)])}") from None
         except BaseException:  # Ctrl-C, out of memory: say what is kept, and the command that continues
             _say_what_is_kept(outputs, again, resume_command)
             raise
@@ -312,6 +345,7 @@ def _main(argv: Sequence[str] | None, prog: str) -> int:
         "test_loss": result.test_loss,
         "best_epoch": result.best_epoch,
         "epochs_run": result.epochs_run,
+        "resumed_from_epoch": result.metrics["resumed_from_epoch"],
         "stopped_early": result.metrics["stopped_early"],
         "wall_time_s": result.wall_time_s,
         "adaptation": result.metrics["adaptation"],
@@ -336,6 +370,37 @@ def _main(argv: Sequence[str] | None, prog: str) -> int:
         print(f"{prog}: error: {result.error}", file=sys.stderr)
         return 1
     return 0
+
+
+def _without_option(words: list[str], option: str) -> list[str]:
+    """``words`` without ``option`` and its value (``--option V`` or ``--option=V``)."""
+    kept: list[str] = []
+    skip = False
+    for word in words:
+        if skip:
+            skip = False
+        elif word == option:
+            skip = True
+        elif not word.startswith(option + "="):
+            kept.append(word)
+    return kept
+
+
+def _check_export_memory(arch: Architecture, data: DataSplits, export_size: int, *, typed: bool) -> None:
+    """Refuse, before training, an ONNX export that would not fit in memory (``--export-size 60000``
+    had trained, then failed "out of memory", and the resume it advised failed the same way)."""
+    from mobilenas.train.data import usable_memory
+    from mobilenas.train.full import export_memory_bytes
+    from mobilenas.train.proxy import prepare_architecture
+
+    memory = usable_memory()
+    if memory is None:
+        return
+    need = export_memory_bytes(prepare_architecture(arch, data)[0], export_size)  # the builder adapts it to that size
+    if need is not None and need > 0.8 * memory:
+        what = f"--export-size {export_size}" if typed else f"{export_size} px, the size the latency of the run that wrote ARCH is of,"
+        raise UsageError(f"{what}: exporting the ONNX model at {export_size}x{export_size} would take about {need / 2**30:,.1f} GiB of memory,"
+                         f" more than the {memory / 2**30:,.1f} GiB here allow; give a smaller --export-size, or --no-onnx")
 
 
 def _export_why(typed: bool, timed: bool) -> str:

@@ -150,6 +150,9 @@ class DataSplits:
     #: how :func:`load_dataset` was asked for it (``dataset`` and ``data_dir`` absolute, ``val_size``,
     #: ``test_size``): what loads the same splits again (:mod:`mobilenas.train.provenance`)
     source: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: whether the test split was carved from the training data (an image folder without test/, an
+    #: .npz without x_test): only then does ``test_size`` change which images are left for validation
+    test_carved: bool = False
 
     @property
     def input_size(self) -> int:
@@ -372,7 +375,8 @@ def data_location(name: str | Path, data_dir: str | Path | None = None) -> tuple
 def _resolve_kind(name: str, data_dir: str | Path | None) -> tuple[str, Path | None]:
     if name == "synthetic":
         if data_dir is not None:
-            raise ValueError("the synthetic data set is built in; it takes no --data-dir")
+            raise ValueError(f"--data-dir {data_dir}: the synthetic data set (the default) is built in and reads no files; for the data in"
+                             f" {data_dir}, give its kind too (--dataset cifar10, imagefolder or npz), or the path alone (--dataset {data_dir})")
         return "synthetic", None
     if name in ("cifar10", "imagefolder", "npz"):
         if data_dir is None:
@@ -402,7 +406,7 @@ def check_fits_in_memory(count: int, channels: int, size: int, what: str, memory
     80% of the memory this process may use (``--image-size 5000`` had ended in "Unable to allocate
     349 GiB"). ``fewer``: how to ask for fewer images, for the message."""
     need = count * channels * size * size
-    memory_bytes = memory_bytes if memory_bytes is not None else _usable_memory()
+    memory_bytes = memory_bytes if memory_bytes is not None else usable_memory()
     if memory_bytes is not None and need > 0.8 * memory_bytes:
         raise ValueError(
             f"{what} at {size}x{size} would take {need / 2**30:,.1f} GiB of memory ({count:,} images), more than the "
@@ -410,7 +414,7 @@ def check_fits_in_memory(count: int, channels: int, size: int, what: str, memory
         )
 
 
-def _usable_memory() -> int | None:
+def usable_memory() -> int | None:
     """This machine's memory, or its container's limit where lower (cgroup v2 or v1); None if unknown."""
     try:
         found = [os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")]
@@ -428,11 +432,12 @@ def _usable_memory() -> int | None:
 
 def _load_synthetic(seed: int, train_size: SizeSpec, val_size: SizeSpec, test_size: SizeSpec, image_size: int | None, channels: int | None) -> DataSplits:
     sizes = []
-    for size, default, what in zip((train_size, val_size, test_size), SYNTHETIC_DEFAULT_SIZES, ("train_size", "val_size", "test_size"), strict=True):
+    for size, default, what in zip((train_size, val_size, test_size), SYNTHETIC_DEFAULT_SIZES, ("--train-size", "--val-size", "--test-size"), strict=True):
         if size is None:
             sizes.append(default)
         elif isinstance(size, float) and not float(size).is_integer():
-            raise ValueError(f"{what}: the synthetic set has no fixed size to take a fraction of; give a count")
+            raise ValueError(f"{what} {size:g}: a fraction is of a data set's images, and the synthetic set has no fixed number (it draws as many"
+                             f" as asked); give a count (its default is {default:,}: {what} {default // 10} is a tenth of that)")
         else:
             sizes.append(resolve_size(size, default, what))
     train_n, val_n, test_n = sizes
@@ -446,8 +451,9 @@ def _load_synthetic(seed: int, train_size: SizeSpec, val_size: SizeSpec, test_si
     # the real data sets get (and the one the synthetic set always had).
     default_train = SYNTHETIC_DEFAULT_SIZES[0]
     reserve = default_train + val_n
-    check_fits_in_memory(max(train_n, default_train) + val_n + test_n, synthetic.IN_CHANNELS, size, "the synthetic set",
-                         fewer=f"fewer --val-size or --test-size images (the training images are drawn from {default_train:,} whatever --train-size)")
+    fewer = ("a smaller --train-size, --val-size or --test-size" if train_n > default_train else
+             f"a smaller --val-size or --test-size (a --train-size below {default_train:,} still draws {default_train:,} training images)")
+    check_fits_in_memory(max(train_n, default_train) + val_n + test_n, synthetic.IN_CHANNELS, size, "the synthetic set", fewer=fewer)
     pool_images, pool_labels = synthetic.make_synthetic(max(train_n, default_train) + val_n, seed, image_size=size)
     val_index, rest = stratified_split(pool_labels[:reserve], val_n, seed)
     train_index = np.concatenate([rest, np.arange(reserve, len(pool_labels), dtype=np.int64)])
@@ -484,8 +490,9 @@ def _assemble(
     """The three splits of ``train`` (and ``test``, or a test split carved from ``train``);
     ``carved`` = ``(val_index, train_index)`` into ``train`` where the caller chose them."""
     images, labels = train
+    test_carved = test is None
     if test is None:
-        count = resolve_size(test_size if test_size is not None else DEFAULT_TEST_FRACTION, len(labels), "test_size")
+        count = resolve_size(test_size if test_size is not None else DEFAULT_TEST_FRACTION, len(labels), "--test-size")
         _check_room(count, len(labels), "test", name)
         # the same test images for every --seed: a search's validation images (seed 0) must never be
         # what nas-train --seed 1 reports as test accuracy
@@ -497,14 +504,14 @@ def _assemble(
         val_index, train_index = carved
         val_count = len(val_index)
     else:
-        val_count = resolve_size(val_size if val_size is not None else DEFAULT_VAL_FRACTION, len(labels), "val_size")
+        val_count = resolve_size(val_size if val_size is not None else DEFAULT_VAL_FRACTION, len(labels), "--val-size")
         _check_room(val_count, len(labels), "validation", name)
         val_index, train_index = stratified_split(labels, val_count, seed)
     if train_size is not None:
-        train_count = resolve_size(train_size, len(train_index), "train_size")
+        train_count = resolve_size(train_size, len(train_index), "--train-size")
         if train_count > len(train_index):  # a count nobody can have: refused rather than quietly cut down
             raise ValueError(
-                f"{name}: train_size {train_count} is more than the {len(train_index):,} training images left after the"
+                f"{name}: --train-size {train_count} is more than the {len(train_index):,} training images left after the"
                 f" {val_count:,}-image validation split; give at most {len(train_index)}, or no --train-size for all of them"
             )
         if train_count < len(train_index):
@@ -512,9 +519,9 @@ def _assemble(
             train_index = train_index[keep]
     test_images, test_labels = test
     if test_size is not None:
-        test_count = resolve_size(test_size, len(test_labels), "test_size")
+        test_count = resolve_size(test_size, len(test_labels), "--test-size")
         if test_count > len(test_labels):
-            raise ValueError(f"{name}: test_size {test_count} is more than its {len(test_labels):,} test images; give at most {len(test_labels)}, or no --test-size for all of them")
+            raise ValueError(f"{name}: --test-size {test_count} is more than its {len(test_labels):,} test images; give at most {len(test_labels)}, or no --test-size for all of them")
         if test_count < len(test_labels):
             keep, _ = stratified_split(test_labels, test_count, seed + 3)
             test_images, test_labels = test_images[keep], test_labels[keep]
@@ -542,12 +549,13 @@ def _assemble(
         class_names=tuple(class_names),
         description=description,
         seed=seed,
+        test_carved=test_carved,
     )
 
 
 def _check_room(count: int, total: int, what: str, name: str) -> None:
     if count >= total:
-        raise ValueError(f"{name}: a {what} split of {count} images leaves none of the {total} for training; give a smaller size")
+        raise ValueError(f"{name}: a {what} split of {count} images leaves none of the {total} for training; give a smaller {'--test-size' if what == 'test' else '--val-size'}")
 
 
 def _channel_statistics(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:

@@ -24,6 +24,7 @@ from mobilenas.train.data import Split
 
 DIVERGENCE_FACTOR = 10.0  # running loss above this many times chance level (ln C) = diverged
 LOSS_SMOOTHING = 0.9
+FLOAT32_MAX = float(torch.finfo(torch.float32).max)
 
 
 class Diverged(RuntimeError):
@@ -88,6 +89,9 @@ class OptimiserSettings:
             raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        for name, value in (("learning_rate", self.learning_rate), ("weight_decay", self.weight_decay)):
+            if value > FLOAT32_MAX:  # the optimisers' float32 arithmetic had raised "cannot be converted ... without overflow"
+                raise ValueError(f"{name} must be at most {FLOAT32_MAX:.1e} (torch trains in float32), got {value:g}")
 
 
 def make_optimizer(model: nn.Module, settings: OptimiserSettings) -> torch.optim.Optimizer:

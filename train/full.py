@@ -183,6 +183,7 @@ def train_full(
     export_size: int | None = None,
     export_timed: bool = False,
     log: Callable[[str], None] | None = None,
+    search_folders: Sequence[Path] = (),
 ) -> FullTrainResult:
     """Train, checkpoint every epoch, test, export (see the module docstring).
 
@@ -191,7 +192,10 @@ def train_full(
     training starts from the beginning, and ``log`` says so); without it an existing checkpoint is
     an error, so nothing computed is overwritten by accident. Finished results (the metrics file
     of a training that ended well) are never overwritten. ``source`` names the architecture in
-    the metrics. ``log`` receives one-line notes (resumed from where; started from scratch).
+    the metrics. ``log`` receives one-line notes (resumed from where; started from scratch, naming
+    an unfinished training of the same architecture in the output folder or in ``search_folders``:
+    the one a ``--resume`` with other options probably meant). The metrics' ``resumed_from_epoch``
+    is the checkpoint's epoch, ``None`` for a training that began here.
 
     ``initial``: a state dict to start from instead of random weights (a fine-tune), loaded
     strictly; ``initial_source`` (its file) is kept in the metrics and checked on resume.
@@ -230,7 +234,7 @@ def train_full(
         raise ValueError(f"{outputs.metrics} already exists (a finished training); choose another --out, or delete it to train again")
     elif resume and log is not None:  # nothing to continue: started as without --resume
         failed = " (the training there failed; its metrics say why)" if outputs.metrics.exists() else ""
-        log(f"no checkpoint at {outputs.checkpoint}{failed}: starting from scratch")
+        log(f"no checkpoint at {outputs.checkpoint}{failed}: starting from scratch{_unfinished_elsewhere(arch, outputs, search_folders)}")
 
     start = time.perf_counter()
     elapsed_before = float(checkpoint["elapsed_s"]) if checkpoint else 0.0
@@ -299,6 +303,9 @@ def train_full(
                 if bar is not None:
                     bar.close()
                 break
+            evaluation_start = time.perf_counter()
+            if bar is not None:  # the steps are done; what follows can take as long as they did (CIFAR-10: 5,000 images)
+                bar.set_postfix_str(f"loss={outcome.mean_loss:.3f}, validating on {len(val_split):,} images", refresh=_interactive())
             # The averaged weights need their own statistics: the running ones the EMA averages
             # are the slow-momentum ones of weights an epoch old (it scored at chance with them).
             for evaluated in (model, *([ema.model] if ema is not None else [])):
@@ -326,7 +333,13 @@ def train_full(
             if bar is not None:
                 # not redrawn here: close() draws the final line (redrawn, it was in a log file twice)
                 left = sum(epoch_times) / len(epoch_times) * (config.epochs - epoch - 1)
-                bar.set_postfix({"loss": f"{outcome.mean_loss:.3f}", "val": f"{selected_accuracy:.3f}", **_eta(left)}, refresh=False)
+                evaluation_s = time.perf_counter() - evaluation_start
+                validated = f"{selected_accuracy:.3f}" + (f" ({format_duration(evaluation_s)})" if evaluation_s >= 1 else "")
+                bar.set_postfix({"loss": f"{outcome.mean_loss:.3f}", "val": validated, **_eta(left)}, refresh=False)
+                # the bar's time and rate (at close: steps / elapsed) are of the steps; the validation's time
+                # is shown beside "val" (its last draw moves too: close() draws nothing for a bar never drawn since it began)
+                bar.start_t += evaluation_s
+                bar.last_print_t += evaluation_s
                 bar.close()
             if selected_accuracy > best_accuracy:
                 best_accuracy, best_epoch, best_state = selected_accuracy, epoch + 1, engine.cpu_state_dict(selected)
@@ -347,9 +360,18 @@ def train_full(
 
         final = copy.deepcopy(model)
         test_accuracy, test_loss = math.nan, math.nan
+        finishing = None
+        if best_state is not None and status == STATUS_OK and progress:
+            from mobilenas.cliutil import progress as progress_bar
+
+            # testing (CIFAR-10: 10,000 images) and exporting had taken half a minute with nothing on the screen
+            finishing = progress_bar(total=2 if export_onnx else 1, desc="test" + (" and export" if export_onnx else ""), unit="phase")
+            finishing.set_postfix_str(f"testing on {len(data.test):,} images", refresh=_interactive())
         if best_state is not None and status == STATUS_OK:
             final.load_state_dict(best_state)
             test_accuracy, test_loss = evaluate(final, data.test, config.eval_batch_size, channels_last=config.channels_last, device=device)
+            if finishing is not None:
+                finishing.update(1)
         final = final.to("cpu").to(memory_format=torch.contiguous_format)
         final.eval()
 
@@ -369,8 +391,27 @@ def train_full(
                 deployable = build_model(prepared, input_size=deployed_at)
                 load_strict(deployable, final.state_dict(), "the trained weights")
                 deployable.eval()
-            export(deployable, outputs.onnx, input_size=deployed_at, in_channels=data.in_channels, dynamic_batch=True)
+            if finishing is not None:
+                finishing.set_postfix_str(f"test {test_accuracy:.3f}; exporting the ONNX model at {deployed_at} px", refresh=_interactive())
+            try:
+                export(deployable, outputs.onnx, input_size=deployed_at, in_channels=data.in_channels, dynamic_batch=True)
+            except (MemoryError, RuntimeError) as failure:
+                from mobilenas.cliutil import out_of_memory
+
+                if not out_of_memory(failure):
+                    raise
+                # the checkpoint stays: --resume tests and exports again, at another size or not at all
+                raise ExportFailed(
+                    f"the ONNX export at {deployed_at}x{deployed_at} px ran out of memory ({_first_line(failure)}); the trained weights are"
+                    f" saved in {outputs.weights}, and {outputs.checkpoint} lets --resume export again without training",
+                    deployed_at,
+                ) from None
             files["onnx"] = str(outputs.onnx.resolve())
+            if finishing is not None:
+                finishing.update(1)
+    if finishing is not None:
+        finishing.set_postfix_str(f"test {test_accuracy:.3f}", refresh=False)
+        finishing.close()
     wall_time_s = elapsed_before + time.perf_counter() - start
     cost = architecture_cost(final.arch, data.input_size)
     metrics: dict[str, Any] = {
@@ -379,6 +420,7 @@ def train_full(
         "error": error,
         "source": source,
         "initial_weights": identity["initial"],
+        "resumed_from_epoch": int(checkpoint["epoch"]) if checkpoint is not None else None,
         "architecture": prepared.to_dict(),
         "notation": prepared.to_notation(),
         "fingerprint": prepared.fingerprint(),
@@ -422,6 +464,83 @@ def train_full(
     )
 
 
+def _interactive() -> bool:
+    """Whether stderr is a terminal: a bar redrawn there replaces its line; in a log file every redraw
+    is a line of its own (the epoch's final line is drawn once, by close())."""
+    import sys
+
+    return sys.stderr.isatty()
+
+
+class ExportFailed(ValueError):
+    """The ONNX export after a finished training ran out of memory (``export_size``: at that size);
+    the weights and the checkpoint are kept."""
+
+    def __init__(self, message: str, export_size: int) -> None:
+        super().__init__(message)
+        self.export_size = export_size
+
+
+def _first_line(error: BaseException) -> str:
+    text = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def export_memory_bytes(arch: Architecture, input_size: int) -> int | None:
+    """About how much memory exporting ``arch`` at ``input_size`` px takes: the largest layer's
+    input and output (float32, batch 1), measured by a forward pass on the meta device (shapes
+    only, nothing allocated). ``None`` where that pass is not possible."""
+    try:
+        with torch.device("meta"):
+            model = build_model(arch, input_size=input_size)
+        model.eval()
+        peak = 0
+
+        def measure(module: torch.nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
+            nonlocal peak
+            tensors = [t for t in (*inputs, output) if isinstance(t, torch.Tensor)]
+            peak = max(peak, sum(t.numel() * t.element_size() for t in tensors))
+
+        hooks = [m.register_forward_hook(measure) for m in model.modules() if not list(m.children())]
+        with torch.no_grad():
+            model(torch.zeros(1, arch.stem.in_channels, input_size, input_size, device="meta"))
+        for hook in hooks:
+            hook.remove()
+    except Exception:  # an estimate: without it the export is simply tried)
+        return None
+    return peak
+
+
+def _unfinished_elsewhere(arch: Architecture, outputs: TrainOutputs, search_folders: Sequence[Path]) -> str:
+    """``; X holds an unfinished training of this architecture (...)``: a checkpoint of ``arch`` (on
+    any data set, from any weights) in the output folder or ``search_folders``, the one a
+    ``--resume`` whose data set, ``--weights`` or ``--out`` differ from the interrupted run's probably
+    meant; ``""`` where there is none."""
+    found: list[str] = []
+    folders = list(dict.fromkeys(Path(f).resolve() for f in (outputs.checkpoint.parent, *search_folders) if Path(f).is_dir()))
+    for folder in folders:
+        for path in sorted(folder.glob("*.checkpoint.pt"))[:20]:
+            if path.resolve() == outputs.checkpoint.resolve():
+                continue
+            try:
+                state = torch.load(path, map_location="cpu", weights_only=True)  # tensors and plain values only: nothing runs
+                identity, data = state["identity"], state["identity"]["data"]
+                fitted = arch.with_num_classes(int(data["num_classes"])).with_in_channels(int(data["in_channels"]))
+                if identity["architecture"] != fitted.fingerprint():
+                    continue
+                epochs = int(state["config"]["epochs"])
+                started = identity.get("initial") or "random weights"
+                found.append(f"{path} holds an unfinished training of this architecture ({data['name']}, from {started},"
+                             f" {int(state['epoch'])} of {epochs} epochs done)")
+            except Exception:  # (another file, or not a checkpoint of ours: not the one meant)
+                continue
+    if not found:
+        return ""
+    more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+    return (f"; {found[0]}{more}: to continue that one instead, stop this and resume it with the --dataset, --weights and --out"
+            " it was started with")
+
+
 def _eta(seconds: float) -> dict[str, str]:
     """The progress bar's ETA of the whole training, last in its postfix (``{}`` once nothing is left)."""
     return {"total ETA": format_duration(max(0.0, seconds))} if seconds > 0.5 else {}
@@ -455,7 +574,24 @@ def _differences(saved: dict[str, Any], given: dict[str, Any], keys: Sequence[st
     names = [k for k in dict.fromkeys([*theirs, *ours]) if (keys is None or k in keys) and theirs.get(k) != ours.get(k)]
     derived = ("mean", "std")
     names = [k for k in names if k not in derived] or names
-    return "; ".join(f"{_OPTION_NAMES.get(k, '--' + k.replace('_', '-'))} {theirs.get(k)}, not {ours.get(k)}" for k in names)
+    return "; ".join(_difference(k, theirs.get(k), ours.get(k)) for k in names)
+
+
+# the settings nas-train turns on or off with a flag: (the flag, the setting's value with it)
+_FLAGS = {"augment": ("--no-augment", False)}
+
+
+def _difference(key: str, theirs: Any, ours: Any) -> str:
+    """``--lr 0.1, not 0.05``; ``without --no-augment, not with it``; ``--ema left out, not 0.999``:
+    the checkpoint's value first, as the user types the option."""
+    if key in _FLAGS:
+        flag, given = _FLAGS[key]
+        return f"{'with' if theirs == given else 'without'} {flag}, not {'with' if ours == given else 'without'} it"
+
+    def shown(value: Any) -> str:
+        return "left out" if value is None else str(value)
+
+    return f"{_OPTION_NAMES.get(key, '--' + key.replace('_', '-'))} {shown(theirs)}, not {shown(ours)}"
 
 
 def _check_resumable(checkpoint: dict[str, Any], identity: dict[str, Any], config: FullTrainConfig, path: Path) -> None:

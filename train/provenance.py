@@ -62,7 +62,8 @@ class TakenData:
         """The note for typed options that put images the run's own weights were trained on into
         this run's validation split (``data``), or that name other data; ``use`` says what this
         command does with the data (``fine-tunes and validates on``). None where none do."""
-        changed = {k: v for k, v in self.differing.items() if k in SPLIT_OPTIONS}
+        # --test-size changes the validation images only where the test split is carved from the training data
+        changed = {k: v for k, v in self.differing.items() if k in SPLIT_OPTIONS and (k != "test_size" or data.test_carved)}
         if not changed:
             return None
         said = ", ".join(

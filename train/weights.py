@@ -41,6 +41,10 @@ def load_weights(path: str | Path) -> StateDict:
     ``{"weights": ...}`` (what training scripts commonly write).
     """
     path = Path(path)
+    if path.is_dir():
+        inside = sorted(p.name for p in path.glob("*.pt"))
+        named = f" (it holds {listed(inside, 3)})" if inside else ""
+        raise IsADirectoryError(f"{path} is a folder, not a weights file; give the .pt file inside it{named}")
     if not path.is_file():
         raise FileNotFoundError(f"no weights file at {path}")
     try:
@@ -70,8 +74,10 @@ def _unreadable(error: Exception) -> str:
                 "save model.state_dict() instead: mobilenas reads only tensors, since unpickling objects can run code")
     if "Weights only load failed" in text or "central directory" in text:
         return "not a torch weights file (written by torch.save), or a damaged or truncated one"
-    first = text.strip().splitlines()[0] if text.strip() else ""
-    return f"not a readable torch weights file ({type(error).__name__}: {first[:200]})"
+    if isinstance(error, OSError) and error.strerror:  # the file is there but cannot be read
+        return f"cannot be read ({error.strerror})"
+    # what torch's unpickler says of another kind of file ("pop from empty list") means nothing to its reader
+    return "not a torch weights file (written by torch.save), or a damaged or truncated one"
 
 
 def _holds(data: object) -> str:

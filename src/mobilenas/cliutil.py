@@ -277,7 +277,7 @@ def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[
     except OSError as error:  # the system refused: a name too long, a full disk, an I/O error
         return _system_error(_said_as(prog), error)
     except (MemoryError, RuntimeError) as error:  # torch's allocators raise RuntimeError
-        if not _out_of_memory(error) or os.environ.get("MOBILENAS_DEBUG"):
+        if not out_of_memory(error) or os.environ.get("MOBILENAS_DEBUG"):
             raise
         _close_progress_bars()
         hint = f"; completed work is saved; continue with: {_resume_hint[0]}" if _resume_hint else ""
@@ -302,10 +302,10 @@ def _said_as(prog: str) -> str:
     return _command_name[0] if _command_name else prog
 
 
-_OUT_OF_MEMORY = ("can't allocate memory", "out of memory", "failed to allocate memory", "bad_alloc")
+_OUT_OF_MEMORY = ("can't allocate memory", "out of memory", "failed to allocate memory", "bad_alloc", "unable to allocate")
 
 
-def _out_of_memory(error: BaseException) -> bool:
+def out_of_memory(error: BaseException) -> bool:
     """A failed allocation: Python's MemoryError, torch's CPU and CUDA allocators' RuntimeErrors."""
     return isinstance(error, MemoryError) or any(marker in str(error).lower() for marker in _OUT_OF_MEMORY)
 
