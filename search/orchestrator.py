@@ -77,6 +77,7 @@ from mobilenas.search.wrappers import (
     StrategyWrapper,
     WrapperEvent,
 )
+from mobilenas.units import listed
 
 CHECKPOINT = "strategy.pt"
 
@@ -667,7 +668,10 @@ def _journal_mismatch(run: RunDir, events: list[dict[str, Any]], checkpoint: dic
     applied = int(checkpoint["events"])
     keep = "put the whole events.jsonl back to resume (trials.csv and best.json are left as they were)"
     skipped = run.events.skipped
-    damaged = f"; line{'s' if len(skipped) > 1 else ''} {', '.join(map(str, skipped[:5]))}{', ...' if len(skipped) > 5 else ''} {'are' if len(skipped) > 1 else 'is'} not a whole event" if skipped else ""
+    damaged = ""
+    if skipped:
+        lines = listed([str(line) for line in skipped], 5)
+        damaged = f"; line {lines} is not a whole event" if len(skipped) == 1 else f"; lines {lines} are not whole events"
     if applied > len(events):
         return f"{run.events.path} holds {len(events)} events but {CHECKPOINT} reflects {applied}: the journal was cut short, replaced or damaged{damaged}; {keep}"
     last = checkpoint.get("last_event")
