@@ -8,7 +8,8 @@ Loading (:mod:`.load`)
     under a folder, ``latest_run(kind)`` finds the newest (the notebooks' default); ``candidates_frame(runs)`` and ``trials_frame(runs)`` stack them. A path
     that is not a run raises :class:`NotARunError` (one line; exit code 2 from ``nas-results``).
 
-Fronts and comparisons (:mod:`.fronts`)
+Fronts and comparisons (:mod:`.fronts`); a run is a loaded one or its folder, a reference point
+a :class:`ReferencePoint`, a pair ``(accuracy, latency_ms)`` or text like ``"0.5,20ms"``
     ``pareto_front(run, latency="table"|"measured")``, ``hypervolume(run, ReferencePoint(acc,
     latency_ms))`` (default reference: accuracy 0, twice the target), ``run_summary(run)``,
     ``compare_runs(runs)`` (one row per run: best reward/accuracy, accuracy within the target,

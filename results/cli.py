@@ -305,7 +305,7 @@ def _hypervolume_line(summary: dict[str, Any]) -> str:
 
 def _print_search(run: Any, summary: dict[str, Any], front: Any, args: argparse.Namespace, latency: str) -> None:
     print(f"run {run.path}")
-    print(f"  search          {run.problem} problem, space {run.space_name}, strategy {run.strategy} (seed {run.seed})")
+    print(f"  search          {run.problem} problem, space {run.space_identity}, strategy {run.strategy} (seed {run.seed})")
     print(f"  reward          {summary['reward']}, target {format_ms(run.target_latency_ms)}")
     samples = summary.get("samples")
     asked = f" of --samples {samples}" if samples else ""

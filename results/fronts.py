@@ -22,6 +22,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,7 +30,7 @@ import pandas as pd
 
 from mobilenas.errors import did_you_mean
 from mobilenas.results.common import RunBase, number_or_nan
-from mobilenas.results.load import RunResults, printable
+from mobilenas.results.load import RunResults, load_run, load_runs, printable
 from mobilenas.results.search_run import SearchResults
 from mobilenas.search.pareto import hypervolume as _hypervolume
 from mobilenas.search.pareto import pareto_mask
@@ -78,14 +79,53 @@ class ReferencePoint:
         return {"accuracy": self.accuracy, "latency_ms": self.latency_ms}
 
 
+#: what the functions below take for a run: a loaded run (:func:`load_run`) or its folder
+RunLike = RunResults | str | Path
+#: what they take for a reference point: a :class:`ReferencePoint`, ``(accuracy, latency_ms)``, or ``"0.5,20ms"``
+ReferenceLike = ReferencePoint | tuple[float, float] | Sequence[float] | str
+
+
+def as_run(run: RunLike) -> RunResults:
+    """``run`` itself, or the run in the folder ``run`` names (:func:`load_run`)."""
+    if isinstance(run, RunBase):
+        return run
+    if isinstance(run, (str, Path)):
+        return load_run(run)
+    raise TypeError(f"expected a run (mobilenas.results.load_run(folder)) or a run's folder, got {type(run).__name__}")
+
+
+def as_runs(runs: Sequence[RunLike]) -> list[RunResults]:
+    """Runs as :func:`as_run` takes them; folders are read with labels made unique (:func:`load_runs`)."""
+    if isinstance(runs, (str, Path, RunBase)):
+        raise TypeError("expected a list of runs (or of runs' folders), got a single one; put it in a list")
+    runs = list(runs)
+    if runs and all(isinstance(r, (str, Path)) for r in runs):
+        return load_runs(runs)  # type: ignore[arg-type]
+    return [as_run(r) for r in runs]
+
+
+def as_reference(reference: ReferenceLike | None) -> ReferencePoint | None:
+    """A reference point as given: a :class:`ReferencePoint`, ``(accuracy, latency_ms)``, or text
+    as on the command line (``"0.5,20ms"``); ``None`` stays ``None`` (the default point)."""
+    if reference is None or isinstance(reference, ReferencePoint):
+        return reference
+    if isinstance(reference, str):
+        return ReferencePoint.parse(reference)
+    values = [v for v in reference if isinstance(v, (int, float)) and not isinstance(v, bool)] if isinstance(reference, Sequence) else []
+    if len(values) != 2 or len(reference) != 2:
+        raise TypeError(f"a reference point is ReferencePoint(accuracy, latency_ms), a pair (accuracy, latency_ms) or text like '0.5,20ms', got {reference!r}")
+    return ReferencePoint(float(values[0]), float(values[1]))
+
+
 def check_latency(latency: str) -> None:
     if latency not in LATENCY_KINDS:
         raise ValueError(f"latency must be one of {', '.join(LATENCY_KINDS)}, got {latency!r}")
 
 
-def points(run: RunResults, latency: str = "table") -> pd.DataFrame:
+def points(run: RunLike, latency: str = "table") -> pd.DataFrame:
     """The run's candidates with the latency axis chosen: ``front_latency_ms`` and ``latency_source``."""
     check_latency(latency)
+    run = as_run(run)
     frame = run.candidates().copy()
     table = frame["latency_ms"].astype(float)
     if latency == "measured":
@@ -99,7 +139,7 @@ def points(run: RunResults, latency: str = "table") -> pd.DataFrame:
     return frame
 
 
-def pareto_front(run: RunResults, latency: str = "table") -> pd.DataFrame:
+def pareto_front(run: RunLike, latency: str = "table") -> pd.DataFrame:
     """The non-dominated candidates of ``run``, fastest first (columns of :func:`points`)."""
     return front_of(points(run, latency))
 
@@ -112,9 +152,9 @@ def front_of(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[mask].sort_values(["front_latency_ms", "accuracy"], ascending=[True, False]).reset_index(drop=True)
 
 
-def default_reference_point(runs: RunResults | Sequence[RunResults]) -> ReferencePoint:
+def default_reference_point(runs: RunLike | Sequence[RunLike]) -> ReferencePoint:
     """Accuracy 0 and twice the largest target latency of ``runs`` (see the module docstring)."""
-    group = [runs] if isinstance(runs, RunBase) else list(runs)
+    group = [as_run(runs)] if isinstance(runs, (RunBase, str, Path)) else as_runs(runs)
     targets = [r.target_latency_ms for r in group if math.isfinite(r.target_latency_ms) and r.target_latency_ms > 0]
     if targets:
         return ReferencePoint(0.0, REFERENCE_LATENCY_FACTOR * max(targets))
@@ -124,9 +164,10 @@ def default_reference_point(runs: RunResults | Sequence[RunResults]) -> Referenc
     return ReferencePoint(0.0, 1.1 * max(latencies))
 
 
-def hypervolume(run: RunResults, reference: ReferencePoint | None = None, latency: str = "table") -> float:
+def hypervolume(run: RunLike, reference: ReferenceLike | None = None, latency: str = "table") -> float:
     """Area (accuracy x ms) the run's front dominates up to ``reference`` (default: :func:`default_reference_point`)."""
-    return _volume_of(points(run, latency), reference or default_reference_point(run))
+    run = as_run(run)
+    return _volume_of(points(run, latency), as_reference(reference) or default_reference_point(run))
 
 
 def _volume_of(frame: pd.DataFrame, reference: ReferencePoint) -> float:
@@ -140,8 +181,12 @@ def normalised(value: float, reference: ReferencePoint) -> float:
     return value / (reference.latency_ms * (1.0 - reference.accuracy))
 
 
-def best_so_far(run: SearchResults) -> pd.DataFrame:
+def best_so_far(run: SearchResults | str | Path) -> pd.DataFrame:
     """For each trained trial in finishing order: ``order``, ``number``, ``reward``, ``best_reward`` so far."""
+    loaded = as_run(run)
+    if not isinstance(loaded, SearchResults):
+        raise TypeError(f"best_so_far takes a search run; {loaded.path} is a {type(loaded).__name__}")
+    run = loaded
     trained = run.trained()
     rewards = trained["reward"].astype(float).where(trained["status"] == "ok", 0.0).fillna(0.0)
     return pd.DataFrame({
@@ -161,14 +206,15 @@ def _elapsed_s(run: SearchResults) -> float:
     return float((finished.max() - created).total_seconds())
 
 
-def run_summary(run: RunResults, reference: ReferencePoint | None = None, latency: str = "table") -> dict[str, Any]:
+def run_summary(run: RunLike, reference: ReferenceLike | None = None, latency: str = "table") -> dict[str, Any]:
     """One run's figures (what ``nas-results show --json`` prints under ``summary``).
 
     ``training_time_s`` is the sum of the trainings' own times (a search's trials, which run side by
     side with several workers; a NetAdapt run's iterations); ``elapsed_s``, a search's time from
     its start to its last result.
     """
-    reference = reference or default_reference_point(run)
+    run = as_run(run)
+    reference = as_reference(reference) or default_reference_point(run)
     frame = points(run, latency)
     front = front_of(frame)
     volume = _volume_of(frame, reference)
@@ -272,11 +318,12 @@ def most_accurate_within(frame: pd.DataFrame, target_ms: float) -> pd.Series | N
     return within.sort_values(["accuracy", "front_latency_ms"], ascending=[False, True], kind="stable").iloc[0]
 
 
-def compare_runs(runs: Sequence[RunResults], reference: ReferencePoint | None = None, latency: str = "table") -> pd.DataFrame:
+def compare_runs(runs: Sequence[RunLike], reference: ReferenceLike | None = None, latency: str = "table") -> pd.DataFrame:
     """One row per run (:func:`run_summary`), all against one reference point (default: shared by all runs)."""
+    runs = as_runs(runs)
     if not runs:
         raise ValueError("give at least one run to compare")
-    reference = reference or default_reference_point(runs)
+    reference = as_reference(reference) or default_reference_point(runs)
     rows = [run_summary(run, reference, latency) for run in runs]
     for row in rows:
         row["reference_point"] = f"{reference.accuracy:g},{reference.latency_ms:g}ms"

@@ -101,6 +101,27 @@ class SearchResults(RunBase):
         return str(self.manifest.get("space_name", self.manifest.get("config", {}).get("space", "?")))
 
     @property
+    def space_identity(self) -> str:
+        """The searched space in words that tell spaces apart: its name for a built-in space as it
+        ships (whatever the class count and image channels), else the name with what it is and a
+        short fingerprint of its networks (``mnasnet (edited copy 3f2a9c1e)``): an edited copy of a
+        built-in keeps its name, and two spaces of one name are two problems."""
+        name, data = self.space_name, self.manifest.get("space")
+        if not isinstance(data, dict):  # a tabular run, or an old manifest: the name is all there is
+            return name
+        from mobilenas.errors import SpecError
+        from mobilenas.space import SearchSpace
+        from mobilenas.space.search_space import SPACES
+
+        try:
+            layout = SearchSpace.from_dict(data).layout_fingerprint()
+        except (SpecError, ValueError, TypeError):
+            return f"{name} (unreadable)"
+        if name in SPACES and SPACES[name]().layout_fingerprint() == layout:
+            return name
+        return f"{name} ({'edited copy' if name in SPACES else 'from a file'} {layout[:8]})"
+
+    @property
     def final_column(self) -> str | None:
         """The benchmark column reported as final (tabular runs: e.g. ``test_acc_200ep``), else ``None``."""
         column = self.manifest.get("config", {}).get("final_column")
@@ -136,7 +157,7 @@ class SearchResults(RunBase):
     def problem_axes(self) -> dict[str, str]:
         """What this run searches, in words (runs compare where these agree).
 
-        ``space``: the search space's name; ``accuracy``: the benchmark and its reward column
+        ``space``: the search space (:attr:`space_identity`); ``accuracy``: the benchmark and its reward column
         (tabular), or the data set and the proxy training's length (network); ``final`` (tabular
         only): the column reported as final accuracy; ``latency``: the benchmark's latency column,
         or the table's device and input size.
@@ -159,7 +180,7 @@ class SearchResults(RunBase):
         data, proxy, table = part("dataset"), part("proxy"), part("latency_table")
         length = f"{proxy['steps']}-step" if proxy.get("steps") else f"{proxy['epochs']}-epoch" if proxy.get("epochs") else "?"
         return {
-            "space": self.space_name,
+            "space": self.space_identity,
             "accuracy": f"{data.get('name', config.get('dataset', '?'))} after a {length} proxy training",
             "latency": f"table of {table.get('device', '?')} at {table.get('input_size', config.get('input_size', '?'))}px",
         }

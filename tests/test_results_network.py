@@ -370,3 +370,41 @@ def test_show_says_trained_and_calibration_counts_networks_and_points(search: tu
             "a network measured more than once counts once here, at its median)") in printed
     assert nas_results(["calibration", str(out), "--latency-table", str(table)]) == 0
     assert "end-to-end points are measurements of" not in capsys.readouterr().out  # one point per network: nothing to tell apart
+
+
+def test_an_edited_copy_of_a_space_is_another_problem(search: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An edited copy of a space keeps its name ("show --space mnasnet --json > mine.json", then
+    edit): runs on it and on the original had been averaged as one problem by `compare`."""
+    import shutil
+
+    from mobilenas.space import SearchSpace, get_space
+
+    original, _ = search
+    manifest = json.loads((original / "manifest.json").read_text())
+    space = SearchSpace.from_dict(manifest["space"])
+
+    def copy(name: str, edited: SearchSpace) -> Path:
+        out = tmp_path / name
+        shutil.copytree(original, out)
+        data = json.loads((out / "manifest.json").read_text())
+        data["space"], data["space_name"] = edited.to_dict(), edited.name
+        (out / "manifest.json").write_text(json.dumps(data))
+        return out
+
+    # the built-in mnasnet as it ships, for this run's 10 classes and its images' channels: its name alone
+    builtin = copy("builtin", get_space("mnasnet").for_data(space.head.num_classes, space.stem.in_channels))
+    assert load_run(builtin).space_identity == "mnasnet"
+    # the same with one stage's kernel options cut: the same name, another problem
+    stage = dataclasses.replace(get_space("mnasnet").stages[0], choices={**dict(get_space("mnasnet").stages[0].choices), "kernel_size": (3,)})
+    cut = get_space("mnasnet").for_data(space.head.num_classes, space.stem.in_channels)
+    cut = dataclasses.replace(cut, stages=(stage, *cut.stages[1:]))
+    edited = copy("edited", cut)
+    identity = load_run(edited).space_identity
+    assert identity.startswith("mnasnet (edited copy ") and identity != "mnasnet"
+    assert load_run(original).space_identity.startswith(f"{space.name} (from a file ")  # the tests' own space
+    assert nas_results(["compare", str(builtin), str(edited), "--out", str(tmp_path / "c.png"), "--json"]) == 0
+    captured = capsys.readouterr()
+    assert "these runs search different problems" in captured.err and f"space: mnasnet (builtin); {identity} (edited)" in captured.err
+    assert [g["problem_number"] for g in json.loads(captured.out)["groups"]] == [1, 2]
+    assert nas_results(["show", str(edited)]) == 0
+    assert f"space {identity}," in capsys.readouterr().out

@@ -108,6 +108,29 @@ def test_hypervolume_uses_the_shared_reference_point(runs: dict[str, Path]) -> N
     assert summary["hypervolume_normalised"] == pytest.approx(np.nanmean(np.nan_to_num(best_within, nan=0.0)), abs=2e-3)
 
 
+def test_the_library_takes_runs_as_folders_and_reference_points_as_pairs_or_text(runs: dict[str, Path]) -> None:
+    """What a notebook types: a run's folder, ``(0, 10)`` or ``"0,10ms"``; these had ended in
+    AttributeErrors deep inside (``'tuple' object has no attribute 'as_tuple'``)."""
+    from mobilenas.results import best_so_far, compare_runs
+
+    run = load_run(runs["random-1"])
+    custom = ReferencePoint(0.65, 12.0)
+    assert hypervolume(run, (0.65, 12.0)) == hypervolume(run, "0.65,12ms") == hypervolume(str(runs["random-1"]), custom) == hypervolume(run, custom) > 0
+    pd.testing.assert_frame_equal(pareto_front(str(runs["random-1"])), pareto_front(run))
+    assert run_summary(runs["random-1"])["hypervolume"] == run_summary(run)["hypervolume"]
+    assert list(compare_runs([runs["ppo-0"], runs["random-1"]])["run"]) == ["ppo-0", "random-1"]
+    assert best_so_far(str(runs["ppo-0"]))["best_reward"].is_monotonic_increasing
+    for bad in ((0.5,), (0.5, 12.0, 1.0), ("a", 12.0), {"accuracy": 0.5}):
+        with pytest.raises(TypeError, match="a reference point is"):
+            hypervolume(run, bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="fraction in"):
+        hypervolume(run, (1.5, 12.0))
+    with pytest.raises(TypeError, match="or a run's folder, got int"):
+        pareto_front(3)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="a list of runs"):
+        compare_runs(str(runs["ppo-0"]))  # type: ignore[arg-type]
+
+
 def test_compare_and_summarize_per_strategy(runs: dict[str, Path]) -> None:
     loaded = load_runs([runs["ppo-0"], runs["random-0"], runs["random-1"]])
     table = compare_runs(loaded)
