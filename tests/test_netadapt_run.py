@@ -526,7 +526,10 @@ def test_parallel_proposals_on_ray_match_in_process(table: Path, reference_run: 
     assert np.isfinite([p["accuracy"] for p in lines[1]["proposals"]]).all()
 
 
-def test_correction_is_fitted_for_the_run_and_frozen(tmp_path: Path) -> None:
+def test_correction_is_fitted_stored_in_the_table_and_frozen(tmp_path: Path) -> None:
+    """A table without a correction gets one fitted at the start of the first run and kept in it: a
+    review had each run fit its own on two fresh timings, and one network's start latency came out
+    0.307, 0.318, 0.305, 0.320 and 0.342 ms in five runs on one table (a budget not repeatable)."""
     from mobilenas.netadapt.latency_model import open_latency_model
     from mobilenas.netadapt.run import smallest_reachable_latency
 
@@ -540,9 +543,14 @@ def test_correction_is_fitted_for_the_run_and_frozen(tmp_path: Path) -> None:
     fitted = model.correction
     assert fitted.fitted and fitted.points == 2 and fitted.a > 0
     reloaded = LookupTable.load(path)
-    assert len(reloaded.end_to_end_points()) == 2  # recorded for nas-latency to use later ...
-    assert not reloaded.correction.fitted  # ... but the table's own correction is left alone
+    assert len(reloaded.end_to_end_points()) == 2  # recorded ...
+    assert reloaded.correction == fitted  # ... and the correction fitted on them kept in the table
     assert model.predict(arch) == pytest.approx(fitted.a * model.predict_sum(arch) + fitted.b)
+    # the next run predicts alike, without timing anything again
+    following = open_latency_model(table=str(path), backend="onnxruntime", threads=1, input_size=None)
+    following.fit_if_needed([arch, smallest])
+    assert following.correction == fitted and following.predict(arch) == model.predict(arch)
+    assert len(LookupTable.load(path).end_to_end_points()) == 2
     # a resumed run gets the frozen correction back from its manifest
     again = open_latency_model(table=str(path), backend="onnxruntime", threads=1, input_size=128, correction=fitted.to_dict())
     assert again.predict(arch) == pytest.approx(model.predict(arch))
