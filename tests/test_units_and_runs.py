@@ -519,6 +519,9 @@ def test_a_misspelt_option_command_or_choice_gets_the_closest_one(capsys: pytest
         (nas_search, ["--target-latency", "15ms", "--strategy", "evolutoin"], "unknown strategy 'evolutoin' (did you mean 'evolution'?): choose one of"),
         (mobilenas, ["show", "mobilenetv3-smal@0.75"], "nor an existing JSON file (did you mean 'mobilenetv3-small'?)"),
         (nas_search, ["--target-latency", "15ms", "--dataset", "cifar11"], "unknown data set 'cifar11' (did you mean 'cifar10'?): choose one of"),
+        # in other case; and with --data-dir, a kind mistyped (it had been taken for a path: "give either a data set kind ... or a path")
+        (nas_search, ["--target-latency", "15ms", "--dataset", "CIFAR10"], "unknown data set 'CIFAR10' (did you mean 'cifar10'?): choose one of"),
+        (nas_search, ["--target-latency", "15ms", "--dataset", "cifar100", "--data-dir", "."], "unknown data set 'cifar100' (did you mean 'cifar10'?): with --data-dir, give the kind"),
         (nas_search, ["--target-latency", "15ms", "--strategy-option", "learning_rat=0.1"], "ppo.learning_rat: unknown option (did you mean 'learning_rate'?) (known:"),
         # no abbreviations: --device had been taken for --device-name, --samp for --samples
         (nas_search, ["--target-latency", "15ms", "--device", "cuda"], "nas-search's proxy trainings run on the CPU (nas-train and netadapt refine take --device cuda)"),

@@ -385,6 +385,9 @@ def _resolve_kind(name: str, data_dir: str | Path | None) -> tuple[str, Path | N
         return name, Path(data_dir).expanduser()
     path = Path(name).expanduser()
     if data_dir is not None:
+        if not path.exists() and not path.suffix and "/" not in name and "\\" not in name:  # a kind mistyped, not a path
+            raise ValueError(f"unknown data set {name!r}{did_you_mean(name, ('cifar10', 'imagefolder', 'npz'))}: with --data-dir, give the kind of"
+                             f" the data in it (cifar10, imagefolder or npz)")
         raise ValueError(f"give either a data set kind with --data-dir, or a path; got the path {name!r} and --data-dir {data_dir}")
     if not path.exists():
         raise ValueError(

@@ -42,8 +42,12 @@ def closest(word: str, candidates: Iterable[str]) -> str | None:
     """The candidate a misspelt ``word`` most likely meant, or None when none is close."""
     import difflib
 
-    found = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.75)
-    return found[0] if found else None
+    options = list(candidates)
+    by_case = {option.lower(): option for option in options}
+    if word.lower() in by_case:  # the right word in other case (CIFAR10, NB201)
+        return by_case[word.lower()]
+    found = difflib.get_close_matches(word.lower(), list(by_case), n=1, cutoff=0.75)
+    return by_case[found[0]] if found else None
 
 
 def did_you_mean(word: str, candidates: Iterable[str]) -> str:
