@@ -42,6 +42,7 @@ from mobilenas.cliutil import (
     run_main,
     seed_number,
     set_command_name,
+    set_interrupt_note,
     set_resume_hint,
     stdout_kept_for_json,
     time_limit_text,
@@ -526,12 +527,12 @@ def _refine(args: argparse.Namespace, prog: str, held: contextlib.ExitStack) -> 
         Refinement,
         Settings,
         check_budget,
-        load_into,
     )
     from mobilenas.netadapt.training import DataTrainer, TrainingSettings
-    from mobilenas.space.builder import adapt_for_input_size
+    from mobilenas.space.builder import adapt_for_input_size, build_model
     from mobilenas.train.provenance import in_run, normalise_like_weights, weights_data_note
     from mobilenas.train.proxy import prepare_architecture
+    from mobilenas.train.weights import load_strict
 
     began = _clock()  # a --time-limit counts from here (a training from scratch first included)
     progress = not args.quiet and not args.json
@@ -575,12 +576,6 @@ def _refine(args: argparse.Namespace, prog: str, held: contextlib.ExitStack) -> 
     trains_long = (start.weights is None and values["pretrain_epochs"] > 0) or (values["final"] != "none" and values["final_epochs"] > 0)
     if "augment" in typed and not trains_long:  # crops and flips are for the long trainings only
         _log("note: --augment not used: nothing is trained long (no training from scratch, and --final none or --final-epochs 0); the short fine-tunes never augment")
-    if default_budget:  # said once the input is known to be readable (a bad path gets its one-line error alone)
-        _log(f"no budget given: pruning to {DEFAULT_BUDGET_RATIO:g} of the input's latency (--budget-ratio {DEFAULT_BUDGET_RATIO:g}); choose one with --target-latency or --budget-ratio")
-        missed = _missed_target(args.input)
-        if missed is not None:  # a soft-reward search may hand over a best slower than its target
-            _log(f"note: INPUT takes {format_ms(missed[0])} by the table of the run that wrote it, over that run's {missed[1]:g} ms target;"
-                 f" --target-latency {missed[1]:g}ms prunes it to that target")
     taken = _take_input_data_options(args.input, values, typed)
     # The data come before the budget check: their classes and channels shape the classifier and
     # the stem, and so the latency compared with the budget.
@@ -596,7 +591,7 @@ def _refine(args: argparse.Namespace, prog: str, held: contextlib.ExitStack) -> 
     # were trained for other classes or channels are then refused by their shapes, naming them.
     arch, _ = prepare_architecture(start.arch, data)
     if start.weights is not None:
-        load_into(arch, start.weights, data.input_size, where=f"the weights {start.weights_path}")
+        load_strict(build_model(arch, input_size=data.input_size), start.weights, f"the weights {start.weights_path}", weights_file=Path(start.weights_path) if start.weights_path else None)
     produced_by = run_latency_table(args.input)  # (kind, table, correction) of the run that wrote INPUT
     latency = open_latency_model(
         table=values["table"], backend=values["backend"], threads=values["latency_threads"], input_size=values["input_size"],
@@ -615,6 +610,13 @@ def _refine(args: argparse.Namespace, prog: str, held: contextlib.ExitStack) -> 
             f" give a budget below {format_ms(start_latency)} (--target-latency) or a --budget-ratio below 1"
         )
     floor = check_budget(arch, budget, values["granularity"], latency.predict)
+    if default_budget:  # said once nothing can be refused any more (a usage error gets its one line alone)
+        _log(f"no budget given: pruning to {DEFAULT_BUDGET_RATIO:g} of the input's latency, {format_ms(start_latency)} -> {format_ms(budget)}"
+             f" (--budget-ratio {DEFAULT_BUDGET_RATIO:g}); choose one with --target-latency or --budget-ratio")
+        missed = _missed_target(args.input)
+        if missed is not None:  # a soft-reward search may hand over a best slower than its target
+            _log(f"note: INPUT takes {format_ms(missed[0])} by the table of the run that wrote it, over that run's {missed[1]:g} ms target;"
+                 f" --target-latency {missed[1]:g}ms prunes it to that target")
     if args.weights is None:  # said once the budget is known to be reachable (a refusal gets its one line alone)
         _note_proxy_trained(args.input, data.name, values)
     settings = Settings(
@@ -638,6 +640,7 @@ def _refine(args: argparse.Namespace, prog: str, held: contextlib.ExitStack) -> 
     held.enter_context(refinement.run.claim())
     _set_time_limit(refinement, values["time_limit"], began)
     _log(f"run directory: {out}")
+    _on_interrupt(refinement)
     refinement.record_start(arch, start.weights)
     return _continue(refinement, args)
 
@@ -701,6 +704,7 @@ def _resume(args: argparse.Namespace, prog: str, progress: bool, held: contextli
     )
     training = TrainingSettings(**{**manifest["training"], **{k: overrides[k] for k in ("threads", "device") if k in overrides}})
     refinement = Refinement(run, settings, DataTrainer(data, training), latency, log=_log, progress=progress)
+    _on_interrupt(refinement)
     _set_time_limit(refinement, args.time_limit or values.get("time_limit"), began)
     if args.max_iterations is not None:
         refinement.extend(args.max_iterations)
@@ -732,8 +736,14 @@ def _note_execution(values: dict[str, Any]) -> None:
             _log(line)
 
 
-def _continue(refinement: Refinement, args: argparse.Namespace) -> int:
+def _on_interrupt(refinement: Refinement) -> None:
+    """Ctrl-C (or SIGTERM) from here on names the resume, and says what is kept: a long training
+    (from scratch, the final one) tells it that its finished epochs are (see Refinement.interrupt_note)."""
     set_resume_hint(f"netadapt refine --resume {shlex.quote(str(refinement.run.root))}")
+    refinement.interrupt_note = set_interrupt_note
+
+
+def _continue(refinement: Refinement, args: argparse.Namespace) -> int:
     with stdout_kept_for_json(args.json):  # Ray writes to stdout, which --json keeps for its object
         point = refinement.iterate_until_budget()
         if point.resource > refinement.settings.budget_ms and refinement.time_limit_reached:

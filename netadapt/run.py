@@ -16,6 +16,10 @@ Run directory (``mobilenas.runs.RunDir``, kind ``netadapt``):
                      so a killed iteration keeps the proposals it finished
 ``checkpoints/iteration-NNN.pt``  the current network's weights after iteration NNN (atomic); a
                      resume needs only the last committed one, the others are the trajectory
+``checkpoints/pretrain-training.pt``, ``checkpoints/final-training.pt``  while the starting
+                     network is trained from scratch, and while the final network is fine-tuned
+                     or retrained: that training's state after each finished epoch (deleted once
+                     what it was for is recorded)
 ``proposals/iteration-NNN/``      fine-tuned proposals of the iteration in progress
 ``refined.json``     ``architecture``, ``accuracy``, ``latency_ms``, ``measured_latency_ms``,
                      ``weights`` (as nas-search's ``best.json``), plus test accuracy and more;
@@ -25,7 +29,8 @@ Run directory (``mobilenas.runs.RunDir``, kind ``netadapt``):
 
 Resume (``--resume DIR``) reloads the run's own arguments from the manifest, continues from the
 last committed iteration, reuses the plan and the finished proposals of an interrupted one, and
-redoes only the final fine-tune if that was interrupted.
+continues an interrupted long training (training from scratch, final fine-tune or retraining) from
+its last finished epoch, with the same weights as if it had not been interrupted.
 """
 
 from __future__ import annotations
@@ -67,6 +72,7 @@ from mobilenas.space.arch import Architecture
 from mobilenas.space.builder import Network, build_model
 from mobilenas.torchutil import torch_threads
 from mobilenas.train.engine import seeded
+from mobilenas.train.proxy import TrainingCheckpoint
 from mobilenas.train.weights import StateDict, load_strict, load_weights, save_weights
 from mobilenas.units import counted, format_duration, format_ms
 
@@ -74,6 +80,8 @@ RUN_KIND = "netadapt"
 HISTORY = "history.jsonl"
 CHECKPOINTS = "checkpoints"
 PROPOSALS = "proposals"
+PRETRAIN_TRAINING = "pretrain-training.pt"  # in CHECKPOINTS: the starting network's training from scratch, epoch by epoch
+FINAL_TRAINING = "final-training.pt"  # in CHECKPOINTS: the final fine-tune's or retraining's, epoch by epoch
 REFINED_JSON = "refined.json"
 REFINED_WEIGHTS = "refined.pt"
 REFINED_ONNX = "refined.onnx"
@@ -107,8 +115,11 @@ class Trainer(Protocol):
 
     def fine_tune(self, model: Network, steps: int, seed: int) -> TrainResult: ...
 
-    def train(self, model: Network, epochs: int, seed: int, progress: bool = False, *, from_scratch: bool = False) -> TrainResult:
-        """``epochs`` passes over the training split; ``from_scratch`` selects the training learning rate."""
+    def train(
+        self, model: Network, epochs: int, seed: int, progress: bool = False, *, from_scratch: bool = False, checkpoint: TrainingCheckpoint | None = None
+    ) -> TrainResult:
+        """``epochs`` passes over the training split; ``from_scratch`` selects the training learning
+        rate; ``checkpoint``: where to keep every finished epoch, and continue from (a long training)."""
         ...
 
     def evaluate(self, model: Network) -> float: ...
@@ -381,6 +392,8 @@ class Refinement:
         self.progress = progress
         self.description = ArchitectureDescription()
         self.time_limit = TimeLimit()  # see set_time_limit
+        #: told what an interrupt keeps, as a long training starts and ends (the CLI's Ctrl-C message)
+        self.interrupt_note: Callable[[str], None] = lambda note: None
 
     # ----------------------------------------------------------------- creating
 
@@ -411,7 +424,8 @@ class Refinement:
                 self.log(f"no weights given: training the starting network from scratch for {counted(epochs, 'epoch')} first")
             else:
                 self.log("no weights given and --pretrain-epochs 0: pruning the untrained network (its accuracies are near chance, and so are the choices made on them)")
-            result = self.trainer.train(model, epochs, seed, progress=self.progress, from_scratch=True)
+            identity = {"purpose": "pretrain", "architecture": arch.fingerprint(), "input_size": size}
+            result = self._long_training(model, epochs, seed, PRETRAIN_TRAINING, "the training of the starting network", identity, from_scratch=True)
             if result.status != STATUS_OK:
                 raise RuntimeError(f"training the starting network failed: {result.error}")
             weights = model.state_dict()
@@ -440,6 +454,7 @@ class Refinement:
             "checkpoint": checkpoint,
             "trained_from_scratch": trained_here,
         })
+        self._long_training_recorded(PRETRAIN_TRAINING)
         self.log(
             f"start: {arch.num_blocks} blocks, latency {format_ms(latency_ms)} by the table (measured {format_ms(measured)}), "
             f"validation accuracy {accuracy:.4f}; budget {format_ms(self.settings.budget_ms)}{self._iterations_note(latency_ms)}"
@@ -475,6 +490,23 @@ class Refinement:
             then = "" if settings.final == "none" or settings.final_epochs == 0 else ", then the final training"
             note += f", about {format_duration(left * seconds)} at this one's pace{then}"
         return note
+
+    def _long_training(
+        self, model: Network, epochs: int, seed: int, file: str, name: str, identity: dict[str, Any], *, from_scratch: bool = False
+    ) -> TrainResult:
+        """Train ``model`` for ``epochs`` keeping every finished epoch in ``checkpoints/<file>``
+        (continued from there when a kill interrupted the same training: ``identity`` with the seed
+        and epochs says which, the trainer adds its settings); ``name`` names it in log lines."""
+        path = self.run.path(f"{CHECKPOINTS}/{file}")
+        checkpoint = TrainingCheckpoint(path, {**identity, "seed": seed, "epochs": epochs}, name=name, log=self.log)
+        if epochs:
+            self.interrupt_note(f"completed work is saved, the finished epochs of {name} included ({path})")
+        return self.trainer.train(model, epochs, seed, progress=self.progress, from_scratch=from_scratch, checkpoint=checkpoint)
+
+    def _long_training_recorded(self, file: str) -> None:
+        """What the training in ``checkpoints/<file>`` was for is saved: its checkpoint goes."""
+        self.run.path(f"{CHECKPOINTS}/{file}").unlink(missing_ok=True)
+        self.interrupt_note("completed work is saved")
 
     def _save_checkpoint(self, iteration: int, state: StateDict) -> str:
         relative = f"{CHECKPOINTS}/{_iteration_name(iteration)}.pt"
@@ -754,11 +786,14 @@ class Refinement:
         done = self.final_event()
         if done is not None and done["refined"].get("iterations") == point.iteration:
             # (one for an earlier point was made before the run was extended)
+            self._long_training_recorded(FINAL_TRAINING)  # a kill may have come just after the final event
             return self._refined_as_recorded(dict(done["refined"]))
         settings = self.settings
         size = self.trainer.input_size
         seed = derive_seed(settings.seed, "final")
         result = TrainResult()
+        # the iteration and architecture: an extended run's final training never continues an earlier network's
+        identity = {"purpose": f"final {settings.final}", "iteration": point.iteration, "architecture": point.definition.fingerprint(), "input_size": size}
         if point.iteration == 0:
             if self.time_limit_reached and point.resource > settings.budget_ms:
                 self.log("no iteration finished within the time limit: the starting network is the result (no final training)")
@@ -769,12 +804,12 @@ class Refinement:
             with seeded(seed):
                 model = build_model(point.definition, input_size=size)
             self.log(f"retraining the final network from scratch for {counted(settings.final_epochs, 'epoch')}")
-            result = self.trainer.train(model, settings.final_epochs, seed, progress=self.progress, from_scratch=True)
+            result = self._long_training(model, settings.final_epochs, seed, FINAL_TRAINING, "the final retraining", identity, from_scratch=True)
         else:
             model = load_into(point.definition, point.state, size)
             if settings.final == "finetune" and settings.final_epochs:
                 self.log(f"long fine-tune of the final network: {counted(settings.final_epochs, 'epoch')}")
-                result = self.trainer.train(model, settings.final_epochs, seed, progress=self.progress)
+                result = self._long_training(model, settings.final_epochs, seed, FINAL_TRAINING, "the final fine-tune", identity)
         if result.status != STATUS_OK:
             raise RuntimeError(f"the final {settings.final} failed: {result.error}")
         accuracy = self.trainer.evaluate(model)
@@ -838,6 +873,7 @@ class Refinement:
         except Exception as error:  # a plot is a convenience; never lose the run over it
             self.log(f"could not draw {TRAJECTORY_PNG}: {error}")
         self.run.events.append({"type": "final", "time": now_iso(), "refined": refined, "wall_time_s": result.wall_time_s})
+        self._long_training_recorded(FINAL_TRAINING)
         return refined
 
 

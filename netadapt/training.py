@@ -20,7 +20,7 @@ from mobilenas.space.builder import Network
 from mobilenas.torchutil import torch_threads
 from mobilenas.train import engine
 from mobilenas.train.data import DataSplits
-from mobilenas.train.proxy import ProxyConfig, evaluate, train_model
+from mobilenas.train.proxy import ProxyConfig, TrainingCheckpoint, evaluate, train_model
 
 
 @dataclass(frozen=True)
@@ -80,10 +80,14 @@ class DataTrainer:
     def fine_tune(self, model: Network, steps: int, seed: int) -> TrainResult:
         return self._train(model, self.settings.finetune_lr, seed, augment=False, steps=steps)
 
-    def train(self, model: Network, epochs: int, seed: int, progress: bool = False, *, from_scratch: bool = False) -> TrainResult:
+    def train(
+        self, model: Network, epochs: int, seed: int, progress: bool = False, *, from_scratch: bool = False, checkpoint: TrainingCheckpoint | None = None
+    ) -> TrainResult:
+        """``epochs`` passes over the training split; with ``checkpoint``, every finished epoch is
+        kept there and a training found there continues (:func:`mobilenas.train.proxy.train_model`)."""
         if epochs < 1:
             return TrainResult(STATUS_OK)
-        return self._train(model, self._rate(from_scratch), seed, augment=self.settings.augment, epochs=float(epochs), progress=progress)
+        return self._train(model, self._rate(from_scratch), seed, augment=self.settings.augment, epochs=float(epochs), progress=progress, checkpoint=checkpoint)
 
     def train_for_steps(self, model: Network, steps: int, seed: int, progress: bool = False, *, from_scratch: bool = False) -> TrainResult:
         """As :meth:`train`, for exactly ``steps`` optimisation steps (one learning-rate schedule)."""
@@ -93,13 +97,14 @@ class DataTrainer:
         return self.settings.train_lr if from_scratch else self.settings.finetune_lr
 
     def _train(
-        self, model: Network, learning_rate: float, seed: int, *, augment: bool, steps: int | None = None, epochs: float | None = None, progress: bool = False
+        self, model: Network, learning_rate: float, seed: int, *, augment: bool, steps: int | None = None, epochs: float | None = None, progress: bool = False,
+        checkpoint: TrainingCheckpoint | None = None,
     ) -> TrainResult:
         """Train in place, then recompute the batch-norm statistics (the builder's momentum of
         0.01 lags far behind a short training; :func:`mobilenas.train.engine.recalibrate_batchnorm`)."""
         config = self._config(learning_rate, seed, augment)
         model.to(self.settings.device, memory_format=torch.channels_last)  # type: ignore[call-overload]  # 1.4-1.9x faster on CPU
-        result = train_model(model, self.data, config, steps=steps, epochs=epochs, progress=progress)
+        result = train_model(model, self.data, config, steps=steps, epochs=epochs, progress=progress, checkpoint=checkpoint)
         if result.ok:
             with torch_threads(self.settings.threads):
                 engine.recalibrate_batchnorm(

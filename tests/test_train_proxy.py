@@ -159,3 +159,133 @@ def test_progress_bar_shows_the_mean_loss(small_data, capsys: pytest.CaptureFixt
     shown = re.findall(r"loss=([0-9.]+)", capsys.readouterr().err)
     assert result.ok and len(steps) == 6 and shown
     assert shown[-1] == f"{result.train_loss:.3f}" == f"{sum(steps) / 6:.3f}" != f"{steps[-1]:.3f}"
+
+
+# --------------------------------------------------------------------------- epoch checkpoints
+
+#: 64 images in batches of 16: 4 steps an epoch, 3 epochs; dropout and augmentation on, so that
+#: their seeding by epoch and step is part of what must repeat
+EPOCHS = ProxyConfig(steps=None, epochs=3, batch_size=16, learning_rate=0.01, train_subset=None, val_subset=None, augment=True)
+
+
+@pytest.fixture(scope="module")
+def epoch_data():
+    return load_dataset("synthetic", train_size=64, val_size=20, test_size=20, image_size=16)
+
+
+def _dropout_arch():
+    arch = tiny_arch()
+    return dataclasses.replace(arch, head=dataclasses.replace(arch.head, dropout=0.3))
+
+
+def _fresh(data, seed: int = 0) -> torch.nn.Module:
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return build_for_data(_dropout_arch(), data)
+
+
+def _same(first: torch.nn.Module, second: torch.nn.Module) -> bool:
+    one, other = first.state_dict(), second.state_dict()
+    return one.keys() == other.keys() and all(torch.equal(one[k], other[k]) for k in one)
+
+
+class _Killed(KeyboardInterrupt):
+    """Ctrl-C at a chosen step (after that step's epoch checkpoint, if any, was written)."""
+
+
+def _kill_at(step: int):
+    def on_step(at: int, loss: float) -> None:
+        if at == step:
+            raise _Killed
+    return on_step
+
+
+def test_a_checkpointed_training_is_the_same_in_epochs_and_when_resumed(epoch_data, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from mobilenas.train.proxy import TrainingCheckpoint
+
+    whole = _fresh(epoch_data)
+    expected = train_model(whole, epoch_data, EPOCHS)
+    assert expected.ok and expected.steps == 12
+
+    # run epoch by epoch, keeping each: the same weights and figures as in one go
+    lines: list[str] = []
+    path = tmp_path / "training.pt"
+    chunked = _fresh(epoch_data)
+    result = train_model(chunked, epoch_data, EPOCHS, checkpoint=TrainingCheckpoint(path, {"purpose": "test"}, log=lines.append))
+    assert result.ok and _same(chunked, whole)
+    assert (result.steps, result.images, result.train_loss, result.resumed_from_step) == (12, 192, expected.train_loss, 0)
+    saved = torch.load(path, weights_only=True)
+    assert saved["step"] == 12 and saved["identity"]["purpose"] == "test" and lines == []
+
+    # killed in epoch 2: the next call goes on from the end of epoch 1 (from other initial weights:
+    # the checkpoint's are used) with the optimiser's state, to the weights of a training never stopped
+    path.unlink()
+    with pytest.raises(_Killed):
+        train_model(_fresh(epoch_data), epoch_data, EPOCHS, on_step=_kill_at(6), checkpoint=TrainingCheckpoint(path, {"purpose": "test"}))
+    assert torch.load(path, weights_only=True)["step"] == 4
+    capsys.readouterr()
+    resumed = _fresh(epoch_data, seed=1)
+    steps: list[int] = []
+    result = train_model(resumed, epoch_data, EPOCHS, progress=True, on_step=lambda step, loss: steps.append(step),
+                         checkpoint=TrainingCheckpoint(path, {"purpose": "test"}, name="the long one", log=lines.append))
+    assert result.ok and _same(resumed, whole)
+    assert lines == ["resuming the long one from its checkpoint: epoch 1 of 3 done"]
+    assert steps == list(range(4, 12)) and result.resumed_from_step == 4
+    assert (result.steps, result.images, result.train_loss) == (12, 192, expected.train_loss)  # the whole training's
+    assert re.search(r"training:\s+33%\|[^\n\r]*\| 4/12 ", capsys.readouterr().err)  # the bar starts where the training goes on
+
+    # a checkpoint of the finished training: nothing is trained again
+    again = _fresh(epoch_data, seed=2)
+    result = train_model(again, epoch_data, EPOCHS, on_step=_kill_at(0), checkpoint=TrainingCheckpoint(path, {"purpose": "test"}, log=lines.append))
+    assert result.ok and result.resumed_from_step == 12 and _same(again, whole)
+    assert lines[-1] == "resuming the training from its checkpoint: all 3 epochs done"
+
+
+def test_a_checkpoint_of_another_training_is_not_used(epoch_data, tmp_path: Path) -> None:
+    from mobilenas.train.proxy import TrainingCheckpoint
+
+    whole = _fresh(epoch_data)
+    train_model(whole, epoch_data, EPOCHS)
+    path = tmp_path / "training.pt"
+    train_model(_fresh(epoch_data, seed=5), epoch_data, EPOCHS, checkpoint=TrainingCheckpoint(path, {"purpose": "other", "iteration": 1}))
+    assert path.is_file()
+    lines: list[str] = []
+    model = _fresh(epoch_data)
+    result = train_model(model, epoch_data, EPOCHS, checkpoint=TrainingCheckpoint(path, {"purpose": "this", "iteration": 1}, name="the final fine-tune", log=lines.append))
+    assert result.ok and result.resumed_from_step == 0 and _same(model, whole)
+    assert lines == [f"{path} holds another training (its purpose differs): the final fine-tune starts over"]
+    # the training's own settings are part of its identity: another learning rate starts over too
+    lines.clear()
+    other_rate = dataclasses.replace(EPOCHS, learning_rate=0.02)
+    result = train_model(_fresh(epoch_data), epoch_data, other_rate, checkpoint=TrainingCheckpoint(path, {"purpose": "this", "iteration": 1}, log=lines.append))
+    assert result.resumed_from_step == 0 and lines == [f"{path} holds another training (its training differs): the training starts over"]
+    # so does a file that is not a checkpoint (a torn copy, say)
+    path.write_bytes(b"not a checkpoint")
+    lines.clear()
+    model = _fresh(epoch_data)
+    result = train_model(model, epoch_data, EPOCHS, checkpoint=TrainingCheckpoint(path, {"purpose": "this", "iteration": 1}, log=lines.append))
+    assert result.resumed_from_step == 0 and _same(model, whole)
+    assert len(lines) == 1 and lines[0].startswith(f"{path} is not a readable checkpoint (") and lines[0].endswith("): the training starts over")
+
+
+def test_divergence_is_checked_across_epochs_as_in_one_training(epoch_data, tmp_path: Path) -> None:
+    """The running loss the check smooths goes on from epoch to epoch (and is kept in the file),
+    not started afresh at each: a training in epochs fails where the whole one does."""
+    from mobilenas.train.engine import DIVERGENCE_FACTOR, Diverged, make_optimizer, run_steps
+    from mobilenas.train.proxy import TrainingCheckpoint
+
+    exploding = dataclasses.replace(EPOCHS, optimizer="sgd", learning_rate=1e4, grad_clip_norm=None)
+    expected = train_model(_fresh(epoch_data), epoch_data, exploding)
+    path = tmp_path / "training.pt"
+    result = train_model(_fresh(epoch_data), epoch_data, exploding, checkpoint=TrainingCheckpoint(path, {"purpose": "test"}))
+    assert not expected.ok and (result.status, result.error) == (expected.status, expected.error)
+    assert not path.exists()  # resumed, it would only diverge again
+    model = _fresh(epoch_data)
+    arguments = dict(
+        schedule=Schedule(0.01, 8, 0), batch_size=16, seed=0, augment_images=False, label_smoothing=0.0, grad_clip_norm=None,
+        channels_last=False, device=torch.device("cpu"), num_classes=10,
+    )
+    outcome = run_steps(model, make_optimizer(model, EPOCHS.optimiser_settings()), epoch_data.train, first_step=0, last_step=4, **arguments)
+    assert outcome.running_loss is not None and 0 < outcome.running_loss < DIVERGENCE_FACTOR * np.log(10)
+    with pytest.raises(Diverged, match=r"exploded .* at step 5"):  # a running loss handed over high enough is one already diverged
+        run_steps(model, make_optimizer(model, EPOCHS.optimiser_settings()), epoch_data.train, first_step=4, last_step=8, running_loss=1e6, **arguments)

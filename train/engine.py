@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import io
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
+from mobilenas.runs import atomic_write_bytes
 from mobilenas.space.builder import fold_batchnorm
 from mobilenas.train.choices import OPTIMIZERS
 from mobilenas.train.data import Split
@@ -216,13 +220,16 @@ class MeanLoss:
 
 @dataclass(frozen=True)
 class StepsOutcome:
-    """What :func:`run_steps` did: the last step done, images, mean loss, time."""
+    """What :func:`run_steps` did: the last step done, images, mean loss, time, and the running
+    (smoothed) loss the divergence check ended with (``None`` when no step ran), for the next call
+    of a training run in parts."""
 
     steps: int
     images: int
     mean_loss: float
     last_loss: float
     wall_time_s: float
+    running_loss: float | None = None
 
 
 def run_steps(
@@ -243,14 +250,16 @@ def run_steps(
     num_classes: int,
     on_step: Callable[[int, float], None] | None = None,
     ema: ModelEma | None = None,
+    running_loss: float | None = None,
 ) -> StepsOutcome:
     """Optimisation steps ``first_step .. last_step - 1`` over ``split`` (epochs of shuffled batches).
 
     Step ``s`` reads batch ``s % steps_per_epoch`` of epoch ``s // steps_per_epoch``; the last
     partial batch of an epoch is dropped so every step sees ``batch_size`` images (batch norm
     dislikes tiny batches). Raises :class:`Diverged` when the loss is not finite or the running
-    loss exceeds ``DIVERGENCE_FACTOR * ln(num_classes)``. The global torch generator is forked,
-    so the caller's random state is left as it was.
+    loss exceeds ``DIVERGENCE_FACTOR * ln(num_classes)``; ``running_loss`` continues the running
+    loss of an earlier call (the outcome's), so a training run in parts checks as one run whole.
+    The global torch generator is forked, so the caller's random state is left as it was.
     """
     n = len(split)
     batch_size = min(batch_size, n)
@@ -260,7 +269,7 @@ def run_steps(
     model.train()
     start = time.perf_counter()
     total_loss = 0.0
-    running: float | None = None
+    running = running_loss
     last = math.nan
     images_done = 0
     order: torch.Tensor | None = None
@@ -311,6 +320,7 @@ def run_steps(
         mean_loss=total_loss / done if done else math.nan,
         last_loss=last,
         wall_time_s=time.perf_counter() - start,
+        running_loss=running,
     )
 
 
@@ -361,6 +371,13 @@ def recalibrate_batchnorm(
             m.momentum = momentum
         model.train(was_training)
     return used
+
+
+def save_torch(path: str | Path, state: dict[str, Any]) -> None:
+    """``torch.save`` written atomically (readers see the old file or the whole new one)."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def cpu_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:

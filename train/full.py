@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import io
 import math
 import shlex
 import time
@@ -33,7 +32,7 @@ from typing import Any
 
 import torch
 
-from mobilenas.runs import atomic_write_bytes, atomic_write_json, environment, now_iso, read_json
+from mobilenas.runs import atomic_write_json, environment, now_iso, read_json
 from mobilenas.space.arch import Architecture
 from mobilenas.space.builder import adapt_for_input_size, build_model
 from mobilenas.space.cost import architecture_cost
@@ -161,13 +160,6 @@ class FullTrainResult:
         return self.status == STATUS_OK
 
 
-def _save_torch(path: Path, state: dict[str, Any]) -> None:
-    """``torch.save`` written atomically (readers see the old file or the whole new one)."""
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
-
-
 def train_full(
     arch: Architecture,
     data: DataSplits,
@@ -248,7 +240,8 @@ def train_full(
     with torch_threads(config.threads), engine.seeded(engine.derived_seed(config.seed, 0)):
         model = build_model(prepared, input_size=data.input_size)
         if initial is not None and checkpoint is None:
-            load_strict(model, initial, f"the weights {initial_source}" if initial_source else "the initial weights")
+            load_strict(model, initial, f"the weights {initial_source}" if initial_source else "the initial weights",
+                        weights_file=Path(initial_source) if initial_source else None)
         adaptation = changes + model.adaptation
         strides_changed = tuple(model.adaptation)
         model = model.to(device).to(memory_format=fmt)  # type: ignore[call-overload]
@@ -343,7 +336,7 @@ def train_full(
                 bar.close()
             if selected_accuracy > best_accuracy:
                 best_accuracy, best_epoch, best_state = selected_accuracy, epoch + 1, engine.cpu_state_dict(selected)
-            _save_torch(outputs.checkpoint, {
+            engine.save_torch(outputs.checkpoint, {
                 "version": CHECKPOINT_VERSION,
                 "identity": identity,
                 "config": config.to_dict(),
@@ -378,10 +371,10 @@ def train_full(
     files: dict[str, str] = {}
     deployed_at = int(export_size or data.input_size)
     if best_state is not None and status != STATUS_OK:  # kept, but not as the result: no .pt, no .onnx
-        _save_torch(outputs.failed_weights, best_state)
+        engine.save_torch(outputs.failed_weights, best_state)
         files["failed_weights"] = str(outputs.failed_weights.resolve())
     elif best_state is not None:
-        _save_torch(outputs.weights, engine.cpu_state_dict(final))
+        engine.save_torch(outputs.weights, engine.cpu_state_dict(final))
         files["weights"] = str(outputs.weights.resolve())  # absolute: read from anywhere
         if export_onnx:
             from mobilenas.space.export import export_onnx as export

@@ -23,11 +23,13 @@ reason in ``error``; it never raises into the caller.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -140,7 +142,9 @@ class ProxyConfig:
 
 @dataclass(frozen=True)
 class TrainResult:
-    """What :func:`train_model` did. ``status`` is ``ok`` or ``failed`` (``error`` says why)."""
+    """What :func:`train_model` did. ``status`` is ``ok`` or ``failed`` (``error`` says why).
+    ``resumed_from_step``: the step a training continued from its checkpoint began at (0: from
+    the beginning)."""
 
     status: str
     steps: int
@@ -149,6 +153,7 @@ class TrainResult:
     wall_time_s: float
     images_per_s: float
     error: str | None = None
+    resumed_from_step: int = 0
 
     @property
     def ok(self) -> bool:
@@ -242,6 +247,31 @@ def _num_classes(data: DataSplits | Split) -> int:
     return int(data.labels.max()) + 1 if len(data) else 2
 
 
+@dataclass(frozen=True)
+class TrainingCheckpoint:
+    """Where :func:`train_model` keeps a long training's finished epochs, so that a kill loses at
+    most the epoch under way.
+
+    ``path``: the file, written atomically after every epoch and at the end (the model and
+    optimiser state, the step reached, the running loss and totals). ``identity``: what the
+    training is of (its purpose, the architecture's fingerprint, the seed...); the training's own
+    settings (learning rate, batch size, optimiser, total steps, number of images...) are added to
+    it. A call whose identity equals the file's continues from its step (the file at the last step:
+    the training had finished, nothing is run again); a file of another identity, or one that
+    cannot be read, is deleted and the training starts over. ``name`` names the training in the
+    lines given to ``log`` ("the final fine-tune"). The caller deletes the file once what the
+    training was for is saved.
+    """
+
+    path: Path
+    identity: dict[str, Any]
+    name: str = "the training"
+    log: Callable[[str], None] | None = field(default=None, compare=False)
+
+
+CHECKPOINT_VERSION = 1
+
+
 def train_model(
     model: nn.Module,
     data: DataSplits | Split,
@@ -251,6 +281,7 @@ def train_model(
     epochs: float | None = None,
     progress: bool = False,
     on_step: Callable[[int, float], None] | None = None,
+    checkpoint: TrainingCheckpoint | None = None,
 ) -> TrainResult:
     """Continue training ``model`` in place (e.g. NetAdapt's short fine-tune) with a fresh optimiser.
 
@@ -260,6 +291,15 @@ def train_model(
     Divergence returns ``status="failed"`` and leaves the model in whatever state it reached.
     ``on_step(step, loss)`` is called after every optimisation step (a scheduler's hook: the
     search reports the running loss to Ray Tune's early stopping through it).
+
+    ``checkpoint``: keep every finished epoch there and continue from it (see
+    :class:`TrainingCheckpoint`). The weights are the same, bit for bit, as without it and as
+    without an interruption: the data order and dropout of an epoch, the augmentation and learning
+    rate of a step are functions of the seed and the epoch or step (:func:`engine.run_steps`), and
+    the running loss the divergence check smooths is carried from epoch to epoch and kept in the
+    file. The result's figures are then of the whole training, the part done before a resume
+    included (``resumed_from_step`` says where this call began). A diverged training deletes its
+    file: resumed, it would diverge the same way.
     """
     if steps is not None and epochs is not None:
         raise ValueError("give steps or epochs, not both")
@@ -267,47 +307,135 @@ def train_model(
         config = dataclasses.replace(config, steps=steps, epochs=epochs)
     split = _training_split(data, config.train_subset)
     total = config.total_steps(len(split))
+    per_epoch = engine.steps_per_epoch(len(split), config.batch_size)
+    num_classes = _num_classes(data)
     device = torch.device(config.device)
+    identity: dict[str, Any] = {}
+    saved: dict[str, Any] | None = None
+    if checkpoint is not None:
+        settings = {k: v for k, v in config.to_dict().items() if k not in ("threads", "device")}  # may change on a resume
+        identity = {**checkpoint.identity, "training": {**settings, "total_steps": total, "train_images": len(split), "num_classes": num_classes}}
+        saved = _saved_training(checkpoint, identity, total)
     bar = None
     with torch_threads(config.threads):
         optimizer = engine.make_optimizer(model, config.optimiser_settings())
-        hook = on_step
+        first = 0
+        loss_sum, images, wall_time_s, running = 0.0, 0, 0.0, None
+        if saved is not None:
+            model.load_state_dict(saved["model"])
+            optimizer.load_state_dict(saved["optimizer"])
+            first = int(saved["step"])
+            loss_sum, images, wall_time_s, running = float(saved["loss_sum"]), int(saved["images"]), float(saved["wall_time_s"]), saved["running_loss"]
+            assert checkpoint is not None
+            if checkpoint.log is not None:
+                count = _epochs(total, per_epoch)
+                done = f"all {count} epochs done" if first == total and count > 1 else f"epoch {_epochs(first, per_epoch)} of {count} done"
+                checkpoint.log(f"resuming {checkpoint.name} from its checkpoint: {done}")
+
+        def counted(step: int, loss: float) -> None:  # the sum in step order, as run_steps adds it up
+            nonlocal loss_sum
+            loss_sum += loss
+            if on_step is not None:
+                on_step(step, loss)
+
+        hook = counted if checkpoint is not None else on_step
         if progress:
             from mobilenas.cliutil import progress as progress_bar
 
-            bar = progress_bar(total=total, desc="training", unit="step")
+            bar = progress_bar(total=total, initial=first, desc="training", unit="step")
             mean = engine.MeanLoss()
+            inner = hook
 
             def hook(step: int, loss: float) -> None:
                 assert bar is not None
                 bar.update(1)
                 bar.set_postfix(loss=f"{mean.add(loss):.3f}", refresh=False)
-                if on_step is not None:
-                    on_step(step, loss)
+                if inner is not None:
+                    inner(step, loss)
 
+        # one call for the whole training, or (keeping a checkpoint) one per epoch
+        stops = [*range(per_epoch * (first // per_epoch + 1), total, per_epoch), total] if checkpoint is not None else [total]
         start = time.perf_counter()
+        step = first
         try:
-            outcome = engine.run_steps(
-                model, optimizer, split, schedule=config.schedule(total), batch_size=config.batch_size,
-                first_step=0, last_step=total, seed=config.seed, augment_images=config.augment,
-                label_smoothing=config.label_smoothing, grad_clip_norm=config.grad_clip_norm,
-                channels_last=config.channels_last, device=device,
-                num_classes=_num_classes(data), on_step=hook,
-            )
+            for stop in stops if first < total else []:
+                outcome = engine.run_steps(
+                    model, optimizer, split, schedule=config.schedule(total), batch_size=config.batch_size,
+                    first_step=step, last_step=stop, seed=config.seed, augment_images=config.augment,
+                    label_smoothing=config.label_smoothing, grad_clip_norm=config.grad_clip_norm,
+                    channels_last=config.channels_last, device=device,
+                    num_classes=num_classes, on_step=hook, running_loss=running,
+                )
+                step, running = stop, outcome.running_loss
+                images += outcome.images
+                if checkpoint is not None:
+                    engine.save_torch(checkpoint.path, {
+                        "version": CHECKPOINT_VERSION, "identity": identity, "step": step, "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(), "running_loss": running, "loss_sum": loss_sum, "images": images,
+                        "wall_time_s": wall_time_s + time.perf_counter() - start,
+                    })
         except engine.Diverged as error:
             elapsed = time.perf_counter() - start
+            if checkpoint is not None:
+                with contextlib.suppress(OSError):
+                    Path(checkpoint.path).unlink(missing_ok=True)
             return TrainResult(STATUS_FAILED, 0, 0, math.nan, elapsed, 0.0, error=str(error))
         finally:
             if bar is not None:
                 bar.close()
+    if checkpoint is None:
+        return TrainResult(
+            STATUS_OK,
+            steps=outcome.steps,
+            images=outcome.images,
+            train_loss=outcome.mean_loss,
+            wall_time_s=outcome.wall_time_s,
+            images_per_s=outcome.images / outcome.wall_time_s if outcome.wall_time_s > 0 else 0.0,
+        )
+    wall_time_s += time.perf_counter() - start
     return TrainResult(
         STATUS_OK,
-        steps=outcome.steps,
-        images=outcome.images,
-        train_loss=outcome.mean_loss,
-        wall_time_s=outcome.wall_time_s,
-        images_per_s=outcome.images / outcome.wall_time_s if outcome.wall_time_s > 0 else 0.0,
+        steps=total,
+        images=images,
+        train_loss=loss_sum / total,
+        wall_time_s=wall_time_s,
+        images_per_s=images / wall_time_s if wall_time_s > 0 else 0.0,
+        resumed_from_step=first,
     )
+
+
+def _epochs(steps: int, per_epoch: int) -> int:
+    """Epochs begun in ``steps`` steps (a last, partial one counted)."""
+    return -(-steps // per_epoch)
+
+
+def _saved_training(checkpoint: TrainingCheckpoint, identity: dict[str, Any], total: int) -> dict[str, Any] | None:
+    """The checkpoint file's contents if it holds this training, else ``None``; a file that does
+    not (another training's, or unreadable) is deleted, with a line to ``checkpoint.log``."""
+    path = Path(checkpoint.path)
+    if not path.exists():
+        return None
+    why = None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)  # tensors and plain values only: nothing runs
+    except Exception as error:
+        why = f"is not a readable checkpoint ({type(error).__name__})"
+    else:
+        if not isinstance(state, dict) or state.get("version") != CHECKPOINT_VERSION:
+            why = f"is not a training checkpoint (version {CHECKPOINT_VERSION})"
+        elif state.get("identity") != identity:
+            saved = state.get("identity")
+            differing = sorted(k for k in {*identity, *(saved if isinstance(saved, dict) else {})} if not isinstance(saved, dict) or saved.get(k) != identity.get(k))
+            why = f"holds another training (its {', '.join(differing)} differ{'s' if len(differing) == 1 else ''})"
+        elif not (isinstance(state.get("step"), int) and 0 < state["step"] <= total):
+            why = f"holds step {state.get('step')!r} of a {total}-step training"
+    if why is None:
+        return state
+    if checkpoint.log is not None:
+        checkpoint.log(f"{path} {why}: {checkpoint.name} starts over")
+    with contextlib.suppress(OSError):
+        path.unlink()
+    return None
 
 
 def evaluate(

@@ -87,9 +87,28 @@ def _holds(data: object) -> str:
     return f"it holds a {type(data).__name__}"
 
 
-def load_strict(model: nn.Module, state: Mapping[str, torch.Tensor], where: str = "the weights") -> None:
+def architecture_beside(weights_file: Path, state: Mapping[str, torch.Tensor]) -> Path | None:
+    """The file beside ``weights_file`` whose architecture ``state`` fits (names and shapes):
+    NetAdapt's ``refined.json`` beside ``refined.pt``, ``nas-train``'s ``<prefix>.metrics.json``
+    beside ``<prefix>.pt``; ``None`` when there is none."""
+    from mobilenas.space import Architecture
+    from mobilenas.space.builder import build_model
+
+    for candidate in (weights_file.with_suffix(".json"), weights_file.with_name(weights_file.stem + ".metrics.json")):
+        try:
+            data = json.loads(candidate.read_text(encoding="utf-8"))
+            expected = build_model(Architecture.from_dict(data["architecture"])).state_dict()
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if set(expected) == set(state) and all(tuple(expected[k].shape) == tuple(state[k].shape) for k in expected):
+            return candidate
+    return None
+
+
+def load_strict(model: nn.Module, state: Mapping[str, torch.Tensor], where: str = "the weights", *, weights_file: Path | None = None) -> None:
     """``model.load_state_dict(state)`` with every name and shape checked first; a ValueError
-    names the first mismatched shape, missing and unexpected entry (``where`` says whose)."""
+    names the first mismatched shape, missing and unexpected entry (``where`` says whose) and, where
+    ``weights_file`` has the architecture it was saved with beside it, that file."""
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
@@ -103,7 +122,9 @@ def load_strict(model: nn.Module, state: Mapping[str, torch.Tensor], where: str 
             details.append(f"missing {missing[0]}" + (f" and {len(missing) - 1} more" if len(missing) > 1 else ""))
         if unexpected:
             details.append(f"unexpected {unexpected[0]}" + (f" and {len(unexpected) - 1} more" if len(unexpected) > 1 else ""))
-        raise ValueError(f"{where} do not fit the architecture: {'; '.join(details)}")
+        beside = architecture_beside(weights_file, state) if weights_file is not None else None
+        hint = f"; they fit the architecture in {beside}, beside them: give that file as the architecture" if beside is not None else ""
+        raise ValueError(f"{where} do not fit the architecture: {'; '.join(details)}{hint}")
     model.load_state_dict(state)
 
 
