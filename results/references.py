@@ -158,6 +158,7 @@ def reference_points(
     ``accuracy_source`` (``given`` | ``proxy`` | empty), ``missing_ops``, ``params``, ``macs``
     (at the table's input size), ``fingerprint``, ``notation``.
     """
+    from mobilenas.space.arch import adapt_for_input_size
     from mobilenas.space.cost import architecture_cost
 
     _require_network(run)
@@ -182,7 +183,8 @@ def reference_points(
             accuracy, source = given[name], "given"
         elif name in trained and trained[name]["fingerprint"] == fingerprint:
             accuracy, source = float(trained[name]["accuracy"]), "proxy"
-        cost = architecture_cost(arch, latency.input_size)
+        # of the network timed at the table's size (adapted below 97 px, as the table's entries are)
+        cost = architecture_cost(adapt_for_input_size(arch, latency.input_size)[0], latency.input_size)
         rows.append({
             "name": name, "family": family, "width_multiplier": width, "latency_ms": latency_ms, "accuracy": accuracy,
             "accuracy_source": source, "missing_ops": missing, "params": cost.params, "macs": cost.macs,

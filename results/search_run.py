@@ -109,17 +109,16 @@ class SearchResults(RunBase):
         name, data = self.space_name, self.manifest.get("space")
         if not isinstance(data, dict):  # a tabular run, or an old manifest: the name is all there is
             return name
-        from mobilenas.errors import SpecError
         from mobilenas.space import SearchSpace
         from mobilenas.space.search_space import SPACES
 
         try:
-            layout = SearchSpace.from_dict(data).layout_fingerprint()
-        except (SpecError, ValueError, TypeError):
+            space = SearchSpace.from_dict(data)
+        except (ValueError, TypeError):  # SpecError included
             return f"{name} (unreadable)"
-        if name in SPACES and SPACES[name]().layout_fingerprint() == layout:
+        if space.is_builtin():
             return name
-        return f"{name} ({'edited copy' if name in SPACES else 'from a file'} {layout[:8]})"
+        return f"{name} ({'edited copy' if name in SPACES else 'from a file'} {space.layout_fingerprint()[:8]})"
 
     @property
     def final_column(self) -> str | None:

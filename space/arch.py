@@ -28,8 +28,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import numbers
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from mobilenas.errors import SpecError
@@ -51,6 +54,10 @@ MAX_CLASSES = 1 << 20
 MAX_STAGES = 64
 MAX_BLOCKS_PER_STAGE = 64
 MAX_WIDTH_MULTIPLIER = 16
+
+# Inputs of another size than the 224x224 the references were designed for: the feature map
+# entering the head is kept at least this wide (see :func:`adapt_for_input_size`).
+MIN_FINAL_FEATURE_SIZE = 4
 
 
 def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:
@@ -77,13 +84,42 @@ def _describe(options: tuple[Any, ...]) -> str:
     return ", ".join(str(o) for o in options)
 
 
-def _check_int(path: str, value: Any, *, minimum: int = 1, maximum: int = MAX_CHANNELS) -> None:
+def as_whole(value: Any) -> Any:
+    """``value`` as an ``int`` where it is a whole number written otherwise (``3.0`` in JSON, a
+    numpy integer); anything else as it was, for the caller's check to refuse. Bools stay bools:
+    ``true`` is not a number here."""
+    if type(value) is int or isinstance(value, bool):  # the usual case first: every Architecture checks many
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _whole(path: str, value: Any, *, minimum: int = 1, maximum: int = MAX_CHANNELS) -> int:
+    """``value`` as an ``int`` (``3.0`` -> 3), or a :class:`SpecError` naming ``path``."""
+    value = as_whole(value)
     if isinstance(value, bool) or not isinstance(value, int):
         raise SpecError(path, f"expected a whole number, got {value!r}")
     if value < minimum:
         raise SpecError(path, f"must be >= {minimum}, got {value}")
     if value > maximum:
         raise SpecError(path, f"must be at most {maximum}, got {value}")
+    return value
+
+
+def _whole_choice(path: str, value: Any, options: tuple[int, ...]) -> int:
+    """``value`` as one of the whole numbers ``options`` (``3.0`` -> 3; ``true`` and 3.5 refused)."""
+    value = as_whole(value)
+    if isinstance(value, float):  # 3.5 (3.0 is 3 by now)
+        raise SpecError(path, f"expected a whole number (one of {_describe(options)}), got {value!r}")
+    _check_choice(path, value, options)  # true, "3", 4
+    return int(value)
+
+
+def _normalise(instance: Any, name: str, value: Any) -> None:
+    object.__setattr__(instance, name, value)
 
 
 def _check_choice(path: str, value: Any, options: tuple[Any, ...]) -> None:
@@ -112,11 +148,13 @@ class Stem:
     in_channels: int = 3
 
     def __post_init__(self) -> None:
-        _check_int("out_channels", self.out_channels)
+        # Whole numbers written as floats (3.0, from JSON) are stored as ints, so that equality,
+        # the fingerprint, the notation and the builder all see one value.
+        _normalise(self, "out_channels", _whole("out_channels", self.out_channels))
         _check_choice("activation", self.activation, ACTIVATIONS)
-        _check_choice("kernel_size", self.kernel_size, KERNEL_SIZES)
-        _check_choice("stride", self.stride, STRIDES)
-        _check_int("in_channels", self.in_channels)
+        _normalise(self, "kernel_size", _whole_choice("kernel_size", self.kernel_size, KERNEL_SIZES))
+        _normalise(self, "stride", _whole_choice("stride", self.stride, STRIDES))
+        _normalise(self, "in_channels", _whole("in_channels", self.in_channels))
 
 
 @dataclass(frozen=True)
@@ -139,20 +177,20 @@ class Block:
 
     def __post_init__(self) -> None:
         _check_choice("type", self.type, BLOCK_TYPES)
-        _check_choice("kernel_size", self.kernel_size, KERNEL_SIZES)
-        _check_choice("stride", self.stride, STRIDES)
-        _check_int("out_channels", self.out_channels)
+        _normalise(self, "kernel_size", _whole_choice("kernel_size", self.kernel_size, KERNEL_SIZES))
+        _normalise(self, "stride", _whole_choice("stride", self.stride, STRIDES))
+        _normalise(self, "out_channels", _whole("out_channels", self.out_channels))
         _check_choice("activation", self.activation, ACTIVATIONS)
         if self.type == "ir":
             if self.expanded_channels is None:
                 raise SpecError("expanded_channels", "an 'ir' block needs its expanded channel count")
-            _check_int("expanded_channels", self.expanded_channels)
+            _normalise(self, "expanded_channels", _whole("expanded_channels", self.expanded_channels))
         elif self.expanded_channels is not None:
             raise SpecError(
                 "expanded_channels",
                 f"only 'ir' blocks expand; a {self.type!r} block must leave it null (got {self.expanded_channels!r})",
             )
-        _check_int("se_channels", self.se_channels, minimum=0)
+        _normalise(self, "se_channels", _whole("se_channels", self.se_channels, minimum=0))
         _check_bool("skip", self.skip)
 
     def se_input_channels(self, in_channels: int) -> int:
@@ -174,15 +212,16 @@ class Head:
     dropout: float = 0.2
 
     def __post_init__(self) -> None:
-        _check_int("conv_channels", self.conv_channels)
-        _check_int("num_classes", self.num_classes, maximum=MAX_CLASSES)
+        _normalise(self, "conv_channels", _whole("conv_channels", self.conv_channels))
+        _normalise(self, "num_classes", _whole("num_classes", self.num_classes, maximum=MAX_CLASSES))
         _check_choice("activation", self.activation, ACTIVATIONS)
         if self.hidden_channels is not None:
-            _check_int("hidden_channels", self.hidden_channels)
-        if isinstance(self.dropout, bool) or not isinstance(self.dropout, int | float):
+            _normalise(self, "hidden_channels", _whole("hidden_channels", self.hidden_channels))
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, numbers.Real):
             raise SpecError("dropout", f"expected a number in [0, 1), got {self.dropout!r}")
         if not 0.0 <= float(self.dropout) < 1.0:
             raise SpecError("dropout", f"must be in [0, 1), got {self.dropout}")
+        _normalise(self, "dropout", float(self.dropout))  # 0 and 0.0: one value, one fingerprint
 
 
 @dataclass(frozen=True)
@@ -251,6 +290,7 @@ class Architecture:
 
     @property
     def num_blocks(self) -> int:
+        """Blocks in all stages (stem and head not counted)."""
         return sum(len(stage) for stage in self.stages)
 
     @property
@@ -259,6 +299,7 @@ class Architecture:
         return self.stages[-1][-1].out_channels
 
     def block_in_channels(self, stage: int, index: int) -> int:
+        """Channels entering block ``stages[stage].blocks[index]`` (what the block before it writes)."""
         previous = self.stem.out_channels
         for s, b, block in self.blocks():
             if (s, b) == (stage, index):
@@ -269,20 +310,38 @@ class Architecture:
     # ----------------------------------------------------------------- transformation
 
     def replace_block(self, stage: int, index: int, block: Block) -> Architecture:
-        """A new architecture with one block replaced (validated as a whole)."""
+        """A new architecture with block ``stages[stage].blocks[index]`` replaced (validated as a whole).
+
+        ``stage`` and ``index`` count from 0 (negative ones from the end, as Python's); raises
+        ``TypeError`` for a non-integer position or a ``block`` that is not a :class:`Block`, and
+        :class:`SpecError` (a ``ValueError``) for a position the architecture does not have.
+        """
+        for name, value in (("stage", stage), ("index", index)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise TypeError(f"replace_block: {name} must be an int, got {value!r}")
+        if not isinstance(block, Block):
+            raise TypeError(f"replace_block: block must be a Block, got {type(block).__name__}")
+        if not -len(self.stages) <= stage < len(self.stages):
+            raise SpecError(f"stages[{stage}]", f"no such stage: the architecture has {len(self.stages)} (0..{len(self.stages) - 1})")
+        blocks = self.stages[stage]
+        if not -len(blocks) <= index < len(blocks):
+            raise SpecError(f"stages[{stage}].blocks[{index}]", f"no such block: stage {stage} has {len(blocks)} (0..{len(blocks) - 1})")
         stages = [list(s) for s in self.stages]
         stages[stage][index] = block
         return dataclasses.replace(self, stages=tuple(tuple(s) for s in stages))
 
     def with_num_classes(self, num_classes: int) -> Architecture:
+        """The same network with a classifier for ``num_classes`` classes."""
         return dataclasses.replace(self, head=dataclasses.replace(self.head, num_classes=num_classes))
 
     def with_in_channels(self, in_channels: int) -> Architecture:
+        """The same network for images of ``in_channels`` channels (1: gray, 3: RGB)."""
         return dataclasses.replace(self, stem=dataclasses.replace(self.stem, in_channels=in_channels))
 
     # ----------------------------------------------------------------- serialisation
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON form (``schema_version``, ``stem``, ``stages`` of ``blocks``, ``head``, ``se_gate``)."""
         return {
             "schema_version": SCHEMA_VERSION,
             "stem": dataclasses.asdict(self.stem),
@@ -292,6 +351,7 @@ class Architecture:
         }
 
     def to_json(self, indent: int | None = 2) -> str:
+        """:meth:`to_dict` as JSON text; :meth:`from_json` reads it back to an equal value."""
         return json.dumps(self.to_dict(), indent=indent)
 
     @classmethod
@@ -322,6 +382,7 @@ class Architecture:
 
     @classmethod
     def from_json(cls, text: str) -> Architecture:
+        """Parse :meth:`to_json`'s text; a :class:`SpecError` names the path of any error."""
         try:
             data = json.loads(text)
         except json.JSONDecodeError as error:
@@ -334,12 +395,15 @@ class Architecture:
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
     def to_notation(self) -> str:
+        """The one-line block notation (``stem_k3_s2_c16_nhs | ... | head_...``), which
+        :meth:`from_notation` reads back to an equal value; see :mod:`mobilenas.space.notation`."""
         from mobilenas.space.notation import to_notation
 
         return to_notation(self)
 
     @classmethod
     def from_notation(cls, text: str) -> Architecture:
+        """Parse the block notation written by :meth:`to_notation`; a :class:`SpecError` names the part that is wrong."""
         from mobilenas.space.notation import from_notation
 
         return from_notation(text)
@@ -372,11 +436,69 @@ def _build(kind: type, path: str, data: Any) -> Any:
         raise error.under(path) from None
 
 
+def as_architecture(value: Architecture | str | Path, argument: str = "arch") -> Architecture:
+    """``value`` if it is an :class:`Architecture`; a reference name (``mobilenetv2@0.75``), a
+    notation string or an architecture JSON path resolved by
+    :func:`mobilenas.space.io.load_architecture`; anything else a ``TypeError`` naming ``argument``."""
+    if isinstance(value, Architecture):
+        return value
+    if isinstance(value, str | Path):
+        from mobilenas.space.io import load_architecture
+
+        return load_architecture(value)
+    raise TypeError(
+        f"{argument}: expected an Architecture (or a reference name such as 'mobilenetv2', a notation string "
+        f"or an architecture JSON path), got {type(value).__name__}"
+    )
+
+
 # --------------------------------------------------------------------------- shapes
 
 
+def check_input_size(input_size: Any) -> int:
+    """``input_size`` (pixels, square) as an int >= 1: ``TypeError`` for a non-integer, ``ValueError`` below 1."""
+    if isinstance(input_size, bool) or not isinstance(input_size, numbers.Integral):
+        raise TypeError(f"input_size: expected a whole number of pixels (an int), got {input_size!r}")
+    if input_size < 1:
+        raise ValueError(f"input_size: must be >= 1 pixel, got {input_size}")
+    return int(input_size)
+
+
+def adapt_for_input_size(arch: Architecture, input_size: int) -> tuple[Architecture, tuple[str, ...]]:
+    """Adapt a network designed for 224x224 to a smaller input.
+
+    The rule: while the feature map entering the head would be smaller than 4x4, the earliest
+    remaining stride-2 layer (the stem first, then blocks in order) gets stride 1. Channels and
+    kernels are untouched, so parameters (and trained weights) carry over unchanged. At 224 nothing
+    changes; at 32 (CIFAR) the stem and the first stride-2 block lose their stride (output 4x4),
+    the usual CIFAR adaptation of MobileNetV2. Returns the adapted value and the paths changed
+    (``stem.stride``, ``stages[1].blocks[0].stride``). ``build_model(arch, input_size=...)``
+    applies it, and so do :func:`mobilenas.space.count_macs` and ``mobilenas show --input-size``.
+    """
+    input_size = check_input_size(input_size)
+    changed: list[str] = []
+    total = arch.stem.stride * math.prod(b.stride for _, _, b in arch.blocks())
+    stem = arch.stem
+    stages = [list(stage) for stage in arch.stages]
+    while total > 1 and math.ceil(input_size / total) < MIN_FINAL_FEATURE_SIZE:
+        if stem.stride == 2:
+            stem = dataclasses.replace(stem, stride=1)
+            changed.append("stem.stride")
+        else:
+            s, b = next((s, b) for s, stage in enumerate(stages) for b, block in enumerate(stage) if block.stride == 2)
+            stages[s][b] = dataclasses.replace(stages[s][b], stride=1)
+            changed.append(f"stages[{s}].blocks[{b}].stride")
+        total //= 2
+    if not changed:
+        return arch, ()
+    adapted = dataclasses.replace(arch, stem=stem, stages=tuple(tuple(stage) for stage in stages))
+    return adapted, tuple(changed)
+
+
 def block_contexts(arch: Architecture, input_size: int) -> tuple[BlockContext, ...]:
-    """Every block with its input channels and spatial sizes for a square ``input_size`` input."""
+    """Every block with its input channels and spatial sizes for a square ``input_size`` input
+    (the architecture as given: see :func:`adapt_for_input_size` for the one built at that size)."""
+    input_size = check_input_size(input_size)
     size = conv_output_size(input_size, arch.stem.stride)
     in_channels = arch.stem.out_channels
     contexts = []

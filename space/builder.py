@@ -15,18 +15,17 @@ the changes it made are recorded on the module as ``model.adaptation``.
 from __future__ import annotations
 
 import copy
-import dataclasses
-import math
+from pathlib import Path
 
 import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from mobilenas.space.arch import Architecture, Block
+# adapt_for_input_size lives beside the shapes (torch-free, for the cost model); importable from here too
+from mobilenas.space.arch import Architecture, Block, adapt_for_input_size, as_architecture
 
 BN_EPS = 1e-3
 BN_MOMENTUM = 0.01
-MIN_FINAL_FEATURE_SIZE = 4
 
 
 def activation_module(name: str) -> nn.Module:
@@ -191,38 +190,11 @@ def _init_weights(model: nn.Module) -> None:
             nn.init.zeros_(module.bias)
 
 
-def adapt_for_input_size(arch: Architecture, input_size: int) -> tuple[Architecture, tuple[str, ...]]:
-    """Adapt a network designed for 224x224 to a smaller input.
-
-    The rule: while the feature map entering the head would be smaller than 4x4, the earliest
-    remaining stride-2 layer (the stem first, then blocks in order) gets stride 1. Channels and
-    kernels are untouched, so parameters (and trained weights) carry over unchanged. At 224 nothing
-    changes; at 32 (CIFAR) the stem and the first stride-2 block lose their stride (output 4x4),
-    the usual CIFAR adaptation of MobileNetV2. Returns the adapted value and the paths changed.
-    """
-    if input_size < 1:
-        raise ValueError(f"input_size must be >= 1, got {input_size}")
-    changed: list[str] = []
-    total = arch.stem.stride * math.prod(b.stride for _, _, b in arch.blocks())
-    stem = arch.stem
-    stages = [list(stage) for stage in arch.stages]
-    while total > 1 and math.ceil(input_size / total) < MIN_FINAL_FEATURE_SIZE:
-        if stem.stride == 2:
-            stem = dataclasses.replace(stem, stride=1)
-            changed.append("stem.stride")
-        else:
-            s, b = next((s, b) for s, stage in enumerate(stages) for b, block in enumerate(stage) if block.stride == 2)
-            stages[s][b] = dataclasses.replace(stages[s][b], stride=1)
-            changed.append(f"stages[{s}].blocks[{b}].stride")
-        total //= 2
-    if not changed:
-        return arch, ()
-    adapted = dataclasses.replace(arch, stem=stem, stages=tuple(tuple(stage) for stage in stages))
-    return adapted, tuple(changed)
-
-
-def build_model(arch: Architecture, *, input_size: int | None = None) -> Network:
-    """Build the network; with ``input_size``, first apply :func:`adapt_for_input_size`."""
+def build_model(arch: Architecture | str | Path, *, input_size: int | None = None) -> Network:
+    """Build the network (random weights, train mode); with ``input_size``, first apply
+    :func:`adapt_for_input_size` (the changes are ``model.adaptation``). ``arch`` may also be a
+    reference name, notation string or architecture JSON path (:func:`load_architecture`)."""
+    arch = as_architecture(arch)
     adaptation: tuple[str, ...] = ()
     if input_size is not None:
         arch, adaptation = adapt_for_input_size(arch, input_size)

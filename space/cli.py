@@ -16,12 +16,19 @@ from mobilenas.cliutil import (
     print_json,
     run_main,
 )
-from mobilenas.space.arch import Architecture, block_contexts, conv_output_size
+from mobilenas.space.arch import (
+    Architecture,
+    adapt_for_input_size,
+    block_contexts,
+    conv_output_size,
+)
 from mobilenas.space.cost import architecture_cost, block_cost, head_cost, stem_cost
 from mobilenas.space.io import load_architecture
-from mobilenas.space.nb201 import CellSpace, nb201_space
+from mobilenas.space.nb201 import CellSpace
 from mobilenas.space.references import REFERENCES
-from mobilenas.space.search_space import SPACES, SearchSpace, get_space
+from mobilenas.space.search_space import SPACES, SearchSpace, get_space, load_space, shown_json
+
+DEFAULT_INPUT_SIZE = 224
 
 
 def build_parser(prog: str) -> ArgumentParser:
@@ -42,24 +49,41 @@ def build_parser(prog: str) -> ArgumentParser:
     )
     add_version_flag(parser)
     parser.add_argument("arch", nargs="?", metavar="NAME_OR_PATH", help="the architecture to show")
-    parser.add_argument("--input-size", type=positive_int, default=224, help="square input resolution for MACs (default: 224)")
-    parser.add_argument("--num-classes", type=positive_int, default=None, help="replace the classifier's class count")
-    parser.add_argument("--space", default=None, help="also show the architecture's decisions in this space (mnasnet, mobilenetv3, a space .json or a search run's folder); alone, list the space's decisions (also nb201)")
+    parser.add_argument("--input-size", type=positive_int, default=None,
+                        help=f"square input resolution for MACs (default: {DEFAULT_INPUT_SIZE}); below 97 px the network counted is the one "
+                             "built, trained and timed at that size (strides adapted to small inputs), as the output notes")
+    parser.add_argument("--num-classes", type=positive_int, default=None, help="replace the classifier's class count (of the architecture, or of the space listed by --space alone)")
+    parser.add_argument("--space", default=None, help=f"also show the architecture's decisions in this space ({', '.join(SPACES)}, a space .json or a search run's folder); alone, list the space's decisions (also nb201)")
     add_json_flag(parser)
     return parser
 
 
-def summary(arch: Architecture, input_size: int = 224) -> dict[str, Any]:
-    """The ``--json`` payload: ``architecture``, ``notation``, ``params``, ``macs`` (+ details)."""
-    cost = architecture_cost(arch, input_size)
+def summary(arch: Architecture, input_size: int = DEFAULT_INPUT_SIZE) -> dict[str, Any]:
+    """The ``--json`` payload: ``architecture``, ``notation``, ``params``, ``macs`` (+ details).
+
+    ``macs`` are of the network built, trained and timed at ``input_size``
+    (``build_model(arch, input_size=...)``); ``adaptation`` lists the strides that network sets to
+    1 for a small input (``["stem.stride"]`` at 64 px; empty at 224). ``architecture``,
+    ``notation`` and ``fingerprint`` are of ``arch`` as given.
+    """
+    adapted, adaptation = adapt_for_input_size(arch, input_size)
+    cost = architecture_cost(adapted, input_size)
     return {
         "architecture": arch.to_dict(),
         "notation": arch.to_notation(),
         "params": cost.params,
         "macs": cost.macs,
         "input_size": input_size,
+        "adaptation": list(adaptation),
         "fingerprint": arch.fingerprint(),
     }
+
+
+def adaptation_note(adaptation: Sequence[str], input_size: int) -> str:
+    """One line saying which strides the network built at ``input_size`` sets to 1."""
+    return (f"at {input_size}x{input_size} the network is adapted to the small input, as mobilenas builds, trains and times it: "
+            f"stride 1 at {', '.join(path.removesuffix('.stride') for path in adaptation)} "
+            "(the table and MACs are of that network; parameters are unchanged)")
 
 
 def _format_count(n: int) -> str:
@@ -67,6 +91,7 @@ def _format_count(n: int) -> str:
 
 
 def block_table(arch: Architecture, input_size: int) -> list[str]:
+    """The per-layer table of ``arch`` exactly as given (adapt it first for a small input)."""
     rows = [("layer", "type", "k", "s", "in", "exp", "out", "se", "act", "skip", "size", "params", "MACs")]
     stem = arch.stem
     stem_size = conv_output_size(input_size, stem.stride)
@@ -105,47 +130,57 @@ def _count(size: int) -> str:
 
 
 def _main(argv: Sequence[str] | None, prog: str) -> int:
-    args = build_parser(prog).parse_args(argv)
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
     if args.arch is None:
         if args.space is None:
-            build_parser(prog).error("give an architecture (NAME_OR_PATH) or --space NAME")
-        space: SearchSpace | CellSpace = nb201_space() if args.space == "nb201" else get_space(args.space)
+            parser.error("give an architecture (NAME_OR_PATH) or --space NAME")
+        if args.input_size is not None:
+            parser.error("--input-size does nothing with --space alone (a space's decisions do not depend on it); "
+                         "give an architecture too to count its MACs at that size")
+        space: SearchSpace | CellSpace = load_space(args.space, num_classes=args.num_classes)
+        if isinstance(space, CellSpace) and args.num_classes is not None:
+            parser.error("--num-classes does nothing for the nb201 cell space (its cells have no classifier)")
         if args.json:
-            print_json({"space": space.to_dict(), "size": space.size(), "decisions": [{"path": d.path, "options": list(d.options)} for d in space.decisions]})
+            print_json(shown_json(space))
             return 0
         size = space.size()
-        print(f"space {space.name}: {len(space.decisions)} decisions, {_count(size)} index vectors")
+        print(f"space {space.describe_name()}: {len(space.decisions)} decisions, {_count(size)} index vectors")
         for d in space.decisions:
             print(f"  {d.path:<26} {', '.join(map(str, d.options))}")
         if isinstance(space, CellSpace):
             print("a tabular benchmark's cell space: searched with nas-search --benchmark CSV (accuracy and latency are the table's)")
         return 0
     arch = load_architecture(args.arch, num_classes=args.num_classes)
-    payload = summary(arch, args.input_size)
+    input_size = DEFAULT_INPUT_SIZE if args.input_size is None else args.input_size
+    payload = summary(arch, input_size)
     encoding = None
     if args.space:
         space = get_space(args.space, num_classes=arch.head.num_classes)
         try:
             encoding = dict(zip(space.paths(), (space.decisions[i].options[j] for i, j in enumerate(space.encode(arch))), strict=True))
-            payload["space"] = {"name": space.name, "decisions": encoding}
+            payload["space"] = {"name": space.name, "builtin": space.is_builtin(), "decisions": encoding}
         except ValueError as error:
-            payload["space"] = {"name": space.name, "error": str(error)}
+            payload["space"] = {"name": space.name, "builtin": space.is_builtin(), "error": str(error)}
     if args.json:
         print_json(payload)
         return 0
     print(f"{args.arch}  (fingerprint {payload['fingerprint']})")
-    print(f"parameters {payload['params']:,}   MACs {payload['macs'] / 1e6:.1f}M at {args.input_size}x{args.input_size}   blocks {arch.num_blocks}")
+    print(f"parameters {payload['params']:,}   MACs {payload['macs'] / 1e6:.1f}M at {input_size}x{input_size}   blocks {arch.num_blocks}")
+    if payload["adaptation"]:
+        print(adaptation_note(payload["adaptation"], input_size))
     print()
-    for line in block_table(arch, args.input_size):
+    for line in block_table(adapt_for_input_size(arch, input_size)[0], input_size):
         print(line)
     print()
     print(f"notation: {payload['notation']}")
     if args.space:
         print()
+        label = args.space if args.space == space.name else f"{args.space} (space {space.describe_name()})"
         if encoding is None:
-            print(f"not in space {args.space}: {payload['space']['error']}")
+            print(f"not in space {label}: {payload['space']['error']}")
         else:
-            print(f"in space {args.space}:")
+            print(f"in space {label}:")
             for path, value in encoding.items():
                 print(f"  {path:<26} {value}")
     return 0

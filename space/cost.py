@@ -6,17 +6,32 @@ batch-norm running statistics are buffers, not parameters). MACs count convoluti
 layers only (``out_elements * in_channels / groups * k * k``); batch norm, activations, pooling,
 the SE scaling and residual additions are not counted. The tests check both against the built
 module, and MobileNetV2's 300M MACs at 224x224.
+
+:func:`count_macs` counts the network mobilenas builds, trains and times at a size (the one
+``build_model(arch, input_size=N)`` builds, adapted to small inputs by
+:func:`~mobilenas.space.arch.adapt_for_input_size`); :func:`architecture_cost` the value exactly as
+given, fed an ``input_size`` input.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
-from mobilenas.space.arch import Architecture, Block, conv_output_size
+from mobilenas.space.arch import (
+    Architecture,
+    Block,
+    adapt_for_input_size,
+    as_architecture,
+    check_input_size,
+    conv_output_size,
+)
 
 
 @dataclass(frozen=True)
 class Cost:
+    """Trainable parameters and multiply-accumulates (one image)."""
+
     params: int
     macs: int
 
@@ -77,7 +92,10 @@ def head_cost(arch: Architecture, feature_size: int) -> Cost:
 
 
 def architecture_cost(arch: Architecture, input_size: int = 224) -> Cost:
-    """Total parameters and MACs at a square ``input_size`` input (parameters do not depend on it)."""
+    """Total parameters and MACs of ``arch`` exactly as given, fed a square ``input_size`` input
+    (parameters do not depend on it). Below 224 px this may not be the network mobilenas builds
+    at that size: see :func:`count_macs`, or apply ``adapt_for_input_size`` first."""
+    input_size = check_input_size(input_size)
     size = conv_output_size(input_size, arch.stem.stride)
     total = stem_cost(arch, input_size)
     in_channels = arch.stem.out_channels
@@ -88,9 +106,19 @@ def architecture_cost(arch: Architecture, input_size: int = 224) -> Cost:
     return total + head_cost(arch, size)
 
 
-def count_params(arch: Architecture) -> int:
-    return architecture_cost(arch).params
+def count_params(arch: Architecture | str | Path) -> int:
+    """Trainable parameters of ``arch`` (torch's ``sum(p.numel() for p in model.parameters())``).
+
+    ``arch`` is an :class:`Architecture`, or a reference name, notation string or JSON path.
+    """
+    return architecture_cost(as_architecture(arch)).params
 
 
-def count_macs(arch: Architecture, input_size: int = 224) -> int:
-    return architecture_cost(arch, input_size).macs
+def count_macs(arch: Architecture | str | Path, input_size: int = 224) -> int:
+    """Multiply-accumulates of one ``input_size`` x ``input_size`` image through the network
+    ``build_model(arch, input_size=input_size)`` builds, which mobilenas trains and times at that
+    size: where the features entering the head would be under 4x4 (below 97 px at the usual total
+    stride of 32) the stem's stride, and then the first blocks', is 1 (``adapt_for_input_size``). ``arch`` as for :func:`count_params`; ``input_size`` an int >= 1
+    (``TypeError`` / ``ValueError`` otherwise)."""
+    adapted, _ = adapt_for_input_size(as_architecture(arch), check_input_size(input_size))
+    return architecture_cost(adapted, input_size).macs

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mobilenas.space.arch import Architecture
+from mobilenas.space.arch import Architecture, as_architecture, check_input_size
 from mobilenas.space.builder import build_model
 
 OPSET = 17
@@ -24,7 +24,7 @@ OUTPUT_NAME = "logits"
 
 
 def export_onnx(
-    model: nn.Module | Architecture,
+    model: nn.Module | Architecture | str | Path,
     path: str | Path | None = None,
     *,
     input_size: int = 224,
@@ -34,15 +34,20 @@ def export_onnx(
 ) -> bytes:
     """Export to ONNX (eval mode, fixed ``batch_size`` or a dynamic batch axis).
 
-    ``model`` is a built module or an :class:`Architecture` (built with random weights). Returns
-    the serialised model; with ``path`` it is also written there (atomically).
+    ``model`` is a built module, exported as it is, or an :class:`Architecture` (or a reference
+    name, notation string or JSON path), built with random weights for ``input_size`` as
+    ``build_model(arch, input_size=input_size)`` builds it: the network mobilenas trains and times
+    at that size (adapted to small inputs). Returns the serialised model; with ``path`` it is also
+    written there (atomically).
     """
-    if isinstance(model, Architecture):
-        in_channels = in_channels or model.stem.in_channels
-        model = build_model(model)
+    input_size = check_input_size(input_size)
+    if not isinstance(model, nn.Module):
+        arch = as_architecture(model, "model")
+        in_channels = in_channels or arch.stem.in_channels
+        model = build_model(arch, input_size=input_size)
     if in_channels is None:
-        arch = getattr(model, "arch", None)
-        in_channels = arch.stem.in_channels if isinstance(arch, Architecture) else 3
+        built = getattr(model, "arch", None)
+        in_channels = built.stem.in_channels if isinstance(built, Architecture) else 3
     was_training = model.training
     model.eval()
     dummy = torch.zeros(batch_size, in_channels, input_size, input_size)

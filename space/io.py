@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,18 @@ def is_path(spec: str | Path) -> bool:
 RESULT_FILES = ("best.json", "refined.json")
 
 
+def read_text_file(path: Path, what: str, hint: Callable[[], str] | None = None) -> str:
+    """The text of a JSON file the user named; a one-line ``ValueError`` naming ``path`` where it is
+    not text (an .onnx, a .pt, an image), read as text it was "'utf-8' codec can't decode byte
+    0xb6". ``what`` says what it should have been (``a space JSON file``); ``hint()``, if given,
+    adds where the right file may be."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        beside = f"; {hint()}" if hint is not None else ""
+        raise ValueError(f"{path}: not {what} (it is not text){beside}") from None
+
+
 def result_file(path: Path) -> Path:
     """A run folder's result (its ``best.json`` or NetAdapt's ``refined.json``); any other path as given."""
     if path.is_dir():
@@ -122,7 +135,13 @@ def result_input_size(spec: str | Path) -> int | None:
 
 
 def load_architecture(spec: str | Path, *, num_classes: int | None = None) -> Architecture:
-    """Resolve a reference name, a JSON file or a notation string (see the module docstring)."""
+    """Resolve a reference name, a JSON file or a notation string (see the module docstring).
+
+    Raises ``ValueError`` (a :class:`SpecError` for a malformed architecture) with a one-line
+    message naming what was given; ``TypeError`` for a ``spec`` that is neither text nor a path.
+    """
+    if not isinstance(spec, str | Path):
+        raise TypeError(f"spec: expected a reference name, a notation string or a path, got {type(spec).__name__}")
     text = str(spec).strip()
     if not text:
         raise ValueError("no architecture given (an empty name): give a reference such as mobilenetv3-small, a notation string or an architecture JSON file")
@@ -134,6 +153,8 @@ def load_architecture(spec: str | Path, *, num_classes: int | None = None) -> Ar
         path = Path(text).expanduser()
         if path.is_symlink() and not path.exists():
             raise ValueError(f"{text!r} is a link to nothing (it points to {path.readlink()}, which does not exist); give the architecture JSON file itself")
+        if not is_path(text) and (path.suffix.lower() == ".json" or "/" in text or "\\" in text):  # meant as a file
+            raise ValueError(f"{text}: no such file (and neither a reference, {', '.join(REFERENCES)}, nor a notation string); give an existing architecture JSON file")
         if not is_path(text):
             raise ValueError(
                 f"{text!r} is neither a reference ({', '.join(REFERENCES)}), a notation string, nor an existing JSON file"
@@ -149,13 +170,12 @@ def load_architecture(spec: str | Path, *, num_classes: int | None = None) -> Ar
                 resume = {"search": "nas-search --resume", "netadapt": "netadapt refine --resume"}.get(str(kind), "--resume")
                 raise ValueError(f"{text!r} is a run without a result yet (no best.json or refined.json); let it finish, or continue it: {resume} {text}")
             raise ValueError(f"{text!r} is a directory without a best.json or refined.json; give an architecture JSON file")
+        weights = path.suffix in (".onnx", ".pt")
+        content = read_text_file(path, "an architecture JSON file", (lambda: _json_of_weights(path)) if weights else None)
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(content)
         except json.JSONDecodeError as error:
             raise ValueError(f"{path}: not valid JSON ({error.msg} at line {error.lineno})") from None
-        except UnicodeDecodeError:  # an .onnx, a .pt, an image: read as text it was "'utf-8' codec can't decode byte 0xb6"
-            beside = f"; {_json_of_weights(path)}" if path.suffix in (".onnx", ".pt") else ""
-            raise ValueError(f"{path}: not an architecture JSON file (it is not text){beside}") from None
         arch = architecture_from_obj(data, str(path))
     if num_classes is not None and arch.head.num_classes != num_classes:
         arch = arch.with_num_classes(num_classes)

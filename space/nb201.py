@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from mobilenas.errors import SpecError
-from mobilenas.space.search_space import Decision
+from mobilenas.space.search_space import Decision, check_index_vector, check_rng
 
 NB201_OPERATIONS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 CELL_SCHEMA_VERSION = 1
@@ -77,9 +77,11 @@ class CellSpace:
 
     @property
     def decisions(self) -> tuple[Decision, ...]:
+        """One decision per edge, in string order."""
         return self._decisions  # type: ignore[attr-defined]
 
     def paths(self) -> list[str]:
+        """Every decision's path (``edge_1<-0``...), in string order."""
         return [d.path for d in self.decisions]
 
     def size(self) -> int:
@@ -87,7 +89,8 @@ class CellSpace:
         return math.prod(len(d.options) for d in self.decisions)
 
     def check_indices(self, indices: Sequence[int]) -> tuple[int, ...]:
-        values = tuple(int(i) for i in indices)
+        """``indices`` as ints, one in range per edge (as :meth:`mobilenas.space.SearchSpace.check_indices`)."""
+        values = check_index_vector(indices, self.decisions)
         if len(values) != len(self.decisions):
             raise SpecError("indices", f"expected {len(self.decisions)} indices for space {self.name!r}, got {len(values)}")
         for decision, index in zip(self.decisions, values, strict=True):
@@ -143,6 +146,7 @@ class CellSpace:
         self.encode(arch)
 
     def contains(self, arch: str) -> bool:
+        """Whether ``arch`` is a cell string of this space (:meth:`validate` says what is wrong)."""
         try:
             self.encode(arch)
         except SpecError:
@@ -156,6 +160,8 @@ class CellSpace:
     # ----------------------------------------------------------------- sampling and neighbours
 
     def sample_indices(self, rng: np.random.Generator) -> tuple[int, ...]:
+        """One uniformly random operation index per edge, drawn from ``rng`` (a numpy Generator)."""
+        check_rng(rng)
         return tuple(int(rng.integers(len(d.options))) for d in self.decisions)
 
     def sample(self, rng: np.random.Generator) -> str:
@@ -194,16 +200,28 @@ class CellSpace:
     # ----------------------------------------------------------------- serialisation
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON form (``kind: cell``), which :meth:`from_dict` reads back."""
         return {"schema_version": CELL_SCHEMA_VERSION, "kind": CELL_KIND, "name": self.name, "operations": list(self.operations), "num_nodes": self.num_nodes}
 
     def to_json(self, indent: int | None = 2) -> str:
+        """:meth:`to_dict` as JSON text."""
         return json.dumps(self.to_dict(), indent=indent)
 
     def fingerprint(self) -> str:
+        """A stable 16-hex-digit identity of the space (sha256 of its canonical JSON)."""
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+
+    def is_builtin(self) -> bool:
+        """Whether this is NAS-Bench-201's space unchanged (as :meth:`mobilenas.space.SearchSpace.is_builtin`)."""
+        return self == CellSpace()
+
+    def describe_name(self) -> str:
+        """The name, and ``(edited copy: differs from the built-in)`` for an edited ``nb201``."""
+        return f"{self.name} (edited copy: differs from the built-in)" if self.name == "nb201" and not self.is_builtin() else self.name
 
     @classmethod
     def from_dict(cls, data: Any) -> CellSpace:
+        """Parse :meth:`to_dict`'s form, rejecting unknown keys; a :class:`SpecError` names the key."""
         if not isinstance(data, dict):
             raise SpecError("", f"expected a mapping, got {type(data).__name__}")
         known = ("schema_version", "kind", "name", "operations", "num_nodes")
@@ -223,6 +241,8 @@ class CellSpace:
 
     @classmethod
     def from_json(cls, text: str) -> CellSpace:
+        """Parse :meth:`to_json`'s text (read ``show --space nb201 --json`` output with
+        :func:`mobilenas.space.load_space`)."""
         try:
             data = json.loads(text)
         except json.JSONDecodeError as error:

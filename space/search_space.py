@@ -33,12 +33,16 @@ space.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import math
-from collections.abc import Iterator, Mapping, Sequence
+import numbers
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -58,14 +62,21 @@ from mobilenas.space.arch import (
     _build,
     _check_keys,
     _expect_mapping,
+    as_architecture,
+    as_whole,
     diff,
     make_divisible,
 )
+
+if TYPE_CHECKING:
+    from mobilenas.space.nb201 import CellSpace
 
 SPACE_SCHEMA_VERSION = 1
 FIELDS = ("conv_op", "expansion_ratio", "kernel_size", "se_ratio", "activation", "skip", "width_multiplier", "num_layers")
 SE_RULES = ("input", "expanded")
 SKIP_OPTIONS = ("identity", "none")
+# Stage fields that are whole numbers: an integral float (3.0, as JSON may write it) is read as the int
+WHOLE_FIELDS = ("kernel_size", "num_layers")
 
 
 @dataclass(frozen=True)
@@ -109,17 +120,25 @@ def _number(value: Any) -> bool:
     return not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
 
 
+_IR_OP = re.compile(r"ir_e([0-9]+(?:\.[0-9]+)?)")
+
+
 def _parse_conv_op(path: str, value: Any) -> tuple[str, float | None]:
     if value in ("conv", "ds"):
         return str(value), None
-    if isinstance(value, str) and value.startswith("ir_e"):
-        try:
-            ratio = float(value[4:])
-        except ValueError:
-            ratio = -1.0
-        if 0 < ratio <= MAX_EXPANSION:
+    match = _IR_OP.fullmatch(value) if isinstance(value, str) else None
+    if match:
+        ratio = float(match.group(1))
+        if ratio < 1:  # fewer expanded channels than input ones: "expanded_channels: must be >= 1" at sampling, or a squeeze
+            raise SpecError(path, f"{value!r}: an MBConv's expansion ratio is at least 1 (ir_e1 keeps the input width); use ir_e1 or more, or ds")
+        if ratio <= MAX_EXPANSION:
             return "ir", ratio
     raise SpecError(path, f"{value!r} is not a conv op; use conv, ds or ir_e<ratio> with a ratio up to {MAX_EXPANSION} (e.g. ir_e6)")
+
+
+def _option_key(name: str, value: Any) -> Any:
+    """What an option means, for the duplicate check: ``ir_e6`` and ``ir_e6.0`` are one conv op."""
+    return _parse_conv_op(name, value) if name == "conv_op" else value
 
 
 def _validate_field(path: str, name: str, value: Any) -> None:
@@ -129,7 +148,7 @@ def _validate_field(path: str, name: str, value: Any) -> None:
         if not _number(value) or not 1 <= value <= MAX_EXPANSION:
             raise SpecError(path, f"an expansion ratio must be a number from 1 to {MAX_EXPANSION}, got {value!r}")
     elif name == "kernel_size":
-        if value not in KERNEL_SIZES or isinstance(value, bool):
+        if isinstance(value, bool) or not isinstance(value, int) or value not in KERNEL_SIZES:
             raise SpecError(path, f"{value!r} is not one of {', '.join(map(str, KERNEL_SIZES))}")
     elif name == "se_ratio":
         if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
@@ -164,14 +183,23 @@ class StageSpec:
     fixed: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "choices", tuple((k, tuple(v)) for k, v in (self.choices.items() if isinstance(self.choices, Mapping) else self.choices)))
-        object.__setattr__(self, "fixed", tuple((k, v) for k, v in (self.fixed.items() if isinstance(self.fixed, Mapping) else self.fixed)))
+        def whole(name: str, value: Any) -> Any:  # 3.0 (JSON) -> 3 where the field is a whole number
+            return as_whole(value) if name in WHOLE_FIELDS else value
+
+        choices = tuple((k, tuple(v)) for k, v in (self.choices.items() if isinstance(self.choices, Mapping) else self.choices))
+        fixed = self.fixed.items() if isinstance(self.fixed, Mapping) else self.fixed
+        written = dict(choices)  # as given, for the messages (3.0 listed twice, not 3)
+        object.__setattr__(self, "choices", tuple((k, tuple(whole(k, o) for o in v)) for k, v in choices))
+        object.__setattr__(self, "fixed", tuple((k, whole(k, v)) for k, v in fixed))
         for name, most in (("base_channels", MAX_BASE_CHANNELS), ("base_layers", MAX_LAYERS)):
-            value = getattr(self, name)
+            value = as_whole(getattr(self, name))
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
                 raise SpecError(name, f"expected a whole number from 1 to {most}, got {value!r}")
-        if self.stride not in (1, 2):
-            raise SpecError("stride", f"{self.stride!r} is not one of 1, 2")
+            object.__setattr__(self, name, value)
+        stride = as_whole(self.stride)
+        if isinstance(stride, bool) or not isinstance(stride, int) or stride not in (1, 2):  # true == 1 in Python
+            raise SpecError("stride", f"expected 1 or 2, got {self.stride!r}")
+        object.__setattr__(self, "stride", stride)
         given = [k for k, _ in self.choices] + [k for k, _ in self.fixed]
         for name in given:
             if name not in FIELDS:
@@ -189,8 +217,9 @@ class StageSpec:
                 raise SpecError(name, "a decision needs at least one option")
             for i, value in enumerate(options):
                 _validate_field(f"{name}[{i}]", name, value)
-                if any(_same_option(earlier, value) for earlier in options[:i]):  # it would be drawn twice as often
-                    raise SpecError(f"{name}[{i}]", f"{value!r} is listed twice; give each option once")
+                key = _option_key(name, value)
+                if any(_same_option(_option_key(name, earlier), key) for earlier in options[:i]):  # it would be drawn twice as often
+                    raise SpecError(f"{name}[{i}]", f"{written[name][i]!r} is listed twice; give each option once")
         for name, value in self.fixed:
             _validate_field(name, name, value)
 
@@ -225,6 +254,7 @@ class SearchSpace:
             raise SpecError("se_gate", f"{self.se_gate!r} is not one of {', '.join(SE_GATES)}")
         if self.se_rule not in SE_RULES:
             raise SpecError("se_rule", f"{self.se_rule!r} is not one of {', '.join(SE_RULES)}")
+        object.__setattr__(self, "divisor", as_whole(self.divisor))
         if isinstance(self.divisor, bool) or not isinstance(self.divisor, int) or self.divisor < 1:
             raise SpecError("divisor", f"channel counts are rounded to a multiple of it: expected a whole number >= 1, got {self.divisor!r}")
         if len(self.stages) > MAX_STAGES:
@@ -267,6 +297,8 @@ class SearchSpace:
 
     @property
     def decisions(self) -> tuple[Decision, ...]:
+        """The decisions, stage by stage (fields in :data:`FIELDS` order within a stage); derived
+        from the stages' ``choices``, which are what to edit."""
         return self._decisions  # type: ignore[attr-defined]
 
     def size(self) -> int:
@@ -274,10 +306,17 @@ class SearchSpace:
         return math.prod(len(d.options) for d in self.decisions)
 
     def paths(self) -> list[str]:
+        """Every decision's path (``stage3.kernel_size``), in decision order."""
         return [d.path for d in self.decisions]
 
     def check_indices(self, indices: Sequence[int]) -> tuple[int, ...]:
-        indices = tuple(int(i) for i in indices)
+        """``indices`` as a tuple of ints, one in range per decision.
+
+        Integers of any kind (numpy's too) and whole floats (``1.0``) are taken; a fraction
+        (``1.7``) raises :class:`SpecError` naming the decision, a non-number or a non-sequence
+        ``TypeError``, a wrong length or an index out of range :class:`SpecError`.
+        """
+        indices = check_index_vector(indices, self.decisions)
         if len(indices) != len(self.decisions):
             raise SpecError("indices", f"expected {len(self.decisions)} indices for space {self.name!r}, got {len(indices)}")
         for decision, index in zip(self.decisions, indices, strict=True):
@@ -335,10 +374,13 @@ class SearchSpace:
         return Architecture(stem=self.stem, stages=tuple(stages), head=self.head, se_gate=self.se_gate)
 
     def sample_indices(self, rng: np.random.Generator) -> tuple[int, ...]:
+        """One uniformly random option index per decision, drawn from ``rng``."""
+        check_rng(rng)
         return tuple(int(rng.integers(len(d.options))) for d in self.decisions)
 
     def sample(self, rng: np.random.Generator) -> Architecture:
-        """A uniformly random architecture (uniform over index vectors)."""
+        """A uniformly random architecture (uniform over index vectors); ``rng`` is a
+        ``numpy.random.Generator`` (``numpy.random.default_rng(seed)``)."""
         return self.decode(self.sample_indices(rng))
 
     # ----------------------------------------------------------------- encoding
@@ -391,15 +433,25 @@ class SearchSpace:
                     raise SpecError(f"{path}.type", f"a regular conv is not an option of stage{s + 1} (inverted residuals only)")
         return values
 
-    def encode(self, arch: Architecture) -> tuple[int, ...]:
+    def encode(self, arch: Architecture | str | Path) -> tuple[int, ...]:
         """One index per decision such that ``decode(encode(arch)) == arch``.
 
-        Raises ``SpecError`` naming the first path at which ``arch`` leaves the space.
+        Raises ``SpecError`` naming the first path at which ``arch`` leaves the space. ``arch``
+        may also be a reference name, notation string or JSON path (``load_architecture``).
         """
+        arch = as_architecture(arch)
         if arch.stem != self.stem:
-            raise SpecError("stem", f"differs from the stem of space {self.name!r} ({arch.stem} vs {self.stem})")
+            hint = ""
+            if arch.stem == dataclasses.replace(self.stem, in_channels=arch.stem.in_channels):
+                hint = (f"; only the input channels differ ({arch.stem.in_channels} vs {self.stem.in_channels}):"
+                        f" use space.for_data(num_classes, in_channels={arch.stem.in_channels})")
+            raise SpecError("stem", f"differs from the stem of space {self.name!r} ({arch.stem} vs {self.stem}){hint}")
         if arch.head != self.head:
-            raise SpecError("head", f"differs from the head of space {self.name!r} ({arch.head} vs {self.head})")
+            hint = ""
+            if arch.head == dataclasses.replace(self.head, num_classes=arch.head.num_classes):
+                hint = (f"; only the class count differs ({arch.head.num_classes} vs {self.head.num_classes}):"
+                        f" pass num_classes={arch.head.num_classes} to get_space (or use space.for_data({arch.head.num_classes}, in_channels))")
+            raise SpecError("head", f"differs from the head of space {self.name!r} ({arch.head} vs {self.head}){hint}")
         if arch.se_gate != self.se_gate:
             raise SpecError("se_gate", f"space {self.name!r} uses {self.se_gate!r}, got {arch.se_gate!r}")
         if len(arch.stages) != len(self.stages):
@@ -425,19 +477,24 @@ class SearchSpace:
             raise SpecError(where[0] if where else "", f"not in space {self.name!r}: the nearest member differs here")
         return tuple(indices)
 
-    def contains(self, arch: Architecture) -> bool:
+    def contains(self, arch: Architecture | str | Path) -> bool:
+        """Whether some index vector decodes to ``arch`` (head and stem included: a 10-class
+        network is in the space only ``for_data(10, ...)``); :meth:`validate` says where it is not.
+        A non-architecture ``arch`` raises ``TypeError`` rather than answering False."""
+        arch = as_architecture(arch)
         try:
             self.encode(arch)
         except SpecError:
             return False
         return True
 
-    def validate(self, arch: Architecture) -> None:
+    def validate(self, arch: Architecture | str | Path) -> None:
         """Raise ``SpecError`` (naming the path) unless ``arch`` is in the space."""
         self.encode(arch)
 
-    def neighbours(self, arch: Architecture) -> list[Architecture]:
+    def neighbours(self, arch: Architecture | str | Path) -> list[Architecture]:
         """Distinct architectures that differ from ``arch`` in exactly one decision."""
+        arch = as_architecture(arch)
         indices = self.encode(arch)
         seen = {arch.fingerprint()}
         result = []
@@ -474,8 +531,8 @@ class SearchSpace:
     # ----------------------------------------------------------------- serialisation
 
     def to_dict(self) -> dict[str, Any]:
-        import dataclasses
-
+        """The JSON form, which :meth:`from_dict` reads back (``mobilenas show --space NAME --json``
+        writes it under ``space``)."""
         return {
             "schema_version": SPACE_SCHEMA_VERSION,
             "name": self.name,
@@ -497,9 +554,11 @@ class SearchSpace:
         }
 
     def to_json(self, indent: int | None = 2) -> str:
+        """:meth:`to_dict` as JSON text."""
         return json.dumps(self.to_dict(), indent=indent)
 
     def fingerprint(self) -> str:
+        """A stable 16-hex-digit identity of the space (sha256 of its canonical JSON, name included)."""
         import hashlib
 
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
@@ -508,16 +567,12 @@ class SearchSpace:
         """The fingerprint of the space's networks but for the classifier's class count and the
         stem's input channels (a 10-class and a 1000-class search, or one on gray and one on RGB
         images, share a latency table: the head and the stem are one more entry each)."""
-        import dataclasses
-
         return dataclasses.replace(
             self, head=dataclasses.replace(self.head, num_classes=1000), stem=dataclasses.replace(self.stem, in_channels=3)
         ).fingerprint()
 
     def for_data(self, num_classes: int, in_channels: int) -> SearchSpace:
         """This space for a data set's class count and image channels (its networks as they will be deployed)."""
-        import dataclasses
-
         space = self
         if space.head.num_classes != num_classes:
             space = dataclasses.replace(space, head=dataclasses.replace(space.head, num_classes=num_classes))
@@ -525,8 +580,24 @@ class SearchSpace:
             space = dataclasses.replace(space, stem=dataclasses.replace(space.stem, in_channels=in_channels))
         return space
 
+    def is_builtin(self) -> bool:
+        """Whether this is the built-in space of its name (``SPACES[name]``) unchanged, but for
+        the class count and input channels (:meth:`for_data`). False for an edited copy that kept
+        the name (``mobilenas show --space mnasnet --json > my.json``, then edited) and for any
+        other name."""
+        factory = SPACES.get(self.name)
+        return factory is not None and factory().layout_fingerprint() == self.layout_fingerprint()
+
+    def describe_name(self) -> str:
+        """The name, and ``(edited copy: differs from the built-in)`` for a space named like a
+        built-in one that :meth:`is_builtin` says is not it."""
+        if self.name in SPACES and not self.is_builtin():
+            return f"{self.name} (edited copy: differs from the built-in)"
+        return self.name
+
     @classmethod
     def from_dict(cls, data: Any) -> SearchSpace:
+        """Parse :meth:`to_dict`'s form, rejecting unknown keys; a :class:`SpecError` names the path."""
         _expect_mapping("", data)
         _check_keys("", data, required=("schema_version", "name", "stem", "head", "stages"), optional=("se_gate", "se_rule", "divisor"))
         if data["schema_version"] != SPACE_SCHEMA_VERSION:
@@ -556,17 +627,128 @@ class SearchSpace:
     @classmethod
     def from_json(cls, text: str) -> SearchSpace:
         """A space's JSON; also the whole ``mobilenas show --space NAME --json`` output, or a search
-        run's ``manifest.json`` (each holds the space under ``space``), read as the space they hold."""
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise SpecError("", f"not valid JSON ({error.msg} at line {error.lineno})") from None
-        if isinstance(data, dict) and "schema_version" not in data and isinstance(data.get("space"), dict) and "schema_version" in data["space"]:
-            data = data["space"]
-        return cls.from_dict(data)
+        run's ``manifest.json`` (each holds the space under ``space``), read as the space they hold.
+
+        The ``decisions`` and ``size`` beside ``space`` in ``show``'s output are derived from it:
+        a file whose ``decisions`` or ``size`` were edited (rather than ``space.stages[i].choices``)
+        is refused, not silently read as the unedited space (:func:`check_derived`).
+        """
+        data, wrapper = _unwrap(_parse_json(text))
+        space = cls.from_dict(data)
+        check_derived(space, wrapper)
+        return space
 
 
-# --------------------------------------------------------------------------- the two spaces
+def _parse_json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise SpecError("", f"not valid JSON ({error.msg} at line {error.lineno})") from None
+
+
+def _unwrap(data: Any) -> tuple[Any, dict[str, Any] | None]:
+    """The space in ``data`` and what holds it: ``show --space --json`` output or a manifest.json
+    hold it under ``space``; a bare space's JSON is itself (no wrapper)."""
+    if isinstance(data, dict) and "schema_version" not in data and isinstance(data.get("space"), dict) and "schema_version" in data["space"]:
+        return data["space"], data
+    return data, None
+
+
+DERIVED_NOTE = "decisions and size are derived from space, for reading: to change the space, edit space itself"
+
+
+def shown_json(space: SearchSpace | CellSpace) -> dict[str, Any]:
+    """``mobilenas show --space NAME --json``'s payload: the ``space`` with, derived from it, its
+    ``size``, ``decisions`` and ``space_fingerprint`` (of the space they were derived from)."""
+    return {
+        "space": space.to_dict(),
+        "note": DERIVED_NOTE,
+        "space_fingerprint": space.fingerprint(),
+        "size": space.size(),
+        "decisions": [{"path": d.path, "options": list(d.options)} for d in space.decisions],
+    }
+
+
+def check_derived(space: SearchSpace | CellSpace, wrapper: Mapping[str, Any] | None) -> None:
+    """Refuse :func:`shown_json` output whose ``decisions`` or ``size`` were edited.
+
+    They are derived from ``space``, and a user who edits them (the most visible lists of the
+    file) would otherwise search the unedited space without a word. Lists that are only stale
+    are fine: ``space`` was edited, as the README says, after they were written (the
+    ``space_fingerprint`` beside them is not the space's; in a file without one, they are the
+    built-in space's of that name).
+    """
+    if not wrapper:
+        return
+    problem = _derived_disagreement(space, wrapper)
+    if problem is None:
+        return
+    written_for = wrapper.get("space_fingerprint")
+    if written_for is not None:
+        if written_for != space.fingerprint():
+            return  # the space was edited since: the lists are stale, the space counts
+    else:
+        from mobilenas.space.nb201 import CellSpace
+
+        builtin = SPACES[space.name]() if space.name in SPACES else CellSpace() if space.name == NB201 else None
+        if builtin is not None and isinstance(builtin, type(space)) and _derived_disagreement(builtin, wrapper) is None:
+            return  # the built-in's lists, as show wrote them, under an edited space
+    raise problem
+
+
+def _derived_disagreement(space: SearchSpace | CellSpace, wrapper: Mapping[str, Any]) -> SpecError | None:
+    """Where ``wrapper``'s ``decisions`` or ``size`` differ from ``space``'s, as the error to raise."""
+    lists = "space.stages[i].choices" if isinstance(space, SearchSpace) else "space.operations"
+    fix = f"decisions and size are derived from \"space\"; edit the option lists in {lists} (or delete decisions and size)"
+    if "decisions" in wrapper:
+        listed = wrapper["decisions"]
+        if not isinstance(listed, list) or not all(isinstance(d, dict) and "path" in d and "options" in d for d in listed):
+            return SpecError("decisions", f"expected a list of {{path, options}}; {fix}")
+        for d, (entry, decision) in enumerate(itertools.zip_longest(listed, space.decisions)):
+            if entry is None or decision is None:
+                return SpecError("decisions", f"lists {len(listed)} decisions, but \"space\" gives {len(space.decisions)}; {fix}")
+            options = entry["options"]
+            same = (entry["path"] == decision.path and isinstance(options, list) and len(options) == len(decision.options)
+                    and all(_same_option(a, b) for a, b in zip(options, decision.options, strict=True)))
+            if not same:
+                given = ", ".join(map(str, options)) if isinstance(options, list) else repr(options)
+                return SpecError(
+                    f"decisions[{d}]",
+                    f"{entry['path']}: {given} differs from what \"space\" gives ({decision.path}: {', '.join(map(str, decision.options))}); {fix}",
+                )
+    if "size" in wrapper and wrapper["size"] != space.size():
+        return SpecError("size", f"{wrapper['size']!r}, but \"space\" gives {space.size()} index vectors; {fix}")
+    return None
+
+
+def check_rng(rng: Any) -> None:
+    """``TypeError`` unless ``rng`` is a ``numpy.random.Generator``."""
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng: expected a numpy.random.Generator (numpy.random.default_rng(seed)), got {type(rng).__name__}")
+
+
+def check_index_vector(indices: Any, decisions: Sequence[Decision]) -> tuple[int, ...]:
+    """``indices`` as ints (see :meth:`SearchSpace.check_indices`); length and range are the caller's."""
+    if isinstance(indices, str | bytes | Mapping) or not isinstance(indices, Iterable):
+        raise TypeError(f"indices: expected a sequence of option indices (one int per decision), got {type(indices).__name__}")
+    result = []
+    for d, index in enumerate(indices):
+        path = decisions[d].path if d < len(decisions) else f"indices[{d}]"
+        if isinstance(index, bool | np.bool_):
+            raise TypeError(f"indices[{d}] ({path}): expected an int, got {index!r}")
+        value = as_whole(index)
+        if not isinstance(value, int):
+            if isinstance(value, numbers.Real):
+                raise SpecError(path, f"index {index!r} is not a whole number")
+            try:
+                value = index.__index__()  # an integer tensor
+            except (AttributeError, TypeError):
+                raise TypeError(f"indices[{d}] ({path}): expected an int, got {type(index).__name__} {index!r}") from None
+        result.append(value)
+    return tuple(result)
+
+
+# --------------------------------------------------------------------------- the built-in spaces
 
 # MobileNetV2's skeleton (Sandler et al. 2018, Table 2): (channels c, repeats n, stride s).
 MOBILENETV2_SKELETON = ((16, 1, 1), (24, 2, 2), (32, 3, 2), (64, 4, 2), (96, 3, 1), (160, 3, 2), (320, 1, 1))
@@ -654,39 +836,89 @@ def _mnasnet_relu6_space(num_classes: int = 1000) -> SearchSpace:
 SPACES = {"mnasnet": mnasnet_space, "mobilenetv3": mobilenetv3_space, "mnasnet-relu6": _mnasnet_relu6_space}
 
 
-def get_space(name: str, num_classes: int = 1000) -> SearchSpace:
-    """A built-in space by name, or a space JSON file by path."""
-    if name in SPACES:
-        return SPACES[name](num_classes=num_classes)
-    from pathlib import Path
+NB201 = "nb201"
+_NB201_ABOUT = ("the NAS-Bench-201 cell space of tabular searches (nas-search --space nb201 --benchmark CSV), "
+                "whose latencies come from the benchmark's column")
 
-    path = Path(name)
+
+def _space_names() -> tuple[str, ...]:
+    return (*SPACES, NB201)
+
+
+def get_space(name: str | Path, num_classes: int = 1000) -> SearchSpace:
+    """A network search space: a built-in one by name (``mnasnet``, ``mobilenetv3``,
+    ``mnasnet-relu6``), or a space JSON file (also ``mobilenas show --space NAME --json``
+    output), a search run's folder or its ``manifest.json``, for ``num_classes`` classes.
+
+    Raises ``ValueError`` with a one-line message naming the file or the name (``nb201``, the
+    cell space, has no networks: see :func:`load_space`).
+    """
+    space = load_space(name, num_classes)
+    if not isinstance(space, SearchSpace):
+        where = f"{name}: holds" if str(name) != NB201 else "nb201 is"
+        raise ValueError(f"{where} {_NB201_ABOUT}, not a network space; network spaces here: {', '.join(SPACES)}")
+    return space
+
+
+def load_space(name: str | Path, num_classes: int | None = None) -> SearchSpace | CellSpace:
+    """Any search space :func:`get_space` reads, and the NAS-Bench-201 cell space too: ``nb201``,
+    its ``mobilenas show --space nb201 --json`` output, or a tabular search run's folder.
+
+    ``num_classes`` sets a network space's class count (a built-in one's default is 1000, a
+    file's its own); it does nothing for a cell space.
+    """
+    if not isinstance(name, str | Path):
+        raise TypeError(f"space: expected a space name ({', '.join(_space_names())}) or a path, got {type(name).__name__}")
+    text = str(name)
+    if text in SPACES:
+        return SPACES[text](num_classes=1000 if num_classes is None else num_classes)
+    if text == NB201:
+        from mobilenas.space.nb201 import nb201_space
+
+        return nb201_space()
+    path = Path(text).expanduser()
     if path.is_dir() and (path / "manifest.json").is_file():  # a search run's folder: the space it searched
         path = path / "manifest.json"
     if path.suffix.lower() == ".json" and path.is_file():
-        text = path.read_text()
-        try:
-            space = SearchSpace.from_json(text)
-        except SpecError as error:  # name the file: "my_space.json: missing key 'schema_version'"
-            try:
-                data = json.loads(text)
-            except ValueError:
-                data = None
-            if isinstance(data, dict) and "architecture" in data:  # a best.json or refined.json
-                raise SpecError(str(path), "holds an architecture (a search or NetAdapt result), not a search space; give its run's folder or manifest.json for the space it searched") from None
-            if isinstance(data, dict) and data.get("kind") == "netadapt":
-                raise SpecError(str(path), "is a NetAdapt run's manifest, which holds no search space; give a search run's folder or manifest.json") from None
-            raise SpecError(f"{path}: {error.path}" if error.path else str(path), error.message) from None
-        return space.for_data(num_classes, space.stem.in_channels)
+        space = _read_space_file(path)
+        if isinstance(space, SearchSpace):
+            space = space.for_data(space.head.num_classes if num_classes is None else num_classes, space.stem.in_channels)
+        return space
     if path.is_dir():
-        raise ValueError(f"search space {name} is a folder; give a space .json file in it, a search run's folder, or one of {', '.join(SPACES)}")
-    if path.suffix.lower() == ".json" or "/" in name or "\\" in name:  # meant as a file
+        raise ValueError(f"search space {text} is a folder; give a space .json file in it, a search run's folder, or one of {', '.join(SPACES)}")
+    if path.suffix.lower() == ".json" or "/" in text or "\\" in text:  # meant as a file
         what = "no such file" if not path.exists() else "a space file's name ends in .json"
-        raise ValueError(f"search space {name}: {what}; give a space .json file (mobilenas show --space NAME --json > my_space.json writes one), or one of {', '.join(SPACES)}")
-    if name == "nb201":  # the tabular cell space: no network to build or time; its latencies are a table's column
-        raise ValueError("nb201 is the NAS-Bench-201 cell space of tabular searches (nas-search --space nb201 --benchmark CSV), "
-                         f"whose latencies come from the benchmark's column; network spaces here: {', '.join(SPACES)}")
-    raise ValueError(f"unknown search space {name!r}{did_you_mean(name, SPACES)}; choose one of {', '.join(SPACES)} or give a space .json file")
+        raise ValueError(f"search space {text}: {what}; give a space .json file (mobilenas show --space NAME --json > my_space.json writes one), or one of {', '.join(SPACES)}")
+    names = ", ".join(_space_names())
+    raise ValueError(f"unknown search space {text!r}{did_you_mean(text, _space_names())}; choose one of {names} or give a space .json file")
+
+
+def _read_space_file(path: Path) -> SearchSpace | CellSpace:
+    """The space a .json file holds (a space, ``show --space --json`` output, a run's manifest)."""
+    from mobilenas.space.io import read_text_file
+    from mobilenas.space.nb201 import CELL_KIND, CellSpace
+
+    text = read_text_file(path, "a space JSON file")
+    try:
+        data = _parse_json(text)
+        inner, wrapper = _unwrap(data)
+        if isinstance(inner, dict) and inner.get("kind") == CELL_KIND:  # the nb201 cell space (a tabular run's manifest too)
+            cells = CellSpace.from_dict(inner)
+            check_derived(cells, wrapper)
+            return cells
+        space = SearchSpace.from_dict(inner)
+        check_derived(space, wrapper)
+        return space
+    except SpecError as error:  # name the file: "my_space.json: missing key 'schema_version'"
+        try:
+            data = json.loads(text)
+        except ValueError:
+            data = None
+        if isinstance(data, dict) and "architecture" in data:  # a best.json or refined.json
+            raise SpecError(str(path), "holds an architecture (a search or NetAdapt result), not a search space; give its run's folder or manifest.json for the space it searched") from None
+        if isinstance(data, dict) and data.get("kind") == "netadapt":
+            raise SpecError(str(path), "is a NetAdapt run's manifest, which holds no search space; give a search run's folder or manifest.json") from None
+        raise SpecError(f"{path}: {error.path}" if error.path else str(path), error.message) from None
 
 
 def all_index_vectors(space: SearchSpace) -> Iterator[tuple[int, ...]]:

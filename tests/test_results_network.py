@@ -31,7 +31,8 @@ from mobilenas.results import (
 )
 from mobilenas.results.cli import main as nas_results
 from mobilenas.search.cli import main as nas_search
-from mobilenas.space import Architecture, count_params, reference
+from mobilenas.space import Architecture, count_macs, count_params, reference
+from mobilenas.space.cost import architecture_cost
 
 from helpers import tiny_space
 
@@ -103,6 +104,8 @@ def test_references_are_predicted_with_the_runs_correction(search: tuple[Path, P
         arch = reference(row.name).with_num_classes(10)
         assert row.latency_ms == pytest.approx(correction.apply(lookup.predict_sum(arch), lookup.se_blocks(arch)))
         assert row.missing_ops == 0 and row.params == count_params(arch)
+        # of the network timed at the run's 32 px (stem stride 1): they had been of the one built for 224 px
+        assert row.macs == count_macs(arch, 32) > architecture_cost(arch, 32).macs
     # Once measured, the ops are in the table: no measurement is needed to place them again.
     again = reference_points(run, ["mobilenetv3-small@0.5", "mnasnet-a1@0.5"])
     np.testing.assert_allclose(again["latency_ms"], placed["latency_ms"])
