@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -52,13 +53,19 @@ DEFAULT_LAZY_CORRECTION_SAMPLES = 8
 def default_table_path(space: SearchSpace, backend: LatencyBackend | None = None, input_size: int = 224) -> Path:
     """Where the table of ``space`` on ``backend``'s device at ``input_size`` lives by default.
 
-    ``$MOBILENAS_HOME/tables/<space>-<space fingerprint>-<size>px-<runtime>-<threads>t-<device fingerprint>.jsonl``.
-    The classifier's class count does not enter the name: a 10-class search shares the table
-    built for the 1000-class space (entries are keyed by signature; its head is one more entry).
+    ``$MOBILENAS_HOME/tables/<space>-<space fingerprint>-<size>px-[<device name>-]<runtime>-<threads>t-<device fingerprint>.jsonl``,
+    the device name (``--device-name``) where a command measures on a named device. The
+    classifier's class count does not enter the name: a 10-class search shares the table built
+    for the 1000-class space (entries are keyed by signature; its head is one more entry).
     """
     device = (backend or OnnxRuntimeBackend()).device()
-    filename = f"{table_name_prefix(space)}{input_size}px-{device.runtime}-{device.threads}t-{device.fingerprint()[:8]}.jsonl"
-    return mobilenas_home() / "tables" / filename
+    folder = mobilenas_home() / "tables"
+    tail = f"{device.runtime}-{device.threads}t-{device.fingerprint()[:8]}.jsonl"
+    unnamed = folder / f"{table_name_prefix(space)}{input_size}px-{tail}"
+    if not device.device_name:
+        return unnamed
+    named = folder / f"{table_name_prefix(space)}{input_size}px-{re.sub(r'[^A-Za-z0-9._-]+', '_', device.device_name).strip('._-')[:40] or 'device'}-{tail}"
+    return unnamed if unnamed.exists() and not named.exists() else named  # a table made before names carried the device
 
 
 # --------------------------------------------------------------------------- enumeration
@@ -171,8 +178,23 @@ def _open(path: Path, space: SearchSpace, backend: LatencyBackend, input_size: i
     if table.input_size != input_size:
         raise ValueError(f"{path} is a table for {table.input_size}x{table.input_size} inputs, not {input_size}x{input_size}; give another --table or --input-size {table.input_size}")
     if method is not None and method != table.method:
-        raise ValueError(f"{path} was measured with method {table.method.to_dict()}; resume it with the same method or start another table")
+        raise ValueError(f"{path} was measured {_method_words(table.method)}; {_method_fix(table, method)}")
     return table
+
+
+def _method_words(method: Method) -> str:
+    runs = f"{method.repeats} timed run" + ("s" if method.repeats != 1 else "")
+    return f"with method {method.name} ({runs} per entry, {method.warmup} warm-up{', cold cache' if method.cold_cache else ''})"
+
+
+def _method_fix(table: LookupTable, asked: Method) -> str:
+    """How to resume ``table`` after ``asked`` differed from its method: the options that give its
+    method, where the command line can (else: none, which keep the table's)."""
+    from_command_line = Method(name=table.method.name, warmup=asked.warmup, repeats=table.method.repeats)  # what --method/--repeats make
+    keep = "or drop --method and --repeats (a build resumes with the table's method)"
+    if from_command_line == table.method:
+        return f"resume it with --method {table.method.name} --repeats {table.method.repeats}, {keep}, or give another --table"
+    return "resume it without --method and --repeats (a build resumes with the table's method), or give another --table"
 
 
 def build_table(
@@ -294,30 +316,46 @@ def ensure_correction(
     table without any) and put them in the place of the table's points once all are measured
     (:meth:`LookupTable.replace_end_to_end`): an interruption leaves the table as it was.
     """
-    points = [] if replace else table.end_to_end_points()
-    need = samples - len(points)
-    if need > 0:
-        # chosen by the plain sum when no correction is to be trusted (a refit is chosen as on a table without points)
-        _, fastest = _extreme_latency(space, table, slowest=False, measure_missing=True, exhaustive=False, progress=False, correction=Correction() if replace else None)
-        archs = correction_architectures(space, need, seed + len(points), {p.fingerprint for p in points}, first=(fastest,))
-        wanted: dict[OpSignature, None] = {}
-        for arch in archs:
-            wanted.update(dict.fromkeys(table.missing(arch)))
-        table.ensure_signatures(list(wanted), progress=progress, desc="measuring ops (correction)")
-        from mobilenas.cliutil import progress as progress_bar
-
-        bar = progress_bar(total=len(archs) * (rounds + 1), desc=f"end-to-end, {len(archs)} architectures (correction)", enabled=progress, unit="step")
-        try:
-            measurements = measure_architectures(archs, table.measuring_backend(), table.input_size, rounds=rounds, seed=seed, on_progress=bar.update)
-        finally:
-            bar.close()
-        if replace:
-            return table.replace_end_to_end(archs, measurements)
-        for arch, measurement in zip(archs, measurements, strict=True):
-            table.record_end_to_end(arch, measurement, refit=False)
-    if need > 0 or not table.correction.fitted or table.correction.points != len(table.end_to_end_points()):
+    if replace or samples > _architectures_measured(table):
+        table.check_writable(f"{samples} architectures would be measured end to end into it for its correction")  # now, not after measuring
+        # One process at a time measures a table's end-to-end points: another build of the same
+        # table waits, then finds them in the file and measures only what is still missing.
+        with table.end_to_end_lock(say_waiting=progress):
+            table.take_in_end_to_end_points()
+            if replace or samples > _architectures_measured(table):
+                return _measure_correction_points(table, space, samples, seed, rounds, progress, replace)
+    if not table.correction.fitted or table.correction.points != _architectures_measured(table):
         return table.fit_correction()
     return table.correction
+
+
+def _architectures_measured(table: LookupTable) -> int:
+    """How many architectures the table's end-to-end points are of (one measured twice counts once)."""
+    return len({point.fingerprint for point in table.end_to_end_points()})
+
+
+def _measure_correction_points(table: LookupTable, space: SearchSpace, samples: int, seed: int, rounds: int, progress: bool, replace: bool) -> Correction:
+    """:func:`ensure_correction`'s measuring: the points it lacks, then the fit."""
+    have = set() if replace else {point.fingerprint for point in table.end_to_end_points()}
+    # chosen by the plain sum when no correction is to be trusted (a refit is chosen as on a table without points)
+    _, fastest = _extreme_latency(space, table, slowest=False, measure_missing=True, exhaustive=False, progress=False, correction=Correction() if replace else None)
+    archs = correction_architectures(space, samples - len(have), seed + len(have), have, first=(fastest,))
+    wanted: dict[OpSignature, None] = {}
+    for arch in archs:
+        wanted.update(dict.fromkeys(table.missing(arch)))
+    table.ensure_signatures(list(wanted), progress=progress, desc="measuring ops (correction)")
+    from mobilenas.cliutil import progress as progress_bar
+
+    bar = progress_bar(total=len(archs) * (rounds + 1), desc=f"end-to-end, {len(archs)} architectures (correction)", enabled=progress, unit="step")
+    try:
+        measurements = measure_architectures(archs, table.measuring_backend(), table.input_size, rounds=rounds, seed=seed, on_progress=bar.update)
+    finally:
+        bar.close()
+    if replace:
+        return table.replace_end_to_end(archs, measurements)
+    for arch, measurement in zip(archs, measurements, strict=True):
+        table.record_end_to_end(arch, measurement, refit=False)
+    return table.fit_correction()
 
 
 # --------------------------------------------------------------------------- fastest and slowest architectures

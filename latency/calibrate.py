@@ -336,7 +336,7 @@ def report_lines(report: CalibrationReport) -> list[str]:
         f"  within ±10%        {100 * report.within_10pct:.1f}%",
         f"  Spearman           {report.spearman:.4f}",
         f"  RMSE               {report.rmse_ms:.3f} ms",
-        f"  correction         latency = {report.correction.describe()} ({report.correction.points} end-to-end points)"
+        f"  correction         latency = {report.correction.describe()} (fitted on {report.correction.points} architectures measured end to end)"
         + (" (the one predicted with)" if report.updated_correction is not None else ""),
         f"  wall time          {report.wall_time_s:.0f} s",
     ]

@@ -18,6 +18,7 @@ from mobilenas.cliutil import (
     check_writable_folder,
     duration_ms,
     latency_threads_note,
+    missing_command,
     nonnegative_int,
     positive_int,
     print_json,
@@ -26,6 +27,7 @@ from mobilenas.cliutil import (
     seed_number,
     set_command_name,
     set_interrupt_note,
+    set_memory_hint,
     set_resume_hint,
 )
 from mobilenas.errors import UsageError
@@ -34,6 +36,29 @@ from mobilenas.runs import run_latency_table
 from mobilenas.units import counted, format_ms
 
 DEFAULT_INPUT_SIZE = 224
+# More timed runs than this add nothing to a median (30 give it within a few percent) and take hours
+# at 224 px, with no sign of progress: a slip (1e20), refused at once.
+MAX_REPEATS = 10_000
+
+
+def repeats_count(text: str) -> int:
+    """argparse type: timed runs, a whole number from 1 to :data:`MAX_REPEATS`."""
+    return _bounded_count(text, 1)
+
+
+def warmup_count(text: str) -> int:
+    """argparse type: untimed runs, a whole number from 0 to :data:`MAX_REPEATS`."""
+    return _bounded_count(text, 0)
+
+
+def _bounded_count(text: str, low: int) -> int:
+    try:
+        value: int | None = int(text)
+    except ValueError:
+        value = None
+    if value is None or not low <= value <= MAX_REPEATS:
+        raise argparse.ArgumentTypeError(f"expected a whole number from {low} to {MAX_REPEATS}, got {text!r}")
+    return value
 
 EXAMPLES = """\
 examples:
@@ -61,15 +86,20 @@ def _add_backend(parser: argparse.ArgumentParser, *, timing: bool = True) -> Non
     group = parser.add_argument_group("device and runtime")
     group.add_argument("--backend", choices=("onnxruntime", "torch", "command"), default="onnxruntime", help="runtime that times models (default: onnxruntime, CPU execution provider)")
     group.add_argument("--threads", type=positive_int, default=1, help="intra-op threads (default: 1, like MnasNet's single big core)")
-    group.add_argument("--command", default=None, metavar="TEMPLATE", help="time models with this command instead; {model} is the exported .onnx file (also {threads}, {batch}, {channels}, {height}, {width})")
+    group.add_argument(
+        "--command", default=None, metavar="TEMPLATE",
+        help="time models with this command instead; {model} is the exported .onnx file (also {threads}, {batch}, {channels}, {height}, {width})."
+        " It must print its latency with a unit or key: 'latency_ms: 12.3', a number followed by ms or us ('median 12.3 ms', '12300 us'),"
+        " or a last line of JSON with latency_ms; a bare number, or seconds, is refused (no unit, or a total time)",
+    )
     group.add_argument("--device-name", default=None, metavar="NAME", help="name of the device a --command measures on (recorded in tables)")
     if isinstance(parser, ArgumentParser):
         parser.unknown_option_hints["--device"] = (
             "latency is measured on this machine's CPU by --backend onnxruntime or torch, or anywhere by --backend command --command TEMPLATE;"
             " --device-name names the device such a command measures on")
     if timing:
-        group.add_argument("--repeats", type=positive_int, default=None, help="timed runs per model (default: 30)")
-        group.add_argument("--warmup", type=nonnegative_int, default=None, help="untimed runs first (default: 5)")
+        group.add_argument("--repeats", type=repeats_count, default=None, help=f"timed runs per model, 1 to {MAX_REPEATS} (default: 30)")
+        group.add_argument("--warmup", type=warmup_count, default=None, help=f"untimed runs first, 0 to {MAX_REPEATS} (default: 5)")
         group.add_argument("--timer", choices=("auto", "thread", "wall"), default="auto", help="clock: thread CPU time with 1 thread, wall clock otherwise (auto, default), or force one")
 
 
@@ -118,11 +148,11 @@ def build_parser(prog: str) -> ArgumentParser:
 
     build = sub("build", "measure every op a search space can produce into a table", "Measure every operation signature a search space can produce at the input size, once each, then fit the correction. An interrupted build resumes where it stopped.")
     _add_space(build)
-    build.add_argument("--table", type=Path, default=None, metavar="PATH", help="table file (default: $MOBILENAS_HOME/tables/<space>-...-<device>.jsonl)")
+    build.add_argument("--table", type=Path, default=None, metavar="PATH", help="table file (default: $MOBILENAS_HOME/tables/<space>-<hash>-<size>px-[<device name>-]<runtime>-<threads>t-<device hash>.jsonl)")
     build.add_argument("--correction-samples", type=nonnegative_int, default=None, help="architectures measured end to end to fit the correction (default: 20; below 8 it has no SE term, and commands that open the space's default table measure up to 8 first)")
     build.add_argument("--seed", type=seed_number, default=0, help="seed of the measuring order and of the correction's architectures (default: 0)")
     build.add_argument("--method", choices=METHODS, default=None, help="how entries are timed: behind a feeder layer, minus the feeder (in-context, default for runtimes in this process) or the op alone (isolated, default with --command)")
-    build.add_argument("--repeats", type=positive_int, default=None, help=f"timed runs per entry (default: {Method().repeats}; 1 with --command, whose tool repeats inside)")
+    build.add_argument("--repeats", type=repeats_count, default=None, help=f"timed runs per entry, 1 to {MAX_REPEATS} (default: {Method().repeats}; 1 with --command, whose tool repeats inside)")
     build.add_argument("--refit-correction", action="store_true", help="fit the correction on new end-to-end measurements, which replace the table's points once all are measured (until then its correction stands)")
     build.add_argument("--force-device", action="store_true", help="resume a table measured on another device anyway")
     build.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -197,15 +227,14 @@ def _main(argv: Sequence[str] | None, prog: str) -> int:
     parser = build_parser(prog)
     args = parser.parse_args(argv)
     if args.command_name is None:
-        parser.print_help()
-        return 2
+        raise missing_command(parser, prog)
     name = f"{prog} {args.command_name}"
     set_command_name(name)
     import torch
 
     # Exports and the PyTorch backend must not spread over cores another measurement is timing.
     torch.set_num_threads(getattr(args, "threads", 1))
-    handler = {"measure": _measure, "build": _build, "predict": _predict, "calibrate": _calibrate, "fastest": _fastest, "info": _info}[args.command_name]
+    handler = {"measure": _measure, "build": lambda a: _build(a, prog, argv), "predict": _predict, "calibrate": _calibrate, "fastest": _fastest, "info": _info}[args.command_name]
     with warnings.catch_warnings():
         # Library warnings (a forced foreign table, an uncorrected table) as one plain line each.
         warnings.showwarning = lambda message, category, filename, lineno, file=None, line=None: print(f"{name}: warning: {message}", file=sys.stderr)
@@ -213,13 +242,16 @@ def _main(argv: Sequence[str] | None, prog: str) -> int:
 
 
 def _measure(args: argparse.Namespace) -> int:
-    from mobilenas.latency.measure import measure
+    from mobilenas.latency.measure import check_fits_in_memory, measure
     from mobilenas.space.io import load_architecture, result_input_size
 
     arch = load_architecture(args.arch, num_classes=args.num_classes)
     backend = _backend(args)
     if args.input_size is None:  # a run's result: the size its latency is of (as predict takes the run's table)
         args.input_size = result_input_size(args.arch) or DEFAULT_INPUT_SIZE
+    check_fits_in_memory(arch, args.input_size)  # before anything is allocated
+    set_interrupt_note("nothing is saved (measure prints its timing once all runs are done); run it again")
+    set_memory_hint("a smaller --input-size needs less")
     result = measure(arch, backend, args.input_size)
     payload = {
         "architecture": arch.to_notation(),
@@ -304,7 +336,13 @@ def _space_default(name: str) -> Any:
     return _get_space(name)
 
 
-def _build(args: argparse.Namespace) -> int:
+def _this_command(prog: str, argv: Sequence[str] | None) -> str:
+    """This command line as a shell takes it (what Ctrl-C's message says to run again)."""
+    words = list(sys.argv[1:] if argv is None else argv)
+    return " ".join([prog, shlex.join(words)]) if words else prog
+
+
+def _build(args: argparse.Namespace, prog: str = "nas-latency", argv: Sequence[str] | None = None) -> int:
     from mobilenas.latency.build import DEFAULT_BUILD_CORRECTION_SAMPLES, build_table
 
     space = _space(args)
@@ -325,7 +363,9 @@ def _build(args: argparse.Namespace) -> int:
             raise UsageError(f"{args.table} was built for {other}: building space {space.name} into it would refit its correction on {space.name}'s"
                              f" networks; give another --table, or --correction-samples 0 to add {space.name}'s ops alone")
     size = args.input_size or (table_input_size(args.table) if args.table is not None else None) or DEFAULT_INPUT_SIZE
-    set_resume_hint("the same nas-latency build command (a build resumes where it stopped)")
+    if args.table is not None and not args.table.parent.exists():
+        print(f"note: the folder {args.table.parent} does not exist; it is made for the table", file=sys.stderr)
+    set_resume_hint(_this_command(prog, argv))  # the same command: a build resumes where it stopped
     kept = "the ops measured so far are kept in the table; end-to-end timings for the correction count only all together and are taken again"
     if args.refit_correction:  # the new points replace the old ones only once all are measured
         kept += ", and until then the table keeps its end-to-end points and correction"
@@ -372,6 +412,7 @@ def _open_table(args: argparse.Namespace, space: Any | None, *, create: bool = T
                 f"{args.table} is a table for {size}x{size} inputs, not --input-size {args.input_size};"
                 f" drop --input-size, or give a table of that size (--space NAME --input-size {args.input_size} for the default one)"
             )
+        _note_skipped_lines(table)
         return table
     if space is None:
         raise FileNotFoundError(f"no latency table at {args.table}; build one with nas-latency build --space SPACE --table {shlex.quote(str(args.table))}")
@@ -385,7 +426,7 @@ def _open_table(args: argparse.Namespace, space: Any | None, *, create: bool = T
             options = f"--space {shlex.quote(str(args.space))}" + (f" --input-size {size}" if size != DEFAULT_INPUT_SIZE else "") + (f" --threads {args.threads}" if args.threads != 1 else "")
             raise UsageError(f"no latency table for these settings yet ({target}): an empty one would have no entries for ARCH; add --measure-missing to measure"
                              f" what ARCH needs now, or build the table first (nas-latency build {options})")
-    return open_or_create_table(
+    table = open_or_create_table(
         space,
         args.table,
         input_size=args.input_size or DEFAULT_INPUT_SIZE,
@@ -394,6 +435,18 @@ def _open_table(args: argparse.Namespace, space: Any | None, *, create: bool = T
         correction_samples=DEFAULT_LAZY_CORRECTION_SAMPLES,
         progress=not getattr(args, "quiet", False),
     )
+    _note_skipped_lines(table)
+    return table
+
+
+def _note_skipped_lines(table: Any) -> None:
+    """A note on stderr where the table's file has damaged lines, which were skipped (as info says)."""
+    if table.skipped_lines:
+        print(
+            f"note: skipped {counted(table.skipped_lines, 'damaged line')} of latency table {table.path} (torn by a killed writer, or edited);"
+            f" nas-latency info {shlex.quote(str(table.path))} describes it",
+            file=sys.stderr,
+        )
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -413,7 +466,10 @@ def _predict(args: argparse.Namespace) -> int:
                                  " or --space NAME to use that space's default table")
             raise ValueError("give --table PATH, or --space NAME to use that space's default table")
         _, args.table, recorded = found
-        frozen = Correction.from_dict(recorded) if recorded else None
+        try:
+            frozen = Correction.from_dict(recorded) if recorded else None
+        except ValueError as error:  # a run's record edited or damaged: say whose
+            raise ValueError(f"the latency correction recorded by the run that wrote {args.arch} is damaged ({error}); give --table PATH to predict with that table's own") from None
         print(f"using the latency table of the run that wrote {args.arch}: {args.table}" + (" (with the correction that run froze)" if frozen else ""), file=sys.stderr)
     if args.measure_missing:
         set_interrupt_note("the ops measured so far are kept in the table; the same command measures the rest and predicts")
@@ -523,6 +579,12 @@ def _fastest(args: argparse.Namespace) -> int:
             verdict = "reachable"
         print(f"target {format_ms(args.target_latency)}: {verdict}")
     sys.stdout.flush()  # the notes below come after what they are about
+    if args.target_latency is not None and args.target_latency >= 100 * slowest:  # 15s typed for 15ms, say
+        print(
+            f"note: the target, {format_ms(args.target_latency)}, is over 100 times the slowest architecture's {format_ms(slowest)};"
+            " if it was meant in milliseconds, give the unit ms (15ms; 15s is 15000 ms)",
+            file=sys.stderr,
+        )
     _note_outside_the_fit(table, latency, "the fastest's ", arch.to_notation(), None)
     _note_outside_the_fit(table, slowest, "the slowest's ", slowest_arch.to_notation(), None)
     return 0 if feasible else 1
@@ -530,19 +592,12 @@ def _fastest(args: argparse.Namespace) -> int:
 
 def _measure_command(arch: str, table: Any, num_classes: int | None) -> str:
     """The ``nas-latency measure`` command that times ``arch`` end to end as ``table``'s device does."""
-    device = table.device
+    from mobilenas.latency.table import device_options
+
     parts = ["nas-latency measure", shlex.quote(arch), f"--input-size {table.input_size}"]
     if num_classes:
         parts.append(f"--num-classes {num_classes}")
-    if device.runtime == "command":
-        parts.append(f"--command {shlex.quote(device.command or 'TEMPLATE')}")
-        if device.device_name:
-            parts.append(f"--device-name {shlex.quote(device.device_name)}")
-    elif device.runtime == "torch":
-        parts.append("--backend torch")
-    if device.threads != 1:
-        parts.append(f"--threads {device.threads}")
-    return " ".join(parts)
+    return " ".join(parts + device_options(table.device))
 
 
 def _note_outside_the_fit(table: Any, latency_ms: float, what: str, arch: str, num_classes: int | None) -> None:
@@ -588,11 +643,13 @@ def _info(args: argparse.Namespace) -> int:
         if have == total:
             print(f"  space ops    all {total} of space {summary['space']}'s ops at {table.input_size}x{table.input_size}")
         else:
-            classes = f" --num-classes {coverage['num_classes']}" if coverage["num_classes"] != 1000 else ""
+            from mobilenas.latency.table import build_command
+
+            classes = f"--num-classes {coverage['num_classes']}" if coverage["num_classes"] != 1000 else ""
             print(f"  space ops    {have} of space {summary['space']}'s {total} ops at {table.input_size}x{table.input_size}, the rest measured as predictions"
-                  f" need them (nas-latency build --space {summary['space']}{classes} --table {shlex.quote(str(table.path))} measures them all)")
+                  f" need them ({build_command(table, summary['space'], classes)} measures them all)")
     if correction.fitted:
-        print(f"  correction   latency = {correction.describe()} ({correction.points} points, in-sample MAPE {100 * (correction.mape or 0):.1f}%)")
+        print(f"  correction   latency = {correction.describe()} (fitted on {correction.points} architectures, in-sample MAPE {100 * (correction.mape or 0):.1f}%)")
     else:
         print("  correction   none fitted yet (identity)")
     if summary["skipped_lines"]:
@@ -642,18 +699,20 @@ def _list_tables(args: argparse.Namespace) -> int:
         print(f"no latency tables in {folder} yet; nas-search and nas-latency build make them (set MOBILENAS_HOME to keep them elsewhere)")
         return 0
     print(f"{counted(len(rows), 'latency table')} in {folder}, the newest first:")
-    print(f"  {'space':<12} {'input':>5} {'entries':>7} {'e2e':>4}  {'correction':<26} {'device':<14} {'modified':<10}  file")
+    print(f"  {'space':<12} {'input':>5} {'entries':>7} {'e2e':>4}  {'correction (+ ms per SE block)':<36} {'device':<14} {'modified':<10}  file")
     for row in rows:
         name = Path(row["path"]).name
         if "error" in row:
-            print(f"  {'?':<12} {'':>5} {'':>7} {'':>4}  {'':<26} {'':<14} {row['modified'][:10]:<10}  {name}: {row['error']}")
+            print(f"  {'?':<12} {'':>5} {'':>7} {'':>4}  {'':<36} {'':<14} {row['modified'][:10]:<10}  {name}: {row['error']}")
             continue
         correction = row["correction"]
         fitted = f"{correction['a']:.3f} * sum {correction['b']:+.3f} ms" if correction.get("fitted") else "none yet"
+        if correction.get("fitted") and correction.get("se_ms"):
+            fitted += f" {correction['se_ms']:+.3f}/SE"
         device = {True: "this machine", False: "another device", None: row["device"].split(",")[0]}[row["this_device"]]
         print(
             f"  {row['space'] or '-':<12} {str(row['input_size']) + 'px':>5} {row['entries']:>7} {row['end_to_end_points']:>4}  "
-            f"{fitted:<26} {device:<14} {row['modified'][:10]:<10}  {name}"
+            f"{fitted:<36} {device:<14} {row['modified'][:10]:<10}  {name}"
         )
     print("nas-latency info TABLE describes one; --table TABLE gives one to nas-search, netadapt refine and nas-latency")
     return 0

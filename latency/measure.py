@@ -306,6 +306,9 @@ class TorchBackend(LatencyBackend):
 _NUMBER = r"[-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?"
 # ``latency_ms: 12.3`` (``=`` or a space also; the unit optional after that key), or any number followed by ``ms``
 _MS_PATTERN = re.compile(rf"\blatency_ms[\"']?\s*[:=]?\s*({_NUMBER})(?:[ \t]*ms\b|(?![\w.]|[ \t]*[A-Za-z\u00b5]))|({_NUMBER})\s*ms\b")
+# a number followed by microseconds (``1500 us``, ``1500µs``), read when no millisecond is printed
+_US_PATTERN = re.compile(rf"({_NUMBER})[ \t]*(?:us|\u00b5s|\u03bcs)\b")
+_AFTER_MS_KEY = re.compile(r"\blatency_ms[\"']?\s*[:=]?\s*$")
 _PLACEHOLDERS = ("model", "threads", "batch", "channels", "height", "width")
 
 
@@ -314,8 +317,10 @@ def parse_command_output(text: str) -> float:
 
     Accepted, in this order: a last line that is a JSON object with ``latency_ms``; otherwise
     the last number that follows the key ``latency_ms`` (``latency_ms: 12.3``, ``latency_ms=12.3
-    ms``) or is followed by ``ms`` (``median: 12.3 ms``, ``avg=4.1ms``) anywhere in the output.
-    Raises ``ValueError`` when none is found.
+    ms``) or is followed by ``ms`` (``median: 12.3 ms``, ``avg=4.1ms``) anywhere in the output;
+    otherwise the last number followed by ``us`` or ``µs`` (``1500 us``), in microseconds.
+    Raises ``ValueError`` when none is found. A bare number is not read (it has no unit), nor
+    seconds (benchmark tools print their total run time in seconds, beside the per-run figure).
     """
     import json
 
@@ -330,14 +335,19 @@ def parse_command_output(text: str) -> float:
             value = float(data["latency_ms"])
     if value is None:
         matches = _MS_PATTERN.findall(text)
-        if not matches:
+        # not after the key latency_ms, which says milliseconds: "latency_ms: 12 us" is a contradiction, not read
+        micro = [m.group(1) for m in _US_PATTERN.finditer(text) if not _AFTER_MS_KEY.search(text, 0, m.start())]
+        if not matches and not micro:
             tail = " | ".join(lines[-3:]) if lines else "(no output)"
             raise ValueError(
-                "the benchmark command printed no milliseconds (expected a number after latency_ms, e.g. 'latency_ms: 12.3', a number followed by ms,"
-                f" e.g. 'median 12.3 ms', or a JSON line with latency_ms); its output ended with: {tail}"
+                "the benchmark command printed no milliseconds (expected a number after latency_ms, e.g. 'latency_ms: 12.3', a number followed by ms or us,"
+                f" e.g. 'median 12.3 ms', or a JSON line with latency_ms; a bare number or seconds are not read); its output ended with: {tail}"
             )
-        keyed = [k for k, _ in matches if k]  # the key says what the number is: it wins over a later "N ms" (a warm-up's time, say)
-        value = float(keyed[-1] if keyed else matches[-1][1])
+        if matches:
+            keyed = [k for k, _ in matches if k]  # the key says what the number is: it wins over a later "N ms" (a warm-up's time, say)
+            value = float(keyed[-1] if keyed else matches[-1][1])
+        else:
+            value = float(micro[-1]) / 1000.0
     if not math.isfinite(value) or value <= 0:  # a JSON line is held to this too (it passed 0 and NaN)
         raise ValueError(f"the benchmark command printed a latency of {value} ms, which is not positive")
     return value
@@ -487,6 +497,46 @@ def measure(arch: Architecture, backend: LatencyBackend | None = None, input_siz
         raise ValueError(f"input_size must be a whole number >= 1, got {input_size!r}")
     model = network_module(arch, input_size)
     return backend.measure_module(model, (batch_size, arch.stem.in_channels, input_size, input_size), repeats=repeats)
+
+
+def activation_bytes(arch: Architecture, input_size: int, batch_size: int = 1) -> int:
+    """A lower bound of the memory (bytes) running ``arch`` at ``input_size`` needs: the largest op's
+    float32 input and widest output together, from the op signatures alone (nothing allocated)."""
+    from mobilenas.latency.signature import architecture_signatures
+
+    peak = arch.stem.in_channels * input_size * input_size
+    for placed in architecture_signatures(arch, input_size):
+        signature = placed.signature
+        widest = max(signature.in_channels, signature.out_channels, signature.expanded_channels)
+        peak = max(peak, signature.in_height * signature.in_width * (signature.in_channels + widest))
+    return 4 * batch_size * peak
+
+
+def physical_memory_bytes() -> int | None:
+    """This machine's memory in bytes (None where the system does not say)."""
+    import os
+
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_fits_in_memory(arch: Architecture, input_size: int, option: str = "--input-size", batch_size: int = 1) -> None:
+    """Refuse (``ValueError``, one line) an input size whose activations alone exceed this machine's
+    memory, before anything is allocated: the export runs the network once in PyTorch and the
+    runtime holds its own buffers, so about three times :func:`activation_bytes` is needed."""
+    total = physical_memory_bytes()
+    needed = 3 * activation_bytes(arch, input_size, batch_size)
+    if total is not None and needed > total:
+        raise ValueError(
+            f"{option} {input_size}: the network needs about {_gigabytes(needed)} of memory at {input_size}x{input_size}, more than this machine's"
+            f" {_gigabytes(total)}; give a smaller {option}"
+        )
+
+
+def _gigabytes(count: int) -> str:
+    return f"{count / 1e9:,.0f} GB" if count >= 1e10 else f"{count / 1e9:.1f} GB"
 
 
 ModelFactory = Callable[[], tuple[nn.Module, tuple[int, ...]]]

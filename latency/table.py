@@ -9,7 +9,8 @@ Prediction
     once, not once per op; the runtime fuses across op boundaries; and weights that stay in cache
     while one op is timed alone compete for it inside a large network. ``a`` and ``b`` are fitted
     by least squares on the *relative* error over architectures measured end to end on the same
-    device (stored in the file as ``end_to_end`` records), so the correction is specific to the
+    device (stored in the file as ``end_to_end`` records; an architecture measured more than once
+    counts once, at the median of its timings), so the correction is specific to the
     device, runtime and input size and is refreshed whenever more end-to-end points arrive.
     With no end-to-end point the correction is the identity (``fitted: false``; ``predict``
     warns); with one point it is a pure scale (``b = 0``).
@@ -41,7 +42,8 @@ interrupted build or a killed search loses at most the entry in flight)
     ``method`` and ``correction``; then records of ``kind`` ``op`` (an entry: ``key``,
     ``signature``, ``latency_ms``, ``iqr_ms``, ``runs``, ``op_ms``, ``baseline_ms``,
     ``measured``) and ``end_to_end`` (an architecture's notation and measured latency). A torn line left by a killed writer is
-    skipped. The first record of a key wins.
+    skipped, and so is a damaged one (a latency that is negative, NaN or infinite, or no number;
+    an end-to-end latency of 0); a damaged header is refused. The first record of a key wins.
 
 Device check
     A table is tied to the device fingerprint in its header. Loading it where the same runtime
@@ -55,9 +57,11 @@ import contextlib
 import dataclasses
 import errno
 import json
+import math
 import os
 import re
 import shlex
+import time
 import warnings
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
@@ -127,7 +131,7 @@ class MissingEntryError(ValueError):
         classes = f" --num-classes {heads[0]}" if heads else ""
         fix = (
             f"measure missing entries on demand (nas-latency predict --measure-missing; measure_missing=True in Python) or fill the table "
-            f"with nas-latency build --space {space}{classes} --table {shlex.quote(str(table.path)) if table.path else 'PATH'}"
+            f"with {build_command(table, space, classes.strip())}"
         )
         super().__init__(f"{lacks(missing)}; {fix}")
 
@@ -195,10 +199,40 @@ class Correction:
 
     @classmethod
     def from_dict(cls, data: Any) -> Correction:
+        """Read a correction back; a field of the wrong kind or out of range (a damaged file) raises
+        a one-line ``ValueError`` naming it (``correction.a 'x'``)."""
         if not isinstance(data, dict):
             raise ValueError(f"correction: expected an object, got {type(data).__name__}")
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        values = {k: v for k, v in data.items() if k in names}
+
+        def number(name: str, low: float | None, *, above: bool = False, optional: bool = False) -> None:
+            if name not in values or (optional and values[name] is None):
+                return
+            value = values[name]
+            ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+            if ok and low is not None:
+                ok = value > low if above else value >= low
+            if not ok:
+                bound = "" if low is None else f" {'>' if above else '>='} {low:g}"
+                raise ValueError(f"correction.{name} {value!r} is not a finite number{bound}")
+
+        number("a", 0.0, above=True)  # a fit's slope is positive (Correction.fit falls back to a pure scale)
+        number("b", None)
+        number("se_ms", 0.0)  # kept only when positive
+        number("rmse_ms", 0.0, optional=True)
+        number("mape", 0.0, optional=True)
+        points = values.get("points", 0)
+        if isinstance(points, bool) or not isinstance(points, int) or points < 0:
+            raise ValueError(f"correction.points {points!r} is not a whole number >= 0")
+        if not isinstance(values.get("fitted", False), bool):
+            raise ValueError(f"correction.fitted {values['fitted']!r} is not true or false")
+        if not isinstance(values.get("fitted_at", ""), str):
+            raise ValueError(f"correction.fitted_at {values['fitted_at']!r} is not a date")
+        for name in ("a", "b", "se_ms"):  # a whole number written by hand: a float like the rest
+            if name in values:
+                values[name] = float(values[name])
+        return cls(**values)
 
     @classmethod
     def fit(cls, sums_ms: Sequence[float], measured_ms: Sequence[float], se_blocks: Sequence[int] | None = None) -> Correction:
@@ -381,8 +415,11 @@ def _versions() -> tuple[tuple[str, str], ...]:
 
 
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """An exclusive advisory lock beside ``path`` (appends and rewrites from several processes)."""
+def _locked(path: Path, *, purpose: str = "", say_waiting: str = "") -> Iterator[None]:
+    """An exclusive advisory lock beside ``path`` (appends and rewrites from several processes).
+
+    ``purpose``: another lock of the same table (``path.<purpose>.lock``), held independently of
+    the table's own; ``say_waiting``: a line for stderr when another process holds the lock."""
     try:
         import fcntl
     except ImportError:  # not on POSIX: single writer assumed
@@ -390,7 +427,7 @@ def _locked(path: Path) -> Iterator[None]:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        handle = open(path.with_name(path.name + ".lock"), "a")  # noqa: SIM115 (closed below)
+        handle = open(path.with_name(path.name + (f".{purpose}" if purpose else "") + ".lock"), "a")  # noqa: SIM115 (closed below)
     except OSError as error:  # name the table the user gave, not the lock file beside it
         if error.errno in (errno.EROFS, errno.EACCES, errno.EPERM):  # a shared table on a read-only mount, say
             if not path.exists():  # a table to be made there
@@ -401,7 +438,16 @@ def _locked(path: Path) -> Iterator[None]:
             ) from None
         raise OSError(error.errno, error.strerror, str(path)) from error
     with handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        if say_waiting:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                import sys
+
+                print(f"{say_waiting} ...", file=sys.stderr, flush=True)
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        else:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
         try:
             yield
         finally:
@@ -500,10 +546,13 @@ class LookupTable:
             raise FileNotFoundError(f"no latency table at {path}; build one with nas-latency build --space SPACE --table {shlex.quote(str(path))}")
         if path.is_dir():
             raise ValueError(f"{path} is a directory; give the table's .jsonl file")
-        with open(path, encoding="utf-8") as handle:
-            lines = handle.read().splitlines()
+        lines = _read_lines(path)
         if not lines or not lines[0].strip():
             raise ValueError(f"{path} is empty; it is not a latency table")
+        try:
+            lines[0].encode("utf-8")
+        except UnicodeEncodeError:  # bytes that are no text (surrogates stand for them)
+            raise ValueError(f"{path} is not a mobilenas latency table (not text)") from None
         try:
             header_data = json.loads(lines[0])
         except json.JSONDecodeError:
@@ -514,6 +563,7 @@ class LookupTable:
             if not line.strip():
                 continue
             try:
+                line.encode("utf-8")  # a line with bytes that are no text is damaged
                 record = json.loads(line)
                 table._absorb(record, f"{path}:{number}")
             except (json.JSONDecodeError, ValueError, KeyError, TypeError):
@@ -524,24 +574,28 @@ class LookupTable:
         return table
 
     def _absorb(self, record: Any, where: str) -> None:
+        """Take in one record; a damaged one (a field missing, of the wrong kind, or a latency
+        that no timing gives: negative, NaN or infinite) raises, and is skipped as a torn line is."""
         if not isinstance(record, dict):
             raise ValueError(f"{where}: not an object")
         kind = record.get("kind")
         if kind == "op":
             signature = OpSignature.from_dict(record["signature"], f"{where}: signature")
             if signature not in self._entries:
+                latency = _milliseconds(record["latency_ms"], f"{where}: latency_ms")  # 0 is possible: noise clipped at 0 (in-context)
                 self._entries[signature] = Entry(
                     signature,
-                    float(record["latency_ms"]),
+                    latency,
                     float(record.get("iqr_ms", float("nan"))),
                     int(record.get("runs", 0)),
                     str(record.get("measured", "")),
-                    float(record["op_ms"] if "op_ms" in record else record["latency_ms"]),
-                    float(record.get("baseline_ms", 0.0)),
+                    _milliseconds(record.get("op_ms", latency), f"{where}: op_ms"),
+                    _milliseconds(record.get("baseline_ms", 0.0), f"{where}: baseline_ms"),
                 )
         elif kind == "end_to_end":
+            latency = _milliseconds(record["latency_ms"], f"{where}: latency_ms", positive=True)  # a network never runs in no time
             self._end_to_end.append(
-                EndToEndPoint(str(record["notation"]), str(record["fingerprint"]), float(record["latency_ms"]), float(record.get("iqr_ms", float("nan"))), int(record.get("runs", 0)), str(record.get("measured", "")))
+                EndToEndPoint(str(record["notation"]), str(record["fingerprint"]), latency, float(record.get("iqr_ms", float("nan"))), int(record.get("runs", 0)), str(record.get("measured", "")))
             )
         else:
             raise ValueError(f"{where}: unknown record kind {kind!r}")
@@ -573,9 +627,17 @@ class LookupTable:
         table = self.header.device
         differing = [name for name in ("cpu_model", "cpu_count", "machine", "system", "runtime", "runtime_version", "execution_provider", "threads", "command", "device_name") if getattr(table, name) != getattr(here, name)]
         details = ", ".join(f"{name} {getattr(table, name)!r} vs {getattr(here, name)!r}" for name in differing)
+        if table.runtime == "command" and {"command", "device_name", "threads"} & set(differing):
+            fix = f"give the options it was built with ({' '.join(device_options(table))}), or --force-device to use it anyway"
+        elif table.runtime == "command":  # the same command and device, driven from another machine
+            fix = "it was measured by the same --command and --device-name from another machine: give --force-device to use it"
+        else:
+            fix = (
+                "build a table on this device (nas-latency build --space SPACE), or give --force-device to use it anyway"
+                " (a table built with --command ... --device-name NAME is that device's, and predicts on any machine)"
+            )
         raise DeviceMismatchError(
-            f"latency table {self.path} was measured on another device (fingerprint {self.header.device_fingerprint}, here {here.fingerprint()}: {details}); "
-            "build a table on this device (nas-latency build --space SPACE) or pass --force-device / force=True to use it anyway"
+            f"latency table {self.path} was measured on another device (fingerprint {self.header.device_fingerprint}, here {here.fingerprint()}: {details}); {fix}"
         )
 
     # ------------------------------------------------------------------ views
@@ -718,15 +780,23 @@ class LookupTable:
         return self.backend
 
     def ensure(self, arch: Architecture, *, progress: bool = False) -> int:
-        """Measure whatever ``arch`` needs that the table lacks; returns how many entries were added."""
+        """Measure whatever ``arch`` needs that the table lacks; returns how many entries this process measured."""
         return self.ensure_signatures(self.missing(arch), progress=progress)
 
     def ensure_signatures(self, signatures: Iterable[OpSignature], *, progress: bool = False, desc: str = "measuring ops") -> int:
-        """Measure each signature not yet in the table, appending each entry to the file as it is measured."""
+        """Measure each signature not yet in the table, appending each entry to the file as it is measured.
+
+        Returns how many entries this process measured and kept. Processes sharing the file (two
+        builds of one table, searches of several seeds) share the work: an op another one wrote
+        meanwhile is taken from the file, not measured again, and a process that finds another at
+        work takes the rest in an order of its own, so that the two do not walk the same order in
+        step (each measuring the op the other is measuring).
+        """
         todo = list(dict.fromkeys(s for s in signatures if s not in self._entries))
         if not todo:
             return 0
         backend = self.measuring_backend()
+        self.check_writable(f"the entries it lacks are measured into it as they are needed ({len(todo)} now)")  # now, not after measuring them
         if not (self.forced_device and self.measure_into_forced):  # only a build resumes another device's table
             try:
                 self.check_device(backend)  # also when the table was forced: reading it is one thing, writing this device's timings into it another
@@ -741,25 +811,37 @@ class LookupTable:
 
         bar = progress_bar(total=len(todo), desc=desc, enabled=progress, unit="op")
         baselines: dict[tuple[int, ...], Runner] = {}
+        kept = 0
+        reordered = False
         try:
-            for signature in todo:
-                self._measure(signature, backend, baselines)
+            for index in range(len(todo)):
+                signature = todo[index]
+                if signature not in self._entries:
+                    if self._measure(signature, backend, baselines):
+                        kept += 1
+                    elif not reordered:  # another process measures into the file: leave its order to it
+                        reordered = True
+                        rest = todo[index + 1 :]
+                        order = np.random.default_rng([os.getpid(), time.time_ns()]).permutation(len(rest))
+                        todo[index + 1 :] = [rest[int(i)] for i in order]
                 bar.update(1)
         finally:
             bar.close()
             for runner in baselines.values():
                 runner.close()
-        return len(todo)
+        return kept
 
     def _shape(self, channels: int, height: int, width: int) -> tuple[int, int, int, int]:
         return (self.header.batch_size, channels, height, width)
 
-    def _measure(self, signature: OpSignature, backend: LatencyBackend, baselines: dict[tuple[int, ...], Runner]) -> Entry:
+    def _measure(self, signature: OpSignature, backend: LatencyBackend, baselines: dict[tuple[int, ...], Runner]) -> bool:
+        """Measure ``signature`` into the table; whether this process's measurement is the one kept
+        (False: another process sharing the file wrote the op first, and its entry is taken)."""
         from mobilenas.latency.measure import Spread
 
         found = self._adopt_from_disk(signature)  # another process sharing the file measured it meanwhile
         if found is not None:
-            return found
+            return False
         method = self.header.method
         shape = self._shape(signature.in_channels, signature.in_height, signature.in_width)
         runner = backend.prepare(signature_module(signature, method.name), shape)
@@ -788,7 +870,8 @@ class LookupTable:
                 latency, iqr = max(float(np.median(differences)), 0.0), Spread.of(differences.tolist()).iqr_ms
         finally:
             runner.close()
-        return self._keep(Entry(signature, latency, iqr, method.repeats, now_iso(), op_ms, baseline_ms))
+        ours = Entry(signature, latency, iqr, method.repeats, now_iso(), op_ms, baseline_ms)
+        return self._keep(ours) is ours
 
     def add_entry(self, entry: Entry) -> None:
         """Add an entry measured elsewhere (first one of a signature wins); appended to the file."""
@@ -826,7 +909,7 @@ class LookupTable:
         """The file's first record of op ``key`` (call with the lock held), or None."""
         assert self.path is not None
         try:
-            text = self.path.read_text(encoding="utf-8")
+            text = "\n".join(_read_lines(self.path))
         except OSError:
             return None
         marker = f'"key": {json.dumps(key)}'
@@ -834,10 +917,7 @@ class LookupTable:
             return None
         for line in text.splitlines()[1:]:
             if marker in line:
-                try:
-                    record = json.loads(line)
-                except ValueError:
-                    continue
+                record = _parse_line(line)
                 if isinstance(record, dict) and record.get("kind") == "op" and record.get("key") == key and isinstance(record.get("signature"), dict):
                     return record
         return None
@@ -864,8 +944,7 @@ class LookupTable:
         self._warned_uncorrected = False
         if self.path is not None and self.path.exists():
             with _locked(self.path):
-                with open(self.path, encoding="utf-8") as handle:
-                    lines = handle.read().splitlines()
+                lines = _read_lines(self.path)
                 kept = [line for line in lines[1:] if line.strip() and not _is_end_to_end(line)]
                 _atomic_write_lines(self.path, [json.dumps(self.header.to_dict()), *kept])
         return dropped
@@ -882,8 +961,7 @@ class LookupTable:
         header = dataclasses.replace(self.header, correction=correction)
         if self.path is not None and self.path.exists():
             with _locked(self.path):
-                with open(self.path, encoding="utf-8") as handle:
-                    lines = handle.read().splitlines()
+                lines = _read_lines(self.path)
                 kept = [line for line in lines[1:] if line.strip() and not _is_end_to_end(line)]
                 _atomic_write_lines(self.path, [json.dumps(header.to_dict()), *kept, *(json.dumps(p.to_record()) for p in points)])
         self._end_to_end = points
@@ -907,9 +985,8 @@ class LookupTable:
                 os.close(handle)
                 os.unlink(probe)
         except OSError as error:
-            raise ValueError(
-                f"latency table {self.path} cannot be written ({error.strerror or error}), and {why}; make it (and its folder) writable, or give another --table"
-            ) from None
+            fix = "copy it to a folder you can write and give that --table" if error.errno == errno.EROFS else "make it (and its folder) writable, or give another --table"
+            raise ValueError(f"latency table {self.path} cannot be written ({error.strerror or error}), and {why}; {fix}") from None
 
     def fitted_range_ms(self) -> tuple[float, float] | None:
         """The lowest and highest latency (ms) among the end-to-end points the correction rests on,
@@ -925,17 +1002,39 @@ class LookupTable:
         Points that other processes sharing the file appended meanwhile are taken in first, so the
         header's correction rests on every point the file holds.
         """
-        self._take_in_end_to_end_points()
-        points = self._end_to_end
-        correction = self.fit_on([p.architecture() for p in points], [p.latency_ms for p in points], measure_missing=measure_missing)
+        self.take_in_end_to_end_points()
+        archs, measured = self.fit_points()
+        correction = self.fit_on(archs, measured, measure_missing=measure_missing)
         self.set_correction(correction)
         return correction
 
-    def _take_in_end_to_end_points(self) -> None:
+    def fit_points(self) -> tuple[list[Architecture], list[float]]:
+        """The architectures the correction is fitted on, each once, with its measured latency (ms):
+        the median of its end-to-end points where it was measured more than once (by two builds of
+        the table at once, or by runs on different days), so that no architecture weighs double."""
+        grouped: dict[str, list[EndToEndPoint]] = {}
+        for point in self._end_to_end:
+            grouped.setdefault(point.fingerprint, []).append(point)
+        archs = [points[0].architecture() for points in grouped.values()]
+        return archs, [float(np.median([p.latency_ms for p in points])) for points in grouped.values()]
+
+    @contextlib.contextmanager
+    def end_to_end_lock(self, *, say_waiting: bool = False) -> Iterator[None]:
+        """Held while this process measures end-to-end points for the correction: a second process
+        (another build of the table) waits for it, then takes its points in instead of measuring the
+        same architectures again. ``say_waiting``: a line on stderr while it waits."""
+        if self.path is None:
+            yield
+            return
+        with _locked(self.path, purpose="correction", say_waiting=f"waiting for another process measuring the correction of {self.path}" if say_waiting else ""):
+            yield
+
+    def take_in_end_to_end_points(self) -> None:
+        """Read the end-to-end points other processes sharing the file appended since it was loaded."""
         if self.path is None or not self.path.exists():
             return
         with _locked(self.path):
-            lines = self.path.read_text(encoding="utf-8").splitlines()[1:]
+            lines = _read_lines(self.path)[1:]
         mine, self._end_to_end = self._end_to_end, []
         for number, line in enumerate(lines, start=2):
             if _is_end_to_end(line):
@@ -1004,8 +1103,7 @@ class LookupTable:
     def _rewrite_header(self) -> None:
         assert self.path is not None
         with _locked(self.path):
-            with open(self.path, encoding="utf-8") as handle:
-                lines = handle.read().splitlines()
+            lines = _read_lines(self.path)
             # Keep every record on disk (another process may have appended some) and swap line 1.
             _atomic_write_lines(self.path, [json.dumps(self.header.to_dict()), *lines[1:]])
 
@@ -1045,6 +1143,47 @@ class LookupTable:
         }
 
 
+def device_options(device: DeviceInfo) -> list[str]:
+    """The command-line options that measure on ``device`` as its table was measured (``--threads 4``,
+    ``--backend torch``, ``--command ... --device-name ...``), none for the defaults."""
+    options: list[str] = []
+    if device.runtime == "command":
+        options.append(f"--command {shlex.quote(device.command or 'TEMPLATE')}")
+        if device.device_name:
+            options.append(f"--device-name {shlex.quote(device.device_name)}")
+    elif device.runtime == "torch":
+        options.append("--backend torch")
+    if device.threads != 1:
+        options.append(f"--threads {device.threads}")
+    return options
+
+
+def build_command(table: LookupTable, space: str, *extra: str) -> str:
+    """The ``nas-latency build`` command that fills ``table`` (of space ``space``, a name or .json):
+    its file, input size and device options, so that it names this very table."""
+    words = ["nas-latency build --space", shlex.quote(space), *(e for e in extra if e), f"--input-size {table.input_size}"]
+    words += device_options(table.header.device)
+    words.append(f"--table {shlex.quote(str(table.path)) if table.path else 'PATH'}")
+    return " ".join(words)
+
+
+def _milliseconds(value: Any, where: str, *, positive: bool = False) -> float:
+    """``value`` as a latency in ms: a finite number >= 0 (> 0 with ``positive``), else ValueError."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(f"{where}: {value!r} is not a number")
+    number = float(value)
+    if not math.isfinite(number) or number < 0 or (positive and number == 0):
+        raise ValueError(f"{where}: {value!r} is not a latency (a finite number {'>' if positive else '>='} 0)")
+    return number
+
+
+def _read_lines(path: Path) -> list[str]:
+    """The lines of a table file, bytes that are not UTF-8 (a damaged line) kept as they are, so that
+    a rewrite puts them back unchanged (and load skips them)."""
+    with open(path, encoding="utf-8", errors="surrogateescape") as handle:
+        return handle.read().splitlines()
+
+
 def table_input_size(path: str | Path) -> int | None:
     """The input size a table file was measured at, from its header alone (no device check);
     None where the file is missing or is no table."""
@@ -1062,13 +1201,19 @@ def table_name_prefix(space: Any) -> str:
     return f"{re.sub(r'[^A-Za-z0-9._-]+', '_', space.name)}-{space.layout_fingerprint()[:8]}-"
 
 
+def _parse_line(line: str) -> Any:
+    """A table line's record, or None for a damaged line (not JSON, or bytes that are not text)."""
+    try:
+        line.encode("utf-8")
+        return json.loads(line)
+    except ValueError:
+        return None
+
+
 def _is_end_to_end(line: str) -> bool:
     """Whether a table line is an end-to-end record (a torn or foreign line is not: it is kept, and
     ``load`` skips it as before)."""
-    try:
-        record = json.loads(line)
-    except ValueError:
-        return False
+    record = _parse_line(line)
     return isinstance(record, dict) and record.get("kind") == "end_to_end"
 
 
@@ -1077,7 +1222,7 @@ def _atomic_write_lines(path: Path, lines: list[str]) -> None:
     from mobilenas.runs import temporary_path
 
     tmp = temporary_path(path)
-    with open(tmp, "w", encoding="utf-8") as handle:
+    with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as handle:  # damaged lines kept as they were
         handle.write("\n".join(lines) + "\n")
         handle.flush()
         os.fsync(handle.fileno())

@@ -33,6 +33,7 @@ from mobilenas.cliutil import (
     fraction_or_zero,
     image_pixels,
     latency_threads_note,
+    missing_command,
     nonnegative_int,
     positive_float,
     positive_int,
@@ -289,8 +290,7 @@ def _main(argv: Sequence[str] | None, prog: str) -> int:
     parser = build_parser(prog)
     args = parser.parse_args(argv)
     if args.subcommand is None:
-        parser.print_help()
-        return 2
+        raise missing_command(parser, prog)
     set_command_name(f"{prog} {args.subcommand}")
     if args.subcommand == "describe":
         return _describe(args)

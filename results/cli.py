@@ -30,6 +30,7 @@ from mobilenas.cliutil import (
     add_version_flag,
     check_writable_folder,
     examples,
+    missing_command,
     positive_int,
     print_json,
     refuse_ineffective,
@@ -174,8 +175,7 @@ def _main(argv: Sequence[str] | None, prog: str) -> int:
     parser = build_parser(prog)
     args = parser.parse_args(argv)
     if args.command is None:
-        parser.print_help()
-        return 2
+        raise missing_command(parser, prog)
     set_command_name(f"{prog} {args.command}")
     if args.command in ("show", "plot", "figures", "notebook") and args.run is None:
         from mobilenas.results.load import DEFAULT_RUN_ROOTS, latest_run

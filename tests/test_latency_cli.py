@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 import subprocess
 import sys
@@ -259,7 +260,7 @@ def test_a_missing_entry_and_a_foreign_table_are_one_line_errors(built_table, tm
     big = tiny_arch().to_notation()  # an SE conv block the tiny space never produces
     code, _, err = run(["predict", big, "--table", str(built_table)], capsys)
     assert code == 2 and err.count("\n") == 1 and "has no entry for" in err and "(nas-latency predict --measure-missing;" in err
-    assert f"nas-latency build --space SPACE --table {built_table}" in err and "predict(..." not in err  # a custom space: its .json
+    assert f"nas-latency build --space SPACE --input-size 32 --table {built_table}" in err and "predict(..." not in err  # a custom space: its .json
     lines = built_table.read_text().splitlines()
     header = json.loads(lines[0])
     header["device"]["runtime_version"] = "0.0.1"
@@ -364,8 +365,9 @@ def test_an_interrupted_refit_says_the_table_keeps_its_correction(built_table, s
     code, _, err = run(["build", "--space", str(space_file), "--num-classes", "10", "--table", str(table), "--repeats", "3", "--correction-samples", "2", "--refit-correction", "--quiet"], capsys)
     assert code == 130 and err.strip() == (
         "nas-latency build: interrupted; the ops measured so far are kept in the table; end-to-end timings for the correction count only all together and are"
-        " taken again, and until then the table keeps its end-to-end points and correction; continue with: the same nas-latency build command (a build resumes where it stopped)"
-    )
+        " taken again, and until then the table keeps its end-to-end points and correction; continue with: nas-latency build --space"
+        f" {shlex.quote(str(space_file))} --num-classes 10 --table {shlex.quote(str(table))} --repeats 3 --correction-samples 2 --refit-correction --quiet"
+    )  # the command itself, which resumes where it stopped
     after = LookupTable.load(table)
     assert after.end_to_end_points() == before.end_to_end_points() and after.correction == before.correction
 
@@ -458,7 +460,7 @@ def test_calibrate_says_the_new_correction_and_every_file(built_table, space_fil
     assert code == 0, err
     new = LookupTable.load(table).correction
     assert new.points == old.points + 2
-    assert f"  correction         latency = {old.describe()} ({old.points} end-to-end points) (the one predicted with)" in out.splitlines()
+    assert f"  correction         latency = {old.describe()} (fitted on {old.points} architectures measured end to end) (the one predicted with)" in out.splitlines()
     assert f"  new correction     latency = {new.describe()} ({new.points} end-to-end points, these included; kept in the table)" in out.splitlines()
     assert f"  wrote              {out_dir / 'calibration.csv'}, {out_dir / 'calibration.png'}, {out_dir / 'calibration.json'}" in out.splitlines()
     assert json.loads((out_dir / "calibration.json").read_text())["updated_correction"]["points"] == new.points
@@ -489,7 +491,7 @@ def test_info_describes_another_devices_table_and_how_complete_it_is(built_table
     for signature in wanted[:3]:
         partial.add_entry(Entry(signature, 0.01, 0.0, 1, "", 0.01))
     code, out, _ = run(["info", str(partial.path)], capsys)
-    assert code == 0 and f"  space ops    3 of space mobilenetv3's {len(wanted)} ops at 32x32, the rest measured as predictions need them (nas-latency build --space mobilenetv3 --table {partial.path} measures them all)" in out.splitlines()
+    assert code == 0 and f"  space ops    3 of space mobilenetv3's {len(wanted)} ops at 32x32, the rest measured as predictions need them (nas-latency build --space mobilenetv3 --input-size 32 --table {partial.path} measures them all)" in out.splitlines()
 
 
 @pytest.mark.parametrize(

@@ -316,10 +316,15 @@ def test_show_space_applies_num_classes(capsys: pytest.CaptureFixture[str]) -> N
     assert json.loads(capsys.readouterr().out)["space"]["head"]["num_classes"] == 10
 
 
-@pytest.mark.parametrize("command", ["latency", "results", "netadapt"])
-def test_a_command_without_its_subcommand_is_a_usage_error_on_stderr(command: str, capsys: pytest.CaptureFixture[str]) -> None:
-    assert umbrella([command]) == 2
-    captured = capsys.readouterr()
-    assert captured.out == ""
-    lines = captured.err.strip().splitlines()
-    assert lines[0].startswith(f"usage: mobilenas {command}") and lines[-1].startswith(f"mobilenas {command}: error: give a command: ")
+@pytest.mark.parametrize(("command", "script", "first"), [("latency", "nas-latency", "measure"), ("results", "nas-results", "show"), ("netadapt", "netadapt", "refine")])
+def test_a_command_without_its_subcommand_is_a_usage_error_on_stderr(command: str, script: str, first: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """It printed the whole help on stdout, and nothing on stderr, with exit code 2."""
+    import importlib
+
+    module = {"latency": "mobilenas.latency.cli", "results": "mobilenas.results.cli", "netadapt": "mobilenas.netadapt.cli"}[command]
+    for run, prog in ((lambda: umbrella([command]), f"mobilenas {command}"), (lambda: importlib.import_module(module).main([]), script)):
+        assert run() == 2
+        captured = capsys.readouterr()
+        assert captured.out == ""
+        assert captured.err.strip().splitlines() == [captured.err.strip()]  # one line
+        assert captured.err.startswith(f"{prog}: error: give a command: {first}, ") and f"(see {prog} --help)" in captured.err

@@ -7,11 +7,9 @@ Each subcommand is the same program as its stand-alone script (``mobilenas searc
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import sys
 from collections.abc import Sequence
-from types import ModuleType
 
 from mobilenas import __version__
 
@@ -70,25 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"mobilenas: error: unknown command {name!r}{did_you_mean(name, COMMANDS)}; choose one of {', '.join(COMMANDS)} (see mobilenas --help)", file=sys.stderr)
         return 2
     module = importlib.import_module(COMMANDS[name][0])
-    prog = f"mobilenas {name}"
-    if len(args) == 1:
-        subcommands = _subcommands(module, prog)
-        if subcommands:  # `mobilenas latency` alone: a usage error, on stderr (it printed the help on stdout)
-            print(module.build_parser(prog).format_usage().rstrip(), file=sys.stderr)
-            print(f"{prog}: error: give a command: {', '.join(subcommands)} (see {prog} --help)", file=sys.stderr)
-            return 2
-    return int(module.main(args[1:], prog=prog) or 0)
-
-
-def _subcommands(module: ModuleType, prog: str) -> list[str]:
-    """The subcommands of a command whose parser has them (``nas-latency``: measure, build, ...)."""
-    build_parser = getattr(module, "build_parser", None)
-    if build_parser is None:
-        return []
-    for action in build_parser(prog)._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            return list(action.choices)
-    return []
+    return int(module.main(args[1:], prog=f"mobilenas {name}") or 0)
 
 
 if __name__ == "__main__":

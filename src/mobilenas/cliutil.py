@@ -172,10 +172,26 @@ _interrupt_note: list[str] = []  # what an interrupt keeps, where "completed wor
 _command_name: list[str] = []  # the subcommand's full name (``netadapt refine``), once it is known
 
 
+def missing_command(parser: argparse.ArgumentParser, prog: str) -> UsageError:
+    """The usage error for ``prog`` given without its subcommand (``nas-latency`` alone), naming
+    them: raise it (it had printed the whole help on stdout and exited 2 without a word on stderr)."""
+    choices = next((list(a.choices) for a in parser._actions if isinstance(a, argparse._SubParsersAction) and a.choices), [])
+    return UsageError(f"give a command: {', '.join(choices)} (see {prog} --help)")
+
+
 def set_command_name(name: str) -> None:
     """Name the subcommand being run (``netadapt refine``): errors and interrupts then start with it,
     as argparse's own errors about that subcommand's arguments do."""
     _command_name[:] = [name]
+
+
+_memory_hint: list[str] = []  # what needs less memory, where "a smaller input, batch or fewer workers" names options the command lacks
+
+
+def set_memory_hint(hint: str) -> None:
+    """Say what would need less memory when this command runs out of it, instead of "a smaller
+    input, batch or fewer workers need less" (for a command without some of those options)."""
+    _memory_hint[:] = [hint]
 
 
 def set_interrupt_note(note: str) -> None:
@@ -234,6 +250,7 @@ def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[
     _reopen_closed_standard_streams()
     _resume_hint.clear()
     _interrupt_note.clear()
+    _memory_hint.clear()
     _command_name.clear()
     _terminated.clear()
     previous = _stop_on_sigterm()
@@ -281,7 +298,8 @@ def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[
             raise
         _close_progress_bars()
         hint = f"; completed work is saved; continue with: {_resume_hint[0]}" if _resume_hint else ""
-        print(f"{_said_as(prog)}: error: out of memory ({_memory_detail(error)}); a smaller input, batch or fewer workers need less{hint}", file=sys.stderr)
+        less = _memory_hint[0] if _memory_hint else "a smaller input, batch or fewer workers need less"
+        print(f"{_said_as(prog)}: error: out of memory ({_memory_detail(error)}); {less}{hint}", file=sys.stderr)
         return 1
     finally:
         if previous is not _NOT_INSTALLED:  # None: a handler not set from Python; the default stands for it
