@@ -15,9 +15,9 @@ Measuring (:mod:`.measure`)
 Lookup tables (:mod:`.table`, :mod:`.signature`)
     Entries are keyed by :class:`OpSignature` (op type, input H/W/C, output and expanded
     channels, kernel, stride, SE channels and gate, activation, skip; plus the stem and the head),
-    never by a layer name. ``LookupTable.predict(arch) = a * sum(entries) + b``: the per-device
-    correction ``(a, b)`` is fitted by least squares (relative error) on architectures measured
-    end to end and stored in the table's header; with no end-to-end point yet it is the identity
+    never by a layer name. ``LookupTable.predict(arch) = a * sum(entries) + b + se_ms * (blocks
+    with squeeze-and-excitation)``: the per-device correction ``(a, b, se_ms)`` is fitted by least
+    squares (relative error) on architectures measured end to end and stored in the table's header; with no end-to-end point yet it is the identity
     and ``predict`` warns. A missing signature is measured on demand
     (``predict(arch, measure_missing=True)``, ``ensure(arch)``, appended to the file) or raises
     :class:`MissingEntryError` naming it; never zero. A table used on another device raises
