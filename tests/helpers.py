@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from mobilenas.space import Architecture, Block, Head, SearchSpace, StageSpec, Stem
@@ -79,3 +81,15 @@ def cell_search_args(cells, out, *extra: str) -> list[str]:
     """nas-search's arguments for a quiet search of ``cells`` (a :func:`write_cell_benchmark` CSV)
     at a 9 ms target on its device, into ``out``."""
     return ["--space", "nb201", "--benchmark", str(cells), "--latency-column", "latency_ms_toy", "--target-latency", "9ms", "--out", str(out), "--quiet", *extra]
+
+
+def run_nas_latency(argv: list[str], capsys: Any) -> tuple[int, str, str]:
+    """``nas-latency ARGV`` in-process: its exit code, stdout and stderr (argparse's own errors included)."""
+    from mobilenas.latency.cli import main
+
+    try:
+        code = main(argv, prog="nas-latency")
+    except SystemExit as exit_:  # argparse's own errors
+        code = int(exit_.code or 0)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err

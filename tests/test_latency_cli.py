@@ -10,18 +10,12 @@ import pytest
 
 from mobilenas.latency.cli import main
 
-from helpers import tiny_arch, tiny_space
+from helpers import run_nas_latency, tiny_arch, tiny_space
 
 TINY = tiny_arch().to_notation()
 
 
-def run(argv: list[str], capsys) -> tuple[int, str, str]:
-    try:
-        code = main(argv, prog="nas-latency")
-    except SystemExit as exit_:  # argparse's own errors
-        code = int(exit_.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+run = run_nas_latency
 
 
 def test_umbrella_measure_json_has_latency_and_spread() -> None:

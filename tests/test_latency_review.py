@@ -20,25 +20,18 @@ from mobilenas.latency import (
     Spread,
     space_signatures,
 )
-from mobilenas.latency.cli import main
 from mobilenas.latency.signature import architecture_signatures
 from mobilenas.latency.table import DeviceMismatchError, Entry
 from mobilenas.space.arch import Block
 
-from helpers import tiny_arch, tiny_space
+from helpers import run_nas_latency, tiny_arch, tiny_space
 
 SIZE = 32
 FAST = Method(name="in-context", cold_cache=False, warmup=1, repeats=3)
 TINY = tiny_arch().to_notation()
 
 
-def run(argv: list[str], capsys) -> tuple[int, str, str]:
-    try:
-        code = main(argv, prog="nas-latency")
-    except SystemExit as exit_:  # argparse's own errors
-        code = int(exit_.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+run = run_nas_latency
 
 
 def one_line_error(code: int, err: str, *parts: str) -> None:
