@@ -169,6 +169,8 @@ class BuildResult:
     reused: int
     wall_time_s: float
     correction: Correction
+    #: entries this build needed that another process (a build or search on the same table) measured meanwhile
+    shared: int = 0
 
 
 def _open(path: Path, space: SearchSpace, backend: LatencyBackend, input_size: int, force_device: bool, method: Method | None) -> LookupTable:
@@ -243,7 +245,8 @@ def build_table(
         table.drop_end_to_end()
     if complete and correction_samples > 0:
         ensure_correction(table, space, samples=correction_samples, seed=seed, progress=progress, replace=refit_correction)
-    return BuildResult(table, target, len(table), measured, reused, time.perf_counter() - start, table.correction)
+    shared = sum(1 for s in todo if s in table) - measured  # in the table now, not by this process
+    return BuildResult(table, target, len(table), measured, reused, time.perf_counter() - start, table.correction, shared)
 
 
 def open_or_create_table(

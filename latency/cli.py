@@ -377,6 +377,7 @@ def _build(args: argparse.Namespace, prog: str = "nas-latency", argv: Sequence[s
         "entries": result.entries,
         "measured": result.measured,
         "reused": result.reused,
+        "measured_by_others": result.shared,
         "wall_time_s": result.wall_time_s,
         "correction": correction.to_dict(),
         "device": result.table.device.to_dict(),
@@ -385,7 +386,8 @@ def _build(args: argparse.Namespace, prog: str = "nas-latency", argv: Sequence[s
         print_json(payload)
         return 0
     print(f"table {result.path}")
-    print(f"  {result.entries} entries ({result.measured} measured now, {result.reused} already there) in {result.wall_time_s:.0f} s")
+    meanwhile = f", {result.shared} by another process meanwhile" if result.shared else ""
+    print(f"  {result.entries} entries ({result.measured} measured now{meanwhile}, {result.reused} already there) in {result.wall_time_s:.0f} s")
     print(f"  device: {result.table.device.describe()}")
     if correction.fitted:
         print(f"  correction: latency = {correction.describe()} (fitted on {correction.points} architectures, in-sample MAPE {100 * (correction.mape or 0):.1f}%)")

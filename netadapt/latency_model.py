@@ -118,7 +118,9 @@ class TableLatency:
             self.log(f"  could not store the correction in {self.table.path} ({error.strerror or error}); this run uses it, the next fits its own")
             self.correction = self.table.fit_on(archs, [m.latency_ms for m in measurements])
         else:
-            self.log(f"  fitted on the table's end-to-end timings of {counted(self.correction.points, 'network')} and stored in the table: later runs predict alike")
+            earlier = self.correction.points - len(archs)
+            these = f" (these {len(archs)} and {earlier} measured earlier)" if earlier > 0 else ""
+            self.log(f"  fitted on the table's end-to-end timings of {counted(self.correction.points, 'network')}{these} and stored in the table: later runs predict alike")
 
     def describe(self) -> dict[str, Any]:
         header = self.table.header

@@ -105,6 +105,8 @@ def test_two_builds_of_one_table_at_once_share_the_work_and_agree_on_the_correct
     total = len(space_signatures(tiny_space(), SIZE))
     # each counts what it kept (one that started later found some done: its "already there")
     assert sum(p["measured"] for p in payloads) == total and all(p["measured"] + p["reused"] <= total for p in payloads)
+    # and says what the other measured meanwhile: "27 measured now, 0 already there" of 54 had not added up
+    assert all(p["measured"] + p["measured_by_others"] + p["reused"] == total for p in payloads)
     records = [json.loads(line) for line in path.read_text().splitlines()[1:]]
     assert len([r for r in records if r["kind"] == "op"]) == total
     points = [r for r in records if r["kind"] == "end_to_end"]

@@ -258,6 +258,10 @@ def test_weights_that_do_not_fit_are_one_line(tmp_path: Path, capsys: pytest.Cap
     assert main(["mobilenetv3-small@0.25", "--weights", str(wrong), "--quiet", "--out", str(tmp_path), *DATA_ARGS]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.endswith(f"; they fit the architecture in {tmp_path / 'wrong.metrics.json'}, beside them: give that file as the architecture")
+    # an --out made for the refused training is not left behind holding its lock file alone
+    out = tmp_path / "new" / "folder"
+    assert main(["mobilenetv3-small@0.25", "--weights", str(wrong), "--quiet", "--out", str(out), *DATA_ARGS]) == 2
+    assert "do not fit the architecture" in capsys.readouterr().err and not out.exists()
     assert main(["mobilenetv3-small", "--weights", str(tmp_path / "none.pt")]) == 2
     assert f"no weights file at {tmp_path / 'none.pt'}" in capsys.readouterr().err
     # a search's strategy checkpoint (plain pickle) given as weights: one line (torch's warning about its pickle protocol came first)

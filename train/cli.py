@@ -9,12 +9,13 @@ in ``--out``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import shlex
 import sys
 import textwrap
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -225,6 +226,22 @@ def _command_lines(prog: str, argv: Sequence[str] | None) -> tuple[str, str]:
     return again, again if "--resume" in words else f"{again} --resume"
 
 
+@contextlib.contextmanager
+def _no_empty_folder_left(made: list[Path], lock: Path) -> Iterator[None]:
+    """A folder made for this training (``made``: empty, or the one ``--out`` names) is removed
+    again when the training fails before writing anything into it but ``lock`` (weights refused,
+    say): it had been left behind holding the lock file alone."""
+    try:
+        yield
+    except BaseException:
+        for folder in made:
+            with contextlib.suppress(OSError):
+                if [p.name for p in folder.iterdir()] == [lock.name]:
+                    lock.unlink()
+                    folder.rmdir()
+        raise
+
+
 def _say_what_is_kept(outputs: TrainOutputs, again: str, resume: str) -> None:
     """Set what an interrupt (or a crash) of the training says it leaves: the checkpoint and the
     command that continues from it where there is one, else that the same command starts over."""
@@ -320,8 +337,9 @@ def _main(argv: Sequence[str] | None, prog: str) -> int:
     # one training at a time into these files: a second one started meanwhile (the same ARCH twice,
     # or --resume of one still going) had written over the first's result
     busy = f"{folder / prefix}.* are being written by another nas-train{{by}}; let it finish or stop it" + ("" if args.resume else ", or give this one another --out")
+    made = [] if outputs.lock.parent.exists() else [outputs.lock.parent]  # the folder --out names, made here
     outputs.lock.parent.mkdir(parents=True, exist_ok=True)
-    with hold_lock(outputs.lock, busy):
+    with _no_empty_folder_left(made, outputs.lock), hold_lock(outputs.lock, busy):
         try:
             result = train_full(
                 arch, data, config, outputs, resume=args.resume, export_onnx=not args.no_onnx, progress=progress, source=args.arch,
