@@ -227,18 +227,18 @@ def _command_lines(prog: str, argv: Sequence[str] | None) -> tuple[str, str]:
 
 
 @contextlib.contextmanager
-def _no_empty_folder_left(made: list[Path], lock: Path) -> Iterator[None]:
-    """A folder made for this training (``made``: empty, or the one ``--out`` names) is removed
-    again when the training fails before writing anything into it but ``lock`` (weights refused,
-    say): it had been left behind holding the lock file alone."""
+def _no_empty_folder_left(made: Path | None, lock: Path) -> Iterator[None]:
+    """The folder made for this training (``made``, the one ``--out`` names; None where it was
+    there before) is removed again when the training fails before writing anything into it but
+    ``lock`` (weights refused, say): it had been left behind holding the lock file alone."""
     try:
         yield
     except BaseException:
-        for folder in made:
+        if made is not None:
             with contextlib.suppress(OSError):
-                if [p.name for p in folder.iterdir()] == [lock.name]:
+                if [p.name for p in made.iterdir()] == [lock.name]:
                     lock.unlink()
-                    folder.rmdir()
+                    made.rmdir()
         raise
 
 
@@ -337,7 +337,7 @@ def _main(argv: Sequence[str] | None, prog: str) -> int:
     # one training at a time into these files: a second one started meanwhile (the same ARCH twice,
     # or --resume of one still going) had written over the first's result
     busy = f"{folder / prefix}.* are being written by another nas-train{{by}}; let it finish or stop it" + ("" if args.resume else ", or give this one another --out")
-    made = [] if outputs.lock.parent.exists() else [outputs.lock.parent]  # the folder --out names, made here
+    made = None if outputs.lock.parent.exists() else outputs.lock.parent  # the folder --out names, made here
     outputs.lock.parent.mkdir(parents=True, exist_ok=True)
     with _no_empty_folder_left(made, outputs.lock), hold_lock(outputs.lock, busy):
         try:
