@@ -118,7 +118,9 @@ class SearchResults(RunBase):
             return f"{name} (unreadable)"
         if space.is_builtin():
             return name
-        return f"{name} ({'edited copy' if name in SPACES else 'from a file'} {space.layout_fingerprint()[:8]})"
+        if name in SPACES:
+            return space.describe_name()  # "mnasnet (edited copy 3f2a9c1e)", as `mobilenas show` says it
+        return f"{name} (from a file {space.layout_fingerprint()[:8]})"
 
     @property
     def final_column(self) -> str | None:

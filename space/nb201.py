@@ -216,8 +216,8 @@ class CellSpace:
         return self == CellSpace()
 
     def describe_name(self) -> str:
-        """The name, and ``(edited copy: differs from the built-in)`` for an edited ``nb201``."""
-        return f"{self.name} (edited copy: differs from the built-in)" if self.name == "nb201" and not self.is_builtin() else self.name
+        """The name, and ``(edited copy 3f2a9c1e)`` (the start of its fingerprint) for an edited ``nb201``."""
+        return f"{self.name} (edited copy {self.fingerprint()[:8]})" if self.name == "nb201" and not self.is_builtin() else self.name
 
     @classmethod
     def from_dict(cls, data: Any) -> CellSpace:

@@ -589,10 +589,11 @@ class SearchSpace:
         return factory is not None and factory().layout_fingerprint() == self.layout_fingerprint()
 
     def describe_name(self) -> str:
-        """The name, and ``(edited copy: differs from the built-in)`` for a space named like a
-        built-in one that :meth:`is_builtin` says is not it."""
+        """The name, and ``(edited copy 3f2a9c1e)`` (the start of its :meth:`layout_fingerprint`)
+        for a space named like a built-in one that :meth:`is_builtin` says is not it; run
+        summaries (``nas-results show``) name the space the same way."""
         if self.name in SPACES and not self.is_builtin():
-            return f"{self.name} (edited copy: differs from the built-in)"
+            return f"{self.name} (edited copy {self.layout_fingerprint()[:8]})"
         return self.name
 
     @classmethod

@@ -266,11 +266,12 @@ def test_a_space_says_whether_it_is_the_built_in_one(tmp_path: Path, capsys: pyt
     data = mnasnet_space().to_dict()
     data["stages"][0]["choices"]["kernel_size"] = [3]
     edited = SearchSpace.from_dict(data)
-    assert not edited.is_builtin() and edited.describe_name() == "mnasnet (edited copy: differs from the built-in)"
+    label = f"mnasnet (edited copy {edited.layout_fingerprint()[:8]})"
+    assert not edited.is_builtin() and edited.describe_name() == label
     path = tmp_path / "small.json"
     path.write_text(json.dumps(data))
     assert show(["--space", str(path)]) == 0
-    assert capsys.readouterr().out.startswith("space mnasnet (edited copy: differs from the built-in): 42 decisions")
+    assert capsys.readouterr().out.startswith(f"space {label}: 42 decisions")
 
 
 # ------------------------------------------------------------------ 12, 13: exports and docs
