@@ -815,6 +815,14 @@ def _final_note(lines: list[dict[str, Any]], refined: dict[str, Any]) -> str | N
             " (more so with few of them); the test accuracy was never used to choose")
 
 
+def _test_change(refined: dict[str, Any]) -> str:
+    """'; test 0.6120 -> 0.5980' (the start's figure where the run recorded it), else '; test 0.5980'."""
+    test, before = refined.get("test_accuracy"), (refined.get("start") or {}).get("test_accuracy")
+    if test is None:
+        return ""
+    return f"; test {before:.4f} -> {test:.4f}" if before is not None else f"; test {test:.4f}"
+
+
 def _print_summary(lines: list[dict[str, Any]], refined: dict[str, Any], stopped: str | None = None) -> None:
     """The summary table; ``stopped``: what stopped a run short of its budget (see :func:`_stopped_by`)."""
     print(f"{'iter':>4}  {'pruned group':<34} {'width':>11}  {'target':>10}  {'latency':>10}  {'measured':>10}  {'acc pruned':>10}  {'acc tuned':>9}")
@@ -839,8 +847,7 @@ def _print_summary(lines: list[dict[str, Any]], refined: dict[str, Any], stopped
     note = _table_note(refined)
     if note:
         _log(note)
-    test = refined.get("test_accuracy")
-    print(f"accuracy: validation {start['accuracy']:.4f} -> {refined['accuracy']:.4f}{after_final(refined)}" + (f"; test {test:.4f}" if test is not None else ""))
+    print(f"accuracy: validation {start['accuracy']:.4f} -> {refined['accuracy']:.4f}{after_final(refined)}{_test_change(refined)}")
     note = _final_note(lines, refined)
     if note:
         _log(note)

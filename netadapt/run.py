@@ -814,14 +814,15 @@ class Refinement:
             raise RuntimeError(f"the final {settings.final} failed: {result.error}")
         accuracy = self.trainer.evaluate(model)
         test_accuracy = self.trainer.test(model)
+        lines = self.lines()
+        start = lines[0]
+        start_test = test_accuracy if not point.iteration else self._start_test_accuracy(start)
         save_weights(self.run.path(REFINED_WEIGHTS), model.state_dict())
         deployable = load_into(point.definition, model.state_dict(), self.latency.input_size, where="the refined weights")
         from mobilenas.space.export import export_onnx
 
         export_onnx(deployable, self.run.path(REFINED_ONNX), input_size=self.latency.input_size)
         latency_ms = self.latency.predict(point.definition)
-        lines = self.lines()
-        start = lines[0]
         # The start and the result timed again, interleaved: their ratio is the speed-up, free of
         # the drift between the start of the run and now (minutes to hours apart).
         if point.iteration:
@@ -843,6 +844,7 @@ class Refinement:
             "iterations": point.iteration,
             "start": {
                 "accuracy": start["accuracy"],
+                "test_accuracy": start_test,  # on the same test images as the result's: the honest before/after
                 "latency_ms": start["latency_ms"],
                 "measured_latency_ms": start["measured_latency_ms"],
                 "notation": start["notation"],
@@ -876,6 +878,16 @@ class Refinement:
         self._long_training_recorded(FINAL_TRAINING)
         return refined
 
+
+    def _start_test_accuracy(self, start: dict[str, Any]) -> float | None:
+        """The starting network's test accuracy, from its iteration-0 checkpoint (``None`` where
+        that file is gone): the validation figures chose every step, the test ones never did."""
+        path = self.run.path(str(start.get("checkpoint") or ""))
+        if not start.get("checkpoint") or not path.is_file():
+            self.log(f"note: {path} is missing, so the starting network's test accuracy is not reported")
+            return None
+        model = load_into(Architecture.from_dict(start["architecture"]), load_weights(path), self.trainer.input_size)
+        return self.trainer.test(model)
 
     def _refined_as_recorded(self, refined: dict[str, Any]) -> dict[str, Any]:
         return refined_as_recorded(self.run, refined, self.log)

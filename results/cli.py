@@ -383,7 +383,9 @@ def _print_netadapt(run: Any, summary: dict[str, Any], front: Any, args: argpars
     frame = run.iterations
     if len(frame):
         start = frame.iloc[0]
-        print(f"  start           accuracy {_number(start['accuracy'])}, latency {format_ms(start['latency_ms'])} (measured {format_ms(start['measured_latency_ms'])})")
+        start_test = (run.refined or {}).get("start", {}).get("test_accuracy")
+        test = f", test accuracy {_number(start_test)}" if start_test is not None else ""
+        print(f"  start           accuracy {_number(start['accuracy'])}{test}, latency {format_ms(start['latency_ms'])} (measured {format_ms(start['measured_latency_ms'])})")
     if run.refined is not None:
         refined = run.refined
         test = f", test accuracy {_number(refined.get('test_accuracy'))}" if refined.get("test_accuracy") is not None else ""

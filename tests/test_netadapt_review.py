@@ -205,3 +205,19 @@ def test_planning_shows_progress_from_the_first_entry_measured(capsys: pytest.Ca
     plan_iteration(arch, current * 0.9, current, 4, ArchitectureDescription(), quiet.wrap(resource), quiet.group_planned)
     quiet.close()
     assert "planning" not in capsys.readouterr().err
+
+
+def test_the_summary_gives_the_starts_test_accuracy_beside_the_results(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The validation figures chose every pruning step; the test ones never did, so the summary
+    sets the start's test accuracy beside the result's (runs finished before it was recorded: the result's alone)."""
+    from mobilenas.netadapt.cli import _report
+
+    line = {"iteration": 0, "chosen": None, "target_latency_ms": None, "latency_ms": 2.66, "measured_latency_ms": 2.2, "accuracy_before_finetune": 0.3, "accuracy": 0.3}
+    settings = Settings(budget_ms=1.6, start_latency_ms=2.66)
+    result = _result(tmp_path, latency_ms=1.5, accuracy=0.29, before=0.29)
+    result["test_accuracy"] = 0.275
+    _report([line], result, argparse.Namespace(json=False), time_limit_reached=False, settings=settings)
+    assert "; test 0.2750\n" in capsys.readouterr().out
+    result["start"]["test_accuracy"] = 0.3125  # type: ignore[index]
+    _report([line], result, argparse.Namespace(json=False), time_limit_reached=False, settings=settings)
+    assert "; test 0.3125 -> 0.2750\n" in capsys.readouterr().out

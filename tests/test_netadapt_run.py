@@ -142,6 +142,15 @@ def test_refine_writes_a_complete_run(reference_run: Path) -> None:
     assert "at 128x128, the size the latency is of, the weights were never trained" in trained_at["note"]
     events = Journal(out / "events.jsonl").read()
     assert [e["type"] for e in events].count("final") == 1
+    # the start's test accuracy beside the result's: its iteration-0 weights on the same test images
+    from mobilenas.netadapt.cli import _load_data
+    from mobilenas.netadapt.run import load_into
+    from mobilenas.netadapt.training import DataTrainer, TrainingSettings
+
+    trainer = DataTrainer(_load_data(manifest["arguments"]), TrainingSettings(**manifest["training"]))
+    start = load_into(Architecture.from_dict(lines[0]["architecture"]), torch.load(out / lines[0]["checkpoint"], weights_only=True), trainer.input_size)
+    assert refined["start"]["test_accuracy"] == pytest.approx(trainer.test(start))
+    assert refined["test_accuracy"] == pytest.approx(trainer.test(load_into(arch, torch.load(refined["weights"], weights_only=True), trainer.input_size)))
 
 
 def test_the_table_entries_measured_before_the_first_proposals_show_progress(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

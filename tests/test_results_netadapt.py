@@ -243,6 +243,8 @@ def test_show_and_figures(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureF
     assert "netadapt" in out and "finished" in out
     side = json.loads((run_dir / "refined.json").read_text())["side_by_side"]
     assert f"  measured        refined / start = {side['ratio']:.2f} (" in out and "timed side by side at the end" in out
+    start = json.loads((run_dir / "refined.json").read_text())["start"]  # its test accuracy beside the result's
+    assert f"  start           accuracy {start['accuracy']:.4f}, test accuracy {start['test_accuracy']:.4f}, latency" in out
     for line in lines[1:]:
         assert f"{line['chosen']['group']}" in out and f"{line['chosen']['previous_width']}->{line['chosen']['width']}" in out
     # The network the run ends with has its own row, starred when it is on the front (where its
