@@ -364,6 +364,9 @@ def _print_netadapt(run: Any, summary: dict[str, Any], front: Any, args: argpars
     begun = summary["unfinished_iteration"]
     left = (f" (iteration {begun}: {summary['unfinished_proposals_done']} of its {counted(summary['unfinished_proposals_planned'], 'proposal')} done, kept)"
             if begun is not None else "")
+    if summary.get("unfinished_training"):  # killed during a long training: what of it is kept
+        left += (f" ({summary['unfinished_training']}: {summary['unfinished_training_epochs_done']} of its"
+                 f" {counted(summary['unfinished_training_epochs'], 'epoch')} done, kept)")
     if run.refined_unreadable and begun is None:
         print(f"  unreadable      refined.json: netadapt refine --resume {shlex.quote(str(run.path))} writes it again (a finished run's from its event log)")
     elif not run.finished:

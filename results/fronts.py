@@ -296,6 +296,9 @@ def run_summary(run: RunLike, reference: ReferenceLike | None = None, latency: s
         # proposals are kept for the resume
         begun = run.unfinished_iteration
         common.update(dict(zip(("unfinished_iteration", "unfinished_proposals_done", "unfinished_proposals_planned"), begun or (None, None, None), strict=True)))
+        # a long training killed part way: its finished epochs are kept for the resume
+        training = run.long_training_in_progress
+        common.update(dict(zip(("unfinished_training", "unfinished_training_epochs_done", "unfinished_training_epochs"), training or (None, None, None), strict=True)))
         # the budget is met by the table's latency (what NetAdapt prunes by), up to float rounding
         common["meets_budget"] = bool(common["best_latency_ms"] <= run.target_latency_ms * (1 + 1e-9)) if refined else None
         # Within the budget, the network the run delivers: the refined one (an iteration's accuracy

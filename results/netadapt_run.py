@@ -129,6 +129,33 @@ class NetAdaptResults(RunBase):
         return None if begun is None else (self.last_iteration + 1, len(begun[1]), len(begun[0]))
 
     @property
+    def long_training_in_progress(self) -> tuple[str, int, int] | None:
+        """``(what, epochs finished, epochs)`` of a long training (the starting network's training
+        from scratch, or the final fine-tune or retraining) that a kill interrupted: its finished
+        epochs are kept in its checkpoint for the resume. None for a finished run, or none begun."""
+        if self.finished:
+            return None
+        import torch
+
+        from mobilenas.netadapt.run import CHECKPOINTS, FINAL_TRAINING, PRETRAIN_TRAINING
+        from mobilenas.train.engine import steps_per_epoch
+
+        names = {"pretrain": "the training of the starting network", "final finetune": "the final fine-tune", "final retrain": "the final retraining"}
+        for file in (FINAL_TRAINING, PRETRAIN_TRAINING):
+            path = self.path / CHECKPOINTS / file
+            if not path.is_file():
+                continue
+            try:
+                state = torch.load(path, map_location="cpu", weights_only=True)
+                identity, step = state["identity"], int(state["step"])
+                training = identity["training"]
+                per_epoch = steps_per_epoch(int(training["train_images"]), int(training["batch_size"]))
+                return str(names.get(identity["purpose"], identity["purpose"])), min(step // per_epoch, int(identity["epochs"])), int(identity["epochs"])
+            except Exception:  # being written, or damaged: the resume starts that training over (and says so)
+                continue
+        return None
+
+    @property
     def source(self) -> str:
         """What was refined: a best.json, an architecture, a reference name."""
         data = self.manifest.get("input")

@@ -25,6 +25,8 @@ from mobilenas.netadapt.run import (
     load_into,
 )
 from mobilenas.netadapt.training import DataTrainer, TrainingSettings
+from mobilenas.results import load_run
+from mobilenas.results.cli import main as nas_results
 from mobilenas.runs import RunDir
 from mobilenas.space import Architecture
 from mobilenas.train import engine, load_dataset
@@ -113,7 +115,9 @@ def _same_weights(first: Path, second: Path) -> bool:
     return one.keys() == other.keys() and all(torch.equal(one[k], other[k]) for k in one)
 
 
-def test_a_kill_in_a_long_training_loses_only_the_epoch_under_way(reference: Path, trainer: DataTrainer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_kill_in_a_long_training_loses_only_the_epoch_under_way(
+    reference: Path, trainer: DataTrainer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     out, log, notes = tmp_path / "run", [], []
     pretrain, final = out / "checkpoints" / PRETRAIN_TRAINING, out / "checkpoints" / FINAL_TRAINING
 
@@ -124,6 +128,7 @@ def test_a_kill_in_a_long_training_loses_only_the_epoch_under_way(reference: Pat
         refinement.record_start(tiny_arch(), None)
     assert torch.load(pretrain, weights_only=True)["step"] == 4 and not refinement.lines()
     assert notes == [f"completed work is saved, the finished epochs of the training of the starting network included ({pretrain})"]
+    assert load_run(out).long_training_in_progress == ("the training of the starting network", 1, EPOCHS)  # what nas-results show tells
     # resumed (as netadapt refine --resume does with a run that has no iteration 0 yet): from epoch 1,
     # to the starting weights of a run never killed; the checkpoint goes once iteration 0 is recorded
     refinement = _refinement(out, trainer, log, notes)
@@ -138,11 +143,15 @@ def test_a_kill_in_a_long_training_loses_only_the_epoch_under_way(reference: Pat
         _run(refinement)
     assert torch.load(final, weights_only=True)["step"] == 4 and not (out / "refined.pt").exists()
     assert notes[-1] == f"completed work is saved, the finished epochs of the final fine-tune included ({final})"
+    assert load_run(out).long_training_in_progress == ("the final fine-tune", 1, EPOCHS)
+    assert nas_results(["show", str(out)]) == 0
+    assert f"goes on (the final fine-tune: 1 of its {EPOCHS} epochs done, kept)" in capsys.readouterr().out
     log.clear()
     _run(_refinement(out, trainer, log, notes))
     assert "resuming the final fine-tune from its checkpoint: epoch 1 of 3 done" in log
     assert _same_weights(out / "refined.pt", reference / "refined.pt")  # as if never killed
     assert not final.exists() and notes[-1] == "completed work is saved"
+    assert load_run(out).long_training_in_progress is None
 
 
 def test_a_kill_after_the_final_training_ended_does_not_train_it_again(reference: Path, trainer: DataTrainer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
