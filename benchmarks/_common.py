@@ -65,6 +65,8 @@ def check_out(parser: argparse.ArgumentParser, *files: str | Path, option: str =
 def check_report(parser: argparse.ArgumentParser, stem: str | Path, option: str = "--out") -> Path:
     """:func:`check_out` for the STEM.md and STEM.json of :func:`write_report`; returns the stem
     (without a ``.md`` or ``.json`` it was given with)."""
+    if Path(stem).is_dir():  # STEM.md beside the folder, not in it: /tmp would have written /tmp.md and /tmp.json
+        parser.error(f"{option} {stem}: is a folder; give a file stem (the script writes STEM.md and STEM.json), e.g. {Path(stem) / 'results'}")
     stem = stem_file(Path(stem), "")
     check_out(parser, stem_file(stem, ".md"), stem_file(stem, ".json"), option=option)
     return stem

@@ -21,6 +21,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from _common import check_report, command_line, positive_int, write_report
 
@@ -55,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             times[name].append(seconds(["-m", *module_args]))
         times[TORCH].append(seconds(["-c", "import torch"]))
     torch_s = statistics.median(times[TORCH])
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"command": name, "median_s": statistics.median(values), "ratio_to_torch_import": statistics.median(values) / torch_s}
         for name, values in times.items()
     ]

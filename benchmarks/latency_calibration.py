@@ -45,6 +45,11 @@ from mobilenas.runs import mobilenas_home
 HERE = Path(__file__).resolve().parent
 TARGET_WITHIN_10 = 0.95
 TARGET_WITHIN_5 = 0.80
+#: Above these the machine was too busy or too noisy for the figures to stand for it: other
+#: processes' share of all cores' CPU time (what --wait-quiet waits under), and the median
+#: IQR/median of the end-to-end runs (a quiet run here gives 1-3%).
+BUSY_OTHERS_LIMIT = 0.15
+BUSY_NOISE_LIMIT = 0.08
 
 
 class LoadMonitor:
@@ -141,6 +146,43 @@ def lazy_table_fidelity(space: Any, backend: Any, report: Any) -> dict[str, floa
         return figures | diagnostics | {"open_wall_time_s": opened_s, "fill_wall_time_s": filled_s, "entries": len(table), "correction_points": table.correction.points, "a": table.correction.a, "b": table.correction.b, "se_ms": table.correction.se_ms}
 
 
+def busy_warnings(load_build: float | None, load_calibrate: float, noise: float) -> list[str]:
+    """Why the figures do not stand for this machine, one line each (none: the machine was quiet
+    enough). ``load_build`` is None when the table was reused (nothing measured, nothing to judge);
+    NaN figures (no /proc/stat) are not judged."""
+    warnings = []
+    for what, share in (("while the table was built", load_build), ("during the calibration", load_calibrate)):
+        if share is not None and share > BUSY_OTHERS_LIMIT:
+            warnings.append(
+                f"WARNING: figures not representative of this machine: other processes used {100 * share:.0f}% of the CPU {what} "
+                f"(limit {100 * BUSY_OTHERS_LIMIT:.0f}%); run again on a quiet machine (--wait-quiet SECONDS)"
+            )
+    if noise > BUSY_NOISE_LIMIT:
+        warnings.append(
+            f"WARNING: figures not representative of this machine: measurement noise (median IQR/median) {100 * noise:.1f}% "
+            f"(limit {100 * BUSY_NOISE_LIMIT:.0f}%); run again on a quiet machine"
+        )
+    return warnings
+
+
+def table_line(build: Any) -> str:
+    """Where the table's entries came from; they add up to its size (another process may have
+    measured some of them meanwhile: a build or a search on the same table)."""
+    others = f", {build.shared} measured by another process meanwhile" if build.shared else ""
+    return f"table {build.path}: {build.entries} entries ({build.measured} measured in this run{others}, {build.reused} reused) in {build.wall_time_s:.0f} s"
+
+
+def table_was_reused(build: Any) -> bool:
+    """Nothing measured into the table by this build, nor by another process during it."""
+    return bool(build.measured == 0 and build.shared == 0)
+
+
+def load_line(load_build: float | None, load_calibrate: float) -> str:
+    build = "the table was reused (nothing built, so no load to report for it)" if load_build is None else (
+        f"other processes used {100 * load_build:.0f}% of the CPU time while the table was built")
+    return f"machine load         {build}, {100 * load_calibrate:.0f}% during calibration"
+
+
 def in_run_lines(report: Any) -> list[str]:
     """The drift of the machine since the correction was fitted, and the figures with the correction refitted in the run."""
     from mobilenas.latency import Correction
@@ -161,7 +203,7 @@ def in_run_lines(report: Any) -> list[str]:
     ]
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--samples", type=positive_int, default=50, help="architectures to calibrate on (default: 50)")
     parser.add_argument("--seed", type=seed_number, default=1, help="seed of the sampled architectures (default: 1)")
@@ -183,7 +225,15 @@ def main() -> int:
         "--table your default table, which nas-search and netadapt use (its name under --table)",
     )
     parser.add_argument("--timing-only", action="store_true", help="only time predict() on the existing table (1000 architectures) and print it; writes nothing")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.table is not None and args.table.is_dir():
+        parser.error(f"--table {args.table}: is a folder; give the table file (a .jsonl), e.g. {args.table / 'mobilenetv3.jsonl'}")
+    if args.timing_only and args.table is not None and not args.table.is_file():
+        parser.error(f"--table {args.table}: no such file; --timing-only times an existing table (run this script without --timing-only first to build one)")
+    if args.table is not None and not args.table.parent.is_dir():
+        parser.error(f"--table {args.table}: the folder {args.table.parent} does not exist (make it first)")
+    if args.timing_only and (args.fresh or args.refit_correction):
+        parser.error("--timing-only measures nothing: drop --fresh and --refit-correction, or --timing-only")
     if not args.name or Path(args.name).name != args.name:
         parser.error(f"--name {args.name!r}: give a file name without a folder (the folder is --out)")
     if not args.timing_only:
@@ -207,8 +257,8 @@ def main() -> int:
     backend = OnnxRuntimeBackend(threads=1)
     table_path = args.table or default_table_path(space, backend, 224)
     if args.timing_only:
-        if not table_path.exists():
-            raise SystemExit(f"no table at {table_path}: run this script without --timing-only first")
+        if not table_path.is_file():
+            parser.error(f"no table at {table_path}: run this script without --timing-only first, or give --table FILE")
         timing = predict_timing(table_path, sample_architectures(space, 1000, seed=99), repeats=10)
         print(f"predict()            {timing['first_call_us']:.0f} us first call per architecture, {timing['repeated_call_us']:.1f} us repeated ({timing['architectures']} architectures)")
         return 0
@@ -219,9 +269,12 @@ def main() -> int:
     waited_s = wait_for_quiet(monitor, args.wait_quiet)
     monitor.start()
     build = build_table(space, path=table_path, input_size=224, backend=backend, progress=True, refit_correction=args.refit_correction)
-    load_build = monitor.stop()
+    load_build: float | None = monitor.stop()
     table = build.table
-    print(f"table {build.path}: {build.entries} entries ({build.measured} measured in this run, {build.reused} reused) in {build.wall_time_s:.0f} s", flush=True)
+    reused_table = table_was_reused(build) and not args.refit_correction and not args.fresh
+    if reused_table:
+        load_build = None  # it measured a no-op
+    print(table_line(build), flush=True)
 
     monitor.start()
     with tempfile.TemporaryDirectory() as scratch:
@@ -238,6 +291,10 @@ def main() -> int:
     lines = [header] + [f"{r.index:>3}  {r.measured_ms:11.3f}  {r.measured_iqr_ms:7.3f}  {r.predicted_ms:12.3f}  {100 * r.error:+6.2f}%" for r in rows]
     verdict_10 = "met" if report.within_10pct >= TARGET_WITHIN_10 else "NOT met"
     verdict_5 = "met" if report.within_5pct >= TARGET_WITHIN_5 else "NOT met"
+    noise = float(np.median([r.measured_iqr_ms / r.measured_ms for r in report.rows]))
+    warnings = busy_warnings(load_build, load_calibrate, noise)
+    if warnings:  # a target missed on a busy machine says little about the table
+        verdict_10, verdict_5 = (f"{v}, but the machine was busy: see the warning" for v in (verdict_10, verdict_5))
     summary = [
         f"architectures        {report.samples} random mobilenetv3-space networks, 224x224, batch 1",
         f"device               {table.device.describe()}",
@@ -249,8 +306,8 @@ def main() -> int:
         f"Spearman             {report.spearman:.4f}",
         f"RMSE                 {report.rmse_ms:.3f} ms",
         f"mean error (bias)    {100 * float(np.mean([r.error for r in report.rows])):+.2f}%",
-        f"measurement noise    median IQR/median of the end-to-end runs {100 * float(np.median([r.measured_iqr_ms / r.measured_ms for r in report.rows])):.1f}%",
-        f"machine load         other processes used {100 * load_build:.0f}% of the CPU time while the table was built, {100 * load_calibrate:.0f}% during calibration",
+        f"measurement noise    median IQR/median of the end-to-end runs {100 * noise:.1f}% (limit {100 * BUSY_NOISE_LIMIT:.0f}%)",
+        load_line(load_build, load_calibrate) + f" (limit {100 * BUSY_OTHERS_LIMIT:.0f}%)",
         *in_run_lines(report),
         f"predict()            {timing['first_call_us']:.0f} us first call per architecture, {timing['repeated_call_us']:.1f} us repeated ({timing['architectures']} architectures)",
         f"lazy table           a fresh open_or_create_table() (correction on {lazy['correction_points']} architectures, {lazy['open_wall_time_s']:.0f} s) "
@@ -263,19 +320,26 @@ def main() -> int:
     print("\n".join(lines))
     print()
     print("\n".join(summary))
+    for warning in warnings:
+        print(warning, file=sys.stderr)
 
     stamp = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
     payload = {
         "date": stamp,
-        "command": command_line(__file__),
+        "command": command_line(__file__, argv),
         "commit": git_commit(),
         "device": table.device.to_dict(),
         "environment": environment(),
-        "table": {"entries": build.entries, "measured_in_this_run": build.measured, "build_wall_time_s": build.wall_time_s, "method": table.method.to_dict()},
+        "table": {"entries": build.entries, "measured_in_this_run": build.measured, "measured_by_others": build.shared, "reused": build.reused,
+                  "reused_whole": reused_table, "build_wall_time_s": build.wall_time_s, "method": table.method.to_dict()},
         "calibration": report.to_dict() | {"csv": f"{args.name}.csv", "plot": f"{args.name}.png"},
         "targets": {"within_10pct": TARGET_WITHIN_10, "within_5pct": TARGET_WITHIN_5},
         "predict_timing": timing,
-        "other_processes_cpu_share": {"build": load_build, "calibration": load_calibrate, "waited_for_quiet_s": waited_s},
+        "other_processes_cpu_share": {"build": load_build, "calibration": load_calibrate, "waited_for_quiet_s": waited_s},  # build None: table reused
+        "noise_median_iqr_over_median": noise,
+        "representative": not warnings,
+        "warnings": warnings,
+        "limits": {"other_processes_cpu_share": BUSY_OTHERS_LIMIT, "noise_median_iqr_over_median": BUSY_NOISE_LIMIT},
         "lazy_table": lazy,
         "rows": [{"measured_ms": r.measured_ms, "measured_iqr_ms": r.measured_iqr_ms, "predicted_ms": r.predicted_ms, "sum_ms": r.sum_ms, "notation": r.notation} for r in report.rows],
     }
@@ -285,6 +349,7 @@ def main() -> int:
         "",
         f"Produced by `{payload['command']}` on {stamp}.",
         "",
+        *[f"**{warning}**\n" for warning in warnings],
         "```",
         *summary,
         "```",

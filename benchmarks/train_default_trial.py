@@ -22,7 +22,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np
-from _common import check_out, command_line, positive_int, write_report
+from _common import check_report, command_line, positive_int, write_report
 
 from mobilenas.runs import environment
 from mobilenas.space import mobilenetv3_space
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=positive_int, default=6, help="architectures sampled and trained (default: %(default)s)")
     parser.add_argument("--out", default=str(HERE / "train_default_trial"), help="output stem: writes OUT.md and OUT.json (default: the committed results)")
     args = parser.parse_args(argv)
-    check_out(parser, args.out + ".md", args.out + ".json")
+    out = check_report(parser, args.out)
     start = time.perf_counter()
     data = load_dataset("synthetic")
     load_s = time.perf_counter() - start
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         f"Median default trial: **{median:.1f} s**.",
         "",
     ]
-    write_report(args.out, summary, "\n".join(lines))
+    write_report(out, summary, "\n".join(lines))
     return 0
 
 

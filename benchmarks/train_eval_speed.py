@@ -29,7 +29,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np
 import torch
-from _common import check_out, command_line, nonnegative_int, positive_int, write_report
+from _common import check_report, command_line, nonnegative_int, positive_int, write_report
 from torch import nn
 
 from mobilenas.runs import environment
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=nonnegative_int, default=3, help="architectures sampled from the mobilenetv3 space, besides the three reference networks (default: %(default)s)")
     parser.add_argument("--out", default=str(HERE / "train_eval_speed"), help="output stem: writes OUT.md and OUT.json (default: the committed results)")
     args = parser.parse_args(argv)
-    check_out(parser, args.out + ".md", args.out + ".json")
+    out = check_report(parser, args.out)
     torch.set_num_threads(args.threads)
     batch_size = 250  # the proxy's eval batch
 
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         *[f"- {r['network']}: `{r['notation']}`" for r in rows if r["network"].startswith("mobilenetv3 space")],
         "",
     ]
-    write_report(args.out, summary, "\n".join(lines))
+    write_report(out, summary, "\n".join(lines))
     return 0
 
 

@@ -11,11 +11,14 @@ CPU time per trial, and tau per CPU-minute. NAS-Bench-201's 12-epoch vs 200-epoc
 Every training runs with one thread; ``--workers 2`` runs two in parallel (on this 2-core
 machine two 1-thread trainings match one 2-thread training). Results are appended to a cache
 file (one JSON line per training) as they finish, so an interrupted run resumes where it stopped.
+Each line keeps how its training was made (command, commit, date, machine): a report rendered from
+cached trainings names those, and the command that rendered it apart.
 
     python ../shared/data/cifar10/to_batches.py /tmp/cifar      # once: the standard layout, outside the repo
     flock /tmp/mobilenas-cpu.lock python benchmarks/train_proxy_fidelity.py --data-dir /tmp/cifar
 
-Writes ``benchmarks/train_proxy_fidelity.json`` and ``benchmarks/train_proxy_fidelity.md``.
+Writes ``benchmarks/train_proxy_fidelity.json`` and ``benchmarks/train_proxy_fidelity.md`` (the
+committed results: give ``--out`` elsewhere for a trial run).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from _common import at_least, check_out, command_line, positive_int, write_report
+from _common import at_least, check_out, check_report, positive_int, provenance, write_report
 
 HERE = Path(__file__).resolve().parent
 # Candidate proxy budgets in training images (batch 32), and the reference budget: 5x the middle one.
@@ -185,12 +188,100 @@ def analyse(records: list[dict[str, Any]], archs: list[Any]) -> dict[str, Any]:
     }
 
 
+#: the session of cache lines written before the cache kept how each training was made
+UNRECORDED = "unrecorded"
+
+
+def machine_words(environment: dict[str, Any]) -> str:
+    return f"{environment.get('cpu_count')} CPUs, torch {environment.get('torch')}, {environment.get('platform')}"
+
+
+def training_provenance(workers: int, argv: Sequence[str] | None) -> dict[str, Any]:
+    """What each cache line written by this process keeps of how its training was made: the
+    :func:`provenance` of the run (date, command, commit, environment), the workers in parallel,
+    when it started (epoch seconds, for its wall time) and an id telling its lines apart."""
+    made = provenance(__file__, argv)
+    return {**made, "session": f"{made['date']} pid {os.getpid()}", "workers": workers, "started_at": time.time()}
+
+
+def training_sessions(used: list[dict[str, Any]], previous_meta: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The runs that made the trainings ``used`` (cache lines), oldest first: each its provenance,
+    how many of the trainings it made and its wall time (first start to last finish, None if unknown).
+
+    Lines cached before the cache kept their provenance are one session, ``UNRECORDED``: what the
+    previous report (``previous_meta``, its ``meta``) said of them, marked as such, else nothing.
+    """
+    sessions: dict[str, dict[str, Any]] = {}
+    for record in used:
+        made = record.get("made_by")
+        key = made["session"] if made else UNRECORDED
+        session = sessions.get(key)
+        if session is None:
+            session = sessions[key] = {**(made or {"session": UNRECORDED}), "trainings": 0, "finished_at": None}
+        session["trainings"] += 1
+        if record.get("finished_at") is not None:
+            session["finished_at"] = max(session["finished_at"] or 0.0, float(record["finished_at"]))
+    for session in sessions.values():
+        start, end = session.pop("started_at", None), session.pop("finished_at")
+        session["wall_time_min"] = (end - start) / 60.0 if start is not None and end is not None else None
+    if UNRECORDED in sessions:
+        sessions[UNRECORDED].update(_unrecorded_from(previous_meta))
+    return sorted(sessions.values(), key=lambda x: (x["session"] != UNRECORDED, x.get("date") or ""))
+
+
+def _unrecorded_from(previous_meta: dict[str, Any] | None) -> dict[str, Any]:
+    """What the previous report said of the trainings whose cache lines do not say who made them."""
+    if not previous_meta:
+        return {"note": "not recorded: cached before the cache kept how each training was made"}
+    for session in previous_meta.get("trainings_made_by", []):
+        if session.get("session") == UNRECORDED:
+            return {k: v for k, v in session.items() if k not in ("session", "trainings")}
+    if "command" not in previous_meta:
+        return {"note": "not recorded: cached before the cache kept how each training was made"}
+    kept = {"command": previous_meta["command"], "environment": previous_meta.get("environment"), "workers": previous_meta.get("workers"),
+            "wall_time_min": previous_meta.get("wall_time_min")}
+    return kept | {"note": "as the previous report named it (the cache lines do not say)"}
+
+
+def made_by_lines(sessions: list[dict[str, Any]], rendered_by: dict[str, Any]) -> list[str]:
+    """The report's lines on how its figures were made: the trainings' runs, and the run that rendered them."""
+    def describe(session: dict[str, Any]) -> str:
+        parts = [f"{session['trainings']} training{'s' if session['trainings'] != 1 else ''}"]
+        if session.get("date"):
+            parts.append(str(session["date"]))
+        if session.get("commit"):
+            parts.append(f"commit {session['commit']}")
+        if session.get("environment"):
+            parts.append(machine_words(session["environment"]))
+        if session.get("workers"):
+            parts.append(f"every training 1 thread, {session['workers']} in parallel")
+        if session.get("wall_time_min") is not None:
+            parts.append(f"wall time {session['wall_time_min']:.1f} min")
+        if session.get("note"):
+            parts.append(session["note"])
+        command = f"`{session['command']}`" if session.get("command") else "an unknown command"
+        return f"{command} ({'; '.join(parts)})"
+
+    current = rendered_by["session"]
+    if len(sessions) == 1 and sessions[0]["session"] == current:
+        only = sessions[0]
+        wall = f"; total wall time {only['wall_time_min']:.1f} min" if only.get("wall_time_min") is not None else ""
+        return [f"Command: `{only['command']}`  ", f"Machine: {machine_words(only['environment'])}; every training 1 thread, {only['workers']} in parallel{wall}."]
+    cached = [x for x in sessions if x["session"] != current]
+    ran = [x for x in sessions if x["session"] == current]
+    lines = ["Figures from cached trainings made by: " + "; ".join(describe(x) for x in cached) + ".  "]
+    if ran:
+        lines.append(f"The other trainings, and the report, by: {describe(ran[0])}.")
+    else:
+        lines.append(f"Rendered (no training run) by: `{rendered_by['command']}` ({rendered_by['date']}, {machine_words(rendered_by['environment'])}).")
+    return lines
+
+
 def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
     lines = [
         "# Proxy fidelity (CIFAR-10 subset, mobilenetv3 space)",
         "",
-        f"Command: `{meta['command']}`  ",
-        f"Machine: {meta['machine']}; every training 1 thread, {meta['workers']} in parallel; total wall time {meta['wall_time_min']:.1f} min.",
+        *made_by_lines(meta["trainings_made_by"], meta["rendered_by"]),
         "",
         f"Data: CIFAR-10 (standard python layout written by `../shared/data/cifar10/to_batches.py`), {TRAIN_SIZE} training images, "
         f"{VAL_SIZE} validation images carved from the training set (stratified, seed 0), {TEST_SIZE} test images. "
@@ -231,33 +322,59 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _data_dir_problem(data_dir: str | None, missing: int) -> str | None:
+    """Why ``--data-dir`` cannot feed the ``missing`` trainings (None: it can)."""
+    fix = "give --data-dir DIR, DIR holding cifar-10-batches-py (write it with: python ../shared/data/cifar10/to_batches.py DIR)"
+    if data_dir is None:
+        return f"--data-dir: {missing} trainings are not in the cache; {fix}"
+    folder = Path(data_dir)
+    if not folder.is_dir():
+        return f"--data-dir {data_dir}: {'is a file, not a folder' if folder.exists() else 'no such folder'}; {fix}"
+    if not ((folder / "cifar-10-batches-py").is_dir() or (folder / "data_batch_1").is_file()):
+        return f"--data-dir {data_dir}: holds no cifar-10-batches-py (nor data_batch_1); {fix}"
+    return None
+
+
+def read_cache(path: Path) -> list[dict[str, Any]]:
+    """The training records of a cache file (a torn last line from an interrupted run skipped)."""
+    records: list[dict[str, Any]] = []
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(record, dict) and "arch" in record and "images" in record:
+                records.append(record)
+    return records
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--data-dir", required=True,
+        "--data-dir",
         help="folder holding cifar-10-batches-py, CIFAR-10's standard python layout (as torchvision downloads it); to write it "
-        "from the shared copy, outside this repository: python ../shared/data/cifar10/to_batches.py DIR",
+        "from the shared copy, outside this repository: python ../shared/data/cifar10/to_batches.py DIR. Needed unless every training is in --cache",
     )
     parser.add_argument("--architectures", type=at_least(3, "a rank correlation"), default=NUM_ARCHITECTURES, metavar="N", help="architectures sampled (default: %(default)s)")
     parser.add_argument("--workers", type=positive_int, default=2, help="trainings in parallel, one thread each (default: %(default)s)")
-    parser.add_argument("--cache", default=str(HERE / "train_proxy_fidelity.cache.jsonl"), help="per-training results (resume file)")
-    parser.add_argument("--out", default=str(HERE / "train_proxy_fidelity"), help="output path without extension")
+    parser.add_argument("--cache", default=str(HERE / "train_proxy_fidelity.cache.jsonl"), help="per-training results (resume file; default: %(default)s, the committed one)")
+    parser.add_argument(
+        "--out", default=str(HERE / "train_proxy_fidelity"),
+        help="output stem: writes OUT.md and OUT.json (default: %(default)s, which OVERWRITES the committed results; give another for a trial run)",
+    )
     args = parser.parse_args(argv)
-    check_out(parser, args.out + ".md", args.out + ".json")
+    out = check_report(parser, args.out)
+    if Path(args.cache).is_dir():
+        parser.error(f"--cache {args.cache}: is a folder; give the cache file (one JSON line per training), e.g. {Path(args.cache) / 'cache.jsonl'}")
     check_out(parser, args.cache, option="--cache")
-
-    from mobilenas.runs import environment
-    from mobilenas.train.proxy import ProxyConfig
 
     archs = _architectures(args.architectures)
     cache = Path(args.cache)
-    records: list[dict[str, Any]] = []
-    if cache.exists():
-        for line in cache.read_text().splitlines():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # a torn last line from an interrupted run
+    try:
+        records = read_cache(cache)
+    except (OSError, UnicodeDecodeError) as error:
+        parser.error(f"--cache {cache}: cannot be read ({error}); give another --cache")
     done = {(r["arch"], r["images"]) for r in records}
     jobs = [
         (i, images, archs[i].to_dict(), images == REFERENCE_IMAGES)
@@ -265,12 +382,26 @@ def main(argv: list[str] | None = None) -> int:
         for i in range(len(archs))
         if (i, images) not in done
     ]
+    if jobs and (problem := _data_dir_problem(args.data_dir, len(jobs))):
+        parser.error(problem)
+
+    from mobilenas.train.proxy import ProxyConfig
+
+    json_path = Path(str(out) + ".json")
+    previous_meta: dict[str, Any] | None = None
+    if json_path.exists():
+        try:
+            previous_meta = json.loads(json_path.read_text()).get("meta")
+        except (OSError, ValueError, AttributeError):
+            previous_meta = None  # unreadable: its figures are rebuilt from the cache anyway
+    made_now = training_provenance(args.workers, argv)
     print(f"{len(done)} trainings cached, {len(jobs)} to run", file=sys.stderr)
     start = time.perf_counter()
     if jobs:
         context = multiprocessing.get_context("spawn")
         with context.Pool(args.workers, initializer=_worker_init, initargs=(args.data_dir,)) as pool, open(cache, "a") as handle:
             for count, record in enumerate(pool.imap_unordered(_run, jobs), 1):
+                record = {**record, "made_by": made_now, "finished_at": time.time()}
                 handle.write(json.dumps(record) + "\n")
                 handle.flush()
                 os.fsync(handle.fileno())
@@ -280,30 +411,30 @@ def main(argv: list[str] | None = None) -> int:
                     f"val acc {record['accuracy']:.3f} in {record['wall_time_s']:.0f} s ({time.perf_counter() - start:.0f} s elapsed)",
                     file=sys.stderr, flush=True,
                 )
-    elapsed_min = (time.perf_counter() - start) / 60.0
     summary = analyse(records, archs)
-    env = environment()
+    by = {(r["arch"], r["images"]): r for r in records}  # the records analyse used (the last of each)
+    used = [by[(i, images)] for i in range(len(archs)) for images in (*CANDIDATE_IMAGES, REFERENCE_IMAGES)]
+    sessions = training_sessions(used, previous_meta)
+    known = [x["wall_time_min"] for x in sessions if x.get("wall_time_min") is not None]
     config = ProxyConfig()
-    json_path = Path(args.out + ".json")
-    if not jobs and json_path.exists():
-        # Nothing was trained now: keep the wall time of the run that filled the cache.
-        elapsed_min = float(json.loads(json_path.read_text())["meta"]["wall_time_min"])
     meta = {
-        "command": command_line(__file__, argv),
-        "machine": f"{env.get('cpu_count')} CPUs, torch {env.get('torch')}, {env.get('platform')}",
-        "workers": args.workers,
+        # How the figures were made (the cache lines' provenance), apart from the run that rendered them.
+        "trainings_made_by": sessions,
+        "rendered_by": {k: made_now[k] for k in ("date", "command", "commit", "environment", "session")},
+        "trained_now": len(jobs),
         "num_architectures": len(archs),
-        "wall_time_min": elapsed_min,
+        "wall_time_min": sum(known) if len(known) == len(sessions) else None,  # of the trainings' runs, all of them
         "config": f"optimizer {config.optimizer}, lr {config.learning_rate}, batch {BATCH_SIZE}, warm-up {config.warmup_fraction:.0%} + cosine, "
         f"label smoothing {config.label_smoothing}, weight decay {config.weight_decay}, no augmentation, batch-norm recalibration on {config.bn_recalibration_images} images",
-        "environment": env,
     }
+    if not jobs:
+        print(f"no training run: the figures come from the {len(used)} cached trainings in {cache}", file=sys.stderr)
     best = max(summary["candidates"], key=lambda r: r["tau_per_cpu_minute"] or -1.0)
     meta["conclusion"] = (
         f"Best tau per CPU-minute: {best['train_images']} images ({best['steps']} steps of {BATCH_SIZE}), "
         f"tau {best['kendall_tau_vs_reference_val']:.3f} at {best['mean_trial_s']:.1f} s per trial."
     )
-    write_report(args.out, {"meta": meta, **summary}, markdown(summary, meta))
+    write_report(out, {"meta": meta, **summary}, markdown(summary, meta))
     return 0
 
 

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import check_out, command_line, positive_int, write_report
+from _common import check_out, check_report, command_line, positive_int, write_report
 
 HERE = Path(__file__).resolve().parent
 BUDGETS = (10, 20, 40)  # steps of 32 images
@@ -54,6 +54,25 @@ def _run(job: tuple[str, dict[str, Any], int]) -> dict[str, Any]:
     return {"name": name, "budget": steps, **result.to_dict()}
 
 
+def jobs_keys(jobs: list[tuple[str, dict[str, Any], int]]) -> list[tuple[str, int]]:
+    """The (network, steps) pairs a full run trains."""
+    return [(name, steps) for name, _, steps in jobs]
+
+
+def _read_records(parser: argparse.ArgumentParser, path: Path, wanted: set[tuple[str, int]]) -> list[dict[str, Any]]:
+    """The per-trial results of ``path``, refused in one line (exit 2) if unreadable or missing trials."""
+    try:
+        records = json.loads(path.read_text())
+        have = {(r["name"], r["budget"]) for r in records}
+    except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError) as error:
+        parser.error(f"--records {path}: not the per-trial results of this script ({type(error).__name__}: {error}); drop --reuse-records to train again")
+    missing = sorted(wanted - have)
+    if missing:
+        name, steps = missing[0]
+        parser.error(f"--records {path}: {len(missing)} trials missing (e.g. {name!r} at {steps} steps); drop --reuse-records to train them")
+    return list(records)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=positive_int, default=2, help="trainings in parallel, one thread each (default: %(default)s)")
@@ -61,8 +80,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reuse-records", action="store_true", help="rewrite the tables from --records without training")
     parser.add_argument("--records", default="/tmp/train_synthetic.records.json", help="raw per-trial results (kept outside the repo)")
     args = parser.parse_args(argv)
-    check_out(parser, args.out + ".md", args.out + ".json")
-    if not args.reuse_records:
+    out = check_report(parser, args.out)
+    records_file = Path(args.records)
+    if args.reuse_records:
+        # Refused now: a missing file had quietly started the whole multi-hour training instead.
+        if records_file.is_dir():
+            parser.error(f"--records {records_file}: is a folder; give the JSON file of per-trial results a training run wrote")
+        if not records_file.is_file():
+            parser.error(f"--records {records_file}: no such file; --reuse-records rewrites the tables from it (drop --reuse-records to train again)")
+    else:
         check_out(parser, args.records, option="--records")
 
     import numpy as np
@@ -82,15 +108,15 @@ def main(argv: list[str] | None = None) -> int:
     jobs = [(name, arch.to_dict(), LONG_STEPS) for name, arch in archs.items() if name in REFERENCES]
     jobs += [(name, arch.to_dict(), steps) for steps in reversed(BUDGETS) for name, arch in archs.items()]
     records = []
-    if args.reuse_records and Path(args.records).exists():
-        records = json.loads(Path(args.records).read_text())  # only rewrite the tables
+    if args.reuse_records:
+        records = _read_records(parser, records_file, set(jobs_keys(jobs)))  # only rewrite the tables
     else:
         context = multiprocessing.get_context("spawn")
         with context.Pool(args.workers, initializer=_init) as pool:
             for record in pool.imap_unordered(_run, jobs):
                 records.append(record)
                 print(f"{record['name']} {record['budget']} steps: {record['accuracy']:.3f} in {record['wall_time_s']:.1f} s", file=sys.stderr, flush=True)
-        Path(args.records).write_text(json.dumps(records))
+        records_file.write_text(json.dumps(records))
     by = {(r["name"], r["budget"]): r for r in records}
     config = ProxyConfig()
     assert config.steps is not None
@@ -147,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         + ", ".join(f"{s} steps **{medians[str(s)]:.1f} s**" for s in BUDGETS) + ". Chance accuracy is 0.100.",
         "",
     ]
-    write_report(args.out, summary, "\n".join(lines))
+    write_report(out, summary, "\n".join(lines))
     return 0
 
 
