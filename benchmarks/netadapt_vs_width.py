@@ -92,12 +92,43 @@ def ensure_cifar(data_dir: Path) -> Path:
     return data_dir
 
 
-def main() -> int:
+def seed_network(text: str) -> str:
+    """argparse type of --arch: a reference network's name, optionally ``@M`` for a width multiplier
+    (``mobilenetv3-small@0.5``), checked before any work (it had been met after the work folder was made)."""
+    from mobilenas.space.references import REFERENCES
+
+    name, at, width = text.partition("@")
+    if name not in REFERENCES:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a reference network: give one of {', '.join(REFERENCES)}, optionally with @M for a width multiplier (e.g. mobilenetv3-small@0.5)")
+    if at:
+        try:
+            multiplier = float(width)
+        except ValueError:
+            multiplier = float("nan")
+        if not 0 < multiplier <= 1:  # NaN fails too; pick_multiplier searches widths up to 1.0 of the base
+            raise argparse.ArgumentTypeError(f"{text!r}: the width multiplier after @ must be a number in (0, 1], e.g. {name}@0.5")
+    return text
+
+
+def read_result(parser: argparse.ArgumentParser, path: Path, option: str) -> dict[str, Any]:
+    """A result JSON of this benchmark, or argparse's one line (exit 2) saying what is wrong with it."""
+    try:
+        report = json.loads(path.read_text())
+    except OSError as error:
+        parser.error(f"{option} {path}: cannot read it ({error.strerror or error}); give a netadapt_vs_width result JSON")
+    except ValueError as error:
+        parser.error(f"{option} {path}: not JSON ({error}); give a netadapt_vs_width result JSON")
+    if not isinstance(report, dict) or report.get("benchmark") != "netadapt_vs_width" or "networks" not in report or "comparisons" not in report:
+        parser.error(f"{option} {path}: not a netadapt_vs_width result (no \"benchmark\": \"netadapt_vs_width\" with its networks and comparisons); give one of benchmarks/netadapt_vs_width*.json")
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", type=Path, default=Path("/tmp/cifar10"), help="CIFAR-10 python layout (written from ../shared/data if missing)")
     parser.add_argument("--work", type=Path, default=None, help="cache of every stage (default: /tmp/netadapt-bench[-quick][-seedN]); a run with it in place resumes it: give a fresh one for a new run")
-    parser.add_argument("--out", type=Path, default=HERE, help="where the results go (default: benchmarks/)")
-    parser.add_argument("--arch", default="mobilenetv3-small@0.5", help="the seed network (default: mobilenetv3-small@0.5)")
+    parser.add_argument("--out", type=Path, default=HERE, help="the folder the results go to (default: benchmarks/, where a run overwrites the committed results)")
+    parser.add_argument("--arch", type=seed_network, default="mobilenetv3-small@0.5", help="the seed network, a reference NAME[@M] (default: mobilenetv3-small@0.5)")
     parser.add_argument("--quick", action="store_true", help="a tiny run to check the pipeline; writes *_quick files")
     parser.add_argument("--threads", type=positive_int, default=2, help="training threads (default: 2)")
     parser.add_argument("--deploy-size", type=image_pixels, default=224, help="resolution latency is measured at (default: 224, the networks' design size)")
@@ -105,14 +136,20 @@ def main() -> int:
     parser.add_argument("--table", type=Path, default=None, help="start from this latency table (copied into the work directory), so that several seeds share one table's measurements")
     parser.add_argument("--summarize", type=Path, nargs="+", metavar="JSON", help="no run: gather the JSON results of several seeds into netadapt_vs_width.seeds.md")
     parser.add_argument("--render", type=Path, metavar="JSON", help="no run: write the .md and .png of a result JSON again (after a change to the report)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.out.exists() and not args.out.is_dir():
+        parser.error(f"--out {args.out} is a file: give the folder the results go to")
     if args.summarize:
         check_out(parser, args.out / "netadapt_vs_width.seeds.md", args.out / "netadapt_vs_width.seeds.png")
-        return summarize(args.summarize, args.out)
+        reports = [(path, read_result(parser, path, "--summarize")) for path in args.summarize]
+        try:
+            return summarize(reports, args.out)
+        except ValueError as error:
+            parser.error(f"--summarize: {error}")
     if args.render:
         stem = args.render.name.removesuffix(".json")
         check_out(parser, args.out / f"{stem}.md", args.out / f"{stem}.png")
-        report = json.loads(args.render.read_text())
+        report = read_result(parser, args.render, "--render")
         plot(report, args.out / f"{stem}.png")
         (args.out / f"{stem}.md").write_text(render(report, f"{stem}.png"))
         return 0
@@ -125,10 +162,10 @@ def main() -> int:
     check_out(parser, *(args.out / f"{stem}{suffix}" for suffix in (".md", ".json", ".png")))
     seed_suffix = f"-seed{args.seed}" if args.seed else ""
     work = args.work or Path("/tmp/netadapt-bench" + ("-quick" if args.quick else "") + seed_suffix)
+    if args.table is not None and not (work / "table.jsonl").is_file() and not args.table.is_file():  # before the work folder is made
+        parser.error(f"--table {args.table}: no such file; give a latency table (.jsonl) of an earlier run, or leave --table out")
     work.mkdir(parents=True, exist_ok=True)
     if args.table is not None and not (work / "table.jsonl").is_file():
-        if not args.table.is_file():
-            raise SystemExit(f"--table {args.table}: no such file")
         shutil.copyfile(args.table, work / "table.jsonl")
         log(f"latency table: a copy of {args.table}")
     os.environ.setdefault("OMP_NUM_THREADS", str(plan.threads))
@@ -365,19 +402,16 @@ def gains(report: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def summarize(paths: list[Path], out: Path) -> int:
-    """Gathers runs (one JSON each) into a table of mean +- seed-to-seed std per budget and family."""
-    import statistics
+def ratio_range(ratios: list[float]) -> str:
+    """``0.90-0.97`` (one value: ``0.93``)."""
+    low, high = min(ratios), max(ratios)
+    return f"{low:.2f}" if f"{low:.2f}" == f"{high:.2f}" else f"{low:.2f}-{high:.2f}"
 
-    reports = []
-    for path in paths:
-        try:
-            report = json.loads(path.read_text())
-        except (OSError, ValueError) as error:
-            raise SystemExit(f"{path}: not a netadapt_vs_width result ({error})") from None
-        if report.get("benchmark") != "netadapt_vs_width":
-            raise SystemExit(f"{path}: not a netadapt_vs_width result (no \"benchmark\": \"netadapt_vs_width\")")
-        reports.append((path, report))
+
+def summarize(reports: list[tuple[Path, dict[str, Any]]], out: Path) -> int:
+    """Gathers runs (one result each, as read by :func:`read_result`) into a table of mean +-
+    seed-to-seed std per budget and family; ValueError when they compare different budgets."""
+    import statistics
 
     def stats(values: list[float | None]) -> str:
         known = [v for v in values if v is not None]
@@ -406,34 +440,44 @@ def summarize(paths: list[Path], out: Path) -> int:
             f"| `{path.name}` | {report['plan']['seed']} | {report['date']} | {report['start_latency_ms']:.3f} | {seed_net['test']:.4f} | {report['netadapt_iterations']} |"
         )
     per_run = [gains(report) for _, report in reports]
+    for index, first in enumerate(per_run[0]):  # before anything is written
+        if any(index >= len(rows) or rows[index]["budget"] != first["budget"] or rows[index]["family"] != first["family"] for rows in per_run):
+            raise ValueError("the runs compare different budgets; summarize runs of one plan")
+    if any(len(rows) != len(per_run[0]) for rows in per_run):
+        raise ValueError("the runs compare different budgets; summarize runs of one plan")
+    all_ratios = [r["matched_latency_ratio"] for rows in per_run for r in rows]
     lines += [
         "",
         "NetAdapt's test-accuracy gain in points, mean +- seed-to-seed standard deviation over the runs, and in how many runs it is positive. "
         "*At the same latency*: against the family's curve interpolated at NetAdapt's measured latency (the curve's extra points are trained as "
         "long as the longest NetAdapt lineage, so at the higher budgets they had more steps than NetAdapt). *Matched*: against the multiplier with "
-        "the same table latency trained with exactly NetAdapt's steps (its measured latency relative to NetAdapt's is in the last column).",
+        "the same table latency trained with exactly NetAdapt's steps. The matched multipliers are not at NetAdapt's *measured* latency: their "
+        f"measured latency is {ratio_range(all_ratios)} x NetAdapt's (the column beside the matched gain; below 1: the multiplier is faster), "
+        "so a matched gain compares NetAdapt with a network that is that much faster or slower.",
         "",
-        "| budget | family | gain at the same latency | positive | gain against the matched multiplier | positive | speed-up at equal accuracy | matched / NetAdapt measured latency |",
+        "| budget | family | gain at the same latency | positive | gain against the matched multiplier | positive | matched / NetAdapt measured latency | speed-up at equal accuracy |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for index, first in enumerate(per_run[0]):
-        column = [rows[index] for rows in per_run if index < len(rows)]
-        if any(r["budget"] != first["budget"] or r["family"] != first["family"] for r in column):
-            raise SystemExit("the runs compare different budgets; summarize runs of one plan")
+        column = [rows[index] for rows in per_run]
         same = [r["at_same_latency"] for r in column]
         matched = [r["matched"] for r in column]
         speedups = [r["speedup"] for r in column if r["speedup"] is not None]
         speedup = "n/a" if not speedups else f"{min(speedups):.2f}-{max(speedups):.2f}x" + (f" ({len(column) - len(speedups)} never as accurate)" if len(speedups) < len(column) else "")
         ratios = [r["matched_latency_ratio"] for r in column]
         lines.append(
-            f"| {first['budget']:.1%} | {first['family']} | {stats(same)} | {wins(same)} | {stats(matched)} | {wins(matched)} | {speedup} | "
-            f"{min(ratios):.2f}-{max(ratios):.2f} |"
+            f"| {first['budget']:.1%} | {first['family']} | {stats(same)} | {wins(same)} | {stats(matched)} | {wins(matched)} | {ratio_range(ratios)} | "
+            f"{speedup} |"
         )
     lines += ["", "Over every budget and run, per family (points):", ""]
     for family in ("width", "width+head"):
         rows = [r for run_rows in per_run for r in run_rows if r["family"] == family]
         same, matched = [r["at_same_latency"] for r in rows], [r["matched"] for r in rows]
-        lines.append(f"- against `{family}`: {stats(same)} at the same latency (positive in {wins(same)}), {stats(matched)} against the matched multiplier (positive in {wins(matched)})")
+        ratios = [r["matched_latency_ratio"] for r in rows]
+        lines.append(
+            f"- against `{family}`: {stats(same)} at the same latency (positive in {wins(same)}), {stats(matched)} against the matched multiplier "
+            f"(positive in {wins(matched)}; the matched multipliers measured {ratio_range(ratios)} x NetAdapt's latency)"
+        )
     lines.append("")
     lines += ["Plot: `netadapt_vs_width.seeds.png` (every run's gain per budget; a point above zero is a NetAdapt win).", ""]
     plot_gains([(path.name, rows) for (path, _), rows in zip(reports, per_run, strict=True)], out / "netadapt_vs_width.seeds.png")
@@ -562,10 +606,13 @@ def render(report: dict[str, Any], plot_name: str = "netadapt_vs_width.png") -> 
         "",
         "\"at the same latency\": the family's test accuracy interpolated at the NetAdapt network's measured latency (n/a outside the family's measured "
         "range). \"speed-up at equal accuracy\": the family's measured latency where it reaches the NetAdapt network's accuracy, divided by "
-        "NetAdapt's (n/a when the family never reaches it). \"matched\": the multiplier with the same table latency, trained with the same steps.",
+        "NetAdapt's (n/a when the family never reaches it). \"matched\": the multiplier with the same table latency, trained with the same steps; "
+        "its measured latency is not NetAdapt's, so its gain sits beside the ratio of the two measured latencies (matched / NetAdapt; below 1: "
+        "the multiplier is faster).",
         "",
-        "| budget | NetAdapt test acc | NetAdapt measured ms | family | matched: test acc | matched: measured ms | family acc at the same latency | NetAdapt gain (points) | speed-up at equal accuracy |",
-        "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |",
+        "| budget | NetAdapt test acc | NetAdapt measured ms | family | matched: test acc | matched: measured ms | gain against the matched multiplier (points) "
+        "| matched / NetAdapt measured latency | family acc at the same latency | NetAdapt gain at the same latency (points) | speed-up at equal accuracy |",
+        "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in report["comparisons"]:
         for family in ("width", "width+head"):
@@ -574,9 +621,11 @@ def render(report: dict[str, Any], plot_name: str = "netadapt_vs_width.png") -> 
             gain = "n/a" if same is None else f"{100 * (row['test'] - same):+.2f}"
             at = f["latency_at_same_accuracy_ms"]
             speedup = "n/a (never as accurate)" if at is None else f"{at / row['measured_latency_ms']:.2f}x"
+            matched_gain = 100 * (row["test"] - f["matched_test"])
+            ratio = f["matched_measured_latency_ms"] / row["measured_latency_ms"]
             lines.append(
                 f"| {row['budget']:.1%} | {row['test']:.4f} | {row['measured_latency_ms']:.3f} | {family} | {f['matched_test']:.4f} | "
-                f"{f['matched_measured_latency_ms']:.3f} | {'n/a' if same is None else f'{same:.4f}'} | {gain} | {speedup} |"
+                f"{f['matched_measured_latency_ms']:.3f} | {matched_gain:+.2f} | {ratio:.2f} | {'n/a' if same is None else f'{same:.4f}'} | {gain} | {speedup} |"
             )
     lines += ["", "## Networks", ""]
     for n in report["networks"]:

@@ -5,12 +5,15 @@
    ONNX Runtime, 1 thread): MobileNetV2 1.0 by default, the network MnasNet compares with.
 2. Final selection as MnasNet does it (it trained the top models of its search fully and kept the
    best): the ``--top`` trials by reward are trained again with the same proxy, ``--seeds`` seeds
-   each, and the one with the best mean validation accuracy is the searched network.
+   each (0 .. N-1), and the one with the best mean validation accuracy is the searched network.
 3. MobileNetV2 and MobileNetV3-Small are scaled by width (``scale_width``) to the largest
    multiplier whose table latency does not exceed the searched network's.
-4. Searched network and both scaled references, each with the same proxy training and seeds, are
-   compared on the held-out test split (the search and the selection only saw validation
-   accuracy), next to their table and measured latencies.
+4. Searched network and both scaled references are trained again on ``--verdict-seeds`` (default
+   3,4,5: seeds the selection did not use, so the searched network's figures do not carry the
+   winner's luck of the selection's trainings), with the same proxy, and compared on the held-out
+   test split (the search and the selection only saw validation accuracy), next to their table and
+   measured latencies. The verdict has three outcomes per reference: *met* (searched better by more
+   than one standard error of the difference), *not distinguishable*, *not met* (worse by more).
 
 The CIFAR-10 batches are written from the shared copy on first use. Everything is cached in
 ``--work`` (the search resumes, trainings are not repeated), so an interrupted run continues. The
@@ -31,6 +34,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from _common import (
     check_out_folder,
@@ -38,6 +42,7 @@ from _common import (
     command_line,
     positive_int,
     provenance,
+    seed_number,
     stem_file,
 )
 
@@ -71,17 +76,90 @@ def scale_to_latency(name: str, table, limit_ms: float, num_classes: int) -> tup
     return best, None
 
 
+def seed_list(text: str) -> list[int]:
+    """argparse type of --verdict-seeds: distinct seeds separated by commas, at least two (a
+    standard error needs two), e.g. ``3,4,5``."""
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    try:
+        seeds = [seed_number(part) for part in parts]
+    except argparse.ArgumentTypeError as error:
+        raise argparse.ArgumentTypeError(f"{text!r}: {error}; give seeds separated by commas, e.g. 3,4,5") from None
+    if len(seeds) < 2:
+        raise argparse.ArgumentTypeError(f"{text!r} names {len(seeds)} seed(s): a standard error needs at least 2, e.g. 3,4,5")
+    if len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"{text!r} names a seed twice: give each once")
+    return seeds
+
+
+def seed_plan(selection_count: int, verdict_seeds: Sequence[int]) -> tuple[list[int], list[int]]:
+    """The selection's seeds (0 .. ``selection_count``-1) and the verdict's; ValueError when they
+    share one (the verdict must not reuse a training the selection chose on)."""
+    selection = list(range(selection_count))
+    shared = sorted(set(selection) & set(verdict_seeds))
+    if shared:
+        raise ValueError(
+            f"--verdict-seeds {','.join(map(str, verdict_seeds))} reuses seed(s) {', '.join(map(str, shared))} of the selection "
+            f"(--seeds {selection_count}: seeds 0..{selection_count - 1}): give seeds from {selection_count} up, e.g. "
+            f"{','.join(str(selection_count + i) for i in range(len(verdict_seeds)))}"
+        )
+    return selection, list(verdict_seeds)
+
+
+def mean_and_error(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and standard error of the mean (0 for one value)."""
+    mean = statistics.mean(values)
+    return mean, (statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else 0.0)
+
+
+def compare(searched: Sequence[float], reference: Sequence[float]) -> dict[str, Any]:
+    """The searched network's accuracies (one per seed) against a reference's: the difference of
+    the means, its standard error (sqrt(se_a^2 + se_b^2), the seeds not paired: the networks
+    differ, so a seed's luck is not shared), the difference in those standard errors, and the
+    outcome: ``met`` (better by more than one standard error), ``not met`` (worse by more than
+    one), else ``not distinguishable``."""
+    mean_a, error_a = mean_and_error(searched)
+    mean_b, error_b = mean_and_error(reference)
+    difference = mean_a - mean_b
+    error = (error_a**2 + error_b**2) ** 0.5
+    in_errors = None if error == 0 else difference / error
+    if error == 0:
+        outcome = "met" if difference > 0 else "not met" if difference < 0 else "not distinguishable"
+    else:
+        outcome = "met" if difference > error else "not met" if difference < -error else "not distinguishable"
+    return {"difference": difference, "standard_error": error, "in_standard_errors": in_errors, "outcome": outcome}
+
+
+def overall(outcomes: Sequence[str]) -> str:
+    """One outcome over several references: met only if met against each, not met if not met
+    against any, else not distinguishable."""
+    if any(o == "not met" for o in outcomes):
+        return "not met"
+    return "met" if all(o == "met" for o in outcomes) else "not distinguishable"
+
+
+def describe_comparison(name: str, c: dict[str, Any], seeds: int) -> str:
+    margin = "n/a standard errors (no spread)" if c["in_standard_errors"] is None else f"{c['in_standard_errors']:+.1f} standard errors"
+    return (f"- searched - {name} = {c['difference']:+.4f} (test accuracy, means of {seeds} seeds; standard error of the difference "
+            f"{c['standard_error']:.4f}, so {margin}): **{c['outcome']}**")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, default=Path("/tmp/mobilenas-bench-search"), help="cache and run directory (default: %(default)s)")
     parser.add_argument("--samples", type=positive_int, default=40, help="architectures the search evaluates (default: %(default)s)")
     parser.add_argument("--workers", type=positive_int, default=2, help="the search's parallel trainings (default: %(default)s)")
-    parser.add_argument("--seeds", type=positive_int, default=3, help="seeds of every training after the search (default: %(default)s)")
+    parser.add_argument("--seeds", type=positive_int, default=3, help="seeds of the final selection's trainings, 0 .. N-1 (default: %(default)s)")
+    parser.add_argument("--verdict-seeds", type=seed_list, default=[3, 4, 5], metavar="S,S,...",
+                        help="seeds of the trainings the table and the verdict use, of the searched network and the references; none of the selection's (default: 3,4,5)")
     parser.add_argument("--top", type=positive_int, default=3, help="trials re-trained for the final selection (default: %(default)s)")
     parser.add_argument("--target-reference", default="mobilenetv2", help="reference whose table latency is the target (default: mobilenetv2)")
     parser.add_argument("--proxy-steps", type=positive_int, default=None, help="steps of every proxy training, in the search and after it (default: the proxy default)")
-    parser.add_argument("--out", type=Path, default=HERE / "search_cifar_vs_references.md", help="the .md to write, and the .json beside it (default: the committed results)")
+    parser.add_argument("--out", type=Path, default=HERE / "search_cifar_vs_references.md", help="the .md to write, and the .json beside it (default: the committed results, overwritten)")
     args = parser.parse_args(argv)
+    try:
+        selection_seeds, verdict_seeds = seed_plan(args.seeds, args.verdict_seeds)
+    except ValueError as error:
+        parser.error(str(error))
     out = check_report(parser, args.out)
     check_out_folder(parser, args.work, "--work")
 
@@ -131,8 +209,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.proxy_steps is not None:
         config = dataclasses.replace(config, steps=args.proxy_steps)
 
-    def train_all(label: str, arch) -> None:
-        for seed in range(args.seeds):
+    def train_all(label: str, arch, seeds: Sequence[int]) -> None:
+        # the cache key is the one of earlier versions (fingerprint-seed): an old --work resumes
+        for seed in seeds:
             key = f"{arch.fingerprint()}-{seed}"
             if key in cache:
                 continue
@@ -145,11 +224,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{label} seed {seed}: val {result.accuracy:.4f} test {test_accuracy:.4f}", flush=True)
 
     def mean_of(arch, split: str) -> float:
-        return statistics.mean(cache[f"{arch.fingerprint()}-{s}"][split] for s in range(args.seeds))
+        return statistics.mean(cache[f"{arch.fingerprint()}-{s}"][split] for s in selection_seeds)
 
     selection = []
     for rank, arch in enumerate(finalists, 1):
-        train_all(f"finalist {rank}", arch)
+        train_all(f"finalist {rank}", arch, selection_seeds)
         row = trials[rank - 1]
         selection.append({"rank": rank, "search_reward": float(row["reward"]), "search_accuracy": float(row["accuracy"]),
                           "table_ms": float(row["latency_ms"]), "val_mean": mean_of(arch, "val"), "notation": arch.to_notation()})
@@ -164,42 +243,48 @@ def main(argv: Sequence[str] | None = None) -> int:
         if up is not None:
             slower[f"{name} next width up"] = up
     contenders.update(slower)
-    for label, (_, arch, _) in contenders.items():
-        train_all(label, arch)
+    for label, (_, arch, _) in contenders.items():  # on fresh seeds: the selection's winner's luck stays in the selection
+        train_all(label, arch, verdict_seeds)
 
     archs = [arch for _, arch, _ in contenders.values()]
     measured = measure_architectures(archs, table.measuring_backend(), table.input_size, rounds=3, seed=0)
     rows = []
     for (label, (multiplier, arch, table_ms)), measurement in zip(contenders.items(), measured, strict=True):
-        vals = [cache[f"{arch.fingerprint()}-{s}"]["val"] for s in range(args.seeds)]
-        tests = [cache[f"{arch.fingerprint()}-{s}"]["test"] for s in range(args.seeds)]
+        vals = [cache[f"{arch.fingerprint()}-{s}"]["val"] for s in verdict_seeds]
+        tests = [cache[f"{arch.fingerprint()}-{s}"]["test"] for s in verdict_seeds]
         rows.append({
             "network": label, "width": multiplier, "table_ms": table_ms, "measured_ms": measurement.latency_ms,
             "val_mean": statistics.mean(vals), "val_std": statistics.stdev(vals) if len(vals) > 1 else 0.0,
             "test_mean": statistics.mean(tests), "test_std": statistics.stdev(tests) if len(tests) > 1 else 0.0,
-            "notation": arch.to_notation(),
+            "tests": tests, "notation": arch.to_notation(),
         })
     searched = rows[0]
     over = searched["table_ms"] / target - 1  # the soft reward only discounts a network over the target
-    verdict = all(searched["test_mean"] >= r["test_mean"] for r in rows[1:] if r["network"] not in slower)
-    above = [r for r in rows if r["network"] in slower]
-    verdict_above = all(searched["test_mean"] >= r["test_mean"] for r in above) if above else None
+    comparisons = {r["network"]: compare(searched["tests"], r["tests"]) for r in rows[1:]}
+    verdict = overall([c["outcome"] for name, c in comparisons.items() if name not in slower])
+    above = [r["network"] for r in rows if r["network"] in slower]
+    verdict_above = overall([comparisons[name]["outcome"] for name in above]) if above else None
+    seeds_text = ",".join(map(str, verdict_seeds))
     lines = [
         "# CIFAR-10 proxy search versus width-scaled references at the same latency",
         "",
         f"Target: {args.target_reference}'s table latency, {target:.2f} ms (224x224, ONNX Runtime, 1 thread, this CPU). "
         f"Search: {args.samples} architectures of the mobilenetv3 space, ppo controller, soft reward (w = -0.07), {'default ' if args.proxy_steps is None else ''}proxy "
         f"({config.steps} steps x {config.batch_size} images) on CIFAR-10 ({len(data.train)} train / {len(data.val)} val / {len(data.test)} test images). "
-        f"Final selection: the top {args.top} trials by reward, each trained again with the same proxy on {args.seeds} seeds; "
+        f"Final selection: the top {args.top} trials by reward, each trained again with the same proxy on seeds 0..{args.seeds - 1}; "
         "the best mean validation accuracy is the searched network. References are scaled by width to the largest multiplier "
-        "(steps of 0.05) whose table latency does not exceed the searched network's, and trained with the same proxy and seeds. "
+        "(steps of 0.05) whose table latency does not exceed the searched network's. The searched network and the references are then "
+        f"trained with the same proxy on seeds {seeds_text}, which the selection did not use (its trainings of the chosen network carry "
+        "the luck that made it the winner); the second table and the verdict use only those. "
         "The verdict uses the test split, which neither the search nor the selection saw.",
         "",
-        "Final selection:",
+        f"Final selection (seeds 0..{args.seeds - 1}):",
         "",
         "| rank by reward | reward in the search | accuracy in the search | table latency (ms) | mean val accuracy, re-trained |",
         "| --- | --- | --- | --- | --- |",
         *[f"| {r['rank']}{' (chosen)' if i == chosen else ''} | {r['search_reward']:.4f} | {r['search_accuracy']:.4f} | {r['table_ms']:.2f} | {r['val_mean']:.4f} |" for i, r in enumerate(selection)],
+        "",
+        f"Searched network and references, trained on seeds {seeds_text} (mean ± seed-to-seed standard deviation):",
         "",
         "| network | width | table latency (ms) | measured latency (ms) | val accuracy | test accuracy |",
         "| --- | --- | --- | --- | --- | --- |",
@@ -211,12 +296,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         *([f"The searched network is over the target: {searched['table_ms']:.2f} ms by the table, {over:.1%} above {target:.2f} ms "
             "(the soft reward discounts, never refuses, a slower network); the references are scaled to the searched network's latency, "
             "not to the target.", ""] if over > 0 else []),
-        f"Searched network at least as accurate (test, mean of {args.seeds} seeds) as both references: **{'yes' if verdict else 'no'}**.",
+        f"Searched network more accurate (test, seeds {seeds_text}) than the references at or below its latency, by more than one standard "
+        "error of each difference: *met* if against both, *not met* if worse by more than one against either, else *not distinguishable*:",
+        "",
+        *[describe_comparison(name, c, len(verdict_seeds)) for name, c in comparisons.items() if name not in slower],
+        "",
+        f"Verdict: **{verdict}**.",
         *([] if verdict_above is None else [
             "",
             "The width grid leaves each reference somewhat faster than the searched network by the table; the *next width up* rows "
-            "(the next step of 0.05, just slower than the searched network) bracket it from the other side. "
-            f"Searched network at least as accurate as those too: **{'yes' if verdict_above else 'no'}**.",
+            "(the next step of 0.05, just slower than the searched network) bracket it from the other side:",
+            "",
+            *[describe_comparison(name, comparisons[name], len(verdict_seeds)) for name in above],
+            "",
+            f"Against those too: **{verdict_above}**.",
         ]),
         "",
         f"Searched: `{searched['notation']}`",
@@ -227,7 +320,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     text = "\n".join(lines)
     print(text)
     stem_file(out, ".md").write_text(text)
-    stem_file(out, ".json").write_text(json.dumps({"target_reference": args.target_reference, "target_ms": target, "selection": selection, "rows": rows, "searched_at_least_as_accurate": verdict, "searched_at_least_as_accurate_as_next_width_up": verdict_above, "provenance": provenance(__file__, argv)}, indent=2))
+    stem_file(out, ".json").write_text(json.dumps({
+        "target_reference": args.target_reference, "target_ms": target, "selection_seeds": selection_seeds, "verdict_seeds": verdict_seeds,
+        "selection": selection, "rows": rows, "comparisons": comparisons, "verdict": verdict, "verdict_next_width_up": verdict_above,
+        "provenance": provenance(__file__, argv),
+    }, indent=2))
     return 0
 
 

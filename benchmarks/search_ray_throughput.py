@@ -6,7 +6,8 @@ once with ``--workers 2`` (each trial one thread), in the order 1, 2, 2, 1 so th
 slow drift cancels. Latency is a constant here: only training throughput is measured. Ray's
 start-up (``ray.init``) is included, as a user pays it.
 
-    python benchmarks/search_ray_throughput.py            # writes benchmarks/search_ray_throughput.md and .json
+    python benchmarks/search_ray_throughput.py            # writes (overwrites) the committed benchmarks/search_ray_throughput.md and .json
+    python benchmarks/search_ray_throughput.py --samples 2 --out /tmp/ray.md   # a quick check
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ def one_run(workers: int, samples: int, data, config: ProxyConfig, seed: int) ->
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--samples", type=positive_int, default=12, help="architectures proxy-trained in each run (default: %(default)s)")
-    parser.add_argument("--out", type=Path, default=HERE / "search_ray_throughput.md", help="the .md to write, and the .json beside it (default: the committed results)")
+    parser.add_argument("--out", type=Path, default=HERE / "search_ray_throughput.md", help="the .md to write, and the .json beside it (default: the committed results, overwritten)")
     args = parser.parse_args(argv)
     out = check_report(parser, args.out)
     data = load_dataset("synthetic", seed=0)

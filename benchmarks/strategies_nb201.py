@@ -243,14 +243,17 @@ def _summarise(records: dict[str, list[dict[str, Any]]], cells: Sequence[Cell], 
                 "wall_time_s_mean": float(np.mean([r["wall_time_s"] for r in runs])),
                 "trajectory_mean_pp": {k: float(np.nanmean([r["trajectory"][k] for r in runs])) for k in runs[0]["trajectory"]},
             }
+        # A run that chose nothing within its target has no regret: nanmean leaves it out of the
+        # means, so it is counted here and the tables say so (and call no target met while any exist).
         seed_means = np.nanmean(per_seed, axis=1)
         # The same overall figure after fewer queries (the trajectories' checkpoints).
         by_budget = {}
         for checkpoint in runs_of_label[0]["trajectory"]:
             at = np.array([[r["trajectory"][checkpoint] for r in runs] for runs in runs_by_cell]).T  # seeds x cells
             means = np.nanmean(at, axis=1)
-            by_budget[checkpoint] = {"mean_pp": float(np.mean(means)), "std_pp": float(np.std(means, ddof=1))}
+            by_budget[checkpoint] = {"mean_pp": float(np.mean(means)), "std_pp": float(np.std(means, ddof=1)), "no_choice_yet": int(np.isnan(at).sum())}
         table[label] = {
+            "no_feasible_choice": int(np.isnan(per_seed).sum()),
             "overall_by_queries": by_budget,
             "cells": per_cell,
             "overall_regret_mean_pp": float(np.mean(seed_means)),
@@ -296,7 +299,9 @@ def render(summary: dict[str, Any], cells: Sequence[Cell], meta: dict[str, Any])
             chose = f"; {missed} of {len(meta['seeds'])} runs chose nothing within it" if missed else ""
             regret = "no regret" if missed == len(meta["seeds"]) else f"{result['regret_mean_pp']:.2f} +- {result['regret_std_pp']:.2f}"
             cells_text.append(f"{regret} (meets {result['meets_target_share']:.0%}{chose})")
-        lines.append(f"| {name} | " + " | ".join(cells_text) + f" | {row['overall_regret_mean_pp']:.2f} +- {row['overall_regret_std_pp']:.2f} (meets {row['overall_meets_target_share']:.0%}) |")
+        missed_all = row.get("no_feasible_choice", 0)
+        left_out = f"; {missed_all} runs chose nothing within their target, left out of the means" if missed_all else ""
+        lines.append(f"| {name} | " + " | ".join(cells_text) + f" | {row['overall_regret_mean_pp']:.2f} +- {row['overall_regret_std_pp']:.2f} (meets {row['overall_meets_target_share']:.0%}{left_out}) |")
     floor = [(c.best_final - c.optimum_final) * 100 for c in cells]
     lines.append("| *reward's optimum* | " + " | ".join(f"{f:.2f}" for f in floor) + f" | {np.mean(floor):.2f} |")
     lines += [
@@ -314,34 +319,51 @@ def render(summary: dict[str, Any], cells: Sequence[Cell], meta: dict[str, Any])
         lines.append(f"| {name} | " + " | ".join(f"{row[f'{c.column}@{c.quantile:g}']['queries_mean']:.0f} ({row[f'{c.column}@{c.quantile:g}']['converged_runs']} conv.)" for c in cells) + " |")
     if "ppo" in summary and "random" in summary:
         lines += ["", "Target: PPO (MnasNet's controller) beats random search by more than the seed-to-seed standard deviation.", ""]
+        seeds = len(summary["ppo"]["per_seed_overall_pp"])
+        missing = {name: summary[name].get("no_feasible_choice", 0) for name in ("ppo", "random")}
+        unjudged = _no_choice_reason(missing)
+        if unjudged:
+            lines.append(f"- n/a: {unjudged}, so no target is called met")
         for cell in cells:
             key = f"{cell.column}@{cell.quantile:g}"
             ppo, rnd = summary["ppo"]["cells"][key], summary["random"]["cells"][key]
             gap = rnd["regret_mean_pp"] - ppo["regret_mean_pp"]
             spread = max(ppo["regret_std_pp"], rnd["regret_std_pp"])
-            lines.append(f"- {key}: random - ppo = {gap:.2f} pp vs std {spread:.2f} pp: {'met' if gap > spread else 'NOT met'}")
+            cell_missing = _no_choice_reason({"ppo": ppo.get("no_feasible_choice", 0), "random": rnd.get("no_feasible_choice", 0)})
+            lines.append(f"- {key}: random - ppo = {gap:.2f} pp vs std {spread:.2f} pp: {_met(gap > spread, cell_missing)}")
         gap, error = _overall_gap(summary, "ppo", "random")
+        paired_error = _paired_error(summary, "ppo", "random")
         spread = max(summary["ppo"]["overall_regret_std_pp"], summary["random"]["overall_regret_std_pp"])
-        lines.append(f"- overall (per-seed mean over the {len(cells)} targets): random - ppo = {gap:.2f} pp vs std {spread:.2f} pp: {'met' if gap > spread else 'NOT met'}")
-        lines.append(
-            f"- for scale: the standard error of that overall difference over {len(summary['ppo']['per_seed_overall_pp'])} seeds is {error:.2f} pp "
-            f"(difference = {gap / error:.1f} standard errors); the target asks for more than one seed-to-seed standard deviation."
-        )
+        lines.append(f"- overall (per-seed mean over the {len(cells)} targets): random - ppo = {gap:.2f} pp vs std {spread:.2f} pp: {_met(gap > spread, unjudged)}")
+        if seeds < MIN_SEEDS_FOR_ERRORS:
+            lines.append(f"- for scale: standard errors n/a ({_too_few(seeds)}); the target asks for more than one seed-to-seed standard deviation.")
+        else:
+            lines.append(
+                f"- for scale: the unpaired standard error of that overall difference over {seeds} seeds (sqrt((std_ppo^2 + std_random^2) / n), "
+                f"the seeds' pairing ignored) is {error:.2f} pp (difference = {gap / error:.1f} unpaired standard errors); the paired one (the standard "
+                f"deviation of the per-seed differences / sqrt(n), PPO and random on the same seed, as the bootstrap below) is {paired_error:.2f} pp "
+                f"({_in_errors(gap, paired_error)} paired standard errors); the target asks for more than one seed-to-seed standard deviation."
+            )
         readings = _margin_bootstrap(summary)
         lines.append(
             "- the verdict depends on whose standard deviation is meant: "
             + "; ".join(
-                f"{name}{' (the reading used above)' if name == STRICTEST else ''} {gap - m['margin_pp']:.2f} pp: {'met' if m['margin_pp'] > 0 else 'NOT met'}"
+                f"{name}{' (the reading used above)' if name == STRICTEST else ''} {gap - m['margin_pp']:.2f} pp: {_met(m['margin_pp'] > 0, unjudged)}"
                 for name, m in readings.items()
             )
             + ". The strictest reading decides here."
         )
-        lines.append(
-            f"- how sure each verdict is (the {len(summary['ppo']['per_seed_overall_pp'])} seeds resampled with their PPO and random runs paired, "
-            f"{BOOTSTRAP_DRAWS} bootstrap draws): margin = (random - ppo) - std on these seeds [5%, 95% quantiles over the draws], and the share of draws in which it is met: "
-            + "; ".join(f"{name} {m['margin_pp']:+.2f} [{m['low_pp']:+.2f}, {m['high_pp']:+.2f}] pp, met in {m['met_share']:.0%}" for name, m in readings.items())
-            + "."
-        )
+        if seeds < MIN_SEEDS_FOR_ERRORS:
+            lines.append(f"- how sure each verdict is: n/a ({_too_few(seeds)}: a bootstrap over so few seeds draws the same few values again and again).")
+        elif unjudged:
+            lines.append(f"- how sure each verdict is: n/a ({unjudged}).")
+        else:
+            lines.append(
+                f"- how sure each verdict is (the {seeds} seeds resampled with their PPO and random runs paired, "
+                f"{BOOTSTRAP_DRAWS} bootstrap draws): margin = (random - ppo) - std on these seeds [5%, 95% quantiles over the draws], and the share of draws in which it is met: "
+                + "; ".join(f"{name} {m['margin_pp']:+.2f} [{m['low_pp']:+.2f}, {m['high_pp']:+.2f}] pp, met in {m['met_share']:.0%}" for name, m in readings.items())
+                + "."
+            )
         lines += [
             "",
             "The same overall comparison after fewer queries (each run's choice at that point; same runs):",
@@ -352,7 +374,9 @@ def render(summary: dict[str, Any], cells: Sequence[Cell], meta: dict[str, Any])
         for checkpoint, at in summary["ppo"]["overall_by_queries"].items():
             other = summary["random"]["overall_by_queries"][checkpoint]
             gap_at, spread_at = other["mean_pp"] - at["mean_pp"], max(at["std_pp"], other["std_pp"])
-            lines.append(f"| {checkpoint} | {at['mean_pp']:.2f} +- {at['std_pp']:.2f} | {other['mean_pp']:.2f} +- {other['std_pp']:.2f} | {gap_at:.2f} | {spread_at:.2f} | {'yes' if gap_at > spread_at else 'no'} |")
+            none_yet = at.get("no_choice_yet", 0) + other.get("no_choice_yet", 0)
+            met_at = f"n/a ({none_yet} runs had no choice within their target yet)" if none_yet else ("yes" if gap_at > spread_at else "no")
+            lines.append(f"| {checkpoint} | {at['mean_pp']:.2f} +- {at['std_pp']:.2f} | {other['mean_pp']:.2f} +- {other['std_pp']:.2f} | {gap_at:.2f} | {spread_at:.2f} | {met_at} |")
         final = summary["random"]["overall_regret_mean_pp"]
         reached = [int(k) for k, v in summary["ppo"]["overall_by_queries"].items() if v["mean_pp"] <= final]
         if reached:
@@ -362,8 +386,43 @@ def render(summary: dict[str, Any], cells: Sequence[Cell], meta: dict[str, Any])
     return "\n".join(lines)
 
 
+MIN_SEEDS_FOR_ERRORS = 5  # below it a standard error or a bootstrap share over seeds says little: n/a
+
+
+def _too_few(seeds: int) -> str:
+    return f"{seeds} seeds; standard errors and bootstrap shares need at least {MIN_SEEDS_FOR_ERRORS}"
+
+
+def _no_choice_reason(missing: dict[str, int]) -> str:
+    """Why a PPO-versus-random verdict is not given: runs with no choice within their target (their
+    regret is unknown, so the means leave them out); '' when there are none."""
+    said = [f"{count} {name} run{'s' if count != 1 else ''}" for name, count in missing.items() if count]
+    if not said:
+        return ""
+    return f"{' and '.join(said)} chose nothing within the target (no regret, left out of the means)"
+
+
+def _met(met: bool, unjudged: str) -> str:
+    if unjudged:
+        return "n/a (runs without a choice)"
+    return "met" if met else "NOT met"
+
+
+def _in_errors(gap: float, error: float, signed: bool = False) -> str:
+    """``gap`` in standard errors, one decimal (with its sign if ``signed``); n/a without a spread."""
+    return "n/a" if error == 0 or not math.isfinite(error) else f"{gap / error:{'+' if signed else ''}.1f}"
+
+
+def _paired_error(summary: dict[str, Any], a: str, b: str) -> float:
+    """The standard error of the overall difference b - a with the seeds paired: the standard
+    deviation of the per-seed differences over sqrt(n)."""
+    change = np.asarray(summary[b]["per_seed_overall_pp"], dtype=float) - np.asarray(summary[a]["per_seed_overall_pp"], dtype=float)
+    return float(change.std(ddof=1) / np.sqrt(len(change)))
+
+
 def _overall_gap(summary: dict[str, Any], a: str, b: str) -> tuple[float, float]:
-    """How much lower ``a``'s overall regret is than ``b``'s (pp), and the standard error of that difference."""
+    """How much lower ``a``'s overall regret is than ``b``'s (pp), and the unpaired standard error of
+    that difference (sqrt((std_a^2 + std_b^2) / n): each seed's runs of a and b are not paired)."""
     n = len(summary[a]["per_seed_overall_pp"])
     gap = summary[b]["overall_regret_mean_pp"] - summary[a]["overall_regret_mean_pp"]
     error = ((summary[a]["overall_regret_std_pp"] ** 2 + summary[b]["overall_regret_std_pp"] ** 2) / n) ** 0.5
@@ -408,16 +467,22 @@ def _published_ordering(summary: dict[str, Any]) -> list[str]:
     """Lines checking NAS-Bench-201's published ordering: regularized evolution >= REINFORCE > random."""
     if not all(name in summary for name in ("evolution", "reinforce", "random")):
         return []
-    lines = ["", "Published ordering on NAS-Bench-201 (Dong & Yang 2020): regularized evolution >= REINFORCE > random. Here (overall regret, same runs):", ""]
+    seeds = len(summary["random"]["per_seed_overall_pp"])
+    lines = ["", "Published ordering on NAS-Bench-201 (Dong & Yang 2020): regularized evolution >= REINFORCE > random. Here (overall regret, same runs; "
+             "unpaired standard errors, sqrt((std_a^2 + std_b^2) / n)):", ""]
     for a, b, relation in (("reinforce", "random", ">"), ("evolution", "random", ">"), ("evolution", "reinforce", ">=")):
         gap, error = _overall_gap(summary, a, b)
+        missing = _no_choice_reason({name: summary[name].get("no_feasible_choice", 0) for name in (a, b)})
+        if seeds < MIN_SEEDS_FOR_ERRORS or missing:
+            lines.append(f"- {a} {relation} {b}: {b} - {a} = {gap:+.2f} pp: n/a ({missing or _too_few(seeds)})")
+            continue
         if gap > 2 * error:
             verdict = "holds (more than 2 standard errors)"
         elif gap > -2 * error:
             verdict = "equal within 2 standard errors" + (": consistent with >=" if relation == ">=" else ": NOT shown")
         else:
             verdict = "reversed (more than 2 standard errors)"
-        lines.append(f"- {a} {relation} {b}: {b} - {a} = {gap:+.2f} pp ({gap / error:+.1f} standard errors): {verdict}")
+        lines.append(f"- {a} {relation} {b}: {b} - {a} = {gap:+.2f} pp ({_in_errors(gap, error, signed=True)} unpaired standard errors): {verdict}")
     return lines
 
 
@@ -633,6 +698,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=HERE / "strategies_nb201", help="output stem: writes STEM.md, STEM.json, STEM.png (default: the committed results, benchmarks/strategies_nb201; a run that changes the protocol's options needs its own)")
     parser.add_argument("--no-write", action="store_true", help="print the table only")
     args = parser.parse_args(argv)
+    if args.out.is_dir():  # a stem: /tmp would write /tmp.md, /tmp.json and /tmp.png
+        parser.error(f"--out {args.out} is a folder: give a file stem in it, e.g. --out {args.out / 'strategies_nb201'}")
 
     torch.set_num_threads(1)
     if args.max_latency_ratio is not None:
