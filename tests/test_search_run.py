@@ -1027,3 +1027,39 @@ def test_a_run_folder_moved_away_mid_search_ends_it_in_one_line_and_is_not_made_
     assert err.strip().splitlines()[-1] == f"nas-search: error: the folder {out} is gone (deleted or moved while this ran): nothing more is written; what was in it went with it"
     assert "Traceback" not in err
     assert not out.exists() and (tmp_path / "run-moved" / "manifest.json").is_file()
+
+
+def test_of_tied_rewards_the_faster_trial_is_the_best_also_after_a_resume(tmp_path: Path, capsys) -> None:
+    """NAS-Bench-201's isomorphic cells share an accuracy, so under the hard constraint many trials
+    tie on reward; best.json had kept the first of them, which a faster tie dominates (off the run's
+    own front). Accuracies here take three values, so ties are certain."""
+    import pandas as pd
+
+    from helpers import write_cell_benchmark
+
+    cells = tmp_path / "tied.csv"
+    write_cell_benchmark(cells)
+    frame = pd.read_csv(cells)
+    frame["val_acc_12ep"] = (frame["val_acc_12ep"] // 20) * 20
+    frame.to_csv(cells, index=False)
+
+    def best_is_the_fastest_of_the_top(run: Path) -> dict[str, Any]:
+        best = json.loads((run / "best.json").read_text())
+        with (run / "trials.csv").open() as handle:
+            rows = [r for r in csv.DictReader(handle) if r["status"] == "ok" and r["source"] == "trained"]
+        top = max(float(r["reward"]) for r in rows)
+        tied = [r for r in rows if float(r["reward"]) == top]
+        assert len(tied) > 1  # the case at hand
+        assert best["latency_ms"] == min(float(r["latency_ms"]) for r in tied)
+        with (run / "pareto.csv").open() as handle:
+            assert best["number"] in {int(r["number"]) for r in csv.DictReader(handle)}  # on its own front
+        return best
+
+    run = tmp_path / "run"
+    assert nas_search([*_args(cells, run, "--reward", "hard", "--strategy", "random", "--samples", "40")]) == 0
+    best_is_the_fastest_of_the_top(run)
+    # a resume rebuilds the best from the journal by the same rule
+    (run / "best.json").unlink()
+    assert nas_search(["--resume", str(run), "--samples", "60", "--quiet"]) == 0
+    best_is_the_fastest_of_the_top(run)
+    capsys.readouterr()
