@@ -13,7 +13,10 @@ a :class:`ReferencePoint`, a pair ``(accuracy, latency_ms)`` or text like ``"0.5
     ``pareto_front(run, latency="table"|"measured")``, ``hypervolume(run, ReferencePoint(acc,
     latency_ms))`` (default reference: accuracy 0, twice the target), ``run_summary(run)``,
     ``compare_runs(runs)`` (one row per run: best reward/accuracy, accuracy within the target,
-    front size, hypervolume), ``summarize(table, by=("strategy",))`` (mean and std per group),
+    front size, hypervolume; for tabular runs the benchmark's oracle and the regret in points),
+    ``summarize(table, by=("strategy",))`` (mean and std per group, and over how many runs),
+    ``comparison_notes(runs, table, by)`` (what ``nas-results compare`` notes: runs unfinished or
+    unreadable, groups pooling other --samples, targets that differ, ...),
     ``group_runs(runs, table)`` (the groups ``nas-results compare`` takes means over and colours
     by: per strategy, apart where runs differ in target, reward or problem), ``best_so_far(run)``.
 
@@ -57,6 +60,7 @@ if TYPE_CHECKING:  # imported on first use (mobilenas.lazy), so --help does not 
         RunGroups,
         best_so_far,
         compare_runs,
+        comparison_notes,
         default_reference_point,
         group_runs,
         hypervolume,
@@ -127,6 +131,7 @@ __all__ = [
     "calibration_summary",
     "candidates_frame",
     "compare_runs",
+    "comparison_notes",
     "default_reference_point",
     "find_runs",
     "group_runs",

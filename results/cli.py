@@ -297,6 +297,8 @@ def _show(args: argparse.Namespace) -> int:
 
 def _hypervolume_line(summary: dict[str, Any]) -> str:
     point = summary["reference_point"]
+    if summary["front_size"] == 0:
+        return "no front (no successful trial), so no hypervolume"
     return (
         f"{summary['front_size']} on the front; hypervolume {summary['hypervolume']:.4g} (accuracy x ms) = "
         f"{summary['hypervolume_normalised']:.3f} of the box to accuracy {point['accuracy']:g}, {format_ms(point['latency_ms'])}"
@@ -310,14 +312,25 @@ def _print_search(run: Any, summary: dict[str, Any], front: Any, args: argparse.
     samples = summary.get("samples")
     asked = f" of --samples {samples}" if samples else ""
     stopped = stopped_early_words(summary.get("stopped_early", 0))
-    print(f"  trials          {summary['trained']} {run.evaluated_word} ({stopped}{summary['failed']} failed){asked}, {summary['duplicates']} duplicates, {summary['rejected']} rejected by the latency filter")
+    if run.results_unread:
+        print(f"  trials          none readable{asked}")
+    else:
+        print(f"  trials          {summary['trained']} {run.evaluated_word} ({stopped}{summary['failed']} failed){asked}, {summary['duplicates']} duplicates, {summary['rejected']} rejected by the latency filter")
     if summary.get("stopped"):
         print(f"  stopped early   {summary['stopped']}")
-    elif samples and summary["trained"] < samples:
+    elif samples and summary["trained"] < samples and not run.results_unread:  # an unreadable run is said below
         print(f"  not finished    {_unfinished(run.path, 'nas-search --resume', summary.get('time_limit_s'))}")
     if run.journal_unread:  # the not-finished line names a refusal itself
         print(f"  journal         {_journal_unread(run, refusal=summary['finished'])}")
-    if summary["best_number"] is None:
+    if run.results_unread:  # not an empty search: its results are there, but cannot be read
+        print(f"  unreadable      {run.results_unread}: no trial can be read from {run.path}")
+    if summary["best_number"] is None and run.results_unread and isinstance(run.best, dict):
+        from mobilenas.results.common import number_or_nan
+
+        best = run.best
+        print(f"  best            best.json names trial #{best.get('number', '?')}: reward {_number(number_or_nan(best.get('reward')))}, accuracy {_number(number_or_nan(best.get('accuracy')))}, "
+              f"latency {format_ms(number_or_nan(best.get('latency_ms')))} (the trials behind it are unreadable)")
+    elif summary["best_number"] is None:
         print("  best            (no successful trial yet)")
     else:
         measured = f" (measured {format_ms(summary['best_measured_latency_ms'])})" if not math.isnan(summary["best_measured_latency_ms"]) and run.problem == "network" else ""
@@ -428,6 +441,7 @@ def _plot(args: argparse.Namespace) -> int:
     from mobilenas.results.plots import plot_front, save_figure
 
     run = load_run(args.run)
+    _refuse_unreadable(run)
     out = Path(args.out) if args.out else run.path / "front.png"
     _check_png(out, "front.png")
     references = _reference_frame(run, args, default_all=True)
@@ -437,12 +451,22 @@ def _plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _refuse_unreadable(run: Any) -> None:
+    """A run whose results cannot be read is not drawn as an empty search."""
+    unread = getattr(run, "results_unread", None)
+    if unread:
+        raise UsageError(f"run {run.path}: {unread}, so there is no trial to draw; nas-results show {shlex.quote(str(run.path))} says what is left")
+
+
 def _check_png(path: Path, name: str) -> None:
     """--out ``path`` is a PNG file's name in a folder that can be written (``name``: an example of one)."""
     if path.suffix.lower() != ".png":
         raise UsageError(f"--out {path}: figures are PNG files; give a name ending in .png")
     if path.is_dir():  # found before the work, not when the figure is written
         raise UsageError(f"--out {path} is a folder; give a file name, like {path / name}")
+    if not path.parent.is_dir():  # a typo in a folder's name is not a tree of folders to make
+        what = "is a file, not a folder" if path.parent.exists() else "does not exist"
+        raise UsageError(f"--out {path}: the folder {path.parent} {what}; make it first, or give a file in an existing folder")
     check_writable_folder(path.parent, f"--out {path}")
 
 
@@ -466,39 +490,11 @@ def _unfinished(path: Path, resume: str, time_limit_s: float | None = None) -> s
 
 
 def _resume_refusal(path: Path, resume: str) -> str | None:
-    """Why ``resume`` would refuse the run at ``path`` for a journal cut short from outside, or None."""
-    from mobilenas.runs import RunDir
+    """Why ``resume`` would refuse the run at ``path`` for a journal cut short from outside (or
+    gone), or None."""
+    from mobilenas.results.fronts import resume_refusal
 
-    if resume.startswith("nas-search"):
-        from mobilenas.search.orchestrator import journal_cut_short
-
-        return journal_cut_short(RunDir(path))
-    from mobilenas.netadapt.run import check_history
-
-    try:
-        check_history(RunDir(path))
-    except ValueError as error:
-        return str(error)
-    return None
-
-
-def _note_uneven_groups(table: Any, by: Sequence[str]) -> None:
-    """Say so where a group's mean ± std pools runs that are not repeats of one experiment: other
-    --samples, or the same seed twice (the same run, counted as two)."""
-    columns = [c for c in by if c in table.columns]
-    if not columns or "samples" not in table.columns:
-        return
-    for key, group in table.groupby(columns, dropna=False, sort=True):
-        if len(group) < 2:
-            continue
-        name = ", ".join(str(k) for k in (key if isinstance(key, tuple) else (key,)))
-        samples = sorted({int(v) for v in group["samples"] if v is not None and v == v})
-        if len(samples) > 1:
-            print(f"note: group {name} pools runs of different --samples ({', '.join(map(str, samples))}); give --by strategy,samples to keep them apart", file=sys.stderr)
-        seeds = [v for v in group["seed"] if v is not None and v == v] if "seed" in group.columns else []
-        twice = sorted({int(v) for v in seeds if seeds.count(v) > 1})
-        if twice and len(samples) <= 1:
-            print(f"note: group {name} holds more than one run of seed {', '.join(map(str, twice))}: the same search twice counts as two runs in its mean and std", file=sys.stderr)
+    return resume_refusal(path, "search" if resume.startswith("nas-search") else "netadapt")
 
 
 def _journal_unread(run: Any, *, refusal: bool) -> str:
@@ -506,52 +502,20 @@ def _journal_unread(run: Any, *, refusal: bool) -> str:
     a resume refuses it: its checkpoint reflects more events than the journal holds)."""
     said = f"{run.journal_unread}: the figures come from {run.path / 'trials.csv'}"
     why = _resume_refusal(run.path, "nas-search --resume") if refusal else None
+    if why and not (run.path / "events.jsonl").exists():  # said once: "missing" is the reason
+        return said + "; nas-search --resume refuses the run without it: put the run's events.jsonl back to resume it"
     return said + (f"; nas-search --resume refuses it as it is: {why}" if why else "")
-
-
-def _note_unfinished(table: Any, runs: Sequence[Any]) -> None:
-    """Say which runs are not finished: their figures are those of part of a search (a killed run
-    had looked like any other in the table and the means); and which would not resume (a journal
-    cut short, as ``show`` says), or were read from trials.csv for want of a journal."""
-    by_label = {run.label: run for run in runs}
-    for row in table.to_dict("records"):
-        run = by_label.get(row["run"])
-        if getattr(run, "journal_unread", None) and row.get("finished"):  # unfinished ones are noted below
-            print(f"note: run {_short(str(row['run']), 40)}: {_journal_unread(run, refusal=True)}", file=sys.stderr)
-    if "finished" not in table.columns:
-        return
-    unfinished = table[table["finished"].map(lambda v: v is not None and v == v and not bool(v))]
-    if unfinished.empty:
-        return
-    parts, resumable = [], 0
-    for row in unfinished.to_dict("records"):
-        samples, trained, limit = row.get("samples"), row.get("trained"), row.get("time_limit_s")
-        if row.get("kind") == "search":
-            word = "trained" if row.get("problem") == "network" else "evaluated"  # a tabular search looks its architectures up
-            done = f"{trained} of --samples {int(samples)} {word}" if samples is not None and samples == samples else f"{trained} {word}"
-        else:
-            done = f"{row.get('iterations')} iterations, no refined network yet"
-        if limit is not None and limit == limit:
-            done += f", stopped at its time limit ({format_time_limit(float(limit))})"
-        run = by_label.get(row["run"])
-        resume = "nas-search --resume" if row.get("kind") == "search" else "netadapt refine --resume"
-        if run is not None and getattr(run, "journal_unread", None):
-            done += f"; {run.journal_unread} (figures from trials.csv)"
-        refusal = _resume_refusal(run.path, resume) if run is not None else None
-        if refusal is not None:  # as show says it: the resume would not go on
-            done += f"; {resume} refuses it as it is: {refusal}"
-        else:
-            resumable += 1
-        parts.append(f"{_short(str(row['run']), 40)}: {done}")
-    them = "it is" if len(parts) == 1 else "they are"
-    goes_on = "" if not resumable else " (--resume goes on)" if resumable == len(parts) else " (--resume goes on where it is not refused)"
-    print(f"note: {counted(len(parts), 'run')} not finished ({'; '.join(parts)}): {them} compared on what {them.split()[0]} did so far{goes_on}", file=sys.stderr)
 
 
 def _compare(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from mobilenas.results.fronts import compare_runs, default_reference_point, group_runs
+    from mobilenas.results.fronts import (
+        compare_runs,
+        comparison_notes,
+        default_reference_point,
+        group_runs,
+    )
     from mobilenas.results.load import load_runs
     from mobilenas.results.plots import plot_comparison, save_figure
     from mobilenas.results.search_run import SearchResults
@@ -574,8 +538,8 @@ def _compare(args: argparse.Namespace) -> int:
         print(f"note: {groups.note}", file=sys.stderr)
     table, by = groups.table, list(groups.by)
     grouped = groups.summary()
-    _note_unfinished(table, runs)
-    _note_uneven_groups(table, by)
+    for note in comparison_notes(runs, table, by, args.reference_point):
+        print(f"note: {note}", file=sys.stderr)
     references = None
     if args.references is not None or args.reference_accuracy:
         network = [r for r in runs if not isinstance(r, SearchResults) or r.problem == "network"]
@@ -595,7 +559,13 @@ def _compare(args: argparse.Namespace) -> int:
     finals = sorted({r.final_column for r in runs if isinstance(r, SearchResults) and r.final_column})
     with_final = bool(finals) and bool(pd.to_numeric(table["best_feasible_final_accuracy"], errors="coerce").notna().any())
     final_header = [f"{'/'.join(finals)} in target"] if with_final else []
-    rows = [["run", "strategy", "seed", "target", "best reward", "best acc", "best latency", "acc in target", *final_header, "front", "hypervolume", "HV norm"]]
+    # regret: the benchmark's oracle (its best final accuracy within the target) less the run's
+    with_regret = "regret_pp" in table.columns and bool(table["regret_pp"].notna().any())
+    regret_header = ["regret (pp)"] if with_regret else []
+    if with_regret:
+        oracles = sorted({(float(t), float(o)) for t, o in zip(table["target_latency_ms"], table["oracle_final_accuracy"], strict=True) if o is not None and o == o})
+        print(f"oracle ({'/'.join(finals)}, the benchmark's best within the target): " + ", ".join(f"{o:.4f} within {format_ms(t)}" for t, o in oracles))
+    rows = [["run", "strategy", "seed", "target", "best reward", "best acc", "best latency", "acc in target", *final_header, *regret_header, "front", "hypervolume", "HV norm"]]
 
     def best_latency(row: Any) -> float:  # on the axis the heading names: measured where known, with --measured
         measured = getattr(row, "best_measured_latency_ms", math.nan)
@@ -606,7 +576,8 @@ def _compare(args: argparse.Namespace) -> int:
             _short(row.run, 40), str(row.strategy), "-" if row.seed is None or (isinstance(row.seed, float) and math.isnan(row.seed)) else str(int(row.seed)),
             format_ms(row.target_latency_ms), _number(row.best_reward), _number(row.best_accuracy), format_ms(best_latency(row)),
             _number(row.best_feasible_accuracy), *([_number(row.best_feasible_final_accuracy)] if with_final else []),
-            str(row.front_size), f"{row.hypervolume:.4g}", _number(row.hypervolume_normalised, 3),
+            *([_number(getattr(row, "regret_pp", math.nan), 2)] if with_regret else []),
+            str(row.front_size), "-" if math.isnan(row.hypervolume) else f"{row.hypervolume:.4g}", _number(row.hypervolume_normalised, 3),
         ])
     for line in _table(rows, [False, False] + [True] * (len(rows[0]) - 2)):
         print("  " + line)
@@ -615,15 +586,26 @@ def _compare(args: argparse.Namespace) -> int:
         legend = f" ({groups.problem_legend()})" if groups.problem_legend() else ""
         shown = ["problem" if c == "problem_number" else c for c in by]
         print(f"mean ± std per {', '.join(shown)}{legend}:")
-        metrics = ["best_reward", "best_accuracy", "best_feasible_accuracy", *(["best_feasible_final_accuracy"] if with_final else []), "hypervolume_normalised"]
-        rows = [[*shown, "runs", "best reward", "best acc", "acc in target", *final_header, "HV norm"]]
+        metrics = ["best_reward", "best_accuracy", "best_feasible_accuracy", *(["best_feasible_final_accuracy"] if with_final else []),
+                   *(["regret_pp"] if with_regret else []), "hypervolume_normalised"]
+        rows = [[*shown, "runs", "best reward", "best acc", "acc in target", *final_header, *regret_header, "HV norm"]]
+        fewer = False
         for record in grouped.to_dict("records"):
             def pm(metric: str, record: dict[str, Any] = record) -> str:
+                nonlocal fewer
                 mean, std = record.get(f"{metric}_mean"), record.get(f"{metric}_std")
-                return f"{_number(mean)} ± {_number(std)}" if std is not None and not math.isnan(std) else _number(mean)
+                digits = 2 if metric == "regret_pp" else 4
+                text = f"{_number(mean, digits)} ± {_number(std, digits)}" if std is not None and not math.isnan(std) else _number(mean, digits)
+                over = record.get(f"{metric}_runs")
+                if over is not None and 0 < over < record["runs"]:  # a mean over fewer runs than the group has: said in its cell
+                    fewer = True
+                    text += f" ({int(over)} of {record['runs']})"
+                return text
             rows.append([*(str(record[c]) for c in by), str(record["runs"]), *(pm(m) for m in metrics)])
         for line in _table(rows, [False] * len(by) + [True] * (1 + len(metrics))):
             print("  " + line)
+        if fewer:
+            print("  (k of n): a mean over the k runs of the group that have the figure (the others have none: no successful trial, or none within the target)")
     print()
     print(f"wrote {out}" + (f" and {args.csv}" if args.csv else ""))
     return 0
@@ -775,6 +757,7 @@ def _figures(args: argparse.Namespace) -> int:
     )
 
     run = load_run(args.run)
+    _refuse_unreadable(run)
     out = Path(args.out) if args.out else run.path / "figures"
     check_writable_folder(out, f"--out {out}")
     points = calibration_points(run, csv=args.calibration_csv, table=args.latency_table)  # a bad --calibration-csv: before any figure
@@ -816,7 +799,12 @@ def _notebook(args: argparse.Namespace) -> int:
     print(f"wrote {target} (reads {'the run folder it is in, ' if inside else ''}{run.path.resolve()})")
     print(f"open it: jupyter notebook {shlex.quote(str(target))}")
     if importlib.util.find_spec("notebook") is None and importlib.util.find_spec("jupyterlab") is None:
-        print('Jupyter is not installed here: pip install -e ".[notebooks]" (from the mobilenas checkout) installs it', file=sys.stderr)
+        # the jupyter command alone (jupyter_core, which other packages bring) opens no notebook
+        missing = "neither notebook nor jupyterlab is installed here" + (
+            " (the jupyter command is, from jupyter_core, but it cannot open a notebook without one)" if importlib.util.find_spec("jupyter_core") else "")
+        if importlib.util.find_spec("nbconvert") is None:
+            missing += ", nor nbconvert (to run it headless)"
+        print(f'{missing}: pip install -e ".[notebooks]" (from the mobilenas checkout) installs them', file=sys.stderr)
     return 0
 
 

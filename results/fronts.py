@@ -18,6 +18,7 @@ from 0 to the reference latency, of the best accuracy the run found within the b
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Sequence
@@ -40,7 +41,7 @@ REFERENCE_LATENCY_FACTOR = 2.0
 # Per-run figures that make sense to average over seeds.
 COMPARED_METRICS = (
     "best_reward", "best_accuracy", "best_latency_ms", "best_feasible_accuracy", "best_feasible_final_accuracy", "hypervolume",
-    "hypervolume_normalised", "front_size", "trials_to_best",
+    "hypervolume_normalised", "front_size", "trials_to_best", "regret_pp",
 )
 
 
@@ -165,14 +166,15 @@ def default_reference_point(runs: RunLike | Sequence[RunLike]) -> ReferencePoint
 
 
 def hypervolume(run: RunLike, reference: ReferenceLike | None = None, latency: str = "table") -> float:
-    """Area (accuracy x ms) the run's front dominates up to ``reference`` (default: :func:`default_reference_point`)."""
+    """Area (accuracy x ms) the run's front dominates up to ``reference`` (default: :func:`default_reference_point`);
+    NaN for a run with no candidate (no front), 0 for a front no point of which beats ``reference``."""
     run = as_run(run)
     return _volume_of(points(run, latency), as_reference(reference) or default_reference_point(run))
 
 
 def _volume_of(frame: pd.DataFrame, reference: ReferencePoint) -> float:
-    if frame.empty:
-        return 0.0
+    if frame.empty:  # no candidate: no front to measure (NaN, as its other figures), not a front of area 0
+        return math.nan
     return float(_hypervolume(frame["accuracy"].to_numpy(dtype=float), frame["front_latency_ms"].to_numpy(dtype=float), reference.as_tuple()))
 
 
@@ -242,7 +244,10 @@ def run_summary(run: RunLike, reference: ReferenceLike | None = None, latency: s
     if isinstance(run, SearchResults):
         counts = run.counts()
         ok = run.candidates()
-        best_row = ok.loc[ok["reward"].idxmax()] if len(ok) else None
+        # the highest reward; of equal rewards the faster (the one that dominates: the fastest of
+        # equals, as most_accurate_within names it and nas-search's best.json), then the earlier
+        ranked = ok[ok["reward"].notna()].sort_values(["reward", "latency_ms"], ascending=[False, True], kind="stable")
+        best_row = ranked.iloc[0] if len(ranked) else None
         common.update({
             "problem": run.problem,
             "space": run.space_name,
@@ -254,6 +259,7 @@ def run_summary(run: RunLike, reference: ReferenceLike | None = None, latency: s
             "finished": bool(run.stopped) or (run.samples is not None and counts["trained"] >= run.samples),
             "time_limit_s": run.time_limit_s,
             "journal_unread": run.journal_unread,  # the figures come from trials.csv: why
+            "results_unread": run.results_unread,  # no result could be read, though best.json is there: why
             **counts,
             "best_number": int(best_row["number"]) if best_row is not None else None,
             "best_reward": float(best_row["reward"]) if best_row is not None else math.nan,
@@ -328,8 +334,14 @@ def compare_runs(runs: Sequence[RunLike], reference: ReferenceLike | None = None
         raise ValueError("give at least one run to compare")
     reference = as_reference(reference) or default_reference_point(runs)
     rows = [run_summary(run, reference, latency) for run in runs]
-    for row in rows:
+    oracles = _Oracles()
+    for run, row in zip(runs, rows, strict=True):
         row["reference_point"] = f"{reference.accuracy:g},{reference.latency_ms:g}ms"
+        if isinstance(run, SearchResults) and run.problem == "tabular":
+            oracle, why = oracles.of(run)
+            row["oracle_final_accuracy"] = oracle
+            row["regret_pp"] = 100.0 * (oracle - row["best_feasible_final_accuracy"]) if oracle is not None else math.nan
+            row["oracle_unavailable"] = why
     frame = pd.DataFrame(rows)
     for column in frame.columns:
         # counts (samples, trials, iterations, ...) stay whole numbers where another run lacks them
@@ -338,6 +350,8 @@ def compare_runs(runs: Sequence[RunLike], reference: ReferenceLike | None = None
         given = [v for v in values if v is not None]
         if frame[column].dtype.kind == "f" and given and all(isinstance(v, int) and not isinstance(v, bool) for v in given):
             frame[column] = pd.Series(values, index=frame.index, dtype=object)
+    if "regret_pp" in frame.columns:
+        frame["regret_pp"] = pd.to_numeric(frame["regret_pp"], errors="coerce").astype(float)
     leading = ["run", "kind", "strategy", "seed", "target_latency_ms", "best_reward", "best_accuracy", "best_latency_ms", "best_feasible_accuracy", "front_size", "hypervolume", "hypervolume_normalised"]
     return frame[[c for c in leading if c in frame.columns] + [c for c in frame.columns if c not in leading]]
 
@@ -355,8 +369,10 @@ def check_group_columns(comparison: pd.DataFrame, by: Sequence[str]) -> None:
 def summarize(comparison: pd.DataFrame, by: Sequence[str] = ("strategy",), metrics: Sequence[str] = COMPARED_METRICS) -> pd.DataFrame:
     """Mean, standard deviation and count of ``metrics`` per group of runs (e.g. per strategy over seeds).
 
-    Columns are ``(metric, statistic)`` pairs flattened to ``metric_mean``, ``metric_std``, and
-    one ``runs`` count; the standard deviation of a single run is NaN.
+    Columns are ``(metric, statistic)`` pairs flattened to ``metric_mean``, ``metric_std``, one
+    ``runs`` count, and ``metric_runs``: how many of those runs the metric's mean is over (a run
+    with no figure, NaN, is left out: one with no candidate, or none within its target); the
+    standard deviation of a single run is NaN.
     """
     check_group_columns(comparison, by)
     present = [m for m in metrics if m in comparison.columns]
@@ -364,8 +380,8 @@ def summarize(comparison: pd.DataFrame, by: Sequence[str] = ("strategy",), metri
     for metric in present:
         numeric[metric] = pd.to_numeric(numeric[metric], errors="coerce")
     grouped = numeric.groupby(list(by), dropna=False, sort=True)
-    table = grouped[present].agg(["mean", "std"])
-    table.columns = [f"{metric}_{stat}" for metric, stat in table.columns]
+    table = grouped[present].agg(["mean", "std", "count"])
+    table.columns = [f"{metric}_{'runs' if stat == 'count' else stat}" for metric, stat in table.columns]
     table.insert(0, "runs", grouped.size())
     return table.reset_index()
 
@@ -379,7 +395,7 @@ def problem_numbers(runs: Sequence[RunResults]) -> tuple[dict[str, int], str | N
     for axes in problems.values():
         numbers.setdefault(tuple(axes.values()), len(numbers) + 1)
     differing, aspects = [], []
-    for aspect in ("space", "accuracy", "final", "latency"):
+    for aspect in ("space", "benchmark", "accuracy", "final", "latency"):
         values = {label: axes.get(aspect, "-") for label, axes in problems.items()}
         if len(set(values.values())) > 1:
             by_value: dict[str, list[str]] = {}
@@ -461,3 +477,186 @@ def group_runs(runs: Sequence[RunResults], table: pd.DataFrame, by: Sequence[str
         columns = list(by)
     check_group_columns(table, columns)  # a bad column: said before any figure is drawn
     return RunGroups(table=table, by=tuple(columns), problems=problems, note=note)
+
+
+class _Oracles:
+    """Each tabular benchmark's oracle, loaded once per distinct benchmark (file, columns, unit) of
+    a comparison: the best final-column accuracy of any architecture within a target latency
+    (:meth:`mobilenas.search.tabular.TabularEvaluator.best_feasible`, the oracle of regret)."""
+
+    def __init__(self) -> None:
+        self._benchmarks: dict[tuple[Any, ...], tuple[Any, str | None]] = {}
+
+    def of(self, run: SearchResults) -> tuple[float | None, str | None]:
+        """The oracle (a fraction) for ``run``'s benchmark and target, or None and why not."""
+        bench = run.manifest.get("benchmark")
+        if not isinstance(bench, dict) or not bench.get("path"):
+            return None, "its manifest does not record the benchmark it searched"
+        target = run.target_latency_ms
+        if not (math.isfinite(target) and target > 0):
+            return None, "it has no target latency"
+        columns = ("reward_column", "final_column", "latency_column", "arch_column", "accuracy_unit")
+        key = (str(bench["path"]), *(str(bench.get(c)) for c in columns))
+        if key not in self._benchmarks:
+            self._benchmarks[key] = self._load(bench)
+        evaluator, why = self._benchmarks[key]
+        if evaluator is None:
+            return None, why
+        recorded = bench.get("fingerprint")
+        if recorded and evaluator.fingerprint() != recorded:
+            return None, f"the benchmark at {bench['path']} changed since the run (fingerprint {evaluator.fingerprint()}, the run's {recorded})"
+        best = evaluator.best_feasible(target)
+        if best is None:
+            return None, f"no architecture of {Path(str(bench['path'])).name} meets its target"
+        return float(best.final_accuracy), None
+
+    @staticmethod
+    def _load(bench: dict[str, Any]) -> tuple[Any, str | None]:
+        from mobilenas.search.tabular import TabularEvaluator
+
+        path = Path(str(bench["path"]))
+        if not path.is_file():
+            return None, f"its benchmark {path} is not there (moved or on another machine)"
+        try:
+            evaluator = TabularEvaluator(path, reward_column=str(bench.get("reward_column")), final_column=str(bench.get("final_column")),
+                                         latency_column=str(bench.get("latency_column")), arch_column=str(bench.get("arch_column", "arch_str")),
+                                         accuracy_unit=str(bench.get("accuracy_unit", "percent")))
+        except (ValueError, OSError) as error:
+            return None, f"its benchmark {path} cannot be read ({str(error).splitlines()[0] if str(error) else type(error).__name__})"
+        evaluator.fingerprint = functools.lru_cache(maxsize=1)(evaluator.fingerprint)  # type: ignore[method-assign]
+        return evaluator, None
+
+
+def resume_refusal(path: Path, kind: str) -> str | None:
+    """Why a resume (``nas-search --resume`` for ``kind`` ``search``, else ``netadapt refine
+    --resume``) would refuse the run at ``path`` for a journal cut short or gone, or None."""
+    from mobilenas.runs import RunDir
+
+    if kind == "search":
+        from mobilenas.search.orchestrator import journal_cut_short
+
+        refusal = journal_cut_short(RunDir(path))
+        if refusal is not None and not (Path(path) / "events.jsonl").exists():
+            # the orchestrator's words ("holds 0 events ... cut short, replaced or damaged") are for a
+            # damaged file; this one is not there at all
+            return "its events.jsonl is missing (strategy.pt holds the state after its events): put the run's events.jsonl back to resume it"
+        return refusal
+    from mobilenas.netadapt.run import check_history
+
+    try:
+        check_history(RunDir(path))
+    except ValueError as error:
+        return str(error)
+    return None
+
+
+def _label(text: Any, limit: int = 40) -> str:
+    text = str(text)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def comparison_notes(runs: Sequence[RunResults], table: pd.DataFrame, by: Sequence[str], reference: ReferenceLike | None = None) -> list[str]:
+    """One-line notes on a comparison (:func:`compare_runs` of ``runs``, grouped by ``by``) that its
+    table and means do not show: what ``nas-results compare`` prints under ``note:``, and the notebook too.
+
+    Runs with no result (none yet, or their files unreadable) and runs not finished; means over
+    runs of other ``--samples`` or of one seed twice; targets that differ (with the default
+    ``reference``, ``None``, the shared reference point moves with the largest target); a
+    hypervolume of 0 for every run (no point beats the reference point); regret not available.
+    """
+    from mobilenas.units import format_ms
+
+    notes: list[str] = []
+    by_label = {run.label: run for run in runs}
+    records = table.to_dict("records")
+    # runs whose results are unreadable, or that have none: '-' in the table, left out of the means
+    for row in records:
+        run = by_label.get(row["run"])
+        unread = getattr(run, "results_unread", None)
+        if unread:
+            best = " (best.json is there)" if getattr(run, "best", None) is not None else ""
+            notes.append(f"run {_label(row['run'])}: {unread}{best}: no trial can be read, so it is shown as '-' and left out of the means; see nas-results show {_label(row['run'])}")
+        elif isinstance(run, SearchResults) and row.get("candidates") == 0:
+            notes.append(f"run {_label(row['run'])} has no successful trial: it is shown as '-' and left out of the means")
+        elif isinstance(run, SearchResults) and run.journal_unread and row.get("finished"):  # unfinished ones are noted below
+            refused = f"; nas-search --resume refuses it: see nas-results show {_label(row['run'])}" if resume_refusal(run.path, "search") else ""
+            notes.append(f"run {_label(row['run'])}: {run.journal_unread} (its figures come from trials.csv){refused}")
+    unfinished = [row for row in records if row.get("finished") is not None and row.get("finished") == row.get("finished") and not bool(row.get("finished"))
+                  and not isinstance(row.get("results_unread"), str)]  # noted above
+    if unfinished:
+        parts = []
+        for row in unfinished:
+            run = by_label.get(row["run"])
+            samples, trained, limit = row.get("samples"), row.get("trained"), row.get("time_limit_s")
+            if row.get("kind") == "search":
+                word = "trained" if row.get("problem") == "network" else "evaluated"
+                done = f"{trained} of {int(samples)} {word}" if samples is not None and samples == samples else f"{trained} {word}"
+            else:
+                done = f"{row.get('iterations')} iterations"
+            if run is not None and _running(run.path):
+                state = "running now"
+            elif run is not None and resume_refusal(run.path, "search" if row.get("kind") == "search" else "netadapt"):
+                state = f"refused: see nas-results show {_label(row['run'])}"
+            elif limit is not None and limit == limit:
+                state = "stopped at its time limit"
+            else:
+                state = "interrupted"
+            parts.append(f"{_label(row['run'])} ({done}, {state})")
+        them = "it is" if len(parts) == 1 else "they are"
+        goes_on = " (--resume goes on)" if any(p.endswith(("interrupted)", "time limit)")) for p in parts) else ""
+        notes.append(f"{len(parts)} run{'' if len(parts) == 1 else 's'} not finished: {'; '.join(parts)}; {them} compared on what {them.split()[0]} did so far{goes_on}")
+    notes.extend(_uneven_groups(table, by))
+    # targets: the default reference point is twice the largest, shared by every run
+    targets: dict[float, list[str]] = {}
+    for row in records:
+        target = row.get("target_latency_ms")
+        if target is not None and target == target:
+            targets.setdefault(float(target), []).append(_label(row["run"]))
+    if len(targets) > 1:
+        point = as_reference(reference)
+        which = "given" if point is not None else "the default: twice the largest target"
+        point = point or default_reference_point(runs)
+        listed = "; ".join(f"{format_ms(t)}: {', '.join(labels)}" for t, labels in sorted(targets.items()))
+        notes.append(f"these runs have different targets ({listed}); every hypervolume is measured to one reference point, "
+                     f"accuracy {point.accuracy:g}, {format_ms(point.latency_ms)} ({which}), so a run's hypervolume here differs from its own alone")
+    volumes = [float(v) for v in pd.to_numeric(table.get("hypervolume", pd.Series(dtype=float)), errors="coerce") if v == v]
+    if volumes and all(v == 0 for v in volumes):
+        point = as_reference(reference) or default_reference_point(runs)
+        notes.append(f"every hypervolume is 0: no run has a point more accurate than {point.accuracy:g} and faster than {format_ms(point.latency_ms)} "
+                     "(the reference point); give a reference point of lower accuracy or higher latency")
+    if "oracle_unavailable" in table.columns:
+        missing: dict[str, list[str]] = {}
+        for row in records:
+            why = row.get("oracle_unavailable")
+            if isinstance(why, str) and why:
+                missing.setdefault(why, []).append(_label(row["run"]))
+        for why, labels in missing.items():
+            notes.append(f"regret n/a for {', '.join(labels)}: {why}")
+    return notes
+
+
+def _running(path: Path) -> bool:
+    from mobilenas.runs import RunDir
+
+    return RunDir(path).holder() is not None
+
+
+def _uneven_groups(table: pd.DataFrame, by: Sequence[str]) -> list[str]:
+    """Groups whose mean ± std pools runs that are not repeats of one experiment: other --samples,
+    or the same seed twice (the same run, counted as two)."""
+    notes: list[str] = []
+    columns = [c for c in by if c in table.columns]
+    if not columns or "samples" not in table.columns:
+        return notes
+    for key, group in table.groupby(columns, dropna=False, sort=True):
+        if len(group) < 2:
+            continue
+        name = ", ".join(str(k) for k in (key if isinstance(key, tuple) else (key,)))
+        samples = sorted({int(v) for v in group["samples"] if v is not None and v == v})
+        if len(samples) > 1:
+            notes.append(f"group {name} pools runs of different --samples ({', '.join(map(str, samples))}); give --by strategy,samples to keep them apart")
+        seeds = [v for v in group["seed"] if v is not None and v == v] if "seed" in group.columns else []
+        twice = sorted({int(v) for v in seeds if seeds.count(v) > 1})
+        if twice and len(samples) <= 1:
+            notes.append(f"group {name} holds more than one run of seed {', '.join(map(str, twice))}: the same search twice counts as two runs in its mean and std")
+    return notes

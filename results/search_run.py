@@ -23,8 +23,9 @@ DataFrames of a :class:`SearchResults`:
 ``proposals``     one row per proposal line: ``order``, ``number``, ``source`` (trained |
                   waiting | duplicate | rejected), ``key``, ``latency_ms``, ``architecture``,
                   ``indices`` (a tuple).
-``strategy_log``  the controller's state after each trained result (``strategy`` lines): ``order``
-                  (that result's ``order`` in ``trials``), ``number``, and one column per
+``strategy_log``  the controller's state after each trained result, and after the duplicates
+                  and rejections told to it in a row where they changed it (``strategy`` lines):
+                  ``order`` (that result's ``order`` in ``trials``), ``number``, and one column per
                   summary key (``entropy``, ``baseline``, ``recent_mean_reward``, ... for PPO;
                   ``population_mean_reward`` ... for evolution).
 """
@@ -72,6 +73,10 @@ class SearchResults(RunBase):
     #: why the results were read from trials.csv rather than the journal ("events.jsonl is empty",
     #: "... is missing", "... holds no result"); None when they come from the journal
     journal_unread: str | None = None
+    #: why no result could be read although the run has some (best.json is there): "trials.csv is
+    #: unreadable (...) and events.jsonl is missing", "trials.csv and events.jsonl are missing";
+    #: None when the results were read (or the search has none yet)
+    results_unread: str | None = None
 
     kind = KIND
 
@@ -107,8 +112,20 @@ class SearchResults(RunBase):
         short fingerprint of its networks (``mnasnet (edited copy 3f2a9c1e)``): an edited copy of a
         built-in keeps its name, and two spaces of one name are two problems."""
         name, data = self.space_name, self.manifest.get("space")
-        if not isinstance(data, dict):  # a tabular run, or an old manifest: the name is all there is
+        if not isinstance(data, dict):  # an old manifest: the name is all there is
             return name
+        if data.get("kind") == "cell":  # a tabular run's cell space (NAS-Bench-201's, or an edit of it)
+            from mobilenas.space import CellSpace
+
+            try:
+                cell = CellSpace.from_dict(data)
+            except (ValueError, TypeError):  # SpecError included
+                return f"{name} (unreadable)"
+            if cell.is_builtin():
+                return name
+            if cell.name == "nb201":
+                return cell.describe_name()  # "nb201 (edited copy 3f2a9c1e)"
+            return f"{name} (from a file {cell.fingerprint()[:8]})"
         from mobilenas.space import SearchSpace
         from mobilenas.space.search_space import SPACES
 
@@ -160,7 +177,8 @@ class SearchResults(RunBase):
 
         ``space``: the search space (:attr:`space_identity`); ``accuracy``: the benchmark and its reward column
         (tabular), or the data set and the proxy training's length (network); ``final`` (tabular
-        only): the column reported as final accuracy; ``latency``: the benchmark's latency column,
+        only): the column reported as final accuracy; ``benchmark`` (tabular only): the benchmark
+        file's name and the start of its fingerprint; ``latency``: the benchmark's latency column,
         or the table's device and input size.
         """
         manifest, config = self.manifest, self.manifest.get("config", {})
@@ -172,8 +190,11 @@ class SearchResults(RunBase):
         if self.problem == "tabular":
             bench = part("benchmark")
             name = Path(str(bench.get("path") or config.get("benchmark") or "?")).name
+            # two files of one name are two benchmarks: told apart by the fingerprint the manifest records
+            fingerprint = bench.get("fingerprint")
             return {
-                "space": self.space_name,
+                "space": self.space_identity,
+                "benchmark": f"{name} (sha256 {str(fingerprint)[:8]})" if fingerprint else name,
                 "accuracy": f"{bench.get('reward_column', config.get('reward_column', '?'))} of {name}",
                 "final": f"{bench.get('final_column', config.get('final_column', '?'))} of {name}",
                 "latency": f"{bench.get('latency_column', config.get('latency_column', '?'))} of {name}",
@@ -230,11 +251,19 @@ def read_search_run(path: Path, manifest: dict[str, Any], label: str, measured_m
     seed = manifest.get("seed")
     target = float(manifest.get("target_latency_ms", math.nan))
     rows = _result_rows(events)
-    journal_unread = None
-    if not rows and (path / TRIALS_CSV).is_file():
-        rows = _csv_rows(path / TRIALS_CSV)
+    journal_unread = results_unread = None
+    if not rows:
+        journal_state = "is missing" if not (path / EVENTS).exists() else "holds no result" if events else "is empty"
+        unreadable = None
+        if (path / TRIALS_CSV).is_file():
+            rows, unreadable = _csv_rows(path / TRIALS_CSV)
         if rows:  # a journal emptied or not copied: said by nas-results, as a resume refuses such a run
-            journal_unread = f"{EVENTS} {'is missing' if not (path / EVENTS).exists() else 'holds no result' if events else 'is empty'}"
+            journal_unread = f"{EVENTS} {journal_state}"
+        elif unreadable is not None:  # not an empty search: its results are there, but garbled
+            results_unread = f"{TRIALS_CSV} {unreadable} and {EVENTS} {journal_state}"
+        elif best is not None:  # best.json says results were written; neither file that holds them is here
+            results_unread = (f"{TRIALS_CSV} and {EVENTS} are missing" if not (path / TRIALS_CSV).is_file() and not (path / EVENTS).exists()
+                              else f"{TRIALS_CSV} {'holds no trial' if (path / TRIALS_CSV).is_file() else 'is missing'} and {EVENTS} {journal_state}")
     trials = pd.DataFrame(rows)
     for column in TRIAL_COLUMNS:
         if column not in trials.columns:
@@ -268,6 +297,7 @@ def read_search_run(path: Path, manifest: dict[str, Any], label: str, measured_m
         stopped=next((str(e.get("reason", "")) for e in reversed(events) if e.get("type") == "stopped"), None),
         time_limit_s=_time_limit_s(events),
         journal_unread=journal_unread,
+        results_unread=results_unread,
     )
 
 
@@ -312,18 +342,30 @@ def _result_rows(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def _csv_rows(path: Path) -> list[dict[str, Any]]:
+def _csv_rows(path: Path) -> tuple[list[dict[str, Any]], str | None]:
+    """The rows of a run's trials.csv, and why it is unreadable (None if it is not: an empty file
+    or a header alone is a search with no result yet)."""
     import io
 
-    text = path.read_text()
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        return [], f"is unreadable ({getattr(error, 'strerror', None) or type(error).__name__})"
     if text and not text.endswith("\n"):
         # A last row without its newline was torn by an interrupted copy or write: drop it.
         text = text[: text.rfind("\n") + 1]
-    frame = pd.read_csv(io.StringIO(text), on_bad_lines="skip", dtype={"key": str, "architecture": str}) if text.strip() else pd.DataFrame()
-    if "number" not in frame.columns:
-        return []
-    frame = frame[pd.to_numeric(frame["number"], errors="coerce").notna()]
-    return [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()} for row in frame.to_dict("records")]
+    if not text.strip():
+        return [], None
+    try:
+        frame = pd.read_csv(io.StringIO(text), on_bad_lines="skip", dtype={"key": str, "architecture": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError):
+        return [], "is unreadable (not a CSV of trials)"
+    if "number" not in frame.columns or "source" not in frame.columns:
+        return [], "is unreadable (no header with number and source: not a trials.csv of nas-search)"
+    numbered = frame[pd.to_numeric(frame["number"], errors="coerce").notna()]
+    if numbered.empty and len(frame):
+        return [], f"is unreadable (none of its {len(frame)} rows has a trial number)"
+    return [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()} for row in numbered.to_dict("records")], None
 
 
 def _proposals(events: list[dict[str, Any]], label: str) -> pd.DataFrame:
@@ -347,10 +389,13 @@ def _proposals(events: list[dict[str, Any]], label: str) -> pd.DataFrame:
 
 
 def _strategy_log(events: list[dict[str, Any]], trials: pd.DataFrame) -> pd.DataFrame:
-    order_of = {}
+    # A summary follows a trained result, or the last of the duplicates and rejections the wrappers
+    # told the strategy in a row (where they changed it): placed at that result.
+    order_of: dict[int, int] = {}
     if len(trials):
-        trained = trials[trials["source"] == "trained"]
-        order_of = dict(zip(trained["number"].astype(int), trained["order"].astype(int), strict=True))
+        trained = trials["source"] == "trained"
+        for part in (trials[~trained], trials[trained]):  # a trained result's number wins
+            order_of.update(zip(part["number"].astype(int), part["order"].astype(int), strict=True))
     rows = []
     for event in events:
         if event.get("type") != "strategy" or not isinstance(event.get("summary"), dict) or event.get("number") is None:
