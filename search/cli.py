@@ -27,6 +27,7 @@ from mobilenas.cliutil import (
     add_json_flag,
     add_version_flag,
     check_writable_folder,
+    count_done_before,
     duration_ms,
     latency_threads_note,
     nonnegative_int,
@@ -362,6 +363,7 @@ class Setup:
     fastest_ms: float = math.nan
     fastest_desc: str = ""
     slowest: Callable[[], tuple[float, str]] | None = None  # (ms, what it is): measures what a lazy table lacks, so asked only when needed
+    correction_note: str | None = None  # a resumed run's table correction refitted since it started: said where it evaluates more
 
 
 def build_setup(config: dict[str, Any], *, say: Any, recorded: dict[str, Any] | None = None) -> Setup:
@@ -447,12 +449,14 @@ def build_setup(config: dict[str, Any], *, say: Any, recorded: dict[str, Any] | 
         )
     then = recorded_table.get("correction")
     now = table.correction
+    correction_note = None
     if then and any(abs(float(then.get(k) or 0.0) - getattr(now, k)) > 1e-9 for k in ("a", "b", "se_ms")):
-        # refitted since (nas-latency build or calibrate --update-correction): keep the table's, say so (even with --quiet)
-        print(
-            f"note: the latency table's correction changed since the run started ({_line(then.get('a', 1), then.get('b', 0))} "
-            f"then, {_line(now.a, now.b)} now): the table latencies of earlier and later trials are not on one scale",
-            file=sys.stderr,
+        # refitted since (nas-latency build or calibrate --update-correction): keep the table's, say so
+        # (even with --quiet) where the run evaluates more: a finished run has no later trials
+        correction_note = (
+            f"note: the latency table's correction changed since the run started ({_line(then.get('a', 1), then.get('b', 0), then.get('se_ms') or 0.0)} "
+            f"then, {_line(now.a, now.b, now.se_ms)} now): the trials evaluated from here on are placed by the new one, those before by the old,"
+            " so their table latencies are not on one scale"
         )
     problem = NetworkProblem(space, lambda arch: table.predict(arch, measure_missing=True))
     fastest, fastest_arch = fastest_latency(space, table, measure_missing=True, progress=not config["quiet"])
@@ -463,12 +467,15 @@ def build_setup(config: dict[str, Any], *, say: Any, recorded: dict[str, Any] | 
         return latency, f"the slowest architecture of space {space.name} ({arch.to_notation()})"
 
     return Setup(config, problem, strategy, strategy_config, reward, data=data, proxy_config=proxy_config, table=table,
-                 fastest_ms=fastest, fastest_desc=f"the fastest architecture of space {space.name} ({fastest_arch.to_notation()})", slowest=slowest)
+                 fastest_ms=fastest, fastest_desc=f"the fastest architecture of space {space.name} ({fastest_arch.to_notation()})", slowest=slowest,
+                 correction_note=correction_note)
 
 
-def _line(a: float, b: float) -> str:
-    """A correction as people write it: ``1.0412 x sum - 0.002 ms``."""
-    return f"{float(a):.4f} x sum {'-' if float(b) < 0 else '+'} {abs(float(b)):.3f} ms"
+def _line(a: float, b: float, se_ms: float = 0.0) -> str:
+    """A correction as people write it: ``1.0412 x sum - 0.002 ms``, with ``+ 0.088 ms per SE
+    block`` where it has that term (left out, a refit that moved time into it read as a large drop)."""
+    se = f" {'-' if float(se_ms) < 0 else '+'} {abs(float(se_ms)):.3f} ms per SE block" if round(float(se_ms), 3) else ""
+    return f"{float(a):.4f} x sum {'-' if float(b) < 0 else '+'} {abs(float(b)):.3f} ms{se}"
 
 
 def _note_changed_strategy(name: str, recorded: dict[str, Any] | None) -> None:
@@ -859,13 +866,15 @@ def _search(argv: Sequence[str] | None, prog: str, held: contextlib.ExitStack) -
             say(f"the run is complete ({counted(len(search.trained), 'architecture')} evaluated); nothing left to evaluate (--samples N extends it)")
         else:
             _note_random_phase(config, setup.strategy_config)
+            if setup.correction_note:
+                print(setup.correction_note, file=sys.stderr)
     search.set_time_limit(config["time_limit"])
     if config["time_limit"] is not None and not search.done:
         say(f"time limit {format_time_limit(config['time_limit'])}: nothing new is proposed after {search.time_limit.ends_at()}")
     # the bar once the resumed run has been checked (a refused --samples drew it before the error)
     # a finished run resumed has nothing to count (it drew an empty bar, then a full one)
     bar, search.on_update = _progress_hook({**config, "quiet": config["quiet"] or search.done}, config["samples"], search.time_limit.seconds_left)
-    bar.initial = bar.n = len(search.trained)  # counted, but not in the rate that the ETA comes from
+    count_done_before(bar, len(search.trained))  # counted, but not in the rate that the ETA comes from
     set_resume_hint(f"nas-search --resume {shlex.quote(str(run.root))}")
     started = time.time()
     try:

@@ -217,6 +217,7 @@ class SearchRun:
         self._resubmit: list[Submission] = []
         self._twins: dict[int, dict[str, Any]] = {}  # number -> its trained result line, as journaled
         self._best: Trial | None = None
+        self._last_summary: dict[str, Any] | None = None  # the strategy's summary() last journaled
         self._start_counting()
         self.time_limit = TimeLimit()  # see set_time_limit
 
@@ -259,8 +260,19 @@ class SearchRun:
     def _drain(self) -> None:
         if not isinstance(self.strategy, StrategyWrapper):
             return
+        told = None  # the number of the last result the wrappers told the strategy without a training
         for event in self.strategy.drain_events():
             self._log_wrapper_event(event)
+            if event.kind in ("duplicate", "reused", "rejected"):
+                told = event.number
+        if told is not None:
+            # A converged strategy learns from duplicates too (most of a long tabular search's
+            # results): its summary, where they changed it, is journaled with the last of them, so
+            # that the convergence figure runs to the last result, not the last training.
+            summary = self.strategy.summary()
+            if summary and summary != self._last_summary:
+                self._log({"type": "strategy", "number": told, "source": "summary", "summary": summary}, hold=True)
+                self._last_summary = summary
         self._flush()
 
     def _log_wrapper_event(self, event: WrapperEvent) -> None:
@@ -390,6 +402,7 @@ class SearchRun:
         summary = self.strategy.summary()
         if summary:
             self._log({"type": "strategy", "number": number, "source": "summary", "summary": summary})
+            self._last_summary = summary
         # No checkpoint here: the next proposal makes one, and results journaled after the last one
         # are told again on resume (the strategy's state for a table lookup was written twice a trial).
         self._update_best(trial)
@@ -642,6 +655,14 @@ class SearchRun:
         for trial in self.trials:
             if trial.source == "trained" and trial.status == STATUS_OK and _beats(trial, self._best):
                 self._best = trial
+        # The journal keeps the weights path each result was recorded with; those of trials beaten
+        # since were deleted (--keep-weights best), or a kill came between a new best and the
+        # deletion: no trial names a file that is not there, and only the best keeps one.
+        for trial in self.trials:
+            if trial.weights and trial is not self._best:
+                self._discard_weights(trial)
+            if trial.weights and not (self.run.root / trial.weights).exists():
+                trial.weights = None
         self._checkpoint()
         self._start_counting()  # self.trials was rebuilt
         self._write_tables()

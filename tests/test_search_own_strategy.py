@@ -330,7 +330,7 @@ def test_nas_results_tells_a_run_stopped_early_from_one_not_finished(greedy: Pat
     assert nas_results(["compare", str(run), str(cut), "--out", str(tmp_path / "fronts.png"), "--json"]) == 0
     captured = capsys.readouterr()
     assert [r["finished"] for r in json.loads(captured.out)["runs"]] == [True, False]
-    assert "note: 1 run not finished (cut: 5 of --samples 8 evaluated): it is compared on what it did so far (--resume goes on)" in captured.err
+    assert "note: 1 run not finished: cut (5 of 8 evaluated, interrupted); it is compared on what it did so far (--resume goes on)" in captured.err
     # while a process works on it (holds the run), it is said to be running, by whom
     from mobilenas.runs import RunDir
 
@@ -447,3 +447,62 @@ def test_a_strategy_that_repeats_itself_from_the_start_is_not_said_to_converge(g
     assert nas_search(_args(cells, run, "--strategy", f"{code}:Same", "--samples", "20")) == 0
     said = capsys.readouterr().out
     assert "in a row after only 1 distinct one: does it keep proposing the same architectures whatever it is told?" in said, said
+
+
+CYCLING = '''
+from mobilenas.search.base import Observation, Proposal, Strategy, check_tell
+
+
+class Cycling(Strategy):
+    """Proposes three architectures in turn: after the first three, every proposal is a duplicate."""
+
+    name = "cycling"
+
+    def __init__(self, num_options, seed=0, config=None):
+        super().__init__(num_options, seed)
+        self.asked, self.told, self.pending = 0, 0, {}
+
+    def ask(self):
+        indices = tuple((self.asked % 3) % n for n in self.num_options)
+        self.pending[self.asked] = indices
+        self.asked += 1
+        return Proposal(self.asked - 1, indices)
+
+    def tell(self, number, observation):
+        check_tell(number, self.pending, self.asked, observation)
+        del self.pending[number]
+        self.told += 1
+
+    def summary(self):
+        return {"told_so_far": float(self.told)}
+
+    def state_dict(self):
+        return {"strategy": "cycling", "asked": self.asked, "told": self.told, "pending": {str(k): list(v) for k, v in self.pending.items()}}
+
+    def load_state_dict(self, state):
+        if state.get("strategy") != "cycling":
+            raise ValueError("not a cycling state")
+        self.asked, self.told = state["asked"], state["told"]
+        self.pending = {int(k): tuple(v) for k, v in state["pending"].items()}
+'''
+
+
+def test_a_summary_changed_by_duplicates_is_journaled_and_drawn_to_the_last_result(cells: Path, tmp_path: Path) -> None:
+    """A converged strategy's results are mostly duplicates, which it is told too; its summary had
+    been journaled after trained results only, so the convergence figure stopped at the last
+    training (154 of 1155 results in a review's greedy run)."""
+    from mobilenas.results import load_run
+    from mobilenas.results.plots import plot_convergence
+
+    (tmp_path / "cycling.py").write_text(CYCLING)
+    run = tmp_path / "run"
+    assert nas_search(_args(cells, run, "--strategy", f"{tmp_path / 'cycling.py'}:Cycling", "--samples", "4", "--reward", "hard")) == 0
+    results = load_run(run)
+    trials, log = results.trials, results.strategy_log
+    assert len(results.trained()) == 3 and len(trials) > 10  # the de-duplication asked again and again
+    # the summary after the duplicates (each one told to the strategy) reaches the last result
+    assert int(log["order"].max()) == int(trials["order"].max())
+    assert log["told_so_far"].iloc[-1] == len(trials)
+    figure = plot_convergence(results)
+    drawn = figure.axes[1].lines[0].get_xdata()
+    assert max(drawn) == int(trials["order"].max())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -497,6 +498,13 @@ def test_resume_says_when_the_latency_tables_correction_changed_meanwhile(space_
     assert "note: the latency table's correction changed since the run started" in resumed.stderr
     assert f"{before.a:.4f} x sum" in resumed.stderr and f"{before.a * 1.5:.4f} x sum" in resumed.stderr
     assert "x sum + -" not in resumed.stderr
+    # a finished run resumed evaluates nothing more: no later trials to be on another scale
+    LookupTable.load(table).set_correction(Correction(a=before.a * 1.5, b=before.b, points=before.points, fitted=True, se_ms=0.088))
+    resumed = subprocess.run([sys.executable, "-m", "mobilenas.search.cli", "--resume", str(out), "--quiet"], capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0 and "correction changed" not in resumed.stderr, resumed.stderr
+    # the SE-block term is part of the correction as said (left out, a refit moving time into it read as a large drop)
+    resumed = subprocess.run([sys.executable, "-m", "mobilenas.search.cli", "--resume", str(out), "--samples", "5", "--quiet"], capture_output=True, text=True, timeout=300)
+    assert re.search(rf"then, {before.a * 1.5:.4f} x sum [+-] {abs(before.b):.3f} ms \+ 0\.088 ms per SE block now\)", resumed.stderr), resumed.stderr
     table.unlink()  # e.g. a cleaned cache: measured anew, and said so
     resumed = subprocess.run([sys.executable, "-m", "mobilenas.search.cli", "--resume", str(out), "--samples", "5", "--quiet"], capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
@@ -658,3 +666,34 @@ def test_a_strategy_that_cannot_be_pickled_searches_on_ray(space_file: Path, tmp
     args = _network_args(space_file, out, "--samples", "3", "--workers", "2", "--strategy", "nsga2", "--strategy-option", "population_size=2", "--no-measure")
     assert nas_search(args) == 0
     assert len(_trained(out)) == 3 and (out / "best.json").is_file()
+
+
+
+def test_a_resumed_search_names_no_weights_it_deleted(tmp_path: Path) -> None:
+    """The journal keeps the weights path each result was recorded with; under --keep-weights best
+    the beaten trials' files are deleted, and a resume (which rebuilds the trials from the journal)
+    had named them again (nas-search's "most accurate within the target ... its weights" line)."""
+    from mobilenas.search.orchestrator import EvalResult, run_inline
+
+    accuracies = [0.3, 0.5, 0.4, 0.6, 0.2, 0.55]
+
+    def evaluate(submission: Any) -> tuple[Any, str]:
+        relative = f"weights/trial-{submission.number:05d}.pt"
+        (run.root / "weights").mkdir(exist_ok=True)
+        (run.root / relative).write_bytes(b"weights")
+        return EvalResult(accuracy=accuracies[submission.number], status=STATUS_OK), relative
+
+    run = RunDir.create(tmp_path / "run", {"kind": "search"})
+    problem = _ArchProblem()
+
+    def search_run() -> SearchRun:
+        strategy = Deduplicate(HandleFailures(make_strategy("random", [len(d.options) for d in problem.space.decisions], 0)), problem.key)
+        return SearchRun(run, problem, strategy, RewardSpec.soft(), 5.0, len(accuracies))
+
+    first = search_run()
+    run_inline(first, evaluate)
+    assert first.best is not None and first.best.accuracy == 0.6
+    assert [t.number for t in first.trials if t.weights] == [3] and sorted(p.name for p in (run.root / "weights").iterdir()) == ["trial-00003.pt"]
+    resumed = search_run()
+    resumed.resume()
+    assert [t.number for t in resumed.trials if t.weights] == [3]

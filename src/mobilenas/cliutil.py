@@ -583,6 +583,15 @@ def progress(
     return bar
 
 
+def count_done_before(bar: Any, done: int) -> None:
+    """Show ``done`` units of a resumed run's work on a bar made before it was known (as
+    :func:`progress`'s ``initial``): in the count, not in the rate the ETA comes from. tqdm's
+    smoothed rate takes each redraw's step from the last count drawn, so that count moves too (left
+    behind, the first redraw took every unit done before as done now: a resumed search showed 8 s
+    an architecture where it took 20)."""
+    bar.initial = bar.n = bar.last_print_n = done
+
+
 def _limited_bar_class(base: Any, seconds_left: Callable[[], float | None]) -> type:
     """``base`` (a tqdm class) whose ETA stops at the time limit: where the rate says the work ends
     later than ``seconds_left()``, the bar shows the time to the limit, marked as such."""
