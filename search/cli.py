@@ -300,6 +300,14 @@ def _note_target_is_no_limit(setup: Setup) -> None:
     --w) without a latency filter, or a target that even the space's slowest architecture meets."""
     config, reward = setup.config, setup.reward
     target = f"{config['target_latency']:g} ms"
+    if setup.slowest is not None and config["target_latency"] >= 100 * setup.fastest_ms:  # (the fastest is known: the slowest may take measuring)
+        slowest_ms, what = setup.slowest()
+        if config["target_latency"] >= 100 * slowest_ms:  # 15s typed for 15ms, say (as nas-latency fastest says it)
+            print(
+                f"note: the target, {target}, is over 100 times {what}'s {format_ms(slowest_ms)};"
+                " if it was meant in milliseconds, give the unit ms (15ms; 15s is 15000 ms)",
+                file=sys.stderr,
+            )
     if not reward.target_changes_ranking:
         if config["max_latency_ratio"] is not None:
             return

@@ -693,6 +693,8 @@ def _journal_mismatch(run: RunDir, events: list[dict[str, Any]], checkpoint: dic
     if skipped:
         lines = listed([str(line) for line in skipped], 5)
         damaged = f"; line {lines} is not a whole event" if len(skipped) == 1 else f"; lines {lines} are not whole events"
+    if applied > len(events) and not run.events.path.exists():
+        return f"{run.events.path} is missing ({CHECKPOINT} reflects {applied} events); {keep}"
     if applied > len(events):
         return f"{run.events.path} holds {len(events)} events but {CHECKPOINT} reflects {applied}: the journal was cut short, replaced or damaged{damaged}; {keep}"
     last = checkpoint.get("last_event")

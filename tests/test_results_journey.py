@@ -86,7 +86,7 @@ def test_an_emptied_journal_is_said_and_so_is_the_refusal(runs: dict[str, Path],
     (empty / "events.jsonl").unlink()
     assert load_run(empty).journal_unread == "events.jsonl is missing"
     assert nas_search(["--resume", str(empty), "--quiet"]) == 2  # a resume refuses it, as said
-    capsys.readouterr()
+    assert f"{empty / 'events.jsonl'} is missing (strategy.pt reflects" in capsys.readouterr().err  # not "holds 0 events"
 
 
 @pytest.mark.parametrize("by", [",", "", " , "])

@@ -678,6 +678,13 @@ def test_a_target_that_cannot_change_the_ranking_is_said_to_be_no_limit(cells: P
     assert nas_search(_args(cells, tmp_path / "hard-40", "--samples", "5", "--reward", "hard", "--target-latency", "40ms")) == 0
     assert (f"note: even the slowest architecture of the table takes only {slowest:.2f} ms by the latency table, within the 40 ms target,"
             f" so the target constrains nothing: the hard reward is then the accuracy alone; a target below {slowest:.2f} ms") in capsys.readouterr().err
+    # seconds typed for milliseconds, whatever the reward: said (only the hard reward's note had hinted at it)
+    for name, extra in (("soft-15s", []), ("hard-15s", ["--reward", "hard"])):
+        assert nas_search(_args(cells, tmp_path / name, "--samples", "2", "--target-latency", "15s", *extra)) == 0
+        assert (f"note: the target, 15000 ms, is over 100 times the slowest architecture of the table's {slowest:.2f} ms;"
+                " if it was meant in milliseconds, give the unit ms (15ms; 15s is 15000 ms)") in capsys.readouterr().err, name
+    assert nas_search(_args(cells, tmp_path / "soft-40", "--samples", "2", "--target-latency", "40ms")) == 0
+    assert "is over 100 times" not in capsys.readouterr().err
 
 
 def test_a_best_over_the_target_is_said_to_be_and_what_meets_it_is_named(cells: Path, tmp_path: Path, capsys) -> None:
@@ -703,6 +710,8 @@ def test_a_best_over_the_target_is_said_to_be_and_what_meets_it_is_named(cells: 
     assert nas_search(_args(cells, out, "--samples", "5", "--strategy", "random", "--seed", "2", "--target-latency", f"{fastest * 1.0001}ms")) == 0
     assert not [r for r in trained(out) if float(r["latency_ms"]) <= fastest * 1.0001]
     assert f"nothing evaluated is within the {fastest * 1.0001:g} ms target by the table; --max-latency-ratio 1 spends every evaluation within it" in capsys.readouterr().out
+    assert nas_results(["show", str(out)]) == 0  # in the same words ('best accuracy -' read as a value missing)
+    assert f"  within target   nothing evaluated is within the {fastest * 1.0001:g} ms target\n" in capsys.readouterr().out
     # within the target: neither line
     out = tmp_path / "hard"
     assert nas_search(_args(cells, out, "--samples", "10", "--strategy", "random", "--seed", "2", "--reward", "hard", "--target-latency", "40ms")) == 0

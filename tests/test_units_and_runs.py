@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -664,3 +665,24 @@ def test_work_done_before_a_resume_is_counted_but_not_in_the_rate() -> None:
     bar.update(1)
     assert bar.n == 9 and bar.format_dict["rate"] == pytest.approx(1 / 20)
     bar.close()
+
+
+def test_a_run_in_a_folder_that_cannot_be_written_is_refused_in_words(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Resuming a run on a read-only copy or mount said only "Read-only file system: RUN/.lock"."""
+    import builtins
+    import errno
+
+    run = RunDir.create(tmp_path / "run", {"kind": "search"})
+    opened = builtins.open
+
+    def read_only(file, mode="r", *args, **kwargs):  # what a read-only mount answers (root ignores permission bits)
+        if str(file).endswith(".lock") and mode != "r":
+            raise OSError(errno.EROFS, "Read-only file system", str(file))
+        return opened(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", read_only)
+    with pytest.raises(ValueError, match=rf"^cannot write in {run.root} \(Read-only file system\): a run goes on in its own folder; copy it somewhere writable"), run.claim():
+        pass
+    monkeypatch.undo()
+    with run.claim():  # writable again: claimed as before, this process named in the lock
+        assert (run.root / ".lock").read_text().strip() == str(os.getpid())

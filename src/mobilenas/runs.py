@@ -484,7 +484,14 @@ class RunDir:
         """
         self.root.mkdir(parents=True, exist_ok=True)
         busy = f"{self.root} is in use by another process{{by}}; let it finish or stop it, then --resume {shlex.quote(str(self.root))}"
-        with hold_lock(self.root / LOCK, busy):
+        with contextlib.ExitStack() as held:
+            try:
+                held.enter_context(hold_lock(self.root / LOCK, busy))
+            except OSError as error:  # a read-only copy or mount: the bare "Read-only file system: .../.lock" said too little
+                raise ValueError(
+                    f"cannot write in {self.root} ({error.strerror or type(error).__name__}): a run goes on in its own folder; copy it somewhere"
+                    f" writable (cp -r) and go on there; nas-results show {shlex.quote(str(self.root))} reads it where it is"
+                ) from None
             yield self
 
     def holder(self) -> int | None:
