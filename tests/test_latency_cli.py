@@ -409,8 +409,14 @@ def test_predictions_beyond_the_corrections_points_get_a_note(space_file, tmp_pa
     code, out, err = run(["predict", TINY, "--table", str(table.path), "--measure-missing"], capsys)
     assert code == 0 and err.startswith("note: ") and err.strip().endswith(f"; nas-latency measure '{TINY}' --input-size 32 times it")
     inside = synthetic_tiny_table(tmp_path / "inside.jsonl", [0.001, 100.0])
-    code, _, err = run(["fastest", "--space", str(space_file), "--num-classes", "10", "--table", str(inside.path)], capsys)
+    code, out, err = run(["fastest", "--space", str(space_file), "--num-classes", "10", "--table", str(inside.path), "--json"], capsys)
     assert code == 0 and "note" not in err
+    # a hair outside (the fastest at 0.99 of the lowest point): no note (it read "0.371 ms lies outside the 0.371-3.08 ms")
+    fastest_ms = json.loads(out)["latency_ms"]
+    for low, noted in ((fastest_ms / 0.99, False), (fastest_ms / 0.9, True)):
+        edge = synthetic_tiny_table(tmp_path / f"edge-{noted}.jsonl", [low, 100.0])
+        code, _, err = run(["fastest", "--space", str(space_file), "--num-classes", "10", "--table", str(edge.path)], capsys)
+        assert code == 0 and ("note: the fastest's" in err) == noted, (low, err)
 
 
 def test_calibrate_checks_it_can_update_the_table_before_measuring(built_table, space_file, tmp_path, monkeypatch, capsys) -> None:
