@@ -114,9 +114,15 @@ def _run(job: tuple[int, int, dict[str, Any], bool]) -> dict[str, Any]:
 
 
 def _kendall(a: Sequence[float | None], b: Sequence[float | None]) -> float:
-    from scipy.stats import kendalltau
+    """Kendall's tau-b (ties in either ranking handled as scipy.stats.kendalltau does), in numpy:
+    scipy is no dependency of the project, and the tests run this on a clean install."""
+    import numpy as np
 
-    return float(kendalltau(a, b).statistic)
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    upper = np.triu_indices(len(x), k=1)
+    dx, dy = np.sign(x[:, None] - x[None, :])[upper], np.sign(y[:, None] - y[None, :])[upper]
+    denominator = np.sqrt(float(np.count_nonzero(dx)) * float(np.count_nonzero(dy)))
+    return float(np.sum(dx * dy) / denominator) if denominator else float("nan")
 
 
 def _bootstrap_tau(a: list[float], b: list[float], seed: int = 0, rounds: int = 2000) -> tuple[float, float]:
@@ -134,9 +140,18 @@ def _bootstrap_tau(a: list[float], b: list[float], seed: int = 0, rounds: int = 
     return float(np.percentile(clean, 5)), float(np.percentile(clean, 95))
 
 
-def analyse(records: list[dict[str, Any]], archs: list[Any]) -> dict[str, Any]:
-    from scipy.stats import spearmanr
+def _spearman(a: Sequence[float], b: Sequence[float]) -> float:
+    """Spearman's rank correlation (average ranks for ties), as scipy.stats.spearmanr."""
+    import numpy as np
+    import pandas as pd
 
+    x, y = pd.Series(list(a), dtype=float).rank().to_numpy(), pd.Series(list(b), dtype=float).rank().to_numpy()
+    if x.std() == 0 or y.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(x, y)[0, 1])
+
+
+def analyse(records: list[dict[str, Any]], archs: list[Any]) -> dict[str, Any]:
     from mobilenas.space import count_params
 
     by = {(r["arch"], r["images"]): r for r in records}
@@ -156,7 +171,7 @@ def analyse(records: list[dict[str, Any]], archs: list[Any]) -> dict[str, Any]:
             "kendall_tau_vs_reference_val": tau,
             "kendall_tau_90ci": [low, high],
             "kendall_tau_vs_reference_test": _kendall(accuracies, reference_test),
-            "spearman_vs_reference_val": float(spearmanr(accuracies, reference).statistic),
+            "spearman_vs_reference_val": _spearman(accuracies, reference),
             "mean_val_accuracy": sum(accuracies) / n,
             "mean_trial_s": sum(cpu_s) / n,
             "mean_train_s": sum(by[(i, images)]["train_time_s"] for i in range(n)) / n,
