@@ -340,8 +340,9 @@ def _print_search(run: Any, summary: dict[str, Any], front: Any, args: argparse.
     feasible = summary["best_feasible_accuracy"]
     final = f" ({run.final_column} {summary['best_feasible_final_accuracy']:.4f})" if run.final_column and not math.isnan(summary["best_feasible_final_accuracy"]) else ""
     where = f", trial #{summary['best_feasible_number']} at {format_ms(summary['best_feasible_latency_ms'])}" if summary.get("best_feasible_number") is not None else ""
-    if summary["best_number"] is not None and math.isnan(feasible):  # as nas-search says it ('-' read as a missing value)
-        print(f"  within target   nothing evaluated is within the {run.target_latency_ms:g} ms target")
+    if math.isnan(feasible):  # as nas-search says it ('best accuracy -' read as a missing value)
+        nothing = "nothing evaluated is" if summary["best_number"] is not None else "no successful trial, so nothing is"
+        print(f"  within target   {nothing} within the {run.target_latency_ms:g} ms target")
     else:
         print(f"  within target   best accuracy {_number(feasible)}{final}{where}")
     print(f"  front           {_hypervolume_line(summary)}")

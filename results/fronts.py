@@ -555,6 +555,14 @@ def _label(text: Any, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _show(run: Any) -> str:
+    """The run's folder as a command line takes it (its label is only the folder's name: a command
+    naming it worked from the folder above it alone)."""
+    import shlex
+
+    return shlex.quote(str(run.path))
+
+
 def comparison_notes(runs: Sequence[RunResults], table: pd.DataFrame, by: Sequence[str], reference: ReferenceLike | None = None) -> list[str]:
     """One-line notes on a comparison (:func:`compare_runs` of ``runs``, grouped by ``by``) that its
     table and means do not show: what ``nas-results compare`` prints under ``note:``, and the notebook too.
@@ -575,11 +583,11 @@ def comparison_notes(runs: Sequence[RunResults], table: pd.DataFrame, by: Sequen
         unread = getattr(run, "results_unread", None)
         if unread:
             best = " (best.json is there)" if getattr(run, "best", None) is not None else ""
-            notes.append(f"run {_label(row['run'])}: {unread}{best}: no trial can be read, so it is shown as '-' and left out of the means; see nas-results show {_label(row['run'])}")
+            notes.append(f"run {_label(row['run'])}: {unread}{best}: no trial can be read, so it is shown as '-' and left out of the means; see nas-results show {_show(run)}")
         elif isinstance(run, SearchResults) and row.get("candidates") == 0:
             notes.append(f"run {_label(row['run'])} has no successful trial: it is shown as '-' and left out of the means")
         elif isinstance(run, SearchResults) and run.journal_unread and row.get("finished"):  # unfinished ones are noted below
-            refused = f"; nas-search --resume refuses it: see nas-results show {_label(row['run'])}" if resume_refusal(run.path, "search") else ""
+            refused = f"; nas-search --resume refuses it: see nas-results show {_show(run)}" if resume_refusal(run.path, "search") else ""
             notes.append(f"run {_label(row['run'])}: {run.journal_unread} (its figures come from trials.csv){refused}")
     unfinished = [row for row in records if row.get("finished") is not None and row.get("finished") == row.get("finished") and not bool(row.get("finished"))
                   and not isinstance(row.get("results_unread"), str)]  # noted above
@@ -596,7 +604,7 @@ def comparison_notes(runs: Sequence[RunResults], table: pd.DataFrame, by: Sequen
             if run is not None and _running(run.path):
                 state = "running now"
             elif run is not None and resume_refusal(run.path, "search" if row.get("kind") == "search" else "netadapt"):
-                state = f"refused: see nas-results show {_label(row['run'])}"
+                state = f"refused: see nas-results show {_show(run)}"
             elif limit is not None and limit == limit:
                 state = "stopped at its time limit"
             else:

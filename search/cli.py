@@ -308,6 +308,8 @@ def _note_target_is_no_limit(setup: Setup) -> None:
                 " if it was meant in milliseconds, give the unit ms (15ms; 15s is 15000 ms)",
                 file=sys.stderr,
             )
+            if reward.target_changes_ranking:
+                return  # (the hard reward's "even the slowest ... constrains nothing" would say it again)
     if not reward.target_changes_ranking:
         if config["max_latency_ratio"] is not None:
             return

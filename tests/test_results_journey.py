@@ -62,7 +62,7 @@ def test_compare_says_a_cut_journal_is_refused_as_show_does(runs: dict[str, Path
     assert "not finished    nas-search --resume refuses it as it is: " in shown
     assert nas_results(["compare", str(cut), str(runs["ppo"]), "--out", str(tmp_path / "f.png")]) == 0
     err = capsys.readouterr().err
-    assert "note: 1 run not finished: cut (" in err and "refused: see nas-results show cut" in err  # short: show has the reason
+    assert "note: 1 run not finished: cut (" in err and f"refused: see nas-results show {cut}" in err  # short: show has the reason
     assert "strategy.pt reflects" not in err and "--resume goes on" not in err
     assert nas_search(["--resume", str(cut), "--quiet"]) == 2  # as said
     capsys.readouterr()
@@ -82,7 +82,7 @@ def test_an_emptied_journal_is_said_and_so_is_the_refusal(runs: dict[str, Path],
     assert json.loads(capsys.readouterr().out)["summary"]["journal_unread"] == "events.jsonl is empty"
     assert nas_results(["compare", str(empty), str(runs["ppo"]), "--out", str(tmp_path / "f.png")]) == 0
     err = capsys.readouterr().err
-    assert "note: run empty: events.jsonl is empty (its figures come from trials.csv); nas-search --resume refuses it: see nas-results show empty" in err
+    assert f"note: run empty: events.jsonl is empty (its figures come from trials.csv); nas-search --resume refuses it: see nas-results show {empty}" in err
     (empty / "events.jsonl").unlink()
     assert load_run(empty).journal_unread == "events.jsonl is missing"
     assert nas_search(["--resume", str(empty), "--quiet"]) == 2  # a resume refuses it, as said

@@ -183,7 +183,9 @@ def test_a_run_that_just_started_reads_and_draws(tmp_path: Path, capsys: pytest.
     summary = run_summary(run)
     assert summary["front_size"] == 0 and math.isnan(summary["hypervolume"]) and summary["best_number"] is None  # no front, no hypervolume (not 0: compare averaged that in)
     assert nas_results(["show", str(fresh)]) == 0
-    assert "no successful trial yet" in capsys.readouterr().out
+    shown = capsys.readouterr().out
+    assert "no successful trial yet" in shown and "best accuracy -" not in shown  # '-' read as a value missing
+    assert "  within target   no successful trial, so nothing is within the " in shown
     assert nas_results(["figures", str(fresh), "--out", str(tmp_path / "figures")]) == 0
     assert len(list((tmp_path / "figures").glob("*.png"))) == 3
     for figure in (plot_convergence(run), plot_reward_landscape(run)):
