@@ -114,29 +114,17 @@ class SearchResults(RunBase):
         name, data = self.space_name, self.manifest.get("space")
         if not isinstance(data, dict):  # an old manifest: the name is all there is
             return name
-        if data.get("kind") == "cell":  # a tabular run's cell space (NAS-Bench-201's, or an edit of it)
-            from mobilenas.space import CellSpace
-
-            try:
-                cell = CellSpace.from_dict(data)
-            except (ValueError, TypeError):  # SpecError included
-                return f"{name} (unreadable)"
-            if cell.is_builtin():
-                return name
-            if cell.name == "nb201":
-                return cell.describe_name()  # "nb201 (edited copy 3f2a9c1e)"
-            return f"{name} (from a file {cell.fingerprint()[:8]})"
-        from mobilenas.space import SearchSpace
-        from mobilenas.space.search_space import SPACES
+        from mobilenas.space.search_space import space_from_dict
 
         try:
-            space = SearchSpace.from_dict(data)
+            space = space_from_dict(data)  # a network space, or a tabular run's cell space
         except (ValueError, TypeError):  # SpecError included
             return f"{name} (unreadable)"
         if space.is_builtin():
             return name
-        if name in SPACES:
-            return space.describe_name()  # "mnasnet (edited copy 3f2a9c1e)", as `mobilenas show` says it
+        edited = space.describe_name()  # "mnasnet (edited copy 3f2a9c1e)", as `mobilenas show` says it
+        if edited != space.name:
+            return edited
         return f"{name} (from a file {space.layout_fingerprint()[:8]})"
 
     @property

@@ -211,6 +211,11 @@ class CellSpace:
         """A stable 16-hex-digit identity of the space (sha256 of its canonical JSON)."""
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
 
+    def layout_fingerprint(self) -> str:
+        """:meth:`fingerprint` (a cell's networks have no class count or input channels to leave
+        out, as :meth:`mobilenas.space.SearchSpace.layout_fingerprint` does)."""
+        return self.fingerprint()
+
     def is_builtin(self) -> bool:
         """Whether this is NAS-Bench-201's space unchanged (as :meth:`mobilenas.space.SearchSpace.is_builtin`)."""
         return self == CellSpace()

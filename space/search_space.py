@@ -894,20 +894,25 @@ def load_space(name: str | Path, num_classes: int | None = None) -> SearchSpace 
     raise ValueError(f"unknown search space {text!r}{did_you_mean(text, _space_names())}; choose one of {names} or give a space .json file")
 
 
+def space_from_dict(data: Any) -> SearchSpace | CellSpace:
+    """A space's :meth:`SearchSpace.to_dict` form, or NAS-Bench-201's cell space's (``"kind":
+    "cell"``), as the space it is (a run's manifest records either)."""
+    from mobilenas.space.nb201 import CELL_KIND, CellSpace
+
+    if isinstance(data, dict) and data.get("kind") == CELL_KIND:
+        return CellSpace.from_dict(data)
+    return SearchSpace.from_dict(data)
+
+
 def _read_space_file(path: Path) -> SearchSpace | CellSpace:
     """The space a .json file holds (a space, ``show --space --json`` output, a run's manifest)."""
     from mobilenas.space.io import read_text_file
-    from mobilenas.space.nb201 import CELL_KIND, CellSpace
 
     text = read_text_file(path, "a space JSON file")
     try:
         data = _parse_json(text)
         inner, wrapper = _unwrap(data)
-        if isinstance(inner, dict) and inner.get("kind") == CELL_KIND:  # the nb201 cell space (a tabular run's manifest too)
-            cells = CellSpace.from_dict(inner)
-            check_derived(cells, wrapper)
-            return cells
-        space = SearchSpace.from_dict(inner)
+        space = space_from_dict(inner)  # the nb201 cell space too (a tabular run's manifest)
         check_derived(space, wrapper)
         return space
     except SpecError as error:  # name the file: "my_space.json: missing key 'schema_version'"
