@@ -506,8 +506,6 @@ def _journal_unread(run: Any, *, refusal: bool) -> str:
     a resume refuses it: its checkpoint reflects more events than the journal holds)."""
     said = f"{run.journal_unread}: the figures come from {run.path / 'trials.csv'}"
     why = _resume_refusal(run.path, "nas-search --resume") if refusal else None
-    if why and not (run.path / "events.jsonl").exists():  # said once: "missing" is the reason
-        return said + "; nas-search --resume refuses the run without it: put the run's events.jsonl back to resume it"
     return said + (f"; nas-search --resume refuses it as it is: {why}" if why else "")
 
 

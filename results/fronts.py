@@ -535,12 +535,7 @@ def resume_refusal(path: Path, kind: str) -> str | None:
     if kind == "search":
         from mobilenas.search.orchestrator import journal_cut_short
 
-        refusal = journal_cut_short(RunDir(path))
-        if refusal is not None and not (Path(path) / "events.jsonl").exists():
-            # the orchestrator's words ("holds 0 events ... cut short, replaced or damaged") are for a
-            # damaged file; this one is not there at all
-            return "its events.jsonl is missing (strategy.pt holds the state after its events): put the run's events.jsonl back to resume it"
-        return refusal
+        return journal_cut_short(RunDir(path))  # (it says a missing events.jsonl is missing)
     from mobilenas.netadapt.run import check_history
 
     try:
