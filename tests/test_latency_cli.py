@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import shutil
 import subprocess
@@ -512,3 +513,16 @@ def test_help_names_every_built_in_space(capsys) -> None:
     # --help said "mnasnet, mobilenetv3" where the error offered mnasnet-relu6 too
     code, out, _ = run(["build", "--help"], capsys)
     assert code == 0 and "mnasnet, mobilenetv3, mnasnet-relu6, a space .json file or a search run's folder" in " ".join(out.split())
+
+
+def test_build_counts_the_entries_of_networks_outside_the_space(built_table, space_file, tmp_path, capsys) -> None:
+    """'3183 entries (0 measured now, 3172 already there)': the 11 others, measured for networks of
+    another class count or space, were in neither count."""
+    table = tmp_path / "other-classes.jsonl"
+    shutil.copy(built_table, table)
+    code, out, _ = run(["build", "--space", str(space_file), "--num-classes", "7", "--input-size", "32", "--table", str(table), "--repeats", "3", "--correction-samples", "2"], capsys)
+    assert code == 0
+    found = re.search(r"  (\d+) entries \((\d+) measured now, (\d+) already there, (\d+) of networks outside this space\)", out)
+    assert found is not None, out
+    entries, measured, reused, other = (int(n) for n in found.groups())
+    assert measured > 0 and other > 0 and measured + reused + other == entries  # the classifier for 10 classes, now outside
