@@ -372,14 +372,14 @@ def _build(args: argparse.Namespace, prog: str = "nas-latency", argv: Sequence[s
     set_interrupt_note(kept)
     result = build_table(space, path=args.table, input_size=size, backend=backend, progress=not args.quiet, correction_samples=samples, seed=args.seed, force_device=args.force_device, method=method, refit_correction=args.refit_correction)
     correction = result.correction
-    other = result.entries - result.measured - result.shared - result.reused  # measured for networks outside this space (another space's, another class count's)
+    outside = result.entries - result.measured - result.shared - result.reused  # measured for networks outside this space (another space's, another class count's)
     payload = {
         "table": str(result.path),
         "entries": result.entries,
         "measured": result.measured,
         "reused": result.reused,
         "measured_by_others": result.shared,
-        "outside_space": other,
+        "outside_space": outside,
         "wall_time_s": result.wall_time_s,
         "correction": correction.to_dict(),
         "device": result.table.device.to_dict(),
@@ -389,7 +389,7 @@ def _build(args: argparse.Namespace, prog: str = "nas-latency", argv: Sequence[s
         return 0
     print(f"table {result.path}")
     meanwhile = f", {result.shared} by another process meanwhile" if result.shared else ""
-    elsewhere = f", {other} of networks outside this space" if other > 0 else ""
+    elsewhere = f", {outside} of networks outside this space" if outside > 0 else ""
     print(f"  {result.entries} entries ({result.measured} measured now{meanwhile}, {result.reused} already there{elsewhere}) in {result.wall_time_s:.0f} s")
     print(f"  device: {result.table.device.describe()}")
     if correction.fitted:
