@@ -303,13 +303,12 @@ def _note_target_is_no_limit(setup: Setup) -> None:
     if setup.slowest is not None and config["target_latency"] >= 100 * setup.fastest_ms:  # (the fastest is known: the slowest may take measuring)
         slowest_ms, what = setup.slowest()
         if config["target_latency"] >= 100 * slowest_ms:  # 15s typed for 15ms, say (as nas-latency fastest says it)
+            slowest_name = what.split(" (")[0]  # its notation, if any, is for the hard reward's note below
             print(
-                f"note: the target, {target}, is over 100 times {what}'s {format_ms(slowest_ms)};"
+                f"note: the target, {target}, is over 100 times {slowest_name}'s {format_ms(slowest_ms)};"
                 " if it was meant in milliseconds, give the unit ms (15ms; 15s is 15000 ms)",
                 file=sys.stderr,
             )
-            if reward.target_changes_ranking:
-                return  # (the hard reward's "even the slowest ... constrains nothing" would say it again)
     if not reward.target_changes_ranking:
         if config["max_latency_ratio"] is not None:
             return

@@ -552,6 +552,9 @@ def test_a_hard_target_that_even_the_slowest_network_meets_is_noted(space_file: 
     slowest, arch = slowest_latency(space, loaded)  # what the search measured for it is in the table now
     assert f"note: even the slowest architecture of space tiny ({arch.to_notation()}) takes only {format_ms(slowest)} by the latency table, within the 1000 ms target" in err
     assert "the hard reward is then the accuracy alone" in err
+    # 1000 ms is also over 100 times the slowest (seconds typed for ms?): said, without the notation again
+    assert f"note: the target, 1000 ms, is over 100 times the slowest architecture of space tiny's {format_ms(slowest)};" in err
+    assert err.count(arch.to_notation()) == 1
     between = (fastest_latency(space, loaded)[0] + slowest) / 2  # a target some networks miss
     assert nas_search([*args, "--out", str(tmp_path / "tight"), "--target-latency", f"{between:.4f}ms"]) == 0
     assert "constrains nothing" not in capsys.readouterr().err
