@@ -93,3 +93,16 @@ def run_nas_latency(argv: list[str], capsys: Any) -> tuple[int, str, str]:
         code = int(exit_.code or 0)
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+def execute_notebook(notebook: Any, folder: Any) -> Any:
+    """Run every cell of ``notebook`` (a path, read here, or a notebook already read) with its
+    kernel in ``folder``; returns the notebook with its outputs. A cell that fails raises
+    (nbclient's CellExecutionError), so a test need not look for error outputs."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    if not isinstance(notebook, nbformat.NotebookNode):
+        notebook = nbformat.read(notebook, as_version=4)
+    NotebookClient(notebook, kernel_name="python3", timeout=300, resources={"metadata": {"path": str(folder)}}).execute()
+    return notebook

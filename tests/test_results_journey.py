@@ -26,7 +26,7 @@ from mobilenas.results.plots import (
 )
 from mobilenas.search.cli import main as nas_search
 
-from helpers import cell_search_args
+from helpers import cell_search_args, execute_notebook
 
 
 @pytest.fixture(scope="module")
@@ -136,16 +136,13 @@ def test_groups_of_the_library_are_those_of_the_cli(runs: dict[str, Path], tmp_p
 @pytest.mark.slow
 def test_the_notebook_groups_runs_per_problem_as_compare_does(runs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # it averaged the random runs of two problems and drew them in one colour
-    import nbformat
-    from nbclient import NotebookClient
 
     from mobilenas.results import notebook_path
 
     monkeypatch.setenv("MOBILENAS_RUN", str(runs["random"]))
     monkeypatch.setenv("MOBILENAS_COMPARE", f"{runs['ppo']},{runs['random-other']}")
     monkeypatch.setenv("MOBILENAS_FIGURES", str(tmp_path / "figures"))
-    notebook = nbformat.read(notebook_path("pareto"), as_version=4)
-    NotebookClient(notebook, kernel_name="python3", timeout=300, resources={"metadata": {"path": str(tmp_path)}}).execute()
+    notebook = execute_notebook(notebook_path("pareto"), tmp_path)
     cell = next(c for c in notebook.cells if c.cell_type == "code" and "results.compare_runs(" in c.source)
     printed = "".join(o.get("text", "") for o in cell.outputs if o.get("output_type") == "stream")
     assert "note: these runs search different problems" in printed and "problem 1: random, ppo; problem 2: random-other" in printed

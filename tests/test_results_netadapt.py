@@ -34,7 +34,7 @@ from mobilenas.results.cli import main as nas_results
 from mobilenas.runs import Journal
 from mobilenas.space import Architecture, reference
 
-from helpers import tiny_space
+from helpers import execute_notebook, tiny_space
 
 pytestmark = pytest.mark.slow
 
@@ -310,7 +310,6 @@ def test_figures_name_the_final_training_the_run_did(run_dir: Path) -> None:
 
 def test_netadapt_notebook_runs(run_dir: Path, tmp_path: Path) -> None:
     import nbformat
-    from nbclient import NotebookClient
 
     from mobilenas.results import notebook_path
 
@@ -321,7 +320,7 @@ def test_netadapt_notebook_runs(run_dir: Path, tmp_path: Path) -> None:
     injected = f"RUN_DIR = ''\nOUT_DIR = {str(tmp_path / 'figures')!r}\nREFERENCES = 'mobilenetv3-small'"
     notebook.cells.insert(index + 1, nbformat.v4.new_code_cell(injected))
     shutil.copytree(run_dir, tmp_path / "runs" / "netadapt-run")
-    NotebookClient(notebook, kernel_name="python3", timeout=300, resources={"metadata": {"path": str(tmp_path)}}).execute()
+    execute_notebook(notebook, tmp_path)
     text = "".join(o.get("text", "") for c in notebook.cells for o in c.get("outputs", []))
     assert f"RUN_DIR not set: the newest netadapt run, {Path('runs') / 'netadapt-run'}" in text
     written = sorted(p.name for p in (tmp_path / "figures").iterdir())

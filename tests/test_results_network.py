@@ -34,7 +34,7 @@ from mobilenas.search.cli import main as nas_search
 from mobilenas.space import Architecture, count_macs, count_params, reference
 from mobilenas.space.cost import architecture_cost
 
-from helpers import tiny_space
+from helpers import execute_notebook, tiny_space
 
 pytestmark = pytest.mark.slow
 
@@ -192,9 +192,6 @@ def test_plot_with_references_and_the_notebook(search: tuple[Path, Path], tmp_pa
     report = calibrate(tiny_space(), LookupTable.load(table), samples=3, rounds=2, out_dir=tmp_path / "calibration", progress=False)
     assert report.csv_path is not None
 
-    import nbformat
-    from nbclient import NotebookClient
-
     from mobilenas.results import notebook_path
 
     monkeypatch.setenv("MOBILENAS_RUN", str(out))
@@ -202,8 +199,7 @@ def test_plot_with_references_and_the_notebook(search: tuple[Path, Path], tmp_pa
     monkeypatch.setenv("MOBILENAS_REFERENCES", "mobilenetv3-small@0.5,mnasnet-a1@0.5")
     monkeypatch.setenv("MOBILENAS_CALIBRATION_CSV", report.csv_path)
     monkeypatch.setenv("MOBILENAS_LATENCY", "measured")
-    notebook = nbformat.read(notebook_path("pareto"), as_version=4)
-    NotebookClient(notebook, kernel_name="python3", timeout=300, resources={"metadata": {"path": str(tmp_path)}}).execute()
+    notebook = execute_notebook(notebook_path("pareto"), tmp_path)
     written = sorted(p.name for p in (tmp_path / "figures").iterdir())
     assert written == ["calibration.png", "convergence.png", "front.png", "fronts.png", "reward_landscape.png"]
     tables = [o for c in notebook.cells for o in c.get("outputs", []) if "text/html" in o.get("data", {})]
@@ -330,9 +326,6 @@ def test_a_run_whose_table_is_elsewhere_is_drawn_without_references(search: tupl
     default references are left off with a note; asked-for ones are refused, naming the way out."""
     import shutil
 
-    import nbformat
-    from nbclient import NotebookClient
-
     from mobilenas.results import notebook_path
 
     original, _ = search
@@ -348,8 +341,7 @@ def test_a_run_whose_table_is_elsewhere_is_drawn_without_references(search: tupl
     assert "left-behind.jsonl; give it with --latency-table PATH (table=...), or leave out --references" in capsys.readouterr().err
     monkeypatch.setenv("MOBILENAS_RUN", str(run))
     monkeypatch.setenv("MOBILENAS_FIGURES", str(tmp_path / "figures"))
-    notebook = nbformat.read(notebook_path("pareto"), as_version=4)
-    NotebookClient(notebook, kernel_name="python3", timeout=300, resources={"metadata": {"path": str(tmp_path)}}).execute()
+    notebook = execute_notebook(notebook_path("pareto"), tmp_path)
     text = "".join(o.get("text", "") for c in notebook.cells for o in c.get("outputs", []))
     assert "reference networks not drawn" in text and (tmp_path / "figures" / "front.png").is_file()
 

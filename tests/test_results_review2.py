@@ -31,7 +31,7 @@ from mobilenas.results.cli import main as nas_results
 from mobilenas.search.cli import main as nas_search
 from mobilenas.space import CellSpace
 
-from helpers import cell_search_args, write_cell_benchmark
+from helpers import cell_search_args, execute_notebook, write_cell_benchmark
 
 
 def _write_tied_benchmark(path: Path) -> None:
@@ -236,8 +236,6 @@ def test_the_notes_are_a_function_the_notebook_calls(runs: dict[str, Path], tmp_
 
 @pytest.mark.slow
 def test_the_notebook_prints_the_notes_and_takes_a_folder_with_a_colon(runs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import nbformat
-    from nbclient import NotebookClient
 
     from mobilenas.results import notebook_path
 
@@ -248,10 +246,7 @@ def test_the_notebook_prints_the_notes_and_takes_a_folder_with_a_colon(runs: dic
     monkeypatch.setenv("MOBILENAS_RUN", str(runs["r0"]))
     monkeypatch.setenv("MOBILENAS_COMPARE", f"{colon},{cut}")
     monkeypatch.setenv("MOBILENAS_FIGURES", str(tmp_path / "figures"))
-    notebook = nbformat.read(notebook_path("pareto"), as_version=4)
-    NotebookClient(notebook, kernel_name="python3", timeout=300, resources={"metadata": {"path": str(tmp_path)}}).execute()
-    errors = [o for c in notebook.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.get("output_type") == "error"]
-    assert not errors
+    notebook = execute_notebook(notebook_path("pareto"), tmp_path)
     text = "".join(o.get("text", "") for c in notebook.cells for o in c.get("outputs", []))
     assert "note: 1 run not finished: cut (" in text
     assert "h-greedy.py:Greedy-s1" in "".join(json.dumps(o.get("data", {})) + o.get("text", "") for c in notebook.cells for o in c.get("outputs", []))

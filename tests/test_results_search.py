@@ -37,7 +37,7 @@ from mobilenas.search.base import EARLY_STOPPED
 from mobilenas.search.cli import main as nas_search
 from mobilenas.search.pareto import hypervolume as reference_hypervolume
 
-from helpers import write_cell_benchmark
+from helpers import execute_notebook, write_cell_benchmark
 
 TARGET_MS = 9.0
 
@@ -378,8 +378,6 @@ def test_umbrella_command_dispatches(runs: dict[str, Path], capsys: pytest.Captu
 
 @pytest.mark.slow
 def test_pareto_notebook_runs_on_tabular_runs(runs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import nbformat
-    from nbclient import NotebookClient
 
     from mobilenas.results import notebook_path
 
@@ -388,10 +386,7 @@ def test_pareto_notebook_runs_on_tabular_runs(runs: dict[str, Path], tmp_path: P
     monkeypatch.setenv("MOBILENAS_RUN", os.path.relpath(runs["ppo-0"], tmp_path.parent))
     monkeypatch.setenv("MOBILENAS_COMPARE", f"{runs['random-0']},{os.path.relpath(runs['random-1'], tmp_path.parent)}")
     monkeypatch.setenv("MOBILENAS_FIGURES", str(tmp_path / "figures"))
-    notebook = nbformat.read(notebook_path("pareto"), as_version=4)
-    NotebookClient(notebook, kernel_name="python3", timeout=300, resources={"metadata": {"path": str(tmp_path)}}).execute()
-    errors = [o for c in notebook.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.get("output_type") == "error"]
-    assert not errors
+    notebook = execute_notebook(notebook_path("pareto"), tmp_path)
     written = sorted(p.name for p in (tmp_path / "figures").iterdir())
     assert written == ["convergence.png", "front.png", "fronts.png", "reward_landscape.png"]
     for name in written:
@@ -405,14 +400,6 @@ def test_nas_results_notebook_writes_a_copy_that_reads_the_run_from_anywhere(run
     """A review ran the session from its own folder: results/pareto.ipynb found no run there. The
     copy in the run's folder reads the folder it is in (Jupyter runs a notebook there), so it
     follows a copied or moved run (another review: it had read the original)."""
-    import nbformat
-    from nbclient import NotebookClient
-
-    def execute(notebook_file: Path, kernel_folder: Path) -> None:
-        notebook = nbformat.read(notebook_file, as_version=4)
-        NotebookClient(notebook, kernel_name="python3", timeout=300, resources={"metadata": {"path": str(kernel_folder)}}).execute()
-        errors = [o for c in notebook.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.get("output_type") == "error"]
-        assert not errors
 
     run = tmp_path / "run"
     shutil.copytree(runs["ppo-0"], run)
@@ -423,13 +410,13 @@ def test_nas_results_notebook_writes_a_copy_that_reads_the_run_from_anywhere(run
     assert f"wrote {run / 'pareto.ipynb'} (reads the run folder it is in, {run.resolve()})\nopen it: jupyter notebook {run / 'pareto.ipynb'}\n" == out
     moved = tmp_path / "moved run"
     shutil.copytree(run, moved)  # copied with its notebook
-    execute(moved / "pareto.ipynb", moved)
+    execute_notebook(moved / "pareto.ipynb", moved)
     assert (moved / "figures" / "front.png").is_file() and not (run / "figures").exists()  # the copy's, not the original's
     # a kernel started in a folder that holds no run (papermill, nbclient without a path) reads the
     # run the notebook was written into (it had failed: "... is not a mobilenas run directory")
     nowhere = tmp_path / "nowhere"
     nowhere.mkdir()
-    execute(run / "pareto.ipynb", nowhere)
+    execute_notebook(run / "pareto.ipynb", nowhere)
     assert (run / "figures" / "front.png").is_file()
     shutil.rmtree(run / "figures")
     # written elsewhere (--out), it names the run; run from a folder with no run under it
@@ -437,7 +424,7 @@ def test_nas_results_notebook_writes_a_copy_that_reads_the_run_from_anywhere(run
     elsewhere.mkdir()
     assert nas_results(["notebook", str(run), "--out", str(elsewhere / "study.ipynb")]) == 0
     assert f"(reads {run.resolve()})" in capsys.readouterr().out
-    execute(elsewhere / "study.ipynb", elsewhere)
+    execute_notebook(elsewhere / "study.ipynb", elsewhere)
     assert (run / "figures" / "front.png").is_file()
     # written once: a second time would lose the user's edits
     assert nas_results(["notebook", str(run)]) == 2
